@@ -1,0 +1,64 @@
+# tardis — the two commands a newcomer needs:
+#   make demo   install what is missing, build, train + record Fashion-MNIST, show the run
+#   make test   install what is missing, build, run every test (also under ASan+UBSan)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+DEMO_RUN   ?= runs/fmnist-noisy10
+DEMO_EPOCHS ?= 20
+
+# Debian packages tardis needs to build and test.
+DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev \
+  zlib1g-dev libpng-dev libsqlite3-dev libmicrohttpd-dev libgif-dev \
+  dataset-fashion-mnist python3 python3-numpy python3-torch
+
+.PHONY: all deps build test test-unit test-asan test-python demo bench clean format
+
+all: build
+
+# Installs only what is missing; does nothing (and needs no root) when all is there.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "tardis: installing missing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "tardis: run as root (or install them yourself)"; exit 1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DTD_WERROR=ON >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-asan
+
+test-python: build
+	TD_BIN=$(CURDIR)/$(BUILD)/tardis /usr/bin/python3 -m unittest discover -s tests/python -v
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTD_WERROR=ON \
+	  -DTD_SANITIZE=address,undefined >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	./$(BUILD)/tardis train --dataset fashion-mnist --model mlp --epochs $(DEMO_EPOCHS) \
+	  --noise 0.1 --seed 1 --force --out $(DEMO_RUN)
+	./$(BUILD)/tardis info $(DEMO_RUN)
+
+bench: build
+	./$(BUILD)/bench_train
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,26 @@
+/* tardis/fsutil.h — small file-system helpers used across tardis. */
+#ifndef TARDIS_FSUTIL_H
+#define TARDIS_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tardis/error.h"
+
+/* Joins a and b with '/' into buf; returns TD_ERANGE if it does not fit. */
+int td_path_join(char *buf, size_t len, const char *a, const char *b);
+bool td_path_exists(const char *path);
+bool td_path_is_dir(const char *path);
+/* mkdir -p. */
+int td_mkdirs(const char *path, td_err *err);
+/* rm -rf (refuses "/" and ""). */
+int td_remove_tree(const char *path, td_err *err);
+/* Writes a whole file atomically (temp file + fsync + rename). */
+int td_write_file_atomic(const char *path, const void *data, size_t len,
+                         td_err *err);
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (caller frees). */
+int td_read_file(const char *path, char **data, size_t *len, td_err *err);
+/* fsyncs a directory so that renames inside it are durable. */
+void td_fsync_dir(const char *path);
+
+#endif

@@ -1,0 +1,35 @@
+/* tardis/parallel.h — a parallel-for over index ranges.
+ *
+ * The callback receives a half-open range [begin, end) and the id of the
+ * thread running it (0 .. nthreads-1), so each thread can own its scratch
+ * memory without locks:
+ *
+ *     static void rows_cb(void *ctx, int64_t begin, int64_t end, int tid) {..}
+ *     td_parallel_for(n_rows, 256, rows_cb, &ctx);
+ *
+ * Work is handed out in chunks of `grain` indices through an atomic counter.
+ * The number of threads is td_threads() (set once by the front end with
+ * td_set_threads; default: the number of online CPUs).
+ */
+#ifndef TARDIS_PARALLEL_H
+#define TARDIS_PARALLEL_H
+
+#include <stdint.h>
+
+typedef void (*td_range_cb)(void *ctx, int64_t begin, int64_t end, int tid);
+
+/* Sets the thread count used by tardis (and by OpenBLAS). n <= 0: all CPUs. */
+void td_set_threads(int n);
+int td_threads(void);
+
+/* Runs cb over [0, n) in chunks of `grain` on td_threads() threads (the
+ * caller's thread included) and returns when all are done. With one thread,
+ * or n <= grain, it runs inline. Deterministic chunking; nondeterministic
+ * assignment of chunks to threads, so callbacks must not depend on tid for
+ * anything but scratch space. */
+void td_parallel_for(int64_t n, int64_t grain, td_range_cb cb, void *ctx);
+
+/* Monotonic wall clock in seconds. */
+double td_now(void);
+
+#endif
