@@ -12,6 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tardis/error.h"
+
+static inline const char *td_t_msg(const td_err *e) { return e ? e->msg : ""; }
+
 static int td_t_failed_checks;
 
 #define CHECK(cond)                                                            \
@@ -52,7 +56,7 @@ static int td_t_failed_checks;
     int td_rc_ = (call);                                                       \
     if (td_rc_ != 0) {                                                         \
       fprintf(stderr, "  %s:%d: %s returned %d: %s\n", __FILE__, __LINE__,     \
-              #call, td_rc_, (errp) ? (errp)->msg : "");                       \
+              #call, td_rc_, td_t_msg(errp));                                  \
       td_t_failed_checks++;                                                    \
       return;                                                                  \
     }                                                                          \

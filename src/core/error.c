@@ -44,13 +44,23 @@ int td_err_set(td_err *err, int code, const char *fmt, ...) {
 void td_err_prefix(td_err *err, const char *fmt, ...) {
   if (!err)
     return;
-  char prefix[512], old[sizeof err->msg];
+  char old[sizeof err->msg];
   va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
-  va_end(ap);
   memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  va_start(ap, fmt);
+  int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  va_end(ap);
+  /* Truncate rather than fail: the message is for humans. */
+  size_t used = n < 0 ? 0 : (size_t)n;
+  if (used + 3 >= sizeof err->msg)
+    return;
+  memcpy(err->msg + used, ": ", 2);
+  used += 2;
+  size_t rest = strlen(old), room = sizeof err->msg - used - 1;
+  if (rest > room)
+    rest = room;
+  memcpy(err->msg + used, old, rest);
+  err->msg[used + rest] = '\0';
 }
 
 _Noreturn void td__assert_fail(const char *expr, const char *file, int line) {

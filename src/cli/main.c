@@ -1,0 +1,44 @@
+/* The `tardis` command: dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *help;
+} commands[] = {
+    {"train", td_cmd_train,
+     "train a classifier on a dataset and record every epoch"},
+    {"info", td_cmd_info, "summarise and validate a run"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: tardis <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+  fprintf(f, "\n'tardis <command> --help' describes one command.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+      !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("tardis 0.1.0\n");
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(argv[1], commands[i].name))
+      return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "tardis: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

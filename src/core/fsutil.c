@@ -1,0 +1,175 @@
+/* File-system helpers: paths, mkdir -p, rm -rf, atomic whole-file writes. */
+#include "tardis/fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int td_path_join(char *buf, size_t len, const char *a, const char *b) {
+  int n = (a && *a) ? snprintf(buf, len, "%s/%s", a, b)
+                    : snprintf(buf, len, "%s", b);
+  if (n < 0 || (size_t)n >= len)
+    return TD_ERANGE;
+  return TD_OK;
+}
+
+bool td_path_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+bool td_path_is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int td_mkdirs(const char *path, td_err *err) {
+  char buf[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof buf)
+    return td_err_set(err, TD_EARG, "invalid directory path '%s'", path);
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char c = buf[i];
+      buf[i] = '\0';
+      if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return td_err_set(err, TD_EIO, "%s: cannot create directory: %s", buf,
+                          strerror(errno));
+      buf[i] = c;
+    }
+  }
+  if (!td_path_is_dir(path))
+    return td_err_set(err, TD_EIO, "%s: exists and is not a directory", path);
+  return TD_OK;
+}
+
+static int remove_rec(const char *path, td_err *err) {
+  struct stat st;
+  if (lstat(path, &st) != 0)
+    return errno == ENOENT
+               ? TD_OK
+               : td_err_set(err, TD_EIO, "%s: %s", path, strerror(errno));
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    if (!d)
+      return td_err_set(err, TD_EIO, "%s: %s", path, strerror(errno));
+    struct dirent *e;
+    int rc = TD_OK;
+    while (rc == TD_OK && (e = readdir(d)) != NULL) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+        continue;
+      char child[4096];
+      if (td_path_join(child, sizeof child, path, e->d_name) != TD_OK)
+        rc = td_err_set(err, TD_ERANGE, "%s: path too long", path);
+      else
+        rc = remove_rec(child, err);
+    }
+    closedir(d);
+    if (rc != TD_OK)
+      return rc;
+    if (rmdir(path) != 0)
+      return td_err_set(err, TD_EIO, "%s: %s", path, strerror(errno));
+    return TD_OK;
+  }
+  if (unlink(path) != 0)
+    return td_err_set(err, TD_EIO, "%s: %s", path, strerror(errno));
+  return TD_OK;
+}
+
+int td_remove_tree(const char *path, td_err *err) {
+  if (!path || !*path || !strcmp(path, "/"))
+    return td_err_set(err, TD_EARG, "refusing to remove '%s'",
+                      path ? path : "");
+  return remove_rec(path, err);
+}
+
+void td_fsync_dir(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+int td_write_file_atomic(const char *path, const void *data, size_t len,
+                         td_err *err) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    return td_err_set(err, TD_EIO, "%s: cannot create: %s", tmp,
+                      strerror(errno));
+  const char *p = data;
+  size_t left = len;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      return td_err_set(err, TD_EIO, "%s: write failed: %s", path, strerror(e));
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    unlink(tmp);
+    return td_err_set(err, TD_EIO, "%s: cannot flush: %s", path,
+                      strerror(errno));
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return td_err_set(err, TD_EIO, "%s: cannot rename into place: %s", path,
+                      strerror(e));
+  }
+  return TD_OK;
+}
+
+int td_read_file(const char *path, char **data, size_t *len, td_err *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return td_err_set(err, errno == ENOENT ? TD_ENOENT : TD_EIO, "%s: %s", path,
+                      strerror(errno));
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
+  }
+  for (;;) {
+    if (n + 1 >= cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        fclose(f);
+        return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t r = fread(buf + n, 1, cap - n - 1, f);
+    n += r;
+    if (r == 0)
+      break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return td_err_set(err, TD_EIO, "%s: read error", path);
+  }
+  buf[n] = '\0';
+  *data = buf;
+  if (len)
+    *len = n;
+  return TD_OK;
+}
