@@ -1,0 +1,62 @@
+/* tardis/dataset.h — labelled image datasets for the built-in trainer, and
+ * label-noise injection.
+ *
+ *     td_dataset train, test;
+ *     td_dataset_load("fashion-mnist", NULL, "train", &train, &err);
+ *     int32_t *noisy = malloc(train.n * sizeof *noisy);
+ *     td_noise_inject(train.labels, train.n, train.n_classes,
+ *                     TD_NOISE_SYMMETRIC, 0.1, 1, noisy, &err);
+ *     td_dataset_close(&train);
+ */
+#ifndef TARDIS_DATASET_H
+#define TARDIS_DATASET_H
+
+#include <stdint.h>
+
+#include "tardis/array.h"
+
+#define TD_DATASET_MAX_CLASSES 64
+
+typedef struct td_dataset {
+  int64_t n;
+  int channels, height, width; /* input_shape [c, h, w] */
+  int n_classes;
+  const char *class_names[TD_DATASET_MAX_CLASSES]; /* static strings */
+  td_array images;                                 /* uint8 [n, h, w] */
+  td_array labels_arr;                             /* owned int32 [n] */
+  int32_t *labels;                                 /* = labels_arr.data */
+} td_dataset;
+
+/* Default directory of Debian's dataset-fashion-mnist package. */
+#define TD_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* Loads split "train" or "test" of a named dataset ("fashion-mnist"). dir
+ * overrides the default location (NULL: $TD_FASHION_MNIST_DIR or
+ * TD_FASHION_MNIST_DIR). A missing file gets a message that says which
+ * Debian package provides it. */
+int td_dataset_load(const char *name, const char *dir, const char *split,
+                    td_dataset *out, td_err *err);
+/* Keeps only the first n samples (n < ds->n). */
+void td_dataset_truncate(td_dataset *ds, int64_t n);
+void td_dataset_close(td_dataset *ds);
+
+typedef enum {
+  TD_NOISE_SYMMETRIC,  /* a uniformly random other class */
+  TD_NOISE_ASYMMETRIC, /* class i -> a fixed confusable class */
+  TD_NOISE_COUNT
+} td_noise_type;
+
+/* The fixed class mapping used by asymmetric noise for a dataset with
+ * n_classes classes (Fashion-MNIST gets pairs of look-alike classes; others
+ * i -> i+1 mod C). */
+int td_noise_asymmetric_target(const char *dataset, int n_classes, int cls);
+
+/* Writes labels with noise into `noisy` (n entries): exactly
+ * round(rate * n) samples, chosen uniformly without replacement from a seed,
+ * get a different label. Returns the number of flipped labels via the
+ * return value (>= 0) or a negative error code. */
+int64_t td_noise_inject(const int32_t *clean, int64_t n, int n_classes,
+                        td_noise_type type, const char *dataset, double rate,
+                        uint64_t seed, int32_t *noisy, td_err *err);
+
+#endif
