@@ -1,0 +1,66 @@
+/* tardis/train.h — the built-in subject trainer: trains a classifier on a
+ * dataset and records every epoch as a run (run format v1).
+ *
+ *     td_train_opts o;
+ *     td_train_opts_default(&o);
+ *     o.out = "runs/fmnist"; o.epochs = 30; o.noise = 0.1;
+ *     td_train_result r;
+ *     if (td_train(&o, &r, &err)) fprintf(stderr, "%s\n", err.msg);
+ *
+ * Recording runs on a second thread while the next epoch trains: the epoch
+ * just finished is snapshotted (a copy of the parameters), and its
+ * representations, logits, losses, head and checkpoint are computed and
+ * written from the snapshot, so recording costs training little wall time.
+ * Each epoch directory appears atomically when complete.
+ */
+#ifndef TARDIS_TRAIN_H
+#define TARDIS_TRAIN_H
+
+#include <stdint.h>
+
+#include "tardis/dataset.h"
+#include "tardis/error.h"
+
+typedef struct td_train_progress {
+  int epoch, epochs;    /* current epoch (1-based) and total */
+  int64_t step, steps;  /* batch within the epoch */
+  double loss;          /* running mean loss of this epoch */
+  double samples_per_s; /* training throughput so far in this epoch */
+  int epoch_done;       /* 1 once per finished epoch (metrics below set) */
+  double train_acc, test_acc, epoch_seconds;
+} td_train_progress;
+
+typedef struct td_train_opts {
+  const char *dataset;   /* "fashion-mnist" */
+  const char *data_dir;  /* NULL: default location */
+  const char *model;     /* "mlp": 784-256-128-10, representation = 128-d */
+  const char *optimizer; /* "sgd" (momentum) or "adam" */
+  int epochs, batch;
+  double lr, momentum;
+  double noise; /* fraction of training labels to corrupt */
+  td_noise_type noise_type;
+  int64_t limit; /* use the first `limit` training samples (0: all); the test
+                    set is cut to limit/6 */
+  uint64_t seed;
+  int threads;     /* 0: all CPUs */
+  const char *out; /* run directory; NULL: train without recording */
+  int force;       /* replace an existing run */
+  int save_model;  /* write the full checkpoint into each epoch's model/ */
+  const char *name;
+  void (*progress)(const td_train_progress *p, void *ctx);
+  void *progress_ctx;
+} td_train_opts;
+
+typedef struct td_train_result {
+  int epochs;
+  double train_seconds;  /* wall time of the training loops (no recording) */
+  double total_seconds;  /* wall time including waiting for the recorder */
+  double record_seconds; /* time the recorder thread spent (overlapped) */
+  double final_train_acc, final_test_acc, final_test_loss;
+  int64_t n_flipped;
+} td_train_result;
+
+void td_train_opts_default(td_train_opts *o);
+int td_train(const td_train_opts *o, td_train_result *res, td_err *err);
+
+#endif

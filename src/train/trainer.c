@@ -1,0 +1,456 @@
+/* The subject trainer: trains the built-in MLP on a dataset and records each
+ * epoch into a run. The training loop and the recorder run on separate
+ * threads; the recorder works on a parameter snapshot of the epoch that just
+ * finished. */
+#include "tardis/train.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tardis/nn.h"
+#include "tardis/parallel.h"
+#include "tardis/rng.h"
+#include "tardis/run.h"
+
+void openblas_set_num_threads(int num_threads);
+
+#define REPR_LAYER 1 /* output of the second ReLU: the 128-d representation */
+#define RECORD_CHUNK 1024
+
+void td_train_opts_default(td_train_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->dataset = "fashion-mnist";
+  o->model = "mlp";
+  o->optimizer = "sgd";
+  o->epochs = 30;
+  o->batch = 128;
+  o->lr = 0.01;
+  o->momentum = 0.9;
+  o->noise_type = TD_NOISE_SYMMETRIC;
+  o->seed = 1;
+  o->save_model = 1;
+}
+
+/* Shared, read-only inputs of one split. */
+typedef struct split {
+  const float *x;
+  const int32_t *labels; /* training labels (possibly noisy) */
+  const int32_t *truth;  /* clean labels, or NULL */
+  int64_t n;
+} split;
+
+typedef struct split_eval {
+  float *repr, *logits, *loss; /* [n, D], [n, C], [n] */
+  double mean_loss, acc, acc_truth;
+} split_eval;
+
+typedef struct recorder {
+  pthread_t thread;
+  int running;
+  /* the job */
+  td_net *snap;
+  int epoch;
+  double seconds, lr, inflight_loss;
+  /* fixed context */
+  split train, test;
+  int n_classes, repr_dim;
+  const char *run_dir;
+  int save_model;
+  split_eval ev_train, ev_test;
+  /* results */
+  int rc;
+  td_err err;
+  double busy_seconds;
+} recorder;
+
+static int eval_split(const td_net *net, const split *s, int C, int D,
+                      split_eval *ev) {
+  td_net_ws *ws = td_net_ws_new(net, RECORD_CHUNK);
+  if (!ws)
+    return TD_ENOMEM;
+  int in = td_net_in_dim(net);
+  int64_t correct = 0, correct_truth = 0;
+  double loss_sum = 0;
+  for (int64_t b = 0; b < s->n; b += RECORD_CHUNK) {
+    int m = (int)(s->n - b < RECORD_CHUNK ? s->n - b : RECORD_CHUNK);
+    const float *logits = td_net_forward(net, ws, s->x + b * in, m);
+    memcpy(ev->logits + b * C, logits, (size_t)m * C * sizeof(float));
+    memcpy(ev->repr + b * D, td_net_activation(ws, REPR_LAYER),
+           (size_t)m * D * sizeof(float));
+    loss_sum += (double)td_softmax_xent(logits, s->labels + b, m, C, NULL,
+                                        ev->loss + b) *
+                m;
+    for (int i = 0; i < m; i++) {
+      const float *z = logits + (size_t)i * C;
+      int best = 0;
+      for (int c = 1; c < C; c++)
+        if (z[c] > z[best])
+          best = c;
+      correct += best == s->labels[b + i];
+      if (s->truth)
+        correct_truth += best == s->truth[b + i];
+    }
+  }
+  td_net_ws_free(ws);
+  ev->mean_loss = s->n ? loss_sum / (double)s->n : 0;
+  ev->acc = s->n ? (double)correct / (double)s->n : 0;
+  ev->acc_truth = s->n ? (double)correct_truth / (double)s->n : 0;
+  return TD_OK;
+}
+
+static int add_f32(td_epoch_writer *w, const char *name, float *data,
+                   int64_t rows, int64_t cols, td_err *err) {
+  td_array a;
+  int64_t shape[2] = {rows, cols};
+  td_array_wrap(&a, TD_F32, cols ? 2 : 1, shape, data);
+  return td_epoch_add_array(w, name, &a, err);
+}
+
+static int write_epoch(recorder *r) {
+  td_err *err = &r->err;
+  int C = r->n_classes, D = r->repr_dim;
+  int rc = eval_split(r->snap, &r->train, C, D, &r->ev_train);
+  if (rc == TD_OK && r->test.n)
+    rc = eval_split(r->snap, &r->test, C, D, &r->ev_test);
+  if (rc != TD_OK)
+    return td_err_set(err, rc, "out of memory while recording");
+  td_epoch_writer *w;
+  if ((rc = td_epoch_begin(r->run_dir, r->epoch, &w, err)) != TD_OK)
+    return rc;
+  const split_eval *et = &r->ev_train, *ev = &r->ev_test;
+  json_t *meta = json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", r->epoch,
+                           "train_loss", et->mean_loss, "train_acc", et->acc,
+                           "seconds", r->seconds, "lr", r->lr);
+  json_object_set_new(meta, "train_loss_inflight", json_real(r->inflight_loss));
+  if (r->train.truth)
+    json_object_set_new(meta, "train_acc_clean", json_real(et->acc_truth));
+  if (r->test.n) {
+    json_object_set_new(meta, "test_loss", json_real(ev->mean_loss));
+    json_object_set_new(meta, "test_acc", json_real(ev->acc));
+  }
+  int L = td_net_n_layers(r->snap);
+  const float *hw = td_net_weight(r->snap, L - 1),
+              *hb = td_net_bias(r->snap, L - 1);
+  int hdims[2] = {D, C};
+  if ((rc = add_f32(w, "train_repr.npy", et->repr, r->train.n, D, err)) ||
+      (rc = add_f32(w, "train_logits.npy", et->logits, r->train.n, C, err)) ||
+      (rc = add_f32(w, "train_loss.npy", et->loss, r->train.n, 0, err)) ||
+      (r->test.n &&
+       ((rc = add_f32(w, "test_repr.npy", ev->repr, r->test.n, D, err)) ||
+        (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
+      (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
+      (rc = td_epoch_add_json(w, "epoch.json", meta, err))) {
+    json_decref(meta);
+    td_epoch_abort(w);
+    return rc;
+  }
+  json_decref(meta);
+  if (r->save_model) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model", td_epoch_path(w));
+    if ((rc = td_net_save(r->snap, path, err)) != TD_OK) {
+      td_epoch_abort(w);
+      return rc;
+    }
+  }
+  return td_epoch_commit(w, err);
+}
+
+static void *recorder_main(void *arg) {
+  recorder *r = arg;
+  double t0 = td_now();
+  r->rc = write_epoch(r);
+  r->busy_seconds += td_now() - t0;
+  return NULL;
+}
+
+/* Waits for the recorder's current job; returns its status. */
+static int recorder_wait(recorder *r) {
+  if (!r->running)
+    return r->rc;
+  pthread_join(r->thread, NULL);
+  r->running = 0;
+  return r->rc;
+}
+
+static int recorder_start(recorder *r, const td_net *net, int epoch,
+                          double seconds, double lr, double inflight) {
+  int rc = recorder_wait(r);
+  if (rc != TD_OK)
+    return rc;
+  /* Copy the parameters: training goes on mutating the live net. */
+  memcpy(td_net_params(r->snap), td_net_params_const(net),
+         td_net_n_params(net) * sizeof(float));
+  r->epoch = epoch;
+  r->seconds = seconds;
+  r->lr = lr;
+  r->inflight_loss = inflight;
+  if (pthread_create(&r->thread, NULL, recorder_main, r) != 0)
+    return recorder_main(r), r->rc; /* no thread: record inline */
+  r->running = 1;
+  return TD_OK;
+}
+
+static float *images_to_f32(const td_dataset *ds) {
+  int64_t n = ds->n, d = (int64_t)ds->height * ds->width * ds->channels;
+  float *x = malloc((size_t)(n * d) * sizeof *x);
+  if (!x)
+    return NULL;
+  const uint8_t *p = ds->images.data;
+  for (int64_t i = 0; i < n * d; i++)
+    x[i] = (float)p[i] * (1.0f / 255.0f);
+  return x;
+}
+
+static int write_run_header(const td_train_opts *o, const td_dataset *tr,
+                            const td_dataset *te, const int32_t *noisy,
+                            int64_t n_flipped, td_err *err) {
+  td_run_meta m;
+  memset(&m, 0, sizeof m);
+  snprintf(m.name, sizeof m.name, "%s",
+           o->name ? o->name : "fashion-mnist mlp");
+  m.classes = (char **)(uintptr_t)tr->class_names;
+  m.n_classes = tr->n_classes;
+  m.n_train = tr->n;
+  m.n_test = te->n;
+  m.repr_dim = 128;
+  m.input_shape[0] = tr->channels;
+  m.input_shape[1] = tr->height;
+  m.input_shape[2] = tr->width;
+  m.has_input_shape = 1;
+  int rc = td_run_create(o->out, &m, o->force, err);
+  if (rc)
+    return rc;
+  td_array a;
+  int64_t n = tr->n, nt = te->n;
+  int64_t ishape[4] = {tr->n, tr->channels, tr->height, tr->width};
+  int64_t tshape[4] = {te->n, te->channels, te->height, te->width};
+#define WRITE(name, dt, nd, shp, ptr)                                          \
+  do {                                                                         \
+    td_array_wrap(&a, dt, nd, shp, (void *)(uintptr_t)(ptr));                  \
+    if ((rc = td_run_write_array(o->out, name, &a, err)) != TD_OK)             \
+      return rc;                                                               \
+  } while (0)
+  WRITE("train_labels", TD_I32, 1, &n, noisy);
+  if (n_flipped > 0)
+    WRITE("train_truth", TD_I32, 1, &n, tr->labels);
+  WRITE("train_inputs", TD_U8, 4, ishape, tr->images.data);
+  if (te->n) {
+    WRITE("test_labels", TD_I32, 1, &nt, te->labels);
+    WRITE("test_inputs", TD_U8, 4, tshape, te->images.data);
+  }
+#undef WRITE
+  return TD_OK;
+}
+
+typedef struct train_state {
+  td_net *net;
+  td_net_ws *ws;
+  td_optim *opt;
+  float *xb, *dlogits;
+  int32_t *yb, *perm;
+} train_state;
+
+static void train_state_free(train_state *s) {
+  td_net_free(s->net);
+  td_net_ws_free(s->ws);
+  td_optim_free(s->opt);
+  free(s->xb);
+  free(s->dlogits);
+  free(s->yb);
+  free(s->perm);
+}
+
+/* One pass over the training set in a seeded random order. Returns the mean
+ * in-flight loss. */
+static double train_epoch(const td_train_opts *o, train_state *s,
+                          const float *x, const int32_t *y, int64_t n, int in,
+                          int C, td_rng *rng, int epoch) {
+  for (int64_t i = 0; i < n; i++)
+    s->perm[i] = (int32_t)i;
+  td_rng_shuffle_i32(rng, s->perm, n);
+  int64_t steps = (n + o->batch - 1) / o->batch;
+  double loss_sum = 0, t0 = td_now(), last_report = t0;
+  for (int64_t st = 0; st < steps; st++) {
+    int64_t b0 = st * o->batch;
+    int m = (int)(n - b0 < o->batch ? n - b0 : o->batch);
+    for (int i = 0; i < m; i++) {
+      int32_t k = s->perm[b0 + i];
+      memcpy(s->xb + (size_t)i * in, x + (size_t)k * in, sizeof(float) * in);
+      s->yb[i] = y[k];
+    }
+    const float *logits = td_net_forward(s->net, s->ws, s->xb, m);
+    float loss = td_softmax_xent(logits, s->yb, m, C, s->dlogits, NULL);
+    loss_sum += (double)loss * m;
+    td_net_zero_grad(s->net);
+    td_net_backward(s->net, s->ws, s->dlogits, m, NULL);
+    td_optim_step(s->opt, td_net_params(s->net), td_net_grads(s->net));
+    double now = td_now();
+    if (o->progress && (now - last_report > 0.1 || st + 1 == steps)) {
+      last_report = now;
+      td_train_progress p = {.epoch = epoch,
+                             .epochs = o->epochs,
+                             .step = st + 1,
+                             .steps = steps,
+                             .loss = loss_sum / (double)(b0 + m),
+                             .samples_per_s = (double)(b0 + m) / (now - t0)};
+      o->progress(&p, o->progress_ctx);
+    }
+  }
+  return loss_sum / (double)n;
+}
+
+int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+  memset(res, 0, sizeof *res);
+  if (strcmp(o->model, "mlp") != 0)
+    return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
+                      o->model);
+  if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
+    return td_err_set(err, TD_EARG,
+                      "epochs, batch and learning rate must be positive");
+  if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam"))
+    return td_err_set(err, TD_EARG, "unknown optimizer '%s' (sgd or adam)",
+                      o->optimizer);
+  td_set_threads(o->threads);
+  td_dataset tr, te;
+  int rc = td_dataset_load(o->dataset, o->data_dir, "train", &tr, err);
+  if (rc)
+    return rc;
+  if ((rc = td_dataset_load(o->dataset, o->data_dir, "test", &te, err))) {
+    td_dataset_close(&tr);
+    return rc;
+  }
+  if (o->limit > 0) {
+    td_dataset_truncate(&tr, o->limit);
+    td_dataset_truncate(&te, o->limit / 6 > 0 ? o->limit / 6 : 1);
+  }
+  const int in = tr.height * tr.width * tr.channels, C = tr.n_classes, D = 128;
+  int dims[4] = {in, 256, D, C};
+  td_act acts[3] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
+  train_state s = {0};
+  recorder rec = {0};
+  int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy);
+  float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te);
+  s.net = td_net_new(3, dims, acts);
+  s.ws = s.net ? td_net_ws_new(s.net, o->batch) : NULL;
+  s.xb = malloc((size_t)o->batch * in * sizeof(float));
+  s.dlogits = malloc((size_t)o->batch * C * sizeof(float));
+  s.yb = malloc((size_t)o->batch * sizeof(int32_t));
+  s.perm = malloc((size_t)tr.n * sizeof(int32_t));
+  rec.snap = s.net ? td_net_clone(s.net) : NULL;
+  split_eval *evs[2] = {&rec.ev_train, &rec.ev_test};
+  int64_t ns[2] = {tr.n, te.n};
+  int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
+            !s.perm || !rec.snap;
+  for (int k = 0; k < 2 && !oom; k++) {
+    evs[k]->repr = malloc((size_t)ns[k] * D * sizeof(float));
+    evs[k]->logits = malloc((size_t)ns[k] * C * sizeof(float));
+    evs[k]->loss = malloc((size_t)ns[k] * sizeof(float));
+    oom = !evs[k]->repr || !evs[k]->logits || !evs[k]->loss;
+  }
+  if (oom) {
+    rc = td_err_set(err, TD_ENOMEM, "out of memory preparing training");
+    goto done;
+  }
+  int64_t flipped = 0;
+  if (o->noise > 0) {
+    flipped = td_noise_inject(tr.labels, tr.n, C, o->noise_type, o->dataset,
+                              o->noise, o->seed ^ 0x6e6f697365ULL, noisy, err);
+    if (flipped < 0) {
+      rc = (int)flipped;
+      goto done;
+    }
+  } else {
+    memcpy(noisy, tr.labels, (size_t)tr.n * sizeof *noisy);
+  }
+  res->n_flipped = flipped;
+  if (o->out && (rc = write_run_header(o, &tr, &te, noisy, flipped, err)))
+    goto done;
+
+  td_rng rng;
+  td_rng_seed(&rng, o->seed);
+  td_net_init(s.net, &rng);
+  s.opt = !strcmp(o->optimizer, "sgd")
+              ? td_optim_sgd(td_net_n_params(s.net), (float)o->lr,
+                             (float)o->momentum, 0.0f)
+              : td_optim_adam(td_net_n_params(s.net), (float)o->lr, 0.9f,
+                              0.999f, 1e-8f);
+  if (!s.opt) {
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+    goto done;
+  }
+  rec.train = (split){xtr, noisy, flipped > 0 ? tr.labels : NULL, tr.n};
+  rec.test = (split){xte, te.labels, NULL, te.n};
+  rec.n_classes = C;
+  rec.repr_dim = D;
+  rec.run_dir = o->out;
+  rec.save_model = o->save_model;
+
+  double t_start = td_now();
+  for (int ep = 1; ep <= o->epochs; ep++) {
+    double t0 = td_now();
+    double inflight = train_epoch(o, &s, xtr, noisy, tr.n, in, C, &rng, ep);
+    double secs = td_now() - t0;
+    res->train_seconds += secs;
+    res->epochs = ep;
+    if (o->out) {
+      rc = recorder_start(&rec, s.net, ep, secs, td_optim_lr(s.opt), inflight);
+      if (rc != TD_OK) {
+        *err = rec.err;
+        goto done;
+      }
+    }
+    if (o->progress) {
+      /* Metrics of the previous recorded epoch are final now or soon; report
+       * this epoch's timing and the in-flight loss. */
+      td_train_progress p = {.epoch = ep,
+                             .epochs = o->epochs,
+                             .steps = 0,
+                             .loss = inflight,
+                             .samples_per_s = (double)tr.n / secs,
+                             .epoch_done = 1,
+                             .epoch_seconds = secs};
+      o->progress(&p, o->progress_ctx);
+    }
+  }
+  if (o->out) {
+    rc = recorder_wait(&rec);
+    if (rc != TD_OK) {
+      *err = rec.err;
+      goto done;
+    }
+    res->final_train_acc = rec.ev_train.acc;
+    res->final_test_acc = rec.ev_test.acc;
+    res->final_test_loss = rec.ev_test.mean_loss;
+  } else {
+    /* Without a run, still evaluate the final model once. */
+    rec.train = (split){xtr, noisy, NULL, tr.n};
+    rec.test = (split){xte, te.labels, NULL, te.n};
+    eval_split(s.net, &rec.train, C, D, &rec.ev_train);
+    eval_split(s.net, &rec.test, C, D, &rec.ev_test);
+    res->final_train_acc = rec.ev_train.acc;
+    res->final_test_acc = rec.ev_test.acc;
+    res->final_test_loss = rec.ev_test.mean_loss;
+  }
+  res->total_seconds = td_now() - t_start;
+  res->record_seconds = rec.busy_seconds;
+done:
+  recorder_wait(&rec);
+  td_net_free(rec.snap);
+  for (int k = 0; k < 2; k++) {
+    free(evs[k]->repr);
+    free(evs[k]->logits);
+    free(evs[k]->loss);
+  }
+  train_state_free(&s);
+  free(noisy);
+  free(xtr);
+  free(xte);
+  td_dataset_close(&tr);
+  td_dataset_close(&te);
+  return rc;
+}
