@@ -1,0 +1,216 @@
+/* tardis/run.h — run format v1: the run directory every stage reads and writes.
+ *
+ * A run is a directory (docs/run-format.md has the full reference):
+ *
+ *     RUN/run.json            metadata: classes, sizes, representation width
+ *     RUN/train_labels.npy    int32 [n_train]
+ *     RUN/epochs/0001/        one directory per recorded epoch, written under a
+ *                             temporary name and renamed into place when whole
+ *
+ * Reading a run:
+ *
+ *     td_run *run;
+ *     td_err err;
+ *     if (td_run_open("runs/fmnist", &run, &err)) { puts(err.msg); ... }
+ *     for (int i = 0; i < td_run_n_epochs(run); i++) {
+ *       int ep = td_run_epoch_number(run, i);
+ *       td_array repr;
+ *       if (td_run_load_f32(run, ep, "train_repr", &repr, &err)) { ... }
+ *       // repr.shape = {n_train, repr_dim}, float32, finite
+ *       td_array_close(&repr);
+ *     }
+ *     td_run_close(run);
+ *
+ * Writing a run:
+ *
+ *     td_run_create("runs/x", &meta, 0, &err);
+ *     td_run_write_array("runs/x", "train_labels", &labels, &err);
+ *     td_epoch_writer *w;
+ *     td_epoch_begin("runs/x", 1, &w, &err);
+ *     td_epoch_add_array(w, "train_repr.npy", &repr, &err);   // + logits...
+ *     td_epoch_add_json(w, "epoch.json", epoch_obj, &err);
+ *     td_head_write(w, 1, weights, biases, dims, NULL, &err);
+ *     td_epoch_commit(w, &err);        // on error: td_epoch_abort(w)
+ *
+ * Every error message names the file and says what was expected and what was
+ * found, e.g. "runs/x/epochs/0007/train_repr.npy: expected 60000×128 float32
+ * or float16, found 60000×64 float32".
+ */
+#ifndef TARDIS_RUN_H
+#define TARDIS_RUN_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "tardis/array.h"
+#include "tardis/error.h"
+
+/* The run format version this tardis reads and writes. */
+#define TD_RUN_VERSION 1
+
+/* Metadata of a run (run.json). When returned by td_run_get_meta the run owns
+ * `classes`; when passed to td_run_create the caller does. */
+typedef struct td_run_meta {
+  char name[256];
+  char **classes; /* n_classes NUL-terminated names */
+  int n_classes;
+  int64_t n_train, n_test; /* n_test is 0 when the run has no test set */
+  int repr_dim;            /* D, the width of train_repr */
+  int input_shape[3];      /* c, h, w — valid when has_input_shape */
+  int has_input_shape;
+  char producer[256]; /* e.g. "tardis 0.1.0" or "tardis_recorder 0.1" */
+  char created[64];   /* ISO-8601; td_run_create fills it when empty */
+} td_run_meta;
+
+/* ---- reading ------------------------------------------------------------ */
+
+typedef struct td_run td_run; /* an opened run */
+
+/* Opens a run: reads and checks run.json and train_labels.npy (dtype, length,
+ * range) and lists the epoch directories. Cheap: epoch files are not read.
+ * Hidden entries of epochs/ (".tmp-*" left by a killed writer) are ignored.
+ * Free with td_run_close. */
+int td_run_open(const char *dir, td_run **out, td_err *err);
+void td_run_close(td_run *run); /* NULL is fine */
+
+/* Owned by the run; valid until td_run_close. */
+const td_run_meta *td_run_get_meta(const td_run *run);
+const char *td_run_dir(const td_run *run);
+
+/* Recorded epochs, ascending by number (gaps allowed). */
+int td_run_n_epochs(const td_run *run);
+int td_run_epoch_number(const td_run *run, int i); /* 0 <= i < n_epochs */
+/* Index of epoch number `epoch` in the list, or -1. */
+int td_run_epoch_index(const td_run *run, int epoch);
+/* Writes "RUN/epochs/NNNN" into buf; returns TD_ERANGE if it does not fit. */
+int td_run_epoch_path(const td_run *run, int epoch, char *buf, size_t len);
+
+/* Re-lists the epochs (live mode: new ones may have appeared). On error the
+ * previous list is kept. */
+int td_run_refresh(td_run *run, td_err *err);
+
+/* The training labels, always int32 [n_train] (converted on open when stored
+ * as int64). Owned by the run. */
+const int32_t *td_run_train_labels(const td_run *run);
+
+/* Loads one array of the run, checking dtype and shape against run.json.
+ * epoch < 0: a top-level array ("train_labels", "test_labels", "train_truth",
+ * "train_inputs", "test_inputs"); epoch >= 0: an array of that epoch
+ * ("train_repr", "test_repr", "train_logits", "test_logits", "train_loss",
+ * "subset"). The name may carry the ".npy" suffix or not. Other names are
+ * loaded without checks. Representations and logits are checked to be finite.
+ * Label and index arrays stored as int64 are returned as int32. Otherwise the
+ * array is returned as stored (a read-only mapping; float16 stays float16).
+ * TD_ENOENT (message naming the path) when the file is absent.
+ * Free *out with td_array_close. */
+int td_run_load(const td_run *run, int epoch, const char *name, td_array *out,
+                td_err *err);
+/* Like td_run_load, but float16 arrays are converted to a float32 copy. */
+int td_run_load_f32(const td_run *run, int epoch, const char *name,
+                    td_array *out, td_err *err);
+
+/* True if the file `name` (with or without ".npy"; or "model" for the
+ * checkpoint directory) exists at top level (epoch < 0) or in that epoch. */
+int td_run_has(const td_run *run, int epoch, const char *name);
+
+/* Reads epoch.json of an epoch, checking that it is an object whose "epoch"
+ * equals the epoch number and whose known metrics (train_loss, train_acc,
+ * test_loss, test_acc, seconds, lr) are numbers or null when present.
+ * The caller owns *out (json_decref). */
+int td_run_load_epoch_json(const td_run *run, int epoch, json_t **out,
+                           td_err *err);
+
+/* ---- the classifier head ------------------------------------------------ */
+
+/* A chain of dense layers mapping a representation [D] to logits [C]. */
+typedef struct td_head td_head;
+
+/* Loads head.json of an epoch and the arrays it names, checking that the
+ * chain maps repr_dim -> ... -> n_classes. Free with td_head_free. */
+int td_run_load_head(const td_run *run, int epoch, td_head **out, td_err *err);
+/* Same, from any directory holding head.json, with the expected in/out
+ * widths (either may be <= 0 to skip that check). */
+int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
+                     td_err *err);
+void td_head_free(td_head *head); /* NULL is fine */
+int td_head_in_dim(const td_head *head);
+int td_head_out_dim(const td_head *head);
+int td_head_n_layers(const td_head *head);
+
+/* logits[n, out_dim] = head(x[n, in_dim]). Reentrant: may be called from
+ * several threads at once on the same head. Multi-layer heads allocate scratch
+ * per call and abort on out of memory. */
+void td_head_forward(const td_head *head, const float *x, int64_t n,
+                     float *logits);
+
+/* ---- full validation ---------------------------------------------------- */
+
+/* Checks every file of every epoch: dtypes, shapes, finite representations
+ * and logits, label and subset ranges, epoch.json, the head chain, and that
+ * the head reproduces the recorded train logits on the first rows. Calls
+ * progress(i, n, ctx) before epoch i of n and progress(n, n, ctx) at the end,
+ * if progress is not NULL. Stops at the first problem. */
+int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
+                    void *ctx, td_err *err);
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Creates a run directory with run.json and an empty epochs/. An existing
+ * non-empty directory is refused with TD_EEXIST unless force; with force it is
+ * removed first, but only if it holds a run.json (tardis never deletes a
+ * directory that is not a run). meta->created is filled with the current UTC
+ * time when empty, meta->producer with "tardis <version>" when empty (the
+ * caller's struct is not modified). */
+int td_run_create(const char *dir, const td_run_meta *meta, int force,
+                  td_err *err);
+
+/* Writes a top-level array ("train_labels" or "train_labels.npy", ...)
+ * atomically. Known arrays are checked against run.json first (dtype, shape,
+ * label range). */
+int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
+                       td_err *err);
+
+/* One epoch being written, in RUN/epochs/.tmp-NNNN-<pid>. */
+typedef struct td_epoch_writer td_epoch_writer;
+
+/* Starts epoch `epoch` (>= 0) of the run in run_dir (run.json must exist). */
+int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
+                   td_err *err);
+/* Writes an array file into the epoch as "<name>.npy" (file_name may carry
+ * the suffix or not). Known files (train_repr.npy, ...) are checked against
+ * run.json first, as a reader would. file_name must be a plain name (no '/',
+ * not starting with '.'). */
+int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
+                       const td_array *a, td_err *err);
+/* Writes a JSON file into the epoch. The value is borrowed (not decref'd).
+ * For "epoch.json" the value must be an object whose "epoch" equals the
+ * writer's epoch. */
+int td_epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
+                      td_err *err);
+/* The temporary directory, to write extra things such as model/ into. */
+const char *td_epoch_path(const td_epoch_writer *w);
+int td_epoch_number(const td_epoch_writer *w);
+/* Checks that epoch.json, train_repr.npy, train_logits.npy and a loadable
+ * head are there, fsyncs every file and the directory, and renames it to
+ * epochs/NNNN. Fails with TD_EEXIST if that epoch exists already (it is
+ * never replaced). Always frees the writer; on failure the temporary
+ * directory is removed. */
+int td_epoch_commit(td_epoch_writer *w, td_err *err);
+/* Removes the temporary directory and frees the writer. NULL is fine. */
+void td_epoch_abort(td_epoch_writer *w);
+
+/* Writes a dense head into the epoch: head.json and head_<i>_w.npy /
+ * head_<i>_b.npy for i < n_layers. Layer i maps dims[i] -> dims[i+1]
+ * (dims has n_layers + 1 entries; dims[0] = repr_dim, dims[n_layers] =
+ * n_classes); weights[i] is float32 [dims[i+1], dims[i]] row-major,
+ * biases[i] float32 [dims[i+1]]; acts[i] is "none" or "relu" (acts may be
+ * NULL: all "none"). */
+int td_head_write(td_epoch_writer *w, int n_layers, const float *const *weights,
+                  const float *const *biases, const int *dims,
+                  const char *const *acts, td_err *err);
+
+/* Removes epochs/.tmp-* directories whose writing process is gone (on this
+ * host). *n_removed (may be NULL) receives how many. */
+int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err);
+
+#endif

@@ -1,0 +1,222 @@
+/* tardis info RUN: what a run holds, and whether it is valid. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "tardis/run.h"
+
+static const char *const top_files[] = {"train_labels", "test_labels",
+                                        "train_truth", "train_inputs",
+                                        "test_inputs"};
+static const char *const epoch_files[] = {"test_repr", "test_logits",
+                                          "train_loss", "subset", "model"};
+static const char *const metrics[] = {"train_loss", "train_acc", "test_loss",
+                                      "test_acc", "seconds"};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: tardis info [--json] [--quick] RUN\n"
+             "\n"
+             "Summarises the run directory RUN (metadata, files, per-epoch "
+             "metrics)\n"
+             "and checks every file of every epoch against run format v1.\n"
+             "\n"
+             "  --json    print a machine-readable summary instead\n"
+             "  --quick   skip the full validation (only run.json, labels and "
+             "the\n"
+             "            epoch list are checked)\n"
+             "  --help    show this help\n"
+             "\n"
+             "Exit status: 0 valid, 1 invalid or unreadable, 2 bad usage.\n");
+}
+
+static void progress_cb(int i, int n, void *ctx) {
+  (void)ctx;
+  if (i < n)
+    fprintf(stderr, "\rvalidating epoch %d/%d", i + 1, n);
+  else
+    fprintf(stderr, "\r%40s\r", "");
+  fflush(stderr);
+}
+
+/* epoch.json of an epoch, or NULL when unreadable (validation reports it). */
+static json_t *epoch_json(const td_run *run, int epoch) {
+  json_t *j = NULL;
+  if (td_run_load_epoch_json(run, epoch, &j, NULL) != TD_OK)
+    return NULL;
+  return j;
+}
+
+static json_t *summary_json(const td_run *run) {
+  const td_run_meta *m = td_run_get_meta(run);
+  json_t *o = json_object(), *classes = json_array(), *files = json_object();
+  json_t *epochs = json_array();
+  for (int i = 0; i < m->n_classes; i++)
+    json_array_append_new(classes, json_string(m->classes[i]));
+  for (size_t i = 0; i < COUNT(top_files); i++)
+    json_object_set_new(files, top_files[i],
+                        json_boolean(td_run_has(run, -1, top_files[i])));
+  for (int i = 0; i < td_run_n_epochs(run); i++) {
+    int ep = td_run_epoch_number(run, i);
+    json_t *e = json_object(), *ef = json_object(), *j = epoch_json(run, ep);
+    json_object_set_new(e, "epoch", json_integer(ep));
+    for (size_t k = 0; k < COUNT(metrics); k++) {
+      json_t *v = j ? json_object_get(j, metrics[k]) : NULL;
+      json_object_set_new(e, metrics[k], v ? json_incref(v) : json_null());
+    }
+    for (size_t k = 0; k < COUNT(epoch_files); k++)
+      json_object_set_new(ef, epoch_files[k],
+                          json_boolean(td_run_has(run, ep, epoch_files[k])));
+    json_object_set_new(e, "files", ef);
+    json_array_append_new(epochs, e);
+    json_decref(j);
+  }
+  json_object_set_new(o, "dir", json_string(td_run_dir(run)));
+  json_object_set_new(o, "name", json_string(m->name));
+  json_object_set_new(o, "producer", json_string(m->producer));
+  json_object_set_new(o, "created", json_string(m->created));
+  json_object_set_new(o, "classes", classes);
+  json_object_set_new(o, "n_train", json_integer(m->n_train));
+  json_object_set_new(o, "n_test", json_integer(m->n_test));
+  json_object_set_new(o, "repr_dim", json_integer(m->repr_dim));
+  json_object_set_new(o, "input_shape",
+                      m->has_input_shape
+                          ? json_pack("[iii]", m->input_shape[0],
+                                      m->input_shape[1], m->input_shape[2])
+                          : json_null());
+  json_object_set_new(o, "files", files);
+  json_object_set_new(o, "epochs", epochs);
+  return o;
+}
+
+static void print_metric(const json_t *j, const char *key, int width,
+                         int prec) {
+  const json_t *v = j ? json_object_get(j, key) : NULL;
+  if (v && json_is_number(v))
+    printf(" %*.*f", width, prec, json_number_value(v));
+  else
+    printf(" %*s", width, "-");
+}
+
+static void print_epochs(const td_run *run) {
+  int n = td_run_n_epochs(run);
+  if (n == 0) {
+    printf("epochs      none recorded yet\n");
+    return;
+  }
+  int first = td_run_epoch_number(run, 0),
+      last = td_run_epoch_number(run, n - 1);
+  printf("epochs      %d (%d to %d%s)\n", n, first, last,
+         last - first + 1 != n ? ", with gaps" : "");
+  printf("per epoch  ");
+  for (size_t k = 0; k < COUNT(epoch_files); k++) {
+    int have = 0;
+    for (int i = 0; i < n; i++)
+      have += td_run_has(run, td_run_epoch_number(run, i), epoch_files[k]);
+    printf(" %s %d/%d%s", epoch_files[k], have, n,
+           k + 1 < COUNT(epoch_files) ? "," : "\n");
+  }
+  printf("\n%6s %11s %10s %10s %9s %8s\n", "epoch", "train_loss", "train_acc",
+         "test_loss", "test_acc", "seconds");
+  for (int i = 0; i < n; i++) {
+    int ep = td_run_epoch_number(run, i);
+    json_t *j = epoch_json(run, ep);
+    printf("%6d", ep);
+    print_metric(j, "train_loss", 11, 4);
+    print_metric(j, "train_acc", 10, 4);
+    print_metric(j, "test_loss", 10, 4);
+    print_metric(j, "test_acc", 9, 4);
+    print_metric(j, "seconds", 8, 2);
+    printf("\n");
+    json_decref(j);
+  }
+}
+
+static void print_summary(const td_run *run) {
+  const td_run_meta *m = td_run_get_meta(run);
+  printf("run         %s\n", m->name);
+  printf("directory   %s\n", td_run_dir(run));
+  printf("producer    %s\n", m->producer);
+  printf("created     %s\n", m->created);
+  printf("classes     %d:", m->n_classes);
+  for (int i = 0; i < m->n_classes; i++)
+    printf(" %s%s", m->classes[i], i + 1 < m->n_classes ? "," : "");
+  printf("\ntrain       %lld samples\n", (long long)m->n_train);
+  printf("test        %lld samples\n", (long long)m->n_test);
+  printf("repr_dim    %d\n", m->repr_dim);
+  if (m->has_input_shape)
+    printf("input       %d×%d×%d\n", m->input_shape[0], m->input_shape[1],
+           m->input_shape[2]);
+  else
+    printf("input       -\n");
+  printf("files      ");
+  for (size_t i = 0; i < COUNT(top_files); i++)
+    if (td_run_has(run, -1, top_files[i]))
+      printf(" %s.npy", top_files[i]);
+  printf("\n");
+  print_epochs(run);
+}
+
+int td_cmd_info(int argc, char **argv) {
+  int as_json = 0, quick = 0;
+  const char *dir = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(argv[i], "--json")) {
+      as_json = 1;
+    } else if (!strcmp(argv[i], "--quick")) {
+      quick = 1;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      fprintf(stderr, "tardis info: unknown option '%s'\n\n", argv[i]);
+      usage(stderr);
+      return 2;
+    } else if (dir) {
+      fprintf(stderr, "tardis info: one run directory expected\n\n");
+      usage(stderr);
+      return 2;
+    } else {
+      dir = argv[i];
+    }
+  }
+  if (!dir) {
+    usage(stderr);
+    return 2;
+  }
+  td_run *run;
+  td_err err;
+  if (td_run_open(dir, &run, &err) != TD_OK) {
+    fprintf(stderr, "tardis: error: %s\n", err.msg);
+    return 1;
+  }
+  json_t *summary = NULL;
+  if (as_json) {
+    summary = summary_json(run);
+  } else {
+    print_summary(run);
+    fflush(stdout);
+  }
+  int rc = TD_OK;
+  if (!quick)
+    rc = td_run_validate(run, isatty(2) ? progress_cb : NULL, NULL, &err);
+  if (as_json) {
+    json_object_set_new(summary, "valid",
+                        quick ? json_null() : json_boolean(rc == TD_OK));
+    json_object_set_new(summary, "error",
+                        rc ? json_string(err.msg) : json_null());
+    json_dumpf(summary, stdout, JSON_INDENT(2));
+    printf("\n");
+    json_decref(summary);
+  } else if (quick) {
+    printf("\nfull validation skipped (--quick)\n");
+  } else if (rc == TD_OK) {
+    printf("\nrun is valid\n");
+  }
+  if (rc)
+    fprintf(stderr, "tardis: error: %s\n", err.msg);
+  td_run_close(run);
+  return rc ? 1 : 0;
+}

@@ -1,0 +1,389 @@
+/* Writing a run: run.json, top-level arrays, and epochs that appear
+ * atomically (temporary directory, fsync, rename). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "run/run_internal.h"
+#include "tardis/fsutil.h"
+
+static int dir_is_empty(const char *path) {
+  DIR *d = opendir(path);
+  if (!d)
+    return 0;
+  struct dirent *e;
+  int empty = 1;
+  while (empty && (e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      empty = 0;
+  closedir(d);
+  return empty;
+}
+
+/* Makes way for a new run in `dir`: refuses to clobber anything that is not
+ * an old run, and an old run unless forced. */
+static int clear_target(const char *dir, int force, td_err *err) {
+  char path[PATH_MAX];
+  if (!td_path_exists(dir))
+    return TD_OK;
+  if (!td_path_is_dir(dir))
+    return td_err_set(err, TD_EEXIST,
+                      "%s: already exists and is not a "
+                      "directory",
+                      dir);
+  if (dir_is_empty(dir))
+    return TD_OK;
+  if (!force)
+    return td_err_set(err, TD_EEXIST,
+                      "%s: already exists and is not empty (use --force to "
+                      "replace it)",
+                      dir);
+  int rc = td__pathf(path, sizeof path, err, "%s/run.json", dir);
+  if (rc)
+    return rc;
+  if (!td_path_exists(path))
+    return td_err_set(err, TD_EEXIST,
+                      "%s: not empty and not a tardis run (no run.json); "
+                      "refusing to delete it, even with --force",
+                      dir);
+  return td_remove_tree(dir, err);
+}
+
+int td_run_create(const char *dir, const td_run_meta *meta, int force,
+                  td_err *err) {
+  int rc = td__meta_check(meta, err);
+  if (rc)
+    return rc;
+  td_run_meta m = *meta;
+  if (!m.created[0]) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(m.created, sizeof m.created, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  }
+  if (!m.producer[0])
+    snprintf(m.producer, sizeof m.producer, "%s", TD__RUN_PRODUCER);
+  json_t *root = td__meta_to_json(&m);
+  if (!root)
+    return td_err_set(err, TD_EARG,
+                      "%s: cannot encode run.json (names must be UTF-8)", dir);
+  char *text = json_dumps(root, JSON_INDENT(2));
+  json_decref(root);
+  if (!text)
+    return td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
+  char path[PATH_MAX];
+  rc = clear_target(dir, force, err);
+  if (!rc)
+    rc = td__pathf(path, sizeof path, err, "%s/epochs", dir);
+  if (!rc)
+    rc = td_mkdirs(path, err);
+  if (!rc)
+    rc = td__pathf(path, sizeof path, err, "%s/run.json", dir);
+  if (!rc) {
+    size_t len = strlen(text);
+    text[len] = '\n'; /* replaces the terminator: a text file ends in one */
+    rc = td_write_file_atomic(path, text, len + 1, err);
+  }
+  free(text);
+  return rc;
+}
+
+/* Splits "train_labels[.npy]" into its base name; 0 when not plain. */
+static int base_name(const char *name, char *base, size_t len) {
+  size_t n = strlen(name);
+  if (n > 4 && strcmp(name + n - 4, ".npy") == 0)
+    n -= 4;
+  if (!td__plain_name(name) || n == 0 || n >= len)
+    return 0;
+  memcpy(base, name, n);
+  base[n] = 0;
+  return 1;
+}
+
+/* Checks a known array against the run and saves it; int64 labels are
+ * stored as int32, the type the format asks for. */
+static int save_checked(const td_run_meta *m, int in_epoch, const char *base,
+                        const char *path, const char *shown, const td_array *a,
+                        td_err *err) {
+  const td__array_spec *s = td__spec_find(base, in_epoch);
+  if (!s)
+    return td_npy_save(path, a, err);
+  int rc = td__spec_check(s, m, shown, a, err);
+  if (rc)
+    return rc;
+  if (!td__spec_is_int(s) || a->dtype != TD_I64)
+    return td_npy_save(path, a, err);
+  td_array b;
+  if ((rc = td__to_i32(a, &b, err))) {
+    td__err_name_path(err, shown);
+    return rc;
+  }
+  rc = td_npy_save(path, &b, err);
+  td_array_close(&b);
+  return rc;
+}
+
+int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
+                       td_err *err) {
+  char base[128], path[PATH_MAX];
+  if (!base_name(name, base, sizeof base))
+    return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain array name",
+                      run_dir, name);
+  td_run_meta m;
+  int rc = td__meta_read(run_dir, &m, err);
+  if (rc)
+    return rc;
+  rc = td__pathf(path, sizeof path, err, "%s/%s.npy", run_dir, base);
+  if (!rc)
+    rc = save_checked(&m, 0, base, path, path, a, err);
+  td__meta_free(&m);
+  return rc;
+}
+
+/* ---- epochs ------------------------------------------------------------- */
+
+int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
+                   td_err *err) {
+  *out = NULL;
+  if (epoch < 0)
+    return td_err_set(err, TD_EARG, "%s: epoch %d is negative", run_dir, epoch);
+  td_epoch_writer *w = calloc(1, sizeof *w);
+  if (!w)
+    return td_err_set(err, TD_ENOMEM, "%s: out of memory", run_dir);
+  char name[32], epochs[PATH_MAX];
+  td__epoch_name(epoch, name, sizeof name);
+  w->epoch = epoch;
+  int rc = td__pathf(w->run_dir, sizeof w->run_dir, err, "%s", run_dir);
+  if (!rc)
+    rc = td__meta_read(run_dir, &w->meta, err);
+  if (!rc)
+    rc = td__pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
+  if (!rc)
+    rc = td__pathf(w->final_, sizeof w->final_, err, "%s/%s", epochs, name);
+  if (!rc)
+    rc = td__pathf(w->tmp, sizeof w->tmp, err, "%s/.tmp-%s-%ld", epochs, name,
+                   (long)getpid());
+  /* Fail before the trainer spends time writing an epoch it cannot keep. */
+  if (!rc && td_path_exists(w->final_))
+    rc = td_err_set(err, TD_EEXIST, "%s: epoch %d is already recorded",
+                    w->final_, epoch);
+  if (!rc)
+    rc = td_mkdirs(epochs, err);
+  if (!rc && td_path_exists(w->tmp)) /* our own leftover from a failed try */
+    rc = td_remove_tree(w->tmp, err);
+  if (!rc && mkdir(w->tmp, 0755) != 0)
+    rc = td_err_set(err, TD_EIO, "%s: cannot create directory: %s", w->tmp,
+                    strerror(errno));
+  if (rc) {
+    td__meta_free(&w->meta);
+    free(w);
+    return rc;
+  }
+  *out = w;
+  return TD_OK;
+}
+
+const char *td_epoch_path(const td_epoch_writer *w) { return w->tmp; }
+int td_epoch_number(const td_epoch_writer *w) { return w->epoch; }
+
+int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
+                       const td_array *a, td_err *err) {
+  char base[128], path[PATH_MAX];
+  if (!base_name(file_name, base, sizeof base))
+    return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain file name",
+                      w->tmp, file_name);
+  /* Always "<base>.npy", whether or not the caller gave the suffix. */
+  int rc = td__pathf(path, sizeof path, err, "%s/%s.npy", w->tmp, base);
+  if (rc)
+    return rc;
+  /* Messages name the final path: that is where the user will look. */
+  char shown[PATH_MAX];
+  if ((rc = td__pathf(shown, sizeof shown, err, "%s/%s.npy", w->final_, base)))
+    return rc;
+  return save_checked(&w->meta, 1, base, path, shown, a, err);
+}
+
+int td_epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
+                      td_err *err) {
+  char path[PATH_MAX];
+  if (!td__plain_name(file_name))
+    return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain file name",
+                      w->tmp, file_name);
+  if (strcmp(file_name, "epoch.json") == 0) {
+    json_t *e = json_object_get(value, "epoch");
+    if (!json_is_object(value) || !json_is_integer(e) ||
+        json_integer_value(e) != w->epoch)
+      return td_err_set(err, TD_EARG,
+                        "%s/epoch.json: expected an object with \"epoch\": %d",
+                        w->final_, w->epoch);
+  }
+  int rc = td__pathf(path, sizeof path, err, "%s/%s", w->tmp, file_name);
+  if (rc)
+    return rc;
+  char *text = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY);
+  if (!text)
+    return td_err_set(err, TD_EARG, "%s: cannot encode JSON", path);
+  size_t len = strlen(text);
+  text[len] = '\n';
+  rc = td_write_file_atomic(path, text, len + 1, err);
+  free(text);
+  return rc;
+}
+
+/* fsyncs every file below `path`, then the directories themselves, so that
+ * the rename publishes data that is already on disk. */
+static int fsync_tree(const char *path, td_err *err) {
+  DIR *d = opendir(path);
+  if (!d)
+    return td_err_set(err, TD_EIO, "%s: cannot open directory: %s", path,
+                      strerror(errno));
+  int rc = TD_OK;
+  struct dirent *e;
+  char sub[PATH_MAX];
+  while (!rc && (e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    struct stat st;
+    if ((rc = td__pathf(sub, sizeof sub, err, "%s/%s", path, e->d_name)))
+      break;
+    if (lstat(sub, &st) != 0)
+      continue; /* vanished: nothing to sync */
+    if (S_ISDIR(st.st_mode)) {
+      rc = fsync_tree(sub, err);
+    } else if (S_ISREG(st.st_mode)) {
+      int fd = open(sub, O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || fsync(fd) != 0)
+        rc = td_err_set(err, TD_EIO, "%s: cannot sync: %s", sub,
+                        strerror(errno));
+      if (fd >= 0)
+        close(fd);
+    }
+  }
+  closedir(d);
+  if (!rc)
+    td_fsync_dir(path);
+  return rc;
+}
+
+/* Renames without ever replacing an existing epoch. */
+static int rename_noreplace(const char *from, const char *to, td_err *err) {
+#ifdef RENAME_NOREPLACE
+  if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+    return TD_OK;
+  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+    goto fail;
+#endif
+  /* Racy fallback for file systems without RENAME_NOREPLACE; rename(2)
+   * still refuses a non-empty target. */
+  if (td_path_exists(to)) {
+    errno = EEXIST;
+    goto fail;
+  }
+  if (rename(from, to) == 0)
+    return TD_OK;
+fail:
+  if (errno == EEXIST || errno == ENOTEMPTY)
+    return td_err_set(err, TD_EEXIST,
+                      "%s: already exists (epoch recorded "
+                      "twice?)",
+                      to);
+  return td_err_set(err, TD_EIO, "%s: cannot rename to %s: %s", from, to,
+                    strerror(errno));
+}
+
+static int check_complete(td_epoch_writer *w, td_err *err) {
+  static const char *const required[] = {"epoch.json", "train_repr.npy",
+                                         "train_logits.npy", "head.json"};
+  char path[PATH_MAX];
+  int rc = TD_OK;
+  for (size_t i = 0; !rc && i < sizeof required / sizeof *required; i++) {
+    rc = td__pathf(path, sizeof path, err, "%s/%s", w->tmp, required[i]);
+    if (!rc && !td_path_exists(path))
+      rc = td_err_set(err, TD_ESTATE, "%s: cannot commit epoch %d without %s",
+                      w->final_, w->epoch, required[i]);
+  }
+  if (!rc)
+    rc = td__pathf(path, sizeof path, err, "%s/epoch.json", w->tmp);
+  if (!rc)
+    rc = td__epoch_json_read(path, w->epoch, NULL, err);
+  td_head *h = NULL;
+  if (!rc)
+    rc = td_head_load_dir(w->tmp, w->meta.repr_dim, w->meta.n_classes, &h, err);
+  td_head_free(h);
+  return rc;
+}
+
+int td_epoch_commit(td_epoch_writer *w, td_err *err) {
+  char epochs[PATH_MAX];
+  int rc = check_complete(w, err);
+  if (!rc)
+    rc = fsync_tree(w->tmp, err);
+  if (!rc)
+    rc = rename_noreplace(w->tmp, w->final_, err);
+  if (!rc) {
+    if (td__pathf(epochs, sizeof epochs, NULL, "%s/epochs", w->run_dir) == 0)
+      td_fsync_dir(epochs);
+    td__meta_free(&w->meta);
+    free(w);
+    return TD_OK;
+  }
+  td_epoch_abort(w);
+  return rc;
+}
+
+void td_epoch_abort(td_epoch_writer *w) {
+  if (!w)
+    return;
+  td_remove_tree(w->tmp, NULL);
+  td__meta_free(&w->meta);
+  free(w);
+}
+
+/* ---- stale temporary epochs --------------------------------------------- */
+
+/* ".tmp-NNNN-<pid>" -> pid, or 0 when the name is not ours. */
+static long tmp_owner(const char *name) {
+  if (strncmp(name, ".tmp-", 5) != 0)
+    return 0;
+  const char *dash = strrchr(name, '-');
+  if (!dash || dash == name + 4)
+    return 0;
+  char *end;
+  long pid = strtol(dash + 1, &end, 10);
+  return *end == 0 && pid > 0 ? pid : 0;
+}
+
+int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err) {
+  char epochs[PATH_MAX], path[PATH_MAX];
+  if (n_removed)
+    *n_removed = 0;
+  int rc = td__pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
+  if (rc || !td_path_is_dir(epochs))
+    return rc;
+  DIR *d = opendir(epochs);
+  if (!d)
+    return td_err_set(err, TD_EIO, "%s: cannot open directory: %s", epochs,
+                      strerror(errno));
+  struct dirent *e;
+  while (!rc && (e = readdir(d))) {
+    long pid = tmp_owner(e->d_name);
+    /* A live writer (this process included) keeps its directory. */
+    if (!pid || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 ||
+        errno != ESRCH)
+      continue;
+    rc = td__pathf(path, sizeof path, err, "%s/%s", epochs, e->d_name);
+    if (!rc)
+      rc = td_remove_tree(path, err);
+    if (!rc && n_removed)
+      (*n_removed)++;
+  }
+  closedir(d);
+  return rc;
+}
