@@ -1,0 +1,555 @@
+/* Quality metrics of a projection: neighbour preservation, inverse
+ * fidelity, temporal correlation, boundary preservation. Reductions are
+ * summed per fixed block and then in block order, so results do not depend
+ * on the thread count. */
+#include "tardis/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "knn_internal.h"
+#include "tardis/parallel.h"
+
+/* |a ∩ b| for two lists of distinct indices; k is small (≤ ~50) so the
+ * quadratic scan beats sorting. */
+static int list_overlap(const int32_t *a, const int32_t *b, int k) {
+  int hit = 0;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++)
+      if (a[i] == b[j]) {
+        hit++;
+        break;
+      }
+  return hit;
+}
+
+double td_metric_knn_overlap(const td_knn *a, const td_knn *b, int k) {
+  TD_ASSERT(a->n == b->n && k >= 1 && k <= a->k && k <= b->k);
+  if (a->n == 0)
+    return 0.0;
+  int64_t hit = 0;
+  for (int64_t i = 0; i < a->n; i++)
+    hit += list_overlap(a->idx + i * a->k, b->idx + i * b->k, k);
+  return (double)hit / ((double)a->n * k);
+}
+
+/* ---- exact kNN in 2-D ------------------------------------------------------
+ */
+
+/* The 2-D neighbours of every metric come from a grid whose column and row
+ * boundaries are quantiles of x and y, so every column and row holds about
+ * the same number of points whatever the layout (an outlier cannot squeeze
+ * the bulk into a few cells). Each query scans rings of cells around its
+ * own until the k-th best distance is below the distance to any cell not
+ * yet scanned. */
+
+typedef struct {
+  const float *ref, *q;
+  int64_t n, m;
+  int k, self, G;
+  const float *xb, *yb; /* [G + 1] column / row boundaries */
+  const int64_t *start; /* [G*G + 1] cell offsets into ids */
+  const int32_t *ids;   /* reference ids, grouped by cell, ascending */
+  int32_t *idx;         /* [m, k] output */
+  float *dist;          /* [m, k] output */
+} grid_ctx;
+
+/* Column of v: the last c with b[c] <= v, clamped to [0, G − 1]. */
+static int grid_slot(const float *b, int G, float v) {
+  int lo = 0, hi = G - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (b[mid] <= v)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* Replaces the root of a (dist, idx) max-heap and sifts it down. Each
+ * reference point is seen once per query, so unlike td__heap_push no
+ * duplicate check is needed. */
+static void heap_replace_root(float *hd, int32_t *hi, int k, float d,
+                              int32_t j) {
+  int p = 0;
+  for (;;) {
+    int c = 2 * p + 1;
+    if (c >= k)
+      break;
+    if (c + 1 < k && td__heap_less(hd[c], hi[c], hd[c + 1], hi[c + 1]))
+      c++;
+    if (!td__heap_less(d, j, hd[c], hi[c]))
+      break;
+    hd[p] = hd[c];
+    hi[p] = hi[c];
+    p = c;
+  }
+  hd[p] = d;
+  hi[p] = j;
+}
+
+static void grid_scan_cell(const grid_ctx *c, int col, int row, float qx,
+                           float qy, int64_t self_id, float *hd, int32_t *hi) {
+  int64_t cell = (int64_t)row * c->G + col;
+  for (int64_t t = c->start[cell]; t < c->start[cell + 1]; t++) {
+    int32_t j = c->ids[t];
+    if (j == self_id)
+      continue;
+    float dx = c->ref[2 * (int64_t)j] - qx,
+          dy = c->ref[2 * (int64_t)j + 1] - qy;
+    float d = dx * dx + dy * dy;
+    if (td__heap_less(d, j, hd[0], hi[0]))
+      heap_replace_root(hd, hi, c->k, d, j);
+  }
+}
+
+static void grid_cb(void *vctx, int64_t begin, int64_t end, int tid) {
+  (void)tid;
+  const grid_ctx *c = vctx;
+  int G = c->G, k = c->k;
+  for (int64_t qi = begin; qi < end; qi++) {
+    /* Self queries run in cell order, so consecutive queries scan the same
+     * cells while they are in cache. */
+    int64_t i = c->self ? c->ids[qi] : qi;
+    float qx = c->q[2 * i], qy = c->q[2 * i + 1];
+    float *hd = c->dist + i * k;
+    int32_t *hi = c->idx + i * k;
+    for (int t = 0; t < k; t++) {
+      hd[t] = INFINITY;
+      hi[t] = INT32_MAX;
+    }
+    int qc = grid_slot(c->xb, G, qx), qr = grid_slot(c->yb, G, qy);
+    int64_t self_id = c->self ? i : -1;
+    for (int r = 0;; r++) {
+      int c0 = qc - r, c1 = qc + r, r0 = qr - r, r1 = qr + r;
+      for (int row = r0; row <= r1; row++) {
+        if (row < 0 || row >= G)
+          continue;
+        int edge = row == r0 || row == r1;
+        for (int col = c0; col <= c1; col += edge ? 1 : c1 - c0) {
+          if (col >= 0 && col < G)
+            grid_scan_cell(c, col, row, qx, qy, self_id, hd, hi);
+          if (c1 == c0)
+            break;
+        }
+      }
+      /* Nearest possible unscanned point: past one of the block's sides
+       * that still has cells beyond it. */
+      double bound = HUGE_VAL;
+      if (c0 > 0 && (double)qx - (double)c->xb[c0] < bound)
+        bound = (double)qx - (double)c->xb[c0];
+      if (c1 < G - 1 && (double)c->xb[c1 + 1] - (double)qx < bound)
+        bound = (double)c->xb[c1 + 1] - (double)qx;
+      if (r0 > 0 && (double)qy - (double)c->yb[r0] < bound)
+        bound = (double)qy - (double)c->yb[r0];
+      if (r1 < G - 1 && (double)c->yb[r1 + 1] - (double)qy < bound)
+        bound = (double)c->yb[r1 + 1] - (double)qy;
+      if (bound == HUGE_VAL)
+        break;
+      /* The margin covers float rounding of the heap's squared distances;
+       * ties at the bound are scanned, not skipped. */
+      if (bound > 0 && (double)hd[0] * (1 + 1e-6) < bound * bound)
+        break;
+    }
+    td__knn_sort_row(hd, hi, k);
+    for (int t = 0; t < k; t++)
+      hd[t] = sqrtf(hd[t]);
+  }
+}
+
+/* Exact kNN of q [m, 2] among ref [n, 2] (self excluded when self, then
+ * q == ref and m == n). */
+static int knn_2d(const float *ref, int64_t n, const float *q, int64_t m, int k,
+                  int self, td_knn *out, td_err *err) {
+  memset(out, 0, sizeof *out);
+  if (n < 1 || m < 1 || n > INT32_MAX || k < 1 || k > TD_KNN_MAX_K ||
+      k > n - (self ? 1 : 0))
+    return td_err_set(err, TD_EARG, "knn 2-d: n = %lld, k = %d", (long long)n,
+                      k);
+  for (int64_t i = 0; i < 2 * n; i++)
+    if (!isfinite(ref[i]))
+      return td_err_set(err, TD_EVALUE, "knn 2-d: point %lld is not finite",
+                        (long long)(i / 2));
+  for (int64_t i = 0; i < 2 * m && !self; i++)
+    if (!isfinite(q[i]))
+      return td_err_set(err, TD_EVALUE, "knn 2-d: query %lld is not finite",
+                        (long long)(i / 2));
+  /* About k/2 points per cell (at least 2): a query then usually finishes
+   * after the 3 × 3 or 5 × 5 block around it. */
+  double per_cell = k / 2 > 2 ? k / 2 : 2;
+  int G = (int)sqrt((double)n / per_cell);
+  if (G < 1)
+    G = 1;
+  if (G > 4096)
+    G = 4096;
+  float *xs = malloc((size_t)n * sizeof *xs),
+        *ys = malloc((size_t)n * sizeof *ys);
+  float *xb = malloc(((size_t)G + 1) * sizeof *xb);
+  float *yb = malloc(((size_t)G + 1) * sizeof *yb);
+  int64_t *start = calloc((size_t)G * G + 1, sizeof *start);
+  int32_t *ids = malloc((size_t)n * sizeof *ids);
+  int32_t *cell = malloc((size_t)n * sizeof *cell);
+  float *pts = malloc((size_t)n * 2 * sizeof *pts);
+  int rc = TD_OK;
+  if (!xs || !ys || !xb || !yb || !start || !ids || !cell || !pts) {
+    rc = td_err_set(err, TD_ENOMEM, "knn 2-d: out of memory");
+    goto done;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    xs[i] = ref[2 * i];
+    ys[i] = ref[2 * i + 1];
+  }
+  qsort(xs, (size_t)n, sizeof *xs, cmp_float);
+  qsort(ys, (size_t)n, sizeof *ys, cmp_float);
+  for (int g = 0; g <= G; g++) {
+    int64_t at = g == G ? n - 1 : (int64_t)g * n / G;
+    xb[g] = xs[at];
+    yb[g] = ys[at];
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int col = grid_slot(xb, G, ref[2 * i]),
+        row = grid_slot(yb, G, ref[2 * i + 1]);
+    cell[i] = row * G + col;
+    start[cell[i] + 1]++;
+  }
+  for (int64_t g = 0; g < (int64_t)G * G; g++)
+    start[g + 1] += start[g];
+  {
+    /* counting sort, stable: ids within a cell stay ascending */
+    int64_t *fill = malloc((size_t)G * G * sizeof *fill);
+    if (!fill) {
+      rc = td_err_set(err, TD_ENOMEM, "knn 2-d: out of memory");
+      goto done;
+    }
+    memcpy(fill, start, (size_t)G * G * sizeof *fill);
+    for (int64_t i = 0; i < n; i++) {
+      int64_t at = fill[cell[i]]++;
+      ids[at] = (int32_t)i;
+      pts[2 * at] = ref[2 * i];
+      pts[2 * at + 1] = ref[2 * i + 1];
+    }
+    free(fill);
+  }
+  rc = td__knn_alloc(out, m, k, err);
+  if (rc)
+    goto done;
+  grid_ctx c = {.ref = ref,
+                .q = q,
+                .n = n,
+                .m = m,
+                .k = k,
+                .self = self,
+                .G = G,
+                .xb = xb,
+                .yb = yb,
+                .start = start,
+                .ids = ids,
+                .idx = out->idx,
+                .dist = out->dist};
+  td_parallel_for(m, 512, grid_cb, &c);
+done:
+  free(xs), free(ys), free(xb), free(yb), free(start), free(ids), free(cell);
+  free(pts);
+  return rc;
+}
+
+int td_metric_knn_2d(const float *y, int64_t n, int k, td_knn *out,
+                     td_err *err) {
+  return knn_2d(y, n, y, n, k, 1, out, err);
+}
+
+int td_metric_knn_2d_query(const float *ref, int64_t n, const float *q,
+                           int64_t m, int k, td_knn *out, td_err *err) {
+  return knn_2d(ref, n, q, m, k, 0, out, err);
+}
+
+int td_metric_nn_preservation_knn(const td_knn *high, const float *y,
+                                  const int *ks, int n_k, double *out,
+                                  td_err *err) {
+  int kmax = 0;
+  for (int i = 0; i < n_k; i++) {
+    if (ks[i] < 1 || ks[i] > high->k)
+      return td_err_set(err, TD_EARG,
+                        "nn@k: k = %d, but the high-dimensional graph has "
+                        "%d neighbours per point",
+                        ks[i], high->k);
+    if (ks[i] > kmax)
+      kmax = ks[i];
+  }
+  if (n_k < 1 || high->n < 2)
+    return td_err_set(err, TD_EARG, "nn@k: nothing to measure");
+  td_knn low;
+  int rc = td_metric_knn_2d(y, high->n, kmax, &low, err);
+  if (rc)
+    return rc;
+  for (int i = 0; i < n_k; i++)
+    out[i] = td_metric_knn_overlap(high, &low, ks[i]);
+  td_knn_free(&low);
+  return TD_OK;
+}
+
+int td_metric_nn_preservation(const float *x, int64_t n, int D, const float *y,
+                              int k, double *out, td_err *err) {
+  td_knn high;
+  int rc = td_knn_exact(x, n, D, k, &high, err);
+  if (rc)
+    return rc;
+  rc = td_metric_nn_preservation_knn(&high, y, &k, 1, out, err);
+  td_knn_free(&high);
+  return rc;
+}
+
+int td_metric_boundary_nn(const float *xb, const float *yb, int64_t nb,
+                          const float *xq, const float *yq, int64_t nq, int D,
+                          int k, double *out, td_err *err) {
+  if (!xq)
+    return td_metric_nn_preservation(xb, nb, D, yb, k, out, err);
+  td_knn hi, lo;
+  int rc = td_knn_query_exact(xb, nb, xq, nq, D, k, &hi, err);
+  if (rc)
+    return rc;
+  rc = td_metric_knn_2d_query(yb, nb, yq, nq, k, &lo, err);
+  if (!rc) {
+    *out = td_metric_knn_overlap(&hi, &lo, k);
+    td_knn_free(&lo);
+  }
+  td_knn_free(&hi);
+  return rc;
+}
+
+/* ---- ppr and inv_conf_diff ----------------------------------------------- */
+
+#define PPR_BLOCK 1024
+
+typedef struct {
+  const td_head *head;
+  const float *x, *xr;
+  int64_t n;
+  int D, C;
+  float *scratch; /* [threads, 2 * PPR_BLOCK * C] */
+  int64_t *agree; /* [blocks] */
+  double *dconf;  /* [blocks] */
+} ppr_ctx;
+
+static int argmax_row(const float *z, int C) {
+  int best = 0;
+  for (int c = 1; c < C; c++)
+    if (z[c] > z[best])
+      best = c;
+  return best;
+}
+
+/* softmax(z)_c, computed stably. */
+static double softmax_at(const float *z, int C, int c) {
+  float m = z[0];
+  for (int j = 1; j < C; j++)
+    if (z[j] > m)
+      m = z[j];
+  double s = 0;
+  for (int j = 0; j < C; j++)
+    s += exp((double)z[j] - (double)m);
+  return exp((double)z[c] - (double)m) / s;
+}
+
+static void ppr_cb(void *vctx, int64_t begin, int64_t end, int tid) {
+  ppr_ctx *c = vctx;
+  float *za = c->scratch + (size_t)tid * 2 * PPR_BLOCK * (size_t)c->C;
+  float *zb = za + (size_t)PPR_BLOCK * c->C;
+  for (int64_t blk = begin; blk < end; blk++) {
+    int64_t r0 = blk * PPR_BLOCK;
+    int64_t m = c->n - r0 < PPR_BLOCK ? c->n - r0 : PPR_BLOCK;
+    td_head_forward(c->head, c->x + r0 * c->D, m, za);
+    td_head_forward(c->head, c->xr + r0 * c->D, m, zb);
+    int64_t agree = 0;
+    double dsum = 0;
+    for (int64_t i = 0; i < m; i++) {
+      const float *a = za + i * c->C, *b = zb + i * c->C;
+      int ca = argmax_row(a, c->C);
+      agree += argmax_row(b, c->C) == ca;
+      dsum += fabs(softmax_at(a, c->C, ca) - softmax_at(b, c->C, ca));
+    }
+    c->agree[blk] = agree;
+    c->dconf[blk] = dsum;
+  }
+}
+
+int td_metric_ppr(const td_head *head, const float *x, const float *x_rec,
+                  int64_t n, double *ppr, double *inv_conf_diff) {
+  if (!head || !x || !x_rec || n < 1)
+    return TD_EARG;
+  int64_t nblk = (n + PPR_BLOCK - 1) / PPR_BLOCK;
+  int nth = td_threads();
+  ppr_ctx c = {.head = head,
+               .x = x,
+               .xr = x_rec,
+               .n = n,
+               .D = td_head_in_dim(head),
+               .C = td_head_out_dim(head)};
+  c.scratch =
+      malloc((size_t)nth * 2 * PPR_BLOCK * (size_t)c.C * sizeof *c.scratch);
+  c.agree = malloc((size_t)nblk * sizeof *c.agree);
+  c.dconf = malloc((size_t)nblk * sizeof *c.dconf);
+  if (!c.scratch || !c.agree || !c.dconf) {
+    free(c.scratch), free(c.agree), free(c.dconf);
+    return TD_ENOMEM;
+  }
+  int saved = td__knn_blas_single();
+  td_parallel_for(nblk, 1, ppr_cb, &c);
+  td__knn_blas_restore(saved);
+  int64_t agree = 0;
+  double dsum = 0;
+  for (int64_t b = 0; b < nblk; b++) {
+    agree += c.agree[b];
+    dsum += c.dconf[b];
+  }
+  if (ppr)
+    *ppr = (double)agree / (double)n;
+  if (inv_conf_diff)
+    *inv_conf_diff = dsum / (double)n;
+  free(c.scratch), free(c.agree), free(c.dconf);
+  return TD_OK;
+}
+
+/* ---- temporal_corr ---------------------------------------------------------
+ */
+
+/* Per sample, running means and co-moments of (r, m) in Welford's form,
+ * which stays accurate where raw sums of squares would cancel. */
+typedef struct {
+  double mean_r, mean_m, m2_r, m2_m, c_rm;
+} tc_stat;
+
+struct td_temporal {
+  int64_t n;
+  int k, epochs;
+  int32_t *prev_idx; /* [n, k] */
+  float *prev_y;     /* [n, 2] */
+  tc_stat *st;       /* [n] */
+};
+
+int td_temporal_new(int64_t n, int k, td_temporal **out, td_err *err) {
+  if (n < 1 || k < 1)
+    return td_err_set(err, TD_EARG, "temporal_corr: n = %lld, k = %d",
+                      (long long)n, k);
+  td_temporal *tc = calloc(1, sizeof *tc);
+  if (tc) {
+    tc->prev_idx = malloc((size_t)n * (size_t)k * sizeof *tc->prev_idx);
+    tc->prev_y = malloc((size_t)n * 2 * sizeof *tc->prev_y);
+    tc->st = calloc((size_t)n, sizeof *tc->st);
+  }
+  if (!tc || !tc->prev_idx || !tc->prev_y || !tc->st) {
+    td_temporal_free(tc);
+    return td_err_set(err, TD_ENOMEM, "temporal_corr: out of memory");
+  }
+  tc->n = n;
+  tc->k = k;
+  *out = tc;
+  return TD_OK;
+}
+
+void td_temporal_free(td_temporal *tc) {
+  if (!tc)
+    return;
+  free(tc->prev_idx);
+  free(tc->prev_y);
+  free(tc->st);
+  free(tc);
+}
+
+int td_temporal_n_epochs(const td_temporal *tc) { return tc->epochs; }
+
+typedef struct {
+  td_temporal *tc;
+  const td_knn *g;
+  const float *y;
+} tc_ctx;
+
+static void tc_cb(void *vctx, int64_t begin, int64_t end, int tid) {
+  (void)tid;
+  tc_ctx *c = vctx;
+  td_temporal *tc = c->tc;
+  int k = tc->k;
+  /* The pair about to be added is pair number `epochs` (1-based). */
+  double cnt = (double)tc->epochs;
+  for (int64_t i = begin; i < end; i++) {
+    int32_t *prev = tc->prev_idx + i * k;
+    const int32_t *cur = c->g->idx + i * c->g->k;
+    double r = (double)list_overlap(prev, cur, k) / k;
+    double dx = (double)c->y[2 * i] - (double)tc->prev_y[2 * i];
+    double dy = (double)c->y[2 * i + 1] - (double)tc->prev_y[2 * i + 1];
+    double m = sqrt(dx * dx + dy * dy);
+    tc_stat *s = &tc->st[i];
+    double dr = r - s->mean_r, dm = m - s->mean_m;
+    s->mean_r += dr / cnt;
+    s->mean_m += dm / cnt;
+    s->m2_r += dr * (r - s->mean_r);
+    s->m2_m += dm * (m - s->mean_m);
+    s->c_rm += dr * (m - s->mean_m);
+    memcpy(prev, cur, (size_t)k * sizeof *prev);
+    tc->prev_y[2 * i] = c->y[2 * i];
+    tc->prev_y[2 * i + 1] = c->y[2 * i + 1];
+  }
+}
+
+int td_temporal_add(td_temporal *tc, const td_knn *high, const float *y,
+                    td_err *err) {
+  if (high->n != tc->n || high->k < tc->k)
+    return td_err_set(err, TD_EARG,
+                      "temporal_corr: graph of %lld points with %d "
+                      "neighbours, expected %lld points with >= %d",
+                      (long long)high->n, high->k, (long long)tc->n, tc->k);
+  if (tc->epochs == 0) {
+    for (int64_t i = 0; i < tc->n; i++)
+      memcpy(tc->prev_idx + i * tc->k, high->idx + i * high->k,
+             (size_t)tc->k * sizeof *tc->prev_idx);
+    memcpy(tc->prev_y, y, (size_t)tc->n * 2 * sizeof *y);
+    tc->epochs = 1;
+    return TD_OK;
+  }
+  tc_ctx c = {tc, high, y};
+  td_parallel_for(tc->n, 4096, tc_cb, &c);
+  tc->epochs++;
+  return TD_OK;
+}
+
+void td_temporal_result(const td_temporal *tc, double *mean,
+                        double *per_sample) {
+  double sum = 0;
+  for (int64_t i = 0; i < tc->n; i++) {
+    const tc_stat *s = &tc->st[i];
+    double den = sqrt(s->m2_r * s->m2_m);
+    double v = tc->epochs >= 3 && den > 0 ? s->c_rm / den : 0.0;
+    if (!isfinite(v))
+      v = 0.0;
+    /* Rounding can push a perfect correlation a hair past ±1. */
+    if (v > 1)
+      v = 1;
+    if (v < -1)
+      v = -1;
+    if (per_sample)
+      per_sample[i] = v;
+    sum += v;
+  }
+  if (mean)
+    *mean = sum / (double)tc->n;
+}
+
+/* ---- boundary_kept ---------------------------------------------------------
+ */
+
+double td_metric_boundary_kept(const td_territory *t, const float *yb,
+                               int64_t nb) {
+  if (nb <= 0)
+    return 0.0;
+  int64_t kept = 0;
+  for (int64_t i = 0; i < nb; i++)
+    kept += td_territory_is_boundary(t, yb[2 * i], yb[2 * i + 1]);
+  return (double)kept / (double)nb;
+}

@@ -1,0 +1,474 @@
+/* Orchestrates the projection of a run, epoch by epoch: everything a stage
+ * needs from the previous epoch (model, kNN graph, PCA axes) is carried in a
+ * small state, so the epochs are projected in one pass and a resumed run
+ * reloads only the newest finished model. */
+#include "tardis/project.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tardis/boundary.h"
+#include "tardis/complex.h"
+#include "tardis/fsutil.h"
+#include "tardis/knn.h"
+#include "tardis/parallel.h"
+#include "tardis/projection.h"
+#include "tardis/territory.h"
+#include "tardis/vismodel.h"
+
+void td_project_opts_default(td_project_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->method = "dvi";
+  o->k = 15;
+  o->territory_res = 256;
+  o->boundary = 1;
+  o->temporal = -1;
+  o->seed = 1;
+}
+
+int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
+                     char *buf, size_t len) {
+  int n = snprintf(buf, len, "%s/vis/%s/epoch_%04d", run_dir, method, epoch);
+  return n < 0 || (size_t)n >= len ? TD_ERANGE : TD_OK;
+}
+
+/* What one epoch hands to the next. */
+typedef struct carry {
+  td_vismodel *model;
+  td_knn knn; /* spatial kNN of the training points (first n rows) */
+  int have_knn;
+  float *pca_comps; /* [2, D] */
+  int have_pca;
+} carry;
+
+static void carry_free(carry *c) {
+  td_vismodel_free(c->model);
+  if (c->have_knn)
+    td_knn_free(&c->knn);
+  free(c->pca_comps);
+  memset(c, 0, sizeof *c);
+}
+
+typedef struct epoch_data {
+  td_array train, test; /* float32 representations */
+  td_array logits;
+  td_head *head;
+  int64_t n, m;
+  int D, C;
+  float *bnd;     /* [nb, D] boundary samples */
+  int32_t *pairs; /* [nb, 2] */
+  int64_t nb;
+} epoch_data;
+
+static void epoch_data_free(epoch_data *e) {
+  td_array_close(&e->train);
+  td_array_close(&e->test);
+  td_array_close(&e->logits);
+  td_head_free(e->head);
+  free(e->bnd);
+  free(e->pairs);
+  memset(e, 0, sizeof *e);
+}
+
+static int load_epoch(const td_run *run, int epoch, epoch_data *e,
+                      td_err *err) {
+  memset(e, 0, sizeof *e);
+  const td_run_meta *meta = td_run_get_meta(run);
+  e->D = meta->repr_dim;
+  e->C = meta->n_classes;
+  int rc = td_run_load_f32(run, epoch, "train_repr", &e->train, err);
+  if (rc == TD_OK)
+    rc = td_run_load(run, epoch, "train_logits", &e->logits, err);
+  if (rc == TD_OK)
+    rc = td_run_load_head(run, epoch, &e->head, err);
+  if (rc == TD_OK && td_run_has(run, epoch, "test_repr")) {
+    rc = td_run_load_f32(run, epoch, "test_repr", &e->test, err);
+    e->m = rc == TD_OK ? e->test.shape[0] : 0;
+  }
+  if (rc != TD_OK) {
+    epoch_data_free(e);
+    return rc;
+  }
+  e->n = e->train.shape[0];
+  return TD_OK;
+}
+
+static void report(const td_project_opts *o, int index, int count, int epoch,
+                   const char *stage, double secs) {
+  if (o->progress) {
+    td_project_progress p = {index, count, epoch, stage, secs};
+    o->progress(&p, o->progress_ctx);
+  }
+}
+
+typedef struct decode_ctx {
+  const td_projection *pj;
+  const td_vismodel *vm;
+  const float *mean, *comps;
+  int D;
+} decode_ctx;
+
+static int decode_cb(void *ctx, const float *y, int64_t m, float *x) {
+  decode_ctx *d = ctx;
+  if (d->vm)
+    return td_vismodel_decode(d->vm, y, m, x);
+  for (int64_t i = 0; i < m; i++)
+    for (int j = 0; j < d->D; j++)
+      x[i * d->D + j] = d->mean[j] + y[2 * i] * d->comps[j] +
+                        y[2 * i + 1] * d->comps[d->D + j];
+  return 0;
+}
+
+static int save_f32(const char *dir, const char *name, const float *v,
+                    int64_t rows, int64_t cols, td_err *err) {
+  char path[4600];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int64_t shape[2] = {rows, cols};
+  return td_npy_save_raw(path, TD_F32, 2, shape, v, err);
+}
+
+/* Fits this epoch's projection (dvi or pca) and leaves the model in *c. */
+static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
+                     double *knn_s, double *fit_s, td_err *err) {
+  int rc;
+  double t0 = td_now();
+  if (!strcmp(o->method, "pca")) {
+    float *mean = malloc((size_t)e->D * sizeof *mean);
+    float *comps = malloc((size_t)2 * e->D * sizeof *comps);
+    if (!mean || !comps) {
+      free(mean);
+      free(comps);
+      return td_err_set(err, TD_ENOMEM, "out of memory");
+    }
+    rc = td_pca_fit(e->train.data, e->n, e->D,
+                    c->have_pca ? c->pca_comps : NULL, mean, comps, err);
+    free(c->pca_comps);
+    c->pca_comps = malloc((size_t)3 * e->D * sizeof(float));
+    if (rc == TD_OK && c->pca_comps) {
+      /* stored as {axis1, axis2, mean} so the sign reference comes first */
+      memcpy(c->pca_comps, comps, (size_t)2 * e->D * sizeof(float));
+      memcpy(c->pca_comps + 2 * e->D, mean, (size_t)e->D * sizeof(float));
+      c->have_pca = 1;
+    } else if (rc == TD_OK) {
+      rc = td_err_set(err, TD_ENOMEM, "out of memory");
+    }
+    free(mean);
+    free(comps);
+    *fit_s = td_now() - t0;
+    return rc;
+  }
+  /* dvi: the complex over training points + boundary samples */
+  int64_t nv = e->n + e->nb;
+  float *xv = malloc((size_t)nv * e->D * sizeof *xv);
+  if (!xv)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  memcpy(xv, e->train.data, (size_t)e->n * e->D * sizeof *xv);
+  if (e->nb)
+    memcpy(xv + e->n * e->D, e->bnd, (size_t)e->nb * e->D * sizeof *xv);
+  td_graph g;
+  td_knn knn;
+  rc = td_complex_dvi(xv, e->n, e->bnd, e->nb, e->D, o->k, o->seed, &g, &knn,
+                      err);
+  *knn_s = td_now() - t0;
+  if (rc != TD_OK) {
+    free(xv);
+    return rc;
+  }
+  td_vis_params p;
+  td_vis_params_default(&p, e->D);
+  p.seed = o->seed;
+  if (o->temporal >= 0)
+    p.temporal = o->temporal;
+  float *overlap = NULL;
+  td_vis_anchor anc;
+  memset(&anc, 0, sizeof anc);
+  if (c->model && c->have_knn) {
+    overlap = malloc((size_t)nv * sizeof *overlap);
+    if (overlap) {
+      td_knn cur = knn, prev = c->knn;
+      cur.n = prev.n = e->n < c->knn.n ? e->n : c->knn.n;
+      td_vis_knn_overlap(&prev, &cur, overlap);
+      double mean = 0;
+      for (int64_t i = 0; i < cur.n; i++)
+        mean += (double)overlap[i];
+      mean = cur.n ? mean / (double)cur.n : 1.0;
+      for (int64_t i = cur.n; i < nv; i++)
+        overlap[i] = (float)mean; /* boundary samples: the epoch's mean */
+      anc.knn_overlap = overlap;
+    }
+  }
+  td_vismodel *m = td_vismodel_new(e->D, &p);
+  double t1 = td_now();
+  rc = m ? td_vismodel_fit(m, xv, nv, &g, c->model, &p,
+                           anc.knn_overlap ? &anc : NULL, err)
+         : td_err_set(err, TD_ENOMEM, "out of memory");
+  *fit_s = td_now() - t1;
+  free(overlap);
+  free(xv);
+  td_graph_free(&g);
+  if (rc != TD_OK) {
+    td_vismodel_free(m);
+    td_knn_free(&knn);
+    return rc;
+  }
+  td_vismodel_free(c->model);
+  c->model = m;
+  if (c->have_knn)
+    td_knn_free(&c->knn);
+  c->knn = knn;
+  c->have_knn = 1;
+  return TD_OK;
+}
+
+/* Encodes, computes the territory and writes the epoch's vis directory
+ * atomically. */
+static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
+                       const epoch_data *e, const carry *c, double secs[5],
+                       td_err *err) {
+  char final[4200], tmp[4300], vis[4200];
+  td_vis_epoch_dir(run_dir, o->method, epoch, final, sizeof final);
+  snprintf(vis, sizeof vis, "%s/vis/%s", run_dir, o->method);
+  snprintf(tmp, sizeof tmp, "%s/.tmp-%04d-%d", vis, epoch, (int)getpid());
+  td_remove_tree(tmp, NULL);
+  int rc = td_mkdirs(tmp, err);
+  if (rc)
+    return rc;
+  decode_ctx dc = {0};
+  dc.D = e->D;
+  dc.vm = c->model;
+  if (!c->model) {
+    dc.comps = c->pca_comps;
+    dc.mean = c->pca_comps + 2 * e->D;
+  }
+  float *ytr = malloc((size_t)e->n * 2 * sizeof *ytr);
+  float *yte = e->m ? malloc((size_t)e->m * 2 * sizeof *yte) : NULL;
+  float *yb = e->nb ? malloc((size_t)e->nb * 2 * sizeof *yb) : NULL;
+  td_territory terr;
+  memset(&terr, 0, sizeof terr);
+  if (!ytr || (e->m && !yte) || (e->nb && !yb)) {
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+    goto out;
+  }
+  /* encode through the same code path readers will use */
+  if (c->model) {
+    td_vismodel_encode(c->model, e->train.data, e->n, ytr);
+    if (e->m)
+      td_vismodel_encode(c->model, e->test.data, e->m, yte);
+    if (e->nb)
+      td_vismodel_encode(c->model, e->bnd, e->nb, yb);
+  } else {
+    const float *X[3] = {e->train.data, e->test.data, e->bnd};
+    float *Y[3] = {ytr, yte, yb};
+    int64_t N[3] = {e->n, e->m, e->nb};
+    for (int s = 0; s < 3; s++)
+      for (int64_t i = 0; i < N[s]; i++) {
+        double a = 0, b = 0;
+        for (int j = 0; j < e->D; j++) {
+          double v = (double)X[s][i * e->D + j] - (double)dc.mean[j];
+          a += v * (double)dc.comps[j];
+          b += v * (double)dc.comps[e->D + j];
+        }
+        Y[s][2 * i] = (float)a;
+        Y[s][2 * i + 1] = (float)b;
+      }
+  }
+  double t0 = td_now();
+  float ext[4];
+  td_territory_extent(ytr, e->n, ext);
+  rc = td_territory_compute(decode_cb, &dc, e->D, e->head, ext,
+                            o->territory_res, &terr, err);
+  secs[2] = td_now() - t0;
+  if (rc)
+    goto out;
+  t0 = td_now();
+  if ((rc = save_f32(tmp, "train_embedding.npy", ytr, e->n, 2, err)) ||
+      (e->m && (rc = save_f32(tmp, "test_embedding.npy", yte, e->m, 2, err))))
+    goto out;
+  {
+    int64_t nb = e->nb, bshape[2] = {nb, e->D}, pshape[2] = {nb, 2};
+    char path[4400];
+    snprintf(path, sizeof path, "%s/boundary_repr.npy", tmp);
+    float dummy = 0;
+    int32_t dummy_i = 0;
+    if ((rc = td_npy_save_raw(path, TD_F32, 2, bshape, nb ? e->bnd : &dummy,
+                              err)))
+      goto out;
+    snprintf(path, sizeof path, "%s/boundary_pairs.npy", tmp);
+    if ((rc = td_npy_save_raw(path, TD_I32, 2, pshape, nb ? e->pairs : &dummy_i,
+                              err)))
+      goto out;
+    if ((rc = save_f32(tmp, "boundary_embedding.npy", nb ? yb : &dummy, nb, 2,
+                       err)))
+      goto out;
+  }
+  if ((rc = td_territory_save(&terr, tmp, err)))
+    goto out;
+  if (c->model) {
+    char mdir[4400];
+    snprintf(mdir, sizeof mdir, "%s/model", tmp);
+    if ((rc = td_vismodel_save(c->model, mdir, err)))
+      goto out;
+  } else if ((rc = td_pca_save(tmp, e->D, dc.mean, dc.comps, err))) {
+    goto out;
+  }
+  secs[3] = td_now() - t0;
+  json_t *pj = json_pack(
+      "{s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch", epoch, "method",
+      o->method, "boundary_seconds", secs[4], "knn_seconds", secs[0],
+      "fit_seconds", secs[1], "territory_seconds", secs[2], "write_seconds",
+      secs[3], "n_boundary", (json_int_t)e->nb, "k", (json_int_t)o->k);
+  json_object_set_new(
+      pj, "seconds",
+      json_real(secs[0] + secs[1] + secs[2] + secs[3] + secs[4]));
+  char *txt = json_dumps(pj, JSON_INDENT(2));
+  json_decref(pj);
+  char path[4400];
+  snprintf(path, sizeof path, "%s/projection.json", tmp);
+  rc = txt ? td_write_file_atomic(path, txt, strlen(txt), err)
+           : td_err_set(err, TD_ENOMEM, "out of memory");
+  free(txt);
+  if (rc)
+    goto out;
+  if (td_path_exists(final) && (rc = td_remove_tree(final, err)))
+    goto out;
+  if (rename(tmp, final) != 0) {
+    rc = td_err_set(err, TD_EIO, "%s: cannot rename into place", final);
+    goto out;
+  }
+  td_fsync_dir(vis);
+out:
+  if (rc)
+    td_remove_tree(tmp, NULL);
+  td_territory_free(&terr);
+  free(ytr);
+  free(yte);
+  free(yb);
+  return rc;
+}
+
+static int write_vis_json(const char *run_dir, const td_project_opts *o, int D,
+                          td_err *err) {
+  char dir[4200], path[4300];
+  snprintf(dir, sizeof dir, "%s/vis/%s", run_dir, o->method);
+  int rc = td_mkdirs(dir, err);
+  if (rc)
+    return rc;
+  json_t *j = json_pack("{s:s, s:i, s:{s:i, s:i, s:b, s:I}}", "method",
+                        o->method, "repr_dim", D, "params", "k", o->k,
+                        "territory_res", o->territory_res, "boundary",
+                        o->boundary, "seed", (json_int_t)o->seed);
+  char *txt = json_dumps(j, JSON_INDENT(2));
+  json_decref(j);
+  snprintf(path, sizeof path, "%s/vis.json", dir);
+  rc = txt ? td_write_file_atomic(path, txt, strlen(txt), err)
+           : td_err_set(err, TD_ENOMEM, "out of memory");
+  free(txt);
+  return rc;
+}
+
+/* A resumed projection warm-starts from the newest finished epoch before
+ * the first one to do. */
+static void load_previous(const char *run_dir, const td_project_opts *o,
+                          const td_run *run, int upto_index, carry *c) {
+  for (int i = upto_index - 1; i >= 0; i--) {
+    char dir[4200];
+    td_vis_epoch_dir(run_dir, o->method, td_run_epoch_number(run, i), dir,
+                     sizeof dir);
+    if (!td_path_is_dir(dir))
+      continue;
+    td_projection *pj;
+    if (td_projection_load(dir, &pj, NULL) != TD_OK)
+      return;
+    if (!strcmp(o->method, "dvi")) {
+      char mdir[4300];
+      snprintf(mdir, sizeof mdir, "%s/model", dir);
+      td_vismodel_load(mdir, &c->model, NULL);
+    }
+    td_projection_free(pj);
+    return;
+  }
+}
+
+int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
+               td_err *err) {
+  memset(s, 0, sizeof *s);
+  if (strcmp(o->method, "dvi") && strcmp(o->method, "pca"))
+    return td_err_set(err, TD_EARG, "unknown method '%s' (dvi or pca)",
+                      o->method);
+  if (o->k < 2 || o->territory_res < 8 || o->territory_res > 4096)
+    return td_err_set(err, TD_EARG, "invalid k or territory resolution");
+  const char *run_dir = td_run_dir(run);
+  const td_run_meta *meta = td_run_get_meta(run);
+  int rc = write_vis_json(run_dir, o, meta->repr_dim, err);
+  if (rc)
+    return rc;
+  /* which epochs to do */
+  int n_ep = td_run_n_epochs(run), todo = 0, first_idx = -1;
+  int *idx = malloc((size_t)(n_ep ? n_ep : 1) * sizeof *idx);
+  if (!idx)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  for (int i = 0; i < n_ep; i++) {
+    int ep = td_run_epoch_number(run, i);
+    if ((o->epoch_from && ep < o->epoch_from) ||
+        (o->epoch_to && ep > o->epoch_to))
+      continue;
+    char dir[4200];
+    td_vis_epoch_dir(run_dir, o->method, ep, dir, sizeof dir);
+    if (!o->force && td_path_is_dir(dir)) {
+      s->skipped++;
+      continue;
+    }
+    if (first_idx < 0)
+      first_idx = i;
+    idx[todo++] = i;
+  }
+  carry c;
+  memset(&c, 0, sizeof c);
+  if (todo && first_idx > 0)
+    load_previous(run_dir, o, run, first_idx, &c);
+  double t_all = td_now();
+  for (int t = 0; t < todo && rc == TD_OK; t++) {
+    int ep = td_run_epoch_number(run, idx[t]);
+    double t0 = td_now(), secs[5] = {0};
+    epoch_data e;
+    report(o, t, todo, ep, "load", 0);
+    if ((rc = load_epoch(run, ep, &e, err)))
+      break;
+    if (o->boundary && !strcmp(o->method, "dvi")) {
+      report(o, t, todo, ep, "boundary", 0);
+      td_boundary_params bp;
+      td_boundary_params_default(&bp, e.n, e.C);
+      bp.seed = o->seed + (uint64_t)ep;
+      rc = td_boundary_generate(e.head, e.train.data, e.logits.data, e.n, e.D,
+                                e.C, &bp, &e.bnd, &e.pairs, &e.nb, err);
+      secs[4] = td_now() - t0;
+    }
+    if (rc == TD_OK) {
+      report(o, t, todo, ep, "fit", 0);
+      rc = fit_epoch(o, &e, &c, &secs[0], &secs[1], err);
+    }
+    if (rc == TD_OK) {
+      report(o, t, todo, ep, "territory", 0);
+      rc = write_epoch(run_dir, o, ep, &e, &c, secs, err);
+    }
+    epoch_data_free(&e);
+    if (rc != TD_OK) {
+      td_err_prefix(err, "epoch %d", ep);
+      break;
+    }
+    double dt = td_now() - t0;
+    if (s->projected == 0)
+      s->first_seconds = dt;
+    else if (dt > s->max_later_seconds)
+      s->max_later_seconds = dt;
+    s->projected++;
+    report(o, t, todo, ep, "done", dt);
+  }
+  s->seconds = td_now() - t_all;
+  carry_free(&c);
+  free(idx);
+  return rc;
+}
