@@ -1,0 +1,202 @@
+/* Response helpers and the static files of the web UI. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/server_internal.h"
+
+void td__common_headers(struct MHD_Response *r, const char *cache_control) {
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "Cache-Control", cache_control);
+}
+
+enum MHD_Result td__reply_bytes(struct MHD_Connection *c, unsigned status,
+                                const void *data, size_t len,
+                                const char *content_type) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      len, (void *)(uintptr_t)data, MHD_RESPMEM_MUST_COPY);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  td__common_headers(r, "no-cache");
+  enum MHD_Result rc = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+enum MHD_Result td__reply_json(struct MHD_Connection *c, unsigned status,
+                               json_t *v) {
+  char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+  json_decref(v);
+  if (!s)
+    return td__reply_bytes(c, 500, "{\"error\":\"out of memory\"}", 25,
+                           "application/json; charset=utf-8");
+  enum MHD_Result rc = td__reply_bytes(c, status, s, strlen(s),
+                                       "application/json; charset=utf-8");
+  free(s);
+  return rc;
+}
+
+enum MHD_Result td__reply_error(struct MHD_Connection *c, unsigned status,
+                                const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return td__reply_json(c, status, json_pack("{s:s}", "error", msg));
+}
+
+enum MHD_Result td__reply_bin(struct MHD_Connection *c, const void *data,
+                              size_t len, const char *shape,
+                              const char *dtype) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      len, (void *)(uintptr_t)data, MHD_RESPMEM_MUST_COPY);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/octet-stream");
+  MHD_add_response_header(r, "X-Tardis-Shape", shape);
+  MHD_add_response_header(r, "X-Tardis-Dtype", dtype);
+  MHD_add_response_header(r, "Access-Control-Expose-Headers",
+                          "X-Tardis-Shape, X-Tardis-Dtype");
+  td__common_headers(r, "no-cache");
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+int td__parse_i64(const char *s, int64_t *out) {
+  if (!s || !*s || strlen(s) > 19)
+    return -1;
+  const char *p = s;
+  if (*p == '-')
+    p++;
+  if (!*p)
+    return -1;
+  for (const char *q = p; *q; q++)
+    if (*q < '0' || *q > '9')
+      return -1;
+  errno = 0;
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* ---- static files ------------------------------------------------------- */
+
+static const struct {
+  const char *ext, *type;
+} mime_types[] = {
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".json", "application/json; charset=utf-8"},
+    {".map", "application/json; charset=utf-8"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".gif", "image/gif"},
+    {".jpg", "image/jpeg"},
+    {".jpeg", "image/jpeg"},
+    {".ico", "image/x-icon"},
+    {".woff2", "font/woff2"},
+    {".wasm", "application/wasm"},
+    {".txt", "text/plain; charset=utf-8"},
+};
+
+static const char *mime_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *dot = strrchr(slash ? slash : path, '.');
+  if (dot)
+    for (size_t i = 0; i < sizeof mime_types / sizeof mime_types[0]; i++)
+      if (!strcasecmp(dot, mime_types[i].ext))
+        return mime_types[i].type;
+  return "application/octet-stream";
+}
+
+static const char fallback_page[] =
+    "<!doctype html><meta charset=utf-8><title>tardis</title>"
+    "<p>The tardis web UI is not installed (no web directory). "
+    "The API is at <a href=\"/api/run\">/api/run</a>.</p>\n";
+
+/* MHD has already percent-decoded the URL, so "%2e%2e" arrives as "..":
+ * checking components here covers both spellings. Hidden components are
+ * refused too, which keeps .git and editor files private. */
+static int url_is_safe(const char *url) {
+  if (url[0] != '/')
+    return 0;
+  for (const char *p = url; *p; p++) {
+    if (*p == '\\' || (unsigned char)*p < 0x20)
+      return 0;
+    if (*p == '/' && p[1] == '.')
+      return 0;
+  }
+  return 1;
+}
+
+enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
+                                 const char *url) {
+  if (!url_is_safe(url) || strstr(url, "//"))
+    return td__reply_error(c, 404, "not found");
+  if (!s->web_dir) {
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
+      return td__reply_bytes(c, 200, fallback_page, sizeof fallback_page - 1,
+                             "text/html; charset=utf-8");
+    return td__reply_error(c, 404, "not found");
+  }
+  char path[TD__URL_MAX + 1024], real[PATH_MAX];
+  int n = snprintf(path, sizeof path, "%s%s%s", s->web_dir, url,
+                   url[strlen(url) - 1] == '/' ? "index.html" : "");
+  if (n < 0 || (size_t)n >= sizeof path || !realpath(path, real))
+    return td__reply_error(c, 404, "not found");
+  /* A symlink inside web/ must not lead outside it. */
+  size_t wl = strlen(s->web_dir);
+  if (strncmp(real, s->web_dir, wl) != 0 || real[wl] != '/')
+    return td__reply_error(c, 404, "not found");
+  int fd = open(real, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0)
+    return td__reply_error(c, 404, "not found");
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return td__reply_error(c, 404, "not found");
+  }
+  char etag[96];
+  snprintf(etag, sizeof etag, "\"%llx-%llx-%lx\"",
+           (unsigned long long)st.st_size,
+           (unsigned long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+  const char *inm =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+  struct MHD_Response *r;
+  unsigned status;
+  if (inm && strstr(inm, etag)) {
+    close(fd);
+    r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    status = MHD_HTTP_NOT_MODIFIED;
+  } else {
+    r = MHD_create_response_from_fd((uint64_t)st.st_size, fd); /* owns fd */
+    status = MHD_HTTP_OK;
+    if (!r)
+      close(fd);
+  }
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, mime_of(real));
+  MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, etag);
+  /* The UI changes while developing: always revalidate (cheap, via ETag). */
+  td__common_headers(r, "no-cache");
+  enum MHD_Result rc = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return rc;
+}

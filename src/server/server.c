@@ -1,0 +1,505 @@
+/* `tardis serve`: the daemon, request dispatch, the run watcher and the
+ * server-sent event stream.
+ *
+ * libmicrohttpd runs one thread per connection, so an event stream may
+ * block in its content callback (waiting on a condition variable) without
+ * holding up any other request. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/server_internal.h"
+#include "tardis/fsutil.h"
+
+/* The repository's web/ directory. The build may define TD_WEB_DIR; without
+ * it, the path is derived from this file's own (absolute, under CMake) path,
+ * src/server/server.c → web. */
+static void default_web_dir(char *buf, size_t len) {
+#ifdef TD_WEB_DIR
+  snprintf(buf, len, "%s", TD_WEB_DIR);
+#else
+  const char *f = __FILE__, *tail = strstr(f, "src/server/server.c");
+  if (tail)
+    snprintf(buf, len, "%.*sweb", (int)(tail - f), f);
+  else
+    snprintf(buf, len, "web");
+#endif
+}
+
+void td_server_opts_init(td_server_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->host = "127.0.0.1";
+  o->port = 8040;
+  o->method = "dvi";
+  o->poll_ms = 1000;
+  o->heartbeat_ms = 15000;
+  o->max_connections = 64;
+}
+
+int td_server_port(const td_server *srv) { return srv->port; }
+
+/* ---- events ------------------------------------------------------------- */
+
+static void emit(td_server *s, const char *name, const char *data) {
+  pthread_mutex_lock(&s->ev_mu);
+  uint64_t id = ++s->ev_last;
+  td__event *e = &s->ring[id % TD__EVENT_RING];
+  e->id = id;
+  snprintf(e->name, sizeof e->name, "%s", name);
+  snprintf(e->data, sizeof e->data, "%s", data);
+  pthread_cond_broadcast(&s->ev_cond);
+  pthread_mutex_unlock(&s->ev_mu);
+}
+
+static void deadline_after(struct timespec *ts, int ms) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+typedef struct sse_state {
+  td_server *srv;
+  uint64_t last_id;
+  char buf[512];
+  size_t len, off;
+} sse_state;
+
+/* Fills st->buf with the next thing to send, blocking until there is one.
+ * Returns 0 when the server is stopping. */
+static int sse_next(sse_state *st) {
+  td_server *s = st->srv;
+  struct timespec dl;
+  deadline_after(&dl, s->heartbeat_ms);
+  pthread_mutex_lock(&s->ev_mu);
+  int timed_out = 0;
+  while (!s->stopping && s->ev_last == st->last_id && !timed_out)
+    timed_out =
+        pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, &dl) == ETIMEDOUT;
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->ev_mu);
+    return 0;
+  }
+  int n;
+  if (s->ev_last != st->last_id) {
+    /* A client that fell more than a ring behind skips what was lost. */
+    uint64_t id = st->last_id + 1;
+    if (s->ev_last - st->last_id > TD__EVENT_RING)
+      id = s->ev_last - TD__EVENT_RING + 1;
+    const td__event *e = &s->ring[id % TD__EVENT_RING];
+    n = snprintf(st->buf, sizeof st->buf, "id: %llu\nevent: %s\ndata: %s\n\n",
+                 (unsigned long long)e->id, e->name, e->data);
+    st->last_id = id;
+  } else {
+    n = snprintf(st->buf, sizeof st->buf, ": heartbeat\n\n");
+  }
+  pthread_mutex_unlock(&s->ev_mu);
+  st->len = (size_t)n;
+  st->off = 0;
+  return 1;
+}
+
+static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  sse_state *st = cls;
+  if (st->off == st->len && !sse_next(st))
+    return MHD_CONTENT_READER_END_OF_STREAM;
+  size_t n = st->len - st->off;
+  if (n > max)
+    n = max;
+  memcpy(buf, st->buf + st->off, n);
+  st->off += n;
+  return (ssize_t)n;
+}
+
+static void sse_free_cb(void *cls) { free(cls); }
+
+enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c) {
+  sse_state *st = calloc(1, sizeof *st);
+  if (!st)
+    return td__reply_error(c, 500, "out of memory");
+  st->srv = s;
+  pthread_mutex_lock(&s->ev_mu);
+  st->last_id = s->ev_last;
+  const char *lei =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  int64_t v;
+  if (lei && td__parse_i64(lei, &v) == 0 && v >= 0 && (uint64_t)v <= s->ev_last)
+    st->last_id = (uint64_t)v;
+  pthread_mutex_unlock(&s->ev_mu);
+  st->len =
+      (size_t)snprintf(st->buf, sizeof st->buf, "retry: 2000\n: connected\n\n");
+  struct MHD_Response *r = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, sizeof st->buf, sse_read_cb, st, sse_free_cb);
+  if (!r) {
+    free(st);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "text/event-stream; charset=utf-8");
+  MHD_add_response_header(r, "X-Accel-Buffering", "no");
+  td__common_headers(r, "no-cache");
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+/* ---- the run watcher ---------------------------------------------------- */
+
+struct td__watch {
+  int *epochs; /* known epochs, ascending */
+  char *projected;
+  int n;
+  int64_t metrics_mtime;
+};
+typedef struct td__watch watch_state;
+
+static int is_projected(const td_server *s, int epoch) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/vis/%s/epoch_%04d/train_embedding.npy", s->run_dir,
+           s->method, epoch);
+  return td_path_exists(p);
+}
+
+static int64_t metrics_mtime(const td_server *s) {
+  char p[PATH_MAX];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/vis/%s/metrics.json", s->run_dir, s->method);
+  if (stat(p, &st) != 0)
+    return 0;
+  return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+/* Takes a new snapshot; emits events for what differs from *old when
+ * old != NULL. */
+static void watch_scan(td_server *s, watch_state *ws, int send) {
+  pthread_rwlock_wrlock(&s->run_lock);
+  td_run_refresh(s->run, NULL); /* on error the old list stays */
+  int n = td_run_n_epochs(s->run);
+  int *ep = malloc(sizeof *ep * (size_t)(n ? n : 1));
+  char *pj = calloc((size_t)(n ? n : 1), 1);
+  if (!ep || !pj) {
+    pthread_rwlock_unlock(&s->run_lock);
+    free(ep);
+    free(pj);
+    return;
+  }
+  for (int i = 0; i < n; i++)
+    ep[i] = td_run_epoch_number(s->run, i);
+  pthread_rwlock_unlock(&s->run_lock);
+
+  int j = 0;
+  for (int i = 0; i < n; i++) {
+    pj[i] = (char)is_projected(s, ep[i]);
+    while (j < ws->n && ws->epochs[j] < ep[i])
+      j++;
+    int known = j < ws->n && ws->epochs[j] == ep[i];
+    if (send && (!known || (pj[i] && !ws->projected[j]))) {
+      char data[96];
+      snprintf(data, sizeof data, "{\"epoch\":%d,\"projected\":%s}", ep[i],
+               pj[i] ? "true" : "false");
+      emit(s, "epoch", data);
+    }
+  }
+  int64_t mt = metrics_mtime(s);
+  if (send && mt != ws->metrics_mtime)
+    emit(s, "quality", "{}");
+  free(ws->epochs);
+  free(ws->projected);
+  ws->epochs = ep;
+  ws->projected = pj;
+  ws->n = n;
+  ws->metrics_mtime = mt;
+}
+
+static void *watcher_main(void *arg) {
+  td_server *s = arg;
+  pthread_mutex_lock(&s->ev_mu);
+  while (!s->stopping) {
+    struct timespec dl;
+    deadline_after(&dl, s->poll_ms);
+    while (!s->stopping &&
+           pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, &dl) != ETIMEDOUT)
+      ;
+    if (s->stopping)
+      break;
+    pthread_mutex_unlock(&s->ev_mu);
+    watch_scan(s, s->watch, 1);
+    pthread_mutex_lock(&s->ev_mu);
+  }
+  pthread_mutex_unlock(&s->ev_mu);
+  return NULL;
+}
+
+/* ---- request dispatch --------------------------------------------------- */
+
+typedef struct req_state {
+  size_t body_len;
+} req_state;
+
+static void request_done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
+                            enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)c;
+  (void)toe;
+  free(*con_cls);
+  *con_cls = NULL;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+  (void)version;
+  (void)upload;
+  td_server *s = cls;
+  int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+  req_state *st = *con_cls;
+  if (!st) {
+    st = calloc(1, sizeof *st);
+    if (!st)
+      return MHD_NO;
+    *con_cls = st;
+    /* Refuse oversized or unexpected bodies before reading them. */
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    int64_t len = 0;
+    if (cl && (td__parse_i64(cl, &len) || len < 0))
+      return td__reply_error(c, 400, "bad Content-Length");
+    if (len > (int64_t)TD__BODY_MAX)
+      return td__reply_error(c, 413, "request body over %u bytes",
+                             TD__BODY_MAX);
+    if (is_get && len > 0)
+      return td__reply_error(c, 400, "%s requests take no body", method);
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    /* A chunked body has no Content-Length: count it and drop the
+     * connection once it is too big. */
+    st->body_len += *upload_size;
+    *upload_size = 0;
+    if (st->body_len > TD__BODY_MAX || is_get)
+      return MHD_NO;
+    return MHD_YES;
+  }
+  if (strlen(url) > TD__URL_MAX)
+    return td__reply_error(c, 414, "URL longer than %d bytes", TD__URL_MAX);
+  if (!is_get) {
+    json_t *j = json_pack("{s:s}", "error", "method not allowed (GET, HEAD)");
+    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
+                                       strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
+                                 : NULL;
+    if (!r) {
+      free(txt);
+      return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "application/json; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    td__common_headers(r, "no-cache");
+    enum MHD_Result rc = MHD_queue_response(c, 405, r);
+    MHD_destroy_response(r);
+    return rc;
+  }
+  if (!strcmp(url, "/api") || !strncmp(url, "/api/", 5)) {
+    if (!strcmp(url, "/api/events"))
+      return td__events_reply(s, c);
+    return td__api_route(s, c, url);
+  }
+  return td__static_reply(s, c, url);
+}
+
+/* ---- start / stop ------------------------------------------------------- */
+
+/* Binds and listens ourselves so that "port in use" is a clear error and
+ * port 0 can be read back. */
+static int open_listener(const char *host, int port, int *fd_out, int *v6,
+                         td_err *err) {
+  struct addrinfo hints = {0}, *res = NULL;
+  char ps[16];
+  snprintf(ps, sizeof ps, "%d", port);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int gai = getaddrinfo(host, ps, &hints, &res);
+  if (gai)
+    return td_err_set(err, TD_EARG, "%s: %s", host, gai_strerror(gai));
+  int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return td_err_set(err, TD_EIO, "socket: %s", strerror(errno));
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  *v6 = res->ai_family == AF_INET6;
+  int rc = bind(fd, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  if (rc != 0 || listen(fd, 64) != 0) {
+    int e = errno;
+    close(fd);
+    return td_err_set(err, e == EADDRINUSE ? TD_EEXIST : TD_EIO,
+                      "cannot listen on %s:%d: %s%s", host, port, strerror(e),
+                      e == EADDRINUSE ? " (pick another with --port)" : "");
+  }
+  *fd_out = fd;
+  return TD_OK;
+}
+
+static int bound_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+    return -1;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int valid_method(const char *m) {
+  size_t n = strlen(m);
+  if (n == 0 || n > 32)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!(m[i] == '-' || m[i] == '_' || (m[i] >= '0' && m[i] <= '9') ||
+          (m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z')))
+      return 0;
+  return 1;
+}
+
+static void server_free(td_server *s) {
+  if (s->run)
+    td_run_close(s->run);
+  if (s->cache)
+    td__cache_clear(s);
+  free(s->cache);
+  free(s->run_dir);
+  free(s->method);
+  free(s->web_dir);
+  if (s->watch) {
+    free(s->watch->epochs);
+    free(s->watch->projected);
+    free(s->watch);
+  }
+  pthread_rwlock_destroy(&s->run_lock);
+  pthread_mutex_destroy(&s->cache_mu);
+  pthread_mutex_destroy(&s->ev_mu);
+  pthread_cond_destroy(&s->ev_cond);
+  free(s);
+}
+
+int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
+  *out = NULL;
+  if (!opts->run_dir)
+    return td_err_set(err, TD_EARG, "no run directory given");
+  const char *method = opts->method ? opts->method : "dvi";
+  if (!valid_method(method))
+    return td_err_set(err, TD_EARG,
+                      "bad method '%s' (letters, digits, '-', '_')", method);
+  if (opts->port < 0 || opts->port > 65535)
+    return td_err_set(err, TD_EARG, "bad port %d", opts->port);
+
+  td_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  pthread_rwlock_init(&s->run_lock, NULL);
+  pthread_mutex_init(&s->cache_mu, NULL);
+  pthread_mutex_init(&s->ev_mu, NULL);
+  pthread_cond_init(&s->ev_cond, NULL);
+  s->poll_ms = opts->poll_ms > 0 ? opts->poll_ms : 1000;
+  s->heartbeat_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 15000;
+  s->run_dir = strdup(opts->run_dir);
+  s->method = strdup(method);
+  s->cache = calloc(TD__CACHE_CAP, sizeof *s->cache);
+  if (!s->run_dir || !s->method || !s->cache) {
+    server_free(s);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
+  int rc = td_run_open(opts->run_dir, &s->run, err);
+  if (rc) {
+    server_free(s);
+    return rc;
+  }
+  /* An explicit --web must exist; the built-in default may be missing (the
+   * server then answers / with a page pointing at the API). */
+  char real[PATH_MAX], builtin[PATH_MAX];
+  default_web_dir(builtin, sizeof builtin);
+  const char *web = opts->web_dir ? opts->web_dir : builtin;
+  if (realpath(web, real) && td_path_is_dir(real)) {
+    s->web_dir = strdup(real);
+  } else if (opts->web_dir) {
+    server_free(s);
+    return td_err_set(err, TD_ENOENT, "%s: no such web directory", web);
+  }
+
+  int fd = -1, v6 = 0;
+  const char *host = opts->host ? opts->host : "127.0.0.1";
+  rc = open_listener(host, opts->port, &fd, &v6, err);
+  if (rc) {
+    server_free(s);
+    return rc;
+  }
+  s->port = bound_port(fd);
+
+  /* The watcher's first snapshot is taken before serving, so events only
+   * report what changed after the server started. */
+  s->watch = calloc(1, sizeof *s->watch);
+  if (!s->watch) {
+    close(fd);
+    server_free(s);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
+  watch_scan(s, s->watch, 0);
+  if (pthread_create(&s->watcher, NULL, watcher_main, s) != 0) {
+    close(fd);
+    server_free(s);
+    return td_err_set(err, TD_EIO, "cannot start the watcher thread");
+  }
+  s->watcher_started = 1;
+
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
+                   MHD_USE_THREAD_PER_CONNECTION | (v6 ? MHD_USE_IPv6 : 0);
+  s->mhd = MHD_start_daemon(
+      flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
+      MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)(opts->max_connections > 0 ? opts->max_connections : 64),
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+      MHD_OPTION_NOTIFY_COMPLETED, request_done_cb, s, MHD_OPTION_END);
+  if (!s->mhd) {
+    close(fd);
+    td_server_stop(s);
+    return td_err_set(err, TD_EIO, "cannot start the HTTP server on %s:%d",
+                      host, opts->port);
+  }
+  *out = s;
+  return TD_OK;
+}
+
+void td_server_stop(td_server *s) {
+  if (!s)
+    return;
+  /* Wake event streams and the watcher first: MHD joins connection
+   * threads, which must not sit in a wait. */
+  pthread_mutex_lock(&s->ev_mu);
+  s->stopping = 1;
+  pthread_cond_broadcast(&s->ev_cond);
+  pthread_mutex_unlock(&s->ev_mu);
+  if (s->mhd)
+    MHD_stop_daemon(s->mhd);
+  if (s->watcher_started)
+    pthread_join(s->watcher, NULL);
+  server_free(s);
+}

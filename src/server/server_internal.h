@@ -1,0 +1,109 @@
+/* Internals of `tardis serve`, shared by the files of src/server/. */
+#ifndef TD_SERVER_INTERNAL_H
+#define TD_SERVER_INTERNAL_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tardis/array.h"
+#include "tardis/run.h"
+#include "tardis/server.h"
+
+#define TD__URL_MAX 4096
+#define TD__BODY_MAX (1u << 20)
+#define TD__CACHE_CAP 64
+#define TD__EVENT_RING 256
+
+/* One memory-mapped array, valid while its file is unchanged. */
+typedef struct td__cache_entry {
+  char key[512]; /* the file's path; "" when the slot is free */
+  td_array a;
+  dev_t dev;
+  ino_t ino;
+  int64_t mtime_ns;
+  off_t size;
+  uint64_t last_used;
+  int refs;  /* requests using `a` right now; never evicted while > 0 */
+  int stale; /* replaced on disk: freed when the last user lets go */
+} td__cache_entry;
+
+typedef struct td__event {
+  uint64_t id;
+  char name[16];  /* "epoch", "quality" */
+  char data[128]; /* JSON */
+} td__event;
+
+struct td_server {
+  struct MHD_Daemon *mhd;
+  int port;
+  char *run_dir, *method, *web_dir; /* web_dir: realpath, or NULL if absent */
+  int poll_ms, heartbeat_ms;
+
+  /* The run's epoch list changes under td_run_refresh (writer); every
+   * request holds the read side while it uses the run. */
+  td_run *run;
+  pthread_rwlock_t run_lock;
+
+  pthread_mutex_t cache_mu;
+  td__cache_entry *cache; /* TD__CACHE_CAP slots */
+  uint64_t tick;
+
+  /* Events for /api/events: a ring of the last TD__EVENT_RING, ids from 1. */
+  pthread_mutex_t ev_mu;
+  pthread_cond_t ev_cond;
+  td__event ring[TD__EVENT_RING];
+  uint64_t ev_last; /* id of the newest event; 0 = none yet */
+  int stopping;
+  pthread_t watcher;
+  struct td__watch *watch; /* the watcher's last snapshot (server.c) */
+  int watcher_started;
+};
+
+/* ---- responses (http.c) ---- */
+
+/* Queues a JSON error {"error": msg} with status. */
+enum MHD_Result td__reply_error(struct MHD_Connection *c, unsigned status,
+                                const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Queues a JSON value (stolen: decref'd here). */
+enum MHD_Result td__reply_json(struct MHD_Connection *c, unsigned status,
+                               json_t *v);
+/* Queues a copy of a binary array with X-Tardis-Shape/X-Tardis-Dtype. */
+enum MHD_Result td__reply_bin(struct MHD_Connection *c, const void *data,
+                              size_t len, const char *shape, const char *dtype);
+/* Queues a copy of bytes with a content type. */
+enum MHD_Result td__reply_bytes(struct MHD_Connection *c, unsigned status,
+                                const void *data, size_t len,
+                                const char *content_type);
+/* Adds headers every response carries. */
+void td__common_headers(struct MHD_Response *r, const char *cache_control);
+
+/* Strict decimal integer: the whole string, optional '-', no overflow. */
+int td__parse_i64(const char *s, int64_t *out);
+
+/* ---- cache (cache.c) ---- */
+
+/* Returns the cached mapping of an array, loading it on a miss or when the
+ * file changed. epoch/name != NULL: a run array loaded through td_run_load
+ * (checked against run.json; path is its file for the staleness check);
+ * name == NULL: a plain .npy at path. Release with td__cache_release. */
+int td__cache_get(td_server *s, const char *path, int epoch, const char *name,
+                  td__cache_entry **out, td_err *err);
+void td__cache_release(td_server *s, td__cache_entry *e);
+void td__cache_clear(td_server *s);
+
+/* ---- API (api.c), static files and events (server.c) ---- */
+
+enum MHD_Result td__api_route(td_server *s, struct MHD_Connection *c,
+                              const char *url);
+enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c);
+enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
+                                 const char *url);
+
+#endif

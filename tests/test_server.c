@@ -1,0 +1,1004 @@
+/* Black-box tests of `tardis serve` over loopback: a synthetic run and
+ * projection on disk, the server in-process on an ephemeral port, and a
+ * tiny HTTP/1.1 client on plain sockets. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "harness.h"
+#include "tardis/array.h"
+#include "tardis/fsutil.h"
+#include "tardis/run.h"
+#include "tardis/server.h"
+
+#define N 40
+#define M 10
+#define D 4
+#define C 3
+#define R 8
+#define NB 5
+
+static char run_dir[4300], web_dir[4300], root_dir[4200];
+static td_server *srv;
+static int port;
+static float emb1[N * 2];
+static int32_t labels[N], truth[N], tlabels[M];
+static float logits1[N * C];
+
+/* ---- a synthetic run ---------------------------------------------------- */
+
+static float lcg(uint32_t *s) {
+  *s = *s * 1664525u + 1013904223u;
+  return (float)(*s >> 8) / 16777216.0f - 0.5f;
+}
+
+static int write_epoch(int epoch, td_err *err) {
+  float repr[N * D], trepr[M * D], logits[N * C], tlogits[M * C], w[C * D],
+      b[C];
+  uint32_t seed = 77u + (uint32_t)epoch;
+  for (int i = 0; i < C * D; i++)
+    w[i] = lcg(&seed) * 4;
+  for (int i = 0; i < C; i++)
+    b[i] = lcg(&seed);
+  for (int i = 0; i < N * D; i++)
+    repr[i] = lcg(&seed);
+  for (int i = 0; i < M * D; i++)
+    trepr[i] = lcg(&seed);
+  for (int i = 0; i < N + M; i++)
+    for (int j = 0; j < C; j++) {
+      const float *x = i < N ? repr + i * D : trepr + (i - N) * D;
+      float s = b[j];
+      for (int k = 0; k < D; k++)
+        s += w[j * D + k] * x[k];
+      if (i < N)
+        logits[i * C + j] = s;
+      else
+        tlogits[(i - N) * C + j] = s;
+    }
+  if (epoch == 1)
+    memcpy(logits1, logits, sizeof logits);
+  td_epoch_writer *wr;
+  int rc = td_epoch_begin(run_dir, epoch, &wr, err);
+  if (rc)
+    return rc;
+  td_array a;
+  int64_t s_nd[2] = {N, D}, s_md[2] = {M, D}, s_nc[2] = {N, C},
+          s_mc[2] = {M, C};
+  td_array_wrap(&a, TD_F32, 2, s_nd, repr);
+  rc = td_epoch_add_array(wr, "train_repr", &a, err);
+  td_array_wrap(&a, TD_F32, 2, s_md, trepr);
+  if (!rc)
+    rc = td_epoch_add_array(wr, "test_repr", &a, err);
+  td_array_wrap(&a, TD_F32, 2, s_nc, logits);
+  if (!rc)
+    rc = td_epoch_add_array(wr, "train_logits", &a, err);
+  td_array_wrap(&a, TD_F32, 2, s_mc, tlogits);
+  if (!rc)
+    rc = td_epoch_add_array(wr, "test_logits", &a, err);
+  json_t *ej = json_pack("{s:i,s:f,s:f}", "epoch", epoch, "train_loss",
+                         1.0 / epoch, "train_acc", 0.5);
+  if (!rc)
+    rc = td_epoch_add_json(wr, "epoch.json", ej, err);
+  json_decref(ej);
+  const float *ws[1] = {w}, *bs[1] = {b};
+  int dims[2] = {D, C};
+  if (!rc)
+    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
+  if (rc) {
+    td_epoch_abort(wr);
+    return rc;
+  }
+  return td_epoch_commit(wr, err);
+}
+
+/* RUN/vis/dvi/epoch_NNNN as docs/vis-format.md describes it. */
+static int write_projection(int epoch, td_err *err) {
+  char dir[4500], p[4700];
+  snprintf(dir, sizeof dir, "%s/vis/dvi/.tmp-%04d", run_dir, epoch);
+  int rc = td_mkdirs(dir, err);
+  float emb[N * 2], temb[M * 2], bemb[NB * 2], conf[R * R];
+  uint8_t cls[R * R];
+  for (int i = 0; i < N * 2; i++)
+    emb[i] = (float)i * 0.25f + (float)epoch;
+  for (int i = 0; i < M * 2; i++)
+    temb[i] = -(float)i;
+  for (int i = 0; i < NB * 2; i++)
+    bemb[i] = (float)i;
+  for (int i = 0; i < R * R; i++) {
+    cls[i] = (uint8_t)(i % C);
+    conf[i] = (float)(i % 10) / 10.0f;
+  }
+  if (epoch == 1)
+    memcpy(emb1, emb, sizeof emb);
+  int64_t s_n[2] = {N, 2}, s_m[2] = {M, 2}, s_b[2] = {NB, 2}, s_r[2] = {R, R};
+  snprintf(p, sizeof p, "%s/train_embedding.npy", dir);
+  if (!rc)
+    rc = td_npy_save_raw(p, TD_F32, 2, s_n, emb, err);
+  snprintf(p, sizeof p, "%s/test_embedding.npy", dir);
+  if (!rc)
+    rc = td_npy_save_raw(p, TD_F32, 2, s_m, temb, err);
+  snprintf(p, sizeof p, "%s/boundary_embedding.npy", dir);
+  if (!rc)
+    rc = td_npy_save_raw(p, TD_F32, 2, s_b, bemb, err);
+  snprintf(p, sizeof p, "%s/territory_class.npy", dir);
+  if (!rc)
+    rc = td_npy_save_raw(p, TD_U8, 2, s_r, cls, err);
+  snprintf(p, sizeof p, "%s/territory_conf.npy", dir);
+  if (!rc)
+    rc = td_npy_save_raw(p, TD_F32, 2, s_r, conf, err);
+  const char tj[] = "{\"res\": 8, \"extent\": [-1.0, -2.0, 3.0, 2.0]}";
+  snprintf(p, sizeof p, "%s/territory.json", dir);
+  if (!rc)
+    rc = td_write_file_atomic(p, tj, sizeof tj - 1, err);
+  if (rc)
+    return rc;
+  snprintf(p, sizeof p, "%s/vis/dvi/epoch_%04d", run_dir, epoch);
+  if (rename(dir, p) != 0)
+    return td_err_set(err, TD_EIO, "rename %s: %s", dir, strerror(errno));
+  return TD_OK;
+}
+
+static int write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return -1;
+  fputs(text, f);
+  return fclose(f);
+}
+
+static int make_fixture(td_err *err) {
+  const char *tmp = td_t_tmpdir("test_server");
+  if (!tmp)
+    return td_err_set(err, TD_EIO, "no temp dir");
+  snprintf(root_dir, sizeof root_dir, "%s", tmp);
+  snprintf(run_dir, sizeof run_dir, "%s/run", root_dir);
+  snprintf(web_dir, sizeof web_dir, "%s/web", root_dir);
+  static char *classes[C] = {"zero", "one", "two"};
+  td_run_meta m;
+  memset(&m, 0, sizeof m);
+  snprintf(m.name, sizeof m.name, "srvtest");
+  m.classes = classes;
+  m.n_classes = C;
+  m.n_train = N;
+  m.n_test = M;
+  m.repr_dim = D;
+  m.has_input_shape = 1;
+  m.input_shape[0] = 1;
+  m.input_shape[1] = 4;
+  m.input_shape[2] = 4;
+  int rc = td_run_create(run_dir, &m, 0, err);
+  uint8_t inputs[N * 16];
+  for (int i = 0; i < N; i++) {
+    labels[i] = i % C;
+    truth[i] = i % 7 == 0 ? (i + 1) % C : i % C; /* every 7th is noisy */
+  }
+  for (int i = 0; i < M; i++)
+    tlabels[i] = (2 * i) % C;
+  for (int i = 0; i < N * 16; i++)
+    inputs[i] = (uint8_t)(i * 5);
+  int64_t s_n[1] = {N}, s_m[1] = {M}, s_in[4] = {N, 1, 4, 4};
+  td_array a;
+  td_array_wrap(&a, TD_I32, 1, s_n, labels);
+  if (!rc)
+    rc = td_run_write_array(run_dir, "train_labels", &a, err);
+  td_array_wrap(&a, TD_I32, 1, s_n, truth);
+  if (!rc)
+    rc = td_run_write_array(run_dir, "train_truth", &a, err);
+  td_array_wrap(&a, TD_I32, 1, s_m, tlabels);
+  if (!rc)
+    rc = td_run_write_array(run_dir, "test_labels", &a, err);
+  td_array_wrap(&a, TD_U8, 4, s_in, inputs);
+  if (!rc)
+    rc = td_run_write_array(run_dir, "train_inputs", &a, err);
+  if (!rc)
+    rc = write_epoch(1, err);
+  if (!rc)
+    rc = write_epoch(2, err);
+  if (!rc)
+    rc = write_projection(1, err);
+  char p[4500];
+  snprintf(p, sizeof p, "%s/vis/dvi/metrics.json", run_dir);
+  if (!rc && write_file(p, "{\"epochs\": [{\"epoch\": 1, \"nn@15\": 0.25}]}"))
+    rc = td_err_set(err, TD_EIO, "%s", p);
+  /* The web UI, a file outside it, and a symlink pointing out of it. */
+  snprintf(p, sizeof p, "%s/assets", web_dir);
+  if (!rc)
+    rc = td_mkdirs(p, err);
+  snprintf(p, sizeof p, "%s/index.html", web_dir);
+  if (!rc && write_file(p, "<!doctype html><title>tardis</title>\n"))
+    rc = TD_EIO;
+  snprintf(p, sizeof p, "%s/assets/app.js", web_dir);
+  if (!rc && write_file(p, "console.log('hi');\n"))
+    rc = TD_EIO;
+  snprintf(p, sizeof p, "%s/.hidden", web_dir);
+  if (!rc && write_file(p, "hidden"))
+    rc = TD_EIO;
+  snprintf(p, sizeof p, "%s/secret.txt", root_dir);
+  if (!rc && write_file(p, "TOP-SECRET"))
+    rc = TD_EIO;
+  char link[4500];
+  snprintf(link, sizeof link, "%s/assets/evil.txt", web_dir);
+  if (!rc && symlink(p, link) != 0)
+    rc = td_err_set(err, TD_EIO, "symlink: %s", strerror(errno));
+  return rc;
+}
+
+/* ---- a tiny HTTP/1.1 client --------------------------------------------- */
+
+typedef struct resp {
+  int status;
+  char *raw;  /* whole response, NUL-terminated */
+  size_t len; /* of raw */
+  char *body; /* points into raw (after de-chunking) */
+  size_t blen;
+  int closed_early; /* connection closed with no status line */
+} resp;
+
+static void resp_free(resp *r) {
+  free(r->raw);
+  memset(r, 0, sizeof *r);
+}
+
+static int connect_port(int p) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)p);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Writes all of buf; the server may close early on hostile input. */
+static void send_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n <= 0)
+      return;
+    p += n;
+    len -= (size_t)n;
+  }
+}
+
+static void dechunk(resp *r) {
+  char *src = r->body, *end = r->raw + r->len, *dst = r->body;
+  while (src < end) {
+    char *e;
+    unsigned long n = strtoul(src, &e, 16);
+    char *line_end = strstr(src, "\r\n");
+    if (!line_end || n == 0)
+      break;
+    src = line_end + 2;
+    if ((size_t)(end - src) < n)
+      n = (size_t)(end - src);
+    memmove(dst, src, n);
+    dst += n;
+    src += n + 2;
+  }
+  r->blen = (size_t)(dst - r->body);
+  *dst = '\0';
+}
+
+/* A response with Content-Length is complete once that many body bytes are
+ * in: the server may keep the connection open after an error. */
+static int response_complete(char *raw, size_t len) {
+  raw[len] = '\0';
+  char *h = strstr(raw, "\r\n\r\n");
+  if (!h)
+    return 0;
+  char *cl = strcasestr(raw, "\r\nContent-Length:");
+  if (!cl || cl > h)
+    return 0;
+  size_t want = strtoul(cl + 17, NULL, 10);
+  return len - (size_t)(h + 4 - raw) >= want;
+}
+
+/* Sends a raw request and reads the response until the server closes. */
+static void http_raw(const void *req, size_t len, resp *r) {
+  memset(r, 0, sizeof *r);
+  int fd = connect_port(port);
+  size_t cap = 1 << 16;
+  r->raw = malloc(cap + 1);
+  if (fd < 0)
+    return;
+  send_all(fd, req, len);
+  for (;;) {
+    if (r->len == cap) {
+      cap *= 2;
+      r->raw = realloc(r->raw, cap + 1);
+    }
+    ssize_t n = recv(fd, r->raw + r->len, cap - r->len, 0);
+    if (n <= 0)
+      break;
+    r->len += (size_t)n;
+    if (response_complete(r->raw, r->len))
+      break;
+  }
+  close(fd);
+  r->raw[r->len] = '\0';
+  if (sscanf(r->raw, "HTTP/1.1 %d", &r->status) != 1) {
+    r->closed_early = 1;
+    return;
+  }
+  char *h = strstr(r->raw, "\r\n\r\n");
+  if (!h)
+    return;
+  r->body = h + 4;
+  r->blen = r->len - (size_t)(r->body - r->raw);
+  char *te = strcasestr(r->raw, "Transfer-Encoding: chunked");
+  if (te && te < h)
+    dechunk(r);
+}
+
+static void http_get(const char *path, resp *r) {
+  size_t cap = strlen(path) + 128;
+  char *req = malloc(cap);
+  int n = snprintf(req, cap,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Connection: close\r\n\r\n",
+                   path);
+  http_raw(req, (size_t)n, r);
+  free(req);
+}
+
+/* Value of a response header (copied into buf), or NULL. */
+static const char *header(const resp *r, const char *name, char *buf,
+                          size_t len) {
+  const char *end = r->body ? r->body : r->raw + r->len;
+  size_t nl = strlen(name);
+  for (const char *p = strstr(r->raw, "\r\n"); p && p < end;
+       p = strstr(p + 2, "\r\n")) {
+    const char *line = p + 2;
+    if (!strncasecmp(line, name, nl) && line[nl] == ':') {
+      const char *v = line + nl + 1;
+      while (*v == ' ')
+        v++;
+      const char *e = strstr(v, "\r\n");
+      size_t vl = e ? (size_t)(e - v) : strlen(v);
+      if (vl >= len)
+        vl = len - 1;
+      memcpy(buf, v, vl);
+      buf[vl] = '\0';
+      return buf;
+    }
+  }
+  return NULL;
+}
+
+static json_t *body_json(const resp *r) {
+  return r->body ? json_loadb(r->body, r->blen, 0, NULL) : NULL;
+}
+
+/* Status and, for errors, that the body is JSON {"error": "..."}. */
+#define CHECK_STATUS(path, want)                                               \
+  do {                                                                         \
+    resp r_;                                                                   \
+    http_get(path, &r_);                                                       \
+    int st_ = r_.status;                                                       \
+    json_t *j_ = body_json(&r_);                                               \
+    int ok_ = st_ < 400 || json_is_string(json_object_get(j_, "error"));       \
+    json_decref(j_);                                                           \
+    if (st_ != (want))                                                         \
+      fprintf(stderr, "  %s -> %d: %.200s\n", path, st_,                       \
+              r_.body ? r_.body : "");                                         \
+    resp_free(&r_);                                                            \
+    CHECK_INT(st_, ==, want);                                                  \
+    CHECK(ok_);                                                                \
+  } while (0)
+
+static int argmax(const float *z) {
+  int b = 0;
+  for (int k = 1; k < C; k++)
+    if (z[k] > z[b])
+      b = k;
+  return b;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_run_and_epochs(void) {
+  resp r;
+  char h[256];
+  http_get("/api/run", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h),
+                     "application/json");
+  json_t *j = body_json(&r);
+  resp_free(&r);
+  CHECK(j);
+  CHECK_INT(json_integer_value(json_object_get(j, "n_train")), ==, N);
+  CHECK_INT(json_integer_value(json_object_get(j, "n_test")), ==, M);
+  CHECK_INT(json_integer_value(json_object_get(j, "repr_dim")), ==, D);
+  CHECK_INT(json_array_size(json_object_get(j, "classes")), ==, C);
+  CHECK_INT(json_array_size(json_object_get(j, "input_shape")), ==, 3);
+  json_t *f = json_object_get(j, "files");
+  CHECK(json_is_true(json_object_get(f, "train_truth")));
+  CHECK(json_is_true(json_object_get(f, "train_inputs")));
+  CHECK(json_is_false(json_object_get(f, "test_inputs")));
+  CHECK_STR_CONTAINS(
+      json_string_value(json_array_get(json_object_get(j, "methods"), 0)),
+      "dvi");
+  json_decref(j);
+
+  http_get("/api/epochs", &r);
+  CHECK_INT(r.status, ==, 200);
+  j = body_json(&r);
+  resp_free(&r);
+  json_t *e = json_object_get(j, "epochs");
+  CHECK_INT(json_array_size(e), ==, 2);
+  json_t *e1 = json_array_get(e, 0), *e2 = json_array_get(e, 1);
+  CHECK_INT(json_integer_value(json_object_get(e1, "epoch")), ==, 1);
+  CHECK(json_is_true(json_object_get(e1, "projected")));
+  CHECK(json_is_true(json_object_get(e1, "has_territory")));
+  CHECK(json_is_false(json_object_get(e2, "projected")));
+  CHECK_NEAR(
+      json_real_value(json_object_get(json_object_get(e1, "quality"), "nn@15")),
+      0.25, 1e-9);
+  CHECK(json_is_null(json_object_get(e2, "quality")));
+  CHECK_NEAR(json_number_value(
+                 json_object_get(json_object_get(e2, "metrics"), "train_loss")),
+             0.5, 1e-9);
+  json_decref(j);
+
+  http_get("/api/quality", &r);
+  CHECK_INT(r.status, ==, 200);
+  resp_free(&r);
+}
+
+static void test_arrays(void) {
+  resp r;
+  char h[256];
+  http_get("/api/epochs/1/embedding?split=train", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h),
+                     "application/octet-stream");
+  CHECK_STR_CONTAINS(header(&r, "X-Tardis-Shape", h, sizeof h), "40,2");
+  CHECK_INT(r.blen, ==, N * 8);
+  CHECK(memcmp(r.body, emb1, sizeof emb1) == 0);
+  resp_free(&r);
+
+  http_get("/api/epochs/1/embedding?split=test", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, M * 8);
+  resp_free(&r);
+
+  http_get("/api/epochs/1/predictions", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, N);
+  for (int i = 0; i < N; i++)
+    CHECK_INT((uint8_t)r.body[i], ==, argmax(logits1 + i * C));
+  resp_free(&r);
+
+  http_get("/api/epochs/2/predictions?split=test", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, M);
+  resp_free(&r);
+
+  http_get("/api/epochs/1/confidence", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, N * 4);
+  float c0;
+  memcpy(&c0, r.body, 4);
+  CHECK(c0 >= 1.0f / C && c0 <= 1.0f);
+  resp_free(&r);
+
+  http_get("/api/labels?split=truth", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, N);
+  for (int i = 0; i < N; i++)
+    CHECK_INT((uint8_t)r.body[i], ==, truth[i]);
+  resp_free(&r);
+  http_get("/api/labels?split=test", &r);
+  CHECK_INT(r.blen, ==, M);
+  CHECK_INT((uint8_t)r.body[3], ==, tlabels[3]);
+  resp_free(&r);
+  http_get("/api/labels", &r);
+  CHECK_INT(r.blen, ==, N);
+  resp_free(&r);
+
+  http_get("/api/epochs/1/boundary", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, NB * 8);
+  resp_free(&r);
+
+  http_get("/api/epochs/1/territory", &r);
+  CHECK_INT(r.status, ==, 200);
+  json_t *j = body_json(&r);
+  resp_free(&r);
+  CHECK_INT(json_integer_value(json_object_get(j, "res")), ==, R);
+  CHECK_INT(json_array_size(json_object_get(j, "extent")), ==, 4);
+  json_decref(j);
+  http_get("/api/epochs/1/territory/class", &r);
+  CHECK_INT(r.blen, ==, R * R);
+  CHECK_STR_CONTAINS(header(&r, "X-Tardis-Shape", h, sizeof h), "8,8");
+  resp_free(&r);
+  http_get("/api/epochs/1/territory/conf", &r);
+  CHECK_INT(r.blen, ==, R * R * 4);
+  resp_free(&r);
+  http_get("/api/epochs/1/territory.png", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h), "image/png");
+  CHECK(r.blen > 8 && !memcmp(r.body, "\x89PNG", 4));
+  resp_free(&r);
+
+  CHECK_STATUS("/api/epochs/2/embedding", 404); /* not projected */
+  CHECK_STATUS("/api/epochs/2/territory", 404);
+  CHECK_STATUS("/api/epochs/2/territory.png", 404);
+  CHECK_STATUS("/api/epochs/99/embedding", 404); /* unknown epoch */
+  CHECK_STATUS("/api/epochs/abc/embedding", 400);
+  CHECK_STATUS("/api/epochs/-1/predictions", 400);
+  CHECK_STATUS("/api/epochs/1.0/predictions", 400);
+  CHECK_STATUS("/api/epochs/1/embedding?split=foo", 400);
+  CHECK_STATUS("/api/epochs/1/nothing", 404);
+  CHECK_STATUS("/api/labels?split=validation", 400);
+  CHECK_STATUS("/api/epochs/1/embedding?method=../../etc", 400);
+  CHECK_STATUS("/api/epochs/1/embedding?method=pca", 404);
+  CHECK_STATUS("/api/nope", 404);
+  CHECK_STATUS("/api", 404);
+}
+
+static void test_samples(void) {
+  resp r;
+  http_get("/api/samples/7?split=train&epoch=1", &r);
+  CHECK_INT(r.status, ==, 200);
+  json_t *j = body_json(&r);
+  resp_free(&r);
+  CHECK(j);
+  CHECK_INT(json_integer_value(json_object_get(j, "index")), ==, 7);
+  CHECK_INT(json_integer_value(json_object_get(j, "label")), ==, labels[7]);
+  CHECK_INT(json_integer_value(json_object_get(j, "truth")), ==, truth[7]);
+  CHECK(json_is_true(json_object_get(j, "noisy")));
+  CHECK_INT(json_integer_value(json_object_get(j, "prediction")), ==,
+            argmax(logits1 + 7 * C));
+  double conf = json_real_value(json_object_get(j, "confidence"));
+  CHECK(conf >= 1.0 / C && conf <= 1.0);
+  CHECK(json_real_value(json_object_get(j, "loss")) > 0);
+  CHECK_INT(json_array_size(json_object_get(j, "logits")), ==, C);
+  json_t *t = json_object_get(j, "trajectory");
+  CHECK_INT(json_array_size(t), ==, 1);
+  json_t *p = json_array_get(t, 0);
+  CHECK_INT(json_integer_value(json_array_get(p, 0)), ==, 1);
+  CHECK_NEAR(json_real_value(json_array_get(p, 1)), emb1[14], 1e-6);
+  CHECK_NEAR(json_real_value(json_array_get(p, 2)), emb1[15], 1e-6);
+  CHECK(json_is_true(json_object_get(j, "has_thumbnail")));
+  json_decref(j);
+
+  http_get("/api/samples/2?split=test", &r); /* default epoch: the last */
+  CHECK_INT(r.status, ==, 200);
+  j = body_json(&r);
+  resp_free(&r);
+  CHECK_INT(json_integer_value(json_object_get(j, "epoch")), ==, 2);
+  CHECK_INT(json_integer_value(json_object_get(j, "label")), ==, tlabels[2]);
+  CHECK(json_is_null(json_object_get(j, "truth")));
+  json_decref(j);
+
+  char h[256];
+  http_get("/api/samples/3/thumbnail.png?scale=2", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h), "image/png");
+  CHECK(r.blen > 8 && !memcmp(r.body, "\x89PNG", 4));
+  resp_free(&r);
+
+  CHECK_STATUS("/api/samples/3/thumbnail.png?split=test", 404);
+  CHECK_STATUS("/api/samples/3/thumbnail.png?scale=99", 400);
+  CHECK_STATUS("/api/samples/-1", 400);
+  CHECK_STATUS("/api/samples/40", 404);
+  CHECK_STATUS("/api/samples/10?split=test", 404);
+  CHECK_STATUS("/api/samples/99999999999999999999999", 400);
+  CHECK_STATUS("/api/samples/abc", 400);
+  CHECK_STATUS("/api/samples/1?epoch=3", 404);
+  CHECK_STATUS("/api/samples/1?epoch=x", 400);
+  CHECK_STATUS("/api/samples/1?split=foo", 400);
+}
+
+static json_t *get_json(const char *path, int *status) {
+  resp r;
+  http_get(path, &r);
+  *status = r.status;
+  json_t *j = body_json(&r);
+  resp_free(&r);
+  return j;
+}
+
+static void test_filter(void) {
+  int st;
+  json_t *j = get_json("/api/filter?label=1", &st);
+  CHECK_INT(st, ==, 200);
+  CHECK(json_is_array(j));
+  int want = 0;
+  for (int i = 0; i < N; i++)
+    want += labels[i] == 1;
+  CHECK_INT(json_array_size(j), ==, want);
+  CHECK_INT(json_integer_value(json_array_get(j, 0)), ==, 1);
+  json_decref(j);
+
+  j = get_json("/api/filter?noisy=1", &st);
+  CHECK_INT(st, ==, 200);
+  CHECK_INT(json_array_size(j), ==, 6); /* 0, 7, ..., 35 */
+  CHECK_INT(json_integer_value(json_array_get(j, 1)), ==, 7);
+  json_decref(j);
+
+  j = get_json("/api/filter?epoch=1&misclassified=1&label=2", &st);
+  CHECK_INT(st, ==, 200);
+  want = 0;
+  for (int i = 0; i < N; i++)
+    want += labels[i] == 2 && argmax(logits1 + i * C) != 2;
+  CHECK_INT(json_array_size(j), ==, want);
+  json_decref(j);
+
+  j = get_json("/api/filter?epoch=1&pred=0&misclassified=0", &st);
+  want = 0;
+  for (int i = 0; i < N; i++)
+    want += labels[i] == 0 && argmax(logits1 + i * C) == 0;
+  CHECK_INT(json_array_size(j), ==, want);
+  json_decref(j);
+
+  j = get_json("/api/filter?indices=9,3,3,14&noisy=1", &st);
+  CHECK_INT(json_array_size(j), ==, 1);
+  CHECK_INT(json_integer_value(json_array_get(j, 0)), ==, 14);
+  json_decref(j);
+
+  resp r;
+  http_get("/api/filter?indices=5,2&format=bin", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, 8);
+  int32_t v[2];
+  memcpy(v, r.body, 8);
+  CHECK_INT(v[0], ==, 2);
+  CHECK_INT(v[1], ==, 5);
+  resp_free(&r);
+
+  j = get_json("/api/filter?split=test&label=2", &st);
+  CHECK_INT(st, ==, 200);
+  json_decref(j);
+
+  CHECK_STATUS("/api/filter?label=3", 400);
+  CHECK_STATUS("/api/filter?label=x", 400);
+  CHECK_STATUS("/api/filter?misclassified=2", 400);
+  CHECK_STATUS("/api/filter?indices=1,x", 400);
+  CHECK_STATUS("/api/filter?indices=1,,2", 400);
+  CHECK_STATUS("/api/filter?indices=40", 400);
+  CHECK_STATUS("/api/filter?split=test&noisy=1", 400);
+  CHECK_STATUS("/api/filter?epoch=7&pred=1", 404);
+  CHECK_STATUS("/api/filter?format=xml", 400);
+}
+
+static void test_static(void) {
+  resp r;
+  char h[256], etag[256], req[1024];
+  http_get("/", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h), "text/html");
+  CHECK_STR_CONTAINS(r.body, "<title>tardis");
+  CHECK(header(&r, "ETag", etag, sizeof etag));
+  resp_free(&r);
+
+  http_get("/assets/app.js", &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h),
+                     "text/javascript");
+  resp_free(&r);
+
+  int n = snprintf(req, sizeof req,
+                   "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n"
+                   "Connection: close\r\n\r\n",
+                   etag);
+  http_raw(req, (size_t)n, &r);
+  CHECK_INT(r.status, ==, 304);
+  resp_free(&r);
+
+  CHECK_STATUS("/../secret.txt", 404);
+  CHECK_STATUS("/assets/../../secret.txt", 404);
+  CHECK_STATUS("/assets/%2e%2e/%2e%2e/secret.txt", 404);
+  CHECK_STATUS("/%2e%2e%2fsecret.txt", 404);
+  CHECK_STATUS("/assets/..%2f..%2fsecret.txt", 404);
+  CHECK_STATUS("/assets/evil.txt", 404); /* symlink out of web/ */
+  CHECK_STATUS("/.hidden", 404);
+  CHECK_STATUS("//etc/passwd", 404);
+  CHECK_STATUS("/assets/nope.js", 404);
+  CHECK_STATUS("/assets", 404); /* a directory */
+
+  /* A request target that is not a path at all. */
+  const char abs_req[] =
+      "GET /etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  http_raw(abs_req, sizeof abs_req - 1, &r);
+  CHECK_INT(r.status, ==, 404);
+  CHECK(!strstr(r.raw, "root:"));
+  resp_free(&r);
+}
+
+static void test_hostile(void) {
+  resp r;
+  /* Long URL: under the HTTP layer's limit → our 414 JSON. */
+  char *big = malloc(70000);
+  memset(big, 'a', 69999);
+  big[69999] = '\0';
+  memcpy(big, "/api/", 5);
+  big[5000] = '\0';
+  CHECK_STATUS(big, 414);
+  /* Far over it: the HTTP layer refuses or closes. */
+  big[5000] = 'a';
+  http_get(big, &r);
+  CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
+  resp_free(&r);
+  /* Oversized headers. */
+  char *req = malloc(80000);
+  int n = snprintf(req, 80000,
+                   "GET /api/run HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n",
+                   big + 10000);
+  http_raw(req, (size_t)n, &r);
+  CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
+  resp_free(&r);
+
+  /* A huge POST body is refused before it is read. */
+  n = snprintf(req, 80000,
+               "POST /api/feedback HTTP/1.1\r\nHost: x\r\n"
+               "Content-Length: 104857600\r\nConnection: close\r\n\r\n");
+  memset(req + n, 'x', 60000);
+  http_raw(req, (size_t)n + 60000, &r);
+  CHECK(r.closed_early || r.status == 413);
+  resp_free(&r);
+  /* A small POST: no such method here. */
+  n = snprintf(req, 80000,
+               "POST /api/run HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+               "Connection: close\r\n\r\n{}");
+  http_raw(req, (size_t)n, &r);
+  CHECK_INT(r.status, ==, 405);
+  CHECK_STR_CONTAINS(r.body, "\"error\"");
+  char allow[64];
+  CHECK_STR_CONTAINS(header(&r, "Allow", allow, sizeof allow), "GET");
+  resp_free(&r);
+  /* HEAD gets the headers only. */
+  n = snprintf(req, 80000,
+               "HEAD /api/epochs/1/embedding HTTP/1.1\r\n"
+               "Host: x\r\nConnection: close\r\n\r\n");
+  http_raw(req, (size_t)n, &r);
+  CHECK_INT(r.status, ==, 200);
+  CHECK_INT(r.blen, ==, 0);
+  CHECK_STR_CONTAINS(header(&r, "X-Tardis-Shape", allow, sizeof allow), "40,2");
+  resp_free(&r);
+  /* A chunked body (no Content-Length) over the cap: the server drops the
+   * connection once it has read 1 MiB. */
+  int fd = connect_port(port);
+  CHECK(fd >= 0);
+  n = snprintf(req, 80000,
+               "POST /api/run HTTP/1.1\r\nHost: x\r\n"
+               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+  send_all(fd, req, (size_t)n);
+  n = snprintf(req, 80000, "%x\r\n", 65536);
+  memset(req + n, 'y', 65536);
+  memcpy(req + n + 65536, "\r\n", 2);
+  int sent_all = 1;
+  for (int k = 0; k < 32 && sent_all; k++)
+    sent_all = send(fd, req, (size_t)n + 65538, MSG_NOSIGNAL) > 0;
+  char buf[256];
+  ssize_t got = sent_all ? recv(fd, buf, sizeof buf - 1, 0) : 0;
+  close(fd);
+  if (got > 0) {
+    buf[got] = '\0';
+    CHECK(strstr(buf, " 413 ") || strstr(buf, " 400 "));
+  }
+  /* GET with a body. */
+  n = snprintf(req, 80000,
+               "GET /api/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+               "Connection: close\r\n\r\nhello");
+  http_raw(req, (size_t)n, &r);
+  CHECK_INT(r.status, ==, 400);
+  resp_free(&r);
+  /* Garbage instead of HTTP. */
+  unsigned char junk[4096];
+  uint32_t s = 12345;
+  for (size_t i = 0; i < sizeof junk; i++) {
+    s = s * 1103515245u + 12345u;
+    junk[i] = (unsigned char)(s >> 16);
+  }
+  junk[sizeof junk - 4] = '\r';
+  junk[sizeof junk - 3] = '\n';
+  junk[sizeof junk - 2] = '\r';
+  junk[sizeof junk - 1] = '\n';
+  http_raw(junk, sizeof junk, &r);
+  CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
+  resp_free(&r);
+  const char bad_line[] = "GIMME /api/run\r\n\r\n";
+  http_raw(bad_line, sizeof bad_line - 1, &r);
+  CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
+  resp_free(&r);
+  const char bad_pct[] = "GET /api/samples/%zz%00 HTTP/1.1\r\nHost: "
+                         "x\r\nConnection: close\r\n\r\n";
+  http_raw(bad_pct, sizeof bad_pct - 1, &r);
+  CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
+  resp_free(&r);
+  free(req);
+  free(big);
+
+  /* ...and the server still answers. */
+  CHECK_STATUS("/api/run", 200);
+}
+
+static void *hammer_main(void *arg) {
+  long fails = 0;
+  for (int k = 0; k < 25; k++) {
+    resp r;
+    char p[128];
+    snprintf(p, sizeof p, "/api/samples/%ld?epoch=%d", ((long)arg + k) % N,
+             1 + k % 2);
+    http_get(p, &r);
+    fails += r.status != 200;
+    resp_free(&r);
+  }
+  return (void *)fails;
+}
+
+static void test_concurrent(void) {
+  pthread_t t[6];
+  for (long i = 0; i < 6; i++)
+    pthread_create(&t[i], NULL, hammer_main, (void *)i);
+  long fails = 0;
+  for (int i = 0; i < 6; i++) {
+    void *v;
+    pthread_join(t[i], &v);
+    fails += (long)v;
+  }
+  CHECK_INT(fails, ==, 0);
+}
+
+/* Reads from fd until `needle` shows up in acc or ms pass. */
+static int wait_for(int fd, char *acc, size_t cap, size_t *len,
+                    const char *needle, int ms) {
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    acc[*len] = '\0';
+    if (strstr(acc, needle))
+      return 1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long el =
+        (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (el >= ms || *len + 1 >= cap)
+      return 0;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, (int)(ms - el)) <= 0)
+      continue;
+    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
+    if (n <= 0)
+      return 0;
+    *len += (size_t)n;
+  }
+}
+
+static void test_events(void) {
+  int fd = connect_port(port);
+  CHECK(fd >= 0);
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  send_all(fd, req, sizeof req - 1);
+  static char acc[65536];
+  size_t len = 0;
+  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
+  if (!ok)
+    close(fd);
+  CHECK(ok);
+  CHECK(strstr(acc, "text/event-stream"));
+
+  /* The stream must not block other requests. */
+  int st;
+  json_t *j = get_json("/api/run", &st);
+  json_decref(j);
+  if (st != 200)
+    close(fd);
+  CHECK_INT(st, ==, 200);
+
+  td_err err;
+  int rc = write_epoch(3, &err);
+  if (rc)
+    close(fd);
+  CHECK_OK(rc, &err);
+  ok = wait_for(fd, acc, sizeof acc, &len, "\"epoch\":3,\"projected\":false",
+                5000);
+  if (!ok) {
+    fprintf(stderr, "  stream so far: %s\n", acc);
+    close(fd);
+  }
+  CHECK(ok);
+  CHECK(strstr(acc, "event: epoch"));
+  rc = write_projection(3, &err);
+  if (rc)
+    close(fd);
+  CHECK_OK(rc, &err);
+  ok = wait_for(fd, acc, sizeof acc, &len, "\"epoch\":3,\"projected\":true",
+                5000);
+  if (!ok)
+    close(fd);
+  CHECK(ok);
+  close(fd);
+
+  /* The new epoch is served. */
+  CHECK_STATUS("/api/epochs/3/embedding", 200);
+  j = get_json("/api/samples/0", &st);
+  CHECK_INT(json_array_size(json_object_get(j, "trajectory")), ==, 2);
+  json_decref(j);
+}
+
+static void test_port_in_use(void) {
+  td_server_opts o;
+  td_server_opts_init(&o);
+  o.run_dir = run_dir;
+  o.port = port;
+  td_server *s2 = NULL;
+  td_err err;
+  int rc = td_server_start(&o, &s2, &err);
+  td_server_stop(s2);
+  CHECK_INT(rc, ==, TD_EEXIST);
+  CHECK_STR_CONTAINS(err.msg, "in use");
+
+  o.port = 0;
+  o.web_dir = "/nonexistent/web";
+  rc = td_server_start(&o, &s2, &err);
+  td_server_stop(s2);
+  CHECK_INT(rc, ==, TD_ENOENT);
+}
+
+/* Stopping with a live event stream returns promptly. */
+static void test_stop_with_stream(void) {
+  int fd = connect_port(port);
+  CHECK(fd >= 0);
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  send_all(fd, req, sizeof req - 1);
+  static char acc[4096];
+  size_t len = 0;
+  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  td_server_stop(srv);
+  srv = NULL;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  close(fd);
+  CHECK(ok);
+  CHECK((t1.tv_sec - t0.tv_sec) < 3);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  td_err err;
+  if (make_fixture(&err)) {
+    fprintf(stderr, "fixture: %s\n", err.msg);
+    return 1;
+  }
+  td_server_opts o;
+  td_server_opts_init(&o);
+  o.run_dir = run_dir;
+  o.port = 0;
+  o.web_dir = web_dir;
+  o.poll_ms = 100;
+  if (td_server_start(&o, &srv, &err)) {
+    fprintf(stderr, "start: %s\n", err.msg);
+    return 1;
+  }
+  port = td_server_port(srv);
+  RUN(test_run_and_epochs);
+  RUN(test_arrays);
+  RUN(test_samples);
+  RUN(test_filter);
+  RUN(test_static);
+  RUN(test_hostile);
+  RUN(test_concurrent);
+  RUN(test_events);
+  RUN(test_port_in_use);
+  RUN(test_stop_with_stream);
+  td_server_stop(srv);
+  return td_t_finish();
+}
