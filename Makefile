@@ -10,8 +10,8 @@ DEMO_EPOCHS ?= 20
 
 # Debian packages tardis needs to build and test.
 DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev \
-  zlib1g-dev libpng-dev libsqlite3-dev libmicrohttpd-dev libgif-dev \
-  dataset-fashion-mnist python3 python3-numpy python3-torch
+  zlib1g-dev libpng-dev libcairo2-dev libsqlite3-dev libmicrohttpd-dev libgif-dev \
+  fonts-dejavu-core dataset-fashion-mnist python3 python3-numpy python3-torch
 
 .PHONY: all deps build test test-unit test-asan test-python demo bench clean format
 

@@ -12,6 +12,11 @@ static const struct {
     {"train", td_cmd_train,
      "train a classifier on a dataset and record every epoch"},
     {"info", td_cmd_info, "summarise and validate a run"},
+    {"project", td_cmd_project,
+     "project every epoch to an invertible 2-D canvas"},
+    {"eval", td_cmd_eval, "measure the quality of a projection"},
+    {"render", td_cmd_render, "draw an epoch as PNG, or the run as a GIF"},
+    {"serve", td_cmd_serve, "serve the web UI and JSON API of a run"},
 };
 
 static void usage(FILE *f) {
