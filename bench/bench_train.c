@@ -84,9 +84,9 @@ int main(int argc, char **argv) {
          "%.4f\n",
          t_plain, 60000.0 / t_plain, plain.final_test_acc);
   double t_rec = run_tardis(epochs, threads, out, &rec);
-  printf("tardis, recording epochs: %.3f s/epoch  (recorder thread busy "
-         "%.3f s/epoch, overlapped)\n",
-         t_rec, rec.record_seconds / epochs);
+  printf("tardis, recording epochs: %.3f s/epoch  (forward passes %.3f "
+         "s/epoch; writer thread %.3f s/epoch, overlapped)\n",
+         t_rec, rec.record_eval_seconds / epochs, rec.record_seconds / epochs);
   printf("recording cost: %+.1f %% of an epoch\n",
          100.0 * (t_rec - t_plain) / t_plain);
   td_remove_tree(out, NULL);

@@ -7,10 +7,10 @@
  *     td_train_result r;
  *     if (td_train(&o, &r, &err)) fprintf(stderr, "%s\n", err.msg);
  *
- * Recording runs on a second thread while the next epoch trains: the epoch
- * just finished is snapshotted (a copy of the parameters), and its
- * representations, logits, losses, head and checkpoint are computed and
- * written from the snapshot, so recording costs training little wall time.
+ * Recording: after each epoch the parameters are snapshotted, the
+ * representations, logits and losses of every sample are computed from the
+ * snapshot on all cores, and a writer thread stores them (with the head and
+ * the checkpoint) while the next epoch trains.
  * Each epoch directory appears atomically when complete.
  */
 #ifndef TARDIS_TRAIN_H
@@ -55,7 +55,9 @@ typedef struct td_train_result {
   int epochs;
   double train_seconds;  /* wall time of the training loops (no recording) */
   double total_seconds;  /* wall time including waiting for the recorder */
-  double record_seconds; /* time the recorder thread spent (overlapped) */
+  double record_seconds; /* time the writer thread spent (overlapped) */
+  double record_eval_seconds; /* forward passes for recording (not
+                                 overlapped) */
   double final_train_acc, final_test_acc, final_test_loss;
   int64_t n_flipped;
 } td_train_result;

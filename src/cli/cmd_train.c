@@ -217,10 +217,10 @@ int td_cmd_train(int argc, char **argv) {
             err.msg[0] ? err.msg : td_strerror(rc));
     return 1;
   }
-  printf("trained %d epochs in %.1f s (%.2f s/epoch training, recording "
-         "overlapped: %.1f s)\n",
+  printf("trained %d epochs in %.1f s (%.2f s/epoch training; recording "
+         "%.2f s/epoch computing + %.2f s/epoch writing in the background)\n",
          r.epochs, r.total_seconds, r.train_seconds / r.epochs,
-         r.record_seconds);
+         r.record_eval_seconds / r.epochs, r.record_seconds / r.epochs);
   if (r.n_flipped)
     printf("label noise: %lld training labels corrupted (clean labels in "
            "train_truth.npy)\n",
