@@ -1,0 +1,136 @@
+/* End to end through the `tardis` command on small real data: train on a
+ * slice of Fashion-MNIST with label noise, validate, project, evaluate and
+ * render; then the refusals that protect a user's work. */
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "tardis/fsutil.h"
+
+static char bin[4096], dir[4096];
+
+/* Runs a shell command; returns its exit status. Output goes to out_path
+ * when given. */
+static int sh(const char *out_path, const char *fmt, const char *arg1,
+              const char *arg2) {
+  char cmd[32768], body[12288];
+  snprintf(body, sizeof body, fmt, arg1, arg2);
+  if (out_path)
+    snprintf(cmd, sizeof cmd, "%s > '%s' 2>&1", body, out_path);
+  else
+    snprintf(cmd, sizeof cmd, "%s", body);
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *path) {
+  char *data = NULL;
+  size_t len;
+  if (td_read_file(path, &data, &len, NULL) != TD_OK)
+    return NULL;
+  return data;
+}
+
+static void test_train_info_project_eval_render(void) {
+  char run[4300], out[4300], png[4300], gif[4300], cmd[12000];
+  snprintf(run, sizeof run, "%s/run", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  snprintf(cmd, sizeof cmd,
+           "%%s train --out %%s --epochs 3 --limit 1500 --noise 0.1 --seed 4 "
+           "--quiet");
+  CHECK_INT(sh(out, cmd, bin, run), ==, 0);
+  char *txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "150 training labels corrupted");
+  free(txt);
+  CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "run is valid");
+  CHECK_STR_CONTAINS(txt, "Ankle boot");
+  free(txt);
+  /* refusing to overwrite keeps the run intact */
+  CHECK_INT(
+      sh(out, "%s train --out %s --epochs 1 --limit 600 --quiet", bin, run), ==,
+      1);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "--force");
+  free(txt);
+  CHECK_INT(sh(out, "%s info %s --quick", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "1500");
+  free(txt);
+
+  CHECK_INT(sh(out, "%s project %s --res 64", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "projected 3 epochs");
+  free(txt);
+  CHECK_INT(sh(out, "%s project %s", bin, run), ==, 0); /* resumable */
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "projected 0 epochs (3 already done)");
+  free(txt);
+  CHECK_INT(sh(out, "%s eval %s --json", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "\"nn@15\"");
+  CHECK_STR_CONTAINS(txt, "\"ppr\"");
+  CHECK_STR_CONTAINS(txt, "\"temporal_corr\"");
+  free(txt);
+
+  snprintf(png, sizeof png, "%s/e2.png", dir);
+  snprintf(cmd, sizeof cmd, "%%s render %%s --epoch 2 --size 256 --out %s",
+           png);
+  CHECK_INT(sh(out, cmd, bin, run), ==, 0);
+  CHECK(td_path_exists(png));
+  snprintf(gif, sizeof gif, "%s/all.gif", dir);
+  snprintf(cmd, sizeof cmd, "%%s render %%s --gif %s --size 128", gif);
+  CHECK_INT(sh(out, cmd, bin, run), ==, 0);
+  char *g = slurp(gif);
+  CHECK(g && !memcmp(g, "GIF89a", 6));
+  free(g);
+}
+
+static void test_bad_input(void) {
+  char run[4300], out[4300];
+  snprintf(run, sizeof run, "%s/run", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  /* usage errors exit 2, runtime errors exit 1 with a message */
+  CHECK_INT(sh(out, "%s train --epochs x --out %s", bin, run), ==, 2);
+  CHECK_INT(sh(out, "%s frobnicate %s", bin, run), ==, 2);
+  CHECK_INT(sh(out, "%s info %s/nonexistent", bin, dir), ==, 1);
+  char *txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "no such run directory");
+  free(txt);
+  CHECK_INT(sh(out, "%s project %s --method umap", bin, run), ==, 2);
+  CHECK_INT(sh(out, "%s render %s --epoch 99 --out /dev/null", bin, run), ==,
+            1);
+  /* a corrupted epoch is named by info, and stays out of the way of the
+   * epochs before it */
+  char cmd[12000];
+  snprintf(cmd, sizeof cmd,
+           "printf 'garbage' > %s/epochs/0003/train_logits.npy && %%s info "
+           "%%s",
+           run);
+  CHECK_INT(sh(out, cmd, bin, run), ==, 1);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "epochs/0003/train_logits.npy");
+  free(txt);
+  /* a missing dataset names the Debian package */
+  snprintf(cmd, sizeof cmd,
+           "%%s train --out %%s/r2 --data-dir %s/none --epochs 1 --quiet", dir);
+  CHECK_INT(sh(out, cmd, bin, dir), ==, 1);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "dataset-fashion-mnist");
+  free(txt);
+  snprintf(cmd, sizeof cmd, "%s/r2", dir);
+  CHECK(!td_path_exists(cmd));
+}
+
+int main(void) {
+  const char *b = getenv("TD_BIN");
+  if (!b) {
+    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+    return 1;
+  }
+  snprintf(bin, sizeof bin, "%s", b);
+  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("e2e"));
+  RUN(test_train_info_project_eval_render);
+  RUN(test_bad_input);
+  return td_t_finish();
+}
