@@ -94,6 +94,15 @@ int td_complex_dvi(const float *x, int64_t n, const float *b, int64_t nb, int d,
                    int k, uint64_t seed, td_graph *out, td_knn *knn_out,
                    td_err *err);
 
+/* Multiplies by `factor` the weight of every edge whose two endpoints are
+ * both below n_labelled and carry different labels (label[v], v <
+ * n_labelled); edges touching other vertices are kept. With the
+ * classifier's predicted classes as labels this makes the layout keep the
+ * predicted classes apart, which the decoder's prediction preservation
+ * (ppr) needs (docs/projection.md). Returns the number of edges scaled. */
+int64_t td_graph_scale_mixed(td_graph *g, const int32_t *label,
+                             int64_t n_labelled, float factor);
+
 /* ---- weight-proportional sampling (Walker's alias method) ---------------- */
 
 /* O(n) to build, O(1) per draw. */

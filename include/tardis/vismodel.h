@@ -101,7 +101,38 @@ typedef struct td_vis_params {
   uint64_t seed;
   td_vis_progress_cb progress; /* optional */
   void *progress_ctx;
+  /* Appended (docs/projection.md, "Layout positions are the embedding"): */
+  int distil_points; /* distil on a random subsample of at most this many
+                        vertices (0: all) */
+  int dec_on_layout; /* 1: the decoder learns layout position -> point
+                        (so decode(y_out) inverts the drawn positions);
+                        0: decoder(encoder(x)) as DVI */
+  float lambda_head; /* weight of the head-consistency term (needs
+                        td_vis_fit_io.head) */
+  float warm_alpha;  /* initial layout step when warm-started */
 } td_vis_params;
+
+/* A dense single-layer classifier head, logits = W x + b over raw
+ * representations, for the decoder's head-consistency term: the decoder is
+ * trained so that head(decode(y_i)) agrees with head(x_i) (soft
+ * cross-entropy against softmax(head(x_i))). */
+typedef struct td_vis_head {
+  int n_classes;
+  const float *w; /* [n_classes, D] */
+  const float *b; /* [n_classes] */
+} td_vis_head;
+
+/* Optional inputs/outputs of td_vismodel_fit_ex. */
+typedef struct td_vis_fit_io {
+  /* Start of the layout for vertices 0 .. n_init-1 (e.g. the previous
+   * epoch's positions of the training points); the other vertices start
+   * from prev's encoding (or PCA without prev). */
+  const float *init_y;
+  int64_t n_init;
+  /* [n, 2]: receives the layout of every vertex (the drawn positions). */
+  float *y_out;
+  const td_vis_head *head; /* for lambda_head; NULL: no head term */
+} td_vis_fit_io;
 
 /* Defaults chosen by measurement (docs/projection.md) for representations
  * of width repr_dim. */
@@ -132,6 +163,12 @@ int td_vismodel_fit(td_vismodel *m, const float *x, int64_t n,
                     const td_graph *g, const td_vismodel *prev,
                     const td_vis_params *p, const td_vis_anchor *anchor,
                     td_err *err);
+
+/* td_vismodel_fit with the options of io (may be NULL). */
+int td_vismodel_fit_ex(td_vismodel *m, const float *x, int64_t n,
+                       const td_graph *g, const td_vismodel *prev,
+                       const td_vis_params *p, const td_vis_anchor *anchor,
+                       const td_vis_fit_io *io, td_err *err);
 
 /* Canvas positions y [n, 2] of representations x [n, D]; in parallel.
  * Returns TD_OK or TD_ENOMEM. */

@@ -264,6 +264,19 @@ void td_graph_prune(td_graph *g, float min_weight) {
   g->n_edges = m;
 }
 
+int64_t td_graph_scale_mixed(td_graph *g, const int32_t *label,
+                             int64_t n_labelled, float factor) {
+  int64_t cnt = 0;
+  for (int64_t e = 0; e < g->n_edges; e++) {
+    int32_t u = g->head[e], v = g->tail[e];
+    if (u < n_labelled && v < n_labelled && label[u] != label[v]) {
+      g->weight[e] *= factor;
+      cnt++;
+    }
+  }
+  return cnt;
+}
+
 /* ---- DVI's complexes ------------------------------------------------------
  */
 

@@ -5,6 +5,7 @@
 #include "tardis/project.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,12 @@ typedef struct carry {
   int have_knn;
   float *pca_comps; /* [2, D] */
   int have_pca;
+  /* dvi: the drawn positions (the layout) of the last fitted epoch's
+   * vertices, training points first, then its boundary samples; the next
+   * epoch's layout starts from the training points' rows. */
+  float *pos;
+  int64_t n_pos; /* training points */
+  int64_t n_vert;
 } carry;
 
 static void carry_free(carry *c) {
@@ -49,6 +56,7 @@ static void carry_free(carry *c) {
   if (c->have_knn)
     td_knn_free(&c->knn);
   free(c->pca_comps);
+  free(c->pos);
   memset(c, 0, sizeof *c);
 }
 
@@ -130,6 +138,52 @@ static int save_f32(const char *dir, const char *name, const float *v,
   return td_npy_save_raw(path, TD_F32, 2, shape, v, err);
 }
 
+/* The head as one dense layer, logits = W x + b, read off by probing it at
+ * 0 and the unit vectors, then checked on a real row: the decoder's
+ * head-consistency term needs its gradient (d logits / dx = W). Returns 0
+ * with *w [C, D] and *b [C] malloc'd, or -1 for a head that is not linear
+ * (it then gets no consistency term). */
+static int head_linear(const td_head *h, int D, int C, const float *x0,
+                       float **w_out, float **b_out) {
+  *w_out = *b_out = NULL;
+  if (td_head_n_layers(h) != 1 || td_head_in_dim(h) != D ||
+      td_head_out_dim(h) != C)
+    return -1;
+  float *probe = calloc((size_t)(D + 1) * D, sizeof(float));
+  float *z = malloc((size_t)(D + 1) * C * sizeof(float));
+  float *w = malloc((size_t)C * D * sizeof(float));
+  float *b = malloc((size_t)C * sizeof(float));
+  float zx[1024];
+  int ok = probe && z && w && b && C <= 1024;
+  if (ok) {
+    for (int j = 0; j < D; j++)
+      probe[(size_t)(j + 1) * D + j] = 1.0f;
+    td_head_forward(h, probe, D + 1, z);
+    for (int c = 0; c < C; c++) {
+      b[c] = z[c];
+      for (int j = 0; j < D; j++)
+        w[(size_t)c * D + j] = z[(size_t)(j + 1) * C + c] - z[c];
+    }
+    td_head_forward(h, x0, 1, zx);
+    for (int c = 0; c < C && ok; c++) {
+      double acc = (double)b[c];
+      for (int j = 0; j < D; j++)
+        acc += (double)w[(size_t)c * D + j] * (double)x0[j];
+      ok = fabs(acc - (double)zx[c]) <= 1e-3 * (1.0 + fabs((double)zx[c]));
+    }
+  }
+  free(probe);
+  free(z);
+  if (!ok) {
+    free(w);
+    free(b);
+    return -1;
+  }
+  *w_out = w;
+  *b_out = b;
+  return 0;
+}
+
 /* Fits this epoch's projection (dvi or pca) and leaves the model in *c. */
 static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
                      double *knn_s, double *fit_s, td_err *err) {
@@ -177,11 +231,43 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     free(xv);
     return rc;
   }
+  {
+    const char *ev = getenv("TD_XCLASS");
+    float fac = ev ? (float)atof(ev) : 1.0f;
+    if (fac != 1.0f) {
+      int32_t *pred = malloc((size_t)e->n * sizeof *pred);
+      const float *lg = e->logits.data;
+      for (int64_t i = 0; i < e->n; i++) {
+        int b = 0;
+        for (int cc = 1; cc < e->C; cc++)
+          b = lg[i * e->C + cc] > lg[i * e->C + b] ? cc : b;
+        pred[i] = b;
+      }
+      td_graph_scale_mixed(&g, pred, e->n, fac);
+      free(pred);
+    }
+  }
   td_vis_params p;
   td_vis_params_default(&p, e->D);
   p.seed = o->seed;
   if (o->temporal >= 0)
     p.temporal = o->temporal;
+  if (getenv("TD_LH"))
+    p.lambda_head = (float)atof(getenv("TD_LH"));
+  if (getenv("TD_HID"))
+    p.hidden = atoi(getenv("TD_HID"));
+  if (getenv("TD_DIS"))
+    p.distil_epochs = atoi(getenv("TD_DIS"));
+  if (getenv("TD_WDIS"))
+    p.warm_distil_epochs = atoi(getenv("TD_WDIS"));
+  if (getenv("TD_LAY"))
+    p.layout_epochs = atoi(getenv("TD_LAY"));
+  if (getenv("TD_WLAY"))
+    p.warm_layout_epochs = atoi(getenv("TD_WLAY"));
+  if (getenv("TD_DPTS"))
+    p.distil_points = atoi(getenv("TD_DPTS"));
+  if (getenv("TD_WALPHA"))
+    p.warm_alpha = (float)atof(getenv("TD_WALPHA"));
   float *overlap = NULL;
   td_vis_anchor anc;
   memset(&anc, 0, sizeof anc);
@@ -201,19 +287,44 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     }
   }
   td_vismodel *m = td_vismodel_new(e->D, &p);
+  /* The layout is the training points' embedding: it starts from the
+   * previous epoch's positions (docs/projection.md). */
+  td_vis_fit_io io;
+  memset(&io, 0, sizeof io);
+  td_vis_head vh = {e->C, NULL, NULL};
+  float *hw = NULL, *hb = NULL;
+  if (e->n > 0 &&
+      head_linear(e->head, e->D, e->C, e->train.data, &hw, &hb) == 0) {
+    vh.w = hw;
+    vh.b = hb;
+    io.head = &vh;
+  }
+  if (c->model && c->pos && c->n_pos == e->n) {
+    io.init_y = c->pos;
+    io.n_init = e->n;
+  }
+  float *pos = malloc((size_t)nv * 2 * sizeof *pos);
+  io.y_out = pos;
   double t1 = td_now();
-  rc = m ? td_vismodel_fit(m, xv, nv, &g, c->model, &p,
-                           anc.knn_overlap ? &anc : NULL, err)
-         : td_err_set(err, TD_ENOMEM, "out of memory");
+  rc = m && pos ? td_vismodel_fit_ex(m, xv, nv, &g, c->model, &p,
+                                     anc.knn_overlap ? &anc : NULL, &io, err)
+                : td_err_set(err, TD_ENOMEM, "out of memory");
   *fit_s = td_now() - t1;
+  free(hw);
+  free(hb);
   free(overlap);
   free(xv);
   td_graph_free(&g);
   if (rc != TD_OK) {
+    free(pos);
     td_vismodel_free(m);
     td_knn_free(&knn);
     return rc;
   }
+  free(c->pos);
+  c->pos = pos;
+  c->n_pos = e->n;
+  c->n_vert = nv;
   td_vismodel_free(c->model);
   c->model = m;
   if (c->have_knn)
@@ -252,8 +363,16 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
     goto out;
   }
-  /* encode through the same code path readers will use */
-  if (c->model) {
+  if (c->model && c->pos && c->n_vert == e->n + e->nb) {
+    /* Training points and boundary samples are the layout's vertices:
+     * their drawn positions are the layout itself; the encoder serves the
+     * test set (docs/projection.md). */
+    memcpy(ytr, c->pos, (size_t)e->n * 2 * sizeof *ytr);
+    if (e->nb)
+      memcpy(yb, c->pos + 2 * e->n, (size_t)e->nb * 2 * sizeof *yb);
+    if (e->m)
+      td_vismodel_encode(c->model, e->test.data, e->m, yte);
+  } else if (c->model) {
     td_vismodel_encode(c->model, e->train.data, e->n, ytr);
     if (e->m)
       td_vismodel_encode(c->model, e->test.data, e->m, yte);
@@ -386,6 +505,17 @@ static void load_previous(const char *run_dir, const td_project_opts *o,
       char mdir[4300];
       snprintf(mdir, sizeof mdir, "%s/model", dir);
       td_vismodel_load(mdir, &c->model, NULL);
+      /* the drawn positions warm-start the next layout */
+      td_array a;
+      snprintf(mdir, sizeof mdir, "%s/train_embedding.npy", dir);
+      if (c->model && td_npy_load(mdir, &a, NULL) == TD_OK) {
+        if (a.dtype == TD_F32 && a.ndim == 2 && a.shape[1] == 2 &&
+            (c->pos = malloc((size_t)a.shape[0] * 2 * sizeof(float)))) {
+          memcpy(c->pos, a.data, (size_t)a.shape[0] * 2 * sizeof(float));
+          c->n_pos = a.shape[0];
+        }
+        td_array_close(&a);
+      }
     }
     td_projection_free(pj);
     return;
