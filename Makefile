@@ -11,9 +11,10 @@ DEMO_EPOCHS ?= 20
 # Debian packages tardis needs to build and test.
 DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev \
   zlib1g-dev libpng-dev libcairo2-dev libsqlite3-dev libmicrohttpd-dev libgif-dev \
-  fonts-dejavu-core dataset-fashion-mnist python3 python3-numpy python3-torch
+  fonts-dejavu-core dataset-fashion-mnist python3 python3-numpy python3-torch \
+  nodejs chromium
 
-.PHONY: all deps build test test-unit test-asan test-python demo bench clean format
+.PHONY: all deps ui-deps build test test-asan test-python test-ui demo bench clean format
 
 all: build
 
@@ -22,10 +23,18 @@ deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "tardis: installing missing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "tardis: run as root (or install them yourself)"; exit 1; fi; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+# The browser test's one npm dependency (playwright-core), from the committed lock file.
+ui-deps: deps
+	@if [ ! -d tests/ui/node_modules/playwright-core ] || \
+	    [ tests/ui/package-lock.json -nt tests/ui/node_modules/.package-lock.json ]; then \
+	  cd tests/ui && npm ci --no-audit --no-fund; \
 	fi
 
 build: deps
@@ -37,10 +46,14 @@ test: deps
 	cmake --build $(BUILD) -j $(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-ui
 	$(MAKE) --no-print-directory test-asan
 
 test-python: build
 	TD_BIN=$(CURDIR)/$(BUILD)/tardis /usr/bin/python3 -m unittest discover -s tests/python -v
+
+test-ui: build ui-deps
+	TD_BIN=$(CURDIR)/$(BUILD)/tardis sh tests/ui/run.sh
 
 test-asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTD_WERROR=ON \

@@ -1,0 +1,74 @@
+// Thin wrappers over the HTTP API of `tardis serve` (docs/api.md).
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function get(path) {
+  const r = await fetch(path);
+  if (!r.ok) {
+    let msg = `${r.status} ${r.statusText}`;
+    try { msg = (await r.json()).error || msg; } catch { /* not JSON */ }
+    throw new ApiError(r.status, `${path}: ${msg}`);
+  }
+  return r;
+}
+
+function withQuery(path, q) {
+  const parts = Object.entries(q)
+    .filter(([, v]) => v !== undefined && v !== null && v !== '')
+    .map(([k, v]) => `${k}=${encodeURIComponent(v)}`);
+  return parts.length ? `${path}?${parts.join('&')}` : path;
+}
+
+export const api = {
+  method: null, // projection method for every request; null = the server's default
+
+  json(path, q = {}) {
+    return get(withQuery(path, q)).then((r) => r.json());
+  },
+  async binary(path, q, Type) {
+    const r = await get(withQuery(path, q));
+    return new Type(await r.arrayBuffer());
+  },
+  // Like binary() but answers null on 404 (optional files).
+  async optional(path, q, Type) {
+    try {
+      return await this.binary(path, q, Type);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) return null;
+      throw e;
+    }
+  },
+
+  run() { return this.json('/api/run'); },
+  epochs() { return this.json('/api/epochs', { method: this.method }); },
+  async quality() {
+    try { return await this.json('/api/quality', { method: this.method }); }
+    catch (e) { if (e.status === 404) return null; throw e; }
+  },
+  labels(split) { return this.optional('/api/labels', { split }, Uint8Array); },
+  embedding(e, split) {
+    return this.optional(`/api/epochs/${e}/embedding`, { split, method: this.method }, Float32Array);
+  },
+  predictions(e, split) {
+    return this.optional(`/api/epochs/${e}/predictions`, { split }, Uint8Array);
+  },
+  async territory(e) {
+    try { return await this.json(`/api/epochs/${e}/territory`, { method: this.method }); }
+    catch (err) { if (err.status === 404) return null; throw err; }
+  },
+  territoryPng(e, size) {
+    return withQuery(`/api/epochs/${e}/territory.png`, { size, method: this.method });
+  },
+  sample(i, split, epoch) {
+    return this.json(`/api/samples/${i}`, { split, epoch, method: this.method });
+  },
+  thumbnail(i, split, scale = 4) {
+    return withQuery(`/api/samples/${i}/thumbnail.png`, { split, scale });
+  },
+  filter(q) { return this.json('/api/filter', q); },
+};

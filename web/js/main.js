@@ -1,0 +1,749 @@
+// tardis web UI: wires the API, the canvas, the timeline, filters and panels.
+
+import { api } from './api.js';
+import { Scatter, GridIndex } from './scatter.js';
+import { lineChart } from './charts.js';
+import { classColor } from './colors.js';
+import { qualityPanel } from './quality.js';
+import { parseIndexList } from './filters.js';
+
+const $ = (id) => document.getElementById(id);
+const NONE = 255; // "unknown" in the label / prediction / truth arrays
+
+const S = {
+  run: null, classes: [], nTrain: 0, nTest: 0, N: 0,
+  epochInfo: [],      // /api/epochs entries
+  epochs: [],         // projected epoch numbers = slider positions
+  loading: new Map(), // epoch → Promise
+  data: new Map(),    // epoch → {pos, pred, terr}
+  label: null, truth: null,
+  split: 'both',
+  tpos: 0, target: 0, playing: false, speed: 1,
+  filter: { label: '', pred: '', mis: '', noisy: '', idx: null, hide: false },
+  filterVersion: 0,
+  selected: -1, selInfo: null, hover: -1,
+  quality: null,
+  userView: false,
+  curExtent: null,    // extent of the frame on screen (interpolated between epochs)
+};
+
+let scatter, grid = new GridIndex(), gridKey = '';
+let lists = null, listsKey = '';
+let cur = null;    // positions of the frame on screen (an epoch's array or interp)
+let interp = null; // interpolation buffer
+let raf = 0, lastFrame = 0, dirtyTerritory = true, dirtyPoints = true;
+const frameTimes = [];
+const drawTimes = [];
+
+// ---------------------------------------------------------------- helpers
+const isTest = (g) => g >= S.nTrain;
+const localIndex = (g) => (isTest(g) ? g - S.nTrain : g);
+const splitOf = (g) => (isTest(g) ? 'test' : 'train');
+const className = (c) => (c === NONE || c === null || c === undefined ? '—' : S.classes[c] ?? String(c));
+const dispIdx = () => Math.max(0, Math.min(S.epochs.length - 1, Math.round(S.tpos)));
+const dispEpoch = () => S.epochs[dispIdx()];
+const fmtInt = (n) => n.toLocaleString('en-US');
+
+function swatch(c) {
+  return `<i class="sw" style="background:${c === NONE ? '#bbb' : classColor(c)}"></i>`;
+}
+
+function invalidate() {
+  if (!raf) raf = requestAnimationFrame(frame);
+}
+
+function showMessage(text) {
+  const m = $('message');
+  m.hidden = !text;
+  m.textContent = text || '';
+}
+
+// ---------------------------------------------------------------- loading
+function boundsOf(pos) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (let k = 0; k < pos.length; k += 2) {
+    const x = pos[k], y = pos[k + 1];
+    if (!Number.isFinite(x)) continue;
+    if (x < x0) x0 = x; if (x > x1) x1 = x;
+    if (y < y0) y0 = y; if (y > y1) y1 = y;
+  }
+  if (!(x1 >= x0)) return [-1, -1, 1, 1];
+  const p = 0.1 * Math.max(x1 - x0, y1 - y0, 1e-6);
+  return [x0 - p, y0 - p, x1 + p, y1 + p];
+}
+
+async function loadEpoch(e) {
+  if (S.loading.has(e)) return S.loading.get(e);
+  const info = S.epochInfo.find((x) => x.epoch === e) || {};
+  const p = (async () => {
+    const wantTest = S.nTest > 0;
+    const [tr, te, ptr, pte, terr] = await Promise.all([
+      api.embedding(e, 'train'),
+      wantTest ? api.embedding(e, 'test') : null,
+      api.predictions(e, 'train'),
+      wantTest && info.has_test ? api.predictions(e, 'test') : null,
+      api.territory(e),
+    ]);
+    if (!tr) throw new Error(`epoch ${e} has no embedding`);
+    const pos = new Float32Array(2 * S.N).fill(NaN);
+    pos.set(tr.subarray(0, 2 * S.nTrain), 0);
+    if (te) pos.set(te.subarray(0, 2 * S.nTest), 2 * S.nTrain);
+    const pred = new Uint8Array(S.N).fill(NONE);
+    if (ptr) pred.set(ptr.subarray(0, S.nTrain), 0);
+    if (pte) pred.set(pte.subarray(0, S.nTest), S.nTrain);
+    let t = null;
+    if (terr) {
+      const img = new Image();
+      img.src = api.territoryPng(e, 1024);
+      try { await img.decode(); t = { extent: terr.extent, img }; } catch { t = null; }
+    }
+    // The epoch's canvas extent: its territory's, else the points' box + 10 %.
+    const extent = terr ? terr.extent : boundsOf(pos);
+    const d = { epoch: e, pos, pred, terr: t, extent };
+    S.data.set(e, d);
+    dirtyTerritory = true;
+    invalidate();
+    return d;
+  })();
+  S.loading.set(e, p);
+  p.catch((err) => { S.loading.delete(e); console.error(err); });
+  return p;
+}
+
+// Load the epoch on screen first, then the rest a few at a time.
+async function loadAll(first) {
+  if (first !== undefined) await loadEpoch(first).catch(() => {});
+  const todo = S.epochs.filter((e) => !S.loading.has(e));
+  const workers = Array.from({ length: 3 }, async () => {
+    while (todo.length) await loadEpoch(todo.shift()).catch(() => {});
+  });
+  await Promise.all(workers);
+}
+
+async function refreshEpochs() {
+  const r = await api.epochs();
+  S.epochInfo = r.epochs;
+  // metrics.json exists exactly when some epoch has quality; skip the 404 otherwise.
+  S.quality = r.epochs.some((x) => x.quality) ? await api.quality().catch(() => null) : null;
+  const before = S.epochs.length ? dispEpoch() : null;
+  const wasAtEnd = S.epochs.length === 0 || S.target >= S.epochs.length - 1;
+  S.epochs = r.epochs.filter((x) => x.projected).map((x) => x.epoch);
+  const slider = $('epoch-slider');
+  slider.max = Math.max(0, S.epochs.length - 1);
+  renderTicks();
+  if (before === null) {
+    S.tpos = S.target = Math.max(0, S.epochs.length - 1); // first projection(s): open on the newest
+  } else {
+    const k = S.epochs.indexOf(before);
+    if (k >= 0 && !(wasAtEnd && !S.playing)) { S.tpos = S.target = k; }
+    else if (wasAtEnd && S.epochs.length) { S.target = S.epochs.length - 1; } // follow live
+  }
+  renderCharts();
+  renderQuality();
+  if (!S.epochs.length) {
+    showMessage(S.epochInfo.length
+      ? `${S.epochInfo.length} epochs recorded, none projected yet with "${r.method}". Run: tardis project RUN`
+      : 'No epochs recorded yet. Waiting for training…');
+  } else showMessage('');
+  loadAll(S.epochs[Math.round(S.target)]);
+  invalidate();
+}
+
+// ---------------------------------------------------------------- filters
+function readFilters() {
+  const f = S.filter;
+  f.label = $('f-label').value;
+  f.pred = $('f-pred').value;
+  f.mis = $('f-mis').value;
+  f.noisy = $('f-noisy').value;
+  f.hide = $('f-hide').checked;
+  const parsed = parseIndexList($('f-idx').value, S);
+  $('f-idx').classList.toggle('bad', !!parsed.error);
+  $('f-idx').title = parsed.error || '';
+  f.idx = parsed.mask;
+  S.filterVersion++;
+  invalidate();
+}
+
+function filterActive() {
+  const f = S.filter;
+  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx;
+}
+
+function matches(i, pred) {
+  const f = S.filter, l = S.label[i];
+  if (f.label !== '' && l !== +f.label) return false;
+  if (f.pred !== '' && (!pred || pred[i] !== +f.pred)) return false;
+  if (f.mis !== '') {
+    if (l === NONE || !pred || pred[i] === NONE) return false;
+    if ((pred[i] !== l) !== (f.mis === '1')) return false;
+  }
+  if (f.noisy !== '') {
+    const t = S.truth ? S.truth[i] : NONE;
+    if (t === NONE) return false;
+    if ((t !== l) !== (f.noisy === '1')) return false;
+  }
+  if (f.idx && !f.idx[i]) return false;
+  return true;
+}
+
+// Draw lists for one epoch: dimmed (filtered out), correct, mispredicted.
+function buildLists(d) {
+  const N = S.N, pred = d.pred, label = S.label;
+  const dim = new Int32Array(N), ok = new Int32Array(N), bad = new Int32Array(N);
+  let nd = 0, no = 0, nb = 0, shownTotal = 0;
+  const active = filterActive();
+  const lo = S.split === 'test' ? S.nTrain : 0;
+  const hi = S.split === 'train' ? S.nTrain : N;
+  for (let i = lo; i < hi; i++) {
+    if (Number.isNaN(d.pos[2 * i])) continue;
+    shownTotal++;
+    if (active && !matches(i, pred)) {
+      if (!S.filter.hide) dim[nd++] = i;
+      continue;
+    }
+    const l = label[i], p = pred[i];
+    if (l !== NONE && p !== NONE && l !== p) bad[nb++] = i;
+    else ok[no++] = i;
+  }
+  const L = { dim: dim.subarray(0, nd), ok: ok.subarray(0, no), bad: bad.subarray(0, nb), shownTotal };
+  L.active = new Int32Array(no + nb);
+  L.active.set(L.ok, 0);
+  L.active.set(L.bad, no);
+  $('f-count').textContent = active
+    ? `${fmtInt(no + nb)} of ${fmtInt(shownTotal)} match`
+    : `${fmtInt(shownTotal)} samples · ${fmtInt(nb)} misclassified`;
+  return L;
+}
+
+// ---------------------------------------------------------------- frame
+function smooth(t) { return t * t * (3 - 2 * t); }
+
+function frame(now) {
+  raf = 0;
+  const dt = lastFrame ? Math.min(100, now - lastFrame) : 16;
+  lastFrame = now;
+  const n = S.epochs.length;
+  if (!n || !S.label) { scatter.overlayContext(); return; }
+  const last = n - 1;
+  const prevT = S.tpos;
+
+  // Only move into an epoch whose data is there, so motion never shows holes
+  // (loadEpoch redraws when it arrives).
+  const canEnter = (dir) => S.data.has(S.epochs[dir > 0 ? Math.min(last, Math.floor(S.tpos) + 1) : Math.max(0, Math.ceil(S.tpos) - 1)]);
+  if (S.playing) {
+    if (canEnter(1)) S.tpos = Math.min(last, S.tpos + (dt / 1000) * S.speed);
+    S.target = Math.round(S.tpos);
+    if (S.tpos >= last) { S.tpos = S.target = last; setPlaying(false); }
+  } else if (S.tpos !== S.target) {
+    const diff = S.target - S.tpos;
+    const step = (dt / 1000) * 3.5 * Math.max(1, Math.abs(diff));
+    if (canEnter(Math.sign(diff))) S.tpos = Math.abs(diff) <= step ? S.target : S.tpos + Math.sign(diff) * step;
+  }
+
+  const a = Math.floor(S.tpos), b = Math.min(last, a + 1);
+  const dA = S.data.get(S.epochs[a]);
+  const dB = S.data.get(S.epochs[b]) || dA;
+  const dShow = S.data.get(S.epochs[dispIdx()]) || dA;
+  if (!dA || !dShow) { scatter.overlayContext(); setTimeout(invalidate, 50); return; }
+  const t = smooth(S.tpos - a);
+  // Unless the user zoomed or panned, the camera follows the epochs' extents, so
+  // every epoch fills the canvas (DVI's scales differ from epoch to epoch).
+  S.curExtent = dA.extent.map((v, j) => v + (dB.extent[j] - v) * t);
+  if (!S.userView) {
+    const v = scatter.view;
+    scatter.fit(S.curExtent);
+    const nv = scatter.view;
+    if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
+  }
+
+  if (t === 0 || dB === dA) cur = dA.pos;
+  else {
+    // A buffer of its own: cur may alias an epoch's positions, never write there.
+    if (!interp || interp.length !== dA.pos.length) interp = new Float32Array(dA.pos.length);
+    const pa = dA.pos, pb = dB.pos;
+    for (let k = 0; k < interp.length; k++) interp[k] = pa[k] + (pb[k] - pa[k]) * t;
+    cur = interp;
+  }
+
+  const key = `${dShow.epoch}|${S.filterVersion}|${S.split}`;
+  if (key !== listsKey) { lists = buildLists(dShow); listsKey = key; gridKey = ''; dirtyPoints = true; }
+
+  const moved = S.tpos !== prevT;
+  if (dirtyTerritory || moved) {
+    const layers = [];
+    if (dA.terr) layers.push({ ...dA.terr, alpha: 1 });
+    if (dB !== dA && dB.terr && t > 0) layers.push({ ...dB.terr, alpha: t });
+    scatter.drawTerritory(layers);
+    dirtyTerritory = false;
+    dirtyPoints = true;
+  }
+  // Hover and selection changes only touch the overlay; the points stay as drawn.
+  if (dirtyPoints) {
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel());
+    drawTimes.push(scatter.lastDrawMs);
+    if (drawTimes.length > 60) drawTimes.shift();
+    dirtyPoints = false;
+  }
+  drawOverlay();
+
+  frameTimes.push(now);
+  while (frameTimes.length && now - frameTimes[0] > 1000) frameTimes.shift();
+  updateTimelineUi();
+
+  if (S.playing || S.tpos !== S.target) invalidate();
+}
+
+function zoomLevel() {
+  const e = S.curExtent;
+  if (!e) return 1;
+  const base = 0.97 * Math.min(scatter.W / (e[2] - e[0]), scatter.H / (e[3] - e[1]));
+  return scatter.view.scale / base;
+}
+
+let shownEpoch = null;
+function updateTimelineUi() {
+  const e = dispEpoch();
+  if (document.activeElement !== $('epoch-slider') || S.playing) $('epoch-slider').value = Math.round(S.tpos);
+  $('epoch-num').textContent = e;
+  $('epoch-of').textContent = ` / ${S.epochs[S.epochs.length - 1]}`;
+  const fps = frameTimes.length;
+  const ms = drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length);
+  $('hud').textContent = `${fmtInt(lists ? lists.shownTotal : 0)} points · ${S.playing || S.tpos !== S.target ? `${fps} fps · ` : ''}draw ${ms.toFixed(1)} ms`;
+  if (e !== shownEpoch) {
+    shownEpoch = e;
+    renderCharts();
+    renderQuality();
+    if (S.selected >= 0 && !S.playing) refreshSelection();
+  }
+}
+
+// ---------------------------------------------------------------- overlay
+function drawOverlay() {
+  const ctx = scatter.overlayContext();
+  if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) {
+    const tr = S.selInfo.trajectory;
+    const e = dispEpoch();
+    ctx.lineJoin = 'round';
+    ctx.lineCap = 'round';
+    const path = () => {
+      ctx.beginPath();
+      tr.forEach(([, x, y], k) => { const [sx, sy] = scatter.toScreen(x, y); k ? ctx.lineTo(sx, sy) : ctx.moveTo(sx, sy); });
+    };
+    path(); ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 4.5; ctx.stroke();
+    path(); ctx.strokeStyle = '#1d2433'; ctx.lineWidth = 1.6; ctx.stroke();
+    for (const [ep, x, y] of tr) {
+      const [sx, sy] = scatter.toScreen(x, y);
+      ctx.beginPath();
+      ctx.arc(sx, sy, ep === e ? 3.5 : 2.4, 0, 2 * Math.PI);
+      ctx.fillStyle = ep === e ? '#1d2433' : '#fff';
+      ctx.strokeStyle = '#1d2433';
+      ctx.lineWidth = 1.2;
+      ctx.fill(); ctx.stroke();
+    }
+    // Epoch numbers at both ends, so the direction of travel is readable.
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.fillStyle = '#1d2433';
+    for (const k of [0, tr.length - 1]) {
+      const [sx, sy] = scatter.toScreen(tr[k][1], tr[k][2]);
+      ctx.fillText(String(tr[k][0]), sx + 5, sy - 5);
+    }
+  }
+  const ring = (i, r, color, w) => {
+    const x = cur[2 * i], y = cur[2 * i + 1];
+    if (!Number.isFinite(x)) return;
+    const [sx, sy] = scatter.toScreen(x, y);
+    ctx.beginPath(); ctx.arc(sx, sy, r, 0, 2 * Math.PI);
+    ctx.strokeStyle = '#fff'; ctx.lineWidth = w + 2.5; ctx.stroke();
+    ctx.strokeStyle = color; ctx.lineWidth = w; ctx.stroke();
+  };
+  if (S.selected >= 0) ring(S.selected, 8, '#1d2433', 2);
+  if (S.hover >= 0 && S.hover !== S.selected) ring(S.hover, 6.5, '#1d2433', 1.5);
+}
+
+// ---------------------------------------------------------------- hover / select
+function nearestAt(sx, sy) {
+  if (!cur || !lists) return -1;
+  const key = `${listsKey}|${S.tpos}`;
+  if (key !== gridKey) { grid.build(cur, lists.active.length ? lists.active : new Int32Array(0)); gridKey = key; }
+  const [x, y] = scatter.toData(sx, sy);
+  return grid.nearest(x, y, 9 / scatter.view.scale);
+}
+
+function showTooltip(i, sx, sy) {
+  const tt = $('tooltip');
+  if (i < 0) { tt.hidden = true; return; }
+  const split = splitOf(i), li = localIndex(i);
+  const d = S.data.get(dispEpoch());
+  const l = S.label[i], p = d ? d.pred[i] : NONE, t = S.truth ? S.truth[i] : NONE;
+  const hasImg = S.run.files[`${split}_inputs`];
+  const img = $('tt-img');
+  img.hidden = !hasImg;
+  if (hasImg) {
+    const src = api.thumbnail(li, split, 3);
+    if (img.getAttribute('src') !== src) img.src = src;
+  }
+  $('tt-title').textContent = `${split} #${li}`;
+  $('tt-label').innerHTML = `${swatch(l)}label <b>${className(l)}</b>`;
+  $('tt-pred').innerHTML = `${swatch(p)}pred <b>${className(p)}</b>${l !== NONE && p !== NONE && p !== l ? ' <span class="bad">✗</span>' : ''}`;
+  $('tt-extra').innerHTML = t !== NONE && t !== l ? `${swatch(t)}clean <b>${className(t)}</b> <span class="tag">noisy</span>` : '';
+  tt.hidden = false;
+  const W = scatter.W, H = scatter.H;
+  const w = tt.offsetWidth, h = tt.offsetHeight;
+  tt.style.left = `${sx + 14 + w > W ? sx - 14 - w : sx + 14}px`;
+  tt.style.top = `${Math.max(4, Math.min(H - h - 4, sy - h / 2))}px`;
+}
+
+let selToken = 0;
+async function refreshSelection() {
+  const i = S.selected;
+  if (i < 0) return;
+  const token = ++selToken;
+  try {
+    const info = await api.sample(localIndex(i), splitOf(i), dispEpoch());
+    if (token !== selToken) return;
+    S.selInfo = info;
+    renderSelection();
+    invalidate();
+  } catch (e) {
+    console.error(e);
+  }
+}
+
+function select(i) {
+  S.selected = i;
+  S.selInfo = null;
+  $('sel-clear').hidden = i < 0;
+  renderSelection();
+  if (i >= 0) refreshSelection();
+  invalidate();
+}
+
+function renderSelection() {
+  const i = S.selected;
+  $('sel-empty').hidden = i >= 0;
+  $('sel-body').hidden = i < 0;
+  if (i < 0) return;
+  const s = S.selInfo;
+  const split = splitOf(i), li = localIndex(i);
+  const img = $('sel-img');
+  img.hidden = !S.run.files[`${split}_inputs`];
+  if (!img.hidden) {
+    const src = api.thumbnail(li, split, 4);
+    if (img.getAttribute('src') !== src) img.src = src;
+  }
+  const rows = [['sample', `${split} #${li}`]];
+  if (s) {
+    rows.push(['epoch', s.epoch]);
+    rows.push(['label', `${swatch(s.label ?? NONE)}${className(s.label)}`]);
+    rows.push(['prediction', `${swatch(s.prediction ?? NONE)}${className(s.prediction)}${s.label !== null && s.prediction !== s.label ? ' <span class="bad">✗</span>' : ''}`]);
+    if (s.truth !== null && s.truth !== undefined) {
+      rows.push(['clean label', `${swatch(s.truth)}${className(s.truth)}${s.noisy ? ' <span class="tag">noisy</span>' : ''}`]);
+    }
+    rows.push(['loss', s.loss === null ? '—' : s.loss.toFixed(3)]);
+    rows.push(['confidence', s.confidence === null ? '—' : `${(100 * s.confidence).toFixed(1)} %`]);
+  } else rows.push(['', '<span class="muted">loading…</span>']);
+  $('sel-dl').innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('');
+  // Softmax of the logits as small bars: shows what the model hesitates between.
+  const probs = $('sel-probs');
+  probs.textContent = '';
+  if (s && Array.isArray(s.logits)) {
+    const m = Math.max(...s.logits);
+    const ex = s.logits.map((z) => Math.exp(z - m));
+    const sum = ex.reduce((a, b) => a + b, 0);
+    probs.innerHTML = ex.map((v, c) => {
+      const p = v / sum;
+      return `<div class="pr${c === s.label ? ' is-label' : ''}"><span class="pn">${className(c)}</span>` +
+        `<span class="pb"><i style="width:${(100 * p).toFixed(1)}%;background:${classColor(c)}"></i></span>` +
+        `<span class="pv">${(100 * p).toFixed(p < 0.1 ? 1 : 0)}</span></div>`;
+    }).join('');
+  }
+}
+
+// ---------------------------------------------------------------- panels
+function renderCharts() {
+  const e = S.epochs.length ? dispEpoch() : null;
+  const pts = (k) => S.epochInfo.map((x) => [x.epoch, x.metrics ? x.metrics[k] : NaN]).filter((p) => typeof p[1] === 'number');
+  const pick = (ep) => gotoEpoch(ep);
+  lineChart($('chart-loss'), [
+    { name: 'train', color: '#3b6fb6', points: pts('train_loss') },
+    { name: 'test', color: '#d9822b', points: pts('test_loss'), dash: '4 3' },
+  ], { title: 'loss', current: e, onPick: pick, height: 104 });
+  lineChart($('chart-acc'), [
+    { name: 'train', color: '#3b6fb6', points: pts('train_acc') },
+    { name: 'test', color: '#d9822b', points: pts('test_acc'), dash: '4 3' },
+  ], { title: 'accuracy', current: e, onPick: pick, height: 104, fmt: (v) => `${Math.round(v * 100)}%` });
+}
+
+function renderQuality() {
+  qualityPanel($('quality'), S.epochInfo, S.quality, S.epochs.length ? dispEpoch() : null);
+}
+
+function renderTicks() {
+  const t = $('ticks');
+  t.innerHTML = S.epochs.map((e, k) => {
+    const left = S.epochs.length > 1 ? (100 * k) / (S.epochs.length - 1) : 0;
+    const lab = S.epochs.length <= 25 || k % Math.ceil(S.epochs.length / 20) === 0 ? e : '';
+    return `<span style="left:${left}%">${lab}</span>`;
+  }).join('');
+}
+
+function renderLegend() {
+  $('legend').innerHTML = S.classes.map((c, k) =>
+    `<button class="lg" data-c="${k}" title="show only label ${c}"><i style="background:${classColor(k)}"></i>${c}</button>`).join('') +
+    '<div class="lg-note"><svg width="14" height="14"><circle cx="7" cy="7" r="5" fill="none" stroke="#888" stroke-width="1.6"/><circle cx="7" cy="7" r="2.2" fill="#888"/></svg>ring = label, dot = prediction</div>';
+  for (const b of $('legend').querySelectorAll('.lg')) {
+    b.addEventListener('click', () => {
+      const sel = $('f-label');
+      sel.value = sel.value === b.dataset.c ? '' : b.dataset.c;
+      readFilters();
+      syncLegend();
+    });
+  }
+}
+
+function syncLegend() {
+  const v = $('f-label').value;
+  for (const b of $('legend').querySelectorAll('.lg')) b.classList.toggle('off', v !== '' && b.dataset.c !== v);
+}
+
+// ---------------------------------------------------------------- timeline
+function gotoEpoch(ep) {
+  if (!S.epochs.length) return;
+  let k = S.epochs.indexOf(ep);
+  if (k < 0) { // nearest projected epoch
+    let best = 0;
+    S.epochs.forEach((e, j) => { if (Math.abs(e - ep) < Math.abs(S.epochs[best] - ep)) best = j; });
+    k = best;
+  }
+  setPlaying(false);
+  S.target = k;
+  invalidate();
+}
+
+function step(delta) {
+  setPlaying(false);
+  S.target = Math.max(0, Math.min(S.epochs.length - 1, Math.round(S.target) + delta));
+  invalidate();
+}
+
+function setPlaying(on) {
+  if (on && S.epochs.length < 2) on = false;
+  if (on && S.tpos >= S.epochs.length - 1) S.tpos = S.target = 0; // replay from the start
+  S.playing = on;
+  document.body.classList.toggle('playing', on);
+  $('play').setAttribute('aria-label', on ? 'pause' : 'play');
+  if (!on) { S.target = Math.round(S.tpos); if (S.selected >= 0) refreshSelection(); }
+  invalidate();
+}
+
+// ---------------------------------------------------------------- wiring
+function wireCanvas() {
+  const wrap = $('canvas-wrap');
+  let drag = null;
+  wrap.addEventListener('pointerdown', (ev) => {
+    if (ev.button !== 0 || ev.target.closest('.legend')) return;
+    drag = { x: ev.clientX, y: ev.clientY, moved: false };
+    wrap.setPointerCapture(ev.pointerId);
+  });
+  wrap.addEventListener('pointermove', (ev) => {
+    const r = wrap.getBoundingClientRect();
+    const sx = ev.clientX - r.left, sy = ev.clientY - r.top;
+    if (drag) {
+      const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (drag.moved || Math.hypot(dx, dy) > 3) {
+        drag.moved = true;
+        scatter.panBy(dx, dy);
+        drag.x = ev.clientX; drag.y = ev.clientY;
+        S.userView = true;
+        dirtyTerritory = true;
+        $('tooltip').hidden = true;
+        invalidate();
+        return;
+      }
+    }
+    if (ev.target.closest('.legend')) { S.hover = -1; $('tooltip').hidden = true; invalidate(); return; }
+    const i = nearestAt(sx, sy);
+    if (i !== S.hover) { S.hover = i; invalidate(); }
+    showTooltip(i, sx, sy);
+  });
+  wrap.addEventListener('pointerup', (ev) => {
+    if (drag && !drag.moved && !ev.target.closest('.legend')) {
+      const r = wrap.getBoundingClientRect();
+      const i = nearestAt(ev.clientX - r.left, ev.clientY - r.top);
+      select(i);
+    }
+    drag = null;
+  });
+  wrap.addEventListener('pointerleave', () => { S.hover = -1; $('tooltip').hidden = true; invalidate(); });
+  wrap.addEventListener('wheel', (ev) => {
+    ev.preventDefault();
+    const r = wrap.getBoundingClientRect();
+    scatter.zoomAt(ev.clientX - r.left, ev.clientY - r.top, Math.exp(-ev.deltaY * 0.0015));
+    S.userView = true;
+    dirtyTerritory = true;
+    invalidate();
+  }, { passive: false });
+  wrap.addEventListener('dblclick', () => fitView());
+}
+
+// Back to the automatic camera (it follows the epochs' extents).
+function fitView() {
+  S.userView = false;
+  dirtyTerritory = true;
+  invalidate();
+}
+
+function wireControls() {
+  $('play').addEventListener('click', () => setPlaying(!S.playing));
+  $('epoch-slider').addEventListener('input', (ev) => { setPlaying(false); S.target = +ev.target.value; invalidate(); });
+  $('speed').addEventListener('change', (ev) => { S.speed = +ev.target.value; });
+  for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy', 'f-hide']) {
+    $(id).addEventListener('change', () => { readFilters(); syncLegend(); });
+  }
+  let idxTimer = 0;
+  $('f-idx').addEventListener('input', () => { clearTimeout(idxTimer); idxTimer = setTimeout(readFilters, 200); });
+  $('f-clear').addEventListener('click', () => {
+    for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy']) $(id).value = '';
+    $('f-idx').value = '';
+    $('f-hide').checked = false;
+    readFilters(); syncLegend();
+  });
+  $('sel-clear').addEventListener('click', () => select(-1));
+  for (const b of $('split-seg').querySelectorAll('button')) {
+    b.addEventListener('click', () => {
+      S.split = b.dataset.split;
+      for (const o of $('split-seg').querySelectorAll('button')) o.classList.toggle('on', o === b);
+      if (S.selected >= 0 && ((S.split === 'train' && isTest(S.selected)) || (S.split === 'test' && !isTest(S.selected)))) select(-1);
+      readFilters(); // bare indices refer to the split on screen
+
+    });
+  }
+  $('method').addEventListener('change', async (ev) => {
+    api.method = ev.target.value;
+    S.loading.clear(); S.data.clear(); listsKey = '';
+    S.userView = false;
+    await refreshEpochs();
+    await loadEpoch(S.epochs[Math.round(S.target)]).catch(() => {});
+    fitView();
+    if (S.selected >= 0) refreshSelection();
+  });
+  document.addEventListener('keydown', (ev) => {
+    const tag = ev.target.tagName;
+    if ((tag === 'INPUT' && ev.target.type !== 'range' && ev.target.type !== 'checkbox') || tag === 'SELECT' || tag === 'TEXTAREA') return;
+    // Space means play/pause everywhere; a focused button must not also click.
+    if (ev.key === ' ') { ev.preventDefault(); if (!ev.repeat) setPlaying(!S.playing); }
+    else if (ev.key === 'ArrowLeft') { ev.preventDefault(); step(-1); }
+    else if (ev.key === 'ArrowRight') { ev.preventDefault(); step(1); }
+    else if (ev.key === 'Escape') select(-1);
+    else if (ev.key === 'f') fitView();
+  });
+}
+
+function wireSpaceOnButtons() {
+  document.addEventListener('keyup', (ev) => {
+    if (ev.key === ' ' && ev.target.tagName === 'BUTTON') ev.preventDefault();
+  });
+}
+
+function wireEvents() {
+  const live = $('live');
+  const set = (state, text) => { live.dataset.state = state; $('live-text').textContent = text; };
+  const es = new EventSource('/api/events');
+  es.onopen = () => set('on', 'live');
+  es.onerror = () => set('off', 'offline');
+  let pending = 0;
+  const refresh = () => { clearTimeout(pending); pending = setTimeout(() => refreshEpochs().catch(console.error), 150); };
+  es.addEventListener('epoch', (ev) => {
+    try {
+      const { epoch, projected } = JSON.parse(ev.data);
+      set('on', projected ? `live · epoch ${epoch}` : `live · epoch ${epoch} (projecting)`);
+    } catch { /* ignore */ }
+    refresh();
+  });
+  es.addEventListener('quality', refresh);
+}
+
+async function init() {
+  scatter = new Scatter($('canvas-wrap'));
+  scatter.pointRadius = 2;
+  scatter.onresize = () => { dirtyTerritory = true; renderCharts(); renderQuality(); invalidate(); };
+  wireCanvas();
+  wireControls();
+  wireSpaceOnButtons();
+  try {
+    S.run = await api.run();
+  } catch (e) {
+    showMessage(`Cannot reach the tardis server: ${e.message}`);
+    return;
+  }
+  const r = S.run;
+  S.classes = r.classes;
+  S.nTrain = r.n_train;
+  S.nTest = r.n_test || 0;
+  S.N = S.nTrain + S.nTest;
+  document.title = `tardis · ${r.name}`;
+  $('run-name').textContent = `${r.name} · ${fmtInt(r.n_train)} train${S.nTest ? ` + ${fmtInt(S.nTest)} test` : ''}`;
+  scatter.pointRadius = S.N > 30000 ? 1.6 : S.N > 8000 ? 2 : 2.6;
+
+  const methods = r.methods || [];
+  api.method = methods.includes(r.method) || !methods.length ? null : methods[0];
+  if (methods.length > 1) {
+    $('method-wrap').hidden = false;
+    $('method').innerHTML = methods.map((m) => `<option${m === (api.method || r.method) ? ' selected' : ''}>${m}</option>`).join('');
+  }
+  if (!S.nTest) $('split-seg').hidden = true;
+
+  const opts = r.classes.map((c, k) => `<option value="${k}">${c}</option>`).join('');
+  $('f-label').insertAdjacentHTML('beforeend', opts);
+  $('f-pred').insertAdjacentHTML('beforeend', opts);
+  if (!r.files.train_truth) { $('f-noisy').disabled = true; $('f-noisy').title = 'the run has no clean labels (train_truth.npy)'; }
+  renderLegend();
+
+  const [ltr, lte, tru] = await Promise.all([
+    api.labels('train'),
+    S.nTest && r.files.test_labels ? api.labels('test') : null,
+    r.files.train_truth ? api.labels('truth') : null,
+  ]);
+  S.label = new Uint8Array(S.N).fill(NONE);
+  S.label.set(ltr.subarray(0, S.nTrain), 0);
+  if (lte) S.label.set(lte.subarray(0, S.nTest), S.nTrain);
+  if (tru) { S.truth = new Uint8Array(S.N).fill(NONE); S.truth.set(tru.subarray(0, S.nTrain), 0); }
+
+  // Open on the last projected epoch: the state the user trained towards.
+  S.epochs = [];
+  await refreshEpochs();
+  S.tpos = S.target = Math.max(0, S.epochs.length - 1);
+  if (S.epochs.length) await loadEpoch(S.epochs[S.target]).catch(() => {});
+  fitView();
+  wireEvents();
+  readFilters();
+  document.body.classList.add('ready');
+  invalidate();
+}
+
+// Hooks for the end-to-end test and for measuring frame rates.
+window.tardis = {
+  state: S,
+  ready: () => document.body.classList.contains('ready') && S.data.has(dispEpoch()),
+  allLoaded: () => S.epochs.every((e) => S.data.has(e)),
+  displayedEpoch: () => dispEpoch(),
+  settled: () => !S.playing && S.tpos === S.target,
+  fps: () => frameTimes.length,
+  drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
+  counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
+  // Screen position (CSS px, relative to the canvas) of sample g at the frame on screen.
+  screenOf: (g) => scatter.toScreen(cur[2 * g], cur[2 * g + 1]),
+  play: (on) => setPlaying(on),
+  goto: (ep) => gotoEpoch(ep),
+  // Redraws the points n times with nothing else going on; mean ms per draw.
+  benchDraw: (n = 30) => {
+    const d = S.data.get(dispEpoch());
+    const t0 = performance.now();
+    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel());
+    return (performance.now() - t0) / n;
+  },
+  scatter: () => scatter,
+};
+
+init();
