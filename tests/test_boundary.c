@@ -7,29 +7,7 @@
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
-
-/* Writes a one-layer dense head (w [C, D], b [C]) into dir and loads it. */
-static int make_head(const char *dir, const float *w, const float *b, int D,
-                     int C, td_head **out, td_err *err) {
-  char path[4200];
-  int64_t ws[2] = {C, D}, bs[1] = {C};
-  snprintf(path, sizeof path, "%s/head_0_w.npy", dir);
-  int rc = td_npy_save_raw(path, TD_F32, 2, ws, w, err);
-  snprintf(path, sizeof path, "%s/head_0_b.npy", dir);
-  if (!rc)
-    rc = td_npy_save_raw(path, TD_F32, 1, bs, b, err);
-  if (rc)
-    return rc;
-  snprintf(path, sizeof path, "%s/head.json", dir);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return TD_EIO;
-  fputs("[{\"type\": \"dense\", \"weight\": \"head_0_w.npy\", \"bias\": "
-        "\"head_0_b.npy\", \"activation\": \"none\"}]",
-        f);
-  fclose(f);
-  return td_head_load_dir(dir, D, C, out, err);
-}
+#include "test_util.h"
 
 static int pair_index(int a, int b, int C) {
   if (a > b) {
@@ -82,7 +60,7 @@ static int make_fixture(fixture *fx, const char *name, int64_t n, int D, int C,
     w[i] = td_rng_normal(&r);
   for (int i = 0; i < C; i++)
     b[i] = 0.1f * td_rng_normal(&r);
-  int rc = make_head(dir, w, b, D, C, &fx->head, err);
+  int rc = td_t_make_head(dir, w, b, D, C, &fx->head, err);
   free(w);
   free(b);
   if (rc)
@@ -193,7 +171,7 @@ static void test_pair_without_border(void) {
   const char *dir = td_t_tmpdir("bnd_line");
   float w[6] = {-1, 0, 0, 0, 1, 0}, bias[3] = {0, 1, 0};
   td_head *head;
-  CHECK_OK(make_head(dir, w, bias, 2, 3, &head, &err), &err);
+  CHECK_OK(td_t_make_head(dir, w, bias, 2, 3, &head, &err), &err);
   int64_t n = 900;
   float *x = malloc(n * 2 * sizeof *x), *z = malloc(n * 3 * sizeof *z);
   td_rng r;

@@ -8,28 +8,7 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "tardis/territory.h"
-
-static int make_head(const char *dir, const float *w, const float *b, int D,
-                     int C, td_head **out, td_err *err) {
-  char path[4200];
-  int64_t ws[2] = {C, D}, bs[1] = {C};
-  snprintf(path, sizeof path, "%s/head_0_w.npy", dir);
-  int rc = td_npy_save_raw(path, TD_F32, 2, ws, w, err);
-  snprintf(path, sizeof path, "%s/head_0_b.npy", dir);
-  if (!rc)
-    rc = td_npy_save_raw(path, TD_F32, 1, bs, b, err);
-  if (rc)
-    return rc;
-  snprintf(path, sizeof path, "%s/head.json", dir);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return TD_EIO;
-  fputs("[{\"type\": \"dense\", \"weight\": \"head_0_w.npy\", \"bias\": "
-        "\"head_0_b.npy\", \"activation\": \"none\"}]",
-        f);
-  fclose(f);
-  return td_head_load_dir(dir, D, C, out, err);
-}
+#include "test_util.h"
 
 /* Euclidean distance of two 2-D points, in double. */
 static double dist2(const float *a, const float *b) {
@@ -246,7 +225,8 @@ static void test_ppr(void) {
   int64_t n = 2500; /* several blocks */
   float *w = randn(C * D, 10), *b = randn(C, 11);
   td_head *h;
-  CHECK_OK(make_head(td_t_tmpdir("metrics_ppr"), w, b, D, C, &h, &err), &err);
+  CHECK_OK(td_t_make_head(td_t_tmpdir("metrics_ppr"), w, b, D, C, &h, &err),
+           &err);
   float *x = randn(n * D, 12), *e = randn(n * D, 13);
   float *xr = malloc((size_t)n * D * sizeof *xr);
   double ppr, dc;

@@ -6,28 +6,7 @@
 #include "tardis/boundary.h"
 #include "tardis/run.h"
 #include "tardis/territory.h"
-
-static int make_head(const char *dir, const float *w, const float *b, int D,
-                     int C, td_head **out, td_err *err) {
-  char path[4200];
-  int64_t ws[2] = {C, D}, bs[1] = {C};
-  snprintf(path, sizeof path, "%s/head_0_w.npy", dir);
-  int rc = td_npy_save_raw(path, TD_F32, 2, ws, w, err);
-  snprintf(path, sizeof path, "%s/head_0_b.npy", dir);
-  if (!rc)
-    rc = td_npy_save_raw(path, TD_F32, 1, bs, b, err);
-  if (rc)
-    return rc;
-  snprintf(path, sizeof path, "%s/head.json", dir);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return TD_EIO;
-  fputs("[{\"type\": \"dense\", \"weight\": \"head_0_w.npy\", \"bias\": "
-        "\"head_0_b.npy\", \"activation\": \"none\"}]",
-        f);
-  fclose(f);
-  return td_head_load_dir(dir, D, C, out, err);
-}
+#include "test_util.h"
 
 /* (u, v) -> (u, v, 1): the third coordinate carries the head's constants,
  * so the decoder is not the identity but the geometry is. */
@@ -52,7 +31,7 @@ static int decode_fail(void *ctx, const float *y, int64_t m, float *x) {
 static td_head *the_head(const char *name, td_err *err) {
   float w[9] = {1, 0, 0, -1, 0, 0, 0, 1, -4}, b[3] = {0, 0, 0};
   td_head *h = NULL;
-  if (make_head(td_t_tmpdir(name), w, b, 3, 3, &h, err))
+  if (td_t_make_head(td_t_tmpdir(name), w, b, 3, 3, &h, err))
     return NULL;
   return h;
 }
