@@ -204,12 +204,12 @@ int td_evaluate(td_run *run, const char *method,
   int rc = td_temporal_new(meta->n_train, 15, &tc_tr, err);
   if (rc == TD_OK && meta->n_test > 0)
     rc = td_temporal_new(meta->n_test, 15, &tc_te, err);
-  int todo = 0;
+  int n_pending = 0;
   for (int i = 0; i < n_ep; i++) {
     char dir[4200];
     td_vis_epoch_dir(run_dir, method, td_run_epoch_number(run, i), dir,
                      sizeof dir);
-    todo += td_path_is_dir(dir);
+    n_pending += td_path_is_dir(dir);
   }
   for (int i = 0; i < n_ep && rc == TD_OK; i++) {
     int ep = td_run_epoch_number(run, i);
@@ -218,7 +218,7 @@ int td_evaluate(td_run *run, const char *method,
     if (!td_path_is_dir(dir))
       continue;
     if (progress)
-      progress(out->n_epochs, todo, ctx);
+      progress(out->n_epochs, n_pending, ctx);
     rc = eval_epoch(run, dir, ep, &out->epochs[out->n_epochs], tc_tr, tc_te,
                     err);
     if (rc == TD_OK)
