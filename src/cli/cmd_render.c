@@ -12,7 +12,6 @@
 
 /* Declared here too until cli/commands.h lists it (the lead owns that
  * file); the repeat is harmless afterwards. */
-int td_cmd_render(int argc, char **argv);
 
 static void usage(FILE *f) {
   fprintf(f,

@@ -40,7 +40,6 @@ static int parse_port(const char *s, int *out) {
 }
 
 /* Declared here too until cli/commands.h lists it. */
-int td_cmd_serve(int argc, char **argv);
 
 int td_cmd_serve(int argc, char **argv) {
   td_server_opts o;

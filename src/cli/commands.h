@@ -9,5 +9,6 @@ int td_cmd_project(int argc, char **argv);
 int td_cmd_eval(int argc, char **argv);
 int td_cmd_render(int argc, char **argv);
 int td_cmd_serve(int argc, char **argv);
+int td_cmd_suspects(int argc, char **argv);
 
 #endif

@@ -886,6 +886,8 @@ static enum MHD_Result route(const req *r, char **seg, int nseg) {
     return api_sample(r, seg[1]);
   if (nseg == 3 && !strcmp(a, "samples") && !strcmp(seg[2], "thumbnail.png"))
     return api_thumbnail(r, seg[1]);
+  if (!strcmp(a, "suspects"))
+    return td__suspects_get(r->s, r->c, r->run, seg, nseg);
   return td__reply_error(r->c, 404, "no such route");
 }
 

@@ -246,14 +246,25 @@ static void *watcher_main(void *arg) {
 
 typedef struct req_state {
   size_t body_len;
+  char *body; /* POST /api/suspects/...: the body so far */
+  size_t body_cap;
 } req_state;
+
+/* POST is accepted only where the API takes a body (feedback sessions). */
+static int post_allowed(const char *method, const char *url) {
+  return !strcmp(method, "POST") &&
+         (!strcmp(url, "/api/suspects") || !strncmp(url, "/api/suspects/", 14));
+}
 
 static void request_done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
                             enum MHD_RequestTerminationCode toe) {
   (void)cls;
   (void)c;
   (void)toe;
-  free(*con_cls);
+  req_state *st = *con_cls;
+  if (st)
+    free(st->body);
+  free(st);
   *con_cls = NULL;
 }
 
@@ -262,9 +273,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
   (void)version;
-  (void)upload;
   td_server *s = cls;
   int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+  int is_post = post_allowed(method, url);
   req_state *st = *con_cls;
   if (!st) {
     st = calloc(1, sizeof *st);
@@ -287,14 +298,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   if (*upload_size) {
     /* A chunked body has no Content-Length: count it and drop the
      * connection once it is too big. */
-    st->body_len += *upload_size;
+    size_t add = *upload_size;
+    st->body_len += add;
     *upload_size = 0;
     if (st->body_len > TD__BODY_MAX || is_get)
       return MHD_NO;
+    if (is_post) {
+      if (st->body_len > st->body_cap) {
+        size_t cap = st->body_cap ? st->body_cap : 4096;
+        while (cap < st->body_len)
+          cap *= 2;
+        char *nb = realloc(st->body, cap);
+        if (!nb)
+          return MHD_NO;
+        st->body = nb;
+        st->body_cap = cap;
+      }
+      memcpy(st->body + st->body_len - add, upload, add);
+    }
     return MHD_YES;
   }
   if (strlen(url) > TD__URL_MAX)
     return td__reply_error(c, 414, "URL longer than %d bytes", TD__URL_MAX);
+  if (is_post)
+    return td__api_post(s, c, url, st->body, st->body ? st->body_len : 0);
   if (!is_get) {
     json_t *j = json_pack("{s:s}", "error", "method not allowed (GET, HEAD)");
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;

@@ -106,4 +106,16 @@ enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c);
 enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
                                  const char *url);
 
+/* ---- suspicious samples (api_suspects.c) ---- */
+
+/* GET /api/suspects[/...]: seg[0] == "suspects"; the run's read lock is
+ * held by the caller. */
+enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
+                                 const td_run *run, char **seg, int nseg);
+/* POST /api/...: body (len bytes, not NUL-terminated, at most TD__BODY_MAX)
+ * is the whole request body. Routes other than /api/suspects/... answer
+ * 405. Takes the run's read lock itself. */
+enum MHD_Result td__api_post(td_server *s, struct MHD_Connection *c,
+                             const char *url, const char *body, size_t len);
+
 #endif

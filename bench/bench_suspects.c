@@ -1,0 +1,187 @@
+/* bench_suspects — the suspicious-sample recommender against a simulated
+ * user on real runs (DESIGN §5): cumulative precision after R rounds of K
+ * for several shares of mistaken answers, next to the baselines on the same
+ * run and K (random choice, DeepDebugger's four-feature ridge, each single
+ * score ranked once), and the time of one feedback round (fit + rank).
+ *
+ *   bench_suspects RUN... [--rounds 10] [--k 50] [--seeds 5] [--method M]
+ *
+ * Each run needs train_truth.npy. Simulations with mistakes are averaged
+ * over --seeds seeds (which answers get flipped); the minimum is shown too.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tardis/parallel.h"
+#include "tardis/run.h"
+#include "tardis/suspects.h"
+
+typedef struct variant {
+  const char *name;
+  td_rec_model model;
+  double blend;
+  unsigned features, prior;
+  int fixed; /* 1: no cross-validated trust */
+} variant;
+
+#define DD_FEATURES                                                            \
+  ((1u << TD_SUS_RARITY_POS) | (1u << TD_SUS_RARITY_VEL) |                     \
+   (1u << TD_SUS_RARITY_ACC) | (1u << TD_SUS_UNCERTAINTY))
+
+#define PRIOR_F                                                                \
+  ((1u << TD_SUS_AUM) | (1u << TD_SUS_LOSS) | (1u << TD_SUS_CONFIDENCE) |      \
+   (1u << TD_SUS_FORGETTING))
+
+static const variant variants[] = {
+    {"tardis: prior, ridge when the prior fails (default)", TD_REC_RIDGE, 1.0,
+     0, 0, 0},
+    {"prior, logistic when the prior fails", TD_REC_LOGISTIC, 1.0, 0, 0, 0},
+    {"prior+forgetting, ridge when it fails", TD_REC_RIDGE, 1.0, 0, PRIOR_F, 0},
+    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1},
+    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1},
+    {"logistic alone (all features)", TD_REC_LOGISTIC, -1, 0, 0, 1},
+    {"DeepDebugger: 4-feature ridge", TD_REC_RIDGE, -1, DD_FEATURES,
+     DD_FEATURES, 1},
+};
+#define NV (int)(sizeof variants / sizeof variants[0])
+
+static const double mistakes[] = {0, 0.03, 0.05, 0.10};
+#define NM 4
+
+static int bench_run(const char *dir, const char *method, int rounds, int k,
+                     int seeds) {
+  td_err err;
+  td_run *run;
+  if (td_run_open(dir, &run, &err)) {
+    fprintf(stderr, "bench_suspects: %s\n", err.msg);
+    return 1;
+  }
+  td_array truth;
+  if (td_run_load(run, -1, "train_truth", &truth, &err)) {
+    fprintf(stderr, "bench_suspects: %s\n", err.msg);
+    td_run_close(run);
+    return 1;
+  }
+  td_sus_opts so;
+  td_sus_opts_default(&so);
+  so.method = method;
+  td_sus_features f;
+  char note[256];
+  int cached;
+  double t0 = td_now();
+  if (td_sus_features_get(run, &so, &f, &cached, note, &err)) {
+    fprintf(stderr, "bench_suspects: %s\n", err.msg);
+    td_array_close(&truth);
+    td_run_close(run);
+    return 1;
+  }
+  double tf = td_now() - t0;
+  const int32_t *lab = td_run_train_labels(run);
+  const int32_t *tr = truth.data;
+  uint8_t *noisy = malloc((size_t)f.n);
+  int64_t nn = 0;
+  for (int64_t i = 0; i < f.n; i++)
+    nn += noisy[i] = lab[i] != tr[i];
+  printf("\n## %s\n\nN = %lld, noisy %lld (%.1f %%), %d epochs; trajectory: "
+         "%s%s%s; features %s in %.2f s\n\n",
+         dir, (long long)f.n, (long long)nn, 100.0 * (double)nn / (double)f.n,
+         f.n_epochs, f.has_trajectory ? f.method : "none",
+         f.has_trajectory ? "" : " — ", f.has_trajectory ? "" : note,
+         cached ? "from the cache" : "computed", tf);
+  printf("cumulative precision after %d rounds of %d (mean over %d seeds; "
+         "min in brackets)\n\n",
+         rounds, k, seeds);
+  printf("| method | mistakes 0 %% | 3 %% | 5 %% | 10 %% | round ms |\n");
+  printf("|---|---|---|---|---|---|\n");
+  double *cum = malloc(sizeof(double) * (size_t)rounds);
+  for (int v = 0; v < NV; v++) {
+    printf("| %s |", variants[v].name);
+    double ms = 0;
+    for (int m = 0; m < NM; m++) {
+      double sum = 0, mn = 1;
+      int ns = mistakes[m] > 0 ? seeds : 1;
+      for (int s = 0; s < ns; s++) {
+        td_sim_opts o;
+        td_sim_opts_default(&o);
+        o.rounds = rounds;
+        o.k = k;
+        o.mistakes = mistakes[m];
+        o.seed = (uint64_t)s + 1;
+        o.rec.model = variants[v].model;
+        o.rec.blend = variants[v].blend;
+        o.rec.features = variants[v].features;
+        o.rec.prior = variants[v].prior;
+        o.rec.adaptive = !variants[v].fixed;
+        td_sim_result r;
+        if (td_sim_run(&f, noisy, &o, &r, &err)) {
+          fprintf(stderr, "bench_suspects: %s\n", err.msg);
+          continue;
+        }
+        double p = r.cum_precision[rounds - 1];
+        sum += p;
+        mn = p < mn ? p : mn;
+        if (m == NM - 1 && s == 0)
+          ms = r.feedback_ms_median;
+        td_sim_result_close(&r);
+      }
+      if (ns > 1)
+        printf(" %.3f (%.3f) |", sum / ns, mn);
+      else
+        printf(" %.3f |", sum);
+    }
+    printf(" %.3f |\n", ms);
+  }
+  printf("\nbaselines ranked once (top %d, no feedback):\n\n", rounds * k);
+  printf("| score | precision@%d |\n|---|---|\n", rounds * k);
+  double rs = 0;
+  for (int s = 0; s < seeds; s++) {
+    td_sim_single(&f, noisy, -1, rounds, k, (uint64_t)s + 1, cum);
+    rs += cum[rounds - 1];
+  }
+  printf("| random choice (mean of %d) | %.3f |\n", seeds, rs / seeds);
+  for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++) {
+    if (!f.has_trajectory && j <= TD_SUS_RARITY_ACC)
+      continue;
+    td_sim_single(&f, noisy, j, rounds, k, 1, cum);
+    printf("| %s | %.3f |\n", td_sus_feature_name(j), cum[rounds - 1]);
+  }
+  free(cum);
+  free(noisy);
+  td_sus_features_close(&f);
+  td_array_close(&truth);
+  td_run_close(run);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int rounds = 10, k = 50, seeds = 5, rc = 0;
+  const char *method = NULL;
+  const char *runs[16];
+  int nr = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+      rounds = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--k") && i + 1 < argc)
+      k = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seeds") && i + 1 < argc)
+      seeds = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--method") && i + 1 < argc)
+      method = argv[++i];
+    else if (argv[i][0] != '-' && nr < 16)
+      runs[nr++] = argv[i];
+    else {
+      fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
+                      "[--seeds S] [--method M]\n");
+      return 2;
+    }
+  }
+  if (nr == 0 || rounds < 1 || k < 1 || seeds < 1) {
+    fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
+                    "[--seeds S] [--method M]\n");
+    return 2;
+  }
+  for (int i = 0; i < nr; i++)
+    rc |= bench_run(runs[i], method, rounds, k, seeds);
+  return rc;
+}

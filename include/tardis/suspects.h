@@ -1,0 +1,236 @@
+/* tardis/suspects.h — suspicious training samples (DeepDebugger, DESIGN §3.8).
+ *
+ * Per sample, a small feature vector is computed once per run from the
+ * recorded epochs (and the 2-D projection when one exists):
+ *
+ *   rarity_pos/vel/acc  1 − |cluster|/N of the sample's 2-D trajectory over
+ *                       the last ⌊2T/3⌋ projected epochs (positions,
+ *                       velocities, accelerations; k-means, ≈30 clusters)
+ *   uncertainty         1 − max softmax at the last epoch
+ *   aum                 area under the margin: mean over epochs of
+ *                       z_label − max_{j≠label} z_j
+ *   loss                mean loss under the training label over epochs
+ *   confidence          Data-Maps confidence: mean softmax prob. of the label
+ *   variability         Data-Maps variability: its population std
+ *   forgetting          forgetting events (correct → wrong between
+ *                       consecutive epochs); never-learned samples get
+ *                       max + 1
+ *
+ * A recommender ranks samples by a prior score (round 0) and, as a user
+ * accepts or rejects them, refits a small regularised model on all feedback
+ * so far (one round: fit + rank, well under a millisecond at N = 60k).
+ *
+ *     td_sus_features f;
+ *     if (td_sus_features_get(run, NULL, NULL, &f, &err)) ...   // cached
+ *     td_recommender *rec;
+ *     td_rec_new(&f, NULL, &rec, &err);
+ *     int8_t *verdict = ...;            // [N]: -1 unjudged, 0 reject, 1 accept
+ *     int32_t top[50];
+ *     int n = td_rec_next(rec, verdict, 50, top, NULL, NULL);
+ *     ...
+ *     td_rec_free(rec);
+ *     td_sus_features_close(&f);
+ *
+ * Feedback sessions live in RUN/tardis.db (tardis/feedback.h).
+ */
+#ifndef TARDIS_SUSPECTS_H
+#define TARDIS_SUSPECTS_H
+
+#include <stdint.h>
+
+#include "tardis/error.h"
+#include "tardis/run.h"
+
+/* Feature columns. Values are only ever appended (they reach files). */
+typedef enum {
+  TD_SUS_RARITY_POS,
+  TD_SUS_RARITY_VEL,
+  TD_SUS_RARITY_ACC,
+  TD_SUS_UNCERTAINTY,
+  TD_SUS_AUM,
+  TD_SUS_LOSS,
+  TD_SUS_CONFIDENCE,
+  TD_SUS_VARIABILITY,
+  TD_SUS_FORGETTING,
+  TD_SUS_FEATURE_COUNT
+} td_sus_feature;
+
+/* "rarity_pos", "aum", ...; "?" out of range. */
+const char *td_sus_feature_name(int f);
+/* +1 when a high value is suspicious, −1 when a low one is (aum,
+ * confidence). */
+int td_sus_feature_sign(int f);
+
+/* Families of trajectory clusters. */
+enum { TD_SUS_FAM_POS, TD_SUS_FAM_VEL, TD_SUS_FAM_ACC, TD_SUS_FAM_COUNT };
+
+/* k-means clusters of one trajectory family. */
+typedef struct td_sus_clusters {
+  int k, dim;
+  float *centroids; /* [k, dim] */
+  float *radius;    /* [k] largest member distance to its centroid */
+  int64_t *size;    /* [k] members */
+} td_sus_clusters;
+
+typedef struct td_sus_features {
+  int64_t n;
+  float *x;           /* [n, TD_SUS_FEATURE_COUNT], raw values (owned) */
+  int has_trajectory; /* 0: the rarity columns are 0 (no projection) */
+  char method[33];    /* projection used; "" when none */
+  int n_traj;         /* epochs of the trajectory window */
+  int *traj_epochs;   /* [n_traj] their numbers (owned) */
+  int n_epochs;       /* epochs used for the training dynamics */
+  td_sus_clusters fam[TD_SUS_FAM_COUNT];
+  uint64_t signature; /* of the inputs; the cache key */
+} td_sus_features;
+
+typedef struct td_sus_opts {
+  const char *method; /* projection; NULL: the best covered of dvi, pca,
+                         then any other; "none": no trajectories */
+  int clusters;       /* k-means k per family (30) */
+  int max_iter;       /* k-means iterations (50) */
+  uint64_t seed;      /* (1) */
+} td_sus_opts;
+
+void td_sus_opts_default(td_sus_opts *o);
+
+/* Computes the features of a run (no cache). Trajectory features need a
+ * projection covering at least 3 epochs of the window; without one they are
+ * left out (has_trajectory = 0) and `note` (may be NULL, >= 256 bytes)
+ * says why. Free with td_sus_features_close. */
+int td_sus_features_compute(const td_run *run, const td_sus_opts *o,
+                            td_sus_features *out, char *note, td_err *err);
+
+/* Like td_sus_features_compute, but reuses RUN/vis/suspects-<method>.npy
+ * and .json when their signature matches the run's current epochs and
+ * projection files (mtimes and sizes), and writes them otherwise (a
+ * write failure is not an error: the cache is an optimisation).
+ * *from_cache (may be NULL) says which happened. */
+int td_sus_features_get(const td_run *run, const td_sus_opts *o,
+                        td_sus_features *out, int *from_cache, char *note,
+                        td_err *err);
+
+void td_sus_features_close(td_sus_features *f); /* zeroed is fine */
+
+/* ---- k-means ----------------------------------------------------------- */
+
+/* Lloyd's k-means with k-means++ seeding on a subsample. x: [n, dim];
+ * centroids: [k, dim] out; assign: [n] out (may be NULL). k <= n. */
+int td_kmeans(const float *x, int64_t n, int dim, int k, int max_iter,
+              uint64_t seed, float *centroids, int32_t *assign, td_err *err);
+
+/* ---- abnormal trajectories -------------------------------------------- */
+
+/* Scores new trajectories (e.g. the test split's) against the training
+ * clusters of one family: a trajectory is abnormal when it is outside every
+ * cluster's radius, or its nearest cluster holds < 2 % of the training
+ * samples. traj: [m, c->dim]; abnormal: [m] out. Returns the count. */
+int64_t td_sus_abnormal(const td_sus_clusters *c, int64_t n_train,
+                        const float *traj, int64_t m, uint8_t *abnormal);
+
+/* Builds the position/velocity/acceleration trajectories of `split`
+ * ("train" or "test") over f's window: fam[i] gets a malloc'd [m, dim_i]
+ * array (caller frees). TD_ENOENT when an embedding is missing. */
+int td_sus_trajectories(const td_run *run, const td_sus_features *f,
+                        const char *split, int64_t m,
+                        float *fam[TD_SUS_FAM_COUNT], td_err *err);
+
+/* ---- recommender ------------------------------------------------------ */
+
+typedef enum {
+  TD_REC_RIDGE,    /* ridge regression on 1/0, λ = 1 (DeepDebugger) */
+  TD_REC_LOGISTIC, /* L2-regularised logistic regression, λ = 1 */
+  TD_REC_MODEL_COUNT
+} td_rec_model;
+
+typedef struct td_rec_opts {
+  /* features to use (bit f = feature f); 0: all available */
+  unsigned features;
+  /* features of the prior score (round 0, one-sided feedback): the mean of
+   * their oriented z-scores; 0: aum + loss + confidence when used, else all
+   * used features */
+  unsigned prior;
+  td_rec_model model;
+  /* 1 (default): a round is ranked by the prior while the user accepts
+   * more than 80 % of the prior's picks, else by the fitted model alone
+   * (so mistaken answers cannot pull the ranking off a good prior, and a
+   * failing prior hands over to the model). The recommender remembers
+   * which score picked what (td_rec_source / td_rec_set_source, so a
+   * server can persist it). 0: always the fixed `blend`. */
+  int adaptive;
+  /* without adaptive: weight of the fitted model next to the prior (both
+   * standardised over all samples); < 0: the fitted model alone */
+  double blend;
+  double lambda; /* regularisation (1) */
+} td_rec_opts;
+
+void td_rec_opts_default(td_rec_opts *o);
+
+typedef struct td_recommender td_recommender;
+
+/* Standardises f's features for ranking. o may be NULL (defaults). */
+int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
+               td_recommender **out, td_err *err);
+void td_rec_free(td_recommender *r); /* NULL is fine */
+
+/* What the last td_rec_next did. */
+typedef struct td_rec_info {
+  int used_model;   /* 0: ranked by the prior (no or one-sided feedback) */
+  int model_ranked; /* 1: this round was ranked by the fitted model */
+  int64_t n_accept, n_reject;
+  double weights[TD_SUS_FEATURE_COUNT]; /* on z-scores; 0 unused */
+} td_rec_info;
+
+/* The top k unjudged samples (verdict[i] < 0), best first, into idx[k]
+ * (and score[k] when not NULL). verdict: [n]. Returns how many (< k only
+ * when fewer remain). info may be NULL. Reentrant for distinct recommenders;
+ * one recommender is not thread-safe. */
+int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
+                float *score, td_rec_info *info);
+
+/* Which score recommended sample i: 0 none yet, 1 prior, 2 model. */
+int td_rec_source(const td_recommender *r, int64_t i);
+void td_rec_set_source(td_recommender *r, int64_t i, int src);
+
+/* The prior score of every sample (high = suspicious) into score[n]. */
+void td_rec_prior(const td_recommender *r, float *score);
+
+/* Why a sample is suspicious: up to `max` feature ids, most unusual first,
+ * for the features where it is in the suspicious 10 % (ties count). pct
+ * (may be NULL) receives the fraction of samples it is more suspicious
+ * than, per returned feature. Returns the count. */
+int td_rec_why(const td_recommender *r, int64_t i, int *feat, double *pct,
+               int max);
+
+/* ---- simulation -------------------------------------------------------- */
+
+typedef struct td_sim_opts {
+  int rounds, k;   /* 10, 50 */
+  double mistakes; /* fraction of answers flipped per round (exact count) */
+  uint64_t seed;
+  td_rec_opts rec;
+} td_sim_opts;
+
+void td_sim_opts_default(td_sim_opts *o);
+
+typedef struct td_sim_result {
+  int rounds, k;
+  int32_t *indices;          /* [rounds * k], -1 past the end (owned) */
+  double *cum_precision;     /* [rounds] of everything recommended so far */
+  double *round_ms;          /* [rounds] fit + rank time per round */
+  double feedback_ms_median; /* over rounds >= 1 (those that may fit) */
+} td_sim_result;
+
+/* Runs the simulated user: accepts exactly the samples with noisy[i] != 0,
+ * flipping round(mistakes·k) answers per round. noisy: [f->n]. */
+int td_sim_run(const td_sus_features *f, const uint8_t *noisy,
+               const td_sim_opts *o, td_sim_result *out, td_err *err);
+void td_sim_result_close(td_sim_result *r);
+
+/* Cumulative precision at each round boundary of a fixed ranking by one
+ * score (sign-oriented feature f) or, for f < 0, of a uniformly random
+ * choice (seeded). cum[rounds] out. */
+void td_sim_single(const td_sus_features *f, const uint8_t *noisy, int feat,
+                   int rounds, int k, uint64_t seed, double *cum);
+
+#endif

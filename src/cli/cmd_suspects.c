@@ -1,0 +1,430 @@
+/* tardis suspects RUN: the training samples most worth a look, with why;
+ * --simulate runs the feedback loop against a simulated user;
+ * --abnormal-test scores test trajectories against the training clusters. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "tardis/parallel.h"
+#include "tardis/run.h"
+#include "tardis/suspects.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: tardis suspects RUN [--k 50] [--json] [--method M]\n"
+          "       tardis suspects RUN --simulate [--rounds 10] [--k 50]\n"
+          "                           [--mistakes 0.1] [--seed S] [--json]\n"
+          "       tardis suspects RUN --abnormal-test [--json]\n"
+          "\n"
+          "Ranks the training samples most worth a look (likely mislabelled)\n"
+          "by training dynamics (area under the margin, loss, confidence,\n"
+          "forgetting) and, when the run is projected, trajectory rarity.\n"
+          "Features are cached in RUN/vis/suspects-<method>.{npy,json}.\n"
+          "\n"
+          "  --k K            samples per round (default 50)\n"
+          "  --json           machine-readable output\n"
+          "  --method M       projection for trajectories (default: the best\n"
+          "                   covered of RUN/vis/; 'none': no trajectories)\n"
+          "  --simulate       a simulated user accepts exactly the samples\n"
+          "                   whose label differs from train_truth.npy\n"
+          "  --rounds R       simulated rounds (default 10)\n"
+          "  --mistakes F     share of simulated answers flipped (default 0)\n"
+          "  --seed S         seed of the flipped answers (default 1)\n"
+          "  --abnormal-test  count test trajectories outside the training\n"
+          "                   clusters (needs test embeddings)\n"
+          "  --threads T      default: all CPUs\n");
+}
+
+typedef struct args {
+  const char *run, *method;
+  int k, json, simulate, rounds, abnormal, threads;
+  double mistakes;
+  unsigned long long seed;
+} args;
+
+static int parse(int argc, char **argv, args *a) {
+  static const struct option opts[] = {{"k", required_argument, 0, 'k'},
+                                       {"json", no_argument, 0, 'j'},
+                                       {"method", required_argument, 0, 'm'},
+                                       {"simulate", no_argument, 0, 's'},
+                                       {"rounds", required_argument, 0, 'r'},
+                                       {"mistakes", required_argument, 0, 'x'},
+                                       {"seed", required_argument, 0, 'S'},
+                                       {"abnormal-test", no_argument, 0, 'a'},
+                                       {"threads", required_argument, 0, 't'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  memset(a, 0, sizeof *a);
+  a->k = 50;
+  a->rounds = 10;
+  a->seed = 1;
+  optind = 1;
+  int c;
+  char *end;
+  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+    case 'k':
+      a->k = (int)strtol(optarg, &end, 10);
+      if (*end || a->k < 1 || a->k > 100000)
+        return fprintf(stderr, "tardis suspects: bad --k '%s'\n", optarg), 2;
+      break;
+    case 'j':
+      a->json = 1;
+      break;
+    case 'm':
+      a->method = optarg;
+      break;
+    case 's':
+      a->simulate = 1;
+      break;
+    case 'r':
+      a->rounds = (int)strtol(optarg, &end, 10);
+      if (*end || a->rounds < 1 || a->rounds > 10000)
+        return fprintf(stderr, "tardis suspects: bad --rounds '%s'\n", optarg),
+               2;
+      break;
+    case 'x':
+      a->mistakes = strtod(optarg, &end);
+      if (*end || !(a->mistakes >= 0 && a->mistakes <= 1))
+        return fprintf(stderr,
+                       "tardis suspects: bad --mistakes '%s' (0 to 1)\n",
+                       optarg),
+               2;
+      break;
+    case 'S':
+      a->seed = strtoull(optarg, &end, 10);
+      if (*end)
+        return fprintf(stderr, "tardis suspects: bad --seed '%s'\n", optarg), 2;
+      break;
+    case 'a':
+      a->abnormal = 1;
+      break;
+    case 't':
+      a->threads = (int)strtol(optarg, &end, 10);
+      if (*end)
+        return fprintf(stderr, "tardis suspects: bad --threads '%s'\n", optarg),
+               2;
+      break;
+    case 'h':
+      usage(stdout);
+      return -1;
+    default:
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (optind != argc - 1) {
+    usage(stderr);
+    return 2;
+  }
+  a->run = argv[optind];
+  return 0;
+}
+
+/* ---- the ranking --------------------------------------------------------- */
+
+static int list_suspects(const args *a, const td_run *run,
+                         const td_sus_features *f, const char *note) {
+  td_err err;
+  td_recommender *rec;
+  if (td_rec_new(f, NULL, &rec, &err)) {
+    fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    return 1;
+  }
+  int8_t *verdict = malloc((size_t)f->n);
+  int32_t *idx = malloc(sizeof *idx * (size_t)a->k);
+  float *sc = malloc(sizeof *sc * (size_t)a->k);
+  if (!verdict || !idx || !sc) {
+    fprintf(stderr, "tardis suspects: out of memory\n");
+    free(verdict);
+    free(idx);
+    free(sc);
+    td_rec_free(rec);
+    return 1;
+  }
+  memset(verdict, -1, (size_t)f->n);
+  int n = td_rec_next(rec, verdict, a->k, idx, sc, NULL);
+  const int32_t *lab = td_run_train_labels(run);
+  const td_run_meta *m = td_run_get_meta(run);
+  json_t *items = json_array();
+  if (!a->json) {
+    if (note && note[0])
+      printf("note: %s\n", note);
+    printf("%d most suspicious of %lld training samples (trajectory: %s)\n\n",
+           n, (long long)f->n, f->has_trajectory ? f->method : "none");
+    printf("%6s %8s %7s  %-14s %s\n", "rank", "index", "score", "label", "why");
+  }
+  for (int j = 0; j < n; j++) {
+    int feat[TD_SUS_FEATURE_COUNT];
+    double pct[TD_SUS_FEATURE_COUNT];
+    int nw = td_rec_why(rec, idx[j], feat, pct, TD_SUS_FEATURE_COUNT);
+    const float *x = f->x + (int64_t)idx[j] * TD_SUS_FEATURE_COUNT;
+    if (a->json) {
+      json_t *why = json_array();
+      for (int w = 0; w < nw; w++)
+        json_array_append_new(why, json_pack("{s:s,s:f,s:f}", "feature",
+                                             td_sus_feature_name(feat[w]),
+                                             "value", (double)x[feat[w]],
+                                             "percentile", pct[w]));
+      json_array_append_new(items, json_pack("{s:i,s:f,s:i,s:o}", "index",
+                                             idx[j], "score", (double)sc[j],
+                                             "label", lab[idx[j]], "why", why));
+      continue;
+    }
+    printf("%6d %8d %7.2f  %-14.14s", j + 1, idx[j], (double)sc[j],
+           lab[idx[j]] < m->n_classes ? m->classes[lab[idx[j]]] : "?");
+    for (int w = 0; w < nw && w < 4; w++)
+      printf("%s%s %.3g (top %.2g%%)", w ? ", " : " ",
+             td_sus_feature_name(feat[w]), (double)x[feat[w]],
+             100 * (1 - pct[w]));
+    printf("\n");
+  }
+  if (a->json) {
+    json_t *o = json_pack("{s:s,s:b,s:s,s:o}", "method", f->method,
+                          "trajectory", f->has_trajectory, "note",
+                          note ? note : "", "suspects", items);
+    json_dumpf(o, stdout, JSON_INDENT(1));
+    printf("\n");
+    json_decref(o);
+  } else {
+    json_decref(items);
+  }
+  free(verdict);
+  free(idx);
+  free(sc);
+  td_rec_free(rec);
+  return 0;
+}
+
+/* ---- simulation ---------------------------------------------------------- */
+
+static json_t *cum_json(const double *c, int n) {
+  json_t *a = json_array();
+  for (int i = 0; i < n; i++)
+    json_array_append_new(a, json_real(c[i]));
+  return a;
+}
+
+static int simulate(const args *a, const td_run *run,
+                    const td_sus_features *f) {
+  td_err err;
+  td_array truth;
+  int rc = td_run_load(run, -1, "train_truth", &truth, &err);
+  if (rc == TD_ENOENT) {
+    fprintf(stderr,
+            "tardis suspects: --simulate needs the clean labels "
+            "(%s/train_truth.npy), and this run has none; the simulated user "
+            "accepts exactly the samples whose label differs from them\n",
+            td_run_dir(run));
+    return 1;
+  }
+  if (rc) {
+    fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    return 1;
+  }
+  const int32_t *lab = td_run_train_labels(run), *tr = truth.data;
+  uint8_t *noisy = malloc((size_t)f->n);
+  double *cum = malloc(sizeof *cum * (size_t)a->rounds);
+  if (!noisy || !cum) {
+    free(noisy);
+    free(cum);
+    td_array_close(&truth);
+    fprintf(stderr, "tardis suspects: out of memory\n");
+    return 1;
+  }
+  int64_t nn = 0;
+  for (int64_t i = 0; i < f->n; i++)
+    nn += noisy[i] = lab[i] != tr[i];
+  td_array_close(&truth);
+
+  td_sim_opts o;
+  td_sim_opts_default(&o);
+  o.rounds = a->rounds;
+  o.k = a->k;
+  o.mistakes = a->mistakes;
+  o.seed = a->seed;
+  td_sim_result r;
+  if (td_sim_run(f, noisy, &o, &r, &err)) {
+    fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    free(noisy);
+    free(cum);
+    return 1;
+  }
+  /* Baselines on the same run and K. */
+  td_sim_opts dd = o;
+  dd.rec.features = dd.rec.prior =
+      (1u << TD_SUS_RARITY_POS) | (1u << TD_SUS_RARITY_VEL) |
+      (1u << TD_SUS_RARITY_ACC) | (1u << TD_SUS_UNCERTAINTY);
+  dd.rec.adaptive = 0;
+  dd.rec.blend = -1;
+  td_sim_result rd;
+  int have_dd = td_sim_run(f, noisy, &dd, &rd, NULL) == TD_OK;
+  static const int singles[] = {TD_SUS_AUM, TD_SUS_LOSS, TD_SUS_CONFIDENCE};
+  json_t *base = json_object();
+  td_sim_single(f, noisy, -1, a->rounds, a->k, a->seed, cum);
+  json_object_set_new(base, "random", cum_json(cum, a->rounds));
+  if (have_dd)
+    json_object_set_new(base, "deepdebugger",
+                        cum_json(rd.cum_precision, a->rounds));
+  for (int s = 0; s < 3; s++) {
+    td_sim_single(f, noisy, singles[s], a->rounds, a->k, a->seed, cum);
+    json_object_set_new(base, td_sus_feature_name(singles[s]),
+                        cum_json(cum, a->rounds));
+  }
+  if (a->json) {
+    json_t *rounds = json_array();
+    for (int t = 0; t < r.rounds; t++) {
+      json_t *ix = json_array();
+      for (int j = 0; j < r.k; j++)
+        if (r.indices[(int64_t)t * r.k + j] >= 0)
+          json_array_append_new(ix,
+                                json_integer(r.indices[(int64_t)t * r.k + j]));
+      json_array_append_new(rounds,
+                            json_pack("{s:i,s:o,s:f,s:f}", "round", t,
+                                      "indices", ix, "cumulative_precision",
+                                      r.cum_precision[t], "ms", r.round_ms[t]));
+    }
+    json_t *out = json_pack(
+        "{s:i,s:i,s:f,s:I,s:I,s:s,s:b,s:o,s:f,s:o}", "rounds_n", r.rounds, "k",
+        r.k, "mistakes", a->mistakes, "n", (json_int_t)f->n, "noisy",
+        (json_int_t)nn, "method", f->method, "trajectory", f->has_trajectory,
+        "rounds", rounds, "feedback_ms_median", r.feedback_ms_median,
+        "baselines", base);
+    json_dumpf(out, stdout, JSON_INDENT(1));
+    printf("\n");
+    json_decref(out);
+  } else {
+    printf("simulated user: %lld noisy of %lld, %d rounds of %d, %.0f%% "
+           "mistaken answers\n\n",
+           (long long)nn, (long long)f->n, r.rounds, r.k, 100 * a->mistakes);
+    printf("%5s %10s %10s %10s %10s %10s %10s\n", "round", "tardis", "random",
+           "DeepDebug", "aum", "loss", "confidence");
+    for (int t = 0; t < r.rounds; t++) {
+      printf("%5d %10.3f", t + 1, r.cum_precision[t]);
+      const char *names[] = {"random", "deepdebugger", "aum", "loss",
+                             "confidence"};
+      for (int b = 0; b < 5; b++) {
+        json_t *v = json_object_get(base, names[b]);
+        if (v)
+          printf(" %10.3f", json_real_value(json_array_get(v, (size_t)t)));
+        else
+          printf(" %10s", "-");
+      }
+      printf("\n");
+    }
+    printf("\none feedback round (fit + rank): median %.3f ms\n",
+           r.feedback_ms_median);
+    json_decref(base);
+  }
+  if (have_dd)
+    td_sim_result_close(&rd);
+  td_sim_result_close(&r);
+  free(noisy);
+  free(cum);
+  return 0;
+}
+
+/* ---- abnormal test trajectories ------------------------------------------ */
+
+static int abnormal_test(const args *a, const td_run *run,
+                         const td_sus_features *f, const char *note) {
+  int64_t m = td_run_get_meta(run)->n_test;
+  if (!f->has_trajectory) {
+    fprintf(stderr, "tardis suspects: --abnormal-test needs trajectories: %s\n",
+            note && note[0] ? note : "no projection");
+    return 1;
+  }
+  if (m <= 0) {
+    fprintf(stderr, "tardis suspects: the run has no test split\n");
+    return 1;
+  }
+  td_err err;
+  float *fam[TD_SUS_FAM_COUNT];
+  if (td_sus_trajectories(run, f, "test", m, fam, &err)) {
+    fprintf(stderr,
+            "tardis suspects: %s (the test split must be projected over the "
+            "same epochs)\n",
+            err.msg);
+    return 1;
+  }
+  static const char *const fam_names[] = {"position", "velocity",
+                                          "acceleration"};
+  uint8_t *ab = malloc((size_t)m), *any = calloc((size_t)m, 1);
+  int64_t cnt[TD_SUS_FAM_COUNT], n_any = 0;
+  for (int k = 0; k < TD_SUS_FAM_COUNT && ab && any; k++) {
+    cnt[k] = td_sus_abnormal(&f->fam[k], f->n, fam[k], m, ab);
+    for (int64_t i = 0; i < m; i++)
+      any[i] |= ab[i];
+  }
+  for (int64_t i = 0; any && i < m; i++)
+    n_any += any[i];
+  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+    free(fam[k]);
+  int ok = ab && any;
+  free(ab);
+  free(any);
+  if (!ok) {
+    fprintf(stderr, "tardis suspects: out of memory\n");
+    return 1;
+  }
+  if (a->json) {
+    json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I}", "n_test", (json_int_t)m,
+                          "method", f->method, "position", (json_int_t)cnt[0],
+                          "velocity", (json_int_t)cnt[1], "acceleration",
+                          (json_int_t)cnt[2], "any", (json_int_t)n_any);
+    json_dumpf(o, stdout, JSON_INDENT(1));
+    printf("\n");
+    json_decref(o);
+  } else {
+    printf("abnormal test trajectories (%lld test samples, %s projection, "
+           "epochs %d..%d):\n",
+           (long long)m, f->method, f->traj_epochs[0],
+           f->traj_epochs[f->n_traj - 1]);
+    for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+      printf("  %-13s %7lld (%.2f%%)\n", fam_names[k], (long long)cnt[k],
+             100.0 * (double)cnt[k] / (double)m);
+    printf("  %-13s %7lld (%.2f%%)\n", "any", (long long)n_any,
+           100.0 * (double)n_any / (double)m);
+  }
+  return 0;
+}
+
+int td_cmd_suspects(int argc, char **argv) {
+  args a;
+  int rc = parse(argc, argv, &a);
+  if (rc)
+    return rc < 0 ? 0 : rc;
+  if (a.threads)
+    td_set_threads(a.threads);
+  td_err err;
+  td_run *run;
+  if (td_run_open(a.run, &run, &err)) {
+    fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    return 1;
+  }
+  td_sus_opts so;
+  td_sus_opts_default(&so);
+  so.method = a.method;
+  td_sus_features f;
+  char note[256];
+  int cached;
+  if (td_sus_features_get(run, &so, &f, &cached, note, &err)) {
+    fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    td_run_close(run);
+    return 1;
+  }
+  if (note[0] && (a.simulate || a.abnormal) && !a.json)
+    printf("note: %s\n", note);
+  if (a.simulate)
+    rc = simulate(&a, run, &f);
+  else if (a.abnormal)
+    rc = abnormal_test(&a, run, &f, note);
+  else
+    rc = list_suspects(&a, run, &f, note);
+  td_sus_features_close(&f);
+  td_run_close(run);
+  return rc;
+}

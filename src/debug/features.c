@@ -1,0 +1,794 @@
+/* Per-sample features of suspicious samples (DESIGN §3.8): training
+ * dynamics from the recorded logits, trajectory rarity from the projection,
+ * and their cache under RUN/vis/. */
+#include <cblas.h>
+#include <dirent.h>
+#include <float.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tardis/fsutil.h"
+#include "tardis/parallel.h"
+#include "tardis/rng.h"
+#include "tardis/suspects.h"
+
+/* Bumped whenever the features' definition changes, so old caches die. */
+#define FEATURES_VERSION 1
+
+static const char *const feature_names[TD_SUS_FEATURE_COUNT] = {
+    "rarity_pos", "rarity_vel", "rarity_acc",  "uncertainty", "aum",
+    "loss",       "confidence", "variability", "forgetting"};
+
+const char *td_sus_feature_name(int f) {
+  return f >= 0 && f < TD_SUS_FEATURE_COUNT ? feature_names[f] : "?";
+}
+
+int td_sus_feature_sign(int f) {
+  return f == TD_SUS_AUM || f == TD_SUS_CONFIDENCE ? -1 : 1;
+}
+
+void td_sus_opts_default(td_sus_opts *o) {
+  o->method = NULL;
+  o->clusters = 30;
+  o->max_iter = 50;
+  o->seed = 1;
+}
+
+void td_sus_features_close(td_sus_features *f) {
+  if (!f)
+    return;
+  free(f->x);
+  free(f->traj_epochs);
+  for (int i = 0; i < TD_SUS_FAM_COUNT; i++) {
+    free(f->fam[i].centroids);
+    free(f->fam[i].radius);
+    free(f->fam[i].size);
+  }
+  memset(f, 0, sizeof *f);
+}
+
+/* ---- k-means ------------------------------------------------------------ */
+
+typedef struct assign_ctx {
+  const float *x, *c, *cnorm;
+  int dim, k;
+  int32_t *assign;
+  float *dist; /* squared distance to the chosen centroid */
+} assign_ctx;
+
+/* Nearest centroid by ‖c‖² − 2x·c through one sgemm per block of rows. */
+static void assign_cb(void *vctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  const assign_ctx *a = vctx;
+  int64_t rows = e - b;
+  float *dot = malloc((size_t)rows * (size_t)a->k * sizeof *dot);
+  TD_ASSERT(dot);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, a->k, a->dim,
+              1.0f, a->x + b * a->dim, a->dim, a->c, a->dim, 0.0f, dot, a->k);
+  for (int64_t i = 0; i < rows; i++) {
+    const float *xi = a->x + (b + i) * a->dim;
+    float xn = 0;
+    for (int d = 0; d < a->dim; d++)
+      xn += xi[d] * xi[d];
+    int best = 0;
+    float bd = FLT_MAX;
+    for (int j = 0; j < a->k; j++) {
+      float d = a->cnorm[j] - 2 * dot[i * a->k + j];
+      if (d < bd) {
+        bd = d;
+        best = j;
+      }
+    }
+    a->assign[b + i] = best;
+    a->dist[b + i] = fmaxf(0.0f, bd + xn);
+  }
+  free(dot);
+}
+
+static void assign_all(assign_ctx *a, int64_t n, float *cnorm) {
+  for (int j = 0; j < a->k; j++) {
+    float s = 0;
+    for (int d = 0; d < a->dim; d++)
+      s += a->c[j * a->dim + d] * a->c[j * a->dim + d];
+    cnorm[j] = s;
+  }
+  td_parallel_for(n, 4096, assign_cb, a);
+}
+
+static float sqdist(const float *a, const float *b, int dim) {
+  float s = 0;
+  for (int d = 0; d < dim; d++)
+    s += (a[d] - b[d]) * (a[d] - b[d]);
+  return s;
+}
+
+/* k-means++ on a subsample: cheap and good enough a start for Lloyd. */
+static void seed_pp(const float *x, int64_t n, int dim, int k, td_rng *rng,
+                    float *c) {
+  int64_t m = n < 4096 ? n : 4096;
+  int64_t *pick = malloc((size_t)m * sizeof *pick);
+  float *d2 = malloc((size_t)m * sizeof *d2);
+  TD_ASSERT(pick && d2);
+  for (int64_t i = 0; i < m; i++)
+    pick[i] = m == n ? i : (int64_t)td_rng_below(rng, (uint64_t)n);
+  memcpy(c, x + pick[td_rng_below(rng, (uint64_t)m)] * dim,
+         (size_t)dim * sizeof *c);
+  for (int64_t i = 0; i < m; i++)
+    d2[i] = sqdist(x + pick[i] * dim, c, dim);
+  for (int j = 1; j < k; j++) {
+    double tot = 0;
+    for (int64_t i = 0; i < m; i++)
+      tot += (double)d2[i];
+    int64_t chosen = (int64_t)td_rng_below(rng, (uint64_t)m);
+    if (tot > 0) {
+      double u = td_rng_uniform_d(rng) * tot, acc = 0;
+      for (int64_t i = 0; i < m; i++) {
+        acc += (double)d2[i];
+        if (acc >= u) {
+          chosen = i;
+          break;
+        }
+      }
+    }
+    float *cj = c + (int64_t)j * dim;
+    memcpy(cj, x + pick[chosen] * dim, (size_t)dim * sizeof *c);
+    for (int64_t i = 0; i < m; i++) {
+      float d = sqdist(x + pick[i] * dim, cj, dim);
+      if (d < d2[i])
+        d2[i] = d;
+    }
+  }
+  free(pick);
+  free(d2);
+}
+
+int td_kmeans(const float *x, int64_t n, int dim, int k, int max_iter,
+              uint64_t seed, float *centroids, int32_t *assign, td_err *err) {
+  if (n <= 0 || dim <= 0 || k <= 0 || k > n)
+    return td_err_set(err, TD_EARG, "k-means: need 0 < k <= n (k %d, n %lld)",
+                      k, (long long)n);
+  int32_t *as = assign ? assign : malloc((size_t)n * sizeof *as);
+  int32_t *prev = malloc((size_t)n * sizeof *prev);
+  float *dist = malloc((size_t)n * sizeof *dist);
+  float *cnorm = malloc((size_t)k * sizeof *cnorm);
+  double *sum = malloc((size_t)k * (size_t)dim * sizeof *sum);
+  int64_t *cnt = malloc((size_t)k * sizeof *cnt);
+  if (!as || !prev || !dist || !cnorm || !sum || !cnt) {
+    if (!assign)
+      free(as);
+    free(prev);
+    free(dist);
+    free(cnorm);
+    free(sum);
+    free(cnt);
+    return td_err_set(err, TD_ENOMEM, "k-means: out of memory");
+  }
+  td_rng rng;
+  td_rng_seed(&rng, seed);
+  seed_pp(x, n, dim, k, &rng, centroids);
+  assign_ctx a = {x, centroids, cnorm, dim, k, as, dist};
+  for (int it = 0; it < max_iter; it++) {
+    memcpy(prev, as, (size_t)n * sizeof *as);
+    assign_all(&a, n, cnorm);
+    int64_t changed = 0;
+    for (int64_t i = 0; i < n; i++)
+      changed += it == 0 || prev[i] != as[i];
+    if (it > 0 && changed * 1000 <= n)
+      break; /* fewer than 0.1 % moved: converged for our purpose */
+    memset(sum, 0, (size_t)k * (size_t)dim * sizeof *sum);
+    memset(cnt, 0, (size_t)k * sizeof *cnt);
+    for (int64_t i = 0; i < n; i++) {
+      cnt[as[i]]++;
+      for (int d = 0; d < dim; d++)
+        sum[(int64_t)as[i] * dim + d] += (double)x[i * dim + d];
+    }
+    for (int j = 0; j < k; j++) {
+      if (cnt[j] == 0) {
+        /* An empty cluster takes the point worst served by its own. */
+        int64_t far = 0;
+        for (int64_t i = 1; i < n; i++)
+          if (dist[i] > dist[far])
+            far = i;
+        memcpy(centroids + (int64_t)j * dim, x + far * dim,
+               (size_t)dim * sizeof *centroids);
+        dist[far] = 0;
+        continue;
+      }
+      for (int d = 0; d < dim; d++)
+        centroids[(int64_t)j * dim + d] =
+            (float)(sum[(int64_t)j * dim + d] / (double)cnt[j]);
+    }
+  }
+  assign_all(&a, n, cnorm);
+  if (!assign)
+    free(as);
+  free(prev);
+  free(dist);
+  free(cnorm);
+  free(sum);
+  free(cnt);
+  return TD_OK;
+}
+
+/* ---- training dynamics -------------------------------------------------- */
+
+typedef struct dyn_acc {
+  double *aum, *loss, *p, *p2;
+  int32_t *forget;
+  uint8_t *prev_ok, *ever_ok;
+} dyn_acc;
+
+/* Adds one epoch's logits (and recorded loss, when given). */
+static void dyn_add(dyn_acc *d, const float *z, const float *loss,
+                    const int32_t *y, int64_t n, int C, int first, float *unc) {
+  for (int64_t i = 0; i < n; i++) {
+    const float *zi = z + i * C;
+    int lab = y[i], arg = 0;
+    float other = -FLT_MAX;
+    for (int c = 0; c < C; c++) {
+      if (zi[c] > zi[arg])
+        arg = c;
+      if (c != lab && zi[c] > other)
+        other = zi[c];
+    }
+    double s = 0;
+    for (int c = 0; c < C; c++)
+      s += exp((double)zi[c] - (double)zi[arg]);
+    double logp = (double)zi[lab] - (double)zi[arg] - log(s);
+    double p = exp(logp);
+    d->aum[i] += (double)zi[lab] - (double)other;
+    d->loss[i] += loss ? (double)loss[i] : -logp;
+    d->p[i] += p;
+    d->p2[i] += p * p;
+    uint8_t ok = arg == lab;
+    if (!first && d->prev_ok[i] && !ok)
+      d->forget[i]++;
+    d->prev_ok[i] = ok;
+    d->ever_ok[i] |= ok;
+    if (unc)
+      unc[i] = (float)(1.0 - 1.0 / s);
+  }
+}
+
+static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
+  const td_run_meta *m = td_run_get_meta(run);
+  int64_t n = m->n_train;
+  int T = td_run_n_epochs(run), C = m->n_classes;
+  if (T < 1)
+    return td_err_set(err, TD_ESTATE, "%s: the run has no epochs yet",
+                      td_run_dir(run));
+  dyn_acc d = {0};
+  d.aum = calloc((size_t)n, sizeof(double));
+  d.loss = calloc((size_t)n, sizeof(double));
+  d.p = calloc((size_t)n, sizeof(double));
+  d.p2 = calloc((size_t)n, sizeof(double));
+  d.forget = calloc((size_t)n, sizeof(int32_t));
+  d.prev_ok = calloc((size_t)n, 1);
+  d.ever_ok = calloc((size_t)n, 1);
+  float *unc = malloc((size_t)n * sizeof *unc);
+  int rc = TD_OK;
+  if (!d.aum || !d.loss || !d.p || !d.p2 || !d.forget || !d.prev_ok ||
+      !d.ever_ok || !unc)
+    rc = td_err_set(err, TD_ENOMEM, "features: out of memory");
+  const int32_t *y = td_run_train_labels(run);
+  for (int t = 0; t < T && !rc; t++) {
+    int ep = td_run_epoch_number(run, t);
+    td_array z = {0}, l = {0};
+    rc = td_run_load_f32(run, ep, "train_logits", &z, err);
+    if (rc)
+      break;
+    const float *lp = NULL;
+    if (td_run_has(run, ep, "train_loss") &&
+        td_run_load_f32(run, ep, "train_loss", &l, NULL) == TD_OK &&
+        l.ndim == 1 && l.shape[0] == n && l.dtype == TD_F32)
+      lp = l.data;
+    dyn_add(&d, z.data, lp, y, n, C, t == 0, t == T - 1 ? unc : NULL);
+    td_array_close(&z);
+    td_array_close(&l);
+  }
+  if (!rc) {
+    int32_t maxf = 0;
+    for (int64_t i = 0; i < n; i++)
+      if (d.ever_ok[i] && d.forget[i] > maxf)
+        maxf = d.forget[i];
+    for (int64_t i = 0; i < n; i++) {
+      float *xi = f->x + i * TD_SUS_FEATURE_COUNT;
+      double mp = d.p[i] / T, var = d.p2[i] / T - mp * mp;
+      xi[TD_SUS_UNCERTAINTY] = unc[i];
+      xi[TD_SUS_AUM] = (float)(d.aum[i] / T);
+      xi[TD_SUS_LOSS] = (float)(d.loss[i] / T);
+      xi[TD_SUS_CONFIDENCE] = (float)mp;
+      xi[TD_SUS_VARIABILITY] = (float)sqrt(var > 0 ? var : 0);
+      /* Never learned is worse than any number of forgettings. */
+      xi[TD_SUS_FORGETTING] = (float)(d.ever_ok[i] ? d.forget[i] : maxf + 1);
+    }
+    f->n_epochs = T;
+  }
+  free(d.aum);
+  free(d.loss);
+  free(d.p);
+  free(d.p2);
+  free(d.forget);
+  free(d.prev_ok);
+  free(d.ever_ok);
+  free(unc);
+  return rc;
+}
+
+/* ---- trajectories ------------------------------------------------------- */
+
+static void emb_path(const td_run *run, const char *method, int ep,
+                     const char *split, char *buf, size_t len) {
+  snprintf(buf, len, "%s/vis/%s/epoch_%04d/%s_embedding.npy", td_run_dir(run),
+           method, ep, split);
+}
+
+/* The last ⌊2T/3⌋ recorded epochs (at least 3, at most T). */
+static void window_of(const td_run *run, int *first, int *count) {
+  int T = td_run_n_epochs(run), L = 2 * T / 3;
+  if (L < 3)
+    L = T < 3 ? T : 3;
+  *first = T - L;
+  *count = L;
+}
+
+/* Projected epochs of the window for a method; eps may be NULL. */
+static int covered(const td_run *run, const char *method, int *eps) {
+  int first, count, m = 0;
+  window_of(run, &first, &count);
+  for (int t = first; t < first + count; t++) {
+    int ep = td_run_epoch_number(run, t);
+    char p[PATH_MAX];
+    emb_path(run, method, ep, "train", p, sizeof p);
+    if (td_path_exists(p)) {
+      if (eps)
+        eps[m] = ep;
+      m++;
+    }
+  }
+  return m;
+}
+
+/* Picks the method whose projection covers most of the window (dvi, then
+ * pca, then others on ties); "" when none covers 3 epochs. */
+static void pick_method(const td_run *run, const char *want, char *out,
+                        char *note) {
+  out[0] = '\0';
+  if (want && !strcmp(want, "none")) {
+    if (note)
+      snprintf(note, 256, "trajectory features off (--method none)");
+    return;
+  }
+  if (want) {
+    if (covered(run, want, NULL) >= 3)
+      snprintf(out, 33, "%s", want);
+    else if (note)
+      snprintf(note, 256,
+               "projection '%s' covers fewer than 3 of the last epochs: "
+               "trajectory features left out (tardis project RUN --method %s)",
+               want, want);
+    return;
+  }
+  char vis[PATH_MAX];
+  snprintf(vis, sizeof vis, "%s/vis", td_run_dir(run));
+  int best = 0;
+  const char *pref[] = {"dvi", "pca"};
+  for (int i = 0; i < 2; i++) {
+    int c = covered(run, pref[i], NULL);
+    if (c > best) {
+      best = c;
+      snprintf(out, 33, "%s", pref[i]);
+    }
+  }
+  DIR *d = opendir(vis);
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    if (de->d_name[0] == '.' || strlen(de->d_name) > 32)
+      continue;
+    int c = covered(run, de->d_name, NULL);
+    if (c > best) {
+      best = c;
+      snprintf(out, 33, "%.32s", de->d_name);
+    }
+  }
+  if (d)
+    closedir(d);
+  if (best < 3) {
+    out[0] = '\0';
+    if (note)
+      snprintf(note, 256,
+               "no projection covers 3 of the last epochs: trajectory "
+               "features left out (tardis project RUN --method pca is fast)");
+  }
+}
+
+static int fam_dim(int fam, int n_traj) { return 2 * (n_traj - fam); }
+
+int td_sus_trajectories(const td_run *run, const td_sus_features *f,
+                        const char *split, int64_t m,
+                        float *fam[TD_SUS_FAM_COUNT], td_err *err) {
+  int P = f->n_traj;
+  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+    fam[k] = NULL;
+  if (!f->has_trajectory || P < 3)
+    return td_err_set(err, TD_ESTATE, "no trajectory window");
+  float *pos = malloc((size_t)m * (size_t)(2 * P) * sizeof *pos);
+  if (!pos)
+    return td_err_set(err, TD_ENOMEM, "trajectories: out of memory");
+  for (int w = 0; w < P; w++) {
+    char p[PATH_MAX];
+    emb_path(run, f->method, f->traj_epochs[w], split, p, sizeof p);
+    td_array e;
+    int rc = td_npy_load(p, &e, err);
+    if (rc) {
+      free(pos);
+      return rc;
+    }
+    if (e.dtype != TD_F32 || e.ndim != 2 || e.shape[0] != m ||
+        e.shape[1] != 2) {
+      td_array_close(&e);
+      free(pos);
+      return td_err_set(err, TD_ESHAPE, "%s: expected float32 [%lld, 2]", p,
+                        (long long)m);
+    }
+    const float *y = e.data;
+    for (int64_t i = 0; i < m; i++) {
+      pos[i * 2 * P + 2 * w] = y[2 * i];
+      pos[i * 2 * P + 2 * w + 1] = y[2 * i + 1];
+    }
+    td_array_close(&e);
+  }
+  float *vel = malloc((size_t)m * (size_t)fam_dim(1, P) * sizeof *vel);
+  float *acc = malloc((size_t)m * (size_t)fam_dim(2, P) * sizeof *acc);
+  if (!vel || !acc) {
+    free(pos);
+    free(vel);
+    free(acc);
+    return td_err_set(err, TD_ENOMEM, "trajectories: out of memory");
+  }
+  int dv = fam_dim(1, P), da = fam_dim(2, P);
+  for (int64_t i = 0; i < m; i++) {
+    const float *pi = pos + i * 2 * P;
+    float *vi = vel + i * dv, *ai = acc + i * da;
+    for (int j = 0; j < dv; j++)
+      vi[j] = pi[j + 2] - pi[j];
+    for (int j = 0; j < da; j++)
+      ai[j] = vi[j + 2] - vi[j];
+  }
+  fam[0] = pos;
+  fam[1] = vel;
+  fam[2] = acc;
+  return TD_OK;
+}
+
+static int trajectory_rarity(const td_run *run, const td_sus_opts *o,
+                             td_sus_features *f, td_err *err) {
+  int64_t n = f->n;
+  float *fam[TD_SUS_FAM_COUNT];
+  int rc = td_sus_trajectories(run, f, "train", n, fam, err);
+  if (rc)
+    return rc;
+  int32_t *as = malloc((size_t)n * sizeof *as);
+  if (!as)
+    rc = td_err_set(err, TD_ENOMEM, "features: out of memory");
+  for (int k = 0; k < TD_SUS_FAM_COUNT && !rc; k++) {
+    td_sus_clusters *c = &f->fam[k];
+    c->dim = fam_dim(k, f->n_traj);
+    c->k = o->clusters < n ? o->clusters : (int)n;
+    c->centroids = malloc((size_t)c->k * (size_t)c->dim * sizeof(float));
+    c->radius = calloc((size_t)c->k, sizeof(float));
+    c->size = calloc((size_t)c->k, sizeof(int64_t));
+    if (!c->centroids || !c->radius || !c->size) {
+      rc = td_err_set(err, TD_ENOMEM, "features: out of memory");
+      break;
+    }
+    rc = td_kmeans(fam[k], n, c->dim, c->k, o->max_iter, o->seed + (uint64_t)k,
+                   c->centroids, as, err);
+    if (rc)
+      break;
+    for (int64_t i = 0; i < n; i++) {
+      c->size[as[i]]++;
+      float d = sqrtf(sqdist(fam[k] + i * c->dim,
+                             c->centroids + (int64_t)as[i] * c->dim, c->dim));
+      if (d > c->radius[as[i]])
+        c->radius[as[i]] = d;
+    }
+    for (int64_t i = 0; i < n; i++)
+      f->x[i * TD_SUS_FEATURE_COUNT + TD_SUS_RARITY_POS + k] =
+          (float)(1.0 - (double)c->size[as[i]] / (double)n);
+  }
+  free(as);
+  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+    free(fam[k]);
+  return rc;
+}
+
+int64_t td_sus_abnormal(const td_sus_clusters *c, int64_t n_train,
+                        const float *traj, int64_t m, uint8_t *abnormal) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < m; i++) {
+    const float *t = traj + i * c->dim;
+    int best = 0, inside = 0;
+    float bd = FLT_MAX;
+    for (int j = 0; j < c->k; j++) {
+      float d = sqrtf(sqdist(t, c->centroids + (int64_t)j * c->dim, c->dim));
+      if (d <= c->radius[j])
+        inside = 1;
+      if (d < bd) {
+        bd = d;
+        best = j;
+      }
+    }
+    int ab = !inside || (double)c->size[best] < 0.02 * (double)n_train;
+    abnormal[i] = (uint8_t)ab;
+    count += ab;
+  }
+  return count;
+}
+
+/* ---- the whole computation ---------------------------------------------- */
+
+int td_sus_features_compute(const td_run *run, const td_sus_opts *o,
+                            td_sus_features *out, char *note, td_err *err) {
+  td_sus_opts def;
+  if (!o) {
+    td_sus_opts_default(&def);
+    o = &def;
+  }
+  if (note)
+    note[0] = '\0';
+  memset(out, 0, sizeof *out);
+  const td_run_meta *m = td_run_get_meta(run);
+  out->n = m->n_train;
+  out->x = calloc((size_t)out->n * TD_SUS_FEATURE_COUNT, sizeof(float));
+  if (!out->x)
+    return td_err_set(err, TD_ENOMEM, "features: out of memory");
+  int rc = dynamics(run, out, err);
+  if (!rc) {
+    pick_method(run, o->method, out->method, note);
+    if (out->method[0]) {
+      int first, count;
+      window_of(run, &first, &count);
+      out->traj_epochs = malloc((size_t)count * sizeof(int));
+      if (!out->traj_epochs)
+        rc = td_err_set(err, TD_ENOMEM, "features: out of memory");
+      else
+        out->n_traj = covered(run, out->method, out->traj_epochs);
+      out->has_trajectory = 1;
+      if (!rc)
+        rc = trajectory_rarity(run, o, out, err);
+    }
+  }
+  if (rc)
+    td_sus_features_close(out);
+  return rc;
+}
+
+/* ---- cache -------------------------------------------------------------- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t len) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < len; i++) {
+    h ^= b[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static uint64_t fnv_file(uint64_t h, const char *path) {
+  struct stat st;
+  int64_t v[3] = {0, 0, 0};
+  if (stat(path, &st) == 0) {
+    v[0] = (int64_t)st.st_size;
+    v[1] = (int64_t)st.st_mtim.tv_sec;
+    v[2] = (int64_t)st.st_mtim.tv_nsec;
+  }
+  return fnv(h, v, sizeof v);
+}
+
+/* What the features depend on: epochs, their logits and losses, the
+ * projection files of the window and the options. */
+static uint64_t signature(const td_run *run, const td_sus_opts *o,
+                          const char *method) {
+  uint64_t h = 1469598103934665603ULL;
+  int v[4] = {FEATURES_VERSION, o->clusters, o->max_iter, td_run_n_epochs(run)};
+  h = fnv(h, v, sizeof v);
+  h = fnv(h, &o->seed, sizeof o->seed);
+  h = fnv(h, method, strlen(method) + 1);
+  char p[PATH_MAX], dir[PATH_MAX - 64];
+  snprintf(p, sizeof p, "%s/train_labels.npy", td_run_dir(run));
+  h = fnv_file(h, p);
+  for (int t = 0; t < td_run_n_epochs(run); t++) {
+    int ep = td_run_epoch_number(run, t);
+    h = fnv(h, &ep, sizeof ep);
+    td_run_epoch_path(run, ep, dir, sizeof dir);
+    snprintf(p, sizeof p, "%s/train_logits.npy", dir);
+    h = fnv_file(h, p);
+    snprintf(p, sizeof p, "%s/train_loss.npy", dir);
+    h = fnv_file(h, p);
+  }
+  if (method[0]) {
+    int first, count;
+    window_of(run, &first, &count);
+    for (int t = first; t < first + count; t++) {
+      emb_path(run, method, td_run_epoch_number(run, t), "train", p, sizeof p);
+      h = fnv_file(h, p);
+    }
+  }
+  return h;
+}
+
+static void cache_paths(const td_run *run, const char *method, char *npy,
+                        char *js, size_t len) {
+  const char *m = method[0] ? method : "none";
+  snprintf(npy, len, "%s/vis/suspects-%s.npy", td_run_dir(run), m);
+  snprintf(js, len, "%s/vis/suspects-%s.json", td_run_dir(run), m);
+}
+
+static json_t *floats_json(const float *v, int64_t n) {
+  json_t *a = json_array();
+  for (int64_t i = 0; i < n; i++)
+    json_array_append_new(a, json_real((double)v[i]));
+  return a;
+}
+
+static void cache_write(const td_run *run, const td_sus_features *f) {
+  char npy[PATH_MAX], js[PATH_MAX], sig[32];
+  cache_paths(run, f->method, npy, js, sizeof npy);
+  char vis[PATH_MAX];
+  snprintf(vis, sizeof vis, "%s/vis", td_run_dir(run));
+  if (td_mkdirs(vis, NULL))
+    return;
+  int64_t shape[2] = {f->n, TD_SUS_FEATURE_COUNT};
+  if (td_npy_save_raw(npy, TD_F32, 2, shape, f->x, NULL))
+    return;
+  snprintf(sig, sizeof sig, "%016llx", (unsigned long long)f->signature);
+  json_t *o = json_object(), *eps = json_array(), *fams = json_array(),
+         *names = json_array();
+  for (int i = 0; i < TD_SUS_FEATURE_COUNT; i++)
+    json_array_append_new(names, json_string(feature_names[i]));
+  for (int i = 0; i < f->n_traj; i++)
+    json_array_append_new(eps, json_integer(f->traj_epochs[i]));
+  for (int k = 0; f->has_trajectory && k < TD_SUS_FAM_COUNT; k++) {
+    const td_sus_clusters *c = &f->fam[k];
+    json_t *sz = json_array();
+    for (int j = 0; j < c->k; j++)
+      json_array_append_new(sz, json_integer(c->size[j]));
+    json_array_append_new(
+        fams, json_pack("{s:i,s:i,s:o,s:o,s:o}", "k", c->k, "dim", c->dim,
+                        "centroids",
+                        floats_json(c->centroids, (int64_t)c->k * c->dim),
+                        "radius", floats_json(c->radius, c->k), "size", sz));
+  }
+  json_object_set_new(o, "signature", json_string(sig));
+  json_object_set_new(o, "features", names);
+  json_object_set_new(o, "n", json_integer(f->n));
+  json_object_set_new(o, "method", json_string(f->method));
+  json_object_set_new(o, "has_trajectory", json_boolean(f->has_trajectory));
+  json_object_set_new(o, "n_epochs", json_integer(f->n_epochs));
+  json_object_set_new(o, "traj_epochs", eps);
+  json_object_set_new(o, "clusters", fams);
+  char *txt = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (txt)
+    td_write_file_atomic(js, txt, strlen(txt), NULL);
+  free(txt);
+}
+
+static int floats_from(json_t *a, float *out, int64_t n) {
+  if (!json_is_array(a) || (int64_t)json_array_size(a) != n)
+    return -1;
+  for (int64_t i = 0; i < n; i++) {
+    json_t *v = json_array_get(a, (size_t)i);
+    if (!json_is_number(v))
+      return -1;
+    out[i] = (float)json_number_value(v);
+  }
+  return 0;
+}
+
+/* Reads a cache entry; any mismatch is a miss (returns -1). */
+static int cache_read(const td_run *run, const char *method, uint64_t sig,
+                      td_sus_features *f) {
+  char npy[PATH_MAX], js[PATH_MAX], want[32];
+  cache_paths(run, method, npy, js, sizeof npy);
+  json_t *o = json_load_file(js, 0, NULL);
+  if (!o)
+    return -1;
+  snprintf(want, sizeof want, "%016llx", (unsigned long long)sig);
+  const char *s = json_string_value(json_object_get(o, "signature"));
+  int64_t n = td_run_get_meta(run)->n_train;
+  json_t *eps = json_object_get(o, "traj_epochs"),
+         *fams = json_object_get(o, "clusters");
+  int ok = s && !strcmp(s, want) &&
+           json_integer_value(json_object_get(o, "n")) == n &&
+           json_is_array(eps) && json_is_array(fams);
+  memset(f, 0, sizeof *f);
+  td_array a = {0};
+  if (ok && td_npy_load(npy, &a, NULL) == TD_OK && a.dtype == TD_F32 &&
+      a.ndim == 2 && a.shape[0] == n && a.shape[1] == TD_SUS_FEATURE_COUNT) {
+    f->n = n;
+    f->x = malloc(a.nbytes);
+    ok = f->x != NULL;
+    if (ok)
+      memcpy(f->x, a.data, a.nbytes);
+  } else {
+    ok = 0;
+  }
+  td_array_close(&a);
+  if (ok) {
+    snprintf(f->method, sizeof f->method, "%s", method);
+    f->has_trajectory = json_is_true(json_object_get(o, "has_trajectory"));
+    f->n_epochs = (int)json_integer_value(json_object_get(o, "n_epochs"));
+    f->n_traj = (int)json_array_size(eps);
+    f->traj_epochs = malloc(sizeof(int) * (size_t)(f->n_traj + 1));
+    ok = f->traj_epochs != NULL;
+    for (int i = 0; ok && i < f->n_traj; i++)
+      f->traj_epochs[i] = (int)json_integer_value(json_array_get(eps, i));
+    if (f->has_trajectory && json_array_size(fams) != TD_SUS_FAM_COUNT)
+      ok = 0;
+    for (int k = 0; ok && f->has_trajectory && k < TD_SUS_FAM_COUNT; k++) {
+      json_t *c = json_array_get(fams, (size_t)k);
+      td_sus_clusters *cl = &f->fam[k];
+      cl->k = (int)json_integer_value(json_object_get(c, "k"));
+      cl->dim = (int)json_integer_value(json_object_get(c, "dim"));
+      if (cl->k <= 0 || cl->dim != fam_dim(k, f->n_traj)) {
+        ok = 0;
+        break;
+      }
+      cl->centroids = malloc((size_t)cl->k * (size_t)cl->dim * sizeof(float));
+      cl->radius = malloc((size_t)cl->k * sizeof(float));
+      cl->size = malloc((size_t)cl->k * sizeof(int64_t));
+      json_t *sz = json_object_get(c, "size");
+      ok = cl->centroids && cl->radius && cl->size &&
+           !floats_from(json_object_get(c, "centroids"), cl->centroids,
+                        (int64_t)cl->k * cl->dim) &&
+           !floats_from(json_object_get(c, "radius"), cl->radius, cl->k) &&
+           json_is_array(sz) && (int)json_array_size(sz) == cl->k;
+      for (int j = 0; ok && j < cl->k; j++)
+        cl->size[j] = json_integer_value(json_array_get(sz, (size_t)j));
+    }
+  }
+  json_decref(o);
+  if (!ok) {
+    td_sus_features_close(f);
+    return -1;
+  }
+  f->signature = sig;
+  return 0;
+}
+
+int td_sus_features_get(const td_run *run, const td_sus_opts *o,
+                        td_sus_features *out, int *from_cache, char *note,
+                        td_err *err) {
+  td_sus_opts def;
+  if (!o) {
+    td_sus_opts_default(&def);
+    o = &def;
+  }
+  char method[33];
+  if (note)
+    note[0] = '\0';
+  pick_method(run, o->method, method, note);
+  uint64_t sig = signature(run, o, method);
+  if (from_cache)
+    *from_cache = 0;
+  if (cache_read(run, method, sig, out) == 0) {
+    if (from_cache)
+      *from_cache = 1;
+    return TD_OK;
+  }
+  td_sus_opts o2 = *o;
+  o2.method = method[0] ? method : "none";
+  int rc = td_sus_features_compute(run, &o2, out, NULL, err);
+  if (rc)
+    return rc;
+  out->signature = sig;
+  cache_write(run, out);
+  return TD_OK;
+}

@@ -1,0 +1,570 @@
+/* The feedback-driven recommender of suspicious samples and its simulated
+ * user (DESIGN §3.8). Every feature is standardised and oriented (high =
+ * suspicious) once, so a round is one small fit plus one pass over N. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tardis/parallel.h"
+#include "tardis/rng.h"
+#include "tardis/suspects.h"
+
+#define NF TD_SUS_FEATURE_COUNT
+
+struct td_recommender {
+  int64_t n;
+  int m;               /* features used */
+  int col[NF];         /* their ids */
+  float *z;            /* [n, m] oriented z-scores */
+  float *sorted;       /* [m, n] z-scores per feature, ascending (why) */
+  double cov[NF * NF]; /* covariance of z */
+  double prior[NF];    /* prior weights on z, unit variance */
+  td_rec_opts o;
+  /* which arm recommended each sample (0 none, 1 prior, 2 model) */
+  uint8_t *src;
+  /* scratch of one round */
+  float *score, *hs[1];
+  int32_t *hi[1];
+};
+
+void td_rec_opts_default(td_rec_opts *o) {
+  o->features = 0;
+  o->prior = 0;
+  o->model = TD_REC_RIDGE;
+  o->blend = 1.0;
+  o->adaptive = 1;
+  o->lambda = 1.0;
+}
+
+void td_rec_free(td_recommender *r) {
+  if (!r)
+    return;
+  free(r->z);
+  free(r->sorted);
+  free(r->score);
+  free(r->src);
+  free(r->hs[0]);
+  free(r->hi[0]);
+  free(r);
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* w' Σ w: the variance of the score w·z over all samples. */
+static double quad(const td_recommender *r, const double *w) {
+  double s = 0;
+  for (int a = 0; a < r->m; a++)
+    for (int b = 0; b < r->m; b++)
+      s += w[a] * r->cov[a * r->m + b] * w[b];
+  return s;
+}
+
+int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
+               td_recommender **out, td_err *err) {
+  *out = NULL;
+  td_recommender *r = calloc(1, sizeof *r);
+  if (!r)
+    return td_err_set(err, TD_ENOMEM, "recommender: out of memory");
+  if (o)
+    r->o = *o;
+  else
+    td_rec_opts_default(&r->o);
+  unsigned avail = 0;
+  for (int j = 0; j < NF; j++)
+    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+      avail |= 1u << j;
+  unsigned use = r->o.features ? r->o.features & avail : avail;
+  for (int j = 0; j < NF; j++)
+    if (use & (1u << j))
+      r->col[r->m++] = j;
+  if (r->m == 0) {
+    free(r);
+    return td_err_set(err, TD_EARG, "recommender: no usable feature");
+  }
+  int64_t n = f->n, m = r->m;
+  r->n = n;
+  r->z = malloc((size_t)(n * m) * sizeof *r->z);
+  r->sorted = malloc((size_t)(n * m) * sizeof *r->sorted);
+  r->score = malloc((size_t)(n ? n : 1) * sizeof *r->score);
+  r->src = calloc((size_t)(n ? n : 1), 1);
+  r->hs[0] = malloc((size_t)(n ? n : 1) * sizeof(float));
+  r->hi[0] = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+  if (!r->z || !r->sorted || !r->score || !r->src || !r->hs[0] || !r->hi[0]) {
+    td_rec_free(r);
+    return td_err_set(err, TD_ENOMEM, "recommender: out of memory");
+  }
+  for (int a = 0; a < m; a++) {
+    int j = r->col[a];
+    double sign = td_sus_feature_sign(j), s = 0, s2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+      double v = sign * (double)f->x[i * NF + j];
+      s += v;
+      s2 += v * v;
+    }
+    double mean = n ? s / (double)n : 0,
+           var = n ? s2 / (double)n - mean * mean : 0;
+    double inv = var > 1e-12 ? 1.0 / sqrt(var) : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+      r->z[i * m + a] = (float)((sign * (double)f->x[i * NF + j] - mean) * inv);
+      r->sorted[a * n + i] = r->z[i * m + a];
+    }
+    qsort(r->sorted + a * n, (size_t)n, sizeof(float), cmp_float);
+  }
+  for (int a = 0; a < m; a++)
+    for (int b = 0; b <= a; b++) {
+      double s = 0;
+      for (int64_t i = 0; i < n; i++)
+        s += (double)r->z[i * m + a] * (double)r->z[i * m + b];
+      r->cov[a * m + b] = r->cov[b * m + a] = n ? s / (double)n : 0;
+    }
+  unsigned pr = r->o.prior ? r->o.prior
+                           : (1u << TD_SUS_AUM) | (1u << TD_SUS_LOSS) |
+                                 (1u << TD_SUS_CONFIDENCE);
+  int any = 0;
+  for (int a = 0; a < m; a++)
+    any |= (pr >> r->col[a]) & 1u;
+  for (int a = 0; a < m; a++)
+    r->prior[a] = !any || ((pr >> r->col[a]) & 1u) ? 1.0 : 0.0;
+  double v = quad(r, r->prior);
+  for (int a = 0; a < m && v > 0; a++)
+    r->prior[a] /= sqrt(v);
+  *out = r;
+  return TD_OK;
+}
+
+/* Solves A x = b (A symmetric positive definite, d × d) by Cholesky;
+ * returns -1 when A is not positive definite. */
+static int solve_spd(double *A, double *b, int d) {
+  for (int j = 0; j < d; j++) {
+    double s = A[j * d + j];
+    for (int k = 0; k < j; k++)
+      s -= A[j * d + k] * A[j * d + k];
+    if (!(s > 1e-12))
+      return -1;
+    A[j * d + j] = sqrt(s);
+    for (int i = j + 1; i < d; i++) {
+      double t = A[i * d + j];
+      for (int k = 0; k < j; k++)
+        t -= A[i * d + k] * A[j * d + k];
+      A[i * d + j] = t / A[j * d + j];
+    }
+  }
+  for (int i = 0; i < d; i++) {
+    double t = b[i];
+    for (int k = 0; k < i; k++)
+      t -= A[i * d + k] * b[k];
+    b[i] = t / A[i * d + i];
+  }
+  for (int i = d - 1; i >= 0; i--) {
+    double t = b[i];
+    for (int k = i + 1; k < d; k++)
+      t -= A[k * d + i] * b[k];
+    b[i] = t / A[i * d + i];
+  }
+  return 0;
+}
+
+/* Fits w (m weights, then the intercept) on the judged rows. Ridge:
+ * min Σ(y − b − w·z)² + λ‖w‖²; logistic: Newton steps on the L2-penalised
+ * log-likelihood. The intercept is never penalised. */
+static int fit(const td_recommender *r, const int32_t *rows, const float *y,
+               int64_t J, double *w) {
+  int m = r->m, d = m + 1;
+  double A[(NF + 1) * (NF + 1)], b[NF + 1];
+  memset(w, 0, sizeof(double) * (size_t)d);
+  int iters = r->o.model == TD_REC_LOGISTIC ? 25 : 1;
+  for (int it = 0; it < iters; it++) {
+    memset(A, 0, sizeof A);
+    memset(b, 0, sizeof b);
+    for (int64_t j = 0; j < J; j++) {
+      const float *zi = r->z + (int64_t)rows[j] * m;
+      double x[NF + 1], wt = 1, t = y[j];
+      for (int a = 0; a < m; a++)
+        x[a] = zi[a];
+      x[m] = 1;
+      if (r->o.model == TD_REC_LOGISTIC) {
+        double eta = 0;
+        for (int a = 0; a < d; a++)
+          eta += w[a] * x[a];
+        double p = 1 / (1 + exp(-eta));
+        wt = p * (1 - p) + 1e-9;
+        t = eta + ((double)y[j] - p) / wt; /* IRLS working response */
+      }
+      for (int a = 0; a < d; a++) {
+        b[a] += wt * x[a] * t;
+        for (int c = 0; c <= a; c++)
+          A[a * d + c] += wt * x[a] * x[c];
+      }
+    }
+    for (int a = 0; a < d; a++)
+      for (int c = 0; c < a; c++)
+        A[c * d + a] = A[a * d + c];
+    for (int a = 0; a < m; a++)
+      A[a * d + a] += r->o.lambda;
+    A[m * d + m] += 1e-9;
+    double prev[NF + 1];
+    memcpy(prev, w, sizeof(double) * (size_t)d);
+    if (solve_spd(A, b, d))
+      return -1;
+    double delta = 0;
+    for (int a = 0; a < d; a++) {
+      delta += fabs(b[a] - prev[a]);
+      w[a] = b[a];
+    }
+    if (delta < 1e-8)
+      break;
+  }
+  return 0;
+}
+
+/* A min-heap of (score, index) holding the best k so far. */
+typedef struct top_k {
+  float *s;
+  int32_t *i;
+  int n, k;
+} top_k;
+
+static void sift_down(top_k *h, int c, float s, int32_t i) {
+  for (;;) {
+    int l = 2 * c + 1, rr = l + 1, m = c;
+    float ms = s;
+    if (l < h->n && h->s[l] < ms) {
+      m = l;
+      ms = h->s[l];
+    }
+    if (rr < h->n && h->s[rr] < ms)
+      m = rr;
+    if (m == c)
+      break;
+    h->s[c] = h->s[m];
+    h->i[c] = h->i[m];
+    c = m;
+  }
+  h->s[c] = s;
+  h->i[c] = i;
+}
+
+static void heap_push(top_k *h, float s, int32_t i) {
+  if (h->n < h->k) {
+    int c = h->n++;
+    while (c > 0) {
+      int p = (c - 1) / 2;
+      if (h->s[p] <= s)
+        break;
+      h->s[c] = h->s[p];
+      h->i[c] = h->i[p];
+      c = p;
+    }
+    h->s[c] = s;
+    h->i[c] = i;
+  } else if (s > h->s[0]) {
+    sift_down(h, 0, s, i);
+  }
+}
+
+/* Sorts the heap in place, best first; returns its size. */
+static int heap_sort(top_k *h) {
+  int cnt = h->n;
+  for (int e = cnt - 1; e > 0; e--) {
+    float ts = h->s[0];
+    int32_t ti = h->i[0];
+    h->n = e;
+    sift_down(h, 0, h->s[e], h->i[e]);
+    h->s[e] = ts;
+    h->i[e] = ti;
+  }
+  h->n = cnt;
+  return cnt;
+}
+
+int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
+                float *score, td_rec_info *info) {
+  int m = r->m;
+  int64_t n = r->n, na = 0, nr = 0;
+  /* accepted / judged of what each arm recommended: [0] prior, [1] model */
+  double hit[2] = {0, 0}, tot[2] = {0, 0};
+  for (int64_t i = 0; i < n; i++) {
+    na += verdict[i] == 1;
+    nr += verdict[i] == 0;
+    if (verdict[i] >= 0 && r->src[i]) {
+      tot[r->src[i] - 1]++;
+      hit[r->src[i] - 1] += verdict[i] == 1;
+    }
+  }
+  double v[NF];
+  memcpy(v, r->prior, sizeof v);
+  int used = 0;
+  if (na > 0 && nr > 0) {
+    int32_t *rows = malloc((size_t)(na + nr) * sizeof *rows);
+    float *y = malloc((size_t)(na + nr) * sizeof *y);
+    double w[NF + 1];
+    int64_t J = 0;
+    if (rows && y) {
+      for (int64_t i = 0; i < n; i++)
+        if (verdict[i] == 0 || verdict[i] == 1) {
+          rows[J] = (int32_t)i;
+          y[J++] = verdict[i];
+        }
+      if (fit(r, rows, y, J, w) == 0) {
+        double q = quad(r, w);
+        if (q > 1e-18) {
+          used = 1;
+          /* Standardised over all samples, so `blend` weighs the fitted
+           * model against the prior in the same units. */
+          for (int a = 0; a < m; a++)
+            v[a] = r->o.adaptive || r->o.blend < 0
+                       ? w[a] / sqrt(q)
+                       : r->prior[a] + r->o.blend * w[a] / sqrt(q);
+        }
+      }
+    }
+    free(rows);
+    free(y);
+  }
+  /* Which score ranks this round. With `adaptive`, the prior keeps the
+   * round while the user accepts more than 80 % of what it picked
+   * (posterior mean, uniform prior) — about what a user with a few
+   * mistaken answers reports for a perfect ranking — so mistaken answers
+   * cannot pull the ranking off a good prior. Below that the prior is
+   * failing (asymmetric noise: the loss-based scores miss memorised
+   * flips) and the fitted model ranks. Measured in docs/suspects.md. */
+  int arm = used && !r->o.adaptive;
+  if (used && r->o.adaptive)
+    arm = (hit[0] + 1) / (tot[0] + 2) < 0.8;
+  const double *u = arm ? v : r->prior;
+  float *sc = score ? score : r->score;
+  top_k h = {r->hs[0], r->hi[0], 0, k};
+  float uf[NF];
+  for (int a = 0; a < m; a++)
+    uf[a] = (float)u[a];
+  for (int64_t i = 0; i < n; i++) {
+    if (verdict[i] >= 0)
+      continue;
+    const float *zi = r->z + i * m;
+    float s1 = 0;
+    for (int a = 0; a < m; a++)
+      s1 += uf[a] * zi[a];
+    heap_push(&h, s1, (int32_t)i);
+  }
+  int cnt = heap_sort(&h);
+  for (int j = 0; j < cnt; j++) {
+    idx[j] = h.i[j];
+    sc[j] = h.s[j];
+    r->src[idx[j]] = (uint8_t)(arm + 1);
+  }
+  if (info) {
+    memset(info, 0, sizeof *info);
+    info->used_model = used;
+    info->model_ranked = arm;
+    info->n_accept = na;
+    info->n_reject = nr;
+    for (int a = 0; a < m; a++)
+      info->weights[r->col[a]] = u[a];
+  }
+  return cnt;
+}
+
+int td_rec_source(const td_recommender *r, int64_t i) {
+  return i >= 0 && i < r->n ? r->src[i] : 0;
+}
+
+void td_rec_set_source(td_recommender *r, int64_t i, int src) {
+  if (i >= 0 && i < r->n && src >= 0 && src <= 2)
+    r->src[i] = (uint8_t)src;
+}
+
+void td_rec_prior(const td_recommender *r, float *score) {
+  for (int64_t i = 0; i < r->n; i++) {
+    double s = 0;
+    for (int a = 0; a < r->m; a++)
+      s += r->prior[a] * (double)r->z[i * r->m + a];
+    score[i] = (float)s;
+  }
+}
+
+int td_rec_why(const td_recommender *r, int64_t i, int *feat, double *pct,
+               int max) {
+  int cnt = 0;
+  int fs[NF];
+  double ps[NF];
+  for (int a = 0; a < r->m; a++) {
+    /* Sorted z-scores give the rank: samples strictly less suspicious. */
+    const float *col = r->sorted + (int64_t)a * r->n;
+    float zi = r->z[i * r->m + a];
+    int64_t lo = 0, hi = r->n;
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if (col[mid] < zi)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    double p = r->n ? (double)lo / (double)r->n : 0;
+    if (p >= 0.9) {
+      fs[cnt] = r->col[a];
+      ps[cnt++] = p;
+    }
+  }
+  /* most unusual first */
+  for (int x = 1; x < cnt; x++)
+    for (int y = x; y > 0 && ps[y] > ps[y - 1]; y--) {
+      double tp = ps[y];
+      ps[y] = ps[y - 1];
+      ps[y - 1] = tp;
+      int tf = fs[y];
+      fs[y] = fs[y - 1];
+      fs[y - 1] = tf;
+    }
+  if (cnt > max)
+    cnt = max;
+  for (int x = 0; x < cnt; x++) {
+    feat[x] = fs[x];
+    if (pct)
+      pct[x] = ps[x];
+  }
+  return cnt;
+}
+
+/* ---- simulation ---------------------------------------------------------- */
+
+void td_sim_opts_default(td_sim_opts *o) {
+  o->rounds = 10;
+  o->k = 50;
+  o->mistakes = 0;
+  o->seed = 1;
+  td_rec_opts_default(&o->rec);
+}
+
+void td_sim_result_close(td_sim_result *r) {
+  if (!r)
+    return;
+  free(r->indices);
+  free(r->cum_precision);
+  free(r->round_ms);
+  memset(r, 0, sizeof *r);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int td_sim_run(const td_sus_features *f, const uint8_t *noisy,
+               const td_sim_opts *o, td_sim_result *out, td_err *err) {
+  memset(out, 0, sizeof *out);
+  if (o->rounds <= 0 || o->k <= 0 || o->mistakes < 0 || o->mistakes > 1)
+    return td_err_set(err, TD_EARG,
+                      "simulation: need rounds > 0, k > 0, 0 <= mistakes <= 1");
+  td_recommender *rec;
+  int rc = td_rec_new(f, &o->rec, &rec, err);
+  if (rc)
+    return rc;
+  int R = o->rounds, K = o->k;
+  out->rounds = R;
+  out->k = K;
+  out->indices = malloc((size_t)R * (size_t)K * sizeof(int32_t));
+  out->cum_precision = calloc((size_t)R, sizeof(double));
+  out->round_ms = calloc((size_t)R, sizeof(double));
+  int8_t *verdict = malloc((size_t)(f->n ? f->n : 1));
+  int32_t *flip = malloc((size_t)K * sizeof *flip);
+  if (!out->indices || !out->cum_precision || !out->round_ms || !verdict ||
+      !flip) {
+    td_rec_free(rec);
+    free(verdict);
+    free(flip);
+    td_sim_result_close(out);
+    return td_err_set(err, TD_ENOMEM, "simulation: out of memory");
+  }
+  memset(verdict, -1, (size_t)f->n);
+  td_rng rng;
+  td_rng_seed(&rng, o->seed);
+  int64_t hits = 0, total = 0;
+  for (int t = 0; t < R; t++) {
+    int32_t *got = out->indices + (int64_t)t * K;
+    double t0 = td_now();
+    int g = td_rec_next(rec, verdict, K, got, NULL, NULL);
+    out->round_ms[t] = (td_now() - t0) * 1e3;
+    for (int j = g; j < K; j++)
+      got[j] = -1;
+    for (int j = 0; j < g; j++) {
+      hits += noisy[got[j]] != 0;
+      verdict[got[j]] = noisy[got[j]] ? 1 : 0;
+      flip[j] = j;
+    }
+    total += g;
+    /* An exact share of this round's answers is wrong. */
+    int nf = (int)floor(o->mistakes * g + 0.5);
+    td_rng_shuffle_i32(&rng, flip, g);
+    for (int j = 0; j < nf; j++)
+      verdict[got[flip[j]]] = (int8_t)(1 - verdict[got[flip[j]]]);
+    out->cum_precision[t] = total ? (double)hits / (double)total : 0;
+  }
+  double *ms = malloc(sizeof(double) * (size_t)R);
+  int nm = 0;
+  for (int t = 1; ms && t < R; t++)
+    ms[nm++] = out->round_ms[t];
+  if (ms && nm == 0)
+    ms[nm++] = out->round_ms[0];
+  if (ms) {
+    qsort(ms, (size_t)nm, sizeof *ms, cmp_double);
+    out->feedback_ms_median =
+        nm % 2 ? ms[nm / 2] : 0.5 * (ms[nm / 2 - 1] + ms[nm / 2]);
+  }
+  free(ms);
+  free(verdict);
+  free(flip);
+  td_rec_free(rec);
+  return TD_OK;
+}
+
+void td_sim_single(const td_sus_features *f, const uint8_t *noisy, int feat,
+                   int rounds, int k, uint64_t seed, double *cum) {
+  int64_t n = f->n, take = (int64_t)rounds * k;
+  if (take > n)
+    take = n;
+  int32_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+  TD_ASSERT(order);
+  for (int64_t i = 0; i < n; i++)
+    order[i] = (int32_t)i;
+  td_rng rng;
+  td_rng_seed(&rng, seed);
+  td_rng_shuffle_i32(&rng, order, n); /* random ties (and the random pick) */
+  if (feat >= 0) {
+    /* Partial selection sort would do; a full sort by score is simple and
+     * runs once. Stable on the shuffled order, so ties stay random. */
+    float *s = malloc((size_t)(n ? n : 1) * sizeof *s);
+    int32_t *tmp = malloc((size_t)(n ? n : 1) * sizeof *tmp);
+    TD_ASSERT(s && tmp);
+    int sign = td_sus_feature_sign(feat);
+    for (int64_t i = 0; i < n; i++)
+      s[i] = (float)sign * f->x[i * NF + feat];
+    /* merge sort, descending by s */
+    for (int64_t w = 1; w < n; w *= 2) {
+      for (int64_t lo = 0; lo < n; lo += 2 * w) {
+        int64_t mid = lo + w < n ? lo + w : n,
+                hi = lo + 2 * w < n ? lo + 2 * w : n;
+        int64_t a = lo, b = mid, o = lo;
+        while (a < mid && b < hi)
+          tmp[o++] = s[order[b]] > s[order[a]] ? order[b++] : order[a++];
+        while (a < mid)
+          tmp[o++] = order[a++];
+        while (b < hi)
+          tmp[o++] = order[b++];
+      }
+      memcpy(order, tmp, (size_t)n * sizeof *order);
+    }
+    free(s);
+    free(tmp);
+  }
+  int64_t hits = 0;
+  for (int t = 0; t < rounds; t++) {
+    int64_t end = (int64_t)(t + 1) * k < take ? (int64_t)(t + 1) * k : take;
+    for (int64_t j = (int64_t)t * k; j < end; j++)
+      hits += noisy[order[j]] != 0;
+    cum[t] = end ? (double)hits / (double)end : 0;
+  }
+  free(order);
+}

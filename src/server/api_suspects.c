@@ -1,0 +1,453 @@
+/* /api/suspects: suspicious samples, feedback sessions and their export
+ * (docs/api.md, "Suspicious samples"). Features come from the run's cache
+ * (RUN/vis/suspects-*.npy); sessions live in RUN/tardis.db, opened per
+ * request so that other processes (the CLI, a second server) may write too.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+#include "tardis/feedback.h"
+#include "tardis/suspects.h"
+
+#define MAX_K 1000
+#define MAX_SESSIONS_CACHED 16
+
+/* One recommender per (run, session), kept across requests so it
+ * remembers which score picked what; rebuilt when the features change. */
+typedef struct rec_slot {
+  int64_t session;
+  td_recommender *rec;
+  uint64_t used;
+} rec_slot;
+
+static struct {
+  pthread_mutex_t mu;
+  char run_dir[PATH_MAX];
+  td_sus_features f;
+  int have;
+  char note[256];
+  td_recommender *prior; /* for the session-less ranking */
+  rec_slot slots[MAX_SESSIONS_CACHED];
+  uint64_t tick;
+} cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void cache_drop(void) {
+  td_rec_free(cache.prior);
+  cache.prior = NULL;
+  for (int i = 0; i < MAX_SESSIONS_CACHED; i++) {
+    td_rec_free(cache.slots[i].rec);
+    cache.slots[i].rec = NULL;
+  }
+  td_sus_features_close(&cache.f);
+  cache.have = 0;
+}
+
+/* Makes the cache hold the run's current features (cache.mu held). The
+ * features' own cache on disk makes this cheap after the first time. */
+static int cache_load(const td_run *run, td_err *err) {
+  td_sus_features f;
+  char note[256];
+  int rc = td_sus_features_get(run, NULL, &f, NULL, note, err);
+  if (rc)
+    return rc;
+  if (cache.have && !strcmp(cache.run_dir, td_run_dir(run)) &&
+      cache.f.signature == f.signature) {
+    td_sus_features_close(&f);
+    return TD_OK;
+  }
+  cache_drop();
+  cache.f = f;
+  cache.have = 1;
+  snprintf(cache.run_dir, sizeof cache.run_dir, "%s", td_run_dir(run));
+  snprintf(cache.note, sizeof cache.note, "%s", note);
+  return td_rec_new(&cache.f, NULL, &cache.prior, err);
+}
+
+static td_recommender *session_rec(int64_t session, td_err *err) {
+  rec_slot *lru = &cache.slots[0];
+  for (int i = 0; i < MAX_SESSIONS_CACHED; i++) {
+    rec_slot *s = &cache.slots[i];
+    if (s->rec && s->session == session) {
+      s->used = ++cache.tick;
+      return s->rec;
+    }
+    if (!s->rec || (lru->rec && s->used < lru->used))
+      lru = s;
+  }
+  td_rec_free(lru->rec);
+  lru->rec = NULL;
+  if (td_rec_new(&cache.f, NULL, &lru->rec, err))
+    return NULL;
+  lru->session = session;
+  lru->used = ++cache.tick;
+  return lru->rec;
+}
+
+static const char *arg(struct MHD_Connection *c, const char *key) {
+  return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+}
+
+static int get_k(struct MHD_Connection *c, int *k, enum MHD_Result *res) {
+  const char *v = arg(c, "k");
+  int64_t x = 50;
+  if (v && (td__parse_i64(v, &x) || x < 1 || x > MAX_K)) {
+    *res = td__reply_error(c, 400, "bad k '%.32s' (1-%d)", v, MAX_K);
+    return -1;
+  }
+  *k = (int)x;
+  return 0;
+}
+
+static json_t *item_json(const td_recommender *rec, const td_sus_features *f,
+                         const int32_t *labels, int32_t i, float score) {
+  int feat[TD_SUS_FEATURE_COUNT];
+  double pct[TD_SUS_FEATURE_COUNT];
+  int nw = td_rec_why(rec, i, feat, pct, TD_SUS_FEATURE_COUNT);
+  json_t *why = json_array(), *vals = json_object();
+  for (int j = 0; j < nw; j++)
+    json_array_append_new(
+        why,
+        json_pack("{s:s,s:f,s:f}", "feature", td_sus_feature_name(feat[j]),
+                  "value",
+                  (double)f->x[(int64_t)i * TD_SUS_FEATURE_COUNT + feat[j]],
+                  "percentile", pct[j]));
+  for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
+    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+      json_object_set_new(
+          vals, td_sus_feature_name(j),
+          json_real((double)f->x[(int64_t)i * TD_SUS_FEATURE_COUNT + j]));
+  return json_pack("{s:i,s:f,s:i,s:o,s:o}", "index", (json_int_t)i, "score",
+                   (double)score, "label", (json_int_t)labels[i], "why", why,
+                   "features", vals);
+}
+
+static json_t *features_info(void) {
+  json_t *names = json_array();
+  for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
+    if (cache.f.has_trajectory || j > TD_SUS_RARITY_ACC)
+      json_array_append_new(names, json_string(td_sus_feature_name(j)));
+  return json_pack("{s:o,s:b,s:s,s:s,s:i}", "names", names, "trajectory",
+                   cache.f.has_trajectory, "method", cache.f.method, "note",
+                   cache.note, "epochs", cache.f.n_epochs);
+}
+
+/* Ranks with rec against verdict and replies {"features", ..., "suspects"}.
+ * cache.mu held. */
+static enum MHD_Result reply_ranked(struct MHD_Connection *c, const td_run *run,
+                                    td_recommender *rec, const int8_t *verdict,
+                                    int k, json_t *extra) {
+  int32_t *idx = malloc((size_t)k * sizeof *idx);
+  float *sc = malloc((size_t)k * sizeof *sc);
+  if (!idx || !sc) {
+    free(idx);
+    free(sc);
+    json_decref(extra);
+    return td__reply_error(c, 500, "out of memory");
+  }
+  td_rec_info info;
+  int n = td_rec_next(rec, verdict, k, idx, sc, &info);
+  json_t *items = json_array();
+  const int32_t *labels = td_run_train_labels(run);
+  for (int j = 0; j < n; j++)
+    json_array_append_new(items,
+                          item_json(rec, &cache.f, labels, idx[j], sc[j]));
+  free(idx);
+  free(sc);
+  json_t *o = extra ? extra : json_object();
+  json_object_set_new(o, "features", features_info());
+  json_object_set_new(o, "ranked_by",
+                      json_string(info.model_ranked ? "model" : "prior"));
+  json_object_set_new(o, "suspects", items);
+  return td__reply_json(c, 200, o);
+}
+
+static json_t *session_json(const td_fb_session *s) {
+  return json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:i}", (const char *)"id",
+                   (json_int_t)s->id, "name", s->name, "created", s->created,
+                   "updated", s->updated, "accepted", (json_int_t)s->n_accept,
+                   "rejected", (json_int_t)s->n_reject, "rounds", s->rounds);
+}
+
+static enum MHD_Result db_error(struct MHD_Connection *c, int rc,
+                                const td_err *e) {
+  return td__reply_error(c, rc == TD_ENOENT ? 404 : 500, "%s", e->msg);
+}
+
+static int parse_session(struct MHD_Connection *c, const char *text,
+                         int64_t *id, enum MHD_Result *res) {
+  if (td__parse_i64(text, id) || *id < 1) {
+    *res = td__reply_error(c, 400, "bad session id '%.32s'", text);
+    return -1;
+  }
+  return 0;
+}
+
+static enum MHD_Result get_ranking(struct MHD_Connection *c, const td_run *run,
+                                   td_fb *db, int64_t session) {
+  enum MHD_Result res;
+  int k;
+  td_err err;
+  if (get_k(c, &k, &res))
+    return res;
+  td_fb_session s;
+  int rc;
+  if (session > 0 && (rc = td_fb_session_get(db, session, &s, &err)))
+    return db_error(c, rc, &err);
+  pthread_mutex_lock(&cache.mu);
+  rc = cache_load(run, &err);
+  if (rc) {
+    pthread_mutex_unlock(&cache.mu);
+    return td__reply_error(c, rc == TD_ESTATE ? 404 : 500, "%s", err.msg);
+  }
+  int8_t *verdict = malloc((size_t)(cache.f.n ? cache.f.n : 1));
+  if (!verdict) {
+    pthread_mutex_unlock(&cache.mu);
+    return td__reply_error(c, 500, "out of memory");
+  }
+  memset(verdict, -1, (size_t)cache.f.n);
+  td_recommender *rec = cache.prior;
+  json_t *extra = NULL;
+  if (session > 0) {
+    rc = td_fb_load(db, session, cache.f.n, verdict, &err);
+    rec = rc ? NULL : session_rec(session, &err);
+    if (!rec) {
+      pthread_mutex_unlock(&cache.mu);
+      free(verdict);
+      return td__reply_error(c, 500, "%s", err.msg);
+    }
+    extra = json_pack("{s:o}", "session", session_json(&s));
+  }
+  res = reply_ranked(c, run, rec, verdict, k, extra);
+  pthread_mutex_unlock(&cache.mu);
+  free(verdict);
+  return res;
+}
+
+static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
+                                  int64_t session) {
+  const char *fmt = arg(c, "format"), *which = arg(c, "verdict");
+  if (fmt && strcmp(fmt, "json") && strcmp(fmt, "csv"))
+    return td__reply_error(c, 400, "bad format '%.16s' (json or csv)", fmt);
+  if (which && strcmp(which, "accept") && strcmp(which, "reject"))
+    return td__reply_error(c, 400, "bad verdict '%.16s' (accept or reject)",
+                           which);
+  int want = !which || !strcmp(which, "accept");
+  td_err err;
+  td_fb_session s;
+  int rc = td_fb_session_get(db, session, &s, &err);
+  int32_t *idx = NULL;
+  int64_t n = 0;
+  if (!rc)
+    rc = td_fb_list(db, session, want, &idx, &n, &err);
+  if (rc)
+    return db_error(c, rc, &err);
+  enum MHD_Result res;
+  if (fmt && !strcmp(fmt, "csv")) {
+    size_t cap = 16 + (size_t)n * 12, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+      free(idx);
+      return td__reply_error(c, 500, "out of memory");
+    }
+    len += (size_t)snprintf(buf, cap, "index\n");
+    for (int64_t j = 0; j < n; j++)
+      len += (size_t)snprintf(buf + len, cap - len, "%d\n", idx[j]);
+    res = td__reply_bytes(c, 200, buf, len, "text/csv; charset=utf-8");
+    free(buf);
+  } else {
+    json_t *a = json_array();
+    for (int64_t j = 0; j < n; j++)
+      json_array_append_new(a, json_integer(idx[j]));
+    res = td__reply_json(c, 200,
+                         json_pack("{s:I,s:s,s:o}", "session",
+                                   (json_int_t)session, "verdict",
+                                   want ? "accept" : "reject", "indices", a));
+  }
+  free(idx);
+  return res;
+}
+
+enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
+                                 const td_run *run, char **seg, int nseg) {
+  (void)s;
+  td_err err;
+  if (nseg == 1) /* no session: the prior's ranking */
+    return get_ranking(c, run, NULL, 0);
+  if (strcmp(seg[1], "sessions") || nseg > 4)
+    return td__reply_error(c, 404, "no such route");
+  td_fb *db;
+  int rc = td_fb_open(td_run_dir(run), &db, &err);
+  if (rc)
+    return td__reply_error(c, 500, "%s", err.msg);
+  enum MHD_Result res;
+  int64_t id;
+  if (nseg == 2) {
+    td_fb_session *v;
+    int n;
+    rc = td_fb_session_list(db, &v, &n, &err);
+    if (rc) {
+      res = td__reply_error(c, 500, "%s", err.msg);
+    } else {
+      json_t *a = json_array();
+      for (int i = 0; i < n; i++)
+        json_array_append_new(a, session_json(&v[i]));
+      free(v);
+      res = td__reply_json(c, 200, json_pack("{s:o}", "sessions", a));
+    }
+  } else if (parse_session(c, seg[2], &id, &res)) {
+    /* res is queued */
+  } else if (nseg == 3) {
+    td_fb_session ss;
+    rc = td_fb_session_get(db, id, &ss, &err);
+    res =
+        rc ? db_error(c, rc, &err) : td__reply_json(c, 200, session_json(&ss));
+  } else if (!strcmp(seg[3], "recommend")) {
+    res = get_ranking(c, run, db, id);
+  } else if (!strcmp(seg[3], "export")) {
+    res = get_export(c, db, id);
+  } else {
+    res = td__reply_error(c, 404, "no such route");
+  }
+  td_fb_close(db);
+  return res;
+}
+
+/* ---- POST --------------------------------------------------------------- */
+
+/* {"accept": [i...], "reject": [j...]} → parallel arrays. */
+static int parse_feedback(json_t *body, int64_t n, int32_t **idx, int8_t **v,
+                          int *m, char *msg, size_t len) {
+  json_t *acc = json_object_get(body, "accept"),
+         *rej = json_object_get(body, "reject");
+  *idx = NULL;
+  *v = NULL;
+  *m = 0;
+  if ((acc && !json_is_array(acc)) || (rej && !json_is_array(rej)) ||
+      (!acc && !rej)) {
+    snprintf(msg, len,
+             "body must be {\"accept\": [indices], \"reject\": "
+             "[indices]}");
+    return -1;
+  }
+  size_t total =
+      (acc ? json_array_size(acc) : 0) + (rej ? json_array_size(rej) : 0);
+  *idx = malloc((total ? total : 1) * sizeof **idx);
+  *v = malloc(total ? total : 1);
+  if (!*idx || !*v) {
+    snprintf(msg, len, "out of memory");
+    return -1;
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    json_t *a = pass ? rej : acc, *x;
+    size_t i;
+    if (!a)
+      continue;
+    json_array_foreach(a, i, x) {
+      json_int_t val = json_is_integer(x) ? json_integer_value(x) : -1;
+      if (val < 0 || val >= n) {
+        snprintf(msg, len, "bad index in \"%s\" (integers 0 <= i < %lld)",
+                 pass ? "reject" : "accept", (long long)n);
+        return -1;
+      }
+      for (int j = 0; j < *m; j++)
+        if ((*idx)[j] == (int32_t)val) {
+          snprintf(msg, len, "sample %lld appears twice", (long long)val);
+          return -1;
+        }
+      (*idx)[*m] = (int32_t)val;
+      (*v)[(*m)++] = (int8_t)(pass ? 0 : 1);
+    }
+  }
+  return 0;
+}
+
+static enum MHD_Result post(td_server *s, struct MHD_Connection *c, char **seg,
+                            int nseg, json_t *body) {
+  const td_run *run = s->run;
+  td_err err;
+  td_fb *db;
+  int64_t id;
+  enum MHD_Result res;
+  int is_create = nseg == 2 && !strcmp(seg[1], "sessions");
+  int is_feedback =
+      nseg == 4 && !strcmp(seg[1], "sessions") && !strcmp(seg[3], "feedback");
+  if (!is_create && !is_feedback)
+    return td__reply_error(c, 404, "no such route");
+  if (is_feedback && parse_session(c, seg[2], &id, &res))
+    return res;
+  if (td_fb_open(td_run_dir(run), &db, &err))
+    return td__reply_error(c, 500, "%s", err.msg);
+  if (is_create) {
+    json_t *nm = json_object_get(body, "name");
+    if (nm && !json_is_string(nm)) {
+      res = td__reply_error(c, 400, "\"name\" must be a string");
+    } else {
+      td_fb_session ss;
+      int rc = td_fb_session_create(db, nm ? json_string_value(nm) : NULL, &id,
+                                    &err);
+      if (!rc)
+        rc = td_fb_session_get(db, id, &ss, &err);
+      res = rc ? td__reply_error(c, 500, "%s", err.msg)
+               : td__reply_json(c, 201, session_json(&ss));
+    }
+  } else {
+    int32_t *idx;
+    int8_t *v;
+    int m, round;
+    char msg[160];
+    if (parse_feedback(body, td_run_get_meta(run)->n_train, &idx, &v, &m, msg,
+                       sizeof msg)) {
+      res = td__reply_error(c, 400, "%s", msg);
+    } else {
+      int rc = td_fb_record(db, id, idx, v, m, &round, &err);
+      if (rc) {
+        res = db_error(c, rc, &err);
+      } else {
+        td_fb_session ss;
+        rc = td_fb_session_get(db, id, &ss, &err);
+        res = rc ? db_error(c, rc, &err)
+                 : td__reply_json(c, 200,
+                                  json_pack("{s:i,s:i,s:o}", "round", round,
+                                            "recorded", m, "session",
+                                            session_json(&ss)));
+      }
+    }
+    free(idx);
+    free(v);
+  }
+  td_fb_close(db);
+  return res;
+}
+
+enum MHD_Result td__api_post(td_server *s, struct MHD_Connection *c,
+                             const char *url, const char *body, size_t len) {
+  char path[TD__URL_MAX + 1];
+  char *seg[8];
+  int nseg = 0;
+  if (strncmp(url, "/api/", 5))
+    return td__reply_error(c, 404, "no such route");
+  snprintf(path, sizeof path, "%s", url + 5);
+  for (char *p = path, *save = NULL, *t; (t = strtok_r(p, "/", &save));
+       p = NULL) {
+    if (nseg == 8)
+      return td__reply_error(c, 404, "no such route");
+    seg[nseg++] = t;
+  }
+  if (nseg == 0 || strcmp(seg[0], "suspects"))
+    return td__reply_error(c, 405, "method not allowed (GET, HEAD)");
+  json_error_t je;
+  json_t *j = json_loadb(body ? body : "", len, 0, &je);
+  if (!json_is_object(j)) {
+    json_decref(j);
+    return td__reply_error(c, 400, "body must be a JSON object");
+  }
+  pthread_rwlock_rdlock(&s->run_lock);
+  enum MHD_Result res = post(s, c, seg, nseg, j);
+  pthread_rwlock_unlock(&s->run_lock);
+  json_decref(j);
+  return res;
+}

@@ -1,0 +1,398 @@
+/* Suspicious samples: features against naive references, k-means, the
+ * recommender, the simulation, abnormal trajectories and the CLI. */
+#include <fcntl.h>
+#include <float.h>
+
+#include "harness.h"
+#include "sus_fixture.h"
+#include "tardis/rng.h"
+#include "tardis/suspects.h"
+
+/* The command itself, so that its errors can be tested without the lead's
+ * registration in main.c. */
+#include "cli/cmd_suspects.c"
+
+static char dir_plain[4200], dir_proj[4200], dir_notruth[4200];
+
+static void test_features_naive(void) {
+  td_err err;
+  td_run *run;
+  CHECK_OK(td_run_open(dir_plain, &run, &err), &err);
+  td_sus_opts o;
+  td_sus_opts_default(&o);
+  td_sus_features f;
+  char note[256];
+  CHECK_OK(td_sus_features_compute(run, &o, &f, note, &err), &err);
+  CHECK_INT(f.has_trajectory, ==, 0);
+  CHECK_STR_CONTAINS(note, "trajectory features left out");
+  CHECK_INT(f.n, ==, SF_N);
+  CHECK_INT(f.n_epochs, ==, SF_T);
+  int max_forget = 0, forget[SF_N], ever[SF_N];
+  for (int i = 0; i < SF_N; i++) {
+    double aum = 0, loss = 0, p = 0, p2 = 0;
+    int prev = 0;
+    forget[i] = 0;
+    ever[i] = 0;
+    for (int t = 0; t < SF_T; t++) {
+      const float *z = sf_logits[t] + i * SF_C;
+      int y = sf_labels[i], arg = 0;
+      double other = -1e30, se = 0;
+      for (int c = 0; c < SF_C; c++) {
+        if (z[c] > z[arg])
+          arg = c;
+        if (c != y && (double)z[c] > other)
+          other = (double)z[c];
+      }
+      for (int c = 0; c < SF_C; c++)
+        se += exp((double)z[c]);
+      double py = exp((double)z[y]) / se;
+      aum += (double)z[y] - other;
+      loss += -log(py);
+      p += py;
+      p2 += py * py;
+      int ok = arg == y;
+      if (t > 0 && prev && !ok)
+        forget[i]++;
+      prev = ok;
+      ever[i] |= ok;
+      if (t == SF_T - 1) {
+        double mx = 0;
+        for (int c = 0; c < SF_C; c++)
+          mx = fmax(mx, exp((double)z[c]) / se);
+        CHECK_NEAR(f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_UNCERTAINTY], 1 - mx,
+                   1e-5);
+      }
+    }
+    const float *x = f.x + i * TD_SUS_FEATURE_COUNT;
+    double mp = p / SF_T;
+    CHECK_NEAR(x[TD_SUS_AUM], aum / SF_T, 1e-4);
+    CHECK_NEAR(x[TD_SUS_LOSS], loss / SF_T, 1e-4);
+    CHECK_NEAR(x[TD_SUS_CONFIDENCE], mp, 1e-5);
+    CHECK_NEAR(x[TD_SUS_VARIABILITY], sqrt(fmax(0, p2 / SF_T - mp * mp)), 1e-4);
+    if (ever[i] && forget[i] > max_forget)
+      max_forget = forget[i];
+  }
+  int some_forgotten = 0;
+  for (int i = 0; i < SF_N; i++) {
+    int want = ever[i] ? forget[i] : max_forget + 1;
+    CHECK_INT((int)f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_FORGETTING], ==, want);
+    some_forgotten += ever[i] && forget[i] > 0;
+  }
+  CHECK(some_forgotten > 0); /* the fixture exercises the counting */
+  td_sus_features_close(&f);
+  td_run_close(run);
+}
+
+static void test_kmeans_blobs(void) {
+  enum { NB = 3, PER = 200 };
+  static float x[NB * PER * 2];
+  int32_t as[NB * PER];
+  float cent[NB * 2];
+  td_rng g;
+  td_rng_seed(&g, 5);
+  for (int b = 0; b < NB; b++)
+    for (int i = 0; i < PER; i++) {
+      x[(b * PER + i) * 2] = (float)b * 50 + td_rng_normal(&g);
+      x[(b * PER + i) * 2 + 1] = (float)(b % 2) * 30 + td_rng_normal(&g);
+    }
+  td_err err;
+  CHECK_OK(td_kmeans(x, NB * PER, 2, NB, 50, 3, cent, as, &err), &err);
+  for (int b = 0; b < NB; b++)
+    for (int i = 1; i < PER; i++)
+      CHECK_INT(as[b * PER + i], ==, as[b * PER]);
+  CHECK(as[0] != as[PER] && as[0] != as[2 * PER] && as[PER] != as[2 * PER]);
+  CHECK(td_kmeans(x, 2, 2, 3, 10, 1, cent, as, &err) == TD_EARG);
+}
+
+static void test_trajectories_and_cache(void) {
+  td_err err;
+  td_run *run;
+  CHECK_OK(td_run_open(dir_proj, &run, &err), &err);
+  td_sus_features f;
+  int cached;
+  char note[256];
+  CHECK_OK(td_sus_features_get(run, NULL, &f, &cached, note, &err), &err);
+  CHECK_INT(cached, ==, 0);
+  CHECK_INT(f.has_trajectory, ==, 1);
+  CHECK(!strcmp(f.method, "pca"));
+  CHECK_INT(f.n_traj, ==, 2 * SF_T / 3);
+  CHECK_INT(f.traj_epochs[f.n_traj - 1], ==, SF_T);
+  /* the drifting (noisy) samples have rarer velocities than the rest */
+  double rn = 0, rc = 0;
+  for (int i = 0; i < SF_N; i++) {
+    float v = f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_RARITY_VEL];
+    CHECK(v >= 0 && v < 1);
+    if (i < SF_NOISY)
+      rn += (double)v / SF_NOISY;
+    else
+      rc += (double)v / (SF_N - SF_NOISY);
+  }
+  CHECK(rn > rc);
+  td_sus_features g;
+  CHECK_OK(td_sus_features_get(run, NULL, &g, &cached, note, &err), &err);
+  CHECK_INT(cached, ==, 1);
+  CHECK(!memcmp(f.x, g.x, sizeof(float) * SF_N * TD_SUS_FEATURE_COUNT));
+  CHECK_INT(g.fam[1].k, ==, f.fam[1].k);
+  CHECK_NEAR(g.fam[2].radius[3], f.fam[2].radius[3], 1e-4);
+  td_sus_features_close(&g);
+  /* a re-projected epoch invalidates the cache */
+  char p[4400];
+  snprintf(p, sizeof p, "%s/vis/pca/epoch_%04d/train_embedding.npy", dir_proj,
+           SF_T);
+  td_array e;
+  CHECK_OK(td_npy_load(p, &e, &err), &err);
+  float *copy = malloc(e.nbytes);
+  memcpy(copy, e.data, e.nbytes);
+  copy[0] += 1;
+  int64_t shape[2] = {SF_N, 2};
+  td_array_close(&e);
+  usleep(20000);
+  CHECK_OK(td_npy_save_raw(p, TD_F32, 2, shape, copy, &err), &err);
+  free(copy);
+  CHECK_OK(td_sus_features_get(run, NULL, &g, &cached, note, &err), &err);
+  CHECK_INT(cached, ==, 0);
+  td_sus_features_close(&g);
+
+  /* abnormal test trajectories: the 10 far-off ones at least */
+  float *fam[TD_SUS_FAM_COUNT];
+  CHECK_OK(td_sus_trajectories(run, &f, "test", SF_N / 3, fam, &err), &err);
+  uint8_t ab[SF_N / 3];
+  int64_t cnt = td_sus_abnormal(&f.fam[0], f.n, fam[0], SF_N / 3, ab);
+  for (int i = 0; i < 10; i++)
+    CHECK_INT(ab[i], ==, 1);
+  CHECK(cnt >= 10 && cnt < SF_N / 3);
+  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+    free(fam[k]);
+  td_sus_features_close(&f);
+  td_run_close(run);
+}
+
+static void test_abnormal_rules(void) {
+  float cent[] = {0, 0, 10, 0, 20, 0}, rad[] = {1, 1, 1};
+  int64_t size[] = {500, 490, 10}; /* the third holds 1 % */
+  td_sus_clusters c = {3, 2, cent, rad, size};
+  float t[] = {0.5f, 0, 10, 0.9f, 20, 0, 5, 5};
+  uint8_t ab[4];
+  CHECK_INT(td_sus_abnormal(&c, 1000, t, 4, ab), ==, 2);
+  CHECK(!ab[0] && !ab[1] && ab[2] && ab[3]);
+}
+
+/* Synthetic features: columns drawn at random; `planted` rows get `shift`
+ * added to column `col` (oriented: suspicious direction). */
+static void synth(td_sus_features *f, int64_t n, const uint8_t *planted,
+                  int col, float shift, uint64_t seed) {
+  memset(f, 0, sizeof *f);
+  f->n = n;
+  f->x = malloc(sizeof(float) * (size_t)n * TD_SUS_FEATURE_COUNT);
+  td_rng g;
+  td_rng_seed(&g, seed);
+  for (int64_t i = 0; i < n; i++)
+    for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++) {
+      float v = td_rng_normal(&g);
+      if (planted[i] && j == col)
+        v += shift * (float)td_sus_feature_sign(j);
+      f->x[i * TD_SUS_FEATURE_COUNT + j] = v;
+    }
+}
+
+static void test_recommender_planted(void) {
+  enum { NS = 3000, NP = 150, K = 50 };
+  static uint8_t planted[NS];
+  for (int i = 0; i < NS; i++)
+    planted[i] = i % (NS / NP) == 7;
+  td_sus_features f;
+  /* the signal sits in a feature the prior ignores */
+  synth(&f, NS, planted, TD_SUS_VARIABILITY, 6.0f, 11);
+  td_recommender *r;
+  td_err err;
+  CHECK_OK(td_rec_new(&f, NULL, &r, &err), &err);
+  int8_t verdict[NS];
+  memset(verdict, -1, sizeof verdict);
+  int32_t idx[K];
+  td_rec_info info;
+  int judged_hits = 0;
+  for (int round = 0; round < 3; round++) {
+    int n = td_rec_next(r, verdict, K, idx, NULL, &info);
+    CHECK_INT(n, ==, K);
+    int hits = 0;
+    for (int j = 0; j < n; j++) {
+      CHECK_INT(verdict[idx[j]], ==, -1); /* never re-recommended */
+      hits += planted[idx[j]];
+      verdict[idx[j]] = (int8_t)planted[idx[j]];
+    }
+    if (round == 0)
+      CHECK_INT(info.used_model, ==, 0);
+    if (round == 2) {
+      /* the prior failed, the fitted model ranks the planted first */
+      CHECK_INT(info.model_ranked, ==, 1);
+      CHECK_INT(hits, ==, K);
+      CHECK(info.weights[TD_SUS_VARIABILITY] > 0.9);
+    }
+    judged_hits += hits;
+  }
+  CHECK(judged_hits > K);
+  td_rec_free(r);
+  td_sus_features_close(&f);
+}
+
+static void test_recommender_one_sided(void) {
+  enum { NS = 1000, K = 20 };
+  static uint8_t none[NS];
+  td_sus_features f;
+  synth(&f, NS, none, 0, 0, 3);
+  td_recommender *r;
+  td_err err;
+  CHECK_OK(td_rec_new(&f, NULL, &r, &err), &err);
+  float prior[NS];
+  td_rec_prior(r, prior);
+  int8_t verdict[NS];
+  memset(verdict, -1, sizeof verdict);
+  for (int i = 0; i < 100; i++)
+    verdict[i * 7] = 1; /* all accepted: one-sided */
+  int32_t idx[K];
+  float sc[K];
+  td_rec_info info;
+  CHECK_INT(td_rec_next(r, verdict, K, idx, sc, &info), ==, K);
+  CHECK_INT(info.used_model, ==, 0);
+  CHECK_INT(info.n_accept, ==, 100);
+  /* exactly the prior's order among the unjudged */
+  float best = FLT_MAX;
+  for (int j = 0; j < K; j++) {
+    CHECK_INT(verdict[idx[j]], ==, -1);
+    CHECK_NEAR(sc[j], prior[idx[j]], 1e-4);
+    CHECK(sc[j] <= best);
+    best = sc[j];
+  }
+  for (int j = 0; j < K; j++)
+    verdict[idx[j]] = 2; /* mark: recommended */
+  for (int i = 0; i < NS; i++)
+    if (verdict[i] < 0)
+      CHECK(prior[i] <= best + 1e-4f);
+  for (int j = 0; j < K; j++)
+    verdict[idx[j]] = -1;
+  for (int i = 0; i < 100; i++)
+    verdict[i * 7] = 0; /* all rejected: one-sided too */
+  td_rec_next(r, verdict, K, idx, sc, &info);
+  CHECK_INT(info.used_model, ==, 0);
+  /* why: the top sample is unusual in at least one prior feature */
+  int feat[TD_SUS_FEATURE_COUNT];
+  double pct[TD_SUS_FEATURE_COUNT];
+  int nw = td_rec_why(r, idx[0], feat, pct, TD_SUS_FEATURE_COUNT);
+  CHECK(nw >= 1);
+  CHECK(pct[0] >= 0.9 && pct[0] < 1);
+  td_rec_free(r);
+  td_sus_features_close(&f);
+}
+
+static void test_simulation_mistakes(void) {
+  enum { NS = 5000 };
+  static uint8_t noisy[NS];
+  for (int i = 0; i < NS; i++)
+    noisy[i] = i % 10 == 3;
+  td_sus_features f;
+  /* noisy samples stand out in loss (as in a real symmetric-noise run) */
+  synth(&f, NS, noisy, TD_SUS_LOSS, 5.0f, 21);
+  for (int i = 0; i < NS; i++)
+    if (noisy[i]) {
+      f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_AUM] -= 4;
+      f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_CONFIDENCE] -= 4;
+    }
+  td_sim_opts o;
+  td_sim_opts_default(&o);
+  o.mistakes = 0.1;
+  td_sim_result res;
+  td_err err;
+  CHECK_OK(td_sim_run(&f, noisy, &o, &res, &err), &err);
+  CHECK_INT(res.rounds, ==, 10);
+  CHECK(res.cum_precision[9] >= 0.97);
+  /* no sample recommended twice */
+  static uint8_t seen[NS];
+  memset(seen, 0, sizeof seen);
+  for (int j = 0; j < res.rounds * res.k; j++) {
+    CHECK(res.indices[j] >= 0);
+    CHECK_INT(seen[res.indices[j]], ==, 0);
+    seen[res.indices[j]] = 1;
+  }
+  CHECK(res.feedback_ms_median >= 0);
+  td_sim_result_close(&res);
+  double cum[10];
+  td_sim_single(&f, noisy, TD_SUS_LOSS, 10, 50, 1, cum);
+  CHECK(cum[9] >= 0.97);
+  td_sim_single(&f, noisy, -1, 10, 50, 1, cum);
+  CHECK(cum[9] < 0.3);
+  td_sus_features_close(&f);
+}
+
+/* Runs the command with stderr and stdout captured into files. */
+static int run_cmd(char **argv, int argc, char *err_out, size_t len) {
+  char ep[4300];
+  snprintf(ep, sizeof ep, "%s/cmd.err", dir_plain);
+  fflush(stdout);
+  fflush(stderr);
+  int saved_err = dup(2), saved_out = dup(1);
+  int fd = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int fo = open("/dev/null", O_WRONLY);
+  dup2(fd, 2);
+  dup2(fo, 1);
+  int rc = td_cmd_suspects(argc, argv);
+  fflush(stdout);
+  fflush(stderr);
+  dup2(saved_err, 2);
+  dup2(saved_out, 1);
+  close(saved_err);
+  close(saved_out);
+  close(fd);
+  close(fo);
+  FILE *f = fopen(ep, "r");
+  size_t n = f ? fread(err_out, 1, len - 1, f) : 0;
+  err_out[n] = '\0';
+  if (f)
+    fclose(f);
+  return rc;
+}
+
+static void test_cli(void) {
+  char msg[4096];
+  char a0[] = "suspects", a2[] = "--simulate", a3[] = "--json";
+  char *argv1[] = {a0, dir_notruth, a2, NULL};
+  CHECK_INT(run_cmd(argv1, 3, msg, sizeof msg), ==, 1);
+  CHECK_STR_CONTAINS(msg, "train_truth.npy");
+  CHECK_STR_CONTAINS(msg, "--simulate needs the clean labels");
+  char *argv2[] = {a0, dir_plain, a2, a3, NULL};
+  CHECK_INT(run_cmd(argv2, 4, msg, sizeof msg), ==, 0);
+  char *argv3[] = {a0, dir_plain, NULL};
+  CHECK_INT(run_cmd(argv3, 2, msg, sizeof msg), ==, 0);
+  char bad[] = "--mistakes", badv[] = "2";
+  char *argv4[] = {a0, dir_plain, a2, bad, badv, NULL};
+  CHECK_INT(run_cmd(argv4, 5, msg, sizeof msg), ==, 2);
+  char ab[] = "--abnormal-test";
+  char *argv5[] = {a0, dir_plain, ab, NULL};
+  CHECK_INT(run_cmd(argv5, 3, msg, sizeof msg), ==, 1);
+  CHECK_STR_CONTAINS(msg, "needs trajectories");
+  char *argv6[] = {a0, dir_proj, ab, NULL};
+  CHECK_INT(run_cmd(argv6, 3, msg, sizeof msg), ==, 0);
+}
+
+int main(void) {
+  td_err err;
+  const char *t = td_t_tmpdir("test_suspects");
+  if (!t)
+    return 1;
+  snprintf(dir_plain, sizeof dir_plain, "%s/plain", t);
+  snprintf(dir_proj, sizeof dir_proj, "%s/proj", t);
+  snprintf(dir_notruth, sizeof dir_notruth, "%s/notruth", t);
+  if (sf_make_run(dir_plain, 1, 0, &err) || sf_make_run(dir_proj, 1, 1, &err) ||
+      sf_make_run(dir_notruth, 0, 0, &err)) {
+    fprintf(stderr, "fixture: %s\n", err.msg);
+    return 1;
+  }
+  RUN(test_features_naive);
+  RUN(test_kmeans_blobs);
+  RUN(test_trajectories_and_cache);
+  RUN(test_abnormal_rules);
+  RUN(test_recommender_planted);
+  RUN(test_recommender_one_sided);
+  RUN(test_simulation_mistakes);
+  RUN(test_cli);
+  return td_t_finish();
+}
