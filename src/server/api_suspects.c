@@ -440,7 +440,8 @@ enum MHD_Result td__api_post(td_server *s, struct MHD_Connection *c,
   if (nseg == 0 || strcmp(seg[0], "suspects"))
     return td__reply_error(c, 405, "method not allowed (GET, HEAD)");
   json_error_t je;
-  json_t *j = json_loadb(body ? body : "", len, 0, &je);
+  /* An empty body is an empty object: creating a session needs no fields. */
+  json_t *j = len == 0 ? json_object() : json_loadb(body, len, 0, &je);
   if (!json_is_object(j)) {
     json_decref(j);
     return td__reply_error(c, 400, "body must be a JSON object");

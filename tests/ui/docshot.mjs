@@ -1,7 +1,9 @@
 // The README screenshot (docs/ui.png), not a test:
 //   node docshot.mjs URL OUT.png [width height]
-// Selects a noisy, misclassified sample, hovers another one, and writes the page
-// as an 8-bit palette PNG (a third of the size of chromium's RGBA one).
+// Runs a round of the suspicious-samples panel (creates a feedback session in the
+// run's tardis.db: use a copy of the run), selects a noisy, misclassified sample,
+// hovers a suspect card, and writes the page as an 8-bit palette PNG (a third of
+// the size of chromium's RGBA one).
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
@@ -25,6 +27,22 @@ await p.waitForTimeout(300);
 const h = await p.evaluate(() => { const t=window.tardis,S=t.state; const sc=t.scatter(); for (let i=S.nTrain-1;i>0;i-=13){ const [x,y]=t.screenOf(i); if (x>sc.W*0.25&&x<sc.W*0.4&&y>sc.H*0.45&&y<sc.H*0.6) return i;} return 1; });
 const [hx, hy] = await p.evaluate((g) => window.tardis.screenOf(g), h);
 await p.mouse.move(box.x + hx, box.y + hy);
+await p.waitForTimeout(400);
+// One round judged and submitted (trails of the accepted), the next half-judged.
+const idle = () => p.waitForFunction(() => { const s = window.tardis.suspects(); return s && !s.busy; }, null, {timeout: 60000});
+await idle();
+if (!(await p.evaluate(() => window.tardis.suspects().session))) { await p.fill('#sus-k', '12'); await p.dispatchEvent('#sus-k', 'change'); }
+await p.click('#sus-rec');
+await p.waitForSelector('#sus-list .sc', {timeout: 60000});
+await idle();
+await p.focus('#sus-list .sc:nth-child(1)');
+for (const k of 'aaaaaa') await p.keyboard.press(k);
+await p.click('#sus-submit');
+await p.waitForFunction(() => window.tardis.suspects().session.rounds >= 1, null, {timeout: 60000});
+await idle();
+await p.focus('#sus-list .sc:nth-child(1)');
+for (const k of 'aar') await p.keyboard.press(k);
+await p.hover('#sus-list .sc:nth-child(4)');
 await p.waitForTimeout(400);
 fs.writeFileSync(out, toPalettePng(await p.screenshot()));
 await b.close();

@@ -9,7 +9,9 @@ ROOT=$(cd "$HERE/../.." && pwd)
 TD_BIN=${TD_BIN:-$ROOT/build/tardis}
 UI_OUT=${UI_OUT:-$ROOT/build/ui-test}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-export CHROMIUM
+# The suspects checks start (and restart) a server of their own on the same run.
+TD_WEB=$ROOT/web
+export CHROMIUM TD_BIN TD_WEB
 
 fail() { echo "tests/ui: $*"; echo "0 passed, 1 failed"; exit 1; }
 

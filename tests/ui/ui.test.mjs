@@ -6,6 +6,7 @@
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
+import { suspectsChecks } from './suspects.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -355,6 +356,9 @@ try {
     expect(badResponses.length === 0, badResponses.join(' | '));
   });
   console.log(`     frames per second while playing ${run.n_train + run.n_test} points: ${playFps}`);
+
+  // The suspicious-samples panel, with a server of its own that it restarts.
+  await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
 } catch (e) {
   failed++;
   console.log(`FAIL unexpected: ${e.stack || e}`);

@@ -7,14 +7,27 @@ export class ApiError extends Error {
   }
 }
 
-async function get(path) {
-  const r = await fetch(path);
+async function checked(path, r) {
   if (!r.ok) {
     let msg = `${r.status} ${r.statusText}`;
     try { msg = (await r.json()).error || msg; } catch { /* not JSON */ }
     throw new ApiError(r.status, `${path}: ${msg}`);
   }
   return r;
+}
+
+async function get(path) {
+  return checked(path, await fetch(path));
+}
+
+// POST is accepted only under /api/suspects/ (docs/api.md).
+async function post(path, body) {
+  const r = await fetch(path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return (await checked(path, r)).json();
 }
 
 function withQuery(path, q) {
@@ -71,4 +84,14 @@ export const api = {
     return withQuery(`/api/samples/${i}/thumbnail.png`, { split, scale });
   },
   filter(q) { return this.json('/api/filter', q); },
+
+  // Suspicious samples and their feedback sessions (kept in RUN/tardis.db).
+  suspectSessions() { return this.json('/api/suspects/sessions'); },
+  // The server wants a JSON object even when no name is given.
+  newSuspectSession(name) { return post('/api/suspects/sessions', name ? { name } : {}); },
+  recommend(id, k) { return this.json(`/api/suspects/sessions/${id}/recommend`, { k }); },
+  feedback(id, accept, reject) { return post(`/api/suspects/sessions/${id}/feedback`, { accept, reject }); },
+  exportUrl(id, verdict, format) {
+    return withQuery(`/api/suspects/sessions/${id}/export`, { verdict, format });
+  },
 };

@@ -6,6 +6,7 @@ import { lineChart } from './charts.js';
 import { classColor } from './colors.js';
 import { qualityPanel } from './quality.js';
 import { parseIndexList } from './filters.js';
+import { SuspectsPanel } from './suspects.js';
 
 const $ = (id) => document.getElementById(id);
 const NONE = 255; // "unknown" in the label / prediction / truth arrays
@@ -28,6 +29,7 @@ const S = {
 };
 
 let scatter, grid = new GridIndex(), gridKey = '';
+let sus = null;     // the suspicious-samples panel
 let lists = null, listsKey = '';
 let cur = null;    // positions of the frame on screen (an epoch's array or interp)
 let interp = null; // interpolation buffer
@@ -315,40 +317,134 @@ function updateTimelineUi() {
     renderCharts();
     renderQuality();
     if (S.selected >= 0 && !S.playing) refreshSelection();
+    if (sus) sus.refreshPredictions();
   }
 }
 
 // ---------------------------------------------------------------- overlay
+// A polyline through [[epoch, x, y], …] with a dot per epoch (the current one
+// filled) and the epoch numbers at both ends, so the direction is readable.
+function drawTrajectory(ctx, tr, e, color = '#1d2433') {
+  if (tr.length < 1) return;
+  ctx.lineJoin = 'round';
+  ctx.lineCap = 'round';
+  const path = () => {
+    ctx.beginPath();
+    tr.forEach(([, x, y], k) => { const [sx, sy] = scatter.toScreen(x, y); k ? ctx.lineTo(sx, sy) : ctx.moveTo(sx, sy); });
+  };
+  path(); ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 4.5; ctx.stroke();
+  path(); ctx.strokeStyle = color; ctx.lineWidth = 1.6; ctx.stroke();
+  for (const [ep, x, y] of tr) {
+    const [sx, sy] = scatter.toScreen(x, y);
+    ctx.beginPath();
+    ctx.arc(sx, sy, ep === e ? 3.5 : 2.4, 0, 2 * Math.PI);
+    ctx.fillStyle = ep === e ? color : '#fff';
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 1.2;
+    ctx.fill(); ctx.stroke();
+  }
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = color;
+  for (const k of [0, tr.length - 1]) {
+    const [sx, sy] = scatter.toScreen(tr[k][1], tr[k][2]);
+    ctx.fillText(String(tr[k][0]), sx + 5, sy - 5);
+  }
+}
+
+// Trajectory of sample g from the embeddings already in the page (no request).
+function trajectoryOf(g) {
+  const tr = [];
+  for (const e of S.epochs) {
+    const d = S.data.get(e);
+    if (d && Number.isFinite(d.pos[2 * g])) tr.push([e, d.pos[2 * g], d.pos[2 * g + 1]]);
+  }
+  return tr;
+}
+
+const SUS = '#d81b60';
+const TRAIL_MAX = 400; // accepted samples with a trail (the most recent ones)
+
+// Accepted samples: a trail through their positions from the first epoch to the
+// frame on screen, older segments fainter, so playing animates them. Batched by
+// segment age: a handful of strokes, whatever the number of samples.
+function drawTrails(ctx) {
+  let ids = [...sus.accepted];
+  if (ids.length > TRAIL_MAX) ids = ids.slice(ids.length - TRAIL_MAX);
+  if (!ids.length) return;
+  const k0 = Math.floor(S.tpos);
+  const pts = []; // positions arrays, one per point of the trail
+  for (let k = 0; k <= k0; k++) {
+    const d = S.data.get(S.epochs[k]);
+    if (!d) { pts.length = 0; continue; } // a hole: start after it
+    pts.push(d.pos);
+  }
+  if (S.tpos > k0 && cur) pts.push(cur);
+  ctx.lineCap = 'round';
+  ctx.lineJoin = 'round';
+  const nSeg = pts.length - 1;
+  for (let s = 0; s < nSeg; s++) {
+    const a = pts[s], b = pts[s + 1];
+    ctx.beginPath();
+    for (const i of ids) {
+      if (!Number.isFinite(a[2 * i]) || !Number.isFinite(b[2 * i])) continue;
+      const [x0, y0] = scatter.toScreen(a[2 * i], a[2 * i + 1]);
+      const [x1, y1] = scatter.toScreen(b[2 * i], b[2 * i + 1]);
+      ctx.moveTo(x0, y0); ctx.lineTo(x1, y1);
+    }
+    const age = nSeg - 1 - s;
+    ctx.globalAlpha = Math.max(0.3, 1 - 0.17 * age);
+    ctx.strokeStyle = 'rgba(255,255,255,0.75)'; ctx.lineWidth = 4; ctx.stroke();
+    ctx.strokeStyle = SUS; ctx.lineWidth = 2; ctx.stroke();
+  }
+  ctx.globalAlpha = 1;
+  // Heads: where each accepted sample is now.
+  ctx.beginPath();
+  for (const i of ids) {
+    const x = cur[2 * i], y = cur[2 * i + 1];
+    if (!Number.isFinite(x)) continue;
+    const [sx, sy] = scatter.toScreen(x, y);
+    ctx.moveTo(sx + 3, sy);
+    ctx.arc(sx, sy, 3, 0, 2 * Math.PI);
+  }
+  ctx.fillStyle = SUS; ctx.strokeStyle = '#fff'; ctx.lineWidth = 1.2;
+  ctx.fill(); ctx.stroke();
+}
+
+// The round's recommendations: a diamond on top of the point (hollow: not judged
+// yet, filled: accepted, grey: rejected), so the point itself stays visible.
+function drawSuspectMarks(ctx) {
+  const groups = { none: [], accept: [], reject: [] };
+  for (const r of sus.recs) groups[sus.verdictOf(r.index) || 'none'].push(r.index);
+  const diamonds = (ids, rad) => {
+    ctx.beginPath();
+    for (const i of ids) {
+      const x = cur[2 * i], y = cur[2 * i + 1];
+      if (!Number.isFinite(x)) continue;
+      const [sx, sy] = scatter.toScreen(x, y);
+      ctx.moveTo(sx, sy - rad); ctx.lineTo(sx + rad, sy); ctx.lineTo(sx, sy + rad); ctx.lineTo(sx - rad, sy); ctx.closePath();
+    }
+  };
+  ctx.lineJoin = 'miter';
+  diamonds(groups.reject, 5);
+  ctx.strokeStyle = '#fff'; ctx.lineWidth = 3; ctx.stroke();
+  ctx.strokeStyle = '#8a93a6'; ctx.lineWidth = 1.3; ctx.stroke();
+  diamonds(groups.none, 6.5);
+  ctx.strokeStyle = '#fff'; ctx.lineWidth = 3.6; ctx.stroke();
+  ctx.strokeStyle = SUS; ctx.lineWidth = 1.8; ctx.stroke();
+  diamonds(groups.accept, 6.5);
+  ctx.fillStyle = 'rgba(216,27,96,0.55)'; ctx.fill();
+  ctx.strokeStyle = '#fff'; ctx.lineWidth = 3.6; ctx.stroke();
+  ctx.strokeStyle = SUS; ctx.lineWidth = 1.8; ctx.stroke();
+}
+
 function drawOverlay() {
   const ctx = scatter.overlayContext();
-  if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) {
-    const tr = S.selInfo.trajectory;
-    const e = dispEpoch();
-    ctx.lineJoin = 'round';
-    ctx.lineCap = 'round';
-    const path = () => {
-      ctx.beginPath();
-      tr.forEach(([, x, y], k) => { const [sx, sy] = scatter.toScreen(x, y); k ? ctx.lineTo(sx, sy) : ctx.moveTo(sx, sy); });
-    };
-    path(); ctx.strokeStyle = 'rgba(255,255,255,0.85)'; ctx.lineWidth = 4.5; ctx.stroke();
-    path(); ctx.strokeStyle = '#1d2433'; ctx.lineWidth = 1.6; ctx.stroke();
-    for (const [ep, x, y] of tr) {
-      const [sx, sy] = scatter.toScreen(x, y);
-      ctx.beginPath();
-      ctx.arc(sx, sy, ep === e ? 3.5 : 2.4, 0, 2 * Math.PI);
-      ctx.fillStyle = ep === e ? '#1d2433' : '#fff';
-      ctx.strokeStyle = '#1d2433';
-      ctx.lineWidth = 1.2;
-      ctx.fill(); ctx.stroke();
-    }
-    // Epoch numbers at both ends, so the direction of travel is readable.
-    ctx.font = '11px system-ui, sans-serif';
-    ctx.fillStyle = '#1d2433';
-    for (const k of [0, tr.length - 1]) {
-      const [sx, sy] = scatter.toScreen(tr[k][1], tr[k][2]);
-      ctx.fillText(String(tr[k][0]), sx + 5, sy - 5);
-    }
-  }
+  // Suspects are training samples: nothing to mark when only the test split is shown.
+  const susOn = sus && cur && S.split !== 'test';
+  if (susOn && sus.trails) drawTrails(ctx);
+  if (susOn) drawSuspectMarks(ctx);
+  if (susOn && sus.hover >= 0 && sus.hover !== S.selected) drawTrajectory(ctx, trajectoryOf(sus.hover), dispEpoch(), SUS);
+  if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) drawTrajectory(ctx, S.selInfo.trajectory, dispEpoch());
   const ring = (i, r, color, w) => {
     const x = cur[2 * i], y = cur[2 * i + 1];
     if (!Number.isFinite(x)) return;
@@ -359,6 +455,7 @@ function drawOverlay() {
   };
   if (S.selected >= 0) ring(S.selected, 8, '#1d2433', 2);
   if (S.hover >= 0 && S.hover !== S.selected) ring(S.hover, 6.5, '#1d2433', 1.5);
+  if (susOn && sus.hover >= 0) ring(sus.hover, 10, SUS, 2.2);
 }
 
 // ---------------------------------------------------------------- hover / select
@@ -718,8 +815,32 @@ async function init() {
   fitView();
   wireEvents();
   readFilters();
+  startSuspects();
   document.body.classList.add('ready');
   invalidate();
+}
+
+function startSuspects() {
+  sus = new SuspectsPanel($('sus-panel'), {
+    api,
+    run: S.run,
+    className,
+    swatch: (c) => swatch(c ?? NONE),
+    predOf: (i) => {
+      const d = S.data.get(dispEpoch());
+      return d && d.pred[i] !== NONE ? d.pred[i] : null;
+    },
+    truthOf: (i) => (S.truth && S.truth[i] !== NONE ? S.truth[i] : null),
+    onChange: invalidate,
+    onPick: (i) => select(i),
+    // Replay the epochs from the first so the accepted trails grow as the points move.
+    onPlay: () => {
+      if (S.epochs.length < 2) return;
+      S.tpos = S.target = 0;
+      setPlaying(true);
+    },
+  });
+  sus.start(); // continues the last session in the background
 }
 
 // Hooks for the end-to-end test and for measuring frame rates.
@@ -744,6 +865,7 @@ window.tardis = {
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
+  suspects: () => sus,
 };
 
 init();
