@@ -46,6 +46,9 @@ typedef struct td_train_opts {
   const char *out; /* run directory; NULL: train without recording */
   int force;       /* replace an existing run */
   int save_model;  /* write the full checkpoint into each epoch's model/ */
+  const char *ood; /* NULL, or "inverted": also record intensity-inverted
+                      test images (ood_inputs.npy; ood_repr/ood_logits per
+                      epoch) to test detectors of unusual inputs */
   const char *name;
   void (*progress)(const td_train_progress *p, void *ctx);
   void *progress_ctx;

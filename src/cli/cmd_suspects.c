@@ -329,6 +329,75 @@ static int simulate(const args *a, const td_run *run,
 
 /* ---- abnormal test trajectories ------------------------------------------ */
 
+/* Counts, for one split's trajectories, how many are abnormal in each
+ * family and in any. Returns 0, or 1 after printing an error. */
+static int count_abnormal(const td_run *run, const td_sus_features *f,
+                          const char *split, int64_t m,
+                          int64_t cnt[TD_SUS_FAM_COUNT], int64_t *n_any) {
+  td_err err;
+  float *fam[TD_SUS_FAM_COUNT];
+  if (td_sus_trajectories(run, f, split, m, fam, &err)) {
+    fprintf(stderr,
+            "tardis suspects: %s (the %s split must be projected over the "
+            "same epochs)\n",
+            err.msg, split);
+    return 1;
+  }
+  uint8_t *ab = malloc((size_t)m), *any = calloc((size_t)m, 1);
+  *n_any = 0;
+  for (int k = 0; k < TD_SUS_FAM_COUNT && ab && any; k++) {
+    cnt[k] = td_sus_abnormal(&f->fam[k], f->n, fam[k], m, ab);
+    for (int64_t i = 0; i < m; i++)
+      any[i] |= ab[i];
+  }
+  for (int64_t i = 0; any && i < m; i++)
+    *n_any += any[i];
+  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+    free(fam[k]);
+  int ok = ab && any;
+  free(ab);
+  free(any);
+  if (!ok)
+    fprintf(stderr, "tardis suspects: out of memory\n");
+  return ok ? 0 : 1;
+}
+
+/* The out-of-distribution set recorded by `tardis train --ood`, when it was
+ * projected over the trajectory window: its size, or 0. */
+static int64_t ood_size(const td_run *run, const td_sus_features *f) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/vis/%s/epoch_%04d/ood_embedding.npy",
+           td_run_dir(run), f->method, f->traj_epochs[0]);
+  td_array a;
+  if (td_npy_load(p, &a, NULL) != TD_OK)
+    return 0;
+  int64_t n = a.ndim == 2 ? a.shape[0] : 0;
+  td_array_close(&a);
+  return n;
+}
+
+static const char *const fam_names[] = {"position", "velocity", "acceleration"};
+
+static json_t *counts_json(int64_t m, const int64_t cnt[TD_SUS_FAM_COUNT],
+                           int64_t n_any) {
+  return json_pack("{s:I,s:I,s:I,s:I,s:I}", "n", (json_int_t)m, "position",
+                   (json_int_t)cnt[0], "velocity", (json_int_t)cnt[1],
+                   "acceleration", (json_int_t)cnt[2], "any",
+                   (json_int_t)n_any);
+}
+
+static void print_counts(const char *title, int64_t m,
+                         const int64_t cnt[TD_SUS_FAM_COUNT], int64_t n_any) {
+  printf("%s\n", title);
+  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
+    printf("  %-13s %7lld (%.2f%%)\n", fam_names[k], (long long)cnt[k],
+           100.0 * (double)cnt[k] / (double)m);
+  printf("  %-13s %7lld (%.2f%%)\n", "any", (long long)n_any,
+         100.0 * (double)n_any / (double)m);
+}
+
+/* Test trajectories flagged abnormal are false alarms (they come from the
+ * training distribution); flagged out-of-distribution ones are detections. */
 static int abnormal_test(const args *a, const td_run *run,
                          const td_sus_features *f, const char *note) {
   int64_t m = td_run_get_meta(run)->n_test;
@@ -341,53 +410,38 @@ static int abnormal_test(const args *a, const td_run *run,
     fprintf(stderr, "tardis suspects: the run has no test split\n");
     return 1;
   }
-  td_err err;
-  float *fam[TD_SUS_FAM_COUNT];
-  if (td_sus_trajectories(run, f, "test", m, fam, &err)) {
-    fprintf(stderr,
-            "tardis suspects: %s (the test split must be projected over the "
-            "same epochs)\n",
-            err.msg);
+  int64_t cnt[TD_SUS_FAM_COUNT], n_any, ocnt[TD_SUS_FAM_COUNT], o_any = 0;
+  if (count_abnormal(run, f, "test", m, cnt, &n_any))
     return 1;
-  }
-  static const char *const fam_names[] = {"position", "velocity",
-                                          "acceleration"};
-  uint8_t *ab = malloc((size_t)m), *any = calloc((size_t)m, 1);
-  int64_t cnt[TD_SUS_FAM_COUNT], n_any = 0;
-  for (int k = 0; k < TD_SUS_FAM_COUNT && ab && any; k++) {
-    cnt[k] = td_sus_abnormal(&f->fam[k], f->n, fam[k], m, ab);
-    for (int64_t i = 0; i < m; i++)
-      any[i] |= ab[i];
-  }
-  for (int64_t i = 0; any && i < m; i++)
-    n_any += any[i];
-  for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
-    free(fam[k]);
-  int ok = ab && any;
-  free(ab);
-  free(any);
-  if (!ok) {
-    fprintf(stderr, "tardis suspects: out of memory\n");
+  int64_t mo = ood_size(run, f);
+  if (mo > 0 && count_abnormal(run, f, "ood", mo, ocnt, &o_any))
     return 1;
-  }
   if (a->json) {
-    json_t *o = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I}", "n_test", (json_int_t)m,
-                          "method", f->method, "position", (json_int_t)cnt[0],
-                          "velocity", (json_int_t)cnt[1], "acceleration",
-                          (json_int_t)cnt[2], "any", (json_int_t)n_any);
+    json_t *o = json_pack("{s:s,s:o}", "method", f->method, "test",
+                          counts_json(m, cnt, n_any));
+    if (mo > 0)
+      json_object_set_new(o, "ood", counts_json(mo, ocnt, o_any));
     json_dumpf(o, stdout, JSON_INDENT(1));
     printf("\n");
     json_decref(o);
-  } else {
-    printf("abnormal test trajectories (%lld test samples, %s projection, "
-           "epochs %d..%d):\n",
+    return 0;
+  }
+  char title[256];
+  snprintf(title, sizeof title,
+           "abnormal test trajectories — false alarms (%lld test samples, %s "
+           "projection, epochs %d..%d):",
            (long long)m, f->method, f->traj_epochs[0],
            f->traj_epochs[f->n_traj - 1]);
-    for (int k = 0; k < TD_SUS_FAM_COUNT; k++)
-      printf("  %-13s %7lld (%.2f%%)\n", fam_names[k], (long long)cnt[k],
-             100.0 * (double)cnt[k] / (double)m);
-    printf("  %-13s %7lld (%.2f%%)\n", "any", (long long)n_any,
-           100.0 * (double)n_any / (double)m);
+  print_counts(title, m, cnt, n_any);
+  if (mo > 0) {
+    snprintf(title, sizeof title,
+             "abnormal out-of-distribution trajectories — detections (%lld "
+             "samples):",
+             (long long)mo);
+    print_counts(title, mo, ocnt, o_any);
+  } else {
+    printf("(no projected out-of-distribution set: record one with `tardis "
+           "train --ood inverted`)\n");
   }
   return 0;
 }

@@ -31,6 +31,8 @@ static void usage(FILE *f) {
           "  --seed S             default 1\n"
           "  --threads T          default: all CPUs\n"
           "  --no-model           do not store the checkpoint in each epoch\n"
+          "  --ood inverted       also record intensity-inverted test images\n"
+          "                       (an out-of-distribution set)\n"
           "  --name TEXT          a name for the run\n"
           "  --force              replace an existing run at --out\n"
           "  --quiet              no progress output\n",
@@ -86,7 +88,7 @@ int td_cmd_train(int argc, char **argv) {
   o.out = NULL;
   int lr_set = 0;
   progress_ctx pc = {isatty(2), 0};
-  enum { O_DATA_DIR = 256, O_NOISE_TYPE, O_NO_MODEL, O_OPT, O_QUIET };
+  enum { O_DATA_DIR = 256, O_NOISE_TYPE, O_NO_MODEL, O_OPT, O_QUIET, O_OOD };
   static const struct option opts[] = {
       {"out", required_argument, 0, 'o'},
       {"dataset", required_argument, 0, 'd'},
@@ -102,6 +104,7 @@ int td_cmd_train(int argc, char **argv) {
       {"seed", required_argument, 0, 's'},
       {"threads", required_argument, 0, 't'},
       {"no-model", no_argument, 0, O_NO_MODEL},
+      {"ood", required_argument, 0, O_OOD},
       {"name", required_argument, 0, 'N'},
       {"force", no_argument, 0, 'f'},
       {"quiet", no_argument, 0, O_QUIET},
@@ -178,6 +181,13 @@ int td_cmd_train(int argc, char **argv) {
       break;
     case O_NO_MODEL:
       o.save_model = 0;
+      break;
+    case O_OOD:
+      if (strcmp(optarg, "inverted")) {
+        fprintf(stderr, "tardis train: --ood must be 'inverted'\n");
+        return 2;
+      }
+      o.ood = optarg;
       break;
     case 'N':
       o.name = optarg;

@@ -56,11 +56,11 @@ typedef struct recorder {
   int epoch;
   double seconds, lr, inflight_loss;
   /* fixed context */
-  split train, test;
+  split train, test, ood; /* ood.n == 0: not recorded */
   int n_classes, repr_dim;
   const char *run_dir;
   int save_model;
-  split_eval ev_train, ev_test;
+  split_eval ev_train, ev_test, ev_ood;
   /* results */
   int rc;
   td_err err;
@@ -139,6 +139,10 @@ static int write_epoch(recorder *r) {
       (r->test.n &&
        ((rc = add_f32(w, "test_repr.npy", ev->repr, r->test.n, D, err)) ||
         (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
+      (r->ood.n &&
+       ((rc = add_f32(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n, D, err)) ||
+        (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits, r->ood.n, C,
+                      err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
       (rc = td_epoch_add_json(w, "epoch.json", meta, err))) {
     json_decref(meta);
@@ -192,6 +196,8 @@ static int recorder_start(recorder *r, const td_net *net, int epoch,
   rc = eval_split(r->snap, &r->train, r->n_classes, r->repr_dim, &r->ev_train);
   if (rc == TD_OK)
     rc = eval_split(r->snap, &r->test, r->n_classes, r->repr_dim, &r->ev_test);
+  if (rc == TD_OK)
+    rc = eval_split(r->snap, &r->ood, r->n_classes, r->repr_dim, &r->ev_ood);
   r->eval_seconds += td_now() - t0;
   if (rc != TD_OK)
     return td_err_set(&r->err, rc, "out of memory while recording");
@@ -310,6 +316,35 @@ static double train_epoch(const td_train_opts *o, train_state *s,
   return loss_sum / (double)n;
 }
 
+/* An out-of-distribution copy of the test inputs, to see how unseen kinds of
+ * input move through training: "inverted" flips the intensities (a
+ * Fashion-MNIST image turned into a negative). */
+static float *ood_inputs(const char *kind, const float *x, int64_t n, int in) {
+  (void)kind; /* td_train checks the kind */
+  float *y = malloc((size_t)n * in * sizeof *y);
+  if (y)
+    for (int64_t i = 0; i < n * in; i++)
+      y[i] = 1.0f - x[i];
+  return y;
+}
+
+static int write_ood_inputs(const char *run_dir, const td_dataset *te,
+                            td_err *err) {
+  int64_t count = te->n * te->channels * te->height * te->width;
+  uint8_t *px = malloc((size_t)count);
+  if (!px)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  const uint8_t *src = te->images.data;
+  for (int64_t i = 0; i < count; i++)
+    px[i] = (uint8_t)(255 - src[i]);
+  int64_t shape[4] = {te->n, te->channels, te->height, te->width};
+  td_array a;
+  td_array_wrap(&a, TD_U8, 4, shape, px);
+  int rc = td_run_write_array(run_dir, "ood_inputs", &a, err);
+  free(px);
+  return rc;
+}
+
 int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   memset(res, 0, sizeof *res);
   if (strcmp(o->model, "mlp") != 0)
@@ -318,6 +353,10 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
     return td_err_set(err, TD_EARG,
                       "epochs, batch and learning rate must be positive");
+  if (o->ood && strcmp(o->ood, "inverted"))
+    return td_err_set(err, TD_EARG,
+                      "unknown out-of-distribution set '%s' (inverted)",
+                      o->ood);
   if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam"))
     return td_err_set(err, TD_EARG, "unknown optimizer '%s' (sgd or adam)",
                       o->optimizer);
@@ -348,11 +387,13 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   s.yb = malloc((size_t)o->batch * sizeof(int32_t));
   s.perm = malloc((size_t)tr.n * sizeof(int32_t));
   rec.snap = s.net ? td_net_clone(s.net) : NULL;
-  split_eval *evs[2] = {&rec.ev_train, &rec.ev_test};
-  int64_t ns[2] = {tr.n, te.n};
+  int with_ood = o->ood && o->out;
+  float *xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
+  split_eval *evs[3] = {&rec.ev_train, &rec.ev_test, &rec.ev_ood};
+  int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
-            !s.perm || !rec.snap;
-  for (int k = 0; k < 2 && !oom; k++) {
+            !s.perm || !rec.snap || (with_ood && !xood);
+  for (int k = 0; k < 3 && !oom; k++) {
     evs[k]->repr = malloc((size_t)ns[k] * D * sizeof(float));
     evs[k]->logits = malloc((size_t)ns[k] * C * sizeof(float));
     evs[k]->loss = malloc((size_t)ns[k] * sizeof(float));
@@ -376,6 +417,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   res->n_flipped = flipped;
   if (o->out && (rc = write_run_header(o, &tr, &te, noisy, flipped, err)))
     goto done;
+  if (with_ood && (rc = write_ood_inputs(o->out, &te, err)))
+    goto done;
 
   td_rng rng;
   td_rng_seed(&rng, o->seed);
@@ -391,6 +434,7 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   }
   rec.train = (split){xtr, noisy, flipped > 0 ? tr.labels : NULL, tr.n};
   rec.test = (split){xte, te.labels, NULL, te.n};
+  rec.ood = (split){xood, te.labels, NULL, with_ood ? te.n : 0};
   rec.n_classes = C;
   rec.repr_dim = D;
   rec.run_dir = o->out;
@@ -448,7 +492,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
 done:
   recorder_wait(&rec);
   td_net_free(rec.snap);
-  for (int k = 0; k < 2; k++) {
+  free(xood);
+  for (int k = 0; k < 3; k++) {
     free(evs[k]->repr);
     free(evs[k]->logits);
     free(evs[k]->loss);
