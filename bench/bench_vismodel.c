@@ -1,7 +1,10 @@
 /* bench_vismodel: the cost and quality of one epoch's projection — boundary
  * samples, kNN + fuzzy complex, training the encoder/decoder (warm-started
  * from the previous epoch after the first), encoding — with nn@15 and ppr
- * measured outside the timed part. On a recorded run or on synthetic blobs.
+ * measured outside the timed part, both for the encoder's output and for
+ * the layout itself (what `tardis project` stores for training points; its
+ * complex there is also class-aware, see bench_project for the end-to-end
+ * figures). On a recorded run or on synthetic blobs.
  *
  *   bench_vismodel --run runs/fmnist-noisy10 --epochs 10 11 12
  *                  [--subset N] [--threads T] [--no-boundary]
@@ -303,7 +306,11 @@ int main(int argc, char **argv) {
       free(yl);
     }
     td_vismodel *m = td_vismodel_new(e.D, &p);
-    if (td_vismodel_fit(m, xv, nv, &g, prev, &p, prev ? &anc : NULL, &err))
+    /* the layout (the drawn positions, as tardis project stores them) */
+    float *ylay = malloc((size_t)nv * 2 * sizeof(float));
+    td_vis_fit_io io = {NULL, 0, ylay, NULL};
+    if (td_vismodel_fit_ex(m, xv, nv, &g, prev, &p, prev ? &anc : NULL, &io,
+                           &err))
       die("fit", &err);
     double t3 = td_now();
     float *y = malloc((size_t)e.n * 2 * sizeof(float));
@@ -323,11 +330,23 @@ int main(int argc, char **argv) {
       td_metric_ppr(e.head, e.x, xr, e.n, &ppr, &icd);
       free(xr);
     }
+    double nn_lay = 0, ppr_lay = -1;
+    if (td_metric_nn_preservation_knn(&high, ylay, ks + 1, 1, &nn_lay, &err))
+      die("nn", &err);
+    if (e.head) {
+      float *xr = malloc((size_t)(e.n * e.D) * sizeof(float));
+      td_vismodel_decode(m, ylay, e.n, xr);
+      td_metric_ppr(e.head, e.x, xr, e.n, &ppr_lay, NULL);
+      free(xr);
+    }
     printf("epoch %d  n %lld  boundary %lld  edges %lld | boundary %.2f s  "
            "knn+complex %.2f s  fit %.2f s  encode %.2f s  TOTAL %.2f s | "
-           "nn@15 %.4f  ppr %.4f  inv_conf_diff %.4f\n",
+           "encoder: nn@15 %.4f  ppr %.4f  inv_conf_diff %.4f | layout: "
+           "nn@15 %.4f  ppr %.4f\n",
            epoch, (long long)e.n, (long long)nb, (long long)g.n_edges, t1 - t0,
-           t2 - t1, t3 - t2, t4 - t3, t4 - t0, nn[1], ppr, icd);
+           t2 - t1, t3 - t2, t4 - t3, t4 - t0, nn[1], ppr, icd, nn_lay,
+           ppr_lay);
+    free(ylay);
     fflush(stdout);
     td_knn_free(&high);
     td_knn_free(&prev_knn);

@@ -4,6 +4,7 @@
 
 #include "tardis/complex.h"
 #include "tardis/knn.h"
+#include "tardis/parallel.h"
 #include "tardis/rng.h"
 
 static float *random_points(int64_t n, int d, uint64_t seed) {
@@ -157,7 +158,82 @@ static void test_boundary_complex(void) {
   free(b);
 }
 
+/* Cross-label edges are scaled, others (and edges touching unlabelled
+ * vertices) kept. */
+static void test_scale_mixed(void) {
+  int32_t h[4] = {0, 0, 1, 2}, t[4] = {1, 2, 3, 4};
+  float w[4] = {1.0f, 0.5f, 0.8f, 0.6f};
+  td_graph g = {5, 4, h, t, w};
+  int32_t lab[4] = {0, 0, 1, 1}; /* vertex 4 unlabelled */
+  CHECK_INT(td_graph_scale_mixed(&g, lab, 4, 0.1f), ==, 2);
+  CHECK(w[0] == 1.0f);
+  CHECK_NEAR(w[1], 0.05, 1e-7);
+  CHECK_NEAR(w[2], 0.08, 1e-7);
+  CHECK(w[3] == 0.6f);
+}
+
+/* Every vertex gets `links` same-label partners: its own same-label
+ * neighbours first; an island (all neighbours of another label) finds the
+ * nearest same-label vertices two hops away. Thread count does not matter. */
+static void test_class_links(void) {
+  int64_t n = 300;
+  int d = 4, k = 8, L = 3;
+  float *x = random_points(n, d, 31);
+  int32_t *lab = malloc((size_t)n * sizeof(int32_t));
+  for (int64_t i = 0; i < n; i++)
+    lab[i] = x[i * d] > 0.0f; /* two half-spaces */
+  lab[0] = 2;                 /* a label of its own... */
+  lab[n - 1] = 2;             /* ...shared with one far-away vertex */
+  lab[5] = 1 - lab[5];        /* an island inside the other half */
+  td_knn knn;
+  td_err err;
+  CHECK_OK(td_knn_exact(x, n, d, k, &knn, &err), &err);
+  td_graph g1, g2;
+  int64_t hop1 = 0, hop2 = 0;
+  td_set_threads(1);
+  CHECK_OK(
+      td_complex_class_links(x, n, d, &knn, lab, L, 0.7f, 5, &g1, &hop1, &err),
+      &err);
+  td_set_threads(2);
+  CHECK_OK(
+      td_complex_class_links(x, n, d, &knn, lab, L, 0.7f, 5, &g2, &hop2, &err),
+      &err);
+  CHECK_INT(g1.n_edges, ==, g2.n_edges);
+  CHECK_INT(hop1, ==, hop2);
+  CHECK(hop1 >= 2);
+  int64_t *deg = calloc((size_t)n, sizeof(int64_t));
+  for (int64_t e = 0; e < g1.n_edges; e++) {
+    CHECK(g1.head[e] == g2.head[e] && g1.tail[e] == g2.tail[e]);
+    CHECK(g1.head[e] < g1.tail[e]);
+    CHECK_INT(lab[g1.head[e]], ==, lab[g1.tail[e]]);
+    CHECK(g1.weight[e] == 0.7f);
+    deg[g1.head[e]]++;
+    deg[g1.tail[e]]++;
+  }
+  for (int64_t i = 1; i < n - 1; i++)
+    CHECK(deg[i] >= L);
+  /* label 2 has two vertices: each links only to the other */
+  CHECK(deg[0] >= 1 && deg[n - 1] >= 1);
+  /* the island's partners are its nearest same-label 2-hop vertices */
+  int first = 1;
+  for (int64_t e = 0; e < g1.n_edges; e++)
+    if (g1.head[e] == 5 || g1.tail[e] == 5)
+      first = first && lab[g1.head[e] == 5 ? g1.tail[e] : g1.head[e]] == lab[5];
+  CHECK(first);
+  free(deg);
+  td_graph_free(&g1);
+  td_graph_free(&g2);
+  td_knn_free(&knn);
+  CHECK_INT(
+      td_complex_class_links(x, n, d, &knn, lab, 0, 1.0f, 5, &g1, NULL, &err),
+      ==, TD_EARG);
+  free(lab);
+  free(x);
+}
+
 int main(void) {
+  RUN(test_scale_mixed);
+  RUN(test_class_links);
   RUN(test_smooth_equation);
   RUN(test_union_matches_dense);
   RUN(test_alias_frequencies);

@@ -259,6 +259,83 @@ static void test_warm_start_moves_less(void) {
   free_set(&s);
 }
 
+/* fit_ex: the layout comes back in y_out; with a linear head the decoder
+ * inverts the drawn positions to the same class; a warm fit started from
+ * those positions stays near them. */
+static void test_fit_io_head_and_positions(void) {
+  blob_set s;
+  CHECK(make_set(&s, 900, 8, 3, 5) == 0);
+  int D = s.D, C = s.C;
+  /* nearest-centroid head: z_c = m_c . x - |m_c|^2 / 2 */
+  float w[3 * 8] = {0}, b[3] = {0};
+  int64_t cnt[3] = {0};
+  for (int64_t i = 0; i < s.n; i++) {
+    cnt[s.label[i]]++;
+    for (int j = 0; j < D; j++)
+      w[s.label[i] * D + j] += s.x[i * D + j];
+  }
+  for (int c = 0; c < C; c++)
+    for (int j = 0; j < D; j++) {
+      w[c * D + j] /= (float)cnt[c];
+      b[c] -= 0.5f * w[c * D + j] * w[c * D + j];
+    }
+  td_vis_head head = {C, w, b};
+  td_vis_params p;
+  small_params(&p, D);
+  p.max_epochs = 0;
+  float *y = malloc((size_t)s.n * 2 * sizeof(float));
+  float *y2 = malloc((size_t)s.n * 2 * sizeof(float));
+  float *xr = malloc((size_t)(s.n * D) * sizeof(float));
+  td_vis_fit_io io = {NULL, 0, y, &head};
+  td_vismodel *m = td_vismodel_new(D, &p);
+  td_err err;
+  CHECK_OK(td_vismodel_fit_ex(m, s.x, s.n, &s.g, NULL, &p, NULL, &io, &err),
+           &err);
+  double lo = 1e30, hi = -1e30;
+  for (int64_t i = 0; i < 2 * s.n; i++) {
+    CHECK(isfinite(y[i]));
+    double v = (double)y[i];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  CHECK_OK(td_vismodel_decode(m, y, s.n, xr), NULL);
+  int64_t agree = 0;
+  for (int64_t i = 0; i < s.n; i++) {
+    int a = 0, r = 0;
+    float za[3], zr[3];
+    for (int c = 0; c < C; c++) {
+      za[c] = zr[c] = b[c];
+      for (int j = 0; j < D; j++) {
+        za[c] += w[c * D + j] * s.x[i * D + j];
+        zr[c] += w[c * D + j] * xr[i * D + j];
+      }
+      a = za[c] > za[a] ? c : a;
+      r = zr[c] > zr[r] ? c : r;
+    }
+    agree += a == r;
+  }
+  fprintf(stderr, "  decode(layout) keeps the head's class: %.3f\n",
+          (double)agree / (double)s.n);
+  CHECK(agree >= s.n * 97 / 100);
+  /* warm: start from y, few epochs, small steps */
+  td_vis_fit_io io2 = {y, s.n, y2, &head};
+  td_vismodel *m2 = td_vismodel_new(D, &p);
+  CHECK_OK(td_vismodel_fit_ex(m2, s.x, s.n, &s.g, m, &p, NULL, &io2, &err),
+           &err);
+  double moved = mean_move(y, y2, s.n);
+  fprintf(stderr, "  warm refit moves %.3f (extent %.3f)\n", moved, hi - lo);
+  CHECK(moved < 0.1 * (hi - lo));
+  td_vis_fit_io bad = {NULL, 0, NULL, &(td_vis_head){0, w, b}};
+  CHECK_INT(td_vismodel_fit_ex(m2, s.x, s.n, &s.g, NULL, &p, NULL, &bad, &err),
+            ==, TD_EARG);
+  td_vismodel_free(m);
+  td_vismodel_free(m2);
+  free(y);
+  free(y2);
+  free(xr);
+  free_set(&s);
+}
+
 static void test_bad_args(void) {
   td_vismodel *m = td_vismodel_new(4, NULL), *o = td_vismodel_new(5, NULL);
   float x[8] = {0};
@@ -278,6 +355,7 @@ int main(void) {
   RUN(test_blobs_separate_and_invert);
   RUN(test_save_load);
   RUN(test_warm_start_moves_less);
+  RUN(test_fit_io_head_and_positions);
   RUN(test_bad_args);
   return td_t_finish();
 }

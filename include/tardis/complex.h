@@ -103,6 +103,22 @@ int td_complex_dvi(const float *x, int64_t n, const float *b, int64_t nb, int d,
 int64_t td_graph_scale_mixed(td_graph *g, const int32_t *label,
                              int64_t n_labelled, float factor);
 
+/* Class links (docs/projection.md): for every vertex i < n, edges of
+ * weight `weight` to `links` vertices with the same label: its same-label
+ * neighbours in its kNN row (knn over at least the first n rows of x [., d];
+ * indices >= n are ignored), nearest first; if there are fewer, the nearest
+ * same-label vertices among its neighbours' neighbours (distances in x);
+ * then random same-label vertices. With the classifier's predicted classes
+ * as labels this keeps every point, even one whose high-dimensional
+ * neighbours are mostly of another class, inside its own class's region of
+ * the layout, so that the decoder maps it back to its class. *n_hop (may be
+ * NULL) receives the number of vertices that needed the two-hop search.
+ * Parallel; the result does not depend on the thread count. */
+int td_complex_class_links(const float *x, int64_t n, int d, const td_knn *knn,
+                           const int32_t *label, int links, float weight,
+                           uint64_t seed, td_graph *out, int64_t *n_hop,
+                           td_err *err);
+
 /* ---- weight-proportional sampling (Walker's alias method) ---------------- */
 
 /* O(n) to build, O(1) per draw. */

@@ -18,12 +18,21 @@
  *     //   td_vismodel_fit(m2, x2, n2, &g2, m, &p, &anchor, &err);
  *     td_vismodel_free(m);
  *
- * Training. Each step draws batch_edges edges of the complex in proportion
- * to their weight (alias sampler) and encodes both endpoints. Per positive
- * edge (u, v) the loss is -log q(|e_u - e_v|), and n_negatives vertices w
- * drawn uniformly from the batch's endpoints add -log(1 - q(|e_u - e_w|)),
- * with q(d) = 1 / (1 + a d^(2b)), q and 1 - q clamped at 1e-4 below; the mean
- * is over all positive and negative pairs. A share rec_fraction of the
+ * Default training (docs/projection.md): the complex is laid out directly in
+ * 2-D by UMAP's SGD (layout_epochs from PCA, or warm_layout_epochs from
+ * io->init_y / prev's encoding), the layout is handed back in io->y_out (the
+ * drawn positions of the vertices), then the encoder regresses it and the
+ * decoder learns layout position -> representation (dec_on_layout), with the
+ * head-consistency term when io->head is given; encoder and decoder are
+ * distilled on two threads at once. max_epochs = 0 by default: the DVI
+ * passes described next are off.
+ *
+ * DVI passes (max_epochs > 0). Each step draws batch_edges edges of the complex
+ * in proportion to their weight (alias sampler) and encodes both endpoints. Per
+ * positive edge (u, v) the loss is -log q(|e_u - e_v|), and n_negatives
+ * vertices w drawn uniformly from the batch's endpoints add -log(1 - q(|e_u -
+ * e_w|)), with q(d) = 1 / (1 + a d^(2b)), q and 1 - q clamped at 1e-4 below;
+ * the mean is over all positive and negative pairs. A share rec_fraction of the
  * batch's endpoints is decoded, adding lambda_rec x the mean squared error
  * (in the model's normalised units, see below); its gradient flows into the
  * decoder and through the canvas position into the encoder. Adam; a "pass"
@@ -46,8 +55,10 @@
  *    memory batch of max(0, |y_m - e(x_m)| - delta_m), the remembered points
  *    x_m with their drawn positions y_m (anchor->mem_*).
  *
- * Threads: td_threads(); one step runs its GEMMs on OpenBLAS's threads.
- * Deterministic for a given seed and thread count.
+ * Threads: td_threads(); the layout is lock-free parallel over edges
+ * (Hogwild, as umap-learn: bitwise reproducible only with one thread); the
+ * distillation runs the encoder and the decoder on one thread each; a DVI
+ * pass step runs its GEMMs on OpenBLAS's threads.
  */
 #ifndef TARDIS_VISMODEL_H
 #define TARDIS_VISMODEL_H

@@ -277,6 +277,153 @@ int64_t td_graph_scale_mixed(td_graph *g, const int32_t *label,
   return cnt;
 }
 
+static float sqdist(const float *a, const float *b, int d) {
+  float s = 0.0f;
+  for (int j = 0; j < d; j++) {
+    float t = a[j] - b[j];
+    s += t * t;
+  }
+  return s;
+}
+
+typedef struct {
+  const float *x;
+  int64_t n;
+  int d, links;
+  const td_knn *knn;
+  const int32_t *label;
+  const int64_t *start;    /* [L + 1] label offsets into by_label */
+  const int32_t *by_label; /* vertices sorted by label */
+  uint64_t seed;
+  int32_t *to;  /* [n, links] chosen partners, -1: none */
+  int64_t *hop; /* [threads] vertices that needed the 2-hop search */
+} links_ctx;
+
+/* Partners of vertex i: its same-label kNN neighbours in order (the row is
+ * sorted by distance: no distance to compute), then the nearest same-label
+ * vertices two hops away, then random same-label vertices. */
+static void links_rows(void *vctx, int64_t begin, int64_t end, int tid) {
+  links_ctx *c = vctx;
+  int k = c->knn->k, L = c->links, d = c->d;
+  int64_t n = c->n;
+  const int32_t *idx = c->knn->idx, *label = c->label;
+  td_rng rng;
+  td_rng_split(&rng, c->seed, (uint64_t)begin);
+  for (int64_t i = begin; i < end; i++) {
+    int32_t *best = c->to + i * L;
+    float bd[64];
+    int nb = 0;
+    for (int a = 0; a < k && nb < L; a++) {
+      int32_t v = idx[i * k + a];
+      if (v < n && label[v] == label[i])
+        best[nb++] = v;
+    }
+    int fixed = nb;
+    if (nb < L) {
+      c->hop[tid]++;
+      for (int a = 0; a < k; a++) {
+        int32_t u = idx[i * k + a];
+        if (u >= n)
+          continue;
+        for (int b2 = 0; b2 < k; b2++) {
+          int32_t v = idx[(int64_t)u * k + b2];
+          if (v >= n || v == i || label[v] != label[i])
+            continue;
+          int dup = 0;
+          for (int q = 0; q < nb && !dup; q++)
+            dup = best[q] == v;
+          if (dup)
+            continue;
+          float dv = sqdist(c->x + i * d, c->x + (int64_t)v * d, d);
+          if (nb == L && dv >= bd[nb - 1])
+            continue;
+          int q = nb < L ? nb++ : L - 1;
+          while (q > fixed && bd[q - 1] > dv) {
+            bd[q] = bd[q - 1];
+            best[q] = best[q - 1];
+            q--;
+          }
+          bd[q] = dv;
+          best[q] = v;
+        }
+      }
+    }
+    int64_t lo = c->start[label[i]], cnt = c->start[label[i] + 1] - lo;
+    for (int tries = 0; nb < L && cnt > 1 && tries < 4 * L; tries++) {
+      int32_t v = c->by_label[lo + (int64_t)td_rng_below(&rng, (uint64_t)cnt)];
+      if (v != i)
+        best[nb++] = v;
+    }
+    for (int q = nb; q < L; q++)
+      best[q] = -1;
+  }
+}
+
+int td_complex_class_links(const float *x, int64_t n, int d, const td_knn *knn,
+                           const int32_t *label, int links, float weight,
+                           uint64_t seed, td_graph *out, int64_t *n_hop,
+                           td_err *err) {
+  memset(out, 0, sizeof *out);
+  if (n_hop)
+    *n_hop = 0;
+  if (links < 1 || links > 64 || n < 2 || knn->n < n || d < 1)
+    return td_err_set(err, TD_EARG, "class links: bad arguments");
+  int32_t maxl = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (label[i] < 0)
+      return td_err_set(err, TD_EARG, "class links: negative label");
+    maxl = label[i] > maxl ? label[i] : maxl;
+  }
+  int nt = td_threads();
+  int64_t *start = calloc((size_t)maxl + 2, sizeof(int64_t));
+  int64_t *fill = malloc((size_t)(maxl + 1) * sizeof(int64_t));
+  int32_t *by_label = malloc((size_t)n * sizeof(int32_t));
+  int32_t *to = malloc((size_t)n * links * sizeof(int32_t));
+  int64_t *hop = calloc((size_t)nt, sizeof(int64_t));
+  int rc = TD_OK;
+  if (!start || !fill || !by_label || !to || !hop) {
+    rc = td_err_set(err, TD_ENOMEM, "class links: out of memory");
+    goto done;
+  }
+  for (int64_t i = 0; i < n; i++)
+    start[label[i] + 1]++;
+  for (int32_t l = 0; l <= maxl; l++)
+    start[l + 1] += start[l];
+  memcpy(fill, start, (size_t)(maxl + 1) * sizeof(int64_t));
+  for (int64_t i = 0; i < n; i++)
+    by_label[fill[label[i]]++] = (int32_t)i;
+  links_ctx c = {x, n, d, links, knn, label, start, by_label, seed, to, hop};
+  td_parallel_for(n, 1024, links_rows, &c);
+  int64_t m = 0;
+  for (int64_t i = 0; i < n * links; i++)
+    m += to[i] >= 0;
+  if (graph_alloc(out, n, m) != TD_OK) {
+    rc = td_err_set(err, TD_ENOMEM, "class links: out of memory");
+    goto done;
+  }
+  m = 0;
+  for (int64_t i = 0; i < n; i++)
+    for (int q = 0; q < links; q++) {
+      int32_t v = to[i * links + q];
+      if (v < 0)
+        continue;
+      out->head[m] = (int32_t)i < v ? (int32_t)i : v;
+      out->tail[m] = (int32_t)i < v ? v : (int32_t)i;
+      out->weight[m] = weight;
+      m++;
+    }
+  if (n_hop)
+    for (int t = 0; t < nt; t++)
+      *n_hop += hop[t];
+done:
+  free(start);
+  free(fill);
+  free(by_label);
+  free(to);
+  free(hop);
+  return rc;
+}
+
 /* ---- DVI's complexes ------------------------------------------------------
  */
 

@@ -49,6 +49,7 @@ typedef struct carry {
   float *pos;
   int64_t n_pos; /* training points */
   int64_t n_vert;
+  int32_t *pred; /* [n_pos] their predicted classes */
 } carry;
 
 static void carry_free(carry *c) {
@@ -57,6 +58,7 @@ static void carry_free(carry *c) {
     td_knn_free(&c->knn);
   free(c->pca_comps);
   free(c->pos);
+  free(c->pred);
   memset(c, 0, sizeof *c);
 }
 
@@ -184,6 +186,138 @@ static int head_linear(const td_head *h, int D, int C, const float *x0,
   return 0;
 }
 
+/* The class-aware complex (docs/projection.md, "ppr"): edges between
+ * training points of different predicted classes are scaled by
+ * cross_weight, and every training point gets `links` class links
+ * (td_complex_class_links) of weight link_weight. Measured defaults below;
+ * the TD_PROJ_* environment variables override them for measurements
+ * (bench/bench_project.c). */
+typedef struct proj_tune {
+  float cross_weight, link_weight;
+  int links;
+  int independent; /* no warm start: every epoch projected on its own */
+} proj_tune;
+
+static double env_num(const char *name, double def) {
+  const char *v = getenv(name);
+  return v && *v ? atof(v) : def;
+}
+
+static void tune_defaults(proj_tune *t) {
+  t->cross_weight = (float)env_num("TD_PROJ_CROSS_WEIGHT", 0.01);
+  t->links = (int)env_num("TD_PROJ_LINKS", 5);
+  t->link_weight = (float)env_num("TD_PROJ_LINK_WEIGHT", 1.0);
+  t->independent = (int)env_num("TD_PROJ_INDEPENDENT", 0);
+}
+
+/* Overrides of td_vis_params for measurements. */
+static void tune_params(td_vis_params *p) {
+  p->lambda_head = (float)env_num("TD_PROJ_LAMBDA_HEAD", p->lambda_head);
+  p->hidden = (int)env_num("TD_PROJ_HIDDEN", p->hidden);
+  p->distil_epochs = (int)env_num("TD_PROJ_DISTIL", p->distil_epochs);
+  p->warm_distil_epochs =
+      (int)env_num("TD_PROJ_WARM_DISTIL", p->warm_distil_epochs);
+  p->layout_epochs = (int)env_num("TD_PROJ_LAYOUT", p->layout_epochs);
+  p->warm_layout_epochs =
+      (int)env_num("TD_PROJ_WARM_LAYOUT", p->warm_layout_epochs);
+  p->distil_points = (int)env_num("TD_PROJ_DISTIL_POINTS", p->distil_points);
+  p->n_negatives = (int)env_num("TD_PROJ_NEGATIVES", p->n_negatives);
+  p->warm_alpha = (float)env_num("TD_PROJ_WARM_ALPHA", p->warm_alpha);
+  p->dec_on_layout = (int)env_num("TD_PROJ_DEC_ON_LAYOUT", p->dec_on_layout);
+}
+
+static void predicted(const epoch_data *e, int32_t *pred) {
+  const float *lg = e->logits.data;
+  for (int64_t i = 0; i < e->n; i++) {
+    int b = 0;
+    for (int k = 1; k < e->C; k++)
+      b = lg[i * e->C + k] > lg[i * e->C + b] ? k : b;
+    pred[i] = b;
+  }
+}
+
+/* Warm start for a point whose predicted class changed since the previous
+ * epoch: its old position lies in the old class's region, farther from
+ * its new class than 30 gentle layout epochs can carry it (measured: ppr
+ * 0.95-0.97 early in training without this). It starts instead next to
+ * its nearest kNN neighbour of the new class that kept its class. */
+static int64_t relocate_changed(const epoch_data *e, const carry *c,
+                                const int32_t *pred, const td_knn *knn,
+                                float *init) {
+  int64_t moved = 0;
+  int k = knn->k;
+  for (int64_t i = 0; i < e->n; i++) {
+    if (pred[i] == c->pred[i])
+      continue;
+    for (int j = 0; j < k; j++) {
+      int32_t v = knn->idx[i * k + j];
+      if (v < e->n && pred[v] == pred[i] && c->pred[v] == pred[v]) {
+        /* a small deterministic offset so the two do not coincide */
+        float a = (float)(i % 628) * 0.01f;
+        init[2 * i] = c->pos[2 * v] + 0.05f * cosf(a);
+        init[2 * i + 1] = c->pos[2 * v + 1] + 0.05f * sinf(a);
+        moved++;
+        break;
+      }
+    }
+  }
+  return moved;
+}
+
+/* Warm start in proportion to neighbourhood change: a point that kept a
+ * share r of its kNN starts at r x its old position + (1 - r) x the mean old
+ * position of its new neighbours, so points whose neighbourhood changed
+ * move, and the others stay (temporal_corr, docs/projection.md). */
+static void neighbour_init(const epoch_data *e, const carry *c,
+                           const td_knn *knn, const float *overlap,
+                           float *init) {
+  int k = knn->k;
+  for (int64_t i = 0; i < e->n; i++) {
+    float r = overlap[i];
+    if (r >= 1.0f)
+      continue;
+    double sx = 0.0, sy = 0.0;
+    int cnt = 0;
+    for (int j = 0; j < k; j++) {
+      int32_t v = knn->idx[i * k + j];
+      if (v < e->n) {
+        sx += (double)c->pos[2 * v];
+        sy += (double)c->pos[2 * v + 1];
+        cnt++;
+      }
+    }
+    if (!cnt)
+      continue;
+    init[2 * i] = r * c->pos[2 * i] + (1.0f - r) * (float)(sx / cnt);
+    init[2 * i + 1] = r * c->pos[2 * i + 1] + (1.0f - r) * (float)(sy / cnt);
+  }
+}
+
+static int class_aware(const epoch_data *e, const proj_tune *t, uint64_t seed,
+                       const int32_t *pred, const td_knn *knn, td_graph *g,
+                       td_err *err) {
+  if (t->cross_weight == 1.0f && t->links <= 0)
+    return TD_OK;
+  td_graph_scale_mixed(g, pred, e->n, t->cross_weight);
+  td_graph_prune(g, 1e-6f);
+  int rc = TD_OK;
+  if (t->links > 0 && e->n >= 2) {
+    td_graph cl, joined;
+    rc = td_complex_class_links(e->train.data, e->n, e->D, knn, pred, t->links,
+                                t->link_weight, seed, &cl, NULL, err);
+    if (rc == TD_OK) {
+      const td_graph *parts[2] = {g, &cl};
+      rc = td_graph_join(parts, NULL, 2, g->n_vertices, &joined, err);
+      td_graph_free(&cl);
+      if (rc == TD_OK) {
+        td_graph_free(g);
+        *g = joined;
+      }
+    }
+  }
+  return rc;
+}
+
 /* Fits this epoch's projection (dvi or pca) and leaves the model in *c. */
 static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
                      double *knn_s, double *fit_s, td_err *err) {
@@ -231,47 +365,36 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     free(xv);
     return rc;
   }
-  {
-    const char *ev = getenv("TD_XCLASS");
-    float fac = ev ? (float)atof(ev) : 1.0f;
-    if (fac != 1.0f) {
-      int32_t *pred = malloc((size_t)e->n * sizeof *pred);
-      const float *lg = e->logits.data;
-      for (int64_t i = 0; i < e->n; i++) {
-        int b = 0;
-        for (int cc = 1; cc < e->C; cc++)
-          b = lg[i * e->C + cc] > lg[i * e->C + b] ? cc : b;
-        pred[i] = b;
-      }
-      td_graph_scale_mixed(&g, pred, e->n, fac);
-      free(pred);
-    }
+  proj_tune tu;
+  tune_defaults(&tu);
+  int32_t *pred = malloc((size_t)(e->n ? e->n : 1) * sizeof *pred);
+  if (!pred)
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  else
+    predicted(e, pred);
+  if (rc != TD_OK ||
+      (rc = class_aware(e, &tu, o->seed, pred, &knn, &g, err)) != TD_OK) {
+    free(pred);
+    free(xv);
+    td_graph_free(&g);
+    td_knn_free(&knn);
+    return rc;
   }
   td_vis_params p;
   td_vis_params_default(&p, e->D);
   p.seed = o->seed;
   if (o->temporal >= 0)
     p.temporal = o->temporal;
-  if (getenv("TD_LH"))
-    p.lambda_head = (float)atof(getenv("TD_LH"));
-  if (getenv("TD_HID"))
-    p.hidden = atoi(getenv("TD_HID"));
-  if (getenv("TD_DIS"))
-    p.distil_epochs = atoi(getenv("TD_DIS"));
-  if (getenv("TD_WDIS"))
-    p.warm_distil_epochs = atoi(getenv("TD_WDIS"));
-  if (getenv("TD_LAY"))
-    p.layout_epochs = atoi(getenv("TD_LAY"));
-  if (getenv("TD_WLAY"))
-    p.warm_layout_epochs = atoi(getenv("TD_WLAY"));
-  if (getenv("TD_DPTS"))
-    p.distil_points = atoi(getenv("TD_DPTS"));
-  if (getenv("TD_WALPHA"))
-    p.warm_alpha = (float)atof(getenv("TD_WALPHA"));
+  /* measured at 60k (docs/projection.md): 80 cold epochs already match
+   * umap-learn's nn@15, and every later epoch refines the layout further */
+  if (nv > 30000)
+    p.layout_epochs = 80;
+  tune_params(&p);
+  int warm = c->model && !tu.independent;
   float *overlap = NULL;
   td_vis_anchor anc;
   memset(&anc, 0, sizeof anc);
-  if (c->model && c->have_knn) {
+  if (warm && c->have_knn) {
     overlap = malloc((size_t)nv * sizeof *overlap);
     if (overlap) {
       td_knn cur = knn, prev = c->knn;
@@ -299,29 +422,40 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     vh.b = hb;
     io.head = &vh;
   }
-  if (c->model && c->pos && c->n_pos == e->n) {
-    io.init_y = c->pos;
+  float *init = NULL;
+  if (warm && c->pos && c->n_pos == e->n &&
+      (init = malloc((size_t)e->n * 2 * sizeof *init))) {
+    memcpy(init, c->pos, (size_t)e->n * 2 * sizeof *init);
+    if (overlap && env_num("TD_PROJ_NEIGHBOUR_INIT", 1) != 0)
+      neighbour_init(e, c, &knn, overlap, init);
+    if (c->pred && env_num("TD_PROJ_RELOCATE", 1) != 0)
+      relocate_changed(e, c, pred, &knn, init);
+    io.init_y = init;
     io.n_init = e->n;
   }
   float *pos = malloc((size_t)nv * 2 * sizeof *pos);
   io.y_out = pos;
-  double t1 = td_now();
-  rc = m && pos ? td_vismodel_fit_ex(m, xv, nv, &g, c->model, &p,
+  double t1 = t0 + *knn_s; /* the fit includes the class links */
+  rc = m && pos ? td_vismodel_fit_ex(m, xv, nv, &g, warm ? c->model : NULL, &p,
                                      anc.knn_overlap ? &anc : NULL, &io, err)
                 : td_err_set(err, TD_ENOMEM, "out of memory");
   *fit_s = td_now() - t1;
   free(hw);
   free(hb);
+  free(init);
   free(overlap);
   free(xv);
   td_graph_free(&g);
   if (rc != TD_OK) {
     free(pos);
+    free(pred);
     td_vismodel_free(m);
     td_knn_free(&knn);
     return rc;
   }
   free(c->pos);
+  free(c->pred);
+  c->pred = pred;
   c->pos = pos;
   c->n_pos = e->n;
   c->n_vert = nv;
@@ -515,6 +649,19 @@ static void load_previous(const char *run_dir, const td_project_opts *o,
           c->n_pos = a.shape[0];
         }
         td_array_close(&a);
+      }
+      /* and its predicted classes, for relocate_changed */
+      epoch_data pe;
+      memset(&pe, 0, sizeof pe);
+      pe.C = td_run_get_meta(run)->n_classes;
+      if (c->pos && td_run_load(run, td_run_epoch_number(run, i),
+                                "train_logits", &pe.logits, NULL) == TD_OK) {
+        pe.n = pe.logits.shape[0];
+        if (pe.logits.dtype == TD_F32 && pe.logits.ndim == 2 &&
+            pe.logits.shape[1] == pe.C && pe.n == c->n_pos &&
+            (c->pred = malloc((size_t)pe.n * sizeof *c->pred)))
+          predicted(&pe, c->pred);
+        td_array_close(&pe.logits);
       }
     }
     td_projection_free(pj);

@@ -13,6 +13,10 @@
 #include "tardis/nn.h"
 #include "tardis/parallel.h"
 
+/* OpenBLAS's own controls (as in src/nn/net.c). */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
 #define VIS_FORMAT "tardis-vismodel"
 #define VIS_VERSION 1
 #define Q_CLAMP 1e-4f
@@ -44,15 +48,15 @@ void td_vis_params_default(td_vis_params *p, int repr_dim) {
   p->temporal = TD_TEMPORAL_DVI;
   p->lambda_temporal = 0.3f;
   p->memory_delta = 0.5f;
-  p->layout_epochs = 200;
-  p->warm_layout_epochs = 50;
+  p->layout_epochs = 120;
+  p->warm_layout_epochs = 30;
   p->distil_epochs = 60;
-  p->warm_distil_epochs = 20;
+  p->warm_distil_epochs = 40;
   p->distil_batch = 512;
   p->seed = 1;
   p->distil_points = 20000;
   p->dec_on_layout = 1;
-  p->lambda_head = 1.0f;
+  p->lambda_head = 3.0f;
   p->warm_alpha = 0.3f;
 }
 
@@ -478,6 +482,8 @@ typedef struct {
   float *target;              /* [n, 2] the layout the encoder distils */
   int32_t *perm;              /* [n] point order of a distillation sweep */
   float *yb;                  /* [P, 2] layout positions of a batch */
+  float *xb2;                 /* [P, D] the decoder's batch (own thread) */
+  int32_t *perm2;             /* [n] the decoder's point order */
   float *probs;               /* [n, C] softmax(head(x)): head targets */
   float *hw, *hb;             /* head folded onto normalised units */
   float *hz;                  /* [P, C] head logits of a batch's decoding */
@@ -507,6 +513,8 @@ static void fit_buf_free(fit_buf *f) {
   free(f->target);
   free(f->perm);
   free(f->yb);
+  free(f->xb2);
+  free(f->perm2);
   free(f->probs);
   free(f->hw);
   free(f->hb);
@@ -763,6 +771,113 @@ static double distil_step(fit_state *s, const int32_t *ids, int P) {
   return loss;
 }
 
+/* The temporal terms of one net (0: encoder, 1: decoder). */
+static double temporal_net(fit_state *s, const int32_t *ids, int cnt,
+                           int which) {
+  const td_vis_params *p = s->p;
+  double loss = 0.0;
+  if (s->have_prev && p->temporal == TD_TEMPORAL_DVI &&
+      p->lambda_temporal > 0.0f) {
+    double ov = 0.0;
+    for (int i = 0; i < cnt; i++)
+      ov += s->anc && s->anc->knn_overlap ? (double)s->anc->knn_overlap[ids[i]]
+                                          : 1.0;
+    float coef = p->lambda_temporal * (float)(ov / cnt);
+    double ss = which == 0 ? drift_term(s->m->enc, s->f->prev_enc, coef)
+                           : drift_term(s->m->dec, s->f->prev_dec, coef);
+    loss += (double)coef * ss;
+  }
+  if (which == 0 && s->mem_batch > 0)
+    loss += memory_term(s);
+  return loss;
+}
+
+/* Distillation with the decoder on the layout: the encoder's and the
+ * decoder's steps are independent, so they run on two threads (each with
+ * single-threaded BLAS: at these widths a GEMM is too small to split). */
+static double enc_step(fit_state *s, const int32_t *ids, int P) {
+  td_vismodel *m = s->m;
+  fit_buf *f = s->f;
+  gather_rows(m, s->x, ids, P, f->xb);
+  td_net_zero_grad(m->enc);
+  const float *e = td_net_forward(m->enc, f->ws_enc, f->xb, P);
+  double loss = 0.0;
+  for (int i = 0; i < P; i++)
+    for (int c = 0; c < 2; c++) {
+      float t = e[2 * i + c] - f->target[2 * (int64_t)ids[i] + c];
+      loss += (double)t * (double)t;
+      f->de[2 * i + c] = 2.0f * t / (float)P;
+    }
+  loss /= P;
+  td_net_backward(m->enc, f->ws_enc, f->de, P, NULL);
+  loss += temporal_net(s, ids, P, 0);
+  td_optim_step(f->opt_enc, td_net_params(m->enc), td_net_grads(m->enc));
+  return loss;
+}
+
+static double dec_step(fit_state *s, const int32_t *ids, int P) {
+  td_vismodel *m = s->m;
+  fit_buf *f = s->f;
+  int d = m->dim;
+  gather_rows(m, s->x, ids, P, f->xb2);
+  td_net_zero_grad(m->dec);
+  for (int i = 0; i < P; i++) {
+    f->yb[2 * i] = f->target[2 * (int64_t)ids[i]];
+    f->yb[2 * i + 1] = f->target[2 * (int64_t)ids[i] + 1];
+  }
+  const float *r = td_net_forward(m->dec, f->ws_dec, f->yb, P);
+  double ss = 0.0;
+  float c = 2.0f * s->p->lambda_rec / ((float)P * (float)d);
+  for (int64_t i = 0; i < (int64_t)P * d; i++) {
+    float t = r[i] - f->xb2[i];
+    ss += (double)t * (double)t;
+    f->dr[i] = c * t;
+  }
+  double loss = (double)s->p->lambda_rec * ss / ((double)P * d);
+  if (s->n_classes > 0)
+    loss += head_term(s, ids, P, r, f->dr);
+  td_net_backward(m->dec, f->ws_dec, f->dr, P, NULL);
+  loss += temporal_net(s, ids, P, 1);
+  td_optim_step(f->opt_dec, td_net_params(m->dec), td_net_grads(m->dec));
+  return loss;
+}
+
+typedef struct {
+  fit_state *s;
+  int64_t n, per;
+  int epochs;
+  double loss[2];
+} split_ctx;
+
+static void split_cb(void *vctx, int64_t begin, int64_t end, int tid) {
+  (void)tid;
+  split_ctx *c = vctx;
+  fit_state *s = c->s;
+  int P = s->p->distil_batch;
+  for (int64_t which = begin; which < end; which++) {
+    int32_t *perm = which == 0 ? s->f->perm : s->f->perm2;
+    td_rng rng;
+    td_rng_split(&rng, s->p->seed ^ 0x5bd1e995ull, (uint64_t)which);
+    td_rng_shuffle_i32(&rng, perm, c->n);
+    int64_t at = 0;
+    double tot = 0.0;
+    int64_t steps = 0;
+    for (int ep = 0; ep < c->epochs; ep++)
+      for (int64_t done = 0; done < c->per; done += P) {
+        if (at + P > c->n) {
+          td_rng_shuffle_i32(&rng, perm, c->n);
+          at = 0;
+        }
+        int cnt = (int)(c->n < P ? c->n : P);
+        tot += which == 0 ? enc_step(s, perm + at, cnt)
+                          : dec_step(s, perm + at, cnt);
+        at += cnt;
+        steps++;
+      }
+    c->loss[which] = steps ? tot / (double)steps : 0.0;
+  }
+}
+
 /* Head targets softmax(W x + b) of every vertex, and the head folded onto
  * the model's normalised units: x = r / s + mean gives W' = W / s,
  * b' = b + W mean. */
@@ -850,6 +965,22 @@ static int layout_and_distil(fit_state *s, const td_vismodel *prev, int64_t n) {
                     : n;
   for (int64_t i = 0; i < n; i++)
     f->perm[i] = (int32_t)i;
+  if (p->dec_on_layout && dis > 0) {
+    f->perm2 = malloc((size_t)n * sizeof(int32_t));
+    f->xb2 = malloc((size_t)P * s->m->dim * sizeof(float));
+    if (!f->perm2 || !f->xb2)
+      return TD_ENOMEM;
+    memcpy(f->perm2, f->perm, (size_t)n * sizeof(int32_t));
+    split_ctx sc = {s, n, per, dis, {0.0, 0.0}};
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    td_parallel_for(2, 1, split_cb, &sc);
+    openblas_set_num_threads(saved);
+    if (p->progress &&
+        p->progress(p->progress_ctx, -dis, sc.loss[0] + sc.loss[1]))
+      return TD_EINTERRUPTED;
+    return TD_OK;
+  }
   td_rng_shuffle_i32(&s->rng, f->perm, n);
   int64_t at = 0;
   for (int ep = 0; ep < dis; ep++) {
@@ -904,7 +1035,9 @@ static int fit_alloc(fit_state *s, const td_vismodel *prev, int64_t nmem) {
   td_vismodel *m = s->m;
   int V = 2 * s->bsz, d = m->dim;
   size_t nneg = (size_t)s->bsz * (size_t)s->p->n_negatives;
-  if (td_alias_build(s->g->weight, s->g->n_edges, &f->alias) != TD_OK)
+  /* only DVI's own passes sample edges by weight */
+  if (s->p->max_epochs > 0 &&
+      td_alias_build(s->g->weight, s->g->n_edges, &f->alias) != TD_OK)
     return TD_ENOMEM;
   int P = s->p->distil_batch > 0 ? s->p->distil_batch : 1;
   int rows = V > P ? V : P;
