@@ -36,7 +36,7 @@ static void test_train_info_project_eval_render(void) {
   snprintf(out, sizeof out, "%s/out.txt", dir);
   snprintf(cmd, sizeof cmd,
            "%%s train --out %%s --epochs 3 --limit 1500 --noise 0.1 --seed 4 "
-           "--quiet");
+           "--ood inverted --quiet");
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
   char *txt = slurp(out);
   CHECK_STR_CONTAINS(txt, "150 training labels corrupted");
@@ -72,6 +72,20 @@ static void test_train_info_project_eval_render(void) {
   CHECK_STR_CONTAINS(txt, "\"ppr\"");
   CHECK_STR_CONTAINS(txt, "\"temporal_corr\"");
   free(txt);
+
+  /* suspects: ranked with reasons, and the out-of-distribution set's
+   * trajectories scored against the training clusters */
+  CHECK_INT(sh(out, "%s suspects %s --k 5 --json", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "\"why\"");
+  free(txt);
+  CHECK_INT(sh(out, "%s suspects %s --abnormal-test --json", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "\"ood\"");
+  CHECK_STR_CONTAINS(txt, "\"test\"");
+  free(txt);
+  CHECK_INT(sh(out, "%s suspects %s --simulate --rounds 2 --k 10", bin, run),
+            ==, 0);
 
   snprintf(png, sizeof png, "%s/e2.png", dir);
   snprintf(cmd, sizeof cmd, "%%s render %%s --epoch 2 --size 256 --out %s",

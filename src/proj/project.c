@@ -64,9 +64,10 @@ static void carry_free(carry *c) {
 
 typedef struct epoch_data {
   td_array train, test; /* float32 representations */
+  td_array ood;         /* optional out-of-distribution set (train --ood) */
   td_array logits;
   td_head *head;
-  int64_t n, m;
+  int64_t n, m, mo;
   int D, C;
   float *bnd;     /* [nb, D] boundary samples */
   int32_t *pairs; /* [nb, 2] */
@@ -76,6 +77,7 @@ typedef struct epoch_data {
 static void epoch_data_free(epoch_data *e) {
   td_array_close(&e->train);
   td_array_close(&e->test);
+  td_array_close(&e->ood);
   td_array_close(&e->logits);
   td_head_free(e->head);
   free(e->bnd);
@@ -97,6 +99,20 @@ static int load_epoch(const td_run *run, int epoch, epoch_data *e,
   if (rc == TD_OK && td_run_has(run, epoch, "test_repr")) {
     rc = td_run_load_f32(run, epoch, "test_repr", &e->test, err);
     e->m = rc == TD_OK ? e->test.shape[0] : 0;
+  }
+  if (rc == TD_OK && td_run_has(run, epoch, "ood_repr")) {
+    /* An extension of the format, so its shape is checked here. */
+    rc = td_run_load_f32(run, epoch, "ood_repr", &e->ood, err);
+    if (rc == TD_OK && (e->ood.ndim != 2 || e->ood.shape[1] != e->D)) {
+      char sh[64];
+      rc = td_err_set(err, TD_ESHAPE,
+                      "epoch %d: ood_repr.npy: expected [M, %d], found %s",
+                      epoch, e->D, td_array_shape_str(&e->ood, sh, sizeof sh));
+    }
+    if (rc == TD_OK && td_array_check_finite(&e->ood, NULL) != TD_OK)
+      rc = td_err_set(err, TD_EVALUE,
+                      "epoch %d: ood_repr.npy holds NaN or infinity", epoch);
+    e->mo = rc == TD_OK ? e->ood.shape[0] : 0;
   }
   if (rc != TD_OK) {
     epoch_data_free(e);
@@ -491,9 +507,10 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
   float *ytr = malloc((size_t)e->n * 2 * sizeof *ytr);
   float *yte = e->m ? malloc((size_t)e->m * 2 * sizeof *yte) : NULL;
   float *yb = e->nb ? malloc((size_t)e->nb * 2 * sizeof *yb) : NULL;
+  float *yood = e->mo ? malloc((size_t)e->mo * 2 * sizeof *yood) : NULL;
   td_territory terr;
   memset(&terr, 0, sizeof terr);
-  if (!ytr || (e->m && !yte) || (e->nb && !yb)) {
+  if (!ytr || (e->m && !yte) || (e->nb && !yb) || (e->mo && !yood)) {
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
     goto out;
   }
@@ -506,17 +523,21 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
       memcpy(yb, c->pos + 2 * e->n, (size_t)e->nb * 2 * sizeof *yb);
     if (e->m)
       td_vismodel_encode(c->model, e->test.data, e->m, yte);
+    if (e->mo)
+      td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
   } else if (c->model) {
     td_vismodel_encode(c->model, e->train.data, e->n, ytr);
     if (e->m)
       td_vismodel_encode(c->model, e->test.data, e->m, yte);
     if (e->nb)
       td_vismodel_encode(c->model, e->bnd, e->nb, yb);
+    if (e->mo)
+      td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
   } else {
-    const float *X[3] = {e->train.data, e->test.data, e->bnd};
-    float *Y[3] = {ytr, yte, yb};
-    int64_t N[3] = {e->n, e->m, e->nb};
-    for (int s = 0; s < 3; s++)
+    const float *X[4] = {e->train.data, e->test.data, e->bnd, e->ood.data};
+    float *Y[4] = {ytr, yte, yb, yood};
+    int64_t N[4] = {e->n, e->m, e->nb, e->mo};
+    for (int s = 0; s < 4; s++)
       for (int64_t i = 0; i < N[s]; i++) {
         double a = 0, b = 0;
         for (int j = 0; j < e->D; j++) {
@@ -538,7 +559,8 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
     goto out;
   t0 = td_now();
   if ((rc = save_f32(tmp, "train_embedding.npy", ytr, e->n, 2, err)) ||
-      (e->m && (rc = save_f32(tmp, "test_embedding.npy", yte, e->m, 2, err))))
+      (e->m && (rc = save_f32(tmp, "test_embedding.npy", yte, e->m, 2, err))) ||
+      (e->mo && (rc = save_f32(tmp, "ood_embedding.npy", yood, e->mo, 2, err))))
     goto out;
   {
     int64_t nb = e->nb, bshape[2] = {nb, e->D}, pshape[2] = {nb, 2};
@@ -599,6 +621,7 @@ out:
   free(ytr);
   free(yte);
   free(yb);
+  free(yood);
   return rc;
 }
 
@@ -683,7 +706,7 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
   if (rc)
     return rc;
   /* which epochs to do */
-  int n_ep = td_run_n_epochs(run), todo = 0, first_idx = -1;
+  int n_ep = td_run_n_epochs(run), n_pending = 0, first_idx = -1;
   int *idx = malloc((size_t)(n_ep ? n_ep : 1) * sizeof *idx);
   if (!idx)
     return td_err_set(err, TD_ENOMEM, "out of memory");
@@ -700,22 +723,22 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
     }
     if (first_idx < 0)
       first_idx = i;
-    idx[todo++] = i;
+    idx[n_pending++] = i;
   }
   carry c;
   memset(&c, 0, sizeof c);
-  if (todo && first_idx > 0)
+  if (n_pending && first_idx > 0)
     load_previous(run_dir, o, run, first_idx, &c);
   double t_all = td_now();
-  for (int t = 0; t < todo && rc == TD_OK; t++) {
+  for (int t = 0; t < n_pending && rc == TD_OK; t++) {
     int ep = td_run_epoch_number(run, idx[t]);
     double t0 = td_now(), secs[5] = {0};
     epoch_data e;
-    report(o, t, todo, ep, "load", 0);
+    report(o, t, n_pending, ep, "load", 0);
     if ((rc = load_epoch(run, ep, &e, err)))
       break;
     if (o->boundary && !strcmp(o->method, "dvi")) {
-      report(o, t, todo, ep, "boundary", 0);
+      report(o, t, n_pending, ep, "boundary", 0);
       td_boundary_params bp;
       td_boundary_params_default(&bp, e.n, e.C);
       bp.seed = o->seed + (uint64_t)ep;
@@ -724,11 +747,11 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
       secs[4] = td_now() - t0;
     }
     if (rc == TD_OK) {
-      report(o, t, todo, ep, "fit", 0);
+      report(o, t, n_pending, ep, "fit", 0);
       rc = fit_epoch(o, &e, &c, &secs[0], &secs[1], err);
     }
     if (rc == TD_OK) {
-      report(o, t, todo, ep, "territory", 0);
+      report(o, t, n_pending, ep, "territory", 0);
       rc = write_epoch(run_dir, o, ep, &e, &c, secs, err);
     }
     epoch_data_free(&e);
@@ -742,7 +765,7 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
     else if (dt > s->max_later_seconds)
       s->max_later_seconds = dt;
     s->projected++;
-    report(o, t, todo, ep, "done", dt);
+    report(o, t, n_pending, ep, "done", dt);
   }
   s->seconds = td_now() - t_all;
   carry_free(&c);
