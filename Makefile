@@ -7,6 +7,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 DEMO_RUN   ?= runs/fmnist-noisy10
 DEMO_EPOCHS ?= 20
+DEMO_PORT  ?= 8040
 
 # Debian packages tardis needs to build and test.
 DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev \
@@ -62,10 +63,17 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# Train with 10 % label noise (recording every epoch), project every epoch, then serve
+# the UI; the quality metrics are computed in the background and appear in the UI when
+# ready. Ctrl-C stops the server.
 demo: build
 	./$(BUILD)/tardis train --dataset fashion-mnist --model mlp --epochs $(DEMO_EPOCHS) \
 	  --noise 0.1 --seed 1 --force --out $(DEMO_RUN)
-	./$(BUILD)/tardis info $(DEMO_RUN)
+	./$(BUILD)/tardis info --quick $(DEMO_RUN)
+	./$(BUILD)/tardis project $(DEMO_RUN)
+	@./$(BUILD)/tardis eval $(DEMO_RUN) > $(DEMO_RUN)/eval.txt 2>&1 & \
+	  trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
+	  ./$(BUILD)/tardis serve $(DEMO_RUN) --port $(DEMO_PORT)
 
 bench: build
 	./$(BUILD)/bench_train
