@@ -715,6 +715,54 @@ static void test_checkpoint_errors(void) {
   td_net_free(good);
 }
 
+/* Two replicas on the two halves of a batch, with their loss gradients
+ * weighted by the halves' shares, sum to the full batch's gradient. */
+static void test_replica_data_parallel(void) {
+  int dims[] = {7, 9, 5, 3};
+  td_act acts[] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
+  td_net *net = make_net(3, dims, acts, 21);
+  td_net *r0 = td_net_replica(net), *r1 = td_net_replica(net);
+  CHECK(r0 && r1);
+  CHECK(td_net_params(r0) == td_net_params(net));
+  CHECK(td_net_grads(r0) != td_net_grads(net));
+  enum { B = 10 };
+  float x[B * 7], dl[B * 3], dl0[5 * 3], dl1[5 * 3];
+  int32_t y[B];
+  td_rng rng;
+  td_rng_seed(&rng, 4);
+  fill_uniform(&rng, x, B * 7, -1, 1);
+  for (int i = 0; i < B; i++)
+    y[i] = i % 3;
+  td_net_ws *ws = td_net_ws_new(net, B), *w0 = td_net_ws_new(net, 5),
+            *w1 = td_net_ws_new(net, 5);
+  const float *z = td_net_forward(net, ws, x, B);
+  td_softmax_xent(z, y, B, 3, dl, NULL);
+  td_net_zero_grad(net);
+  td_net_backward(net, ws, dl, B, NULL);
+  td_net_zero_grad(r0);
+  td_net_zero_grad(r1);
+  z = td_net_forward(r0, w0, x, 5);
+  td_softmax_xent(z, y, 5, 3, dl0, NULL);
+  z = td_net_forward(r1, w1, x + 5 * 7, 5);
+  td_softmax_xent(z, y + 5, 5, 3, dl1, NULL);
+  for (int i = 0; i < 15; i++) {
+    dl0[i] *= 0.5f;
+    dl1[i] *= 0.5f;
+  }
+  td_net_backward(r0, w0, dl0, 5, NULL);
+  td_net_backward(r1, w1, dl1, 5, NULL);
+  const float *g = td_net_grads(net), *g0 = td_net_grads(r0),
+              *g1 = td_net_grads(r1);
+  for (size_t i = 0; i < td_net_n_params(net); i++)
+    CHECK_NEAR(g0[i] + g1[i], g[i], 1e-5);
+  td_net_ws_free(ws);
+  td_net_ws_free(w0);
+  td_net_ws_free(w1);
+  td_net_free(r0);
+  td_net_free(r1);
+  td_net_free(net);
+}
+
 int main(void) {
   RUN(test_forward_by_hand);
   RUN(test_net_shape_and_init);
@@ -732,6 +780,7 @@ int main(void) {
   RUN(test_determinism);
   RUN(test_predict_matches_forward);
   RUN(test_clone);
+  RUN(test_replica_data_parallel);
   RUN(test_checkpoint_round_trip);
   RUN(test_checkpoint_errors);
   return td_t_finish();

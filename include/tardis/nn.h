@@ -66,6 +66,12 @@ td_net *td_net_new(int n_layers, const int *dims, const td_act *acts);
 void td_net_free(td_net *net);
 /* A deep copy (parameters and gradients); NULL on out of memory. */
 td_net *td_net_clone(const td_net *net);
+/* A replica for data-parallel training: it reads net's parameter buffer
+ * (the same memory, not a copy) and has gradients of its own, so several
+ * threads can run forward/backward on different rows at once and their
+ * gradients be summed. Do not update its parameters; free it before net.
+ * NULL on out of memory. */
+td_net *td_net_replica(td_net *net);
 
 /* PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in))
  * (Kaiming-uniform with a = sqrt(5)). Draws weights of layer 0 row by row,

@@ -1,10 +1,13 @@
-/* A parallel-for on plain pthreads. Threads are created per call: the calls
- * in tardis are coarse (milliseconds or more), so a persistent pool would
- * save little and add shutdown complexity. */
+/* A parallel-for on plain pthreads. A small persistent pool serves the
+ * calls (training steps call it hundreds of times a second, where creating
+ * threads each time would cost more than the work); a call made while the
+ * pool is busy — from another thread, or nested inside a callback — falls
+ * back to threads of its own, so callers never wait on each other. */
 #include "tardis/parallel.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +63,100 @@ static void *pf_thread(void *arg) {
   return NULL;
 }
 
+/* The pool: workers 1..size wait for a new generation, run their share of
+ * the job and report when done. `owner` is held by the caller using it. */
+static struct {
+  pthread_mutex_t owner, mu;
+  pthread_cond_t work, done;
+  int size, started;
+  atomic_int active;
+  atomic_ulong generation;
+  pf_job *job;
+  int nt; /* threads taking part in the current job, the caller included */
+  pthread_t th[256];
+} pool = {.owner = PTHREAD_MUTEX_INITIALIZER,
+          .mu = PTHREAD_MUTEX_INITIALIZER,
+          .work = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
+
+/* Waiting spins briefly before sleeping: jobs often follow each other
+ * within microseconds (training steps), and a condition-variable wake-up
+ * costs more than that. */
+#define POOL_SPINS 20000
+
+static void *pool_worker(void *arg) {
+  int tid = (int)(intptr_t)arg;
+  unsigned long seen = 0;
+  for (;;) {
+    int spins = 0;
+    while (atomic_load_explicit(&pool.generation, memory_order_acquire) ==
+               seen &&
+           spins < POOL_SPINS)
+      spins++;
+    pthread_mutex_lock(&pool.mu);
+    while (atomic_load(&pool.generation) == seen)
+      pthread_cond_wait(&pool.work, &pool.mu);
+    seen = atomic_load(&pool.generation);
+    pf_job *job = pool.job;
+    int take_part = tid < pool.nt;
+    pthread_mutex_unlock(&pool.mu);
+    if (take_part)
+      pf_run(job, tid);
+    if (atomic_fetch_sub(&pool.active, 1) == 1) {
+      pthread_mutex_lock(&pool.mu);
+      pthread_cond_signal(&pool.done);
+      pthread_mutex_unlock(&pool.mu);
+    }
+  }
+  return NULL;
+}
+
+/* Starts the workers once; returns how many there are. Called with owner
+ * held. */
+static int pool_start(int want) {
+  if (pool.started)
+    return pool.size;
+  pool.started = 1;
+  for (int t = 1; t <= want && t < 256; t++) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int ok = pthread_create(&pool.th[t], &attr, pool_worker,
+                            (void *)(intptr_t)t) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok)
+      break;
+    pool.size = t;
+  }
+  return pool.size;
+}
+
+/* Runs the job on the pool if it is free and large enough. */
+static int pool_run(pf_job *job, int nt) {
+  if (pthread_mutex_trylock(&pool.owner) != 0)
+    return 0;
+  if (pool_start(td_threads() - 1) < nt - 1) {
+    pthread_mutex_unlock(&pool.owner);
+    return 0;
+  }
+  pthread_mutex_lock(&pool.mu);
+  pool.job = job;
+  pool.nt = nt;
+  atomic_store(&pool.active, pool.size);
+  atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+  pthread_cond_broadcast(&pool.work);
+  pthread_mutex_unlock(&pool.mu);
+  pf_run(job, 0);
+  for (int spins = 0; atomic_load(&pool.active) > 0 && spins < POOL_SPINS;)
+    spins++;
+  pthread_mutex_lock(&pool.mu);
+  while (atomic_load(&pool.active) > 0)
+    pthread_cond_wait(&pool.done, &pool.mu);
+  pthread_mutex_unlock(&pool.mu);
+  pthread_mutex_unlock(&pool.owner);
+  return 1;
+}
+
 void td_parallel_for(int64_t n, int64_t grain, td_range_cb cb, void *ctx) {
   if (n <= 0)
     return;
@@ -76,6 +173,8 @@ void td_parallel_for(int64_t n, int64_t grain, td_range_cb cb, void *ctx) {
   }
   pf_job job = {.n = n, .grain = grain, .cb = cb, .ctx = ctx};
   atomic_init(&job.next, 0);
+  if (pool_run(&job, nt))
+    return;
   pthread_t th[256];
   pf_worker w[256];
   int started = 0;

@@ -21,6 +21,7 @@ struct td_net {
   size_t n_params;
   float *params;
   float *grads;
+  int shares_params; /* a replica: params belong to another net */
 };
 
 struct td_net_ws {
@@ -102,9 +103,20 @@ void td_net_free(td_net *net) {
   free(net->dims);
   free(net->acts);
   free(net->off);
-  free(net->params);
+  if (!net->shares_params)
+    free(net->params);
   free(net->grads);
   free(net);
+}
+
+td_net *td_net_replica(td_net *net) {
+  td_net *r = td_net_new(net->n_layers, net->dims, net->acts);
+  if (!r)
+    return NULL;
+  free(r->params);
+  r->params = net->params;
+  r->shares_params = 1;
+  return r;
 }
 
 td_net *td_net_clone(const td_net *net) {
