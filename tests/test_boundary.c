@@ -239,11 +239,59 @@ static void test_edge_cases(void) {
   free_fixture(&fx);
 }
 
+/* Input-space mixup: the returned representations, judged by the model's
+ * last layer (its head), sit on the boundary between their two classes. */
+static void test_input_space(void) {
+  enum { N = 600, IN = 12, H = 8, C = 3 };
+  int dims[] = {IN, H, C};
+  td_act acts[] = {TD_ACT_RELU, TD_ACT_NONE};
+  td_net *net = td_net_new(2, dims, acts);
+  td_rng rng;
+  td_rng_seed(&rng, 5);
+  td_net_init(net, &rng);
+  static float u[N * IN], z[N * C], zh[C];
+  for (int i = 0; i < N * IN; i++)
+    u[i] = td_rng_uniform(&rng);
+  td_err err;
+  CHECK_OK(td_net_predict(net, u, N, z, -1, NULL), &err);
+  td_boundary_params p;
+  td_boundary_params_default(&p, N, C);
+  p.seed = 3;
+  float *out = NULL;
+  int32_t *pair = NULL;
+  int64_t m = 0;
+  CHECK_OK(
+      td_boundary_generate_input(net, 0, u, z, N, &p, &out, &pair, &m, &err),
+      &err);
+  CHECK_INT(m, >, 0);
+  /* the model's head is its last layer: W [C, H], b [C] */
+  const float *W = td_net_weight(net, 1), *b = td_net_bias(net, 1);
+  for (int64_t i = 0; i < m; i++) {
+    for (int c = 0; c < C; c++) {
+      float s = b[c];
+      for (int h = 0; h < H; h++)
+        s += W[c * H + h] * out[i * H + h];
+      zh[c] = s;
+    }
+    int t1, t2;
+    CHECK(td_logit_gap(zh, C, &t1, &t2) < 0.1f + 1e-4f);
+    CHECK((t1 == pair[2 * i] && t2 == pair[2 * i + 1]) ||
+          (t2 == pair[2 * i] && t1 == pair[2 * i + 1]));
+  }
+  free(out);
+  free(pair);
+  CHECK_INT(
+      td_boundary_generate_input(net, 1, u, z, N, &p, &out, &pair, &m, &err),
+      ==, TD_EARG); /* the output layer is not a representation */
+  td_net_free(net);
+}
+
 int main(void) {
   RUN(test_logit_gap);
   RUN(test_samples_on_boundary);
   RUN(test_deterministic_across_threads);
   RUN(test_pair_without_border);
   RUN(test_edge_cases);
+  RUN(test_input_space);
   return td_t_finish();
 }

@@ -66,6 +66,13 @@ static void test_train_info_project_eval_render(void) {
   txt = slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 0 epochs (3 already done)");
   free(txt);
+  /* DVI's original boundary samples: raw inputs through the checkpoint */
+  CHECK_INT(sh(out, "%s project %s --boundary-space input --force --res 32",
+               bin, run),
+            ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "projected 3 epochs");
+  free(txt);
   CHECK_INT(sh(out, "%s eval %s --json", bin, run), ==, 0);
   txt = slurp(out);
   CHECK_STR_CONTAINS(txt, "\"nn@15\"");
@@ -134,6 +141,17 @@ static void test_bad_input(void) {
   free(txt);
   snprintf(cmd, sizeof cmd, "%s/r2", dir);
   CHECK(!td_path_exists(cmd));
+  /* input-space boundary samples need the checkpoints */
+  CHECK_INT(sh(out,
+               "%s train --out %s/r3 --epochs 1 --limit 600 --no-model "
+               "--quiet",
+               bin, dir),
+            ==, 0);
+  CHECK_INT(sh(out, "%s project %s/r3 --boundary-space input", bin, dir), ==,
+            1);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "model checkpoint");
+  free(txt);
 }
 
 int main(void) {

@@ -9,6 +9,7 @@
 #include "tardis/projection.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
+#include "tardis/vismodel.h"
 
 enum { N = 900, M = 300, D = 16, C = 3, EPOCHS = 4 };
 
@@ -188,6 +189,30 @@ static void test_project_dvi_and_eval(void) {
   td_run_close(run);
 }
 
+/* SentryCam's memory anchor: re-projecting with it works and keeps the
+ * quality; the remembered points come from the earlier epochs. */
+static void test_project_memory_anchor(void) {
+  td_err err;
+  td_run *run;
+  CHECK_OK(td_run_open(run_dir, &run, &err), &err);
+  td_project_opts o;
+  td_project_opts_default(&o);
+  o.territory_res = 32;
+  o.temporal = TD_TEMPORAL_MEMORY;
+  o.force = 1;
+  td_project_summary s;
+  CHECK_OK(td_project(run, &o, &s, &err), &err);
+  CHECK_INT(s.projected, ==, EPOCHS);
+  td_eval_result r;
+  CHECK_OK(td_evaluate(run, "dvi", NULL, NULL, &r, &err), &err);
+  for (int i = 0; i < r.n_epochs; i++) {
+    CHECK(r.epochs[i].nn_train[1] > 0.1);
+    CHECK(r.epochs[i].ppr > 0.95);
+  }
+  td_eval_result_free(&r);
+  td_run_close(run);
+}
+
 static void test_project_pca(void) {
   td_err err;
   td_run *run;
@@ -232,6 +257,7 @@ static void test_project_errors(void) {
 
 int main(void) {
   RUN(test_project_dvi_and_eval);
+  RUN(test_project_memory_anchor);
   RUN(test_project_pca);
   RUN(test_project_errors);
   return td_t_finish();

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "tardis/error.h"
+#include "tardis/nn.h"
 #include "tardis/run.h"
 
 typedef struct td_boundary_params {
@@ -74,5 +75,19 @@ int td_boundary_generate(const td_head *head, const float *x,
                          const float *logits, int64_t n, int D, int C,
                          const td_boundary_params *p, float **out,
                          int32_t **pair, int64_t *n_out, td_err *err);
+
+/* Input-space mixup (DVI's original), for runs whose full model is known
+ * (the tardis trainer's checkpoint): the same pairing and bisection, but the
+ * mix λ·u1 + (1 − λ)·u2 is formed from raw inputs [n, in] (as the model
+ * takes them) and judged by the whole model. The boundary samples returned
+ * in *out [n_out, D] are the model's activations of the successful mixes at
+ * layer repr_layer (D = its width) — the representation space the
+ * projection works in. logits [n, C] are the model's outputs for the inputs;
+ * *pair as above. */
+int td_boundary_generate_input(const td_net *net, int repr_layer,
+                               const float *inputs, const float *logits,
+                               int64_t n, const td_boundary_params *p,
+                               float **out, int32_t **pair, int64_t *n_out,
+                               td_err *err);
 
 #endif

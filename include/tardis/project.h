@@ -33,6 +33,9 @@ typedef struct td_project_opts {
   int k;                    /* neighbours of the complex (15) */
   int territory_res;        /* R (256) */
   int boundary;             /* generate boundary samples (1) */
+  int boundary_input;       /* mix raw inputs through the epoch's full model
+                               (model/ checkpoint + train_inputs.npy) instead
+                               of representations judged by the head (0) */
   int temporal;             /* td_vis_temporal; -1: the default */
   uint64_t seed;
   int force; /* re-project epochs that are already done */

@@ -70,6 +70,10 @@ static void project_usage(FILE *f) {
           "                       temporal anchor between epochs (default "
           "dvi)\n"
           "  --no-boundary        skip boundary samples\n"
+          "  --boundary-space S   repr (default): mix representations,\n"
+          "                       judged by the head; input: mix raw inputs\n"
+          "                       through the full model (runs of tardis\n"
+          "                       train, which keep a checkpoint per epoch)\n"
           "  --res R              territory grid resolution (default 256)\n"
           "  --seed S             default 1\n"
           "  --threads T          default: all CPUs\n"
@@ -80,12 +84,13 @@ int td_cmd_project(int argc, char **argv) {
   td_project_opts o;
   td_project_opts_default(&o);
   int threads = 0;
-  enum { O_NO_BOUNDARY = 256, O_TEMPORAL, O_RES };
+  enum { O_NO_BOUNDARY = 256, O_TEMPORAL, O_RES, O_BSPACE };
   static const struct option opts[] = {
       {"method", required_argument, 0, 'm'},
       {"epochs", required_argument, 0, 'e'},
       {"temporal", required_argument, 0, O_TEMPORAL},
       {"no-boundary", no_argument, 0, O_NO_BOUNDARY},
+      {"boundary-space", required_argument, 0, O_BSPACE},
       {"res", required_argument, 0, O_RES},
       {"seed", required_argument, 0, 's'},
       {"threads", required_argument, 0, 't'},
@@ -121,6 +126,17 @@ int td_cmd_project(int argc, char **argv) {
       break;
     case O_NO_BOUNDARY:
       o.boundary = 0;
+      break;
+    case O_BSPACE:
+      if (!strcmp(optarg, "input"))
+        o.boundary_input = 1;
+      else if (!strcmp(optarg, "repr"))
+        o.boundary_input = 0;
+      else {
+        fprintf(stderr, "tardis project: --boundary-space must be repr or "
+                        "input\n");
+        return 2;
+      }
       break;
     case O_RES:
       o.territory_res = atoi(optarg);

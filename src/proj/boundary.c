@@ -1,4 +1,6 @@
-/* Boundary samples by representation-space mixup, judged by the head.
+/* Boundary samples by mixup: of representations judged by the head (the
+ * default, for runs of any framework), or of raw inputs judged by the full
+ * model (DVI's original, for runs of the tardis trainer).
  *
  * Work proceeds in rounds. Each round splits what is left of the budget
  * evenly over the class pairs still alive, schedules for every pair enough
@@ -8,6 +10,8 @@
  * td_rng_split(seed, j), so the result does not depend on how attempts are
  * spread over threads. */
 #include "tardis/boundary.h"
+
+#include "tardis/nn.h"
 
 #include <float.h>
 #include <math.h>
@@ -107,8 +111,10 @@ static float select_kth(float *v, int64_t n, int64_t k) {
 }
 
 typedef struct {
-  const td_head *head;
-  const float *x, *logits;
+  const td_head *head;     /* representation mode */
+  const td_net *net;       /* input mode: the full model ... */
+  td_net_ws **ws;          /* ... with one batch-1 workspace per thread */
+  const float *x, *logits; /* x: what is mixed, [n, D] */
   int D, C, max_steps;
   float tol;
   uint64_t seed;
@@ -170,7 +176,11 @@ static void attempt_cb(void *vctx, int64_t begin, int64_t end, int tid) {
     for (int s = 0; s < c->max_steps; s++) {
       float l = 0.5f * (lo + hi);
       mix_row(xa, xb, l, D, mix);
-      td_head_forward(c->head, mix, 1, z);
+      if (c->net)
+        memcpy(z, td_net_forward(c->net, c->ws[tid], mix, 1),
+               (size_t)C * sizeof *z);
+      else
+        td_head_forward(c->head, mix, 1, z);
       int t1, t2;
       float g = td_logit_gap(z, C, &t1, &t2);
       if (g < c->tol && ((t1 == ca && t2 == cb) || (t1 == cb && t2 == ca))) {
@@ -371,19 +381,9 @@ done:
   return rc;
 }
 
-int td_boundary_generate(const td_head *head, const float *x,
-                         const float *logits, int64_t n, int D, int C,
-                         const td_boundary_params *p, float **out,
-                         int32_t **pair, int64_t *n_out, td_err *err) {
-  if (!head || !x || !logits || !out || !pair || !n_out || n < 1 ||
-      n > INT32_MAX || D < 1 || C < 2)
-    return td_err_set(err, TD_EARG,
-                      "boundary: bad arguments (n = %lld, D = %d, C = %d)",
-                      (long long)n, D, C);
-  if (td_head_in_dim(head) != D || td_head_out_dim(head) != C)
-    return td_err_set(err, TD_EARG,
-                      "boundary: the head maps %d -> %d, expected %d -> %d",
-                      td_head_in_dim(head), td_head_out_dim(head), D, C);
+static int generate(bnd_ctx proto, const float *x, const float *logits,
+                    int64_t n, int D, int C, const td_boundary_params *p,
+                    float **out, int64_t *n_out, int32_t **pair, td_err *err) {
   td_boundary_params prm;
   td_boundary_params_default(&prm, n, C);
   if (p) {
@@ -436,20 +436,20 @@ int td_boundary_generate(const td_head *head, const float *x,
         q++;
       }
 
-  bnd_ctx c = {.head = head,
-               .x = x,
-               .logits = logits,
-               .D = D,
-               .C = C,
-               .max_steps = prm.max_steps,
-               .tol = prm.tol,
-               .seed = prm.seed,
-               .members = members,
-               .moff = moff,
-               .med = med,
-               .pa = pa,
-               .pb = pb,
-               .scratch = scratch};
+  bnd_ctx c = proto;
+  c.x = x;
+  c.logits = logits;
+  c.D = D;
+  c.C = C;
+  c.max_steps = prm.max_steps;
+  c.tol = prm.tol;
+  c.seed = prm.seed;
+  c.members = members;
+  c.moff = moff;
+  c.med = med;
+  c.pa = pa;
+  c.pb = pb;
+  c.scratch = scratch;
   int saved = td__knn_blas_single();
   for (int round = 0; round < BND_MAX_ROUNDS && f.n < prm.budget; round++) {
     int64_t n_att =
@@ -494,4 +494,70 @@ done:
   free(key);
   free(pr), free(scratch), free(f.a), free(f.b), free(f.lam);
   return rc;
+}
+
+int td_boundary_generate(const td_head *head, const float *x,
+                         const float *logits, int64_t n, int D, int C,
+                         const td_boundary_params *p, float **out,
+                         int32_t **pair, int64_t *n_out, td_err *err) {
+  if (!head || !x || !logits || !out || !pair || !n_out || n < 1 ||
+      n > INT32_MAX || D < 1 || C < 2)
+    return td_err_set(err, TD_EARG,
+                      "boundary: bad arguments (n = %lld, D = %d, C = %d)",
+                      (long long)n, D, C);
+  if (td_head_in_dim(head) != D || td_head_out_dim(head) != C)
+    return td_err_set(err, TD_EARG,
+                      "boundary: the head maps %d -> %d, expected %d -> %d",
+                      td_head_in_dim(head), td_head_out_dim(head), D, C);
+  bnd_ctx proto = {.head = head};
+  return generate(proto, x, logits, n, D, C, p, out, n_out, pair, err);
+}
+
+int td_boundary_generate_input(const td_net *net, int repr_layer,
+                               const float *inputs, const float *logits,
+                               int64_t n, const td_boundary_params *p,
+                               float **out, int32_t **pair, int64_t *n_out,
+                               td_err *err) {
+  int L = net ? td_net_n_layers(net) : 0;
+  if (!net || !inputs || !logits || !out || !pair || !n_out || n < 1 ||
+      n > INT32_MAX || repr_layer < 0 || repr_layer >= L - 1 ||
+      td_net_out_dim(net) < 2)
+    return td_err_set(err, TD_EARG,
+                      "boundary: bad arguments (n = %lld, representation "
+                      "layer %d of %d)",
+                      (long long)n, repr_layer, L);
+  int in = td_net_in_dim(net), C = td_net_out_dim(net);
+  int D = td_net_dim(net, repr_layer + 1), nth = td_threads();
+  td_net_ws **ws = calloc((size_t)nth, sizeof *ws);
+  int rc = ws ? TD_OK : TD_ENOMEM;
+  for (int t = 0; t < nth && rc == TD_OK; t++)
+    if (!(ws[t] = td_net_ws_new(net, 1)))
+      rc = TD_ENOMEM;
+  float *mixes = NULL;
+  int64_t m = 0;
+  if (rc == TD_OK) {
+    bnd_ctx proto = {.net = net, .ws = ws};
+    rc = generate(proto, inputs, logits, n, in, C, p, &mixes, &m, pair, err);
+  } else {
+    td_err_set(err, TD_ENOMEM, "boundary: out of memory");
+  }
+  for (int t = 0; ws && t < nth; t++)
+    td_net_ws_free(ws[t]);
+  free(ws);
+  if (rc != TD_OK)
+    return rc;
+  /* The boundary samples live in representation space: the model's
+   * activation of the mixed inputs at the representation layer. */
+  float *repr = m ? malloc((size_t)m * (size_t)D * sizeof *repr) : NULL;
+  if (m && (!repr || td_net_predict(net, mixes, m, NULL, repr_layer, repr))) {
+    free(repr);
+    free(mixes);
+    free(*pair);
+    *pair = NULL;
+    return td_err_set(err, TD_ENOMEM, "boundary: out of memory");
+  }
+  free(mixes);
+  *out = repr;
+  *n_out = m;
+  return TD_OK;
 }

@@ -50,7 +50,87 @@ typedef struct carry {
   int64_t n_pos; /* training points */
   int64_t n_vert;
   int32_t *pred; /* [n_pos] their predicted classes */
+  /* SentryCam's memory: a 5 % sample of the training points with the
+   * positions they were drawn at, for each of the last MEMORY_SLOTS epochs
+   * (newest first); epochs t-1, t-2, t-4, t-8 are used as anchors. */
+  struct memory_slot {
+    int32_t *idx;
+    float *pos;
+    int64_t m;
+  } mem[8];
+  int n_mem;
+  uint64_t n_pushed; /* seeds each epoch's sample */
 } carry;
+
+#define MEMORY_SLOTS 8
+#define MEMORY_SHARE 0.05
+
+static void memory_slot_free(struct memory_slot *m) {
+  free(m->idx);
+  free(m->pos);
+  memset(m, 0, sizeof *m);
+}
+
+/* Remembers a sample of this epoch's drawn positions (pos [n, 2]). */
+static void memory_push(carry *c, const float *pos, int64_t n, uint64_t seed) {
+  int64_t m = (int64_t)(MEMORY_SHARE * (double)n);
+  if (m < 1)
+    return;
+  struct memory_slot s = {malloc((size_t)m * sizeof(int32_t)),
+                          malloc((size_t)m * 2 * sizeof(float)), m};
+  if (!s.idx || !s.pos) {
+    memory_slot_free(&s);
+    return;
+  }
+  td_rng r;
+  td_rng_seed(&r, seed);
+  for (int64_t i = 0; i < m; i++) {
+    s.idx[i] = (int32_t)td_rng_below(&r, (uint64_t)n);
+    s.pos[2 * i] = pos[2 * s.idx[i]];
+    s.pos[2 * i + 1] = pos[2 * s.idx[i] + 1];
+  }
+  if (c->n_mem == MEMORY_SLOTS)
+    memory_slot_free(&c->mem[--c->n_mem]);
+  memmove(&c->mem[1], &c->mem[0], (size_t)c->n_mem * sizeof c->mem[0]);
+  c->mem[0] = s;
+  c->n_mem++;
+}
+
+/* Builds the anchor's memory rows from the slots of epochs t-1, t-2, t-4,
+ * t-8: the points' current representations and remembered positions. The
+ * hinge margin grows with the point's distribution shift (how much its
+ * high-dimensional neighbourhood changed): δ = base · (1 + 2 (1 − r)). */
+static int memory_anchor(const carry *c, const float *x, int D,
+                         const float *overlap, float base, td_vis_anchor *a,
+                         float **buf) {
+  int64_t total = 0;
+  for (int age = 1; age <= c->n_mem; age *= 2)
+    total += c->mem[age - 1].m;
+  if (total == 0)
+    return 0;
+  float *b = malloc((size_t)total * (size_t)(D + 3) * sizeof *b);
+  if (!b)
+    return -1;
+  float *mx = b, *my = b + total * D, *md = my + total * 2;
+  int64_t k = 0;
+  for (int age = 1; age <= c->n_mem; age *= 2) {
+    const struct memory_slot *s = &c->mem[age - 1];
+    for (int64_t i = 0; i < s->m; i++, k++) {
+      int32_t j = s->idx[i];
+      memcpy(mx + k * D, x + (int64_t)j * D, (size_t)D * sizeof *mx);
+      my[2 * k] = s->pos[2 * i];
+      my[2 * k + 1] = s->pos[2 * i + 1];
+      float r = overlap ? overlap[j] : 1.0f;
+      md[k] = base * (1.0f + 2.0f * (1.0f - r));
+    }
+  }
+  a->n_memory = total;
+  a->mem_x = mx;
+  a->mem_y = my;
+  a->mem_delta = md;
+  *buf = b;
+  return 0;
+}
 
 static void carry_free(carry *c) {
   td_vismodel_free(c->model);
@@ -59,6 +139,8 @@ static void carry_free(carry *c) {
   free(c->pca_comps);
   free(c->pos);
   free(c->pred);
+  for (int i = 0; i < c->n_mem; i++)
+    memory_slot_free(&c->mem[i]);
   memset(c, 0, sizeof *c);
 }
 
@@ -425,6 +507,17 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
       anc.knn_overlap = overlap;
     }
   }
+  float *membuf = NULL;
+  if (warm && p.temporal == TD_TEMPORAL_MEMORY && c->n_mem > 0 &&
+      memory_anchor(c, e->train.data, e->D, anc.knn_overlap, p.memory_delta,
+                    &anc, &membuf) != 0) {
+    free(overlap);
+    free(xv);
+    free(pred);
+    td_graph_free(&g);
+    td_knn_free(&knn);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
   td_vismodel *m = td_vismodel_new(e->D, &p);
   /* The layout is the training points' embedding: it starts from the
    * previous epoch's positions (docs/projection.md). */
@@ -452,14 +545,17 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
   float *pos = malloc((size_t)nv * 2 * sizeof *pos);
   io.y_out = pos;
   double t1 = t0 + *knn_s; /* the fit includes the class links */
-  rc = m && pos ? td_vismodel_fit_ex(m, xv, nv, &g, warm ? c->model : NULL, &p,
-                                     anc.knn_overlap ? &anc : NULL, &io, err)
-                : td_err_set(err, TD_ENOMEM, "out of memory");
+  rc = m && pos
+           ? td_vismodel_fit_ex(m, xv, nv, &g, warm ? c->model : NULL, &p,
+                                anc.knn_overlap || anc.n_memory ? &anc : NULL,
+                                &io, err)
+           : td_err_set(err, TD_ENOMEM, "out of memory");
   *fit_s = td_now() - t1;
   free(hw);
   free(hb);
   free(init);
   free(overlap);
+  free(membuf);
   free(xv);
   td_graph_free(&g);
   if (rc != TD_OK) {
@@ -481,6 +577,8 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     td_knn_free(&c->knn);
   c->knn = knn;
   c->have_knn = 1;
+  if (p.temporal == TD_TEMPORAL_MEMORY)
+    memory_push(c, pos, e->n, o->seed * 1000003u + c->n_pushed++);
   return TD_OK;
 }
 
@@ -632,16 +730,78 @@ static int write_vis_json(const char *run_dir, const td_project_opts *o, int D,
   int rc = td_mkdirs(dir, err);
   if (rc)
     return rc;
-  json_t *j = json_pack("{s:s, s:i, s:{s:i, s:i, s:b, s:I}}", "method",
-                        o->method, "repr_dim", D, "params", "k", o->k,
-                        "territory_res", o->territory_res, "boundary",
-                        o->boundary, "seed", (json_int_t)o->seed);
+  json_t *j =
+      json_pack("{s:s, s:i, s:{s:i, s:i, s:b, s:s, s:I}}", "method", o->method,
+                "repr_dim", D, "params", "k", o->k, "territory_res",
+                o->territory_res, "boundary", o->boundary, "boundary_space",
+                o->boundary_input ? "input" : "representation", "seed",
+                (json_int_t)o->seed);
   char *txt = json_dumps(j, JSON_INDENT(2));
   json_decref(j);
   snprintf(path, sizeof path, "%s/vis.json", dir);
   rc = txt ? td_write_file_atomic(path, txt, strlen(txt), err)
            : td_err_set(err, TD_ENOMEM, "out of memory");
   free(txt);
+  return rc;
+}
+
+/* The training inputs as the tardis trainer feeds them (uint8 / 255, or
+ * float32 as stored), [N, c·h·w]; loaded once for input-space mixup. */
+static int load_inputs_f32(const td_run *run, float **out, td_err *err) {
+  td_array a;
+  int rc = td_run_load(run, -1, "train_inputs", &a, err);
+  if (rc == TD_ENOENT)
+    return td_err_set(err, rc,
+                      "input-space boundary samples need train_inputs.npy "
+                      "in the run");
+  if (rc)
+    return rc;
+  int64_t count = td_array_count(&a);
+  float *x = malloc((size_t)count * sizeof *x);
+  if (!x) {
+    td_array_close(&a);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
+  if (a.dtype == TD_U8) {
+    const uint8_t *u = a.data;
+    for (int64_t i = 0; i < count; i++)
+      x[i] = (float)u[i] * (1.0f / 255.0f);
+  } else {
+    memcpy(x, a.data, (size_t)count * sizeof *x);
+  }
+  td_array_close(&a);
+  *out = x;
+  return TD_OK;
+}
+
+/* Input-space boundary samples through the epoch's full model. */
+static int boundary_input(const td_run *run, int ep, const float *inputs,
+                          epoch_data *e, const td_boundary_params *bp,
+                          td_err *err) {
+  char dir[4200], mdir[4300];
+  if (td_run_epoch_path(run, ep, dir, sizeof dir))
+    return td_err_set(err, TD_ERANGE, "path too long");
+  snprintf(mdir, sizeof mdir, "%s/model", dir);
+  if (!td_path_is_dir(mdir))
+    return td_err_set(err, TD_ENOENT,
+                      "%s: input-space boundary samples need the epoch's "
+                      "model checkpoint (runs of `tardis train`)",
+                      mdir);
+  td_net *net;
+  int rc = td_net_load(mdir, &net, err);
+  if (rc)
+    return rc;
+  int repr_layer = td_net_n_layers(net) - 1 - td_head_n_layers(e->head);
+  if (repr_layer < 0 || td_net_dim(net, repr_layer + 1) != e->D ||
+      td_net_out_dim(net) != e->C)
+    rc = td_err_set(err, TD_ESHAPE,
+                    "%s: the model does not end in this epoch's head (%d -> "
+                    "%d)",
+                    mdir, e->D, e->C);
+  else
+    rc = td_boundary_generate_input(net, repr_layer, inputs, e->logits.data,
+                                    e->n, bp, &e->bnd, &e->pairs, &e->nb, err);
+  td_net_free(net);
   return rc;
 }
 
@@ -725,6 +885,7 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
       first_idx = i;
     idx[n_pending++] = i;
   }
+  float *inputs = NULL; /* input-space mixup: loaded on first use */
   carry c;
   memset(&c, 0, sizeof c);
   if (n_pending && first_idx > 0)
@@ -742,8 +903,13 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
       td_boundary_params bp;
       td_boundary_params_default(&bp, e.n, e.C);
       bp.seed = o->seed + (uint64_t)ep;
-      rc = td_boundary_generate(e.head, e.train.data, e.logits.data, e.n, e.D,
-                                e.C, &bp, &e.bnd, &e.pairs, &e.nb, err);
+      if (o->boundary_input && !inputs)
+        rc = load_inputs_f32(run, &inputs, err);
+      if (rc == TD_OK && o->boundary_input)
+        rc = boundary_input(run, ep, inputs, &e, &bp, err);
+      else if (rc == TD_OK)
+        rc = td_boundary_generate(e.head, e.train.data, e.logits.data, e.n, e.D,
+                                  e.C, &bp, &e.bnd, &e.pairs, &e.nb, err);
       secs[4] = td_now() - t0;
     }
     if (rc == TD_OK) {
@@ -769,6 +935,7 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
   }
   s->seconds = td_now() - t_all;
   carry_free(&c);
+  free(inputs);
   free(idx);
   return rc;
 }
