@@ -34,15 +34,11 @@ static inline int td__heap_less(float da, int32_t ia, float db, int32_t ib) {
   return da < db || (da == db && ia < ib);
 }
 
-/* Inserts (d, j) if it beats the root and is not present. Returns 1 when the
- * heap changed. flag (may be NULL) gets `fv` for the inserted entry. */
-static inline int td__heap_push(float *hd, int32_t *hi, uint8_t *flag, int k,
-                                float d, int32_t j, uint8_t fv) {
-  if (!td__heap_less(d, j, hd[0], hi[0]))
-    return 0;
-  for (int t = 0; t < k; t++)
-    if (hi[t] == j)
-      return 0;
+/* Replaces the root with (d, j) and sifts it down; flag (may be NULL) moves
+ * along and gets `fv` at the new entry's slot. */
+static inline void td__heap_replace_root(float *hd, int32_t *hi, uint8_t *flag,
+                                         int k, float d, int32_t j,
+                                         uint8_t fv) {
   int p = 0;
   for (;;) {
     int c = 2 * p + 1;
@@ -62,6 +58,18 @@ static inline int td__heap_push(float *hd, int32_t *hi, uint8_t *flag, int k,
   hi[p] = j;
   if (flag)
     flag[p] = fv;
+}
+
+/* Inserts (d, j) if it beats the root and is not present. Returns 1 when the
+ * heap changed. flag (may be NULL) gets `fv` for the inserted entry. */
+static inline int td__heap_push(float *hd, int32_t *hi, uint8_t *flag, int k,
+                                float d, int32_t j, uint8_t fv) {
+  if (!td__heap_less(d, j, hd[0], hi[0]))
+    return 0;
+  for (int t = 0; t < k; t++)
+    if (hi[t] == j)
+      return 0;
+  td__heap_replace_root(hd, hi, flag, k, d, j, fv);
   return 1;
 }
 

@@ -73,28 +73,6 @@ static int cmp_float(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Replaces the root of a (dist, idx) max-heap and sifts it down. Each
- * reference point is seen once per query, so unlike td__heap_push no
- * duplicate check is needed. */
-static void heap_replace_root(float *hd, int32_t *hi, int k, float d,
-                              int32_t j) {
-  int p = 0;
-  for (;;) {
-    int c = 2 * p + 1;
-    if (c >= k)
-      break;
-    if (c + 1 < k && td__heap_less(hd[c], hi[c], hd[c + 1], hi[c + 1]))
-      c++;
-    if (!td__heap_less(d, j, hd[c], hi[c]))
-      break;
-    hd[p] = hd[c];
-    hi[p] = hi[c];
-    p = c;
-  }
-  hd[p] = d;
-  hi[p] = j;
-}
-
 static void grid_scan_cell(const grid_ctx *c, int col, int row, float qx,
                            float qy, int64_t self_id, float *hd, int32_t *hi) {
   int64_t cell = (int64_t)row * c->G + col;
@@ -106,7 +84,8 @@ static void grid_scan_cell(const grid_ctx *c, int col, int row, float qx,
           dy = c->ref[2 * (int64_t)j + 1] - qy;
     float d = dx * dx + dy * dy;
     if (td__heap_less(d, j, hd[0], hi[0]))
-      heap_replace_root(hd, hi, c->k, d, j);
+      /* each reference point is seen once per query: no duplicate check */
+      td__heap_replace_root(hd, hi, NULL, c->k, d, j, 0);
   }
 }
 

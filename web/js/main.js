@@ -115,9 +115,9 @@ async function loadEpoch(e) {
 // Load the epoch on screen first, then the rest a few at a time.
 async function loadAll(first) {
   if (first !== undefined) await loadEpoch(first).catch(() => {});
-  const todo = S.epochs.filter((e) => !S.loading.has(e));
+  const pending = S.epochs.filter((e) => !S.loading.has(e));
   const workers = Array.from({ length: 3 }, async () => {
-    while (todo.length) await loadEpoch(todo.shift()).catch(() => {});
+    while (pending.length) await loadEpoch(pending.shift()).catch(() => {});
   });
   await Promise.all(workers);
 }
