@@ -154,6 +154,38 @@ static void test_bad_input(void) {
   free(txt);
 }
 
+/* A trainer and a projection killed with SIGKILL leave valid runs: every
+ * finished epoch intact, no half-written one visible, and the projection
+ * resumes where it stopped. */
+static void test_killed_processes(void) {
+  char run[4300], out[4300], cmd[12000];
+  snprintf(run, sizeof run, "%s/killed", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  snprintf(cmd, sizeof cmd,
+           "%%s train --out %%s --epochs 400 --limit 3000 --quiet & pid=$!; "
+           "i=0; while [ ! -d %s/epochs/0003 ] && [ $i -lt 2400 ]; do "
+           "sleep 0.05; i=$((i+1)); done; "
+           "kill -9 $pid; wait $pid; exit 0",
+           run);
+  CHECK_INT(sh(out, cmd, bin, run), ==, 0);
+  CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
+  char *txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "run is valid");
+  free(txt);
+  snprintf(cmd, sizeof cmd,
+           "%%s project %%s --res 32 & pid=$!; "
+           "i=0; while [ ! -d %s/vis/dvi/epoch_0002 ] && [ $i -lt 2400 ]; do "
+           "sleep 0.05; i=$((i+1)); done; "
+           "kill -9 $pid; wait $pid; exit 0",
+           run);
+  CHECK_INT(sh(out, cmd, bin, run), ==, 0);
+  CHECK_INT(sh(out, "%s project %s --res 32 --epochs 1:4", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "already done)");
+  free(txt);
+  CHECK_INT(sh(out, "%s eval %s", bin, run), ==, 0);
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -164,5 +196,6 @@ int main(void) {
   snprintf(dir, sizeof dir, "%s", td_t_tmpdir("e2e"));
   RUN(test_train_info_project_eval_render);
   RUN(test_bad_input);
+  RUN(test_killed_processes);
   return td_t_finish();
 }
