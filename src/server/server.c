@@ -19,10 +19,24 @@
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
 
-/* The repository's web/ directory. The build may define TD_WEB_DIR; without
- * it, the path is derived from this file's own (absolute, under CMake) path,
- * src/server/server.c → web. */
+/* The web UI's assets: installed beside the binary (`make install` puts them
+ * in PREFIX/share/tardis/web next to PREFIX/bin/tardis), else the
+ * repository's web/ directory. The build may define TD_WEB_DIR; without it,
+ * the repository's path is derived from this file's own (absolute, under
+ * CMake) path, src/server/server.c → web. */
 static void default_web_dir(char *buf, size_t len) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      int w = snprintf(buf, len, "%s/../share/tardis/web", exe);
+      if (w > 0 && (size_t)w < len && td_path_is_dir(buf))
+        return;
+    }
+  }
 #ifdef TD_WEB_DIR
   snprintf(buf, len, "%s", TD_WEB_DIR);
 #else
