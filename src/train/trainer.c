@@ -438,8 +438,7 @@ static int write_ood_inputs(const char *run_dir, const td_dataset *te,
   return rc;
 }
 
-int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
-  memset(res, 0, sizeof *res);
+static int check_opts(const td_train_opts *o, td_err *err) {
   if (strcmp(o->model, "mlp") != 0)
     return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
                       o->model);
@@ -453,9 +452,25 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam"))
     return td_err_set(err, TD_EARG, "unknown optimizer '%s' (sgd or adam)",
                       o->optimizer);
+  return TD_OK;
+}
+
+/* Buffers for one split's recorded arrays; 0 or TD_ENOMEM. */
+static int split_eval_alloc(split_eval *ev, int64_t n, int D, int C) {
+  ev->repr = malloc((size_t)n * D * sizeof(float));
+  ev->logits = malloc((size_t)n * C * sizeof(float));
+  ev->loss = malloc((size_t)n * sizeof(float));
+  return ev->repr && ev->logits && ev->loss ? TD_OK : TD_ENOMEM;
+}
+
+int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+  memset(res, 0, sizeof *res);
+  int rc = check_opts(o, err);
+  if (rc)
+    return rc;
   td_set_threads(o->threads);
   td_dataset tr, te;
-  int rc = td_dataset_load(o->dataset, o->data_dir, "train", &tr, err);
+  rc = td_dataset_load(o->dataset, o->data_dir, "train", &tr, err);
   if (rc)
     return rc;
   if ((rc = td_dataset_load(o->dataset, o->data_dir, "test", &te, err))) {
@@ -486,12 +501,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
             !s.perm || !rec.snap || (with_ood && !xood);
-  for (int k = 0; k < 3 && !oom; k++) {
-    evs[k]->repr = malloc((size_t)ns[k] * D * sizeof(float));
-    evs[k]->logits = malloc((size_t)ns[k] * C * sizeof(float));
-    evs[k]->loss = malloc((size_t)ns[k] * sizeof(float));
-    oom = !evs[k]->repr || !evs[k]->logits || !evs[k]->loss;
-  }
+  for (int k = 0; k < 3 && !oom; k++)
+    oom = split_eval_alloc(evs[k], ns[k], D, C) != TD_OK;
   if (!oom)
     oom = train_state_shard(&s, td_threads(), o->batch, C) != TD_OK;
   if (oom) {
