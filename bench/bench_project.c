@@ -3,6 +3,7 @@
  *
  *   bench_project --run runs/fmnist-noisy10 --epochs 9:12 [--threads 2]
  *                 [--no-umap] [--umap-epoch E] [--keep]
+ *                 [--peers ../shared/peers]
  *
  * The selected epochs are linked into a scratch copy of the run (the run
  * itself is not written to), projected (boundary samples, kNN, complex,
@@ -12,7 +13,9 @@
  * projection.json, nn@15 train/test, ppr; then temporal_corr; then
  * umap-learn (umap.UMAP(n_neighbors=15), numba compiled beforehand on a
  * small set) on the first projected epoch's training representations, its
- * nn@15 with /work/shared/peers/knnutil.py, and the ratios. The load
+ * nn@15 with the peers' knnutil.py, and the ratios; and the kNN stage
+ * alone (k = 15 on the same representations): tardis exact and NN-descent
+ * against scikit-learn's brute force and pynndescent. The load
  * average is printed beside the timings. The TD_PROJ_* environment
  * variables of src/proj/project.c change the configuration.
  */
@@ -28,6 +31,7 @@
 
 #include "tardis/evaluate.h"
 #include "tardis/fsutil.h"
+#include "tardis/knn.h"
 #include "tardis/parallel.h"
 #include "tardis/project.h"
 #include "tardis/run.h"
@@ -177,13 +181,14 @@ static void centre_drift(const char *scratch, const timing *tm) {
 
 /* umap-learn on one epoch's training representations: prints and returns
  * its seconds and nn@15 (both -1 on failure). */
-static void run_umap(const char *run_dir, int epoch, double *secs, double *nn) {
+static void run_umap(const char *peers, const char *run_dir, int epoch,
+                     double *secs, double *nn) {
   char cmd[8192];
   *secs = *nn = -1.0;
   snprintf(cmd, sizeof cmd,
            "OMP_NUM_THREADS=2 NUMBA_NUM_THREADS=2 /usr/bin/python3 -c \""
            "import sys, time, numpy as np\n"
-           "sys.path.insert(0, '/work/shared/peers')\n"
+           "sys.path.insert(0, '%s')\n"
            "import knnutil, umap\n"
            "X = np.load('%s/epochs/%04d/train_repr.npy').astype(np.float32)\n"
            "umap.UMAP(n_neighbors=15).fit_transform(X[:500])\n"
@@ -193,7 +198,7 @@ static void run_umap(const char *run_dir, int epoch, double *secs, double *nn) {
            "t = time.perf_counter() - t\n"
            "print('UMAP', t, knnutil.preservation(hi, Y, 15))\n"
            "\" 2>/dev/null",
-           run_dir, epoch);
+           peers, run_dir, epoch);
   FILE *f = popen(cmd, "r");
   if (!f)
     return;
@@ -204,9 +209,86 @@ static void run_umap(const char *run_dir, int epoch, double *secs, double *nn) {
   pclose(f);
 }
 
+/* The kNN stage alone, k = 15, on one epoch's training representations:
+ * tardis exact and NN-descent (median of 3) beside scikit-learn's brute
+ * force and pynndescent (its JIT warmed on a small set first). */
+static void knn_side_by_side(const td_run *run, const char *run_dir,
+                             int epoch) {
+  td_array x;
+  td_err err;
+  if (td_run_load_f32(run, epoch, "train_repr", &x, &err)) {
+    fprintf(stderr, "bench_project: %s\n", err.msg);
+    return;
+  }
+  int64_t n = x.shape[0];
+  int d = (int)x.shape[1];
+  double te[3], tn[3];
+  for (int r = 0; r < 3; r++) {
+    td_knn g;
+    double t0 = td_now();
+    td_knn_exact(x.data, n, d, 15, &g, NULL);
+    te[r] = td_now() - t0;
+    td_knn_free(&g);
+    td_nnd_params p;
+    td_nnd_params_default(&p);
+    t0 = td_now();
+    td_knn_nndescent(x.data, n, d, 15, &p, &g, NULL);
+    tn[r] = td_now() - t0;
+    td_knn_free(&g);
+  }
+  td_array_close(&x);
+  for (int a = 0; a < 2; a++) /* medians of three */
+    for (int b = a + 1; b < 3; b++) {
+      if (te[b] < te[a]) {
+        double t = te[a];
+        te[a] = te[b];
+        te[b] = t;
+      }
+      if (tn[b] < tn[a]) {
+        double t = tn[a];
+        tn[a] = tn[b];
+        tn[b] = t;
+      }
+    }
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd,
+           "OMP_NUM_THREADS=2 NUMBA_NUM_THREADS=2 /usr/bin/python3 -c \""
+           "import time, numpy as np\n"
+           "X = np.load('%s/epochs/%04d/train_repr.npy').astype(np.float32)\n"
+           "from sklearn.neighbors import NearestNeighbors\n"
+           "t = time.perf_counter()\n"
+           "NearestNeighbors(n_neighbors=16, algorithm='brute').fit(X)"
+           ".kneighbors(X)\n"
+           "ts = time.perf_counter() - t\n"
+           "import pynndescent\n"
+           "pynndescent.NNDescent(X[:2000], n_neighbors=16).neighbor_graph\n"
+           "t = time.perf_counter()\n"
+           "pynndescent.NNDescent(X, n_neighbors=16).neighbor_graph\n"
+           "print('KNN', ts, time.perf_counter() - t)\n"
+           "\" 2>/dev/null",
+           run_dir, epoch);
+  double ts = -1, tp = -1;
+  FILE *f = popen(cmd, "r");
+  char line[512];
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "KNN ", 4))
+      sscanf(line + 4, "%lf %lf", &ts, &tp);
+  if (f)
+    pclose(f);
+  printf("kNN k=15 on epoch %d (%lld x %d): tardis exact %.2f s, NN-descent "
+         "%.2f s",
+         epoch, (long long)n, d, te[1], tn[1]);
+  if (ts > 0 && tp > 0)
+    printf("; scikit-learn brute %.2f s (%.1fx), pynndescent %.2f s (%.1fx)\n",
+           ts, ts / te[1], tp, tp / tn[1]);
+  else
+    printf("; peers not available (bash ../shared/peers/setup.sh)\n");
+}
+
 int main(int argc, char **argv) {
   const char *run_dir = NULL;
   int from = 1, to = 4, threads = 2, umap_on = 1, umap_epoch = -1, keep = 0;
+  const char *peers = "../shared/peers";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--run") && i + 1 < argc)
       run_dir = argv[++i];
@@ -220,9 +302,12 @@ int main(int argc, char **argv) {
       umap_epoch = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--keep"))
       keep = 1;
+    else if (!strcmp(argv[i], "--peers") && i + 1 < argc)
+      peers = argv[++i];
     else {
       fprintf(stderr, "usage: bench_project --run RUN --epochs A:B "
-                      "[--threads T] [--no-umap] [--umap-epoch E] [--keep]\n");
+                      "[--threads T] [--no-umap] [--umap-epoch E] [--keep] "
+                      "[--peers DIR]\n");
       return 2;
     }
   }
@@ -299,7 +384,7 @@ int main(int argc, char **argv) {
         ui = i;
     double us, unn;
     double l = load1();
-    run_umap(run_dir, ue, &us, &unn);
+    run_umap(peers, run_dir, ue, &us, &unn);
     if (us > 0) {
       printf("umap-learn epoch %d: %.2f s (load %.2f), nn@15 %.4f\n", ue, us, l,
              unn);
@@ -308,8 +393,9 @@ int main(int argc, char **argv) {
              us / first, tm.n > 1 ? us / (later_sum / (tm.n - 1)) : 0.0,
              r.epochs[ui].nn_train[1] / unn);
     } else {
-      printf("umap-learn: not available (bash /work/shared/peers/setup.sh)\n");
+      printf("umap-learn: not available (bash ../shared/peers/setup.sh)\n");
     }
+    knn_side_by_side(run, run_dir, ue);
   }
   td_eval_result_free(&r);
   td_run_close(run);

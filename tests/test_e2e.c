@@ -186,6 +186,20 @@ static void test_killed_processes(void) {
   CHECK_INT(sh(out, "%s eval %s", bin, run), ==, 0);
 }
 
+/* Training is seeded: the same seed and thread count give the same run. */
+static void test_train_deterministic(void) {
+  char out[4300], cmd[12000];
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  snprintf(cmd, sizeof cmd,
+           "for r in d1 d2; do %%s train --out %%s/$r --epochs 2 --limit 1200 "
+           "--noise 0.1 --seed 9 --no-model --quiet || exit 1; done; "
+           "cmp %s/d1/epochs/0002/train_repr.npy %s/d2/epochs/0002/"
+           "train_repr.npy && cmp %s/d1/train_labels.npy %s/d2/"
+           "train_labels.npy",
+           dir, dir, dir, dir);
+  CHECK_INT(sh(out, cmd, bin, dir), ==, 0);
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -197,5 +211,6 @@ int main(void) {
   RUN(test_train_info_project_eval_render);
   RUN(test_bad_input);
   RUN(test_killed_processes);
+  RUN(test_train_deterministic);
   return td_t_finish();
 }
