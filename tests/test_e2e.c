@@ -12,7 +12,7 @@ static char bin[4096], dir[4096];
  * when given. */
 static int sh(const char *out_path, const char *fmt, const char *arg1,
               const char *arg2) {
-  char cmd[32768], body[12288];
+  char cmd[40960], body[24576];
   snprintf(body, sizeof body, fmt, arg1, arg2);
   if (out_path)
     snprintf(cmd, sizeof cmd, "%s > '%s' 2>&1", body, out_path);
@@ -188,7 +188,7 @@ static void test_killed_processes(void) {
 
 /* Training is seeded: the same seed and thread count give the same run. */
 static void test_train_deterministic(void) {
-  char out[4300], cmd[12000];
+  char out[4300], cmd[20000];
   snprintf(out, sizeof out, "%s/out.txt", dir);
   snprintf(cmd, sizeof cmd,
            "for r in d1 d2; do %%s train --out %%s/$r --epochs 2 --limit 1200 "
