@@ -422,10 +422,24 @@ static marks marks_for(const td__frame *f, const td__layout *l, int64_t n) {
 static void draw_map(const td_run *run, const td__frame *f, const td__layout *l,
                      cairo_t *cr) {
   if (f->terr.res) {
-    cairo_surface_t *ts = td__render_territory_surface(&f->terr, (int)l->map);
+    /* The territory covers its own extent; the view (f->ext) may be wider
+     * (an animation keeps one view for every epoch), so it is placed at
+     * its extent's position and scale, clipped to the map. */
+    double vx = (double)f->ext[2] - (double)f->ext[0];
+    double tw = (double)f->terr.x1 - (double)f->terr.x0;
+    int side = (int)ceil(l->map * tw / vx);
+    cairo_surface_t *ts = td__render_territory_surface(&f->terr, side);
     if (ts) {
-      cairo_set_source_surface(cr, ts, l->map_x, l->map_y);
+      double px =
+          l->map_x + l->map * ((double)f->terr.x0 - (double)f->ext[0]) / vx;
+      double py = l->map_y + l->map * ((double)f->ext[3] - (double)f->terr.y1) /
+                                 ((double)f->ext[3] - (double)f->ext[1]);
+      cairo_save(cr);
+      cairo_rectangle(cr, l->map_x, l->map_y, l->map, l->map);
+      cairo_clip(cr);
+      cairo_set_source_surface(cr, ts, px, py);
       cairo_paint(cr);
+      cairo_restore(cr);
       cairo_surface_destroy(ts);
     }
   }

@@ -177,6 +177,23 @@ static int write_frames(const td_run *run, const td_render_opts *o,
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS || !line)
     rc = td_err_set(err, TD_ENOMEM, "gif: out of memory");
   int delay = (100 + o->fps / 2) / o->fps;
+  /* One view for the whole animation: the union of the epochs' extents,
+   * made square, so the picture does not jump in scale between frames. */
+  float view[4] = {0};
+  for (int i = 0; !rc && i < n; i++) {
+    td__frame f;
+    rc = td__frame_load(run, eps[i], o, &f, err);
+    if (rc)
+      break;
+    for (int k = 0; k < 4; k++)
+      if (i == 0 || (k < 2 ? f.ext[k] < view[k] : f.ext[k] > view[k]))
+        view[k] = f.ext[k];
+    td__frame_close(&f);
+  }
+  float half = 0.5f * fmaxf(view[2] - view[0], view[3] - view[1]);
+  float cx = 0.5f * (view[0] + view[2]), cy = 0.5f * (view[1] + view[3]);
+  view[0] = cx - half, view[2] = cx + half;
+  view[1] = cy - half, view[3] = cy + half;
   for (int i = 0; !rc && i < n; i++) {
     if (o->progress)
       o->progress(i, n, o->progress_ctx);
@@ -184,6 +201,7 @@ static int write_frames(const td_run *run, const td_render_opts *o,
     rc = td__frame_load(run, eps[i], o, &f, err);
     if (rc)
       break;
+    memcpy(f.ext, view, sizeof view);
     td__frame_draw(run, &f, o, l, s);
     td__frame_close(&f);
     /* Holding the last epoch a moment marks where the loop restarts. */
