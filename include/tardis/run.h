@@ -75,6 +75,9 @@ void td_run_close(td_run *run); /* NULL is fine */
 
 /* Owned by the run; valid until td_run_close. */
 const td_run_meta *td_run_get_meta(const td_run *run);
+/* The metadata as a new JSON object (name, producer, created, classes,
+ * n_classes, n_train, n_test, repr_dim, input_shape); caller json_decref's. */
+json_t *td_run_meta_json(const td_run_meta *m);
 const char *td_run_dir(const td_run *run);
 
 /* Recorded epochs, ascending by number (gaps allowed). */

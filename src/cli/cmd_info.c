@@ -51,10 +51,8 @@ static json_t *epoch_json(const td_run *run, int epoch) {
 
 static json_t *summary_json(const td_run *run) {
   const td_run_meta *m = td_run_get_meta(run);
-  json_t *o = json_object(), *classes = json_array(), *files = json_object();
+  json_t *o = td_run_meta_json(m), *files = json_object();
   json_t *epochs = json_array();
-  for (int i = 0; i < m->n_classes; i++)
-    json_array_append_new(classes, json_string(m->classes[i]));
   for (size_t i = 0; i < COUNT(top_files); i++)
     json_object_set_new(files, top_files[i],
                         json_boolean(td_run_has(run, -1, top_files[i])));
@@ -74,18 +72,6 @@ static json_t *summary_json(const td_run *run) {
     json_decref(j);
   }
   json_object_set_new(o, "dir", json_string(td_run_dir(run)));
-  json_object_set_new(o, "name", json_string(m->name));
-  json_object_set_new(o, "producer", json_string(m->producer));
-  json_object_set_new(o, "created", json_string(m->created));
-  json_object_set_new(o, "classes", classes);
-  json_object_set_new(o, "n_train", json_integer(m->n_train));
-  json_object_set_new(o, "n_test", json_integer(m->n_test));
-  json_object_set_new(o, "repr_dim", json_integer(m->repr_dim));
-  json_object_set_new(o, "input_shape",
-                      m->has_input_shape
-                          ? json_pack("[iii]", m->input_shape[0],
-                                      m->input_shape[1], m->input_shape[2])
-                          : json_null());
   json_object_set_new(o, "files", files);
   json_object_set_new(o, "epochs", epochs);
   return o;

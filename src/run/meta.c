@@ -357,3 +357,23 @@ fail:
   json_decref(shape);
   return NULL;
 }
+
+json_t *td_run_meta_json(const td_run_meta *m) {
+  json_t *o = json_object(), *classes = json_array();
+  for (int i = 0; i < m->n_classes; i++)
+    json_array_append_new(classes, json_string(m->classes[i]));
+  json_object_set_new(o, "name", json_string(m->name));
+  json_object_set_new(o, "producer", json_string(m->producer));
+  json_object_set_new(o, "created", json_string(m->created));
+  json_object_set_new(o, "classes", classes);
+  json_object_set_new(o, "n_classes", json_integer(m->n_classes));
+  json_object_set_new(o, "n_train", json_integer(m->n_train));
+  json_object_set_new(o, "n_test", json_integer(m->n_test));
+  json_object_set_new(o, "repr_dim", json_integer(m->repr_dim));
+  json_object_set_new(o, "input_shape",
+                      m->has_input_shape
+                          ? json_pack("[iii]", m->input_shape[0],
+                                      m->input_shape[1], m->input_shape[2])
+                          : json_null());
+  return o;
+}

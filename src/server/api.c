@@ -169,26 +169,12 @@ static enum MHD_Result api_run(const req *r) {
                                       "train_truth", "train_inputs",
                                       "test_inputs"};
   const td_run_meta *m = r->meta;
-  json_t *o = json_object(), *cl = json_array(), *f = json_object(),
-         *ep = json_array();
-  for (int i = 0; i < m->n_classes; i++)
-    json_array_append_new(cl, json_string(m->classes[i]));
+  json_t *o = td_run_meta_json(m), *f = json_object(), *ep = json_array();
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     json_object_set_new(f, files[i],
                         json_boolean(td_run_has(r->run, -1, files[i])));
   for (int i = 0; i < td_run_n_epochs(r->run); i++)
     json_array_append_new(ep, json_integer(td_run_epoch_number(r->run, i)));
-  json_object_set_new(o, "name", json_string(m->name));
-  json_object_set_new(o, "classes", cl);
-  json_object_set_new(o, "n_classes", json_integer(m->n_classes));
-  json_object_set_new(o, "n_train", json_integer(m->n_train));
-  json_object_set_new(o, "n_test", json_integer(m->n_test));
-  json_object_set_new(o, "repr_dim", json_integer(m->repr_dim));
-  json_object_set_new(o, "input_shape",
-                      m->has_input_shape
-                          ? json_pack("[iii]", m->input_shape[0],
-                                      m->input_shape[1], m->input_shape[2])
-                          : json_null());
   json_object_set_new(o, "files", f);
   json_object_set_new(o, "methods", list_methods(r));
   json_object_set_new(o, "method", json_string(r->method));
