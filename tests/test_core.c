@@ -1,5 +1,6 @@
 /* Core: errors, npy reading/writing (incl. hostile headers), float16, rng,
  * parallel-for, file helpers. */
+#include <cblas.h>
 #include <stdatomic.h>
 
 #include "harness.h"
@@ -17,6 +18,11 @@ static void test_error_table(void) {
   CHECK_INT(td_err_set(&e, TD_EIO, "x%d", 5), ==, TD_EIO);
   td_err_prefix(&e, "file");
   CHECK(!strcmp(e.msg, "file: x5"));
+  /* The codes run 0, -1, ..., -(TD_ERR_COUNT - 1) without gaps. */
+  CHECK_INT(TD_ERR_COUNT, >=, 14);
+  for (int c = 0; c > -TD_ERR_COUNT; c--)
+    CHECK(strcmp(td_err_name(c), "TD_EUNKNOWN") != 0);
+  CHECK(!strcmp(td_err_name(-TD_ERR_COUNT), "TD_EUNKNOWN"));
 }
 
 static void test_npy_roundtrip(void) {
@@ -237,6 +243,43 @@ static void test_parallel_for(void) {
   td_set_threads(0);
 }
 
+static void blas_scope_cb(void *ctx, int64_t b, int64_t e, int tid) {
+  atomic_int *bad = ctx;
+  (void)tid;
+  for (int64_t i = b; i < e; i++) {
+    td_blas_single_begin();
+    if (openblas_get_num_threads() != 1)
+      atomic_fetch_add(bad, 1);
+    td_blas_single_end();
+  }
+}
+
+/* The single-thread scopes nest, overlap across threads, and restore the
+ * count td_set_threads gave, even when it was changed inside a scope. */
+static void test_blas_scope(void) {
+  td_set_threads(3);
+  CHECK_INT(td_threads(), ==, 3);
+  CHECK_INT(openblas_get_num_threads(), ==, 3);
+  td_blas_single_begin();
+  td_blas_single_begin();
+  CHECK_INT(openblas_get_num_threads(), ==, 1);
+  td_blas_single_end();
+  CHECK_INT(openblas_get_num_threads(), ==, 1);
+  td_set_threads(2);
+  CHECK_INT(openblas_get_num_threads(), ==, 1);
+  td_blas_single_end();
+  CHECK_INT(openblas_get_num_threads(), ==, 2);
+  CHECK_INT(td__blas_single_depth(), ==, 0);
+  atomic_int bad;
+  atomic_init(&bad, 0);
+  td_set_threads(4);
+  td_parallel_for(4000, 1, blas_scope_cb, &bad);
+  CHECK_INT(atomic_load(&bad), ==, 0);
+  CHECK_INT(td__blas_single_depth(), ==, 0);
+  CHECK_INT(openblas_get_num_threads(), ==, 4);
+  td_set_threads(0);
+}
+
 static void test_fs(void) {
   const char *dir = td_t_tmpdir("fs");
   char p[4200], q[4300];
@@ -267,6 +310,7 @@ int main(void) {
   RUN(test_f16);
   RUN(test_rng);
   RUN(test_parallel_for);
+  RUN(test_blas_scope);
   RUN(test_fs);
   return td_t_finish();
 }

@@ -10,8 +10,9 @@
  *     if (td_npy_load("run/train_labels.npy", &a, &err) != TD_OK)
  *         fprintf(stderr, "tardis: %s\n", err.msg);
  *
- * Out-of-memory policy: library functions return TD_ENOMEM and leave their
- * outputs untouched; the command-line front end reports it and exits.
+ * Out-of-memory policy: library functions return TD_ENOMEM with a message
+ * and leave their outputs untouched; they never abort on a failed allocation
+ * (see tardis/alloc.h). The command-line front end reports it and exits.
  * Programmer errors (violated preconditions) abort through TD_ASSERT, in
  * release builds too.
  */
@@ -37,12 +38,15 @@
   X(EINTERRUPTED, -12, "interrupted")                                          \
   X(ESTATE, -13, "invalid state")
 
-typedef enum {
+/* TD_ERR_COUNT counts the table's rows ("0 +1 +1 ..."), so appending a code
+ * cannot leave it stale. */
 #define TD__ERR_ENUM(name, value, msg) TD_##name = value,
-  TD_ERRNO_MAP(TD__ERR_ENUM)
-#undef TD__ERR_ENUM
-      TD_ERR_COUNT = 14 /* number of codes in the table above */
+#define TD__ERR_ONE(name, value, msg) +1
+typedef enum {
+  TD_ERRNO_MAP(TD__ERR_ENUM) TD_ERR_COUNT = 0 TD_ERRNO_MAP(TD__ERR_ONE)
 } td_errcode;
+#undef TD__ERR_ENUM
+#undef TD__ERR_ONE
 
 /* Detailed error: the code plus a human-readable message. */
 typedef struct td_err {

@@ -20,7 +20,20 @@ typedef void (*td_range_cb)(void *ctx, int64_t begin, int64_t end, int tid);
 
 /* Sets the thread count used by tardis (and by OpenBLAS). n <= 0: all CPUs. */
 void td_set_threads(int n);
+/* td_set_threads's count, or on first use TD_THREADS from the environment
+ * (unset or <= 0: all CPUs). Thread-safe. */
 int td_threads(void);
+
+/* OpenBLAS's thread count is process-wide. Code that calls BLAS from inside
+ * td_parallel_for (where the callers' threads are the parallelism, and
+ * OpenBLAS threads would oversubscribe the CPUs) brackets the region with
+ * these. The scopes nest and may overlap across threads: the first begin
+ * saves the count and sets 1, the last end restores it. Every begin needs
+ * its end on all paths. */
+void td_blas_single_begin(void);
+void td_blas_single_end(void);
+/* Internal, for tests: how many single-thread scopes are open. */
+int td__blas_single_depth(void);
 
 /* Runs cb over [0, n) in chunks of `grain` on td_threads() threads (the
  * caller's thread included) and returns when all are done. With one thread,

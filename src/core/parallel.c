@@ -5,6 +5,8 @@
  * back to threads of its own, so callers never wait on each other. */
 #include "tardis/parallel.h"
 
+#include "tardis/error.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -12,27 +14,88 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The one place tardis talks to OpenBLAS about threads (libopenblas has
+ * these; cblas.h from other BLAS builds may not declare them). */
 void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
 
-static int g_threads;
+/* g_threads is written once by td_set_threads or by the TD_THREADS default
+ * and read from any thread, hence atomic. g_blas_mu orders every change of
+ * OpenBLAS's process-wide thread count: td_set_threads and the single-thread
+ * scopes below. */
+static atomic_int g_threads;
+static pthread_once_t g_threads_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t g_blas_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_blas_depth, g_blas_saved;
 
-void td_set_threads(int n) {
+static int clamp_threads(int n) {
   if (n <= 0) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
     n = c > 0 ? (int)c : 1;
   }
-  if (n > 256)
-    n = 256;
-  g_threads = n;
-  openblas_set_num_threads(n);
+  return n > 256 ? 256 : n;
+}
+
+/* Inside a single-thread scope OpenBLAS stays at 1; the new count is what
+ * the last scope to end restores. */
+static void set_blas_threads_locked(int n) {
+  if (g_blas_depth > 0)
+    g_blas_saved = n;
+  else
+    openblas_set_num_threads(n);
+}
+
+void td_set_threads(int n) {
+  n = clamp_threads(n);
+  pthread_mutex_lock(&g_blas_mu);
+  atomic_store(&g_threads, n);
+  set_blas_threads_locked(n);
+  pthread_mutex_unlock(&g_blas_mu);
+}
+
+/* The default, once: TD_THREADS, else all CPUs — unless td_set_threads got
+ * there first. */
+static void threads_from_env(void) {
+  const char *env = getenv("TD_THREADS");
+  int n = clamp_threads(env ? atoi(env) : 0);
+  pthread_mutex_lock(&g_blas_mu);
+  if (atomic_load(&g_threads) <= 0) {
+    atomic_store(&g_threads, n);
+    set_blas_threads_locked(n);
+  }
+  pthread_mutex_unlock(&g_blas_mu);
 }
 
 int td_threads(void) {
-  if (g_threads <= 0) {
-    const char *env = getenv("TD_THREADS");
-    td_set_threads(env ? atoi(env) : 0);
+  int n = atomic_load_explicit(&g_threads, memory_order_acquire);
+  if (n > 0)
+    return n;
+  pthread_once(&g_threads_once, threads_from_env);
+  return atomic_load(&g_threads);
+}
+
+void td_blas_single_begin(void) {
+  pthread_mutex_lock(&g_blas_mu);
+  if (g_blas_depth++ == 0) {
+    g_blas_saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
   }
-  return g_threads;
+  pthread_mutex_unlock(&g_blas_mu);
+}
+
+void td_blas_single_end(void) {
+  pthread_mutex_lock(&g_blas_mu);
+  TD_ASSERT(g_blas_depth > 0);
+  if (--g_blas_depth == 0)
+    openblas_set_num_threads(g_blas_saved);
+  pthread_mutex_unlock(&g_blas_mu);
+}
+
+int td__blas_single_depth(void) {
+  pthread_mutex_lock(&g_blas_mu);
+  int d = g_blas_depth;
+  pthread_mutex_unlock(&g_blas_mu);
+  return d;
 }
 
 typedef struct {

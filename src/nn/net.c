@@ -6,7 +6,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -393,27 +392,6 @@ static void predict_rows(const predict_ctx *p, td_net_ws *ws, int64_t begin,
   }
 }
 
-/* OpenBLAS's thread count is process-wide: concurrent predicts count how
- * many want it at 1, and the last one out restores the saved value. */
-static pthread_mutex_t g_blas_mu = PTHREAD_MUTEX_INITIALIZER;
-static int g_blas_single_depth, g_blas_saved_threads;
-
-static void blas_single_enter(void) {
-  pthread_mutex_lock(&g_blas_mu);
-  if (g_blas_single_depth++ == 0) {
-    g_blas_saved_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-  }
-  pthread_mutex_unlock(&g_blas_mu);
-}
-
-static void blas_single_leave(void) {
-  pthread_mutex_lock(&g_blas_mu);
-  if (--g_blas_single_depth == 0)
-    openblas_set_num_threads(g_blas_saved_threads);
-  pthread_mutex_unlock(&g_blas_mu);
-}
-
 static void predict_cb(void *ctx, int64_t begin, int64_t end, int tid) {
   const predict_ctx *p = ctx;
   predict_rows(p, p->ws[tid], begin, end);
@@ -445,9 +423,9 @@ int td_net_predict(const td_net *net, const float *x, int64_t n, float *out,
       /* Parallel over chunks, each GEMM on one thread: for these small
        * matrices that beats OpenBLAS's own threading, and nesting both would
        * oversubscribe the cores. */
-      blas_single_enter();
+      td_blas_single_begin();
       td_parallel_for(n, chunk, predict_cb, &p);
-      blas_single_leave();
+      td_blas_single_end();
     }
   }
   for (int t = 0; t < nt; t++)

@@ -450,7 +450,7 @@ static int generate(bnd_ctx proto, const float *x, const float *logits,
   c.pa = pa;
   c.pb = pb;
   c.scratch = scratch;
-  int saved = td__knn_blas_single();
+  td_blas_single_begin();
   for (int round = 0; round < BND_MAX_ROUNDS && f.n < prm.budget; round++) {
     int64_t n_att =
         plan_round(pr, P, prm.budget - f.n, prm.seed, round, order, key);
@@ -460,7 +460,7 @@ static int generate(bnd_ctx proto, const float *x, const float *logits,
     if (rc)
       break;
   }
-  td__knn_blas_restore(saved);
+  td_blas_single_end();
   if (rc)
     goto done;
 

@@ -170,14 +170,6 @@ void td__knn_sort_row(float *dist, int32_t *idx, int k) {
   }
 }
 
-int td__knn_blas_single(void) {
-  int saved = openblas_get_num_threads();
-  openblas_set_num_threads(1);
-  return saved;
-}
-
-void td__knn_blas_restore(int saved) { openblas_set_num_threads(saved); }
-
 /* ---- exact search ------------------------------------------------------ */
 
 typedef struct {
@@ -436,7 +428,7 @@ static int exact_run(const float *x, int64_t n, const float *q, int64_t m,
   if (rc == TD_OK)
     rc = td__knn_alloc(out, c.m, k, err);
   if (rc == TD_OK) {
-    int saved = td__knn_blas_single();
+    td_blas_single_begin();
     c.x = xc;
     c.nx = nx;
     c.q = self ? xc : qc;
@@ -448,7 +440,7 @@ static int exact_run(const float *x, int64_t n, const float *q, int64_t m,
     } else {
       td_parallel_for((c.m + c.bs - 1) / c.bs, 1, query_cb, &c);
     }
-    td__knn_blas_restore(saved);
+    td_blas_single_end();
     if (rc == TD_OK) {
       final_ctx f = {
           .x = xc, .q = self ? xc : qc, .d = d, .k = k, .h = &c.h, .out = out};

@@ -15,10 +15,6 @@ int td__knn_alloc(td_knn *out, int64_t n, int k, td_err *err);
 float td__knn_sqdist(const float *a, const float *b, int d);
 /* Sorts one row of (dist, idx) pairs ascending by dist, then idx. */
 void td__knn_sort_row(float *dist, int32_t *idx, int k);
-/* Saves OpenBLAS's thread count and makes it single-threaded; returns the
- * saved count for td__knn_blas_restore. */
-int td__knn_blas_single(void);
-void td__knn_blas_restore(int saved);
 
 /* Tuning hooks for tests and bench_knn (process-wide, not thread-safe: set
  * them before building graphs). 0 or -1 restore the defaults. */

@@ -379,9 +379,9 @@ int td_metric_ppr(const td_head *head, const float *x, const float *x_rec,
     free(c.scratch), free(c.agree), free(c.dconf);
     return TD_ENOMEM;
   }
-  int saved = td__knn_blas_single();
+  td_blas_single_begin();
   td_parallel_for(nblk, 1, ppr_cb, &c);
-  td__knn_blas_restore(saved);
+  td_blas_single_end();
   int64_t agree = 0;
   double dsum = 0;
   for (int64_t b = 0; b < nblk; b++) {

@@ -13,10 +13,6 @@
 #include "tardis/nn.h"
 #include "tardis/parallel.h"
 
-/* OpenBLAS's own controls (as in src/nn/net.c). */
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
-
 #define VIS_FORMAT "tardis-vismodel"
 #define VIS_VERSION 1
 #define Q_CLAMP 1e-4f
@@ -972,10 +968,9 @@ static int layout_and_distil(fit_state *s, const td_vismodel *prev, int64_t n) {
       return TD_ENOMEM;
     memcpy(f->perm2, f->perm, (size_t)n * sizeof(int32_t));
     split_ctx sc = {s, n, per, dis, {0.0, 0.0}};
-    int saved = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+    td_blas_single_begin();
     td_parallel_for(2, 1, split_cb, &sc);
-    openblas_set_num_threads(saved);
+    td_blas_single_end();
     if (p->progress &&
         p->progress(p->progress_ctx, -dis, sc.loss[0] + sc.loss[1]))
       return TD_EINTERRUPTED;

@@ -16,8 +16,6 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 
-void openblas_set_num_threads(int num_threads);
-
 #define REPR_LAYER 1 /* output of the second ReLU: the 128-d representation */
 #define RECORD_CHUNK 1024
 
@@ -380,7 +378,7 @@ static double train_epoch(const td_train_opts *o, train_state *s,
     s->perm[i] = (int32_t)i;
   td_rng_shuffle_i32(rng, s->perm, n);
   if (s->shards)
-    openblas_set_num_threads(1); /* the shards are the parallelism */
+    td_blas_single_begin(); /* the shards are the parallelism */
   int64_t steps = (n + o->batch - 1) / o->batch;
   double loss_sum = 0, t0 = td_now(), last_report = t0;
   for (int64_t st = 0; st < steps; st++) {
@@ -405,7 +403,7 @@ static double train_epoch(const td_train_opts *o, train_state *s,
     }
   }
   if (s->shards)
-    openblas_set_num_threads(td_threads());
+    td_blas_single_end();
   return loss_sum / (double)n;
 }
 
