@@ -18,7 +18,8 @@ int td_remove_tree(const char *path, td_err *err);
 /* Writes a whole file atomically (temp file + fsync + rename). */
 int td_write_file_atomic(const char *path, const void *data, size_t len,
                          td_err *err);
-/* Reads a whole file into a malloc'd, NUL-terminated buffer (caller frees). */
+/* Reads a whole file into a td_malloc'd, NUL-terminated buffer (caller
+ * frees). */
 int td_read_file(const char *path, char **data, size_t *len, td_err *err);
 /* fsyncs a directory so that renames inside it are durable. */
 void td_fsync_dir(const char *path);

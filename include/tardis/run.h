@@ -142,7 +142,8 @@ int td_head_n_layers(const td_head *head);
 
 /* logits[n, out_dim] = head(x[n, in_dim]). Reentrant: may be called from
  * several threads at once on the same head. Multi-layer heads allocate scratch
- * per call and abort on out of memory. */
+ * per call; when that fails they fall back to one row at a time in scratch
+ * allocated by the load (serialised, slower), so this never fails. */
 void td_head_forward(const td_head *head, const float *x, int64_t n,
                      float *logits);
 

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "tardis/alloc.h"
+
 static const struct {
   size_t size;
   const char *descr, *name;
@@ -67,7 +69,7 @@ int td_array_alloc(td_array *a, td_dtype t, int ndim, const int64_t *shape) {
     count *= (size_t)shape[i];
   }
   a->nbytes = count * td_dtype_size(t);
-  a->owned_ = calloc(a->nbytes ? a->nbytes : 1, 1);
+  a->owned_ = td_calloc(a->nbytes ? a->nbytes : 1, 1);
   if (!a->owned_) {
     memset(a, 0, sizeof *a);
     return TD_ENOMEM;
@@ -96,7 +98,7 @@ void td_array_close(td_array *a) {
     return;
   if (a->map_base_)
     munmap(a->map_base_, a->map_len_);
-  free(a->owned_);
+  td_free(a->owned_);
   memset(a, 0, sizeof *a);
 }
 

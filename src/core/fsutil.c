@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tardis/alloc.h"
+
 int td_path_join(char *buf, size_t len, const char *a, const char *b) {
   int n = (a && *a) ? snprintf(buf, len, "%s/%s", a, b)
                     : snprintf(buf, len, "%s", b);
@@ -140,16 +142,16 @@ int td_read_file(const char *path, char **data, size_t *len, td_err *err) {
     return td_err_set(err, errno == ENOENT ? TD_ENOENT : TD_EIO, "%s: %s", path,
                       strerror(errno));
   size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
+  char *buf = td_malloc(cap);
   if (!buf) {
     fclose(f);
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
   }
   for (;;) {
     if (n + 1 >= cap) {
-      char *nb = realloc(buf, cap * 2);
+      char *nb = td_realloc(buf, cap * 2);
       if (!nb) {
-        free(buf);
+        td_free(buf);
         fclose(f);
         return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
       }
@@ -164,7 +166,7 @@ int td_read_file(const char *path, char **data, size_t *len, td_err *err) {
   int bad = ferror(f);
   fclose(f);
   if (bad) {
-    free(buf);
+    td_free(buf);
     return td_err_set(err, TD_EIO, "%s: read error", path);
   }
   buf[n] = '\0';

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tardis/alloc.h"
+
 static const char npy_magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
 typedef struct {
@@ -204,10 +206,17 @@ int td_npy_load(const char *path, td_array *out, td_err *err) {
     return td_err_set(err, TD_EFORMAT, "%s: truncated .npy file (%zu bytes)",
                       path, size);
   }
-  void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  /* The mapping counts as an allocation for the failure-injection hook. */
+  void *map = MAP_FAILED;
+  if (td__alloc_inject())
+    errno = ENOMEM;
+  else
+    map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int map_errno = errno;
   close(fd);
   if (map == MAP_FAILED)
-    return td_err_set(err, TD_EIO, "%s: cannot map: %s", path, strerror(errno));
+    return td_err_set(err, map_errno == ENOMEM ? TD_ENOMEM : TD_EIO,
+                      "%s: cannot map: %s", path, strerror(map_errno));
   td_array a;
   size_t off = 0;
   int rc = td_npy_parse_header(map, size, &a, &off, err);

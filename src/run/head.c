@@ -1,6 +1,7 @@
 /* The classifier head of an epoch: head.json plus its weight files, loaded
  * into an evaluable chain of dense layers, and written by td_head_write. */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,13 @@ struct td_head {
   int n;
   int max_hidden; /* widest intermediate layer, for scratch */
   td__dense *layers;
+  /* One row's scratch, allocated at load: td_head_forward falls back to it,
+   * serialised by its mutex, when it cannot allocate its own. A separate
+   * object, so that a const head can still lock it. */
+  struct td__head_spare {
+    pthread_mutex_t mu;
+    float rows[]; /* [2, max_hidden] */
+  } *spare;
 };
 
 void td_head_free(td_head *h) {
@@ -30,8 +38,11 @@ void td_head_free(td_head *h) {
     td_array_close(&h->layers[i].w);
     td_array_close(&h->layers[i].b);
   }
-  free(h->layers);
-  free(h);
+  td_free(h->layers);
+  if (h->spare)
+    pthread_mutex_destroy(&h->spare->mu);
+  td_free(h->spare);
+  td_free(h);
 }
 
 int td_head_in_dim(const td_head *h) { return h->layers[0].in; }
@@ -175,11 +186,11 @@ int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
     json_decref(root);
     return rc;
   }
-  td_head *h = calloc(1, sizeof *h);
+  td_head *h = td_calloc(1, sizeof *h);
   if (h)
-    h->layers = calloc(n, sizeof *h->layers);
+    h->layers = td_calloc(n, sizeof *h->layers);
   if (!h || !h->layers) {
-    free(h);
+    td_free(h);
     json_decref(root);
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
   }
@@ -198,6 +209,15 @@ int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
   for (int i = 0; i + 1 < h->n; i++)
     if (h->layers[i].out > h->max_hidden)
       h->max_hidden = h->layers[i].out;
+  if (h->n > 1) {
+    h->spare = td_malloc(sizeof *h->spare +
+                         2 * (size_t)h->max_hidden * sizeof(float));
+    if (!h->spare) {
+      td_head_free(h);
+      return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
+    }
+    pthread_mutex_init(&h->spare->mu, NULL);
+  }
   *out = h;
   return TD_OK;
 }
@@ -215,28 +235,44 @@ static void dense_apply(const td__dense *L, const float *x, int rows,
       y[i] = y[i] > 0 ? y[i] : 0;
 }
 
-void td_head_forward(const td_head *h, const float *x, int64_t n,
-                     float *logits) {
+/* Runs the chain over n rows in blocks of blk rows; hidden layers ping-pong
+ * between the two halves of scratch ([2, blk, max_hidden]). */
+static void forward_blocks(const td_head *h, const float *x, int64_t n,
+                           int64_t blk, float *scratch, float *logits) {
   int in = td_head_in_dim(h), out = td_head_out_dim(h);
-  float *scratch = NULL;
-  int64_t blk = n < TD__HEAD_BLOCK ? n : TD__HEAD_BLOCK;
-  if (h->n > 1) {
-    scratch = malloc(2 * (size_t)blk * (size_t)h->max_hidden * sizeof *scratch);
-    TD_ASSERT(scratch || n == 0);
-  }
+  size_t half = (size_t)blk * (size_t)h->max_hidden;
   for (int64_t r0 = 0; r0 < n; r0 += blk) {
     int rows = (int)(n - r0 < blk ? n - r0 : blk);
     const float *cur = x + r0 * in;
     for (int l = 0; l < h->n; l++) {
-      /* Hidden layers ping-pong between two scratch halves. */
       float *dst = l == h->n - 1 ? logits + r0 * out
-                                 : scratch + (size_t)(l & 1) * (size_t)blk *
-                                                 (size_t)h->max_hidden;
+                                 : scratch + (size_t)(l & 1) * half;
       dense_apply(&h->layers[l], cur, rows, dst);
       cur = dst;
     }
   }
-  free(scratch);
+}
+
+void td_head_forward(const td_head *h, const float *x, int64_t n,
+                     float *logits) {
+  int64_t blk = n < TD__HEAD_BLOCK ? n : TD__HEAD_BLOCK;
+  if (h->n == 1 || n == 0) {
+    forward_blocks(h, x, n, blk > 0 ? blk : 1, NULL, logits);
+    return;
+  }
+  float *scratch =
+      td_malloc(2 * (size_t)blk * (size_t)h->max_hidden * sizeof *scratch);
+  if (scratch) {
+    forward_blocks(h, x, n, blk, scratch, logits);
+    td_free(scratch);
+    return;
+  }
+  /* Out of memory: one row at a time in the head's spare scratch. Slower
+   * and serialised across threads, but the result is the same and nothing
+   * fails. */
+  pthread_mutex_lock(&h->spare->mu);
+  forward_blocks(h, x, n, 1, h->spare->rows, logits);
+  pthread_mutex_unlock(&h->spare->mu);
 }
 
 int td_head_write(td_epoch_writer *w, int n_layers, const float *const *weights,

@@ -56,8 +56,8 @@ void td__meta_free(td_run_meta *m) {
     return;
   if (m->classes) {
     for (int i = 0; i < m->n_classes; i++)
-      free(m->classes[i]);
-    free(m->classes);
+      td_free(m->classes[i]);
+    td_free(m->classes);
   }
   m->classes = NULL;
   m->n_classes = 0;
@@ -136,12 +136,12 @@ static int parse_classes(const json_t *root, const char *path, td_run_meta *m,
                         path, i,
                         json_is_string(c) ? "\"\"" : td__json_type_str(c));
   }
-  m->classes = calloc(n, sizeof *m->classes);
+  m->classes = td_calloc(n, sizeof *m->classes);
   if (!m->classes)
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
   m->n_classes = (int)n;
   for (size_t i = 0; i < n; i++) {
-    m->classes[i] = strdup(json_string_value(json_array_get(v, i)));
+    m->classes[i] = td_strdup(json_string_value(json_array_get(v, i)));
     if (!m->classes[i])
       return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
   }

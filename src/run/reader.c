@@ -75,7 +75,7 @@ static int list_epochs(const char *run_dir, int **out, int *n_out,
     }
     if (n == cap) {
       int ncap = cap ? 2 * cap : 64;
-      int *nv = realloc(v, (size_t)ncap * sizeof *v);
+      int *nv = td_realloc(v, (size_t)ncap * sizeof *v);
       if (!nv) {
         rc = td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
         break;
@@ -87,7 +87,7 @@ static int list_epochs(const char *run_dir, int **out, int *n_out,
   }
   closedir(d);
   if (rc) {
-    free(v);
+    td_free(v);
     return rc;
   }
   qsort(v, (size_t)n, sizeof *v, cmp_int);
@@ -129,16 +129,16 @@ void td_run_close(td_run *run) {
     return;
   td__meta_free(&run->meta);
   td_array_close(&run->labels);
-  free(run->epochs);
-  free(run->dir);
-  free(run);
+  td_free(run->epochs);
+  td_free(run->dir);
+  td_free(run);
 }
 
 int td_run_open(const char *dir, td_run **out, td_err *err) {
   *out = NULL;
-  td_run *run = calloc(1, sizeof *run);
-  if (!run || !(run->dir = strdup(dir))) {
-    free(run);
+  td_run *run = td_calloc(1, sizeof *run);
+  if (!run || !(run->dir = td_strdup(dir))) {
+    td_free(run);
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
   }
   size_t len = strlen(run->dir);
@@ -174,7 +174,7 @@ int td_run_refresh(td_run *run, td_err *err) {
   int rc = list_epochs(run->dir, &v, &n, err);
   if (rc)
     return rc;
-  free(run->epochs);
+  td_free(run->epochs);
   run->epochs = v;
   run->n_epochs = n;
   return TD_OK;
@@ -376,7 +376,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
   int c = td_head_out_dim(h);
   if (n == 0)
     return TD_OK;
-  float *x = malloc((size_t)(n * d + n * c) * sizeof *x);
+  float *x = td_malloc((size_t)(n * d + n * c) * sizeof *x);
   if (!x)
     return td_err_set(err, TD_ENOMEM, "out of memory");
   float *z = x + n * d;
@@ -408,7 +408,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
       }
     }
   }
-  free(x);
+  td_free(x);
   return rc;
 }
 

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdarg.h>
 
+#include "tardis/alloc.h"
 #include "tardis/run.h"
 
 #ifndef PATH_MAX

@@ -91,7 +91,7 @@ int td_run_create(const char *dir, const td_run_meta *meta, int force,
     text[len] = '\n'; /* replaces the terminator: a text file ends in one */
     rc = td_write_file_atomic(path, text, len + 1, err);
   }
-  free(text);
+  td_free(text);
   return rc;
 }
 
@@ -154,7 +154,7 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
   *out = NULL;
   if (epoch < 0)
     return td_err_set(err, TD_EARG, "%s: epoch %d is negative", run_dir, epoch);
-  td_epoch_writer *w = calloc(1, sizeof *w);
+  td_epoch_writer *w = td_calloc(1, sizeof *w);
   if (!w)
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", run_dir);
   char name[32], epochs[PATH_MAX];
@@ -183,7 +183,7 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
                     strerror(errno));
   if (rc) {
     td__meta_free(&w->meta);
-    free(w);
+    td_free(w);
     return rc;
   }
   *out = w;
@@ -233,7 +233,7 @@ int td_epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
   size_t len = strlen(text);
   text[len] = '\n';
   rc = td_write_file_atomic(path, text, len + 1, err);
-  free(text);
+  td_free(text);
   return rc;
 }
 
@@ -331,7 +331,7 @@ int td_epoch_commit(td_epoch_writer *w, td_err *err) {
     if (td__pathf(epochs, sizeof epochs, NULL, "%s/epochs", w->run_dir) == 0)
       td_fsync_dir(epochs);
     td__meta_free(&w->meta);
-    free(w);
+    td_free(w);
     return TD_OK;
   }
   td_epoch_abort(w);
@@ -343,7 +343,7 @@ void td_epoch_abort(td_epoch_writer *w) {
     return;
   td_remove_tree(w->tmp, NULL);
   td__meta_free(&w->meta);
-  free(w);
+  td_free(w);
 }
 
 /* ---- stale temporary epochs --------------------------------------------- */
