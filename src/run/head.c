@@ -28,7 +28,7 @@ struct td_head {
   struct td__head_spare {
     pthread_mutex_t mu;
     float rows[]; /* [2, max_hidden] */
-  } *spare;
+  } * spare;
 };
 
 void td_head_free(td_head *h) {
@@ -210,8 +210,8 @@ int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
     if (h->layers[i].out > h->max_hidden)
       h->max_hidden = h->layers[i].out;
   if (h->n > 1) {
-    h->spare = td_malloc(sizeof *h->spare +
-                         2 * (size_t)h->max_hidden * sizeof(float));
+    h->spare =
+        td_malloc(sizeof *h->spare + 2 * (size_t)h->max_hidden * sizeof(float));
     if (!h->spare) {
       td_head_free(h);
       return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
@@ -245,8 +245,8 @@ static void forward_blocks(const td_head *h, const float *x, int64_t n,
     int rows = (int)(n - r0 < blk ? n - r0 : blk);
     const float *cur = x + r0 * in;
     for (int l = 0; l < h->n; l++) {
-      float *dst = l == h->n - 1 ? logits + r0 * out
-                                 : scratch + (size_t)(l & 1) * half;
+      float *dst =
+          l == h->n - 1 ? logits + r0 * out : scratch + (size_t)(l & 1) * half;
       dense_apply(&h->layers[l], cur, rows, dst);
       cur = dst;
     }
