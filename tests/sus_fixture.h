@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "run/run_json.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
@@ -88,7 +89,7 @@ static int sf_make_run(const char *dir, int with_truth, int with_proj,
       rc = td_epoch_add_array(wr, "train_logits", &ar, err);
     json_t *ej = json_pack("{s:i}", "epoch", t + 1);
     if (!rc)
-      rc = td_epoch_add_json(wr, "epoch.json", ej, err);
+      rc = td__epoch_add_json(wr, "epoch.json", ej, err);
     json_decref(ej);
     const float *ws[] = {w}, *bs[] = {b};
     int dims[] = {SF_D, SF_C};

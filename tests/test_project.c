@@ -2,6 +2,7 @@
  * known: C Gaussian class blobs in D dimensions that separate further each
  * epoch, with a linear head that classifies them. */
 #include "harness.h"
+#include "run/run_json.h"
 #include "tardis/evaluate.h"
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
@@ -95,7 +96,7 @@ static int build_run(void) {
     td_array_wrap(&a, TD_F32, 2, s4, zte);
     rc |= td_epoch_add_array(wr, "test_logits.npy", &a, &err);
     rc |= td_head_write(wr, 1, &W, &B, dims, NULL, &err);
-    rc |= td_epoch_add_json(wr, "epoch.json", ej, &err);
+    rc |= td__epoch_add_json(wr, "epoch.json", ej, &err);
     json_decref(ej);
     if (rc || td_epoch_commit(wr, &err)) {
       fprintf(stderr, "%s\n", err.msg);

@@ -9,6 +9,7 @@
 
 #include "harness.h"
 #include "render/render_internal.h"
+#include "run/run_json.h"
 #include "tardis/fsutil.h"
 #include "tardis/render.h"
 #include "tardis/run.h"
@@ -82,7 +83,7 @@ static int write_epoch(const char *dir, const scene *s, int e, td_err *err) {
   json_t *ej = json_pack("{s:i, s:f, s:f}", "epoch", e, "train_acc", s->acc,
                          "test_acc", s->tacc);
   if (!rc)
-    rc = td_epoch_add_json(wr, "epoch.json", ej, err);
+    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
   json_decref(ej);
   const float *ws[1] = {w}, *bs[1] = {b};
   int dims[2] = {C, C};

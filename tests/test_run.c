@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include "harness.h"
+#include "run/run_json.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 
@@ -125,7 +126,7 @@ static int write_epoch(const char *dir, int epoch, int f16, td_err *err) {
                          "train_loss", 1.0 / (epoch + 1), "train_acc", 0.5,
                          "test_loss", 0.75, "test_acc", 0.25, "seconds", 1.5);
   if (!rc)
-    rc = td_epoch_add_json(w, "epoch.json", ej, err);
+    rc = td__epoch_add_json(w, "epoch.json", ej, err);
   json_decref(ej);
   const float *ws[2] = {p.w0, p.w1}, *bs[2] = {p.b0, p.b1};
   int dims[3] = {D, H, C};
@@ -331,7 +332,7 @@ static void test_roundtrip(void) {
   td_array_close(&truth);
 
   json_t *ej;
-  CHECK_OK(td_run_load_epoch_json(run, 5, &ej, &err), &err);
+  CHECK_OK(td__run_load_epoch_json(run, 5, &ej, &err), &err);
   CHECK_NEAR(json_real_value(json_object_get(ej, "train_loss")), 1.0 / 6,
              1e-12);
   json_decref(ej);
@@ -716,7 +717,7 @@ static void test_writer_checks(void) {
   CHECK_STR_CONTAINS(err.msg, "epochs/0003/train_repr.npy: expected 20×4");
   CHECK_INT(td_epoch_add_array(w, "../x.npy", &a, &err), ==, TD_EARG);
   json_t *bad = json_pack("{s:i}", "epoch", 4);
-  CHECK_INT(td_epoch_add_json(w, "epoch.json", bad, &err), ==, TD_EARG);
+  CHECK_INT(td__epoch_add_json(w, "epoch.json", bad, &err), ==, TD_EARG);
   json_decref(bad);
   /* Committing an incomplete epoch fails and leaves nothing behind. */
   CHECK_INT(td_epoch_commit(w, &err), ==, TD_ESTATE);

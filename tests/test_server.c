@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "run/run_json.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
@@ -86,7 +87,7 @@ static int write_epoch(int epoch, td_err *err) {
   json_t *ej = json_pack("{s:i,s:f,s:f}", "epoch", epoch, "train_loss",
                          1.0 / epoch, "train_acc", 0.5);
   if (!rc)
-    rc = td_epoch_add_json(wr, "epoch.json", ej, err);
+    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
   json_decref(ej);
   const float *ws[1] = {w}, *bs[1] = {b};
   int dims[2] = {D, C};

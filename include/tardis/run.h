@@ -28,7 +28,8 @@
  *     td_epoch_writer *w;
  *     td_epoch_begin("runs/x", 1, &w, &err);
  *     td_epoch_add_array(w, "train_repr.npy", &repr, &err);   // + logits...
- *     td_epoch_add_json(w, "epoch.json", epoch_obj, &err);
+ *     // epoch.json: written into td_epoch_path(w) (inside tardis with
+ *     // td__epoch_add_json, src/run/run_json.h)
  *     td_head_write(w, 1, weights, biases, dims, NULL, &err);
  *     td_epoch_commit(w, &err);        // on error: td_epoch_abort(w)
  *
@@ -39,7 +40,6 @@
 #ifndef TARDIS_RUN_H
 #define TARDIS_RUN_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 #include "tardis/array.h"
@@ -75,9 +75,6 @@ void td_run_close(td_run *run); /* NULL is fine */
 
 /* Owned by the run; valid until td_run_close. */
 const td_run_meta *td_run_get_meta(const td_run *run);
-/* The metadata as a new JSON object (name, producer, created, classes,
- * n_classes, n_train, n_test, repr_dim, input_shape); caller json_decref's. */
-json_t *td_run_meta_json(const td_run_meta *m);
 const char *td_run_dir(const td_run *run);
 
 /* Recorded epochs, ascending by number (gaps allowed). */
@@ -116,12 +113,6 @@ int td_run_load_f32(const td_run *run, int epoch, const char *name,
  * checkpoint directory) exists at top level (epoch < 0) or in that epoch. */
 int td_run_has(const td_run *run, int epoch, const char *name);
 
-/* Reads epoch.json of an epoch, checking that it is an object whose "epoch"
- * equals the epoch number and whose known metrics (train_loss, train_acc,
- * test_loss, test_acc, seconds, lr) are numbers or null when present.
- * The caller owns *out (json_decref). */
-int td_run_load_epoch_json(const td_run *run, int epoch, json_t **out,
-                           td_err *err);
 
 /* ---- the classifier head ------------------------------------------------ */
 
@@ -186,11 +177,6 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
  * not starting with '.'). */
 int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
                        const td_array *a, td_err *err);
-/* Writes a JSON file into the epoch. The value is borrowed (not decref'd).
- * For "epoch.json" the value must be an object whose "epoch" equals the
- * writer's epoch. */
-int td_epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
-                      td_err *err);
 /* The temporary directory, to write extra things such as model/ into. */
 const char *td_epoch_path(const td_epoch_writer *w);
 int td_epoch_number(const td_epoch_writer *w);

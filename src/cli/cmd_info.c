@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "run/run_json.h"
 #include "tardis/run.h"
 
 static const char *const top_files[] = {"train_labels", "test_labels",
@@ -44,14 +45,14 @@ static void progress_cb(int i, int n, void *ctx) {
 /* epoch.json of an epoch, or NULL when unreadable (validation reports it). */
 static json_t *epoch_json(const td_run *run, int epoch) {
   json_t *j = NULL;
-  if (td_run_load_epoch_json(run, epoch, &j, NULL) != TD_OK)
+  if (td__run_load_epoch_json(run, epoch, &j, NULL) != TD_OK)
     return NULL;
   return j;
 }
 
 static json_t *summary_json(const td_run *run) {
   const td_run_meta *m = td_run_get_meta(run);
-  json_t *o = td_run_meta_json(m), *files = json_object();
+  json_t *o = td__run_meta_json(m), *files = json_object();
   json_t *epochs = json_array();
   for (size_t i = 0; i < COUNT(top_files); i++)
     json_object_set_new(files, top_files[i],

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "render/render_internal.h"
+#include "run/run_json.h"
 #include "tardis/fsutil.h"
 
 #define FONT_FACE "DejaVu Sans"
@@ -251,7 +252,7 @@ int td__frame_load(const td_run *run, int epoch, const td_render_opts *o,
                         f->ext);
   }
   json_t *ej = NULL;
-  if (td_run_load_epoch_json(run, epoch, &ej, NULL) == TD_OK) {
+  if (td__run_load_epoch_json(run, epoch, &ej, NULL) == TD_OK) {
     f->train_acc = json_num(ej, "train_acc");
     f->test_acc = json_num(ej, "test_acc");
     json_decref(ej);

@@ -317,7 +317,7 @@ int td_head_write(td_epoch_writer *w, int n_layers, const float *const *weights,
       rc = td_err_set(err, TD_ENOMEM, "head: out of memory");
   }
   if (!rc)
-    rc = td_epoch_add_json(w, "head.json", arr, err);
+    rc = td__epoch_add_json(w, "head.json", arr, err);
   json_decref(arr);
   return rc;
 }

@@ -358,7 +358,7 @@ fail:
   return NULL;
 }
 
-json_t *td_run_meta_json(const td_run_meta *m) {
+json_t *td__run_meta_json(const td_run_meta *m) {
   json_t *o = json_object(), *classes = json_array();
   for (int i = 0; i < m->n_classes; i++)
     json_array_append_new(classes, json_string(m->classes[i]));

@@ -325,7 +325,7 @@ int td__epoch_json_read(const char *path, int epoch, json_t **out,
   return rc;
 }
 
-int td_run_load_epoch_json(const td_run *run, int epoch, json_t **out,
+int td__run_load_epoch_json(const td_run *run, int epoch, json_t **out,
                            td_err *err) {
   char ep[PATH_MAX], path[PATH_MAX];
   *out = NULL;
@@ -418,7 +418,7 @@ static int validate_epoch(const td_run *run, int epoch, td_err *err) {
   json_t *j;
   td_array repr = {0}, logits = {0};
   td_head *h = NULL;
-  int rc = td_run_load_epoch_json(run, epoch, &j, err);
+  int rc = td__run_load_epoch_json(run, epoch, &j, err);
   json_decref(j);
   if (!rc)
     rc = td_run_load(run, epoch, "train_repr", &repr, err);

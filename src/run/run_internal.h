@@ -6,6 +6,7 @@
 #include <stdarg.h>
 
 #include "tardis/alloc.h"
+#include "run/run_json.h"
 #include "tardis/run.h"
 
 #ifndef PATH_MAX

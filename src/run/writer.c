@@ -210,7 +210,7 @@ int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
   return save_checked(&w->meta, 1, base, path, shown, a, err);
 }
 
-int td_epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
+int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
                       td_err *err) {
   char path[PATH_MAX];
   if (!td__plain_name(file_name))

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "server/server_internal.h"
+#include "run/run_json.h"
 #include "tardis/fsutil.h"
 #include "tardis/render.h"
 #include "tardis/territory.h"
@@ -169,7 +170,7 @@ static enum MHD_Result api_run(const req *r) {
                                       "train_truth", "train_inputs",
                                       "test_inputs"};
   const td_run_meta *m = r->meta;
-  json_t *o = td_run_meta_json(m), *f = json_object(), *ep = json_array();
+  json_t *o = td__run_meta_json(m), *f = json_object(), *ep = json_array();
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
     json_object_set_new(f, files[i],
                         json_boolean(td_run_has(r->run, -1, files[i])));
@@ -225,7 +226,7 @@ static enum MHD_Result api_epochs(const req *r) {
     int ep = td_run_epoch_number(r->run, i);
     json_t *e = json_object(), *metrics = NULL;
     char p[PATH_MAX];
-    if (td_run_load_epoch_json(r->run, ep, &metrics, NULL) != TD_OK)
+    if (td__run_load_epoch_json(r->run, ep, &metrics, NULL) != TD_OK)
       metrics = NULL;
     json_object_set_new(e, "epoch", json_integer(ep));
     json_object_set_new(e, "metrics", metrics ? metrics : json_null());

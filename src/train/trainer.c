@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "run/run_json.h"
 #include "tardis/nn.h"
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
@@ -142,7 +143,7 @@ static int write_epoch(recorder *r) {
         (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits, r->ood.n, C,
                       err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
-      (rc = td_epoch_add_json(w, "epoch.json", meta, err))) {
+      (rc = td__epoch_add_json(w, "epoch.json", meta, err))) {
     json_decref(meta);
     td_epoch_abort(w);
     return rc;
