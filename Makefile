@@ -4,6 +4,7 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 DEMO_RUN   ?= runs/fmnist-noisy10
 DEMO_EPOCHS ?= 20
@@ -15,7 +16,7 @@ DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev \
   fonts-dejavu-core dataset-fashion-mnist python3 python3-numpy python3-torch \
   nodejs chromium
 
-.PHONY: all deps ui-deps build test test-asan test-python test-ui demo bench clean format
+.PHONY: all deps ui-deps build test test-asan test-tsan test-python test-ui demo bench clean format
 
 all: build
 
@@ -63,6 +64,19 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# ThreadSanitizer on the tests of the multithreaded parts: the thread pool and
+# BLAS scopes (test_core), kNN, the run writer and the trainer's background
+# recorder, the server. Not part of `make test` (a TSan build of everything
+# takes long). tests/tsan.supp lists the suppressed reports and why.
+TSAN_TESTS = test_core|test_alloc|test_knn|test_run|test_nn|test_server|test_suspects_api
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTD_WERROR=ON \
+	  -DTD_SANITIZE=thread >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 history_size=4" \
+	  ctest --output-on-failure -j $(JOBS) -R '^($(TSAN_TESTS))$$'
+
 # Train with 10 % label noise (recording every epoch), project every epoch, then serve
 # the UI; the quality metrics are computed in the background and appear in the UI when
 # ready. Ctrl-C stops the server.
@@ -82,4 +96,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
