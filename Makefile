@@ -64,18 +64,21 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
-# ThreadSanitizer on the tests of the multithreaded parts: the thread pool and
-# BLAS scopes (test_core), kNN, the run writer and the trainer's background
-# recorder, the server. Not part of `make test` (a TSan build of everything
-# takes long). tests/tsan.supp lists the suppressed reports and why.
-TSAN_TESTS = test_core|test_alloc|test_knn|test_run|test_nn|test_server|test_suspects_api
+# ThreadSanitizer on the tests (the pool and BLAS scopes in test_core, kNN,
+# the run writer, the server, ...). Not part of `make test`: the build takes
+# long. Left out: test_e2e (the CLI end to end, too slow under TSan), and
+# test_project and test_vismodel, whose parametric UMAP layout updates the
+# embedding from all threads without locks (Hogwild-style SGD in
+# src/proj/vismodel.c layout_edges), which TSan rightly reports.
+# tests/tsan.supp lists the suppressed reports and why.
+TSAN_SKIP = test_e2e|test_project|test_vismodel
 test-tsan: deps
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTD_WERROR=ON \
 	  -DTD_SANITIZE=thread >/dev/null
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && \
 	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 history_size=4" \
-	  ctest --output-on-failure -j $(JOBS) -R '^($(TSAN_TESTS))$$'
+	  ctest --output-on-failure -j $(JOBS) -E '^($(TSAN_SKIP))$$'
 
 # Train with 10 % label noise (recording every epoch), project every epoch, then serve
 # the UI; the quality metrics are computed in the background and appear in the UI when
