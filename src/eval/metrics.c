@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knn_internal.h"
+#include "knn/knn_internal.h"
 #include "tardis/parallel.h"
 
 /* |a ∩ b| for two lists of distinct indices; k is small (≤ ~50) so the

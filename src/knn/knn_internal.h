@@ -1,6 +1,6 @@
 /* Internal helpers shared by knn.c (exact search) and nndescent.c. */
-#ifndef TD_PROJ_KNN_INTERNAL_H
-#define TD_PROJ_KNN_INTERNAL_H
+#ifndef TD_KNN_KNN_INTERNAL_H
+#define TD_KNN_KNN_INTERNAL_H
 
 #include <stdint.h>
 
