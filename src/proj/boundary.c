@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knn/knn_internal.h"
+#include "knn/knn_blas.h"
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
 
