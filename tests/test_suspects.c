@@ -5,6 +5,7 @@
 
 #include "harness.h"
 #include "sus_fixture.h"
+#include "tardis/kmeans.h"
 #include "tardis/rng.h"
 #include "tardis/suspects.h"
 
