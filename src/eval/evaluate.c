@@ -93,7 +93,10 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
     goto out;
   }
-  td_projection_decode(pj, ytr.data, n, rec);
+  if ((rc = td_projection_decode(pj, ytr.data, n, rec))) {
+    td_err_set(err, rc, "%s: decoding the training embedding failed", dir);
+    goto out;
+  }
   if ((rc =
            td_metric_ppr(head, xtr.data, rec, n, &r->ppr, &r->inv_conf_diff))) {
     td_err_set(err, rc, "%s: computing ppr failed", dir);
