@@ -45,14 +45,14 @@ static void bounds(const td_opt *o, char *buf, size_t n) {
   int has_lo = o->lo > -TD_ARG_INF, has_hi = o->hi < TD_ARG_INF;
   int gt = (o->flags & TD_ARG_GT) != 0, lt = (o->flags & TD_ARG_LT) != 0;
   if (has_lo && has_hi && !gt && !lt)
-    snprintf(buf, n, " from %g to %g", o->lo, o->hi);
+    snprintf(buf, n, " from %.15g to %.15g", o->lo, o->hi);
   else if (has_lo && has_hi)
-    snprintf(buf, n, " %s %g and %s %g", gt ? ">" : "≥", o->lo, lt ? "<" : "≤",
-             o->hi);
+    snprintf(buf, n, " %s %.15g and %s %.15g", gt ? ">" : "≥", o->lo,
+             lt ? "<" : "≤", o->hi);
   else if (has_lo)
-    snprintf(buf, n, " %s %g", gt ? ">" : "≥", o->lo);
+    snprintf(buf, n, " %s %.15g", gt ? ">" : "≥", o->lo);
   else if (has_hi)
-    snprintf(buf, n, " %s %g", lt ? "<" : "≤", o->hi);
+    snprintf(buf, n, " %s %.15g", lt ? "<" : "≤", o->hi);
   else
     buf[0] = '\0';
 }
@@ -79,7 +79,7 @@ static void expected(const td_opt *o, char *buf, size_t n) {
     join_choices(o->choices, buf, n);
     break;
   case TD_ARG_RANGE:
-    snprintf(buf, n, "A:B with %g ≤ A ≤ B", o->lo);
+    snprintf(buf, n, "A:B with %.15g ≤ A ≤ B", o->lo);
     break;
   default:
     snprintf(buf, n, "%s", o->meta ? o->meta : "a value");
