@@ -11,6 +11,7 @@
 
 /* The command itself, so that its errors can be tested without the lead's
  * registration in main.c. */
+#include "cli/args.c"
 #include "cli/cmd_suspects.c"
 
 static char dir_plain[4200], dir_proj[4200], dir_notruth[4200];
