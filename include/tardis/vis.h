@@ -125,8 +125,8 @@ int td_vis_epoch_done(const char *run_dir, const char *method, int epoch);
 int td_vis_epoch_has(const char *run_dir, const char *method, int epoch,
                      const char *file);
 
-/* The directory of a projected epoch of the run: its name repeats the run's
- * own epoch directory name, or epoch_NNNN. TD_ENOENT when not projected. */
+/* The directory of a projected epoch of the run: epoch_ + the run's own
+ * epoch directory name, else epoch_NNNN. TD_ENOENT when not projected. */
 int td_vis_epoch_find(const td_run *run, const char *method, int epoch,
                       char *buf, size_t len, td_err *err);
 

@@ -27,11 +27,15 @@ static int fmt(char *buf, size_t len, td_err *err, const char *f, ...) {
                     len ? len - 1 : 0);
 }
 
-static int method_arg(const char *method, td_err *err) {
-  return td_vis_method_ok(method)
-             ? TD_OK
-             : td_err_set(err, TD_EARG, "bad projection method '%.64s'",
-                          method ? method : "");
+/* On failure buf holds "", so a caller that ignores the code reads the
+ * path as absent. */
+static int method_arg(const char *method, char *buf, size_t len, td_err *err) {
+  if (td_vis_method_ok(method))
+    return TD_OK;
+  if (len)
+    buf[0] = '\0';
+  return td_err_set(err, TD_EARG, "bad projection method '%.64s'",
+                    method ? method : "");
 }
 
 int td_vis_root(const char *run_dir, char *buf, size_t len, td_err *err) {
@@ -40,26 +44,27 @@ int td_vis_root(const char *run_dir, char *buf, size_t len, td_err *err) {
 
 int td_vis_method_dir(const char *run_dir, const char *method, char *buf,
                       size_t len, td_err *err) {
-  int rc = method_arg(method, err);
+  int rc = method_arg(method, buf, len, err);
   return rc ? rc : fmt(buf, len, err, "%s/vis/%s", run_dir, method);
 }
 
 int td_vis_method_path(const char *run_dir, const char *method,
                        const char *file, char *buf, size_t len, td_err *err) {
-  int rc = method_arg(method, err);
+  int rc = method_arg(method, buf, len, err);
   return rc ? rc : fmt(buf, len, err, "%s/vis/%s/%s", run_dir, method, file);
 }
 
 int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
                      char *buf, size_t len) {
-  if (!td_vis_method_ok(method))
-    return TD_EARG;
-  return fmt(buf, len, NULL, "%s/vis/%s/epoch_%04d", run_dir, method, epoch);
+  int rc = method_arg(method, buf, len, NULL);
+  return rc ? rc
+            : fmt(buf, len, NULL, "%s/vis/%s/epoch_%04d", run_dir, method,
+                  epoch);
 }
 
 int td_vis_epoch_path(const char *run_dir, const char *method, int epoch,
                       const char *file, char *buf, size_t len, td_err *err) {
-  int rc = method_arg(method, err);
+  int rc = method_arg(method, buf, len, err);
   return rc ? rc
             : fmt(buf, len, err, "%s/vis/%s/epoch_%04d/%s", run_dir, method,
                   epoch, file);
@@ -67,7 +72,7 @@ int td_vis_epoch_path(const char *run_dir, const char *method, int epoch,
 
 int td_vis_suspects_path(const char *run_dir, const char *method,
                          const char *ext, char *buf, size_t len, td_err *err) {
-  int rc = method_arg(method, err);
+  int rc = method_arg(method, buf, len, err);
   return rc ? rc
             : fmt(buf, len, err, "%s/vis/suspects-%s.%s", run_dir, method, ext);
 }

@@ -66,16 +66,15 @@ int td_vis_epoch_find(const td_run *run, const char *method, int epoch,
     return rc;
   if (td_run_epoch_path(run, epoch, ep_path, sizeof ep_path))
     return td_err_set(err, TD_ERANGE, "%s: path too long", td_run_dir(run));
-  /* The vis directory may repeat the run's own epoch directory name. */
+  /* epoch_ + the run's own epoch directory name (RUN/epochs/NNNN), which
+   * may be padded otherwise than %04d. */
   const char *name = strrchr(ep_path, '/');
   name = name ? name + 1 : ep_path;
-  if (!strncmp(name, "epoch_", 6)) {
-    int w = snprintf(buf, len, "%s/%s", mdir, name);
-    if (w < 0 || (size_t)w >= len)
-      return td_err_set(err, TD_ERANGE, "%s: path too long", mdir);
-    if (td_path_is_dir(buf))
-      return TD_OK;
-  }
+  int w = snprintf(buf, len, "%s/epoch_%s", mdir, name);
+  if (w < 0 || (size_t)w >= len)
+    return td_err_set(err, TD_ERANGE, "%s: path too long", mdir);
+  if (td_path_is_dir(buf))
+    return TD_OK;
   if (td_vis_epoch_dir(td_run_dir(run), method, epoch, buf, len))
     return td_err_set(err, TD_ERANGE, "%s: path too long", mdir);
   if (!td_path_is_dir(buf))
