@@ -179,8 +179,8 @@ static void test_reader_refuses(void) {
                              sizeof p, &err),
            &err);
   int32_t iv[SF_N * 2] = {0};
-  float fv[SF_N * 2];
-  fill(fv, SF_N * 2, 0);
+  float fv[SF_N * 3];
+  fill(fv, SF_N * 3, 0);
   int64_t sh[2] = {SF_N, 2}, sh3[2] = {SF_N, 3};
   td_array y;
   CHECK_OK(td_npy_save_raw(p, TD_I32, 2, sh, iv, &err), &err);
