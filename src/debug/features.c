@@ -636,7 +636,8 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
   char npy[PATH_MAX], js[PATH_MAX], sig[32];
   cache_paths(run, f->method, npy, js, sizeof npy);
   char vis[PATH_MAX];
-  if (!npy[0] || !js[0] || td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
+  if (!npy[0] || !js[0] ||
+      td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
       td_mkdirs(vis, NULL))
     return;
   int64_t shape[2] = {f->n, TD_SUS_FEATURE_COUNT};

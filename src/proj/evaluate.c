@@ -85,16 +85,16 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   /* boundary samples */
   snprintf(path, sizeof path, "%s/boundary_repr.npy", dir);
   if (td_path_exists(path)) {
-    if ((rc = td_npy_load(path, &xb, err)))
+    td_vis_dims vd;
+    td_vis_dims_unknown(&vd);
+    vd.repr_dim = D;
+    if ((rc = td_npy_load(path, &xb, err)) ||
+        (rc = td_vis_check_array(td_vis_spec_find("boundary_repr.npy"), path,
+                                 &xb, &vd, err)))
       goto out;
-    int64_t nb = xb.ndim == 2 ? xb.shape[0] : 0;
+    int64_t nb = xb.shape[0];
     r->n_boundary = nb;
     if (nb > 0) {
-      if (xb.dtype != TD_F32 || xb.shape[1] != D) {
-        rc =
-            td_err_set(err, TD_ESHAPE, "%s: expected float32 [B, %d]", path, D);
-        goto out;
-      }
       if ((rc = td_vis_load_embedding_in(dir, "boundary", nb, &yb, err)))
         goto out;
       if (nb > 15 &&
@@ -158,9 +158,9 @@ static int write_metrics(const char *run_dir, const char *method,
   json_object_set_new(root, "epochs", eps);
   char *txt = json_dumps(root, JSON_INDENT(2));
   json_decref(root);
-  int rc = txt ? td_vis_write_method_json(run_dir, method, "metrics.json", txt,
-                                          err)
-               : td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc =
+      txt ? td_vis_write_method_json(run_dir, method, "metrics.json", txt, err)
+          : td_err_set(err, TD_ENOMEM, "out of memory");
   free(txt);
   return rc;
 }
@@ -190,7 +190,8 @@ int td_evaluate(td_run *run, const char *method,
     rc = td_temporal_new(meta->n_test, 15, &tc_te, err);
   int n_pending = 0;
   for (int i = 0; i < n_ep; i++)
-    n_pending += td_vis_epoch_done(run_dir, method, td_run_epoch_number(run, i));
+    n_pending +=
+        td_vis_epoch_done(run_dir, method, td_run_epoch_number(run, i));
   for (int i = 0; i < n_ep && rc == TD_OK; i++) {
     int ep = td_run_epoch_number(run, i);
     char dir[4200];

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proj/proj_method.h"
 #include "tardis/boundary.h"
 #include "tardis/complex.h"
 #include "tardis/fsutil.h"
@@ -18,7 +19,6 @@
 #include "tardis/parallel.h"
 #include "tardis/projection.h"
 #include "tardis/territory.h"
-#include "proj/proj_method.h"
 #include "tardis/vis.h"
 #include "tardis/vismodel.h"
 
@@ -386,8 +386,8 @@ static int dvi_graph(const td_project_opts *o, const epoch_data *e,
   memcpy(xv, e->train.data, (size_t)e->n * e->D * sizeof *xv);
   if (e->nb)
     memcpy(xv + e->n * e->D, e->bnd, (size_t)e->nb * e->D * sizeof *xv);
-  int rc = td_complex_dvi(xv, e->n, e->bnd, e->nb, e->D, o->k, o->seed, g,
-                          knn, err);
+  int rc =
+      td_complex_dvi(xv, e->n, e->bnd, e->nb, e->D, o->k, o->seed, g, knn, err);
   *knn_s = td_now() - t0;
   if (rc != TD_OK) {
     free(xv);
@@ -461,9 +461,8 @@ static int dvi_anchor(const epoch_data *e, const carry *c, const td_knn *knn,
 
 /* The layout starts from the previous epoch's positions, moved where the
  * neighbourhood or the predicted class changed; NULL: cold start. */
-static float *dvi_init(const epoch_data *e, const carry *c,
-                       const int32_t *pred, const td_knn *knn,
-                       const float *overlap) {
+static float *dvi_init(const epoch_data *e, const carry *c, const int32_t *pred,
+                       const td_knn *knn, const float *overlap) {
   float *init = NULL;
   if (c->pos && c->n_pos == e->n &&
       (init = malloc((size_t)e->n * 2 * sizeof *init))) {
@@ -518,10 +517,9 @@ static int dvi_run_fit(const epoch_data *e, const carry *c, int warm,
   }
   io.y_out = pos;
   int rc = m && pos
-               ? td_vismodel_fit_ex(m, xv, nv, g, warm ? c->model : NULL, p,
-                                    anc->knn_overlap || anc->n_memory ? anc
-                                                                      : NULL,
-                                    &io, err)
+               ? td_vismodel_fit_ex(
+                     m, xv, nv, g, warm ? c->model : NULL, p,
+                     anc->knn_overlap || anc->n_memory ? anc : NULL, &io, err)
                : td_err_set(err, TD_ENOMEM, "out of memory");
   free(hw);
   free(hb);
@@ -656,8 +654,7 @@ const td__proj_method td__proj_dvi = {
     dvi_fit, dvi_place, dvi_decode, dvi_save,
 };
 
-static const td__proj_method *const methods[] = {&td__proj_dvi,
-                                                 &td__proj_pca};
+static const td__proj_method *const methods[] = {&td__proj_dvi, &td__proj_pca};
 
 static const td__proj_method *method_of(const char *name) {
   for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -700,8 +697,8 @@ static int put_arrays(td_vis_writer *w, const epoch_data *e, const placed *p,
     rc = td_vis_put_array(w, "boundary_repr.npy", TD_F32, 2, bshape, e->bnd,
                           err);
   if (rc == TD_OK)
-    rc = td_vis_put_array(w, "boundary_pairs.npy", TD_I32, 2, pshape,
-                          e->pairs, err);
+    rc = td_vis_put_array(w, "boundary_pairs.npy", TD_I32, 2, pshape, e->pairs,
+                          err);
   if (rc == TD_OK)
     rc = td_vis_put_f32(w, "boundary_embedding.npy", p->y[2], e->nb, 2, err);
   return rc;
@@ -775,9 +772,9 @@ static int write_vis_json(const char *run_dir, const td_project_opts *o, int D,
                 (json_int_t)o->seed);
   char *txt = json_dumps(j, JSON_INDENT(2));
   json_decref(j);
-  int rc = txt ? td_vis_write_method_json(run_dir, o->method, "vis.json", txt,
-                                          err)
-               : td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc =
+      txt ? td_vis_write_method_json(run_dir, o->method, "vis.json", txt, err)
+          : td_err_set(err, TD_ENOMEM, "out of memory");
   free(txt);
   return rc;
 }
@@ -941,8 +938,8 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
   if (o->k < 2 || o->territory_res < 8 || o->territory_res > 4096)
     return td_err_set(err, TD_EARG, "invalid k or territory resolution");
   int *idx = NULL, n_pending = 0;
-  int rc = write_vis_json(td_run_dir(run), o, td_run_get_meta(run)->repr_dim,
-                          err);
+  int rc =
+      write_vis_json(td_run_dir(run), o, td_run_get_meta(run)->repr_dim, err);
   if (rc || (rc = pending_epochs(run, o, &idx, &n_pending, s, err)))
     return rc;
   float *inputs = NULL; /* input-space mixup: loaded on first use */
