@@ -18,6 +18,7 @@
 
 #include "tardis/error.h"
 #include "tardis/run.h"
+#include "tardis/vis.h" /* td_vis_epoch_dir, formerly declared here */
 
 typedef struct td_project_progress {
   int index, count; /* epoch being projected: index of count to do */
@@ -53,9 +54,5 @@ void td_project_opts_default(td_project_opts *o);
 /* Projects the epochs of an opened run. */
 int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
                td_err *err);
-
-/* Path of the vis directory of an epoch: RUN/vis/<method>/epoch_NNNN. */
-int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
-                     char *buf, size_t len);
 
 #endif

@@ -161,9 +161,10 @@ int td_cmd_eval(int argc, char **argv) {
   }
   if (json) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/vis/%s/metrics.json", td_run_dir(run),
-             method);
-    FILE *f = fopen(path, "r");
+    FILE *f = td_vis_method_path(td_run_dir(run), method, "metrics.json", path,
+                                 sizeof path, NULL)
+                  ? NULL
+                  : fopen(path, "r");
     int c;
     while (f && (c = fgetc(f)) != EOF)
       putchar(c);

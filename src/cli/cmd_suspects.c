@@ -11,6 +11,7 @@
 #include "tardis/parallel.h"
 #include "tardis/run.h"
 #include "tardis/suspects.h"
+#include "tardis/vis.h"
 
 typedef struct args {
   const char *run, *method;
@@ -304,13 +305,11 @@ static int count_abnormal(const td_run *run, const td_sus_features *f,
 /* The out-of-distribution set recorded by `tardis train --ood`, when it was
  * projected over the trajectory window: its size, or 0. */
 static int64_t ood_size(const td_run *run, const td_sus_features *f) {
-  char p[4200];
-  snprintf(p, sizeof p, "%s/vis/%s/epoch_%04d/ood_embedding.npy",
-           td_run_dir(run), f->method, f->traj_epochs[0]);
   td_array a;
-  if (td_npy_load(p, &a, NULL) != TD_OK)
+  if (td_vis_load_embedding(td_run_dir(run), f->method, f->traj_epochs[0],
+                            "ood", -1, &a, NULL) != TD_OK)
     return 0;
-  int64_t n = a.ndim == 2 ? a.shape[0] : 0;
+  int64_t n = a.shape[0];
   td_array_close(&a);
   return n;
 }

@@ -14,6 +14,7 @@
 #include "tardis/fsutil.h"
 #include "tardis/kmeans.h"
 #include "tardis/suspects.h"
+#include "tardis/vis.h"
 
 /* Bumped whenever the features' definition changes, so old caches die. */
 #define FEATURES_VERSION 1
@@ -164,10 +165,12 @@ static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
 
 /* ---- trajectories ------------------------------------------------------- */
 
+/* "" when it does not fit: read as absent. */
 static void emb_path(const td_run *run, const char *method, int ep,
                      const char *split, char *buf, size_t len) {
-  snprintf(buf, len, "%s/vis/%s/epoch_%04d/%s_embedding.npy", td_run_dir(run),
-           method, ep, split);
+  char file[64];
+  snprintf(file, sizeof file, "%.16s_embedding.npy", split);
+  td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL);
 }
 
 /* The last ⌊2T/3⌋ recorded epochs (at least 3, at most T). */
@@ -217,7 +220,7 @@ static void pick_method(const td_run *run, const char *want, char *out,
     return;
   }
   char vis[PATH_MAX];
-  snprintf(vis, sizeof vis, "%s/vis", td_run_dir(run));
+  td_vis_root(td_run_dir(run), vis, sizeof vis, NULL);
   int best = 0;
   const char *pref[] = {"dvi", "pca"};
   for (int i = 0; i < 2; i++) {
@@ -263,20 +266,12 @@ int td_sus_trajectories(const td_run *run, const td_sus_features *f,
   if (!pos)
     return td_err_set(err, TD_ENOMEM, "trajectories: out of memory");
   for (int w = 0; w < P; w++) {
-    char p[PATH_MAX];
-    emb_path(run, f->method, f->traj_epochs[w], split, p, sizeof p);
     td_array e;
-    int rc = td_npy_load(p, &e, err);
+    int rc = td_vis_load_embedding(td_run_dir(run), f->method,
+                                   f->traj_epochs[w], split, m, &e, err);
     if (rc) {
       free(pos);
       return rc;
-    }
-    if (e.dtype != TD_F32 || e.ndim != 2 || e.shape[0] != m ||
-        e.shape[1] != 2) {
-      td_array_close(&e);
-      free(pos);
-      return td_err_set(err, TD_ESHAPE, "%s: expected float32 [%lld, 2]", p,
-                        (long long)m);
     }
     const float *y = e.data;
     for (int64_t i = 0; i < m; i++) {
@@ -468,8 +463,8 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
 static void cache_paths(const td_run *run, const char *method, char *npy,
                         char *js, size_t len) {
   const char *m = method[0] ? method : "none";
-  snprintf(npy, len, "%s/vis/suspects-%s.npy", td_run_dir(run), m);
-  snprintf(js, len, "%s/vis/suspects-%s.json", td_run_dir(run), m);
+  td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL);
+  td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL);
 }
 
 static json_t *floats_json(const float *v, int64_t n) {
@@ -483,8 +478,9 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
   char npy[PATH_MAX], js[PATH_MAX], sig[32];
   cache_paths(run, f->method, npy, js, sizeof npy);
   char vis[PATH_MAX];
-  snprintf(vis, sizeof vis, "%s/vis", td_run_dir(run));
-  if (td_mkdirs(vis, NULL))
+  if (!npy[0] || !js[0] ||
+      td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
+      td_mkdirs(vis, NULL))
     return;
   int64_t shape[2] = {f->n, TD_SUS_FEATURE_COUNT};
   if (td_npy_save_raw(npy, TD_F32, 2, shape, f->x, NULL))

@@ -18,6 +18,7 @@
 
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
+#include "tardis/vis.h"
 
 /* The web UI's assets: installed beside the binary (`make install` puts them
  * in PREFIX/share/tardis/web next to PREFIX/bin/tardis), else the
@@ -180,17 +181,15 @@ struct td__watch {
 typedef struct td__watch watch_state;
 
 static int is_projected(const td_server *s, int epoch) {
-  char p[PATH_MAX];
-  snprintf(p, sizeof p, "%s/vis/%s/epoch_%04d/train_embedding.npy", s->run_dir,
-           s->method, epoch);
-  return td_path_exists(p);
+  return td_vis_epoch_has(s->run_dir, s->method, epoch, "train_embedding.npy");
 }
 
 static int64_t metrics_mtime(const td_server *s) {
   char p[PATH_MAX];
   struct stat st;
-  snprintf(p, sizeof p, "%s/vis/%s/metrics.json", s->run_dir, s->method);
-  if (stat(p, &st) != 0)
+  if (td_vis_method_path(s->run_dir, s->method, "metrics.json", p, sizeof p,
+                         NULL) ||
+      stat(p, &st) != 0)
     return 0;
   return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
