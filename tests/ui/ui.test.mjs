@@ -119,15 +119,11 @@ try {
     expect((await page.textContent('#epoch-num')).trim() === String(projected[0]), 'epoch label');
   });
 
-  let playFps = 0;
   await check('space plays through to the last epoch', async () => {
     await page.keyboard.press('Space');
     expect(await T(() => window.tardis.state.playing), 'playing after space');
-    await page.waitForTimeout(700);
-    playFps = await T(() => window.tardis.fps());
     await page.waitForFunction(() => !window.tardis.state.playing, null, { timeout: 15000 });
     expect(await T(() => window.tardis.displayedEpoch()) === projected[projected.length - 1], 'ends at last epoch');
-    expect(playFps >= 10, `only ${playFps} frames per second while playing`);
     // Space again restarts and pauses.
     await page.keyboard.press('Space');
     await page.waitForTimeout(200);
@@ -355,7 +351,6 @@ try {
     expect(pageErrors.length === 0, pageErrors.join(' | '));
     expect(badResponses.length === 0, badResponses.join(' | '));
   });
-  console.log(`     frames per second while playing ${run.n_train + run.n_test} points: ${playFps}`);
 
   // The suspicious-samples panel, with a server of its own that it restarts.
   await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
