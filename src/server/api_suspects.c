@@ -144,6 +144,17 @@ static uint64_t run_generation(td_server *s) {
   return g;
 }
 
+/* The session's verdicts ([n], -1 unjudged; all -1 without a session),
+ * read before the suspects cache is locked. */
+static int load_verdict(td_fb *db, int64_t session, int64_t n, int8_t **out,
+                        td_err *err) {
+  *out = malloc((size_t)(n ? n : 1));
+  if (!*out)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  memset(*out, -1, (size_t)n);
+  return session > 0 ? td_fb_load(db, session, n, *out, err) : TD_OK;
+}
+
 static enum MHD_Result get_ranking(td_server *s, struct MHD_Connection *c,
                                    const td_run *run, td_fb *db,
                                    int64_t session) {
@@ -156,35 +167,35 @@ static enum MHD_Result get_ranking(td_server *s, struct MHD_Connection *c,
   int rc;
   if (session > 0 && (rc = td_fb_session_get(db, session, &ss, &err)))
     return db_error(c, rc, &err);
-  const td_sus_features *f;
-  const char *note;
-  int st = td__sus_cache_lock(s->sus, run_generation(s), &f, &note, &rc, &err);
-  if (st == TD__SUS_COMPUTING)
-    return reply_computing(c);
-  if (st == TD__SUS_FAILED)
-    return td__reply_error(c, rc == TD_ESTATE ? 404 : 500, "%s", err.msg);
-  int8_t *verdict = malloc((size_t)(f->n ? f->n : 1));
-  if (!verdict) {
-    td__sus_cache_unlock(s->sus);
-    return td__reply_error(c, 500, "out of memory");
-  }
-  memset(verdict, -1, (size_t)f->n);
-  td_recommender *rec = NULL;
-  json_t *extra = NULL;
-  rc = session > 0 ? td_fb_load(db, session, f->n, verdict, &err) : 0;
-  if (!rc)
-    rec = td__sus_cache_rec(s->sus, session, &err);
-  if (!rec) {
-    td__sus_cache_unlock(s->sus);
+  int64_t n = td_run_get_meta(run)->n_train;
+  int8_t *verdict;
+  if ((rc = load_verdict(db, session, n, &verdict, &err))) {
     free(verdict);
     return td__reply_error(c, 500, "%s", err.msg);
   }
-  if (session > 0)
-    extra = json_pack("{s:o}", "session", session_json(&ss));
-  res = reply_ranked(c, run, f, note, rec, verdict, k, extra);
+  const td_sus_features *f;
+  const char *note;
+  int st = td__sus_cache_lock(s->sus, run_generation(s), &f, &note, &rc, &err);
+  if (st != TD__SUS_READY) {
+    free(verdict);
+    return st == TD__SUS_COMPUTING
+               ? reply_computing(c)
+               : td__reply_error(c, rc == TD_ESTATE ? 404 : 500, "%s", err.msg);
+  }
+  td_recommender *rec =
+      f->n == n ? td__sus_cache_rec(s->sus, session, &err) : NULL;
+  if (f->n != n)
+    td_err_set(&err, TD_ESTATE,
+               "%s: the suspects features are of %lld samples, "
+               "the run has %lld",
+               td_run_dir(run), (long long)f->n, (long long)n);
+  if (rec)
+    res = reply_ranked(
+        c, run, f, note, rec, verdict, k,
+        session > 0 ? json_pack("{s:o}", "session", session_json(&ss)) : NULL);
   td__sus_cache_unlock(s->sus);
   free(verdict);
-  return res;
+  return rec ? res : td__reply_error(c, 500, "%s", err.msg);
 }
 
 static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
