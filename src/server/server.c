@@ -420,6 +420,7 @@ static int valid_method(const char *m) {
 }
 
 static void server_free(td_server *s) {
+  td__sus_cache_free(s->sus);
   if (s->run)
     td_run_close(s->run);
   if (s->cache)
@@ -468,6 +469,8 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return td_err_set(err, TD_ENOMEM, "out of memory");
   }
   int rc = td_run_open(opts->run_dir, &s->run, err);
+  if (!rc)
+    rc = td__sus_cache_new(opts->run_dir, &s->sus, err);
   if (rc) {
     server_free(s);
     return rc;
