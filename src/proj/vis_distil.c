@@ -321,8 +321,8 @@ int td__vis_layout_and_distil(fit_state *s, const td_vismodel *prev,
     memcpy(f->target, io->init_y, (size_t)n_init * 2 * sizeof(float));
   /* A warm layout starts from a good place: a smaller step keeps it there. */
   float alpha = prev || n_init > 0 ? p->warm_alpha : 1.0f;
-  rc = td_vis_layout(s->g, f->target, lay, alpha, p->n_negatives, p->a, p->b,
-                     p->seed);
+  rc = (p->hogwild ? td_vis_layout_hogwild : td_vis_layout)(
+      s->g, f->target, lay, alpha, p->n_negatives, p->a, p->b, p->seed);
   if (rc)
     return rc;
   if (io && io->y_out)

@@ -8,6 +8,10 @@
 
 #include "vismodel_internal.h"
 
+/* OpenBLAS's own controls (as in src/nn/net.c). */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
 #define Q_CLAMP 1e-4f
 
 /* ---- the UMAP loss ----------------------------------------------------------
@@ -360,10 +364,10 @@ int td_vismodel_fit(td_vismodel *m, const float *x, int64_t n,
   return td_vismodel_fit_ex(m, x, n, g, prev, p, anc, NULL, err);
 }
 
-int td_vismodel_fit_ex(td_vismodel *m, const float *x, int64_t n,
-                       const td_graph *g, const td_vismodel *prev,
-                       const td_vis_params *p, const td_vis_anchor *anc,
-                       const td_vis_fit_io *io, td_err *err) {
+static int fit_run(td_vismodel *m, const float *x, int64_t n, const td_graph *g,
+                   const td_vismodel *prev, const td_vis_params *p,
+                   const td_vis_anchor *anc, const td_vis_fit_io *io,
+                   td_err *err) {
   td_vis_params def;
   if (!p) {
     td_vis_params_default(&def, m->dim);
@@ -442,5 +446,20 @@ int td_vismodel_fit_ex(td_vismodel *m, const float *x, int64_t n,
   m->params.progress = NULL;
   m->params.progress_ctx = NULL;
   fit_buf_free(&f);
+  return rc;
+}
+
+int td_vismodel_fit_ex(td_vismodel *m, const float *x, int64_t n,
+                       const td_graph *g, const td_vismodel *prev,
+                       const td_vis_params *p, const td_vis_anchor *anc,
+                       const td_vis_fit_io *io, td_err *err) {
+  /* Serial BLAS for the whole fit: OpenBLAS's threaded GEMM blocks the
+   * inner dimension differently from its serial one, so its sums (and the
+   * model) would depend on the thread count. The layout and the
+   * distillation run in parallel on their own; the GEMMs are small. */
+  int saved = openblas_get_num_threads();
+  openblas_set_num_threads(1);
+  int rc = fit_run(m, x, n, g, prev, p, anc, io, err);
+  openblas_set_num_threads(saved);
   return rc;
 }
