@@ -77,14 +77,17 @@ static void project_usage(FILE *f) {
           "  --res R              territory grid resolution (default 256)\n"
           "  --seed S             default 1\n"
           "  --threads T          default: all CPUs\n"
-          "  --force              redo epochs that are already projected\n");
+          "  --force              redo epochs that are already projected\n"
+          "  --hogwild            lock-free layout (umap-learn's), reproducible\n"
+          "                       only on one thread\n");
 }
 
 int td_cmd_project(int argc, char **argv) {
   td_project_opts o;
   td_project_opts_default(&o);
+  td_cli_proj_env(&o);
   int threads = 0;
-  enum { O_NO_BOUNDARY = 256, O_TEMPORAL, O_RES, O_BSPACE };
+  enum { O_NO_BOUNDARY = 256, O_TEMPORAL, O_RES, O_BSPACE, O_HOGWILD };
   static const struct option opts[] = {
       {"method", required_argument, 0, 'm'},
       {"epochs", required_argument, 0, 'e'},
@@ -95,6 +98,7 @@ int td_cmd_project(int argc, char **argv) {
       {"seed", required_argument, 0, 's'},
       {"threads", required_argument, 0, 't'},
       {"force", no_argument, 0, 'f'},
+      {"hogwild", no_argument, 0, O_HOGWILD},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   optind = 1;
@@ -126,6 +130,9 @@ int td_cmd_project(int argc, char **argv) {
       break;
     case O_NO_BOUNDARY:
       o.boundary = 0;
+      break;
+    case O_HOGWILD:
+      o.hogwild = 1;
       break;
     case O_BSPACE:
       if (!strcmp(optarg, "input"))

@@ -28,6 +28,16 @@ void td_project_opts_default(td_project_opts *o) {
   o->boundary = 1;
   o->temporal = -1;
   o->seed = 1;
+  o->cross_weight = 0.01f;
+  o->links = 5;
+  o->link_weight = 1.0f;
+  o->neighbour_init = 1;
+  o->relocate = 1;
+  td_project_vis *v = &o->vis;
+  v->hidden = v->layout_epochs = v->warm_layout_epochs = -1;
+  v->distil_epochs = v->warm_distil_epochs = v->distil_points = -1;
+  v->n_negatives = v->dec_on_layout = -1;
+  v->lambda_head = v->warm_alpha = -1.0f;
 }
 
 int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
@@ -287,41 +297,47 @@ static int head_linear(const td_head *h, int D, int C, const float *x0,
 /* The class-aware complex (docs/projection.md, "ppr"): edges between
  * training points of different predicted classes are scaled by
  * cross_weight, and every training point gets `links` class links
- * (td_complex_class_links) of weight link_weight. Measured defaults below;
- * the TD_PROJ_* environment variables override them for measurements
- * (bench/bench_project.c). */
+ * (td_complex_class_links) of weight link_weight. Measured defaults in
+ * td_project_opts_default; bench/bench_project.c and the CLI's TD_PROJ_*
+ * environment variables (src/cli/proj_env.c) change them for
+ * measurements. */
 typedef struct proj_tune {
   float cross_weight, link_weight;
   int links;
   int independent; /* no warm start: every epoch projected on its own */
 } proj_tune;
 
-static double env_num(const char *name, double def) {
-  const char *v = getenv(name);
-  return v && *v ? atof(v) : def;
+static void tune_from_opts(const td_project_opts *o, proj_tune *t) {
+  t->cross_weight = o->cross_weight;
+  t->links = o->links;
+  t->link_weight = o->link_weight;
+  t->independent = o->independent;
 }
 
-static void tune_defaults(proj_tune *t) {
-  t->cross_weight = (float)env_num("TD_PROJ_CROSS_WEIGHT", 0.01);
-  t->links = (int)env_num("TD_PROJ_LINKS", 5);
-  t->link_weight = (float)env_num("TD_PROJ_LINK_WEIGHT", 1.0);
-  t->independent = (int)env_num("TD_PROJ_INDEPENDENT", 0);
-}
-
-/* Overrides of td_vis_params for measurements. */
-static void tune_params(td_vis_params *p) {
-  p->lambda_head = (float)env_num("TD_PROJ_LAMBDA_HEAD", p->lambda_head);
-  p->hidden = (int)env_num("TD_PROJ_HIDDEN", p->hidden);
-  p->distil_epochs = (int)env_num("TD_PROJ_DISTIL", p->distil_epochs);
-  p->warm_distil_epochs =
-      (int)env_num("TD_PROJ_WARM_DISTIL", p->warm_distil_epochs);
-  p->layout_epochs = (int)env_num("TD_PROJ_LAYOUT", p->layout_epochs);
-  p->warm_layout_epochs =
-      (int)env_num("TD_PROJ_WARM_LAYOUT", p->warm_layout_epochs);
-  p->distil_points = (int)env_num("TD_PROJ_DISTIL_POINTS", p->distil_points);
-  p->n_negatives = (int)env_num("TD_PROJ_NEGATIVES", p->n_negatives);
-  p->warm_alpha = (float)env_num("TD_PROJ_WARM_ALPHA", p->warm_alpha);
-  p->dec_on_layout = (int)env_num("TD_PROJ_DEC_ON_LAYOUT", p->dec_on_layout);
+/* The overrides of td_vis_params in o (negative: keep the default). */
+static void tune_params(const td_project_opts *o, td_vis_params *p) {
+  const td_project_vis *v = &o->vis;
+  p->hogwild = o->hogwild;
+  if (v->lambda_head >= 0.0f)
+    p->lambda_head = v->lambda_head;
+  if (v->hidden >= 0)
+    p->hidden = v->hidden;
+  if (v->distil_epochs >= 0)
+    p->distil_epochs = v->distil_epochs;
+  if (v->warm_distil_epochs >= 0)
+    p->warm_distil_epochs = v->warm_distil_epochs;
+  if (v->layout_epochs >= 0)
+    p->layout_epochs = v->layout_epochs;
+  if (v->warm_layout_epochs >= 0)
+    p->warm_layout_epochs = v->warm_layout_epochs;
+  if (v->distil_points >= 0)
+    p->distil_points = v->distil_points;
+  if (v->n_negatives >= 0)
+    p->n_negatives = v->n_negatives;
+  if (v->warm_alpha >= 0.0f)
+    p->warm_alpha = v->warm_alpha;
+  if (v->dec_on_layout >= 0)
+    p->dec_on_layout = v->dec_on_layout;
 }
 
 static void predicted(const epoch_data *e, int32_t *pred) {
@@ -464,7 +480,7 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     return rc;
   }
   proj_tune tu;
-  tune_defaults(&tu);
+  tune_from_opts(o, &tu);
   int32_t *pred = malloc((size_t)(e->n ? e->n : 1) * sizeof *pred);
   if (!pred)
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
@@ -487,7 +503,7 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
    * umap-learn's nn@15, and every later epoch refines the layout further */
   if (nv > 30000)
     p.layout_epochs = 80;
-  tune_params(&p);
+  tune_params(o, &p);
   int warm = c->model && !tu.independent;
   float *overlap = NULL;
   td_vis_anchor anc;
@@ -535,9 +551,9 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
   if (warm && c->pos && c->n_pos == e->n &&
       (init = malloc((size_t)e->n * 2 * sizeof *init))) {
     memcpy(init, c->pos, (size_t)e->n * 2 * sizeof *init);
-    if (overlap && env_num("TD_PROJ_NEIGHBOUR_INIT", 1) != 0)
+    if (overlap && o->neighbour_init)
       neighbour_init(e, c, &knn, overlap, init);
-    if (c->pred && env_num("TD_PROJ_RELOCATE", 1) != 0)
+    if (c->pred && o->relocate)
       relocate_changed(e, c, pred, &knn, init);
     io.init_y = init;
     io.n_init = e->n;
@@ -620,17 +636,17 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
     if (e->nb)
       memcpy(yb, c->pos + 2 * e->n, (size_t)e->nb * 2 * sizeof *yb);
     if (e->m)
-      td_vismodel_encode(c->model, e->test.data, e->m, yte);
-    if (e->mo)
-      td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
+      rc = td_vismodel_encode(c->model, e->test.data, e->m, yte);
+    if (e->mo && !rc)
+      rc = td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
   } else if (c->model) {
-    td_vismodel_encode(c->model, e->train.data, e->n, ytr);
-    if (e->m)
-      td_vismodel_encode(c->model, e->test.data, e->m, yte);
-    if (e->nb)
-      td_vismodel_encode(c->model, e->bnd, e->nb, yb);
-    if (e->mo)
-      td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
+    rc = td_vismodel_encode(c->model, e->train.data, e->n, ytr);
+    if (e->m && !rc)
+      rc = td_vismodel_encode(c->model, e->test.data, e->m, yte);
+    if (e->nb && !rc)
+      rc = td_vismodel_encode(c->model, e->bnd, e->nb, yb);
+    if (e->mo && !rc)
+      rc = td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
   } else {
     const float *X[4] = {e->train.data, e->test.data, e->bnd, e->ood.data};
     float *Y[4] = {ytr, yte, yb, yood};
@@ -646,6 +662,10 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
         Y[s][2 * i] = (float)a;
         Y[s][2 * i + 1] = (float)b;
       }
+  }
+  if (rc) {
+    rc = td_err_set(err, rc, "%s: out of memory encoding", final);
+    goto out;
   }
   double t0 = td_now();
   float ext[4];
