@@ -78,8 +78,8 @@ static void project_usage(FILE *f) {
           "  --seed S             default 1\n"
           "  --threads T          default: all CPUs\n"
           "  --force              redo epochs that are already projected\n"
-          "  --hogwild            lock-free layout (umap-learn's), reproducible\n"
-          "                       only on one thread\n");
+          "  --hogwild            umap-learn's lock-free layout,\n"
+          "                       reproducible only on one thread\n");
 }
 
 int td_cmd_project(int argc, char **argv) {
