@@ -31,6 +31,7 @@ static void on_progress(const td_project_progress *p, void *ctx) {
 int td_cmd_project(int argc, char **argv) {
   td_project_opts o;
   td_project_opts_default(&o);
+  td_cli_proj_env(&o);
   int threads = 0;
   const char *dir = NULL;
   static const char *const methods[] = {"dvi", "pca", NULL};
@@ -62,6 +63,9 @@ int td_cmd_project(int argc, char **argv) {
       TD_OPT_SEED("seed", &o.seed, "default 1"),
       TD_OPT_INT("threads", &threads, 0, TD_ARG_INF, "T", "default: all CPUs"),
       TD_OPT_FLAG("force", &o.force, "redo epochs that are already projected"),
+      TD_OPT_FLAG("hogwild", &o.hogwild,
+                  "umap-learn's lock-free layout,\n"
+                  "reproducible only on one thread"),
       TD_OPT_END};
   const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
   td_args_cmd cmd = {

@@ -30,6 +30,16 @@ void td_project_opts_default(td_project_opts *o) {
   o->boundary = 1;
   o->temporal = -1;
   o->seed = 1;
+  o->cross_weight = 0.01f;
+  o->links = 5;
+  o->link_weight = 1.0f;
+  o->neighbour_init = 1;
+  o->relocate = 1;
+  td_project_vis *v = &o->vis;
+  v->hidden = v->layout_epochs = v->warm_layout_epochs = -1;
+  v->distil_epochs = v->warm_distil_epochs = v->distil_points = -1;
+  v->n_negatives = v->dec_on_layout = -1;
+  v->lambda_head = v->warm_alpha = -1.0f;
 }
 
 /* What one epoch hands to the next. */
@@ -244,41 +254,47 @@ static int head_linear(const td_head *h, int D, int C, const float *x0,
 /* The class-aware complex (docs/projection.md, "ppr"): edges between
  * training points of different predicted classes are scaled by
  * cross_weight, and every training point gets `links` class links
- * (td_complex_class_links) of weight link_weight. Measured defaults below;
- * the TD_PROJ_* environment variables override them for measurements
- * (bench/bench_project.c). */
+ * (td_complex_class_links) of weight link_weight. Measured defaults in
+ * td_project_opts_default; bench/bench_project.c and the CLI's TD_PROJ_*
+ * environment variables (src/cli/proj_env.c) change them for
+ * measurements. */
 typedef struct proj_tune {
   float cross_weight, link_weight;
   int links;
   int independent; /* no warm start: every epoch projected on its own */
 } proj_tune;
 
-static double env_num(const char *name, double def) {
-  const char *v = getenv(name);
-  return v && *v ? atof(v) : def;
+static void tune_from_opts(const td_project_opts *o, proj_tune *t) {
+  t->cross_weight = o->cross_weight;
+  t->links = o->links;
+  t->link_weight = o->link_weight;
+  t->independent = o->independent;
 }
 
-static void tune_defaults(proj_tune *t) {
-  t->cross_weight = (float)env_num("TD_PROJ_CROSS_WEIGHT", 0.01);
-  t->links = (int)env_num("TD_PROJ_LINKS", 5);
-  t->link_weight = (float)env_num("TD_PROJ_LINK_WEIGHT", 1.0);
-  t->independent = (int)env_num("TD_PROJ_INDEPENDENT", 0);
-}
-
-/* Overrides of td_vis_params for measurements. */
-static void tune_params(td_vis_params *p) {
-  p->lambda_head = (float)env_num("TD_PROJ_LAMBDA_HEAD", p->lambda_head);
-  p->hidden = (int)env_num("TD_PROJ_HIDDEN", p->hidden);
-  p->distil_epochs = (int)env_num("TD_PROJ_DISTIL", p->distil_epochs);
-  p->warm_distil_epochs =
-      (int)env_num("TD_PROJ_WARM_DISTIL", p->warm_distil_epochs);
-  p->layout_epochs = (int)env_num("TD_PROJ_LAYOUT", p->layout_epochs);
-  p->warm_layout_epochs =
-      (int)env_num("TD_PROJ_WARM_LAYOUT", p->warm_layout_epochs);
-  p->distil_points = (int)env_num("TD_PROJ_DISTIL_POINTS", p->distil_points);
-  p->n_negatives = (int)env_num("TD_PROJ_NEGATIVES", p->n_negatives);
-  p->warm_alpha = (float)env_num("TD_PROJ_WARM_ALPHA", p->warm_alpha);
-  p->dec_on_layout = (int)env_num("TD_PROJ_DEC_ON_LAYOUT", p->dec_on_layout);
+/* The overrides of td_vis_params in o (negative: keep the default). */
+static void tune_params(const td_project_opts *o, td_vis_params *p) {
+  const td_project_vis *v = &o->vis;
+  p->hogwild = o->hogwild;
+  if (v->lambda_head >= 0.0f)
+    p->lambda_head = v->lambda_head;
+  if (v->hidden >= 0)
+    p->hidden = v->hidden;
+  if (v->distil_epochs >= 0)
+    p->distil_epochs = v->distil_epochs;
+  if (v->warm_distil_epochs >= 0)
+    p->warm_distil_epochs = v->warm_distil_epochs;
+  if (v->layout_epochs >= 0)
+    p->layout_epochs = v->layout_epochs;
+  if (v->warm_layout_epochs >= 0)
+    p->warm_layout_epochs = v->warm_layout_epochs;
+  if (v->distil_points >= 0)
+    p->distil_points = v->distil_points;
+  if (v->n_negatives >= 0)
+    p->n_negatives = v->n_negatives;
+  if (v->warm_alpha >= 0.0f)
+    p->warm_alpha = v->warm_alpha;
+  if (v->dec_on_layout >= 0)
+    p->dec_on_layout = v->dec_on_layout;
 }
 
 static void predicted(const epoch_data *e, int32_t *pred) {
@@ -394,7 +410,7 @@ static int dvi_graph(const td_project_opts *o, const epoch_data *e,
     return rc;
   }
   proj_tune tu;
-  tune_defaults(&tu);
+  tune_from_opts(o, &tu);
   int32_t *pred = malloc((size_t)(e->n ? e->n : 1) * sizeof *pred);
   if (!pred)
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
@@ -423,7 +439,7 @@ static void dvi_params(const td_project_opts *o, const epoch_data *e,
    * umap-learn's nn@15, and every later epoch refines the layout further */
   if (nv > 30000)
     p->layout_epochs = 80;
-  tune_params(p);
+  tune_params(o, p);
 }
 
 /* The temporal anchors of a warm start: each vertex's kNN overlap with the
@@ -461,15 +477,15 @@ static int dvi_anchor(const epoch_data *e, const carry *c, const td_knn *knn,
 
 /* The layout starts from the previous epoch's positions, moved where the
  * neighbourhood or the predicted class changed; NULL: cold start. */
-static float *dvi_init(const epoch_data *e, const carry *c, const int32_t *pred,
+static float *dvi_init(const td_project_opts *o, const epoch_data *e, const carry *c, const int32_t *pred,
                        const td_knn *knn, const float *overlap) {
   float *init = NULL;
   if (c->pos && c->n_pos == e->n &&
       (init = malloc((size_t)e->n * 2 * sizeof *init))) {
     memcpy(init, c->pos, (size_t)e->n * 2 * sizeof *init);
-    if (overlap && env_num("TD_PROJ_NEIGHBOUR_INIT", 1) != 0)
+    if (overlap && o->neighbour_init)
       neighbour_init(e, c, knn, overlap, init);
-    if (c->pred && env_num("TD_PROJ_RELOCATE", 1) != 0)
+    if (c->pred && o->relocate)
       relocate_changed(e, c, pred, knn, init);
   }
   return init;
@@ -541,9 +557,7 @@ static int dvi_fit(void *st, const td_project_opts *o, const epoch_data *e,
   int64_t nv = e->n + e->nb;
   td_vis_params p;
   dvi_params(o, e, nv, &p);
-  proj_tune tu;
-  tune_defaults(&tu);
-  int warm = c->model && !tu.independent;
+  int warm = c->model && !o->independent;
   float *overlap = NULL, *membuf = NULL, *init = NULL, *pos = NULL;
   td_vis_anchor anc;
   memset(&anc, 0, sizeof anc);
@@ -552,7 +566,7 @@ static int dvi_fit(void *st, const td_project_opts *o, const epoch_data *e,
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
   } else {
     m = td_vismodel_new(e->D, &p);
-    init = warm ? dvi_init(e, c, pred, &knn, overlap) : NULL;
+    init = warm ? dvi_init(o, e, c, pred, &knn, overlap) : NULL;
     pos = malloc((size_t)nv * 2 * sizeof *pos);
     rc = dvi_run_fit(e, c, warm, xv, nv, &g, &p, &anc, init, m, pos, err);
   }
