@@ -69,7 +69,7 @@ test-asan: deps
 # long. Left out: test_e2e (the CLI end to end, too slow under TSan), and
 # test_project and test_vismodel, whose parametric UMAP layout updates the
 # embedding from all threads without locks (Hogwild-style SGD in
-# src/proj/vismodel.c layout_edges), which TSan rightly reports.
+# src/proj/vis_layout.c layout_edges), which TSan rightly reports.
 # tests/tsan.supp lists the suppressed reports and why.
 TSAN_SKIP = test_e2e|test_project|test_vismodel
 test-tsan: deps

@@ -25,7 +25,7 @@
 
 #include <cblas.h>
 
-#include "proj/knn_internal.h"
+#include "knn/knn_internal.h"
 #include "tardis/array.h"
 #include "tardis/knn.h"
 #include "tardis/parallel.h"

@@ -2,7 +2,7 @@
  * umap-learn run side by side on the same representations.
  *
  *   bench_project --run runs/fmnist-noisy10 --epochs 9:12 [--threads 2]
- *                 [--no-umap] [--umap-epoch E] [--keep]
+ *                 [--no-umap] [--umap-epoch E] [--keep] [--hogwild]
  *                 [--peers ../shared/peers]
  *
  * The selected epochs are linked into a scratch copy of the run (the run
@@ -16,8 +16,9 @@
  * nn@15 with the peers' knnutil.py, and the ratios; and the kNN stage
  * alone (k = 15 on the same representations): tardis exact and NN-descent
  * against scikit-learn's brute force and pynndescent. The load
- * average is printed beside the timings. The TD_PROJ_* environment
- * variables of src/proj/project.c change the configuration.
+ * average is printed beside the timings. --hogwild selects the lock-free
+ * layout; the TD_PROJ_* environment variables of the CLI
+ * (src/cli/proj_env.c) change the configuration.
  */
 #define _DEFAULT_SOURCE /* realpath, getloadavg */
 #include <jansson.h>
@@ -35,6 +36,8 @@
 #include "tardis/parallel.h"
 #include "tardis/project.h"
 #include "tardis/run.h"
+
+#include "cli/commands.h"
 
 static double cpu_now(void) {
   struct rusage ru;
@@ -288,6 +291,7 @@ static void knn_side_by_side(const td_run *run, const char *run_dir,
 int main(int argc, char **argv) {
   const char *run_dir = NULL;
   int from = 1, to = 4, threads = 2, umap_on = 1, umap_epoch = -1, keep = 0;
+  int hogwild = 0;
   const char *peers = "../shared/peers";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--run") && i + 1 < argc)
@@ -300,6 +304,8 @@ int main(int argc, char **argv) {
       umap_on = 0;
     else if (!strcmp(argv[i], "--umap-epoch") && i + 1 < argc)
       umap_epoch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--hogwild"))
+      hogwild = 1;
     else if (!strcmp(argv[i], "--keep"))
       keep = 1;
     else if (!strcmp(argv[i], "--peers") && i + 1 < argc)
@@ -307,7 +313,7 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr, "usage: bench_project --run RUN --epochs A:B "
                       "[--threads T] [--no-umap] [--umap-epoch E] [--keep] "
-                      "[--peers DIR]\n");
+                      "[--hogwild] [--peers DIR]\n");
       return 2;
     }
   }
@@ -326,14 +332,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   printf("bench_project: %s epochs %d..%d, %lld train x %d, threads %d, "
-         "load average %.2f\n",
+         "layout %s, load average %.2f\n",
          run_dir, from, to, (long long)td_run_get_meta(run)->n_train,
-         td_run_get_meta(run)->repr_dim, threads, load1());
+         td_run_get_meta(run)->repr_dim, threads,
+         hogwild ? "hogwild" : "deterministic", load1());
   fflush(stdout);
   timing tm;
   memset(&tm, 0, sizeof tm);
   td_project_opts o;
   td_project_opts_default(&o);
+  td_cli_proj_env(&o);
+  if (hogwild)
+    o.hogwild = 1;
   o.force = 1;
   o.progress = progress;
   o.progress_ctx = &tm;

@@ -12,6 +12,7 @@
  *                  [--batch B] [--rec-frac F] [--lambda-rec R] [--neg K]
  *                  [--a A] [--b B] [--lr LR] [--warm-scale S]
  *                  [--temporal none|dvi|memory] [--seed S] [-v]
+ *                  [--layout-only] [--hogwild]
  *   bench_vismodel --synthetic N [--dim D] [--classes C] ...
  *
  * Peer figures (DESIGN §5, 2 cores): umap-learn 60k 41.5 s nn@15 0.138,
@@ -142,6 +143,8 @@ static void parse(int argc, char **argv, opts *o) {
       o->boundary = 0;
     else if (strcmp(a, "--layout-only") == 0)
       o->layout_only = 1;
+    else if (strcmp(a, "--hogwild") == 0)
+      o->p.hogwild = 1;
     else if (strcmp(a, "-v") == 0)
       o->verbose = 1;
     else if (ARG("--hidden"))
@@ -292,8 +295,8 @@ int main(int argc, char **argv) {
       for (int64_t i = 0; i < 2 * nv; i++)
         yl[i] = 20.0f * td_rng_uniform(&r) - 10.0f;
       double tl = td_now();
-      td_vis_layout(&g, yl, p.layout_epochs, 1.0f, p.n_negatives, p.a, p.b,
-                    p.seed);
+      (p.hogwild ? td_vis_layout_hogwild : td_vis_layout)(
+          &g, yl, p.layout_epochs, 1.0f, p.n_negatives, p.a, p.b, p.seed);
       tl = td_now() - tl;
       td_knn hi;
       double v = 0;

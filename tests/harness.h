@@ -1,6 +1,8 @@
 /* Minimal test harness in the spirit of libuv's task.h: checks print both
  * values and the location, a test binary runs its cases and prints
- * "N passed, N failed". */
+ * "N passed, N failed, N skipped". A skipped case is never a pass: a binary
+ * that skipped anything (and failed nothing) exits 77, which CMake's
+ * SKIP_RETURN_CODE makes ctest report as skipped. */
 #ifndef TD_TEST_HARNESS_H
 #define TD_TEST_HARNESS_H
 
@@ -73,14 +75,30 @@ static int td_t_failed_checks;
     }                                                                          \
   } while (0)
 
+/* Ends the current case as skipped, saying why (printf-style). Only for
+ * what the environment lacks; a missing build product is a failure. */
+static int td_t_skipped_now;
+#define SKIP(...)                                                              \
+  do {                                                                         \
+    fprintf(stderr, "  %s:%d: skipped: ", __FILE__, __LINE__);                 \
+    fprintf(stderr, __VA_ARGS__);                                              \
+    fputc('\n', stderr);                                                       \
+    td_t_skipped_now = 1;                                                      \
+    return;                                                                    \
+  } while (0)
+
 typedef void (*td_t_fn)(void);
-static int td_t_passed, td_t_failed;
+static int td_t_passed, td_t_failed, td_t_skipped;
 
 static inline void td_t_run(const char *name, td_t_fn fn) {
   int before = td_t_failed_checks;
   fprintf(stderr, "[ RUN  ] %s\n", name);
+  td_t_skipped_now = 0;
   fn();
-  if (td_t_failed_checks == before) {
+  if (td_t_failed_checks == before && td_t_skipped_now) {
+    td_t_skipped++;
+    fprintf(stderr, "[ SKIP ] %s\n", name);
+  } else if (td_t_failed_checks == before) {
     td_t_passed++;
     fprintf(stderr, "[  OK  ] %s\n", name);
   } else {
@@ -91,9 +109,12 @@ static inline void td_t_run(const char *name, td_t_fn fn) {
 
 #define RUN(fn) td_t_run(#fn, fn)
 
+/* Exit status for main: 1 on any failure, else 77 when anything was
+ * skipped (ctest: SKIP_RETURN_CODE), else 0. */
 static inline int td_t_finish(void) {
-  printf("%d passed, %d failed\n", td_t_passed, td_t_failed);
-  return td_t_failed ? 1 : 0;
+  printf("%d passed, %d failed, %d skipped\n", td_t_passed, td_t_failed,
+         td_t_skipped);
+  return td_t_failed ? 1 : td_t_skipped ? 77 : 0;
 }
 
 /* A fresh scratch directory for one test: $TD_TEST_TMP/<name>.<pid>. */

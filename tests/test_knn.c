@@ -5,7 +5,7 @@
 #include <float.h>
 #include <stdint.h>
 
-#include "proj/knn_internal.h"
+#include "knn/knn_internal.h"
 #include "tardis/knn.h"
 #include "tardis/parallel.h"
 #include "tardis/rng.h"

@@ -90,7 +90,7 @@ static void test_knn_2d(void) {
     }
     int k = 9;
     td_knn g;
-    CHECK_OK(td_metric_knn_2d(y, n, k, &g, &err), &err);
+    CHECK_OK(td_knn_2d(y, n, k, &g, &err), &err);
     int32_t *want = naive_knn(y, n, y, n, 2, k, 1);
     for (int64_t i = 0; i < n; i++)
       for (int j = 0; j < k; j++) {
@@ -108,7 +108,7 @@ static void test_knn_2d(void) {
     for (int64_t i = 0; i < 2 * m; i++)
       q[i] = 3 * td_rng_normal(&r);
     td_knn gq;
-    CHECK_OK(td_metric_knn_2d_query(y, n, q, m, k, &gq, &err), &err);
+    CHECK_OK(td_knn_2d_query(y, n, q, m, k, &gq, &err), &err);
     int32_t *wq = naive_knn(y, n, q, m, 2, k, 0);
     for (int64_t i = 0; i < m * k; i++) {
       int64_t qi = i / k;
@@ -130,13 +130,13 @@ static void test_knn_2d(void) {
     free(wq), free(q), free(want);
   }
   td_knn g;
-  CHECK_INT(td_metric_knn_2d(y, n, (int)n, &g, &err), ==, TD_EARG);
+  CHECK_INT(td_knn_2d(y, n, (int)n, &g, &err), ==, TD_EARG);
   y[5] = NAN;
-  CHECK_INT(td_metric_knn_2d(y, n, 3, &g, &err), ==, TD_EVALUE);
+  CHECK_INT(td_knn_2d(y, n, 3, &g, &err), ==, TD_EVALUE);
   free(y);
   /* a single distinct location: all ties */
   float same[10] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-  CHECK_OK(td_metric_knn_2d(same, 5, 4, &g, &err), &err);
+  CHECK_OK(td_knn_2d(same, 5, 4, &g, &err), &err);
   CHECK_INT(g.idx[0], ==, 1);
   CHECK_INT(g.idx[4 * 4 + 3], ==, 3);
   td_knn_free(&g);

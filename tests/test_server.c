@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "http_client.h"
 #include "run/run_json.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
@@ -232,157 +233,16 @@ static int make_fixture(td_err *err) {
   return rc;
 }
 
-/* ---- a tiny HTTP/1.1 client --------------------------------------------- */
+/* ---- the HTTP client (http_client.h) on this server's port ------------- */
 
-typedef struct resp {
-  int status;
-  char *raw;  /* whole response, NUL-terminated */
-  size_t len; /* of raw */
-  char *body; /* points into raw (after de-chunking) */
-  size_t blen;
-  int closed_early; /* connection closed with no status line */
-} resp;
+typedef td_t_resp resp;
 
-static void resp_free(resp *r) {
-  free(r->raw);
-  memset(r, 0, sizeof *r);
-}
-
-static int connect_port(int p) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)p);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-/* Writes all of buf; the server may close early on hostile input. */
-static void send_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len) {
-    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-    if (n <= 0)
-      return;
-    p += n;
-    len -= (size_t)n;
-  }
-}
-
-static void dechunk(resp *r) {
-  char *src = r->body, *end = r->raw + r->len, *dst = r->body;
-  while (src < end) {
-    char *e;
-    unsigned long n = strtoul(src, &e, 16);
-    char *line_end = strstr(src, "\r\n");
-    if (!line_end || n == 0)
-      break;
-    src = line_end + 2;
-    if ((size_t)(end - src) < n)
-      n = (size_t)(end - src);
-    memmove(dst, src, n);
-    dst += n;
-    src += n + 2;
-  }
-  r->blen = (size_t)(dst - r->body);
-  *dst = '\0';
-}
-
-/* A response with Content-Length is complete once that many body bytes are
- * in: the server may keep the connection open after an error. */
-static int response_complete(char *raw, size_t len) {
-  raw[len] = '\0';
-  char *h = strstr(raw, "\r\n\r\n");
-  if (!h)
-    return 0;
-  char *cl = strcasestr(raw, "\r\nContent-Length:");
-  if (!cl || cl > h)
-    return 0;
-  size_t want = strtoul(cl + 17, NULL, 10);
-  return len - (size_t)(h + 4 - raw) >= want;
-}
-
-/* Sends a raw request and reads the response until the server closes. */
 static void http_raw(const void *req, size_t len, resp *r) {
-  memset(r, 0, sizeof *r);
-  int fd = connect_port(port);
-  size_t cap = 1 << 16;
-  r->raw = malloc(cap + 1);
-  if (fd < 0)
-    return;
-  send_all(fd, req, len);
-  for (;;) {
-    if (r->len == cap) {
-      cap *= 2;
-      r->raw = realloc(r->raw, cap + 1);
-    }
-    ssize_t n = recv(fd, r->raw + r->len, cap - r->len, 0);
-    if (n <= 0)
-      break;
-    r->len += (size_t)n;
-    if (response_complete(r->raw, r->len))
-      break;
-  }
-  close(fd);
-  r->raw[r->len] = '\0';
-  if (sscanf(r->raw, "HTTP/1.1 %d", &r->status) != 1) {
-    r->closed_early = 1;
-    return;
-  }
-  char *h = strstr(r->raw, "\r\n\r\n");
-  if (!h)
-    return;
-  r->body = h + 4;
-  r->blen = r->len - (size_t)(r->body - r->raw);
-  char *te = strcasestr(r->raw, "Transfer-Encoding: chunked");
-  if (te && te < h)
-    dechunk(r);
+  td_t_http_raw(port, req, len, r);
 }
 
 static void http_get(const char *path, resp *r) {
-  size_t cap = strlen(path) + 128;
-  char *req = malloc(cap);
-  int n = snprintf(req, cap,
-                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   "Connection: close\r\n\r\n",
-                   path);
-  http_raw(req, (size_t)n, r);
-  free(req);
-}
-
-/* Value of a response header (copied into buf), or NULL. */
-static const char *header(const resp *r, const char *name, char *buf,
-                          size_t len) {
-  const char *end = r->body ? r->body : r->raw + r->len;
-  size_t nl = strlen(name);
-  for (const char *p = strstr(r->raw, "\r\n"); p && p < end;
-       p = strstr(p + 2, "\r\n")) {
-    const char *line = p + 2;
-    if (!strncasecmp(line, name, nl) && line[nl] == ':') {
-      const char *v = line + nl + 1;
-      while (*v == ' ')
-        v++;
-      const char *e = strstr(v, "\r\n");
-      size_t vl = e ? (size_t)(e - v) : strlen(v);
-      if (vl >= len)
-        vl = len - 1;
-      memcpy(buf, v, vl);
-      buf[vl] = '\0';
-      return buf;
-    }
-  }
-  return NULL;
-}
-
-static json_t *body_json(const resp *r) {
-  return r->body ? json_loadb(r->body, r->blen, 0, NULL) : NULL;
+  td_t_http(port, "GET", path, NULL, r);
 }
 
 /* Status and, for errors, that the body is JSON {"error": "..."}. */
@@ -391,13 +251,13 @@ static json_t *body_json(const resp *r) {
     resp r_;                                                                   \
     http_get(path, &r_);                                                       \
     int st_ = r_.status;                                                       \
-    json_t *j_ = body_json(&r_);                                               \
+    json_t *j_ = td_t_body_json(&r_);                                          \
     int ok_ = st_ < 400 || json_is_string(json_object_get(j_, "error"));       \
     json_decref(j_);                                                           \
     if (st_ != (want))                                                         \
       fprintf(stderr, "  %s -> %d: %.200s\n", path, st_,                       \
               r_.body ? r_.body : "");                                         \
-    resp_free(&r_);                                                            \
+    td_t_resp_free(&r_);                                                       \
     CHECK_INT(st_, ==, want);                                                  \
     CHECK(ok_);                                                                \
   } while (0)
@@ -417,10 +277,10 @@ static void test_run_and_epochs(void) {
   char h[256];
   http_get("/api/run", &r);
   CHECK_INT(r.status, ==, 200);
-  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h),
+  CHECK_STR_CONTAINS(td_t_header(&r, "Content-Type", h, sizeof h),
                      "application/json");
-  json_t *j = body_json(&r);
-  resp_free(&r);
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
   CHECK(j);
   CHECK_INT(json_integer_value(json_object_get(j, "n_train")), ==, N);
   CHECK_INT(json_integer_value(json_object_get(j, "n_test")), ==, M);
@@ -438,8 +298,8 @@ static void test_run_and_epochs(void) {
 
   http_get("/api/epochs", &r);
   CHECK_INT(r.status, ==, 200);
-  j = body_json(&r);
-  resp_free(&r);
+  j = td_t_body_json(&r);
+  td_t_resp_free(&r);
   json_t *e = json_object_get(j, "epochs");
   CHECK_INT(json_array_size(e), ==, 2);
   json_t *e1 = json_array_get(e, 0), *e2 = json_array_get(e, 1);
@@ -458,7 +318,7 @@ static void test_run_and_epochs(void) {
 
   http_get("/api/quality", &r);
   CHECK_INT(r.status, ==, 200);
-  resp_free(&r);
+  td_t_resp_free(&r);
 }
 
 static void test_arrays(void) {
@@ -466,29 +326,29 @@ static void test_arrays(void) {
   char h[256];
   http_get("/api/epochs/1/embedding?split=train", &r);
   CHECK_INT(r.status, ==, 200);
-  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h),
+  CHECK_STR_CONTAINS(td_t_header(&r, "Content-Type", h, sizeof h),
                      "application/octet-stream");
-  CHECK_STR_CONTAINS(header(&r, "X-Tardis-Shape", h, sizeof h), "40,2");
+  CHECK_STR_CONTAINS(td_t_header(&r, "X-Tardis-Shape", h, sizeof h), "40,2");
   CHECK_INT(r.blen, ==, N * 8);
   CHECK(memcmp(r.body, emb1, sizeof emb1) == 0);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/epochs/1/embedding?split=test", &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, M * 8);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/epochs/1/predictions", &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, N);
   for (int i = 0; i < N; i++)
     CHECK_INT((uint8_t)r.body[i], ==, argmax(logits1 + i * C));
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/epochs/2/predictions?split=test", &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, M);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/epochs/1/confidence", &r);
   CHECK_INT(r.status, ==, 200);
@@ -496,46 +356,46 @@ static void test_arrays(void) {
   float c0;
   memcpy(&c0, r.body, 4);
   CHECK(c0 >= 1.0f / C && c0 <= 1.0f);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/labels?split=truth", &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, N);
   for (int i = 0; i < N; i++)
     CHECK_INT((uint8_t)r.body[i], ==, truth[i]);
-  resp_free(&r);
+  td_t_resp_free(&r);
   http_get("/api/labels?split=test", &r);
   CHECK_INT(r.blen, ==, M);
   CHECK_INT((uint8_t)r.body[3], ==, tlabels[3]);
-  resp_free(&r);
+  td_t_resp_free(&r);
   http_get("/api/labels", &r);
   CHECK_INT(r.blen, ==, N);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/epochs/1/boundary", &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, NB * 8);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   http_get("/api/epochs/1/territory", &r);
   CHECK_INT(r.status, ==, 200);
-  json_t *j = body_json(&r);
-  resp_free(&r);
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
   CHECK_INT(json_integer_value(json_object_get(j, "res")), ==, R);
   CHECK_INT(json_array_size(json_object_get(j, "extent")), ==, 4);
   json_decref(j);
   http_get("/api/epochs/1/territory/class", &r);
   CHECK_INT(r.blen, ==, R * R);
-  CHECK_STR_CONTAINS(header(&r, "X-Tardis-Shape", h, sizeof h), "8,8");
-  resp_free(&r);
+  CHECK_STR_CONTAINS(td_t_header(&r, "X-Tardis-Shape", h, sizeof h), "8,8");
+  td_t_resp_free(&r);
   http_get("/api/epochs/1/territory/conf", &r);
   CHECK_INT(r.blen, ==, R * R * 4);
-  resp_free(&r);
+  td_t_resp_free(&r);
   http_get("/api/epochs/1/territory.png", &r);
   CHECK_INT(r.status, ==, 200);
-  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h), "image/png");
+  CHECK_STR_CONTAINS(td_t_header(&r, "Content-Type", h, sizeof h), "image/png");
   CHECK(r.blen > 8 && !memcmp(r.body, "\x89PNG", 4));
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   CHECK_STATUS("/api/epochs/2/embedding", 404); /* not projected */
   CHECK_STATUS("/api/epochs/2/territory", 404);
@@ -557,8 +417,8 @@ static void test_samples(void) {
   resp r;
   http_get("/api/samples/7?split=train&epoch=1", &r);
   CHECK_INT(r.status, ==, 200);
-  json_t *j = body_json(&r);
-  resp_free(&r);
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
   CHECK(j);
   CHECK_INT(json_integer_value(json_object_get(j, "index")), ==, 7);
   CHECK_INT(json_integer_value(json_object_get(j, "label")), ==, labels[7]);
@@ -581,8 +441,8 @@ static void test_samples(void) {
 
   http_get("/api/samples/2?split=test", &r); /* default epoch: the last */
   CHECK_INT(r.status, ==, 200);
-  j = body_json(&r);
-  resp_free(&r);
+  j = td_t_body_json(&r);
+  td_t_resp_free(&r);
   CHECK_INT(json_integer_value(json_object_get(j, "epoch")), ==, 2);
   CHECK_INT(json_integer_value(json_object_get(j, "label")), ==, tlabels[2]);
   CHECK(json_is_null(json_object_get(j, "truth")));
@@ -591,9 +451,9 @@ static void test_samples(void) {
   char h[256];
   http_get("/api/samples/3/thumbnail.png?scale=2", &r);
   CHECK_INT(r.status, ==, 200);
-  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h), "image/png");
+  CHECK_STR_CONTAINS(td_t_header(&r, "Content-Type", h, sizeof h), "image/png");
   CHECK(r.blen > 8 && !memcmp(r.body, "\x89PNG", 4));
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   CHECK_STATUS("/api/samples/3/thumbnail.png?split=test", 404);
   CHECK_STATUS("/api/samples/3/thumbnail.png?scale=99", 400);
@@ -611,8 +471,8 @@ static json_t *get_json(const char *path, int *status) {
   resp r;
   http_get(path, &r);
   *status = r.status;
-  json_t *j = body_json(&r);
-  resp_free(&r);
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
   return j;
 }
 
@@ -662,7 +522,7 @@ static void test_filter(void) {
   memcpy(v, r.body, 8);
   CHECK_INT(v[0], ==, 2);
   CHECK_INT(v[1], ==, 5);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   j = get_json("/api/filter?split=test&label=2", &st);
   CHECK_INT(st, ==, 200);
@@ -684,16 +544,16 @@ static void test_static(void) {
   char h[256], etag[256], req[1024];
   http_get("/", &r);
   CHECK_INT(r.status, ==, 200);
-  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h), "text/html");
+  CHECK_STR_CONTAINS(td_t_header(&r, "Content-Type", h, sizeof h), "text/html");
   CHECK_STR_CONTAINS(r.body, "<title>tardis");
-  CHECK(header(&r, "ETag", etag, sizeof etag));
-  resp_free(&r);
+  CHECK(td_t_header(&r, "ETag", etag, sizeof etag));
+  td_t_resp_free(&r);
 
   http_get("/assets/app.js", &r);
   CHECK_INT(r.status, ==, 200);
-  CHECK_STR_CONTAINS(header(&r, "Content-Type", h, sizeof h),
+  CHECK_STR_CONTAINS(td_t_header(&r, "Content-Type", h, sizeof h),
                      "text/javascript");
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   int n = snprintf(req, sizeof req,
                    "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n"
@@ -701,7 +561,7 @@ static void test_static(void) {
                    etag);
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 304);
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   CHECK_STATUS("/../secret.txt", 404);
   CHECK_STATUS("/assets/../../secret.txt", 404);
@@ -720,7 +580,7 @@ static void test_static(void) {
   http_raw(abs_req, sizeof abs_req - 1, &r);
   CHECK_INT(r.status, ==, 404);
   CHECK(!strstr(r.raw, "root:"));
-  resp_free(&r);
+  td_t_resp_free(&r);
 }
 
 static void test_hostile(void) {
@@ -736,7 +596,7 @@ static void test_hostile(void) {
   big[5000] = 'a';
   http_get(big, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
-  resp_free(&r);
+  td_t_resp_free(&r);
   /* Oversized headers. */
   char *req = malloc(80000);
   int n = snprintf(req, 80000,
@@ -744,7 +604,7 @@ static void test_hostile(void) {
                    big + 10000);
   http_raw(req, (size_t)n, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
-  resp_free(&r);
+  td_t_resp_free(&r);
 
   /* A huge POST body is refused before it is read. */
   n = snprintf(req, 80000,
@@ -753,7 +613,7 @@ static void test_hostile(void) {
   memset(req + n, 'x', 60000);
   http_raw(req, (size_t)n + 60000, &r);
   CHECK(r.closed_early || r.status == 413);
-  resp_free(&r);
+  td_t_resp_free(&r);
   /* A small POST: no such method here. */
   n = snprintf(req, 80000,
                "POST /api/run HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
@@ -762,8 +622,8 @@ static void test_hostile(void) {
   CHECK_INT(r.status, ==, 405);
   CHECK_STR_CONTAINS(r.body, "\"error\"");
   char allow[64];
-  CHECK_STR_CONTAINS(header(&r, "Allow", allow, sizeof allow), "GET");
-  resp_free(&r);
+  CHECK_STR_CONTAINS(td_t_header(&r, "Allow", allow, sizeof allow), "GET");
+  td_t_resp_free(&r);
   /* HEAD gets the headers only. */
   n = snprintf(req, 80000,
                "HEAD /api/epochs/1/embedding HTTP/1.1\r\n"
@@ -771,16 +631,17 @@ static void test_hostile(void) {
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, 0);
-  CHECK_STR_CONTAINS(header(&r, "X-Tardis-Shape", allow, sizeof allow), "40,2");
-  resp_free(&r);
+  CHECK_STR_CONTAINS(td_t_header(&r, "X-Tardis-Shape", allow, sizeof allow),
+                     "40,2");
+  td_t_resp_free(&r);
   /* A chunked body (no Content-Length) over the cap: the server drops the
    * connection once it has read 1 MiB. */
-  int fd = connect_port(port);
+  int fd = td_t_connect(port);
   CHECK(fd >= 0);
   n = snprintf(req, 80000,
                "POST /api/run HTTP/1.1\r\nHost: x\r\n"
                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-  send_all(fd, req, (size_t)n);
+  td_t_send_all(fd, req, (size_t)n);
   n = snprintf(req, 80000, "%x\r\n", 65536);
   memset(req + n, 'y', 65536);
   memcpy(req + n + 65536, "\r\n", 2);
@@ -800,7 +661,7 @@ static void test_hostile(void) {
                "Connection: close\r\n\r\nhello");
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 400);
-  resp_free(&r);
+  td_t_resp_free(&r);
   /* Garbage instead of HTTP. */
   unsigned char junk[4096];
   uint32_t s = 12345;
@@ -814,16 +675,16 @@ static void test_hostile(void) {
   junk[sizeof junk - 1] = '\n';
   http_raw(junk, sizeof junk, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
-  resp_free(&r);
+  td_t_resp_free(&r);
   const char bad_line[] = "GIMME /api/run\r\n\r\n";
   http_raw(bad_line, sizeof bad_line - 1, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
-  resp_free(&r);
+  td_t_resp_free(&r);
   const char bad_pct[] = "GET /api/samples/%zz%00 HTTP/1.1\r\nHost: "
                          "x\r\nConnection: close\r\n\r\n";
   http_raw(bad_pct, sizeof bad_pct - 1, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
-  resp_free(&r);
+  td_t_resp_free(&r);
   free(req);
   free(big);
 
@@ -840,7 +701,7 @@ static void *hammer_main(void *arg) {
              1 + k % 2);
     http_get(p, &r);
     fails += r.status != 200;
-    resp_free(&r);
+    td_t_resp_free(&r);
   }
   return (void *)fails;
 }
@@ -883,10 +744,10 @@ static int wait_for(int fd, char *acc, size_t cap, size_t *len,
 }
 
 static void test_events(void) {
-  int fd = connect_port(port);
+  int fd = td_t_connect(port);
   CHECK(fd >= 0);
   const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
-  send_all(fd, req, sizeof req - 1);
+  td_t_send_all(fd, req, sizeof req - 1);
   static char acc[65536];
   size_t len = 0;
   int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
@@ -955,10 +816,10 @@ static void test_port_in_use(void) {
 
 /* Stopping with a live event stream returns promptly. */
 static void test_stop_with_stream(void) {
-  int fd = connect_port(port);
+  int fd = td_t_connect(port);
   CHECK(fd >= 0);
   const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
-  send_all(fd, req, sizeof req - 1);
+  td_t_send_all(fd, req, sizeof req - 1);
   static char acc[4096];
   size_t len = 0;
   int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);

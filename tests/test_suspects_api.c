@@ -1,13 +1,10 @@
-/* /api/suspects black-box: a real server on loopback over a synthetic run.
- * The POST routes need the server to pass POST bodies to td__api_post; a
- * server that answers them 405 has the feedback written directly instead
- * (and says so), so the GET routes are tested either way. */
-#include <arpa/inet.h>
+/* /api/suspects black-box: a real server on loopback over a synthetic run:
+ * the features computed off the request threads ("computing" meanwhile),
+ * the ranking, feedback sessions and their export. */
 #include <jansson.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "harness.h"
+#include "http_client.h"
 #include "sus_fixture.h"
 #include "tardis/feedback.h"
 #include "tardis/server.h"
@@ -15,73 +12,95 @@
 static char run_dir[4200];
 static int port;
 
-typedef struct resp {
-  int status;
-  char *body; /* malloc'd, NUL-terminated */
-} resp;
-
-/* One request with Connection: close; reads until EOF. */
-static void http(const char *method, const char *path, const char *body,
-                 resp *r) {
-  r->status = 0;
-  r->body = NULL;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return;
-  }
-  char req[8192];
-  int n = snprintf(req, sizeof req,
-                   "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                   "Content-Type: application/json\r\n"
-                   "Content-Length: %zu\r\n\r\n%s",
-                   method, path, body ? strlen(body) : 0, body ? body : "");
-  if (write(fd, req, (size_t)n) != n) {
-    close(fd);
-    return;
-  }
-  size_t cap = 1 << 16, len = 0;
-  char *buf = malloc(cap);
-  ssize_t got;
-  while ((got = read(fd, buf + len, cap - len - 1)) > 0) {
-    len += (size_t)got;
-    if (cap - len < 1024) {
-      cap *= 2;
-      buf = realloc(buf, cap);
-    }
-  }
-  close(fd);
-  buf[len] = '\0';
-  sscanf(buf, "HTTP/1.%*d %d", &r->status);
-  char *b = strstr(buf, "\r\n\r\n");
-  r->body = strdup(b ? b + 4 : "");
-  /* chunked bodies: keep only the chunk payloads */
-  if (strstr(buf, "chunked") && b) {
-    char *in = b + 4, *out = r->body;
-    size_t sz;
-    while (sscanf(in, "%zx", &sz) == 1 && sz > 0) {
-      in = strstr(in, "\r\n") + 2;
-      memcpy(out, in, sz);
-      out += sz;
-      in += sz + 2;
-    }
-    *out = '\0';
-  }
-  free(buf);
+static json_t *get_json_at(int at, const char *method, const char *path,
+                           const char *body, int *status) {
+  td_t_resp r;
+  td_t_http(at, method, path, body, &r);
+  *status = r.status;
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
+  return j;
 }
 
 static json_t *get_json(const char *method, const char *path, const char *body,
                         int *status) {
-  resp r;
-  http(method, path, body, &r);
-  *status = r.status;
-  json_t *j = r.body ? json_loads(r.body, 0, NULL) : NULL;
-  free(r.body);
-  return j;
+  return get_json_at(port, method, path, body, status);
+}
+
+/* GET until the features are computed (503 "computing" meanwhile). */
+static json_t *get_ready(int at, const char *path, int *status) {
+  for (int tries = 0; tries < 600; tries++) {
+    json_t *j = get_json_at(at, "GET", path, NULL, status);
+    if (*status != 503)
+      return j;
+    json_decref(j);
+    usleep(100000);
+  }
+  return NULL;
+}
+
+/* The first request finds nothing computed: a clear 503 with Retry-After
+ * at once, never a request thread blocked for the computation; later ones
+ * get the cached result. */
+static void test_computing(void) {
+  td_t_resp r;
+  td_t_http(port, "GET", "/api/suspects?k=5", NULL, &r);
+  char h[64];
+  int st = r.status;
+  const char *ra = td_t_header(&r, "Retry-After", h, sizeof h);
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
+  int computing = json_is_true(json_object_get(j, "computing")) &&
+                  json_is_string(json_object_get(j, "error"));
+  json_decref(j);
+  CHECK_INT(st, ==, 503);
+  CHECK(ra && atoi(ra) >= 1);
+  CHECK(computing);
+  j = get_ready(port, "/api/suspects?k=5", &st);
+  CHECK_INT(st, ==, 200);
+  json_decref(j);
+  j = get_json("GET", "/api/suspects?k=3", NULL, &st);
+  CHECK_INT(st, ==, 200);
+  CHECK_INT(json_array_size(json_object_get(j, "suspects")), ==, 3);
+  json_decref(j);
+}
+
+/* Each server has a cache of its own: a second server on a run without a
+ * projection serves features without trajectories next to the first, and
+ * stopping a server while its worker computes is clean. */
+static void test_per_server(void) {
+  char dir2[4300];
+  td_err err;
+  snprintf(dir2, sizeof dir2, "%s.noproj", run_dir);
+  CHECK_OK(sf_make_run(dir2, 1, 0, &err), &err);
+  td_server_opts o;
+  td_server_opts_init(&o);
+  o.run_dir = dir2;
+  o.port = 0;
+  td_server *s2;
+  CHECK_OK(td_server_start(&o, &s2, &err), &err);
+  int st, st1;
+  json_t *j = get_ready(td_server_port(s2), "/api/suspects?k=2", &st);
+  json_t *j1 = get_json("GET", "/api/suspects?k=2", NULL, &st1);
+  int traj2 = json_is_true(
+      json_object_get(json_object_get(j, "features"), "trajectory"));
+  int traj1 = json_is_true(
+      json_object_get(json_object_get(j1, "features"), "trajectory"));
+  json_decref(j);
+  json_decref(j1);
+  td_server_stop(s2);
+  CHECK_INT(st, ==, 200);
+  CHECK_INT(st1, ==, 200);
+  CHECK(!traj2 && traj1);
+  /* stopped while computing: the worker is joined, nothing leaks */
+  char cache[4400];
+  snprintf(cache, sizeof cache, "%s/vis", dir2);
+  CHECK_OK(td_remove_tree(cache, &err), &err);
+  CHECK_OK(td_server_start(&o, &s2, &err), &err);
+  j = get_json_at(td_server_port(s2), "GET", "/api/suspects", NULL, &st);
+  json_decref(j);
+  td_server_stop(s2);
+  CHECK_INT(st, ==, 503);
 }
 
 static void test_ranking(void) {
@@ -131,65 +150,45 @@ static void test_sessions(void) {
   CHECK(json_is_array(json_object_get(j, "sessions")));
   json_decref(j);
 
-  int64_t id = 0;
   j = get_json("POST", "/api/suspects/sessions", "{\"name\": \"tab one\"}",
                &st);
-  CHECK_INT(st, !=, 405); /* the server passes POST bodies to the API */
-  int has_post = 1;
-  if (has_post) {
-    CHECK_INT(st, ==, 201);
-    id = json_integer_value(json_object_get(j, "id"));
-    CHECK(id > 0);
-    CHECK(!strcmp(json_string_value(json_object_get(j, "name")), "tab one"));
-  } else {
-    fprintf(stderr, "  note: this server answers POST with 405 (server.c "
-                    "without the POST hook); writing feedback directly\n");
-  }
+  CHECK_INT(st, ==, 201);
+  int64_t id = json_integer_value(json_object_get(j, "id"));
+  CHECK(id > 0);
+  CHECK(!strcmp(json_string_value(json_object_get(j, "name")), "tab one"));
   json_decref(j);
-  char path[256], body[256];
-  if (has_post) {
-    snprintf(path, sizeof path, "/api/suspects/sessions/%lld/feedback",
-             (long long)id);
-    j = get_json("POST", path, "{\"accept\": [0, 1], \"reject\": [299]}", &st);
-    CHECK_INT(st, ==, 200);
-    CHECK_INT(json_integer_value(json_object_get(j, "round")), ==, 1);
-    CHECK_INT(json_integer_value(json_object_get(j, "recorded")), ==, 3);
-    json_decref(j);
-    const char *bad[] = {"not json",
-                         "[1]",
-                         "{}",
-                         "{\"accept\": [300]}",
-                         "{\"accept\": [-1]}",
-                         "{\"accept\": [\"1\"]}",
-                         "{\"accept\": [4], \"reject\": [4]}",
-                         "{\"accept\": 3}"};
-    for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-      j = get_json("POST", path, bad[b], &st);
-      CHECK_INT(st, ==, 400);
-      CHECK(json_is_string(json_object_get(j, "error")));
-      json_decref(j);
-    }
-    j = get_json("POST", "/api/suspects/sessions/999/feedback",
-                 "{\"accept\": [1]}", &st);
-    CHECK_INT(st, ==, 404);
-    json_decref(j);
-    j = get_json("POST", "/api/suspects/sessions", "{\"name\": 3}", &st);
+  char path[256];
+  snprintf(path, sizeof path, "/api/suspects/sessions/%lld/feedback",
+           (long long)id);
+  j = get_json("POST", path, "{\"accept\": [0, 1], \"reject\": [299]}", &st);
+  CHECK_INT(st, ==, 200);
+  CHECK_INT(json_integer_value(json_object_get(j, "round")), ==, 1);
+  CHECK_INT(json_integer_value(json_object_get(j, "recorded")), ==, 3);
+  json_decref(j);
+  const char *bad[] = {"not json",
+                       "[1]",
+                       "{}",
+                       "{\"accept\": [300]}",
+                       "{\"accept\": [-1]}",
+                       "{\"accept\": [\"1\"]}",
+                       "{\"accept\": [4], \"reject\": [4]}",
+                       "{\"accept\": 3}"};
+  for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+    j = get_json("POST", path, bad[b], &st);
     CHECK_INT(st, ==, 400);
+    CHECK(json_is_string(json_object_get(j, "error")));
     json_decref(j);
-    j = get_json("POST", "/api/suspects/sessions", "", &st); /* no body */
-    CHECK_INT(st, ==, 201);
-    json_decref(j);
-  } else {
-    td_fb *db;
-    td_err err;
-    CHECK_OK(td_fb_open(run_dir, &db, &err), &err);
-    CHECK_OK(td_fb_session_create(db, "tab one", &id, &err), &err);
-    int32_t idx[] = {0, 1, 299};
-    int8_t v[] = {1, 1, 0};
-    CHECK_OK(td_fb_record(db, id, idx, v, 3, NULL, &err), &err);
-    td_fb_close(db);
   }
-  (void)body;
+  j = get_json("POST", "/api/suspects/sessions/999/feedback",
+               "{\"accept\": [1]}", &st);
+  CHECK_INT(st, ==, 404);
+  json_decref(j);
+  j = get_json("POST", "/api/suspects/sessions", "{\"name\": 3}", &st);
+  CHECK_INT(st, ==, 400);
+  json_decref(j);
+  j = get_json("POST", "/api/suspects/sessions", "", &st); /* no body */
+  CHECK_INT(st, ==, 201);
+  json_decref(j);
   snprintf(path, sizeof path, "/api/suspects/sessions/%lld", (long long)id);
   j = get_json("GET", path, NULL, &st);
   CHECK_INT(st, ==, 200);
@@ -223,11 +222,13 @@ static void test_sessions(void) {
   snprintf(path, sizeof path,
            "/api/suspects/sessions/%lld/export?format=csv&verdict=reject",
            (long long)id);
-  resp r;
-  http("GET", path, NULL, &r);
-  CHECK_INT(r.status, ==, 200);
-  CHECK(r.body && !strcmp(r.body, "index\n299\n"));
-  free(r.body);
+  td_t_resp r;
+  td_t_http(port, "GET", path, NULL, &r);
+  int csv_ok = r.body && !strcmp(r.body, "index\n299\n");
+  st = r.status;
+  td_t_resp_free(&r);
+  CHECK_INT(st, ==, 200);
+  CHECK(csv_ok);
   snprintf(path, sizeof path, "/api/suspects/sessions/%lld/export?format=xml",
            (long long)id);
   j = get_json("GET", path, NULL, &st);
@@ -265,8 +266,10 @@ int main(void) {
     return 1;
   }
   port = td_server_port(srv);
+  RUN(test_computing);
   RUN(test_ranking);
   RUN(test_sessions);
+  RUN(test_per_server);
   td_server_stop(srv);
   return td_t_finish();
 }

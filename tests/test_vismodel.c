@@ -336,6 +336,67 @@ static void test_fit_io_head_and_positions(void) {
   free_set(&s);
 }
 
+/* One cold fit (layout, distillation with the head term, a DVI pass) and
+ * a warm one on it; out [n (6 + D)] receives the drawn positions of both
+ * fits, then the encodings and decodings of the warm model. */
+static void fit_outputs(const blob_set *s, int hogwild, float *out) {
+  int D = s->D;
+  float w[3 * 8], b[3];
+  td_rng r;
+  td_rng_seed(&r, 11);
+  for (int i = 0; i < 3 * D; i++)
+    w[i] = td_rng_normal(&r);
+  for (int c = 0; c < 3; c++)
+    b[c] = 0.1f * (float)c;
+  td_vis_head head = {3, w, b};
+  td_vis_params p;
+  small_params(&p, D);
+  p.max_epochs = 1;
+  p.pass_edges = 2000;
+  p.layout_epochs = 40;
+  p.distil_epochs = 4;
+  p.warm_distil_epochs = 2;
+  p.hogwild = hogwild;
+  int64_t n = s->n;
+  td_vis_fit_io io = {NULL, 0, out, &head};
+  td_vismodel *m = td_vismodel_new(D, &p), *m2 = td_vismodel_new(D, &p);
+  td_err err;
+  CHECK_OK(td_vismodel_fit_ex(m, s->x, n, &s->g, NULL, &p, NULL, &io, &err),
+           &err);
+  io.y_out = out + 2 * n;
+  CHECK_OK(td_vismodel_fit_ex(m2, s->x, n, &s->g, m, &p, NULL, &io, &err),
+           &err);
+  CHECK(td_vismodel_encode(m2, s->x, n, out + 4 * n) == TD_OK);
+  CHECK(td_vismodel_decode(m2, out + 4 * n, n, out + 6 * n) == TD_OK);
+  td_vismodel_free(m);
+  td_vismodel_free(m2);
+}
+
+/* The default fit gives bit-identical positions and models at 1, 2 and 3
+ * threads; Hogwild (p.hogwild) is reproducible on one thread. */
+static void test_thread_count_independent(void) {
+  blob_set s;
+  CHECK(make_set(&s, 700, 8, 3, 7) == 0);
+  size_t len = (size_t)s.n * (size_t)(6 + s.D) * sizeof(float);
+  float *ref = malloc(len), *o = malloc(len), *hog = malloc(len);
+  td_set_threads(1);
+  fit_outputs(&s, 0, ref);
+  fit_outputs(&s, 1, hog);
+  fit_outputs(&s, 1, o);
+  CHECK(memcmp(hog, o, len) == 0);
+  for (int t = 2; t <= 3; t++) {
+    td_set_threads(t);
+    memset(o, 0, len);
+    fit_outputs(&s, 0, o);
+    CHECK(memcmp(ref, o, len) == 0);
+  }
+  td_set_threads(2);
+  free(ref);
+  free(o);
+  free(hog);
+  free_set(&s);
+}
+
 static void test_bad_args(void) {
   td_vismodel *m = td_vismodel_new(4, NULL), *o = td_vismodel_new(5, NULL);
   float x[8] = {0};
@@ -356,6 +417,7 @@ int main(void) {
   RUN(test_save_load);
   RUN(test_warm_start_moves_less);
   RUN(test_fit_io_head_and_positions);
+  RUN(test_thread_count_independent);
   RUN(test_bad_args);
   return td_t_finish();
 }

@@ -3,8 +3,8 @@
  * All are rates in [0, 1] except temporal_corr (a correlation in [−1, 1]).
  * The exact high-dimensional kNN is the expensive part (seconds for
  * 60k × 128), so every neighbour-based metric has a form that takes a
- * precomputed td_knn; the 2-D neighbours are always computed here, exactly,
- * with a grid search that is much faster than td_knn_exact in 2-D.
+ * precomputed td_knn; the 2-D neighbours are always computed exactly, with
+ * td_knn_2d's grid search (much faster than td_knn_exact in 2-D).
  *
  *     td_knn hi;                                    // e.g. reused from the
  *     td_knn_exact(repr, n, D, 20, &hi, &err);      // projection step
@@ -39,22 +39,9 @@
  * list (k <= a->k, b->k; a->n == b->n). 0 for an empty graph. */
 double td_metric_knn_overlap(const td_knn *a, const td_knn *b, int k);
 
-/* Exact kNN in 2-D (embeddings): every row of y [n, 2] among the other
- * rows, through a quantile grid; tens of milliseconds for 60k points where
- * the general td_knn_exact needs seconds. Same output, ordering and
- * tie-breaking as td_knn_exact (distances are Euclidean, computed
- * directly). Requires finite y, 1 <= k <= min(n − 1, TD_KNN_MAX_K). Free
- * with td_knn_free. */
-int td_metric_knn_2d(const float *y, int64_t n, int k, td_knn *out,
-                     td_err *err);
-/* The same for query rows q [m, 2] among reference rows ref [n, 2], no self
- * exclusion (1 <= k <= n). */
-int td_metric_knn_2d_query(const float *ref, int64_t n, const float *q,
-                           int64_t m, int k, td_knn *out, td_err *err);
-
 /* nn@k: mean over points of |kNN_high(i) ∩ kNN_2d(i)| / k, with x [n, D]
  * the representations and y [n, 2] their projections. Computes both graphs
- * exactly (td_knn_exact and td_metric_knn_2d). Requires 1 <= k <= n − 1. */
+ * exactly (td_knn_exact and td_knn_2d). Requires 1 <= k <= n − 1. */
 int td_metric_nn_preservation(const float *x, int64_t n, int D, const float *y,
                               int k, double *out, td_err *err);
 

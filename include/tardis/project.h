@@ -18,6 +18,7 @@
 
 #include "tardis/error.h"
 #include "tardis/run.h"
+#include "tardis/vis.h" /* td_vis_epoch_dir, formerly declared here */
 
 typedef struct td_project_progress {
   int index, count; /* epoch being projected: index of count to do */
@@ -26,6 +27,22 @@ typedef struct td_project_progress {
       *stage;     /* "boundary", "knn", "fit", "territory", "write", "done" */
   double seconds; /* for "done": the epoch's total time */
 } td_project_progress;
+
+/* Overrides of the projection model's parameters (td_vis_params, whose
+ * defaults depend on the representation width and the number of points;
+ * docs/projection.md): a negative value keeps the default. */
+typedef struct td_project_vis {
+  int hidden;             /* width of the nets' hidden layers */
+  int layout_epochs;      /* cold layout epochs */
+  int warm_layout_epochs; /* warm layout epochs */
+  int distil_epochs;      /* cold distillation sweeps */
+  int warm_distil_epochs; /* warm distillation sweeps */
+  int distil_points;      /* points per distillation sweep */
+  int n_negatives;        /* layout negatives per edge */
+  int dec_on_layout;      /* the decoder learns layout position -> point */
+  float lambda_head;      /* weight of the head-consistency term */
+  float warm_alpha;       /* initial layout step when warm-started */
+} td_project_vis;
 
 typedef struct td_project_opts {
   const char *method;       /* "dvi" (default) or "pca" */
@@ -39,6 +56,18 @@ typedef struct td_project_opts {
   int temporal;             /* td_vis_temporal; -1: the default */
   uint64_t seed;
   int force; /* re-project epochs that are already done */
+  /* The class-aware complex and the warm start (docs/projection.md,
+   * measured defaults in brackets): */
+  float cross_weight; /* edges between predicted classes scaled by (0.01) */
+  int links;          /* class links per training point (5) */
+  float link_weight;  /* their weight (1) */
+  int independent;    /* 1: no warm start, each epoch on its own (0) */
+  int neighbour_init; /* warm start moves points by kNN change (1) */
+  int relocate;       /* points whose class changed start beside a point
+                         of their new class (1) */
+  int hogwild;        /* the layout's lock-free scheme, reproducible only
+                         on one thread (td_vis_params.hogwild) (0) */
+  td_project_vis vis; /* all -1 */
   void (*progress)(const td_project_progress *p, void *ctx);
   void *progress_ctx;
 } td_project_opts;
@@ -53,9 +82,5 @@ void td_project_opts_default(td_project_opts *o);
 /* Projects the epochs of an opened run. */
 int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
                td_err *err);
-
-/* Path of the vis directory of an epoch: RUN/vis/<method>/epoch_NNNN. */
-int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
-                     char *buf, size_t len);
 
 #endif

@@ -112,13 +112,6 @@ int td_sus_features_get(const td_run *run, const td_sus_opts *o,
 
 void td_sus_features_close(td_sus_features *f); /* zeroed is fine */
 
-/* ---- k-means ----------------------------------------------------------- */
-
-/* Lloyd's k-means with k-means++ seeding on a subsample. x: [n, dim];
- * centroids: [k, dim] out; assign: [n] out (may be NULL). k <= n. */
-int td_kmeans(const float *x, int64_t n, int dim, int k, int max_iter,
-              uint64_t seed, float *centroids, int32_t *assign, td_err *err);
-
 /* ---- abnormal trajectories -------------------------------------------- */
 
 /* Scores new trajectories (e.g. the test split's) against the training

@@ -55,10 +55,13 @@
  *    memory batch of max(0, |y_m - e(x_m)| - delta_m), the remembered points
  *    x_m with their drawn positions y_m (anchor->mem_*).
  *
- * Threads: td_threads(); the layout is lock-free parallel over edges
- * (Hogwild, as umap-learn: bitwise reproducible only with one thread); the
- * distillation runs the encoder and the decoder on one thread each; a DVI
- * pass step runs its GEMMs on OpenBLAS's threads.
+ * Threads: td_threads(); the layout is parallel over vertices and gives
+ * bit-identical results at any thread count (td_vis_layout; p->hogwild
+ * selects umap-learn's lock-free scheme, reproducible only on one thread);
+ * the distillation runs the encoder and the decoder on one thread each;
+ * BLAS is serial during a fit (OpenBLAS's threaded sums depend on its
+ * thread count). A fit with the same inputs and seed gives the same model
+ * at any thread count unless hogwild.
  */
 #ifndef TARDIS_VISMODEL_H
 #define TARDIS_VISMODEL_H
@@ -121,6 +124,8 @@ typedef struct td_vis_params {
   float lambda_head; /* weight of the head-consistency term (needs
                         td_vis_fit_io.head) */
   float warm_alpha;  /* initial layout step when warm-started */
+  int hogwild;       /* 1: the layout is td_vis_layout_hogwild (lock-free,
+                        reproducible only on one thread); 0: td_vis_layout */
 } td_vis_params;
 
 /* A dense single-layer classifier head, logits = W x + b over raw
@@ -204,12 +209,19 @@ void td_vis_knn_overlap(const td_knn *prev, const td_knn *cur, float *out);
 /* UMAP's stochastic layout of graph g in 2-D: y [g->n_vertices, 2] holds the
  * start and receives the result. Each epoch every edge e is used
  * w_e / max(w) times on average (UMAP's schedule), attracting its endpoints,
- * with n_negatives uniformly drawn vertices repelling the head; the step
- * size decays linearly from alpha to 0 over n_epochs. Parallel over edges
- * without locks (as umap-learn): bitwise reproducible only with one thread.
- * Returns TD_OK or TD_ENOMEM. */
+ * with n_negatives uniformly drawn vertices repelling one of them; the step
+ * size decays linearly from alpha to 0 over n_epochs. Parallel over
+ * vertices in sub-steps (each vertex moves itself, reading the others from
+ * the previous sub-step): bit-identical at any thread count
+ * (docs/projection.md, "Deterministic layout"). Returns TD_OK or
+ * TD_ENOMEM. */
 int td_vis_layout(const td_graph *g, float *y, int n_epochs, float alpha,
                   int n_negatives, float a, float b, uint64_t seed);
+/* The same schedule parallel over edges without locks (Hogwild, as
+ * umap-learn): bitwise reproducible only with one thread. */
+int td_vis_layout_hogwild(const td_graph *g, float *y, int n_epochs,
+                          float alpha, int n_negatives, float a, float b,
+                          uint64_t seed);
 
 /* ---- exposed for tests ----------------------------------------------------
  */

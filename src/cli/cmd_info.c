@@ -1,9 +1,9 @@
 /* tardis info RUN: what a run holds, and whether it is valid. */
 #include <jansson.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "run/run_json.h"
 #include "tardis/run.h"
@@ -16,22 +16,6 @@ static const char *const epoch_files[] = {"test_repr", "test_logits",
 static const char *const metrics[] = {"train_loss", "train_acc", "test_loss",
                                       "test_acc", "seconds"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-static void usage(FILE *f) {
-  fprintf(f, "usage: tardis info [--json] [--quick] RUN\n"
-             "\n"
-             "Summarises the run directory RUN (metadata, files, per-epoch "
-             "metrics)\n"
-             "and checks every file of every epoch against run format v1.\n"
-             "\n"
-             "  --json    print a machine-readable summary instead\n"
-             "  --quick   skip the full validation (only run.json, labels and "
-             "the\n"
-             "            epoch list are checked)\n"
-             "  --help    show this help\n"
-             "\n"
-             "Exit status: 0 valid, 1 invalid or unreadable, 2 bad usage.\n");
-}
 
 static void progress_cb(int i, int n, void *ctx) {
   (void)ctx;
@@ -149,30 +133,25 @@ static void print_summary(const td_run *run) {
 int td_cmd_info(int argc, char **argv) {
   int as_json = 0, quick = 0;
   const char *dir = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(argv[i], "--json")) {
-      as_json = 1;
-    } else if (!strcmp(argv[i], "--quick")) {
-      quick = 1;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      fprintf(stderr, "tardis info: unknown option '%s'\n\n", argv[i]);
-      usage(stderr);
-      return 2;
-    } else if (dir) {
-      fprintf(stderr, "tardis info: one run directory expected\n\n");
-      usage(stderr);
-      return 2;
-    } else {
-      dir = argv[i];
-    }
-  }
-  if (!dir) {
-    usage(stderr);
-    return 2;
-  }
+  td_opt opts[] = {
+      TD_OPT_FLAG("json", &as_json, "print a machine-readable summary instead"),
+      TD_OPT_FLAG("quick", &quick,
+                  "skip the full validation (only run.json, labels and the\n"
+                  "epoch list are checked)"),
+      TD_OPT_END};
+  const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
+  td_args_cmd cmd = {
+      .name = "info",
+      .usage = "info [--json] [--quick] RUN",
+      .about = "Summarises the run directory RUN (metadata, files, per-epoch "
+               "metrics)\nand checks every file of every epoch against run "
+               "format v1.",
+      .after = "Exit status: 0 valid, 1 invalid or unreadable, 2 bad usage.",
+      .opts = opts,
+      .pos = pos};
+  int status;
+  if (!td_args_parse(&cmd, argc, argv, &status))
+    return status;
   td_run *run;
   td_err err;
   if (td_run_open(dir, &run, &err) != TD_OK) {

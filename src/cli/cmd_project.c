@@ -1,43 +1,16 @@
 /* tardis project / tardis eval: 2-D projection of a run and its quality. */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "tardis/evaluate.h"
 #include "tardis/parallel.h"
 #include "tardis/project.h"
 #include "tardis/vismodel.h"
-
-static int parse_range(const char *s, int *a, int *b) {
-  /* "A:B", "A:", ":B" or "A" */
-  char *end;
-  const char *colon = strchr(s, ':');
-  *a = *b = 0;
-  if (!colon) {
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end || v < 0)
-      return -1;
-    *a = *b = (int)v;
-    return 0;
-  }
-  if (colon != s) {
-    long v = strtol(s, &end, 10);
-    if (end != colon || v < 0)
-      return -1;
-    *a = (int)v;
-  }
-  if (colon[1]) {
-    long v = strtol(colon + 1, &end, 10);
-    if (*end || v < 0)
-      return -1;
-    *b = (int)v;
-  }
-  return 0;
-}
 
 typedef struct {
   int tty;
@@ -55,125 +28,63 @@ static void on_progress(const td_project_progress *p, void *ctx) {
   }
 }
 
-static void project_usage(FILE *f) {
-  fprintf(f,
-          "usage: tardis project RUN [options]\n"
-          "\n"
-          "Projects every recorded epoch to an invertible 2-D canvas\n"
-          "(DeepVisualInsight) into RUN/vis/<method>/. Resumable: epochs\n"
-          "already projected are skipped.\n"
-          "\n"
-          "  --method dvi|pca     dvi (default): encoder/decoder networks;\n"
-          "                       pca: the linear baseline\n"
-          "  --epochs A:B         only epochs A..B (either side may be open)\n"
-          "  --temporal none|dvi|memory\n"
-          "                       temporal anchor between epochs (default "
-          "dvi)\n"
-          "  --no-boundary        skip boundary samples\n"
-          "  --boundary-space S   repr (default): mix representations,\n"
-          "                       judged by the head; input: mix raw inputs\n"
-          "                       through the full model (runs of tardis\n"
-          "                       train, which keep a checkpoint per epoch)\n"
-          "  --res R              territory grid resolution (default 256)\n"
-          "  --seed S             default 1\n"
-          "  --threads T          default: all CPUs\n"
-          "  --force              redo epochs that are already projected\n");
-}
-
 int td_cmd_project(int argc, char **argv) {
   td_project_opts o;
   td_project_opts_default(&o);
+  td_cli_proj_env(&o);
   int threads = 0;
-  enum { O_NO_BOUNDARY = 256, O_TEMPORAL, O_RES, O_BSPACE };
-  static const struct option opts[] = {
-      {"method", required_argument, 0, 'm'},
-      {"epochs", required_argument, 0, 'e'},
-      {"temporal", required_argument, 0, O_TEMPORAL},
-      {"no-boundary", no_argument, 0, O_NO_BOUNDARY},
-      {"boundary-space", required_argument, 0, O_BSPACE},
-      {"res", required_argument, 0, O_RES},
-      {"seed", required_argument, 0, 's'},
-      {"threads", required_argument, 0, 't'},
-      {"force", no_argument, 0, 'f'},
-      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  optind = 1;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (ch) {
-    case 'm':
-      o.method = optarg;
-      break;
-    case 'e':
-      if (parse_range(optarg, &o.epoch_from, &o.epoch_to)) {
-        fprintf(stderr, "tardis project: invalid --epochs '%s' (A:B)\n",
-                optarg);
-        return 2;
-      }
-      break;
-    case O_TEMPORAL:
-      if (!strcmp(optarg, "none"))
-        o.temporal = TD_TEMPORAL_NONE;
-      else if (!strcmp(optarg, "dvi"))
-        o.temporal = TD_TEMPORAL_DVI;
-      else if (!strcmp(optarg, "memory"))
-        o.temporal = TD_TEMPORAL_MEMORY;
-      else {
-        fprintf(stderr, "tardis project: --temporal must be none, dvi or "
-                        "memory\n");
-        return 2;
-      }
-      break;
-    case O_NO_BOUNDARY:
-      o.boundary = 0;
-      break;
-    case O_BSPACE:
-      if (!strcmp(optarg, "input"))
-        o.boundary_input = 1;
-      else if (!strcmp(optarg, "repr"))
-        o.boundary_input = 0;
-      else {
-        fprintf(stderr, "tardis project: --boundary-space must be repr or "
-                        "input\n");
-        return 2;
-      }
-      break;
-    case O_RES:
-      o.territory_res = atoi(optarg);
-      if (o.territory_res < 8 || o.territory_res > 4096) {
-        fprintf(stderr, "tardis project: --res must be in 8..4096\n");
-        return 2;
-      }
-      break;
-    case 's':
-      o.seed = strtoull(optarg, NULL, 10);
-      break;
-    case 't':
-      threads = atoi(optarg);
-      break;
-    case 'f':
-      o.force = 1;
-      break;
-    case 'h':
-      project_usage(stdout);
-      return 0;
-    default:
-      project_usage(stderr);
-      return 2;
-    }
-  }
-  if (optind + 1 != argc) {
-    project_usage(stderr);
-    return 2;
-  }
-  if (strcmp(o.method, "dvi") && strcmp(o.method, "pca")) {
-    fprintf(stderr, "tardis project: --method must be dvi or pca\n");
-    return 2;
-  }
+  const char *dir = NULL;
+  static const char *const methods[] = {"dvi", "pca", NULL};
+  static const char *const temporals[] = {"none", "dvi", "memory", NULL};
+  static const int temporal_values[] = {TD_TEMPORAL_NONE, TD_TEMPORAL_DVI,
+                                        TD_TEMPORAL_MEMORY};
+  static const char *const spaces[] = {"repr", "input", NULL};
+  int epochs[2] = {o.epoch_from, o.epoch_to};
+  td_opt opts[] = {
+      TD_OPT_CHOICE_STR("method", &o.method, methods,
+                        "dvi (default): encoder/decoder networks;\n"
+                        "pca: the linear baseline"),
+      TD_OPT_RANGE("epochs", epochs, 1, "A:B",
+                   "only epochs A..B (either side may be open)"),
+      TD_OPT_CHOICE("temporal", &o.temporal, temporals, temporal_values,
+                    "temporal anchor between epochs (default dvi)"),
+      TD_OPT_UNFLAG("no-boundary", &o.boundary, "skip boundary samples"),
+      {.name = "boundary-space",
+       .kind = TD_ARG_CHOICE,
+       .dst = &o.boundary_input,
+       .choices = spaces,
+       .meta = "S",
+       .help = "repr (default): mix representations,\n"
+               "judged by the head; input: mix raw inputs\n"
+               "through the full model (runs of tardis\n"
+               "train, which keep a checkpoint per epoch)"},
+      TD_OPT_INT("res", &o.territory_res, 8, 4096, "R",
+                 "territory grid resolution (default 256)"),
+      TD_OPT_SEED("seed", &o.seed, "default 1"),
+      TD_OPT_INT("threads", &threads, 0, TD_ARG_INF, "T", "default: all CPUs"),
+      TD_OPT_FLAG("force", &o.force, "redo epochs that are already projected"),
+      TD_OPT_FLAG("hogwild", &o.hogwild,
+                  "umap-learn's lock-free layout,\n"
+                  "reproducible only on one thread"),
+      TD_OPT_END};
+  const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
+  td_args_cmd cmd = {
+      .name = "project",
+      .usage = "project RUN [options]",
+      .about = "Projects every recorded epoch to an invertible 2-D canvas\n"
+               "(DeepVisualInsight) into RUN/vis/<method>/. Resumable: epochs\n"
+               "already projected are skipped.",
+      .opts = opts,
+      .pos = pos};
+  int status;
+  if (!td_args_parse(&cmd, argc, argv, &status))
+    return status;
+  o.epoch_from = epochs[0];
+  o.epoch_to = epochs[1];
   td_set_threads(threads);
   td_err err = {0};
   td_run *run;
-  if (td_run_open(argv[optind], &run, &err) != TD_OK) {
+  if (td_run_open(dir, &run, &err) != TD_OK) {
     fprintf(stderr, "tardis: error: %s\n", err.msg);
     return 1;
   }
@@ -197,18 +108,6 @@ int td_cmd_project(int argc, char **argv) {
   return 0;
 }
 
-static void eval_usage(FILE *f) {
-  fprintf(f, "usage: tardis eval RUN [--method dvi|pca] [--json] "
-             "[--threads T]\n"
-             "\n"
-             "Measures the projection's quality per epoch: neighbour\n"
-             "preservation nn@k (k = 10, 15, 20; train and test), boundary\n"
-             "neighbour preservation, prediction preservation (ppr) and\n"
-             "confidence difference of the inverse, boundary samples kept on\n"
-             "boundaries, temporal correlation, and the projection time.\n"
-             "Writes RUN/vis/<method>/metrics.json.\n");
-}
-
 static void eval_progress(int i, int n, void *ctx) {
   if (*(int *)ctx)
     fprintf(stderr, "\r\033[Kevaluating epoch %d/%d...", i + 1, n);
@@ -224,40 +123,33 @@ static void print_num(double v, const char *fmt) {
 int td_cmd_eval(int argc, char **argv) {
   const char *method = "dvi";
   int json = 0, threads = 0;
-  static const struct option opts[] = {{"method", required_argument, 0, 'm'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-  optind = 1;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (ch) {
-    case 'm':
-      method = optarg;
-      break;
-    case 'j':
-      json = 1;
-      break;
-    case 't':
-      threads = atoi(optarg);
-      break;
-    case 'h':
-      eval_usage(stdout);
-      return 0;
-    default:
-      eval_usage(stderr);
-      return 2;
-    }
-  }
-  if (optind + 1 != argc) {
-    eval_usage(stderr);
-    return 2;
-  }
+  const char *dir = NULL;
+  td_opt opts[] = {
+      TD_OPT_STRING("method", &method, "M",
+                    "projection method under RUN/vis/ (default dvi)"),
+      TD_OPT_FLAG("json", &json,
+                  "machine-readable output (the metrics.json written)"),
+      TD_OPT_INT("threads", &threads, 0, TD_ARG_INF, "T", "default: all CPUs"),
+      TD_OPT_END};
+  const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
+  td_args_cmd cmd = {
+      .name = "eval",
+      .usage = "eval RUN [--method dvi|pca] [--json] [--threads T]",
+      .about = "Measures the projection's quality per epoch: neighbour\n"
+               "preservation nn@k (k = 10, 15, 20; train and test), boundary\n"
+               "neighbour preservation, prediction preservation (ppr) and\n"
+               "confidence difference of the inverse, boundary samples kept "
+               "on\nboundaries, temporal correlation, and the projection "
+               "time.\nWrites RUN/vis/<method>/metrics.json.",
+      .opts = opts,
+      .pos = pos};
+  int status;
+  if (!td_args_parse(&cmd, argc, argv, &status))
+    return status;
   td_set_threads(threads);
   td_err err = {0};
   td_run *run;
-  if (td_run_open(argv[optind], &run, &err) != TD_OK) {
+  if (td_run_open(dir, &run, &err) != TD_OK) {
     fprintf(stderr, "tardis: error: %s\n", err.msg);
     return 1;
   }
@@ -273,9 +165,10 @@ int td_cmd_eval(int argc, char **argv) {
   }
   if (json) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/vis/%s/metrics.json", td_run_dir(run),
-             method);
-    FILE *f = fopen(path, "r");
+    FILE *f = td_vis_method_path(td_run_dir(run), method, "metrics.json", path,
+                                 sizeof path, NULL)
+                  ? NULL
+                  : fopen(path, "r");
     int c;
     while (f && (c = fgetc(f)) != EOF)
       putchar(c);

@@ -1,64 +1,14 @@
 /* tardis render RUN: a PNG of one projected epoch, or a GIF of all. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "tardis/render.h"
 #include "tardis/run.h"
-
-/* Declared here too until cli/commands.h lists it (the lead owns that
- * file); the repeat is harmless afterwards. */
-
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: tardis render RUN --epoch N --out FILE.png [options]\n"
-          "       tardis render RUN --gif FILE.gif [options]\n"
-          "\n"
-          "Draws the projection of a run (written by `tardis project RUN`):\n"
-          "the decision territory of the canvas with the samples on top. A\n"
-          "correct sample is a dot in its label's colour; a mispredicted one\n"
-          "is a ring in its label's colour around a dot in the predicted "
-          "colour.\n"
-          "\n"
-          "  --epoch N          the epoch to draw (with --out)\n"
-          "  --out FILE         write that epoch as a PNG\n"
-          "  --gif FILE         write every projected epoch as an animated "
-          "GIF\n"
-          "  --method M         projection method under RUN/vis (default "
-          "dvi)\n"
-          "  --size PX          side of the map in pixels, %d..%d (default "
-          "1024\n"
-          "                     for PNG, 640 for GIF); title and legend add "
-          "margins\n"
-          "  --split S          samples to draw: train (default), test or "
-          "both\n"
-          "  --no-territory     draw the samples on white\n"
-          "  --fps N            GIF frames per second, 1..100 (default 4)\n"
-          "  --quiet            no progress or summary on stderr\n"
-          "  --help             show this help\n"
-          "\n"
-          "Output is written to a temporary file and renamed into place, so a\n"
-          "failed render leaves nothing behind.\n"
-          "Exit status: 0 written, 1 failed, 2 bad usage.\n",
-          TD_RENDER_MIN_SIZE, TD_RENDER_MAX_SIZE);
-}
-
-static int parse_int(const char *s, const char *opt, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < -1000000000L || v > 1000000000L) {
-    fprintf(stderr, "tardis render: %s: expected an integer, got \"%s\"\n", opt,
-            s);
-    return -1;
-  }
-  *out = (int)v;
-  return 0;
-}
 
 static void progress_cb(int i, int n, void *ctx) {
   (void)ctx;
@@ -71,98 +21,18 @@ static void progress_cb(int i, int n, void *ctx) {
 
 typedef struct {
   const char *run_dir, *out, *gif;
-  int epoch, has_epoch, quiet, size_given;
+  int epoch, has_epoch, quiet;
   td_render_opts o;
 } render_args;
 
-/* 0 ok, 1 help shown, 2 bad usage (message printed). */
-static int parse_args(int argc, char **argv, render_args *a) {
-  enum {
-    O_EPOCH = 256,
-    O_OUT,
-    O_GIF,
-    O_METHOD,
-    O_SIZE,
-    O_SPLIT,
-    O_NOTERR,
-    O_FPS,
-    O_QUIET,
-    O_HELP
-  };
-  static const struct option opts[] = {
-      {"epoch", required_argument, 0, O_EPOCH},
-      {"out", required_argument, 0, O_OUT},
-      {"gif", required_argument, 0, O_GIF},
-      {"method", required_argument, 0, O_METHOD},
-      {"size", required_argument, 0, O_SIZE},
-      {"split", required_argument, 0, O_SPLIT},
-      {"no-territory", no_argument, 0, O_NOTERR},
-      {"fps", required_argument, 0, O_FPS},
-      {"quiet", no_argument, 0, O_QUIET},
-      {"help", no_argument, 0, O_HELP},
-      {0, 0, 0, 0}};
-  memset(a, 0, sizeof *a);
-  td_render_opts_init(&a->o);
-  optind = 1;
-  int c;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    switch (c) {
-    case O_EPOCH:
-      if (parse_int(optarg, "--epoch", &a->epoch))
-        return 2;
-      a->has_epoch = 1;
-      break;
-    case O_OUT:
-      a->out = optarg;
-      break;
-    case O_GIF:
-      a->gif = optarg;
-      break;
-    case O_METHOD:
-      a->o.method = optarg;
-      break;
-    case O_SIZE:
-      if (parse_int(optarg, "--size", &a->o.size))
-        return 2;
-      a->size_given = 1;
-      break;
-    case O_SPLIT:
-      if (!strcmp(optarg, "train"))
-        a->o.split = TD_RENDER_TRAIN;
-      else if (!strcmp(optarg, "test"))
-        a->o.split = TD_RENDER_TEST;
-      else if (!strcmp(optarg, "both"))
-        a->o.split = TD_RENDER_BOTH;
-      else {
-        fprintf(stderr,
-                "tardis render: --split: expected train, test or "
-                "both, got \"%s\"\n",
-                optarg);
-        return 2;
-      }
-      break;
-    case O_NOTERR:
-      a->o.territory = 0;
-      break;
-    case O_FPS:
-      if (parse_int(optarg, "--fps", &a->o.fps))
-        return 2;
-      break;
-    case O_QUIET:
-      a->quiet = 1;
-      break;
-    case O_HELP:
-      usage(stdout);
-      return 1;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define SIZE_RANGE STR(TD_RENDER_MIN_SIZE) ".." STR(TD_RENDER_MAX_SIZE)
+
+/* The checks the option table cannot express: which outputs go together. */
+static int check_outputs(const td_args_cmd *cmd, const render_args *a) {
   const char *why = NULL;
-  if (optind != argc - 1)
-    why = optind >= argc ? "missing RUN" : "more than one RUN given";
-  else if (!a->gif && !a->out)
+  if (!a->gif && !a->out)
     why = "nothing to write: give --epoch N --out FILE.png or --gif FILE.gif";
   else if (a->gif && (a->out || a->has_epoch))
     why = "--gif draws every epoch; it does not take --epoch or --out";
@@ -170,19 +40,72 @@ static int parse_args(int argc, char **argv, render_args *a) {
     why = "--out needs --epoch N";
   else if (a->has_epoch && !a->out)
     why = "--epoch needs --out FILE.png";
-  if (why) {
-    fprintf(stderr, "tardis render: %s\n(see tardis render --help)\n", why);
-    return 2;
-  }
-  a->run_dir = argv[optind];
-  if (a->gif && !a->size_given)
+  return why ? td_args_fail(cmd, "%s", why) : 0;
+}
+
+/* 1 to render, or 0 with *status the exit status (help or bad usage). */
+static int parse_args(int argc, char **argv, render_args *a, int *status) {
+  static const char *const splits[] = {"train", "test", "both", NULL};
+  static const int split_values[] = {TD_RENDER_TRAIN, TD_RENDER_TEST,
+                                     TD_RENDER_BOTH};
+  memset(a, 0, sizeof *a);
+  td_render_opts_init(&a->o);
+  int split = (int)a->o.split;
+  td_opt opts[] = {
+      TD_OPT_INT("epoch", &a->epoch, 0, TD_ARG_INF, "N",
+                 "the epoch to draw (with --out)"),
+      TD_OPT_STRING("out", &a->out, "FILE", "write that epoch as a PNG"),
+      TD_OPT_STRING("gif", &a->gif, "FILE",
+                    "write every projected epoch as an animated GIF"),
+      TD_OPT_STRING("method", &a->o.method, "M",
+                    "projection method under RUN/vis (default dvi)"),
+      TD_OPT_INT("size", &a->o.size, TD_RENDER_MIN_SIZE, TD_RENDER_MAX_SIZE,
+                 "PX",
+                 "side of the map in pixels, " SIZE_RANGE " (default 1024\n"
+                 "for PNG, 640 for GIF); title and legend add margins"),
+      {.name = "split",
+       .kind = TD_ARG_CHOICE,
+       .dst = &split,
+       .choices = splits,
+       .values = split_values,
+       .meta = "S",
+       .help = "samples to draw: train (default), test or both"},
+      TD_OPT_UNFLAG("no-territory", &a->o.territory,
+                    "draw the samples on white"),
+      TD_OPT_INT("fps", &a->o.fps, 1, 100, "N",
+                 "GIF frames per second, 1..100 (default 4)"),
+      TD_OPT_FLAG("quiet", &a->quiet, "no progress or summary on stderr"),
+      TD_OPT_END};
+  const td_arg_pos pos[] = {{"RUN", &a->run_dir}, {0}};
+  td_args_cmd cmd = {
+      .name = "render",
+      .usage = "render RUN --epoch N --out FILE.png [options]\n"
+               "render RUN --gif FILE.gif [options]",
+      .about =
+          "Draws the projection of a run (written by `tardis project RUN`):\n"
+          "the decision territory of the canvas with the samples on top. A\n"
+          "correct sample is a dot in its label's colour; a mispredicted one\n"
+          "is a ring in its label's colour around a dot in the predicted "
+          "colour.",
+      .after = "Output is written to a temporary file and renamed into place, "
+               "so a\nfailed render leaves nothing behind.\n"
+               "Exit status: 0 written, 1 failed, 2 bad usage.",
+      .opts = opts,
+      .pos = pos};
+  if (!td_args_parse(&cmd, argc, argv, status))
+    return 0;
+  a->o.split = (td_render_split)split;
+  a->has_epoch = td_args_given(&cmd, "epoch");
+  if ((*status = check_outputs(&cmd, a)))
+    return 0;
+  if (a->gif && !td_args_given(&cmd, "size"))
     a->o.size = 640;
   td_err err;
   if (td_render_opts_check(&a->o, &err)) {
-    fprintf(stderr, "tardis render: %s\n", err.msg);
-    return 2;
+    *status = td_args_fail(&cmd, "%s", err.msg);
+    return 0;
   }
-  return 0;
+  return 1;
 }
 
 /* Renders into "<path>.tmp.<pid>" and renames it over path only when the
@@ -212,9 +135,9 @@ static int write_output(const render_args *a, const td_run *run,
 
 int td_cmd_render(int argc, char **argv) {
   render_args a;
-  int prc = parse_args(argc, argv, &a);
-  if (prc)
-    return prc == 1 ? 0 : 2;
+  int status;
+  if (!parse_args(argc, argv, &a, &status))
+    return status;
   if (!a.quiet && isatty(STDERR_FILENO))
     a.o.progress = progress_cb;
   td_err err;

@@ -1,127 +1,67 @@
 /* tardis suspects RUN: the training samples most worth a look, with why;
  * --simulate runs the feedback loop against a simulated user;
  * --abnormal-test scores test trajectories against the training clusters. */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "tardis/parallel.h"
 #include "tardis/run.h"
 #include "tardis/suspects.h"
-
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: tardis suspects RUN [--k 50] [--json] [--method M]\n"
-          "       tardis suspects RUN --simulate [--rounds 10] [--k 50]\n"
-          "                           [--mistakes 0.1] [--seed S] [--json]\n"
-          "       tardis suspects RUN --abnormal-test [--json]\n"
-          "\n"
-          "Ranks the training samples most worth a look (likely mislabelled)\n"
-          "by training dynamics (area under the margin, loss, confidence,\n"
-          "forgetting) and, when the run is projected, trajectory rarity.\n"
-          "Features are cached in RUN/vis/suspects-<method>.{npy,json}.\n"
-          "\n"
-          "  --k K            samples per round (default 50)\n"
-          "  --json           machine-readable output\n"
-          "  --method M       projection for trajectories (default: the best\n"
-          "                   covered of RUN/vis/; 'none': no trajectories)\n"
-          "  --simulate       a simulated user accepts exactly the samples\n"
-          "                   whose label differs from train_truth.npy\n"
-          "  --rounds R       simulated rounds (default 10)\n"
-          "  --mistakes F     share of simulated answers flipped (default 0)\n"
-          "  --seed S         seed of the flipped answers (default 1)\n"
-          "  --abnormal-test  count test trajectories outside the training\n"
-          "                   clusters (needs test embeddings)\n"
-          "  --threads T      default: all CPUs\n");
-}
+#include "tardis/vis.h"
 
 typedef struct args {
   const char *run, *method;
   int k, json, simulate, rounds, abnormal, threads;
   double mistakes;
-  unsigned long long seed;
+  uint64_t seed;
 } args;
 
-static int parse(int argc, char **argv, args *a) {
-  static const struct option opts[] = {{"k", required_argument, 0, 'k'},
-                                       {"json", no_argument, 0, 'j'},
-                                       {"method", required_argument, 0, 'm'},
-                                       {"simulate", no_argument, 0, 's'},
-                                       {"rounds", required_argument, 0, 'r'},
-                                       {"mistakes", required_argument, 0, 'x'},
-                                       {"seed", required_argument, 0, 'S'},
-                                       {"abnormal-test", no_argument, 0, 'a'},
-                                       {"threads", required_argument, 0, 't'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+/* 1 to run, or 0 with *status the exit status (help or bad usage). */
+static int parse(int argc, char **argv, args *a, int *status) {
   memset(a, 0, sizeof *a);
   a->k = 50;
   a->rounds = 10;
   a->seed = 1;
-  optind = 1;
-  int c;
-  char *end;
-  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    switch (c) {
-    case 'k':
-      a->k = (int)strtol(optarg, &end, 10);
-      if (*end || a->k < 1 || a->k > 100000)
-        return fprintf(stderr, "tardis suspects: bad --k '%s'\n", optarg), 2;
-      break;
-    case 'j':
-      a->json = 1;
-      break;
-    case 'm':
-      a->method = optarg;
-      break;
-    case 's':
-      a->simulate = 1;
-      break;
-    case 'r':
-      a->rounds = (int)strtol(optarg, &end, 10);
-      if (*end || a->rounds < 1 || a->rounds > 10000)
-        return fprintf(stderr, "tardis suspects: bad --rounds '%s'\n", optarg),
-               2;
-      break;
-    case 'x':
-      a->mistakes = strtod(optarg, &end);
-      if (*end || !(a->mistakes >= 0 && a->mistakes <= 1))
-        return fprintf(stderr,
-                       "tardis suspects: bad --mistakes '%s' (0 to 1)\n",
-                       optarg),
-               2;
-      break;
-    case 'S':
-      a->seed = strtoull(optarg, &end, 10);
-      if (*end)
-        return fprintf(stderr, "tardis suspects: bad --seed '%s'\n", optarg), 2;
-      break;
-    case 'a':
-      a->abnormal = 1;
-      break;
-    case 't':
-      a->threads = (int)strtol(optarg, &end, 10);
-      if (*end)
-        return fprintf(stderr, "tardis suspects: bad --threads '%s'\n", optarg),
-               2;
-      break;
-    case 'h':
-      usage(stdout);
-      return -1;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (optind != argc - 1) {
-    usage(stderr);
-    return 2;
-  }
-  a->run = argv[optind];
-  return 0;
+  td_opt opts[] = {
+      TD_OPT_INT("k", &a->k, 1, 100000, "K", "samples per round (default 50)"),
+      TD_OPT_FLAG("json", &a->json, "machine-readable output"),
+      TD_OPT_STRING("method", &a->method, "M",
+                    "projection for trajectories (default: the best\n"
+                    "covered of RUN/vis/; 'none': no trajectories)"),
+      TD_OPT_FLAG("simulate", &a->simulate,
+                  "a simulated user accepts exactly the samples\n"
+                  "whose label differs from train_truth.npy"),
+      TD_OPT_INT("rounds", &a->rounds, 1, 10000, "R",
+                 "simulated rounds (default 10)"),
+      TD_OPT_DOUBLE("mistakes", &a->mistakes, 0, 1, 0, "F",
+                    "share of simulated answers flipped (default 0)"),
+      TD_OPT_SEED("seed", &a->seed, "seed of the flipped answers (default 1)"),
+      TD_OPT_FLAG("abnormal-test", &a->abnormal,
+                  "count test trajectories outside the training\n"
+                  "clusters (needs test embeddings)"),
+      TD_OPT_INT("threads", &a->threads, 0, TD_ARG_INF, "T",
+                 "default: all CPUs"),
+      TD_OPT_END};
+  const td_arg_pos pos[] = {{"RUN", &a->run}, {0}};
+  td_args_cmd cmd = {
+      .name = "suspects",
+      .usage =
+          "suspects RUN [--k 50] [--json] [--method M]\n"
+          "suspects RUN --simulate [--rounds 10] [--k 50]\n"
+          "                           [--mistakes 0.1] [--seed S] [--json]\n"
+          "suspects RUN --abnormal-test [--json]",
+      .about = "Ranks the training samples most worth a look (likely "
+               "mislabelled)\nby training dynamics (area under the margin, "
+               "loss, confidence,\nforgetting) and, when the run is "
+               "projected, trajectory rarity.\nFeatures are cached in "
+               "RUN/vis/suspects-<method>.{npy,json}.",
+      .opts = opts,
+      .pos = pos};
+  return td_args_parse(&cmd, argc, argv, status);
 }
 
 /* ---- the ranking --------------------------------------------------------- */
@@ -365,13 +305,11 @@ static int count_abnormal(const td_run *run, const td_sus_features *f,
 /* The out-of-distribution set recorded by `tardis train --ood`, when it was
  * projected over the trajectory window: its size, or 0. */
 static int64_t ood_size(const td_run *run, const td_sus_features *f) {
-  char p[4200];
-  snprintf(p, sizeof p, "%s/vis/%s/epoch_%04d/ood_embedding.npy",
-           td_run_dir(run), f->method, f->traj_epochs[0]);
   td_array a;
-  if (td_npy_load(p, &a, NULL) != TD_OK)
+  if (td_vis_load_embedding(td_run_dir(run), f->method, f->traj_epochs[0],
+                            "ood", -1, &a, NULL) != TD_OK)
     return 0;
-  int64_t n = a.ndim == 2 ? a.shape[0] : 0;
+  int64_t n = a.shape[0];
   td_array_close(&a);
   return n;
 }
@@ -448,9 +386,9 @@ static int abnormal_test(const args *a, const td_run *run,
 
 int td_cmd_suspects(int argc, char **argv) {
   args a;
-  int rc = parse(argc, argv, &a);
-  if (rc)
-    return rc < 0 ? 0 : rc;
+  int rc;
+  if (!parse(argc, argv, &a, &rc))
+    return rc;
   if (a.threads)
     td_set_threads(a.threads);
   td_err err;

@@ -1,43 +1,11 @@
 /* tardis train: train the built-in classifier and record every epoch. */
-#include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "tardis/train.h"
-
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: tardis train --out RUN [options]\n"
-          "\n"
-          "Trains a classifier and records every epoch as a tardis run.\n"
-          "\n"
-          "  --out RUN            run directory to write (required)\n"
-          "  --dataset NAME       fashion-mnist (default)\n"
-          "  --data-dir DIR       where the dataset's IDX files are\n"
-          "                       (default %s)\n"
-          "  --model NAME         mlp: 784-256-128-10, ReLU (default)\n"
-          "  --epochs N           default 30\n"
-          "  --batch N            default 128\n"
-          "  --optimizer sgd|adam default sgd (momentum 0.9)\n"
-          "  --lr X               default 0.01 (sgd), 0.001 (adam)\n"
-          "  --noise F            fraction of training labels to corrupt, "
-          "e.g. 0.1\n"
-          "  --noise-type T       symmetric (default) or asymmetric\n"
-          "  --limit N            use the first N training samples (and "
-          "N/6 test)\n"
-          "  --seed S             default 1\n"
-          "  --threads T          default: all CPUs\n"
-          "  --no-model           do not store the checkpoint in each epoch\n"
-          "  --ood inverted       also record intensity-inverted test images\n"
-          "                       (an out-of-distribution set)\n"
-          "  --name TEXT          a name for the run\n"
-          "  --force              replace an existing run at --out\n"
-          "  --quiet              no progress output\n",
-          TD_FASHION_MNIST_DIR);
-}
 
 typedef struct {
   int tty, quiet;
@@ -59,162 +27,64 @@ static void on_progress(const td_train_progress *p, void *ctx) {
   }
 }
 
-static int parse_int(const char *s, const char *what, long long lo,
-                     long long *out) {
-  char *end;
-  long long v = strtoll(s, &end, 10);
-  if (*s == '\0' || *end != '\0' || v < lo) {
-    fprintf(stderr, "tardis train: invalid %s '%s'\n", what, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, const char *what, double *out) {
-  char *end;
-  double v = strtod(s, &end);
-  if (*s == '\0' || *end != '\0' || v != v) {
-    fprintf(stderr, "tardis train: invalid %s '%s'\n", what, s);
-    return -1;
-  }
-  *out = v;
-  return 0;
-}
-
 int td_cmd_train(int argc, char **argv) {
   td_train_opts o;
   td_train_opts_default(&o);
   o.out = NULL;
-  int lr_set = 0;
   progress_ctx pc = {isatty(2), 0};
-  enum { O_DATA_DIR = 256, O_NOISE_TYPE, O_NO_MODEL, O_OPT, O_QUIET, O_OOD };
-  static const struct option opts[] = {
-      {"out", required_argument, 0, 'o'},
-      {"dataset", required_argument, 0, 'd'},
-      {"data-dir", required_argument, 0, O_DATA_DIR},
-      {"model", required_argument, 0, 'm'},
-      {"epochs", required_argument, 0, 'e'},
-      {"batch", required_argument, 0, 'b'},
-      {"optimizer", required_argument, 0, O_OPT},
-      {"lr", required_argument, 0, 'l'},
-      {"noise", required_argument, 0, 'n'},
-      {"noise-type", required_argument, 0, O_NOISE_TYPE},
-      {"limit", required_argument, 0, 'L'},
-      {"seed", required_argument, 0, 's'},
-      {"threads", required_argument, 0, 't'},
-      {"no-model", no_argument, 0, O_NO_MODEL},
-      {"ood", required_argument, 0, O_OOD},
-      {"name", required_argument, 0, 'N'},
-      {"force", no_argument, 0, 'f'},
-      {"quiet", no_argument, 0, O_QUIET},
-      {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  optind = 1;
-  int ch;
-  long long v;
-  while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-    switch (ch) {
-    case 'o':
-      o.out = optarg;
-      break;
-    case 'd':
-      o.dataset = optarg;
-      break;
-    case O_DATA_DIR:
-      o.data_dir = optarg;
-      break;
-    case 'm':
-      o.model = optarg;
-      break;
-    case 'e':
-      if (parse_int(optarg, "--epochs", 1, &v))
-        return 2;
-      o.epochs = (int)v;
-      break;
-    case 'b':
-      if (parse_int(optarg, "--batch", 1, &v))
-        return 2;
-      o.batch = (int)v;
-      break;
-    case O_OPT:
-      o.optimizer = optarg;
-      break;
-    case 'l':
-      if (parse_double(optarg, "--lr", &o.lr))
-        return 2;
-      lr_set = 1;
-      break;
-    case 'n':
-      if (parse_double(optarg, "--noise", &o.noise))
-        return 2;
-      if (o.noise < 0 || o.noise >= 1) {
-        fprintf(stderr, "tardis train: --noise must be in [0, 1)\n");
-        return 2;
-      }
-      break;
-    case O_NOISE_TYPE:
-      if (!strcmp(optarg, "symmetric"))
-        o.noise_type = TD_NOISE_SYMMETRIC;
-      else if (!strcmp(optarg, "asymmetric"))
-        o.noise_type = TD_NOISE_ASYMMETRIC;
-      else {
-        fprintf(stderr, "tardis train: --noise-type must be symmetric or "
-                        "asymmetric\n");
-        return 2;
-      }
-      break;
-    case 'L':
-      if (parse_int(optarg, "--limit", 1, &v))
-        return 2;
-      o.limit = v;
-      break;
-    case 's':
-      if (parse_int(optarg, "--seed", 0, &v))
-        return 2;
-      o.seed = (uint64_t)v;
-      break;
-    case 't':
-      if (parse_int(optarg, "--threads", 0, &v))
-        return 2;
-      o.threads = (int)v;
-      break;
-    case O_NO_MODEL:
-      o.save_model = 0;
-      break;
-    case O_OOD:
-      if (strcmp(optarg, "inverted")) {
-        fprintf(stderr, "tardis train: --ood must be 'inverted'\n");
-        return 2;
-      }
-      o.ood = optarg;
-      break;
-    case 'N':
-      o.name = optarg;
-      break;
-    case 'f':
-      o.force = 1;
-      break;
-    case O_QUIET:
-      pc.quiet = 1;
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (optind < argc) {
-    fprintf(stderr, "tardis train: unexpected argument '%s'\n", argv[optind]);
-    return 2;
-  }
-  if (!o.out) {
-    fprintf(stderr, "tardis train: --out RUN is required\n\n");
-    usage(stderr);
-    return 2;
-  }
+  static const char *const optimizers[] = {"sgd", "adam", NULL};
+  static const char *const noise_types[] = {"symmetric", "asymmetric", NULL};
+  static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
+  static const char *const ood_sets[] = {"inverted", NULL};
+  int noise_type = (int)o.noise_type;
+  td_opt opts[] = {
+      {.name = "out",
+       .short_name = 'o',
+       .kind = TD_ARG_STRING,
+       .dst = &o.out,
+       .flags = TD_ARG_REQUIRED,
+       .meta = "RUN",
+       .help = "run directory to write (required)"},
+      TD_OPT_STRING("dataset", &o.dataset, "NAME", "fashion-mnist (default)"),
+      TD_OPT_STRING("data-dir", &o.data_dir, "DIR",
+                    "where the dataset's IDX files are\n"
+                    "(default " TD_FASHION_MNIST_DIR ")"),
+      TD_OPT_STRING("model", &o.model, "NAME",
+                    "mlp: 784-256-128-10, ReLU (default)"),
+      TD_OPT_INT("epochs", &o.epochs, 1, TD_ARG_INF, "N", "default 30"),
+      TD_OPT_INT("batch", &o.batch, 1, TD_ARG_INF, "N", "default 128"),
+      TD_OPT_CHOICE_STR("optimizer", &o.optimizer, optimizers,
+                        "default sgd (momentum 0.9)"),
+      TD_OPT_DOUBLE("lr", &o.lr, 0, TD_ARG_INF, TD_ARG_GT, "X",
+                    "default 0.01 (sgd), 0.001 (adam)"),
+      TD_OPT_DOUBLE("noise", &o.noise, 0, 1, TD_ARG_LT, "F",
+                    "fraction of training labels to corrupt, e.g. 0.1"),
+      TD_OPT_CHOICE("noise-type", &noise_type, noise_types, noise_values,
+                    "symmetric (default) or asymmetric"),
+      TD_OPT_INT64("limit", &o.limit, 1, TD_ARG_INF, "N",
+                   "use the first N training samples (and N/6 test)"),
+      TD_OPT_SEED("seed", &o.seed, "default 1"),
+      TD_OPT_INT("threads", &o.threads, 0, TD_ARG_INF, "T",
+                 "default: all CPUs"),
+      TD_OPT_UNFLAG("no-model", &o.save_model,
+                    "do not store the checkpoint in each epoch"),
+      TD_OPT_CHOICE_STR("ood", &o.ood, ood_sets,
+                        "also record intensity-inverted test images\n"
+                        "(an out-of-distribution set)"),
+      TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
+      TD_OPT_FLAG("force", &o.force, "replace an existing run at --out"),
+      TD_OPT_FLAG("quiet", &pc.quiet, "no progress output"),
+      TD_OPT_END};
+  td_args_cmd cmd = {
+      .name = "train",
+      .usage = "train --out RUN [options]",
+      .about = "Trains a classifier and records every epoch as a tardis run.",
+      .opts = opts};
+  int status;
+  if (!td_args_parse(&cmd, argc, argv, &status))
+    return status;
+  o.noise_type = (td_noise_type)noise_type;
+  int lr_set = td_args_given(&cmd, "lr");
   if (!lr_set && !strcmp(o.optimizer, "adam"))
     o.lr = 0.001;
   o.progress = on_progress;

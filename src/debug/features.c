@@ -1,7 +1,6 @@
 /* Per-sample features of suspicious samples (DESIGN §3.8): training
  * dynamics from the recorded logits, trajectory rarity from the projection,
  * and their cache under RUN/vis/. */
-#include <cblas.h>
 #include <dirent.h>
 #include <float.h>
 #include <jansson.h>
@@ -13,9 +12,9 @@
 #include <sys/stat.h>
 
 #include "tardis/fsutil.h"
-#include "tardis/parallel.h"
-#include "tardis/rng.h"
+#include "tardis/kmeans.h"
 #include "tardis/suspects.h"
+#include "tardis/vis.h"
 
 /* Bumped whenever the features' definition changes, so old caches die. */
 #define FEATURES_VERSION 1
@@ -52,167 +51,11 @@ void td_sus_features_close(td_sus_features *f) {
   memset(f, 0, sizeof *f);
 }
 
-/* ---- k-means ------------------------------------------------------------ */
-
-typedef struct assign_ctx {
-  const float *x, *c, *cnorm;
-  int dim, k;
-  int32_t *assign;
-  float *dist; /* squared distance to the chosen centroid */
-} assign_ctx;
-
-/* Nearest centroid by ‖c‖² − 2x·c through one sgemm per block of rows. */
-static void assign_cb(void *vctx, int64_t b, int64_t e, int tid) {
-  (void)tid;
-  const assign_ctx *a = vctx;
-  int64_t rows = e - b;
-  float *dot = malloc((size_t)rows * (size_t)a->k * sizeof *dot);
-  TD_ASSERT(dot);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, a->k, a->dim,
-              1.0f, a->x + b * a->dim, a->dim, a->c, a->dim, 0.0f, dot, a->k);
-  for (int64_t i = 0; i < rows; i++) {
-    const float *xi = a->x + (b + i) * a->dim;
-    float xn = 0;
-    for (int d = 0; d < a->dim; d++)
-      xn += xi[d] * xi[d];
-    int best = 0;
-    float bd = FLT_MAX;
-    for (int j = 0; j < a->k; j++) {
-      float d = a->cnorm[j] - 2 * dot[i * a->k + j];
-      if (d < bd) {
-        bd = d;
-        best = j;
-      }
-    }
-    a->assign[b + i] = best;
-    a->dist[b + i] = fmaxf(0.0f, bd + xn);
-  }
-  free(dot);
-}
-
-static void assign_all(assign_ctx *a, int64_t n, float *cnorm) {
-  for (int j = 0; j < a->k; j++) {
-    float s = 0;
-    for (int d = 0; d < a->dim; d++)
-      s += a->c[j * a->dim + d] * a->c[j * a->dim + d];
-    cnorm[j] = s;
-  }
-  td_parallel_for(n, 4096, assign_cb, a);
-}
-
 static float sqdist(const float *a, const float *b, int dim) {
   float s = 0;
   for (int d = 0; d < dim; d++)
     s += (a[d] - b[d]) * (a[d] - b[d]);
   return s;
-}
-
-/* k-means++ on a subsample: cheap and good enough a start for Lloyd. */
-static void seed_pp(const float *x, int64_t n, int dim, int k, td_rng *rng,
-                    float *c) {
-  int64_t m = n < 4096 ? n : 4096;
-  int64_t *pick = malloc((size_t)m * sizeof *pick);
-  float *d2 = malloc((size_t)m * sizeof *d2);
-  TD_ASSERT(pick && d2);
-  for (int64_t i = 0; i < m; i++)
-    pick[i] = m == n ? i : (int64_t)td_rng_below(rng, (uint64_t)n);
-  memcpy(c, x + pick[td_rng_below(rng, (uint64_t)m)] * dim,
-         (size_t)dim * sizeof *c);
-  for (int64_t i = 0; i < m; i++)
-    d2[i] = sqdist(x + pick[i] * dim, c, dim);
-  for (int j = 1; j < k; j++) {
-    double tot = 0;
-    for (int64_t i = 0; i < m; i++)
-      tot += (double)d2[i];
-    int64_t chosen = (int64_t)td_rng_below(rng, (uint64_t)m);
-    if (tot > 0) {
-      double u = td_rng_uniform_d(rng) * tot, acc = 0;
-      for (int64_t i = 0; i < m; i++) {
-        acc += (double)d2[i];
-        if (acc >= u) {
-          chosen = i;
-          break;
-        }
-      }
-    }
-    float *cj = c + (int64_t)j * dim;
-    memcpy(cj, x + pick[chosen] * dim, (size_t)dim * sizeof *c);
-    for (int64_t i = 0; i < m; i++) {
-      float d = sqdist(x + pick[i] * dim, cj, dim);
-      if (d < d2[i])
-        d2[i] = d;
-    }
-  }
-  free(pick);
-  free(d2);
-}
-
-int td_kmeans(const float *x, int64_t n, int dim, int k, int max_iter,
-              uint64_t seed, float *centroids, int32_t *assign, td_err *err) {
-  if (n <= 0 || dim <= 0 || k <= 0 || k > n)
-    return td_err_set(err, TD_EARG, "k-means: need 0 < k <= n (k %d, n %lld)",
-                      k, (long long)n);
-  int32_t *as = assign ? assign : malloc((size_t)n * sizeof *as);
-  int32_t *prev = malloc((size_t)n * sizeof *prev);
-  float *dist = malloc((size_t)n * sizeof *dist);
-  float *cnorm = malloc((size_t)k * sizeof *cnorm);
-  double *sum = malloc((size_t)k * (size_t)dim * sizeof *sum);
-  int64_t *cnt = malloc((size_t)k * sizeof *cnt);
-  if (!as || !prev || !dist || !cnorm || !sum || !cnt) {
-    if (!assign)
-      free(as);
-    free(prev);
-    free(dist);
-    free(cnorm);
-    free(sum);
-    free(cnt);
-    return td_err_set(err, TD_ENOMEM, "k-means: out of memory");
-  }
-  td_rng rng;
-  td_rng_seed(&rng, seed);
-  seed_pp(x, n, dim, k, &rng, centroids);
-  assign_ctx a = {x, centroids, cnorm, dim, k, as, dist};
-  for (int it = 0; it < max_iter; it++) {
-    memcpy(prev, as, (size_t)n * sizeof *as);
-    assign_all(&a, n, cnorm);
-    int64_t changed = 0;
-    for (int64_t i = 0; i < n; i++)
-      changed += it == 0 || prev[i] != as[i];
-    if (it > 0 && changed * 1000 <= n)
-      break; /* fewer than 0.1 % moved: converged for our purpose */
-    memset(sum, 0, (size_t)k * (size_t)dim * sizeof *sum);
-    memset(cnt, 0, (size_t)k * sizeof *cnt);
-    for (int64_t i = 0; i < n; i++) {
-      cnt[as[i]]++;
-      for (int d = 0; d < dim; d++)
-        sum[(int64_t)as[i] * dim + d] += (double)x[i * dim + d];
-    }
-    for (int j = 0; j < k; j++) {
-      if (cnt[j] == 0) {
-        /* An empty cluster takes the point worst served by its own. */
-        int64_t far = 0;
-        for (int64_t i = 1; i < n; i++)
-          if (dist[i] > dist[far])
-            far = i;
-        memcpy(centroids + (int64_t)j * dim, x + far * dim,
-               (size_t)dim * sizeof *centroids);
-        dist[far] = 0;
-        continue;
-      }
-      for (int d = 0; d < dim; d++)
-        centroids[(int64_t)j * dim + d] =
-            (float)(sum[(int64_t)j * dim + d] / (double)cnt[j]);
-    }
-  }
-  assign_all(&a, n, cnorm);
-  if (!assign)
-    free(as);
-  free(prev);
-  free(dist);
-  free(cnorm);
-  free(sum);
-  free(cnt);
-  return TD_OK;
 }
 
 /* ---- training dynamics -------------------------------------------------- */
@@ -322,10 +165,12 @@ static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
 
 /* ---- trajectories ------------------------------------------------------- */
 
+/* "" when it does not fit: read as absent. */
 static void emb_path(const td_run *run, const char *method, int ep,
                      const char *split, char *buf, size_t len) {
-  snprintf(buf, len, "%s/vis/%s/epoch_%04d/%s_embedding.npy", td_run_dir(run),
-           method, ep, split);
+  char file[64];
+  snprintf(file, sizeof file, "%.16s_embedding.npy", split);
+  td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL);
 }
 
 /* The last ⌊2T/3⌋ recorded epochs (at least 3, at most T). */
@@ -375,7 +220,7 @@ static void pick_method(const td_run *run, const char *want, char *out,
     return;
   }
   char vis[PATH_MAX];
-  snprintf(vis, sizeof vis, "%s/vis", td_run_dir(run));
+  td_vis_root(td_run_dir(run), vis, sizeof vis, NULL);
   int best = 0;
   const char *pref[] = {"dvi", "pca"};
   for (int i = 0; i < 2; i++) {
@@ -421,20 +266,12 @@ int td_sus_trajectories(const td_run *run, const td_sus_features *f,
   if (!pos)
     return td_err_set(err, TD_ENOMEM, "trajectories: out of memory");
   for (int w = 0; w < P; w++) {
-    char p[PATH_MAX];
-    emb_path(run, f->method, f->traj_epochs[w], split, p, sizeof p);
     td_array e;
-    int rc = td_npy_load(p, &e, err);
+    int rc = td_vis_load_embedding(td_run_dir(run), f->method,
+                                   f->traj_epochs[w], split, m, &e, err);
     if (rc) {
       free(pos);
       return rc;
-    }
-    if (e.dtype != TD_F32 || e.ndim != 2 || e.shape[0] != m ||
-        e.shape[1] != 2) {
-      td_array_close(&e);
-      free(pos);
-      return td_err_set(err, TD_ESHAPE, "%s: expected float32 [%lld, 2]", p,
-                        (long long)m);
     }
     const float *y = e.data;
     for (int64_t i = 0; i < m; i++) {
@@ -626,8 +463,8 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
 static void cache_paths(const td_run *run, const char *method, char *npy,
                         char *js, size_t len) {
   const char *m = method[0] ? method : "none";
-  snprintf(npy, len, "%s/vis/suspects-%s.npy", td_run_dir(run), m);
-  snprintf(js, len, "%s/vis/suspects-%s.json", td_run_dir(run), m);
+  td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL);
+  td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL);
 }
 
 static json_t *floats_json(const float *v, int64_t n) {
@@ -641,8 +478,9 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
   char npy[PATH_MAX], js[PATH_MAX], sig[32];
   cache_paths(run, f->method, npy, js, sizeof npy);
   char vis[PATH_MAX];
-  snprintf(vis, sizeof vis, "%s/vis", td_run_dir(run));
-  if (td_mkdirs(vis, NULL))
+  if (!npy[0] || !js[0] ||
+      td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
+      td_mkdirs(vis, NULL))
     return;
   int64_t shape[2] = {f->n, TD_SUS_FEATURE_COUNT};
   if (td_npy_save_raw(npy, TD_F32, 2, shape, f->x, NULL))

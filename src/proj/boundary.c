@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knn_internal.h"
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
 

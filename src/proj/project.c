@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proj/proj_method.h"
 #include "tardis/boundary.h"
 #include "tardis/complex.h"
 #include "tardis/fsutil.h"
@@ -18,6 +19,7 @@
 #include "tardis/parallel.h"
 #include "tardis/projection.h"
 #include "tardis/territory.h"
+#include "tardis/vis.h"
 #include "tardis/vismodel.h"
 
 void td_project_opts_default(td_project_opts *o) {
@@ -28,12 +30,16 @@ void td_project_opts_default(td_project_opts *o) {
   o->boundary = 1;
   o->temporal = -1;
   o->seed = 1;
-}
-
-int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
-                     char *buf, size_t len) {
-  int n = snprintf(buf, len, "%s/vis/%s/epoch_%04d", run_dir, method, epoch);
-  return n < 0 || (size_t)n >= len ? TD_ERANGE : TD_OK;
+  o->cross_weight = 0.01f;
+  o->links = 5;
+  o->link_weight = 1.0f;
+  o->neighbour_init = 1;
+  o->relocate = 1;
+  td_project_vis *v = &o->vis;
+  v->hidden = v->layout_epochs = v->warm_layout_epochs = -1;
+  v->distil_epochs = v->warm_distil_epochs = v->distil_points = -1;
+  v->n_negatives = v->dec_on_layout = -1;
+  v->lambda_head = v->warm_alpha = -1.0f;
 }
 
 /* What one epoch hands to the next. */
@@ -41,8 +47,6 @@ typedef struct carry {
   td_vismodel *model;
   td_knn knn; /* spatial kNN of the training points (first n rows) */
   int have_knn;
-  float *pca_comps; /* [2, D] */
-  int have_pca;
   /* dvi: the drawn positions (the layout) of the last fitted epoch's
    * vertices, training points first, then its boundary samples; the next
    * epoch's layout starts from the training points' rows. */
@@ -136,7 +140,6 @@ static void carry_free(carry *c) {
   td_vismodel_free(c->model);
   if (c->have_knn)
     td_knn_free(&c->knn);
-  free(c->pca_comps);
   free(c->pos);
   free(c->pred);
   for (int i = 0; i < c->n_mem; i++)
@@ -144,17 +147,7 @@ static void carry_free(carry *c) {
   memset(c, 0, sizeof *c);
 }
 
-typedef struct epoch_data {
-  td_array train, test; /* float32 representations */
-  td_array ood;         /* optional out-of-distribution set (train --ood) */
-  td_array logits;
-  td_head *head;
-  int64_t n, m, mo;
-  int D, C;
-  float *bnd;     /* [nb, D] boundary samples */
-  int32_t *pairs; /* [nb, 2] */
-  int64_t nb;
-} epoch_data;
+typedef td__proj_epoch epoch_data;
 
 static void epoch_data_free(epoch_data *e) {
   td_array_close(&e->train);
@@ -212,32 +205,6 @@ static void report(const td_project_opts *o, int index, int count, int epoch,
   }
 }
 
-typedef struct decode_ctx {
-  const td_projection *pj;
-  const td_vismodel *vm;
-  const float *mean, *comps;
-  int D;
-} decode_ctx;
-
-static int decode_cb(void *ctx, const float *y, int64_t m, float *x) {
-  decode_ctx *d = ctx;
-  if (d->vm)
-    return td_vismodel_decode(d->vm, y, m, x);
-  for (int64_t i = 0; i < m; i++)
-    for (int j = 0; j < d->D; j++)
-      x[i * d->D + j] = d->mean[j] + y[2 * i] * d->comps[j] +
-                        y[2 * i + 1] * d->comps[d->D + j];
-  return 0;
-}
-
-static int save_f32(const char *dir, const char *name, const float *v,
-                    int64_t rows, int64_t cols, td_err *err) {
-  char path[4600];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  int64_t shape[2] = {rows, cols};
-  return td_npy_save_raw(path, TD_F32, 2, shape, v, err);
-}
-
 /* The head as one dense layer, logits = W x + b, read off by probing it at
  * 0 and the unit vectors, then checked on a real row: the decoder's
  * head-consistency term needs its gradient (d logits / dx = W). Returns 0
@@ -287,41 +254,47 @@ static int head_linear(const td_head *h, int D, int C, const float *x0,
 /* The class-aware complex (docs/projection.md, "ppr"): edges between
  * training points of different predicted classes are scaled by
  * cross_weight, and every training point gets `links` class links
- * (td_complex_class_links) of weight link_weight. Measured defaults below;
- * the TD_PROJ_* environment variables override them for measurements
- * (bench/bench_project.c). */
+ * (td_complex_class_links) of weight link_weight. Measured defaults in
+ * td_project_opts_default; bench/bench_project.c and the CLI's TD_PROJ_*
+ * environment variables (src/cli/proj_env.c) change them for
+ * measurements. */
 typedef struct proj_tune {
   float cross_weight, link_weight;
   int links;
   int independent; /* no warm start: every epoch projected on its own */
 } proj_tune;
 
-static double env_num(const char *name, double def) {
-  const char *v = getenv(name);
-  return v && *v ? atof(v) : def;
+static void tune_from_opts(const td_project_opts *o, proj_tune *t) {
+  t->cross_weight = o->cross_weight;
+  t->links = o->links;
+  t->link_weight = o->link_weight;
+  t->independent = o->independent;
 }
 
-static void tune_defaults(proj_tune *t) {
-  t->cross_weight = (float)env_num("TD_PROJ_CROSS_WEIGHT", 0.01);
-  t->links = (int)env_num("TD_PROJ_LINKS", 5);
-  t->link_weight = (float)env_num("TD_PROJ_LINK_WEIGHT", 1.0);
-  t->independent = (int)env_num("TD_PROJ_INDEPENDENT", 0);
-}
-
-/* Overrides of td_vis_params for measurements. */
-static void tune_params(td_vis_params *p) {
-  p->lambda_head = (float)env_num("TD_PROJ_LAMBDA_HEAD", p->lambda_head);
-  p->hidden = (int)env_num("TD_PROJ_HIDDEN", p->hidden);
-  p->distil_epochs = (int)env_num("TD_PROJ_DISTIL", p->distil_epochs);
-  p->warm_distil_epochs =
-      (int)env_num("TD_PROJ_WARM_DISTIL", p->warm_distil_epochs);
-  p->layout_epochs = (int)env_num("TD_PROJ_LAYOUT", p->layout_epochs);
-  p->warm_layout_epochs =
-      (int)env_num("TD_PROJ_WARM_LAYOUT", p->warm_layout_epochs);
-  p->distil_points = (int)env_num("TD_PROJ_DISTIL_POINTS", p->distil_points);
-  p->n_negatives = (int)env_num("TD_PROJ_NEGATIVES", p->n_negatives);
-  p->warm_alpha = (float)env_num("TD_PROJ_WARM_ALPHA", p->warm_alpha);
-  p->dec_on_layout = (int)env_num("TD_PROJ_DEC_ON_LAYOUT", p->dec_on_layout);
+/* The overrides of td_vis_params in o (negative: keep the default). */
+static void tune_params(const td_project_opts *o, td_vis_params *p) {
+  const td_project_vis *v = &o->vis;
+  p->hogwild = o->hogwild;
+  if (v->lambda_head >= 0.0f)
+    p->lambda_head = v->lambda_head;
+  if (v->hidden >= 0)
+    p->hidden = v->hidden;
+  if (v->distil_epochs >= 0)
+    p->distil_epochs = v->distil_epochs;
+  if (v->warm_distil_epochs >= 0)
+    p->warm_distil_epochs = v->warm_distil_epochs;
+  if (v->layout_epochs >= 0)
+    p->layout_epochs = v->layout_epochs;
+  if (v->warm_layout_epochs >= 0)
+    p->warm_layout_epochs = v->warm_layout_epochs;
+  if (v->distil_points >= 0)
+    p->distil_points = v->distil_points;
+  if (v->n_negatives >= 0)
+    p->n_negatives = v->n_negatives;
+  if (v->warm_alpha >= 0.0f)
+    p->warm_alpha = v->warm_alpha;
+  if (v->dec_on_layout >= 0)
+    p->dec_on_layout = v->dec_on_layout;
 }
 
 static void predicted(const epoch_data *e, int32_t *pred) {
@@ -416,37 +389,12 @@ static int class_aware(const epoch_data *e, const proj_tune *t, uint64_t seed,
   return rc;
 }
 
-/* Fits this epoch's projection (dvi or pca) and leaves the model in *c. */
-static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
-                     double *knn_s, double *fit_s, td_err *err) {
-  int rc;
+/* dvi: the complex over training points + boundary samples, made class
+ * aware; *xv holds the vertices, *pred the training points' classes. */
+static int dvi_graph(const td_project_opts *o, const epoch_data *e,
+                     float **xv_out, int32_t **pred_out, td_graph *g,
+                     td_knn *knn, double *knn_s, td_err *err) {
   double t0 = td_now();
-  if (!strcmp(o->method, "pca")) {
-    float *mean = malloc((size_t)e->D * sizeof *mean);
-    float *comps = malloc((size_t)2 * e->D * sizeof *comps);
-    if (!mean || !comps) {
-      free(mean);
-      free(comps);
-      return td_err_set(err, TD_ENOMEM, "out of memory");
-    }
-    rc = td_pca_fit(e->train.data, e->n, e->D,
-                    c->have_pca ? c->pca_comps : NULL, mean, comps, err);
-    free(c->pca_comps);
-    c->pca_comps = malloc((size_t)3 * e->D * sizeof(float));
-    if (rc == TD_OK && c->pca_comps) {
-      /* stored as {axis1, axis2, mean} so the sign reference comes first */
-      memcpy(c->pca_comps, comps, (size_t)2 * e->D * sizeof(float));
-      memcpy(c->pca_comps + 2 * e->D, mean, (size_t)e->D * sizeof(float));
-      c->have_pca = 1;
-    } else if (rc == TD_OK) {
-      rc = td_err_set(err, TD_ENOMEM, "out of memory");
-    }
-    free(mean);
-    free(comps);
-    *fit_s = td_now() - t0;
-    return rc;
-  }
-  /* dvi: the complex over training points + boundary samples */
   int64_t nv = e->n + e->nb;
   float *xv = malloc((size_t)nv * e->D * sizeof *xv);
   if (!xv)
@@ -454,48 +402,57 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
   memcpy(xv, e->train.data, (size_t)e->n * e->D * sizeof *xv);
   if (e->nb)
     memcpy(xv + e->n * e->D, e->bnd, (size_t)e->nb * e->D * sizeof *xv);
-  td_graph g;
-  td_knn knn;
-  rc = td_complex_dvi(xv, e->n, e->bnd, e->nb, e->D, o->k, o->seed, &g, &knn,
-                      err);
+  int rc =
+      td_complex_dvi(xv, e->n, e->bnd, e->nb, e->D, o->k, o->seed, g, knn, err);
   *knn_s = td_now() - t0;
   if (rc != TD_OK) {
     free(xv);
     return rc;
   }
   proj_tune tu;
-  tune_defaults(&tu);
+  tune_from_opts(o, &tu);
   int32_t *pred = malloc((size_t)(e->n ? e->n : 1) * sizeof *pred);
   if (!pred)
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
   else
     predicted(e, pred);
   if (rc != TD_OK ||
-      (rc = class_aware(e, &tu, o->seed, pred, &knn, &g, err)) != TD_OK) {
+      (rc = class_aware(e, &tu, o->seed, pred, knn, g, err)) != TD_OK) {
     free(pred);
     free(xv);
-    td_graph_free(&g);
-    td_knn_free(&knn);
+    td_graph_free(g);
+    td_knn_free(knn);
     return rc;
   }
-  td_vis_params p;
-  td_vis_params_default(&p, e->D);
-  p.seed = o->seed;
+  *xv_out = xv;
+  *pred_out = pred;
+  return TD_OK;
+}
+
+static void dvi_params(const td_project_opts *o, const epoch_data *e,
+                       int64_t nv, td_vis_params *p) {
+  td_vis_params_default(p, e->D);
+  p->seed = o->seed;
   if (o->temporal >= 0)
-    p.temporal = o->temporal;
+    p->temporal = o->temporal;
   /* measured at 60k (docs/projection.md): 80 cold epochs already match
    * umap-learn's nn@15, and every later epoch refines the layout further */
   if (nv > 30000)
-    p.layout_epochs = 80;
-  tune_params(&p);
-  int warm = c->model && !tu.independent;
+    p->layout_epochs = 80;
+  tune_params(o, p);
+}
+
+/* The temporal anchors of a warm start: each vertex's kNN overlap with the
+ * previous epoch, and SentryCam's memory rows. -1: out of memory. */
+static int dvi_anchor(const epoch_data *e, const carry *c, const td_knn *knn,
+                      int64_t nv, const td_vis_params *p, td_vis_anchor *anc,
+                      float **overlap_out, float **membuf) {
+  memset(anc, 0, sizeof *anc);
   float *overlap = NULL;
-  td_vis_anchor anc;
-  memset(&anc, 0, sizeof anc);
-  if (warm && c->have_knn) {
+  if (c->have_knn) {
     overlap = malloc((size_t)nv * sizeof *overlap);
     if (overlap) {
-      td_knn cur = knn, prev = c->knn;
+      td_knn cur = *knn, prev = c->knn;
       cur.n = prev.n = e->n < c->knn.n ? e->n : c->knn.n;
       td_vis_knn_overlap(&prev, &cur, overlap);
       double mean = 0;
@@ -504,23 +461,62 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
       mean = cur.n ? mean / (double)cur.n : 1.0;
       for (int64_t i = cur.n; i < nv; i++)
         overlap[i] = (float)mean; /* boundary samples: the epoch's mean */
-      anc.knn_overlap = overlap;
+      anc->knn_overlap = overlap;
     }
   }
-  float *membuf = NULL;
-  if (warm && p.temporal == TD_TEMPORAL_MEMORY && c->n_mem > 0 &&
-      memory_anchor(c, e->train.data, e->D, anc.knn_overlap, p.memory_delta,
-                    &anc, &membuf) != 0) {
+  *overlap_out = overlap;
+  if (p->temporal == TD_TEMPORAL_MEMORY && c->n_mem > 0 &&
+      memory_anchor(c, e->train.data, e->D, anc->knn_overlap, p->memory_delta,
+                    anc, membuf) != 0) {
     free(overlap);
-    free(xv);
-    free(pred);
-    td_graph_free(&g);
-    td_knn_free(&knn);
-    return td_err_set(err, TD_ENOMEM, "out of memory");
+    *overlap_out = NULL;
+    return -1;
   }
-  td_vismodel *m = td_vismodel_new(e->D, &p);
-  /* The layout is the training points' embedding: it starts from the
-   * previous epoch's positions (docs/projection.md). */
+  return 0;
+}
+
+/* The layout starts from the previous epoch's positions, moved where the
+ * neighbourhood or the predicted class changed; NULL: cold start. */
+static float *dvi_init(const td_project_opts *o, const epoch_data *e, const carry *c, const int32_t *pred,
+                       const td_knn *knn, const float *overlap) {
+  float *init = NULL;
+  if (c->pos && c->n_pos == e->n &&
+      (init = malloc((size_t)e->n * 2 * sizeof *init))) {
+    memcpy(init, c->pos, (size_t)e->n * 2 * sizeof *init);
+    if (overlap && o->neighbour_init)
+      neighbour_init(e, c, knn, overlap, init);
+    if (c->pred && o->relocate)
+      relocate_changed(e, c, pred, knn, init);
+  }
+  return init;
+}
+
+/* Hands the fitted epoch to the next one. */
+static void dvi_keep(const td_project_opts *o, const epoch_data *e, carry *c,
+                     td_vismodel *m, float *pos, int32_t *pred, td_knn *knn,
+                     int64_t nv, int temporal) {
+  free(c->pos);
+  free(c->pred);
+  c->pred = pred;
+  c->pos = pos;
+  c->n_pos = e->n;
+  c->n_vert = nv;
+  td_vismodel_free(c->model);
+  c->model = m;
+  if (c->have_knn)
+    td_knn_free(&c->knn);
+  c->knn = *knn;
+  c->have_knn = 1;
+  if (temporal == TD_TEMPORAL_MEMORY)
+    memory_push(c, pos, e->n, o->seed * 1000003u + c->n_pushed++);
+}
+
+/* The fit itself: the encoder/decoder and the drawn layout *pos of the
+ * vertices xv [nv, D]. */
+static int dvi_run_fit(const epoch_data *e, const carry *c, int warm,
+                       const float *xv, int64_t nv, const td_graph *g,
+                       const td_vis_params *p, const td_vis_anchor *anc,
+                       float *init, td_vismodel *m, float *pos, td_err *err) {
   td_vis_fit_io io;
   memset(&io, 0, sizeof io);
   td_vis_head vh = {e->C, NULL, NULL};
@@ -531,28 +527,50 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     vh.b = hb;
     io.head = &vh;
   }
-  float *init = NULL;
-  if (warm && c->pos && c->n_pos == e->n &&
-      (init = malloc((size_t)e->n * 2 * sizeof *init))) {
-    memcpy(init, c->pos, (size_t)e->n * 2 * sizeof *init);
-    if (overlap && env_num("TD_PROJ_NEIGHBOUR_INIT", 1) != 0)
-      neighbour_init(e, c, &knn, overlap, init);
-    if (c->pred && env_num("TD_PROJ_RELOCATE", 1) != 0)
-      relocate_changed(e, c, pred, &knn, init);
+  if (init) {
     io.init_y = init;
     io.n_init = e->n;
   }
-  float *pos = malloc((size_t)nv * 2 * sizeof *pos);
   io.y_out = pos;
-  double t1 = t0 + *knn_s; /* the fit includes the class links */
-  rc = m && pos
-           ? td_vismodel_fit_ex(m, xv, nv, &g, warm ? c->model : NULL, &p,
-                                anc.knn_overlap || anc.n_memory ? &anc : NULL,
-                                &io, err)
-           : td_err_set(err, TD_ENOMEM, "out of memory");
-  *fit_s = td_now() - t1;
+  int rc = m && pos
+               ? td_vismodel_fit_ex(
+                     m, xv, nv, g, warm ? c->model : NULL, p,
+                     anc->knn_overlap || anc->n_memory ? anc : NULL, &io, err)
+               : td_err_set(err, TD_ENOMEM, "out of memory");
   free(hw);
   free(hb);
+  return rc;
+}
+
+static int dvi_fit(void *st, const td_project_opts *o, const epoch_data *e,
+                   double *knn_s, double *fit_s, td_err *err) {
+  carry *c = st;
+  float *xv = NULL;
+  int32_t *pred = NULL;
+  td_graph g;
+  td_knn knn;
+  double t0 = td_now();
+  int rc = dvi_graph(o, e, &xv, &pred, &g, &knn, knn_s, err);
+  if (rc != TD_OK)
+    return rc;
+  double t1 = t0 + *knn_s; /* the fit includes the class links */
+  int64_t nv = e->n + e->nb;
+  td_vis_params p;
+  dvi_params(o, e, nv, &p);
+  int warm = c->model && !o->independent;
+  float *overlap = NULL, *membuf = NULL, *init = NULL, *pos = NULL;
+  td_vis_anchor anc;
+  memset(&anc, 0, sizeof anc);
+  td_vismodel *m = NULL;
+  if (warm && dvi_anchor(e, c, &knn, nv, &p, &anc, &overlap, &membuf) != 0) {
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  } else {
+    m = td_vismodel_new(e->D, &p);
+    init = warm ? dvi_init(o, e, c, pred, &knn, overlap) : NULL;
+    pos = malloc((size_t)nv * 2 * sizeof *pos);
+    rc = dvi_run_fit(e, c, warm, xv, nv, &g, &p, &anc, init, m, pos, err);
+  }
+  *fit_s = td_now() - t1;
   free(init);
   free(overlap);
   free(membuf);
@@ -565,129 +583,144 @@ static int fit_epoch(const td_project_opts *o, const epoch_data *e, carry *c,
     td_knn_free(&knn);
     return rc;
   }
-  free(c->pos);
-  free(c->pred);
-  c->pred = pred;
-  c->pos = pos;
-  c->n_pos = e->n;
-  c->n_vert = nv;
-  td_vismodel_free(c->model);
-  c->model = m;
-  if (c->have_knn)
-    td_knn_free(&c->knn);
-  c->knn = knn;
-  c->have_knn = 1;
-  if (p.temporal == TD_TEMPORAL_MEMORY)
-    memory_push(c, pos, e->n, o->seed * 1000003u + c->n_pushed++);
+  dvi_keep(o, e, c, m, pos, pred, &knn, nv, p.temporal);
   return TD_OK;
 }
 
-/* Encodes, computes the territory and writes the epoch's vis directory
- * atomically. */
-static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
-                       const epoch_data *e, const carry *c, double secs[5],
-                       td_err *err) {
-  char final[4200], tmp[4300], vis[4200];
-  td_vis_epoch_dir(run_dir, o->method, epoch, final, sizeof final);
-  snprintf(vis, sizeof vis, "%s/vis/%s", run_dir, o->method);
-  snprintf(tmp, sizeof tmp, "%s/.tmp-%04d-%d", vis, epoch, (int)getpid());
-  td_remove_tree(tmp, NULL);
-  int rc = td_mkdirs(tmp, err);
-  if (rc)
-    return rc;
-  decode_ctx dc = {0};
-  dc.D = e->D;
-  dc.vm = c->model;
-  if (!c->model) {
-    dc.comps = c->pca_comps;
-    dc.mean = c->pca_comps + 2 * e->D;
-  }
-  float *ytr = malloc((size_t)e->n * 2 * sizeof *ytr);
-  float *yte = e->m ? malloc((size_t)e->m * 2 * sizeof *yte) : NULL;
-  float *yb = e->nb ? malloc((size_t)e->nb * 2 * sizeof *yb) : NULL;
-  float *yood = e->mo ? malloc((size_t)e->mo * 2 * sizeof *yood) : NULL;
-  td_territory terr;
-  memset(&terr, 0, sizeof terr);
-  if (!ytr || (e->m && !yte) || (e->nb && !yb) || (e->mo && !yood)) {
-    rc = td_err_set(err, TD_ENOMEM, "out of memory");
-    goto out;
-  }
-  if (c->model && c->pos && c->n_vert == e->n + e->nb) {
-    /* Training points and boundary samples are the layout's vertices:
-     * their drawn positions are the layout itself; the encoder serves the
-     * test set (docs/projection.md). */
-    memcpy(ytr, c->pos, (size_t)e->n * 2 * sizeof *ytr);
+/* Training points and boundary samples are the layout's vertices: their
+ * drawn positions are the layout itself; the encoder serves every other
+ * point (docs/projection.md). */
+static int dvi_place(const void *st, const epoch_data *e, float *const y[4],
+                     td_err *err) {
+  const carry *c = st;
+  const float *X[4] = {e->train.data, e->test.data, e->bnd, e->ood.data};
+  int64_t N[4] = {e->n, e->m, e->nb, e->mo};
+  int layout = c->pos && c->n_vert == e->n + e->nb;
+  if (layout) {
+    memcpy(y[0], c->pos, (size_t)e->n * 2 * sizeof *y[0]);
     if (e->nb)
-      memcpy(yb, c->pos + 2 * e->n, (size_t)e->nb * 2 * sizeof *yb);
-    if (e->m)
-      td_vismodel_encode(c->model, e->test.data, e->m, yte);
-    if (e->mo)
-      td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
-  } else if (c->model) {
-    td_vismodel_encode(c->model, e->train.data, e->n, ytr);
-    if (e->m)
-      td_vismodel_encode(c->model, e->test.data, e->m, yte);
-    if (e->nb)
-      td_vismodel_encode(c->model, e->bnd, e->nb, yb);
-    if (e->mo)
-      td_vismodel_encode(c->model, e->ood.data, e->mo, yood);
-  } else {
-    const float *X[4] = {e->train.data, e->test.data, e->bnd, e->ood.data};
-    float *Y[4] = {ytr, yte, yb, yood};
-    int64_t N[4] = {e->n, e->m, e->nb, e->mo};
-    for (int s = 0; s < 4; s++)
-      for (int64_t i = 0; i < N[s]; i++) {
-        double a = 0, b = 0;
-        for (int j = 0; j < e->D; j++) {
-          double v = (double)X[s][i * e->D + j] - (double)dc.mean[j];
-          a += v * (double)dc.comps[j];
-          b += v * (double)dc.comps[e->D + j];
-        }
-        Y[s][2 * i] = (float)a;
-        Y[s][2 * i + 1] = (float)b;
-      }
+      memcpy(y[2], c->pos + 2 * e->n, (size_t)e->nb * 2 * sizeof *y[2]);
   }
-  double t0 = td_now();
-  float ext[4];
-  td_territory_extent(ytr, e->n, ext);
-  rc = td_territory_compute(decode_cb, &dc, e->D, e->head, ext,
-                            o->territory_res, &terr, err);
-  secs[2] = td_now() - t0;
-  if (rc)
-    goto out;
-  t0 = td_now();
-  if ((rc = save_f32(tmp, "train_embedding.npy", ytr, e->n, 2, err)) ||
-      (e->m && (rc = save_f32(tmp, "test_embedding.npy", yte, e->m, 2, err))) ||
-      (e->mo && (rc = save_f32(tmp, "ood_embedding.npy", yood, e->mo, 2, err))))
-    goto out;
-  {
-    int64_t nb = e->nb, bshape[2] = {nb, e->D}, pshape[2] = {nb, 2};
-    char path[4400];
-    snprintf(path, sizeof path, "%s/boundary_repr.npy", tmp);
-    float dummy = 0;
-    int32_t dummy_i = 0;
-    if ((rc = td_npy_save_raw(path, TD_F32, 2, bshape, nb ? e->bnd : &dummy,
-                              err)))
-      goto out;
-    snprintf(path, sizeof path, "%s/boundary_pairs.npy", tmp);
-    if ((rc = td_npy_save_raw(path, TD_I32, 2, pshape, nb ? e->pairs : &dummy_i,
-                              err)))
-      goto out;
-    if ((rc = save_f32(tmp, "boundary_embedding.npy", nb ? yb : &dummy, nb, 2,
-                       err)))
-      goto out;
+  for (int s = 0; s < 4; s++) {
+    if (!N[s] || (layout && (s == 0 || s == 2)))
+      continue;
+    if (td_vismodel_encode(c->model, X[s], N[s], y[s]) != 0)
+      return td_err_set(err, TD_ENOMEM, "encoding the epoch: out of memory");
   }
-  if ((rc = td_territory_save(&terr, tmp, err)))
-    goto out;
-  if (c->model) {
-    char mdir[4400];
-    snprintf(mdir, sizeof mdir, "%s/model", tmp);
-    if ((rc = td_vismodel_save(c->model, mdir, err)))
-      goto out;
-  } else if ((rc = td_pca_save(tmp, e->D, dc.mean, dc.comps, err))) {
-    goto out;
+  return TD_OK;
+}
+
+static int dvi_decode(void *ctx, const float *y, int64_t m, float *x) {
+  const carry *c = ctx;
+  return td_vismodel_decode(c->model, y, m, x);
+}
+
+static int dvi_save(const void *st, const char *dir, td_err *err) {
+  const carry *c = st;
+  char mdir[4400];
+  int n = snprintf(mdir, sizeof mdir, "%s/model", dir);
+  if (n < 0 || (size_t)n >= sizeof mdir)
+    return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
+  return td_vismodel_save(c->model, mdir, err);
+}
+
+static void *dvi_new(void) { return calloc(1, sizeof(carry)); }
+
+static void dvi_free(void *st) {
+  if (st)
+    carry_free(st);
+  free(st);
+}
+
+/* The newest finished epoch's model, its drawn positions (they warm-start
+ * the next layout) and its predicted classes (for relocate_changed). */
+static void dvi_resume(void *st, const td_run *run, int epoch,
+                       const char *dir) {
+  carry *c = st;
+  char mdir[4300];
+  if (snprintf(mdir, sizeof mdir, "%s/model", dir) >= (int)sizeof mdir ||
+      td_vismodel_load(mdir, &c->model, NULL) != TD_OK)
+    return;
+  td_array a;
+  if (td_vis_load_embedding_in(dir, "train", -1, &a, NULL) == TD_OK) {
+    if ((c->pos = malloc((size_t)a.shape[0] * 2 * sizeof(float)))) {
+      memcpy(c->pos, a.data, (size_t)a.shape[0] * 2 * sizeof(float));
+      c->n_pos = a.shape[0];
+    }
+    td_array_close(&a);
   }
-  secs[3] = td_now() - t0;
+  epoch_data pe;
+  memset(&pe, 0, sizeof pe);
+  pe.C = td_run_get_meta(run)->n_classes;
+  if (c->pos &&
+      td_run_load(run, epoch, "train_logits", &pe.logits, NULL) == TD_OK) {
+    pe.n = pe.logits.shape[0];
+    if (pe.logits.dtype == TD_F32 && pe.logits.ndim == 2 &&
+        pe.logits.shape[1] == pe.C && pe.n == c->n_pos &&
+        (c->pred = malloc((size_t)pe.n * sizeof *c->pred)))
+      predicted(&pe, c->pred);
+    td_array_close(&pe.logits);
+  }
+}
+
+const td__proj_method td__proj_dvi = {
+    "dvi",   1,         dvi_new,    dvi_free, dvi_resume,
+    dvi_fit, dvi_place, dvi_decode, dvi_save,
+};
+
+static const td__proj_method *const methods[] = {&td__proj_dvi, &td__proj_pca};
+
+static const td__proj_method *method_of(const char *name) {
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (!strcmp(methods[i]->name, name))
+      return methods[i];
+  return NULL;
+}
+
+/* The canvas positions of the epoch's four point sets, malloc'd. */
+typedef struct placed {
+  float *y[4]; /* train, test, boundary, ood */
+} placed;
+
+static void placed_free(placed *p) {
+  for (int s = 0; s < 4; s++)
+    free(p->y[s]);
+}
+
+static int place_epoch(const td__proj_method *pm, const void *st,
+                       const epoch_data *e, placed *p, td_err *err) {
+  int64_t N[4] = {e->n, e->m, e->nb, e->mo};
+  memset(p, 0, sizeof *p);
+  for (int s = 0; s < 4; s++)
+    if ((N[s] || s == 0) &&
+        !(p->y[s] = malloc((size_t)(N[s] ? N[s] : 1) * 2 * sizeof(float))))
+      return td_err_set(err, TD_ENOMEM, "out of memory");
+  return pm->place(st, e, p->y, err);
+}
+
+/* The arrays of the epoch, in the writer's temporary directory. */
+static int put_arrays(td_vis_writer *w, const epoch_data *e, const placed *p,
+                      td_err *err) {
+  int64_t bshape[2] = {e->nb, e->D}, pshape[2] = {e->nb, 2};
+  int rc = td_vis_put_f32(w, "train_embedding.npy", p->y[0], e->n, 2, err);
+  if (rc == TD_OK && e->m)
+    rc = td_vis_put_f32(w, "test_embedding.npy", p->y[1], e->m, 2, err);
+  if (rc == TD_OK && e->mo)
+    rc = td_vis_put_f32(w, "ood_embedding.npy", p->y[3], e->mo, 2, err);
+  if (rc == TD_OK)
+    rc = td_vis_put_array(w, "boundary_repr.npy", TD_F32, 2, bshape, e->bnd,
+                          err);
+  if (rc == TD_OK)
+    rc = td_vis_put_array(w, "boundary_pairs.npy", TD_I32, 2, pshape, e->pairs,
+                          err);
+  if (rc == TD_OK)
+    rc = td_vis_put_f32(w, "boundary_embedding.npy", p->y[2], e->nb, 2, err);
+  return rc;
+}
+
+/* projection.json: what the epoch cost, stage by stage. */
+static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
+                      const epoch_data *e, const double secs[5], td_err *err) {
   json_t *pj = json_pack(
       "{s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch", epoch, "method",
       o->method, "boundary_seconds", secs[4], "knn_seconds", secs[0],
@@ -698,38 +731,53 @@ static int write_epoch(const char *run_dir, const td_project_opts *o, int epoch,
       json_real(secs[0] + secs[1] + secs[2] + secs[3] + secs[4]));
   char *txt = json_dumps(pj, JSON_INDENT(2));
   json_decref(pj);
-  char path[4400];
-  snprintf(path, sizeof path, "%s/projection.json", tmp);
-  rc = txt ? td_write_file_atomic(path, txt, strlen(txt), err)
-           : td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc = txt ? td_vis_put_json(w, "projection.json", txt, err)
+               : td_err_set(err, TD_ENOMEM, "out of memory");
   free(txt);
-  if (rc)
-    goto out;
-  if (td_path_exists(final) && (rc = td_remove_tree(final, err)))
-    goto out;
-  if (rename(tmp, final) != 0) {
-    rc = td_err_set(err, TD_EIO, "%s: cannot rename into place", final);
-    goto out;
+  return rc;
+}
+
+/* Places the points, computes the territory and writes the epoch's vis
+ * directory through the vis writer (atomic: docs/vis-format.md). */
+static int write_epoch(const td_run *run, const td_project_opts *o,
+                       const td__proj_method *pm, void *st, int epoch,
+                       const epoch_data *e, double secs[5], td_err *err) {
+  td_vis_dims d;
+  td_vis_dims_of_run(run, &d);
+  d.n_train = e->n, d.n_test = e->m, d.n_ood = e->mo, d.n_boundary = e->nb;
+  d.res = o->territory_res;
+  td_vis_writer *w = NULL;
+  td_territory terr;
+  memset(&terr, 0, sizeof terr);
+  placed p;
+  int rc = place_epoch(pm, st, e, &p, err);
+  double t0 = td_now();
+  float ext[4];
+  if (rc == TD_OK) {
+    td_territory_extent(p.y[0], e->n, ext);
+    rc = td_territory_compute(pm->decode, st, e->D, e->head, ext,
+                              o->territory_res, &terr, err);
   }
-  td_fsync_dir(vis);
-out:
-  if (rc)
-    td_remove_tree(tmp, NULL);
+  secs[2] = td_now() - t0;
+  t0 = td_now();
+  if (rc == TD_OK)
+    rc = td_vis_epoch_begin(td_run_dir(run), o->method, epoch, &d, &w, err);
+  if (rc == TD_OK && !(rc = put_arrays(w, e, &p, err)) &&
+      !(rc = td_territory_save(&terr, td_vis_writer_dir(w), err)))
+    rc = pm->save(st, td_vis_writer_dir(w), err);
+  secs[3] = td_now() - t0;
+  if (rc == TD_OK && !(rc = put_timing(w, o, epoch, e, secs, err))) {
+    rc = td_vis_epoch_commit(w, err);
+    w = NULL;
+  }
+  td_vis_epoch_abort(w);
   td_territory_free(&terr);
-  free(ytr);
-  free(yte);
-  free(yb);
-  free(yood);
+  placed_free(&p);
   return rc;
 }
 
 static int write_vis_json(const char *run_dir, const td_project_opts *o, int D,
                           td_err *err) {
-  char dir[4200], path[4300];
-  snprintf(dir, sizeof dir, "%s/vis/%s", run_dir, o->method);
-  int rc = td_mkdirs(dir, err);
-  if (rc)
-    return rc;
   json_t *j =
       json_pack("{s:s, s:i, s:{s:i, s:i, s:b, s:s, s:I}}", "method", o->method,
                 "repr_dim", D, "params", "k", o->k, "territory_res",
@@ -738,9 +786,9 @@ static int write_vis_json(const char *run_dir, const td_project_opts *o, int D,
                 (json_int_t)o->seed);
   char *txt = json_dumps(j, JSON_INDENT(2));
   json_decref(j);
-  snprintf(path, sizeof path, "%s/vis.json", dir);
-  rc = txt ? td_write_file_atomic(path, txt, strlen(txt), err)
-           : td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc =
+      txt ? td_vis_write_method_json(run_dir, o->method, "vis.json", txt, err)
+          : td_err_set(err, TD_ENOMEM, "out of memory");
   free(txt);
   return rc;
 }
@@ -807,66 +855,28 @@ static int boundary_input(const td_run *run, int ep, const float *inputs,
 
 /* A resumed projection warm-starts from the newest finished epoch before
  * the first one to do. */
-static void load_previous(const char *run_dir, const td_project_opts *o,
-                          const td_run *run, int upto_index, carry *c) {
-  for (int i = upto_index - 1; i >= 0; i--) {
+static void load_previous(const td_project_opts *o, const td__proj_method *pm,
+                          void *st, const td_run *run, int upto_index) {
+  for (int i = upto_index - 1; i >= 0 && pm->resume; i--) {
     char dir[4200];
-    td_vis_epoch_dir(run_dir, o->method, td_run_epoch_number(run, i), dir,
-                     sizeof dir);
-    if (!td_path_is_dir(dir))
+    int ep = td_run_epoch_number(run, i);
+    if (!td_vis_epoch_done(td_run_dir(run), o->method, ep) ||
+        td_vis_epoch_dir(td_run_dir(run), o->method, ep, dir, sizeof dir))
       continue;
     td_projection *pj;
     if (td_projection_load(dir, &pj, NULL) != TD_OK)
       return;
-    if (!strcmp(o->method, "dvi")) {
-      char mdir[4300];
-      snprintf(mdir, sizeof mdir, "%s/model", dir);
-      td_vismodel_load(mdir, &c->model, NULL);
-      /* the drawn positions warm-start the next layout */
-      td_array a;
-      snprintf(mdir, sizeof mdir, "%s/train_embedding.npy", dir);
-      if (c->model && td_npy_load(mdir, &a, NULL) == TD_OK) {
-        if (a.dtype == TD_F32 && a.ndim == 2 && a.shape[1] == 2 &&
-            (c->pos = malloc((size_t)a.shape[0] * 2 * sizeof(float)))) {
-          memcpy(c->pos, a.data, (size_t)a.shape[0] * 2 * sizeof(float));
-          c->n_pos = a.shape[0];
-        }
-        td_array_close(&a);
-      }
-      /* and its predicted classes, for relocate_changed */
-      epoch_data pe;
-      memset(&pe, 0, sizeof pe);
-      pe.C = td_run_get_meta(run)->n_classes;
-      if (c->pos && td_run_load(run, td_run_epoch_number(run, i),
-                                "train_logits", &pe.logits, NULL) == TD_OK) {
-        pe.n = pe.logits.shape[0];
-        if (pe.logits.dtype == TD_F32 && pe.logits.ndim == 2 &&
-            pe.logits.shape[1] == pe.C && pe.n == c->n_pos &&
-            (c->pred = malloc((size_t)pe.n * sizeof *c->pred)))
-          predicted(&pe, c->pred);
-        td_array_close(&pe.logits);
-      }
-    }
     td_projection_free(pj);
+    pm->resume(st, run, ep, dir);
     return;
   }
 }
 
-int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
-               td_err *err) {
-  memset(s, 0, sizeof *s);
-  if (strcmp(o->method, "dvi") && strcmp(o->method, "pca"))
-    return td_err_set(err, TD_EARG, "unknown method '%s' (dvi or pca)",
-                      o->method);
-  if (o->k < 2 || o->territory_res < 8 || o->territory_res > 4096)
-    return td_err_set(err, TD_EARG, "invalid k or territory resolution");
-  const char *run_dir = td_run_dir(run);
-  const td_run_meta *meta = td_run_get_meta(run);
-  int rc = write_vis_json(run_dir, o, meta->repr_dim, err);
-  if (rc)
-    return rc;
-  /* which epochs to do */
-  int n_ep = td_run_n_epochs(run), n_pending = 0, first_idx = -1;
+/* Indices of the epochs to do (malloc'd); the others in range are done. */
+static int pending_epochs(const td_run *run, const td_project_opts *o,
+                          int **idx_out, int *n_out, td_project_summary *s,
+                          td_err *err) {
+  int n_ep = td_run_n_epochs(run), n = 0;
   int *idx = malloc((size_t)(n_ep ? n_ep : 1) * sizeof *idx);
   if (!idx)
     return td_err_set(err, TD_ENOMEM, "out of memory");
@@ -875,57 +885,92 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
     if ((o->epoch_from && ep < o->epoch_from) ||
         (o->epoch_to && ep > o->epoch_to))
       continue;
-    char dir[4200];
-    td_vis_epoch_dir(run_dir, o->method, ep, dir, sizeof dir);
-    if (!o->force && td_path_is_dir(dir)) {
+    if (!o->force && td_vis_epoch_done(td_run_dir(run), o->method, ep)) {
       s->skipped++;
       continue;
     }
-    if (first_idx < 0)
-      first_idx = i;
-    idx[n_pending++] = i;
+    idx[n++] = i;
   }
+  *idx_out = idx;
+  *n_out = n;
+  return TD_OK;
+}
+
+/* The epoch's boundary samples, in representation space or through the
+ * full model (*inputs: the training inputs, loaded on first use). */
+static int boundary_epoch(const td_run *run, const td_project_opts *o, int ep,
+                          epoch_data *e, float **inputs, td_err *err) {
+  td_boundary_params bp;
+  td_boundary_params_default(&bp, e->n, e->C);
+  bp.seed = o->seed + (uint64_t)ep;
+  int rc = TD_OK;
+  if (o->boundary_input && !*inputs)
+    rc = load_inputs_f32(run, inputs, err);
+  if (rc == TD_OK && o->boundary_input)
+    return boundary_input(run, ep, *inputs, e, &bp, err);
+  if (rc == TD_OK)
+    rc = td_boundary_generate(e->head, e->train.data, e->logits.data, e->n,
+                              e->D, e->C, &bp, &e->bnd, &e->pairs, &e->nb, err);
+  return rc;
+}
+
+/* Loads, fits and writes one epoch; secs as in projection.json. */
+static int project_epoch(const td_run *run, const td_project_opts *o,
+                         const td__proj_method *pm, void *st, int t, int n,
+                         int ep, float **inputs, double *dt, td_err *err) {
+  double t0 = td_now(), secs[5] = {0};
+  epoch_data e;
+  report(o, t, n, ep, "load", 0);
+  int rc = load_epoch(run, ep, &e, err);
+  if (rc)
+    return rc;
+  if (o->boundary && pm->boundary) {
+    report(o, t, n, ep, "boundary", 0);
+    rc = boundary_epoch(run, o, ep, &e, inputs, err);
+    secs[4] = td_now() - t0;
+  }
+  if (rc == TD_OK) {
+    report(o, t, n, ep, "fit", 0);
+    rc = pm->fit(st, o, &e, &secs[0], &secs[1], err);
+  }
+  if (rc == TD_OK) {
+    report(o, t, n, ep, "territory", 0);
+    rc = write_epoch(run, o, pm, st, ep, &e, secs, err);
+  }
+  epoch_data_free(&e);
+  *dt = td_now() - t0;
+  return rc;
+}
+
+int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
+               td_err *err) {
+  memset(s, 0, sizeof *s);
+  const td__proj_method *pm = method_of(o->method);
+  if (!pm)
+    return td_err_set(err, TD_EARG, "unknown method '%s' (dvi or pca)",
+                      o->method);
+  if (o->k < 2 || o->territory_res < 8 || o->territory_res > 4096)
+    return td_err_set(err, TD_EARG, "invalid k or territory resolution");
+  int *idx = NULL, n_pending = 0;
+  int rc =
+      write_vis_json(td_run_dir(run), o, td_run_get_meta(run)->repr_dim, err);
+  if (rc || (rc = pending_epochs(run, o, &idx, &n_pending, s, err)))
+    return rc;
   float *inputs = NULL; /* input-space mixup: loaded on first use */
-  carry c;
-  memset(&c, 0, sizeof c);
-  if (n_pending && first_idx > 0)
-    load_previous(run_dir, o, run, first_idx, &c);
+  void *st = pm->state_new();
+  if (!st)
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  else if (n_pending && idx[0] > 0)
+    load_previous(o, pm, st, run, idx[0]);
   double t_all = td_now();
   for (int t = 0; t < n_pending && rc == TD_OK; t++) {
     int ep = td_run_epoch_number(run, idx[t]);
-    double t0 = td_now(), secs[5] = {0};
-    epoch_data e;
-    report(o, t, n_pending, ep, "load", 0);
-    if ((rc = load_epoch(run, ep, &e, err)))
-      break;
-    if (o->boundary && !strcmp(o->method, "dvi")) {
-      report(o, t, n_pending, ep, "boundary", 0);
-      td_boundary_params bp;
-      td_boundary_params_default(&bp, e.n, e.C);
-      bp.seed = o->seed + (uint64_t)ep;
-      if (o->boundary_input && !inputs)
-        rc = load_inputs_f32(run, &inputs, err);
-      if (rc == TD_OK && o->boundary_input)
-        rc = boundary_input(run, ep, inputs, &e, &bp, err);
-      else if (rc == TD_OK)
-        rc = td_boundary_generate(e.head, e.train.data, e.logits.data, e.n, e.D,
-                                  e.C, &bp, &e.bnd, &e.pairs, &e.nb, err);
-      secs[4] = td_now() - t0;
-    }
-    if (rc == TD_OK) {
-      report(o, t, n_pending, ep, "fit", 0);
-      rc = fit_epoch(o, &e, &c, &secs[0], &secs[1], err);
-    }
-    if (rc == TD_OK) {
-      report(o, t, n_pending, ep, "territory", 0);
-      rc = write_epoch(run_dir, o, ep, &e, &c, secs, err);
-    }
-    epoch_data_free(&e);
+    double dt;
+    rc = project_epoch(run, o, pm, st, t, n_pending, ep, &inputs, &dt, err);
     if (rc != TD_OK) {
       td_err_prefix(err, "epoch %d", ep);
       break;
     }
-    double dt = td_now() - t0;
     if (s->projected == 0)
       s->first_seconds = dt;
     else if (dt > s->max_later_seconds)
@@ -934,7 +979,8 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
     report(o, t, n_pending, ep, "done", dt);
   }
   s->seconds = td_now() - t_all;
-  carry_free(&c);
+  if (st)
+    pm->state_free(st);
   free(inputs);
   free(idx);
   return rc;

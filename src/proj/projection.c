@@ -10,6 +10,7 @@
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/nn.h"
+#include "tardis/vis.h"
 #include "tardis/vismodel.h"
 
 struct td_projection {
@@ -33,10 +34,15 @@ int td_projection_load(const char *epoch_dir, td_projection **out,
       free(pj);
       return rc;
     }
-    if (a.dtype != TD_F32 || a.ndim != 2 || a.shape[0] != 3 || a.shape[1] < 1) {
+    td_vis_dims d; /* D is whatever the file says */
+    td_vis_dims_unknown(&d);
+    rc = td_vis_check_array(td_vis_spec_find("pca.npy"), path, &a, &d, err);
+    if (rc == TD_OK && a.shape[1] < 1)
+      rc = td_err_set(err, TD_ESHAPE, "%s: expected float32 [3, D]", path);
+    if (rc) {
       td_array_close(&a);
       free(pj);
-      return td_err_set(err, TD_ESHAPE, "%s: expected float32 [3, D]", path);
+      return rc;
     }
     pj->dim = (int)a.shape[1];
     pj->mean = malloc((size_t)pj->dim * 3 * sizeof(float));

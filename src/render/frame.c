@@ -1,6 +1,5 @@
 /* One projected epoch as a picture: finding and loading what it shows,
  * laying it out, drawing it with cairo, and writing it as a PNG. */
-#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,15 +9,11 @@
 #include "render/render_internal.h"
 #include "run/run_json.h"
 #include "tardis/fsutil.h"
+#include "tardis/vis.h"
 
 #define FONT_FACE "DejaVu Sans"
 
 /* ---- which epochs are projected ----------------------------------------- */
-
-static int cmp_int(const void *a, const void *b) {
-  int x = *(const int *)a, y = *(const int *)b;
-  return (x > y) - (x < y);
-}
 
 /* "1-12, 15, 20": runs of consecutive epochs collapse into ranges. */
 static void format_epochs(const int *e, int n, char *buf, size_t len) {
@@ -42,17 +37,12 @@ static void format_epochs(const int *e, int n, char *buf, size_t len) {
   }
 }
 
-static int method_dir(const td_run *run, const char *method, char *buf,
-                      size_t len, td_err *err) {
-  int w = snprintf(buf, len, "%s/vis/%s", td_run_dir(run), method);
-  if (w < 0 || (size_t)w >= len)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", td_run_dir(run));
-  return TD_OK;
-}
-
-static int no_projection(const td_run *run, const char *method, const char *dir,
-                         const char *why, td_err *err) {
-  char opt[96] = "";
+static int no_projection(const td_run *run, const char *method, const char *why,
+                         td_err *err) {
+  char dir[4096], opt[96] = "";
+  int rc = td_vis_method_dir(td_run_dir(run), method, dir, sizeof dir, err);
+  if (rc)
+    return rc;
   if (strcmp(method, "dvi") != 0)
     snprintf(opt, sizeof opt, "--method %s ", method);
   return td_err_set(err, TD_ENOENT, "%s: %s; run `tardis project %s%s` first",
@@ -61,46 +51,12 @@ static int no_projection(const td_run *run, const char *method, const char *dir,
 
 int td_render_list_epochs(const td_run *run, const char *method, int **epochs,
                           int *n, td_err *err) {
-  *epochs = NULL;
-  *n = 0;
-  char dir[4096];
-  int rc = method_dir(run, method, dir, sizeof dir, err);
-  if (rc)
-    return rc;
-  DIR *d = opendir(dir);
-  if (!d)
-    return no_projection(run, method, dir, "no projection", err);
-  int *list = NULL, cnt = 0, cap = 0;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    const char *s = de->d_name;
-    if (strncmp(s, "epoch_", 6) != 0 || !s[6] || strlen(s + 6) > 9 ||
-        strspn(s + 6, "0123456789") != strlen(s + 6))
-      continue;
-    int ep = atoi(s + 6);
-    if (td_run_epoch_index(run, ep) < 0)
-      continue; /* projected once, but no longer in the run */
-    if (cnt == cap) {
-      cap = cap ? 2 * cap : 64;
-      int *p = realloc(list, (size_t)cap * sizeof *p);
-      if (!p) {
-        closedir(d);
-        free(list);
-        return td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
-      }
-      list = p;
-    }
-    list[cnt++] = ep;
-  }
-  closedir(d);
-  if (!cnt) {
-    free(list);
-    return no_projection(run, method, dir, "no projected epoch", err);
-  }
-  qsort(list, (size_t)cnt, sizeof *list, cmp_int);
-  *epochs = list;
-  *n = cnt;
-  return TD_OK;
+  int rc = td_vis_list_epochs(run, method, epochs, n, err);
+  if (rc == TD_ENOENT)
+    return no_projection(run, method, "no projection", err);
+  if (rc == TD_OK && *n == 0)
+    return no_projection(run, method, "no projected epoch", err);
+  return rc;
 }
 
 int td_render_epoch_dir(const td_run *run, const char *method, int epoch,
@@ -121,47 +77,10 @@ int td_render_epoch_dir(const td_run *run, const char *method, int epoch,
                       method, list);
   }
   free(eps);
-  /* The vis directory repeats the run's own epoch directory name. */
-  char ep_path[4096];
-  if (td_run_epoch_path(run, epoch, ep_path, sizeof ep_path))
-    return td_err_set(err, TD_ERANGE, "%s: path too long", td_run_dir(run));
-  const char *name = strrchr(ep_path, '/');
-  name = name ? name + 1 : ep_path;
-  int w =
-      snprintf(buf, len, "%s/vis/%s/epoch_%s", td_run_dir(run), method, name);
-  if (w < 0 || (size_t)w >= len)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", td_run_dir(run));
-  if (!td_path_is_dir(buf)) {
-    /* Listed under another zero-padding than the run's directory. */
-    char alt[4096];
-    snprintf(alt, sizeof alt, "%s/vis/%s/epoch_%04d", td_run_dir(run), method,
-             epoch);
-    if ((size_t)snprintf(buf, len, "%s", alt) >= len)
-      return td_err_set(err, TD_ERANGE, "%s: path too long", alt);
-  }
-  return TD_OK;
+  return td_vis_epoch_find(run, method, epoch, buf, len, err);
 }
 
 /* ---- loading a frame ----------------------------------------------------- */
-
-static int load_xy(const char *dir, const char *file, int64_t n, td_array *a,
-                   td_err *err) {
-  char path[4096];
-  if (td_path_join(path, sizeof path, dir, file))
-    return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
-  int rc = td_npy_load(path, a, err);
-  if (rc)
-    return rc;
-  if (a->dtype != TD_F32 || a->ndim != 2 || a->shape[1] != 2 ||
-      a->shape[0] != n) {
-    char sh[128];
-    td_array_shape_str(a, sh, sizeof sh);
-    rc = td_err_set(err, TD_ESHAPE, "%s: expected %lld×2 float32, found %s %s",
-                    path, (long long)n, sh, td_dtype_name(a->dtype));
-    td_array_close(a);
-  }
-  return rc;
-}
 
 /* Argmax of each row of the epoch's logits (ties: the smaller class). */
 static int load_pred(const td_run *run, int epoch, const char *name, int64_t n,
@@ -207,7 +126,7 @@ static int load_test(const td_run *run, int epoch, const char *dir,
   if (m <= 0)
     return td_err_set(err, TD_ENOENT, "%s: the run has no test set",
                       td_run_dir(run));
-  int rc = load_xy(dir, "test_embedding.npy", m, &f->test_xy, err);
+  int rc = td_vis_load_embedding_in(dir, "test", m, &f->test_xy, err);
   if (rc == TD_ENOENT)
     td_err_prefix(err, "no projected test samples");
   if (!rc)
@@ -234,7 +153,8 @@ int td__frame_load(const td_run *run, int epoch, const td_render_opts *o,
   }
   /* The training embedding fixes the extent even when it is not drawn. */
   if (!rc)
-    rc = load_xy(dir, "train_embedding.npy", meta->n_train, &f->train_xy, err);
+    rc = td_vis_load_embedding_in(dir, "train", meta->n_train, &f->train_xy,
+                                  err);
   if (!rc && f->draw_train)
     rc = load_pred(run, epoch, "train_logits", meta->n_train, &f->train_pred,
                    err);

@@ -12,6 +12,7 @@
 #include "tardis/fsutil.h"
 #include "tardis/render.h"
 #include "tardis/territory.h"
+#include "tardis/vis.h"
 
 #define MAX_FILTER_INDICES 100000
 
@@ -86,13 +87,14 @@ static int get_epoch(const req *r, const char *text, int *epoch,
   return 0;
 }
 
+/* A file of RUN/vis/<method> (epoch < 0) or of one of its epochs; "" when
+ * the path does not fit, which then reads as absent. */
 static void vis_path(const req *r, int epoch, const char *file, char *buf,
                      size_t len) {
   if (epoch < 0)
-    snprintf(buf, len, "%s/vis/%s/%s", r->s->run_dir, r->method, file);
+    td_vis_method_path(r->s->run_dir, r->method, file, buf, len, NULL);
   else
-    snprintf(buf, len, "%s/vis/%s/epoch_%04d/%s", r->s->run_dir, r->method,
-             epoch, file);
+    td_vis_epoch_path(r->s->run_dir, r->method, epoch, file, buf, len, NULL);
 }
 
 static void run_path(const req *r, int epoch, const char *name, char *buf,
@@ -122,25 +124,19 @@ static int get_run_array(const req *r, int epoch, const char *name,
   return td__cache_get(r->s, p, epoch, name, out, e);
 }
 
-/* A projection array that must be float32 [n, cols]. */
+/* An N×2 embedding of the projection (n < 0: any rows), checked as every
+ * reader of RUN/vis/ checks it. */
 static int get_vis_array(const req *r, int epoch, const char *file, int64_t n,
-                         int64_t cols, td__cache_entry **out, td_err *e) {
+                         td__cache_entry **out, td_err *e) {
   char p[PATH_MAX];
   vis_path(r, epoch, file, p, sizeof p);
   int rc = td__cache_get(r->s, p, 0, NULL, out, e);
   if (rc)
     return rc;
-  const td_array *a = &(*out)->a;
-  if (a->dtype != TD_F32 || a->ndim != 2 || (n >= 0 && a->shape[0] != n) ||
-      a->shape[1] != cols) {
-    char sh[64];
-    td_array_shape_str(a, sh, sizeof sh);
+  rc = td_vis_check_embedding(p, &(*out)->a, n, e);
+  if (rc)
     td__cache_release(r->s, *out);
-    return td_err_set(
-        e, TD_ESHAPE, "%s: expected float32 [%lld, %lld], found %s %s", p,
-        (long long)n, (long long)cols, td_dtype_name(a->dtype), sh);
-  }
-  return TD_OK;
+  return rc;
 }
 
 /* ---- /api/run, /api/epochs, /api/quality -------------------------------- */
@@ -148,8 +144,7 @@ static int get_vis_array(const req *r, int epoch, const char *file, int64_t n,
 static json_t *list_methods(const req *r) {
   json_t *a = json_array();
   char p[PATH_MAX];
-  snprintf(p, sizeof p, "%s/vis", r->s->run_dir);
-  DIR *d = opendir(p);
+  DIR *d = td_vis_root(r->s->run_dir, p, sizeof p, NULL) ? NULL : opendir(p);
   if (!d)
     return a;
   struct dirent *de;
@@ -261,7 +256,7 @@ static enum MHD_Result api_embedding(const req *r, int epoch, int split) {
   snprintf(file, sizeof file, "%s_embedding.npy", split_names[split]);
   td__cache_entry *e;
   td_err err;
-  int rc = get_vis_array(r, epoch, file, n, 2, &e, &err);
+  int rc = get_vis_array(r, epoch, file, n, &e, &err);
   if (rc)
     return load_error(r, rc, &err, "embedding");
   snprintf(shape, sizeof shape, "%lld,2", (long long)n);
@@ -274,7 +269,7 @@ static enum MHD_Result api_embedding(const req *r, int epoch, int split) {
 static enum MHD_Result api_boundary(const req *r, int epoch) {
   td__cache_entry *e;
   td_err err;
-  int rc = get_vis_array(r, epoch, "boundary_embedding.npy", -1, 2, &e, &err);
+  int rc = get_vis_array(r, epoch, "boundary_embedding.npy", -1, &e, &err);
   if (rc)
     return load_error(r, rc, &err, "boundary embedding");
   char shape[48];
@@ -403,8 +398,7 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
   vis_path(r, epoch, "territory.json", p, sizeof p);
   if (!td_path_exists(p))
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
-  snprintf(dir, sizeof dir, "%s/vis/%s/epoch_%04d", r->s->run_dir, r->method,
-           epoch);
+  td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir);
   td_territory t;
   td_err err;
   if (td_territory_load(dir, &t, &err))
@@ -491,7 +485,7 @@ static json_t *trajectory(const req *r, int split, int64_t i) {
     if (!td_path_exists(p))
       continue;
     td__cache_entry *e;
-    if (get_vis_array(r, ep, file, split_n(r, split), 2, &e, NULL))
+    if (get_vis_array(r, ep, file, split_n(r, split), &e, NULL))
       continue;
     const float *y = (const float *)e->a.data + 2 * i;
     json_array_append_new(t,

@@ -1,7 +1,8 @@
 /* /api/suspects: suspicious samples, feedback sessions and their export
- * (docs/api.md, "Suspicious samples"). Features come from the run's cache
- * (RUN/vis/suspects-*.npy); sessions live in RUN/tardis.db, opened per
- * request so that other processes (the CLI, a second server) may write too.
+ * (docs/api.md, "Suspicious samples"). Features come from the server's
+ * suspects cache (suspects_cache.c), computed off the request threads;
+ * sessions live in RUN/tardis.db, opened per request so that other
+ * processes (the CLI, a second server) may write too.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -14,78 +15,7 @@
 #include "tardis/suspects.h"
 
 #define MAX_K 1000
-#define MAX_SESSIONS_CACHED 16
-
-/* One recommender per (run, session), kept across requests so it
- * remembers which score picked what; rebuilt when the features change. */
-typedef struct rec_slot {
-  int64_t session;
-  td_recommender *rec;
-  uint64_t used;
-} rec_slot;
-
-static struct {
-  pthread_mutex_t mu;
-  char run_dir[PATH_MAX];
-  td_sus_features f;
-  int have;
-  char note[256];
-  td_recommender *prior; /* for the session-less ranking */
-  rec_slot slots[MAX_SESSIONS_CACHED];
-  uint64_t tick;
-} cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static void cache_drop(void) {
-  td_rec_free(cache.prior);
-  cache.prior = NULL;
-  for (int i = 0; i < MAX_SESSIONS_CACHED; i++) {
-    td_rec_free(cache.slots[i].rec);
-    cache.slots[i].rec = NULL;
-  }
-  td_sus_features_close(&cache.f);
-  cache.have = 0;
-}
-
-/* Makes the cache hold the run's current features (cache.mu held). The
- * features' own cache on disk makes this cheap after the first time. */
-static int cache_load(const td_run *run, td_err *err) {
-  td_sus_features f;
-  char note[256];
-  int rc = td_sus_features_get(run, NULL, &f, NULL, note, err);
-  if (rc)
-    return rc;
-  if (cache.have && !strcmp(cache.run_dir, td_run_dir(run)) &&
-      cache.f.signature == f.signature) {
-    td_sus_features_close(&f);
-    return TD_OK;
-  }
-  cache_drop();
-  cache.f = f;
-  cache.have = 1;
-  snprintf(cache.run_dir, sizeof cache.run_dir, "%s", td_run_dir(run));
-  snprintf(cache.note, sizeof cache.note, "%s", note);
-  return td_rec_new(&cache.f, NULL, &cache.prior, err);
-}
-
-static td_recommender *session_rec(int64_t session, td_err *err) {
-  rec_slot *lru = &cache.slots[0];
-  for (int i = 0; i < MAX_SESSIONS_CACHED; i++) {
-    rec_slot *s = &cache.slots[i];
-    if (s->rec && s->session == session) {
-      s->used = ++cache.tick;
-      return s->rec;
-    }
-    if (!s->rec || (lru->rec && s->used < lru->used))
-      lru = s;
-  }
-  td_rec_free(lru->rec);
-  lru->rec = NULL;
-  if (td_rec_new(&cache.f, NULL, &lru->rec, err))
-    return NULL;
-  lru->session = session;
-  lru->used = ++cache.tick;
-  return lru->rec;
-}
+#define RETRY_AFTER_S "1"
 
 static const char *arg(struct MHD_Connection *c, const char *key) {
   return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
@@ -125,19 +55,20 @@ static json_t *item_json(const td_recommender *rec, const td_sus_features *f,
                    "features", vals);
 }
 
-static json_t *features_info(void) {
+static json_t *features_info(const td_sus_features *f, const char *note) {
   json_t *names = json_array();
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
-    if (cache.f.has_trajectory || j > TD_SUS_RARITY_ACC)
+    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
       json_array_append_new(names, json_string(td_sus_feature_name(j)));
   return json_pack("{s:o,s:b,s:s,s:s,s:i}", "names", names, "trajectory",
-                   cache.f.has_trajectory, "method", cache.f.method, "note",
-                   cache.note, "epochs", cache.f.n_epochs);
+                   f->has_trajectory, "method", f->method, "note", note,
+                   "epochs", f->n_epochs);
 }
 
 /* Ranks with rec against verdict and replies {"features", ..., "suspects"}.
- * cache.mu held. */
+ * The suspects cache is locked. */
 static enum MHD_Result reply_ranked(struct MHD_Connection *c, const td_run *run,
+                                    const td_sus_features *f, const char *note,
                                     td_recommender *rec, const int8_t *verdict,
                                     int k, json_t *extra) {
   int32_t *idx = malloc((size_t)k * sizeof *idx);
@@ -153,12 +84,11 @@ static enum MHD_Result reply_ranked(struct MHD_Connection *c, const td_run *run,
   json_t *items = json_array();
   const int32_t *labels = td_run_train_labels(run);
   for (int j = 0; j < n; j++)
-    json_array_append_new(items,
-                          item_json(rec, &cache.f, labels, idx[j], sc[j]));
+    json_array_append_new(items, item_json(rec, f, labels, idx[j], sc[j]));
   free(idx);
   free(sc);
   json_t *o = extra ? extra : json_object();
-  json_object_set_new(o, "features", features_info());
+  json_object_set_new(o, "features", features_info(f, note));
   json_object_set_new(o, "ranked_by",
                       json_string(info.model_ranked ? "model" : "prior"));
   json_object_set_new(o, "suspects", items);
@@ -186,45 +116,86 @@ static int parse_session(struct MHD_Connection *c, const char *text,
   return 0;
 }
 
-static enum MHD_Result get_ranking(struct MHD_Connection *c, const td_run *run,
-                                   td_fb *db, int64_t session) {
+/* 503 with Retry-After: the features are being computed (docs/api.md). */
+static enum MHD_Result reply_computing(struct MHD_Connection *c) {
+  static const char body[] =
+      "{\"error\":\"computing the suspects features; retry shortly\","
+      "\"computing\":true}";
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      sizeof body - 1, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_S);
+  td__common_headers(r, "no-store");
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
+/* The run's state for the suspects cache: every change the watcher sees
+ * (new or projected epochs, new metrics) is an event, so the newest event
+ * id names it. */
+static uint64_t run_generation(td_server *s) {
+  pthread_mutex_lock(&s->ev_mu);
+  uint64_t g = s->ev_last + 1;
+  pthread_mutex_unlock(&s->ev_mu);
+  return g;
+}
+
+/* The session's verdicts ([n], -1 unjudged; all -1 without a session),
+ * read before the suspects cache is locked. */
+static int load_verdict(td_fb *db, int64_t session, int64_t n, int8_t **out,
+                        td_err *err) {
+  *out = malloc((size_t)(n ? n : 1));
+  if (!*out)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  memset(*out, -1, (size_t)n);
+  return session > 0 ? td_fb_load(db, session, n, *out, err) : TD_OK;
+}
+
+static enum MHD_Result get_ranking(td_server *s, struct MHD_Connection *c,
+                                   const td_run *run, td_fb *db,
+                                   int64_t session) {
   enum MHD_Result res;
   int k;
   td_err err;
   if (get_k(c, &k, &res))
     return res;
-  td_fb_session s;
+  td_fb_session ss;
   int rc;
-  if (session > 0 && (rc = td_fb_session_get(db, session, &s, &err)))
+  if (session > 0 && (rc = td_fb_session_get(db, session, &ss, &err)))
     return db_error(c, rc, &err);
-  pthread_mutex_lock(&cache.mu);
-  rc = cache_load(run, &err);
-  if (rc) {
-    pthread_mutex_unlock(&cache.mu);
-    return td__reply_error(c, rc == TD_ESTATE ? 404 : 500, "%s", err.msg);
+  int64_t n = td_run_get_meta(run)->n_train;
+  int8_t *verdict;
+  if ((rc = load_verdict(db, session, n, &verdict, &err))) {
+    free(verdict);
+    return td__reply_error(c, 500, "%s", err.msg);
   }
-  int8_t *verdict = malloc((size_t)(cache.f.n ? cache.f.n : 1));
-  if (!verdict) {
-    pthread_mutex_unlock(&cache.mu);
-    return td__reply_error(c, 500, "out of memory");
+  const td_sus_features *f;
+  const char *note;
+  int st = td__sus_cache_lock(s->sus, run_generation(s), &f, &note, &rc, &err);
+  if (st != TD__SUS_READY) {
+    free(verdict);
+    return st == TD__SUS_COMPUTING
+               ? reply_computing(c)
+               : td__reply_error(c, rc == TD_ESTATE ? 404 : 500, "%s", err.msg);
   }
-  memset(verdict, -1, (size_t)cache.f.n);
-  td_recommender *rec = cache.prior;
-  json_t *extra = NULL;
-  if (session > 0) {
-    rc = td_fb_load(db, session, cache.f.n, verdict, &err);
-    rec = rc ? NULL : session_rec(session, &err);
-    if (!rec) {
-      pthread_mutex_unlock(&cache.mu);
-      free(verdict);
-      return td__reply_error(c, 500, "%s", err.msg);
-    }
-    extra = json_pack("{s:o}", "session", session_json(&s));
-  }
-  res = reply_ranked(c, run, rec, verdict, k, extra);
-  pthread_mutex_unlock(&cache.mu);
+  td_recommender *rec =
+      f->n == n ? td__sus_cache_rec(s->sus, session, &err) : NULL;
+  if (f->n != n)
+    td_err_set(&err, TD_ESTATE,
+               "%s: the suspects features are of %lld samples, "
+               "the run has %lld",
+               td_run_dir(run), (long long)f->n, (long long)n);
+  if (rec)
+    res = reply_ranked(
+        c, run, f, note, rec, verdict, k,
+        session > 0 ? json_pack("{s:o}", "session", session_json(&ss)) : NULL);
+  td__sus_cache_unlock(s->sus);
   free(verdict);
-  return res;
+  return rec ? res : td__reply_error(c, 500, "%s", err.msg);
 }
 
 static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
@@ -273,10 +244,9 @@ static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
 
 enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
                                  const td_run *run, char **seg, int nseg) {
-  (void)s;
   td_err err;
   if (nseg == 1) /* no session: the prior's ranking */
-    return get_ranking(c, run, NULL, 0);
+    return get_ranking(s, c, run, NULL, 0);
   if (strcmp(seg[1], "sessions") || nseg > 4)
     return td__reply_error(c, 404, "no such route");
   td_fb *db;
@@ -306,7 +276,7 @@ enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
     res =
         rc ? db_error(c, rc, &err) : td__reply_json(c, 200, session_json(&ss));
   } else if (!strcmp(seg[3], "recommend")) {
-    res = get_ranking(c, run, db, id);
+    res = get_ranking(s, c, run, db, id);
   } else if (!strcmp(seg[3], "export")) {
     res = get_export(c, db, id);
   } else {

@@ -18,6 +18,7 @@
 
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
+#include "tardis/vis.h"
 
 /* The web UI's assets: installed beside the binary (`make install` puts them
  * in PREFIX/share/tardis/web next to PREFIX/bin/tardis), else the
@@ -180,17 +181,15 @@ struct td__watch {
 typedef struct td__watch watch_state;
 
 static int is_projected(const td_server *s, int epoch) {
-  char p[PATH_MAX];
-  snprintf(p, sizeof p, "%s/vis/%s/epoch_%04d/train_embedding.npy", s->run_dir,
-           s->method, epoch);
-  return td_path_exists(p);
+  return td_vis_epoch_has(s->run_dir, s->method, epoch, "train_embedding.npy");
 }
 
 static int64_t metrics_mtime(const td_server *s) {
   char p[PATH_MAX];
   struct stat st;
-  snprintf(p, sizeof p, "%s/vis/%s/metrics.json", s->run_dir, s->method);
-  if (stat(p, &st) != 0)
+  if (td_vis_method_path(s->run_dir, s->method, "metrics.json", p, sizeof p,
+                         NULL) ||
+      stat(p, &st) != 0)
     return 0;
   return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
@@ -421,6 +420,7 @@ static int valid_method(const char *m) {
 }
 
 static void server_free(td_server *s) {
+  td__sus_cache_free(s->sus);
   if (s->run)
     td_run_close(s->run);
   if (s->cache)
@@ -469,6 +469,8 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return td_err_set(err, TD_ENOMEM, "out of memory");
   }
   int rc = td_run_open(opts->run_dir, &s->run, err);
+  if (!rc)
+    rc = td__sus_cache_new(opts->run_dir, &s->sus, err);
   if (rc) {
     server_free(s);
     return rc;

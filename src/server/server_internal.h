@@ -60,6 +60,8 @@ struct td_server {
   pthread_t watcher;
   struct td__watch *watch; /* the watcher's last snapshot (server.c) */
   int watcher_started;
+
+  struct td__sus_cache *sus; /* /api/suspects features (suspects_cache.c) */
 };
 
 /* ---- responses (http.c) ---- */
@@ -105,6 +107,36 @@ enum MHD_Result td__api_route(td_server *s, struct MHD_Connection *c,
 enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c);
 enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
                                  const char *url);
+
+/* ---- suspects features, computed off the request threads
+ * (suspects_cache.c) ---- */
+
+typedef struct td__sus_cache td__sus_cache;
+struct td_recommender;
+struct td_sus_features;
+
+/* Creates the cache of the run at run_dir and starts its worker thread;
+ * nothing is computed until the first td__sus_cache_lock. */
+int td__sus_cache_new(const char *run_dir, td__sus_cache **out, td_err *err);
+/* Stops the worker (after the computation under way, if any). NULL is
+ * fine. */
+void td__sus_cache_free(td__sus_cache *c);
+
+enum { TD__SUS_READY, TD__SUS_COMPUTING, TD__SUS_FAILED };
+/* The cache's state for a request. gen (>= 1) names the run's state on
+ * disk; when it differs from the last one seen the worker rechecks the
+ * features (the last result is served meanwhile). TD__SUS_READY: *f and
+ * *note are valid and the cache stays locked until td__sus_cache_unlock.
+ * TD__SUS_COMPUTING: nothing computed yet; TD__SUS_FAILED: *rc and *err are
+ * the computation's error. Neither of those two holds the lock. */
+int td__sus_cache_lock(td__sus_cache *c, uint64_t gen,
+                       const struct td_sus_features **f, const char **note,
+                       int *rc, td_err *err);
+/* The recommender of a session (created on first use), or for session <= 0
+ * the prior's. Only while locked; NULL with err on failure. */
+struct td_recommender *td__sus_cache_rec(td__sus_cache *c, int64_t session,
+                                         td_err *err);
+void td__sus_cache_unlock(td__sus_cache *c);
 
 /* ---- suspicious samples (api_suspects.c) ---- */
 

@@ -44,8 +44,14 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
   const errors = [];
   let server = null, ctx = null, page = null, base = '';
   const T = (expr, arg) => page.evaluate(expr, arg);
+  // "computing" (503 + Retry-After, docs/api.md) is not an error: ask again.
+  const computing = (status, retryAfter) => status === 503 && retryAfter != null;
   const api = async (p, init) => {
-    const r = await fetch(new URL(p, base), init);
+    let r = await fetch(new URL(p, base), init);
+    for (let i = 0; i < 600 && computing(r.status, r.headers.get('retry-after')); i++) {
+      await new Promise((done) => setTimeout(done, 100));
+      r = await fetch(new URL(p, base), init);
+    }
     if (!r.ok) throw new Error(`${p}: HTTP ${r.status} ${await r.text()}`);
     return (r.headers.get('content-type') || '').includes('json') ? r.json() : r.text();
   };
@@ -53,8 +59,15 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
     ctx = await browser.newContext({ viewport: ARGS_VIEWPORT, acceptDownloads: true, storageState });
     page = await ctx.newPage();
     page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
-    page.on('response', (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });
+    // Chromium logs every 503 as a failed load; the response handler below
+    // checks that each one is a "computing" answer.
+    const computingLog = /^Failed to load resource: .* status of 503 /;
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !computingLog.test(m.text())) errors.push(`console: ${m.text()}`);
+    });
+    page.on('response', (r) => {
+      if (r.status() >= 400 && !computing(r.status(), r.headers()['retry-after'])) errors.push(`${r.status()} ${r.url()}`);
+    });
     const origin = new URL(base).origin;
     await page.route('**/*', (route) => {
       const u = route.request().url();

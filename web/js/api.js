@@ -20,6 +20,17 @@ async function get(path) {
   return checked(path, await fetch(path));
 }
 
+// The suspects routes answer 503 with Retry-After while the server computes
+// the features (docs/api.md): wait and ask again.
+async function getWhenReady(path) {
+  for (;;) {
+    const r = await fetch(path);
+    const wait = r.status === 503 ? Number(r.headers.get('Retry-After')) : NaN;
+    if (!(wait >= 0)) return checked(path, r);
+    await new Promise((done) => setTimeout(done, 1000 * Math.min(Math.max(wait, 0.2), 10)));
+  }
+}
+
 // POST is accepted only under /api/suspects/ (docs/api.md).
 async function post(path, body) {
   const r = await fetch(path, {
@@ -89,7 +100,10 @@ export const api = {
   suspectSessions() { return this.json('/api/suspects/sessions'); },
   // The server wants a JSON object even when no name is given.
   newSuspectSession(name) { return post('/api/suspects/sessions', name ? { name } : {}); },
-  recommend(id, k) { return this.json(`/api/suspects/sessions/${id}/recommend`, { k }); },
+  async recommend(id, k) {
+    const path = withQuery(`/api/suspects/sessions/${id}/recommend`, { k });
+    return (await getWhenReady(path)).json();
+  },
   feedback(id, accept, reject) { return post(`/api/suspects/sessions/${id}/feedback`, { accept, reject }); },
   exportUrl(id, verdict, format) {
     return withQuery(`/api/suspects/sessions/${id}/export`, { verdict, format });

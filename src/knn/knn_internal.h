@@ -1,6 +1,8 @@
-/* Internal helpers shared by knn.c (exact search) and nndescent.c. */
-#ifndef TD_PROJ_KNN_INTERNAL_H
-#define TD_PROJ_KNN_INTERNAL_H
+/* Internal to src/knn: helpers shared by the builders (defined in
+ * knn_common.c), the bounded heap they all keep per row, and the tuning
+ * hooks of tests and bench_knn. */
+#ifndef TD_KNN_KNN_INTERNAL_H
+#define TD_KNN_KNN_INTERNAL_H
 
 #include <stdint.h>
 
@@ -15,6 +17,10 @@ int td__knn_alloc(td_knn *out, int64_t n, int k, td_err *err);
 float td__knn_sqdist(const float *a, const float *b, int d);
 /* Sorts one row of (dist, idx) pairs ascending by dist, then idx. */
 void td__knn_sort_row(float *dist, int32_t *idx, int k);
+/* TD_EVALUE naming `what` and the element when x[0 .. count) holds a
+ * non-finite value. */
+int td__knn_check_finite(const float *x, int64_t count, const char *what,
+                         td_err *err);
 
 /* Tuning hooks for tests and bench_knn (process-wide, not thread-safe: set
  * them before building graphs). 0 or -1 restore the defaults. */

@@ -15,30 +15,13 @@
 #include "tardis/project.h"
 #include "tardis/projection.h"
 #include "tardis/territory.h"
+#include "tardis/vis.h"
 
 const int td_eval_ks[TD_EVAL_NK] = {10, 15, 20};
 
 void td_eval_result_free(td_eval_result *r) {
   free(r->epochs);
   memset(r, 0, sizeof *r);
-}
-
-static int load_emb(const char *dir, const char *name, int64_t n, td_array *a,
-                    td_err *err) {
-  char path[4300];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  int rc = td_npy_load(path, a, err);
-  if (rc)
-    return rc;
-  if (a->dtype != TD_F32 || a->ndim != 2 || a->shape[1] != 2 ||
-      (n >= 0 && a->shape[0] != n)) {
-    char sh[64];
-    td_array_shape_str(a, sh, sizeof sh);
-    td_array_close(a);
-    return td_err_set(err, TD_ESHAPE, "%s: expected float32 %lld×2, found %s",
-                      path, (long long)n, sh);
-  }
-  return TD_OK;
 }
 
 /* nn@k of one split; feeds the temporal accumulator when given. */
@@ -71,7 +54,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   r->boundary_nn15 = r->boundary_kept = NAN;
   int rc;
   if ((rc = td_run_load_f32(run, ep, "train_repr", &xtr, err)) ||
-      (rc = load_emb(dir, "train_embedding.npy", xtr.shape[0], &ytr, err)) ||
+      (rc = td_vis_load_embedding_in(dir, "train", xtr.shape[0], &ytr, err)) ||
       (rc = td_projection_load(dir, &pj, err)) ||
       (rc = td_run_load_head(run, ep, &head, err)))
     goto out;
@@ -82,7 +65,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   snprintf(path, sizeof path, "%s/test_embedding.npy", dir);
   if (td_run_has(run, ep, "test_repr") && td_path_exists(path)) {
     if ((rc = td_run_load_f32(run, ep, "test_repr", &xte, err)) ||
-        (rc = load_emb(dir, "test_embedding.npy", xte.shape[0], &yte, err)) ||
+        (rc = td_vis_load_embedding_in(dir, "test", xte.shape[0], &yte, err)) ||
         (rc = split_metrics(xte.data, xte.shape[0], D, yte.data, r->nn_test,
                             tc_te, err)))
       goto out;
@@ -93,7 +76,10 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
     goto out;
   }
-  td_projection_decode(pj, ytr.data, n, rec);
+  if ((rc = td_projection_decode(pj, ytr.data, n, rec))) {
+    td_err_set(err, rc, "%s: decoding the training embedding failed", dir);
+    goto out;
+  }
   if ((rc =
            td_metric_ppr(head, xtr.data, rec, n, &r->ppr, &r->inv_conf_diff))) {
     td_err_set(err, rc, "%s: computing ppr failed", dir);
@@ -102,17 +88,17 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   /* boundary samples */
   snprintf(path, sizeof path, "%s/boundary_repr.npy", dir);
   if (td_path_exists(path)) {
-    if ((rc = td_npy_load(path, &xb, err)))
+    td_vis_dims vd;
+    td_vis_dims_unknown(&vd);
+    vd.repr_dim = D;
+    if ((rc = td_npy_load(path, &xb, err)) ||
+        (rc = td_vis_check_array(td_vis_spec_find("boundary_repr.npy"), path,
+                                 &xb, &vd, err)))
       goto out;
-    int64_t nb = xb.ndim == 2 ? xb.shape[0] : 0;
+    int64_t nb = xb.shape[0];
     r->n_boundary = nb;
     if (nb > 0) {
-      if (xb.dtype != TD_F32 || xb.shape[1] != D) {
-        rc =
-            td_err_set(err, TD_ESHAPE, "%s: expected float32 [B, %d]", path, D);
-        goto out;
-      }
-      if ((rc = load_emb(dir, "boundary_embedding.npy", nb, &yb, err)))
+      if ((rc = td_vis_load_embedding_in(dir, "boundary", nb, &yb, err)))
         goto out;
       if (nb > 15 &&
           (rc = td_metric_boundary_nn(xb.data, yb.data, nb, NULL, NULL, 0, D,
@@ -175,10 +161,9 @@ static int write_metrics(const char *run_dir, const char *method,
   json_object_set_new(root, "epochs", eps);
   char *txt = json_dumps(root, JSON_INDENT(2));
   json_decref(root);
-  char path[4200];
-  snprintf(path, sizeof path, "%s/vis/%s/metrics.json", run_dir, method);
-  int rc = txt ? td_write_file_atomic(path, txt, strlen(txt), err)
-               : td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc =
+      txt ? td_vis_write_method_json(run_dir, method, "metrics.json", txt, err)
+          : td_err_set(err, TD_ENOMEM, "out of memory");
   free(txt);
   return rc;
 }
@@ -190,7 +175,9 @@ int td_evaluate(td_run *run, const char *method,
   const char *run_dir = td_run_dir(run);
   int n_ep = td_run_n_epochs(run);
   char vis[4200];
-  snprintf(vis, sizeof vis, "%s/vis/%s", run_dir, method);
+  int rc = td_vis_method_dir(run_dir, method, vis, sizeof vis, err);
+  if (rc)
+    return rc;
   if (!td_path_is_dir(vis))
     return td_err_set(err, TD_ENOENT,
                       "%s: no projection (run `tardis project %s%s%s` first)",
@@ -201,21 +188,18 @@ int td_evaluate(td_run *run, const char *method,
     return td_err_set(err, TD_ENOMEM, "out of memory");
   const td_run_meta *meta = td_run_get_meta(run);
   td_temporal *tc_tr = NULL, *tc_te = NULL;
-  int rc = td_temporal_new(meta->n_train, 15, &tc_tr, err);
+  rc = td_temporal_new(meta->n_train, 15, &tc_tr, err);
   if (rc == TD_OK && meta->n_test > 0)
     rc = td_temporal_new(meta->n_test, 15, &tc_te, err);
   int n_pending = 0;
-  for (int i = 0; i < n_ep; i++) {
-    char dir[4200];
-    td_vis_epoch_dir(run_dir, method, td_run_epoch_number(run, i), dir,
-                     sizeof dir);
-    n_pending += td_path_is_dir(dir);
-  }
+  for (int i = 0; i < n_ep; i++)
+    n_pending +=
+        td_vis_epoch_done(run_dir, method, td_run_epoch_number(run, i));
   for (int i = 0; i < n_ep && rc == TD_OK; i++) {
     int ep = td_run_epoch_number(run, i);
     char dir[4200];
-    td_vis_epoch_dir(run_dir, method, ep, dir, sizeof dir);
-    if (!td_path_is_dir(dir))
+    if (!td_vis_epoch_done(run_dir, method, ep) ||
+        td_vis_epoch_dir(run_dir, method, ep, dir, sizeof dir))
       continue;
     if (progress)
       progress(out->n_epochs, n_pending, ctx);

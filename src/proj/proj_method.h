@@ -1,0 +1,53 @@
+/* The projection methods behind one interface: td_project (project.c) runs
+ * the epochs and writes them through the vis writer; a method fits an epoch,
+ * places its points on the canvas and stores its model. Each keeps what the
+ * next epoch needs from this one in its own state. */
+#ifndef TARDIS_PROJ_METHOD_H
+#define TARDIS_PROJ_METHOD_H
+
+#include <stdint.h>
+
+#include "tardis/array.h"
+#include "tardis/nn.h"
+#include "tardis/project.h"
+#include "tardis/run.h"
+#include "tardis/territory.h"
+
+/* One epoch's inputs, loaded by td_project. */
+typedef struct td__proj_epoch {
+  td_array train, test; /* float32 representations */
+  td_array ood;         /* optional out-of-distribution set (train --ood) */
+  td_array logits;
+  td_head *head;
+  int64_t n, m, mo;
+  int D, C;
+  float *bnd;     /* [nb, D] boundary samples */
+  int32_t *pairs; /* [nb, 2] */
+  int64_t nb;
+} td__proj_epoch;
+
+typedef struct td__proj_method {
+  const char *name;
+  int boundary; /* fits on boundary samples too (td_project_opts.boundary) */
+  void *(*state_new)(void);
+  void (*state_free)(void *st);
+  /* Warm start from a finished epoch (the newest before the first epoch to
+   * do); best effort: a state left empty starts cold. NULL: nothing. */
+  void (*resume)(void *st, const td_run *run, int epoch, const char *dir);
+  /* Fits the epoch; the state then holds its model. */
+  int (*fit)(void *st, const td_project_opts *o, const td__proj_epoch *e,
+             double *knn_s, double *fit_s, td_err *err);
+  /* Canvas positions of the epoch's training, test, boundary and ood
+   * points (y[0..3], [n|m|nb|mo, 2]; NULL where there are none). */
+  int (*place)(const void *st, const td__proj_epoch *e, float *const y[4],
+               td_err *err);
+  /* Canvas → representation for the territory; ctx is the state. */
+  td_decode_fn decode;
+  /* Writes the model into the epoch directory (model/, pca.npy). */
+  int (*save)(const void *st, const char *dir, td_err *err);
+} td__proj_method;
+
+extern const td__proj_method td__proj_pca;
+extern const td__proj_method td__proj_dvi;
+
+#endif
