@@ -66,10 +66,10 @@ test-asan: deps
 
 # ThreadSanitizer on the tests (the pool and BLAS scopes in test_core, kNN,
 # the run writer, the server, ...). Not part of `make test`: the build takes
-# long. Left out: test_e2e (the CLI end to end, too slow under TSan), and
-# test_project and test_vismodel, whose parametric UMAP layout updates the
-# embedding from all threads without locks (Hogwild-style SGD in
-# src/proj/vis_layout.c layout_edges), which TSan rightly reports.
+# long. Left out: test_e2e and test_vismodel (too slow under TSan: over 10
+# minutes), and test_project, which TSan caught racing in the lock-free
+# Hogwild layout (src/proj/vis_layout.c layout_edges) before that became
+# opt-in (--hogwild); to re-check with the deterministic default.
 # tests/tsan.supp lists the suppressed reports and why.
 TSAN_SKIP = test_e2e|test_project|test_vismodel
 test-tsan: deps
