@@ -282,7 +282,9 @@ static void forward_chunk(void *ctx, int64_t begin, int64_t end, int tid) {
     return;
   }
   /* Out of memory: one row at a time in the head's spare scratch. Slower
-   * and serialised across threads, but nothing fails. */
+   * and serialised across threads, but nothing fails. (One-row sgemm calls
+   * may round differently from a block's: bit-identity across thread counts
+   * holds only while memory lasts.) */
   pthread_mutex_lock(&h->spare->mu);
   forward_blocks(h, x, n, 1, h->spare->rows, logits);
   pthread_mutex_unlock(&h->spare->mu);
