@@ -7,6 +7,8 @@
 #include "harness.h"
 #include "run/run_json.h"
 #include "tardis/fsutil.h"
+#include "tardis/parallel.h"
+#include "tardis/rng.h"
 #include "tardis/run.h"
 
 enum { N = 20, M = 8, D = 4, C = 3, H = 5 };
@@ -448,6 +450,53 @@ static void test_head_forward_by_hand(void) {
   free(zs);
   td_head_free(h);
   CHECK(ok);
+}
+
+/* The logits are bit-identical at any thread count: rows are split into
+ * fixed chunks and each GEMM runs on one BLAS thread (OpenBLAS's threaded
+ * GEMM sums in an order that depends on its thread count). */
+static void test_head_forward_thread_count(void) {
+  const char *dir = td_t_tmpdir("run_head_threads");
+  enum { HD = 96, HH = 64, HR = 3001 }; /* C classes, as meta_init */
+  td_err err;
+  td_run_meta m;
+  meta_init(&m);
+  m.repr_dim = HD;
+  CHECK_OK(td_run_create(dir, &m, 0, &err), &err);
+  td_epoch_writer *w;
+  CHECK_OK(td_epoch_begin(dir, 0, &w, &err), &err);
+  static float w0[HH * HD], b0[HH], w1[C * HH], b1[C], x[HR * HD], ref[HR * C],
+      z[HR * C];
+  td_rng r;
+  td_rng_seed(&r, 5);
+  for (int i = 0; i < HH * HD; i++)
+    w0[i] = td_rng_normal(&r) * 0.1f;
+  for (int i = 0; i < C * HH; i++)
+    w1[i] = td_rng_normal(&r) * 0.1f;
+  for (int i = 0; i < HH; i++)
+    b0[i] = td_rng_normal(&r) * 0.1f;
+  for (int i = 0; i < C; i++)
+    b1[i] = td_rng_normal(&r) * 0.1f;
+  for (int i = 0; i < HR * HD; i++)
+    x[i] = td_rng_normal(&r);
+  const float *ws[2] = {w0, w1}, *bs[2] = {b0, b1};
+  int dims[3] = {HD, HH, C};
+  const char *acts[2] = {"relu", "none"};
+  CHECK_OK(td_head_write(w, 2, ws, bs, dims, acts, &err), &err);
+  td_head *h;
+  CHECK_OK(td_head_load_dir(td_epoch_path(w), HD, C, &h, &err), &err);
+  td_epoch_abort(w);
+  int before = td_threads();
+  td_set_threads(1);
+  td_head_forward(h, x, HR, ref);
+  for (int t = 2; t <= 4; t++) {
+    td_set_threads(t);
+    memset(z, 0, sizeof z);
+    td_head_forward(h, x, HR, z);
+    CHECK(memcmp(ref, z, sizeof z) == 0);
+  }
+  td_set_threads(before);
+  td_head_free(h);
 }
 
 /* ---- run.json ---------------------------------------------------------- */
@@ -979,6 +1028,7 @@ int main(void) {
   RUN(test_roundtrip);
   RUN(test_float16_and_int64);
   RUN(test_head_forward_by_hand);
+  RUN(test_head_forward_thread_count);
   RUN(test_missing_run_json);
   RUN(test_run_json_errors);
   RUN(test_labels_errors);

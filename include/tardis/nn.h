@@ -134,9 +134,11 @@ void td_net_zero_grad(td_net *net);
  * its own workspace). Writes the outputs to out [n, out] (if not NULL) and
  * the activation of layer tap_layer (0 .. n_layers-1; -1 for none) to
  * tap [n, dim(tap_layer+1)] (if not NULL). Returns TD_OK or TD_ENOMEM.
- * Several predicts may run at once. While one runs in parallel, OpenBLAS is
- * set to one thread (process-wide; restored afterwards), so GEMMs of other
- * threads meanwhile run single-threaded. */
+ * Every GEMM runs on one BLAS thread, over the same chunks whatever the
+ * thread count, so the results are bit-identical at any td_threads().
+ * Several predicts may run at once. While one runs, OpenBLAS is set to one
+ * thread (process-wide; restored afterwards), so GEMMs of other threads
+ * meanwhile run single-threaded. */
 #define TD_NET_PREDICT_CHUNK 512
 int td_net_predict(const td_net *net, const float *x, int64_t n, float *out,
                    int tap_layer, float *tap);

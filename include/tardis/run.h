@@ -131,9 +131,11 @@ int td_head_in_dim(const td_head *head);
 int td_head_out_dim(const td_head *head);
 int td_head_n_layers(const td_head *head);
 
-/* logits[n, out_dim] = head(x[n, in_dim]). Reentrant: may be called from
- * several threads at once on the same head. Multi-layer heads allocate scratch
- * per call; when that fails they fall back to one row at a time in scratch
+/* logits[n, out_dim] = head(x[n, in_dim]), in parallel over td_threads() in
+ * chunks of a fixed number of rows, each on one BLAS thread: the logits are
+ * bit-identical at any thread count. Reentrant: may be called from several
+ * threads at once on the same head. Multi-layer heads allocate scratch per
+ * chunk; when that fails they fall back to one row at a time in scratch
  * allocated by the load (serialised, slower), so this never fails. */
 void td_head_forward(const td_head *head, const float *x, int64_t n,
                      float *logits);

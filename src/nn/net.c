@@ -417,16 +417,17 @@ int td_net_predict(const td_net *net, const float *x, int64_t n, float *out,
       rc = TD_ENOMEM;
   if (rc == TD_OK) {
     p.ws = ws;
-    if (nt == 1) {
+    /* Parallel over chunks, each GEMM on one thread: for these small
+     * matrices that beats OpenBLAS's own threading, nesting both would
+     * oversubscribe the cores, and OpenBLAS's threads would sum each output
+     * in an order that depends on their count — even when there is a single
+     * chunk, which therefore runs on one BLAS thread too. */
+    td_blas_single_begin();
+    if (nt == 1)
       predict_rows(&p, ws[0], 0, n);
-    } else {
-      /* Parallel over chunks, each GEMM on one thread: for these small
-       * matrices that beats OpenBLAS's own threading, and nesting both would
-       * oversubscribe the cores. */
-      td_blas_single_begin();
+    else
       td_parallel_for(n, chunk, predict_cb, &p);
-      td_blas_single_end();
-    }
+    td_blas_single_end();
   }
   for (int t = 0; t < nt; t++)
     td_net_ws_free(ws[t]);

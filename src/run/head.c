@@ -8,10 +8,13 @@
 
 #include "run/run_internal.h"
 #include "tardis/fsutil.h"
+#include "tardis/parallel.h"
 
 #define TD__HEAD_MAX_LAYERS 64
-/* Rows per sgemm call: bounds the scratch of multi-layer heads. */
-#define TD__HEAD_BLOCK 1024
+/* Rows per sgemm call and per chunk of the parallel forward pass: bounds
+ * the scratch of multi-layer heads. Fixed, so that how the rows are grouped
+ * into calls never depends on the thread count. */
+#define TD__HEAD_BLOCK 256
 
 typedef struct {
   int in, out, relu;
@@ -253,26 +256,53 @@ static void forward_blocks(const td_head *h, const float *x, int64_t n,
   }
 }
 
-void td_head_forward(const td_head *h, const float *x, int64_t n,
-                     float *logits) {
-  int64_t blk = n < TD__HEAD_BLOCK ? n : TD__HEAD_BLOCK;
-  if (h->n == 1 || n == 0) {
-    forward_blocks(h, x, n, blk > 0 ? blk : 1, NULL, logits);
+typedef struct {
+  const td_head *h;
+  const float *x;
+  float *logits;
+} forward_ctx;
+
+/* One chunk of at most TD__HEAD_BLOCK rows, as one block. */
+static void forward_chunk(void *ctx, int64_t begin, int64_t end, int tid) {
+  (void)tid;
+  const forward_ctx *c = ctx;
+  const td_head *h = c->h;
+  const float *x = c->x + begin * td_head_in_dim(h);
+  float *logits = c->logits + begin * td_head_out_dim(h);
+  int64_t n = end - begin;
+  if (h->n == 1) {
+    forward_blocks(h, x, n, n, NULL, logits);
     return;
   }
   float *scratch =
-      td_malloc(2 * (size_t)blk * (size_t)h->max_hidden * sizeof *scratch);
+      td_malloc(2 * (size_t)n * (size_t)h->max_hidden * sizeof *scratch);
   if (scratch) {
-    forward_blocks(h, x, n, blk, scratch, logits);
+    forward_blocks(h, x, n, n, scratch, logits);
     td_free(scratch);
     return;
   }
   /* Out of memory: one row at a time in the head's spare scratch. Slower
-   * and serialised across threads, but the result is the same and nothing
-   * fails. */
+   * and serialised across threads, but nothing fails. (One-row sgemm calls
+   * may round differently from a block's: bit-identity across thread counts
+   * holds only while memory lasts.) */
   pthread_mutex_lock(&h->spare->mu);
   forward_blocks(h, x, n, 1, h->spare->rows, logits);
   pthread_mutex_unlock(&h->spare->mu);
+}
+
+/* The rows are split into chunks of a fixed size, each one sgemm per layer
+ * on one BLAS thread, run in parallel over td_threads(). OpenBLAS's own
+ * threads would split the sums of a GEMM differently for each thread count;
+ * this way every row goes through the same calls whatever the count, so the
+ * logits are bit-identical at any --threads. */
+void td_head_forward(const td_head *h, const float *x, int64_t n,
+                     float *logits) {
+  if (n <= 0)
+    return;
+  forward_ctx c = {h, x, logits};
+  td_blas_single_begin();
+  td_parallel_for(n, TD__HEAD_BLOCK, forward_chunk, &c);
+  td_blas_single_end();
 }
 
 int td_head_write(td_epoch_writer *w, int n_layers, const float *const *weights,
