@@ -8,19 +8,26 @@
 #include "tardis/error.h"
 
 /* Joins a and b with '/' into buf; returns TD_ERANGE if it does not fit. */
-int td_path_join(char *buf, size_t len, const char *a, const char *b);
+TD_NODISCARD int td_path_join(char *buf, size_t len, const char *a,
+                              const char *b);
 bool td_path_exists(const char *path);
 bool td_path_is_dir(const char *path);
 /* mkdir -p. */
-int td_mkdirs(const char *path, td_err *err);
+TD_NODISCARD int td_mkdirs(const char *path, td_err *err);
 /* rm -rf (refuses "/" and ""). */
-int td_remove_tree(const char *path, td_err *err);
+TD_NODISCARD int td_remove_tree(const char *path, td_err *err);
+/* td_remove_tree for cleanup, where a failure has nowhere to go: a temporary
+ * directory after another error (which is the one to report), an aborted
+ * writer, a stale leftover. What it cannot remove stays behind and is swept
+ * as stale later (td_run_remove_stale, the vis writer's start). */
+void td_remove_tree_best_effort(const char *path);
 /* Writes a whole file atomically (temp file + fsync + rename). */
-int td_write_file_atomic(const char *path, const void *data, size_t len,
-                         td_err *err);
+TD_NODISCARD int td_write_file_atomic(const char *path, const void *data,
+                                      size_t len, td_err *err);
 /* Reads a whole file into a td_malloc'd, NUL-terminated buffer (caller
  * frees). */
-int td_read_file(const char *path, char **data, size_t *len, td_err *err);
+TD_NODISCARD int td_read_file(const char *path, char **data, size_t *len,
+                              td_err *err);
 /* fsyncs a directory so that renames inside it are durable. */
 void td_fsync_dir(const char *path);
 

@@ -5,8 +5,8 @@
 #include <limits.h>
 #include <stdarg.h>
 
-#include "tardis/alloc.h"
 #include "run/run_json.h"
+#include "tardis/alloc.h"
 #include "tardis/run.h"
 
 #ifndef PATH_MAX
@@ -50,11 +50,13 @@ int td__plain_name(const char *name);
 const char *td__json_type_str(const json_t *v);
 
 /* run.json: read + check into *m (m->classes owned by m), or write. */
-int td__meta_read(const char *run_dir, td_run_meta *m, td_err *err);
-int td__meta_from_json(const json_t *root, const char *path, td_run_meta *m,
-                       td_err *err);
-json_t *td__meta_to_json(const td_run_meta *m);
-int td__meta_check(const td_run_meta *m, td_err *err); /* for writers */
+TD_NODISCARD int td__meta_read(const char *run_dir, td_run_meta *m,
+                               td_err *err);
+TD_NODISCARD int td__meta_from_json(const json_t *root, const char *path,
+                                    td_run_meta *m, td_err *err);
+TD_NODISCARD json_t *td__meta_to_json(const td_run_meta *m);
+TD_NODISCARD int td__meta_check(const td_run_meta *m,
+                                td_err *err); /* for writers */
 void td__meta_free(td_run_meta *m);
 
 /* Known arrays of a run and their rules. */
@@ -64,16 +66,18 @@ typedef struct td__array_spec td__array_spec;
 const td__array_spec *td__spec_find(const char *base, int in_epoch);
 /* Checks dtype, shape and values of `a` (loaded from `path`) against the
  * spec and meta. */
-int td__spec_check(const td__array_spec *s, const td_run_meta *m,
-                   const char *path, const td_array *a, td_err *err);
+TD_NODISCARD int td__spec_check(const td__array_spec *s, const td_run_meta *m,
+                                const char *path, const td_array *a,
+                                td_err *err);
 /* Whether the spec's array holds integer labels / indices (int32 or int64). */
 int td__spec_is_int(const td__array_spec *s);
 /* Converts an int64 array into a new owned int32 array (values must fit). */
-int td__to_i32(const td_array *src, td_array *dst, td_err *err);
+TD_NODISCARD int td__to_i32(const td_array *src, td_array *dst, td_err *err);
 
 /* Reads and checks an epoch.json file for epoch number `epoch`. *out may be
  * NULL when only the check is wanted. */
-int td__epoch_json_read(const char *path, int epoch, json_t **out, td_err *err);
+TD_NODISCARD int td__epoch_json_read(const char *path, int epoch, json_t **out,
+                                     td_err *err);
 
 /* Makes sure an error message from a lower layer names `path`. */
 void td__err_name_path(td_err *err, const char *path);
