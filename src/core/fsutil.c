@@ -91,6 +91,12 @@ int td_remove_tree(const char *path, td_err *err) {
   return remove_rec(path, err);
 }
 
+void td_remove_tree_best_effort(const char *path) {
+  if (td_remove_tree(path, NULL) != TD_OK) {
+    /* ignored by design; see fsutil.h */
+  }
+}
+
 void td_fsync_dir(const char *path) {
   int fd = open(path, O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
