@@ -170,7 +170,9 @@ static void emb_path(const td_run *run, const char *method, int ep,
                      const char *split, char *buf, size_t len) {
   char file[64];
   snprintf(file, sizeof file, "%.16s_embedding.npy", split);
-  td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL);
+  if (td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL)) {
+    /* buf is "" then: the embedding reads as absent */
+  }
 }
 
 /* The last ⌊2T/3⌋ recorded epochs (at least 3, at most T). */
@@ -220,7 +222,8 @@ static void pick_method(const td_run *run, const char *want, char *out,
     return;
   }
   char vis[PATH_MAX];
-  td_vis_root(td_run_dir(run), vis, sizeof vis, NULL);
+  if (td_vis_root(td_run_dir(run), vis, sizeof vis, NULL))
+    vis[0] = '\0'; /* too long: only dvi and pca are tried */
   int best = 0;
   const char *pref[] = {"dvi", "pca"};
   for (int i = 0; i < 2; i++) {
@@ -443,7 +446,8 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
   for (int t = 0; t < td_run_n_epochs(run); t++) {
     int ep = td_run_epoch_number(run, t);
     h = fnv(h, &ep, sizeof ep);
-    td_run_epoch_path(run, ep, dir, sizeof dir);
+    if (td_run_epoch_path(run, ep, dir, sizeof dir))
+      dir[0] = '\0'; /* too long: hashed as missing files */
     snprintf(p, sizeof p, "%s/train_logits.npy", dir);
     h = fnv_file(h, p);
     snprintf(p, sizeof p, "%s/train_loss.npy", dir);
@@ -463,8 +467,10 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
 static void cache_paths(const td_run *run, const char *method, char *npy,
                         char *js, size_t len) {
   const char *m = method[0] ? method : "none";
-  td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL);
-  td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL);
+  /* On failure a path is "", which the callers read as "no cache". */
+  if (td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL) ||
+      td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL))
+    npy[0] = js[0] = '\0';
 }
 
 static json_t *floats_json(const float *v, int64_t n) {
@@ -513,8 +519,10 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
   json_object_set_new(o, "clusters", fams);
   char *txt = json_dumps(o, JSON_COMPACT);
   json_decref(o);
-  if (txt)
-    td_write_file_atomic(js, txt, strlen(txt), NULL);
+  /* The cache is best-effort: without its JSON half the next call finds no
+   * valid cache and recomputes. */
+  if (txt && td_write_file_atomic(js, txt, strlen(txt), NULL)) {
+  }
   free(txt);
 }
 

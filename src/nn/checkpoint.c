@@ -153,7 +153,7 @@ int td_net_save(const td_net *net, const char *dir, td_err *err) {
   if (rc == TD_OK)
     rc = swap_into_place(tmp, dir, err);
   if (rc != TD_OK) {
-    td_remove_tree(tmp, NULL);
+    td_remove_tree_best_effort(tmp);
     return rc;
   }
   fsync_parent(dir);

@@ -166,7 +166,8 @@ int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
   rc = td_npy_save_raw(path, TD_U8, 2, shape, t->cls, err);
   if (rc)
     return rc;
-  td_path_join(path, sizeof path, dir, "territory_conf.npy");
+  if (td_path_join(path, sizeof path, dir, "territory_conf.npy"))
+    return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   rc = td_npy_save_raw(path, TD_F32, 2, shape, t->conf, err);
   if (rc)
     return rc;
@@ -177,8 +178,10 @@ int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
   json_decref(root);
   if (!text)
     return td_err_set(err, TD_ENOMEM, "territory: out of memory");
-  td_path_join(path, sizeof path, dir, "territory.json");
-  rc = td_write_file_atomic(path, text, strlen(text), err);
+  if (td_path_join(path, sizeof path, dir, "territory.json"))
+    rc = td_err_set(err, TD_ERANGE, "%s: path too long", dir);
+  else
+    rc = td_write_file_atomic(path, text, strlen(text), err);
   free(text);
   return rc;
 }

@@ -81,10 +81,10 @@ int td_vismodel_save(const td_vismodel *m, const char *dir, td_err *err) {
     rc = td_err_set(err, TD_EIO, "%s: cannot rename into place", dir);
   }
   if (rc != TD_OK) {
-    td_remove_tree(tmp, NULL);
+    td_remove_tree_best_effort(tmp);
     return rc;
   }
-  td_remove_tree(old, NULL);
+  td_remove_tree_best_effort(old);
   return TD_OK;
 }
 
@@ -165,11 +165,11 @@ int td_vismodel_load(const char *dir, td_vismodel **out, td_err *err) {
   }
   int d = (int)json_integer_value(dim);
   char sub[4200];
-  td_path_join(sub, sizeof sub, dir, "encoder"); /* fits: path did */
-  if ((rc = td_net_load(sub, &enc, err)))
+  if ((rc = td_path_join(sub, sizeof sub, dir, "encoder")) ||
+      (rc = td_net_load(sub, &enc, err)))
     goto done;
-  td_path_join(sub, sizeof sub, dir, "decoder");
-  if ((rc = td_net_load(sub, &dec, err)))
+  if ((rc = td_path_join(sub, sizeof sub, dir, "decoder")) ||
+      (rc = td_net_load(sub, &dec, err)))
     goto done;
   int L = td_net_n_layers(enc);
   if (td_net_in_dim(enc) != d || td_net_out_dim(enc) != 2 ||

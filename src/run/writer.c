@@ -341,7 +341,7 @@ int td_epoch_commit(td_epoch_writer *w, td_err *err) {
 void td_epoch_abort(td_epoch_writer *w) {
   if (!w)
     return;
-  td_remove_tree(w->tmp, NULL);
+  td_remove_tree_best_effort(w->tmp);
   td__meta_free(&w->meta);
   td_free(w);
 }

@@ -91,10 +91,12 @@ static int get_epoch(const req *r, const char *text, int *epoch,
  * the path does not fit, which then reads as absent. */
 static void vis_path(const req *r, int epoch, const char *file, char *buf,
                      size_t len) {
-  if (epoch < 0)
-    td_vis_method_path(r->s->run_dir, r->method, file, buf, len, NULL);
-  else
-    td_vis_epoch_path(r->s->run_dir, r->method, epoch, file, buf, len, NULL);
+  int rc = epoch < 0 ? td_vis_method_path(r->s->run_dir, r->method, file, buf,
+                                          len, NULL)
+                     : td_vis_epoch_path(r->s->run_dir, r->method, epoch, file,
+                                         buf, len, NULL);
+  if (rc)
+    buf[0] = '\0';
 }
 
 static void run_path(const req *r, int epoch, const char *name, char *buf,
@@ -103,7 +105,8 @@ static void run_path(const req *r, int epoch, const char *name, char *buf,
     snprintf(buf, len, "%s/%s.npy", r->s->run_dir, name);
   } else {
     char dir[PATH_MAX - 64];
-    td_run_epoch_path(r->run, epoch, dir, sizeof dir);
+    if (td_run_epoch_path(r->run, epoch, dir, sizeof dir))
+      dir[0] = '\0';
     snprintf(buf, len, "%s/%s.npy", dir, name);
   }
 }
@@ -398,7 +401,8 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
   vis_path(r, epoch, "territory.json", p, sizeof p);
   if (!td_path_exists(p))
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
-  td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir);
+  if (td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir))
+    return td__reply_error(r->c, 500, "epoch %d: path too long", epoch);
   td_territory t;
   td_err err;
   if (td_territory_load(dir, &t, &err))

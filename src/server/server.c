@@ -198,7 +198,9 @@ static int64_t metrics_mtime(const td_server *s) {
  * old != NULL. */
 static void watch_scan(td_server *s, watch_state *ws, int send) {
   pthread_rwlock_wrlock(&s->run_lock);
-  td_run_refresh(s->run, NULL); /* on error the old list stays */
+  if (td_run_refresh(s->run, NULL)) {
+    /* the old list stays; the next scan tries again */
+  }
   int n = td_run_n_epochs(s->run);
   int *ep = malloc(sizeof *ep * (size_t)(n ? n : 1));
   char *pj = calloc((size_t)(n ? n : 1), 1);

@@ -51,7 +51,7 @@ void td_vis_clean_stale(const char *run_dir, const char *method) {
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
       continue;
     if (snprintf(p, sizeof p, "%s/%s", mdir, de->d_name) < (int)sizeof p)
-      td_remove_tree(p, NULL);
+      td_remove_tree_best_effort(p);
   }
   if (d)
     closedir(d);
@@ -75,7 +75,7 @@ int td_vis_epoch_begin(const char *run_dir, const char *method, int epoch,
     rc = td_err_set(err, TD_ERANGE, "%s: path too long", w->mdir);
   if (rc == TD_OK) {
     td_vis_clean_stale(run_dir, method);
-    td_remove_tree(w->tmp, NULL);
+    td_remove_tree_best_effort(w->tmp);
     rc = td_mkdirs(w->tmp, err);
   }
   if (rc) {
@@ -146,7 +146,7 @@ int td_vis_epoch_commit(td_vis_writer *w, td_err *err) {
   if (rc == TD_OK)
     td_fsync_dir(w->mdir);
   else
-    td_remove_tree(w->tmp, NULL);
+    td_remove_tree_best_effort(w->tmp);
   free(w);
   return rc;
 }
@@ -154,7 +154,7 @@ int td_vis_epoch_commit(td_vis_writer *w, td_err *err) {
 void td_vis_epoch_abort(td_vis_writer *w) {
   if (!w)
     return;
-  td_remove_tree(w->tmp, NULL);
+  td_remove_tree_best_effort(w->tmp);
   free(w);
 }
 
