@@ -7,6 +7,20 @@
 
 #include "tardis/error.h"
 
+/* The size of every path buffer in tardis (PATH_MAX on Linux). */
+#define TD_PATH_MAX 4096
+
+/* snprintf into a path buffer. When the path does not fit: TD_ERANGE, with a
+ * message naming the start of the truncated path, and buf holds "" (so a
+ * caller that goes on reads the path as absent rather than as a truncated
+ * one). Every path tardis builds from parts goes through here. */
+TD_NODISCARD int td_pathf(char *buf, size_t len, td_err *err, const char *fmt,
+                          ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
 /* Joins a and b with '/' into buf; returns TD_ERANGE if it does not fit. */
 TD_NODISCARD int td_path_join(char *buf, size_t len, const char *a,
                               const char *b);

@@ -7,11 +7,8 @@
 
 #include "run/run_json.h"
 #include "tardis/alloc.h"
+#include "tardis/fsutil.h"
 #include "tardis/run.h"
-
-#ifndef PATH_MAX
-#define PATH_MAX 4096
-#endif
 
 #define TD__RUN_PRODUCER "tardis 0.1.0"
 
@@ -24,20 +21,12 @@ struct td_run {
 };
 
 struct td_epoch_writer {
-  char run_dir[PATH_MAX];
-  char tmp[PATH_MAX];    /* RUN/epochs/.tmp-NNNN-<pid> */
-  char final_[PATH_MAX]; /* RUN/epochs/NNNN */
+  char run_dir[TD_PATH_MAX];
+  char tmp[TD_PATH_MAX];    /* RUN/epochs/.tmp-NNNN-<pid> */
+  char final_[TD_PATH_MAX]; /* RUN/epochs/NNNN */
   int epoch;
   td_run_meta meta; /* from run.json, owns classes */
 };
-
-/* snprintf into a path buffer; TD_ERANGE (with a message) when it does not
- * fit. */
-int td__pathf(char *buf, size_t len, td_err *err, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
 
 /* Directory name of an epoch: "0007", wider past 9999. */
 void td__epoch_name(int epoch, char *buf, size_t len);
