@@ -170,9 +170,8 @@ static void emb_path(const td_run *run, const char *method, int ep,
                      const char *split, char *buf, size_t len) {
   char file[64];
   snprintf(file, sizeof file, "%.16s_embedding.npy", split);
-  if (td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL)) {
-    /* buf is "" then: the embedding reads as absent */
-  }
+  if (td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL))
+    buf[0] = '\0';
 }
 
 /* The last ⌊2T/3⌋ recorded epochs (at least 3, at most T). */
@@ -190,7 +189,7 @@ static int covered(const td_run *run, const char *method, int *eps) {
   window_of(run, &first, &count);
   for (int t = first; t < first + count; t++) {
     int ep = td_run_epoch_number(run, t);
-    char p[PATH_MAX];
+    char p[TD_PATH_MAX];
     emb_path(run, method, ep, "train", p, sizeof p);
     if (td_path_exists(p)) {
       if (eps)
@@ -212,6 +211,14 @@ static void pick_method(const td_run *run, const char *want, char *out,
     return;
   }
   if (want) {
+    if (strlen(want) > 32) { /* out holds 32 bytes; a cut name is another */
+      if (note)
+        snprintf(note, 256,
+                 "projection name '%.32s...' is over 32 bytes: "
+                 "trajectory features left out",
+                 want);
+      return;
+    }
     if (covered(run, want, NULL) >= 3)
       snprintf(out, 33, "%s", want);
     else if (note)
@@ -221,7 +228,7 @@ static void pick_method(const td_run *run, const char *want, char *out,
                want, want);
     return;
   }
-  char vis[PATH_MAX];
+  char vis[TD_PATH_MAX];
   if (td_vis_root(td_run_dir(run), vis, sizeof vis, NULL))
     vis[0] = '\0'; /* too long: only dvi and pca are tried */
   int best = 0;
@@ -440,18 +447,21 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
   h = fnv(h, v, sizeof v);
   h = fnv(h, &o->seed, sizeof o->seed);
   h = fnv(h, method, strlen(method) + 1);
-  char p[PATH_MAX], dir[PATH_MAX - 64];
-  snprintf(p, sizeof p, "%s/train_labels.npy", td_run_dir(run));
+  /* A path that does not fit is "" and hashes as a missing file. */
+  static const char *const files[] = {"train_logits.npy", "train_loss.npy"};
+  char p[TD_PATH_MAX], dir[TD_PATH_MAX];
+  if (td_pathf(p, sizeof p, NULL, "%s/train_labels.npy", td_run_dir(run)))
+    p[0] = '\0';
   h = fnv_file(h, p);
   for (int t = 0; t < td_run_n_epochs(run); t++) {
     int ep = td_run_epoch_number(run, t);
     h = fnv(h, &ep, sizeof ep);
-    if (td_run_epoch_path(run, ep, dir, sizeof dir))
-      dir[0] = '\0'; /* too long: hashed as missing files */
-    snprintf(p, sizeof p, "%s/train_logits.npy", dir);
-    h = fnv_file(h, p);
-    snprintf(p, sizeof p, "%s/train_loss.npy", dir);
-    h = fnv_file(h, p);
+    int bad = td_run_epoch_path(run, ep, dir, sizeof dir) != TD_OK;
+    for (int i = 0; i < 2; i++) {
+      if (bad || td_pathf(p, sizeof p, NULL, "%s/%s", dir, files[i]))
+        p[0] = '\0';
+      h = fnv_file(h, p);
+    }
   }
   if (method[0]) {
     int first, count;
@@ -481,9 +491,9 @@ static json_t *floats_json(const float *v, int64_t n) {
 }
 
 static void cache_write(const td_run *run, const td_sus_features *f) {
-  char npy[PATH_MAX], js[PATH_MAX], sig[32];
+  char npy[TD_PATH_MAX], js[TD_PATH_MAX], sig[32];
   cache_paths(run, f->method, npy, js, sizeof npy);
-  char vis[PATH_MAX];
+  char vis[TD_PATH_MAX];
   if (!npy[0] || !js[0] ||
       td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
       td_mkdirs(vis, NULL))
@@ -541,7 +551,7 @@ static int floats_from(json_t *a, float *out, int64_t n) {
 /* Reads a cache entry; any mismatch is a miss (returns -1). */
 static int cache_read(const td_run *run, const char *method, uint64_t sig,
                       td_sus_features *f) {
-  char npy[PATH_MAX], js[PATH_MAX], want[32];
+  char npy[TD_PATH_MAX], js[TD_PATH_MAX], want[32];
   cache_paths(run, method, npy, js, sizeof npy);
   json_t *o = json_load_file(js, 0, NULL);
   if (!o)
@@ -568,6 +578,7 @@ static int cache_read(const td_run *run, const char *method, uint64_t sig,
   }
   td_array_close(&a);
   if (ok) {
+    /* fits: method is pick_method's, at most 32 bytes */
     snprintf(f->method, sizeof f->method, "%s", method);
     f->has_trajectory = json_is_true(json_object_get(o, "has_trajectory"));
     f->n_epochs = (int)json_integer_value(json_object_get(o, "n_epochs"));
