@@ -122,7 +122,8 @@ static void centre_drift(const char *scratch, const timing *tm) {
   int have = 0, pairs = 0;
   for (int i = 0; i < tm->n; i++) {
     char dir[4200];
-    td_vis_epoch_dir(scratch, "dvi", tm->epoch[i], dir, sizeof dir);
+    if (td_vis_epoch_dir(scratch, "dvi", tm->epoch[i], dir, sizeof dir))
+      continue; /* skipped like a missing epoch */
     snprintf(path, sizeof path, "%s/train_embedding.npy", dir);
     td_array y;
     if (td_npy_load(path, &y, NULL))
@@ -229,13 +230,19 @@ static void knn_side_by_side(const td_run *run, const char *run_dir,
   for (int r = 0; r < 3; r++) {
     td_knn g;
     double t0 = td_now();
-    td_knn_exact(x.data, n, d, 15, &g, NULL);
+    if (td_knn_exact(x.data, n, d, 15, &g, &err)) {
+      fprintf(stderr, "bench_project: %s\n", err.msg);
+      exit(1);
+    }
     te[r] = td_now() - t0;
     td_knn_free(&g);
     td_nnd_params p;
     td_nnd_params_default(&p);
     t0 = td_now();
-    td_knn_nndescent(x.data, n, d, 15, &p, &g, NULL);
+    if (td_knn_nndescent(x.data, n, d, 15, &p, &g, &err)) {
+      fprintf(stderr, "bench_project: %s\n", err.msg);
+      exit(1);
+    }
     tn[r] = td_now() - t0;
     td_knn_free(&g);
   }
@@ -362,7 +369,8 @@ int main(int argc, char **argv) {
   double first = 0, later_max = 0, later_sum = 0, later_cpu = 0;
   for (int i = 0; i < tm.n && i < r.n_epochs; i++) {
     char dir[4200], path[4400];
-    td_vis_epoch_dir(scratch, "dvi", tm.epoch[i], dir, sizeof dir);
+    if (td_vis_epoch_dir(scratch, "dvi", tm.epoch[i], dir, sizeof dir))
+      dir[0] = '\0'; /* cannot happen: scratch is a short temporary path */
     snprintf(path, sizeof path, "%s/projection.json", dir);
     const td_eval_epoch *e = &r.epochs[i];
     printf("%5d  %7.2f %7.2f %5.2f | %8.2f %6.2f %6.2f |      %.4f %.4f | "

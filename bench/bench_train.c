@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
          t_rec, rec.record_eval_seconds / epochs, rec.record_seconds / epochs);
   printf("recording cost: %+.1f %% of an epoch\n",
          100.0 * (t_rec - t_plain) / t_plain);
-  td_remove_tree(out, NULL);
+  td_remove_tree_best_effort(out);
   if (peer) {
     double t_torch = run_torch(peers, epochs);
     if (t_torch > 0)

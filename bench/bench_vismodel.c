@@ -295,14 +295,17 @@ int main(int argc, char **argv) {
       for (int64_t i = 0; i < 2 * nv; i++)
         yl[i] = 20.0f * td_rng_uniform(&r) - 10.0f;
       double tl = td_now();
-      (p.hogwild ? td_vis_layout_hogwild : td_vis_layout)(
-          &g, yl, p.layout_epochs, 1.0f, p.n_negatives, p.a, p.b, p.seed);
+      if ((p.hogwild ? td_vis_layout_hogwild : td_vis_layout)(
+              &g, yl, p.layout_epochs, 1.0f, p.n_negatives, p.a, p.b, p.seed))
+        die("layout: out of memory", NULL);
       tl = td_now() - tl;
       td_knn hi;
       double v = 0;
-      td_knn_exact(e.x, e.n, e.D, 15, &hi, &err);
+      if (td_knn_exact(e.x, e.n, e.D, 15, &hi, &err))
+        die("knn", &err);
       int k15 = 15;
-      td_metric_nn_preservation_knn(&hi, yl, &k15, 1, &v, &err);
+      if (td_metric_nn_preservation_knn(&hi, yl, &k15, 1, &v, &err))
+        die("nn", &err);
       printf("layout only: %d epochs %.2f s nn@15 %.4f\n", p.layout_epochs, tl,
              v);
       td_knn_free(&hi);
@@ -317,7 +320,8 @@ int main(int argc, char **argv) {
       die("fit", &err);
     double t3 = td_now();
     float *y = malloc((size_t)e.n * 2 * sizeof(float));
-    td_vismodel_encode(m, e.x, e.n, y);
+    if (td_vismodel_encode(m, e.x, e.n, y))
+      die("encode: out of memory", NULL);
     double t4 = td_now();
     /* quality, untimed */
     td_knn high;
@@ -329,8 +333,9 @@ int main(int argc, char **argv) {
       die("nn", &err);
     if (e.head) {
       float *xr = malloc((size_t)(e.n * e.D) * sizeof(float));
-      td_vismodel_decode(m, y, e.n, xr);
-      td_metric_ppr(e.head, e.x, xr, e.n, &ppr, &icd);
+      if (td_vismodel_decode(m, y, e.n, xr) ||
+          td_metric_ppr(e.head, e.x, xr, e.n, &ppr, &icd))
+        die("decode / ppr: out of memory", NULL);
       free(xr);
     }
     double nn_lay = 0, ppr_lay = -1;
@@ -338,8 +343,9 @@ int main(int argc, char **argv) {
       die("nn", &err);
     if (e.head) {
       float *xr = malloc((size_t)(e.n * e.D) * sizeof(float));
-      td_vismodel_decode(m, ylay, e.n, xr);
-      td_metric_ppr(e.head, e.x, xr, e.n, &ppr_lay, NULL);
+      if (td_vismodel_decode(m, ylay, e.n, xr) ||
+          td_metric_ppr(e.head, e.x, xr, e.n, &ppr_lay, NULL))
+        die("decode / ppr: out of memory", NULL);
       free(xr);
     }
     printf("epoch %d  n %lld  boundary %lld  edges %lld | boundary %.2f s  "

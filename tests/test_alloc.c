@@ -151,7 +151,7 @@ static int write_left_partial(void *vctx) {
 
 static void write_clean(void *vctx) {
   write_ctx *c = vctx;
-  td_remove_tree(c->dir, NULL);
+  td_remove_tree_best_effort(c->dir);
 }
 
 /* Opens the run and reads what the stages read: an array converted to
@@ -295,7 +295,7 @@ static void test_run_writer_reader(void) {
   /* The last round wrote the whole run: now read it back under failures. */
   inject_case r = {"run reader", op_read, NULL, NULL, &c, 5};
   run_injection(&r);
-  td_remove_tree(tmp, NULL);
+  td_remove_tree_best_effort(tmp);
 }
 
 static void test_npy_loader(void) {
@@ -311,7 +311,7 @@ static void test_npy_loader(void) {
   /* Two: the mapping, then the float32 copy. */
   inject_case t = {"npy loader", op_npy, NULL, NULL, &c, 2};
   run_injection(&t);
-  td_remove_tree(tmp, NULL);
+  td_remove_tree_best_effort(tmp);
 }
 
 int main(void) {

@@ -302,6 +302,32 @@ static void test_fs(void) {
   CHECK_INT(td_read_file("/nonexistent", &data, &len, &err), ==, TD_ENOENT);
 }
 
+/* td_pathf: a path that fits is written whole; one that does not is
+ * TD_ERANGE, named in the message, and leaves "" rather than a cut path. */
+static void test_pathf(void) {
+  char buf[16];
+  td_err err;
+  CHECK_OK(td_pathf(buf, sizeof buf, &err, "%s/%d", "run", 7), &err);
+  CHECK(!strcmp(buf, "run/7"));
+  CHECK_OK(td_pathf(buf, sizeof buf, &err, "%s", "exactly-15-byte"), &err);
+  CHECK(!strcmp(buf, "exactly-15-byte"));
+  CHECK_INT(td_pathf(buf, sizeof buf, &err, "%s/%s", "runs", "far-too-long"),
+            ==, TD_ERANGE);
+  CHECK_INT(err.code, ==, TD_ERANGE);
+  CHECK_STR_CONTAINS(err.msg, "path too long");
+  CHECK_STR_CONTAINS(err.msg, "runs/far-too-l");
+  CHECK(buf[0] == '\0');
+  CHECK_INT(td_pathf(buf, sizeof buf, NULL, "%s", "sixteen-bytes-xx"), ==,
+            TD_ERANGE);
+  CHECK(buf[0] == '\0');
+  CHECK_INT(td_path_join(buf, sizeof buf, "a", "b"), ==, TD_OK);
+  CHECK(!strcmp(buf, "a/b"));
+  CHECK_INT(td_path_join(buf, sizeof buf, "", "b"), ==, TD_OK);
+  CHECK(!strcmp(buf, "b"));
+  CHECK_INT(td_path_join(buf, sizeof buf, "abcdefgh", "ijklmnop"), ==,
+            TD_ERANGE);
+}
+
 int main(void) {
   RUN(test_error_table);
   RUN(test_npy_roundtrip);
@@ -312,5 +338,6 @@ int main(void) {
   RUN(test_parallel_for);
   RUN(test_blas_scope);
   RUN(test_fs);
+  RUN(test_pathf);
   return td_t_finish();
 }

@@ -83,8 +83,9 @@ static void test_noise(void) {
   CHECK_INT(hist[0], ==, 0);
   for (int s = 1; s < C; s++) /* shifts uniform over the other classes */
     CHECK_NEAR(hist[s], 1000.0 / 9, 45);
-  td_noise_inject(clean, N, C, TD_NOISE_SYMMETRIC, "fashion-mnist", 0.1, 7,
-                  noisy2, &err);
+  CHECK_INT(td_noise_inject(clean, N, C, TD_NOISE_SYMMETRIC, "fashion-mnist",
+                            0.1, 7, noisy2, &err),
+            >=, 0);
   CHECK(!memcmp(noisy, noisy2, sizeof noisy));
   k = td_noise_inject(clean, N, C, TD_NOISE_ASYMMETRIC, "fashion-mnist", 0.2, 7,
                       noisy, &err);

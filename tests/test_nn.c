@@ -390,7 +390,7 @@ static float train(td_net *net, td_optim *opt, const float *x, const int32_t *y,
     td_optim_step(opt, td_net_params(net), td_net_grads(net));
   }
   float *all = malloc(sizeof(float) * (size_t)n * c);
-  td_net_predict(net, x, n, all, -1, NULL);
+  TD_ASSERT(td_net_predict(net, x, n, all, -1, NULL) == TD_OK);
   float loss = td_softmax_xent(all, y, n, c, NULL, NULL);
   *acc = (float)accuracy(all, y, n, c);
   free(all);
@@ -410,7 +410,7 @@ static void check_training(int adam) {
   td_act acts[] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
   td_net *net = make_net(3, dims, acts, 1);
   float *logits = malloc(sizeof(float) * N * 4);
-  td_net_predict(net, x, N, logits, -1, NULL);
+  CHECK_OK(td_net_predict(net, x, N, logits, -1, NULL), NULL);
   float loss0 = td_softmax_xent(logits, y, N, 4, NULL, NULL);
   td_optim *opt =
       adam ? td_optim_adam(td_net_n_params(net), 1e-2f, 0.9f, 0.999f, 1e-8f)

@@ -120,7 +120,7 @@ static void test_project_dvi_and_eval(void) {
   /* every epoch directory with every file */
   for (int ep = 1; ep <= EPOCHS; ep++) {
     char dir[4200], path[4400];
-    td_vis_epoch_dir(run_dir, "dvi", ep, dir, sizeof dir);
+    CHECK_OK(td_vis_epoch_dir(run_dir, "dvi", ep, dir, sizeof dir), NULL);
     const char *files[] = {
         "train_embedding.npy",    "test_embedding.npy",  "boundary_repr.npy",
         "boundary_embedding.npy", "territory_class.npy", "territory_conf.npy",
@@ -133,7 +133,7 @@ static void test_project_dvi_and_eval(void) {
   /* encode/decode round trip through a loaded projection keeps the head's
    * verdict on nearly every sample */
   char dir[4200];
-  td_vis_epoch_dir(run_dir, "dvi", EPOCHS, dir, sizeof dir);
+  CHECK_OK(td_vis_epoch_dir(run_dir, "dvi", EPOCHS, dir, sizeof dir), NULL);
   td_projection *pj;
   CHECK_OK(td_projection_load(dir, &pj, &err), &err);
   td_array x;
@@ -179,7 +179,7 @@ static void test_project_dvi_and_eval(void) {
   td_eval_result_free(&r);
 
   /* resume: remove the last epoch and leave a stale temporary dir */
-  td_vis_epoch_dir(run_dir, "dvi", EPOCHS, dir, sizeof dir);
+  CHECK_OK(td_vis_epoch_dir(run_dir, "dvi", EPOCHS, dir, sizeof dir), NULL);
   CHECK_OK(td_remove_tree(dir, &err), &err);
   snprintf(path, sizeof path, "%s/vis/dvi/.tmp-0004-999999", run_dir);
   CHECK_OK(td_mkdirs(path, &err), &err);

@@ -316,7 +316,9 @@ static void keep(const char *name, const td_render_buf *b) {
     return;
   char p[4096];
   sfmt(p, sizeof p, "%s/%s", dir, name);
-  td_write_file_atomic(p, b->data, b->len, NULL);
+  td_err err;
+  if (td_write_file_atomic(p, b->data, b->len, &err))
+    fprintf(stderr, "  TD_RENDER_KEEP: %s\n", err.msg);
 }
 
 /* ---- tests ------------------------------------------------------------- */

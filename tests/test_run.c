@@ -225,7 +225,8 @@ static void write_raw_npy(const char *path, const char *descr,
 static void save_f32(const char *path, int64_t rows, int64_t cols,
                      const float *v) {
   int64_t shape[2] = {rows, cols};
-  td_npy_save_raw(path, TD_F32, cols ? 2 : 1, shape, v, NULL);
+  TD_ASSERT(td_npy_save_raw(path, TD_F32, cols ? 2 : 1, shape, v, NULL) ==
+            TD_OK);
 }
 
 static void set_run_json(const char *dir, const char *text) {

@@ -178,10 +178,10 @@ static void test_save_load(void) {
   CHECK_OK(td_vismodel_load(path, &l, &err), &err);
   CHECK_INT(td_vismodel_repr_dim(l), ==, s.D);
   float y1[800], y2[800], x1[3200], x2[3200];
-  td_vismodel_encode(m, s.x, s.n, y1);
-  td_vismodel_encode(l, s.x, s.n, y2);
-  td_vismodel_decode(m, y1, s.n, x1);
-  td_vismodel_decode(l, y1, s.n, x2);
+  CHECK_OK(td_vismodel_encode(m, s.x, s.n, y1), NULL);
+  CHECK_OK(td_vismodel_encode(l, s.x, s.n, y2), NULL);
+  CHECK_OK(td_vismodel_decode(m, y1, s.n, x1), NULL);
+  CHECK_OK(td_vismodel_decode(l, y1, s.n, x2), NULL);
   for (int i = 0; i < 800; i++)
     CHECK_NEAR(y1[i], y2[i], 1e-4 * (1.0 + fabs(y1[i])));
   for (int i = 0; i < 3200; i++)
@@ -213,7 +213,7 @@ static void test_warm_start_moves_less(void) {
   td_vismodel *m0 = td_vismodel_new(s.D, &p);
   CHECK_OK(td_vismodel_fit(m0, s.x, s.n, &s.g, NULL, &p, NULL, &err), &err);
   float *y0 = malloc((size_t)s.n * 2 * sizeof(float));
-  td_vismodel_encode(m0, s.x, s.n, y0);
+  CHECK_OK(td_vismodel_encode(m0, s.x, s.n, y0), NULL);
   td_rng r;
   td_rng_seed(&r, 9);
   float *x1 = malloc((size_t)(s.n * s.D) * sizeof(float));
@@ -243,7 +243,7 @@ static void test_warm_start_moves_less(void) {
     }
     td_vismodel *m = td_vismodel_new(s.D, &q);
     CHECK_OK(td_vismodel_fit(m, x1, s.n, &g1, prev, &q, &anc, &err), &err);
-    td_vismodel_encode(m, x1, s.n, y);
+    CHECK_OK(td_vismodel_encode(m, x1, s.n, y), NULL);
     moved[mode] = mean_move(y0, y, s.n);
     td_vismodel_free(m);
   }

@@ -20,10 +20,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-void *td_malloc(size_t size);
-void *td_calloc(size_t count, size_t size);
-void *td_realloc(void *ptr, size_t size); /* on failure ptr stays valid */
-char *td_strdup(const char *s);
+#include "tardis/error.h"
+
+TD_NODISCARD void *td_malloc(size_t size);
+TD_NODISCARD void *td_calloc(size_t count, size_t size);
+TD_NODISCARD void *td_realloc(void *ptr,
+                              size_t size); /* on failure ptr stays valid */
+TD_NODISCARD char *td_strdup(const char *s);
 void td_free(void *ptr);
 
 /* Test hook (process-wide, thread-safe): the n-th next allocation through

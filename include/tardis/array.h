@@ -57,7 +57,8 @@ int64_t td_array_count(const td_array *a);
 char *td_array_shape_str(const td_array *a, char *buf, size_t len);
 
 /* Allocates a zeroed, owned array. Free with td_array_close. */
-int td_array_alloc(td_array *a, td_dtype t, int ndim, const int64_t *shape);
+TD_NODISCARD int td_array_alloc(td_array *a, td_dtype t, int ndim,
+                                const int64_t *shape);
 /* Wraps caller memory without taking ownership (for saving). */
 void td_array_wrap(td_array *a, td_dtype t, int ndim, const int64_t *shape,
                    void *data);
@@ -66,30 +67,32 @@ void td_array_close(td_array *a);
 
 /* Converts any float array (f32/f16) into a new owned float32 copy. For f32
  * input it still copies, so the result is always writable. */
-int td_array_to_f32(const td_array *src, td_array *dst, td_err *err);
+TD_NODISCARD int td_array_to_f32(const td_array *src, td_array *dst,
+                                 td_err *err);
 
 /* Returns TD_OK if every element of a float array is finite; otherwise
  * TD_EVALUE with *first_bad (if not NULL) set to the first bad element. */
-int td_array_check_finite(const td_array *a, int64_t *first_bad);
+TD_NODISCARD int td_array_check_finite(const td_array *a, int64_t *first_bad);
 
 /* Loads a .npy file (format 1.0, 2.0 or 3.0) by memory-mapping it. Rejects bad
  * magic, unknown dtypes, big-endian data, Fortran order, shapes that overflow
  * or disagree with the file size. On error *out is left zeroed. */
-int td_npy_load(const char *path, td_array *out, td_err *err);
+TD_NODISCARD int td_npy_load(const char *path, td_array *out, td_err *err);
 
 /* Parses a .npy header from a buffer holding the start of a file (at least the
  * whole header). On success fills dtype/ndim/shape of *out (data unset) and
  * *data_offset. Exposed for tests and fuzzing. */
-int td_npy_parse_header(const void *buf, size_t len, td_array *out,
-                        size_t *data_offset, td_err *err);
+TD_NODISCARD int td_npy_parse_header(const void *buf, size_t len, td_array *out,
+                                     size_t *data_offset, td_err *err);
 
 /* Writes an array as .npy (format 1.0, or 2.0 when the header needs it),
  * atomically through a temporary file and rename. */
-int td_npy_save(const char *path, const td_array *a, td_err *err);
+TD_NODISCARD int td_npy_save(const char *path, const td_array *a, td_err *err);
 
 /* Convenience: save a raw buffer with the given dtype and shape. */
-int td_npy_save_raw(const char *path, td_dtype t, int ndim,
-                    const int64_t *shape, const void *data, td_err *err);
+TD_NODISCARD int td_npy_save_raw(const char *path, td_dtype t, int ndim,
+                                 const int64_t *shape, const void *data,
+                                 td_err *err);
 
 /* IEEE half <-> float conversions (round to nearest even). */
 float td_f16_to_f32(uint16_t h);

@@ -71,10 +71,11 @@ float td_logit_gap(const float *z, int C, int *top1, int *top2);
  * [n_out, 2] holding (c1, c2) for each sample, c1 being the class of the
  * sample weighted by λ >= 0.5; the caller frees both (NULL when n_out = 0).
  * On failure (TD_EARG, TD_ENOMEM) the outputs are untouched. */
-int td_boundary_generate(const td_head *head, const float *x,
-                         const float *logits, int64_t n, int D, int C,
-                         const td_boundary_params *p, float **out,
-                         int32_t **pair, int64_t *n_out, td_err *err);
+TD_NODISCARD int td_boundary_generate(const td_head *head, const float *x,
+                                      const float *logits, int64_t n, int D,
+                                      int C, const td_boundary_params *p,
+                                      float **out, int32_t **pair,
+                                      int64_t *n_out, td_err *err);
 
 /* Input-space mixup (DVI's original), for runs whose full model is known
  * (the tardis trainer's checkpoint): the same pairing and bisection, but the
@@ -84,10 +85,11 @@ int td_boundary_generate(const td_head *head, const float *x,
  * layer repr_layer (D = its width) — the representation space the
  * projection works in. logits [n, C] are the model's outputs for the inputs;
  * *pair as above. */
-int td_boundary_generate_input(const td_net *net, int repr_layer,
-                               const float *inputs, const float *logits,
-                               int64_t n, const td_boundary_params *p,
-                               float **out, int32_t **pair, int64_t *n_out,
-                               td_err *err);
+TD_NODISCARD int td_boundary_generate_input(const td_net *net, int repr_layer,
+                                            const float *inputs,
+                                            const float *logits, int64_t n,
+                                            const td_boundary_params *p,
+                                            float **out, int32_t **pair,
+                                            int64_t *n_out, td_err *err);
 
 #endif

@@ -59,14 +59,16 @@ void td_complex_smooth(const td_knn *knn, float *rho, float *sigma);
 /* The fuzzy union of the directed memberships of knn (self-loops and edges of
  * weight 0 are dropped). Vertices are the knn's rows; every index in
  * knn->idx must be in [0, knn->n). On error *out is zeroed. */
-int td_complex_build(const td_knn *knn, td_graph *out, td_err *err);
+TD_NODISCARD int td_complex_build(const td_knn *knn, td_graph *out,
+                                  td_err *err);
 
 /* Concatenates the edge lists of n_graphs graphs into one over n_vertices
  * vertices, adding offset[i] (may be NULL: all 0) to the vertex ids of graph
  * i. No union is taken: a pair present in two inputs appears twice, which for
  * weight-proportional sampling sums their weights. On error *out is zeroed. */
-int td_graph_join(const td_graph *const *graphs, const int64_t *offsets,
-                  int n_graphs, int64_t n_vertices, td_graph *out, td_err *err);
+TD_NODISCARD int td_graph_join(const td_graph *const *graphs,
+                               const int64_t *offsets, int n_graphs,
+                               int64_t n_vertices, td_graph *out, td_err *err);
 
 /* Drops edges lighter than min_weight, in place (order kept). */
 void td_graph_prune(td_graph *g, float min_weight);
@@ -75,8 +77,9 @@ void td_graph_prune(td_graph *g, float min_weight);
  * the rows of b (a boundary row does not count itself), made fuzzy and
  * symmetric like td_complex_build, over n + nb vertices (boundary sample j is
  * vertex n + j). Requires 1 <= k <= nb - 1. */
-int td_complex_boundary(const float *x, int64_t n, const float *b, int64_t nb,
-                        int d, int k, td_graph *out, td_err *err);
+TD_NODISCARD int td_complex_boundary(const float *x, int64_t n, const float *b,
+                                     int64_t nb, int d, int k, td_graph *out,
+                                     td_err *err);
 
 /* DVI's complex for one epoch: the spatial complex over the n + nb rows of
  * [x; b] (kNN by td_knn_auto with `seed`) joined with the boundary-wise
@@ -86,13 +89,14 @@ int td_complex_boundary(const float *x, int64_t n, const float *b, int64_t nb,
  * knn_out is not NULL it receives the spatial kNN graph (caller frees with
  * td_knn_free), e.g. for the temporal term of the next epoch. */
 #define TD_COMPLEX_BOUNDARY_WEIGHT 0.1f
-int td_complex_dvi_ex(const float *x, int64_t n, const float *b, int64_t nb,
-                      int d, int k, float boundary_weight, uint64_t seed,
-                      td_graph *out, td_knn *knn_out, td_err *err);
+TD_NODISCARD int td_complex_dvi_ex(const float *x, int64_t n, const float *b,
+                                   int64_t nb, int d, int k,
+                                   float boundary_weight, uint64_t seed,
+                                   td_graph *out, td_knn *knn_out, td_err *err);
 /* td_complex_dvi_ex with boundary_weight = TD_COMPLEX_BOUNDARY_WEIGHT. */
-int td_complex_dvi(const float *x, int64_t n, const float *b, int64_t nb, int d,
-                   int k, uint64_t seed, td_graph *out, td_knn *knn_out,
-                   td_err *err);
+TD_NODISCARD int td_complex_dvi(const float *x, int64_t n, const float *b,
+                                int64_t nb, int d, int k, uint64_t seed,
+                                td_graph *out, td_knn *knn_out, td_err *err);
 
 /* Multiplies by `factor` the weight of every edge whose two endpoints are
  * both below n_labelled and carry different labels (label[v], v <
@@ -114,10 +118,11 @@ int64_t td_graph_scale_mixed(td_graph *g, const int32_t *label,
  * the layout, so that the decoder maps it back to its class. *n_hop (may be
  * NULL) receives the number of vertices that needed the two-hop search.
  * Parallel; the result does not depend on the thread count. */
-int td_complex_class_links(const float *x, int64_t n, int d, const td_knn *knn,
-                           const int32_t *label, int links, float weight,
-                           uint64_t seed, td_graph *out, int64_t *n_hop,
-                           td_err *err);
+TD_NODISCARD int td_complex_class_links(const float *x, int64_t n, int d,
+                                        const td_knn *knn, const int32_t *label,
+                                        int links, float weight, uint64_t seed,
+                                        td_graph *out, int64_t *n_hop,
+                                        td_err *err);
 
 /* ---- weight-proportional sampling (Walker's alias method) ---------------- */
 
@@ -130,7 +135,7 @@ typedef struct td_alias {
 
 /* Builds the table for weights w[n] (n >= 1, n < 2^31, all >= 0, sum > 0).
  * Returns TD_OK, TD_ENOMEM or TD_EVALUE (no positive weight). */
-int td_alias_build(const float *w, int64_t n, td_alias *out);
+TD_NODISCARD int td_alias_build(const float *w, int64_t n, td_alias *out);
 /* One index in [0, n) drawn with probability w[i] / sum(w). */
 int64_t td_alias_draw(const td_alias *a, td_rng *rng);
 void td_alias_free(td_alias *a);

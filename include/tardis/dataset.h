@@ -34,8 +34,9 @@ typedef struct td_dataset {
  * overrides the default location (NULL: $TD_FASHION_MNIST_DIR or
  * TD_FASHION_MNIST_DIR). A missing file gets a message that says which
  * Debian package provides it. */
-int td_dataset_load(const char *name, const char *dir, const char *split,
-                    td_dataset *out, td_err *err);
+TD_NODISCARD int td_dataset_load(const char *name, const char *dir,
+                                 const char *split, td_dataset *out,
+                                 td_err *err);
 /* Keeps only the first n samples (n < ds->n). */
 void td_dataset_truncate(td_dataset *ds, int64_t n);
 void td_dataset_close(td_dataset *ds);
@@ -55,8 +56,10 @@ int td_noise_asymmetric_target(const char *dataset, int n_classes, int cls);
  * round(rate * n) samples, chosen uniformly without replacement from a seed,
  * get a different label. Returns the number of flipped labels via the
  * return value (>= 0) or a negative error code. */
-int64_t td_noise_inject(const int32_t *clean, int64_t n, int n_classes,
-                        td_noise_type type, const char *dataset, double rate,
-                        uint64_t seed, int32_t *noisy, td_err *err);
+TD_NODISCARD int64_t td_noise_inject(const int32_t *clean, int64_t n,
+                                     int n_classes, td_noise_type type,
+                                     const char *dataset, double rate,
+                                     uint64_t seed, int32_t *noisy,
+                                     td_err *err);
 
 #endif

@@ -21,6 +21,17 @@
 
 #include <stddef.h>
 
+/* Marks a fallible function (one returning a TD_E* code, or an allocated
+ * pointer that is NULL on failure): the compiler warns when a caller drops
+ * the result. A `(void)` cast does not silence it under GCC; a caller that
+ * may truly ignore a failure says so with a checked `if (...) {}` and a
+ * comment. */
+#if defined(__GNUC__)
+#define TD_NODISCARD __attribute__((warn_unused_result))
+#else
+#define TD_NODISCARD
+#endif
+
 /* X(name, value, message). Values are only ever appended. */
 #define TD_ERRNO_MAP(X)                                                        \
   X(OK, 0, "success")                                                          \

@@ -34,9 +34,9 @@ typedef struct td_eval_result {
 
 /* Evaluates every projected epoch of `method`; progress(i, n, ctx) before
  * each. Writes metrics.json next to the epochs. */
-int td_evaluate(td_run *run, const char *method,
-                void (*progress)(int i, int n, void *ctx), void *ctx,
-                td_eval_result *out, td_err *err);
+TD_NODISCARD int td_evaluate(td_run *run, const char *method,
+                             void (*progress)(int i, int n, void *ctx),
+                             void *ctx, td_eval_result *out, td_err *err);
 void td_eval_result_free(td_eval_result *r);
 
 #endif

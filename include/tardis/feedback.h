@@ -27,9 +27,9 @@
 typedef struct td_fb td_fb;
 
 /* Opens (creating when absent) RUN/tardis.db and its tables. */
-int td_fb_open(const char *run_dir, td_fb **out, td_err *err);
+TD_NODISCARD int td_fb_open(const char *run_dir, td_fb **out, td_err *err);
 /* Same, for any database path (tests). */
-int td_fb_open_path(const char *path, td_fb **out, td_err *err);
+TD_NODISCARD int td_fb_open_path(const char *path, td_fb **out, td_err *err);
 void td_fb_close(td_fb *db); /* NULL is fine */
 
 typedef struct td_fb_session {
@@ -42,26 +42,30 @@ typedef struct td_fb_session {
 } td_fb_session;
 
 /* New session; name may be NULL or "" ("session N"). */
-int td_fb_session_create(td_fb *db, const char *name, int64_t *id, td_err *err);
+TD_NODISCARD int td_fb_session_create(td_fb *db, const char *name, int64_t *id,
+                                      td_err *err);
 /* TD_ENOENT when there is no such session. */
-int td_fb_session_get(td_fb *db, int64_t id, td_fb_session *out, td_err *err);
+TD_NODISCARD int td_fb_session_get(td_fb *db, int64_t id, td_fb_session *out,
+                                   td_err *err);
 /* All sessions, newest first: *out malloc'd (caller frees), *n entries. */
-int td_fb_session_list(td_fb *db, td_fb_session **out, int *n, td_err *err);
+TD_NODISCARD int td_fb_session_list(td_fb *db, td_fb_session **out, int *n,
+                                    td_err *err);
 
 /* Records one batch of verdicts (1 accept, 0 reject; anything else is
  * TD_EARG) in one transaction; *round (may be NULL) receives the batch
  * number (1, 2, ...). Indices are not checked against a run here. */
-int td_fb_record(td_fb *db, int64_t session, const int32_t *idx,
-                 const int8_t *verdict, int n, int *round, td_err *err);
+TD_NODISCARD int td_fb_record(td_fb *db, int64_t session, const int32_t *idx,
+                              const int8_t *verdict, int n, int *round,
+                              td_err *err);
 
 /* Fills verdict[n] with −1 (unjudged), 0 or 1 from the session. Rows whose
  * index is >= n are ignored. */
-int td_fb_load(td_fb *db, int64_t session, int64_t n, int8_t *verdict,
-               td_err *err);
+TD_NODISCARD int td_fb_load(td_fb *db, int64_t session, int64_t n,
+                            int8_t *verdict, td_err *err);
 
 /* The accepted (want = 1) or rejected (want = 0) indices, ascending:
  * *idx malloc'd (caller frees; NULL when *n == 0). */
-int td_fb_list(td_fb *db, int64_t session, int want, int32_t **idx, int64_t *n,
-               td_err *err);
+TD_NODISCARD int td_fb_list(td_fb *db, int64_t session, int want, int32_t **idx,
+                            int64_t *n, td_err *err);
 
 #endif

@@ -17,6 +17,6 @@
 /* Reads a whole IDX file into an owned uint8 array. Rejects bad magic,
  * element types other than unsigned byte, truncated data and trailing
  * bytes, each with a message naming the file. */
-int td_idx_load(const char *path, td_array *out, td_err *err);
+TD_NODISCARD int td_idx_load(const char *path, td_array *out, td_err *err);
 
 #endif

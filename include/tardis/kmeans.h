@@ -18,7 +18,8 @@
  * centroids: [k, dim] out; assign: [n] out (may be NULL). k <= n. Stops
  * after max_iter iterations or once fewer than 0.1 % of the rows change
  * cluster. TD_EARG unless 0 < k <= n and dim > 0; TD_ENOMEM. */
-int td_kmeans(const float *x, int64_t n, int dim, int k, int max_iter,
-              uint64_t seed, float *centroids, int32_t *assign, td_err *err);
+TD_NODISCARD int td_kmeans(const float *x, int64_t n, int dim, int k,
+                           int max_iter, uint64_t seed, float *centroids,
+                           int32_t *assign, td_err *err);
 
 #endif

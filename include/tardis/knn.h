@@ -57,15 +57,16 @@ void td_knn_free(td_knn *g);
 /* Exact kNN of every row of x[n, d] among the other rows.
  * Requires n >= 2, d >= 1, 1 <= k <= min(n - 1, TD_KNN_MAX_K), n < 2^31.
  * On error *out is zeroed. */
-int td_knn_exact(const float *x, int64_t n, int d, int k, td_knn *out,
-                 td_err *err);
+TD_NODISCARD int td_knn_exact(const float *x, int64_t n, int d, int k,
+                              td_knn *out, td_err *err);
 
 /* Exact kNN of each query row q[m, d] among the reference rows x[n, d]; no
  * self exclusion (a query equal to a reference row finds it at distance 0).
  * out->n == m; indices refer to rows of x. Requires 1 <= k <= min(n,
  * TD_KNN_MAX_K), m >= 1. */
-int td_knn_query_exact(const float *x, int64_t n, const float *q, int64_t m,
-                       int d, int k, td_knn *out, td_err *err);
+TD_NODISCARD int td_knn_query_exact(const float *x, int64_t n, const float *q,
+                                    int64_t m, int d, int k, td_knn *out,
+                                    td_err *err);
 
 /* NN-descent parameters. */
 typedef struct td_nnd_params {
@@ -85,24 +86,26 @@ void td_nnd_params_default(td_nnd_params *p);
 /* Approximate kNN of every row of x[n, d] among the other rows. Same
  * preconditions and output as td_knn_exact; p may be NULL for defaults.
  * Deterministic for a given seed, whatever the thread count. */
-int td_knn_nndescent(const float *x, int64_t n, int d, int k,
-                     const td_nnd_params *p, td_knn *out, td_err *err);
+TD_NODISCARD int td_knn_nndescent(const float *x, int64_t n, int d, int k,
+                                  const td_nnd_params *p, td_knn *out,
+                                  td_err *err);
 
 /* Exact for n <= TD_KNN_AUTO_EXACT_MAX, otherwise NN-descent with default
  * parameters and the given seed. */
-int td_knn_auto(const float *x, int64_t n, int d, int k, uint64_t seed,
-                td_knn *out, td_err *err);
+TD_NODISCARD int td_knn_auto(const float *x, int64_t n, int d, int k,
+                             uint64_t seed, td_knn *out, td_err *err);
 
 /* Exact kNN in 2-D: every row of y [n, 2] among the other rows, through a
  * quantile grid; tens of milliseconds for 60k points where td_knn_exact
  * needs seconds. Same output, ordering and tie-breaking as td_knn_exact
  * (distances are Euclidean, computed directly). Requires finite y,
  * 1 <= k <= min(n − 1, TD_KNN_MAX_K). Free with td_knn_free. */
-int td_knn_2d(const float *y, int64_t n, int k, td_knn *out, td_err *err);
+TD_NODISCARD int td_knn_2d(const float *y, int64_t n, int k, td_knn *out,
+                           td_err *err);
 /* The same for query rows q [m, 2] among reference rows ref [n, 2], no self
  * exclusion (1 <= k <= n). */
-int td_knn_2d_query(const float *ref, int64_t n, const float *q, int64_t m,
-                    int k, td_knn *out, td_err *err);
+TD_NODISCARD int td_knn_2d_query(const float *ref, int64_t n, const float *q,
+                                 int64_t m, int k, td_knn *out, td_err *err);
 
 /* Fraction of the exact graph's neighbours that the approximate graph also
  * lists (mean over rows of |approx_i ∩ exact_i| / k). Both graphs must have

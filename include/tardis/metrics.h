@@ -42,15 +42,17 @@ double td_metric_knn_overlap(const td_knn *a, const td_knn *b, int k);
 /* nn@k: mean over points of |kNN_high(i) ∩ kNN_2d(i)| / k, with x [n, D]
  * the representations and y [n, 2] their projections. Computes both graphs
  * exactly (td_knn_exact and td_knn_2d). Requires 1 <= k <= n − 1. */
-int td_metric_nn_preservation(const float *x, int64_t n, int D, const float *y,
-                              int k, double *out, td_err *err);
+TD_NODISCARD int td_metric_nn_preservation(const float *x, int64_t n, int D,
+                                           const float *y, int k, double *out,
+                                           td_err *err);
 
 /* nn@k for several k at once (ks[0..n_k)), from a precomputed exact
  * high-dimensional graph `high` of y's n points (high->k >= every ks[i]);
  * the 2-D graph is computed once with the largest k. out[i] is nn@ks[i]. */
-int td_metric_nn_preservation_knn(const td_knn *high, const float *y,
-                                  const int *ks, int n_k, double *out,
-                                  td_err *err);
+TD_NODISCARD int td_metric_nn_preservation_knn(const td_knn *high,
+                                               const float *y, const int *ks,
+                                               int n_k, double *out,
+                                               td_err *err);
 
 /* boundary_nn@k: neighbour preservation with the neighbours taken only
  * among the boundary samples xb [nb, D] (projected to yb [nb, 2]).
@@ -60,9 +62,10 @@ int td_metric_nn_preservation_knn(const td_knn *high, const float *y,
  *    yq [nq, 2] (DVI's evaluation uses the training samples), each one's
  *    k nearest boundary samples in high-D against those in 2-D
  *    (requires k <= nb). */
-int td_metric_boundary_nn(const float *xb, const float *yb, int64_t nb,
-                          const float *xq, const float *yq, int64_t nq, int D,
-                          int k, double *out, td_err *err);
+TD_NODISCARD int td_metric_boundary_nn(const float *xb, const float *yb,
+                                       int64_t nb, const float *xq,
+                                       const float *yq, int64_t nq, int D,
+                                       int k, double *out, td_err *err);
 
 /* ppr: the fraction of the n rows whose argmax head(x_rec) equals argmax
  * head(x) (ties: smaller index); inv_conf_diff: the mean of
@@ -70,8 +73,9 @@ int td_metric_boundary_nn(const float *xb, const float *yb, int64_t nb,
  * x and x_rec are [n, head in_dim]; x_rec is decoder(encoder(x)). Either
  * output may be NULL. Returns TD_OK, TD_ENOMEM, or TD_EARG (n < 1). The
  * result does not depend on the thread count. */
-int td_metric_ppr(const td_head *head, const float *x, const float *x_rec,
-                  int64_t n, double *ppr, double *inv_conf_diff);
+TD_NODISCARD int td_metric_ppr(const td_head *head, const float *x,
+                               const float *x_rec, int64_t n, double *ppr,
+                               double *inv_conf_diff);
 
 /* temporal_corr, accumulated one epoch at a time so that only the previous
  * epoch's kNN lists and embedding are held. For each sample i and each pair
@@ -84,12 +88,13 @@ int td_metric_ppr(const td_head *head, const float *x, const float *x_rec,
 typedef struct td_temporal td_temporal;
 
 /* n samples, k neighbours per list (k >= 1). Free with td_temporal_free. */
-int td_temporal_new(int64_t n, int k, td_temporal **out, td_err *err);
+TD_NODISCARD int td_temporal_new(int64_t n, int k, td_temporal **out,
+                                 td_err *err);
 /* Feeds the next epoch: its high-D graph (high->n == n, high->k >= k; only
  * the first k neighbours are used) and its embedding y [n, 2]. Both are
  * copied as needed; the caller may free them afterwards. */
-int td_temporal_add(td_temporal *tc, const td_knn *high, const float *y,
-                    td_err *err);
+TD_NODISCARD int td_temporal_add(td_temporal *tc, const td_knn *high,
+                                 const float *y, td_err *err);
 /* Number of epochs fed so far. */
 int td_temporal_n_epochs(const td_temporal *tc);
 /* *mean (may be NULL) receives temporal_corr; per_sample (may be NULL) the

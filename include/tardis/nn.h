@@ -62,16 +62,17 @@ typedef struct td_net td_net;
  * acts has n_layers. Parameters are zero until td_net_init or a load.
  * Returns NULL on out of memory; aborts on invalid dims/acts. Free with
  * td_net_free. */
-td_net *td_net_new(int n_layers, const int *dims, const td_act *acts);
+TD_NODISCARD td_net *td_net_new(int n_layers, const int *dims,
+                                const td_act *acts);
 void td_net_free(td_net *net);
 /* A deep copy (parameters and gradients); NULL on out of memory. */
-td_net *td_net_clone(const td_net *net);
+TD_NODISCARD td_net *td_net_clone(const td_net *net);
 /* A replica for data-parallel training: it reads net's parameter buffer
  * (the same memory, not a copy) and has gradients of its own, so several
  * threads can run forward/backward on different rows at once and their
  * gradients be summed. Do not update its parameters; free it before net.
  * NULL on out of memory. */
-td_net *td_net_replica(td_net *net);
+TD_NODISCARD td_net *td_net_replica(td_net *net);
 
 /* PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in))
  * (Kaiming-uniform with a = sqrt(5)). Draws weights of layer 0 row by row,
@@ -107,7 +108,7 @@ typedef struct td_net_ws td_net_ws;
 
 /* Workspace for batches of up to max_batch rows; NULL on out of memory.
  * Tied to the net's shape (any net with the same dims may use it). */
-td_net_ws *td_net_ws_new(const td_net *net, int max_batch);
+TD_NODISCARD td_net_ws *td_net_ws_new(const td_net *net, int max_batch);
 void td_net_ws_free(td_net_ws *ws);
 int td_net_ws_max_batch(const td_net_ws *ws);
 
@@ -140,8 +141,8 @@ void td_net_zero_grad(td_net *net);
  * thread (process-wide; restored afterwards), so GEMMs of other threads
  * meanwhile run single-threaded. */
 #define TD_NET_PREDICT_CHUNK 512
-int td_net_predict(const td_net *net, const float *x, int64_t n, float *out,
-                   int tap_layer, float *tap);
+TD_NODISCARD int td_net_predict(const td_net *net, const float *x, int64_t n,
+                                float *out, int tap_layer, float *tap);
 
 /* ---- loss -----------------------------------------------------------------
  */
@@ -161,12 +162,13 @@ typedef struct td_optim td_optim;
 /* PyTorch's torch.optim.SGD (dampening 0, no Nesterov):
  *   g += wd*p;  v = momentum*v + g  (v = g on the first step);  p -= lr*v.
  * NULL on out of memory. */
-td_optim *td_optim_sgd(size_t n, float lr, float momentum, float weight_decay);
+TD_NODISCARD td_optim *td_optim_sgd(size_t n, float lr, float momentum,
+                                    float weight_decay);
 /* PyTorch's torch.optim.Adam (no weight decay, no amsgrad), step t from 1:
  *   m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2;
  *   p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). */
-td_optim *td_optim_adam(size_t n, float lr, float beta1, float beta2,
-                        float eps);
+TD_NODISCARD td_optim *td_optim_adam(size_t n, float lr, float beta1,
+                                     float beta2, float eps);
 /* One update of params [n] from grads [n]. */
 void td_optim_step(td_optim *opt, float *params, const float *grads);
 void td_optim_set_lr(td_optim *opt, float lr);
@@ -185,10 +187,10 @@ void td_optim_free(td_optim *opt);
  * "layer_0_b.npy"}, ..]}) and per layer layer_<i>_w.npy (float32 [out, in])
  * and layer_<i>_b.npy (float32 [out]). Atomic: everything is written into
  * "<dir>.tmp" and then swapped into place, replacing an existing dir. */
-int td_net_save(const td_net *net, const char *dir, td_err *err);
+TD_NODISCARD int td_net_save(const td_net *net, const char *dir, td_err *err);
 /* Loads a checkpoint written by td_net_save into a new net (*out, caller
  * frees with td_net_free). On error *out is NULL and err names the file. */
-int td_net_load(const char *dir, td_net **out, td_err *err);
+TD_NODISCARD int td_net_load(const char *dir, td_net **out, td_err *err);
 
 /* ---- GEMM ------------------------------------------------------------------
  */

@@ -80,7 +80,7 @@ typedef struct td_project_summary {
 void td_project_opts_default(td_project_opts *o);
 
 /* Projects the epochs of an opened run. */
-int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
-               td_err *err);
+TD_NODISCARD int td_project(td_run *run, const td_project_opts *o,
+                            td_project_summary *s, td_err *err);
 
 #endif

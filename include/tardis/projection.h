@@ -23,22 +23,24 @@ typedef struct td_projection td_projection;
 
 /* Loads the model stored in a vis epoch directory (model/ for dvi, pca.npy
  * for pca). Free with td_projection_free. */
-int td_projection_load(const char *epoch_dir, td_projection **out, td_err *err);
+TD_NODISCARD int td_projection_load(const char *epoch_dir, td_projection **out,
+                                    td_err *err);
 void td_projection_free(td_projection *pj);
 int td_projection_repr_dim(const td_projection *pj);
 const char *td_projection_method(const td_projection *pj);
-int td_projection_encode(const td_projection *pj, const float *x, int64_t n,
-                         float *y);
-int td_projection_decode(const td_projection *pj, const float *y, int64_t n,
-                         float *x);
+TD_NODISCARD int td_projection_encode(const td_projection *pj, const float *x,
+                                      int64_t n, float *y);
+TD_NODISCARD int td_projection_decode(const td_projection *pj, const float *y,
+                                      int64_t n, float *x);
 
 /* PCA: fits mean [D] and the top two principal axes comps [2, D] (unit rows)
  * of x [n, D] by power iteration on the covariance. If prev_comps is not
  * NULL each axis's sign is chosen to agree with it (stable animations). */
-int td_pca_fit(const float *x, int64_t n, int D, const float *prev_comps,
-               float *mean, float *comps, td_err *err);
+TD_NODISCARD int td_pca_fit(const float *x, int64_t n, int D,
+                            const float *prev_comps, float *mean, float *comps,
+                            td_err *err);
 /* Writes epoch_dir/pca.npy: float32 [3, D] = {mean, axis 1, axis 2}. */
-int td_pca_save(const char *epoch_dir, int D, const float *mean,
-                const float *comps, td_err *err);
+TD_NODISCARD int td_pca_save(const char *epoch_dir, int D, const float *mean,
+                             const float *comps, td_err *err);
 
 #endif

@@ -50,10 +50,10 @@ typedef struct td_render_buf {
 } td_render_buf;
 
 /* Sink into a td_render_buf (ctx). Fails only when out of memory. */
-int td_render_sink_buf(void *ctx, const void *data, size_t len);
+TD_NODISCARD int td_render_sink_buf(void *ctx, const void *data, size_t len);
 void td_render_buf_free(td_render_buf *b);
 /* Sink into a stdio stream (ctx is a FILE * opened for binary writing). */
-int td_render_sink_file(void *ctx, const void *data, size_t len);
+TD_NODISCARD int td_render_sink_file(void *ctx, const void *data, size_t len);
 
 /* Which samples a frame draws. */
 typedef enum {
@@ -84,53 +84,58 @@ void td_render_opts_init(td_render_opts *o);
 
 /* Checks o (size, fps, split, method a plain name). TD_EARG with a message
  * saying which option is wrong and its valid range. */
-int td_render_opts_check(const td_render_opts *o, td_err *err);
+TD_NODISCARD int td_render_opts_check(const td_render_opts *o, td_err *err);
 
 /* The epochs projected by a method, ascending: the epoch_NNNN directories of
  * RUN/vis/<method>/ (unfinished .tmp-* ones are skipped). *epochs is
  * malloc'd (caller frees; NULL when *n == 0). TD_ENOENT, with a message
  * telling to run `tardis project RUN` first, when the method's directory is
  * missing or holds no epoch. */
-int td_render_list_epochs(const td_run *run, const char *method, int **epochs,
-                          int *n, td_err *err);
+TD_NODISCARD int td_render_list_epochs(const td_run *run, const char *method,
+                                       int **epochs, int *n, td_err *err);
 
 /* Writes "RUN/vis/<method>/epoch_NNNN" (NNNN as the run's epoch directory
  * name) into buf. TD_ENOENT when the epoch is not projected, with a message
  * listing the epochs that are; TD_ERANGE when buf is too small. */
-int td_render_epoch_dir(const td_run *run, const char *method, int epoch,
-                        char *buf, size_t len, td_err *err);
+TD_NODISCARD int td_render_epoch_dir(const td_run *run, const char *method,
+                                     int epoch, char *buf, size_t len,
+                                     td_err *err);
 
 /* One projected epoch as a PNG (RGB, opaque): map of o->size × o->size
  * pixels, a title line above (run name, epoch, train/test accuracy,
  * method) and a legend to the right (class names and colours, markers). */
-int td_render_frame_png(const td_run *run, int epoch, const td_render_opts *o,
-                        td_sink_fn sink, void *ctx, td_err *err);
+TD_NODISCARD int td_render_frame_png(const td_run *run, int epoch,
+                                     const td_render_opts *o, td_sink_fn sink,
+                                     void *ctx, td_err *err);
 
 /* Every projected epoch as an animated GIF that loops forever, at o->fps
  * frames per second, each frame laid out as td_render_frame_png draws it,
  * on one fixed 256-colour palette. */
-int td_render_gif(const td_run *run, const td_render_opts *o, td_sink_fn sink,
-                  void *ctx, td_err *err);
+TD_NODISCARD int td_render_gif(const td_run *run, const td_render_opts *o,
+                               td_sink_fn sink, void *ctx, td_err *err);
 
 /* Just the territory as an opaque RGB PNG, row 0 = top (y1): size × size
  * pixels, smoothly scaled, or R × R cells when size <= 0. No points, no
  * text (the web UI draws those itself). TD_EARG for size >
  * TD_RENDER_MAX_SIZE or an empty territory. */
-int td_render_territory_png(const td_territory *t, int size, td_sink_fn sink,
-                            void *ctx, td_err *err);
+TD_NODISCARD int td_render_territory_png(const td_territory *t, int size,
+                                         td_sink_fn sink, void *ctx,
+                                         td_err *err);
 
 /* A sample thumbnail as a PNG of (w·scale) × (h·scale) pixels, nearest
  * neighbour so single pixels stay crisp. pixels are c × h × w, channels
  * first (run.json's input_shape); c = 1 gives a grayscale image, c = 3 RGB.
  * scale 1..64, w·scale and h·scale at most TD_RENDER_MAX_SIZE. Returns
  * TD_EARG for bad shapes, TD_EIO when the sink fails, TD_ENOMEM. */
-int td_render_thumbnail_png(const uint8_t *pixels, int c, int h, int w,
-                            int scale, td_sink_fn sink, void *ctx);
+TD_NODISCARD int td_render_thumbnail_png(const uint8_t *pixels, int c, int h,
+                                         int w, int scale, td_sink_fn sink,
+                                         void *ctx);
 /* The same for float32 inputs: values already in [0, 1] are taken as they
  * are; otherwise the image is stretched from its own minimum to maximum
  * (standardised inputs), so a thumbnail always shows its contrast. */
-int td_render_thumbnail_png_f32(const float *pixels, int c, int h, int w,
-                                int scale, td_sink_fn sink, void *ctx);
+TD_NODISCARD int td_render_thumbnail_png_f32(const float *pixels, int c, int h,
+                                             int w, int scale, td_sink_fn sink,
+                                             void *ctx);
 
 /* Releases the font caches cairo and fontconfig keep for the frames' text,
  * so leak checkers see only tardis' own memory. Call once at exit, when no

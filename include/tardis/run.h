@@ -70,7 +70,7 @@ typedef struct td_run td_run; /* an opened run */
  * range) and lists the epoch directories. Cheap: epoch files are not read.
  * Hidden entries of epochs/ (".tmp-*" left by a killed writer) are ignored.
  * Free with td_run_close. */
-int td_run_open(const char *dir, td_run **out, td_err *err);
+TD_NODISCARD int td_run_open(const char *dir, td_run **out, td_err *err);
 void td_run_close(td_run *run); /* NULL is fine */
 
 /* Owned by the run; valid until td_run_close. */
@@ -83,11 +83,12 @@ int td_run_epoch_number(const td_run *run, int i); /* 0 <= i < n_epochs */
 /* Index of epoch number `epoch` in the list, or -1. */
 int td_run_epoch_index(const td_run *run, int epoch);
 /* Writes "RUN/epochs/NNNN" into buf; returns TD_ERANGE if it does not fit. */
-int td_run_epoch_path(const td_run *run, int epoch, char *buf, size_t len);
+TD_NODISCARD int td_run_epoch_path(const td_run *run, int epoch, char *buf,
+                                   size_t len);
 
 /* Re-lists the epochs (live mode: new ones may have appeared). On error the
  * previous list is kept. */
-int td_run_refresh(td_run *run, td_err *err);
+TD_NODISCARD int td_run_refresh(td_run *run, td_err *err);
 
 /* The training labels, always int32 [n_train] (converted on open when stored
  * as int64). Owned by the run. */
@@ -103,16 +104,15 @@ const int32_t *td_run_train_labels(const td_run *run);
  * array is returned as stored (a read-only mapping; float16 stays float16).
  * TD_ENOENT (message naming the path) when the file is absent.
  * Free *out with td_array_close. */
-int td_run_load(const td_run *run, int epoch, const char *name, td_array *out,
-                td_err *err);
+TD_NODISCARD int td_run_load(const td_run *run, int epoch, const char *name,
+                             td_array *out, td_err *err);
 /* Like td_run_load, but float16 arrays are converted to a float32 copy. */
-int td_run_load_f32(const td_run *run, int epoch, const char *name,
-                    td_array *out, td_err *err);
+TD_NODISCARD int td_run_load_f32(const td_run *run, int epoch, const char *name,
+                                 td_array *out, td_err *err);
 
 /* True if the file `name` (with or without ".npy"; or "model" for the
  * checkpoint directory) exists at top level (epoch < 0) or in that epoch. */
 int td_run_has(const td_run *run, int epoch, const char *name);
-
 
 /* ---- the classifier head ------------------------------------------------ */
 
@@ -121,11 +121,12 @@ typedef struct td_head td_head;
 
 /* Loads head.json of an epoch and the arrays it names, checking that the
  * chain maps repr_dim -> ... -> n_classes. Free with td_head_free. */
-int td_run_load_head(const td_run *run, int epoch, td_head **out, td_err *err);
+TD_NODISCARD int td_run_load_head(const td_run *run, int epoch, td_head **out,
+                                  td_err *err);
 /* Same, from any directory holding head.json, with the expected in/out
  * widths (either may be <= 0 to skip that check). */
-int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
-                     td_err *err);
+TD_NODISCARD int td_head_load_dir(const char *dir, int in_dim, int out_dim,
+                                  td_head **out, td_err *err);
 void td_head_free(td_head *head); /* NULL is fine */
 int td_head_in_dim(const td_head *head);
 int td_head_out_dim(const td_head *head);
@@ -147,8 +148,9 @@ void td_head_forward(const td_head *head, const float *x, int64_t n,
  * the head reproduces the recorded train logits on the first rows. Calls
  * progress(i, n, ctx) before epoch i of n and progress(n, n, ctx) at the end,
  * if progress is not NULL. Stops at the first problem. */
-int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
-                    void *ctx, td_err *err);
+TD_NODISCARD int td_run_validate(const td_run *run,
+                                 void (*progress)(int, int, void *), void *ctx,
+                                 td_err *err);
 
 /* ---- writing ------------------------------------------------------------ */
 
@@ -158,27 +160,27 @@ int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
  * directory that is not a run). meta->created is filled with the current UTC
  * time when empty, meta->producer with "tardis <version>" when empty (the
  * caller's struct is not modified). */
-int td_run_create(const char *dir, const td_run_meta *meta, int force,
-                  td_err *err);
+TD_NODISCARD int td_run_create(const char *dir, const td_run_meta *meta,
+                               int force, td_err *err);
 
 /* Writes a top-level array ("train_labels" or "train_labels.npy", ...)
  * atomically. Known arrays are checked against run.json first (dtype, shape,
  * label range). */
-int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
-                       td_err *err);
+TD_NODISCARD int td_run_write_array(const char *run_dir, const char *name,
+                                    const td_array *a, td_err *err);
 
 /* One epoch being written, in RUN/epochs/.tmp-NNNN-<pid>. */
 typedef struct td_epoch_writer td_epoch_writer;
 
 /* Starts epoch `epoch` (>= 0) of the run in run_dir (run.json must exist). */
-int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
-                   td_err *err);
+TD_NODISCARD int td_epoch_begin(const char *run_dir, int epoch,
+                                td_epoch_writer **out, td_err *err);
 /* Writes an array file into the epoch as "<name>.npy" (file_name may carry
  * the suffix or not). Known files (train_repr.npy, ...) are checked against
  * run.json first, as a reader would. file_name must be a plain name (no '/',
  * not starting with '.'). */
-int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
-                       const td_array *a, td_err *err);
+TD_NODISCARD int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
+                                    const td_array *a, td_err *err);
 /* The temporary directory, to write extra things such as model/ into. */
 const char *td_epoch_path(const td_epoch_writer *w);
 int td_epoch_number(const td_epoch_writer *w);
@@ -187,7 +189,7 @@ int td_epoch_number(const td_epoch_writer *w);
  * epochs/NNNN. Fails with TD_EEXIST if that epoch exists already (it is
  * never replaced). Always frees the writer; on failure the temporary
  * directory is removed. */
-int td_epoch_commit(td_epoch_writer *w, td_err *err);
+TD_NODISCARD int td_epoch_commit(td_epoch_writer *w, td_err *err);
 /* Removes the temporary directory and frees the writer. NULL is fine. */
 void td_epoch_abort(td_epoch_writer *w);
 
@@ -197,12 +199,14 @@ void td_epoch_abort(td_epoch_writer *w);
  * n_classes); weights[i] is float32 [dims[i+1], dims[i]] row-major,
  * biases[i] float32 [dims[i+1]]; acts[i] is "none" or "relu" (acts may be
  * NULL: all "none"). */
-int td_head_write(td_epoch_writer *w, int n_layers, const float *const *weights,
-                  const float *const *biases, const int *dims,
-                  const char *const *acts, td_err *err);
+TD_NODISCARD int td_head_write(td_epoch_writer *w, int n_layers,
+                               const float *const *weights,
+                               const float *const *biases, const int *dims,
+                               const char *const *acts, td_err *err);
 
 /* Removes epochs/.tmp-* directories whose writing process is gone (on this
  * host). *n_removed (may be NULL) receives how many. */
-int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err);
+TD_NODISCARD int td_run_remove_stale(const char *run_dir, int *n_removed,
+                                     td_err *err);
 
 #endif

@@ -43,7 +43,8 @@ typedef struct td_server td_server;
 /* Opens the run, binds host:port and starts serving. The strings in *opts
  * are copied. A port in use is TD_EEXIST with a message naming it; an
  * unreadable run is the run reader's error. Free with td_server_stop. */
-int td_server_start(const td_server_opts *opts, td_server **out, td_err *err);
+TD_NODISCARD int td_server_start(const td_server_opts *opts, td_server **out,
+                                 td_err *err);
 
 /* The bound port (useful with port 0). */
 int td_server_port(const td_server *srv);

@@ -98,17 +98,19 @@ void td_sus_opts_default(td_sus_opts *o);
  * projection covering at least 3 epochs of the window; without one they are
  * left out (has_trajectory = 0) and `note` (may be NULL, >= 256 bytes)
  * says why. Free with td_sus_features_close. */
-int td_sus_features_compute(const td_run *run, const td_sus_opts *o,
-                            td_sus_features *out, char *note, td_err *err);
+TD_NODISCARD int td_sus_features_compute(const td_run *run,
+                                         const td_sus_opts *o,
+                                         td_sus_features *out, char *note,
+                                         td_err *err);
 
 /* Like td_sus_features_compute, but reuses RUN/vis/suspects-<method>.npy
  * and .json when their signature matches the run's current epochs and
  * projection files (mtimes and sizes), and writes them otherwise (a
  * write failure is not an error: the cache is an optimisation).
  * *from_cache (may be NULL) says which happened. */
-int td_sus_features_get(const td_run *run, const td_sus_opts *o,
-                        td_sus_features *out, int *from_cache, char *note,
-                        td_err *err);
+TD_NODISCARD int td_sus_features_get(const td_run *run, const td_sus_opts *o,
+                                     td_sus_features *out, int *from_cache,
+                                     char *note, td_err *err);
 
 void td_sus_features_close(td_sus_features *f); /* zeroed is fine */
 
@@ -124,9 +126,10 @@ int64_t td_sus_abnormal(const td_sus_clusters *c, int64_t n_train,
 /* Builds the position/velocity/acceleration trajectories of `split`
  * ("train" or "test") over f's window: fam[i] gets a malloc'd [m, dim_i]
  * array (caller frees). TD_ENOENT when an embedding is missing. */
-int td_sus_trajectories(const td_run *run, const td_sus_features *f,
-                        const char *split, int64_t m,
-                        float *fam[TD_SUS_FAM_COUNT], td_err *err);
+TD_NODISCARD int td_sus_trajectories(const td_run *run,
+                                     const td_sus_features *f,
+                                     const char *split, int64_t m,
+                                     float *fam[TD_SUS_FAM_COUNT], td_err *err);
 
 /* ---- recommender ------------------------------------------------------ */
 
@@ -162,8 +165,8 @@ void td_rec_opts_default(td_rec_opts *o);
 typedef struct td_recommender td_recommender;
 
 /* Standardises f's features for ranking. o may be NULL (defaults). */
-int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
-               td_recommender **out, td_err *err);
+TD_NODISCARD int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
+                            td_recommender **out, td_err *err);
 void td_rec_free(td_recommender *r); /* NULL is fine */
 
 /* What the last td_rec_next did. */
@@ -216,8 +219,9 @@ typedef struct td_sim_result {
 
 /* Runs the simulated user: accepts exactly the samples with noisy[i] != 0,
  * flipping round(mistakes·k) answers per round. noisy: [f->n]. */
-int td_sim_run(const td_sus_features *f, const uint8_t *noisy,
-               const td_sim_opts *o, td_sim_result *out, td_err *err);
+TD_NODISCARD int td_sim_run(const td_sus_features *f, const uint8_t *noisy,
+                            const td_sim_opts *o, td_sim_result *out,
+                            td_err *err);
 void td_sim_result_close(td_sim_result *r);
 
 /* Cumulative precision at each round boundary of a fixed ranking by one

@@ -56,9 +56,9 @@ typedef int (*td_decode_fn)(void *ctx, const float *y, int64_t m, float *x);
  * i.e. td_logit_gap of boundary.h (0 when all logits are equal; for C = 2
  * the softmax difference tanh(|l1 − l2| / 2)). Owns cls and conf; free
  * with td_territory_free. On error *out is zeroed. */
-int td_territory_compute(td_decode_fn decode, void *ctx, int D,
-                         const td_head *head, const float ext[4], int res,
-                         td_territory *out, td_err *err);
+TD_NODISCARD int td_territory_compute(td_decode_fn decode, void *ctx, int D,
+                                      const td_head *head, const float ext[4],
+                                      int res, td_territory *out, td_err *err);
 
 /* Frees cls and conf and zeroes *t; safe on a zeroed territory. */
 void td_territory_free(td_territory *t);
@@ -80,10 +80,12 @@ int td_territory_is_boundary(const td_territory *t, float x, float y);
 /* Writes dir/territory_class.npy (uint8 [R, R]), dir/territory_conf.npy
  * (float32 [R, R]) and dir/territory.json {"extent": [x0, y0, x1, y1],
  * "res": R}, creating dir if needed. Each file is written atomically. */
-int td_territory_save(const td_territory *t, const char *dir, td_err *err);
+TD_NODISCARD int td_territory_save(const td_territory *t, const char *dir,
+                                   td_err *err);
 
 /* Reads what td_territory_save wrote, checking shapes and dtypes. *out
  * owns its arrays (free with td_territory_free); zeroed on error. */
-int td_territory_load(const char *dir, td_territory *out, td_err *err);
+TD_NODISCARD int td_territory_load(const char *dir, td_territory *out,
+                                   td_err *err);
 
 #endif

@@ -66,6 +66,7 @@ typedef struct td_train_result {
 } td_train_result;
 
 void td_train_opts_default(td_train_opts *o);
-int td_train(const td_train_opts *o, td_train_result *res, td_err *err);
+TD_NODISCARD int td_train(const td_train_opts *o, td_train_result *res,
+                          td_err *err);
 
 #endif

@@ -81,13 +81,14 @@ void td_vis_dims_of_run(const td_run *run, td_vis_dims *d);
 
 /* Checks an array against its spec entry (dtype, shape, finite floats);
  * unknown sizes in *d are set from the array. The message names path. */
-int td_vis_check_array(const td_vis_file_spec *s, const char *path,
-                       const td_array *a, td_vis_dims *d, td_err *err);
+TD_NODISCARD int td_vis_check_array(const td_vis_file_spec *s, const char *path,
+                                    const td_array *a, td_vis_dims *d,
+                                    td_err *err);
 
 /* Checks a finished epoch directory against the table for the method:
  * every required file present and every array well formed. */
-int td_vis_check_epoch(const char *epoch_dir, const char *method,
-                       const td_vis_dims *d, td_err *err);
+TD_NODISCARD int td_vis_check_epoch(const char *epoch_dir, const char *method,
+                                    const td_vis_dims *d, td_err *err);
 
 /* ---- paths -------------------------------------------------------------- */
 
@@ -98,24 +99,28 @@ int td_vis_method_ok(const char *method);
  * and TD_EARG for a method that is not a plain name. */
 
 /* RUN/vis */
-int td_vis_root(const char *run_dir, char *buf, size_t len, td_err *err);
+TD_NODISCARD int td_vis_root(const char *run_dir, char *buf, size_t len,
+                             td_err *err);
 /* RUN/vis/<method> */
-int td_vis_method_dir(const char *run_dir, const char *method, char *buf,
-                      size_t len, td_err *err);
+TD_NODISCARD int td_vis_method_dir(const char *run_dir, const char *method,
+                                   char *buf, size_t len, td_err *err);
 /* RUN/vis/<method>/<file>: vis.json, metrics.json */
-int td_vis_method_path(const char *run_dir, const char *method,
-                       const char *file, char *buf, size_t len, td_err *err);
+TD_NODISCARD int td_vis_method_path(const char *run_dir, const char *method,
+                                    const char *file, char *buf, size_t len,
+                                    td_err *err);
 /* RUN/vis/<method>/epoch_NNNN (TD_ERANGE when it does not fit; no message,
  * kept for the callers of the old project.h function). */
-int td_vis_epoch_dir(const char *run_dir, const char *method, int epoch,
-                     char *buf, size_t len);
+TD_NODISCARD int td_vis_epoch_dir(const char *run_dir, const char *method,
+                                  int epoch, char *buf, size_t len);
 /* RUN/vis/<method>/epoch_NNNN/<file> */
-int td_vis_epoch_path(const char *run_dir, const char *method, int epoch,
-                      const char *file, char *buf, size_t len, td_err *err);
+TD_NODISCARD int td_vis_epoch_path(const char *run_dir, const char *method,
+                                   int epoch, const char *file, char *buf,
+                                   size_t len, td_err *err);
 /* RUN/vis/suspects-<method>.<ext> (ext "npy" or "json"): the cache of
  * tardis suspects. */
-int td_vis_suspects_path(const char *run_dir, const char *method,
-                         const char *ext, char *buf, size_t len, td_err *err);
+TD_NODISCARD int td_vis_suspects_path(const char *run_dir, const char *method,
+                                      const char *ext, char *buf, size_t len,
+                                      td_err *err);
 
 /* ---- readers ------------------------------------------------------------ */
 
@@ -127,29 +132,31 @@ int td_vis_epoch_has(const char *run_dir, const char *method, int epoch,
 
 /* The directory of a projected epoch of the run: epoch_ + the run's own
  * epoch directory name, else epoch_NNNN. TD_ENOENT when not projected. */
-int td_vis_epoch_find(const td_run *run, const char *method, int epoch,
-                      char *buf, size_t len, td_err *err);
+TD_NODISCARD int td_vis_epoch_find(const td_run *run, const char *method,
+                                   int epoch, char *buf, size_t len,
+                                   td_err *err);
 
 /* The projected epochs of a method that are still in the run, ascending
  * (*epochs malloc'd, NULL when *n == 0). TD_ENOENT: no RUN/vis/<method>. */
-int td_vis_list_epochs(const td_run *run, const char *method, int **epochs,
-                       int *n, td_err *err);
+TD_NODISCARD int td_vis_list_epochs(const td_run *run, const char *method,
+                                    int **epochs, int *n, td_err *err);
 
 /* Checks a loaded N×2 embedding: float32, [n, 2] (n < 0: any rows), every
  * value finite. The message names path. */
-int td_vis_check_embedding(const char *path, const td_array *a, int64_t n,
-                           td_err *err);
+TD_NODISCARD int td_vis_check_embedding(const char *path, const td_array *a,
+                                        int64_t n, td_err *err);
 /* Loads and checks the N×2 float32 embedding at path. */
-int td_vis_load_embedding_file(const char *path, int64_t n, td_array *out,
-                               td_err *err);
+TD_NODISCARD int td_vis_load_embedding_file(const char *path, int64_t n,
+                                            td_array *out, td_err *err);
 /* Loads <split>_embedding.npy (split: train, test, ood, boundary) of an
  * epoch directory. */
-int td_vis_load_embedding_in(const char *epoch_dir, const char *split,
-                             int64_t n, td_array *out, td_err *err);
+TD_NODISCARD int td_vis_load_embedding_in(const char *epoch_dir,
+                                          const char *split, int64_t n,
+                                          td_array *out, td_err *err);
 /* Same, for RUN/vis/<method>/epoch_NNNN. */
-int td_vis_load_embedding(const char *run_dir, const char *method, int epoch,
-                          const char *split, int64_t n, td_array *out,
-                          td_err *err);
+TD_NODISCARD int td_vis_load_embedding(const char *run_dir, const char *method,
+                                       int epoch, const char *split, int64_t n,
+                                       td_array *out, td_err *err);
 
 /* ---- the writer --------------------------------------------------------- */
 
@@ -158,24 +165,27 @@ typedef struct td_vis_writer td_vis_writer;
 /* Creates RUN/vis/<method>/vis.json's directory and an epoch's temporary
  * directory (.tmp-NNNN-<pid>), clearing the leftovers of killed writers.
  * d fixes what the files are checked against (copied). */
-int td_vis_epoch_begin(const char *run_dir, const char *method, int epoch,
-                       const td_vis_dims *d, td_vis_writer **out, td_err *err);
+TD_NODISCARD int td_vis_epoch_begin(const char *run_dir, const char *method,
+                                    int epoch, const td_vis_dims *d,
+                                    td_vis_writer **out, td_err *err);
 /* The temporary directory, for files written by their own savers
  * (td_territory_save, td_vismodel_save, td_pca_save). */
 const char *td_vis_writer_dir(const td_vis_writer *w);
 /* Writes an array of the table, checked against it first. */
-int td_vis_put_array(td_vis_writer *w, const char *name, td_dtype dtype,
-                     int ndim, const int64_t *shape, const void *data,
-                     td_err *err);
-int td_vis_put_f32(td_vis_writer *w, const char *name, const float *v,
-                   int64_t rows, int64_t cols, td_err *err);
+TD_NODISCARD int td_vis_put_array(td_vis_writer *w, const char *name,
+                                  td_dtype dtype, int ndim,
+                                  const int64_t *shape, const void *data,
+                                  td_err *err);
+TD_NODISCARD int td_vis_put_f32(td_vis_writer *w, const char *name,
+                                const float *v, int64_t rows, int64_t cols,
+                                td_err *err);
 /* Writes a JSON file of the table (text, e.g. from json_dumps). */
-int td_vis_put_json(td_vis_writer *w, const char *name, const char *text,
-                    td_err *err);
+TD_NODISCARD int td_vis_put_json(td_vis_writer *w, const char *name,
+                                 const char *text, td_err *err);
 /* Checks the epoch against the table and renames it into place, replacing
  * an older one. Frees w whatever the outcome; on failure nothing is
  * published and the temporary directory is removed. */
-int td_vis_epoch_commit(td_vis_writer *w, td_err *err);
+TD_NODISCARD int td_vis_epoch_commit(td_vis_writer *w, td_err *err);
 /* Drops the unfinished epoch. NULL is fine. */
 void td_vis_epoch_abort(td_vis_writer *w);
 
@@ -184,7 +194,8 @@ void td_vis_epoch_abort(td_vis_writer *w);
 void td_vis_clean_stale(const char *run_dir, const char *method);
 
 /* Writes RUN/vis/<method>/<file> (vis.json, metrics.json) atomically. */
-int td_vis_write_method_json(const char *run_dir, const char *method,
-                             const char *file, const char *text, td_err *err);
+TD_NODISCARD int td_vis_write_method_json(const char *run_dir,
+                                          const char *method, const char *file,
+                                          const char *text, td_err *err);
 
 #endif

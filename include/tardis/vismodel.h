@@ -167,7 +167,7 @@ typedef struct td_vismodel td_vismodel;
 
 /* A new, randomly initialised model (seeded by p->seed) for representations
  * of width repr_dim; p NULL: defaults. NULL on out of memory. */
-td_vismodel *td_vismodel_new(int repr_dim, const td_vis_params *p);
+TD_NODISCARD td_vismodel *td_vismodel_new(int repr_dim, const td_vis_params *p);
 void td_vismodel_free(td_vismodel *m);
 int td_vismodel_repr_dim(const td_vismodel *m);
 
@@ -175,31 +175,34 @@ int td_vismodel_repr_dim(const td_vismodel *m);
  * prev (same D and shape, may be NULL) warm-starts it; anchor (may be NULL)
  * feeds p->temporal. On error m may be partly trained. Returns TD_OK,
  * TD_EARG, TD_ENOMEM or TD_EINTERRUPTED. */
-int td_vismodel_fit(td_vismodel *m, const float *x, int64_t n,
-                    const td_graph *g, const td_vismodel *prev,
-                    const td_vis_params *p, const td_vis_anchor *anchor,
-                    td_err *err);
+TD_NODISCARD int td_vismodel_fit(td_vismodel *m, const float *x, int64_t n,
+                                 const td_graph *g, const td_vismodel *prev,
+                                 const td_vis_params *p,
+                                 const td_vis_anchor *anchor, td_err *err);
 
 /* td_vismodel_fit with the options of io (may be NULL). */
-int td_vismodel_fit_ex(td_vismodel *m, const float *x, int64_t n,
-                       const td_graph *g, const td_vismodel *prev,
-                       const td_vis_params *p, const td_vis_anchor *anchor,
-                       const td_vis_fit_io *io, td_err *err);
+TD_NODISCARD int td_vismodel_fit_ex(td_vismodel *m, const float *x, int64_t n,
+                                    const td_graph *g, const td_vismodel *prev,
+                                    const td_vis_params *p,
+                                    const td_vis_anchor *anchor,
+                                    const td_vis_fit_io *io, td_err *err);
 
 /* Canvas positions y [n, 2] of representations x [n, D]; in parallel.
  * Returns TD_OK or TD_ENOMEM. */
-int td_vismodel_encode(const td_vismodel *m, const float *x, int64_t n,
-                       float *y);
+TD_NODISCARD int td_vismodel_encode(const td_vismodel *m, const float *x,
+                                    int64_t n, float *y);
 /* Representations x [n, D] of canvas points y [n, 2]. */
-int td_vismodel_decode(const td_vismodel *m, const float *y, int64_t n,
-                       float *x);
+TD_NODISCARD int td_vismodel_decode(const td_vismodel *m, const float *y,
+                                    int64_t n, float *x);
 
 /* Writes dir/vismodel.json (format, version, repr_dim, normalisation, the
  * training parameters), dir/encoder/ and dir/decoder/ (td_net checkpoints).
  * Atomic: written into "<dir>.tmp" and swapped into place. */
-int td_vismodel_save(const td_vismodel *m, const char *dir, td_err *err);
+TD_NODISCARD int td_vismodel_save(const td_vismodel *m, const char *dir,
+                                  td_err *err);
 /* Loads a model written by td_vismodel_save (*out: caller frees). */
-int td_vismodel_load(const char *dir, td_vismodel **out, td_err *err);
+TD_NODISCARD int td_vismodel_load(const char *dir, td_vismodel **out,
+                                  td_err *err);
 
 /* Per-row kNN overlap |prev_i ∩ cur_i| / k between two graphs over the same
  * rows (DVI's temporal scaling); out [n] of the smaller n; the smaller k is
@@ -215,13 +218,15 @@ void td_vis_knn_overlap(const td_knn *prev, const td_knn *cur, float *out);
  * the previous sub-step): bit-identical at any thread count
  * (docs/projection.md, "Deterministic layout"). Returns TD_OK or
  * TD_ENOMEM. */
-int td_vis_layout(const td_graph *g, float *y, int n_epochs, float alpha,
-                  int n_negatives, float a, float b, uint64_t seed);
+TD_NODISCARD int td_vis_layout(const td_graph *g, float *y, int n_epochs,
+                               float alpha, int n_negatives, float a, float b,
+                               uint64_t seed);
 /* The same schedule parallel over edges without locks (Hogwild, as
  * umap-learn): bitwise reproducible only with one thread. */
-int td_vis_layout_hogwild(const td_graph *g, float *y, int n_epochs,
-                          float alpha, int n_negatives, float a, float b,
-                          uint64_t seed);
+TD_NODISCARD int td_vis_layout_hogwild(const td_graph *g, float *y,
+                                       int n_epochs, float alpha,
+                                       int n_negatives, float a, float b,
+                                       uint64_t seed);
 
 /* ---- exposed for tests ----------------------------------------------------
  */

@@ -276,7 +276,7 @@ int td_args_given(const td_args_cmd *cmd, const char *name) {
 /* ---- parsing ------------------------------------------------------------- */
 
 static int unknown(const td_args_cmd *cmd, const char *arg) {
-  char name[64];
+  char name[64]; /* a longer unknown option is shown cut: a message */
   size_t len = strcspn(arg, "=");
   snprintf(name, sizeof name, "%.*s", (int)len, arg);
   const char *s = arg[1] == '-' ? suggest(cmd, name + 2) : NULL;
@@ -369,7 +369,8 @@ int td_args_parse(td_args_cmd *cmd, int argc, char **argv, int *status) {
 
 /* ---- help ---------------------------------------------------------------- */
 
-/* "-o, --out RUN", "--method dvi|pca", "--force" */
+/* "-o, --out RUN", "--method dvi|pca", "--force". The option tables are
+ * static and no label comes near the callers' 256 bytes. */
 static void label(const td_opt *o, char *buf, size_t n) {
   int len = 0;
   if (o->short_name)

@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "tardis/evaluate.h"
+#include "tardis/fsutil.h"
 #include "tardis/parallel.h"
 #include "tardis/project.h"
 #include "tardis/vismodel.h"
@@ -164,7 +165,7 @@ int td_cmd_eval(int argc, char **argv) {
     return 1;
   }
   if (json) {
-    char path[4200];
+    char path[TD_PATH_MAX];
     FILE *f = td_vis_method_path(td_run_dir(run), method, "metrics.json", path,
                                  sizeof path, NULL)
                   ? NULL

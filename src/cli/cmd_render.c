@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "tardis/fsutil.h"
 #include "tardis/render.h"
 #include "tardis/run.h"
 
@@ -112,16 +113,16 @@ static int parse_args(int argc, char **argv, render_args *a, int *status) {
  * whole image was written and flushed. */
 static int write_output(const render_args *a, const td_run *run,
                         const char *path, td_err *err) {
-  char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >=
-      sizeof tmp)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", path);
+  char tmp[TD_PATH_MAX];
+  int rc = td_pathf(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
+  if (rc)
+    return rc;
   FILE *f = fopen(tmp, "wb");
   if (!f)
     return td_err_set(err, TD_EIO, "%s: %s", tmp, strerror(errno));
-  int rc = a->gif ? td_render_gif(run, &a->o, td_render_sink_file, f, err)
-                  : td_render_frame_png(run, a->epoch, &a->o,
-                                        td_render_sink_file, f, err);
+  rc = a->gif ? td_render_gif(run, &a->o, td_render_sink_file, f, err)
+              : td_render_frame_png(run, a->epoch, &a->o, td_render_sink_file,
+                                    f, err);
   if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0))
     rc = td_err_set(err, TD_EIO, "%s: %s", tmp, strerror(errno));
   if (fclose(f) != 0 && !rc)

@@ -364,7 +364,7 @@ static int abnormal_test(const args *a, const td_run *run,
     json_decref(o);
     return 0;
   }
-  char title[256];
+  char title[256]; /* fits: under 100 bytes of text, a method of at most 32 */
   snprintf(title, sizeof title,
            "abnormal test trajectories — false alarms (%lld test samples, %s "
            "projection, epochs %d..%d):",

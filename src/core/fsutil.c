@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,25 @@
 
 #include "tardis/alloc.h"
 
+int td_pathf(char *buf, size_t len, td_err *err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < len)
+    return TD_OK;
+  int rc = td_err_set(err, TD_ERANGE,
+                      "path too long (%d bytes, room for %zu): "
+                      "%.200s...",
+                      n, len ? len - 1 : 0, len ? buf : "");
+  if (len)
+    buf[0] = '\0';
+  return rc;
+}
+
 int td_path_join(char *buf, size_t len, const char *a, const char *b) {
-  int n = (a && *a) ? snprintf(buf, len, "%s/%s", a, b)
-                    : snprintf(buf, len, "%s", b);
-  if (n < 0 || (size_t)n >= len)
-    return TD_ERANGE;
-  return TD_OK;
+  return (a && *a) ? td_pathf(buf, len, NULL, "%s/%s", a, b)
+                   : td_pathf(buf, len, NULL, "%s", b);
 }
 
 bool td_path_exists(const char *path) {
@@ -31,7 +45,7 @@ bool td_path_is_dir(const char *path) {
 }
 
 int td_mkdirs(const char *path, td_err *err) {
-  char buf[4096];
+  char buf[TD_PATH_MAX];
   size_t n = strlen(path);
   if (n == 0 || n >= sizeof buf)
     return td_err_set(err, TD_EARG, "invalid directory path '%s'", path);
@@ -66,7 +80,7 @@ static int remove_rec(const char *path, td_err *err) {
     while (rc == TD_OK && (e = readdir(d)) != NULL) {
       if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
         continue;
-      char child[4096];
+      char child[TD_PATH_MAX];
       if (td_path_join(child, sizeof child, path, e->d_name) != TD_OK)
         rc = td_err_set(err, TD_ERANGE, "%s: path too long", path);
       else
@@ -91,6 +105,12 @@ int td_remove_tree(const char *path, td_err *err) {
   return remove_rec(path, err);
 }
 
+void td_remove_tree_best_effort(const char *path) {
+  if (td_remove_tree(path, NULL) != TD_OK) {
+    /* ignored by design; see fsutil.h */
+  }
+}
+
 void td_fsync_dir(const char *path) {
   int fd = open(path, O_RDONLY | O_DIRECTORY);
   if (fd >= 0) {
@@ -101,8 +121,10 @@ void td_fsync_dir(const char *path) {
 
 int td_write_file_atomic(const char *path, const void *data, size_t len,
                          td_err *err) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  char tmp[TD_PATH_MAX];
+  int rc = td_pathf(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
+  if (rc)
+    return rc;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0)
     return td_err_set(err, TD_EIO, "%s: cannot create: %s", tmp,

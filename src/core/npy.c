@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tardis/alloc.h"
+#include "tardis/fsutil.h"
 
 static const char npy_magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 
@@ -259,6 +260,8 @@ static int write_all(int fd, const void *data, size_t len) {
 }
 
 int td_npy_save(const char *path, const td_array *a, td_err *err) {
+  /* Fits: about 60 bytes of text, a descr of at most 3, and at most
+   * TD_MAX_DIMS (8) dimensions of at most 22 bytes each. */
   char dict[512];
   int n = snprintf(dict, sizeof dict,
                    "{'descr': '%s', 'fortran_order': False, 'shape': (",
@@ -283,8 +286,10 @@ int td_npy_save(const char *path, const td_array *a, td_err *err) {
   memset(header + pre + n, ' ', hlen - (size_t)n - 1);
   header[total - 1] = '\n';
 
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  char tmp[TD_PATH_MAX];
+  int rc = td_pathf(tmp, sizeof tmp, err, "%s.tmp.%d", path, (int)getpid());
+  if (rc)
+    return rc;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0)
     return td_err_set(err, TD_EIO, "%s: cannot create: %s", path,

@@ -36,9 +36,12 @@ int td_dataset_load(const char *name, const char *dir, const char *split,
     dir = getenv("TD_FASHION_MNIST_DIR");
   if (!dir)
     dir = TD_FASHION_MNIST_DIR;
-  char ipath[4096], lpath[4096];
-  snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
-  snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
+  char ipath[TD_PATH_MAX], lpath[TD_PATH_MAX];
+  int rc = td_pathf(ipath, sizeof ipath, err, "%s/%s-images-idx3-ubyte.gz", dir,
+                    prefix);
+  if (rc || (rc = td_pathf(lpath, sizeof lpath, err,
+                           "%s/%s-labels-idx1-ubyte.gz", dir, prefix)))
+    return rc;
   for (int i = 0; i < 2; i++) {
     const char *p = i ? lpath : ipath;
     if (!td_path_exists(p))
@@ -48,7 +51,7 @@ int td_dataset_load(const char *name, const char *dir, const char *split,
                         p);
   }
   td_array lab;
-  int rc = td_idx_load(ipath, &out->images, err);
+  rc = td_idx_load(ipath, &out->images, err);
   if (rc != TD_OK)
     return rc;
   rc = td_idx_load(lpath, &lab, err);

@@ -170,7 +170,8 @@ static void emb_path(const td_run *run, const char *method, int ep,
                      const char *split, char *buf, size_t len) {
   char file[64];
   snprintf(file, sizeof file, "%.16s_embedding.npy", split);
-  td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL);
+  if (td_vis_epoch_path(td_run_dir(run), method, ep, file, buf, len, NULL))
+    buf[0] = '\0';
 }
 
 /* The last ⌊2T/3⌋ recorded epochs (at least 3, at most T). */
@@ -188,7 +189,7 @@ static int covered(const td_run *run, const char *method, int *eps) {
   window_of(run, &first, &count);
   for (int t = first; t < first + count; t++) {
     int ep = td_run_epoch_number(run, t);
-    char p[PATH_MAX];
+    char p[TD_PATH_MAX];
     emb_path(run, method, ep, "train", p, sizeof p);
     if (td_path_exists(p)) {
       if (eps)
@@ -210,6 +211,14 @@ static void pick_method(const td_run *run, const char *want, char *out,
     return;
   }
   if (want) {
+    if (strlen(want) > 32) { /* out holds 32 bytes; a cut name is another */
+      if (note)
+        snprintf(note, 256,
+                 "projection name '%.32s...' is over 32 bytes: "
+                 "trajectory features left out",
+                 want);
+      return;
+    }
     if (covered(run, want, NULL) >= 3)
       snprintf(out, 33, "%s", want);
     else if (note)
@@ -219,8 +228,9 @@ static void pick_method(const td_run *run, const char *want, char *out,
                want, want);
     return;
   }
-  char vis[PATH_MAX];
-  td_vis_root(td_run_dir(run), vis, sizeof vis, NULL);
+  char vis[TD_PATH_MAX];
+  if (td_vis_root(td_run_dir(run), vis, sizeof vis, NULL))
+    vis[0] = '\0'; /* too long: only dvi and pca are tried */
   int best = 0;
   const char *pref[] = {"dvi", "pca"};
   for (int i = 0; i < 2; i++) {
@@ -437,17 +447,21 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
   h = fnv(h, v, sizeof v);
   h = fnv(h, &o->seed, sizeof o->seed);
   h = fnv(h, method, strlen(method) + 1);
-  char p[PATH_MAX], dir[PATH_MAX - 64];
-  snprintf(p, sizeof p, "%s/train_labels.npy", td_run_dir(run));
+  /* A path that does not fit is "" and hashes as a missing file. */
+  static const char *const files[] = {"train_logits.npy", "train_loss.npy"};
+  char p[TD_PATH_MAX], dir[TD_PATH_MAX];
+  if (td_pathf(p, sizeof p, NULL, "%s/train_labels.npy", td_run_dir(run)))
+    p[0] = '\0';
   h = fnv_file(h, p);
   for (int t = 0; t < td_run_n_epochs(run); t++) {
     int ep = td_run_epoch_number(run, t);
     h = fnv(h, &ep, sizeof ep);
-    td_run_epoch_path(run, ep, dir, sizeof dir);
-    snprintf(p, sizeof p, "%s/train_logits.npy", dir);
-    h = fnv_file(h, p);
-    snprintf(p, sizeof p, "%s/train_loss.npy", dir);
-    h = fnv_file(h, p);
+    int bad = td_run_epoch_path(run, ep, dir, sizeof dir) != TD_OK;
+    for (int i = 0; i < 2; i++) {
+      if (bad || td_pathf(p, sizeof p, NULL, "%s/%s", dir, files[i]))
+        p[0] = '\0';
+      h = fnv_file(h, p);
+    }
   }
   if (method[0]) {
     int first, count;
@@ -463,8 +477,10 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
 static void cache_paths(const td_run *run, const char *method, char *npy,
                         char *js, size_t len) {
   const char *m = method[0] ? method : "none";
-  td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL);
-  td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL);
+  /* On failure a path is "", which the callers read as "no cache". */
+  if (td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL) ||
+      td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL))
+    npy[0] = js[0] = '\0';
 }
 
 static json_t *floats_json(const float *v, int64_t n) {
@@ -475,9 +491,9 @@ static json_t *floats_json(const float *v, int64_t n) {
 }
 
 static void cache_write(const td_run *run, const td_sus_features *f) {
-  char npy[PATH_MAX], js[PATH_MAX], sig[32];
+  char npy[TD_PATH_MAX], js[TD_PATH_MAX], sig[32];
   cache_paths(run, f->method, npy, js, sizeof npy);
-  char vis[PATH_MAX];
+  char vis[TD_PATH_MAX];
   if (!npy[0] || !js[0] ||
       td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
       td_mkdirs(vis, NULL))
@@ -513,8 +529,10 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
   json_object_set_new(o, "clusters", fams);
   char *txt = json_dumps(o, JSON_COMPACT);
   json_decref(o);
-  if (txt)
-    td_write_file_atomic(js, txt, strlen(txt), NULL);
+  /* The cache is best-effort: without its JSON half the next call finds no
+   * valid cache and recomputes. */
+  if (txt && td_write_file_atomic(js, txt, strlen(txt), NULL)) {
+  }
   free(txt);
 }
 
@@ -533,7 +551,7 @@ static int floats_from(json_t *a, float *out, int64_t n) {
 /* Reads a cache entry; any mismatch is a miss (returns -1). */
 static int cache_read(const td_run *run, const char *method, uint64_t sig,
                       td_sus_features *f) {
-  char npy[PATH_MAX], js[PATH_MAX], want[32];
+  char npy[TD_PATH_MAX], js[TD_PATH_MAX], want[32];
   cache_paths(run, method, npy, js, sizeof npy);
   json_t *o = json_load_file(js, 0, NULL);
   if (!o)
@@ -560,6 +578,7 @@ static int cache_read(const td_run *run, const char *method, uint64_t sig,
   }
   td_array_close(&a);
   if (ok) {
+    /* fits: method is pick_method's, at most 32 bytes */
     snprintf(f->method, sizeof f->method, "%s", method);
     f->has_trajectory = json_is_true(json_object_get(o, "has_trajectory"));
     f->n_epochs = (int)json_integer_value(json_object_get(o, "n_epochs"));

@@ -8,10 +8,11 @@
 #include <time.h>
 
 #include "tardis/feedback.h"
+#include "tardis/fsutil.h"
 
 struct td_fb {
   sqlite3 *db;
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
 };
 
 static const char schema[] =
@@ -47,13 +48,17 @@ int td_fb_open_path(const char *path, td_fb **out, td_err *err) {
   td_fb *db = calloc(1, sizeof *db);
   if (!db)
     return td_err_set(err, TD_ENOMEM, "out of memory");
-  snprintf(db->path, sizeof db->path, "%s", path);
+  int rc = td_pathf(db->path, sizeof db->path, err, "%s", path);
+  if (rc) {
+    free(db);
+    return rc;
+  }
   if (sqlite3_open_v2(path, &db->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                           SQLITE_OPEN_FULLMUTEX,
                       NULL) != SQLITE_OK) {
-    int rc = td_err_set(err, TD_EIO, "%s: cannot open: %s", path,
-                        db->db ? sqlite3_errmsg(db->db) : "out of memory");
+    rc = td_err_set(err, TD_EIO, "%s: cannot open: %s", path,
+                    db->db ? sqlite3_errmsg(db->db) : "out of memory");
     sqlite3_close(db->db);
     free(db);
     return rc;
@@ -62,7 +67,6 @@ int td_fb_open_path(const char *path, td_fb **out, td_err *err) {
    * failing; WAL lets readers go on while one writes; synchronous=FULL
    * makes a committed verdict survive a power cut, not only a kill. */
   sqlite3_busy_timeout(db->db, 5000);
-  int rc = TD_OK;
   if (sqlite3_exec(db->db,
                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                    "PRAGMA foreign_keys=ON;",
@@ -79,10 +83,9 @@ int td_fb_open_path(const char *path, td_fb **out, td_err *err) {
 }
 
 int td_fb_open(const char *run_dir, td_fb **out, td_err *err) {
-  char p[PATH_MAX];
-  if (snprintf(p, sizeof p, "%s/tardis.db", run_dir) >= (int)sizeof p)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", run_dir);
-  return td_fb_open_path(p, out, err);
+  char p[TD_PATH_MAX];
+  int rc = td_pathf(p, sizeof p, err, "%s/tardis.db", run_dir);
+  return rc ? rc : td_fb_open_path(p, out, err);
 }
 
 void td_fb_close(td_fb *db) {
@@ -94,6 +97,12 @@ void td_fb_close(td_fb *db) {
 
 int td_fb_session_create(td_fb *db, const char *name, int64_t *id,
                          td_err *err) {
+  /* session_row reads names back into td_fb_session.name */
+  size_t cap = sizeof((td_fb_session *)0)->name;
+  if (name && strlen(name) >= cap)
+    return td_err_set(err, TD_EVALUE,
+                      "session name is %zu bytes long, at most %zu allowed",
+                      strlen(name), cap - 1);
   char now[32];
   now_iso(now, sizeof now);
   sqlite3_stmt *st;
@@ -130,8 +139,10 @@ static const char session_select[] =
     "   WHERE f.session = s.id AND f.verdict = 1),"
     " (SELECT count(*) FROM suspect_feedback f"
     "   WHERE f.session = s.id AND f.verdict = 0)"
-    " FROM suspect_sessions s";
+    " FROM suspect_sessions s"; /* under 300 bytes: fits the q[512] below */
 
+/* The copies fit: names are checked by td_fb_session_create, the times are
+ * now_iso's 20 bytes. */
 static void session_row(sqlite3_stmt *st, td_fb_session *s) {
   memset(s, 0, sizeof *s);
   s->id = sqlite3_column_int64(st, 0);

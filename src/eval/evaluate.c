@@ -61,8 +61,9 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   int64_t n = xtr.shape[0];
   if ((rc = split_metrics(xtr.data, n, D, ytr.data, r->nn_train, tc_tr, err)))
     goto out;
-  char path[4300];
-  snprintf(path, sizeof path, "%s/test_embedding.npy", dir);
+  char path[TD_PATH_MAX];
+  if ((rc = td_pathf(path, sizeof path, err, "%s/test_embedding.npy", dir)))
+    goto out;
   if (td_run_has(run, ep, "test_repr") && td_path_exists(path)) {
     if ((rc = td_run_load_f32(run, ep, "test_repr", &xte, err)) ||
         (rc = td_vis_load_embedding_in(dir, "test", xte.shape[0], &yte, err)) ||
@@ -86,7 +87,8 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
     goto out;
   }
   /* boundary samples */
-  snprintf(path, sizeof path, "%s/boundary_repr.npy", dir);
+  if ((rc = td_pathf(path, sizeof path, err, "%s/boundary_repr.npy", dir)))
+    goto out;
   if (td_path_exists(path)) {
     td_vis_dims vd;
     td_vis_dims_unknown(&vd);
@@ -110,7 +112,8 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
     }
   }
   /* timing recorded by tardis project */
-  snprintf(path, sizeof path, "%s/projection.json", dir);
+  if ((rc = td_pathf(path, sizeof path, err, "%s/projection.json", dir)))
+    goto out;
   json_t *pjs = json_load_file(path, 0, NULL);
   r->proj_seconds =
       pjs ? json_number_value(json_object_get(pjs, "seconds")) : (double)NAN;
@@ -174,7 +177,7 @@ int td_evaluate(td_run *run, const char *method,
   memset(out, 0, sizeof *out);
   const char *run_dir = td_run_dir(run);
   int n_ep = td_run_n_epochs(run);
-  char vis[4200];
+  char vis[TD_PATH_MAX];
   int rc = td_vis_method_dir(run_dir, method, vis, sizeof vis, err);
   if (rc)
     return rc;
@@ -197,7 +200,7 @@ int td_evaluate(td_run *run, const char *method,
         td_vis_epoch_done(run_dir, method, td_run_epoch_number(run, i));
   for (int i = 0; i < n_ep && rc == TD_OK; i++) {
     int ep = td_run_epoch_number(run, i);
-    char dir[4200];
+    char dir[TD_PATH_MAX];
     if (!td_vis_epoch_done(run_dir, method, ep) ||
         td_vis_epoch_dir(run_dir, method, ep, dir, sizeof dir))
       continue;

@@ -10,17 +10,18 @@
 #include "tardis/knn.h"
 
 /* Validates the arguments common to the self-kNN builders. */
-int td__knn_check(const float *x, int64_t n, int d, int k, td_err *err);
+TD_NODISCARD int td__knn_check(const float *x, int64_t n, int d, int k,
+                               td_err *err);
 /* Allocates out->idx/dist for [n, k]; TD_ENOMEM leaves *out zeroed. */
-int td__knn_alloc(td_knn *out, int64_t n, int k, td_err *err);
+TD_NODISCARD int td__knn_alloc(td_knn *out, int64_t n, int k, td_err *err);
 /* Squared Euclidean distance, computed directly (no cancellation). */
 float td__knn_sqdist(const float *a, const float *b, int d);
 /* Sorts one row of (dist, idx) pairs ascending by dist, then idx. */
 void td__knn_sort_row(float *dist, int32_t *idx, int k);
 /* TD_EVALUE naming `what` and the element when x[0 .. count) holds a
  * non-finite value. */
-int td__knn_check_finite(const float *x, int64_t count, const char *what,
-                         td_err *err);
+TD_NODISCARD int td__knn_check_finite(const float *x, int64_t count,
+                                      const char *what, td_err *err);
 
 /* Tuning hooks for tests and bench_knn (process-wide, not thread-safe: set
  * them before building graphs). 0 or -1 restore the defaults. */

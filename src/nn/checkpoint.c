@@ -20,9 +20,8 @@
 #define CKPT_MAX_DIM (1 << 24)
 
 static int layer_path(char *buf, size_t len, const char *dir, int layer,
-                      char kind) {
-  int n = snprintf(buf, len, "%s/layer_%d_%c.npy", dir, layer, kind);
-  return n < 0 || (size_t)n >= len ? TD_ERANGE : TD_OK;
+                      char kind, td_err *err) {
+  return td_pathf(buf, len, err, "%s/layer_%d_%c.npy", dir, layer, kind);
 }
 
 static json_t *net_to_json(const td_net *net) {
@@ -35,7 +34,7 @@ static json_t *net_to_json(const td_net *net) {
     if (json_array_append_new(dims, json_integer(td_net_dim(net, i))))
       goto oom;
   for (int l = 0; l < L; l++) {
-    char w[64], b[64];
+    char w[64], b[64]; /* "layer_" + an int + "_w.npy" fits */
     snprintf(w, sizeof w, "layer_%d_w.npy", l);
     snprintf(b, sizeof b, "layer_%d_b.npy", l);
     if (json_array_append_new(acts,
@@ -65,17 +64,17 @@ static int write_contents(const td_net *net, const char *tmp, td_err *err) {
   if (rc != TD_OK)
     return rc;
   const float *params = td_net_params_const(net);
-  char path[4200];
+  char path[TD_PATH_MAX];
   for (int l = 0; l < td_net_n_layers(net); l++) {
     int64_t shape[2] = {td_net_dim(net, l + 1), td_net_dim(net, l)};
-    if (layer_path(path, sizeof path, tmp, l, 'w') != TD_OK)
-      return td_err_set(err, TD_ERANGE, "%s: path too long", tmp);
+    if ((rc = layer_path(path, sizeof path, tmp, l, 'w', err)))
+      return rc;
     rc = td_npy_save_raw(path, TD_F32, 2, shape,
                          params + td_net_layer_offset(net, l), err);
     if (rc != TD_OK)
       return rc;
-    if (layer_path(path, sizeof path, tmp, l, 'b') != TD_OK)
-      return td_err_set(err, TD_ERANGE, "%s: path too long", tmp);
+    if ((rc = layer_path(path, sizeof path, tmp, l, 'b', err)))
+      return rc;
     rc = td_npy_save_raw(path, TD_F32, 1, shape,
                          params + td_net_layer_offset(net, l) +
                              (size_t)shape[0] * (size_t)shape[1],
@@ -110,9 +109,10 @@ static int swap_into_place(const char *tmp, const char *dir, td_err *err) {
     return td_err_set(err, TD_EEXIST, "%s: exists and is not a directory", dir);
   if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0)
     return td_remove_tree(tmp, err); /* tmp now holds the old checkpoint */
-  char old[4200];
-  snprintf(old, sizeof old, "%s.old", dir);
-  int rc = td_remove_tree(old, err);
+  char old[TD_PATH_MAX];
+  int rc = td_pathf(old, sizeof old, err, "%s.old", dir);
+  if (rc == TD_OK)
+    rc = td_remove_tree(old, err);
   if (rc != TD_OK)
     return rc;
   if (rename(dir, old) != 0)
@@ -128,8 +128,9 @@ static int swap_into_place(const char *tmp, const char *dir, td_err *err) {
 }
 
 static void fsync_parent(const char *dir) {
-  char parent[4200];
-  snprintf(parent, sizeof parent, "%s", dir);
+  char parent[TD_PATH_MAX];
+  if (td_pathf(parent, sizeof parent, NULL, "%s", dir))
+    return; /* not reached: td_net_save built dir + ".tmp" in as much room */
   char *slash = strrchr(parent, '/');
   if (!slash)
     td_fsync_dir(".");
@@ -144,16 +145,17 @@ static void fsync_parent(const char *dir) {
 int td_net_save(const td_net *net, const char *dir, td_err *err) {
   if (!dir || !*dir)
     return td_err_set(err, TD_EARG, "empty checkpoint directory name");
-  char tmp[4200];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", dir) >= (int)sizeof tmp)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
-  int rc = td_remove_tree(tmp, err); /* leftover of a killed save */
+  char tmp[TD_PATH_MAX];
+  int rc = td_pathf(tmp, sizeof tmp, err, "%s.tmp", dir);
+  if (rc != TD_OK)
+    return rc;
+  rc = td_remove_tree(tmp, err); /* leftover of a killed save */
   if (rc == TD_OK)
     rc = write_contents(net, tmp, err);
   if (rc == TD_OK)
     rc = swap_into_place(tmp, dir, err);
   if (rc != TD_OK) {
-    td_remove_tree(tmp, NULL);
+    td_remove_tree_best_effort(tmp);
     return rc;
   }
   fsync_parent(dir);
@@ -243,7 +245,7 @@ static int load_tensor(const char *path, int ndim, const int64_t *shape,
 
 int td_net_load(const char *dir, td_net **out, td_err *err) {
   *out = NULL;
-  char jpath[4200], path[4200];
+  char jpath[TD_PATH_MAX], path[TD_PATH_MAX];
   if (!td_path_is_dir(dir))
     return td_err_set(err, TD_ENOENT, "%s: no such checkpoint directory", dir);
   if (td_path_join(jpath, sizeof jpath, dir, "net.json") != TD_OK)
@@ -267,15 +269,13 @@ int td_net_load(const char *dir, td_net **out, td_err *err) {
     rc = td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
   for (int l = 0; rc == TD_OK && l < L; l++) {
     int64_t shape[2] = {dims[l + 1], dims[l]};
-    if (layer_path(path, sizeof path, dir, l, 'w') != TD_OK) {
-      rc = td_err_set(err, TD_ERANGE, "%s: path too long", dir);
-      break;
-    }
-    rc = load_tensor(path, 2, shape, td_net_weight(net, l), err);
-    if (rc == TD_OK) {
-      layer_path(path, sizeof path, dir, l, 'b');
+    rc = layer_path(path, sizeof path, dir, l, 'w', err);
+    if (rc == TD_OK)
+      rc = load_tensor(path, 2, shape, td_net_weight(net, l), err);
+    if (rc == TD_OK)
+      rc = layer_path(path, sizeof path, dir, l, 'b', err);
+    if (rc == TD_OK)
       rc = load_tensor(path, 1, shape, td_net_bias(net, l), err);
-    }
   }
   free(dims);
   free(acts);

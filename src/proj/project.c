@@ -617,11 +617,9 @@ static int dvi_decode(void *ctx, const float *y, int64_t m, float *x) {
 
 static int dvi_save(const void *st, const char *dir, td_err *err) {
   const carry *c = st;
-  char mdir[4400];
-  int n = snprintf(mdir, sizeof mdir, "%s/model", dir);
-  if (n < 0 || (size_t)n >= sizeof mdir)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
-  return td_vismodel_save(c->model, mdir, err);
+  char mdir[TD_PATH_MAX];
+  int rc = td_pathf(mdir, sizeof mdir, err, "%s/model", dir);
+  return rc ? rc : td_vismodel_save(c->model, mdir, err);
 }
 
 static void *dvi_new(void) { return calloc(1, sizeof(carry)); }
@@ -637,8 +635,8 @@ static void dvi_free(void *st) {
 static void dvi_resume(void *st, const td_run *run, int epoch,
                        const char *dir) {
   carry *c = st;
-  char mdir[4300];
-  if (snprintf(mdir, sizeof mdir, "%s/model", dir) >= (int)sizeof mdir ||
+  char mdir[TD_PATH_MAX];
+  if (td_pathf(mdir, sizeof mdir, NULL, "%s/model", dir) ||
       td_vismodel_load(mdir, &c->model, NULL) != TD_OK)
     return;
   td_array a;
@@ -826,17 +824,19 @@ static int load_inputs_f32(const td_run *run, float **out, td_err *err) {
 static int boundary_input(const td_run *run, int ep, const float *inputs,
                           epoch_data *e, const td_boundary_params *bp,
                           td_err *err) {
-  char dir[4200], mdir[4300];
+  char dir[TD_PATH_MAX], mdir[TD_PATH_MAX];
   if (td_run_epoch_path(run, ep, dir, sizeof dir))
     return td_err_set(err, TD_ERANGE, "path too long");
-  snprintf(mdir, sizeof mdir, "%s/model", dir);
+  int rc = td_pathf(mdir, sizeof mdir, err, "%s/model", dir);
+  if (rc)
+    return rc;
   if (!td_path_is_dir(mdir))
     return td_err_set(err, TD_ENOENT,
                       "%s: input-space boundary samples need the epoch's "
                       "model checkpoint (runs of `tardis train`)",
                       mdir);
   td_net *net;
-  int rc = td_net_load(mdir, &net, err);
+  rc = td_net_load(mdir, &net, err);
   if (rc)
     return rc;
   int repr_layer = td_net_n_layers(net) - 1 - td_head_n_layers(e->head);
@@ -858,7 +858,7 @@ static int boundary_input(const td_run *run, int ep, const float *inputs,
 static void load_previous(const td_project_opts *o, const td__proj_method *pm,
                           void *st, const td_run *run, int upto_index) {
   for (int i = upto_index - 1; i >= 0 && pm->resume; i--) {
-    char dir[4200];
+    char dir[TD_PATH_MAX];
     int ep = td_run_epoch_number(run, i);
     if (!td_vis_epoch_done(td_run_dir(run), o->method, ep) ||
         td_vis_epoch_dir(td_run_dir(run), o->method, ep, dir, sizeof dir))

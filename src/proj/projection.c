@@ -22,14 +22,18 @@ struct td_projection {
 int td_projection_load(const char *epoch_dir, td_projection **out,
                        td_err *err) {
   *out = NULL;
-  char path[4200];
+  char path[TD_PATH_MAX];
   td_projection *pj = calloc(1, sizeof *pj);
   if (!pj)
     return td_err_set(err, TD_ENOMEM, "out of memory");
-  snprintf(path, sizeof path, "%s/pca.npy", epoch_dir);
+  int rc = td_pathf(path, sizeof path, err, "%s/pca.npy", epoch_dir);
+  if (rc) {
+    free(pj);
+    return rc;
+  }
   if (td_path_exists(path)) {
     td_array a;
-    int rc = td_npy_load(path, &a, err);
+    rc = td_npy_load(path, &a, err);
     if (rc) {
       free(pj);
       return rc;
@@ -57,8 +61,9 @@ int td_projection_load(const char *epoch_dir, td_projection **out,
     *out = pj;
     return TD_OK;
   }
-  snprintf(path, sizeof path, "%s/model", epoch_dir);
-  int rc = td_vismodel_load(path, &pj->vm, err);
+  rc = td_pathf(path, sizeof path, err, "%s/model", epoch_dir);
+  if (rc == TD_OK)
+    rc = td_vismodel_load(path, &pj->vm, err);
   if (rc) {
     free(pj);
     return rc;
@@ -198,10 +203,11 @@ int td_pca_save(const char *epoch_dir, int D, const float *mean,
     return td_err_set(err, TD_ENOMEM, "out of memory");
   memcpy(buf, mean, (size_t)D * sizeof *buf);
   memcpy(buf + D, comps, (size_t)2 * D * sizeof *buf);
-  char path[4200];
-  snprintf(path, sizeof path, "%s/pca.npy", epoch_dir);
+  char path[TD_PATH_MAX];
   int64_t shape[2] = {3, D};
-  int rc = td_npy_save_raw(path, TD_F32, 2, shape, buf, err);
+  int rc = td_pathf(path, sizeof path, err, "%s/pca.npy", epoch_dir);
+  if (rc == TD_OK)
+    rc = td_npy_save_raw(path, TD_F32, 2, shape, buf, err);
   free(buf);
   return rc;
 }

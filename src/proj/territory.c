@@ -156,7 +156,7 @@ int td_territory_is_boundary(const td_territory *t, float x, float y) {
 }
 
 int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
-  char path[4096];
+  char path[TD_PATH_MAX];
   int rc = td_mkdirs(dir, err);
   if (rc)
     return rc;
@@ -166,7 +166,8 @@ int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
   rc = td_npy_save_raw(path, TD_U8, 2, shape, t->cls, err);
   if (rc)
     return rc;
-  td_path_join(path, sizeof path, dir, "territory_conf.npy");
+  if (td_path_join(path, sizeof path, dir, "territory_conf.npy"))
+    return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   rc = td_npy_save_raw(path, TD_F32, 2, shape, t->conf, err);
   if (rc)
     return rc;
@@ -177,8 +178,10 @@ int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
   json_decref(root);
   if (!text)
     return td_err_set(err, TD_ENOMEM, "territory: out of memory");
-  td_path_join(path, sizeof path, dir, "territory.json");
-  rc = td_write_file_atomic(path, text, strlen(text), err);
+  if (td_path_join(path, sizeof path, dir, "territory.json"))
+    rc = td_err_set(err, TD_ERANGE, "%s: path too long", dir);
+  else
+    rc = td_write_file_atomic(path, text, strlen(text), err);
   free(text);
   return rc;
 }
@@ -186,7 +189,7 @@ int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
 /* Loads one [R, R] array of the given dtype into a malloc'd copy. */
 static int load_grid(const char *dir, const char *name, td_dtype dt, int res,
                      void **data, td_err *err) {
-  char path[4096];
+  char path[TD_PATH_MAX];
   if (td_path_join(path, sizeof path, dir, name))
     return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   td_array a;
@@ -213,7 +216,7 @@ static int load_grid(const char *dir, const char *name, td_dtype dt, int res,
 
 int td_territory_load(const char *dir, td_territory *out, td_err *err) {
   memset(out, 0, sizeof *out);
-  char path[4096];
+  char path[TD_PATH_MAX];
   if (td_path_join(path, sizeof path, dir, "territory.json"))
     return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   json_error_t jerr;

@@ -38,7 +38,7 @@ static json_t *model_to_json(const td_vismodel *m) {
 }
 
 static int write_model(const td_vismodel *m, const char *tmp, td_err *err) {
-  char path[4200];
+  char path[TD_PATH_MAX];
   int rc = td_mkdirs(tmp, err);
   if (rc)
     return rc;
@@ -62,12 +62,14 @@ static int write_model(const td_vismodel *m, const char *tmp, td_err *err) {
 }
 
 int td_vismodel_save(const td_vismodel *m, const char *dir, td_err *err) {
-  char tmp[4200], old[4200];
-  if (!dir || !*dir ||
-      snprintf(tmp, sizeof tmp, "%s.tmp", dir) >= (int)sizeof tmp - 16)
+  char tmp[TD_PATH_MAX], old[TD_PATH_MAX];
+  if (!dir || !*dir)
     return td_err_set(err, TD_EARG, "vismodel: bad directory name");
-  snprintf(old, sizeof old, "%s.old", dir);
-  int rc = td_remove_tree(tmp, err);
+  int rc = td_pathf(tmp, sizeof tmp, err, "%s.tmp", dir);
+  if (rc == TD_OK)
+    rc = td_pathf(old, sizeof old, err, "%s.old", dir);
+  if (rc == TD_OK)
+    rc = td_remove_tree(tmp, err);
   if (rc == TD_OK)
     rc = write_model(m, tmp, err);
   /* Move an existing model aside rather than delete it first, so a crash
@@ -81,10 +83,10 @@ int td_vismodel_save(const td_vismodel *m, const char *dir, td_err *err) {
     rc = td_err_set(err, TD_EIO, "%s: cannot rename into place", dir);
   }
   if (rc != TD_OK) {
-    td_remove_tree(tmp, NULL);
+    td_remove_tree_best_effort(tmp);
     return rc;
   }
-  td_remove_tree(old, NULL);
+  td_remove_tree_best_effort(old);
   return TD_OK;
 }
 
@@ -137,7 +139,7 @@ static int parse_model(json_t *root, const char *path, td_vismodel *m,
 
 int td_vismodel_load(const char *dir, td_vismodel **out, td_err *err) {
   *out = NULL;
-  char path[4200];
+  char path[TD_PATH_MAX];
   if (td_path_join(path, sizeof path, dir, "vismodel.json"))
     return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   json_error_t jerr;
@@ -164,12 +166,12 @@ int td_vismodel_load(const char *dir, td_vismodel **out, td_err *err) {
     goto done;
   }
   int d = (int)json_integer_value(dim);
-  char sub[4200];
-  td_path_join(sub, sizeof sub, dir, "encoder"); /* fits: path did */
-  if ((rc = td_net_load(sub, &enc, err)))
+  char sub[TD_PATH_MAX];
+  if ((rc = td_pathf(sub, sizeof sub, err, "%s/encoder", dir)) ||
+      (rc = td_net_load(sub, &enc, err)))
     goto done;
-  td_path_join(sub, sizeof sub, dir, "decoder");
-  if ((rc = td_net_load(sub, &dec, err)))
+  if ((rc = td_pathf(sub, sizeof sub, err, "%s/decoder", dir)) ||
+      (rc = td_net_load(sub, &dec, err)))
     goto done;
   int L = td_net_n_layers(enc);
   if (td_net_in_dim(enc) != d || td_net_out_dim(enc) != 2 ||

@@ -75,6 +75,7 @@ double td__vis_temporal_net(fit_state *s, const int32_t *ids, int cnt,
 
 /* The default start of a fit: layout of the complex, handed to io->y_out,
  * then distilled into the encoder and decoder (vis_distil.c). */
-int td__vis_layout_and_distil(fit_state *s, const td_vismodel *prev, int64_t n);
+TD_NODISCARD int td__vis_layout_and_distil(fit_state *s,
+                                           const td_vismodel *prev, int64_t n);
 
 #endif

@@ -39,14 +39,15 @@ static void format_epochs(const int *e, int n, char *buf, size_t len) {
 
 static int no_projection(const td_run *run, const char *method, const char *why,
                          td_err *err) {
-  char dir[4096], opt[96] = "";
+  char dir[TD_PATH_MAX];
   int rc = td_vis_method_dir(td_run_dir(run), method, dir, sizeof dir, err);
   if (rc)
     return rc;
-  if (strcmp(method, "dvi") != 0)
-    snprintf(opt, sizeof opt, "--method %s ", method);
-  return td_err_set(err, TD_ENOENT, "%s: %s; run `tardis project %s%s` first",
-                    dir, why, opt, td_run_dir(run));
+  int dvi = !strcmp(method, "dvi"); /* the default needs no --method */
+  return td_err_set(err, TD_ENOENT,
+                    "%s: %s; run `tardis project %s%s%s%s` first", dir, why,
+                    dvi ? "" : "--method ", dvi ? "" : method, dvi ? "" : " ",
+                    td_run_dir(run));
 }
 
 int td_render_list_epochs(const td_run *run, const char *method, int **epochs,
@@ -144,7 +145,7 @@ int td__frame_load(const td_run *run, int epoch, const td_render_opts *o,
   f->draw_train = o->split != TD_RENDER_TEST;
   f->draw_test = o->split != TD_RENDER_TRAIN;
   const td_run_meta *meta = td_run_get_meta(run);
-  char dir[4096];
+  char dir[TD_PATH_MAX];
   int rc = td_render_epoch_dir(run, o->method, epoch, dir, sizeof dir, err);
   if (!rc && o->territory) {
     rc = td_territory_load(dir, &f->terr, err);
@@ -416,8 +417,10 @@ static void draw_title(const td_run *run, const td__frame *f,
     x += show(cr, buf) + l->font * 1.2;
   }
   /* Method and run name, right-aligned over the map, in grey. */
-  snprintf(buf, sizeof buf, "%s  \xc2\xb7  %s", td_run_get_meta(run)->name,
-           o->method);
+  int n = snprintf(buf, sizeof buf, "%s  \xc2\xb7  %s",
+                   td_run_get_meta(run)->name, o->method);
+  if (n < 0 || (size_t)n >= sizeof buf)
+    return; /* cut, it could end inside a UTF-8 sequence; too wide anyway */
   set_font(cr, l->font * 0.9, 0);
   double w = text_w(cr, buf);
   if (l->map_x + l->map - w > x) {

@@ -10,8 +10,8 @@
 
 /* Writes an image surface as PNG to a sink. TD_EIO (message naming what)
  * when the sink or cairo fails. */
-int td__render_write_png(cairo_surface_t *s, td_sink_fn sink, void *ctx,
-                         const char *what, td_err *err);
+TD_NODISCARD int td__render_write_png(cairo_surface_t *s, td_sink_fn sink,
+                                      void *ctx, const char *what, td_err *err);
 
 /* Territory shading. DESIGN §3.6 weighs the palette colour by 0.5·s and
  * white by 1 − s, with s the confidence scaled to at most 0.9; those
@@ -28,7 +28,8 @@ float td__render_conf_max(const td_territory *t);
 
 /* An RGB24 surface of size × size pixels (R × R when size <= 0) showing the
  * territory, row 0 = top, with smooth boundaries; NULL when out of memory. */
-cairo_surface_t *td__render_territory_surface(const td_territory *t, int size);
+TD_NODISCARD cairo_surface_t *
+td__render_territory_surface(const td_territory *t, int size);
 
 /* Everything one frame draws, loaded from the run and its vis directory. */
 typedef struct td__frame {
@@ -41,8 +42,9 @@ typedef struct td__frame {
   double train_acc, test_acc; /* NaN when not recorded */
 } td__frame;
 
-int td__frame_load(const td_run *run, int epoch, const td_render_opts *o,
-                   td__frame *f, td_err *err);
+TD_NODISCARD int td__frame_load(const td_run *run, int epoch,
+                                const td_render_opts *o, td__frame *f,
+                                td_err *err);
 void td__frame_close(td__frame *f);
 
 /* Pixel geometry of a frame; depends only on the options and the run's class
@@ -57,8 +59,8 @@ typedef struct td__layout {
   int test_marker; /* legend explains the test marker */
 } td__layout;
 
-int td__layout_compute(const td_run *run, const td_render_opts *o,
-                       td__layout *l, td_err *err);
+TD_NODISCARD int td__layout_compute(const td_run *run, const td_render_opts *o,
+                                    td__layout *l, td_err *err);
 
 /* Draws a frame onto an RGB24 surface of l->width × l->height. */
 void td__frame_draw(const td_run *run, const td__frame *f,

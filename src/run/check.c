@@ -55,7 +55,9 @@ int td__spec_is_int(const td__array_spec *s) {
   return s->vals == VALS_LABEL || s->vals == VALS_TRAIN_INDEX;
 }
 
-/* "60000×128 float32 or float16" */
+/* "60000×128 float32 or float16". At most about 200 bytes (a count, three
+ * dimensions or the input_shape note, the dtype names), and the one caller
+ * gives 256, so no snprintf below is cut. */
 static void expected_str(const td__array_spec *s, const td_run_meta *m,
                          char *buf, size_t len) {
   size_t o = 0;

@@ -70,7 +70,7 @@ static int layer_file(const char *json_path, const char *dir, int i,
                       "%s: layer %d: \"%s\" must be a plain file name inside "
                       "the epoch directory, found \"%.200s\"",
                       json_path, i, key, json_string_value(v));
-  return td__pathf(path, len, err, "%s/%s", dir, json_string_value(v));
+  return td_pathf(path, len, err, "%s/%s", dir, json_string_value(v));
 }
 
 static int load_f32(const char *path, td_array *a, td_err *err) {
@@ -91,7 +91,7 @@ static int load_f32(const char *path, td_array *a, td_err *err) {
 
 static int load_layer(const char *json_path, const char *dir, int i,
                       const json_t *layer, td__dense *L, td_err *err) {
-  char wpath[PATH_MAX], bpath[PATH_MAX], got[160];
+  char wpath[TD_PATH_MAX], bpath[TD_PATH_MAX], got[160];
   if (!json_is_object(layer))
     return td_err_set(err, TD_EFORMAT,
                       "%s: layer %d should be an object, found %s", json_path,
@@ -167,9 +167,9 @@ static int check_chain(const char *json_path, const td_head *h, int in_dim,
 
 int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
                      td_err *err) {
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   *out = NULL;
-  int rc = td__pathf(path, sizeof path, err, "%s/head.json", dir);
+  int rc = td_pathf(path, sizeof path, err, "%s/head.json", dir);
   if (rc)
     return rc;
   if (!td_path_exists(path))
@@ -329,15 +329,15 @@ int td_head_write(td_epoch_writer *w, int n_layers, const float *const *weights,
                       dims[i + 1], act);
       break;
     }
-    char wname[64], bname[64], path[PATH_MAX];
+    char wname[64], bname[64], path[TD_PATH_MAX];
     snprintf(wname, sizeof wname, "head_%d_w.npy", i);
     snprintf(bname, sizeof bname, "head_%d_b.npy", i);
     int64_t wshape[2] = {dims[i + 1], dims[i]}, bshape[1] = {dims[i + 1]};
-    rc = td__pathf(path, sizeof path, err, "%s/%s", w->tmp, wname);
+    rc = td_pathf(path, sizeof path, err, "%s/%s", w->tmp, wname);
     if (!rc)
       rc = td_npy_save_raw(path, TD_F32, 2, wshape, weights[i], err);
     if (!rc)
-      rc = td__pathf(path, sizeof path, err, "%s/%s", w->tmp, bname);
+      rc = td_pathf(path, sizeof path, err, "%s/%s", w->tmp, bname);
     if (!rc)
       rc = td_npy_save_raw(path, TD_F32, 1, bshape, biases[i], err);
     if (!rc &&

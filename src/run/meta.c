@@ -7,16 +7,6 @@
 #include "run/run_internal.h"
 #include "tardis/fsutil.h"
 
-int td__pathf(char *buf, size_t len, td_err *err, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-  if (n < 0 || (size_t)n >= len)
-    return td_err_set(err, TD_ERANGE, "path too long: %.200s...", buf);
-  return TD_OK;
-}
-
 void td__epoch_name(int epoch, char *buf, size_t len) {
   snprintf(buf, len, "%04d", epoch);
 }
@@ -273,9 +263,9 @@ int td__meta_from_json(const json_t *root, const char *path, td_run_meta *m,
 }
 
 int td__meta_read(const char *run_dir, td_run_meta *m, td_err *err) {
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   memset(m, 0, sizeof *m);
-  int rc = td__pathf(path, sizeof path, err, "%s/run.json", run_dir);
+  int rc = td_pathf(path, sizeof path, err, "%s/run.json", run_dir);
   if (rc)
     return rc;
   if (!td_path_exists(path))

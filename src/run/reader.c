@@ -46,8 +46,8 @@ static int parse_epoch_name(const char *epochs_dir, const char *name,
 
 static int list_epochs(const char *run_dir, int **out, int *n_out,
                        td_err *err) {
-  char dir[PATH_MAX], sub[PATH_MAX];
-  int rc = td__pathf(dir, sizeof dir, err, "%s/epochs", run_dir);
+  char dir[TD_PATH_MAX], sub[TD_PATH_MAX];
+  int rc = td_pathf(dir, sizeof dir, err, "%s/epochs", run_dir);
   *out = NULL;
   *n_out = 0;
   if (rc)
@@ -66,7 +66,7 @@ static int list_epochs(const char *run_dir, int **out, int *n_out,
     int epoch = 0;
     if ((rc = parse_epoch_name(dir, e->d_name, &epoch, err)))
       break;
-    if ((rc = td__pathf(sub, sizeof sub, err, "%s/%s", dir, e->d_name)))
+    if ((rc = td_pathf(sub, sizeof sub, err, "%s/%s", dir, e->d_name)))
       break;
     if (!td_path_is_dir(sub)) {
       rc = td_err_set(err, TD_EFORMAT,
@@ -149,10 +149,10 @@ int td_run_open(const char *dir, td_run **out, td_err *err) {
     td_run_close(run);
     return rc;
   }
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   int rc = td__meta_read(run->dir, &run->meta, err);
   if (!rc)
-    rc = td__pathf(path, sizeof path, err, "%s/train_labels.npy", run->dir);
+    rc = td_pathf(path, sizeof path, err, "%s/train_labels.npy", run->dir);
   if (!rc && !td_path_exists(path))
     rc = td_err_set(err, TD_ENOENT, "%s: no such file (every run needs it)",
                     path);
@@ -198,7 +198,7 @@ int td_run_epoch_index(const td_run *run, int epoch) {
 int td_run_epoch_path(const td_run *run, int epoch, char *buf, size_t len) {
   char name[32];
   td__epoch_name(epoch, name, sizeof name);
-  return td__pathf(buf, len, NULL, "%s/epochs/%s", run->dir, name);
+  return td_pathf(buf, len, NULL, "%s/epochs/%s", run->dir, name);
 }
 
 const int32_t *td_run_train_labels(const td_run *run) {
@@ -220,19 +220,19 @@ static int array_path(const td_run *run, int epoch, const char *name,
   memcpy(base, name, n);
   base[n] = 0;
   if (epoch < 0)
-    return td__pathf(path, len, err, "%s/%s.npy", run->dir, base);
-  char ep[PATH_MAX];
+    return td_pathf(path, len, err, "%s/%s.npy", run->dir, base);
+  char ep[TD_PATH_MAX];
   int rc = td_run_epoch_path(run, epoch, ep, sizeof ep);
   if (rc)
     return td_err_set(err, rc, "%s: path too long", run->dir);
   if (!td_path_is_dir(ep))
     return td_err_set(err, TD_ENOENT, "%s: no such epoch", ep);
-  return td__pathf(path, len, err, "%s/%s.npy", ep, base);
+  return td_pathf(path, len, err, "%s/%s.npy", ep, base);
 }
 
 int td_run_load(const td_run *run, int epoch, const char *name, td_array *out,
                 td_err *err) {
-  char base[128], path[PATH_MAX];
+  char base[128], path[TD_PATH_MAX];
   memset(out, 0, sizeof *out);
   int rc =
       array_path(run, epoch, name, base, sizeof base, path, sizeof path, err);
@@ -264,7 +264,7 @@ int td_run_load_f32(const td_run *run, int epoch, const char *name,
 }
 
 int td_run_has(const td_run *run, int epoch, const char *name) {
-  char path[PATH_MAX], ep[PATH_MAX];
+  char path[TD_PATH_MAX], ep[TD_PATH_MAX];
   const char *parent = run->dir;
   if (!td__plain_name(name))
     return 0;
@@ -274,8 +274,8 @@ int td_run_has(const td_run *run, int epoch, const char *name) {
     parent = ep;
   }
   int bare = strcmp(name, "model") == 0 || strchr(name, '.') != NULL;
-  if (td__pathf(path, sizeof path, NULL, bare ? "%s/%s" : "%s/%s.npy", parent,
-                name))
+  if (td_pathf(path, sizeof path, NULL, bare ? "%s/%s" : "%s/%s.npy", parent,
+               name))
     return 0;
   return td_path_exists(path);
 }
@@ -327,18 +327,18 @@ int td__epoch_json_read(const char *path, int epoch, json_t **out,
 
 int td__run_load_epoch_json(const td_run *run, int epoch, json_t **out,
                            td_err *err) {
-  char ep[PATH_MAX], path[PATH_MAX];
+  char ep[TD_PATH_MAX], path[TD_PATH_MAX];
   *out = NULL;
   if (td_run_epoch_path(run, epoch, ep, sizeof ep))
     return td_err_set(err, TD_ERANGE, "%s: path too long", run->dir);
   if (!td_path_is_dir(ep))
     return td_err_set(err, TD_ENOENT, "%s: no such epoch", ep);
-  int rc = td__pathf(path, sizeof path, err, "%s/epoch.json", ep);
+  int rc = td_pathf(path, sizeof path, err, "%s/epoch.json", ep);
   return rc ? rc : td__epoch_json_read(path, epoch, out, err);
 }
 
 int td_run_load_head(const td_run *run, int epoch, td_head **out, td_err *err) {
-  char ep[PATH_MAX];
+  char ep[TD_PATH_MAX];
   *out = NULL;
   if (td_run_epoch_path(run, epoch, ep, sizeof ep))
     return td_err_set(err, TD_ERANGE, "%s: path too long", run->dir);
@@ -396,8 +396,10 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
     for (int j = 0; j < c && !rc; j++) {
       float diff = fabsf(z[i * c + j] - rec[i * c + j]);
       if (!(diff <= rel * (1.0f + scale))) {
-        char ep[PATH_MAX];
-        td_run_epoch_path(run, epoch, ep, sizeof ep);
+        char ep[TD_PATH_MAX];
+        if (td_run_epoch_path(run, epoch, ep, sizeof ep)) {
+          /* cannot fail: the epoch's arrays were just loaded from it */
+        }
         rc = td_err_set(err, TD_EVALUE,
                         "%s/head.json: the head does not reproduce "
                         "train_logits.npy (row %lld, class %d: head gives "

@@ -5,13 +5,10 @@
 #include <limits.h>
 #include <stdarg.h>
 
-#include "tardis/alloc.h"
 #include "run/run_json.h"
+#include "tardis/alloc.h"
+#include "tardis/fsutil.h"
 #include "tardis/run.h"
-
-#ifndef PATH_MAX
-#define PATH_MAX 4096
-#endif
 
 #define TD__RUN_PRODUCER "tardis 0.1.0"
 
@@ -24,20 +21,12 @@ struct td_run {
 };
 
 struct td_epoch_writer {
-  char run_dir[PATH_MAX];
-  char tmp[PATH_MAX];    /* RUN/epochs/.tmp-NNNN-<pid> */
-  char final_[PATH_MAX]; /* RUN/epochs/NNNN */
+  char run_dir[TD_PATH_MAX];
+  char tmp[TD_PATH_MAX];    /* RUN/epochs/.tmp-NNNN-<pid> */
+  char final_[TD_PATH_MAX]; /* RUN/epochs/NNNN */
   int epoch;
   td_run_meta meta; /* from run.json, owns classes */
 };
-
-/* snprintf into a path buffer; TD_ERANGE (with a message) when it does not
- * fit. */
-int td__pathf(char *buf, size_t len, td_err *err, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
 
 /* Directory name of an epoch: "0007", wider past 9999. */
 void td__epoch_name(int epoch, char *buf, size_t len);
@@ -50,11 +39,13 @@ int td__plain_name(const char *name);
 const char *td__json_type_str(const json_t *v);
 
 /* run.json: read + check into *m (m->classes owned by m), or write. */
-int td__meta_read(const char *run_dir, td_run_meta *m, td_err *err);
-int td__meta_from_json(const json_t *root, const char *path, td_run_meta *m,
-                       td_err *err);
-json_t *td__meta_to_json(const td_run_meta *m);
-int td__meta_check(const td_run_meta *m, td_err *err); /* for writers */
+TD_NODISCARD int td__meta_read(const char *run_dir, td_run_meta *m,
+                               td_err *err);
+TD_NODISCARD int td__meta_from_json(const json_t *root, const char *path,
+                                    td_run_meta *m, td_err *err);
+TD_NODISCARD json_t *td__meta_to_json(const td_run_meta *m);
+TD_NODISCARD int td__meta_check(const td_run_meta *m,
+                                td_err *err); /* for writers */
 void td__meta_free(td_run_meta *m);
 
 /* Known arrays of a run and their rules. */
@@ -64,16 +55,18 @@ typedef struct td__array_spec td__array_spec;
 const td__array_spec *td__spec_find(const char *base, int in_epoch);
 /* Checks dtype, shape and values of `a` (loaded from `path`) against the
  * spec and meta. */
-int td__spec_check(const td__array_spec *s, const td_run_meta *m,
-                   const char *path, const td_array *a, td_err *err);
+TD_NODISCARD int td__spec_check(const td__array_spec *s, const td_run_meta *m,
+                                const char *path, const td_array *a,
+                                td_err *err);
 /* Whether the spec's array holds integer labels / indices (int32 or int64). */
 int td__spec_is_int(const td__array_spec *s);
 /* Converts an int64 array into a new owned int32 array (values must fit). */
-int td__to_i32(const td_array *src, td_array *dst, td_err *err);
+TD_NODISCARD int td__to_i32(const td_array *src, td_array *dst, td_err *err);
 
 /* Reads and checks an epoch.json file for epoch number `epoch`. *out may be
  * NULL when only the check is wanted. */
-int td__epoch_json_read(const char *path, int epoch, json_t **out, td_err *err);
+TD_NODISCARD int td__epoch_json_read(const char *path, int epoch, json_t **out,
+                                     td_err *err);
 
 /* Makes sure an error message from a lower layer names `path`. */
 void td__err_name_path(td_err *err, const char *path);

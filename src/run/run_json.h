@@ -12,19 +12,19 @@
 
 /* The metadata as a new JSON object (name, producer, created, classes,
  * n_classes, n_train, n_test, repr_dim, input_shape); caller json_decref's. */
-json_t *td__run_meta_json(const td_run_meta *m);
+TD_NODISCARD json_t *td__run_meta_json(const td_run_meta *m);
 
 /* Reads epoch.json of an epoch, checking that it is an object whose "epoch"
  * equals the epoch number and whose known metrics (train_loss, train_acc,
  * test_loss, test_acc, seconds, lr) are numbers or null when present.
  * The caller owns *out (json_decref). */
-int td__run_load_epoch_json(const td_run *run, int epoch, json_t **out,
-                            td_err *err);
+TD_NODISCARD int td__run_load_epoch_json(const td_run *run, int epoch,
+                                         json_t **out, td_err *err);
 
 /* Writes a JSON file into the epoch. The value is borrowed (not decref'd).
  * For "epoch.json" the value must be an object whose "epoch" equals the
  * writer's epoch. */
-int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
-                       td_err *err);
+TD_NODISCARD int td__epoch_add_json(td_epoch_writer *w, const char *file_name,
+                                    json_t *value, td_err *err);
 
 #endif

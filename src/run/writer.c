@@ -30,7 +30,7 @@ static int dir_is_empty(const char *path) {
 /* Makes way for a new run in `dir`: refuses to clobber anything that is not
  * an old run, and an old run unless forced. */
 static int clear_target(const char *dir, int force, td_err *err) {
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   if (!td_path_exists(dir))
     return TD_OK;
   if (!td_path_is_dir(dir))
@@ -45,7 +45,7 @@ static int clear_target(const char *dir, int force, td_err *err) {
                       "%s: already exists and is not empty (use --force to "
                       "replace it)",
                       dir);
-  int rc = td__pathf(path, sizeof path, err, "%s/run.json", dir);
+  int rc = td_pathf(path, sizeof path, err, "%s/run.json", dir);
   if (rc)
     return rc;
   if (!td_path_exists(path))
@@ -78,14 +78,14 @@ int td_run_create(const char *dir, const td_run_meta *meta, int force,
   json_decref(root);
   if (!text)
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   rc = clear_target(dir, force, err);
   if (!rc)
-    rc = td__pathf(path, sizeof path, err, "%s/epochs", dir);
+    rc = td_pathf(path, sizeof path, err, "%s/epochs", dir);
   if (!rc)
     rc = td_mkdirs(path, err);
   if (!rc)
-    rc = td__pathf(path, sizeof path, err, "%s/run.json", dir);
+    rc = td_pathf(path, sizeof path, err, "%s/run.json", dir);
   if (!rc) {
     size_t len = strlen(text);
     text[len] = '\n'; /* replaces the terminator: a text file ends in one */
@@ -132,7 +132,7 @@ static int save_checked(const td_run_meta *m, int in_epoch, const char *base,
 
 int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
                        td_err *err) {
-  char base[128], path[PATH_MAX];
+  char base[128], path[TD_PATH_MAX];
   if (!base_name(name, base, sizeof base))
     return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain array name",
                       run_dir, name);
@@ -140,7 +140,7 @@ int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
   int rc = td__meta_read(run_dir, &m, err);
   if (rc)
     return rc;
-  rc = td__pathf(path, sizeof path, err, "%s/%s.npy", run_dir, base);
+  rc = td_pathf(path, sizeof path, err, "%s/%s.npy", run_dir, base);
   if (!rc)
     rc = save_checked(&m, 0, base, path, path, a, err);
   td__meta_free(&m);
@@ -157,19 +157,19 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
   td_epoch_writer *w = td_calloc(1, sizeof *w);
   if (!w)
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", run_dir);
-  char name[32], epochs[PATH_MAX];
+  char name[32], epochs[TD_PATH_MAX];
   td__epoch_name(epoch, name, sizeof name);
   w->epoch = epoch;
-  int rc = td__pathf(w->run_dir, sizeof w->run_dir, err, "%s", run_dir);
+  int rc = td_pathf(w->run_dir, sizeof w->run_dir, err, "%s", run_dir);
   if (!rc)
     rc = td__meta_read(run_dir, &w->meta, err);
   if (!rc)
-    rc = td__pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
+    rc = td_pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
   if (!rc)
-    rc = td__pathf(w->final_, sizeof w->final_, err, "%s/%s", epochs, name);
+    rc = td_pathf(w->final_, sizeof w->final_, err, "%s/%s", epochs, name);
   if (!rc)
-    rc = td__pathf(w->tmp, sizeof w->tmp, err, "%s/.tmp-%s-%ld", epochs, name,
-                   (long)getpid());
+    rc = td_pathf(w->tmp, sizeof w->tmp, err, "%s/.tmp-%s-%ld", epochs, name,
+                  (long)getpid());
   /* Fail before the trainer spends time writing an epoch it cannot keep. */
   if (!rc && td_path_exists(w->final_))
     rc = td_err_set(err, TD_EEXIST, "%s: epoch %d is already recorded",
@@ -195,24 +195,24 @@ int td_epoch_number(const td_epoch_writer *w) { return w->epoch; }
 
 int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
                        const td_array *a, td_err *err) {
-  char base[128], path[PATH_MAX];
+  char base[128], path[TD_PATH_MAX];
   if (!base_name(file_name, base, sizeof base))
     return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain file name",
                       w->tmp, file_name);
   /* Always "<base>.npy", whether or not the caller gave the suffix. */
-  int rc = td__pathf(path, sizeof path, err, "%s/%s.npy", w->tmp, base);
+  int rc = td_pathf(path, sizeof path, err, "%s/%s.npy", w->tmp, base);
   if (rc)
     return rc;
   /* Messages name the final path: that is where the user will look. */
-  char shown[PATH_MAX];
-  if ((rc = td__pathf(shown, sizeof shown, err, "%s/%s.npy", w->final_, base)))
+  char shown[TD_PATH_MAX];
+  if ((rc = td_pathf(shown, sizeof shown, err, "%s/%s.npy", w->final_, base)))
     return rc;
   return save_checked(&w->meta, 1, base, path, shown, a, err);
 }
 
 int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
                       td_err *err) {
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   if (!td__plain_name(file_name))
     return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain file name",
                       w->tmp, file_name);
@@ -224,7 +224,7 @@ int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
                         "%s/epoch.json: expected an object with \"epoch\": %d",
                         w->final_, w->epoch);
   }
-  int rc = td__pathf(path, sizeof path, err, "%s/%s", w->tmp, file_name);
+  int rc = td_pathf(path, sizeof path, err, "%s/%s", w->tmp, file_name);
   if (rc)
     return rc;
   char *text = json_dumps(value, JSON_INDENT(2) | JSON_ENCODE_ANY);
@@ -246,12 +246,12 @@ static int fsync_tree(const char *path, td_err *err) {
                       strerror(errno));
   int rc = TD_OK;
   struct dirent *e;
-  char sub[PATH_MAX];
+  char sub[TD_PATH_MAX];
   while (!rc && (e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
     struct stat st;
-    if ((rc = td__pathf(sub, sizeof sub, err, "%s/%s", path, e->d_name)))
+    if ((rc = td_pathf(sub, sizeof sub, err, "%s/%s", path, e->d_name)))
       break;
     if (lstat(sub, &st) != 0)
       continue; /* vanished: nothing to sync */
@@ -301,16 +301,16 @@ fail:
 static int check_complete(td_epoch_writer *w, td_err *err) {
   static const char *const required[] = {"epoch.json", "train_repr.npy",
                                          "train_logits.npy", "head.json"};
-  char path[PATH_MAX];
+  char path[TD_PATH_MAX];
   int rc = TD_OK;
   for (size_t i = 0; !rc && i < sizeof required / sizeof *required; i++) {
-    rc = td__pathf(path, sizeof path, err, "%s/%s", w->tmp, required[i]);
+    rc = td_pathf(path, sizeof path, err, "%s/%s", w->tmp, required[i]);
     if (!rc && !td_path_exists(path))
       rc = td_err_set(err, TD_ESTATE, "%s: cannot commit epoch %d without %s",
                       w->final_, w->epoch, required[i]);
   }
   if (!rc)
-    rc = td__pathf(path, sizeof path, err, "%s/epoch.json", w->tmp);
+    rc = td_pathf(path, sizeof path, err, "%s/epoch.json", w->tmp);
   if (!rc)
     rc = td__epoch_json_read(path, w->epoch, NULL, err);
   td_head *h = NULL;
@@ -321,14 +321,14 @@ static int check_complete(td_epoch_writer *w, td_err *err) {
 }
 
 int td_epoch_commit(td_epoch_writer *w, td_err *err) {
-  char epochs[PATH_MAX];
+  char epochs[TD_PATH_MAX];
   int rc = check_complete(w, err);
   if (!rc)
     rc = fsync_tree(w->tmp, err);
   if (!rc)
     rc = rename_noreplace(w->tmp, w->final_, err);
   if (!rc) {
-    if (td__pathf(epochs, sizeof epochs, NULL, "%s/epochs", w->run_dir) == 0)
+    if (td_pathf(epochs, sizeof epochs, NULL, "%s/epochs", w->run_dir) == 0)
       td_fsync_dir(epochs);
     td__meta_free(&w->meta);
     td_free(w);
@@ -341,7 +341,7 @@ int td_epoch_commit(td_epoch_writer *w, td_err *err) {
 void td_epoch_abort(td_epoch_writer *w) {
   if (!w)
     return;
-  td_remove_tree(w->tmp, NULL);
+  td_remove_tree_best_effort(w->tmp);
   td__meta_free(&w->meta);
   td_free(w);
 }
@@ -361,10 +361,10 @@ static long tmp_owner(const char *name) {
 }
 
 int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err) {
-  char epochs[PATH_MAX], path[PATH_MAX];
+  char epochs[TD_PATH_MAX], path[TD_PATH_MAX];
   if (n_removed)
     *n_removed = 0;
-  int rc = td__pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
+  int rc = td_pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
   if (rc || !td_path_is_dir(epochs))
     return rc;
   DIR *d = opendir(epochs);
@@ -378,7 +378,7 @@ int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err) {
     if (!pid || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 ||
         errno != ESRCH)
       continue;
-    rc = td__pathf(path, sizeof path, err, "%s/%s", epochs, e->d_name);
+    rc = td_pathf(path, sizeof path, err, "%s/%s", epochs, e->d_name);
     if (!rc)
       rc = td_remove_tree(path, err);
     if (!rc && n_removed)

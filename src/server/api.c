@@ -91,21 +91,22 @@ static int get_epoch(const req *r, const char *text, int *epoch,
  * the path does not fit, which then reads as absent. */
 static void vis_path(const req *r, int epoch, const char *file, char *buf,
                      size_t len) {
-  if (epoch < 0)
-    td_vis_method_path(r->s->run_dir, r->method, file, buf, len, NULL);
-  else
-    td_vis_epoch_path(r->s->run_dir, r->method, epoch, file, buf, len, NULL);
+  int rc = epoch < 0 ? td_vis_method_path(r->s->run_dir, r->method, file, buf,
+                                          len, NULL)
+                     : td_vis_epoch_path(r->s->run_dir, r->method, epoch, file,
+                                         buf, len, NULL);
+  if (rc)
+    buf[0] = '\0';
 }
 
+/* A run array's path; "" when it does not fit, which reads as absent. */
 static void run_path(const req *r, int epoch, const char *name, char *buf,
                      size_t len) {
-  if (epoch < 0) {
-    snprintf(buf, len, "%s/%s.npy", r->s->run_dir, name);
-  } else {
-    char dir[PATH_MAX - 64];
-    td_run_epoch_path(r->run, epoch, dir, sizeof dir);
-    snprintf(buf, len, "%s/%s.npy", dir, name);
-  }
+  char dir[TD_PATH_MAX];
+  int rc = epoch < 0 ? td_pathf(dir, sizeof dir, NULL, "%s", r->s->run_dir)
+                     : td_run_epoch_path(r->run, epoch, dir, sizeof dir);
+  if (rc || td_pathf(buf, len, NULL, "%s/%s.npy", dir, name))
+    buf[0] = '\0';
 }
 
 /* Replies with the cache's error: absent → 404, anything else → 500. */
@@ -119,7 +120,7 @@ static enum MHD_Result load_error(const req *r, int rc, const td_err *e,
 /* A run array (epoch < 0: top level) through the cache. */
 static int get_run_array(const req *r, int epoch, const char *name,
                          td__cache_entry **out, td_err *e) {
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   run_path(r, epoch, name, p, sizeof p);
   return td__cache_get(r->s, p, epoch, name, out, e);
 }
@@ -128,7 +129,7 @@ static int get_run_array(const req *r, int epoch, const char *name,
  * reader of RUN/vis/ checks it. */
 static int get_vis_array(const req *r, int epoch, const char *file, int64_t n,
                          td__cache_entry **out, td_err *e) {
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   vis_path(r, epoch, file, p, sizeof p);
   int rc = td__cache_get(r->s, p, 0, NULL, out, e);
   if (rc)
@@ -143,7 +144,7 @@ static int get_vis_array(const req *r, int epoch, const char *file, int64_t n,
 
 static json_t *list_methods(const req *r) {
   json_t *a = json_array();
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   DIR *d = td_vis_root(r->s->run_dir, p, sizeof p, NULL) ? NULL : opendir(p);
   if (!d)
     return a;
@@ -151,9 +152,9 @@ static json_t *list_methods(const req *r) {
   while ((de = readdir(d))) {
     if (de->d_name[0] == '.')
       continue;
-    char q[PATH_MAX + 256];
-    snprintf(q, sizeof q, "%s/%s", p, de->d_name);
-    if (td_path_is_dir(q))
+    char q[TD_PATH_MAX];
+    if (td_pathf(q, sizeof q, NULL, "%s/%s", p, de->d_name) == TD_OK &&
+        td_path_is_dir(q))
       json_array_append_new(a, json_string(de->d_name));
   }
   closedir(d);
@@ -210,7 +211,7 @@ static json_t *quality_of(json_t *q, int epoch) {
 }
 
 static json_t *load_quality(const req *r) {
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   vis_path(r, -1, "metrics.json", p, sizeof p);
   return json_load_file(p, 0, NULL);
 }
@@ -220,7 +221,7 @@ static enum MHD_Result api_epochs(const req *r) {
   for (int i = 0; i < td_run_n_epochs(r->run); i++) {
     int ep = td_run_epoch_number(r->run, i);
     json_t *e = json_object(), *metrics = NULL;
-    char p[PATH_MAX];
+    char p[TD_PATH_MAX];
     if (td__run_load_epoch_json(r->run, ep, &metrics, NULL) != TD_OK)
       metrics = NULL;
     json_object_set_new(e, "epoch", json_integer(ep));
@@ -342,7 +343,7 @@ static enum MHD_Result api_predictions(const req *r, int epoch, int split,
 }
 
 static enum MHD_Result api_territory_json(const req *r, int epoch) {
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   vis_path(r, epoch, "territory.json", p, sizeof p);
   json_t *t = json_load_file(p, 0, NULL);
   if (!t)
@@ -364,7 +365,7 @@ static enum MHD_Result api_territory_json(const req *r, int epoch) {
 }
 
 static enum MHD_Result api_territory_array(const req *r, int epoch, int conf) {
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   vis_path(r, epoch, conf ? "territory_conf.npy" : "territory_class.npy", p,
            sizeof p);
   td__cache_entry *e;
@@ -394,11 +395,12 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
   const char *sz = arg(r, "size");
   if (sz && (td__parse_i64(sz, &size) || size < 0 || size > 4096))
     return td__reply_error(r->c, 400, "bad size '%.32s' (0-4096)", sz);
-  char dir[PATH_MAX], p[PATH_MAX];
+  char dir[TD_PATH_MAX], p[TD_PATH_MAX];
   vis_path(r, epoch, "territory.json", p, sizeof p);
   if (!td_path_exists(p))
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
-  td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir);
+  if (td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir))
+    return td__reply_error(r->c, 500, "epoch %d: path too long", epoch);
   td_territory t;
   td_err err;
   if (td_territory_load(dir, &t, &err))
@@ -480,7 +482,7 @@ static json_t *trajectory(const req *r, int split, int64_t i) {
   snprintf(file, sizeof file, "%s_embedding.npy", split_names[split]);
   for (int k = 0; k < td_run_n_epochs(r->run); k++) {
     int ep = td_run_epoch_number(r->run, k);
-    char p[PATH_MAX];
+    char p[TD_PATH_MAX];
     vis_path(r, ep, file, p, sizeof p);
     if (!td_path_exists(p))
       continue;
@@ -877,6 +879,7 @@ enum MHD_Result td__api_route(td_server *s, struct MHD_Connection *c,
   char path[TD__URL_MAX + 1];
   char *seg[8];
   int nseg = 0;
+  /* fits: server.c refuses URLs longer than TD__URL_MAX */
   snprintf(path, sizeof path, "%s", url + (strncmp(url, "/api/", 5) ? 4 : 5));
   for (char *p = path, *save = NULL, *t; (t = strtok_r(p, "/", &save));
        p = NULL) {

@@ -218,6 +218,7 @@ static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
     return db_error(c, rc, &err);
   enum MHD_Result res;
   if (fmt && !strcmp(fmt, "csv")) {
+    /* fits: "index\n", then at most 10 digits and '\n' per int32 index */
     size_t cap = 16 + (size_t)n * 12, len = 0;
     char *buf = malloc(cap);
     if (!buf) {
@@ -361,7 +362,7 @@ static enum MHD_Result post(td_server *s, struct MHD_Connection *c, char **seg,
                                     &err);
       if (!rc)
         rc = td_fb_session_get(db, id, &ss, &err);
-      res = rc ? td__reply_error(c, 500, "%s", err.msg)
+      res = rc ? td__reply_error(c, rc == TD_EVALUE ? 400 : 500, "%s", err.msg)
                : td__reply_json(c, 201, session_json(&ss));
     }
   } else {
@@ -400,6 +401,7 @@ enum MHD_Result td__api_post(td_server *s, struct MHD_Connection *c,
   int nseg = 0;
   if (strncmp(url, "/api/", 5))
     return td__reply_error(c, 404, "no such route");
+  /* fits: server.c refuses URLs longer than TD__URL_MAX */
   snprintf(path, sizeof path, "%s", url + 5);
   for (char *p = path, *save = NULL, *t; (t = strtok_r(p, "/", &save));
        p = NULL) {

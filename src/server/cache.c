@@ -84,7 +84,7 @@ int td__cache_get(td_server *s, const char *path, int epoch, const char *name,
     td_array_close(&a);
     return td_err_set(err, TD_ENOMEM, "array cache exhausted");
   }
-  snprintf(e->key, sizeof e->key, "%s", path);
+  snprintf(e->key, sizeof e->key, "%s", path); /* length checked on entry */
   e->a = a;
   e->dev = st.st_dev;
   e->ino = st.st_ino;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "server/server_internal.h"
+#include "tardis/fsutil.h"
 
 void td__common_headers(struct MHD_Response *r, const char *cache_control) {
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -156,9 +157,9 @@ enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
     return td__reply_error(c, 404, "not found");
   }
   char path[TD__URL_MAX + 1024], real[PATH_MAX];
-  int n = snprintf(path, sizeof path, "%s%s%s", s->web_dir, url,
-                   url[strlen(url) - 1] == '/' ? "index.html" : "");
-  if (n < 0 || (size_t)n >= sizeof path || !realpath(path, real))
+  if (td_pathf(path, sizeof path, NULL, "%s%s%s", s->web_dir, url,
+               url[strlen(url) - 1] == '/' ? "index.html" : "") ||
+      !realpath(path, real))
     return td__reply_error(c, 404, "not found");
   /* A symlink inside web/ must not lead outside it. */
   size_t wl = strlen(s->web_dir);

@@ -33,20 +33,21 @@ static void default_web_dir(char *buf, size_t len) {
     char *slash = strrchr(exe, '/');
     if (slash) {
       *slash = '\0';
-      int w = snprintf(buf, len, "%s/../share/tardis/web", exe);
-      if (w > 0 && (size_t)w < len && td_path_is_dir(buf))
+      if (td_pathf(buf, len, NULL, "%s/../share/tardis/web", exe) == TD_OK &&
+          td_path_is_dir(buf))
         return;
     }
   }
 #ifdef TD_WEB_DIR
-  snprintf(buf, len, "%s", TD_WEB_DIR);
+  int rc = td_pathf(buf, len, NULL, "%s", TD_WEB_DIR);
 #else
   const char *f = __FILE__, *tail = strstr(f, "src/server/server.c");
-  if (tail)
-    snprintf(buf, len, "%.*sweb", (int)(tail - f), f);
-  else
-    snprintf(buf, len, "web");
+  int rc = tail ? td_pathf(buf, len, NULL, "%.*sweb", (int)(tail - f), f)
+                : td_pathf(buf, len, NULL, "web");
 #endif
+  if (rc) {
+    /* buf is "": no built-in web directory, so / serves the fallback page */
+  }
 }
 
 void td_server_opts_init(td_server_opts *o) {
@@ -68,6 +69,8 @@ static void emit(td_server *s, const char *name, const char *data) {
   uint64_t id = ++s->ev_last;
   td__event *e = &s->ring[id % TD__EVENT_RING];
   e->id = id;
+  /* fits: the names are "epoch" and "quality", the data at most 40 bytes of
+   * JSON (watch_scan) */
   snprintf(e->name, sizeof e->name, "%s", name);
   snprintf(e->data, sizeof e->data, "%s", data);
   pthread_cond_broadcast(&s->ev_cond);
@@ -113,6 +116,7 @@ static int sse_next(sse_state *st) {
     if (s->ev_last - st->last_id > TD__EVENT_RING)
       id = s->ev_last - TD__EVENT_RING + 1;
     const td__event *e = &s->ring[id % TD__EVENT_RING];
+    /* fits: a 20-digit id, e->name[16] and e->data[128] in buf[512] */
     n = snprintf(st->buf, sizeof st->buf, "id: %llu\nevent: %s\ndata: %s\n\n",
                  (unsigned long long)e->id, e->name, e->data);
     st->last_id = id;
@@ -185,7 +189,7 @@ static int is_projected(const td_server *s, int epoch) {
 }
 
 static int64_t metrics_mtime(const td_server *s) {
-  char p[PATH_MAX];
+  char p[TD_PATH_MAX];
   struct stat st;
   if (td_vis_method_path(s->run_dir, s->method, "metrics.json", p, sizeof p,
                          NULL) ||
@@ -198,7 +202,9 @@ static int64_t metrics_mtime(const td_server *s) {
  * old != NULL. */
 static void watch_scan(td_server *s, watch_state *ws, int send) {
   pthread_rwlock_wrlock(&s->run_lock);
-  td_run_refresh(s->run, NULL); /* on error the old list stays */
+  if (td_run_refresh(s->run, NULL)) {
+    /* the old list stays; the next scan tries again */
+  }
   int n = td_run_n_epochs(s->run);
   int *ep = malloc(sizeof *ep * (size_t)(n ? n : 1));
   char *pj = calloc((size_t)(n ? n : 1), 1);

@@ -87,7 +87,7 @@ enum MHD_Result td__reply_bytes(struct MHD_Connection *c, unsigned status,
 void td__common_headers(struct MHD_Response *r, const char *cache_control);
 
 /* Strict decimal integer: the whole string, optional '-', no overflow. */
-int td__parse_i64(const char *s, int64_t *out);
+TD_NODISCARD int td__parse_i64(const char *s, int64_t *out);
 
 /* ---- cache (cache.c) ---- */
 
@@ -95,8 +95,9 @@ int td__parse_i64(const char *s, int64_t *out);
  * file changed. epoch/name != NULL: a run array loaded through td_run_load
  * (checked against run.json; path is its file for the staleness check);
  * name == NULL: a plain .npy at path. Release with td__cache_release. */
-int td__cache_get(td_server *s, const char *path, int epoch, const char *name,
-                  td__cache_entry **out, td_err *err);
+TD_NODISCARD int td__cache_get(td_server *s, const char *path, int epoch,
+                               const char *name, td__cache_entry **out,
+                               td_err *err);
 void td__cache_release(td_server *s, td__cache_entry *e);
 void td__cache_clear(td_server *s);
 
@@ -117,7 +118,8 @@ struct td_sus_features;
 
 /* Creates the cache of the run at run_dir and starts its worker thread;
  * nothing is computed until the first td__sus_cache_lock. */
-int td__sus_cache_new(const char *run_dir, td__sus_cache **out, td_err *err);
+TD_NODISCARD int td__sus_cache_new(const char *run_dir, td__sus_cache **out,
+                                   td_err *err);
 /* Stops the worker (after the computation under way, if any). NULL is
  * fine. */
 void td__sus_cache_free(td__sus_cache *c);
@@ -129,13 +131,13 @@ enum { TD__SUS_READY, TD__SUS_COMPUTING, TD__SUS_FAILED };
  * *note are valid and the cache stays locked until td__sus_cache_unlock.
  * TD__SUS_COMPUTING: nothing computed yet; TD__SUS_FAILED: *rc and *err are
  * the computation's error. Neither of those two holds the lock. */
-int td__sus_cache_lock(td__sus_cache *c, uint64_t gen,
-                       const struct td_sus_features **f, const char **note,
-                       int *rc, td_err *err);
+TD_NODISCARD int td__sus_cache_lock(td__sus_cache *c, uint64_t gen,
+                                    const struct td_sus_features **f,
+                                    const char **note, int *rc, td_err *err);
 /* The recommender of a session (created on first use), or for session <= 0
  * the prior's. Only while locked; NULL with err on failure. */
-struct td_recommender *td__sus_cache_rec(td__sus_cache *c, int64_t session,
-                                         td_err *err);
+TD_NODISCARD struct td_recommender *
+td__sus_cache_rec(td__sus_cache *c, int64_t session, td_err *err);
 void td__sus_cache_unlock(td__sus_cache *c);
 
 /* ---- suspicious samples (api_suspects.c) ---- */

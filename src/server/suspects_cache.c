@@ -92,7 +92,7 @@ static void install(td__sus_cache *c, int rc, const td_err *err,
   c->f = *f;
   c->prior = prior;
   c->have = 1;
-  snprintf(c->note, sizeof c->note, "%s", note);
+  snprintf(c->note, sizeof c->note, "%s", note); /* from a note[256] too */
 }
 
 static void *worker_main(void *arg) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "run/run_json.h"
+#include "tardis/fsutil.h"
 #include "tardis/nn.h"
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
@@ -150,9 +151,10 @@ static int write_epoch(recorder *r) {
   }
   json_decref(meta);
   if (r->save_model) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model", td_epoch_path(w));
-    if ((rc = td_net_save(r->snap, path, err)) != TD_OK) {
+    char path[TD_PATH_MAX];
+    if ((rc = td_pathf(path, sizeof path, err, "%s/model", td_epoch_path(w))) !=
+            TD_OK ||
+        (rc = td_net_save(r->snap, path, err)) != TD_OK) {
       td_epoch_abort(w);
       return rc;
     }
@@ -222,8 +224,12 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
                             int64_t n_flipped, td_err *err) {
   td_run_meta m;
   memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "%s",
-           o->name ? o->name : "fashion-mnist mlp");
+  const char *name = o->name ? o->name : "fashion-mnist mlp";
+  if (strlen(name) >= sizeof m.name)
+    return td_err_set(err, TD_EVALUE,
+                      "run name is %zu bytes long, at most %zu allowed",
+                      strlen(name), sizeof m.name - 1);
+  memcpy(m.name, name, strlen(name) + 1);
   m.classes = (char **)(uintptr_t)tr->class_names;
   m.n_classes = tr->n_classes;
   m.n_train = tr->n;

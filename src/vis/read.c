@@ -37,20 +37,19 @@ static int split_ok(const char *split, td_err *err) {
 
 int td_vis_load_embedding_in(const char *epoch_dir, const char *split,
                              int64_t n, td_array *out, td_err *err) {
-  char path[4096];
+  char path[TD_PATH_MAX];
   int rc = split_ok(split, err);
   if (rc)
     return rc;
-  int w = snprintf(path, sizeof path, "%s/%s_embedding.npy", epoch_dir, split);
-  if (w < 0 || (size_t)w >= sizeof path)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", epoch_dir);
-  return td_vis_load_embedding_file(path, n, out, err);
+  rc =
+      td_pathf(path, sizeof path, err, "%s/%s_embedding.npy", epoch_dir, split);
+  return rc ? rc : td_vis_load_embedding_file(path, n, out, err);
 }
 
 int td_vis_load_embedding(const char *run_dir, const char *method, int epoch,
                           const char *split, int64_t n, td_array *out,
                           td_err *err) {
-  char dir[4096];
+  char dir[TD_PATH_MAX];
   int rc = td_vis_epoch_dir(run_dir, method, epoch, dir, sizeof dir);
   if (rc)
     return td_err_set(err, rc, "%s/vis/%s: path too long or bad method",
@@ -60,7 +59,7 @@ int td_vis_load_embedding(const char *run_dir, const char *method, int epoch,
 
 int td_vis_epoch_find(const td_run *run, const char *method, int epoch,
                       char *buf, size_t len, td_err *err) {
-  char ep_path[4096], mdir[4096];
+  char ep_path[TD_PATH_MAX], mdir[TD_PATH_MAX];
   int rc = td_vis_method_dir(td_run_dir(run), method, mdir, sizeof mdir, err);
   if (rc)
     return rc;
@@ -70,9 +69,8 @@ int td_vis_epoch_find(const td_run *run, const char *method, int epoch,
    * may be padded otherwise than %04d. */
   const char *name = strrchr(ep_path, '/');
   name = name ? name + 1 : ep_path;
-  int w = snprintf(buf, len, "%s/epoch_%s", mdir, name);
-  if (w < 0 || (size_t)w >= len)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", mdir);
+  if ((rc = td_pathf(buf, len, err, "%s/epoch_%s", mdir, name)))
+    return rc;
   if (td_path_is_dir(buf))
     return TD_OK;
   if (td_vis_epoch_dir(td_run_dir(run), method, epoch, buf, len))
@@ -100,7 +98,7 @@ int td_vis_list_epochs(const td_run *run, const char *method, int **epochs,
                        int *n, td_err *err) {
   *epochs = NULL;
   *n = 0;
-  char dir[4096];
+  char dir[TD_PATH_MAX];
   int rc = td_vis_method_dir(td_run_dir(run), method, dir, sizeof dir, err);
   if (rc)
     return rc;

@@ -191,7 +191,7 @@ static int check_file(const td_vis_file_spec *s, const char *path,
 int td_vis_check_epoch(const char *epoch_dir, const char *method,
                        const td_vis_dims *dims, td_err *err) {
   td_vis_dims d = *dims;
-  char path[4096];
+  char path[TD_PATH_MAX];
   for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
     const td_vis_file_spec *s = &specs[i];
     if (td_path_join(path, sizeof path, epoch_dir, s->name))

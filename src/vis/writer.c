@@ -20,7 +20,7 @@
 
 struct td_vis_writer {
   char method[64];
-  char mdir[4096], tmp[4160], final[4160];
+  char mdir[TD_PATH_MAX], tmp[TD_PATH_MAX], final[TD_PATH_MAX];
   td_vis_dims dims; /* grows as files fix unknown sizes */
 };
 
@@ -38,7 +38,7 @@ static long tmp_owner(const char *name) {
 }
 
 void td_vis_clean_stale(const char *run_dir, const char *method) {
-  char mdir[4096], p[4400];
+  char mdir[TD_PATH_MAX], p[TD_PATH_MAX];
   if (td_vis_method_dir(run_dir, method, mdir, sizeof mdir, NULL))
     return;
   DIR *d = opendir(mdir);
@@ -50,8 +50,8 @@ void td_vis_clean_stale(const char *run_dir, const char *method) {
     /* kill(pid, 0) fails with ESRCH once the writer is gone */
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
       continue;
-    if (snprintf(p, sizeof p, "%s/%s", mdir, de->d_name) < (int)sizeof p)
-      td_remove_tree(p, NULL);
+    if (td_pathf(p, sizeof p, NULL, "%s/%s", mdir, de->d_name) == TD_OK)
+      td_remove_tree_best_effort(p);
   }
   if (d)
     closedir(d);
@@ -69,20 +69,19 @@ int td_vis_epoch_begin(const char *run_dir, const char *method, int epoch,
   if (rc == TD_OK && (rc = td_vis_epoch_dir(run_dir, method, epoch, w->final,
                                             sizeof w->final)))
     td_err_set(err, rc, "%s: epoch directory path too long", w->mdir);
-  int n = snprintf(w->tmp, sizeof w->tmp, "%s/" TMP_PREFIX "%04d-%d", w->mdir,
-                   epoch, (int)getpid());
-  if (rc == TD_OK && (n < 0 || (size_t)n >= sizeof w->tmp))
-    rc = td_err_set(err, TD_ERANGE, "%s: path too long", w->mdir);
+  if (rc == TD_OK)
+    rc = td_pathf(w->tmp, sizeof w->tmp, err, "%s/" TMP_PREFIX "%04d-%d",
+                  w->mdir, epoch, (int)getpid());
   if (rc == TD_OK) {
     td_vis_clean_stale(run_dir, method);
-    td_remove_tree(w->tmp, NULL);
+    td_remove_tree_best_effort(w->tmp);
     rc = td_mkdirs(w->tmp, err);
   }
   if (rc) {
     free(w);
     return rc;
   }
-  snprintf(w->method, sizeof w->method, "%s", method);
+  memcpy(w->method, method, strlen(method) + 1); /* length checked above */
   w->dims = *d;
   *out = w;
   return TD_OK;
@@ -92,10 +91,7 @@ const char *td_vis_writer_dir(const td_vis_writer *w) { return w->tmp; }
 
 static int file_path(const td_vis_writer *w, const char *name, char *buf,
                      size_t len, td_err *err) {
-  int n = snprintf(buf, len, "%s/%s", w->tmp, name);
-  if (n < 0 || (size_t)n >= len)
-    return td_err_set(err, TD_ERANGE, "%s: path too long", w->tmp);
-  return TD_OK;
+  return td_pathf(buf, len, err, "%s/%s", w->tmp, name);
 }
 
 int td_vis_put_array(td_vis_writer *w, const char *name, td_dtype dtype,
@@ -104,7 +100,7 @@ int td_vis_put_array(td_vis_writer *w, const char *name, td_dtype dtype,
   const td_vis_file_spec *s = td_vis_spec_find(name);
   if (!s || s->kind != TD_VIS_NPY)
     return td_err_set(err, TD_EARG, "%s: not an array of RUN/vis/", name);
-  char path[4400];
+  char path[TD_PATH_MAX];
   int rc = file_path(w, name, path, sizeof path, err);
   if (rc)
     return rc;
@@ -131,7 +127,7 @@ int td_vis_put_json(td_vis_writer *w, const char *name, const char *text,
   const td_vis_file_spec *s = td_vis_spec_find(name);
   if (!s || s->kind != TD_VIS_JSON)
     return td_err_set(err, TD_EARG, "%s: not a JSON file of RUN/vis/", name);
-  char path[4400];
+  char path[TD_PATH_MAX];
   int rc = file_path(w, name, path, sizeof path, err);
   return rc ? rc : td_write_file_atomic(path, text, strlen(text), err);
 }
@@ -146,7 +142,7 @@ int td_vis_epoch_commit(td_vis_writer *w, td_err *err) {
   if (rc == TD_OK)
     td_fsync_dir(w->mdir);
   else
-    td_remove_tree(w->tmp, NULL);
+    td_remove_tree_best_effort(w->tmp);
   free(w);
   return rc;
 }
@@ -154,13 +150,13 @@ int td_vis_epoch_commit(td_vis_writer *w, td_err *err) {
 void td_vis_epoch_abort(td_vis_writer *w) {
   if (!w)
     return;
-  td_remove_tree(w->tmp, NULL);
+  td_remove_tree_best_effort(w->tmp);
   free(w);
 }
 
 int td_vis_write_method_json(const char *run_dir, const char *method,
                              const char *file, const char *text, td_err *err) {
-  char dir[4096], path[4200];
+  char dir[TD_PATH_MAX], path[TD_PATH_MAX];
   int rc = td_vis_method_dir(run_dir, method, dir, sizeof dir, err);
   if (rc == TD_OK)
     rc = td_vis_method_path(run_dir, method, file, path, sizeof path, err);
