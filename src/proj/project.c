@@ -477,8 +477,9 @@ static int dvi_anchor(const epoch_data *e, const carry *c, const td_knn *knn,
 
 /* The layout starts from the previous epoch's positions, moved where the
  * neighbourhood or the predicted class changed; NULL: cold start. */
-static float *dvi_init(const td_project_opts *o, const epoch_data *e, const carry *c, const int32_t *pred,
-                       const td_knn *knn, const float *overlap) {
+static float *dvi_init(const td_project_opts *o, const epoch_data *e,
+                       const carry *c, const int32_t *pred, const td_knn *knn,
+                       const float *overlap) {
   float *init = NULL;
   if (c->pos && c->n_pos == e->n &&
       (init = malloc((size_t)e->n * 2 * sizeof *init))) {

@@ -326,7 +326,7 @@ int td__epoch_json_read(const char *path, int epoch, json_t **out,
 }
 
 int td__run_load_epoch_json(const td_run *run, int epoch, json_t **out,
-                           td_err *err) {
+                            td_err *err) {
   char ep[TD_PATH_MAX], path[TD_PATH_MAX];
   *out = NULL;
   if (td_run_epoch_path(run, epoch, ep, sizeof ep))

@@ -211,7 +211,7 @@ int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
 }
 
 int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
-                      td_err *err) {
+                       td_err *err) {
   char path[TD_PATH_MAX];
   if (!td__plain_name(file_name))
     return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain file name",

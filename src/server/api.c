@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "server/server_internal.h"
 #include "run/run_json.h"
+#include "server/server_internal.h"
 #include "tardis/fsutil.h"
 #include "tardis/render.h"
 #include "tardis/territory.h"
