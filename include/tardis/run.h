@@ -60,6 +60,14 @@ typedef struct td_run_meta {
   int has_input_shape;
   char producer[256]; /* e.g. "tardis 0.1.0" or "tardis_recorder 0.1" */
   char created[64];   /* ISO-8601; td_run_create fills it when empty */
+  /* Continual learning (optional "tasks" of run.json): the classes are
+   * trained as n_tasks tasks in sequence. task_of_class[c] is the task that
+   * holds class c, or -1 when no task does (n_classes entries; NULL when
+   * n_tasks is 0). Owned like `classes`. epochs_per_task is 0 when not
+   * given. */
+  int n_tasks;
+  int *task_of_class;
+  int epochs_per_task;
 } td_run_meta;
 
 /* ---- reading ------------------------------------------------------------ */
@@ -98,8 +106,8 @@ const int32_t *td_run_train_labels(const td_run *run);
  * epoch < 0: a top-level array ("train_labels", "test_labels", "train_truth",
  * "train_inputs", "test_inputs"); epoch >= 0: an array of that epoch
  * ("train_repr", "test_repr", "train_logits", "test_logits", "train_loss",
- * "subset"). The name may carry the ".npy" suffix or not. Other names are
- * loaded without checks. Representations and logits are checked to be finite.
+ * "subset", "trained"). The name may carry the ".npy" suffix or not. Other
+ * names are loaded without checks. Representations and logits are checked to be finite.
  * Label and index arrays stored as int64 are returned as int32. Otherwise the
  * array is returned as stored (a read-only mapping; float16 stays float16).
  * TD_ENOENT (message naming the path) when the file is absent.

@@ -50,6 +50,16 @@ typedef struct td_train_opts {
                       test images (ood_inputs.npy; ood_repr/ood_logits per
                       epoch) to test detectors of unusual inputs */
   const char *name;
+  /* Continual learning (class-incremental): NULL, or the tasks, e.g.
+   * "0-4,5-9" (classes a-b, '+' within a task, ',' between tasks), trained
+   * in sequence for epochs_per_task epochs each; epochs must then be 0
+   * (derived) or n_tasks * epochs_per_task. Each epoch trains only on the
+   * current task's samples plus, with replay > 0, a class-balanced buffer of
+   * `replay` samples of the earlier tasks. Every epoch still records all
+   * samples, and which ones it trained on (trained.npy). */
+  const char *tasks;
+  int epochs_per_task;
+  int64_t replay;
   void (*progress)(const td_train_progress *p, void *ctx);
   void *progress_ctx;
 } td_train_opts;

@@ -71,6 +71,16 @@ int td_cmd_train(int argc, char **argv) {
       TD_OPT_CHOICE_STR("ood", &o.ood, ood_sets,
                         "also record intensity-inverted test images\n"
                         "(an out-of-distribution set)"),
+      TD_OPT_STRING("tasks", &o.tasks, "LIST",
+                    "continual learning: train these tasks in\n"
+                    "sequence, e.g. 0-4,5-9 or 0+3,1+2 (classes,\n"
+                    "a-b ranges, + within a task, ',' between)"),
+      TD_OPT_INT("epochs-per-task", &o.epochs_per_task, 1, TD_ARG_INF, "N",
+                 "epochs of each task (with --tasks; total\n"
+                 "epochs = tasks x N)"),
+      TD_OPT_INT64("replay", &o.replay, 0, TD_ARG_INF, "N",
+                   "replay N samples of earlier tasks in every\n"
+                   "epoch (class-balanced buffer; with --tasks)"),
       TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
       TD_OPT_FLAG("force", &o.force, "replace an existing run at --out"),
       TD_OPT_FLAG("quiet", &pc.quiet, "no progress output"),
@@ -84,6 +94,8 @@ int td_cmd_train(int argc, char **argv) {
   if (!td_args_parse(&cmd, argc, argv, &status))
     return status;
   o.noise_type = (td_noise_type)noise_type;
+  if (o.tasks && !td_args_given(&cmd, "epochs"))
+    o.epochs = 0; /* tasks x epochs-per-task */
   int lr_set = td_args_given(&cmd, "lr");
   if (!lr_set && !strcmp(o.optimizer, "adam"))
     o.lr = 0.001;

@@ -9,7 +9,7 @@
 
 enum { ROWS_TRAIN, ROWS_TEST, ROWS_ANY };
 enum { COLS_NONE, COLS_REPR, COLS_CLASSES, COLS_INPUT };
-enum { VALS_FINITE, VALS_LABEL, VALS_TRAIN_INDEX };
+enum { VALS_FINITE, VALS_LABEL, VALS_TRAIN_INDEX, VALS_TRAIN_INDEX_SORTED };
 
 #define DT(t) (1u << (t))
 
@@ -42,6 +42,9 @@ static const td__array_spec specs[] = {
      * labels. */
     {"subset", 1, DT(TD_I32) | DT(TD_I64), ROWS_ANY, COLS_NONE,
      VALS_TRAIN_INDEX},
+    /* continual learning: the samples this epoch trained on, ascending */
+    {"trained", 1, DT(TD_I32) | DT(TD_I64), ROWS_ANY, COLS_NONE,
+     VALS_TRAIN_INDEX_SORTED},
 };
 
 const td__array_spec *td__spec_find(const char *base, int in_epoch) {
@@ -52,7 +55,7 @@ const td__array_spec *td__spec_find(const char *base, int in_epoch) {
 }
 
 int td__spec_is_int(const td__array_spec *s) {
-  return s->vals == VALS_LABEL || s->vals == VALS_TRAIN_INDEX;
+  return s->vals != VALS_FINITE;
 }
 
 /* "60000×128 float32 or float16". At most about 200 bytes (a count, three
@@ -123,6 +126,13 @@ static int check_ints(const td__array_spec *s, const td_run_meta *m,
                         path, (long long)i, (long long)v,
                         s->vals == VALS_LABEL ? "a class" : "a training index",
                         (long long)hi);
+    if (s->vals == VALS_TRAIN_INDEX_SORTED && i > 0 && v <= int_at(a, i - 1))
+      return td_err_set(err, TD_EVALUE,
+                        "%s: entry %lld is %lld, not above entry %lld (%lld); "
+                        "expected training indices sorted ascending, each "
+                        "once",
+                        path, (long long)i, (long long)v, (long long)i - 1,
+                        (long long)int_at(a, i - 1));
   }
   return TD_OK;
 }
@@ -157,7 +167,7 @@ int td__spec_check(const td__array_spec *s, const td_run_meta *m,
                       "%s: expected %s, found %s %s", path, want,
                       a->ndim ? got : "a scalar", td_dtype_name(a->dtype));
   }
-  if (s->vals == VALS_LABEL || s->vals == VALS_TRAIN_INDEX)
+  if (td__spec_is_int(s))
     return check_ints(s, m, path, a, err);
   return check_finite(path, a, err); /* a no-op for integer arrays */
 }

@@ -49,6 +49,9 @@ void td__meta_free(td_run_meta *m) {
       td_free(m->classes[i]);
     td_free(m->classes);
   }
+  td_free(m->task_of_class);
+  m->task_of_class = NULL;
+  m->n_tasks = 0;
   m->classes = NULL;
   m->n_classes = 0;
 }
@@ -257,6 +260,8 @@ int td__meta_from_json(const json_t *root, const char *path, td_run_meta *m,
                     "%s: field \"created\" should be an ISO-8601 time such "
                     "as 2024-11-25T08:30:00Z, found \"%s\"",
                     path, m->created);
+  if (!rc)
+    rc = td__tasks_from_json(root, path, m, err);
   if (rc)
     td__meta_free(m);
   return rc;
@@ -307,7 +312,7 @@ int td__meta_check(const td_run_meta *m, td_err *err) {
       !memchr(m->producer, 0, sizeof m->producer) ||
       !memchr(m->created, 0, sizeof m->created))
     return td_err_set(err, TD_EARG, "run metadata: unterminated string");
-  return TD_OK;
+  return td__tasks_check(m, err);
 }
 
 json_t *td__meta_to_json(const td_run_meta *m) {
@@ -336,6 +341,7 @@ json_t *td__meta_to_json(const td_run_meta *m) {
   bad |= json_object_set_new(o, "input_shape", shape);
   bad |= json_object_set_new(o, "producer", json_string(m->producer));
   bad |= json_object_set_new(o, "created", json_string(m->created));
+  bad |= td__tasks_to_json(m, o) != 0;
   if (bad) {
     json_decref(o);
     return NULL;
@@ -365,5 +371,6 @@ json_t *td__run_meta_json(const td_run_meta *m) {
                           ? json_pack("[iii]", m->input_shape[0],
                                       m->input_shape[1], m->input_shape[2])
                           : json_null());
+  td__tasks_to_json(m, o); /* like the fields above: best effort */
   return o;
 }

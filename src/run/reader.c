@@ -334,7 +334,13 @@ int td__run_load_epoch_json(const td_run *run, int epoch, json_t **out,
   if (!td_path_is_dir(ep))
     return td_err_set(err, TD_ENOENT, "%s: no such epoch", ep);
   int rc = td_pathf(path, sizeof path, err, "%s/epoch.json", ep);
-  return rc ? rc : td__epoch_json_read(path, epoch, out, err);
+  if (!rc)
+    rc = td__epoch_json_read(path, epoch, out, err);
+  if (!rc && (rc = td__epoch_json_check_tasks(*out, &run->meta, path, err))) {
+    json_decref(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 int td_run_load_head(const td_run *run, int epoch, td_head **out, td_err *err) {
@@ -416,7 +422,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
 
 static int validate_epoch(const td_run *run, int epoch, td_err *err) {
   static const char *const optional[] = {"test_repr", "test_logits",
-                                         "train_loss", "subset"};
+                                         "train_loss", "subset", "trained"};
   json_t *j;
   td_array repr = {0}, logits = {0};
   td_head *h = NULL;

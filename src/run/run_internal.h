@@ -68,6 +68,21 @@ TD_NODISCARD int td__to_i32(const td_array *src, td_array *dst, td_err *err);
 TD_NODISCARD int td__epoch_json_read(const char *path, int epoch, json_t **out,
                                      td_err *err);
 
+/* Continual learning (src/run/tasks.c). Reads the optional "tasks" and
+ * "epochs_per_task" of run.json into m (m->n_classes must be set). */
+TD_NODISCARD int td__tasks_from_json(const json_t *root, const char *path,
+                                     td_run_meta *m, td_err *err);
+/* Checks the tasks of metadata given to a writer. */
+TD_NODISCARD int td__tasks_check(const td_run_meta *m, td_err *err);
+/* Adds "tasks" and "epochs_per_task" to o when the run has tasks; -1 when
+ * out of memory. */
+int td__tasks_to_json(const td_run_meta *m, json_t *o);
+/* Checks epoch.json's "task" (a task index) and "task_acc" (per-task
+ * accuracies) against the run's tasks. */
+TD_NODISCARD int td__epoch_json_check_tasks(const json_t *j,
+                                            const td_run_meta *m,
+                                            const char *path, td_err *err);
+
 /* Makes sure an error message from a lower layer names `path`. */
 void td__err_name_path(td_err *err, const char *path);
 

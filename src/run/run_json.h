@@ -11,12 +11,14 @@
 #include "tardis/run.h"
 
 /* The metadata as a new JSON object (name, producer, created, classes,
- * n_classes, n_train, n_test, repr_dim, input_shape); caller json_decref's. */
+ * n_classes, n_train, n_test, repr_dim, input_shape, and tasks and
+ * epochs_per_task when the run has tasks); caller json_decref's. */
 TD_NODISCARD json_t *td__run_meta_json(const td_run_meta *m);
 
 /* Reads epoch.json of an epoch, checking that it is an object whose "epoch"
  * equals the epoch number and whose known metrics (train_loss, train_acc,
- * test_loss, test_acc, seconds, lr) are numbers or null when present.
+ * test_loss, test_acc, seconds, lr) are numbers or null when present, and
+ * that "task" and "task_acc" agree with the run's tasks.
  * The caller owns *out (json_decref). */
 TD_NODISCARD int td__run_load_epoch_json(const td_run *run, int epoch,
                                          json_t **out, td_err *err);

@@ -311,8 +311,12 @@ static int check_complete(td_epoch_writer *w, td_err *err) {
   }
   if (!rc)
     rc = td_pathf(path, sizeof path, err, "%s/epoch.json", w->tmp);
+  json_t *j = NULL;
   if (!rc)
-    rc = td__epoch_json_read(path, w->epoch, NULL, err);
+    rc = td__epoch_json_read(path, w->epoch, &j, err);
+  if (!rc)
+    rc = td__epoch_json_check_tasks(j, &w->meta, path, err);
+  json_decref(j);
   td_head *h = NULL;
   if (!rc)
     rc = td_head_load_dir(w->tmp, w->meta.repr_dim, w->meta.n_classes, &h, err);

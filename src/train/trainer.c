@@ -17,6 +17,7 @@
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
+#include "train/continual.h"
 
 #define REPR_LAYER 1 /* output of the second ReLU: the 128-d representation */
 #define RECORD_CHUNK 1024
@@ -66,6 +67,12 @@ typedef struct recorder {
   td_err err;
   double busy_seconds; /* writer thread */
   double eval_seconds; /* forward passes of the recording */
+  /* continual learning: the tasks (NULL: none) and a copy of the epoch's
+   * trained-on set, taken when the job starts */
+  const td__continual *cl;
+  int32_t *trained;
+  int64_t n_trained;
+  int task;
 } recorder;
 
 /* Evaluates a split with the parallel predictor (every core), then derives
@@ -111,6 +118,32 @@ static int add_f32(td_epoch_writer *w, const char *name, float *data,
   return td_epoch_add_array(w, name, &a, err);
 }
 
+/* Per-task accuracies of one split as a JSON array (null: no samples). */
+static json_t *task_acc_json(const recorder *r, const split *s,
+                             const split_eval *ev) {
+  double acc[TD__MAX_TASKS];
+  td__continual_task_acc(r->cl, ev->logits, s->labels, s->n, acc);
+  json_t *a = json_array();
+  for (int t = 0; t < r->cl->n_tasks; t++)
+    json_array_append_new(a, isnan(acc[t]) ? json_null() : json_real(acc[t]));
+  return a;
+}
+
+/* The continual-learning part of an epoch: epoch.json's task and per-task
+ * accuracies, and trained.npy. */
+static int write_continual(recorder *r, td_epoch_writer *w, json_t *meta) {
+  json_t *acc = json_object();
+  json_object_set_new(acc, "train", task_acc_json(r, &r->train, &r->ev_train));
+  if (r->test.n)
+    json_object_set_new(acc, "test", task_acc_json(r, &r->test, &r->ev_test));
+  json_object_set_new(meta, "task", json_integer(r->task));
+  json_object_set_new(meta, "n_trained", json_integer(r->n_trained));
+  json_object_set_new(meta, "task_acc", acc);
+  td_array a;
+  td_array_wrap(&a, TD_I32, 1, &r->n_trained, r->trained);
+  return td_epoch_add_array(w, "trained.npy", &a, &r->err);
+}
+
 static int write_epoch(recorder *r) {
   td_err *err = &r->err;
   int C = r->n_classes, D = r->repr_dim;
@@ -144,6 +177,7 @@ static int write_epoch(recorder *r) {
         (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits, r->ood.n, C,
                       err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
+      (r->cl && (rc = write_continual(r, w, meta))) ||
       (rc = td__epoch_add_json(w, "epoch.json", meta, err))) {
     json_decref(meta);
     td_epoch_abort(w);
@@ -191,6 +225,12 @@ static int recorder_start(recorder *r, const td_net *net, int epoch,
   r->seconds = seconds;
   r->lr = lr;
   r->inflight_loss = inflight;
+  if (r->cl) {
+    r->task = r->cl->task;
+    r->n_trained = r->cl->n_trained;
+    memcpy(r->trained, r->cl->trained,
+           (size_t)r->n_trained * sizeof *r->trained);
+  }
   /* The forward pass runs here on every core (a quarter of an epoch's
    * compute); only the disk writes overlap with the next epoch. */
   double t0 = td_now();
@@ -221,7 +261,8 @@ static float *images_to_f32(const td_dataset *ds) {
 
 static int write_run_header(const td_train_opts *o, const td_dataset *tr,
                             const td_dataset *te, const int32_t *noisy,
-                            int64_t n_flipped, td_err *err) {
+                            int64_t n_flipped, const td__continual *cl,
+                            td_err *err) {
   td_run_meta m;
   memset(&m, 0, sizeof m);
   const char *name = o->name ? o->name : "fashion-mnist mlp";
@@ -239,6 +280,11 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
   m.input_shape[1] = tr->height;
   m.input_shape[2] = tr->width;
   m.has_input_shape = 1;
+  if (cl) {
+    m.n_tasks = cl->n_tasks;
+    m.task_of_class = cl->task_of_class;
+    m.epochs_per_task = cl->epochs_per_task;
+  }
   int rc = td_run_create(o->out, &m, o->force, err);
   if (rc)
     return rc;
@@ -375,14 +421,13 @@ static double train_step(train_state *s, int m) {
   return loss;
 }
 
-/* One pass over the training set in a seeded random order. Returns the mean
- * in-flight loss. */
+/* One pass over the training set (or over the n samples idx lists) in a
+ * seeded random order. Returns the mean in-flight loss. */
 static double train_epoch(const td_train_opts *o, train_state *s,
-                          const float *x, const int32_t *y, int64_t n, int in,
-                          int C, td_rng *rng, int epoch) {
-  (void)C;
+                          const float *x, const int32_t *y, int64_t n,
+                          const int32_t *idx, int in, td_rng *rng, int epoch) {
   for (int64_t i = 0; i < n; i++)
-    s->perm[i] = (int32_t)i;
+    s->perm[i] = idx ? idx[i] : (int32_t)i;
   td_rng_shuffle_i32(rng, s->perm, n);
   if (s->shards)
     td_blas_single_begin(); /* the shards are the parallelism */
@@ -447,9 +492,16 @@ static int check_opts(const td_train_opts *o, td_err *err) {
   if (strcmp(o->model, "mlp") != 0)
     return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
                       o->model);
-  if (o->epochs < 1 || o->batch < 1 || !(o->lr > 0))
+  if ((o->epochs < 1 && !o->tasks) || o->epochs < 0 || o->batch < 1 ||
+      !(o->lr > 0))
     return td_err_set(err, TD_EARG,
                       "epochs, batch and learning rate must be positive");
+  if (!o->tasks && (o->epochs_per_task || o->replay))
+    return td_err_set(err, TD_EARG,
+                      "--epochs-per-task and --replay need --tasks");
+  if (o->tasks && (o->epochs_per_task < 1 || o->replay < 0))
+    return td_err_set(err, TD_EARG,
+                      "--tasks needs --epochs-per-task N (N >= 1)");
   if (o->ood && strcmp(o->ood, "inverted"))
     return td_err_set(err, TD_EARG,
                       "unknown out-of-distribution set '%s' (inverted)",
@@ -468,11 +520,58 @@ static int split_eval_alloc(split_eval *ev, int64_t n, int D, int C) {
   return ev->repr && ev->logits && ev->loss ? TD_OK : TD_ENOMEM;
 }
 
+/* Sets up class-incremental tasks over the training labels; derives the
+ * number of epochs from them or checks the one given. */
+static int setup_tasks(td_train_opts *o, td__continual *cl, recorder *rec,
+                       const int32_t *labels, int64_t n, int C, td_err *err) {
+  int rc = td__continual_init(cl, o->tasks, o->epochs_per_task, o->replay,
+                              labels, n, C, o->seed, err);
+  if (rc)
+    return rc;
+  int64_t want = (int64_t)cl->n_tasks * o->epochs_per_task;
+  if (want > 1000000)
+    return td_err_set(err, TD_EARG, "%d tasks x %d epochs is too many epochs",
+                      cl->n_tasks, o->epochs_per_task);
+  if (o->epochs && o->epochs != want)
+    return td_err_set(err, TD_EARG,
+                      "--epochs %d conflicts with --tasks: %d tasks x "
+                      "--epochs-per-task %d = %lld epochs (leave --epochs "
+                      "out)",
+                      o->epochs, cl->n_tasks, o->epochs_per_task,
+                      (long long)want);
+  o->epochs = (int)want;
+  rec->cl = cl;
+  rec->trained = malloc((size_t)n * sizeof *rec->trained);
+  if (!rec->trained)
+    return td_err_set(err, TD_ENOMEM, "out of memory preparing the tasks");
+  return TD_OK;
+}
+
+/* Moves to the task of epoch `ep` when it changes; *idx and *n become the
+ * samples this epoch trains on. */
+static int enter_task(td__continual *cl, int ep, const int32_t **idx,
+                      int64_t *n, td_err *err) {
+  int t = td__continual_task_of_epoch(cl, ep);
+  if (t != cl->task)
+    td__continual_select(cl, t);
+  if (cl->n_trained == 0)
+    return td_err_set(err, TD_EVALUE,
+                      "task %d has no training samples (none of its classes "
+                      "occurs in the training set)",
+                      t);
+  *idx = cl->trained;
+  *n = cl->n_trained;
+  return TD_OK;
+}
+
 int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   memset(res, 0, sizeof *res);
   int rc = check_opts(o, err);
   if (rc)
     return rc;
+  td_train_opts opts = *o; /* epochs may be derived from the tasks */
+  o = &opts;
+  td__continual cl = {0};
   td_set_threads(o->threads);
   td_dataset tr, te;
   rc = td_dataset_load(o->dataset, o->data_dir, "train", &tr, err);
@@ -526,7 +625,10 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
     memcpy(noisy, tr.labels, (size_t)tr.n * sizeof *noisy);
   }
   res->n_flipped = flipped;
-  if (o->out && (rc = write_run_header(o, &tr, &te, noisy, flipped, err)))
+  if (o->tasks && (rc = setup_tasks(&opts, &cl, &rec, noisy, tr.n, C, err)))
+    goto done;
+  if (o->out && (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl,
+                                       err)))
     goto done;
   if (with_ood && (rc = write_ood_inputs(o->out, &te, err)))
     goto done;
@@ -553,8 +655,12 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
 
   double t_start = td_now();
   for (int ep = 1; ep <= o->epochs; ep++) {
+    const int32_t *idx = NULL;
+    int64_t n_ep = tr.n;
+    if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
+      goto done;
     double t0 = td_now();
-    double inflight = train_epoch(o, &s, xtr, noisy, tr.n, in, C, &rng, ep);
+    double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
     res->train_seconds += secs;
     res->epochs = ep;
@@ -572,7 +678,7 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
                              .epochs = o->epochs,
                              .steps = 0,
                              .loss = inflight,
-                             .samples_per_s = (double)tr.n / secs,
+                             .samples_per_s = (double)n_ep / secs,
                              .epoch_done = 1,
                              .epoch_seconds = secs};
       o->progress(&p, o->progress_ctx);
@@ -603,6 +709,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
 done:
   recorder_wait(&rec);
   td_net_free(rec.snap);
+  free(rec.trained);
+  td__continual_free(&cl);
   free(xood);
   for (int k = 0; k < 3; k++) {
     free(evs[k]->repr);
