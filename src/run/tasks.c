@@ -11,12 +11,11 @@
 static int parse_task(const json_t *v, const char *path, int t, int n_classes,
                       int *task_of_class, td_err *err) {
   if (!json_is_array(v) || json_array_size(v) == 0)
-    return td_err_set(err, TD_EFORMAT,
-                      "%s: \"tasks\"[%d] should be a non-empty array of class "
-                      "indices, found %s",
-                      path, t,
-                      json_is_array(v) ? "an empty array"
-                                       : td__json_type_str(v));
+    return td_err_set(
+        err, TD_EFORMAT,
+        "%s: \"tasks\"[%d] should be a non-empty array of class "
+        "indices, found %s",
+        path, t, json_is_array(v) ? "an empty array" : td__json_type_str(v));
   size_t i;
   json_t *c;
   json_array_foreach(v, i, c) {
@@ -57,12 +56,11 @@ int td__tasks_from_json(const json_t *root, const char *path, td_run_meta *m,
     return TD_OK;
   }
   if (!json_is_array(v) || json_array_size(v) == 0)
-    return td_err_set(err, TD_EFORMAT,
-                      "%s: field \"tasks\" should be a non-empty array of "
-                      "class lists such as [[0,1],[2,3]], found %s",
-                      path,
-                      json_is_array(v) ? "an empty array"
-                                       : td__json_type_str(v));
+    return td_err_set(
+        err, TD_EFORMAT,
+        "%s: field \"tasks\" should be a non-empty array of "
+        "class lists such as [[0,1],[2,3]], found %s",
+        path, json_is_array(v) ? "an empty array" : td__json_type_str(v));
   if (json_array_size(v) > (size_t)m->n_classes)
     return td_err_set(err, TD_EVALUE,
                       "%s: %zu tasks but only %d classes (each task needs a "

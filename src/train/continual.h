@@ -12,8 +12,8 @@
 
 typedef struct td__continual {
   int n_tasks, n_classes, epochs_per_task;
-  int *task_of_class; /* [n_classes]: the task of each class, or -1 */
-  int64_t replay;     /* replay buffer size N (0: none) */
+  int *task_of_class;    /* [n_classes]: the task of each class, or -1 */
+  int64_t replay;        /* replay buffer size N (0: none) */
   const int32_t *labels; /* training labels [n] (borrowed) */
   int64_t n;
   int task; /* the task the current set belongs to; -1 before the first */
@@ -34,8 +34,7 @@ typedef struct td__continual {
  * of range, empty tasks, a class in two tasks and more than TD__MAX_TASKS
  * tasks. */
 TD_NODISCARD int td__tasks_parse(const char *spec, int n_classes,
-                                 int *task_of_class, int *n_tasks,
-                                 td_err *err);
+                                 int *task_of_class, int *n_tasks, td_err *err);
 
 /* Sets up tasks from `spec` over labels[n]; the replay buffer's choice is
  * seeded by `seed`. Free with td__continual_free. */
