@@ -103,12 +103,19 @@ class Recorder(object):
     auto_metrics : bool
         Fill train_loss/train_acc (and test_loss/test_acc) in ``epoch.json``
         from the recorded logits when the caller does not give them.
+    tasks : list of lists of int, optional
+        Continual learning: the tasks (sets of classes) trained in sequence,
+        e.g. ``[[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]``; no class in two tasks.
+        Stored in ``run.json``; each epoch then also gets the accuracy per
+        task (``task_acc``) in ``epoch.json`` (with ``auto_metrics``).
+    epochs_per_task : int, optional
+        How many epochs each task trains (stored in ``run.json``).
     """
 
     def __init__(self, path, classes, train_labels, test_labels=None, train_truth=None,
                  train_inputs=None, test_inputs=None, input_shape=None, name=None,
                  repr_dim=None, repr_dtype="float32", overwrite=False, resume=False,
-                 head_check="error", auto_metrics=True):
+                 head_check="error", auto_metrics=True, tasks=None, epochs_per_task=None):
         self.path = os.path.abspath(os.fspath(path))
         self.epochs_dir = os.path.join(self.path, "epochs")
 
@@ -141,6 +148,16 @@ class Recorder(object):
             raise ValueError("classes: duplicate class name %r" % dup)
         self.classes = classes
         C = len(classes)
+        self.tasks = _check_tasks(tasks, C)
+        if epochs_per_task is not None:
+            if self.tasks is None:
+                raise ValueError("epochs_per_task given without tasks")
+            if (isinstance(epochs_per_task, bool) or int(epochs_per_task) != epochs_per_task
+                    or int(epochs_per_task) < 1):
+                raise ValueError("epochs_per_task: expected a positive integer, found %r"
+                                 % (epochs_per_task,))
+            epochs_per_task = int(epochs_per_task)
+        self.epochs_per_task = epochs_per_task
 
         # -- labels --------------------------------------------------------
         self.train_labels = as_labels(train_labels, "train_labels", n_classes=C)
@@ -307,6 +324,9 @@ class Recorder(object):
             stored = np.load(os.path.join(self.path, "test_labels.npy"))
             if not np.array_equal(stored, self.test_labels):
                 raise ValueError("resume: test_labels differ from the run's test_labels.npy")
+        if self.tasks is not None and meta.get("tasks") != self.tasks:
+            raise ValueError("resume: tasks differ: run has %r, given %r"
+                             % (meta.get("tasks"), self.tasks))
         if self.repr_dim is not None and self.repr_dim != meta.get("repr_dim"):
             raise ValueError("resume: repr_dim %d differs from the run's %r"
                              % (self.repr_dim, meta.get("repr_dim")))
@@ -338,6 +358,10 @@ class Recorder(object):
             "producer": producer_string(),
             "created": _utc_now(),
         }
+        if self.tasks is not None:
+            meta["tasks"] = self.tasks
+            if self.epochs_per_task is not None:
+                meta["epochs_per_task"] = self.epochs_per_task
         _io.write_json(os.path.join(self.path, "run.json"), meta)
         _io.fsync_dir(self.path)
         self._run_json_written = True
@@ -359,7 +383,8 @@ class Recorder(object):
     # ------------------------------------------------------------- recording
 
     def record_epoch(self, epoch, train_repr, train_logits, head, test_repr=None,
-                     test_logits=None, train_loss=None, subset=None, metrics=None):
+                     test_logits=None, train_loss=None, subset=None, metrics=None,
+                     trained=None, task=None):
         """Write epoch ``epoch`` atomically; return the epoch directory's path.
 
         ``train_repr`` [N, D] and ``train_logits`` [N, C] must list the
@@ -367,6 +392,10 @@ class Recorder(object):
         representation to logits (see :mod:`tardis_recorder.head`).
         ``train_loss`` [N] is computed from the logits when omitted.
         ``subset`` [K] lists training indices in use at this epoch.
+        ``trained`` (continual learning) is the set of training samples this
+        epoch trained on: indices [K] in any order, or a boolean mask [N];
+        stored as ``trained.npy``, sorted and unique.  ``task`` is the index
+        of the task this epoch trained (needs ``tasks``).
         ``metrics`` is a dict of numbers (or strings) for ``epoch.json``;
         standard keys are train_loss, train_acc, test_loss, test_acc,
         seconds, lr.  Arrays may be numpy arrays or torch tensors.
@@ -418,8 +447,23 @@ class Recorder(object):
         sub = None
         if subset is not None:
             sub = as_index_vector(subset, "subset", N)
+        trained_idx = None
+        if trained is not None:
+            trained_idx = _as_trained(trained, N)
+        if task is not None:
+            if self.tasks is None:
+                raise ValueError("task given but the Recorder has no tasks; pass tasks= "
+                                 "when creating it")
+            if (isinstance(task, bool) or not isinstance(task, (int, np.integer))
+                    or not 0 <= int(task) < len(self.tasks)):
+                raise ValueError("task: expected a task index in [0, %d), found %r"
+                                 % (len(self.tasks), task))
 
         info = self._epoch_json(epoch, metrics, tl, loss, te_l)
+        if task is not None:
+            info["task"] = int(task)
+        if self.tasks is not None and self.auto_metrics:
+            info.setdefault("task_acc", self._task_acc(tl, te_l))
         self._check_head(layers, tr, tl)
 
         # ---- write into a temporary directory, then rename ---------------
@@ -440,6 +484,8 @@ class Recorder(object):
                 save("test_logits.npy", te_l)
             if sub is not None:
                 save("subset.npy", sub)
+            if trained_idx is not None:
+                save("trained.npy", trained_idx)
             head_json = []
             for i, layer in enumerate(layers):
                 wname, bname = "head_%d_w.npy" % i, "head_%d_b.npy" % i
@@ -499,6 +545,20 @@ class Recorder(object):
                                 float(np.mean(test_logits.argmax(axis=1) == self.test_labels)))
         return info
 
+    def _task_acc(self, train_logits, test_logits):
+        """Accuracy per task of each split (None for a task without samples)."""
+        def per_task(logits, labels):
+            pred = logits.argmax(axis=1)
+            out = []
+            for classes in self.tasks:
+                mask = np.isin(labels, classes)
+                out.append(float(np.mean(pred[mask] == labels[mask])) if mask.any() else None)
+            return out
+        acc = {"train": per_task(train_logits, self.train_labels)}
+        if test_logits is not None:
+            acc["test"] = per_task(test_logits, self.test_labels)
+        return acc
+
     def _check_head(self, layers, train_repr, train_logits):
         # tardis rejects a run whose head does not reproduce the logits (it checks
         # the first rows, per row: |head - logits| <= rel * (1 + max|row|)); check
@@ -526,3 +586,44 @@ class Recorder(object):
             if self.head_check == "error":
                 raise ValueError(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _check_tasks(tasks, n_classes):
+    """The tasks as a list of lists of class indices, or None; no class twice."""
+    if tasks is None:
+        return None
+    if isinstance(tasks, (str, bytes)) or not hasattr(tasks, "__iter__"):
+        raise ValueError("tasks: expected a list of class lists such as [[0, 1], [2, 3]], "
+                         "found %s" % type(tasks).__name__)
+    out, seen = [], {}
+    for t, task in enumerate(tasks):
+        if isinstance(task, (str, bytes)) or not hasattr(task, "__iter__"):
+            raise ValueError("tasks[%d]: expected a list of class indices, found %r" % (t, task))
+        classes = []
+        for c in task:
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)) \
+                    or not 0 <= int(c) < n_classes:
+                raise ValueError("tasks[%d]: %r is not a class index in [0, %d)"
+                                 % (t, c, n_classes))
+            if int(c) in seen:
+                raise ValueError("tasks: class %d is in task %d and again in task %d"
+                                 % (int(c), seen[int(c)], t))
+            seen[int(c)] = t
+            classes.append(int(c))
+        if not classes:
+            raise ValueError("tasks[%d]: a task needs at least one class" % t)
+        out.append(classes)
+    if not out:
+        raise ValueError("tasks: expected at least one task")
+    return out
+
+
+def _as_trained(trained, n):
+    """trained= as sorted unique int32 indices: from indices or a bool mask [N]."""
+    arr = to_numpy(trained, "trained")
+    if arr.dtype == np.bool_:
+        if arr.shape != (n,):
+            raise ValueError("trained: a boolean mask must have shape [%d] (n_train), found %s"
+                             % (n, list(arr.shape)))
+        return np.flatnonzero(arr).astype(np.int32)
+    return np.unique(as_index_vector(arr, "trained", n)).astype(np.int32)

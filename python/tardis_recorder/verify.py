@@ -127,6 +127,7 @@ def verify_run(path):
                             or not all(_is_int(s) and s > 0 for s in shp)):
         ck.bad("run.json: input_shape must be null or [c, h, w], found %r" % (shp,))
         shp = None
+    n_tasks = _check_tasks(ck, meta, C)
     if ck.problems:
         raise RunFormatError(ck.problems)
 
@@ -157,7 +158,7 @@ def verify_run(path):
         num = int(entry)
         if entry != "%04d" % num:
             ck.bad("epochs/%s: name must be the epoch number zero-padded to 4 digits" % entry)
-        _check_epoch(ck, "epochs/%s" % entry, num, N, M, D, C)
+        _check_epoch(ck, "epochs/%s" % entry, num, N, M, D, C, n_tasks)
         epochs.append(num)
     if ck.problems:
         raise RunFormatError(ck.problems)
@@ -165,7 +166,56 @@ def verify_run(path):
             "classes": classes, "epochs": sorted(epochs)}
 
 
-def _check_epoch(ck, rel, num, N, M, D, C):
+def _check_tasks(ck, meta, C):
+    """run.json's optional "tasks" (disjoint class lists); returns their count."""
+    tasks = meta.get("tasks")
+    ept = meta.get("epochs_per_task")
+    if tasks is None:
+        if ept is not None:
+            ck.bad("run.json: epochs_per_task given without tasks")
+        return 0
+    if not isinstance(tasks, list) or not tasks:
+        ck.bad("run.json: tasks must be a non-empty list of class lists, found %r" % (tasks,))
+        return 0
+    seen = {}
+    for t, task in enumerate(tasks):
+        if not isinstance(task, list) or not task:
+            ck.bad("run.json: tasks[%d] must be a non-empty list of class indices" % t)
+            continue
+        for c in task:
+            if not _is_int(c) or not 0 <= c < C:
+                ck.bad("run.json: tasks[%d] holds %r, expected a class in [0, %d)" % (t, c, C))
+            elif c in seen:
+                ck.bad("run.json: class %d is in task %d and again in task %d" % (c, seen[c], t))
+            else:
+                seen[c] = t
+    if ept is not None and (not _is_int(ept) or ept < 1):
+        ck.bad("run.json: epochs_per_task must be a positive integer, found %r" % (ept,))
+    return len(tasks)
+
+
+def _check_epoch_tasks(ck, rel, info, n_tasks):
+    task, acc = info.get("task"), info.get("task_acc")
+    if (task is not None or acc is not None) and n_tasks == 0:
+        ck.bad("%s/epoch.json: has task/task_acc but run.json has no tasks" % rel)
+        return
+    if task is not None and (not _is_int(task) or not 0 <= task < n_tasks):
+        ck.bad("%s/epoch.json: task must be a task index in [0, %d), found %r"
+               % (rel, n_tasks, task))
+    if acc is None:
+        return
+    if not isinstance(acc, dict):
+        ck.bad("%s/epoch.json: task_acc must be an object {train: [..], test: [..]}" % rel)
+        return
+    for split in ("train", "test"):
+        v = acc.get(split)
+        if v is not None and (not isinstance(v, list) or len(v) != n_tasks
+                              or not all(x is None or _is_num(x) for x in v)):
+            ck.bad("%s/epoch.json: task_acc.%s must list %d numbers (one per task)"
+                   % (rel, split, n_tasks))
+
+
+def _check_epoch(ck, rel, num, N, M, D, C, n_tasks=0):
     try:
         with open(os.path.join(ck.path, rel, "epoch.json"), encoding="utf-8") as f:
             info = json.load(f)
@@ -179,6 +229,7 @@ def _check_epoch(ck, rel, num, N, M, D, C):
             for k in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds", "lr"):
                 if k in info and not _is_num(info[k]):
                     ck.bad("%s/epoch.json: %s must be a number, found %r" % (rel, k, info[k]))
+            _check_epoch_tasks(ck, rel, info, n_tasks)
     ck.load(rel + "/train_repr.npy", [N, D], [np.float32, np.float16], finite=True)
     ck.load(rel + "/train_logits.npy", [N, C], [np.float32], finite=True)
     ck.load(rel + "/train_loss.npy", [N], [np.float32], finite=True, required=False)
@@ -188,6 +239,11 @@ def _check_epoch(ck, rel, num, N, M, D, C):
     sub = ck.load(rel + "/subset.npy", None, [np.int32], required=False)
     if sub is not None and (sub.ndim != 1 or (sub.size and (sub.min() < 0 or sub.max() >= N))):
         ck.bad("%s/subset.npy: must be a 1-D vector of indices in [0, %d)" % (rel, N))
+    tr = ck.load(rel + "/trained.npy", None, [np.int32], required=False)
+    if tr is not None and (tr.ndim != 1 or (tr.size and (tr.min() < 0 or tr.max() >= N))
+                           or (tr.size > 1 and not (np.diff(tr) > 0).all())):
+        ck.bad("%s/trained.npy: must be a 1-D vector of indices in [0, %d), sorted and "
+               "unique" % (rel, N))
     try:
         with open(os.path.join(ck.path, rel, "head.json"), encoding="utf-8") as f:
             head = json.load(f)

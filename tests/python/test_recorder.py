@@ -597,6 +597,99 @@ class TestTardisReadsRecorderRuns(RecorderTestCase):
                                    "logits:\n" + text)
 
 
+class TestContinualLearning(RecorderTestCase):
+    """tasks= in the constructor, trained= and task= per epoch (run format:
+    "tasks" in run.json, trained.npy, task/task_acc in epoch.json)."""
+
+    TASKS = [[0], [1, 2]]
+
+    def record_two_tasks(self):
+        rec = self.recorder(tasks=self.TASKS, epochs_per_task=1)
+        first = np.flatnonzero(self.s.y == 0)
+        second = np.flatnonzero(self.s.y != 0)
+        # epoch 1 trains task 0 (a boolean mask), epoch 2 task 1 plus two
+        # replayed samples of task 0 (indices in any order, one repeated)
+        rec.record_epoch(1, trained=self.s.y == 0, task=0, **self.s.epoch(1))
+        replayed = [first[1], first[0], first[0]]
+        rec.record_epoch(2, trained=np.concatenate([second[::-1], replayed]), task=1,
+                         **self.s.epoch(2))
+        return first, second
+
+    def test_tasks_and_trained_are_recorded(self):
+        first, second = self.record_two_tasks()
+        with open(self.path("run.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        self.assertEqual(meta["tasks"], self.TASKS)
+        self.assertEqual(meta["epochs_per_task"], 1)
+        t1 = np.load(self.path("epochs", "0001", "trained.npy"))
+        t2 = np.load(self.path("epochs", "0002", "trained.npy"))
+        self.assertEqual(t1.dtype, np.int32)
+        np.testing.assert_array_equal(t1, first)
+        np.testing.assert_array_equal(t2, np.sort(np.concatenate([second, first[:2]])))
+        with open(self.path("epochs", "0002", "epoch.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        self.assertEqual(info["task"], 1)
+        ep = self.s.epoch(2)
+        pred = ep["train_logits"].argmax(axis=1)
+        want = [float(np.mean(pred[m] == self.s.y[m]))
+                for m in (self.s.y == 0, self.s.y != 0)]
+        self.assertEqual(info["task_acc"]["train"], want)
+        self.assertEqual(len(info["task_acc"]["test"]), 2)
+        verify_run(self.run_dir)
+        rc, text = tardis_info(self, self.run_dir)
+        self.assertEqual(rc, 0, text)
+
+    def test_bad_tasks_and_trained_are_refused(self):
+        cases = [
+            (dict(tasks=[[0, 1], [1, 2]]), r"class 1 is in task 0 and again in task 1"),
+            (dict(tasks=[[0, 3]]), r"tasks\[0\]: 3 is not a class index in \[0, 3\)"),
+            (dict(tasks=[[0], []]), r"tasks\[1\]: a task needs at least one class"),
+            (dict(tasks="0-1"), r"tasks: expected a list of class lists"),
+            (dict(epochs_per_task=2), r"epochs_per_task given without tasks"),
+        ]
+        for kw, pattern in cases:
+            with self.assertRaisesRegex(ValueError, pattern, msg=str(kw)):
+                self.recorder(**kw)
+        rec = self.recorder(tasks=self.TASKS)
+        for kw, pattern in [
+                (dict(trained=np.array([0, N])), r"trained: indices must lie in \[0, 50\)"),
+                (dict(trained=np.ones(N - 1, bool)), r"trained: a boolean mask must have "
+                                                     r"shape \[50\]"),
+                (dict(task=2), r"task: expected a task index in \[0, 2\)")]:
+            with self.assertRaisesRegex(ValueError, pattern, msg=str(kw)):
+                rec.record_epoch(1, **kw, **self.s.epoch(1))
+        plain = Recorder(os.path.join(self.tmp, "plain"), classes=CLASSES,
+                         train_labels=self.s.y, repr_dim=D)
+        with self.assertRaisesRegex(ValueError, r"task given but the Recorder has no tasks"):
+            plain.record_epoch(1, task=0, train_repr=self.s.epoch(1)["train_repr"],
+                               train_logits=self.s.epoch(1)["train_logits"],
+                               head=self.s.epoch(1)["head"])
+
+    def test_checkers_catch_bad_trained_and_tasks(self):
+        self.record_two_tasks()
+        np.save(self.path("epochs", "0002", "trained.npy"), np.array([3, 1], np.int32))
+        with self.assertRaises(RunFormatError) as cm:
+            verify_run(self.run_dir)
+        self.assertIn("trained.npy: must be a 1-D vector of indices in [0, 50), sorted",
+                      "\n".join(cm.exception.problems))
+        rc, text = tardis_info(self, self.run_dir)
+        self.assertNotEqual(rc, 0, text)
+        self.assertIn("not above entry 0", text)
+        np.save(self.path("epochs", "0002", "trained.npy"), np.array([1, 3], np.int32))
+        with open(self.path("run.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        meta["tasks"] = [[0], [0, 2]]
+        with open(self.path("run.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        with self.assertRaises(RunFormatError) as cm:
+            verify_run(self.run_dir)
+        self.assertIn("class 0 is in task 0 and again in task 1",
+                      "\n".join(cm.exception.problems))
+        rc, text = tardis_info(self, self.run_dir)
+        self.assertNotEqual(rc, 0, text)
+        self.assertIn("class 0 is in task 0 and again in task 1", text)
+
+
 class TestFashionMnistExample(unittest.TestCase):
     """Runs python/examples/record_fashion_mnist.py on a small subset (once)."""
 
