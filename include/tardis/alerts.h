@@ -73,6 +73,8 @@ typedef struct td_alerts_opts {
                     the expected step is a jump (default 6) */
   double drift;  /* drift: two consecutive bad steps, the last above
                     drift × the recent standard deviation (default 0.2) */
+  double z_drift; /* ... and the two steps together z_drift robust standard
+                     deviations beyond twice the expected step (2.5) */
 } td_alerts_opts;
 
 void td_alerts_opts_default(td_alerts_opts *o);
@@ -97,12 +99,13 @@ typedef struct td_alert {
 /* Decides whether the value at index t of the series v[0..t] raises an
  * alert. bad_dir is +1 when rising is bad and −1 when falling is bad;
  * floor is the smallest step that counts (in the metric's units); NaN values
- * are skipped (they start the series later); fired_prev says whether the
- * same metric raised a drift alert at t − 1 (a drift fires once per run of
- * bad steps). Returns 1 and fills z, expected, critical and drift when it
+ * are skipped (they start the series later); drift_ok says whether the
+ * drift rule may fire (the alerts state passes 0 for metrics too noisy for
+ * it, and after a drift alert at t − 1: a drift fires once per run of bad
+ * steps). Returns 1 and fills z, expected, critical and drift when it
  * fires, 0 otherwise. */
 int td_alerts_detect(const double *v, int t, int bad_dir, double floor,
-                     int fired_prev, const td_alerts_opts *o, td_alert *out);
+                     int drift_ok, const td_alerts_opts *o, td_alert *out);
 
 /* ---- the state of a run ------------------------------------------------- */
 

@@ -13,29 +13,31 @@
 #include "tardis/fsutil.h"
 
 /* Per metric: name, the bad direction (+1 rising, −1 falling, 0 never
- * alerted), the smallest step that counts (absolute, plus a share of the
- * previous value), and the words of a message. */
+ * alerted), whether the drift rule applies (prediction churn swings from
+ * epoch to epoch on a clean run: measured in docs/alerts.md), the smallest step
+ * that counts (absolute, plus a share of the previous value), and the words of
+ * a message. */
 static const struct {
   const char *name;
-  int bad_dir;
+  int bad_dir, drift; /* drift: whether the drift rule applies */
   double floor_abs, floor_rel;
   const char *what;
 } spec[TD_GEOM_COUNT] = {
-    [TD_GEOM_SEPARATION] = {"separation", -1, 0, 0.01,
+    [TD_GEOM_SEPARATION] = {"separation", -1, 1, 0, 0.01,
                             "class separation (centre distance / spread)"},
-    [TD_GEOM_CENTRE_MEAN] = {"centre_mean", -1, 0, 0.01,
+    [TD_GEOM_CENTRE_MEAN] = {"centre_mean", -1, 1, 0, 0.01,
                              "mean distance between class centres"},
-    [TD_GEOM_CENTRE_MIN] = {"centre_min", -1, 0, 0.01,
+    [TD_GEOM_CENTRE_MIN] = {"centre_min", -1, 1, 0, 0.01,
                             "distance between the two closest classes"},
-    [TD_GEOM_SPREAD] = {"spread", +1, 0, 0.01, "spread within classes"},
-    [TD_GEOM_KNN_AGREEMENT] = {"knn_agreement", -1, 0.005, 0,
+    [TD_GEOM_SPREAD] = {"spread", +1, 1, 0, 0.01, "spread within classes"},
+    [TD_GEOM_KNN_AGREEMENT] = {"knn_agreement", -1, 1, 0.005, 0,
                                "kNN label agreement"},
-    [TD_GEOM_KNN_CHURN] = {"knn_churn", +1, 0.01, 0, "neighbourhood churn"},
-    [TD_GEOM_PRED_CHURN] = {"pred_churn", +1, 0.005, 0,
+    [TD_GEOM_KNN_CHURN] = {"knn_churn", +1, 1, 0.01, 0, "neighbourhood churn"},
+    [TD_GEOM_PRED_CHURN] = {"pred_churn", +1, 0, 0.005, 0,
                             "predictions changed since the last epoch"},
-    [TD_GEOM_TRAIN_ACC] = {"train_acc", -1, 0.005, 0, "training accuracy"},
-    [TD_GEOM_TEST_LOSS] = {"test_loss", 0, 0, 0, "test loss"},
-    [TD_GEOM_TEST_ACC] = {"test_acc", 0, 0, 0, "test accuracy"},
+    [TD_GEOM_TRAIN_ACC] = {"train_acc", -1, 1, 0.005, 0, "training accuracy"},
+    [TD_GEOM_TEST_LOSS] = {"test_loss", 0, 0, 0, 0, "test loss"},
+    [TD_GEOM_TEST_ACC] = {"test_acc", 0, 0, 0, 0, "test accuracy"},
 };
 
 const char *td_geom_metric_name(td_geom_metric m) {
@@ -66,7 +68,7 @@ int td_alerts_state_new(const td_alerts_opts *o, td_alerts_state **out,
   else
     td_alerts_opts_default(&s->o);
   if (s->o.window < 2 || s->o.warmup < 0 || s->o.sample < 2 || s->o.k < 1 ||
-      !(s->o.z_jump > 0) || !(s->o.drift >= 0)) {
+      !(s->o.z_jump > 0) || !(s->o.drift >= 0) || !(s->o.z_drift > 0)) {
     free(s);
     return td_err_set(err, TD_EARG,
                       "alerts: window >= 2, warmup >= 0, sample >= 2, "
@@ -243,7 +245,7 @@ static int detect(td_alerts_state *s, const td_run *run, const int pair[2],
     td_alert a;
     memset(&a, 0, sizeof a);
     int fired = td_alerts_detect(series, t, spec[m].bad_dir, floor,
-                                 s->fired_prev[m], &s->o, &a);
+                                 spec[m].drift && !s->fired_prev[m], &s->o, &a);
     s->fired_prev[m] = fired && a.drift;
     if (!fired)
       continue;

@@ -21,6 +21,7 @@ void td_alerts_opts_default(td_alerts_opts *o) {
   o->window = 8;
   o->z_jump = 6;
   o->drift = 0.2;
+  o->z_drift = 2.5;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -53,7 +54,7 @@ static double stddev(const double *v, int lo, int hi) {
 }
 
 int td_alerts_detect(const double *v, int t, int bad_dir, double floor,
-                     int fired_prev, const td_alerts_opts *o, td_alert *out) {
+                     int drift_ok, const td_alerts_opts *o, td_alert *out) {
   if (t < o->warmup || t < 2 || !isfinite(v[t]) || !isfinite(v[t - 1]))
     return 0;
   enum { MAX_WINDOW = 64 };
@@ -73,12 +74,19 @@ int td_alerts_detect(const double *v, int t, int bad_dir, double floor,
   double step = v[t] - v[t - 1], bad = bad_dir * step;
   double z = bad_dir * (step - med) / sd;
   int jump = bad > floor && z >= o->z_jump;
-  /* SentryCam's drift: two consecutive bad steps, the last one large
-   * against the spread of the recent values. */
-  int lo = t - w > 0 ? t - w : 0;
-  int drift = !jump && !fired_prev && bad > floor && isfinite(v[t - 2]) &&
-              bad_dir * (v[t - 1] - v[t - 2]) > 0 &&
-              bad > o->drift * stddev(v, lo, t);
+  /* Drift: SentryCam's two consecutive bad steps, the last one above
+   * o->drift × the standard deviation of the recent values; alone it fires
+   * on noise, so the two steps together must also stand z_drift robust
+   * standard deviations beyond twice the expected step. */
+  int lo = t - w > 0 ? t - w : 0, drift = 0;
+  if (!jump && drift_ok && bad > floor && isfinite(v[t - 2])) {
+    double prev = v[t - 1] - v[t - 2];
+    double z2 = bad_dir * (step + prev - 2 * med) / (sd * sqrt(2.0));
+    drift = bad_dir * prev > 0 && bad > o->drift * stddev(v, lo, t) &&
+            z2 >= o->z_drift;
+    if (drift)
+      z = z2;
+  }
   if (!jump && !drift)
     return 0;
   out->value = v[t];
