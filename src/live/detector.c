@@ -71,15 +71,20 @@ int td_alerts_detect(const double *v, int t, int bad_dir, double floor,
   double sd = 1.4826 * median(dev, n);
   if (sd < floor)
     sd = floor;
+  /* An improving trend is not extrapolated: early epochs improve fast, and
+   * a plateau after them is no failure. */
+  if (bad_dir * med < 0)
+    med = 0;
   double step = v[t] - v[t - 1], bad = bad_dir * step;
   double z = bad_dir * (step - med) / sd;
   int jump = bad > floor && z >= o->z_jump;
   /* Drift: SentryCam's two consecutive bad steps, the last one above
    * o->drift × the standard deviation of the recent values; alone it fires
    * on noise, so the two steps together must also stand z_drift robust
-   * standard deviations beyond twice the expected step. */
+   * standard deviations beyond twice the expected step, measured on at
+   * least 4 recent steps (a spread from fewer is itself noise). */
   int lo = t - w > 0 ? t - w : 0, drift = 0;
-  if (!jump && drift_ok && bad > floor && isfinite(v[t - 2])) {
+  if (!jump && drift_ok && n >= 4 && bad > floor && isfinite(v[t - 2])) {
     double prev = v[t - 1] - v[t - 2];
     double z2 = bad_dir * (step + prev - 2 * med) / (sd * sqrt(2.0));
     drift = bad_dir * prev > 0 && bad > o->drift * stddev(v, lo, t) &&
