@@ -37,6 +37,11 @@ typedef struct td_train_opts {
   const char *optimizer; /* "sgd" (momentum) or "adam" */
   int epochs, batch;
   double lr, momentum;
+  /* Failure scenarios (docs/alerts.md): the learning rate of epoch
+   * lr_spike_epoch (0: none) is multiplied by lr_spike_factor, and every
+   * epoch's by lr_grow^(epoch − 1) (1: constant). */
+  int lr_spike_epoch;
+  double lr_spike_factor, lr_grow;
   double noise; /* fraction of training labels to corrupt */
   td_noise_type noise_type;
   int64_t limit; /* use the first `limit` training samples (0: all); the test

@@ -1,5 +1,7 @@
 /* tardis train: train the built-in classifier and record every epoch. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +29,21 @@ static void on_progress(const td_train_progress *p, void *ctx) {
   }
 }
 
+/* "E:F" into the spike's epoch and factor; 0 or -1. */
+static int parse_spike(const char *s, td_train_opts *o) {
+  char *end;
+  long e = strtol(s, &end, 10);
+  if (end == s || *end != ':' || e < 1 || e > 1000000000)
+    return -1;
+  const char *f = end + 1;
+  double x = strtod(f, &end);
+  if (end == f || *end || !(x > 0) || !isfinite(x))
+    return -1;
+  o->lr_spike_epoch = (int)e;
+  o->lr_spike_factor = x;
+  return 0;
+}
+
 int td_cmd_train(int argc, char **argv) {
   td_train_opts o;
   td_train_opts_default(&o);
@@ -37,6 +54,7 @@ int td_cmd_train(int argc, char **argv) {
   static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
   static const char *const ood_sets[] = {"inverted", NULL};
   int noise_type = (int)o.noise_type;
+  const char *lr_spike = NULL;
   td_opt opts[] = {
       {.name = "out",
        .short_name = 'o',
@@ -57,6 +75,12 @@ int td_cmd_train(int argc, char **argv) {
                         "default sgd (momentum 0.9)"),
       TD_OPT_DOUBLE("lr", &o.lr, 0, TD_ARG_INF, TD_ARG_GT, "X",
                     "default 0.01 (sgd), 0.001 (adam)"),
+      TD_OPT_STRING("lr-spike", &lr_spike, "E:F",
+                    "multiply the learning rate by F for epoch E only\n"
+                    "(a failure to see: docs/alerts.md)"),
+      TD_OPT_DOUBLE("lr-grow", &o.lr_grow, 0, TD_ARG_INF, TD_ARG_GT, "G",
+                    "multiply the learning rate by G every epoch\n"
+                    "(a gradual failure; default 1)"),
       TD_OPT_DOUBLE("noise", &o.noise, 0, 1, TD_ARG_LT, "F",
                     "fraction of training labels to corrupt, e.g. 0.1"),
       TD_OPT_CHOICE("noise-type", &noise_type, noise_types, noise_values,
@@ -96,6 +120,10 @@ int td_cmd_train(int argc, char **argv) {
   o.noise_type = (td_noise_type)noise_type;
   if (o.tasks && !td_args_given(&cmd, "epochs"))
     o.epochs = 0; /* tasks x epochs-per-task */
+  if (lr_spike && parse_spike(lr_spike, &o) != 0)
+    return td_args_fail(&cmd, "--lr-spike: expected E:F (an epoch >= 1 and a "
+                              "factor > 0), got \"%s\"",
+                        lr_spike);
   int lr_set = td_args_given(&cmd, "lr");
   if (!lr_set && !strcmp(o.optimizer, "adam"))
     o.lr = 0.001;

@@ -16,6 +16,7 @@ static const struct {
      "project every epoch to an invertible 2-D canvas"},
     {"eval", td_cmd_eval, "measure the quality of a projection"},
     {"render", td_cmd_render, "draw an epoch as PNG, or the run as a GIF"},
+    {"alerts", td_cmd_alerts, "geometry of each epoch and the alerts it raises"},
     {"serve", td_cmd_serve, "serve the web UI and JSON API of a run"},
     {"suspects", td_cmd_suspects,
      "rank suspicious training samples; learn from feedback"},

@@ -31,6 +31,8 @@ void td_train_opts_default(td_train_opts *o) {
   o->batch = 128;
   o->lr = 0.01;
   o->momentum = 0.9;
+  o->lr_spike_factor = 1;
+  o->lr_grow = 1;
   o->noise_type = TD_NOISE_SYMMETRIC;
   o->seed = 1;
   o->save_model = 1;
@@ -488,6 +490,12 @@ static int write_ood_inputs(const char *run_dir, const td_dataset *te,
   return rc;
 }
 
+/* The learning rate of an epoch (1-based) under the failure scenarios. */
+static double epoch_lr(const td_train_opts *o, int epoch) {
+  double lr = o->lr * pow(o->lr_grow, epoch - 1);
+  return epoch == o->lr_spike_epoch ? lr * o->lr_spike_factor : lr;
+}
+
 static int check_opts(const td_train_opts *o, td_err *err) {
   if (strcmp(o->model, "mlp") != 0)
     return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
@@ -502,6 +510,11 @@ static int check_opts(const td_train_opts *o, td_err *err) {
   if (o->tasks && (o->epochs_per_task < 1 || o->replay < 0))
     return td_err_set(err, TD_EARG,
                       "--tasks needs --epochs-per-task N (N >= 1)");
+  if (o->lr_spike_epoch < 0 || !(o->lr_spike_factor > 0) ||
+      !(o->lr_grow > 0))
+    return td_err_set(err, TD_EARG,
+                      "the learning-rate spike epoch must be >= 0, its "
+                      "factor and the growth factor positive");
   if (o->ood && strcmp(o->ood, "inverted"))
     return td_err_set(err, TD_EARG,
                       "unknown out-of-distribution set '%s' (inverted)",
@@ -660,6 +673,7 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
     if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
       goto done;
     double t0 = td_now();
+    td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
     res->train_seconds += secs;
