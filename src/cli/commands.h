@@ -12,6 +12,7 @@ int td_cmd_eval(int argc, char **argv);
 int td_cmd_render(int argc, char **argv);
 int td_cmd_serve(int argc, char **argv);
 int td_cmd_suspects(int argc, char **argv);
+int td_cmd_watch(int argc, char **argv);
 
 /* Applies the TD_PROJ_* environment variables (experiments,
  * docs/projection.md) to o: src/cli/proj_env.c. */

@@ -455,3 +455,9 @@ int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
     progress(run->n_epochs, run->n_epochs, ctx);
   return rc;
 }
+
+int td_run_is_finished(const char *run_dir) {
+  char path[TD_PATH_MAX];
+  return td_pathf(path, sizeof path, NULL, "%s/finished", run_dir) == TD_OK &&
+         td_path_exists(path);
+}
