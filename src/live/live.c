@@ -162,7 +162,8 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
   for (int i = 0; i < n; i++) {
     ep_rec key = {td_run_epoch_number(lv->run, i), 0, 0};
     const ep_rec *old =
-        bsearch(&key, lv->ep, (size_t)lv->n, sizeof key, cmp_rec);
+        lv->n ? bsearch(&key, lv->ep, (size_t)lv->n, sizeof key, cmp_rec)
+              : NULL;
     if (old) {
       v[i] = *old;
       continue;
