@@ -84,12 +84,7 @@ test-tsan: deps
 # ready. Ctrl-C stops the server.
 demo: build
 	./$(BUILD)/tardis train --dataset fashion-mnist --model mlp --epochs $(DEMO_EPOCHS) \
-	  --noise 0.1 --seed 1 --force --out $(DEMO_RUN)
-	./$(BUILD)/tardis info --quick $(DEMO_RUN)
-	./$(BUILD)/tardis project $(DEMO_RUN)
-	@./$(BUILD)/tardis eval $(DEMO_RUN) > $(DEMO_RUN)/eval.txt 2>&1 & \
-	  trap 'kill $$! 2>/dev/null' EXIT INT TERM; \
-	  ./$(BUILD)/tardis serve $(DEMO_RUN) --port $(DEMO_PORT)
+	  --noise 0.1 --seed 1 --force --out $(DEMO_RUN) --serve --port $(DEMO_PORT)
 
 bench: build
 	./$(BUILD)/bench_train

@@ -83,4 +83,25 @@ void td_project_opts_default(td_project_opts *o);
 TD_NODISCARD int td_project(td_run *run, const td_project_opts *o,
                             td_project_summary *s, td_err *err);
 
+/* ---- an open projection (live mode, include/tardis/live.h) ----------- */
+
+/* Keeps the method's state (model, kNN graph, the temporal anchors' memory)
+ * between calls, so that epochs projected one at a time as they are recorded
+ * come out as `tardis project` would draw them. */
+typedef struct td_projector td_projector;
+
+/* Writes vis.json and prepares the method. The run and the strings in *o
+ * must outlive the projector. Free with td_projector_close. */
+TD_NODISCARD int td_projector_open(td_run *run, const td_project_opts *o,
+                                   td_projector **out, td_err *err);
+/* Projects one recorded epoch of the run (re-listed by td_run_refresh as
+ * it grows), replacing a projection already there. Warm-starts from the
+ * newest projected epoch recorded before it: from memory when that is the
+ * epoch this projector fitted last, else from its files. *warm_from (may be
+ * NULL) receives that epoch, -1 when cold; *seconds (may be NULL) the
+ * epoch's time. */
+TD_NODISCARD int td_projector_epoch(td_projector *p, int epoch, int *warm_from,
+                                    double *seconds, td_err *err);
+void td_projector_close(td_projector *p); /* NULL is fine */
+
 #endif

@@ -212,6 +212,13 @@ TD_NODISCARD int td_head_write(td_epoch_writer *w, int n_layers,
                                const float *const *biases, const int *dims,
                                const char *const *acts, td_err *err);
 
+/* Marks the run finished: writes RUN/finished (a small JSON object, written
+ * atomically) after the last epoch is committed, so that followers (`tardis
+ * watch`, `tardis serve --follow`) know no epoch will come. */
+TD_NODISCARD int td_run_mark_finished(const char *run_dir, td_err *err);
+/* Whether RUN/finished exists. */
+int td_run_is_finished(const char *run_dir);
+
 /* Removes epochs/.tmp-* directories whose writing process is gone (on this
  * host). *n_removed (may be NULL) receives how many. */
 TD_NODISCARD int td_run_remove_stale(const char *run_dir, int *n_removed,

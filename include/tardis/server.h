@@ -17,7 +17,8 @@
  *
  * Threads: the HTTP library runs one thread per connection (so a
  * long-lived event stream never blocks other requests) and the server adds
- * one thread that polls the run for new epochs.
+ * one thread that polls the run for new epochs, and with follow one that
+ * projects them.
  */
 #ifndef TARDIS_SERVER_H
 #define TARDIS_SERVER_H
@@ -33,6 +34,9 @@ typedef struct td_server_opts {
   int poll_ms;         /* run polling interval for events; default 1000 */
   int heartbeat_ms;    /* event-stream heartbeat; default 15000 */
   int max_connections; /* default 64 */
+  int follow;          /* 1: project new epochs as they are recorded, on a
+                          thread the server owns (include/tardis/live.h);
+                          method must then be "dvi" or "pca" */
 } td_server_opts;
 
 /* Fills *o with the defaults (run_dir NULL, port 8040). */

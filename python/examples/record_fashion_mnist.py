@@ -159,6 +159,7 @@ def main(argv=None):
               "(train %.2fs, record %.2fs)"
               % (epoch, info["train_loss"], info["train_acc"], info["test_loss"],
                  info["test_acc"], train_seconds, rec.last_record_seconds), flush=True)
+    rec.close()  # marks the run finished: `tardis serve --follow` stops projecting
     print("wrote %s" % rec.path)
     return 0
 

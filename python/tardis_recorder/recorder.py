@@ -302,6 +302,9 @@ class Recorder(object):
     def _resume(self):
         with open(os.path.join(self.path, "run.json"), encoding="utf-8") as f:
             meta = json.load(f)
+        finished = os.path.join(self.path, "finished")
+        if os.path.exists(finished):
+            os.remove(finished)  # epochs are coming again
         if meta.get("format") != FORMAT:
             raise ValueError("%s/run.json: not a tardis run (format %r)"
                              % (self.path, meta.get("format")))
@@ -365,6 +368,25 @@ class Recorder(object):
         _io.write_json(os.path.join(self.path, "run.json"), meta)
         _io.fsync_dir(self.path)
         self._run_json_written = True
+
+    def close(self):
+        """Marks the run finished (``RUN/finished``, written atomically), so
+        that ``tardis watch`` and ``tardis serve --follow`` stop by
+        themselves once every epoch is projected.  Call it after the last
+        :meth:`record_epoch`; using the Recorder as a context manager calls
+        it when the ``with`` block ends without an exception."""
+        if not getattr(self, "_run_json_written", False):
+            return  # nothing recorded: not a readable run yet
+        _io.write_json(os.path.join(self.path, "finished"), {"finished": _utc_now()})
+        _io.fsync_dir(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        return False
 
     # --------------------------------------------------------------- queries
 

@@ -11,10 +11,13 @@
 
 typedef struct {
   int tty, quiet;
+  td_cli_train_server serve;
 } progress_ctx;
 
 static void on_progress(const td_train_progress *p, void *ctx) {
   progress_ctx *c = ctx;
+  if (c->serve.want)
+    td_cli_train_serve_start(&c->serve);
   if (c->quiet)
     return;
   if (p->epoch_done) {
@@ -48,7 +51,9 @@ int td_cmd_train(int argc, char **argv) {
   td_train_opts o;
   td_train_opts_default(&o);
   o.out = NULL;
-  progress_ctx pc = {isatty(2), 0};
+  progress_ctx pc = {isatty(2), 0, {0, isatty(2), {0}, NULL}};
+  td_server_opts_init(&pc.serve.opts);
+  pc.serve.opts.follow = 1;
   static const char *const optimizers[] = {"sgd", "adam", NULL};
   static const char *const noise_types[] = {"symmetric", "asymmetric", NULL};
   static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
@@ -108,6 +113,11 @@ int td_cmd_train(int argc, char **argv) {
       TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
       TD_OPT_FLAG("force", &o.force, "replace an existing run at --out"),
       TD_OPT_FLAG("quiet", &pc.quiet, "no progress output"),
+      TD_OPT_FLAG("serve", &pc.serve.want,
+                  "serve the run to the web UI while it trains, drawing\n"
+                  "each epoch as it lands (tardis serve --follow)"),
+      TD_OPT_INT("port", &pc.serve.opts.port, 0, 65535, "N",
+                 "--serve's TCP port (0: any free port); default 8040"),
       TD_OPT_END};
   td_args_cmd cmd = {
       .name = "train",
@@ -124,6 +134,7 @@ int td_cmd_train(int argc, char **argv) {
     return td_args_fail(&cmd, "--lr-spike: expected E:F (an epoch >= 1 and a "
                               "factor > 0), got \"%s\"",
                         lr_spike);
+  pc.serve.opts.run_dir = o.out;
   int lr_set = td_args_given(&cmd, "lr");
   if (!lr_set && !strcmp(o.optimizer, "adam"))
     o.lr = 0.001;
@@ -135,6 +146,7 @@ int td_cmd_train(int argc, char **argv) {
   if (rc != TD_OK) {
     fprintf(stderr, "%stardis: error: %s\n", pc.tty ? "\r\033[K" : "",
             err.msg[0] ? err.msg : td_strerror(rc));
+    td_cli_train_serve_finish(&pc.serve, 0);
     return 1;
   }
   printf("trained %d epochs in %.1f s (%.2f s/epoch training; recording "
@@ -148,5 +160,7 @@ int td_cmd_train(int argc, char **argv) {
   printf("final: train acc %.4f, test acc %.4f, test loss %.4f\n",
          r.final_train_acc, r.final_test_acc, r.final_test_loss);
   printf("run written to %s\n", o.out);
+  fflush(stdout);
+  td_cli_train_serve_finish(&pc.serve, 1);
   return 0;
 }

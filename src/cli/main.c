@@ -18,6 +18,7 @@ static const struct {
     {"render", td_cmd_render, "draw an epoch as PNG, or the run as a GIF"},
     {"alerts", td_cmd_alerts, "geometry of each epoch and the alerts it raises"},
     {"serve", td_cmd_serve, "serve the web UI and JSON API of a run"},
+    {"watch", td_cmd_watch, "follow a run while it trains, projecting each epoch"},
     {"suspects", td_cmd_suspects,
      "rank suspicious training samples; learn from feedback"},
 };

@@ -375,35 +375,116 @@ static int project_epoch(const td_run *run, const td_project_opts *o,
   return rc;
 }
 
-int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
-               td_err *err) {
-  memset(s, 0, sizeof *s);
+/* An open projection: the method's state carries from one epoch to the
+ * next, as long as each epoch follows the one fitted last. */
+struct td_projector {
+  td_run *run;
+  td_project_opts o;
+  const td__proj_method *pm;
+  void *st;
+  int last;      /* the epoch the state holds; -1: none */
+  float *inputs; /* input-space mixup: loaded on first use */
+};
+
+int td_projector_open(td_run *run, const td_project_opts *o,
+                      td_projector **out, td_err *err) {
+  *out = NULL;
   const td__proj_method *pm = method_of(o->method);
   if (!pm)
     return td_err_set(err, TD_EARG, "unknown method '%s' (dvi or pca)",
                       o->method);
   if (o->k < 2 || o->territory_res < 8 || o->territory_res > 4096)
     return td_err_set(err, TD_EARG, "invalid k or territory resolution");
-  int *idx = NULL, n_pending = 0;
   int rc =
       write_vis_json(td_run_dir(run), o, td_run_get_meta(run)->repr_dim, err);
-  if (rc || (rc = pending_epochs(run, o, &idx, &n_pending, s, err)))
+  if (rc)
     return rc;
-  float *inputs = NULL; /* input-space mixup: loaded on first use */
-  void *st = pm->state_new();
-  if (!st)
-    rc = td_err_set(err, TD_ENOMEM, "out of memory");
-  else if (n_pending && idx[0] > 0)
-    load_previous(o, pm, st, run, idx[0]);
+  td_projector *p = calloc(1, sizeof *p);
+  if (!p || !(p->st = pm->state_new())) {
+    free(p);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
+  p->run = run;
+  p->o = *o;
+  p->pm = pm;
+  p->last = -1;
+  *out = p;
+  return TD_OK;
+}
+
+void td_projector_close(td_projector *p) {
+  if (!p)
+    return;
+  p->pm->state_free(p->st);
+  free(p->inputs);
+  free(p);
+}
+
+/* The newest projected epoch recorded before position i of the run. */
+static int newest_done_before(const td_projector *p, int i) {
+  for (i--; i >= 0; i--) {
+    int ep = td_run_epoch_number(p->run, i);
+    if (ep == p->last || td_vis_epoch_done(td_run_dir(p->run), p->o.method, ep))
+      return ep;
+  }
+  return -1;
+}
+
+static int projector_do(td_projector *p, int t, int n, int epoch,
+                        int *warm_from, double *dt, td_err *err) {
+  int i = td_run_epoch_index(p->run, epoch);
+  if (i < 0)
+    return td_err_set(err, TD_ENOENT, "%s: epoch %d is not recorded",
+                      td_run_dir(p->run), epoch);
+  int from = newest_done_before(p, i);
+  if (from != p->last) { /* warm-start from disk instead */
+    void *st = p->pm->state_new();
+    if (!st)
+      return td_err_set(err, TD_ENOMEM, "out of memory");
+    p->pm->state_free(p->st);
+    p->st = st;
+    p->last = -1;
+    if (from >= 0)
+      load_previous(&p->o, p->pm, p->st, p->run, i);
+  }
+  if (warm_from)
+    *warm_from = from;
+  int rc = project_epoch(p->run, &p->o, p->pm, p->st, t, n, epoch,
+                         &p->inputs, dt, err);
+  /* A failed fit may leave the state half-updated: start afresh. */
+  p->last = rc == TD_OK ? epoch : -2;
+  if (rc)
+    td_err_prefix(err, "epoch %d", epoch);
+  return rc;
+}
+
+int td_projector_epoch(td_projector *p, int epoch, int *warm_from,
+                       double *seconds, td_err *err) {
+  double dt = 0;
+  int rc = projector_do(p, 0, 1, epoch, warm_from, &dt, err);
+  if (rc == TD_OK)
+    report(&p->o, 0, 1, epoch, "done", dt);
+  if (seconds)
+    *seconds = dt;
+  return rc;
+}
+
+int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
+               td_err *err) {
+  memset(s, 0, sizeof *s);
+  td_projector *p;
+  int *idx = NULL, n_pending = 0;
+  int rc = td_projector_open(run, o, &p, err);
+  if (rc || (rc = pending_epochs(run, o, &idx, &n_pending, s, err))) {
+    td_projector_close(p);
+    return rc;
+  }
   double t_all = td_now();
   for (int t = 0; t < n_pending && rc == TD_OK; t++) {
     int ep = td_run_epoch_number(run, idx[t]);
     double dt;
-    rc = project_epoch(run, o, pm, st, t, n_pending, ep, &inputs, &dt, err);
-    if (rc != TD_OK) {
-      td_err_prefix(err, "epoch %d", ep);
+    if ((rc = projector_do(p, t, n_pending, ep, NULL, &dt, err)))
       break;
-    }
     if (s->projected == 0)
       s->first_seconds = dt;
     else if (dt > s->max_later_seconds)
@@ -412,9 +493,7 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
     report(o, t, n_pending, ep, "done", dt);
   }
   s->seconds = td_now() - t_all;
-  if (st)
-    pm->state_free(st);
-  free(inputs);
+  td_projector_close(p);
   free(idx);
   return rc;
 }

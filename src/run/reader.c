@@ -90,7 +90,8 @@ static int list_epochs(const char *run_dir, int **out, int *n_out,
     td_free(v);
     return rc;
   }
-  qsort(v, (size_t)n, sizeof *v, cmp_int);
+  if (n > 1)
+    qsort(v, (size_t)n, sizeof *v, cmp_int);
   *out = v;
   *n_out = n;
   return TD_OK;
@@ -190,8 +191,10 @@ int td_run_epoch_number(const td_run *run, int i) {
 }
 
 int td_run_epoch_index(const td_run *run, int epoch) {
-  const int *p = bsearch(&epoch, run->epochs, (size_t)run->n_epochs,
-                         sizeof *run->epochs, cmp_int);
+  const int *p = run->n_epochs
+                     ? bsearch(&epoch, run->epochs, (size_t)run->n_epochs,
+                               sizeof *run->epochs, cmp_int)
+                     : NULL;
   return p ? (int)(p - run->epochs) : -1;
 }
 
@@ -460,4 +463,10 @@ int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
   if (!rc && progress)
     progress(run->n_epochs, run->n_epochs, ctx);
   return rc;
+}
+
+int td_run_is_finished(const char *run_dir) {
+  char path[TD_PATH_MAX];
+  return td_pathf(path, sizeof path, NULL, "%s/finished", run_dir) == TD_OK &&
+         td_path_exists(path);
 }

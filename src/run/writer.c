@@ -391,3 +391,16 @@ int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err) {
   closedir(d);
   return rc;
 }
+
+int td_run_mark_finished(const char *run_dir, td_err *err) {
+  char path[TD_PATH_MAX], text[96];
+  int rc = td_pathf(path, sizeof path, err, "%s/finished", run_dir);
+  if (rc)
+    return rc;
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  size_t n = strftime(text, sizeof text, "{\"finished\": \"%Y-%m-%dT%H:%M:%SZ\"}\n",
+                      &tm);
+  return td_write_file_atomic(path, text, n, err);
+}

@@ -69,8 +69,8 @@ static void emit(td_server *s, const char *name, const char *data) {
   uint64_t id = ++s->ev_last;
   td__event *e = &s->ring[id % TD__EVENT_RING];
   e->id = id;
-  /* fits: the names are "epoch" and "quality", the data at most 40 bytes of
-   * JSON (watch_scan) */
+  /* fits: the names are "epoch", "projection" and "quality", the data at
+   * most 110 bytes of JSON (emit_epoch) */
   snprintf(e->name, sizeof e->name, "%s", name);
   snprintf(e->data, sizeof e->data, "%s", data);
   pthread_cond_broadcast(&s->ev_cond);
@@ -177,15 +177,24 @@ enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c) {
 /* ---- the run watcher ---------------------------------------------------- */
 
 struct td__watch {
-  int *epochs; /* known epochs, ascending */
-  char *projected;
+  int *epochs;      /* known epochs, ascending */
+  uint64_t *stamps; /* their projection's directory (inode, mtime); 0: none */
   int n;
   int64_t metrics_mtime;
 };
 typedef struct td__watch watch_state;
 
-static int is_projected(const td_server *s, int epoch) {
-  return td_vis_epoch_has(s->run_dir, s->method, epoch, "train_embedding.npy");
+/* Identifies the projection of an epoch on disk, so that one replaced (a
+ * live draft drawn again) counts as new; 0 when there is none. */
+static uint64_t projection_stamp(const td_server *s, int epoch) {
+  char p[TD_PATH_MAX];
+  struct stat st;
+  if (!td_vis_epoch_has(s->run_dir, s->method, epoch, "train_embedding.npy") ||
+      td_vis_epoch_dir(s->run_dir, s->method, epoch, p, sizeof p) ||
+      stat(p, &st) != 0)
+    return 0;
+  return ((uint64_t)st.st_ino * 1000003u) ^ (uint64_t)st.st_mtim.tv_nsec ^
+         ((uint64_t)st.st_mtim.tv_sec << 20) ^ 1u;
 }
 
 static int64_t metrics_mtime(const td_server *s) {
@@ -198,8 +207,23 @@ static int64_t metrics_mtime(const td_server *s) {
   return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
-/* Takes a new snapshot; emits events for what differs from *old when
- * old != NULL. */
+/* "epoch" when an epoch is recorded, "projection" when it is drawn (or
+ * drawn again); both carry the counts the status bar shows. */
+static void emit_epoch(td_server *s, const char *name, int epoch,
+                       int projected, int recorded, int drawn,
+                       int projecting) {
+  char data[128], busy[16] = "null";
+  if (projecting >= 0)
+    snprintf(busy, sizeof busy, "%d", projecting);
+  snprintf(data, sizeof data,
+           "{\"epoch\":%d,\"projected\":%s,\"recorded\":%d,\"drawn\":%d,"
+           "\"projecting\":%s}",
+           epoch, projected ? "true" : "false", recorded, drawn, busy);
+  emit(s, name, data);
+}
+
+/* Takes a new snapshot; emits events for what differs from the last one
+ * when send. */
 static void watch_scan(td_server *s, watch_state *ws, int send) {
   pthread_rwlock_wrlock(&s->run_lock);
   if (td_run_refresh(s->run, NULL)) {
@@ -207,39 +231,46 @@ static void watch_scan(td_server *s, watch_state *ws, int send) {
   }
   int n = td_run_n_epochs(s->run);
   int *ep = malloc(sizeof *ep * (size_t)(n ? n : 1));
-  char *pj = calloc((size_t)(n ? n : 1), 1);
-  if (!ep || !pj) {
+  uint64_t *stamp = calloc((size_t)(n ? n : 1), sizeof *stamp);
+  if (!ep || !stamp) {
     pthread_rwlock_unlock(&s->run_lock);
     free(ep);
-    free(pj);
+    free(stamp);
     return;
   }
   for (int i = 0; i < n; i++)
     ep[i] = td_run_epoch_number(s->run, i);
   pthread_rwlock_unlock(&s->run_lock);
 
+  int drawn = 0, projecting = td__follow_projecting(s);
+  for (int i = 0; i < n; i++)
+    drawn += (stamp[i] = projection_stamp(s, ep[i])) != 0;
   int j = 0;
-  for (int i = 0; i < n; i++) {
-    pj[i] = (char)is_projected(s, ep[i]);
+  for (int i = 0; i < n && send; i++) {
     while (j < ws->n && ws->epochs[j] < ep[i])
       j++;
     int known = j < ws->n && ws->epochs[j] == ep[i];
-    if (send && (!known || (pj[i] && !ws->projected[j]))) {
-      char data[96];
-      snprintf(data, sizeof data, "{\"epoch\":%d,\"projected\":%s}", ep[i],
-               pj[i] ? "true" : "false");
-      emit(s, "epoch", data);
-    }
+    if (!known)
+      emit_epoch(s, "epoch", ep[i], stamp[i] != 0, n, drawn, projecting);
+    if (stamp[i] && (!known || stamp[i] != ws->stamps[j]))
+      emit_epoch(s, "projection", ep[i], 1, n, drawn, projecting);
   }
   int64_t mt = metrics_mtime(s);
   if (send && mt != ws->metrics_mtime)
     emit(s, "quality", "{}");
   free(ws->epochs);
-  free(ws->projected);
+  free(ws->stamps);
   ws->epochs = ep;
-  ws->projected = pj;
+  ws->stamps = stamp;
   ws->n = n;
   ws->metrics_mtime = mt;
+}
+
+void td__watch_poke(td_server *s) {
+  pthread_mutex_lock(&s->ev_mu);
+  s->scan_now = 1;
+  pthread_cond_broadcast(&s->ev_cond);
+  pthread_mutex_unlock(&s->ev_mu);
 }
 
 static void *watcher_main(void *arg) {
@@ -248,11 +279,12 @@ static void *watcher_main(void *arg) {
   while (!s->stopping) {
     struct timespec dl;
     deadline_after(&dl, s->poll_ms);
-    while (!s->stopping &&
+    while (!s->stopping && !s->scan_now &&
            pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, &dl) != ETIMEDOUT)
       ;
     if (s->stopping)
       break;
+    s->scan_now = 0;
     pthread_mutex_unlock(&s->ev_mu);
     watch_scan(s, s->watch, 1);
     pthread_mutex_lock(&s->ev_mu);
@@ -437,7 +469,7 @@ static void server_free(td_server *s) {
   free(s->web_dir);
   if (s->watch) {
     free(s->watch->epochs);
-    free(s->watch->projected);
+    free(s->watch->stamps);
     free(s->watch);
   }
   pthread_rwlock_destroy(&s->run_lock);
@@ -517,6 +549,11 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return td_err_set(err, TD_EIO, "cannot start the watcher thread");
   }
   s->watcher_started = 1;
+  if (opts->follow && (rc = td__follow_start(s, err))) {
+    close(fd);
+    td_server_stop(s);
+    return rc;
+  }
 
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
                    MHD_USE_THREAD_PER_CONNECTION | (v6 ? MHD_USE_IPv6 : 0);
@@ -550,5 +587,6 @@ void td_server_stop(td_server *s) {
     MHD_stop_daemon(s->mhd);
   if (s->watcher_started)
     pthread_join(s->watcher, NULL);
+  td__follow_stop(s); /* after the watcher, which reads its status */
   server_free(s);
 }

@@ -32,7 +32,7 @@ typedef struct td__cache_entry {
 
 typedef struct td__event {
   uint64_t id;
-  char name[16];  /* "epoch", "quality" */
+  char name[16];  /* "epoch", "projection", "quality" */
   char data[128]; /* JSON */
 } td__event;
 
@@ -62,6 +62,12 @@ struct td_server {
   int watcher_started;
 
   struct td__sus_cache *sus; /* /api/suspects features (suspects_cache.c) */
+
+  /* --follow: the live projector and its thread (follow.c). */
+  struct td_live *live;
+  pthread_t live_thread;
+  int live_started;
+  int scan_now; /* under ev_mu: the watcher scans at once */
 };
 
 /* ---- responses (http.c) ---- */
@@ -139,6 +145,17 @@ TD_NODISCARD int td__sus_cache_lock(td__sus_cache *c, uint64_t gen,
 TD_NODISCARD struct td_recommender *
 td__sus_cache_rec(td__sus_cache *c, int64_t session, td_err *err);
 void td__sus_cache_unlock(td__sus_cache *c);
+
+/* ---- following a run (follow.c) ---- */
+
+/* Starts the live projector's thread (opts->follow). */
+TD_NODISCARD int td__follow_start(td_server *s, td_err *err);
+/* Stops and joins it (after the epoch under way). Safe when not started. */
+void td__follow_stop(td_server *s);
+/* The epoch being projected now, or -1 (also without --follow). */
+int td__follow_projecting(td_server *s);
+/* Wakes the run watcher for a scan now (server.c). */
+void td__watch_poke(td_server *s);
 
 /* ---- suspicious samples (api_suspects.c) ---- */
 

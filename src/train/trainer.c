@@ -704,6 +704,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
       *err = rec.err;
       goto done;
     }
+    if ((rc = td_run_mark_finished(o->out, err)) != TD_OK)
+      goto done; /* followers stop once every epoch is in */
     res->final_train_acc = rec.ev_train.acc;
     res->final_test_acc = rec.ev_test.acc;
     res->final_test_loss = rec.ev_test.mean_loss;

@@ -751,13 +751,16 @@ function wireEvents() {
   es.onerror = () => set('off', 'offline');
   let pending = 0;
   const refresh = () => { clearTimeout(pending); pending = setTimeout(() => refreshEpochs().catch(console.error), 150); };
-  es.addEventListener('epoch', (ev) => {
+  // Counts from the server; "drawing" only while its projector really is.
+  const onCounts = (ev) => {
     try {
-      const { epoch, projected } = JSON.parse(ev.data);
-      set('on', projected ? `live · epoch ${epoch}` : `live · epoch ${epoch} (projecting)`);
+      const { recorded, drawn, projecting } = JSON.parse(ev.data);
+      set('on', `live · ${recorded} recorded · ${drawn} drawn${projecting != null ? ` · drawing ${projecting}` : ''}`);
     } catch { /* ignore */ }
     refresh();
-  });
+  };
+  es.addEventListener('epoch', onCounts);
+  es.addEventListener('projection', onCounts);
   es.addEventListener('quality', refresh);
 }
 

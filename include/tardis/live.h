@@ -1,0 +1,111 @@
+/* tardis/live.h — live mode: follow a run while it is written and project
+ * each epoch as it lands (`tardis watch`, `tardis serve --follow`).
+ *
+ *     td_live_opts o;
+ *     td_live_opts_default(&o);
+ *     o.on_projected = my_hook;              // e.g. alerts, SSE events
+ *     td_live *lv;
+ *     if (td_live_open("runs/x", &o, &lv, &err)) ...
+ *     td_live_end end;
+ *     int rc = td_live_run(lv, &end, &err);  // blocks; td_live_stop ends it
+ *     td_live_close(lv);
+ *
+ * The run directory may be empty when the follower starts: it waits for
+ * run.json and train_labels.npy, then for epochs. Epochs are committed by a
+ * rename (docs/run-format.md), so half-written ones are never seen. It
+ * notices them through inotify on RUN/ and RUN/epochs/, and also checks every
+ * poll_ms, which is all it does where inotify is unavailable.
+ *
+ * Scheduling: the newest recorded epoch is projected first, warm-started from
+ * the newest projected one; epochs skipped while training outran the
+ * projection are back-filled, oldest first, when there is nothing newer. An
+ * epoch that was warm-started from an epoch other than its predecessor (a
+ * "draft") is projected again once its predecessor is done, so that in the
+ * end every epoch is drawn as `tardis project` draws it. The follower keeps
+ * one small record per recorded epoch and no queue: memory stays flat.
+ */
+#ifndef TARDIS_LIVE_H
+#define TARDIS_LIVE_H
+
+#include "tardis/alerts.h"
+#include "tardis/error.h"
+#include "tardis/project.h"
+
+/* What on_projected receives after each epoch is written. */
+typedef struct td_live_epoch {
+  int epoch;       /* the epoch just projected */
+  int warm_from;   /* the epoch it was warm-started from; -1: cold */
+  int backfill;    /* 1: not the newest recorded epoch when it was picked
+                      (back-filled, or redone) */
+  int redo;        /* 1: a draft projected again from its predecessor */
+  double seconds;  /* projection time */
+  double latency;  /* seconds from the epoch noticed to its projection
+                      written */
+  int newest;      /* the newest recorded epoch now */
+  int lag;         /* recorded epochs newer than this one */
+  int n_recorded;  /* recorded epochs */
+  int n_projected; /* of them, projected (drafts included) */
+} td_live_epoch;
+
+typedef struct td_live_opts {
+  td_project_opts proj; /* as for `tardis project`; its strings must outlive
+                           the follower */
+  int poll_ms;          /* checks the run at least this often (500) */
+  int inotify;          /* 1: use inotify when available (1) */
+  double exit_idle;     /* > 0: td_live_run returns after this many seconds
+                           with nothing new and nothing to project (0) */
+  int until_finished;   /* 1: return once the run is marked finished and
+                           every epoch is projected (1) */
+  /* Called on the follower's thread. on_recorded: an epoch was noticed.
+   * on_projected: an epoch's projection is committed — the place for
+   * per-epoch analyses such as alerts. Either may be NULL. */
+  void (*on_recorded)(int epoch, void *ctx);
+  void (*on_projected)(const td_live_epoch *e, void *ctx);
+  /* Geometry alerts (docs/alerts.md): when `alerts` is 1 (the default),
+   * each recorded epoch is added to the run's alerts in order, before any
+   * projection, and RUN/alerts.jsonl is rewritten — the same file `tardis
+   * alerts` writes afterwards. on_alert (may be NULL) gets each new alert. */
+  int alerts;
+  td_alerts_opts alerts_opts;
+  void (*on_alert)(const td_alert *a, void *ctx);
+  void *ctx;
+} td_live_opts;
+
+void td_live_opts_default(td_live_opts *o);
+
+typedef struct td_live td_live;
+
+/* Prepares to follow run_dir, which must exist (TD_ENOENT otherwise). The
+ * strings in *o must outlive the follower. Free with td_live_close. */
+TD_NODISCARD int td_live_open(const char *run_dir, const td_live_opts *o,
+                              td_live **out, td_err *err);
+
+typedef enum {
+  TD_LIVE_FINISHED, /* the run is finished and every epoch projected */
+  TD_LIVE_IDLE,     /* exit_idle seconds passed with nothing to do */
+  TD_LIVE_STOPPED   /* td_live_stop */
+} td_live_end;
+
+/* Follows the run until one of td_live_end happens (*end) or an error: a
+ * run directory that disappears is TD_ENOENT ("RUN: the run directory
+ * disappeared"); an epoch that cannot be projected is that error. */
+TD_NODISCARD int td_live_run(td_live *lv, td_live_end *end, td_err *err);
+
+/* Asks td_live_run to return (after the epoch being projected, if any).
+ * Safe from any thread and from a signal handler. */
+void td_live_stop(td_live *lv);
+
+/* A snapshot of the follower's progress; safe from any thread. */
+typedef struct td_live_status {
+  int n_recorded, n_projected;
+  int newest_recorded; /* -1: none yet */
+  int newest_projected;
+  int projecting; /* the epoch being projected now; -1: none */
+  int finished;   /* the run is marked finished */
+} td_live_status;
+
+void td_live_get_status(td_live *lv, td_live_status *s);
+
+void td_live_close(td_live *lv); /* NULL is fine */
+
+#endif

@@ -1,0 +1,238 @@
+/* Live mode through the `tardis` command: `tardis watch` follows a run that
+ * `tardis train` is writing, a killed trainer and a removed run directory,
+ * and `serve --follow` pushing projections over SSE. Every wait polls with
+ * a deadline. */
+#include <jansson.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "tardis/fsutil.h"
+
+static char bin[4096], dir[4096];
+
+static int sh(const char *cmd) {
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *path) {
+  char *data = NULL;
+  size_t len;
+  if (td_read_file(path, &data, &len, NULL) != TD_OK)
+    return NULL;
+  return data;
+}
+
+/* Watching an empty directory while 6 epochs are trained into it: every
+ * epoch projected, the live lines (not back-filled) in increasing order,
+ * the watcher stops by itself, and the result passes `tardis eval`. */
+static void test_watch_training(void) {
+  char cmd[20000], out[4300];
+  snprintf(out, sizeof out, "%s/w1.jsonl", dir);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && rm -rf w1 && mkdir w1 && "
+           "(timeout 120 %s watch w1 --json --res 32 > w1.jsonl 2> w1.err; "
+           "echo $? > w1.rc) & "
+           "%s train --out %s/w1 --epochs 6 --limit 600 --quiet > /dev/null "
+           "&& wait",
+           dir, bin, bin, dir);
+  CHECK_INT(sh(cmd), ==, 0);
+  snprintf(cmd, sizeof cmd, "%s/w1.rc", dir);
+  char *rc = slurp(cmd);
+  CHECK(rc && atoi(rc) == 0);
+  free(rc);
+  char *txt = slurp(out);
+  CHECK(txt != NULL);
+  int seen[7] = {0}, last_live = 0, lines = 0, ordered = 1;
+  for (char *line = txt ? strtok(txt, "\n") : NULL; line;
+       line = strtok(NULL, "\n")) {
+    json_t *j = json_loads(line, 0, NULL);
+    CHECK(j != NULL);
+    if (!j)
+      break;
+    if (json_object_get(j, "alert")) { /* an alert line, checked below */
+      json_decref(j);
+      continue;
+    }
+    int ep = (int)json_integer_value(json_object_get(j, "epoch"));
+    int back = json_is_true(json_object_get(j, "backfill"));
+    int redo = json_is_true(json_object_get(j, "redo"));
+    CHECK(ep >= 1 && ep <= 6);
+    if (ep >= 1 && ep <= 6 && !redo)
+      seen[ep]++;
+    if (!back && !redo) {
+      ordered = ordered && ep > last_live;
+      last_live = ep;
+    }
+    lines++;
+    json_decref(j);
+  }
+  free(txt);
+  for (int e = 1; e <= 6; e++)
+    CHECK_INT(seen[e], ==, 1);
+  CHECK(ordered);
+  CHECK_INT(lines, <=, 12);
+  snprintf(cmd, sizeof cmd, "%s eval %s/w1 > %s/w1.eval 2>&1", bin, dir, dir);
+  CHECK_INT(sh(cmd), ==, 0);
+  /* The alerts the watcher kept up to date epoch by epoch are the ones
+   * `tardis alerts` computes afterwards, byte for byte. */
+  char live_alerts[4400], live_geom[4400];
+  snprintf(live_alerts, sizeof live_alerts, "%s/w1/alerts.jsonl", dir);
+  snprintf(live_geom, sizeof live_geom, "%s/w1/geometry.jsonl", dir);
+  char *la = slurp(live_alerts), *lg = slurp(live_geom);
+  CHECK(la != NULL && lg != NULL);
+  snprintf(cmd, sizeof cmd, "%s alerts %s/w1 > /dev/null 2>&1", bin, dir);
+  int arc = sh(cmd);
+  char *ba = slurp(live_alerts), *bg = slurp(live_geom);
+  int same = ba && bg && !strcmp(la, ba) && !strcmp(lg, bg);
+  int n_geom = 0;
+  for (const char *q = lg; q && *q; q++)
+    n_geom += *q == '\n';
+  free(la);
+  free(lg);
+  free(ba);
+  free(bg);
+  CHECK_INT(arc, ==, 0);
+  CHECK(same);
+  CHECK_INT(n_geom, ==, 6); /* one line per epoch */
+}
+
+/* kill -9 of the trainer mid-run: the watcher keeps running (no finished
+ * marker), stops cleanly on SIGTERM, and the run is valid. Then the run
+ * directory removed under a watcher: a clear error and exit status 1. */
+static void test_killed_trainer_and_removed_run(void) {
+  char cmd[20000];
+  snprintf(cmd, sizeof cmd,
+           "cd %s || exit 9; rm -rf k; mkdir k; "
+           "%s watch k --res 32 > k.out 2> k.err & w=$!; "
+           "%s train --out %s/k --epochs 400 --limit 3000 --quiet & t=$!; "
+           "i=0; while [ ! -d k/epochs/0002 ] && [ $i -lt 1200 ]; do "
+           "sleep 0.05; i=$((i+1)); done; kill -9 $t; wait $t; "
+           "i=0; while ! grep -q epoch k.out && [ $i -lt 1200 ]; do "
+           "sleep 0.05; i=$((i+1)); done; "
+           "sleep 0.5; kill -0 $w || exit 3; kill -TERM $w; wait $w; "
+           "[ $? = 0 ] && grep -q stopped k.err",
+           dir, bin, bin, dir);
+  CHECK_INT(sh(cmd), ==, 0);
+  snprintf(cmd, sizeof cmd, "%s info %s/k > /dev/null 2>&1", bin, dir);
+  CHECK_INT(sh(cmd), ==, 0);
+
+  snprintf(cmd, sizeof cmd,
+           "cd %s || exit 9; %s watch k --res 32 > r.out 2> r.err & w=$!; "
+           "n=$(ls k/epochs | grep -vc '^[.]'); i=0; "
+           "while [ \"$(ls k/vis/dvi 2>/dev/null | grep -c '^epoch_')\" "
+           "-lt $n ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
+           "sleep 0.2; rm -rf k; wait $w; "
+           "[ $? = 1 ] && grep -q disappeared r.err",
+           dir, bin);
+  CHECK_INT(sh(cmd), ==, 0);
+}
+
+#include <poll.h>
+#include <signal.h>
+#include <time.h>
+
+#include "http_client.h"
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Reads the event stream into acc until needle arrives or the deadline. */
+static int read_until(int fd, char *acc, size_t cap, size_t *len,
+                      const char *needle, double deadline) {
+  for (;;) {
+    acc[*len] = '\0';
+    if (strstr(acc, needle))
+      return 1;
+    double left = deadline - now_s();
+    if (left <= 0 || *len + 1 >= cap)
+      return 0;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
+      continue;
+    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
+    if (n <= 0)
+      return 0;
+    *len += (size_t)n;
+  }
+}
+
+/* `train --serve` (serve --follow on the run being trained): each epoch's
+ * `projection` event arrives over SSE, after its `epoch` event. */
+static void test_serve_follow_events(void) {
+  char cmd[20000], path[4300];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && rm -rf s && %s train --out s --epochs 6 --limit 6000 "
+           "--quiet --serve --port 0 > s.out 2> s.err & echo $! > %s/s.pid",
+           dir, bin, dir);
+  CHECK_INT(sh(cmd), ==, 0);
+  snprintf(path, sizeof path, "%s/s.pid", dir);
+  char *txt = slurp(path);
+  int pid = txt ? atoi(txt) : 0;
+  free(txt);
+  CHECK(pid > 0);
+  snprintf(path, sizeof path, "%s/s.err", dir);
+  int port = 0;
+  for (double dl = now_s() + 60; !port && now_s() < dl;) {
+    txt = slurp(path);
+    const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
+    if (at)
+      port = atoi(at + 10);
+    free(txt);
+    if (!port)
+      usleep(50000);
+  }
+  CHECK(port > 0);
+  int fd = port > 0 ? td_t_connect(port) : -1;
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    /* Last-Event-ID 0: the events sent before this client connected too */
+    const char req[] =
+        "GET /api/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n";
+    td_t_send_all(fd, req, sizeof req - 1);
+    static char acc[1 << 20];
+    size_t len = 0;
+    double dl = now_s() + 120;
+    for (int e = 1; e <= 6; e++) {
+      char needle[96];
+      snprintf(needle, sizeof needle, "event: projection\ndata: {\"epoch\":%d,",
+               e);
+      int ok = read_until(fd, acc, sizeof acc, &len, needle, dl);
+      if (!ok)
+        fprintf(stderr, "  no projection event for epoch %d; stream: %s\n", e,
+                acc);
+      CHECK(ok);
+      /* recorded before drawn */
+      snprintf(needle, sizeof needle, "event: epoch\ndata: {\"epoch\":%d,", e);
+      const char *rec = strstr(acc, needle);
+      snprintf(needle, sizeof needle, "event: projection\ndata: {\"epoch\":%d,",
+               e);
+      if (rec)
+        CHECK(rec < strstr(acc, needle));
+    }
+    close(fd);
+  }
+  if (pid > 0) {
+    kill(pid, SIGINT);
+    for (double dl = now_s() + 30; kill(pid, 0) == 0 && now_s() < dl;)
+      usleep(50000);
+    CHECK(kill(pid, 0) != 0);
+  }
+}
+
+int main(void) {
+  const char *b = getenv("TD_BIN");
+  if (!b) {
+    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+    return 1;
+  }
+  snprintf(bin, sizeof bin, "%s", b);
+  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("live"));
+  RUN(test_watch_training);
+  RUN(test_killed_trainer_and_removed_run);
+  RUN(test_serve_follow_events);
+  return td_t_finish();
+}
