@@ -69,7 +69,7 @@ static void emit(td_server *s, const char *name, const char *data) {
   uint64_t id = ++s->ev_last;
   td__event *e = &s->ring[id % TD__EVENT_RING];
   e->id = id;
-  /* fits: the names are "epoch" and "quality", the data at most 40 bytes of
+  /* fits: the names are "epoch", "quality" and "alert", the data at most 40 bytes of
    * JSON (watch_scan) */
   snprintf(e->name, sizeof e->name, "%s", name);
   snprintf(e->data, sizeof e->data, "%s", data);
@@ -181,6 +181,7 @@ struct td__watch {
   char *projected;
   int n;
   int64_t metrics_mtime;
+  int64_t alerts_stamp; /* RUN/alerts.jsonl (api_alerts.c) */
 };
 typedef struct td__watch watch_state;
 
@@ -234,6 +235,10 @@ static void watch_scan(td_server *s, watch_state *ws, int send) {
   int64_t mt = metrics_mtime(s);
   if (send && mt != ws->metrics_mtime)
     emit(s, "quality", "{}");
+  int64_t as = td__alerts_stamp(s->run_dir);
+  if (send && as != ws->alerts_stamp)
+    emit(s, "alert", "{}");
+  ws->alerts_stamp = as;
   free(ws->epochs);
   free(ws->projected);
   ws->epochs = ep;
