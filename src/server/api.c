@@ -815,6 +815,21 @@ static enum MHD_Result api_filter(const req *r) {
   return res;
 }
 
+/* trained.npy (continual learning): int32 [K], checked by td_run_load. */
+static enum MHD_Result api_trained(const req *r, int epoch) {
+  td__cache_entry *e;
+  td_err err;
+  int rc = get_run_array(r, epoch, "trained", &e, &err);
+  if (rc)
+    return load_error(r, rc, &err, "trained.npy");
+  char shape[32];
+  snprintf(shape, sizeof shape, "%lld", (long long)e->a.shape[0]);
+  enum MHD_Result res =
+      td__reply_bin(r->c, e->a.data, e->a.nbytes, shape, "int32");
+  td__cache_release(r->s, e);
+  return res;
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static int valid_method(const char *m) {
@@ -846,6 +861,8 @@ static enum MHD_Result route_epoch(const req *r, char **seg, int nseg) {
     return api_territory_png(r, epoch);
   if (!strcmp(what, "boundary"))
     return api_boundary(r, epoch);
+  if (!strcmp(what, "trained"))
+    return api_trained(r, epoch);
   if (get_split(r, 0, &split, &res))
     return res;
   if (!strcmp(what, "embedding"))
@@ -879,6 +896,8 @@ static enum MHD_Result route(const req *r, char **seg, int nseg) {
     return api_thumbnail(r, seg[1]);
   if (!strcmp(a, "suspects"))
     return td__suspects_get(r->s, r->c, r->run, seg, nseg);
+  if (nseg == 1 && !strcmp(a, "alerts"))
+    return td__alerts_get(r->s, r->c, r->run);
   return td__reply_error(r->c, 404, "no such route");
 }
 

@@ -69,8 +69,8 @@ static void emit(td_server *s, const char *name, const char *data) {
   uint64_t id = ++s->ev_last;
   td__event *e = &s->ring[id % TD__EVENT_RING];
   e->id = id;
-  /* fits: the names are "epoch", "projection" and "quality", the data at
-   * most 110 bytes of JSON (emit_epoch) */
+  /* fits: the names are "epoch", "projection", "quality" and "alert", the
+   * data at most 110 bytes of JSON (emit_epoch) */
   snprintf(e->name, sizeof e->name, "%s", name);
   snprintf(e->data, sizeof e->data, "%s", data);
   pthread_cond_broadcast(&s->ev_cond);
@@ -181,6 +181,7 @@ struct td__watch {
   uint64_t *stamps; /* their projection's directory (inode, mtime); 0: none */
   int n;
   int64_t metrics_mtime;
+  int64_t alerts_stamp; /* RUN/alerts.jsonl (api_alerts.c) */
 };
 typedef struct td__watch watch_state;
 
@@ -258,6 +259,10 @@ static void watch_scan(td_server *s, watch_state *ws, int send) {
   int64_t mt = metrics_mtime(s);
   if (send && mt != ws->metrics_mtime)
     emit(s, "quality", "{}");
+  int64_t as = td__alerts_stamp(s->run_dir);
+  if (send && as != ws->alerts_stamp)
+    emit(s, "alert", "{}");
+  ws->alerts_stamp = as;
   free(ws->epochs);
   free(ws->stamps);
   ws->epochs = ep;

@@ -32,7 +32,7 @@ typedef struct td__cache_entry {
 
 typedef struct td__event {
   uint64_t id;
-  char name[16];  /* "epoch", "projection", "quality" */
+  char name[16];  /* "epoch", "projection", "quality", "alert" */
   char data[128]; /* JSON */
 } td__event;
 
@@ -168,5 +168,15 @@ enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
  * 405. Takes the run's read lock itself. */
 enum MHD_Result td__api_post(td_server *s, struct MHD_Connection *c,
                              const char *url, const char *body, size_t len);
+
+/* ---- alerts (api_alerts.c) ---- */
+
+/* GET /api/alerts: RUN/alerts.jsonl as a JSON array; the run's read lock is
+ * held by the caller. */
+enum MHD_Result td__alerts_get(td_server *s, struct MHD_Connection *c,
+                               const td_run *run);
+/* A stamp of RUN/alerts.jsonl (modification time and size) that changes
+ * when the file does; 0 when it is absent. */
+int64_t td__alerts_stamp(const char *run_dir);
 
 #endif

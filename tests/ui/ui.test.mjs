@@ -7,6 +7,7 @@ import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { suspectsChecks } from './suspects.checks.mjs';
+import { tasksChecks } from './tasks.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -359,6 +360,8 @@ try {
 
   // The suspicious-samples panel, with a server of its own that it restarts.
   await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
+  // Tasks and alerts, on a continual-learning run of their own.
+  await tasksChecks({ browser, plainUrl: url, outDir, check, expect });
 } catch (e) {
   failed++;
   console.log(`FAIL unexpected: ${e.stack || e}`);

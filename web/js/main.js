@@ -7,6 +7,8 @@ import { classColor } from './colors.js';
 import { qualityPanel } from './quality.js';
 import { parseIndexList } from './filters.js';
 import { SuspectsPanel } from './suspects.js';
+import { TasksView } from './tasks.js';
+import { AlertsView } from './alerts.js';
 
 const $ = (id) => document.getElementById(id);
 const NONE = 255; // "unknown" in the label / prediction / truth arrays
@@ -30,6 +32,8 @@ const S = {
 
 let scatter, grid = new GridIndex(), gridKey = '';
 let sus = null;     // the suspicious-samples panel
+let tasks = null, alerts = null; // continual-learning and alert views (tasks.js, alerts.js)
+const extraFilters = () => [tasks, alerts].filter((x) => x && x.active());
 let lists = null, listsKey = '';
 let cur = null;    // positions of the frame on screen (an epoch's array or interp)
 let interp = null; // interpolation buffer
@@ -169,10 +173,10 @@ function readFilters() {
 
 function filterActive() {
   const f = S.filter;
-  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx;
+  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx || extraFilters().length > 0;
 }
 
-function matches(i, pred) {
+function matches(i, pred, epoch) {
   const f = S.filter, l = S.label[i];
   if (f.label !== '' && l !== +f.label) return false;
   if (f.pred !== '' && (!pred || pred[i] !== +f.pred)) return false;
@@ -186,6 +190,7 @@ function matches(i, pred) {
     if ((t !== l) !== (f.noisy === '1')) return false;
   }
   if (f.idx && !f.idx[i]) return false;
+  for (const x of extraFilters()) if (!x.match(i, epoch)) return false;
   return true;
 }
 
@@ -200,7 +205,7 @@ function buildLists(d) {
   for (let i = lo; i < hi; i++) {
     if (Number.isNaN(d.pos[2 * i])) continue;
     shownTotal++;
-    if (active && !matches(i, pred)) {
+    if (active && !matches(i, pred, d.epoch)) {
       if (!S.filter.hide) dim[nd++] = i;
       continue;
     }
@@ -318,6 +323,7 @@ function updateTimelineUi() {
     renderQuality();
     if (S.selected >= 0 && !S.playing) refreshSelection();
     if (sus) sus.refreshPredictions();
+    if (alerts) alerts.epochShown(e);
   }
 }
 
@@ -570,6 +576,7 @@ function renderCharts() {
     { name: 'train', color: '#3b6fb6', points: pts('train_acc') },
     { name: 'test', color: '#d9822b', points: pts('test_acc'), dash: '4 3' },
   ], { title: 'accuracy', current: e, onPick: pick, height: 104, fmt: (v) => `${Math.round(v * 100)}%` });
+  if (tasks) tasks.renderChart(e, pick);
 }
 
 function renderQuality() {
@@ -583,6 +590,8 @@ function renderTicks() {
     const lab = S.epochs.length <= 25 || k % Math.ceil(S.epochs.length / 20) === 0 ? e : '';
     return `<span style="left:${left}%">${lab}</span>`;
   }).join('');
+  if (tasks) { tasks.epochsChanged(); tasks.renderTimeline(); }
+  if (alerts) alerts.renderTimeline();
 }
 
 function renderLegend() {
@@ -704,6 +713,7 @@ function wireControls() {
     for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy']) $(id).value = '';
     $('f-idx').value = '';
     $('f-hide').checked = false;
+    for (const x of [tasks, alerts]) if (x) x.clear();
     readFilters(); syncLegend();
   });
   $('sel-clear').addEventListener('click', () => select(-1));
@@ -762,6 +772,7 @@ function wireEvents() {
   es.addEventListener('epoch', onCounts);
   es.addEventListener('projection', onCounts);
   es.addEventListener('quality', refresh);
+  es.addEventListener('alert', () => alerts.refresh());
 }
 
 async function init() {
@@ -799,6 +810,7 @@ async function init() {
   $('f-pred').insertAdjacentHTML('beforeend', opts);
   if (!r.files.train_truth) { $('f-noisy').disabled = true; $('f-noisy').title = 'the run has no clean labels (train_truth.npy)'; }
   renderLegend();
+  startTasksAndAlerts();
 
   const [ltr, lte, tru] = await Promise.all([
     api.labels('train'),
@@ -813,6 +825,7 @@ async function init() {
   // Open on the last projected epoch: the state the user trained towards.
   S.epochs = [];
   await refreshEpochs();
+  await alerts.refresh();
   S.tpos = S.target = Math.max(0, S.epochs.length - 1);
   if (S.epochs.length) await loadEpoch(S.epochs[S.target]).catch(() => {});
   fitView();
@@ -821,6 +834,17 @@ async function init() {
   startSuspects();
   document.body.classList.add('ready');
   invalidate();
+}
+
+function startTasksAndAlerts() {
+  const ctx = {
+    S, api, className, swatch: (c) => swatch(c ?? NONE),
+    displayedEpoch: () => dispEpoch(),
+    gotoEpoch: (ep) => gotoEpoch(ep),
+    onFilterChange: () => { S.filterVersion++; invalidate(); },
+  };
+  tasks = new TasksView(ctx);
+  alerts = new AlertsView(ctx);
 }
 
 function startSuspects() {
@@ -869,6 +893,8 @@ window.tardis = {
   },
   scatter: () => scatter,
   suspects: () => sus,
+  tasks: () => tasks,
+  alerts: () => alerts,
 };
 
 init();
