@@ -1,0 +1,550 @@
+/* bench_live: live mode against DESIGN §5 ("live: epoch landed -> drawn in
+ * the browser <= 10 s at 60k, training slowed <= 1.3x"). For each size it
+ * runs `tardis train --limit N` alone, then again beside `tardis serve RUN
+ * --follow` (which projects each epoch as it lands and sends SSE events),
+ * and measures, per epoch, from the epoch committed (its directory appearing
+ * under RUN/epochs/, polled every millisecond) to
+ *   - its projection written (RUN/vis/dvi/epoch_NNNN appearing),
+ *   - its `projection` event on /api/events,
+ *   - any epoch at least as new drawn (the lag of the newest drawn epoch
+ *     behind the newest recorded one: what the target is about),
+ * and the trainer's seconds per epoch with and without the follower.
+ *
+ *   bench_live [--tardis PATH] [--runs N:E[,N:E...]] [--out DIR]
+ *
+ * PATH defaults to the `tardis` binary next to this one; --runs to
+ * 10000:8,60000:6 (training samples : epochs). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tardis/fsutil.h"
+
+#define MAX_EPOCHS 200
+#define NOT_SEEN -1.0
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "bench_live: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+/* Starts argv[0] with stdout and stderr into the given files. */
+static pid_t spawn(char *const argv[], const char *out, const char *err) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork");
+  if (pid == 0) {
+    int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+      _exit(126);
+    close(fo);
+    close(fe);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+/* Waits for pid; its exit status, or -1 when it did not exit normally. */
+static int reap(pid_t pid) {
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      die("waitpid");
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The whole of a small text file, or NULL; free it. */
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 1 << 16, len = 0;
+  char *s = malloc(cap);
+  while (s) {
+    len += fread(s + len, 1, cap - 1 - len, f);
+    if (len + 1 < cap)
+      break;
+    char *t = realloc(s, cap *= 2);
+    if (!t)
+      free(s);
+    s = t;
+  }
+  fclose(f);
+  if (s)
+    s[len] = '\0';
+  return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* The trainer's own figures, from its output. */
+
+typedef struct {
+  int epochs;
+  double step_s[MAX_EPOCHS + 1]; /* training steps of each epoch */
+  double total_s;                /* "trained E epochs in X s" */
+} train_times;
+
+static int parse_trainer(const char *out, const char *err, train_times *t) {
+  memset(t, 0, sizeof *t);
+  char *e = slurp(err), *o = slurp(out);
+  for (char *l = e; l && *l;) {
+    int ep, n;
+    double loss, s;
+    if (sscanf(l, "epoch %d/%d loss %lf %lf s", &ep, &n, &loss, &s) == 4 &&
+        ep >= 1 && ep <= MAX_EPOCHS) {
+      t->step_s[ep] = s;
+      if (ep > t->epochs)
+        t->epochs = ep;
+    }
+    char *nl = strchr(l, '\n');
+    l = nl ? nl + 1 : NULL;
+  }
+  const char *m = o ? strstr(o, "trained ") : NULL;
+  int n = 0;
+  int ok = m && sscanf(m, "trained %d epochs in %lf s", &n, &t->total_s) == 2 &&
+           n == t->epochs && n > 0;
+  free(e);
+  free(o);
+  return ok ? 0 : -1;
+}
+
+static double mean_step(const train_times *t) {
+  double s = 0;
+  for (int e = 1; e <= t->epochs; e++)
+    s += t->step_s[e];
+  return s / t->epochs;
+}
+
+/* ------------------------------------------------------------------ */
+/* The SSE client: timestamps the first `epoch` and `projection` event of
+ * each epoch. */
+
+typedef struct {
+  int port;
+  atomic_int stop;
+  pthread_mutex_t mu; /* guards what follows */
+  double t_epoch[MAX_EPOCHS + 1], t_proj[MAX_EPOCHS + 1]; /* NOT_SEEN */
+  int error;
+} sse_client;
+
+static int sse_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  static const char req[] = "GET /api/events HTTP/1.1\r\nHost: bench\r\n\r\n";
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      send(fd, req, sizeof req - 1, MSG_NOSIGNAL) !=
+          (ssize_t)(sizeof req - 1)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* One complete line of the stream; `event` is the pending event name. */
+static void sse_line(sse_client *c, const char *line, char *event, double t) {
+  int ep;
+  if (!strncmp(line, "event: ", 7)) {
+    snprintf(event, 32, "%s", line + 7);
+  } else if (sscanf(line, "data: {\"epoch\":%d", &ep) == 1 && ep >= 1 &&
+             ep <= MAX_EPOCHS) {
+    double *slot = !strcmp(event, "epoch")        ? &c->t_epoch[ep]
+                   : !strcmp(event, "projection") ? &c->t_proj[ep]
+                                                  : NULL;
+    if (slot && *slot == NOT_SEEN)
+      *slot = t;
+  }
+}
+
+static void *sse_main(void *arg) {
+  sse_client *c = arg;
+  int fd = sse_connect(c->port);
+  if (fd < 0) {
+    pthread_mutex_lock(&c->mu);
+    c->error = 1;
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+  }
+  char buf[1 << 16], event[32] = "";
+  size_t len = 0;
+  while (!atomic_load(&c->stop)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0)
+      continue;
+    ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+    if (n <= 0)
+      break;
+    double t = now_s();
+    len += (size_t)n;
+    buf[len] = '\0';
+    char *l = buf, *nl;
+    pthread_mutex_lock(&c->mu);
+    while ((nl = strchr(l, '\n'))) {
+      *nl = '\0';
+      if (nl > l && nl[-1] == '\r')
+        nl[-1] = '\0';
+      sse_line(c, l, event, t);
+      l = nl + 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    len = strlen(l);
+    memmove(buf, l, len);
+    if (len + 1 >= sizeof buf)
+      len = 0; /* a line longer than the buffer: not one we read */
+  }
+  close(fd);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+
+typedef struct {
+  char *tardis; /* argv[0] of the children */
+  const char *work;
+  int n, epochs;
+} bench_cfg;
+
+/* `tardis train` into dir; its output files are dir.out and dir.err. */
+static pid_t start_trainer(const bench_cfg *b, char *dir, char *out, char *err,
+                           size_t len) {
+  char n[32], e[32];
+  snprintf(n, sizeof n, "%d", b->n);
+  snprintf(e, sizeof e, "%d", b->epochs);
+  snprintf(out, len, "%s.out", dir);
+  snprintf(err, len, "%s.err", dir);
+  char *argv[] = {b->tardis, "train",    "--out", dir,       "--limit",
+                  n,         "--epochs", e,       "--force", NULL};
+  return spawn(argv, out, err);
+}
+
+static void train_alone(const bench_cfg *b, train_times *t) {
+  char dir[4096], out[4200], err[4200];
+  snprintf(dir, sizeof dir, "%s/alone_%d", b->work, b->n);
+  pid_t pid = start_trainer(b, dir, out, err, sizeof out);
+  if (reap(pid) != 0 || parse_trainer(out, err, t) != 0) {
+    fprintf(stderr, "bench_live: tardis train failed (see %s)\n", err);
+    exit(1);
+  }
+  td_remove_tree_best_effort(dir);
+}
+
+/* The port `tardis serve` printed ("... at http://127.0.0.1:PORT"); 0 while
+ * not yet. */
+static int served_port(const char *out) {
+  char *s = slurp(out);
+  const char *at = s ? strstr(s, "127.0.0.1:") : NULL;
+  int port = at ? atoi(at + 10) : 0;
+  free(s);
+  return port;
+}
+
+typedef struct {
+  double commit[MAX_EPOCHS + 1], drawn[MAX_EPOCHS + 1]; /* NOT_SEEN */
+} fs_times;
+
+static void note_if_there(const char *path, double *slot, double t) {
+  struct stat st;
+  if (*slot == NOT_SEEN && stat(path, &st) == 0)
+    *slot = t;
+}
+
+/* The live run: the trainer, and the server and its SSE client once the
+ * trainer has created the run (`serve` wants run.json). */
+typedef struct {
+  char dir[4096], out[4200], err[4200], sout[4200], serr[4200];
+  pid_t trainer, server;
+  int trainer_rc;  /* -2 while running */
+  int sse_started; /* the client thread runs */
+  pthread_t sse_th;
+  sse_client sse;
+  fs_times fs;
+} live_run;
+
+/* Starts the server once run.json is there and the client once the server
+ * said its port; 0, or -1 when the server did not come up. */
+static int bring_up_server(const bench_cfg *b, live_run *lr, double *since) {
+  char path[4300];
+  if (!lr->server) {
+    snprintf(path, sizeof path, "%s/run.json", lr->dir);
+    if (access(path, F_OK) != 0)
+      return 0;
+    char *argv[] = {b->tardis, "serve", lr->dir, "--follow",
+                    "--port",  "0",     NULL};
+    lr->server = spawn(argv, lr->sout, lr->serr);
+    *since = now_s();
+  }
+  if (lr->sse_started || now_s() < *since + 0.02)
+    return 0;
+  *since = now_s();
+  lr->sse.port = served_port(lr->sout);
+  if (!lr->sse.port)
+    return waitpid(lr->server, NULL, WNOHANG) == lr->server ? -1 : 0;
+  if (pthread_create(&lr->sse_th, NULL, sse_main, &lr->sse) != 0)
+    return -1;
+  lr->sse_started = 1;
+  return 0;
+}
+
+/* Polls the run every millisecond until the trainer is done and every
+ * epoch is drawn and announced (or 10 minutes); 0 or -1. */
+static int follow(const bench_cfg *b, live_run *lr) {
+  double all_drawn = 0, since = 0; /* after all_drawn, 10 s for the events */
+  char path[4300];
+  for (double dl = now_s() + 600; now_s() < dl; usleep(1000)) {
+    double t = now_s();
+    int drawn = 1, told = 1;
+    pthread_mutex_lock(&lr->sse.mu);
+    int sse_error = lr->sse.error;
+    for (int e = 1; e <= b->epochs; e++) {
+      snprintf(path, sizeof path, "%s/epochs/%04d", lr->dir, e);
+      note_if_there(path, &lr->fs.commit[e], t);
+      snprintf(path, sizeof path, "%s/vis/dvi/epoch_%04d", lr->dir, e);
+      note_if_there(path, &lr->fs.drawn[e], t);
+      drawn &= lr->fs.drawn[e] != NOT_SEEN;
+      told &= lr->sse.t_proj[e] != NOT_SEEN;
+    }
+    pthread_mutex_unlock(&lr->sse.mu);
+    if (sse_error || bring_up_server(b, lr, &since) != 0)
+      return -1;
+    if (drawn && !all_drawn)
+      all_drawn = t;
+    int st;
+    if (lr->trainer_rc == -2 && waitpid(lr->trainer, &st, WNOHANG) > 0)
+      lr->trainer_rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (lr->trainer_rc != -2 && lr->trainer_rc != 0)
+      return -1;
+    if (lr->trainer_rc == 0 && drawn && (told || t > all_drawn + 10))
+      return 0;
+  }
+  fprintf(stderr, "bench_live: not every epoch drawn within 10 minutes\n");
+  return -1;
+}
+
+typedef struct {
+  train_times alone, live;
+  fs_times fs;
+  double sse[MAX_EPOCHS + 1];
+} live_result;
+
+/* Stops what still runs of lr. */
+static void wind_down(live_run *lr) {
+  if (lr->sse_started) {
+    atomic_store(&lr->sse.stop, 1);
+    pthread_join(lr->sse_th, NULL);
+  }
+  if (lr->trainer_rc == -2) {
+    kill(lr->trainer, SIGTERM);
+    lr->trainer_rc = reap(lr->trainer);
+  }
+  if (lr->server) {
+    kill(lr->server, SIGTERM);
+    if (reap(lr->server) != 0)
+      lr->sse.error = 1; /* reported with the rest below */
+  }
+}
+
+static void train_live(const bench_cfg *b, live_result *r) {
+  static live_run lr; /* large: off the stack */
+  memset(&lr, 0, sizeof lr);
+  pthread_mutex_init(&lr.sse.mu, NULL);
+  for (int i = 0; i <= MAX_EPOCHS; i++)
+    lr.sse.t_epoch[i] = lr.sse.t_proj[i] = lr.fs.commit[i] = lr.fs.drawn[i] =
+        NOT_SEEN;
+  snprintf(lr.dir, sizeof lr.dir, "%s/live_%d", b->work, b->n);
+  snprintf(lr.sout, sizeof lr.sout, "%s.serve.out", lr.dir);
+  snprintf(lr.serr, sizeof lr.serr, "%s.serve.err", lr.dir);
+  td_remove_tree_best_effort(lr.dir);
+  lr.trainer_rc = -2;
+  lr.trainer = start_trainer(b, lr.dir, lr.out, lr.err, sizeof lr.out);
+  int rc = follow(b, &lr);
+  wind_down(&lr);
+  pthread_mutex_destroy(&lr.sse.mu);
+  if (rc != 0 || lr.sse.error || !lr.sse_started ||
+      parse_trainer(lr.out, lr.err, &r->live) != 0) {
+    fprintf(stderr, "bench_live: the live run failed (see %s, %s)\n", lr.err,
+            lr.serr);
+    exit(1);
+  }
+  r->fs = lr.fs;
+  memcpy(r->sse, lr.sse.t_proj, sizeof r->sse);
+  td_remove_tree_best_effort(lr.dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* Statistics over the epochs. */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+typedef struct {
+  double median, max;
+  int n;
+} stat2;
+
+/* Median and maximum of to[e] - from[e] over the epochs where both exist. */
+static stat2 delays(const double *from, const double *to, int epochs) {
+  double d[MAX_EPOCHS];
+  int n = 0;
+  for (int e = 1; e <= epochs; e++)
+    if (from[e] != NOT_SEEN && to[e] != NOT_SEEN)
+      d[n++] = to[e] - from[e];
+  stat2 s = {0, 0, n};
+  if (!n)
+    return s;
+  qsort(d, (size_t)n, sizeof *d, cmp_double);
+  s.median = n % 2 ? d[n / 2] : 0.5 * (d[n / 2 - 1] + d[n / 2]);
+  s.max = d[n - 1];
+  return s;
+}
+
+/* For each epoch, when an epoch at least as new was first drawn. */
+static void newest_drawn(const fs_times *f, int epochs, double *out) {
+  for (int e = 1; e <= epochs; e++) {
+    out[e] = NOT_SEEN;
+    for (int p = e; p <= epochs; p++)
+      if (f->drawn[p] != NOT_SEEN &&
+          (out[e] == NOT_SEEN || f->drawn[p] < out[e]))
+        out[e] = f->drawn[p];
+  }
+}
+
+/* Epochs drawn after a newer one: skipped, then back-filled. */
+static int backfilled(const fs_times *f, int epochs) {
+  int n = 0;
+  for (int e = 1; e <= epochs; e++)
+    for (int p = e + 1; p <= epochs; p++)
+      if (f->drawn[p] < f->drawn[e]) {
+        n++;
+        break;
+      }
+  return n;
+}
+
+static void report(const bench_cfg *b, const live_result *r) {
+  double nd[MAX_EPOCHS + 1];
+  newest_drawn(&r->fs, b->epochs, nd);
+  stat2 own = delays(r->fs.commit, r->fs.drawn, b->epochs);
+  stat2 ev = delays(r->fs.commit, r->sse, b->epochs);
+  stat2 lag = delays(r->fs.commit, nd, b->epochs);
+  double wa = r->alone.total_s / b->epochs, wl = r->live.total_s / b->epochs;
+  double sa = mean_step(&r->alone), sl = mean_step(&r->live);
+  printf("\n%d training samples, %d epochs\n", b->n, b->epochs);
+  printf("  %-52s %8s %8s\n", "from the epoch committed to", "median", "max");
+  printf("  %-52s %7.2fs %7.2fs\n",
+         "its projection written (vis/dvi/epoch_NNNN)", own.median, own.max);
+  printf("  %-52s %7.2fs %7.2fs\n", "its SSE `projection` event", ev.median,
+         ev.max);
+  printf("  %-52s %7.2fs %7.2fs\n", "an epoch at least as new drawn (lag)",
+         lag.median, lag.max);
+  printf("  epochs skipped while training ran ahead, back-filled later: %d of "
+         "%d\n",
+         backfilled(&r->fs, b->epochs), b->epochs);
+  printf("  trainer, s/epoch             %10s %10s %8s\n", "alone", "+follower",
+         "ratio");
+  printf("    wall (train + record)      %10.3f %10.3f %7.2fx\n", wa, wl,
+         wl / wa);
+  printf("    training steps only        %10.3f %10.3f %7.2fx\n", sa, sl,
+         sl / sa);
+  printf("  targets (DESIGN §5): lag <= 10 s at 60k -> max %.2f s %s; "
+         "training slowed <= 1.3x -> %.2fx %s\n",
+         lag.max, lag.max <= 10 ? "met" : "MISSED", wl / wa,
+         wl / wa <= 1.3 ? "met" : "MISSED");
+  fflush(stdout);
+}
+
+/* "N:E,N:E" into cfgs; the count, or -1. */
+static int parse_runs(const char *s, int *n, int *e, int cap) {
+  int k = 0;
+  while (*s && k < cap) {
+    int used = 0;
+    if (sscanf(s, "%d:%d%n", &n[k], &e[k], &used) != 2 || n[k] < 100 ||
+        e[k] < 1 || e[k] > MAX_EPOCHS)
+      return -1;
+    k++;
+    s += used;
+    if (*s == ',')
+      s++;
+    else if (*s)
+      return -1;
+  }
+  return *s ? -1 : k;
+}
+
+int main(int argc, char **argv) {
+  static char tardis[4096];
+  const char *runs = "10000:8,60000:6", *work = "/tmp/tardis-bench-live";
+  tardis[0] = '\0';
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--tardis") && i + 1 < argc)
+      snprintf(tardis, sizeof tardis, "%s", argv[++i]);
+    else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+      runs = argv[++i];
+    else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+      work = argv[++i];
+    else {
+      fprintf(stderr, "usage: bench_live [--tardis PATH] [--runs N:E[,N:E...]] "
+                      "[--out DIR]\n");
+      return 2;
+    }
+  }
+  if (!tardis[0]) { /* next to this binary */
+    ssize_t len = readlink("/proc/self/exe", tardis, sizeof tardis - 8);
+    char *slash = len > 0 ? memrchr(tardis, '/', (size_t)len) : NULL;
+    if (!slash) {
+      fprintf(stderr, "bench_live: cannot find tardis; use --tardis PATH\n");
+      return 1;
+    }
+    strcpy(slash + 1, "tardis");
+  }
+  int ns[16], es[16];
+  int k = parse_runs(runs, ns, es, 16);
+  if (k <= 0) {
+    fprintf(stderr, "bench_live: --runs: expected N:E[,N:E...], got %s\n",
+            runs);
+    return 2;
+  }
+  td_err e;
+  if (td_mkdirs(work, &e) != TD_OK) {
+    fprintf(stderr, "bench_live: %s\n", e.msg);
+    return 1;
+  }
+  printf("live mode: %s train beside %s serve RUN --follow "
+         "(dvi, default threads)\n",
+         tardis, tardis);
+  for (int i = 0; i < k; i++) {
+    bench_cfg b = {tardis, work, ns[i], es[i]};
+    static live_result r; /* large: off the stack */
+    train_alone(&b, &r.alone);
+    train_live(&b, &r);
+    report(&b, &r);
+  }
+  td_remove_tree_best_effort(work);
+  return 0;
+}
