@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { suspectsChecks } from './suspects.checks.mjs';
 import { tasksChecks } from './tasks.checks.mjs';
+import { liveChecks } from './live.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -362,6 +363,8 @@ try {
   await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
   // Tasks and alerts, on a continual-learning run of their own.
   await tasksChecks({ browser, plainUrl: url, outDir, check, expect });
+  // Live mode, on a run that `tardis train --serve` trains while the page is open.
+  await liveChecks({ browser, outDir, check, expect });
 } catch (e) {
   failed++;
   console.log(`FAIL unexpected: ${e.stack || e}`);

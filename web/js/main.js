@@ -27,6 +27,9 @@ const S = {
   selected: -1, selInfo: null, hover: -1,
   quality: null,
   userView: false,
+  liveAvail: false,   // the server draws new epochs as they land (/api/run "follow")
+  follow: false,      // "live" on: the view follows the newest drawn epoch
+  rev: new Map(),     // epoch → times its projection was replaced (cache-busting)
   curExtent: null,    // extent of the frame on screen (interpolated between epochs)
 };
 
@@ -37,6 +40,7 @@ const extraFilters = () => [tasks, alerts].filter((x) => x && x.active());
 let lists = null, listsKey = '';
 let cur = null;    // positions of the frame on screen (an epoch's array or interp)
 let interp = null; // interpolation buffer
+let projections = 0; // projection events received (for the test)
 let raf = 0, lastFrame = 0, dirtyTerritory = true, dirtyPoints = true;
 const frameTimes = [];
 const drawTimes = [];
@@ -80,6 +84,7 @@ function boundsOf(pos) {
 
 async function loadEpoch(e) {
   if (S.loading.has(e)) return S.loading.get(e);
+  const rev = S.rev.get(e);
   const info = S.epochInfo.find((x) => x.epoch === e) || {};
   const p = (async () => {
     const wantTest = S.nTest > 0;
@@ -100,20 +105,32 @@ async function loadEpoch(e) {
     let t = null;
     if (terr) {
       const img = new Image();
-      img.src = api.territoryPng(e, 1024);
+      // A replaced projection gets a new URL: the page's image cache keeps the old one.
+      img.src = api.territoryPng(e, 1024) + (rev ? `&rev=${rev}` : '');
       try { await img.decode(); t = { extent: terr.extent, img }; } catch { t = null; }
     }
     // The epoch's canvas extent: its territory's, else the points' box + 10 %.
     const extent = terr ? terr.extent : boundsOf(pos);
     const d = { epoch: e, pos, pred, terr: t, extent };
+    if (S.loading.get(e) !== p) return S.data.get(e) || d; // replaced again meanwhile
     S.data.set(e, d);
+    if (S.epochs[dispIdx()] === e) listsKey = ''; // new positions: rebuild lists and grid
     dirtyTerritory = true;
     invalidate();
     return d;
   })();
   S.loading.set(e, p);
-  p.catch((err) => { S.loading.delete(e); console.error(err); });
+  p.catch((err) => { if (S.loading.get(e) === p) S.loading.delete(e); console.error(err); });
   return p;
+}
+
+// The live projector drew epoch e again (a draft redone from its predecessor):
+// fetch it anew if the page has it; the old data stays on screen until then.
+function reloadEpoch(e) {
+  if (!S.loading.has(e) && !S.data.has(e)) return;
+  S.rev.set(e, (S.rev.get(e) || 0) + 1);
+  S.loading.delete(e);
+  loadEpoch(e).catch(() => {});
 }
 
 // Load the epoch on screen first, then the rest a few at a time.
@@ -132,6 +149,7 @@ async function refreshEpochs() {
   // metrics.json exists exactly when some epoch has quality; skip the 404 otherwise.
   S.quality = r.epochs.some((x) => x.quality) ? await api.quality().catch(() => null) : null;
   const before = S.epochs.length ? dispEpoch() : null;
+  const beforeIdx = dispIdx();
   const wasAtEnd = S.epochs.length === 0 || S.target >= S.epochs.length - 1;
   S.epochs = r.epochs.filter((x) => x.projected).map((x) => x.epoch);
   const slider = $('epoch-slider');
@@ -141,18 +159,28 @@ async function refreshEpochs() {
     S.tpos = S.target = Math.max(0, S.epochs.length - 1); // first projection(s): open on the newest
   } else {
     const k = S.epochs.indexOf(before);
-    if (k >= 0 && !(wasAtEnd && !S.playing)) { S.tpos = S.target = k; }
-    else if (wasAtEnd && S.epochs.length) { S.target = S.epochs.length - 1; } // follow live
+    // With the live toggle, it decides; without it, follow when the newest was on screen.
+    const follow = S.liveAvail ? S.follow : wasAtEnd && !S.playing;
+    // The same epoch stays on screen (back-filled ones may go before it); when
+    // following, the motion under way goes on from there to the newest.
+    if (k >= 0 && !follow) S.tpos = S.target = k;
+    else if (k >= 0) S.tpos = Math.max(0, S.tpos + k - beforeIdx);
+    if (follow && S.epochs.length) S.target = S.epochs.length - 1;
   }
   renderCharts();
   renderQuality();
-  if (!S.epochs.length) {
-    showMessage(S.epochInfo.length
-      ? `${S.epochInfo.length} epochs recorded, none projected yet with "${r.method}". Run: tardis project RUN`
-      : 'No epochs recorded yet. Waiting for training…');
-  } else showMessage('');
+  if (!S.epochs.length) showMessage(waitingText(r));
+  else showMessage('');
   loadAll(S.epochs[Math.round(S.target)]);
   invalidate();
+}
+
+// What an empty canvas is waiting for; a following server draws by itself.
+function waitingText(r) {
+  const n = S.epochInfo.length;
+  if (S.liveAvail) return n ? `waiting for the first epoch… (${n} recorded, drawing)` : 'waiting for the first epoch…';
+  return n ? `${n} epochs recorded, none projected yet with "${r.method}". Run: tardis project RUN`
+    : 'No epochs recorded yet. Waiting for training…';
 }
 
 // ---------------------------------------------------------------- filters
@@ -614,8 +642,21 @@ function syncLegend() {
 }
 
 // ---------------------------------------------------------------- timeline
+// The "live" toggle: on, the view follows the newest drawn epoch as it lands;
+// turning it on jumps there. Moving through the epochs by hand turns it off.
+function setFollow(on) {
+  S.follow = on && S.liveAvail;
+  $('follow').checked = S.follow;
+  if (S.follow && S.epochs.length) {
+    if (S.playing) setPlaying(false);
+    S.target = S.epochs.length - 1;
+    invalidate();
+  }
+}
+
 function gotoEpoch(ep) {
   if (!S.epochs.length) return;
+  setFollow(false);
   let k = S.epochs.indexOf(ep);
   if (k < 0) { // nearest projected epoch
     let best = 0;
@@ -628,6 +669,7 @@ function gotoEpoch(ep) {
 }
 
 function step(delta) {
+  setFollow(false);
   setPlaying(false);
   S.target = Math.max(0, Math.min(S.epochs.length - 1, Math.round(S.target) + delta));
   invalidate();
@@ -635,6 +677,7 @@ function step(delta) {
 
 function setPlaying(on) {
   if (on && S.epochs.length < 2) on = false;
+  if (on) setFollow(false);
   if (on && S.tpos >= S.epochs.length - 1) S.tpos = S.target = 0; // replay from the start
   S.playing = on;
   document.body.classList.toggle('playing', on);
@@ -702,7 +745,8 @@ function fitView() {
 
 function wireControls() {
   $('play').addEventListener('click', () => setPlaying(!S.playing));
-  $('epoch-slider').addEventListener('input', (ev) => { setPlaying(false); S.target = +ev.target.value; invalidate(); });
+  $('epoch-slider').addEventListener('input', (ev) => { setFollow(false); setPlaying(false); S.target = +ev.target.value; invalidate(); });
+  $('follow').addEventListener('change', (ev) => setFollow(ev.target.checked));
   $('speed').addEventListener('change', (ev) => { S.speed = +ev.target.value; });
   for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy', 'f-hide']) {
     $(id).addEventListener('change', () => { readFilters(); syncLegend(); });
@@ -770,7 +814,12 @@ function wireEvents() {
     refresh();
   };
   es.addEventListener('epoch', onCounts);
-  es.addEventListener('projection', onCounts);
+  es.addEventListener('projection', (ev) => {
+    // A second projection of an epoch the page holds (a draft redone): reload it.
+    projections++;
+    try { const { epoch, projected } = JSON.parse(ev.data); if (projected) reloadEpoch(epoch); } catch { /* ignore */ }
+    onCounts(ev);
+  });
   es.addEventListener('quality', refresh);
   es.addEventListener('alert', () => alerts.refresh());
 }
@@ -789,6 +838,9 @@ async function init() {
     return;
   }
   const r = S.run;
+  S.liveAvail = !!r.follow;
+  $('follow-wrap').hidden = !S.liveAvail;
+  setFollow(!!r.follow && !r.finished);
   S.classes = r.classes;
   S.nTrain = r.n_train;
   S.nTest = r.n_test || 0;
@@ -878,6 +930,8 @@ window.tardis = {
   displayedEpoch: () => dispEpoch(),
   settled: () => !S.playing && S.tpos === S.target,
   fps: () => frameTimes.length,
+  following: () => S.follow,
+  projections: () => projections,
   drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
   counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
   // Screen position (CSS px, relative to the canvas) of sample g at the frame on screen.
