@@ -63,16 +63,16 @@ const char *td_geom_metric_name(td_geom_metric m);
 
 /* Options. td_alerts_opts_default fills the documented defaults. */
 typedef struct td_alerts_opts {
-  int sample;    /* samples whose neighbours are searched (default 1024,
-                    or all when the run has fewer) */
-  int k;         /* neighbours per sample (default 10) */
-  uint64_t seed; /* chooses the subsample (default 1) */
-  int warmup;    /* no alert at the first `warmup` epochs (default 3) */
-  int window;    /* steps of history the detector compares with (8) */
-  double z_jump; /* a step this many robust standard deviations beyond
-                    the expected step is a jump (default 6) */
-  double drift;  /* drift: two consecutive bad steps, the last above
-                    drift × the recent standard deviation (default 0.2) */
+  int sample;     /* samples whose neighbours are searched (default 1024,
+                     or all when the run has fewer) */
+  int k;          /* neighbours per sample (default 10) */
+  uint64_t seed;  /* chooses the subsample (default 1) */
+  int warmup;     /* no alert at the first `warmup` epochs (default 3) */
+  int window;     /* steps of history the detector compares with (8) */
+  double z_jump;  /* a step this many robust standard deviations beyond
+                     the expected step is a jump (default 6) */
+  double drift;   /* drift: two consecutive bad steps, the last above
+                     drift × the recent standard deviation (default 0.2) */
   double z_drift; /* ... and the two steps together z_drift robust standard
                      deviations beyond twice the expected step (2.5) */
 } td_alerts_opts;

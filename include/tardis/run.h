@@ -107,11 +107,11 @@ const int32_t *td_run_train_labels(const td_run *run);
  * "train_inputs", "test_inputs"); epoch >= 0: an array of that epoch
  * ("train_repr", "test_repr", "train_logits", "test_logits", "train_loss",
  * "subset", "trained"). The name may carry the ".npy" suffix or not. Other
- * names are loaded without checks. Representations and logits are checked to be finite.
- * Label and index arrays stored as int64 are returned as int32. Otherwise the
- * array is returned as stored (a read-only mapping; float16 stays float16).
- * TD_ENOENT (message naming the path) when the file is absent.
- * Free *out with td_array_close. */
+ * names are loaded without checks. Representations and logits are checked to be
+ * finite. Label and index arrays stored as int64 are returned as int32.
+ * Otherwise the array is returned as stored (a read-only mapping; float16 stays
+ * float16). TD_ENOENT (message naming the path) when the file is absent. Free
+ * *out with td_array_close. */
 TD_NODISCARD int td_run_load(const td_run *run, int epoch, const char *name,
                              td_array *out, td_err *err);
 /* Like td_run_load, but float16 arrays are converted to a float32 copy. */

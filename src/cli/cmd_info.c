@@ -11,9 +11,8 @@
 static const char *const top_files[] = {"train_labels", "test_labels",
                                         "train_truth", "train_inputs",
                                         "test_inputs"};
-static const char *const epoch_files[] = {"test_repr", "test_logits",
-                                          "train_loss", "subset", "trained",
-                                          "model"};
+static const char *const epoch_files[] = {
+    "test_repr", "test_logits", "train_loss", "subset", "trained", "model"};
 static const char *const metrics[] = {"train_loss", "train_acc", "test_loss",
                                       "test_acc", "seconds"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

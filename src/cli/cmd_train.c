@@ -131,8 +131,9 @@ int td_cmd_train(int argc, char **argv) {
   if (o.tasks && !td_args_given(&cmd, "epochs"))
     o.epochs = 0; /* tasks x epochs-per-task */
   if (lr_spike && parse_spike(lr_spike, &o) != 0)
-    return td_args_fail(&cmd, "--lr-spike: expected E:F (an epoch >= 1 and a "
-                              "factor > 0), got \"%s\"",
+    return td_args_fail(&cmd,
+                        "--lr-spike: expected E:F (an epoch >= 1 and a "
+                        "factor > 0), got \"%s\"",
                         lr_spike);
   pc.serve.opts.run_dir = o.out;
   int lr_set = td_args_given(&cmd, "lr");

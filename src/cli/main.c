@@ -16,9 +16,11 @@ static const struct {
      "project every epoch to an invertible 2-D canvas"},
     {"eval", td_cmd_eval, "measure the quality of a projection"},
     {"render", td_cmd_render, "draw an epoch as PNG, or the run as a GIF"},
-    {"alerts", td_cmd_alerts, "geometry of each epoch and the alerts it raises"},
+    {"alerts", td_cmd_alerts,
+     "geometry of each epoch and the alerts it raises"},
     {"serve", td_cmd_serve, "serve the web UI and JSON API of a run"},
-    {"watch", td_cmd_watch, "follow a run while it trains, projecting each epoch"},
+    {"watch", td_cmd_watch,
+     "follow a run while it trains, projecting each epoch"},
     {"suspects", td_cmd_suspects,
      "rank suspicious training samples; learn from feedback"},
 };

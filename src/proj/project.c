@@ -386,8 +386,8 @@ struct td_projector {
   float *inputs; /* input-space mixup: loaded on first use */
 };
 
-int td_projector_open(td_run *run, const td_project_opts *o,
-                      td_projector **out, td_err *err) {
+int td_projector_open(td_run *run, const td_project_opts *o, td_projector **out,
+                      td_err *err) {
   *out = NULL;
   const td__proj_method *pm = method_of(o->method);
   if (!pm)
@@ -449,8 +449,8 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
   }
   if (warm_from)
     *warm_from = from;
-  int rc = project_epoch(p->run, &p->o, p->pm, p->st, t, n, epoch,
-                         &p->inputs, dt, err);
+  int rc = project_epoch(p->run, &p->o, p->pm, p->st, t, n, epoch, &p->inputs,
+                         dt, err);
   /* A failed fit may leave the state half-updated: start afresh. */
   p->last = rc == TD_OK ? epoch : -2;
   if (rc)

@@ -54,9 +54,7 @@ const td__array_spec *td__spec_find(const char *base, int in_epoch) {
   return NULL;
 }
 
-int td__spec_is_int(const td__array_spec *s) {
-  return s->vals != VALS_FINITE;
-}
+int td__spec_is_int(const td__array_spec *s) { return s->vals != VALS_FINITE; }
 
 /* "60000×128 float32 or float16". At most about 200 bytes (a count, three
  * dimensions or the input_shape note, the dtype names), and the one caller

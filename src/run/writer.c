@@ -400,7 +400,7 @@ int td_run_mark_finished(const char *run_dir, td_err *err) {
   time_t now = time(NULL);
   struct tm tm;
   gmtime_r(&now, &tm);
-  size_t n = strftime(text, sizeof text, "{\"finished\": \"%Y-%m-%dT%H:%M:%SZ\"}\n",
-                      &tm);
+  size_t n = strftime(text, sizeof text,
+                      "{\"finished\": \"%Y-%m-%dT%H:%M:%SZ\"}\n", &tm);
   return td_write_file_atomic(path, text, n, err);
 }

@@ -210,9 +210,8 @@ static int64_t metrics_mtime(const td_server *s) {
 
 /* "epoch" when an epoch is recorded, "projection" when it is drawn (or
  * drawn again); both carry the counts the status bar shows. */
-static void emit_epoch(td_server *s, const char *name, int epoch,
-                       int projected, int recorded, int drawn,
-                       int projecting) {
+static void emit_epoch(td_server *s, const char *name, int epoch, int projected,
+                       int recorded, int drawn, int projecting) {
   char data[128], busy[16] = "null";
   if (projecting >= 0)
     snprintf(busy, sizeof busy, "%d", projecting);

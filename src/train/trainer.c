@@ -510,8 +510,7 @@ static int check_opts(const td_train_opts *o, td_err *err) {
   if (o->tasks && (o->epochs_per_task < 1 || o->replay < 0))
     return td_err_set(err, TD_EARG,
                       "--tasks needs --epochs-per-task N (N >= 1)");
-  if (o->lr_spike_epoch < 0 || !(o->lr_spike_factor > 0) ||
-      !(o->lr_grow > 0))
+  if (o->lr_spike_epoch < 0 || !(o->lr_spike_factor > 0) || !(o->lr_grow > 0))
     return td_err_set(err, TD_EARG,
                       "the learning-rate spike epoch must be >= 0, its "
                       "factor and the growth factor positive");
@@ -640,8 +639,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   res->n_flipped = flipped;
   if (o->tasks && (rc = setup_tasks(&opts, &cl, &rec, noisy, tr.n, C, err)))
     goto done;
-  if (o->out && (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl,
-                                       err)))
+  if (o->out &&
+      (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, err)))
     goto done;
   if (with_ood && (rc = write_ood_inputs(o->out, &te, err)))
     goto done;
