@@ -21,10 +21,12 @@ typedef struct td_dataset {
   int64_t n;
   int channels, height, width; /* input_shape [c, h, w] */
   int n_classes;
-  const char *class_names[TD_DATASET_MAX_CLASSES]; /* static strings */
-  td_array images;                                 /* uint8 [n, h, w] */
-  td_array labels_arr;                             /* owned int32 [n] */
-  int32_t *labels;                                 /* = labels_arr.data */
+  const char *class_names[TD_DATASET_MAX_CLASSES]; /* static or names_ */
+  td_array images;     /* uint8 or float32, n * c * h * w values in C order
+                          ([n, h, w] or [n, c, h, w] or [n, d]) */
+  td_array labels_arr; /* owned int32 [n] */
+  int32_t *labels;     /* = labels_arr.data */
+  char *names_;        /* owned storage of class_names, or NULL */
 } td_dataset;
 
 /* Default directory of Debian's dataset-fashion-mnist package. */
@@ -37,6 +39,16 @@ typedef struct td_dataset {
 TD_NODISCARD int td_dataset_load(const char *name, const char *dir,
                                  const char *split, td_dataset *out,
                                  td_err *err);
+/* Loads split "train" or "test" of a dataset directory (docs/engine.md):
+ * <split>_inputs.npy (uint8 or float32, [N, C, H, W], [N, H, W] or [N, D];
+ * float32 values finite), <split>_labels.npy (int32, int64 or uint8 [N],
+ * each in [0, C)) and classes.json (an array of C >= 2 class names, at most
+ * TD_DATASET_MAX_CLASSES). Every mismatch is an error naming the file; a
+ * missing file is TD_ENOENT. */
+TD_NODISCARD int td_dataset_load_dir(const char *dir, const char *split,
+                                     td_dataset *out, td_err *err);
+/* Values per sample (c * h * w). */
+int64_t td_dataset_sample_size(const td_dataset *ds);
 /* Keeps only the first n samples (n < ds->n). */
 void td_dataset_truncate(td_dataset *ds, int64_t n);
 void td_dataset_close(td_dataset *ds);

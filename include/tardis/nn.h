@@ -177,6 +177,12 @@ float td_optim_lr(const td_optim *opt);
 int64_t td_optim_steps(const td_optim *opt);
 /* Forgets the state (momentum, moments, step count). */
 void td_optim_reset(td_optim *opt);
+/* The state, for checkpoints that resume training: buffer i (SGD with
+ * momentum: 0 the momentum; Adam: 0 and 1 the moments), n floats in the
+ * parameter layout, or NULL when the optimizer has no such buffer; and the
+ * step count (Adam's bias correction reads it). */
+float *td_optim_state(td_optim *opt, int i);
+void td_optim_set_steps(td_optim *opt, int64_t steps);
 void td_optim_free(td_optim *opt);
 
 /* ---- checkpoints -----------------------------------------------------------

@@ -68,6 +68,11 @@ typedef struct td_run_meta {
   int n_tasks;
   int *task_of_class;
   int epochs_per_task;
+  /* A child run (optional "parent" of run.json: tardis train --from): the
+   * run it was fine-tuned from, as its writer named it, and the epoch of
+   * that run it started from. parent[0] == 0 when the run has no parent. */
+  char parent[1024];
+  int parent_epoch;
 } td_run_meta;
 
 /* ---- reading ------------------------------------------------------------ */
@@ -216,6 +221,9 @@ TD_NODISCARD int td_head_write(td_epoch_writer *w, int n_layers,
  * atomically) after the last epoch is committed, so that followers (`tardis
  * watch`, `tardis serve --follow`) know no epoch will come. */
 TD_NODISCARD int td_run_mark_finished(const char *run_dir, td_err *err);
+/* Removes RUN/finished (absent is fine): a writer that appends epochs to a
+ * finished run (tardis train --resume) calls it before the first. */
+TD_NODISCARD int td_run_mark_unfinished(const char *run_dir, td_err *err);
 /* Whether RUN/finished exists. */
 int td_run_is_finished(const char *run_dir);
 

@@ -33,7 +33,11 @@ typedef struct td_train_progress {
 typedef struct td_train_opts {
   const char *dataset;   /* "fashion-mnist" */
   const char *data_dir;  /* NULL: default location */
-  const char *model;     /* "mlp": 784-256-128-10, representation = 128-d */
+  const char *data;      /* a dataset directory of .npy arrays instead
+                            (td_dataset_load_dir, docs/engine.md), or NULL */
+  const char *model;     /* "mlp" (docs/engine.md) */
+  const char *hidden;    /* mlp: the hidden widths, "512,512,128"; the last
+                            is the representation (NULL: "256,128") */
   const char *optimizer; /* "sgd" (momentum) or "adam" */
   int epochs, batch;
   double lr, momentum;
@@ -65,12 +69,26 @@ typedef struct td_train_opts {
   const char *tasks;
   int epochs_per_task;
   int64_t replay;
+  /* Training on chosen samples: NULL, or an .npy of distinct training
+   * indices (int32 or int64 [K]); each epoch trains on them only, records
+   * all samples, and which ones it trained on (trained.npy). */
+  const char *select;
+  /* Continuing: resume = a run written by td_train, continued from its last
+   * checkpoint up to `epochs` (0: the run's own) with the options, optimiser
+   * state and random streams it was trained with (the options above other
+   * than epochs, threads and progress are ignored). from = "RUN" or
+   * "RUN:EPOCH" (default its last): fine-tunes that checkpoint into a new
+   * run at `out` whose run.json names it as parent; data, labels and model
+   * come from the parent, the optimisation from these options. */
+  const char *resume;
+  const char *from;
   void (*progress)(const td_train_progress *p, void *ctx);
   void *progress_ctx;
 } td_train_opts;
 
 typedef struct td_train_result {
-  int epochs;
+  int epochs; /* trained by this call (a resumed run: the new ones) */
+  int last_epoch;
   double train_seconds;  /* wall time of the training loops (no recording) */
   double total_seconds;  /* wall time including waiting for the recorder */
   double record_seconds; /* time the writer thread spent (overlapped) */

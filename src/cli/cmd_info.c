@@ -122,6 +122,9 @@ static void print_summary(const td_run *run) {
            m->input_shape[2]);
   else
     printf("input       -\n");
+  if (m->parent[0])
+    printf("parent      %s, epoch %d (fine-tuned from it)\n", m->parent,
+           m->parent_epoch);
   printf("files      ");
   for (size_t i = 0; i < COUNT(top_files); i++)
     if (td_run_has(run, -1, top_files[i]))

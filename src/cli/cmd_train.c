@@ -47,6 +47,31 @@ static int parse_spike(const char *s, td_train_opts *o) {
   return 0;
 }
 
+/* --out, --resume and --from: which go together. A resumed run keeps its
+ * own options, so only the ones about this process may come with it. */
+static int check_modes(td_args_cmd *cmd, const td_train_opts *o) {
+  static const char *const with_resume[] = {"resume", "epochs", "threads",
+                                            "quiet",  "serve",  "port"};
+  if (!o->resume && !o->out)
+    return td_args_fail(cmd, "missing --out RUN");
+  if (o->resume && o->from)
+    return td_args_fail(cmd, "--resume and --from exclude each other");
+  if (!o->resume)
+    return 0;
+  for (const td_opt *p = cmd->opts; p->name; p++) {
+    int ok = 0;
+    for (size_t i = 0; i < sizeof with_resume / sizeof *with_resume; i++)
+      ok |= !strcmp(p->name, with_resume[i]);
+    if (p->given && !ok)
+      return td_args_fail(cmd,
+                          "--%s: a resumed run continues with its own "
+                          "options (only --epochs, --threads, --quiet, --serve "
+                          "and --port go with --resume)",
+                          p->name);
+  }
+  return 0;
+}
+
 int td_cmd_train(int argc, char **argv) {
   td_train_opts o;
   td_train_opts_default(&o);
@@ -65,15 +90,21 @@ int td_cmd_train(int argc, char **argv) {
        .short_name = 'o',
        .kind = TD_ARG_STRING,
        .dst = &o.out,
-       .flags = TD_ARG_REQUIRED,
        .meta = "RUN",
-       .help = "run directory to write (required)"},
+       .help = "run directory to write (required, except with --resume)"},
       TD_OPT_STRING("dataset", &o.dataset, "NAME", "fashion-mnist (default)"),
       TD_OPT_STRING("data-dir", &o.data_dir, "DIR",
                     "where the dataset's IDX files are\n"
                     "(default " TD_FASHION_MNIST_DIR ")"),
+      TD_OPT_STRING("data", &o.data, "DIR",
+                    "train on a directory of .npy arrays instead:\n"
+                    "train_inputs.npy, train_labels.npy, classes.json,\n"
+                    "optionally test_*.npy (docs/engine.md)"),
       TD_OPT_STRING("model", &o.model, "NAME",
-                    "mlp: 784-256-128-10, ReLU (default)"),
+                    "mlp: dense ReLU layers of the --hidden widths, the\n"
+                    "last one the representation, then a dense head"),
+      TD_OPT_STRING("hidden", &o.hidden, "W,W,..",
+                    "mlp hidden widths (default 256,128)"),
       TD_OPT_INT("epochs", &o.epochs, 1, TD_ARG_INF, "N", "default 30"),
       TD_OPT_INT("batch", &o.batch, 1, TD_ARG_INF, "N", "default 128"),
       TD_OPT_CHOICE_STR("optimizer", &o.optimizer, optimizers,
@@ -110,6 +141,16 @@ int td_cmd_train(int argc, char **argv) {
       TD_OPT_INT64("replay", &o.replay, 0, TD_ARG_INF, "N",
                    "replay N samples of earlier tasks in every\n"
                    "epoch (class-balanced buffer; with --tasks)"),
+      TD_OPT_STRING("resume", &o.resume, "RUN",
+                    "continue RUN from its last checkpoint up to --epochs\n"
+                    "with its own options, optimizer state and random\n"
+                    "streams"),
+      TD_OPT_STRING("from", &o.from, "RUN[:E]",
+                    "fine-tune epoch E (default the last) of RUN into a\n"
+                    "new run at --out that names it as its parent"),
+      TD_OPT_STRING("select", &o.select, "IDX.npy",
+                    "train only on these training samples (int32/int64\n"
+                    "indices); every epoch still records all of them"),
       TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
       TD_OPT_FLAG("force", &o.force, "replace an existing run at --out"),
       TD_OPT_FLAG("quiet", &pc.quiet, "no progress output"),
@@ -121,20 +162,27 @@ int td_cmd_train(int argc, char **argv) {
       TD_OPT_END};
   td_args_cmd cmd = {
       .name = "train",
-      .usage = "train --out RUN [options]",
+      .usage = "train --out RUN [options]\n"
+               "train --resume RUN [--epochs N]\n"
+               "train --from RUN[:EPOCH] --out NEW [--select IDX.npy] "
+               "[options]",
       .about = "Trains a classifier and records every epoch as a tardis run.",
       .opts = opts};
   int status;
   if (!td_args_parse(&cmd, argc, argv, &status))
     return status;
+  if ((status = check_modes(&cmd, &o)) != 0)
+    return status;
   o.noise_type = (td_noise_type)noise_type;
-  if (o.tasks && !td_args_given(&cmd, "epochs"))
-    o.epochs = 0; /* tasks x epochs-per-task */
+  if ((o.tasks || o.resume) && !td_args_given(&cmd, "epochs"))
+    o.epochs = 0; /* tasks x epochs-per-task; a resumed run's own */
   if (lr_spike && parse_spike(lr_spike, &o) != 0)
     return td_args_fail(&cmd,
                         "--lr-spike: expected E:F (an epoch >= 1 and a "
                         "factor > 0), got \"%s\"",
                         lr_spike);
+  if (o.resume)
+    o.out = o.resume;
   pc.serve.opts.run_dir = o.out;
   int lr_set = td_args_given(&cmd, "lr");
   if (!lr_set && !strcmp(o.optimizer, "adam"))
@@ -150,6 +198,9 @@ int td_cmd_train(int argc, char **argv) {
     td_cli_train_serve_finish(&pc.serve, 0);
     return 1;
   }
+  if (o.resume)
+    printf("resumed %s: epochs %d to %d\n", o.resume,
+           r.last_epoch - r.epochs + 1, r.last_epoch);
   printf("trained %d epochs in %.1f s (%.2f s/epoch training; recording "
          "%.2f s/epoch computing + %.2f s/epoch writing in the background)\n",
          r.epochs, r.total_seconds, r.train_seconds / r.epochs,

@@ -98,12 +98,17 @@ fail:
   return rc;
 }
 
+int64_t td_dataset_sample_size(const td_dataset *ds) {
+  return (int64_t)ds->channels * ds->height * ds->width;
+}
+
 void td_dataset_truncate(td_dataset *ds, int64_t n) {
   if (n <= 0 || n >= ds->n)
     return;
   ds->n = n;
   ds->images.shape[0] = n;
-  ds->images.nbytes = (size_t)n * (size_t)ds->height * (size_t)ds->width;
+  ds->images.nbytes = (size_t)n * (size_t)td_dataset_sample_size(ds) *
+                      td_dtype_size(ds->images.dtype);
   ds->labels_arr.shape[0] = n;
   ds->labels_arr.nbytes = (size_t)n * sizeof(int32_t);
 }
@@ -111,6 +116,7 @@ void td_dataset_truncate(td_dataset *ds, int64_t n) {
 void td_dataset_close(td_dataset *ds) {
   td_array_close(&ds->images);
   td_array_close(&ds->labels_arr);
+  free(ds->names_);
   memset(ds, 0, sizeof *ds);
 }
 

@@ -86,6 +86,15 @@ void td_optim_reset(td_optim *o) {
     memset(o->s2, 0, o->n * sizeof(float));
 }
 
+float *td_optim_state(td_optim *o, int i) {
+  return i == 0 ? o->s1 : i == 1 ? o->s2 : NULL;
+}
+
+void td_optim_set_steps(td_optim *o, int64_t steps) {
+  TD_ASSERT(steps >= 0);
+  o->t = steps;
+}
+
 static void sgd_step(td_optim *o, float *restrict p, const float *restrict g) {
   size_t n = o->n;
   float lr = o->lr, mu = o->momentum, wd = o->weight_decay;

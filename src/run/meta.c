@@ -232,6 +232,32 @@ static int iso8601(const char *s) {
   return digits(&s, 2) && lit(&s, ':') && digits(&s, 2) && *s == 0;
 }
 
+/* The optional "parent": {"run": "...", "epoch": E} of a child run. */
+static int parse_parent(const json_t *root, const char *path, td_run_meta *m,
+                        td_err *err) {
+  json_t *p = json_object_get(root, "parent");
+  m->parent[0] = 0;
+  m->parent_epoch = 0;
+  if (!p || json_is_null(p))
+    return TD_OK;
+  if (!json_is_object(p))
+    return td_err_set(err, TD_EFORMAT,
+                      "%s: field \"parent\" should be an object or null, "
+                      "found %s",
+                      path, td__json_type_str(p));
+  int64_t e;
+  int rc = field_str(p, path, "run", m->parent, sizeof m->parent, err);
+  if (!rc)
+    rc = field_int(p, path, "epoch", 0, INT32_MAX, &e, err);
+  if (rc)
+    return rc; /* the message names run.json and the field */
+  if (!m->parent[0])
+    return td_err_set(err, TD_EFORMAT, "%s: \"parent\".\"run\" is empty",
+                      path);
+  m->parent_epoch = (int)e;
+  return TD_OK;
+}
+
 int td__meta_from_json(const json_t *root, const char *path, td_run_meta *m,
                        td_err *err) {
   memset(m, 0, sizeof *m);
@@ -262,6 +288,8 @@ int td__meta_from_json(const json_t *root, const char *path, td_run_meta *m,
                     path, m->created);
   if (!rc)
     rc = td__tasks_from_json(root, path, m, err);
+  if (!rc)
+    rc = parse_parent(root, path, m, err);
   if (rc)
     td__meta_free(m);
   return rc;
@@ -309,6 +337,7 @@ int td__meta_check(const td_run_meta *m, td_err *err) {
                           "run metadata: input_shape[%d] is %d, expected >= 1",
                           i, m->input_shape[i]);
   if (!memchr(m->name, 0, sizeof m->name) ||
+      !memchr(m->parent, 0, sizeof m->parent) || m->parent_epoch < 0 ||
       !memchr(m->producer, 0, sizeof m->producer) ||
       !memchr(m->created, 0, sizeof m->created))
     return td_err_set(err, TD_EARG, "run metadata: unterminated string");
@@ -342,6 +371,10 @@ json_t *td__meta_to_json(const td_run_meta *m) {
   bad |= json_object_set_new(o, "producer", json_string(m->producer));
   bad |= json_object_set_new(o, "created", json_string(m->created));
   bad |= td__tasks_to_json(m, o) != 0;
+  if (m->parent[0])
+    bad |= json_object_set_new(o, "parent",
+                               json_pack("{s:s, s:i}", "run", m->parent,
+                                         "epoch", m->parent_epoch));
   if (bad) {
     json_decref(o);
     return NULL;
@@ -372,5 +405,9 @@ json_t *td__run_meta_json(const td_run_meta *m) {
                                       m->input_shape[1], m->input_shape[2])
                           : json_null());
   td__tasks_to_json(m, o); /* like the fields above: best effort */
+  if (m->parent[0])
+    json_object_set_new(o, "parent",
+                        json_pack("{s:s, s:i}", "run", m->parent, "epoch",
+                                  m->parent_epoch));
   return o;
 }

@@ -15,6 +15,13 @@
  * epochs_per_task when the run has tasks); caller json_decref's. */
 TD_NODISCARD json_t *td__run_meta_json(const td_run_meta *m);
 
+/* td_run_create with more fields for run.json (extra: an object whose
+ * members are added, never replacing the format's own; NULL for none). The
+ * trainer records its model and options this way (docs/run-format.md). */
+TD_NODISCARD int td__run_create_json(const char *dir, const td_run_meta *meta,
+                                     const json_t *extra, int force,
+                                     td_err *err);
+
 /* Reads epoch.json of an epoch, checking that it is an object whose "epoch"
  * equals the epoch number and whose known metrics (train_loss, train_acc,
  * test_loss, test_acc, seconds, lr) are numbers or null when present, and

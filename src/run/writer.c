@@ -58,6 +58,11 @@ static int clear_target(const char *dir, int force, td_err *err) {
 
 int td_run_create(const char *dir, const td_run_meta *meta, int force,
                   td_err *err) {
+  return td__run_create_json(dir, meta, NULL, force, err);
+}
+
+int td__run_create_json(const char *dir, const td_run_meta *meta,
+                        const json_t *extra, int force, td_err *err) {
   int rc = td__meta_check(meta, err);
   if (rc)
     return rc;
@@ -71,6 +76,10 @@ int td_run_create(const char *dir, const td_run_meta *meta, int force,
   if (!m.producer[0])
     snprintf(m.producer, sizeof m.producer, "%s", TD__RUN_PRODUCER);
   json_t *root = td__meta_to_json(&m);
+  if (root && extra && json_object_update_missing(root, (json_t *)(uintptr_t)extra)) {
+    json_decref(root);
+    root = NULL;
+  }
   if (!root)
     return td_err_set(err, TD_EARG,
                       "%s: cannot encode run.json (names must be UTF-8)", dir);
@@ -390,6 +399,17 @@ int td_run_remove_stale(const char *run_dir, int *n_removed, td_err *err) {
   }
   closedir(d);
   return rc;
+}
+
+int td_run_mark_unfinished(const char *run_dir, td_err *err) {
+  char path[TD_PATH_MAX];
+  int rc = td_pathf(path, sizeof path, err, "%s/finished", run_dir);
+  if (rc)
+    return rc;
+  if (unlink(path) != 0 && errno != ENOENT)
+    return td_err_set(err, TD_EIO, "%s: cannot remove: %s", path,
+                      strerror(errno));
+  return TD_OK;
 }
 
 int td_run_mark_finished(const char *run_dir, td_err *err) {

@@ -18,8 +18,10 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "train/continual.h"
+#include "train/model.h"
+#include "train/options.h"
+#include "train/resume.h"
 
-#define REPR_LAYER 1 /* output of the second ReLU: the 128-d representation */
 #define RECORD_CHUNK 1024
 
 void td_train_opts_default(td_train_opts *o) {
@@ -75,6 +77,15 @@ typedef struct recorder {
   int32_t *trained;
   int64_t n_trained;
   int task;
+  /* --select: the samples every epoch trains on (ascending; NULL: none) */
+  const int32_t *sel;
+  int64_t n_sel;
+  /* the trainer state at the end of the epoch, saved with the checkpoint
+   * so that --resume continues exactly (opt_snap[i] NULL: no buffer i) */
+  const char *optimizer;
+  float *opt_snap[2];
+  int64_t opt_steps;
+  td_rng rng;
 } recorder;
 
 /* Evaluates a split with the parallel predictor (every core), then derives
@@ -84,7 +95,8 @@ static int eval_split(const td_net *net, const split *s, int C, int D,
   (void)D;
   if (s->n == 0)
     return TD_OK;
-  int rc = td_net_predict(net, s->x, s->n, ev->logits, REPR_LAYER, ev->repr);
+  int rc = td_net_predict(net, s->x, s->n, ev->logits,
+                          td__model_repr_layer(net), ev->repr);
   if (rc != TD_OK)
     return rc;
   int64_t correct = 0, correct_truth = 0;
@@ -146,6 +158,27 @@ static int write_continual(recorder *r, td_epoch_writer *w, json_t *meta) {
   return td_epoch_add_array(w, "trained.npy", &a, &r->err);
 }
 
+/* A --select run's trained.npy (the selection) and n_trained. */
+static int write_selection(recorder *r, td_epoch_writer *w, json_t *meta) {
+  json_object_set_new(meta, "n_trained", json_integer(r->n_sel));
+  td_array a;
+  td_array_wrap(&a, TD_I32, 1, &r->n_sel, (void *)(uintptr_t)r->sel);
+  return td_epoch_add_array(w, "trained.npy", &a, &r->err);
+}
+
+/* The checkpoint (model/) and the trainer state (trainer/) of the epoch. */
+static int write_checkpoint(recorder *r, td_epoch_writer *w) {
+  char path[TD_PATH_MAX];
+  int rc = td_pathf(path, sizeof path, &r->err, "%s/model", td_epoch_path(w));
+  if (!rc)
+    rc = td_net_save(r->snap, path, &r->err);
+  if (!rc)
+    rc = td__state_save(td_epoch_path(w), r->epoch, &r->rng, r->optimizer,
+                        r->opt_steps, r->opt_snap, td_net_n_params(r->snap),
+                        &r->err);
+  return rc;
+}
+
 static int write_epoch(recorder *r) {
   td_err *err = &r->err;
   int C = r->n_classes, D = r->repr_dim;
@@ -157,7 +190,9 @@ static int write_epoch(recorder *r) {
   json_t *meta = json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", r->epoch,
                            "train_loss", et->mean_loss, "train_acc", et->acc,
                            "seconds", r->seconds, "lr", r->lr);
-  json_object_set_new(meta, "train_loss_inflight", json_real(r->inflight_loss));
+  if (!isnan(r->inflight_loss)) /* epoch 0 of a child run trained nothing */
+    json_object_set_new(meta, "train_loss_inflight",
+                        json_real(r->inflight_loss));
   if (r->train.truth)
     json_object_set_new(meta, "train_acc_clean", json_real(et->acc_truth));
   if (r->test.n) {
@@ -180,20 +215,16 @@ static int write_epoch(recorder *r) {
                       err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
       (r->cl && (rc = write_continual(r, w, meta))) ||
+      (!r->cl && r->sel && r->epoch > 0 && (rc = write_selection(r, w, meta))) ||
       (rc = td__epoch_add_json(w, "epoch.json", meta, err))) {
     json_decref(meta);
     td_epoch_abort(w);
     return rc;
   }
   json_decref(meta);
-  if (r->save_model) {
-    char path[TD_PATH_MAX];
-    if ((rc = td_pathf(path, sizeof path, err, "%s/model", td_epoch_path(w))) !=
-            TD_OK ||
-        (rc = td_net_save(r->snap, path, err)) != TD_OK) {
-      td_epoch_abort(w);
-      return rc;
-    }
+  if (r->save_model && (rc = write_checkpoint(r, w)) != TD_OK) {
+    td_epoch_abort(w);
+    return rc;
   }
   return td_epoch_commit(w, err);
 }
@@ -215,14 +246,21 @@ static int recorder_wait(recorder *r) {
   return r->rc;
 }
 
-static int recorder_start(recorder *r, const td_net *net, int epoch,
-                          double seconds, double lr, double inflight) {
+static int recorder_start(recorder *r, const td_net *net, td_optim *opt,
+                          const td_rng *rng, int epoch, double seconds,
+                          double lr, double inflight) {
   int rc = recorder_wait(r);
   if (rc != TD_OK)
     return rc;
-  /* Copy the parameters: training goes on mutating the live net. */
-  memcpy(td_net_params(r->snap), td_net_params_const(net),
-         td_net_n_params(net) * sizeof(float));
+  /* Copy the parameters (and the optimizer's state): training goes on
+   * mutating the live net. */
+  size_t np = td_net_n_params(net);
+  memcpy(td_net_params(r->snap), td_net_params_const(net), np * sizeof(float));
+  for (int i = 0; i < 2; i++)
+    if (r->opt_snap[i])
+      memcpy(r->opt_snap[i], td_optim_state(opt, i), np * sizeof(float));
+  r->opt_steps = td_optim_steps(opt);
+  r->rng = *rng;
   r->epoch = epoch;
   r->seconds = seconds;
   r->lr = lr;
@@ -251,23 +289,39 @@ static int recorder_start(recorder *r, const td_net *net, int epoch,
 }
 
 static float *images_to_f32(const td_dataset *ds) {
-  int64_t n = ds->n, d = (int64_t)ds->height * ds->width * ds->channels;
-  float *x = malloc((size_t)(n * d) * sizeof *x);
-  if (!x)
-    return NULL;
+  int64_t n = ds->n, d = td_dataset_sample_size(ds);
+  float *x = malloc((size_t)(n * d > 0 ? n * d : 1) * sizeof *x);
+  if (!x || n == 0)
+    return x;
+  if (ds->images.dtype == TD_F32) {
+    memcpy(x, ds->images.data, (size_t)(n * d) * sizeof *x);
+    return x;
+  }
   const uint8_t *p = ds->images.data;
   for (int64_t i = 0; i < n * d; i++)
     x[i] = (float)p[i] * (1.0f / 255.0f);
   return x;
 }
 
+/* run.json's trainer fields: the model and the options (docs/run-format.md). */
+static json_t *run_extra(const td_train_opts *o, const td_net *net,
+                         const td_dataset *tr) {
+  return json_pack("{s:o, s:o}", "model",
+                   td__model_json(o, net, tr->channels, tr->height, tr->width),
+                   "train", td__train_opts_json(o));
+}
+
 static int write_run_header(const td_train_opts *o, const td_dataset *tr,
                             const td_dataset *te, const int32_t *noisy,
                             int64_t n_flipped, const td__continual *cl,
+                            const td_net *net, const td__cont *parent,
                             td_err *err) {
   td_run_meta m;
   memset(&m, 0, sizeof m);
-  const char *name = o->name ? o->name : "fashion-mnist mlp";
+  char dflt[256];
+  snprintf(dflt, sizeof dflt, "%s %s", o->data ? "dataset" : o->dataset,
+           o->model);
+  const char *name = o->name ? o->name : dflt;
   if (strlen(name) >= sizeof m.name)
     return td_err_set(err, TD_EVALUE,
                       "run name is %zu bytes long, at most %zu allowed",
@@ -277,7 +331,7 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
   m.n_classes = tr->n_classes;
   m.n_train = tr->n;
   m.n_test = te->n;
-  m.repr_dim = 128;
+  m.repr_dim = td__model_repr_dim(net);
   m.input_shape[0] = tr->channels;
   m.input_shape[1] = tr->height;
   m.input_shape[2] = tr->width;
@@ -287,7 +341,16 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
     m.task_of_class = cl->task_of_class;
     m.epochs_per_task = cl->epochs_per_task;
   }
-  int rc = td_run_create(o->out, &m, o->force, err);
+  if (parent && parent->run_dir[0]) {
+    if (strlen(parent->run_dir) >= sizeof m.parent)
+      return td_err_set(err, TD_ERANGE, "%s: path too long", parent->run_dir);
+    memcpy(m.parent, parent->run_dir, strlen(parent->run_dir) + 1);
+    m.parent_epoch = parent->epoch;
+  }
+  json_t *extra = run_extra(o, net, tr);
+  int rc = extra ? td__run_create_json(o->out, &m, extra, o->force, err)
+                 : td_err_set(err, TD_ENOMEM, "out of memory");
+  json_decref(extra);
   if (rc)
     return rc;
   td_array a;
@@ -303,10 +366,10 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
   WRITE("train_labels", TD_I32, 1, &n, noisy);
   if (n_flipped > 0)
     WRITE("train_truth", TD_I32, 1, &n, tr->labels);
-  WRITE("train_inputs", TD_U8, 4, ishape, tr->images.data);
+  WRITE("train_inputs", tr->images.dtype, 4, ishape, tr->images.data);
   if (te->n) {
     WRITE("test_labels", TD_I32, 1, &nt, te->labels);
-    WRITE("test_inputs", TD_U8, 4, tshape, te->images.data);
+    WRITE("test_inputs", te->images.dtype, 4, tshape, te->images.data);
   }
 #undef WRITE
   return TD_OK;
@@ -474,16 +537,20 @@ static float *ood_inputs(const char *kind, const float *x, int64_t n, int in) {
 }
 
 static int write_ood_inputs(const char *run_dir, const td_dataset *te,
-                            td_err *err) {
-  int64_t count = te->n * te->channels * te->height * te->width;
+                            const float *xood, td_err *err) {
+  int64_t shape[4] = {te->n, te->channels, te->height, te->width};
+  td_array a;
+  if (te->images.dtype == TD_F32) { /* float inputs: the inverted copy */
+    td_array_wrap(&a, TD_F32, 4, shape, (void *)(uintptr_t)xood);
+    return td_run_write_array(run_dir, "ood_inputs", &a, err);
+  }
+  int64_t count = te->n * td_dataset_sample_size(te);
   uint8_t *px = malloc((size_t)count);
   if (!px)
     return td_err_set(err, TD_ENOMEM, "out of memory");
   const uint8_t *src = te->images.data;
   for (int64_t i = 0; i < count; i++)
     px[i] = (uint8_t)(255 - src[i]);
-  int64_t shape[4] = {te->n, te->channels, te->height, te->width};
-  td_array a;
   td_array_wrap(&a, TD_U8, 4, shape, px);
   int rc = td_run_write_array(run_dir, "ood_inputs", &a, err);
   free(px);
@@ -497,9 +564,15 @@ static double epoch_lr(const td_train_opts *o, int epoch) {
 }
 
 static int check_opts(const td_train_opts *o, td_err *err) {
+  int widths[TD__MAX_HIDDEN], nh;
   if (strcmp(o->model, "mlp") != 0)
     return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
                       o->model);
+  int rc = td__model_parse_hidden(o->hidden, widths, &nh, err);
+  if (rc)
+    return rc;
+  if ((o->resume || o->from) && !o->out)
+    return td_err_set(err, TD_EARG, "--resume and --from need a run to write");
   if ((o->epochs < 1 && !o->tasks) || o->epochs < 0 || o->batch < 1 ||
       !(o->lr > 0))
     return td_err_set(err, TD_EARG,
@@ -526,6 +599,7 @@ static int check_opts(const td_train_opts *o, td_err *err) {
 
 /* Buffers for one split's recorded arrays; 0 or TD_ENOMEM. */
 static int split_eval_alloc(split_eval *ev, int64_t n, int D, int C) {
+  n = n > 0 ? n : 1; /* an empty test set still gets buffers */
   ev->repr = malloc((size_t)n * D * sizeof(float));
   ev->logits = malloc((size_t)n * C * sizeof(float));
   ev->loss = malloc((size_t)n * sizeof(float));
@@ -576,47 +650,141 @@ static int enter_task(td__continual *cl, int ep, const int32_t **idx,
   return TD_OK;
 }
 
-int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
-  memset(res, 0, sizeof *res);
-  int rc = check_opts(o, err);
+/* The training and test sets the options name, cut to the limit; an empty
+ * test set when a dataset directory has none. */
+static int load_data(const td_train_opts *o, td_dataset *tr, td_dataset *te,
+                     td_err *err) {
+  memset(te, 0, sizeof *te);
+  int rc = o->data ? td_dataset_load_dir(o->data, "train", tr, err)
+                   : td_dataset_load(o->dataset, o->data_dir, "train", tr, err);
   if (rc)
     return rc;
+  char ti[TD_PATH_MAX], tl[TD_PATH_MAX];
+  if (o->data && (rc = td_pathf(ti, sizeof ti, err, "%s/test_inputs.npy",
+                                o->data)) == TD_OK)
+    rc = td_pathf(tl, sizeof tl, err, "%s/test_labels.npy", o->data);
+  if (rc || (o->data && !td_path_exists(ti) && !td_path_exists(tl)))
+    ; /* a dataset directory without a test set */
+  else if ((rc = o->data ? td_dataset_load_dir(o->data, "test", te, err)
+                         : td_dataset_load(o->dataset, o->data_dir, "test", te,
+                                           err)) == TD_OK &&
+           (te->channels != tr->channels || te->height != tr->height ||
+                   te->width != tr->width || te->n_classes != tr->n_classes))
+    rc = td_err_set(err, TD_ESHAPE,
+                    "%s/test_inputs.npy: samples of %d×%d×%d, but the "
+                    "training samples are %d×%d×%d",
+                    o->data ? o->data : o->dataset, te->channels, te->height,
+                    te->width, tr->channels, tr->height, tr->width);
+  if (rc) {
+    td_dataset_close(tr);
+    td_dataset_close(te);
+    return rc;
+  }
+  if (o->limit > 0) {
+    td_dataset_truncate(tr, o->limit);
+    td_dataset_truncate(te, o->limit / 6 > 0 ? o->limit / 6 : 1);
+  }
+  return TD_OK;
+}
+
+/* The net: built and initialised from the seed, or loaded from the
+ * checkpoint a run continues from (checked against the data). */
+static int make_net(const td_train_opts *o, const td__cont *c,
+                    const td_dataset *tr, td_net **net, td_rng *rng,
+                    td_err *err) {
+  td_rng_seed(rng, o->seed);
+  if (!c->model_dir[0]) {
+    int rc = td__model_build(o, tr->channels, tr->height, tr->width,
+                             tr->n_classes, net, err);
+    if (!rc)
+      td_net_init(*net, rng);
+    return rc;
+  }
+  int rc = td_net_load(c->model_dir, net, err);
+  if (rc)
+    return rc;
+  if (td_net_in_dim(*net) != td_dataset_sample_size(tr) ||
+      td_net_out_dim(*net) != tr->n_classes || td_net_n_layers(*net) < 2)
+    return td_err_set(err, TD_ESHAPE,
+                      "%s: the checkpoint maps %d inputs to %d classes, the "
+                      "data has %lld inputs and %d classes",
+                      c->model_dir, td_net_in_dim(*net), td_net_out_dim(*net),
+                      (long long)td_dataset_sample_size(tr), tr->n_classes);
+  return TD_OK;
+}
+
+/* The optimizer of the options, with its state restored on --resume. */
+static int make_optim(const td_train_opts *o, const td__cont *c, td_net *net,
+                      td_rng *rng, td_optim **opt, td_err *err) {
+  size_t np = td_net_n_params(net);
+  *opt = !strcmp(o->optimizer, "sgd")
+             ? td_optim_sgd(np, (float)o->lr, (float)o->momentum, 0.0f)
+             : td_optim_adam(np, (float)o->lr, 0.9f, 0.999f, 1e-8f);
+  if (!*opt)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  if (!c->state_dir[0])
+    return TD_OK;
+  return td__state_load(c->state_dir, o->optimizer, rng, *opt, np, err);
+}
+
+/* Buffers of the recorder's copy of the trainer state. */
+static int recorder_state_alloc(recorder *r, const td_train_opts *o,
+                                td_optim *opt, size_t np) {
+  r->optimizer = o->optimizer;
+  for (int i = 0; i < 2; i++)
+    if (td_optim_state(opt, i) &&
+        !(r->opt_snap[i] = malloc((np ? np : 1) * sizeof(float))))
+      return TD_ENOMEM;
+  return TD_OK;
+}
+
+int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+  memset(res, 0, sizeof *res);
   td_train_opts opts = *o; /* epochs may be derived from the tasks */
+  td__cont cont = {0};
+  int rc = o->resume ? td__resume_prepare(o, &opts, &cont, err)
+           : o->from ? td__from_prepare(o, &opts, &cont, err)
+                     : TD_OK;
+  if (!rc)
+    rc = check_opts(&opts, err);
+  if (rc) {
+    td__cont_free(&cont);
+    return rc;
+  }
   o = &opts;
   td__continual cl = {0};
   td_set_threads(o->threads);
   td_dataset tr, te;
-  rc = td_dataset_load(o->dataset, o->data_dir, "train", &tr, err);
-  if (rc)
-    return rc;
-  if ((rc = td_dataset_load(o->dataset, o->data_dir, "test", &te, err))) {
-    td_dataset_close(&tr);
+  rc = load_data(o, &tr, &te, err);
+  if (rc) {
+    td__cont_free(&cont);
     return rc;
   }
-  if (o->limit > 0) {
-    td_dataset_truncate(&tr, o->limit);
-    td_dataset_truncate(&te, o->limit / 6 > 0 ? o->limit / 6 : 1);
-  }
-  const int in = tr.height * tr.width * tr.channels, C = tr.n_classes, D = 128;
-  int dims[4] = {in, 256, D, C};
-  td_act acts[3] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
+  const int in = (int)td_dataset_sample_size(&tr), C = tr.n_classes;
   train_state s = {0};
   recorder rec = {0};
-  int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy);
-  float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te);
-  s.net = td_net_new(3, dims, acts);
-  s.ws = s.net ? td_net_ws_new(s.net, o->batch) : NULL;
+  td_rng rng;
+  int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy), *sel = NULL;
+  int64_t n_sel = 0;
+  float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
+  split_eval *evs[3] = {&rec.ev_train, &rec.ev_test, &rec.ev_ood};
+  int with_ood = o->ood && o->out;
+  if ((rc = make_net(o, &cont, &tr, &s.net, &rng, err)) ||
+      (rc = make_optim(o, &cont, s.net, &rng, &s.opt, err)) ||
+      (o->select && (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))))
+    goto done;
+  const int D = td__model_repr_dim(s.net);
+  s.ws = td_net_ws_new(s.net, o->batch);
   s.xb = malloc((size_t)o->batch * in * sizeof(float));
   s.dlogits = malloc((size_t)o->batch * C * sizeof(float));
   s.yb = malloc((size_t)o->batch * sizeof(int32_t));
   s.perm = malloc((size_t)tr.n * sizeof(int32_t));
-  rec.snap = s.net ? td_net_clone(s.net) : NULL;
-  int with_ood = o->ood && o->out;
-  float *xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
-  split_eval *evs[3] = {&rec.ev_train, &rec.ev_test, &rec.ev_ood};
+  rec.snap = td_net_clone(s.net);
+  xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
-            !s.perm || !rec.snap || (with_ood && !xood);
+            !s.perm || !rec.snap || (with_ood && !xood) ||
+            recorder_state_alloc(&rec, o, s.opt, td_net_n_params(s.net));
   for (int k = 0; k < 3 && !oom; k++)
     oom = split_eval_alloc(evs[k], ns[k], D, C) != TD_OK;
   if (!oom)
@@ -639,24 +807,23 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   res->n_flipped = flipped;
   if (o->tasks && (rc = setup_tasks(&opts, &cl, &rec, noisy, tr.n, C, err)))
     goto done;
-  if (o->out &&
-      (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, err)))
-    goto done;
-  if (with_ood && (rc = write_ood_inputs(o->out, &te, err)))
-    goto done;
-
-  td_rng rng;
-  td_rng_seed(&rng, o->seed);
-  td_net_init(s.net, &rng);
-  s.opt = !strcmp(o->optimizer, "sgd")
-              ? td_optim_sgd(td_net_n_params(s.net), (float)o->lr,
-                             (float)o->momentum, 0.0f)
-              : td_optim_adam(td_net_n_params(s.net), (float)o->lr, 0.9f,
-                              0.999f, 1e-8f);
-  if (!s.opt) {
-    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  if (o->resume && o->epochs <= cont.epoch) {
+    rc = td_err_set(err, TD_EARG,
+                    "%s has %d epochs already: nothing to continue", o->out,
+                    cont.epoch);
     goto done;
   }
+  if (o->out && !o->resume &&
+      (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, s.net,
+                             &cont, err)))
+    goto done;
+  if (with_ood && !o->resume &&
+      (rc = write_ood_inputs(o->out, &te, xood, err)))
+    goto done;
+  /* A resumed run is being written again: followers wait for its end. */
+  if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
+    goto done;
+
   rec.train = (split){xtr, noisy, flipped > 0 ? tr.labels : NULL, tr.n};
   rec.test = (split){xte, te.labels, NULL, te.n};
   rec.ood = (split){xood, te.labels, NULL, with_ood ? te.n : 0};
@@ -664,11 +831,21 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   rec.repr_dim = D;
   rec.run_dir = o->out;
   rec.save_model = o->save_model;
+  rec.sel = sel;
+  rec.n_sel = n_sel;
 
   double t_start = td_now();
-  for (int ep = 1; ep <= o->epochs; ep++) {
-    const int32_t *idx = NULL;
-    int64_t n_ep = tr.n;
+  int first = o->resume ? cont.epoch + 1 : 1;
+  /* A child run starts with its parent's state as epoch 0, so that its own
+   * views show what the fine-tuning changed. */
+  if (o->from && (rc = recorder_start(&rec, s.net, s.opt, &rng, 0, 0.0, o->lr,
+                                      NAN)) != TD_OK) {
+    *err = rec.err;
+    goto done;
+  }
+  for (int ep = first; ep <= o->epochs; ep++) {
+    const int32_t *idx = sel;
+    int64_t n_ep = sel ? n_sel : tr.n;
     if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
       goto done;
     double t0 = td_now();
@@ -676,9 +853,11 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
     res->train_seconds += secs;
-    res->epochs = ep;
+    res->epochs = ep - first + 1;
+    res->last_epoch = ep;
     if (o->out) {
-      rc = recorder_start(&rec, s.net, ep, secs, td_optim_lr(s.opt), inflight);
+      rc = recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
+                          td_optim_lr(s.opt), inflight);
       if (rc != TD_OK) {
         *err = rec.err;
         goto done;
@@ -712,8 +891,11 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
     /* Without a run, still evaluate the final model once. */
     rec.train = (split){xtr, noisy, NULL, tr.n};
     rec.test = (split){xte, te.labels, NULL, te.n};
-    eval_split(s.net, &rec.train, C, D, &rec.ev_train);
-    eval_split(s.net, &rec.test, C, D, &rec.ev_test);
+    if (eval_split(s.net, &rec.train, C, D, &rec.ev_train) ||
+        eval_split(s.net, &rec.test, C, D, &rec.ev_test)) {
+      rc = td_err_set(err, TD_ENOMEM, "out of memory evaluating");
+      goto done;
+    }
     res->final_train_acc = rec.ev_train.acc;
     res->final_test_acc = rec.ev_test.acc;
     res->final_test_loss = rec.ev_test.mean_loss;
@@ -725,6 +907,8 @@ done:
   recorder_wait(&rec);
   td_net_free(rec.snap);
   free(rec.trained);
+  free(rec.opt_snap[0]);
+  free(rec.opt_snap[1]);
   td__continual_free(&cl);
   free(xood);
   for (int k = 0; k < 3; k++) {
@@ -734,9 +918,11 @@ done:
   }
   train_state_free(&s);
   free(noisy);
+  free(sel);
   free(xtr);
   free(xte);
   td_dataset_close(&tr);
   td_dataset_close(&te);
+  td__cont_free(&cont);
   return rc;
 }
