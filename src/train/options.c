@@ -130,8 +130,9 @@ int td__train_opts_from_json(const json_t *root, const char *path,
   rd_int(&r, "replay", 0, INT64_MAX, &o->replay);
   rd_str_null(&r, "select", &o->select);
   const json_t *sm = get(&r, "save_model", is_bool, "true or false");
-  int64_t threads = 0;
-  rd_int(&r, "threads", 0, 4096, &threads);
+  int64_t threads = 0; /* optional: all CPUs when absent */
+  if (json_object_get(r.t, "threads"))
+    rd_int(&r, "threads", 0, 4096, &threads);
   if (r.rc)
     return r.rc;
   char *end;
