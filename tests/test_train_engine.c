@@ -1,0 +1,390 @@
+/* The trainer's engine options on a small synthetic dataset directory:
+ * --hidden widths, --data DIR and its refusals, --resume (bit-identical to
+ * an uninterrupted run, a killed run, the finished marker) and --from with
+ * --select (a child run that tardis info and project read). */
+#include <jansson.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "tardis/array.h"
+#include "tardis/fsutil.h"
+#include "tardis/rng.h"
+#include "tardis/run.h"
+#include "tardis/train.h"
+
+static char bin[4096], dir[4096], data[4200];
+
+enum { N = 320, M = 64, CH = 2, H = 6, W = 5, C = 3 };
+
+static int save(const char *d, const char *name, td_dtype t, int ndim,
+                const int64_t *shape, const void *v) {
+  char path[8400];
+  snprintf(path, sizeof path, "%s/%s", d, name);
+  td_err err;
+  return td_npy_save_raw(path, t, ndim, shape, v, &err);
+}
+
+static void write_text(const char *d, const char *name, const char *text) {
+  char path[8400];
+  snprintf(path, sizeof path, "%s/%s", d, name);
+  td_err err;
+  CHECK_OK(td_write_file_atomic(path, text, strlen(text), &err), &err);
+}
+
+/* A learnable dataset: class c brightens channel c % CH, rows by class. */
+static void make_dataset(const char *d, int64_t n_train, int64_t n_test) {
+  td_err err;
+  CHECK_OK(td_mkdirs(d, &err), &err);
+  td_rng rng;
+  td_rng_seed(&rng, 7);
+  for (int split = 0; split < 2; split++) {
+    int64_t n = split ? n_test : n_train;
+    float *x = malloc((size_t)n * CH * H * W * sizeof *x);
+    int64_t *y = malloc((size_t)n * sizeof *y);
+    for (int64_t i = 0; i < n; i++) {
+      y[i] = (int64_t)td_rng_below(&rng, C);
+      for (int k = 0; k < CH * H * W; k++) {
+        int row = (k / W) % H, ch = k / (H * W);
+        float base = ch == y[i] % CH && row % C == y[i] ? 0.8f : 0.2f;
+        x[i * CH * H * W + k] = base + 0.2f * td_rng_uniform(&rng);
+      }
+    }
+    int64_t xs[4] = {n, CH, H, W};
+    CHECK_INT(save(d, split ? "test_inputs.npy" : "train_inputs.npy", TD_F32,
+                   4, xs, x),
+              ==, 0);
+    CHECK_INT(save(d, split ? "test_labels.npy" : "train_labels.npy", TD_I64,
+                   1, &n, y),
+              ==, 0);
+    free(x);
+    free(y);
+  }
+  write_text(d, "classes.json", "[\"zero\", \"one\", \"two\"]");
+}
+
+static void opts_for(td_train_opts *o, const char *out, int epochs) {
+  td_train_opts_default(o);
+  o->data = data;
+  o->out = out;
+  o->epochs = epochs;
+  o->batch = 32;
+  o->hidden = "24,12";
+  o->threads = 1;
+  o->lr = 0.05;
+}
+
+static int same_bytes(const char *a, const char *b) {
+  char *x = NULL, *y = NULL;
+  size_t nx = 0, ny = 0;
+  int ok = td_read_file(a, &x, &nx, NULL) == TD_OK &&
+           td_read_file(b, &y, &ny, NULL) == TD_OK && nx == ny &&
+           !memcmp(x, y, nx);
+  if (!ok)
+    fprintf(stderr, "  %s and %s differ\n", a, b);
+  free(x);
+  free(y);
+  return ok;
+}
+
+/* Every file of epoch ep's checkpoint, trainer state and recorded arrays. */
+static int same_epoch(const char *r1, const char *r2, int ep, int n_layers) {
+  static const char *const files[] = {
+      "train_repr.npy", "train_logits.npy", "test_repr.npy",
+      "trainer/state.json", "trainer/optim_0.npy", "trainer/optim_1.npy"};
+  char a[8400], b[8400];
+  int ok = 1;
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    snprintf(a, sizeof a, "%s/epochs/%04d/%s", r1, ep, files[i]);
+    snprintf(b, sizeof b, "%s/epochs/%04d/%s", r2, ep, files[i]);
+    if (td_path_exists(a) || td_path_exists(b))
+      ok &= same_bytes(a, b);
+  }
+  for (int l = 0; l < n_layers; l++)
+    for (int wb = 0; wb < 2; wb++) {
+      snprintf(a, sizeof a, "%s/epochs/%04d/model/layer_%d_%c.npy", r1, ep, l,
+               wb ? 'b' : 'w');
+      snprintf(b, sizeof b, "%s/epochs/%04d/model/layer_%d_%c.npy", r2, ep, l,
+               wb ? 'b' : 'w');
+      ok &= same_bytes(a, b);
+    }
+  return ok;
+}
+
+static json_t *run_json(const char *run) {
+  char path[8400];
+  snprintf(path, sizeof path, "%s/run.json", run);
+  return json_load_file(path, 0, NULL);
+}
+
+static void test_hidden_widths(void) {
+  char run[4300];
+  snprintf(run, sizeof run, "%s/hidden", dir);
+  td_train_opts o;
+  opts_for(&o, run, 2);
+  o.hidden = "20,16,8";
+  td_train_result r;
+  td_err err = {0};
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  CHECK(r.final_train_acc > 0.5);
+  json_t *j = run_json(run);
+  CHECK(j != NULL);
+  json_t *m = json_object_get(j, "model");
+  CHECK_INT(json_integer_value(json_object_get(j, "repr_dim")), ==, 8);
+  CHECK_INT(json_array_size(json_object_get(m, "layers")), ==, 4);
+  CHECK_INT(json_integer_value(json_object_get(m, "repr_layer")), ==, 2);
+  CHECK_INT(json_integer_value(
+                json_array_get(json_object_get(j, "input_shape"), 0)),
+            ==, CH);
+  CHECK(!strcmp(json_string_value(json_object_get(
+                    json_object_get(j, "train"), "hidden")),
+                "20,16,8"));
+  json_decref(j);
+  td_run *rr;
+  CHECK_OK(td_run_open(run, &rr, &err), &err);
+  CHECK_OK(td_run_validate(rr, NULL, NULL, &err), &err);
+  td_run_close(rr);
+  o.hidden = "20,,8";
+  CHECK_INT(td_train(&o, &r, &err), ==, TD_EARG);
+  CHECK_STR_CONTAINS(err.msg, "--hidden");
+}
+
+/* A dataset directory with one thing wrong; the error must name file. */
+static void expect_refused(const char *what, const char *file,
+                           const char *needle) {
+  char run[4300];
+  snprintf(run, sizeof run, "%s/refused", dir);
+  td_train_opts o;
+  opts_for(&o, run, 1);
+  o.data = what;
+  td_train_result r;
+  td_err err = {0};
+  CHECK(td_train(&o, &r, &err) != TD_OK);
+  CHECK_STR_CONTAINS(err.msg, file);
+  CHECK_STR_CONTAINS(err.msg, needle);
+}
+
+static void bad_copy(char *d, size_t len, const char *name) {
+  snprintf(d, len, "%s/bad_%s", dir, name);
+  make_dataset(d, 40, 10);
+}
+
+static void test_data_dir_refusals(void) {
+  char d[4400];
+  int64_t n = 40, n2[2] = {40, 7}, bad_n = 39;
+  float x[40 * 7];
+  int32_t y[40];
+  memset(x, 0, sizeof x);
+  memset(y, 0, sizeof y);
+  bad_copy(d, sizeof d, "count");
+  CHECK_INT(save(d, "train_labels.npy", TD_I32, 1, &bad_n, y), ==, 0);
+  expect_refused(d, "train_labels.npy", "expected 40 labels");
+  bad_copy(d, sizeof d, "range");
+  y[3] = 3;
+  CHECK_INT(save(d, "train_labels.npy", TD_I32, 1, &n, y), ==, 0);
+  expect_refused(d, "train_labels.npy", "label 3 at index 3");
+  y[3] = 0;
+  bad_copy(d, sizeof d, "nan");
+  x[9] = (float)NAN;
+  CHECK_INT(save(d, "train_inputs.npy", TD_F32, 2, n2, x), ==, 0);
+  expect_refused(d, "train_inputs.npy", "NaN or infinite");
+  x[9] = 0;
+  bad_copy(d, sizeof d, "dtype");
+  CHECK_INT(save(d, "train_inputs.npy", TD_I32, 1, &n, y), ==, 0);
+  expect_refused(d, "train_inputs.npy", "uint8 or float32");
+  bad_copy(d, sizeof d, "ldtype");
+  CHECK_INT(save(d, "train_labels.npy", TD_F32, 1, &n, x), ==, 0);
+  expect_refused(d, "train_labels.npy", "int32, int64 or uint8");
+  bad_copy(d, sizeof d, "testshape");
+  int64_t ts[2] = {10, 7};
+  CHECK_INT(save(d, "test_inputs.npy", TD_F32, 2, ts, x), ==, 0);
+  expect_refused(d, "test_inputs.npy", "training samples are");
+  bad_copy(d, sizeof d, "classes");
+  write_text(d, "classes.json", "[\"only\"]");
+  expect_refused(d, "classes.json", "2 to");
+  bad_copy(d, sizeof d, "nolabels");
+  char p[8400];
+  snprintf(p, sizeof p, "%s/test_labels.npy", d);
+  CHECK_INT(remove(p), ==, 0);
+  expect_refused(d, "test_labels.npy", "not found");
+  /* no test set at all is fine: a run without one */
+  snprintf(p, sizeof p, "%s/test_inputs.npy", d);
+  CHECK_INT(remove(p), ==, 0);
+  char run[4300];
+  snprintf(run, sizeof run, "%s/notest", dir);
+  td_train_opts o;
+  opts_for(&o, run, 1);
+  o.data = d;
+  td_train_result r;
+  td_err err = {0};
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  td_run *rr;
+  CHECK_OK(td_run_open(run, &rr, &err), &err);
+  CHECK_INT(td_run_get_meta(rr)->n_test, ==, 0);
+  td_run_close(rr);
+}
+
+static void resume_matches(int threads, const char *optimizer) {
+  char full[4300], part[4300], tmp[8400];
+  snprintf(full, sizeof full, "%s/full_%s_%d", dir, optimizer, threads);
+  snprintf(part, sizeof part, "%s/part_%s_%d", dir, optimizer, threads);
+  td_train_opts o;
+  td_train_result r;
+  td_err err = {0};
+  opts_for(&o, full, 6);
+  o.threads = threads;
+  o.optimizer = optimizer;
+  o.noise = 0.1;
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  o.out = part;
+  o.epochs = 3;
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  CHECK(td_run_is_finished(part));
+  /* As if killed while writing epoch 4: no finished marker, a stale
+   * temporary epoch of a process that is gone. */
+  snprintf(tmp, sizeof tmp, "%s/finished", part);
+  CHECK_INT(remove(tmp), ==, 0);
+  snprintf(tmp, sizeof tmp, "%s/epochs/.tmp-0004-999999999", part);
+  CHECK_OK(td_mkdirs(tmp, &err), &err);
+  td_train_opts_default(&o);
+  o.resume = part;
+  o.epochs = 6;
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  CHECK_INT(r.epochs, ==, 3);
+  CHECK_INT(r.last_epoch, ==, 6);
+  CHECK(td_run_is_finished(part));
+  CHECK(!td_path_exists(tmp));
+  for (int ep = 3; ep <= 6; ep++)
+    CHECK(same_epoch(full, part, ep, 3));
+  td_run *rr;
+  CHECK_OK(td_run_open(part, &rr, &err), &err);
+  CHECK_INT(td_run_n_epochs(rr), ==, 6);
+  CHECK_OK(td_run_validate(rr, NULL, NULL, &err), &err);
+  td_run_close(rr);
+  /* nothing left to do */
+  CHECK_INT(td_train(&o, &r, &err), ==, TD_EARG);
+  CHECK_STR_CONTAINS(err.msg, "has 6 epochs already");
+}
+
+static void test_resume_bit_identical(void) {
+  resume_matches(1, "sgd");
+  resume_matches(1, "adam");
+  resume_matches(2, "sgd");
+}
+
+static int tardis(const char *out, const char *args) {
+  char cmd[40000];
+  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, out);
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *slurp(const char *path) {
+  char *d = NULL;
+  size_t len;
+  return td_read_file(path, &d, &len, NULL) == TD_OK ? d : NULL;
+}
+
+static void test_from_select(void) {
+  char parent[4300], child[4300], sel[4300], out[4300], args[20000];
+  snprintf(parent, sizeof parent, "%s/parent", dir);
+  snprintf(child, sizeof child, "%s/child", dir);
+  snprintf(sel, sizeof sel, "%s/sel.npy", dir);
+  snprintf(out, sizeof out, "%s/out.txt", dir);
+  td_train_opts o;
+  td_train_result r;
+  td_err err = {0};
+  opts_for(&o, parent, 3);
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  int32_t idx[5] = {17, 2, 40, 3, 99};
+  int64_t k = 5;
+  CHECK_INT(save(dir, "sel.npy", TD_I32, 1, &k, idx), ==, 0);
+  snprintf(args, sizeof args,
+           "train --from '%s:2' --out '%s' --select '%s' --epochs 2 --lr 0.1 "
+           "--quiet",
+           parent, child, sel);
+  CHECK_INT(tardis(out, args), ==, 0);
+  json_t *j = run_json(child);
+  json_t *p = json_object_get(j, "parent");
+  CHECK_INT(json_integer_value(json_object_get(p, "epoch")), ==, 2);
+  CHECK_STR_CONTAINS(json_string_value(json_object_get(p, "run")), "/parent");
+  json_decref(j);
+  td_run *rr;
+  CHECK_OK(td_run_open(child, &rr, &err), &err);
+  CHECK_INT(td_run_n_epochs(rr), ==, 3); /* 0 (the parent's), 1, 2 */
+  CHECK_INT(td_run_get_meta(rr)->parent_epoch, ==, 2);
+  td_array t;
+  CHECK_OK(td_run_load(rr, 1, "trained", &t, &err), &err);
+  CHECK_INT(t.shape[0], ==, 5);
+  CHECK_INT(((int32_t *)t.data)[0], ==, 2);
+  CHECK_INT(((int32_t *)t.data)[4], ==, 99);
+  td_array_close(&t);
+  td_run_close(rr);
+  char a[8400], b[8400];
+  snprintf(a, sizeof a, "%s/epochs/0002/train_repr.npy", parent);
+  snprintf(b, sizeof b, "%s/epochs/0000/train_repr.npy", child);
+  CHECK(same_bytes(a, b)); /* epoch 0 is the parent's state */
+  snprintf(args, sizeof args, "info '%s'", child);
+  CHECK_INT(tardis(out, args), ==, 0);
+  char *txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "parent");
+  CHECK_STR_CONTAINS(txt, "epoch 2 (fine-tuned");
+  CHECK_STR_CONTAINS(txt, "run is valid");
+  free(txt);
+  snprintf(args, sizeof args, "project '%s' --method pca", child);
+  CHECK_INT(tardis(out, args), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "projected 3 epochs");
+  free(txt);
+  /* refusals, each naming what is wrong */
+  static const struct {
+    const char *from, *sel, *needle;
+  } bad[] = {{"%s/none", NULL, "no such run"},
+             {"%s:7", NULL, "has no epoch 7 (recorded: 1 to 3)"},
+             {"%s", "dup", "selected twice"},
+             {"%s", "range", "out of range"},
+             {"%s", "shape", "1-D int32 or int64"}};
+  int32_t dup[3] = {4, 1, 4}, range[2] = {1, N};
+  int64_t n3 = 3, n2 = 2, sh[2] = {1, 2};
+  CHECK_INT(save(dir, "dup.npy", TD_I32, 1, &n3, dup), ==, 0);
+  CHECK_INT(save(dir, "range.npy", TD_I32, 1, &n2, range), ==, 0);
+  CHECK_INT(save(dir, "shape.npy", TD_I32, 2, sh, range), ==, 0);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char from[4400], selp[4400] = "";
+    snprintf(from, sizeof from, bad[i].from, parent);
+    if (bad[i].sel)
+      snprintf(selp, sizeof selp, "--select '%s/%s.npy'", dir, bad[i].sel);
+    snprintf(args, sizeof args, "train --from '%s' --out '%s/bad%zu' %s --quiet",
+             from, dir, i, selp);
+    CHECK_INT(tardis(out, args), ==, 1);
+    txt = slurp(out);
+    CHECK_STR_CONTAINS(txt, bad[i].needle);
+    if (bad[i].sel)
+      CHECK_STR_CONTAINS(txt, bad[i].sel);
+    free(txt);
+  }
+  /* --resume keeps the run's options */
+  snprintf(args, sizeof args, "train --resume '%s' --epochs 5 --lr 0.3",
+           parent);
+  CHECK_INT(tardis(out, args), ==, 2);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "--lr: a resumed run continues with its own");
+  free(txt);
+}
+
+int main(void) {
+  const char *b = getenv("TD_BIN");
+  if (!b) {
+    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+    return 1;
+  }
+  snprintf(bin, sizeof bin, "%s", b);
+  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("train_engine"));
+  snprintf(data, sizeof data, "%s/data", dir);
+  make_dataset(data, N, M);
+  RUN(test_hidden_widths);
+  RUN(test_data_dir_refusals);
+  RUN(test_resume_bit_identical);
+  RUN(test_from_select);
+  return td_t_finish();
+}
