@@ -51,11 +51,11 @@ static void make_dataset(const char *d, int64_t n_train, int64_t n_test) {
       }
     }
     int64_t xs[4] = {n, CH, H, W};
-    CHECK_INT(save(d, split ? "test_inputs.npy" : "train_inputs.npy", TD_F32,
-                   4, xs, x),
+    CHECK_INT(save(d, split ? "test_inputs.npy" : "train_inputs.npy", TD_F32, 4,
+                   xs, x),
               ==, 0);
-    CHECK_INT(save(d, split ? "test_labels.npy" : "train_labels.npy", TD_I64,
-                   1, &n, y),
+    CHECK_INT(save(d, split ? "test_labels.npy" : "train_labels.npy", TD_I64, 1,
+                   &n, y),
               ==, 0);
     free(x);
     free(y);
@@ -90,7 +90,7 @@ static int same_bytes(const char *a, const char *b) {
 /* Every file of epoch ep's checkpoint, trainer state and recorded arrays. */
 static int same_epoch(const char *r1, const char *r2, int ep, int n_layers) {
   static const char *const files[] = {
-      "train_repr.npy", "train_logits.npy", "test_repr.npy",
+      "train_repr.npy",     "train_logits.npy",    "test_repr.npy",
       "trainer/state.json", "trainer/optim_0.npy", "trainer/optim_1.npy"};
   char a[8400], b[8400];
   int ok = 1;
@@ -133,12 +133,12 @@ static void test_hidden_widths(void) {
   CHECK_INT(json_integer_value(json_object_get(j, "repr_dim")), ==, 8);
   CHECK_INT(json_array_size(json_object_get(m, "layers")), ==, 4);
   CHECK_INT(json_integer_value(json_object_get(m, "repr_layer")), ==, 2);
-  CHECK_INT(json_integer_value(
-                json_array_get(json_object_get(j, "input_shape"), 0)),
-            ==, CH);
-  CHECK(!strcmp(json_string_value(json_object_get(
-                    json_object_get(j, "train"), "hidden")),
-                "20,16,8"));
+  CHECK_INT(
+      json_integer_value(json_array_get(json_object_get(j, "input_shape"), 0)),
+      ==, CH);
+  CHECK(!strcmp(
+      json_string_value(json_object_get(json_object_get(j, "train"), "hidden")),
+      "20,16,8"));
   json_decref(j);
   td_run *rr;
   CHECK_OK(td_run_open(run, &rr, &err), &err);
@@ -354,8 +354,9 @@ static void test_from_select(void) {
     snprintf(from, sizeof from, bad[i].from, parent);
     if (bad[i].sel)
       snprintf(selp, sizeof selp, "--select '%s/%s.npy'", dir, bad[i].sel);
-    snprintf(args, sizeof args, "train --from '%s' --out '%s/bad%zu' %s --quiet",
-             from, dir, i, selp);
+    snprintf(args, sizeof args,
+             "train --from '%s' --out '%s/bad%zu' %s --quiet", from, dir, i,
+             selp);
     CHECK_INT(tardis(out, args), ==, 1);
     txt = slurp(out);
     CHECK_STR_CONTAINS(txt, bad[i].needle);

@@ -87,10 +87,9 @@ static int check_inputs(const char *path, td_dataset *ds, td_err *err) {
   if (a->dtype == TD_F32) {
     int64_t bad;
     if (td_array_check_finite(a, &bad) != TD_OK)
-      return td_err_set(err, TD_EVALUE,
-                        "%s: value %lld (sample %lld) is NaN or infinite", path,
-                        (long long)bad,
-                        (long long)(bad / td_dataset_sample_size(ds)));
+      return td_err_set(
+          err, TD_EVALUE, "%s: value %lld (sample %lld) is NaN or infinite",
+          path, (long long)bad, (long long)(bad / td_dataset_sample_size(ds)));
   }
   return TD_OK;
 }
@@ -106,8 +105,8 @@ static int load_labels(const char *path, const char *ipath, td_dataset *ds,
   td_array_shape_str(&lab, shp, sizeof shp);
   if (lab.dtype != TD_I32 && lab.dtype != TD_I64 && lab.dtype != TD_U8)
     rc = td_err_set(err, TD_EDTYPE,
-                    "%s: expected int32, int64 or uint8 labels, found %s",
-                    path, td_dtype_name(lab.dtype));
+                    "%s: expected int32, int64 or uint8 labels, found %s", path,
+                    td_dtype_name(lab.dtype));
   else if (lab.ndim != 1 || lab.shape[0] != ds->n)
     rc = td_err_set(err, TD_ESHAPE,
                     "%s: expected %lld labels (one per sample of %s), found "
@@ -146,10 +145,12 @@ int td_dataset_load_dir(const char *dir, const char *split, td_dataset *out,
     return rc;
   int hi = td_path_exists(ipath), hl = td_path_exists(lpath);
   if (!hi || !hl)
-    return td_err_set(err, TD_ENOENT, "%s: not found (a dataset directory "
+    return td_err_set(err, TD_ENOENT,
+                      "%s: not found (a dataset directory "
                       "holds train_inputs.npy, train_labels.npy, "
                       "classes.json and optionally test_inputs.npy and "
-                      "test_labels.npy)", hi ? lpath : ipath);
+                      "test_labels.npy)",
+                      hi ? lpath : ipath);
   if ((rc = load_classes(dir, out, err)) ||
       (rc = td_npy_load(ipath, &out->images, err)) ||
       (rc = check_inputs(ipath, out, err)) ||

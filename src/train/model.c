@@ -56,17 +56,17 @@ int td__model_build(const td_train_opts *o, int c, int h, int w, int C,
   int64_t in = (int64_t)c * h * w;
   if (!strcmp(o->model, "mlp")) {
     if (in > INT_MAX / TD__MAX_WIDTH)
-      return td_err_set(err, TD_EARG, "inputs of %lld values are too large "
-                        "for the mlp", (long long)in);
+      return td_err_set(err, TD_EARG,
+                        "inputs of %lld values are too large "
+                        "for the mlp",
+                        (long long)in);
     return build_mlp(o, (int)in, C, out, err);
   }
   return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
                     o->model);
 }
 
-int td__model_repr_layer(const td_net *net) {
-  return td_net_n_layers(net) - 2;
-}
+int td__model_repr_layer(const td_net *net) { return td_net_n_layers(net) - 2; }
 
 int td__model_repr_dim(const td_net *net) {
   return td_net_dim(net, td_net_n_layers(net) - 1);

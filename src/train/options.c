@@ -58,8 +58,8 @@ static const json_t *get(reader *r, const char *key, int (*is)(const json_t *),
                          const char *what) {
   const json_t *v = json_object_get(r->t, key);
   if (r->rc == TD_OK && (!v || !is(v)))
-    r->rc = td_err_set(r->err, TD_EFORMAT,
-                       "%s: \"train\".\"%s\" should be %s", r->path, key, what);
+    r->rc = td_err_set(r->err, TD_EFORMAT, "%s: \"train\".\"%s\" should be %s",
+                       r->path, key, what);
   return r->rc == TD_OK ? v : NULL;
 }
 
@@ -90,8 +90,8 @@ static void rd_int(reader *r, const char *key, int64_t lo, int64_t hi,
                    int64_t *dst) {
   const json_t *v = get(r, key, is_int, "an integer");
   if (v && (json_integer_value(v) < lo || json_integer_value(v) > hi))
-    r->rc = td_err_set(r->err, TD_EVALUE, "%s: \"train\".\"%s\" is out of range",
-                       r->path, key);
+    r->rc = td_err_set(r->err, TD_EVALUE,
+                       "%s: \"train\".\"%s\" is out of range", r->path, key);
   if (v && r->rc == TD_OK)
     *dst = json_integer_value(v);
 }

@@ -26,8 +26,8 @@ static int open_source(const char *dir, td_train_opts *o, td__cont *c,
     return rc;
   if (!realpath(dir, c->run_dir) ||
       (rc = td_pathf(path, sizeof path, err, "%s/run.json", dir)))
-    return rc ? rc : td_err_set(err, TD_EIO, "%s: cannot resolve the path",
-                                dir);
+    return rc ? rc
+              : td_err_set(err, TD_EIO, "%s: cannot resolve the path", dir);
   json_error_t je;
   c->root = json_load_file(path, 0, &je);
   if (!c->root)
@@ -61,8 +61,10 @@ int td__resume_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
   if (!rc)
     rc = open_source(in->resume, o, c, &run, err);
   if (!rc && td_run_n_epochs(run) == 0)
-    rc = td_err_set(err, TD_ENOENT, "%s: no epoch recorded yet: train it "
-                    "again instead of resuming", in->resume);
+    rc = td_err_set(err, TD_ENOENT,
+                    "%s: no epoch recorded yet: train it "
+                    "again instead of resuming",
+                    in->resume);
   if (!rc) {
     c->epoch = td_run_epoch_number(run, td_run_n_epochs(run) - 1);
     rc = model_of(run, c->epoch, c->model_dir, sizeof c->model_dir, err);
@@ -71,7 +73,8 @@ int td__resume_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
     rc = td_pathf(c->state_dir, sizeof c->state_dir, err, "%.*s/trainer",
                   (int)(strlen(c->model_dir) - 6), c->model_dir);
   if (!rc && !td_path_exists(c->state_dir))
-    rc = td_err_set(err, TD_ENOENT, "%s: no trainer state (the run was "
+    rc = td_err_set(err, TD_ENOENT,
+                    "%s: no trainer state (the run was "
                     "written by an older tardis): cannot resume it",
                     c->state_dir);
   td_run_close(run);
@@ -104,8 +107,8 @@ static int split_from(const char *s, char *run, size_t len, int *epoch,
   const char *colon = strrchr(s, ':');
   *epoch = -1;
   size_t n = strlen(s);
-  if (colon && colon[1] && strspn(colon + 1, "0123456789") ==
-                               strlen(colon + 1)) {
+  if (colon && colon[1] &&
+      strspn(colon + 1, "0123456789") == strlen(colon + 1)) {
     long e = strtol(colon + 1, NULL, 10);
     if (strlen(colon + 1) > 9)
       return td_err_set(err, TD_EARG, "--from %s: epoch out of range", s);
@@ -113,8 +116,10 @@ static int split_from(const char *s, char *run, size_t len, int *epoch,
     n = (size_t)(colon - s);
   }
   if (n == 0 || n >= len)
-    return td_err_set(err, TD_EARG, "--from: expected RUN or RUN:EPOCH, got "
-                      "\"%s\"", s);
+    return td_err_set(err, TD_EARG,
+                      "--from: expected RUN or RUN:EPOCH, got "
+                      "\"%s\"",
+                      s);
   memcpy(run, s, n);
   run[n] = 0;
   return TD_OK;
@@ -196,8 +201,7 @@ int td__state_save(const char *epoch_dir, int epoch, const td_rng *rng,
   return td_write_file_atomic(path, text, (size_t)len, err);
 }
 
-static int load_buf(const char *dir, int i, float *dst, size_t n,
-                    td_err *err) {
+static int load_buf(const char *dir, int i, float *dst, size_t n, td_err *err) {
   char path[TD_PATH_MAX];
   int rc = td_pathf(path, sizeof path, err, "%s/optim_%d.npy", dir, i);
   if (rc)
@@ -206,8 +210,7 @@ static int load_buf(const char *dir, int i, float *dst, size_t n,
   if ((rc = td_npy_load(path, &a, err)))
     return rc;
   if (a.dtype != TD_F32 || a.ndim != 1 || (size_t)a.shape[0] != n)
-    rc = td_err_set(err, TD_ESHAPE, "%s: expected %zu float32 values", path,
-                    n);
+    rc = td_err_set(err, TD_ESHAPE, "%s: expected %zu float32 values", path, n);
   else
     memcpy(dst, a.data, n * sizeof *dst);
   td_array_close(&a);
@@ -286,8 +289,8 @@ int td__select_load(const char *path, int64_t n, int32_t **idx, int64_t *k,
     qsort(v, (size_t)m, sizeof *v, cmp_i32);
     for (int64_t i = 1; i < m && !rc; i++)
       if (v[i] == v[i - 1])
-        rc = td_err_set(err, TD_EVALUE, "%s: index %d is selected twice",
-                        path, v[i]);
+        rc = td_err_set(err, TD_EVALUE, "%s: index %d is selected twice", path,
+                        v[i]);
   }
   if (rc) {
     free(v);

@@ -13,12 +13,12 @@
 #include "tardis/train.h"
 
 typedef struct td__cont {
-  json_t *root;               /* run.json of the run continued from (the
-                                 options' strings point into it) */
-  int epoch;                  /* its epoch the net comes from */
-  char run_dir[TD_PATH_MAX];  /* absolute path of that run */
-  char model_dir[TD_PATH_MAX];/* its epochs/NNNN/model; "" for a new net */
-  char state_dir[TD_PATH_MAX];/* resume: its epochs/NNNN/trainer */
+  json_t *root;                /* run.json of the run continued from (the
+                                  options' strings point into it) */
+  int epoch;                   /* its epoch the net comes from */
+  char run_dir[TD_PATH_MAX];   /* absolute path of that run */
+  char model_dir[TD_PATH_MAX]; /* its epochs/NNNN/model; "" for a new net */
+  char state_dir[TD_PATH_MAX]; /* resume: its epochs/NNNN/trainer */
 } td__cont;
 
 /* --resume: o = the run's own options (epochs from `in` when > 0), and c

@@ -215,7 +215,8 @@ static int write_epoch(recorder *r) {
                       err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
       (r->cl && (rc = write_continual(r, w, meta))) ||
-      (!r->cl && r->sel && r->epoch > 0 && (rc = write_selection(r, w, meta))) ||
+      (!r->cl && r->sel && r->epoch > 0 &&
+       (rc = write_selection(r, w, meta))) ||
       (rc = td__epoch_add_json(w, "epoch.json", meta, err))) {
     json_decref(meta);
     td_epoch_abort(w);
@@ -306,9 +307,18 @@ static float *images_to_f32(const td_dataset *ds) {
 /* run.json's trainer fields: the model and the options (docs/run-format.md). */
 static json_t *run_extra(const td_train_opts *o, const td_net *net,
                          const td_dataset *tr) {
+  /* absolute paths: --resume and --from may run from another directory */
+  td_train_opts a = *o;
+  char d[TD_PATH_MAX], dd[TD_PATH_MAX], sel[TD_PATH_MAX];
+  if (o->data && realpath(o->data, d))
+    a.data = d;
+  if (o->data_dir && realpath(o->data_dir, dd))
+    a.data_dir = dd;
+  if (o->select && realpath(o->select, sel))
+    a.select = sel;
   return json_pack("{s:o, s:o}", "model",
                    td__model_json(o, net, tr->channels, tr->height, tr->width),
-                   "train", td__train_opts_json(o));
+                   "train", td__train_opts_json(&a));
 }
 
 static int write_run_header(const td_train_opts *o, const td_dataset *tr,
@@ -669,7 +679,7 @@ static int load_data(const td_train_opts *o, td_dataset *tr, td_dataset *te,
                          : td_dataset_load(o->dataset, o->data_dir, "test", te,
                                            err)) == TD_OK &&
            (te->channels != tr->channels || te->height != tr->height ||
-                   te->width != tr->width || te->n_classes != tr->n_classes))
+            te->width != tr->width || te->n_classes != tr->n_classes))
     rc = td_err_set(err, TD_ESHAPE,
                     "%s/test_inputs.npy: samples of %d×%d×%d, but the "
                     "training samples are %d×%d×%d",
@@ -814,11 +824,10 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
     goto done;
   }
   if (o->out && !o->resume &&
-      (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, s.net,
-                             &cont, err)))
+      (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, s.net, &cont,
+                             err)))
     goto done;
-  if (with_ood && !o->resume &&
-      (rc = write_ood_inputs(o->out, &te, xood, err)))
+  if (with_ood && !o->resume && (rc = write_ood_inputs(o->out, &te, xood, err)))
     goto done;
   /* A resumed run is being written again: followers wait for its end. */
   if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
