@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tardis/array.h"
 #include "net_internal.h"
+#include "tardis/array.h"
 #include "tardis/fsutil.h"
 
 #define CKPT_FORMAT "tardis-net"
@@ -348,14 +348,14 @@ static int int_field(json_t *o, const char *key, int *out, const char *jpath,
   return TD_OK;
 }
 
-static int parse_layer_v2(json_t *o, const char *jpath, int l,
-                          td_layer_spec *s, td_err *err) {
+static int parse_layer_v2(json_t *o, const char *jpath, int l, td_layer_spec *s,
+                          td_err *err) {
   static const char *const known[] = {
-      "kind", "out",  "kernel", "stride", "pad", "p", "act", "weight",
-      "bias", "running_mean", "running_var"};
+      "kind", "out",    "kernel", "stride",       "pad",        "p",
+      "act",  "weight", "bias",   "running_mean", "running_var"};
   if (!json_is_object(o))
-    return td_err_set(err, TD_EFORMAT, "%s: layers[%d] is not an object",
-                      jpath, l);
+    return td_err_set(err, TD_EFORMAT, "%s: layers[%d] is not an object", jpath,
+                      l);
   const char *key;
   json_t *v;
   json_object_foreach(o, key, v) {
@@ -385,10 +385,9 @@ static int parse_layer_v2(json_t *o, const char *jpath, int l,
   json_t *act = json_object_get(o, "act");
   s->act = act ? td_act_parse(json_string_value(act)) : TD_ACT_NONE;
   if (s->act == TD_ACT_COUNT)
-    return td_err_set(err, TD_EFORMAT, "%s: layers[%d]: unknown activation %s",
-                      jpath, l,
-                      json_is_string(act) ? json_string_value(act)
-                                          : "(not a string)");
+    return td_err_set(
+        err, TD_EFORMAT, "%s: layers[%d]: unknown activation %s", jpath, l,
+        json_is_string(act) ? json_string_value(act) : "(not a string)");
   return TD_OK;
 }
 
