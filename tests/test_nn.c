@@ -687,10 +687,10 @@ static void test_checkpoint_errors(void) {
   write_text(path, "{\"format\": \"something\", \"version\": 1}");
   CHECK_INT(td_net_load(dir, &net, &err), ==, TD_EFORMAT);
   CHECK_STR_CONTAINS(err.msg, "not a tardis network");
-  write_text(path, "{\"format\": \"tardis-net\", \"version\": 2, \"dims\": "
+  write_text(path, "{\"format\": \"tardis-net\", \"version\": 3, \"dims\": "
                    "[4, 3, 2], \"acts\": [\"relu\", \"none\"]}");
   CHECK_INT(td_net_load(dir, &net, &err), ==, TD_EVERSION);
-  CHECK_STR_CONTAINS(err.msg, "version 2");
+  CHECK_STR_CONTAINS(err.msg, "version 3");
   write_text(path, "{\"format\": \"tardis-net\", \"version\": 1, \"dims\": "
                    "[4, 3, 2], \"acts\": [\"relu\", \"gelu\"]}");
   CHECK_INT(td_net_load(dir, &net, &err), ==, TD_EFORMAT);

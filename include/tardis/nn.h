@@ -1,15 +1,40 @@
-/* tardis/nn.h — a small neural-network engine: dense layers, ReLU, softmax
- * cross-entropy, SGD and Adam, checkpoints, all on top of CBLAS.
+/* tardis/nn.h — a small neural-network engine: dense and convolutional
+ * layers, pooling, batch normalisation, dropout, ReLU, softmax cross-entropy,
+ * SGD and Adam, checkpoints, all on top of CBLAS.
  *
- * A td_net is a stack of dense layers, each followed by an activation. Its
- * parameters live in ONE contiguous float buffer (and its gradients in
- * another of the same layout), so an optimizer step, a checkpoint or a thread
- * reduction is a single loop. Per layer the buffer holds the weight [out, in]
- * (row-major, like PyTorch's nn.Linear.weight) followed by the bias [out].
+ * A td_net is a sequence of layers (td_layer_spec) over an input of shape
+ * [in_c, in_h, in_w] per sample; an MLP is in_c = features, in_h = in_w = 1.
+ * Every activation is stored per sample in C, H, W order (row-major, like a
+ * contiguous PyTorch NCHW tensor), so a dense layer after a spatial one sees
+ * the flattened [C*H*W] row that torch.flatten(x, 1) gives. Its parameters
+ * live in ONE contiguous float buffer (and its gradients in another of the
+ * same layout), so an optimizer step, a checkpoint or a thread reduction is a
+ * single loop. Per layer the buffer holds the weight, then the bias:
+ *   dense      weight [out, in] (nn.Linear.weight), bias [out]
+ *   conv       weight [out_c, in_c, k, k] (nn.Conv2d.weight), bias [out_c]
+ *   batchnorm  weight = gamma [C], bias = beta [C] (nn.BatchNorm1d/2d)
+ *   pooling and dropout have no parameters.
+ * Non-trained state (batchnorm's running mean and variance) lives in a
+ * separate state buffer that optimizers never see; checkpoints save it.
+ *
+ * Layers (see docs/engine.md):
+ *   TD_LAYER_DENSE      out units; y = x W^T + b, then act.
+ *   TD_LAYER_CONV       out channels, square kernel, stride (0 = 1), zero
+ *                       padding pad; out size (H + 2 pad - k) / stride + 1.
+ *   TD_LAYER_MAXPOOL    kernel, stride (0 = kernel), pad (padding never
+ *                       wins); ties go to the first maximum in row order.
+ *   TD_LAYER_AVGPOOL_GLOBAL  mean over H, W: [C, H, W] -> [C, 1, 1].
+ *   TD_LAYER_BATCHNORM  per channel (over N, H, W) for spatial inputs, per
+ *                       feature for flat ones; eps 1e-5, momentum 0.1,
+ *                       unbiased running variance, all as PyTorch.
+ *   TD_LAYER_DROPOUT    inverted dropout: kept values scaled by 1/(1-p).
+ * Dense, conv and batchnorm layers apply act after themselves.
  *
  * Activations and scratch for one batch live in a td_net_ws ("workspace"),
  * allocated once for the largest batch, so training allocates nothing per
- * step. The engine knows nothing of runs or datasets.
+ * step. A workspace is in eval mode (running statistics, no dropout) unless
+ * td_net_ws_set_training switches it. The engine knows nothing of runs or
+ * datasets.
  *
  *     int dims[] = {784, 256, 128, 10};
  *     td_act acts[] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
@@ -28,14 +53,32 @@
  *     }
  *     td_optim_free(opt); td_net_ws_free(ws); td_net_free(net);
  *
+ * A CNN on 1x28x28 images:
+ *     td_layer_spec L[] = {
+ *       {.kind = TD_LAYER_CONV, .out = 32, .kernel = 3, .pad = 1,
+ *        .act = TD_ACT_RELU},
+ *       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+ *       {.kind = TD_LAYER_CONV, .out = 64, .kernel = 3, .pad = 1,
+ *        .act = TD_ACT_RELU},
+ *       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+ *       {.kind = TD_LAYER_DENSE, .out = 128, .act = TD_ACT_RELU},
+ *       {.kind = TD_LAYER_DENSE, .out = 10}};
+ *     td_net *cnn = td_net_new_layers(1, 28, 28, 6, L);
+ *   and for training with batchnorm or dropout, per step:
+ *     td_net_ws_set_training(ws, 1, step_seed);
+ *     forward, loss, backward, optimizer step as above, then
+ *     td_net_update_state(net, &ws, 1);   (running statistics)
+ *
  * Threads: the GEMMs run on OpenBLAS's threads (td_set_threads sets their
  * number). The same net may be used by several threads for inference at once
  * as long as each has its own workspace; forward/backward mutate only the
- * workspace and the gradient buffer.
+ * workspace and the gradient buffer (never the parameters or the state).
  *
  * Determinism: with the same seed and the same thread count, training is
  * bit-reproducible (tested): OpenBLAS splits the work by thread count, not
- * by timing, and every other loop here is sequential.
+ * by timing, and every other loop here is sequential. Dropout masks are a
+ * function of (seed, forward count since td_net_ws_set_training, layer,
+ * element), not of threads.
  */
 #ifndef TARDIS_NN_H
 #define TARDIS_NN_H
@@ -56,6 +99,44 @@ td_act td_act_parse(const char *name);
 
 /* ---- the network -------------------------------------------------------- */
 
+/* ---- layers ---------------------------------------------------------------
+ */
+
+/* Values are only ever appended: they are written to checkpoints by name. */
+typedef enum {
+  TD_LAYER_DENSE,
+  TD_LAYER_CONV,
+  TD_LAYER_MAXPOOL,
+  TD_LAYER_AVGPOOL_GLOBAL,
+  TD_LAYER_BATCHNORM,
+  TD_LAYER_DROPOUT,
+  TD_LAYER_KIND_COUNT
+} td_layer_kind;
+
+/* "dense", "conv", "maxpool", "avgpool_global", "batchnorm", "dropout";
+ * NULL for an invalid value. */
+const char *td_layer_kind_name(td_layer_kind k);
+/* Parses a name from td_layer_kind_name; TD_LAYER_KIND_COUNT if unknown. */
+td_layer_kind td_layer_kind_parse(const char *name);
+
+/* One layer. Fields a kind does not use must be 0 (act: TD_ACT_NONE). */
+typedef struct {
+  td_layer_kind kind;
+  int out;    /* dense: units; conv: output channels */
+  int kernel; /* conv, maxpool: square kernel size */
+  int stride; /* conv (0 = 1), maxpool (0 = kernel) */
+  int pad;    /* conv: zero padding; maxpool: implicit -inf, <= kernel/2 */
+  float p;    /* dropout probability, 0 <= p < 1 */
+  td_act act; /* applied after dense, conv and batchnorm layers */
+} td_layer_spec;
+
+/* Checks a layer list on an input of [in_c, in_h, in_w] per sample: known
+ * kinds and activations, positive sizes, kernels that fit, fields a kind
+ * does not use left 0. Returns TD_OK, or TD_EARG with err naming the layer
+ * ("layer 2 (maxpool): kernel 3 larger than the 2x2 input"). */
+TD_NODISCARD int td_net_check_layers(int in_c, int in_h, int in_w, int n_layers,
+                                     const td_layer_spec *layers, td_err *err);
+
 typedef struct td_net td_net;
 
 /* A net of n_layers dense layers; dims has n_layers+1 entries (input first),
@@ -64,27 +145,52 @@ typedef struct td_net td_net;
  * td_net_free. */
 TD_NODISCARD td_net *td_net_new(int n_layers, const int *dims,
                                 const td_act *acts);
+/* A sequential net of n_layers layers (at least 1) on inputs of
+ * [in_c, in_h, in_w] per sample. Strides of 0 are replaced by their
+ * defaults (td_net_layer_spec shows the result). Parameters are zero, gamma
+ * of batchnorm 1, running means 0 and variances 1 until td_net_init or a
+ * load. Returns NULL on out of memory; aborts on layers td_net_check_layers
+ * rejects. td_net_new(n, dims, acts) is td_net_new_layers(dims[0], 1, 1, n,
+ * dense layers of dims[1..n] units). */
+TD_NODISCARD td_net *td_net_new_layers(int in_c, int in_h, int in_w,
+                                       int n_layers,
+                                       const td_layer_spec *layers);
 void td_net_free(td_net *net);
-/* A deep copy (parameters and gradients); NULL on out of memory. */
+/* A deep copy (parameters, gradients and state); NULL on out of memory. */
 TD_NODISCARD td_net *td_net_clone(const td_net *net);
-/* A replica for data-parallel training: it reads net's parameter buffer
- * (the same memory, not a copy) and has gradients of its own, so several
- * threads can run forward/backward on different rows at once and their
- * gradients be summed. Do not update its parameters; free it before net.
- * NULL on out of memory. */
+/* A replica for data-parallel training: it reads net's parameter and state
+ * buffers (the same memory, not a copy) and has gradients of its own, so
+ * several threads can run forward/backward on different rows at once and
+ * their gradients be summed. Do not update its parameters or state; free it
+ * before net. NULL on out of memory. Batchnorm in training mode normalises
+ * each replica's slice by the slice's own statistics (PyTorch DDP without
+ * SyncBatchNorm); td_net_update_state(net, replica workspaces, n) then
+ * folds the slices' statistics into net's running ones. */
 TD_NODISCARD td_net *td_net_replica(td_net *net);
 
-/* PyTorch's nn.Linear default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in))
- * (Kaiming-uniform with a = sqrt(5)). Draws weights of layer 0 row by row,
- * then its bias, then layer 1, ...; zeroes the gradients. */
+/* PyTorch's defaults: dense and conv weight and bias ~ U(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)) (Kaiming-uniform with a = sqrt(5); fan_in = in for dense,
+ * in_c*k*k for conv); batchnorm gamma 1, beta 0. Draws the weights of layer
+ * 0 in buffer order, then its bias, then layer 1, ... (layers without random
+ * parameters draw nothing); resets the state (running mean 0, variance 1)
+ * and zeroes the gradients. */
 void td_net_init(td_net *net, td_rng *rng);
 
 int td_net_n_layers(const td_net *net);
 int td_net_in_dim(const td_net *net);
 int td_net_out_dim(const td_net *net);
-/* Width of the i-th activation, i = 0 (input) .. n_layers (output). */
+/* Width (C*H*W) of the i-th activation, i = 0 (input) .. n_layers
+ * (output). */
 int td_net_dim(const td_net *net, int i);
+/* Shape of the i-th activation, i = 0 .. n_layers; any pointer may be NULL. */
+void td_net_shape(const td_net *net, int i, int *c, int *h, int *w);
+/* The activation after a layer (TD_ACT_NONE for pooling and dropout). */
 td_act td_net_act(const td_net *net, int layer);
+/* The layer's spec, strides filled in; owned by net. */
+const td_layer_spec *td_net_layer_spec(const td_net *net, int layer);
+/* Number of parameters of one layer (weight and bias; 0 for pooling and
+ * dropout). */
+size_t td_net_layer_n_params(const td_net *net, int layer);
 /* Total number of floats in the parameter (and gradient) buffer. */
 size_t td_net_n_params(const td_net *net);
 
@@ -93,7 +199,10 @@ size_t td_net_n_params(const td_net *net);
 float *td_net_params(td_net *net);
 float *td_net_grads(td_net *net);
 const float *td_net_params_const(const td_net *net);
-/* Views into the parameter buffer: weight [out, in] row-major, bias [out]. */
+/* Views into the parameter buffer: the weight (dense [out, in], conv
+ * [out_c, in_c, k, k], batchnorm gamma [C]) and the bias ([out], [out_c],
+ * beta [C]). For a layer without parameters the views are empty (they point
+ * at the next layer's parameters). */
 float *td_net_weight(td_net *net, int layer);
 float *td_net_bias(td_net *net, int layer);
 /* Same views into the gradient buffer. */
@@ -101,6 +210,16 @@ float *td_net_weight_grad(td_net *net, int layer);
 float *td_net_bias_grad(td_net *net, int layer);
 /* Offset of layer's weight in the flat buffers (its bias follows it). */
 size_t td_net_layer_offset(const td_net *net, int layer);
+
+/* The state buffer (batchnorm running mean [C] then running variance [C],
+ * layer after layer), td_net_n_state floats (0 without batchnorm), owned by
+ * the net. Not trained: optimizers never see it; checkpoints save it. */
+size_t td_net_n_state(const td_net *net);
+float *td_net_state(td_net *net);
+const float *td_net_state_const(const td_net *net);
+/* Views into it for a batchnorm layer (aborts for other kinds). */
+float *td_net_running_mean(td_net *net, int layer);
+float *td_net_running_var(td_net *net, int layer);
 
 /* ---- forward / backward -------------------------------------------------- */
 
@@ -111,6 +230,16 @@ typedef struct td_net_ws td_net_ws;
 TD_NODISCARD td_net_ws *td_net_ws_new(const td_net *net, int max_batch);
 void td_net_ws_free(td_net_ws *ws);
 int td_net_ws_max_batch(const td_net_ws *ws);
+/* Training mode (training != 0): batchnorm normalises by the batch's own
+ * statistics and remembers them for td_net_update_state, dropout drops.
+ * Eval mode (training == 0, the default): running statistics, no dropout.
+ * Per workspace, so inference threads are unaffected. The dropout mask of
+ * the k-th forward after this call is a function of (seed, k, layer,
+ * element): reproducible, whatever the threads; a trainer passes a seed per
+ * step (e.g. derived from its seed and the step number), which also makes a
+ * resumed run draw the same masks. */
+void td_net_ws_set_training(td_net_ws *ws, int training, uint64_t seed);
+int td_net_ws_training(const td_net_ws *ws);
 
 /* Runs x [batch, in] through the net and returns the output [batch, out],
  * owned by ws and valid until its next forward. ws remembers the pointer x
@@ -130,16 +259,27 @@ void td_net_backward(td_net *net, td_net_ws *ws, const float *dout, int batch,
                      float *dx);
 void td_net_zero_grad(td_net *net);
 
-/* Inference over n rows of x [n, in], processed in chunks of at most
- * TD_NET_PREDICT_CHUNK rows, in parallel over td_threads() threads (each with
- * its own workspace). Writes the outputs to out [n, out] (if not NULL) and
- * the activation of layer tap_layer (0 .. n_layers-1; -1 for none) to
- * tap [n, dim(tap_layer+1)] (if not NULL). Returns TD_OK or TD_ENOMEM.
- * Every GEMM runs on one BLAS thread, over the same chunks whatever the
- * thread count, so the results are bit-identical at any td_threads().
- * Several predicts may run at once. While one runs, OpenBLAS is set to one
- * thread (process-wide; restored afterwards), so GEMMs of other threads
- * meanwhile run single-threaded. */
+/* Folds the batch statistics of the last training-mode forward of each of
+ * ws[0..n_ws-1] (in that order: the slices of one batch, e.g. the replicas'
+ * workspaces) into net's running statistics, PyTorch's rule on the whole
+ * batch: running = 0.9 running + 0.1 batch, with the batch mean and the
+ * unbiased batch variance over all the slices' rows (combined exactly, in
+ * slice order, so the running statistics do not depend on how the batch was
+ * sliced, up to rounding). Does nothing for a net without batchnorm. Call it
+ * once per training step, after the forwards. */
+void td_net_update_state(td_net *net, td_net_ws *const *ws, int n_ws);
+
+/* Inference (eval mode) over n rows of x [n, in], processed in chunks of at
+ * most TD_NET_PREDICT_CHUNK rows (fewer for nets with spatial layers, so a
+ * chunk's workspace stays small; the chunk depends on the net only), in
+ * parallel over td_threads() threads (each with its own workspace). Writes the
+ * outputs to out [n, out] (if not NULL) and the activation of layer tap_layer
+ * (0 .. n_layers-1; -1 for none) to tap [n, dim(tap_layer+1)] (if not NULL).
+ * Returns TD_OK or TD_ENOMEM. Every GEMM runs on one BLAS thread, over the same
+ * chunks whatever the thread count, so the results are bit-identical at any
+ * td_threads(). Several predicts may run at once. While one runs, OpenBLAS is
+ * set to one thread (process-wide; restored afterwards), so GEMMs of other
+ * threads meanwhile run single-threaded. */
 #define TD_NET_PREDICT_CHUNK 512
 TD_NODISCARD int td_net_predict(const td_net *net, const float *x, int64_t n,
                                 float *out, int tap_layer, float *tap);
@@ -188,14 +328,22 @@ void td_optim_free(td_optim *opt);
 /* ---- checkpoints -----------------------------------------------------------
  */
 
-/* Writes dir/net.json ({"format": "tardis-net", "version": 1, "dims": [..],
+/* Writes dir/net.json and one .npy per weight, bias and state array.
+ * A net of dense layers on a flat input is written as version 1, readable
+ * by every tardis: {"format": "tardis-net", "version": 1, "dims": [..],
  * "acts": ["relu", ..], "layers": [{"weight": "layer_0_w.npy", "bias":
- * "layer_0_b.npy"}, ..]}) and per layer layer_<i>_w.npy (float32 [out, in])
- * and layer_<i>_b.npy (float32 [out]). Atomic: everything is written into
- * "<dir>.tmp" and then swapped into place, replacing an existing dir. */
+ * "layer_0_b.npy"}, ..]} with layer_<i>_w.npy (float32 [out, in]) and
+ * layer_<i>_b.npy (float32 [out]). Any other net as version 2: "input":
+ * [c, h, w], "dims" as above, and "layers": [{"kind": "conv", "out": 32,
+ * "kernel": 3, "stride": 1, "pad": 1, "act": "relu", "weight":
+ * "layer_0_w.npy", "bias": "layer_0_b.npy"}, {"kind": "batchnorm", ...,
+ * "running_mean": "layer_2_rm.npy", "running_var": "layer_2_rv.npy"}, ..]
+ * (docs/engine.md). Atomic: everything is written into "<dir>.tmp" and then
+ * swapped into place, replacing an existing dir. */
 TD_NODISCARD int td_net_save(const td_net *net, const char *dir, td_err *err);
-/* Loads a checkpoint written by td_net_save into a new net (*out, caller
- * frees with td_net_free). On error *out is NULL and err names the file. */
+/* Loads a checkpoint written by td_net_save (version 1 or 2) into a new net
+ * (*out, caller frees with td_net_free). On error *out is NULL and err names
+ * the file and what is wrong with it. */
 TD_NODISCARD int td_net_load(const char *dir, td_net **out, td_err *err);
 
 /* ---- GEMM ------------------------------------------------------------------

@@ -1,0 +1,91 @@
+/* Internal layout of td_net and td_net_ws, shared by the layer kernels
+ * (conv.c, pool.c, batchnorm.c, dropout.c), net.c and checkpoint.c. */
+#ifndef TD_NN_NET_INTERNAL_H
+#define TD_NN_NET_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tardis/nn.h"
+
+/* A layer with its shapes resolved. */
+typedef struct {
+  td_layer_spec s; /* strides filled in */
+  int ic, ih, iw;  /* input shape per sample */
+  int oc, oh, ow;  /* output shape per sample */
+  int in, out;     /* flattened widths ic*ih*iw, oc*oh*ow */
+  size_t off;      /* offset of the weight in params/grads */
+  size_t nw, nb;   /* floats of weight and bias */
+  size_t soff, ns; /* offset and floats of its state */
+} td__layer;
+
+struct td_net {
+  int n_layers;
+  td__layer *layers;
+  int *dims; /* n_layers + 1 flattened widths */
+  td_act *acts;
+  size_t n_params, n_state;
+  float *params, *grads, *state;
+  int shares_params; /* a replica: params and state belong to another net */
+  uint64_t sig;      /* hash of the architecture, checked against workspaces */
+  int spatial;       /* any layer other than dense on a flat input */
+};
+
+struct td_net_ws {
+  int n_layers;
+  int max_batch;
+  int batch;      /* rows of the last forward; 0 before any */
+  const float *x; /* input of the last forward (not owned) */
+  uint64_t sig;
+  int *dims;
+  float **act;     /* per layer: output after activation [max_batch, out] */
+  float **xhat;    /* batchnorm: normalised input [max_batch, in] */
+  float **stat;    /* batchnorm: mean, invstd, batch var (biased) [C] each */
+  int32_t **arg;   /* maxpool: argmax within the input plane [max_batch,out] */
+  uint8_t **mask;  /* dropout: kept (1) or dropped (0) [max_batch, out] */
+  int *stat_train; /* batchnorm: 1 if stat holds batch statistics */
+  float *col, *dcol; /* conv: im2col buffers of one sample */
+  float *delta[2];   /* backward ping-pong buffers [max_batch, widest] */
+  int training;
+  uint64_t seed, step; /* dropout: seed and forwards since set_training */
+};
+
+/* 64-byte aligned floats (n rounded up), NULL on out of memory. */
+float *td__alloc_floats(size_t n);
+
+/* y = act(y) elementwise; dz = g where y > 0 (ReLU) else g. */
+void td__act_forward(float *y, size_t n, td_act act);
+void td__act_backward(const float *g, const float *y, float *dz, size_t n,
+                      td_act act);
+
+/* Per-kind kernels on a batch of `batch` rows. Forward writes ws->act[l]
+ * from x; backward reads dz = dLoss/d(pre-activation output) and adds to the
+ * parameter gradients, and writes dx (NULL: not wanted). */
+void td__conv_forward(const td_net *net, td_net_ws *ws, int l, const float *x,
+                      int batch);
+void td__conv_backward(td_net *net, td_net_ws *ws, int l, const float *x,
+                       const float *dz, float *dx, int batch);
+void td__maxpool_forward(const td__layer *L, td_net_ws *ws, int l,
+                         const float *x, int batch);
+void td__maxpool_backward(const td__layer *L, td_net_ws *ws, int l,
+                          const float *dz, float *dx, int batch);
+void td__avgpool_forward(const td__layer *L, float *y, const float *x,
+                         int batch);
+void td__avgpool_backward(const td__layer *L, const float *dz, float *dx,
+                          int batch);
+void td__bn_forward(const td_net *net, td_net_ws *ws, int l, const float *x,
+                    int batch);
+void td__bn_backward(td_net *net, td_net_ws *ws, int l, const float *dz,
+                     float *dx, int batch);
+void td__dropout_forward(const td__layer *L, td_net_ws *ws, int l,
+                         const float *x, int batch);
+void td__dropout_backward(const td__layer *L, const td_net_ws *ws, int l,
+                          const float *dz, float *dx, int batch);
+
+/* Resolves shapes and offsets of n layers on [c, h, w] into out (n
+ * entries), filling default strides; returns TD_OK or TD_EARG (err says
+ * which layer and why). */
+int td__layers_resolve(int c, int h, int w, int n, const td_layer_spec *spec,
+                       td__layer *out, td_err *err);
+
+#endif
