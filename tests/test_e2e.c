@@ -151,6 +151,48 @@ static void test_train_info_project_eval_render(void) {
   free(g);
 }
 
+/* The built-in CNN (batchnorm, augmentation) through every stage: the run
+ * is valid (its head reproduces the logits, so recording ran in eval
+ * mode), projects (also with boundary samples through the checkpoint),
+ * ranks suspects and renders. */
+static void test_cnn_end_to_end(void) {
+  char run[4300], out[4300], png[4300], cmd[12000];
+  snprintf(run, sizeof run, "%s/cnn", dir);
+  snprintf(out, sizeof out, "%s/cnn.txt", dir);
+  CHECK_INT(sh(out,
+               "%s train --out %s --model cnn --batchnorm --augment "
+               "shift,flip --epochs 2 --limit 400 --batch 32 --quiet",
+               bin, run),
+            ==, 0);
+  char *txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "trained 2 epochs");
+  free(txt);
+  CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "repr_dim    128");
+  CHECK_STR_CONTAINS(txt, "run is valid");
+  free(txt);
+  CHECK_INT(sh(out, "%s project %s --res 32", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "projected 2 epochs");
+  free(txt);
+  CHECK_INT(sh(out, "%s project %s --boundary-space input --force --res 32",
+               bin, run),
+            ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "projected 2 epochs");
+  free(txt);
+  CHECK_INT(sh(out, "%s suspects %s --k 5 --json", bin, run), ==, 0);
+  txt = slurp(out);
+  CHECK_STR_CONTAINS(txt, "\"why\"");
+  free(txt);
+  snprintf(png, sizeof png, "%s/cnn2.png", dir);
+  snprintf(cmd, sizeof cmd, "%%s render %%s --epoch 2 --size 128 --out %s",
+           png);
+  CHECK_INT(sh(out, cmd, bin, run), ==, 0);
+  CHECK(td_path_exists(png));
+}
+
 static void test_bad_input(void) {
   char run[4300], out[4300];
   snprintf(run, sizeof run, "%s/run", dir);
@@ -253,6 +295,7 @@ int main(void) {
   snprintf(bin, sizeof bin, "%s", b);
   snprintf(dir, sizeof dir, "%s", td_t_tmpdir("e2e"));
   RUN(test_train_info_project_eval_render);
+  RUN(test_cnn_end_to_end);
   RUN(test_bad_input);
   RUN(test_killed_processes);
   RUN(test_train_deterministic);

@@ -2,6 +2,7 @@
  * --hidden widths, --data DIR and its refusals, --resume (bit-identical to
  * an uninterrupted run, a killed run, the finished marker) and --from with
  * --select (a child run that tardis info and project read). */
+#include <dirent.h>
 #include <jansson.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -12,6 +13,7 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "tardis/train.h"
+#include "train/augment.h"
 
 static char bin[4096], dir[4096], data[4200];
 
@@ -88,7 +90,8 @@ static int same_bytes(const char *a, const char *b) {
 }
 
 /* Every file of epoch ep's checkpoint, trainer state and recorded arrays. */
-static int same_epoch(const char *r1, const char *r2, int ep, int n_layers) {
+static int same_epoch(const char *r1, const char *r2, int ep,
+                      int n_files_want) {
   static const char *const files[] = {
       "train_repr.npy",     "train_logits.npy",    "test_repr.npy",
       "trainer/state.json", "trainer/optim_0.npy", "trainer/optim_1.npy"};
@@ -100,14 +103,25 @@ static int same_epoch(const char *r1, const char *r2, int ep, int n_layers) {
     if (td_path_exists(a) || td_path_exists(b))
       ok &= same_bytes(a, b);
   }
-  for (int l = 0; l < n_layers; l++)
-    for (int wb = 0; wb < 2; wb++) {
-      snprintf(a, sizeof a, "%s/epochs/%04d/model/layer_%d_%c.npy", r1, ep, l,
-               wb ? 'b' : 'w');
-      snprintf(b, sizeof b, "%s/epochs/%04d/model/layer_%d_%c.npy", r2, ep, l,
-               wb ? 'b' : 'w');
-      ok &= same_bytes(a, b);
-    }
+  /* every file of the checkpoint: weights, biases, running statistics */
+  snprintf(a, sizeof a, "%s/epochs/%04d/model", r1, ep);
+  DIR *d = opendir(a);
+  int n_files = 0;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(a, sizeof a, "%s/epochs/%04d/model/%s", r1, ep, e->d_name);
+    snprintf(b, sizeof b, "%s/epochs/%04d/model/%s", r2, ep, e->d_name);
+    ok &= same_bytes(a, b);
+    n_files++;
+  }
+  if (d)
+    closedir(d);
+  if (n_files != n_files_want) {
+    fprintf(stderr, "  %s: %d checkpoint files, expected %d\n", r1, n_files,
+            n_files_want);
+    ok = 0;
+  }
   return ok;
 }
 
@@ -224,16 +238,26 @@ static void test_data_dir_refusals(void) {
   td_run_close(rr);
 }
 
-static void resume_matches(int threads, const char *optimizer) {
+static void resume_matches_model(int threads, const char *optimizer,
+                                 const char *model, int n_files) {
   char full[4300], part[4300], tmp[8400];
-  snprintf(full, sizeof full, "%s/full_%s_%d", dir, optimizer, threads);
-  snprintf(part, sizeof part, "%s/part_%s_%d", dir, optimizer, threads);
+  snprintf(full, sizeof full, "%s/full_%s_%s_%d", dir, model, optimizer,
+           threads);
+  snprintf(part, sizeof part, "%s/part_%s_%s_%d", dir, model, optimizer,
+           threads);
   td_train_opts o;
   td_train_result r;
   td_err err = {0};
   opts_for(&o, full, 6);
   o.threads = threads;
   o.optimizer = optimizer;
+  o.model = model;
+  if (!strcmp(model, "cnn")) { /* batchnorm state, augmentation streams */
+    o.hidden = NULL;
+    o.batchnorm = 1;
+    o.augment = "shift,flip";
+    o.lr = 0.02;
+  }
   o.noise = 0.1;
   CHECK_OK(td_train(&o, &r, &err), &err);
   o.out = part;
@@ -255,7 +279,7 @@ static void resume_matches(int threads, const char *optimizer) {
   CHECK(td_run_is_finished(part));
   CHECK(!td_path_exists(tmp));
   for (int ep = 3; ep <= 6; ep++)
-    CHECK(same_epoch(full, part, ep, 3));
+    CHECK(same_epoch(full, part, ep, n_files));
   td_run *rr;
   CHECK_OK(td_run_open(part, &rr, &err), &err);
   CHECK_INT(td_run_n_epochs(rr), ==, 6);
@@ -266,10 +290,22 @@ static void resume_matches(int threads, const char *optimizer) {
   CHECK_STR_CONTAINS(err.msg, "has 6 epochs already");
 }
 
+static void resume_matches(int threads, const char *optimizer) {
+  resume_matches_model(threads, optimizer, "mlp", 7); /* 3 layers, net.json */
+}
+
 static void test_resume_bit_identical(void) {
   resume_matches(1, "sgd");
   resume_matches(1, "adam");
   resume_matches(2, "sgd");
+}
+
+/* conv, batchnorm (whose running statistics are in the checkpoint) and
+ * pooling: 2 convs, 2 batchnorms with running statistics, 2 dense layers,
+ * net.json = 17 files */
+static void test_resume_cnn_bit_identical(void) {
+  resume_matches_model(1, "sgd", "cnn", 17);
+  resume_matches_model(2, "adam", "cnn", 17);
 }
 
 static int tardis(const char *out, const char *args) {
@@ -373,6 +409,59 @@ static void test_from_select(void) {
   free(txt);
 }
 
+/* in(y - dy, x - dx) of a 1×h×w image, 0 outside; mirrored first. */
+static float shifted(const float *in, int h, int w, int y, int x, int dy,
+                     int dx, int flip) {
+  int sy = y - dy, sx = x - dx;
+  if (flip)
+    sx = w - 1 - sx;
+  return sy >= 0 && sy < h && sx >= 0 && sx < w ? in[sy * w + sx] : 0.0f;
+}
+
+/* Each augmented image is one of the allowed transforms of its input, all
+ * of them occur, and the same seed draws the same. */
+static void test_augment(void) {
+  enum { B = 200, IH = 5, IW = 6 };
+  static float x[B][IH * IW], y[B][IH * IW], z[B][IH * IW];
+  float tmp[IH * IW];
+  for (int i = 0; i < B; i++)
+    for (int k = 0; k < IH * IW; k++)
+      x[i][k] = (float)(1 + k + i);
+  td_err err;
+  td__augment a;
+  CHECK_OK(td__augment_parse("flip,shift", &a, &err), &err);
+  CHECK(a.shift && a.flip);
+  CHECK_INT(td__augment_parse("shift,shift", &a, &err), ==, TD_EARG);
+  CHECK_INT(td__augment_parse("rotate", &a, &err), ==, TD_EARG);
+  CHECK_OK(td__augment_parse("shift,flip", &a, &err), &err);
+  memcpy(y, x, sizeof x);
+  memcpy(z, x, sizeof x);
+  td__augment_batch(&a, &y[0][0], B, 1, IH, IW, 42, tmp);
+  td__augment_batch(&a, &z[0][0], B, 1, IH, IW, 42, tmp);
+  CHECK(!memcmp(y, z, sizeof y));
+  int seen[5][5][2] = {{{0}}}, bad = 0;
+  for (int i = 0; i < B; i++) {
+    int found = 0;
+    for (int dy = -2; dy <= 2 && !found; dy++)
+      for (int dx = -2; dx <= 2 && !found; dx++)
+        for (int f = 0; f < 2 && !found; f++) {
+          int same = 1;
+          for (int k = 0; k < IH * IW && same; k++)
+            same = y[i][k] == shifted(x[i], IH, IW, k / IW, k % IW, dy, dx, f);
+          if (same) {
+            found = 1;
+            seen[dy + 2][dx + 2][f] = 1;
+          }
+        }
+    bad += !found;
+  }
+  CHECK_INT(bad, ==, 0);
+  int kinds = 0;
+  for (int i = 0; i < 50; i++)
+    kinds += seen[i / 10][(i / 2) % 5][i % 2];
+  CHECK(kinds >= 40); /* of 50 transforms, in 200 draws */
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -383,9 +472,11 @@ int main(void) {
   snprintf(dir, sizeof dir, "%s", td_t_tmpdir("train_engine"));
   snprintf(data, sizeof data, "%s/data", dir);
   make_dataset(data, N, M);
+  RUN(test_augment);
   RUN(test_hidden_widths);
   RUN(test_data_dir_refusals);
   RUN(test_resume_bit_identical);
+  RUN(test_resume_cnn_bit_identical);
   RUN(test_from_select);
   return td_t_finish();
 }

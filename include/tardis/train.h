@@ -35,9 +35,13 @@ typedef struct td_train_opts {
   const char *data_dir;  /* NULL: default location */
   const char *data;      /* a dataset directory of .npy arrays instead
                             (td_dataset_load_dir, docs/engine.md), or NULL */
-  const char *model;     /* "mlp" (docs/engine.md) */
+  const char *model;     /* "mlp" or "cnn" (docs/engine.md) */
   const char *hidden;    /* mlp: the hidden widths, "512,512,128"; the last
                             is the representation (NULL: "256,128") */
+  int batchnorm;         /* cnn: batch normalisation after each conv */
+  const char *augment;   /* NULL, "shift", "flip" or "shift,flip": random
+                            shifts of up to 2 px and horizontal flips of the
+                            training images, drawn from the seed */
   const char *optimizer; /* "sgd" (momentum) or "adam" */
   int epochs, batch;
   double lr, momentum;

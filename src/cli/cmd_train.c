@@ -80,6 +80,7 @@ int td_cmd_train(int argc, char **argv) {
   td_server_opts_init(&pc.serve.opts);
   pc.serve.opts.follow = 1;
   static const char *const optimizers[] = {"sgd", "adam", NULL};
+  static const char *const models[] = {"mlp", "cnn", NULL};
   static const char *const noise_types[] = {"symmetric", "asymmetric", NULL};
   static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
   static const char *const ood_sets[] = {"inverted", NULL};
@@ -100,11 +101,19 @@ int td_cmd_train(int argc, char **argv) {
                     "train on a directory of .npy arrays instead:\n"
                     "train_inputs.npy, train_labels.npy, classes.json,\n"
                     "optionally test_*.npy (docs/engine.md)"),
-      TD_OPT_STRING("model", &o.model, "NAME",
-                    "mlp: dense ReLU layers of the --hidden widths, the\n"
-                    "last one the representation, then a dense head"),
+      TD_OPT_CHOICE_STR("model", &o.model, models,
+                        "mlp (default): dense ReLU layers of the --hidden\n"
+                        "widths, the last one the representation;\n"
+                        "cnn: conv 3x3x32, pool 2, conv 3x3x64, pool 2,\n"
+                        "dense 128 (the representation); both end in one\n"
+                        "dense head (docs/engine.md)"),
       TD_OPT_STRING("hidden", &o.hidden, "W,W,..",
                     "mlp hidden widths (default 256,128)"),
+      TD_OPT_FLAG("batchnorm", &o.batchnorm,
+                  "cnn: batch normalisation after each conv"),
+      TD_OPT_STRING("augment", &o.augment, "shift,flip",
+                    "random shifts (up to 2 px, zero fill) and/or\n"
+                    "horizontal flips of the training images"),
       TD_OPT_INT("epochs", &o.epochs, 1, TD_ARG_INF, "N", "default 30"),
       TD_OPT_INT("batch", &o.batch, 1, TD_ARG_INF, "N", "default 128"),
       TD_OPT_CHOICE_STR("optimizer", &o.optimizer, optimizers,

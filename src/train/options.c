@@ -22,6 +22,8 @@ json_t *td__train_opts_json(const td_train_opts *o) {
   json_object_set_new(j, "data_dir", str_or_null(o->data_dir));
   json_object_set_new(j, "model", json_string(o->model));
   json_object_set_new(j, "hidden", str_or_null(o->hidden));
+  json_object_set_new(j, "batchnorm", json_boolean(o->batchnorm));
+  json_object_set_new(j, "augment", str_or_null(o->augment));
   json_object_set_new(j, "optimizer", json_string(o->optimizer));
   json_object_set_new(j, "lr", json_real(o->lr));
   json_object_set_new(j, "momentum", json_real(o->momentum));
@@ -112,6 +114,8 @@ int td__train_opts_from_json(const json_t *root, const char *path,
   rd_str_null(&r, "data_dir", &o->data_dir);
   rd_str(&r, "model", &o->model);
   rd_str_null(&r, "hidden", &o->hidden);
+  const json_t *bn = get(&r, "batchnorm", is_bool, "true or false");
+  rd_str_null(&r, "augment", &o->augment);
   rd_str(&r, "optimizer", &o->optimizer);
   rd_num(&r, "lr", &o->lr);
   rd_num(&r, "momentum", &o->momentum);
@@ -148,6 +152,7 @@ int td__train_opts_from_json(const json_t *root, const char *path,
   o->lr_spike_epoch = (int)spike;
   o->epochs_per_task = (int)ept;
   o->save_model = json_is_true(sm);
+  o->batchnorm = json_is_true(bn);
   o->threads = (int)threads;
   return TD_OK;
 }

@@ -165,6 +165,7 @@ int td__from_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
   o->data_dir = p.data_dir;
   o->model = p.model;
   o->hidden = p.hidden;
+  o->batchnorm = p.batchnorm;
   o->limit = p.limit;
   o->noise = p.noise;
   o->noise_type = p.noise_type;

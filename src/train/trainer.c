@@ -17,6 +17,7 @@
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
+#include "train/augment.h"
 #include "train/continual.h"
 #include "train/model.h"
 #include "train/options.h"
@@ -257,6 +258,9 @@ static int recorder_start(recorder *r, const td_net *net, td_optim *opt,
    * mutating the live net. */
   size_t np = td_net_n_params(net);
   memcpy(td_net_params(r->snap), td_net_params_const(net), np * sizeof(float));
+  if (td_net_n_state(net)) /* batchnorm's running statistics */
+    memcpy(td_net_state(r->snap), td_net_state_const(net),
+           td_net_n_state(net) * sizeof(float));
   for (int i = 0; i < 2; i++)
     if (r->opt_snap[i])
       memcpy(r->opt_snap[i], td_optim_state(opt, i), np * sizeof(float));
@@ -406,6 +410,10 @@ typedef struct train_state {
   double rloss[MAX_SHARDS];
   int m; /* rows of the current batch */
   int C;
+  /* augmentation of the batch, on images of shape [c, h, w] */
+  td__augment aug;
+  int c, h, w;
+  float *aug_tmp;
 } train_state;
 
 static void train_state_free(train_state *s) {
@@ -421,6 +429,7 @@ static void train_state_free(train_state *s) {
   free(s->dlogits);
   free(s->yb);
   free(s->perm);
+  free(s->aug_tmp);
 }
 
 static int train_state_shard(train_state *s, int shards, int batch, int C) {
@@ -470,18 +479,25 @@ static void shard_cb(void *ctx, int64_t begin, int64_t end, int tid) {
   }
 }
 
-/* One training step on the gathered batch; returns the summed loss. */
-static double train_step(train_state *s, int m) {
+/* One training step on the gathered batch; returns the summed loss. The
+ * workspaces are in training mode (batch statistics, dropout) with masks
+ * drawn from `seed`; the running statistics are updated from the batch. */
+static double train_step(train_state *s, int m, uint64_t seed) {
   if (s->shards == 0) {
+    td_net_ws_set_training(s->ws, 1, seed);
     const float *logits = td_net_forward(s->net, s->ws, s->xb, m);
     float loss = td_softmax_xent(logits, s->yb, m, s->C, s->dlogits, NULL);
     td_net_zero_grad(s->net);
     td_net_backward(s->net, s->ws, s->dlogits, m, NULL);
+    td_net_update_state(s->net, &s->ws, 1);
     td_optim_step(s->opt, td_net_params(s->net), td_net_grads(s->net));
     return (double)loss * m;
   }
   s->m = m;
+  for (int j = 0; j < s->shards; j++)
+    td_net_ws_set_training(s->rws[j], 1, seed + (uint64_t)j);
   td_parallel_for(s->shards, 1, shard_cb, s);
+  td_net_update_state(s->net, s->rws, s->shards);
   size_t np = td_net_n_params(s->net);
   float *g = td_net_grads(s->net);
   memcpy(g, td_net_grads(s->rep[0]), np * sizeof *g);
@@ -516,7 +532,13 @@ static double train_epoch(const td_train_opts *o, train_state *s,
       memcpy(s->xb + (size_t)i * in, x + (size_t)k * in, sizeof(float) * in);
       s->yb[i] = y[k];
     }
-    loss_sum += train_step(s, m);
+    /* augmentation and dropout draw from (seed, epoch, step): a resumed run
+     * draws the same */
+    uint64_t step_seed =
+        o->seed ^ ((uint64_t)epoch << 40) ^ ((uint64_t)st << 8) ^ 0x61756721ULL;
+    td__augment_batch(&s->aug, s->xb, m, s->c, s->h, s->w, step_seed,
+                      s->aug_tmp);
+    loss_sum += train_step(s, m, step_seed);
     double now = td_now();
     if (o->progress && (now - last_report > 0.1 || st + 1 == steps)) {
       last_report = now;
@@ -575,10 +597,17 @@ static double epoch_lr(const td_train_opts *o, int epoch) {
 
 static int check_opts(const td_train_opts *o, td_err *err) {
   int widths[TD__MAX_HIDDEN], nh;
-  if (strcmp(o->model, "mlp") != 0)
-    return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp)",
+  td__augment aug;
+  if (strcmp(o->model, "mlp") != 0 && strcmp(o->model, "cnn") != 0)
+    return td_err_set(err, TD_EARG, "unknown model '%s' (available: mlp, cnn)",
                       o->model);
+  if (o->hidden && strcmp(o->model, "mlp") != 0)
+    return td_err_set(err, TD_EARG, "--hidden sets the widths of the mlp");
+  if (o->batchnorm && strcmp(o->model, "cnn") != 0)
+    return td_err_set(err, TD_EARG, "--batchnorm goes with --model cnn");
   int rc = td__model_parse_hidden(o->hidden, widths, &nh, err);
+  if (!rc)
+    rc = td__augment_parse(o->augment, &aug, err);
   if (rc)
     return rc;
   if ((o->resume || o->from) && !o->out)
@@ -789,11 +818,16 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   s.dlogits = malloc((size_t)o->batch * C * sizeof(float));
   s.yb = malloc((size_t)o->batch * sizeof(int32_t));
   s.perm = malloc((size_t)tr.n * sizeof(int32_t));
+  s.aug_tmp = malloc((size_t)in * sizeof(float));
+  s.c = tr.channels;
+  s.h = tr.height;
+  s.w = tr.width;
+  rc = td__augment_parse(o->augment, &s.aug, err);
   rec.snap = td_net_clone(s.net);
   xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
-            !s.perm || !rec.snap || (with_ood && !xood) ||
+            !s.perm || !s.aug_tmp || !rec.snap || (with_ood && !xood) ||
             recorder_state_alloc(&rec, o, s.opt, td_net_n_params(s.net));
   for (int k = 0; k < 3 && !oom; k++)
     oom = split_eval_alloc(evs[k], ns[k], D, C) != TD_OK;
