@@ -3,8 +3,13 @@
  * a projection encoder 128-256-256-256-256-2 (batch 1000, Adam) — on random
  * data, plus batched inference. With --torch it runs the same workloads in
  * PyTorch (/usr/bin/python3) in the same invocation and prints the ratios.
+ * With --model cnn it times instead the documented CNN (docs/engine.md):
+ * forward + backward + SGD step of batch 128 on 1x28x28 inputs, at 1
+ * thread and at 2 threads as the trainer runs it (the batch split over
+ * replicas, single-threaded BLAS each), and PyTorch's time for the same net
+ * with --torch.
  *
- *   bench_nn [--threads N] [--epochs N] [--torch]
+ *   bench_nn [--model mlp|cnn] [--threads N] [--epochs N] [--torch]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,22 +223,196 @@ static int run_torch(int threads, int epochs, int steps, double *subject_s,
   return rc == 0 && got == 3 ? 0 : -1;
 }
 
+/* ---- the CNN ------------------------------------------------------------- */
+
+static const td_layer_spec cnn_layers[] = {
+    {.kind = TD_LAYER_CONV,
+     .out = 32,
+     .kernel = 3,
+     .pad = 1,
+     .act = TD_ACT_RELU},
+    {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+    {.kind = TD_LAYER_CONV,
+     .out = 64,
+     .kernel = 3,
+     .pad = 1,
+     .act = TD_ACT_RELU},
+    {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+    {.kind = TD_LAYER_DENSE, .out = 128, .act = TD_ACT_RELU},
+    {.kind = TD_LAYER_DENSE, .out = 10}};
+#define CNN_LAYERS 6
+#define CNN_B 128
+#define CNN_SHARDS_MAX 16
+
+typedef struct {
+  td_net *net, *rep[CNN_SHARDS_MAX];
+  td_net_ws *rws[CNN_SHARDS_MAX];
+  float *x, *dl[CNN_SHARDS_MAX];
+  int32_t *y;
+  int shards;
+} cnn_ctx;
+
+/* One replica's slice of the batch, as src/train/trainer.c runs it. */
+static void cnn_shard_cb(void *ctx, int64_t begin, int64_t end, int tid) {
+  cnn_ctx *c = ctx;
+  (void)tid;
+  for (int64_t j = begin; j < end; j++) {
+    int r0 = (int)(CNN_B * j / c->shards),
+        r1 = (int)(CNN_B * (j + 1) / c->shards);
+    td_net_zero_grad(c->rep[j]);
+    const float *lg =
+        td_net_forward(c->rep[j], c->rws[j], c->x + (size_t)r0 * 784, r1 - r0);
+    td_softmax_xent(lg, c->y + r0, r1 - r0, 10, c->dl[j], NULL);
+    td_net_backward(c->rep[j], c->rws[j], c->dl[j], r1 - r0, NULL);
+  }
+}
+
+/* Seconds (wall and cpu) per training step of batch 128 split over
+ * `shards` replicas, median of `reps` runs of 20 steps. */
+static double bench_cnn_at(int shards, int reps, double *cpu_s) {
+  cnn_ctx c = {.shards = shards};
+  td_rng r;
+  td_rng_seed(&r, 3);
+  c.net = td_net_new_layers(1, 28, 28, CNN_LAYERS, cnn_layers);
+  td_net_init(c.net, &r);
+  c.x = malloc(sizeof(float) * CNN_B * 784);
+  c.y = malloc(sizeof(int32_t) * CNN_B);
+  for (int i = 0; i < CNN_B * 784; i++)
+    c.x[i] = td_rng_uniform(&r);
+  for (int i = 0; i < CNN_B; i++)
+    c.y[i] = (int32_t)td_rng_below(&r, 10);
+  for (int j = 0; j < shards; j++) {
+    c.rep[j] = td_net_replica(c.net);
+    c.rws[j] = td_net_ws_new(c.rep[j], CNN_B / shards + 1);
+    c.dl[j] = malloc(sizeof(float) * CNN_B * 10);
+  }
+  size_t np = td_net_n_params(c.net);
+  td_optim *opt = td_optim_sgd(np, 0.01f, 0.9f, 0.0f);
+  double t[16], cs[16];
+  td_blas_single_begin();
+  for (int k = -1; k < reps; k++) { /* one warm-up run */
+    double t0 = td_now(), c0 = cpu_now();
+    for (int s = 0; s < 20; s++) {
+      if (shards == 1)
+        cnn_shard_cb(&c, 0, 1, 0);
+      else
+        td_parallel_for(shards, 1, cnn_shard_cb, &c);
+      float *g = td_net_grads(c.net);
+      memcpy(g, td_net_grads(c.rep[0]), np * sizeof *g);
+      for (int j = 1; j < shards; j++)
+        for (size_t i = 0; i < np; i++)
+          g[i] += td_net_grads(c.rep[j])[i];
+      td_optim_step(opt, td_net_params(c.net), g);
+    }
+    if (k >= 0) {
+      t[k] = (td_now() - t0) / 20;
+      cs[k] = (cpu_now() - c0) / 20;
+    }
+  }
+  td_blas_single_end();
+  *cpu_s = median(cs, reps);
+  for (int j = 0; j < shards; j++) {
+    td_net_free(c.rep[j]);
+    td_net_ws_free(c.rws[j]);
+    free(c.dl[j]);
+  }
+  td_optim_free(opt);
+  td_net_free(c.net);
+  free(c.x);
+  free(c.y);
+  return median(t, reps);
+}
+
+static const char *torch_cnn_script =
+    "import time, statistics, torch, torch.nn as nn\n"
+    "torch.set_num_threads(%d); torch.manual_seed(0)\n"
+    "m = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),"
+    " nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),"
+    " nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(),"
+    " nn.Linear(128, 10))\n"
+    "opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)\n"
+    "x = torch.rand(128, 1, 28, 28); y = torch.randint(0, 10, (128,))\n"
+    "def run():\n"
+    "    t0 = time.perf_counter(); c0 = time.process_time()\n"
+    "    for _ in range(20):\n"
+    "        opt.zero_grad(set_to_none=True)\n"
+    "        nn.functional.cross_entropy(m(x), y).backward(); opt.step()\n"
+    "    return (time.perf_counter() - t0) / 20, (time.process_time() - c0) / "
+    "20\n"
+    "run()\n"
+    "r = [run() for _ in range(%d)]\n"
+    "print('cnn_s', statistics.median([a for a, b in r]))\n"
+    "print('cnn_cpu_s', statistics.median([b for a, b in r]))\n";
+
+static int run_torch_cnn(int threads, int reps, double *s, double *cpu) {
+  char script[2048], cmd[64];
+  snprintf(script, sizeof script, torch_cnn_script, threads, reps);
+  const char *path = "/tmp/tardis_bench_nn_torch_cnn.py";
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return -1;
+  fputs(script, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s", path);
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return -1;
+  char line[256];
+  int got = 0;
+  while (fgets(line, sizeof line, p)) {
+    got += sscanf(line, "cnn_s %lf", s) == 1;
+    got += sscanf(line, "cnn_cpu_s %lf", cpu) == 1;
+  }
+  int rc = pclose(p);
+  remove(path);
+  return rc == 0 && got == 2 ? 0 : -1;
+}
+
+static int bench_cnn(int reps, int torch) {
+  printf("CNN conv3x3x32-relu-maxpool2-conv3x3x64-relu-maxpool2-dense128-"
+         "relu-dense10 on 1x28x28, batch 128, SGD momentum:\n");
+  for (int t = 1; t <= 2; t++) {
+    td_set_threads(t);
+    double cpu, sec = bench_cnn_at(t, reps, &cpu);
+    printf("  tardis, %d thread%s: %.2f ms/batch wall, %.2f ms cpu "
+           "(%.2f s per 469-batch epoch)\n",
+           t, t > 1 ? "s (2 replicas)" : "", sec * 1e3, cpu * 1e3, sec * 469);
+    if (!torch)
+      continue;
+    double ts, tcpu;
+    if (run_torch_cnn(t, reps, &ts, &tcpu) != 0) {
+      printf("torch: could not run /usr/bin/python3 with torch\n");
+      return 1;
+    }
+    printf("  torch,  %d thread%s: %.2f ms/batch wall, %.2f ms cpu; "
+           "tardis/torch %.2fx wall, %.2fx cpu\n",
+           t, t > 1 ? "s" : "", ts * 1e3, tcpu * 1e3, sec / ts, cpu / tcpu);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int threads = 0, epochs = 3, torch = 0, steps = 60;
+  int threads = 0, epochs = 3, torch = 0, steps = 60, cnn = 0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+    if (!strcmp(argv[i], "--model") && i + 1 < argc &&
+        (!strcmp(argv[i + 1], "cnn") || !strcmp(argv[i + 1], "mlp")))
+      cnn = !strcmp(argv[++i], "cnn");
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--epochs") && i + 1 < argc)
       epochs = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--torch"))
       torch = 1;
     else {
-      fprintf(stderr, "usage: bench_nn [--threads N] [--epochs N] [--torch]\n");
+      fprintf(stderr, "usage: bench_nn [--model mlp|cnn] [--threads N] "
+                      "[--epochs N] [--torch]\n");
       return 2;
     }
   }
   if (epochs < 1 || epochs > 16)
     epochs = 3;
+  if (cnn)
+    return bench_cnn(epochs < 3 ? 3 : epochs, torch);
   td_set_threads(threads);
   printf("threads %d\n", td_threads());
   printf(

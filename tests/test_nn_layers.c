@@ -472,6 +472,11 @@ static void test_pool_backward(void) {
   td_net *net = make_cnn(2, 6, 5, 1, a, 4);
   GRAD_CHECK(net, 3, 0, 14, 1e-2f);
   td_net_free(net);
+  /* the vectorised 2x2 path: full lanes, a padded tail, odd sizes */
+  td_layer_spec c[] = {{.kind = TD_LAYER_MAXPOOL, .kernel = 2}};
+  net = make_cnn(2, 5, 21, 1, c, 4);
+  GRAD_CHECK(net, 2, 0, 24, 1e-2f);
+  td_net_free(net);
   td_layer_spec b[] = {{.kind = TD_LAYER_AVGPOOL_GLOBAL}};
   net = make_cnn(3, 4, 2, 1, b, 5);
   GRAD_CHECK(net, 2, 0, 15, 1e-2f);

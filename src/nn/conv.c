@@ -77,12 +77,30 @@ static void col2im(const td__layer *L, const float *restrict col,
             continue;
           const float *r = row + (size_t)oy * ow;
           float *dst = plane + (size_t)iy * iw;
-          int base = kj - p;
-          for (int ox = lo; ox < hi; ox++)
+          int base = kj - p, ox = lo;
+          if (s == 1) /* vectorised by hand: -O2 does not */
+            for (; ox + TD_V <= hi; ox += TD_V)
+              td_v8_store(dst + ox + base,
+                          td_v8_load(dst + ox + base) + td_v8_load(r + ox));
+          for (; ox < hi; ox++)
             dst[ox * s + base] += r[ox];
         }
       }
   }
+}
+
+/* Sum of r[0..n) in eight lanes (vectorised; the order is fixed). */
+static float sum_floats(const float *restrict r, int n) {
+  td_v8 acc = td_v8_set1(0.0f);
+  int j = 0;
+  for (; j + TD_V <= n; j += TD_V)
+    acc += td_v8_load(r + j);
+  float s = 0.0f;
+  for (int i = 0; i < TD_V; i++)
+    s += acc[i];
+  for (; j < n; j++)
+    s += r[j];
+  return s;
 }
 
 static int is_pointwise(const td__layer *L) {
@@ -135,13 +153,8 @@ void td__conv_backward(td_net *net, td_net_ws *ws, int l, const float *x,
   for (int n = 0; n < batch; n++) {
     const float *xn = x + (size_t)n * L->in;
     const float *dzn = dz + (size_t)n * L->out;
-    for (int c = 0; c < L->oc; c++) {
-      const float *r = dzn + (size_t)c * P;
-      float s = 0.0f;
-      for (int j = 0; j < P; j++)
-        s += r[j];
-      gb[c] += s;
-    }
+    for (int c = 0; c < L->oc; c++)
+      gb[c] += sum_floats(dzn + (size_t)c * P, P);
     const float *col = xn;
     if (!is_pointwise(L)) {
       im2col(L, xn, ws->col);

@@ -32,4 +32,30 @@ static inline td_v8 td_v8_where_pos(td_v8 mask_src, td_v8 v) {
   return (td_v8)((td_v8i)v & m);
 }
 
+/* Lanes 0, 2, .., 14 (even) and 1, 3, .., 15 (odd) of the 16 floats lo:hi,
+ * and the inverse: the interleaving of even and odd into lo:hi. */
+#if defined(__clang__)
+#define TD__SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define TD__SHUF(a, b, ...) __builtin_shuffle(a, b, (td_v8i){__VA_ARGS__})
+#endif
+static inline void td_v8_deinterleave(td_v8 lo, td_v8 hi, td_v8 *even,
+                                      td_v8 *odd) {
+  *even = TD__SHUF(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+  *odd = TD__SHUF(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
+}
+static inline void td_v8_interleave(td_v8 even, td_v8 odd, td_v8 *lo,
+                                    td_v8 *hi) {
+  *lo = TD__SHUF(even, odd, 0, 8, 1, 9, 2, 10, 3, 11);
+  *hi = TD__SHUF(even, odd, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/* Lane-wise a where mask (all ones) else b, for floats and ints. */
+static inline td_v8 td_v8_select(td_v8i mask, td_v8 a, td_v8 b) {
+  return (td_v8)((mask & (td_v8i)a) | (~mask & (td_v8i)b));
+}
+static inline td_v8i td_v8i_select(td_v8i mask, td_v8i a, td_v8i b) {
+  return (mask & a) | (~mask & b);
+}
+
 #endif
