@@ -28,11 +28,12 @@ static int load_classes(const char *dir, td_dataset *ds, td_err *err) {
                       je.line, je.text);
   size_t n = json_is_array(root) ? json_array_size(root) : 0, bytes = 0;
   if (n < 2 || n > TD_DATASET_MAX_CLASSES) {
+    int is_array = json_is_array(root);
     json_decref(root);
     return td_err_set(err, TD_EFORMAT,
                       "%s: expected an array of 2 to %d class names, found %s",
                       path, TD_DATASET_MAX_CLASSES,
-                      json_is_array(root) ? "another count" : "no array");
+                      is_array ? "another count" : "no array");
   }
   for (size_t i = 0; i < n; i++) {
     json_t *c = json_array_get(root, i);
