@@ -170,8 +170,6 @@ int td__from_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
   o->noise = p.noise;
   o->noise_type = p.noise_type;
   o->seed = p.seed; /* the noisy labels are drawn from it */
-  if (in->threads == 0)
-    o->threads = 0;
   return TD_OK;
 }
 
