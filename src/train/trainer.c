@@ -610,6 +610,10 @@ static int check_opts(const td_train_opts *o, td_err *err) {
     rc = td__augment_parse(o->augment, &aug, err);
   if (rc)
     return rc;
+  if (o->select && o->tasks)
+    return td_err_set(err, TD_EARG,
+                      "--select and --tasks both choose the samples to train "
+                      "on: give one");
   if ((o->resume || o->from) && !o->out)
     return td_err_set(err, TD_EARG, "--resume and --from need a run to write");
   if ((o->epochs < 1 && !o->tasks) || o->epochs < 0 || o->batch < 1 ||
