@@ -385,7 +385,7 @@ static int bench_cnn(int reps, int torch) {
       return 1;
     }
     printf("  torch,  %d thread%s: %.2f ms/batch wall, %.2f ms cpu; "
-           "tardis/torch %.2fx wall, %.2fx cpu\n",
+           "time tardis/torch %.2fx wall, %.2fx cpu\n",
            t, t > 1 ? "s" : "", ts * 1e3, tcpu * 1e3, sec / ts, cpu / tcpu);
   }
   return 0;
