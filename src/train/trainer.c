@@ -812,7 +812,8 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
   split_eval *evs[3] = {&rec.ev_train, &rec.ev_test, &rec.ev_ood};
   int with_ood = o->ood && o->out;
-  if ((rc = make_net(o, &cont, &tr, &s.net, &rng, err)) ||
+  if ((rc = td__augment_parse(o->augment, &s.aug, err)) ||
+      (rc = make_net(o, &cont, &tr, &s.net, &rng, err)) ||
       (rc = make_optim(o, &cont, s.net, &rng, &s.opt, err)) ||
       (o->select && (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))))
     goto done;
@@ -826,7 +827,6 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   s.c = tr.channels;
   s.h = tr.height;
   s.w = tr.width;
-  rc = td__augment_parse(o->augment, &s.aug, err);
   rec.snap = td_net_clone(s.net);
   xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
