@@ -843,8 +843,10 @@ int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
   }
   int64_t flipped = 0;
   if (o->noise > 0) {
-    flipped = td_noise_inject(tr.labels, tr.n, C, o->noise_type, o->dataset,
-                              o->noise, o->seed ^ 0x6e6f697365ULL, noisy, err);
+    /* asymmetric noise: Fashion-MNIST's look-alike pairs only on it */
+    flipped = td_noise_inject(tr.labels, tr.n, C, o->noise_type,
+                              o->data ? NULL : o->dataset, o->noise,
+                              o->seed ^ 0x6e6f697365ULL, noisy, err);
     if (flipped < 0) {
       rc = (int)flipped;
       goto done;
