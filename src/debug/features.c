@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/json_file.h"
 #include "tardis/fsutil.h"
 #include "tardis/kmeans.h"
 #include "tardis/suspects.h"
@@ -553,7 +554,7 @@ static int cache_read(const td_run *run, const char *method, uint64_t sig,
                       td_sus_features *f) {
   char npy[TD_PATH_MAX], js[TD_PATH_MAX], want[32];
   cache_paths(run, method, npy, js, sizeof npy);
-  json_t *o = json_load_file(js, 0, NULL);
+  json_t *o = td__json_load_file(js, 0, NULL);
   if (!o)
     return -1;
   snprintf(want, sizeof want, "%016llx", (unsigned long long)sig);

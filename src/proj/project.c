@@ -288,21 +288,30 @@ static int boundary_input(const td_run *run, int ep, const float *inputs,
 
 /* A resumed projection warm-starts from the newest finished epoch before
  * the first one to do. */
-static void load_previous(const td_project_opts *o, const td__proj_method *pm,
-                          void *st, const td_run *run, int upto_index) {
+static int load_previous(const td_project_opts *o, const td__proj_method *pm,
+                         void *st, const td_run *run, int upto_index,
+                         td_err *err) {
   for (int i = upto_index - 1; i >= 0 && pm->resume; i--) {
     char dir[TD_PATH_MAX];
     int ep = td_run_epoch_number(run, i);
     if (!td_vis_epoch_done(td_run_dir(run), o->method, ep) ||
         td_vis_epoch_dir(td_run_dir(run), o->method, ep, dir, sizeof dir))
       continue;
+    /* Continuing silently from a damaged epoch would anchor every later
+     * epoch to garbage (or quietly start cold): refuse instead. */
     td_projection *pj;
-    if (td_projection_load(dir, &pj, NULL) != TD_OK)
-      return;
+    int rc = td_projection_load(dir, td_run_get_meta(run)->repr_dim, &pj, err);
     td_projection_free(pj);
-    pm->resume(st, run, ep, dir);
-    return;
+    if (rc == TD_OK)
+      rc = pm->resume(st, run, ep, dir, err);
+    if (rc)
+      td_err_prefix(err,
+                    "epoch %d continues from the projection of epoch %d, "
+                    "which is unusable (redo it: --force --epochs %d:%d)",
+                    td_run_epoch_number(run, upto_index), ep, ep, ep);
+    return rc;
   }
+  return TD_OK;
 }
 
 /* Indices of the epochs to do (malloc'd); the others in range are done. */
@@ -444,8 +453,10 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
     p->pm->state_free(p->st);
     p->st = st;
     p->last = -1;
-    if (from >= 0)
-      load_previous(&p->o, p->pm, p->st, p->run, i);
+    int rc = from >= 0 ? load_previous(&p->o, p->pm, p->st, p->run, i, err)
+                       : TD_OK;
+    if (rc)
+      return rc;
   }
   if (warm_from)
     *warm_from = from;

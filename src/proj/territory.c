@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/array.h"
 #include "tardis/boundary.h"
 #include "tardis/fsutil.h"
@@ -220,7 +221,7 @@ int td_territory_load(const char *dir, td_territory *out, td_err *err) {
   if (td_path_join(path, sizeof path, dir, "territory.json"))
     return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, td_path_exists(path) ? TD_EFORMAT : TD_ENOENT,
                       "%s: %s", path, jerr.text);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "run/run_internal.h"
 #include "tardis/fsutil.h"
 
@@ -294,7 +295,7 @@ int td__epoch_json_read(const char *path, int epoch, json_t **out,
   if (!td_path_exists(path))
     return td_err_set(err, TD_ENOENT, "%s: no such file", path);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, TD_EFORMAT, "%s: invalid JSON at line %d: %s", path,
                       jerr.line, jerr.text);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/json_file.h"
 #include "run/run_json.h"
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
@@ -221,7 +222,7 @@ static json_t *quality_of(json_t *q, int epoch) {
 static json_t *load_quality(const req *r) {
   char p[TD_PATH_MAX];
   vis_path(r, -1, "metrics.json", p, sizeof p);
-  return json_load_file(p, 0, NULL);
+  return td__json_load_file(p, 0, NULL);
 }
 
 static enum MHD_Result api_epochs(const req *r) {
@@ -353,7 +354,7 @@ static enum MHD_Result api_predictions(const req *r, int epoch, int split,
 static enum MHD_Result api_territory_json(const req *r, int epoch) {
   char p[TD_PATH_MAX];
   vis_path(r, epoch, "territory.json", p, sizeof p);
-  json_t *t = json_load_file(p, 0, NULL);
+  json_t *t = td__json_load_file(p, 0, NULL);
   if (!t)
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
   json_t *res = json_object_get(t, "res"), *ext = json_object_get(t, "extent");
