@@ -159,6 +159,13 @@ void td_head_forward(const td_head *head, const float *x, int64_t n,
 TD_NODISCARD int td_run_validate(const td_run *run,
                                  void (*progress)(int, int, void *), void *ctx,
                                  td_err *err);
+/* The same checks for one recorded epoch: what td_run_validate does per
+ * epoch. Every command that computes from an epoch (project, eval, render,
+ * suspects, alerts) calls it first, so a run `tardis info` rejects is
+ * rejected by all of them with the same message (a head that no longer
+ * reproduces the recorded logits above all). */
+TD_NODISCARD int td_run_validate_epoch(const td_run *run, int epoch,
+                                       td_err *err);
 
 /* ---- writing ------------------------------------------------------------ */
 

@@ -60,7 +60,9 @@ static int load_epoch(const td_run *run, int epoch, epoch_data *e,
   const td_run_meta *meta = td_run_get_meta(run);
   e->D = meta->repr_dim;
   e->C = meta->n_classes;
-  int rc = td_run_load_f32(run, epoch, "train_repr", &e->train, err);
+  int rc = td_run_validate_epoch(run, epoch, err);
+  if (rc == TD_OK)
+    rc = td_run_load_f32(run, epoch, "train_repr", &e->train, err);
   if (rc == TD_OK)
     rc = td_run_load(run, epoch, "train_logits", &e->logits, err);
   if (rc == TD_OK)
@@ -328,6 +330,12 @@ static int pending_epochs(const td_run *run, const td_project_opts *o,
         (o->epoch_to && ep > o->epoch_to))
       continue;
     if (!o->force && td_vis_epoch_done(td_run_dir(run), o->method, ep)) {
+      /* "already done" must not hide an epoch that has gone bad since */
+      int rc = td_run_validate_epoch(run, ep, err);
+      if (rc) {
+        free(idx);
+        return rc;
+      }
       s->skipped++;
       continue;
     }

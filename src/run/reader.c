@@ -424,7 +424,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
   return rc;
 }
 
-static int validate_epoch(const td_run *run, int epoch, td_err *err) {
+int td_run_validate_epoch(const td_run *run, int epoch, td_err *err) {
   static const char *const optional[] = {"test_repr", "test_logits",
                                          "train_loss", "subset", "trained"};
   json_t *j;
@@ -459,7 +459,7 @@ int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
   for (int i = 0; !rc && i < run->n_epochs; i++) {
     if (progress)
       progress(i, run->n_epochs, ctx);
-    rc = validate_epoch(run, run->epochs[i], err);
+    rc = td_run_validate_epoch(run, run->epochs[i], err);
   }
   if (!rc && progress)
     progress(run->n_epochs, run->n_epochs, ctx);
