@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/json_file.h"
+#include "tardis/alloc.h"
 #include "tardis/fsutil.h"
 #include "tardis/kmeans.h"
 #include "tardis/suspects.h"
@@ -439,8 +440,20 @@ static uint64_t fnv_file(uint64_t h, const char *path) {
   return fnv(h, v, sizeof v);
 }
 
-/* What the features depend on: epochs, their logits and losses, the
- * projection files of the window and the options. */
+/* run.json by content: it is small, and a copy that keeps size and mtime
+ * (cp -p over an edited class list) must still change the signature. */
+static uint64_t fnv_file_content(uint64_t h, const char *path) {
+  char *text = NULL;
+  size_t len = 0;
+  if (td_read_file(path, &text, &len, NULL) != TD_OK)
+    return fnv(h, "", 1);
+  h = fnv(h, text, len);
+  td_free(text);
+  return h;
+}
+
+/* What the features depend on: run.json (classes), epochs, their logits
+ * and losses, the projection files of the window and the options. */
 static uint64_t signature(const td_run *run, const td_sus_opts *o,
                           const char *method) {
   uint64_t h = 1469598103934665603ULL;
@@ -451,6 +464,9 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
   /* A path that does not fit is "" and hashes as a missing file. */
   static const char *const files[] = {"train_logits.npy", "train_loss.npy"};
   char p[TD_PATH_MAX], dir[TD_PATH_MAX];
+  if (td_pathf(p, sizeof p, NULL, "%s/run.json", td_run_dir(run)))
+    p[0] = '\0';
+  h = fnv_file_content(h, p);
   if (td_pathf(p, sizeof p, NULL, "%s/train_labels.npy", td_run_dir(run)))
     p[0] = '\0';
   h = fnv_file(h, p);
