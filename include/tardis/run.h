@@ -226,8 +226,19 @@ TD_NODISCARD int td_run_mark_finished(const char *run_dir, td_err *err);
 /* Whether RUN/finished exists. */
 int td_run_is_finished(const char *run_dir);
 
+/* Replacing a run without losing it when the new one fails (`train
+ * --force`): td_run_move_aside renames the run at dir to the sibling
+ * "<dir>.old-<pid>" (its path in aside, "" when dir holds no run: then
+ * nothing moves and td_run_create's own checks apply); td_run_end_aside
+ * then removes the old run when the new one succeeded, or removes the
+ * partial new one and moves the old one back. */
+TD_NODISCARD int td_run_move_aside(const char *dir, char *aside, size_t len,
+                                   td_err *err);
+void td_run_end_aside(const char *dir, const char *aside, int success);
+
 /* Removes epochs/.tmp-* directories whose writing process is gone (on this
- * host). *n_removed (may be NULL) receives how many. */
+ * host). *n_removed (may be NULL) receives how many. Every td_epoch_begin
+ * does it, so a killed writer's leftovers go when the run is next written. */
 TD_NODISCARD int td_run_remove_stale(const char *run_dir, int *n_removed,
                                      td_err *err);
 

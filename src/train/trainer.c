@@ -576,7 +576,8 @@ static int enter_task(td__continual *cl, int ep, const int32_t **idx,
   return TD_OK;
 }
 
-int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+static int train_body(const td_train_opts *o, td_train_result *res,
+                      td_err *err) {
   memset(res, 0, sizeof *res);
   int rc = check_opts(o, err);
   if (rc)
@@ -738,5 +739,20 @@ done:
   free(xte);
   td_dataset_close(&tr);
   td_dataset_close(&te);
+  return rc;
+}
+
+/* --force keeps the old run until the new one has succeeded: on a full disk
+ * (or any failure) the old run is moved back. */
+int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+  char aside[TD_PATH_MAX] = "";
+  int rc = TD_OK;
+  memset(res, 0, sizeof *res);
+  if (o->out && o->force)
+    rc = td_run_move_aside(o->out, aside, sizeof aside, err);
+  if (!rc)
+    rc = train_body(o, res, err);
+  if (o->out && o->force)
+    td_run_end_aside(o->out, aside, rc == TD_OK);
   return rc;
 }
