@@ -166,6 +166,9 @@ TD_NODISCARD int td_run_validate(const td_run *run,
  * reproduces the recorded logits above all). */
 TD_NODISCARD int td_run_validate_epoch(const td_run *run, int epoch,
                                        td_err *err);
+/* The run-level files (labels, truth, inputs): what td_run_validate checks
+ * before the epochs. Cheap for uint8 inputs (headers only). */
+TD_NODISCARD int td_run_validate_top(const td_run *run, td_err *err);
 
 /* ---- writing ------------------------------------------------------------ */
 

@@ -645,6 +645,11 @@ int td_sus_features_get(const td_run *run, const td_sus_opts *o,
     td_sus_opts_default(&def);
     o = &def;
   }
+  /* Cached or not, the features stand on every epoch: a run `tardis info`
+   * rejects is rejected here too, with the same message. */
+  int rc = td_run_validate(run, NULL, NULL, err);
+  if (rc)
+    return rc;
   char method[33];
   if (note)
     note[0] = '\0';
@@ -659,7 +664,7 @@ int td_sus_features_get(const td_run *run, const td_sus_opts *o,
   }
   td_sus_opts o2 = *o;
   o2.method = method[0] ? method : "none";
-  int rc = td_sus_features_compute(run, &o2, out, NULL, err);
+  rc = td_sus_features_compute(run, &o2, out, NULL, err);
   if (rc)
     return rc;
   out->signature = sig;

@@ -54,8 +54,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
     r->nn_test[i] = NAN;
   r->boundary_nn15 = r->boundary_kept = NAN;
   int rc;
-  if ((rc = td_run_validate_epoch(run, ep, err)) ||
-      (rc = td_run_load_f32(run, ep, "train_repr", &xtr, err)) ||
+  if ((rc = td_run_load_f32(run, ep, "train_repr", &xtr, err)) ||
       (rc = td_vis_load_embedding_in(dir, "train", xtr.shape[0], &ytr, err)) ||
       (rc = td_projection_load(dir, D, &pj, err)) ||
       (rc = td_run_load_head(run, ep, &head, err)))
@@ -181,6 +180,8 @@ int td_evaluate(td_run *run, const char *method,
   int n_ep = td_run_n_epochs(run);
   char vis[TD_PATH_MAX];
   int rc = td_vis_method_dir(run_dir, method, vis, sizeof vis, err);
+  if (!rc) /* every epoch, as `tardis info` does, projected or not */
+    rc = td_run_validate(run, NULL, NULL, err);
   if (rc)
     return rc;
   if (!td_path_is_dir(vis))

@@ -493,7 +493,10 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
   memset(s, 0, sizeof *s);
   td_projector *p;
   int *idx = NULL, n_pending = 0;
-  int rc = td_projector_open(run, o, &p, err);
+  int rc = td_run_validate_top(run, err);
+  if (rc)
+    return rc;
+  rc = td_projector_open(run, o, &p, err);
   if (rc || (rc = pending_epochs(run, o, &idx, &n_pending, s, err))) {
     td_projector_close(p);
     return rc;

@@ -448,14 +448,19 @@ int td_run_validate_epoch(const td_run *run, int epoch, td_err *err) {
   return rc;
 }
 
-int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
-                    void *ctx, td_err *err) {
+int td_run_validate_top(const td_run *run, td_err *err) {
   static const char *const top[] = {"train_labels", "test_labels",
                                     "train_truth", "train_inputs",
                                     "test_inputs"};
   int rc = TD_OK;
   for (size_t i = 0; !rc && i < sizeof top / sizeof *top; i++)
     rc = check_file(run, -1, top[i], i == 0, err);
+  return rc;
+}
+
+int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
+                    void *ctx, td_err *err) {
+  int rc = td_run_validate_top(run, err);
   for (int i = 0; !rc && i < run->n_epochs; i++) {
     if (progress)
       progress(i, run->n_epochs, ctx);
