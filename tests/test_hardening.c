@@ -234,8 +234,9 @@ static void test_render_write_error(void) {
             ==, 1);
   CHECK_STR_CONTAINS(out_txt, "big.png.tmp.");
   CHECK_STR_CONTAINS(out_txt, strerror(EFBIG));
-  CHECK_INT(sh("trap '' XFSZ; ulimit -f 8; %1$s render %2$s --gif %2$s/big.gif"),
-            ==, 1);
+  CHECK_INT(
+      sh("trap '' XFSZ; ulimit -f 8; %1$s render %2$s --gif %2$s/big.gif"), ==,
+      1);
   CHECK_STR_CONTAINS(out_txt, "big.gif.tmp.");
   CHECK_STR_CONTAINS(out_txt, strerror(EFBIG));
 }

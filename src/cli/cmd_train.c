@@ -111,7 +111,8 @@ int td_cmd_train(int argc, char **argv) {
                    "replay N samples of earlier tasks in every\n"
                    "epoch (class-balanced buffer; with --tasks)"),
       TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
-      TD_OPT_FLAG("force", &o.force, "replace an existing run at --out (kept until\n"
+      TD_OPT_FLAG("force", &o.force,
+                  "replace an existing run at --out (kept until\n"
                   "the new one has succeeded)"),
       TD_OPT_FLAG("quiet", &pc.quiet, "no progress output"),
       TD_OPT_FLAG("serve", &pc.serve.want,

@@ -461,8 +461,8 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
     p->pm->state_free(p->st);
     p->st = st;
     p->last = -1;
-    int rc = from >= 0 ? load_previous(&p->o, p->pm, p->st, p->run, i, err)
-                       : TD_OK;
+    int rc =
+        from >= 0 ? load_previous(&p->o, p->pm, p->st, p->run, i, err) : TD_OK;
     if (rc)
       return rc;
   }

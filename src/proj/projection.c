@@ -19,8 +19,8 @@ struct td_projection {
   float *mean, *comps; /* pca: [D], [2, D] */
 };
 
-int td_projection_load(const char *epoch_dir, int repr_dim,
-                       td_projection **out, td_err *err) {
+int td_projection_load(const char *epoch_dir, int repr_dim, td_projection **out,
+                       td_err *err) {
   *out = NULL;
   char path[TD_PATH_MAX];
   td_projection *pj = calloc(1, sizeof *pj);

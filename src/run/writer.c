@@ -56,8 +56,7 @@ static int clear_target(const char *dir, int force, td_err *err) {
   return td_remove_tree(dir, err);
 }
 
-int td_run_move_aside(const char *dir, char *aside, size_t len,
-                      td_err *err) {
+int td_run_move_aside(const char *dir, char *aside, size_t len, td_err *err) {
   char base[TD_PATH_MAX], path[TD_PATH_MAX];
   aside[0] = '\0';
   int rc = td_pathf(base, sizeof base, err, "%s", dir);
@@ -88,8 +87,9 @@ void td_run_end_aside(const char *dir, const char *aside, int success) {
   }
   td_remove_tree_best_effort(dir);
   if (rename(aside, dir) != 0)
-    fprintf(stderr, "tardis: the old run is kept at %s (cannot move it back "
-                    "to %s: %s)\n",
+    fprintf(stderr,
+            "tardis: the old run is kept at %s (cannot move it back "
+            "to %s: %s)\n",
             aside, dir, strerror(errno));
 }
 

@@ -359,8 +359,7 @@ static enum MHD_Result api_predictions(const req *r, int epoch, int split,
   td__cache_release(r->s, e);
   char shape[32];
   snprintf(shape, sizeof shape, "%lld", (long long)n);
-  enum MHD_Result res =
-      td__reply_bin(r->c, out, (size_t)n * esz, shape, dtype);
+  enum MHD_Result res = td__reply_bin(r->c, out, (size_t)n * esz, shape, dtype);
   free(out);
   return res;
 }
