@@ -135,7 +135,7 @@ static void test_project_dvi_and_eval(void) {
   char dir[4200];
   CHECK_OK(td_vis_epoch_dir(run_dir, "dvi", EPOCHS, dir, sizeof dir), NULL);
   td_projection *pj;
-  CHECK_OK(td_projection_load(dir, &pj, &err), &err);
+  CHECK_OK(td_projection_load(dir, D, &pj, &err), &err);
   td_array x;
   CHECK_OK(td_run_load_f32(run, EPOCHS, "train_repr", &x, &err), &err);
   static float y[N * 2], rec[N * D];

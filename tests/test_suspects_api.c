@@ -149,6 +149,13 @@ static void test_sessions(void) {
   CHECK_INT(st, ==, 200);
   CHECK(json_is_array(json_object_get(j, "sessions")));
   json_decref(j);
+  /* a GET does not create the database (a read-only run answered 500) */
+  char db[4300];
+  snprintf(db, sizeof db, "%s/tardis.db", run_dir);
+  CHECK(!td_path_exists(db));
+  j = get_json("GET", "/api/suspects/sessions/1", NULL, &st);
+  CHECK_INT(st, ==, 404);
+  json_decref(j);
 
   j = get_json("POST", "/api/suspects/sessions", "{\"name\": \"tab one\"}",
                &st);

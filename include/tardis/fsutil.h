@@ -38,6 +38,12 @@ void td_remove_tree_best_effort(const char *path);
 /* Writes a whole file atomically (temp file + fsync + rename). */
 TD_NODISCARD int td_write_file_atomic(const char *path, const void *data,
                                       size_t len, td_err *err);
+/* Opens a regular file for reading without blocking on a FIFO: anything
+ * else (FIFO, device, directory, socket) is refused with TD_EIO naming the
+ * path and what it is. Returns the descriptor (blocking, close-on-exec; the
+ * caller closes it) and its size in *size (if not NULL), or a negative
+ * td_err code. Every reader of a run's files opens them through here. */
+TD_NODISCARD int td_open_regular(const char *path, size_t *size, td_err *err);
 /* Reads a whole file into a td_malloc'd, NUL-terminated buffer (caller
  * frees). */
 TD_NODISCARD int td_read_file(const char *path, char **data, size_t *len,

@@ -22,9 +22,12 @@
 typedef struct td_projection td_projection;
 
 /* Loads the model stored in a vis epoch directory (model/ for dvi, pca.npy
- * for pca). Free with td_projection_free. */
-TD_NODISCARD int td_projection_load(const char *epoch_dir, td_projection **out,
-                                    td_err *err);
+ * for pca) of a run whose representations have repr_dim columns: a model of
+ * another dimension is refused (TD_ESHAPE, naming the file), since encoding
+ * or decoding with it would read or write past the rows. Free with
+ * td_projection_free. */
+TD_NODISCARD int td_projection_load(const char *epoch_dir, int repr_dim,
+                                    td_projection **out, td_err *err);
 void td_projection_free(td_projection *pj);
 int td_projection_repr_dim(const td_projection *pj);
 const char *td_projection_method(const td_projection *pj);

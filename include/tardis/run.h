@@ -164,6 +164,16 @@ void td_head_forward(const td_head *head, const float *x, int64_t n,
 TD_NODISCARD int td_run_validate(const td_run *run,
                                  void (*progress)(int, int, void *), void *ctx,
                                  td_err *err);
+/* The same checks for one recorded epoch: what td_run_validate does per
+ * epoch. Every command that computes from an epoch (project, eval, render,
+ * suspects, alerts) calls it first, so a run `tardis info` rejects is
+ * rejected by all of them with the same message (a head that no longer
+ * reproduces the recorded logits above all). */
+TD_NODISCARD int td_run_validate_epoch(const td_run *run, int epoch,
+                                       td_err *err);
+/* The run-level files (labels, truth, inputs): what td_run_validate checks
+ * before the epochs. Cheap for uint8 inputs (headers only). */
+TD_NODISCARD int td_run_validate_top(const td_run *run, td_err *err);
 
 /* ---- writing ------------------------------------------------------------ */
 
@@ -227,8 +237,19 @@ TD_NODISCARD int td_run_mark_unfinished(const char *run_dir, td_err *err);
 /* Whether RUN/finished exists. */
 int td_run_is_finished(const char *run_dir);
 
+/* Replacing a run without losing it when the new one fails (`train
+ * --force`): td_run_move_aside renames the run at dir to the sibling
+ * "<dir>.old-<pid>" (its path in aside, "" when dir holds no run: then
+ * nothing moves and td_run_create's own checks apply); td_run_end_aside
+ * then removes the old run when the new one succeeded, or removes the
+ * partial new one and moves the old one back. */
+TD_NODISCARD int td_run_move_aside(const char *dir, char *aside, size_t len,
+                                   td_err *err);
+void td_run_end_aside(const char *dir, const char *aside, int success);
+
 /* Removes epochs/.tmp-* directories whose writing process is gone (on this
- * host). *n_removed (may be NULL) receives how many. */
+ * host). *n_removed (may be NULL) receives how many. Every td_epoch_begin
+ * does it, so a killed writer's leftovers go when the run is next written. */
 TD_NODISCARD int td_run_remove_stale(const char *run_dir, int *n_removed,
                                      td_err *err);
 

@@ -30,6 +30,10 @@
 
 /* Cells with a confidence below this are boundary (white). */
 #define TD_TERRITORY_BOUNDARY_CONF 0.15f
+/* The largest |coordinate| of a territory's extent that is saved or loaded:
+ * far beyond any real layout, small enough that the grid arithmetic stays
+ * finite. */
+#define TD_TERRITORY_MAX_COORD 1e18f
 
 typedef struct td_territory {
   int res;              /* R: cells per side */

@@ -109,6 +109,22 @@ static int parse_args(int argc, char **argv, render_args *a, int *status) {
   return 1;
 }
 
+/* The file sink, remembering why a write failed: the renderer only learns
+ * that the sink refused, and the user needs the path and the errno (a full
+ * disk, a file size limit). */
+typedef struct {
+  FILE *f;
+  int errno_;
+} file_sink;
+
+static int sink_cb(void *ctx, const void *data, size_t len) {
+  file_sink *s = ctx;
+  if (fwrite(data, 1, len, s->f) == len)
+    return 0;
+  s->errno_ = errno ? errno : EIO;
+  return -1;
+}
+
 /* Renders into "<path>.tmp.<pid>" and renames it over path only when the
  * whole image was written and flushed. */
 static int write_output(const render_args *a, const td_run *run,
@@ -120,9 +136,13 @@ static int write_output(const render_args *a, const td_run *run,
   FILE *f = fopen(tmp, "wb");
   if (!f)
     return td_err_set(err, TD_EIO, "%s: %s", tmp, strerror(errno));
-  rc = a->gif ? td_render_gif(run, &a->o, td_render_sink_file, f, err)
-              : td_render_frame_png(run, a->epoch, &a->o, td_render_sink_file,
-                                    f, err);
+  file_sink s = {f, 0};
+  errno = 0;
+  rc = a->gif ? td_render_gif(run, &a->o, sink_cb, &s, err)
+              : td_render_frame_png(run, a->epoch, &a->o, sink_cb, &s, err);
+  if (rc && s.errno_)
+    rc = td_err_set(err, TD_EIO, "%s: cannot write: %s", tmp,
+                    strerror(s.errno_));
   if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0))
     rc = td_err_set(err, TD_EIO, "%s: %s", tmp, strerror(errno));
   if (fclose(f) != 0 && !rc)

@@ -161,7 +161,9 @@ int td_cmd_train(int argc, char **argv) {
                     "train only on these training samples (int32/int64\n"
                     "indices); every epoch still records all of them"),
       TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
-      TD_OPT_FLAG("force", &o.force, "replace an existing run at --out"),
+      TD_OPT_FLAG("force", &o.force,
+                  "replace an existing run at --out (kept until\n"
+                  "the new one has succeeded)"),
       TD_OPT_FLAG("quiet", &pc.quiet, "no progress output"),
       TD_OPT_FLAG("serve", &pc.serve.want,
                   "serve the run to the web UI while it trains, drawing\n"

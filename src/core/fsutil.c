@@ -158,11 +158,50 @@ int td_write_file_atomic(const char *path, const void *data, size_t len,
   return TD_OK;
 }
 
-int td_read_file(const char *path, char **data, size_t *len, td_err *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
+/* O_NONBLOCK makes open() return at once on a FIFO (which would otherwise
+ * wait for a writer forever); the fstat then refuses anything but a regular
+ * file before a byte is read, and the flag is cleared again for the reads. */
+int td_open_regular(const char *path, size_t *size, td_err *err) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
     return td_err_set(err, errno == ENOENT ? TD_ENOENT : TD_EIO, "%s: %s", path,
                       strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return td_err_set(err, TD_EIO, "%s: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return td_err_set(err, TD_EIO, "%s: not a regular file (%s)", path,
+                      S_ISFIFO(st.st_mode)   ? "a FIFO"
+                      : S_ISDIR(st.st_mode)  ? "a directory"
+                      : S_ISSOCK(st.st_mode) ? "a socket"
+                                             : "a device");
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    close(fd);
+    return td_err_set(err, TD_EIO, "%s: %s", path, strerror(e));
+  }
+  if (size)
+    *size = (size_t)st.st_size;
+  return fd;
+}
+
+int td_read_file(const char *path, char **data, size_t *len, td_err *err) {
+  int fd = td_open_regular(path, NULL, err);
+  if (fd < 0)
+    return fd;
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    int e = errno;
+    close(fd);
+    return td_err_set(err, e == ENOMEM ? TD_ENOMEM : TD_EIO, "%s: %s", path,
+                      strerror(e));
+  }
   size_t cap = 4096, n = 0;
   char *buf = td_malloc(cap);
   if (!buf) {

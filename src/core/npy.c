@@ -190,18 +190,31 @@ int td_npy_parse_header(const void *buf, size_t len, td_array *out,
   return TD_OK;
 }
 
+/* numpy pads its own headers so that the data starts on a 64-byte boundary,
+ * but reads any offset, and other writers pad less. Elements read in place
+ * at an unaligned address are undefined behaviour in C, so such data is
+ * copied into an allocation (aligned for every dtype); aligned files keep
+ * the zero-copy mapping. */
+#define TD_NPY_ALIGN 8
+
+static int copy_aligned(const char *path, const void *map, size_t off,
+                        td_array *a, td_err *err) {
+  void *buf = td_malloc(a->nbytes ? a->nbytes : 1);
+  if (!buf)
+    return td_err_set(err, TD_ENOMEM, "%s: out of memory copying %zu bytes",
+                      path, a->nbytes);
+  memcpy(buf, (const char *)map + off, a->nbytes);
+  a->data = buf;
+  a->owned_ = buf;
+  return TD_OK;
+}
+
 int td_npy_load(const char *path, td_array *out, td_err *err) {
   memset(out, 0, sizeof *out);
-  int fd = open(path, O_RDONLY);
+  size_t size = 0;
+  int fd = td_open_regular(path, &size, err);
   if (fd < 0)
-    return td_err_set(err, errno == ENOENT ? TD_ENOENT : TD_EIO, "%s: %s", path,
-                      strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return td_err_set(err, TD_EIO, "%s: not a regular file", path);
-  }
-  size_t size = (size_t)st.st_size;
+    return fd;
   if (size < 10) {
     close(fd);
     return td_err_set(err, TD_EFORMAT, "%s: truncated .npy file (%zu bytes)",
@@ -236,9 +249,16 @@ int td_npy_load(const char *path, td_array *out, td_err *err) {
                       td_dtype_name(a.dtype), a.nbytes,
                       size > off ? size - off : 0);
   }
-  a.data = (char *)map + off;
-  a.map_base_ = map;
-  a.map_len_ = size;
+  if (off % TD_NPY_ALIGN == 0) {
+    a.data = (char *)map + off;
+    a.map_base_ = map;
+    a.map_len_ = size;
+  } else if ((rc = copy_aligned(path, map, off, &a, err)) != TD_OK) {
+    munmap(map, size);
+    return rc;
+  } else {
+    munmap(map, size);
+  }
   *out = a;
   return TD_OK;
 }

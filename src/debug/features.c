@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/json_file.h"
+#include "tardis/alloc.h"
 #include "tardis/fsutil.h"
 #include "tardis/kmeans.h"
 #include "tardis/suspects.h"
@@ -438,8 +440,20 @@ static uint64_t fnv_file(uint64_t h, const char *path) {
   return fnv(h, v, sizeof v);
 }
 
-/* What the features depend on: epochs, their logits and losses, the
- * projection files of the window and the options. */
+/* run.json by content: it is small, and a copy that keeps size and mtime
+ * (cp -p over an edited class list) must still change the signature. */
+static uint64_t fnv_file_content(uint64_t h, const char *path) {
+  char *text = NULL;
+  size_t len = 0;
+  if (td_read_file(path, &text, &len, NULL) != TD_OK)
+    return fnv(h, "", 1);
+  h = fnv(h, text, len);
+  td_free(text);
+  return h;
+}
+
+/* What the features depend on: run.json (classes), epochs, their logits
+ * and losses, the projection files of the window and the options. */
 static uint64_t signature(const td_run *run, const td_sus_opts *o,
                           const char *method) {
   uint64_t h = 1469598103934665603ULL;
@@ -450,6 +464,9 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
   /* A path that does not fit is "" and hashes as a missing file. */
   static const char *const files[] = {"train_logits.npy", "train_loss.npy"};
   char p[TD_PATH_MAX], dir[TD_PATH_MAX];
+  if (td_pathf(p, sizeof p, NULL, "%s/run.json", td_run_dir(run)))
+    p[0] = '\0';
+  h = fnv_file_content(h, p);
   if (td_pathf(p, sizeof p, NULL, "%s/train_labels.npy", td_run_dir(run)))
     p[0] = '\0';
   h = fnv_file(h, p);
@@ -553,7 +570,7 @@ static int cache_read(const td_run *run, const char *method, uint64_t sig,
                       td_sus_features *f) {
   char npy[TD_PATH_MAX], js[TD_PATH_MAX], want[32];
   cache_paths(run, method, npy, js, sizeof npy);
-  json_t *o = json_load_file(js, 0, NULL);
+  json_t *o = td__json_load_file(js, 0, NULL);
   if (!o)
     return -1;
   snprintf(want, sizeof want, "%016llx", (unsigned long long)sig);
@@ -628,6 +645,11 @@ int td_sus_features_get(const td_run *run, const td_sus_opts *o,
     td_sus_opts_default(&def);
     o = &def;
   }
+  /* Cached or not, the features stand on every epoch: a run `tardis info`
+   * rejects is rejected here too, with the same message. */
+  int rc = td_run_validate(run, NULL, NULL, err);
+  if (rc)
+    return rc;
   char method[33];
   if (note)
     note[0] = '\0';
@@ -642,7 +664,7 @@ int td_sus_features_get(const td_run *run, const td_sus_opts *o,
   }
   td_sus_opts o2 = *o;
   o2.method = method[0] ? method : "none";
-  int rc = td_sus_features_compute(run, &o2, out, NULL, err);
+  rc = td_sus_features_compute(run, &o2, out, NULL, err);
   if (rc)
     return rc;
   out->signature = sig;

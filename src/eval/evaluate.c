@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/fsutil.h"
 #include "tardis/knn.h"
 #include "tardis/metrics.h"
@@ -55,7 +56,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   int rc;
   if ((rc = td_run_load_f32(run, ep, "train_repr", &xtr, err)) ||
       (rc = td_vis_load_embedding_in(dir, "train", xtr.shape[0], &ytr, err)) ||
-      (rc = td_projection_load(dir, &pj, err)) ||
+      (rc = td_projection_load(dir, D, &pj, err)) ||
       (rc = td_run_load_head(run, ep, &head, err)))
     goto out;
   int64_t n = xtr.shape[0];
@@ -114,7 +115,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   /* timing recorded by tardis project */
   if ((rc = td_pathf(path, sizeof path, err, "%s/projection.json", dir)))
     goto out;
-  json_t *pjs = json_load_file(path, 0, NULL);
+  json_t *pjs = td__json_load_file(path, 0, NULL);
   r->proj_seconds =
       pjs ? json_number_value(json_object_get(pjs, "seconds")) : (double)NAN;
   json_decref(pjs);
@@ -179,6 +180,8 @@ int td_evaluate(td_run *run, const char *method,
   int n_ep = td_run_n_epochs(run);
   char vis[TD_PATH_MAX];
   int rc = td_vis_method_dir(run_dir, method, vis, sizeof vis, err);
+  if (!rc) /* every epoch, as `tardis info` does, projected or not */
+    rc = td_run_validate(run, NULL, NULL, err);
   if (rc)
     return rc;
   if (!td_path_is_dir(vis))

@@ -309,12 +309,16 @@ int td_alerts_add_epoch(td_alerts_state *s, const td_run *run, int epoch,
 }
 
 int td_alerts_add_run(td_alerts_state *s, const td_run *run, td_err *err) {
+  int rc = td_run_validate_top(run, err);
+  if (rc)
+    return rc;
   for (int i = 0; i < td_run_n_epochs(run); i++) {
     int ep = td_run_epoch_number(run, i);
     if (s->n && ep <= s->epochs[s->n - 1])
       continue;
-    int rc = td_alerts_add_epoch(s, run, ep, NULL, err);
-    if (rc)
+    /* the same verdict as `tardis info` on every epoch it measures */
+    if ((rc = td_run_validate_epoch(run, ep, err)) ||
+        (rc = td_alerts_add_epoch(s, run, ep, NULL, err)))
       return rc;
   }
   return TD_OK;

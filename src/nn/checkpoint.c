@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "net_internal.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
@@ -528,7 +529,7 @@ int td_net_load(const char *dir, td_net **out, td_err *err) {
     return td_err_set(err, TD_ENOENT, "%s: missing (not a network checkpoint)",
                       jpath);
   json_error_t je;
-  json_t *root = json_load_file(jpath, 0, &je);
+  json_t *root = td__json_load_file(jpath, 0, &je);
   if (!root)
     return td_err_set(err, TD_EFORMAT, "%s: line %d: %s", jpath, je.line,
                       je.text);

@@ -552,33 +552,36 @@ static void dvi_free(void *st) {
 
 /* The newest finished epoch's model, its drawn positions (they warm-start
  * the next layout) and its predicted classes (for relocate_changed). */
-static void dvi_resume(void *st, const td_run *run, int epoch,
-                       const char *dir) {
+static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
+                      td_err *err) {
   carry *c = st;
   char mdir[TD_PATH_MAX];
-  if (td_pathf(mdir, sizeof mdir, NULL, "%s/model", dir) ||
-      td_vismodel_load(mdir, &c->model, NULL) != TD_OK)
-    return;
+  int rc = td_pathf(mdir, sizeof mdir, err, "%s/model", dir);
+  if (!rc)
+    rc = td_vismodel_load(mdir, &c->model, err);
   td_array a;
-  if (td_vis_load_embedding_in(dir, "train", -1, &a, NULL) == TD_OK) {
-    if ((c->pos = malloc((size_t)a.shape[0] * 2 * sizeof(float)))) {
-      memcpy(c->pos, a.data, (size_t)a.shape[0] * 2 * sizeof(float));
-      c->n_pos = a.shape[0];
-    }
-    td_array_close(&a);
+  if (!rc)
+    rc = td_vis_load_embedding_in(dir, "train", td_run_get_meta(run)->n_train,
+                                  &a, err);
+  if (rc)
+    return rc;
+  if ((c->pos = malloc((size_t)a.shape[0] * 2 * sizeof(float)))) {
+    memcpy(c->pos, a.data, (size_t)a.shape[0] * 2 * sizeof(float));
+    c->n_pos = a.shape[0];
   }
+  td_array_close(&a);
   epoch_data pe;
   memset(&pe, 0, sizeof pe);
   pe.C = td_run_get_meta(run)->n_classes;
-  if (c->pos &&
-      td_run_load(run, epoch, "train_logits", &pe.logits, NULL) == TD_OK) {
-    pe.n = pe.logits.shape[0];
-    if (pe.logits.dtype == TD_F32 && pe.logits.ndim == 2 &&
-        pe.logits.shape[1] == pe.C && pe.n == c->n_pos &&
-        (c->pred = malloc((size_t)pe.n * sizeof *c->pred)))
-      predicted(&pe, c->pred);
-    td_array_close(&pe.logits);
-  }
+  if (!c->pos)
+    return td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
+  if ((rc = td_run_load(run, epoch, "train_logits", &pe.logits, err)))
+    return rc;
+  pe.n = pe.logits.shape[0];
+  if (pe.n == c->n_pos && (c->pred = malloc((size_t)pe.n * sizeof *c->pred)))
+    predicted(&pe, c->pred);
+  td_array_close(&pe.logits);
+  return c->pred ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory");
 }
 
 const td__proj_method td__proj_dvi = {

@@ -32,8 +32,10 @@ typedef struct td__proj_method {
   void *(*state_new)(void);
   void (*state_free)(void *st);
   /* Warm start from a finished epoch (the newest before the first epoch to
-   * do); best effort: a state left empty starts cold. NULL: nothing. */
-  void (*resume)(void *st, const td_run *run, int epoch, const char *dir);
+   * do). A file of it that cannot be read is an error (naming the file),
+   * never a silent cold start. NULL: nothing to resume. */
+  int (*resume)(void *st, const td_run *run, int epoch, const char *dir,
+                td_err *err);
   /* Fits the epoch; the state then holds its model. */
   int (*fit)(void *st, const td_project_opts *o, const td__proj_epoch *e,
              double *knn_s, double *fit_s, td_err *err);

@@ -60,7 +60,9 @@ static int load_epoch(const td_run *run, int epoch, epoch_data *e,
   const td_run_meta *meta = td_run_get_meta(run);
   e->D = meta->repr_dim;
   e->C = meta->n_classes;
-  int rc = td_run_load_f32(run, epoch, "train_repr", &e->train, err);
+  int rc = td_run_validate_epoch(run, epoch, err);
+  if (rc == TD_OK)
+    rc = td_run_load_f32(run, epoch, "train_repr", &e->train, err);
   if (rc == TD_OK)
     rc = td_run_load(run, epoch, "train_logits", &e->logits, err);
   if (rc == TD_OK)
@@ -288,21 +290,30 @@ static int boundary_input(const td_run *run, int ep, const float *inputs,
 
 /* A resumed projection warm-starts from the newest finished epoch before
  * the first one to do. */
-static void load_previous(const td_project_opts *o, const td__proj_method *pm,
-                          void *st, const td_run *run, int upto_index) {
+static int load_previous(const td_project_opts *o, const td__proj_method *pm,
+                         void *st, const td_run *run, int upto_index,
+                         td_err *err) {
   for (int i = upto_index - 1; i >= 0 && pm->resume; i--) {
     char dir[TD_PATH_MAX];
     int ep = td_run_epoch_number(run, i);
     if (!td_vis_epoch_done(td_run_dir(run), o->method, ep) ||
         td_vis_epoch_dir(td_run_dir(run), o->method, ep, dir, sizeof dir))
       continue;
+    /* Continuing silently from a damaged epoch would anchor every later
+     * epoch to garbage (or quietly start cold): refuse instead. */
     td_projection *pj;
-    if (td_projection_load(dir, &pj, NULL) != TD_OK)
-      return;
+    int rc = td_projection_load(dir, td_run_get_meta(run)->repr_dim, &pj, err);
     td_projection_free(pj);
-    pm->resume(st, run, ep, dir);
-    return;
+    if (rc == TD_OK)
+      rc = pm->resume(st, run, ep, dir, err);
+    if (rc)
+      td_err_prefix(err,
+                    "epoch %d continues from the projection of epoch %d, "
+                    "which is unusable (redo it: --force --epochs %d:%d)",
+                    td_run_epoch_number(run, upto_index), ep, ep, ep);
+    return rc;
   }
+  return TD_OK;
 }
 
 /* Indices of the epochs to do (malloc'd); the others in range are done. */
@@ -319,6 +330,12 @@ static int pending_epochs(const td_run *run, const td_project_opts *o,
         (o->epoch_to && ep > o->epoch_to))
       continue;
     if (!o->force && td_vis_epoch_done(td_run_dir(run), o->method, ep)) {
+      /* "already done" must not hide an epoch that has gone bad since */
+      int rc = td_run_validate_epoch(run, ep, err);
+      if (rc) {
+        free(idx);
+        return rc;
+      }
       s->skipped++;
       continue;
     }
@@ -444,8 +461,10 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
     p->pm->state_free(p->st);
     p->st = st;
     p->last = -1;
-    if (from >= 0)
-      load_previous(&p->o, p->pm, p->st, p->run, i);
+    int rc =
+        from >= 0 ? load_previous(&p->o, p->pm, p->st, p->run, i, err) : TD_OK;
+    if (rc)
+      return rc;
   }
   if (warm_from)
     *warm_from = from;
@@ -474,7 +493,10 @@ int td_project(td_run *run, const td_project_opts *o, td_project_summary *s,
   memset(s, 0, sizeof *s);
   td_projector *p;
   int *idx = NULL, n_pending = 0;
-  int rc = td_projector_open(run, o, &p, err);
+  int rc = td_run_validate_top(run, err);
+  if (rc)
+    return rc;
+  rc = td_projector_open(run, o, &p, err);
   if (rc || (rc = pending_epochs(run, o, &idx, &n_pending, s, err))) {
     td_projector_close(p);
     return rc;

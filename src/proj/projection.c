@@ -19,7 +19,7 @@ struct td_projection {
   float *mean, *comps; /* pca: [D], [2, D] */
 };
 
-int td_projection_load(const char *epoch_dir, td_projection **out,
+int td_projection_load(const char *epoch_dir, int repr_dim, td_projection **out,
                        td_err *err) {
   *out = NULL;
   char path[TD_PATH_MAX];
@@ -41,8 +41,11 @@ int td_projection_load(const char *epoch_dir, td_projection **out,
     td_vis_dims d; /* D is whatever the file says */
     td_vis_dims_unknown(&d);
     rc = td_vis_check_array(td_vis_spec_find("pca.npy"), path, &a, &d, err);
-    if (rc == TD_OK && a.shape[1] < 1)
-      rc = td_err_set(err, TD_ESHAPE, "%s: expected float32 [3, D]", path);
+    if (rc == TD_OK && a.shape[1] != repr_dim)
+      rc = td_err_set(err, TD_ESHAPE,
+                      "%s: expected float32 3×%d (the run's repr_dim), found "
+                      "3×%lld",
+                      path, repr_dim, (long long)a.shape[1]);
     if (rc) {
       td_array_close(&a);
       free(pj);
@@ -69,6 +72,14 @@ int td_projection_load(const char *epoch_dir, td_projection **out,
     return rc;
   }
   pj->dim = td_vismodel_repr_dim(pj->vm);
+  if (pj->dim != repr_dim) {
+    rc = td_err_set(err, TD_ESHAPE,
+                    "%s/vismodel.json: a model of %d-dimensional "
+                    "representations, the run's repr_dim is %d",
+                    path, pj->dim, repr_dim);
+    td_projection_free(pj);
+    return rc;
+  }
   *out = pj;
   return TD_OK;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/array.h"
 #include "tardis/boundary.h"
 #include "tardis/fsutil.h"
@@ -155,8 +156,25 @@ int td_territory_is_boundary(const td_territory *t, float x, float y) {
   return !(t->conf[(size_t)r * t->res + c] >= TD_TERRITORY_BOUNDARY_CONF);
 }
 
+/* An extent the grid arithmetic can use: finite corners within
+ * ±TD_TERRITORY_MAX_COORD, ordered. A corner at ±1e308 (±inf as float)
+ * made every cell index NaN. Writer and reader share it. */
+static int extent_ok(const float e[4]) {
+  for (int i = 0; i < 4; i++)
+    if (!(fabsf(e[i]) <= TD_TERRITORY_MAX_COORD))
+      return 0;
+  return e[2] > e[0] && e[3] > e[1];
+}
+
 int td_territory_save(const td_territory *t, const char *dir, td_err *err) {
   char path[TD_PATH_MAX];
+  const float e[4] = {t->x0, t->y0, t->x1, t->y1};
+  if (!extent_ok(e) || t->res < 1 || t->res > 65535)
+    return td_err_set(err, TD_EVALUE,
+                      "%s: territory extent [%g, %g, %g, %g] or resolution %d "
+                      "out of range",
+                      dir, (double)e[0], (double)e[1], (double)e[2],
+                      (double)e[3], t->res);
   int rc = td_mkdirs(dir, err);
   if (rc)
     return rc;
@@ -220,7 +238,7 @@ int td_territory_load(const char *dir, td_territory *out, td_err *err) {
   if (td_path_join(path, sizeof path, dir, "territory.json"))
     return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, td_path_exists(path) ? TD_EFORMAT : TD_ENOENT,
                       "%s: %s", path, jerr.text);
@@ -240,11 +258,12 @@ int td_territory_load(const char *dir, td_territory *out, td_err *err) {
   if (ok)
     t.res = (int)json_integer_value(res);
   json_decref(root);
-  if (!ok || !(e[2] > e[0]) || !(e[3] > e[1]))
+  if (!ok || !extent_ok(e))
     return td_err_set(err, TD_EFORMAT,
                       "%s: expected {\"extent\": [x0, y0, x1, y1] with x0 < "
-                      "x1 and y0 < y1, \"res\": R >= 1}",
-                      path);
+                      "x1 and y0 < y1, finite and within ±%g, \"res\": R in "
+                      "[1, 65535]}",
+                      path, (double)TD_TERRITORY_MAX_COORD);
   t.x0 = e[0], t.y0 = e[1], t.x1 = e[2], t.y1 = e[3];
   void *cls = NULL, *conf = NULL;
   int rc = load_grid(dir, "territory_class.npy", TD_U8, t.res, &cls, err);

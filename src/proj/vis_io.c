@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/fsutil.h"
 #include "vismodel_internal.h"
 
@@ -143,7 +144,7 @@ int td_vismodel_load(const char *dir, td_vismodel **out, td_err *err) {
   if (td_path_join(path, sizeof path, dir, "vismodel.json"))
     return td_err_set(err, TD_ERANGE, "%s: path too long", dir);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, td_path_exists(path) ? TD_EFORMAT : TD_ENOENT,
                       "%s: %s", path, jerr.text);

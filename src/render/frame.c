@@ -147,6 +147,10 @@ int td__frame_load(const td_run *run, int epoch, const td_render_opts *o,
   const td_run_meta *meta = td_run_get_meta(run);
   char dir[TD_PATH_MAX];
   int rc = td_render_epoch_dir(run, o->method, epoch, dir, sizeof dir, err);
+  if (!rc)
+    rc = td_run_validate_top(run, err);
+  if (!rc)
+    rc = td_run_validate_epoch(run, epoch, err);
   if (!rc && o->territory) {
     rc = td_territory_load(dir, &f->terr, err);
     if (rc == TD_ENOENT && err)

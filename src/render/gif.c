@@ -219,6 +219,10 @@ static int write_frames(const td_run *run, const td_render_opts *o,
 int td_render_gif(const td_run *run, const td_render_opts *o, td_sink_fn sink,
                   void *ctx, td_err *err) {
   int rc = td_render_opts_check(o, err);
+  /* An animation of the whole run: refused, like `tardis info`, when any
+   * epoch is damaged, not only the drawn ones. */
+  if (!rc)
+    rc = td_run_validate(run, NULL, NULL, err);
   if (rc)
     return rc;
   int *eps, n;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "run/run_internal.h"
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
@@ -175,7 +176,7 @@ int td_head_load_dir(const char *dir, int in_dim, int out_dim, td_head **out,
   if (!td_path_exists(path))
     return td_err_set(err, TD_ENOENT, "%s: no such file", path);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, TD_EFORMAT, "%s: invalid JSON at line %d: %s", path,
                       jerr.line, jerr.text);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "run/run_internal.h"
 #include "tardis/fsutil.h"
 
@@ -306,7 +307,7 @@ int td__meta_read(const char *run_dir, td_run_meta *m, td_err *err) {
                       "%s: no such file (is %s a tardis run directory?)", path,
                       run_dir);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, TD_EFORMAT, "%s: invalid JSON at line %d: %s", path,
                       jerr.line, jerr.text);

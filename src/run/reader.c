@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "run/run_internal.h"
 #include "tardis/fsutil.h"
 
@@ -294,7 +295,7 @@ int td__epoch_json_read(const char *path, int epoch, json_t **out,
   if (!td_path_exists(path))
     return td_err_set(err, TD_ENOENT, "%s: no such file", path);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
+  json_t *root = td__json_load_file(path, 0, &jerr);
   if (!root)
     return td_err_set(err, TD_EFORMAT, "%s: invalid JSON at line %d: %s", path,
                       jerr.line, jerr.text);
@@ -423,7 +424,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
   return rc;
 }
 
-static int validate_epoch(const td_run *run, int epoch, td_err *err) {
+int td_run_validate_epoch(const td_run *run, int epoch, td_err *err) {
   static const char *const optional[] = {"test_repr", "test_logits",
                                          "train_loss", "subset", "trained"};
   json_t *j;
@@ -447,18 +448,23 @@ static int validate_epoch(const td_run *run, int epoch, td_err *err) {
   return rc;
 }
 
-int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
-                    void *ctx, td_err *err) {
+int td_run_validate_top(const td_run *run, td_err *err) {
   static const char *const top[] = {"train_labels", "test_labels",
                                     "train_truth", "train_inputs",
                                     "test_inputs"};
   int rc = TD_OK;
   for (size_t i = 0; !rc && i < sizeof top / sizeof *top; i++)
     rc = check_file(run, -1, top[i], i == 0, err);
+  return rc;
+}
+
+int td_run_validate(const td_run *run, void (*progress)(int, int, void *),
+                    void *ctx, td_err *err) {
+  int rc = td_run_validate_top(run, err);
   for (int i = 0; !rc && i < run->n_epochs; i++) {
     if (progress)
       progress(i, run->n_epochs, ctx);
-    rc = validate_epoch(run, run->epochs[i], err);
+    rc = td_run_validate_epoch(run, run->epochs[i], err);
   }
   if (!rc && progress)
     progress(run->n_epochs, run->n_epochs, ctx);

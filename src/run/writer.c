@@ -56,6 +56,43 @@ static int clear_target(const char *dir, int force, td_err *err) {
   return td_remove_tree(dir, err);
 }
 
+int td_run_move_aside(const char *dir, char *aside, size_t len, td_err *err) {
+  char base[TD_PATH_MAX], path[TD_PATH_MAX];
+  aside[0] = '\0';
+  int rc = td_pathf(base, sizeof base, err, "%s", dir);
+  size_t n = strlen(base);
+  while (!rc && n > 1 && base[n - 1] == '/')
+    base[--n] = '\0'; /* "runs/x/" moves to "runs/x.old-PID", not inside */
+  if (!rc)
+    rc = td_pathf(path, sizeof path, err, "%s/run.json", base);
+  if (rc || !td_path_is_dir(base) || !td_path_exists(path))
+    return rc;
+  if ((rc = td_pathf(aside, len, err, "%s.old-%ld", base, (long)getpid())))
+    return rc;
+  td_remove_tree_best_effort(aside);
+  if (rename(base, aside) != 0) {
+    rc = td_err_set(err, TD_EIO, "%s: cannot move the old run aside to %s: %s",
+                    base, aside, strerror(errno));
+    aside[0] = '\0';
+  }
+  return rc;
+}
+
+void td_run_end_aside(const char *dir, const char *aside, int success) {
+  if (!aside || !aside[0])
+    return;
+  if (success) {
+    td_remove_tree_best_effort(aside);
+    return;
+  }
+  td_remove_tree_best_effort(dir);
+  if (rename(aside, dir) != 0)
+    fprintf(stderr,
+            "tardis: the old run is kept at %s (cannot move it back "
+            "to %s: %s)\n",
+            aside, dir, strerror(errno));
+}
+
 int td_run_create(const char *dir, const td_run_meta *meta, int force,
                   td_err *err) {
   return td__run_create_json(dir, meta, NULL, force, err);
@@ -185,6 +222,9 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
                     w->final_, epoch);
   if (!rc)
     rc = td_mkdirs(epochs, err);
+  /* Best effort: a leftover that cannot go now is swept at the next epoch. */
+  if (!rc && td_run_remove_stale(run_dir, NULL, NULL) != TD_OK) {
+  }
   if (!rc && td_path_exists(w->tmp)) /* our own leftover from a failed try */
     rc = td_remove_tree(w->tmp, err);
   if (!rc && mkdir(w->tmp, 0755) != 0)

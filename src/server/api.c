@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/json_file.h"
 #include "run/run_json.h"
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
@@ -221,7 +222,7 @@ static json_t *quality_of(json_t *q, int epoch) {
 static json_t *load_quality(const req *r) {
   char p[TD_PATH_MAX];
   vis_path(r, -1, "metrics.json", p, sizeof p);
-  return json_load_file(p, 0, NULL);
+  return td__json_load_file(p, 0, NULL);
 }
 
 static enum MHD_Result api_epochs(const req *r) {
@@ -305,6 +306,23 @@ static void judge_row(const float *z, int C, int *cls, double *conf) {
   *conf = 1.0 / sum;
 }
 
+/* Class numbers (labels and predictions alike) go out in the narrowest of
+ * uint8, int16, int32 that holds every class of the run (docs/api.md), so
+ * a class >= 256 is neither wrapped nor refused. */
+static size_t class_dtype(int n_classes, const char **name) {
+  *name = n_classes <= 256 ? "uint8" : n_classes <= 32768 ? "int16" : "int32";
+  return n_classes <= 256 ? 1 : n_classes <= 32768 ? 2 : 4;
+}
+
+static void put_class(void *out, size_t esz, int64_t i, int32_t c) {
+  if (esz == 1)
+    ((uint8_t *)out)[i] = (uint8_t)c;
+  else if (esz == 2)
+    ((int16_t *)out)[i] = (int16_t)c;
+  else
+    ((int32_t *)out)[i] = c;
+}
+
 /* The split's logits at an epoch, checked to have n_classes columns. */
 static int get_logits(const req *r, int epoch, int split, td__cache_entry **out,
                       td_err *e) {
@@ -321,11 +339,8 @@ static enum MHD_Result api_predictions(const req *r, int epoch, int split,
     return load_error(r, rc, &err, "logits");
   int64_t n = e->a.shape[0];
   int C = (int)e->a.shape[1];
-  if (!want_conf && C > 256) {
-    td__cache_release(r->s, e);
-    return td__reply_error(r->c, 500, "more than 256 classes");
-  }
-  size_t esz = want_conf ? sizeof(float) : 1;
+  const char *dtype = "float32";
+  size_t esz = want_conf ? sizeof(float) : class_dtype(C, &dtype);
   unsigned char *out = malloc((size_t)(n ? n : 1) * esz);
   if (!out) {
     td__cache_release(r->s, e);
@@ -339,13 +354,12 @@ static enum MHD_Result api_predictions(const req *r, int epoch, int split,
     if (want_conf)
       ((float *)out)[i] = (float)conf;
     else
-      out[i] = (unsigned char)cls;
+      put_class(out, esz, i, cls);
   }
   td__cache_release(r->s, e);
   char shape[32];
   snprintf(shape, sizeof shape, "%lld", (long long)n);
-  enum MHD_Result res = td__reply_bin(r->c, out, (size_t)n * esz, shape,
-                                      want_conf ? "float32" : "uint8");
+  enum MHD_Result res = td__reply_bin(r->c, out, (size_t)n * esz, shape, dtype);
   free(out);
   return res;
 }
@@ -353,7 +367,7 @@ static enum MHD_Result api_predictions(const req *r, int epoch, int split,
 static enum MHD_Result api_territory_json(const req *r, int epoch) {
   char p[TD_PATH_MAX];
   vis_path(r, epoch, "territory.json", p, sizeof p);
-  json_t *t = json_load_file(p, 0, NULL);
+  json_t *t = td__json_load_file(p, 0, NULL);
   if (!t)
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
   json_t *res = json_object_get(t, "res"), *ext = json_object_get(t, "extent");
@@ -451,16 +465,18 @@ static enum MHD_Result api_labels(const req *r, int split) {
     return load_error(r, rc, &err,
                       split == SPLIT_TRUTH ? "train_truth" : "labels");
   int64_t n = split == SPLIT_TEST ? r->meta->n_test : r->meta->n_train;
-  unsigned char *out = malloc((size_t)(n ? n : 1));
+  const char *dtype;
+  size_t esz = class_dtype(r->meta->n_classes, &dtype);
+  unsigned char *out = malloc((size_t)(n ? n : 1) * esz);
   enum MHD_Result res;
   if (!out) {
     res = td__reply_error(r->c, 500, "out of memory");
   } else {
     for (int64_t i = 0; i < n; i++)
-      out[i] = (unsigned char)lab[i];
+      put_class(out, esz, i, lab[i]);
     char shape[32];
     snprintf(shape, sizeof shape, "%lld", (long long)n);
-    res = td__reply_bin(r->c, out, (size_t)n, shape, "uint8");
+    res = td__reply_bin(r->c, out, (size_t)n * esz, shape, dtype);
     free(out);
   }
   td__cache_release(r->s, e);

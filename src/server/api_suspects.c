@@ -12,6 +12,7 @@
 
 #include "server/server_internal.h"
 #include "tardis/feedback.h"
+#include "tardis/fsutil.h"
 #include "tardis/suspects.h"
 
 #define MAX_K 1000
@@ -250,12 +251,23 @@ enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
     return get_ranking(s, c, run, NULL, 0);
   if (strcmp(seg[1], "sessions") || nseg > 4)
     return td__reply_error(c, 404, "no such route");
+  /* A GET never creates RUN/tardis.db: without it there are no sessions,
+   * and a read-only run answers instead of failing to create the file. */
+  char dbp[TD_PATH_MAX];
+  enum MHD_Result res;
+  int64_t id;
+  if (td_pathf(dbp, sizeof dbp, NULL, "%s/tardis.db", td_run_dir(run)) ||
+      !td_path_exists(dbp)) {
+    if (nseg == 2)
+      return td__reply_json(c, 200, json_pack("{s:[]}", "sessions"));
+    if (parse_session(c, seg[2], &id, &res))
+      return res;
+    return td__reply_error(c, 404, "no such session");
+  }
   td_fb *db;
   int rc = td_fb_open(td_run_dir(run), &db, &err);
   if (rc)
     return td__reply_error(c, 500, "%s", err.msg);
-  enum MHD_Result res;
-  int64_t id;
   if (nseg == 2) {
     td_fb_session *v;
     int n;

@@ -781,7 +781,8 @@ static int recorder_state_alloc(recorder *r, const td_train_opts *o,
   return TD_OK;
 }
 
-int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+static int train_body(const td_train_opts *o, td_train_result *res,
+                      td_err *err) {
   memset(res, 0, sizeof *res);
   td_train_opts opts = *o; /* epochs may be derived from the tasks */
   td__cont cont = {0};
@@ -973,5 +974,21 @@ done:
   td_dataset_close(&tr);
   td_dataset_close(&te);
   td__cont_free(&cont);
+  return rc;
+}
+
+/* --force keeps the old run until the new one has succeeded: on a full disk
+ * (or any failure) the old run is moved back. A resumed run is never moved. */
+int td_train(const td_train_opts *o, td_train_result *res, td_err *err) {
+  char aside[TD_PATH_MAX] = "";
+  int rc = TD_OK;
+  int move = o->out && o->force && !o->resume;
+  memset(res, 0, sizeof *res);
+  if (move)
+    rc = td_run_move_aside(o->out, aside, sizeof aside, err);
+  if (!rc)
+    rc = train_body(o, res, err);
+  if (move)
+    td_run_end_aside(o->out, aside, rc == TD_OK);
   return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/fsutil.h"
 #include "tardis/vis.h"
 
@@ -149,7 +150,7 @@ static int required(const td_vis_file_spec *s, const char *method,
 /* territory.json must agree with the grids. */
 static int check_territory_json(const char *path, td_vis_dims *d, td_err *err) {
   json_error_t je;
-  json_t *j = json_load_file(path, 0, &je);
+  json_t *j = td__json_load_file(path, 0, &je);
   if (!j)
     return td_err_set(err, TD_EFORMAT, "%s: %s", path, je.text);
   json_t *res = json_object_get(j, "res"), *ext = json_object_get(j, "extent");
@@ -174,7 +175,7 @@ static int check_file(const td_vis_file_spec *s, const char *path,
     if (!strcmp(s->name, "territory.json"))
       return check_territory_json(path, d, err);
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
+    json_t *j = td__json_load_file(path, 0, &je);
     int ok = json_is_object(j);
     json_decref(j);
     return ok ? TD_OK
