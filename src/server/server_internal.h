@@ -13,6 +13,12 @@
 #include "tardis/server.h"
 
 #define TD__URL_MAX 4096
+#define TD__TARGET_MAX 8192 /* the whole request target, query included */
+#define TD__TOKEN_LEN 32    /* hex digits */
+#define TD__STREAMS_MAX 32  /* open /api/events streams; the oldest goes */
+/* A connection that sends nothing for this long is closed; above the
+ * event-stream heartbeat (15 s), which keeps an idle stream alive. */
+#define TD__IDLE_TIMEOUT_S 20
 #define TD__BODY_MAX (1u << 20)
 #define TD__CACHE_CAP 64
 #define TD__EVENT_RING 256
@@ -68,6 +74,18 @@ struct td_server {
   pthread_t live_thread;
   int live_started;
   int scan_now; /* under ev_mu: the watcher scans at once */
+
+  /* Open event streams (under ev_mu), oldest first (server.c). */
+  struct sse_state *streams[TD__STREAMS_MAX];
+  int n_streams;
+
+  /* Who may connect (guard.c). */
+  char token[TD__TOKEN_LEN + 1];
+  int loopback;        /* bound to 127/8 or ::1 */
+  int wildcard;        /* bound to 0.0.0.0 or :: */
+  char bound_addr[64]; /* numeric, v6 in brackets */
+  char host_name[300]; /* --host as given, v6 in brackets */
+  char machine[256];   /* gethostname(), with a wildcard bind */
 };
 
 /* ---- responses (http.c) ---- */
@@ -94,6 +112,21 @@ void td__common_headers(struct MHD_Response *r, const char *cache_control);
 
 /* Strict decimal integer: the whole string, optional '-', no overflow. */
 TD_NODISCARD int td__parse_i64(const char *s, int64_t *out);
+
+/* ---- who may connect (guard.c) ---- */
+
+/* Makes the token and records the bound address of the listening socket
+ * fd (host: --host as given). */
+TD_NODISCARD int td__guard_init(td_server *s, int fd, const char *host,
+                                td_err *err);
+/* Checks Host, Origin and the token of a request whose headers are in;
+ * changes: a state-changing request (POST), which always needs the token
+ * header. 0: go on; else a refusal (403/400, or a redirect that sets the
+ * token cookie) was queued in *res. */
+TD_NODISCARD int td__guard_check(td_server *s, struct MHD_Connection *c,
+                                 const char *url, const char *method,
+                                 const char *version, int changes,
+                                 enum MHD_Result *res);
 
 /* ---- cache (cache.c) ---- */
 
