@@ -617,6 +617,8 @@ static void server_free(td_server *s) {
   }
   pthread_rwlock_destroy(&s->run_lock);
   pthread_mutex_destroy(&s->cache_mu);
+  td__png_cache_clear(s);
+  pthread_mutex_destroy(&s->png_mu);
   pthread_mutex_destroy(&s->ev_mu);
   pthread_cond_destroy(&s->ev_cond);
   free(s);
@@ -638,6 +640,7 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return td_err_set(err, TD_ENOMEM, "out of memory");
   pthread_rwlock_init(&s->run_lock, NULL);
   pthread_mutex_init(&s->cache_mu, NULL);
+  pthread_mutex_init(&s->png_mu, NULL);
   pthread_mutex_init(&s->ev_mu, NULL);
   pthread_cond_init(&s->ev_cond, NULL);
   s->poll_ms = opts->poll_ms > 0 ? opts->poll_ms : 1000;

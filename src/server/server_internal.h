@@ -36,6 +36,17 @@ typedef struct td__cache_entry {
   int stale; /* replaced on disk: freed when the last user lets go */
 } td__cache_entry;
 
+/* A territory PNG as served (png_cache.c). */
+#define TD__PNG_CACHE_CAP 8
+typedef struct td__png_entry {
+  char dir[512]; /* the epoch's projection directory */
+  int size;      /* ?size= */
+  uint64_t stamp;
+  void *png; /* NULL: free slot */
+  size_t len;
+  uint64_t last_used;
+} td__png_entry;
+
 typedef struct td__event {
   uint64_t id;
   char name[16];  /* "epoch", "projection", "quality", "alert" */
@@ -56,6 +67,10 @@ struct td_server {
   pthread_mutex_t cache_mu;
   td__cache_entry *cache; /* TD__CACHE_CAP slots */
   uint64_t tick;
+
+  pthread_mutex_t png_mu;
+  td__png_entry pngs[TD__PNG_CACHE_CAP];
+  uint64_t png_tick;
 
   /* Events for /api/events: a ring of the last TD__EVENT_RING, ids from 1. */
   pthread_mutex_t ev_mu;
@@ -139,6 +154,17 @@ TD_NODISCARD int td__cache_get(td_server *s, const char *path, int epoch,
                                td_err *err);
 void td__cache_release(td_server *s, td__cache_entry *e);
 void td__cache_clear(td_server *s);
+
+/* ---- territory PNGs (png_cache.c) ---- */
+
+/* 1 and a malloc'd copy in *png, *len when the PNG of dir at size is cached
+ * and its files unchanged; else 0. */
+int td__png_cache_get(td_server *s, const char *dir, int size, void **png,
+                      size_t *len);
+/* Keeps a copy of png (the least recently used entry makes room). */
+void td__png_cache_put(td_server *s, const char *dir, int size,
+                       const void *png, size_t len);
+void td__png_cache_clear(td_server *s);
 
 /* ---- API (api.c), static files and events (server.c) ---- */
 
