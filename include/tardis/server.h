@@ -34,6 +34,8 @@ typedef struct td_server_opts {
   int poll_ms;         /* run polling interval for events; default 1000 */
   int heartbeat_ms;    /* event-stream heartbeat; default 15000 */
   int max_connections; /* default 512 */
+  const char *token;   /* NULL: a random one per start (the default);
+                          else 32 hex digits (tests and fuzzers) */
   int follow;          /* 1: project new epochs as they are recorded, on a
                           thread the server owns (include/tardis/live.h);
                           method must then be "dvi" or "pca" */

@@ -27,9 +27,25 @@
 #define TOKEN_HEADER "X-Tardis-Token"
 #define TOKEN_COOKIE "tardis_token"
 
-int td__guard_init(td_server *s, int fd, const char *host, td_err *err) {
+/* A given token: exactly TD__TOKEN_LEN hex digits. */
+static int token_ok(const char *t) {
+  if (strlen(t) != TD__TOKEN_LEN)
+    return 0;
+  for (const char *p = t; *p; p++)
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+      return 0;
+  return 1;
+}
+
+int td__guard_init(td_server *s, int fd, const char *host, const char *token,
+                   td_err *err) {
   unsigned char raw[TD__TOKEN_LEN / 2];
-  size_t got = 0;
+  size_t got = token ? sizeof raw : 0;
+  if (token && !token_ok(token))
+    return td_err_set(err, TD_EARG, "bad token (%d hex digits)",
+                      TD__TOKEN_LEN);
+  if (token)
+    memcpy(s->token, token, TD__TOKEN_LEN + 1);
   while (got < sizeof raw) {
     ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
     if (n < 0 && errno != EINTR)
@@ -37,7 +53,7 @@ int td__guard_init(td_server *s, int fd, const char *host, td_err *err) {
     if (n > 0)
       got += (size_t)n;
   }
-  for (size_t i = 0; i < sizeof raw; i++)
+  for (size_t i = 0; !token && i < sizeof raw; i++)
     snprintf(s->token + 2 * i, 3, "%02x", raw[i]);
 
   struct sockaddr_storage ss;

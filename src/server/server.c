@@ -679,7 +679,7 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return rc;
   }
   s->port = bound_port(fd);
-  if ((rc = td__guard_init(s, fd, host, err))) {
+  if ((rc = td__guard_init(s, fd, host, opts->token, err))) {
     close(fd);
     server_free(s);
     return rc;

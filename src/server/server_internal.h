@@ -130,10 +130,10 @@ TD_NODISCARD int td__parse_i64(const char *s, int64_t *out);
 
 /* ---- who may connect (guard.c) ---- */
 
-/* Makes the token and records the bound address of the listening socket
- * fd (host: --host as given). */
+/* Makes the token (or takes the one given) and records the bound address
+ * of the listening socket fd (host: --host as given). */
 TD_NODISCARD int td__guard_init(td_server *s, int fd, const char *host,
-                                td_err *err);
+                                const char *token, td_err *err);
 /* Checks Host, Origin and the token of a request whose headers are in;
  * changes: a state-changing request (POST), which always needs the token
  * header. 0: go on; else a refusal (403/400, or a redirect that sets the
