@@ -61,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* no more requests on this connection: the server answers what it has,
    * then closes */
   shutdown(fd, SHUT_WR);
+  /* an answer that never ends (an event stream whose end is missed) is a
+   * hang: libFuzzer's -timeout reports it */
   char buf[65536];
   while (recv(fd, buf, sizeof buf, 0) > 0) {
   }

@@ -128,7 +128,7 @@ static int sse_next(sse_state *st) {
     int rc =
         pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, last ? &dl : &slice);
     timed_out = rc == ETIMEDOUT && last;
-    if (rc == ETIMEDOUT && !last && peer_gone(st->fd))
+    if (rc == ETIMEDOUT && peer_gone(st->fd))
       st->drop = 1;
   }
   if (s->stopping || st->drop) {
