@@ -17,16 +17,27 @@
  * away. */
 static volatile uint64_t fz_sink;
 
-/* The scratch directory, made on first use. */
+static char fz_scratch[256];
+
+static void fz_cleanup(void) {
+  td_err err;
+  if (fz_scratch[0] && td_remove_tree(fz_scratch, &err)) {
+    /* a scratch directory left in /dev/shm is harmless */
+  }
+}
+
+/* The scratch directory, made on first use and removed at exit (libFuzzer
+ * exits through exit(), also after -runs and -max_total_time). */
 static inline const char *fz_dir(void) {
-  static char dir[256];
+  char *dir = fz_scratch;
   if (!dir[0]) {
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(dir, sizeof dir, "%s/tardis-fuzz-XXXXXX", base);
+    snprintf(dir, sizeof fz_scratch, "%s/tardis-fuzz-XXXXXX", base);
     if (!mkdtemp(dir)) {
       perror("mkdtemp");
       abort();
     }
+    atexit(fz_cleanup);
   }
   return dir;
 }
@@ -47,7 +58,8 @@ static inline const char *fz_run(void) {
 }
 
 /* Replaces path with the bytes of the input. */
-static inline void fz_write(const char *path, const uint8_t *data, size_t size) {
+static inline void fz_write(const char *path, const uint8_t *data,
+                            size_t size) {
   FILE *f = fopen(path, "wb");
   if (!f) {
     perror(path);
