@@ -14,9 +14,9 @@ DEMO_PORT  ?= 8040
 DEB_PACKAGES = build-essential cmake pkg-config libopenblas-dev libjansson-dev \
   zlib1g-dev libpng-dev libcairo2-dev libsqlite3-dev libmicrohttpd-dev libgif-dev \
   fonts-dejavu-core dataset-fashion-mnist python3 python3-numpy python3-torch \
-  nodejs chromium
+  nodejs chromium clang
 
-.PHONY: all deps ui-deps build test test-asan test-tsan test-python test-ui demo bench clean format
+.PHONY: all deps ui-deps build test test-asan test-tsan test-python test-ui demo bench fuzz clean format
 
 all: build
 
@@ -86,6 +86,13 @@ demo: build
 	./$(BUILD)/tardis train --dataset fashion-mnist --model mlp --epochs $(DEMO_EPOCHS) \
 	  --noise 0.1 --seed 1 --force --out $(DEMO_RUN) --serve --port $(DEMO_PORT)
 
+# Every libFuzzer harness of fuzz/ for FUZZ_SECONDS each, one after the other
+# (docs/fuzzing.md); FUZZERS=npy_load picks some.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	JOBS=$(JOBS) sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZERS)
+
 bench: build
 	./$(BUILD)/bench_train
 
@@ -93,4 +100,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

@@ -149,28 +149,35 @@ static inline void td_t_http_raw(int port, const void *req, size_t len,
     td_t_dechunk(r);
 }
 
-/* One request with Connection: close; a body (may be NULL) is sent as
- * application/json. */
+/* The server's token (td_server_token) that td_t_http sends in
+ * X-Tardis-Token; "" sends none. */
+static char td_t_token[64];
+
+/* One request with Connection: close and the token; a body (may be NULL) is
+ * sent as application/json. */
 static inline void td_t_http(int port, const char *method, const char *path,
                              const char *body, td_t_resp *r) {
   size_t blen = body ? strlen(body) : 0;
-  size_t cap = strlen(method) + strlen(path) + blen + 192;
+  size_t cap = strlen(method) + strlen(path) + blen + 320;
   char *req = malloc(cap);
   if (!req) {
     memset(r, 0, sizeof *r);
     fprintf(stderr, "  http client: out of memory\n");
     return;
   }
+  char tok[96] = "";
+  if (td_t_token[0])
+    snprintf(tok, sizeof tok, "X-Tardis-Token: %s\r\n", td_t_token);
   int n = body ? snprintf(req, cap,
-                          "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s"
                           "Connection: close\r\n"
                           "Content-Type: application/json\r\n"
                           "Content-Length: %zu\r\n\r\n%s",
-                          method, path, blen, body)
+                          method, path, port, tok, blen, body)
                : snprintf(req, cap,
-                          "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s"
                           "Connection: close\r\n\r\n",
-                          method, path);
+                          method, path, port, tok);
   td_t_http_raw(port, req, (size_t)n, r);
   free(req);
 }

@@ -191,7 +191,7 @@ static void test_serve_follow_events(void) {
   if (fd >= 0) {
     /* Last-Event-ID 0: the events sent before this client connected too */
     const char req[] =
-        "GET /api/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n";
+        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\n\r\n";
     td_t_send_all(fd, req, sizeof req - 1);
     static char acc[1 << 20];
     size_t len = 0;

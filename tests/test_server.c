@@ -556,7 +556,7 @@ static void test_static(void) {
   td_t_resp_free(&r);
 
   int n = snprintf(req, sizeof req,
-                   "GET / HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n"
+                   "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: %s\r\n"
                    "Connection: close\r\n\r\n",
                    etag);
   http_raw(req, (size_t)n, &r);
@@ -576,7 +576,7 @@ static void test_static(void) {
 
   /* A request target that is not a path at all. */
   const char abs_req[] =
-      "GET /etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      "GET /etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   http_raw(abs_req, sizeof abs_req - 1, &r);
   CHECK_INT(r.status, ==, 404);
   CHECK(!strstr(r.raw, "root:"));
@@ -600,7 +600,7 @@ static void test_hostile(void) {
   /* Oversized headers. */
   char *req = malloc(80000);
   int n = snprintf(req, 80000,
-                   "GET /api/run HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n",
+                   "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: %s\r\n\r\n",
                    big + 10000);
   http_raw(req, (size_t)n, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
@@ -608,7 +608,7 @@ static void test_hostile(void) {
 
   /* A huge POST body is refused before it is read. */
   n = snprintf(req, 80000,
-               "POST /api/feedback HTTP/1.1\r\nHost: x\r\n"
+               "POST /api/feedback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                "Content-Length: 104857600\r\nConnection: close\r\n\r\n");
   memset(req + n, 'x', 60000);
   http_raw(req, (size_t)n + 60000, &r);
@@ -616,7 +616,7 @@ static void test_hostile(void) {
   td_t_resp_free(&r);
   /* A small POST: no such method here. */
   n = snprintf(req, 80000,
-               "POST /api/run HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+               "POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
                "Connection: close\r\n\r\n{}");
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 405);
@@ -627,7 +627,7 @@ static void test_hostile(void) {
   /* HEAD gets the headers only. */
   n = snprintf(req, 80000,
                "HEAD /api/epochs/1/embedding HTTP/1.1\r\n"
-               "Host: x\r\nConnection: close\r\n\r\n");
+               "Host: 127.0.0.1\r\nConnection: close\r\n\r\n");
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 200);
   CHECK_INT(r.blen, ==, 0);
@@ -639,7 +639,7 @@ static void test_hostile(void) {
   int fd = td_t_connect(port);
   CHECK(fd >= 0);
   n = snprintf(req, 80000,
-               "POST /api/run HTTP/1.1\r\nHost: x\r\n"
+               "POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
   td_t_send_all(fd, req, (size_t)n);
   n = snprintf(req, 80000, "%x\r\n", 65536);
@@ -657,7 +657,7 @@ static void test_hostile(void) {
   }
   /* GET with a body. */
   n = snprintf(req, 80000,
-               "GET /api/run HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+               "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
                "Connection: close\r\n\r\nhello");
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 400);
@@ -681,7 +681,7 @@ static void test_hostile(void) {
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
   td_t_resp_free(&r);
   const char bad_pct[] = "GET /api/samples/%zz%00 HTTP/1.1\r\nHost: "
-                         "x\r\nConnection: close\r\n\r\n";
+                         "127.0.0.1\r\nConnection: close\r\n\r\n";
   http_raw(bad_pct, sizeof bad_pct - 1, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
   td_t_resp_free(&r);
@@ -746,7 +746,7 @@ static int wait_for(int fd, char *acc, size_t cap, size_t *len,
 static void test_events(void) {
   int fd = td_t_connect(port);
   CHECK(fd >= 0);
-  const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[65536];
   size_t len = 0;
@@ -818,7 +818,7 @@ static void test_port_in_use(void) {
 static void test_stop_with_stream(void) {
   int fd = td_t_connect(port);
   CHECK(fd >= 0);
-  const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[4096];
   size_t len = 0;

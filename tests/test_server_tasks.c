@@ -318,7 +318,7 @@ static int wait_for(int fd, char *acc, size_t cap, size_t *len,
 static void test_alert_events(void) {
   int fd = td_t_connect(port);
   CHECK(fd >= 0);
-  const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[16384];
   size_t len = 0;

@@ -273,6 +273,7 @@ int main(void) {
     return 1;
   }
   port = td_server_port(srv);
+  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(srv));
   RUN(test_computing);
   RUN(test_ranking);
   RUN(test_sessions);

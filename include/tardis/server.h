@@ -33,7 +33,9 @@ typedef struct td_server_opts {
   const char *web_dir; /* static files; NULL: the built-in TD_WEB_DIR */
   int poll_ms;         /* run polling interval for events; default 1000 */
   int heartbeat_ms;    /* event-stream heartbeat; default 15000 */
-  int max_connections; /* default 64 */
+  int max_connections; /* default 512 */
+  const char *token;   /* NULL: a random one per start (the default);
+                          else 32 hex digits (tests and fuzzers) */
   int follow;          /* 1: project new epochs as they are recorded, on a
                           thread the server owns (include/tardis/live.h);
                           method must then be "dvi" or "pca" */
@@ -52,6 +54,14 @@ TD_NODISCARD int td_server_start(const td_server_opts *opts, td_server **out,
 
 /* The bound port (useful with port 0). */
 int td_server_port(const td_server *srv);
+
+/* The random token made at start (32 hex digits): state-changing requests
+ * must send it in X-Tardis-Token, and beyond loopback every request (header,
+ * ?token= or cookie). Print it in the URL: http://HOST:PORT/?token=... */
+const char *td_server_token(const td_server *srv);
+
+/* 1 when bound to a loopback address (127/8, ::1) only. */
+int td_server_is_loopback(const td_server *srv);
 
 /* Stops accepting, ends event streams, joins every thread, closes the run
  * and frees srv. NULL is fine. */

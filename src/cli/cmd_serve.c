@@ -58,8 +58,14 @@ int td_cmd_serve(int argc, char **argv) {
   }
   const char *host = o.host;
   int v6 = strchr(host, ':') != NULL;
-  printf("tardis: serving %s at http://%s%s%s:%d\n", o.run_dir, v6 ? "[" : "",
-         host, v6 ? "]" : "", td_server_port(srv));
+  if (!td_server_is_loopback(srv))
+    fprintf(stderr,
+            "tardis: warning: %s is reachable beyond this machine; every "
+            "request must carry the token of the URL below\n",
+            host);
+  printf("tardis: serving %s at http://%s%s%s:%d/?token=%s\n", o.run_dir,
+         v6 ? "[" : "", host, v6 ? "]" : "", td_server_port(srv),
+         td_server_token(srv));
   fflush(stdout);
 
   int sig = 0;

@@ -24,10 +24,16 @@ void td_cli_train_serve_start(td_cli_train_server *t) {
   if (td_server_start(&t->opts, &t->srv, &err) != TD_OK)
     fprintf(stderr, "%stardis: cannot serve the run: %s\n",
             t->tty ? "\r\033[K" : "", err.msg);
-  else
-    fprintf(stderr, "%stardis: serving %s live at http://%s:%d\n",
+  else {
+    if (!td_server_is_loopback(t->srv))
+      fprintf(stderr,
+              "%stardis: warning: %s is reachable beyond this machine; every "
+              "request must carry the token of the URL below\n",
+              t->tty ? "\r\033[K" : "", t->opts.host);
+    fprintf(stderr, "%stardis: serving %s live at http://%s:%d/?token=%s\n",
             t->tty ? "\r\033[K" : "", t->opts.run_dir, t->opts.host,
-            td_server_port(t->srv));
+            td_server_port(t->srv), td_server_token(t->srv));
+  }
   pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
 }
 
@@ -39,9 +45,9 @@ void td_cli_train_serve_finish(td_cli_train_server *t, int trained) {
     stop_signals(&stop);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     fprintf(stderr,
-            "tardis: training done; still serving at http://%s:%d (Ctrl-C "
-            "to stop)\n",
-            t->opts.host, td_server_port(t->srv));
+            "tardis: training done; still serving at http://%s:%d/?token=%s "
+            "(Ctrl-C to stop)\n",
+            t->opts.host, td_server_port(t->srv), td_server_token(t->srv));
     int sig = 0;
     sigwait(&stop, &sig);
   }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 static int read_exact(gzFile f, void *buf, size_t n) {
@@ -57,6 +58,16 @@ int td_idx_load(const char *path, td_array *out, td_err *err) {
       rc = td_err_set(err, TD_EFORMAT, "%s: IDX dimensions too large", path);
       goto done;
     }
+  }
+  /* A header may promise any size: check it against what the file can
+   * hold (deflate expands at most 1032-fold) before allocating it. */
+  struct stat st;
+  if (stat(path, &st) == 0 && count / 1032 > (uint64_t)st.st_size) {
+    rc = td_err_set(err, TD_EFORMAT,
+                    "%s: truncated IDX data (expected %llu bytes, the file "
+                    "has %lld)",
+                    path, (unsigned long long)count, (long long)st.st_size);
+    goto done;
   }
   if (td_array_alloc(out, TD_U8, ndim, shape) != TD_OK) {
     rc = td_err_set(err, TD_ENOMEM, "%s: out of memory", path);

@@ -423,6 +423,14 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
   if (td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir))
     return td__reply_error(r->c, 500, "epoch %d: path too long", epoch);
+  void *hit;
+  size_t hit_len;
+  if (td__png_cache_get(r->s, dir, (int)size, &hit, &hit_len)) {
+    enum MHD_Result res =
+        td__reply_bytes(r->c, 200, hit, hit_len, "image/png");
+    free(hit);
+    return res;
+  }
   td_territory t;
   td_err err;
   if (td_territory_load(dir, &t, &err))
@@ -431,6 +439,8 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
   int rc =
       td_render_territory_png(&t, (int)size, td_render_sink_buf, &png, &err);
   td_territory_free(&t);
+  if (!rc)
+    td__png_cache_put(r->s, dir, (int)size, png.data, png.len);
   enum MHD_Result res =
       rc ? td__reply_error(r->c, 500, "%s", err.msg)
          : td__reply_bytes(r->c, 200, png.data, png.len, "image/png");

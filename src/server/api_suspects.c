@@ -320,7 +320,10 @@ static int parse_feedback(json_t *body, int64_t n, int32_t **idx, int8_t **v,
       (acc ? json_array_size(acc) : 0) + (rej ? json_array_size(rej) : 0);
   *idx = malloc((total ? total : 1) * sizeof **idx);
   *v = malloc(total ? total : 1);
-  if (!*idx || !*v) {
+  /* one bit per sample finds repeats in linear time */
+  uint8_t *seen = calloc((size_t)(n / 8 + 1), 1);
+  if (!*idx || !*v || !seen) {
+    free(seen);
     snprintf(msg, len, "out of memory");
     return -1;
   }
@@ -334,17 +337,20 @@ static int parse_feedback(json_t *body, int64_t n, int32_t **idx, int8_t **v,
       if (val < 0 || val >= n) {
         snprintf(msg, len, "bad index in \"%s\" (integers 0 <= i < %lld)",
                  pass ? "reject" : "accept", (long long)n);
+        free(seen);
         return -1;
       }
-      for (int j = 0; j < *m; j++)
-        if ((*idx)[j] == (int32_t)val) {
-          snprintf(msg, len, "sample %lld appears twice", (long long)val);
-          return -1;
-        }
+      if (seen[val / 8] & (1u << (val % 8))) {
+        snprintf(msg, len, "sample %lld appears twice", (long long)val);
+        free(seen);
+        return -1;
+      }
+      seen[val / 8] |= (uint8_t)(1u << (val % 8));
       (*idx)[*m] = (int32_t)val;
       (*v)[(*m)++] = (int8_t)(pass ? 0 : 1);
     }
   }
+  free(seen);
   return 0;
 }
 

@@ -146,6 +146,42 @@ static int url_is_safe(const char *url) {
   return 1;
 }
 
+/* The page with the token filled into its
+ * <meta name="tardis-token" content="">, which the UI's scripts send back
+ * (web/js/api.js). */
+static struct MHD_Response *page_with_token(const td_server *s, int fd,
+                                            off_t size) {
+  static const char mark[] = "name=\"tardis-token\" content=\"";
+  if (size < 0 || size > (off_t)(8u << 20))
+    return NULL;
+  size_t n = (size_t)size, tl = strlen(s->token);
+  char *buf = malloc(n + tl + 1);
+  if (!buf)
+    return NULL;
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = read(fd, buf + got, n - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      break;
+    got += (size_t)k;
+  }
+  buf[got] = '\0';
+  char *m = strstr(buf, mark);
+  if (m) {
+    char *at = m + sizeof mark - 1;
+    memmove(at + tl, at, got + 1 - (size_t)(at - buf));
+    memcpy(at, s->token, tl);
+    got += tl;
+  }
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(got, buf, MHD_RESPMEM_MUST_FREE);
+  if (!r)
+    free(buf);
+  return r;
+}
+
 enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
                                  const char *url) {
   if (!url_is_safe(url) || strstr(url, "//"))
@@ -173,10 +209,17 @@ enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
     close(fd);
     return td__reply_error(c, 404, "not found");
   }
+  /* A page carries this start's token: its ETag changes with it, or a
+   * browser would revalidate an old page and send an old token. */
+  int is_page = !strncmp(mime_of(real), "text/html", 9);
+  uint64_t tok = 1469598103934665603ull; /* FNV-1a of the token */
+  for (const char *t = s->token; is_page && *t; t++)
+    tok = (tok ^ (unsigned char)*t) * 1099511628211ull;
   char etag[96];
-  snprintf(etag, sizeof etag, "\"%llx-%llx-%lx\"",
+  snprintf(etag, sizeof etag, "\"%llx-%llx-%lx-%llx\"",
            (unsigned long long)st.st_size,
-           (unsigned long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+           (unsigned long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec,
+           is_page ? (unsigned long long)tok : 0ull);
   const char *inm =
       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
   struct MHD_Response *r;
@@ -185,6 +228,10 @@ enum MHD_Result td__static_reply(td_server *s, struct MHD_Connection *c,
     close(fd);
     r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     status = MHD_HTTP_NOT_MODIFIED;
+  } else if (is_page) {
+    r = page_with_token(s, fd, st.st_size);
+    close(fd);
+    status = MHD_HTTP_OK;
   } else {
     r = MHD_create_response_from_fd((uint64_t)st.st_size, fd); /* owns fd */
     status = MHD_HTTP_OK;

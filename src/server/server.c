@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ void td_server_opts_init(td_server_opts *o) {
   o->method = "dvi";
   o->poll_ms = 1000;
   o->heartbeat_ms = 15000;
-  o->max_connections = 64;
+  o->max_connections = 512;
 }
 
 int td_server_port(const td_server *srv) { return srv->port; }
@@ -90,24 +91,50 @@ static void deadline_after(struct timespec *ts, int ms) {
 typedef struct sse_state {
   td_server *srv;
   uint64_t last_id;
+  int fd;   /* the client's socket, watched for a hang-up */
+  int drop; /* under ev_mu: pushed out by a newer stream */
   char buf[512];
   size_t len, off;
 } sse_state;
 
+/* The client hung up (or reset). A stream that waits for events never reads
+ * from its socket, so without this look a closed stream would hold its
+ * thread and connection until the next heartbeat failed to send. */
+static int peer_gone(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+  if (fd < 0 || poll(&p, 1, 0) <= 0)
+    return 0;
+  if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+    return 1;
+  char b;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 /* Fills st->buf with the next thing to send, blocking until there is one.
- * Returns 0 when the server is stopping. */
+ * Returns 1, or when the stream ends 0 (the server stops) or -1 (the client
+ * left, or a newer stream took its place). */
 static int sse_next(sse_state *st) {
   td_server *s = st->srv;
   struct timespec dl;
   deadline_after(&dl, s->heartbeat_ms);
   pthread_mutex_lock(&s->ev_mu);
   int timed_out = 0;
-  while (!s->stopping && s->ev_last == st->last_id && !timed_out)
-    timed_out =
-        pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, &dl) == ETIMEDOUT;
-  if (s->stopping) {
+  while (!s->stopping && !st->drop && s->ev_last == st->last_id && !timed_out) {
+    /* wake at least every 500 ms to see whether the client is still there */
+    struct timespec slice;
+    deadline_after(&slice, 500);
+    int last = slice.tv_sec > dl.tv_sec ||
+               (slice.tv_sec == dl.tv_sec && slice.tv_nsec >= dl.tv_nsec);
+    int rc =
+        pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, last ? &dl : &slice);
+    timed_out = rc == ETIMEDOUT && last;
+    if (rc == ETIMEDOUT && peer_gone(st->fd))
+      st->drop = 1;
+  }
+  if (s->stopping || st->drop) {
+    int rc = s->stopping ? 0 : -1;
     pthread_mutex_unlock(&s->ev_mu);
-    return 0;
+    return rc;
   }
   int n;
   if (s->ev_last != st->last_id) {
@@ -132,8 +159,12 @@ static int sse_next(sse_state *st) {
 static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   sse_state *st = cls;
-  if (st->off == st->len && !sse_next(st))
-    return MHD_CONTENT_READER_END_OF_STREAM;
+  int next = st->off < st->len ? 1 : sse_next(st);
+  if (next <= 0)
+    /* with an error, the connection closes: the client left or was pushed
+     * out */
+    return next == 0 ? MHD_CONTENT_READER_END_OF_STREAM
+                     : MHD_CONTENT_READER_END_WITH_ERROR;
   size_t n = st->len - st->off;
   if (n > max)
     n = max;
@@ -142,21 +173,42 @@ static ssize_t sse_read_cb(void *cls, uint64_t pos, char *buf, size_t max) {
   return (ssize_t)n;
 }
 
-static void sse_free_cb(void *cls) { free(cls); }
+static void sse_free_cb(void *cls) {
+  sse_state *st = cls;
+  td_server *s = st->srv;
+  pthread_mutex_lock(&s->ev_mu);
+  for (int i = 0; i < s->n_streams; i++)
+    if (s->streams[i] == st) {
+      memmove(s->streams + i, s->streams + i + 1,
+              (size_t)(s->n_streams - i - 1) * sizeof *s->streams);
+      s->n_streams--;
+      break;
+    }
+  pthread_mutex_unlock(&s->ev_mu);
+  free(st);
+}
+
+/* Registers a new stream; at the cap the oldest one is told to end, so that
+ * streams left open by forgotten tabs cannot use up the connections. */
+static void stream_add(td_server *s, sse_state *st) {
+  if (s->n_streams == TD__STREAMS_MAX) {
+    s->streams[0]->drop = 1;
+    memmove(s->streams, s->streams + 1,
+            (size_t)(TD__STREAMS_MAX - 1) * sizeof *s->streams);
+    s->n_streams--;
+    pthread_cond_broadcast(&s->ev_cond);
+  }
+  s->streams[s->n_streams++] = st;
+}
 
 enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c) {
   sse_state *st = calloc(1, sizeof *st);
   if (!st)
     return td__reply_error(c, 500, "out of memory");
   st->srv = s;
-  pthread_mutex_lock(&s->ev_mu);
-  st->last_id = s->ev_last;
-  const char *lei =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-  int64_t v;
-  if (lei && td__parse_i64(lei, &v) == 0 && v >= 0 && (uint64_t)v <= s->ev_last)
-    st->last_id = (uint64_t)v;
-  pthread_mutex_unlock(&s->ev_mu);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  st->fd = ci ? ci->connect_fd : -1;
   st->len =
       (size_t)snprintf(st->buf, sizeof st->buf, "retry: 2000\n: connected\n\n");
   struct MHD_Response *r = MHD_create_response_from_callback(
@@ -165,6 +217,15 @@ enum MHD_Result td__events_reply(td_server *s, struct MHD_Connection *c) {
     free(st);
     return MHD_NO;
   }
+  pthread_mutex_lock(&s->ev_mu);
+  st->last_id = s->ev_last;
+  const char *lei =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  int64_t v;
+  if (lei && td__parse_i64(lei, &v) == 0 && v >= 0 && (uint64_t)v <= s->ev_last)
+    st->last_id = (uint64_t)v;
+  stream_add(s, st);
+  pthread_mutex_unlock(&s->ev_mu);
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
                           "text/event-stream; charset=utf-8");
   MHD_add_response_header(r, "X-Accel-Buffering", "no");
@@ -300,6 +361,9 @@ static void *watcher_main(void *arg) {
 /* ---- request dispatch --------------------------------------------------- */
 
 typedef struct req_state {
+  int started;    /* on_request has seen the headers */
+  size_t raw_len; /* of the request target as sent */
+  int raw_nul;    /* the target holds %00 */
   size_t body_len;
   char *body; /* POST /api/suspects/...: the body so far */
   size_t body_cap;
@@ -309,6 +373,21 @@ typedef struct req_state {
 static int post_allowed(const char *method, const char *url) {
   return !strcmp(method, "POST") &&
          (!strcmp(url, "/api/suspects") || !strncmp(url, "/api/suspects/", 14));
+}
+
+/* Called with the request target before MHD decodes it (which would cut a
+ * path at %00 without a word); what it returns is the request's state. */
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c) {
+  (void)cls;
+  (void)c;
+  req_state *st = calloc(1, sizeof *st);
+  if (st && uri) {
+    st->raw_len = strlen(uri);
+    for (const char *p = uri; (p = strchr(p, '%')); p++)
+      if (p[1] == '0' && p[2] == '0')
+        st->raw_nul = 1;
+  }
+  return st;
 }
 
 static void request_done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -323,31 +402,108 @@ static void request_done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
 }
 
+typedef struct cl_scan {
+  int n, differ, chunked;
+  char first[32];
+} cl_scan;
+
+static enum MHD_Result cl_header_cb(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value) {
+  (void)kind;
+  cl_scan *sc = cls;
+  if (!strcasecmp(key, "Transfer-Encoding"))
+    sc->chunked = 1;
+  if (strcasecmp(key, "Content-Length"))
+    return MHD_YES;
+  if (sc->n++ == 0)
+    snprintf(sc->first, sizeof sc->first, "%s", value ? value : "");
+  else if (strcmp(sc->first, value ? value : ""))
+    sc->differ = 1;
+  return MHD_YES;
+}
+
+/* Refuses a request before its body is read: bad framing (two
+ * Content-Lengths that differ, Content-Length beside chunked), an oversized
+ * or unexpected body, a %00 or an overlong target, a refused Host, Origin or
+ * token. 0: go on; else the refusal is queued in *res. */
+static int check_request(td_server *s, struct MHD_Connection *c,
+                         const req_state *st, const char *url,
+                         const char *method, const char *version, int is_get,
+                         int is_post, enum MHD_Result *res) {
+  if (st->raw_len > TD__TARGET_MAX) {
+    *res = td__reply_error(c, 414, "request target longer than %d bytes",
+                           TD__TARGET_MAX);
+    return -1;
+  }
+  if (st->raw_nul) {
+    *res = td__reply_error(c, 400, "%%00 in the request target");
+    return -1;
+  }
+  cl_scan sc = {0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, cl_header_cb, &sc);
+  if (sc.differ || (sc.n && sc.chunked)) {
+    *res = td__reply_error(c, 400, "conflicting Content-Length");
+    return -1;
+  }
+  if (td__guard_check(s, c, url, method, version, is_post, res))
+    return -1;
+  int64_t len = 0;
+  if (sc.n && (td__parse_i64(sc.first, &len) || len < 0)) {
+    *res = td__reply_error(c, 400, "bad Content-Length");
+    return -1;
+  }
+  if (len > (int64_t)TD__BODY_MAX) {
+    *res = td__reply_error(c, 413, "request body over %u bytes", TD__BODY_MAX);
+    return -1;
+  }
+  if (is_get && len > 0) {
+    *res = td__reply_error(c, 400, "%s requests take no body", method);
+    return -1;
+  }
+  const char *ct =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+  if (is_post && ct && strncasecmp(ct, "application/json", 16)) {
+    *res = td__reply_error(c, 415, "the body must be application/json");
+    return -1;
+  }
+  return 0;
+}
+
+static enum MHD_Result reply_405(struct MHD_Connection *c) {
+  json_t *j = json_pack("{s:s}", "error", "method not allowed (GET, HEAD)");
+  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
+                                     strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
+                               : NULL;
+  if (!r) {
+    free(txt);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+  td__common_headers(r, "no-cache");
+  enum MHD_Result rc = MHD_queue_response(c, 405, r);
+  MHD_destroy_response(r);
+  return rc;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   const char *url, const char *method,
                                   const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls) {
-  (void)version;
   td_server *s = cls;
   int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
   int is_post = post_allowed(method, url);
   req_state *st = *con_cls;
-  if (!st) {
-    st = calloc(1, sizeof *st);
-    if (!st)
-      return MHD_NO;
-    *con_cls = st;
-    /* Refuse oversized or unexpected bodies before reading them. */
-    const char *cl =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    int64_t len = 0;
-    if (cl && (td__parse_i64(cl, &len) || len < 0))
-      return td__reply_error(c, 400, "bad Content-Length");
-    if (len > (int64_t)TD__BODY_MAX)
-      return td__reply_error(c, 413, "request body over %u bytes",
-                             TD__BODY_MAX);
-    if (is_get && len > 0)
-      return td__reply_error(c, 400, "%s requests take no body", method);
+  if (!st)
+    return MHD_NO;
+  if (!st->started) {
+    st->started = 1;
+    enum MHD_Result res;
+    if (check_request(s, c, st, url, method, version, is_get, is_post, &res))
+      return res;
     return MHD_YES;
   }
   if (*upload_size) {
@@ -377,25 +533,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     return td__reply_error(c, 414, "URL longer than %d bytes", TD__URL_MAX);
   if (is_post)
     return td__api_post(s, c, url, st->body, st->body ? st->body_len : 0);
-  if (!is_get) {
-    json_t *j = json_pack("{s:s}", "error", "method not allowed (GET, HEAD)");
-    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
-                                       strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
-                                 : NULL;
-    if (!r) {
-      free(txt);
-      return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "application/json; charset=utf-8");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    td__common_headers(r, "no-cache");
-    enum MHD_Result rc = MHD_queue_response(c, 405, r);
-    MHD_destroy_response(r);
-    return rc;
-  }
+  if (!is_get)
+    return reply_405(c);
   if (!strcmp(url, "/api") || !strncmp(url, "/api/", 5)) {
     if (!strcmp(url, "/api/events"))
       return td__events_reply(s, c);
@@ -478,6 +617,8 @@ static void server_free(td_server *s) {
   }
   pthread_rwlock_destroy(&s->run_lock);
   pthread_mutex_destroy(&s->cache_mu);
+  td__png_cache_clear(s);
+  pthread_mutex_destroy(&s->png_mu);
   pthread_mutex_destroy(&s->ev_mu);
   pthread_cond_destroy(&s->ev_cond);
   free(s);
@@ -499,6 +640,7 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return td_err_set(err, TD_ENOMEM, "out of memory");
   pthread_rwlock_init(&s->run_lock, NULL);
   pthread_mutex_init(&s->cache_mu, NULL);
+  pthread_mutex_init(&s->png_mu, NULL);
   pthread_mutex_init(&s->ev_mu, NULL);
   pthread_cond_init(&s->ev_cond, NULL);
   s->poll_ms = opts->poll_ms > 0 ? opts->poll_ms : 1000;
@@ -537,6 +679,11 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return rc;
   }
   s->port = bound_port(fd);
+  if ((rc = td__guard_init(s, fd, host, opts->token, err))) {
+    close(fd);
+    server_free(s);
+    return rc;
+  }
 
   /* The watcher's first snapshot is taken before serving, so events only
    * report what changed after the server started. */
@@ -564,10 +711,11 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
   s->mhd = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, fd,
       MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)(opts->max_connections > 0 ? opts->max_connections : 64),
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+      (unsigned)(opts->max_connections > 0 ? opts->max_connections : 512),
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TD__IDLE_TIMEOUT_S,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-      MHD_OPTION_NOTIFY_COMPLETED, request_done_cb, s, MHD_OPTION_END);
+      MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s, MHD_OPTION_NOTIFY_COMPLETED,
+      request_done_cb, s, MHD_OPTION_END);
   if (!s->mhd) {
     close(fd);
     td_server_stop(s);

@@ -13,6 +13,12 @@
 #include "tardis/server.h"
 
 #define TD__URL_MAX 4096
+#define TD__TARGET_MAX 8192 /* the whole request target, query included */
+#define TD__TOKEN_LEN 32    /* hex digits */
+#define TD__STREAMS_MAX 32  /* open /api/events streams; the oldest goes */
+/* A connection that sends nothing for this long is closed; above the
+ * event-stream heartbeat (15 s), which keeps an idle stream alive. */
+#define TD__IDLE_TIMEOUT_S 20
 #define TD__BODY_MAX (1u << 20)
 #define TD__CACHE_CAP 64
 #define TD__EVENT_RING 256
@@ -29,6 +35,17 @@ typedef struct td__cache_entry {
   int refs;  /* requests using `a` right now; never evicted while > 0 */
   int stale; /* replaced on disk: freed when the last user lets go */
 } td__cache_entry;
+
+/* A territory PNG as served (png_cache.c). */
+#define TD__PNG_CACHE_CAP 8
+typedef struct td__png_entry {
+  char dir[512]; /* the epoch's projection directory */
+  int size;      /* ?size= */
+  uint64_t stamp;
+  void *png; /* NULL: free slot */
+  size_t len;
+  uint64_t last_used;
+} td__png_entry;
 
 typedef struct td__event {
   uint64_t id;
@@ -51,6 +68,10 @@ struct td_server {
   td__cache_entry *cache; /* TD__CACHE_CAP slots */
   uint64_t tick;
 
+  pthread_mutex_t png_mu;
+  td__png_entry pngs[TD__PNG_CACHE_CAP];
+  uint64_t png_tick;
+
   /* Events for /api/events: a ring of the last TD__EVENT_RING, ids from 1. */
   pthread_mutex_t ev_mu;
   pthread_cond_t ev_cond;
@@ -68,6 +89,18 @@ struct td_server {
   pthread_t live_thread;
   int live_started;
   int scan_now; /* under ev_mu: the watcher scans at once */
+
+  /* Open event streams (under ev_mu), oldest first (server.c). */
+  struct sse_state *streams[TD__STREAMS_MAX];
+  int n_streams;
+
+  /* Who may connect (guard.c). */
+  char token[TD__TOKEN_LEN + 1];
+  int loopback;        /* bound to 127/8 or ::1 */
+  int wildcard;        /* bound to 0.0.0.0 or :: */
+  char bound_addr[64]; /* numeric, v6 in brackets */
+  char host_name[300]; /* --host as given, v6 in brackets */
+  char machine[256];   /* gethostname(), with a wildcard bind */
 };
 
 /* ---- responses (http.c) ---- */
@@ -95,6 +128,21 @@ void td__common_headers(struct MHD_Response *r, const char *cache_control);
 /* Strict decimal integer: the whole string, optional '-', no overflow. */
 TD_NODISCARD int td__parse_i64(const char *s, int64_t *out);
 
+/* ---- who may connect (guard.c) ---- */
+
+/* Makes the token (or takes the one given) and records the bound address
+ * of the listening socket fd (host: --host as given). */
+TD_NODISCARD int td__guard_init(td_server *s, int fd, const char *host,
+                                const char *token, td_err *err);
+/* Checks Host, Origin and the token of a request whose headers are in;
+ * changes: a state-changing request (POST), which always needs the token
+ * header. 0: go on; else a refusal (403/400, or a redirect that sets the
+ * token cookie) was queued in *res. */
+TD_NODISCARD int td__guard_check(td_server *s, struct MHD_Connection *c,
+                                 const char *url, const char *method,
+                                 const char *version, int changes,
+                                 enum MHD_Result *res);
+
 /* ---- cache (cache.c) ---- */
 
 /* Returns the cached mapping of an array, loading it on a miss or when the
@@ -106,6 +154,17 @@ TD_NODISCARD int td__cache_get(td_server *s, const char *path, int epoch,
                                td_err *err);
 void td__cache_release(td_server *s, td__cache_entry *e);
 void td__cache_clear(td_server *s);
+
+/* ---- territory PNGs (png_cache.c) ---- */
+
+/* 1 and a malloc'd copy in *png, *len when the PNG of dir at size is cached
+ * and its files unchanged; else 0. */
+int td__png_cache_get(td_server *s, const char *dir, int size, void **png,
+                      size_t *len);
+/* Keeps a copy of png (the least recently used entry makes room). */
+void td__png_cache_put(td_server *s, const char *dir, int size,
+                       const void *png, size_t len);
+void td__png_cache_clear(td_server *s);
 
 /* ---- API (api.c), static files and events (server.c) ---- */
 

@@ -16,15 +16,20 @@ async function checked(path, r) {
   return r;
 }
 
+// The server fills this start's token into the page (docs/api.md,
+// "Security"); requests that change state must send it back.
+const TOKEN = document.querySelector('meta[name="tardis-token"]')?.content || '';
+const TOKEN_HEADERS = TOKEN ? { 'X-Tardis-Token': TOKEN } : {};
+
 async function get(path) {
-  return checked(path, await fetch(path));
+  return checked(path, await fetch(path, { headers: TOKEN_HEADERS }));
 }
 
 // The suspects routes answer 503 with Retry-After while the server computes
 // the features (docs/api.md): wait and ask again.
 async function getWhenReady(path) {
   for (;;) {
-    const r = await fetch(path);
+    const r = await fetch(path, { headers: TOKEN_HEADERS });
     const wait = r.status === 503 ? Number(r.headers.get('Retry-After')) : NaN;
     if (!(wait >= 0)) return checked(path, r);
     await new Promise((done) => setTimeout(done, 1000 * Math.min(Math.max(wait, 0.2), 10)));
@@ -35,7 +40,7 @@ async function getWhenReady(path) {
 async function post(path, body) {
   const r = await fetch(path, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers: { 'Content-Type': 'application/json', ...TOKEN_HEADERS },
     body: JSON.stringify(body),
   });
   return (await checked(path, r)).json();

@@ -1,0 +1,95 @@
+/* The feedback JSON: the input is the body of
+ * POST /api/suspects/sessions/1/feedback (with the token), through the real
+ * server and handler, into the session database. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "fuzz_common.h"
+#include "tardis/server.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FZ_TOKEN "0123456789abcdef0123456789abcdef"
+
+static int port;
+
+/* Sends one request and returns the status (0: none). */
+static int request(const char *head, const uint8_t *body, size_t blen) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    abort();
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct timeval tv = {5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+    abort();
+  send(fd, head, strlen(head), MSG_NOSIGNAL);
+  if (blen)
+    send(fd, body, blen, MSG_NOSIGNAL);
+  char buf[4096];
+  ssize_t got = recv(fd, buf, sizeof buf - 1, 0);
+  int status = 0;
+  if (got > 0) {
+    buf[got] = '\0';
+    if (sscanf(buf, "HTTP/1.1 %d", &status) != 1)
+      status = 0;
+  }
+  while (got > 0)
+    got = recv(fd, buf, sizeof buf, 0);
+  close(fd);
+  return status;
+}
+
+static void start_server(void) {
+  static td_server *srv;
+  if (srv)
+    return;
+  signal(SIGPIPE, SIG_IGN);
+  td_server_opts o;
+  td_server_opts_init(&o);
+  o.run_dir = fz_run();
+  o.method = "pca";
+  o.port = 0;
+  o.token = FZ_TOKEN;
+  td_err err;
+  if (td_server_start(&o, &srv, &err)) {
+    fprintf(stderr, "fuzz server: %s\n", err.msg);
+    abort();
+  }
+  port = td_server_port(srv);
+  char head[512];
+  snprintf(head, sizeof head,
+           "POST /api/suspects/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "X-Tardis-Token: " FZ_TOKEN "\r\nContent-Length: 0\r\n"
+           "Connection: close\r\n\r\n");
+  if (request(head, NULL, 0) != 201) {
+    fprintf(stderr, "fuzz server: cannot create a session\n");
+    abort();
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  start_server();
+  char head[512];
+  snprintf(head, sizeof head,
+           "POST /api/suspects/sessions/1/feedback HTTP/1.1\r\n"
+           "Host: 127.0.0.1\r\nX-Tardis-Token: " FZ_TOKEN "\r\n"
+           "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+           "Connection: close\r\n\r\n",
+           size);
+  int status = request(head, data, size);
+  if (status == 0) /* no answer in 5 s: once more, for a loaded machine */
+    status = request(head, data, size);
+  /* a body is recorded or refused, never a server error */
+  if (status != 200 && status != 400 && status != 413) {
+    fprintf(stderr, "fuzz feedback: status %d for %zu bytes\n", status, size);
+    __builtin_trap();
+  }
+  return 0;
+}

@@ -1,0 +1,182 @@
+/* Slow, idle and long-lived clients must not shut others out, black-box
+ * over loopback: 64 idle connections, 64 that send headers or a body slowly,
+ * 64 event streams (more than the cap: the oldest are dropped), and streams
+ * that close must give their connections back at once. Only correctness and
+ * a generous bound ("answers within 10 s") are asserted, never a figure. */
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+
+#include "harness.h"
+#include "http_client.h"
+#include "sus_fixture.h"
+#include "tardis/server.h"
+
+#define HELD 64
+
+static char run_dir[4200];
+static int port0; /* the default server's port */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* GET /api/run answers 200 within 10 s (asking again while refused). */
+static int answers(int port) {
+  for (double dl = now_s() + 10; now_s() < dl;) {
+    td_t_resp r;
+    td_t_http(port, "GET", "/api/run", NULL, &r);
+    int ok = r.status == 200 && r.body && strstr(r.body, "\"n_train\"");
+    td_t_resp_free(&r);
+    if (ok)
+      return 1;
+    usleep(100000);
+  }
+  return 0;
+}
+
+static void close_all(int *fd, int n) {
+  for (int i = 0; i < n; i++)
+    if (fd[i] >= 0)
+      close(fd[i]);
+}
+
+/* An event stream whose response headers have arrived, or -1. */
+static int open_stream(int port) {
+  int fd = td_t_connect(port);
+  if (fd < 0)
+    return -1;
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  td_t_send_all(fd, req, sizeof req - 1);
+  char buf[1024];
+  size_t len = 0;
+  while (len < sizeof buf - 1) {
+    ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+    if (n <= 0)
+      break;
+    len += (size_t)n;
+    buf[len] = '\0';
+    if (strstr(buf, ": connected"))
+      return fd;
+  }
+  close(fd);
+  return -1;
+}
+
+/* The server closed fd within 5 s. */
+static int closed_by_server(int fd) {
+  char buf[4096];
+  for (double dl = now_s() + 5; now_s() < dl;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 200) > 0) {
+      ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN))
+        return 1;
+    }
+  }
+  return 0;
+}
+
+static void test_idle_and_slow(void) {
+  int port = port0;
+  int fd[3 * HELD];
+  char req[256];
+  for (int i = 0; i < 3 * HELD; i++) {
+    fd[i] = td_t_connect(port);
+    if (fd[i] < 0)
+      continue;
+    if (i < HELD)
+      continue; /* idle: connected, nothing sent */
+    if (i < 2 * HELD) {
+      const char part[] = "GET /api/run HTTP/1.1\r\nHo"; /* slow headers */
+      td_t_send_all(fd[i], part, sizeof part - 1);
+    } else {
+      int n = snprintf(req, sizeof req,
+                       "POST /api/suspects/sessions HTTP/1.1\r\n"
+                       "Host: 127.0.0.1\r\nX-Tardis-Token: %s\r\n"
+                       "Content-Type: application/json\r\n"
+                       "Content-Length: 1000\r\n\r\n{\"na",
+                       td_t_token);
+      td_t_send_all(fd[i], req, (size_t)n); /* slow body */
+    }
+  }
+  int held = 0;
+  for (int i = 0; i < 3 * HELD; i++)
+    held += fd[i] >= 0;
+  CHECK_INT(held, ==, 3 * HELD);
+  CHECK(answers(port));
+  close_all(fd, 3 * HELD);
+}
+
+static void test_streams(void) {
+  int port = port0;
+  int fd[HELD];
+  int open = 0;
+  for (int i = 0; i < HELD; i++)
+    open += (fd[i] = open_stream(port)) >= 0;
+  CHECK_INT(open, ==, HELD);
+  CHECK(answers(port));
+  /* over the cap: the oldest streams were closed by the server */
+  CHECK(fd[0] >= 0 && closed_by_server(fd[0]));
+  close_all(fd, HELD);
+}
+
+/* A server with room for 40 connections: 32 streams that close must free
+ * theirs at once (they used to wait for the next heartbeat, 15 s), so 32
+ * new streams and a request fit right after. */
+static void test_closed_streams_free_their_connections(void) {
+  td_server_opts o;
+  td_server_opts_init(&o);
+  o.run_dir = run_dir;
+  o.port = 0;
+  o.max_connections = 40;
+  td_server *s;
+  td_err err;
+  if (td_server_start(&o, &s, &err)) {
+    fprintf(stderr, "  server: %s\n", err.msg);
+    CHECK(0);
+    return;
+  }
+  int port = td_server_port(s);
+  int fd[32];
+  for (int round = 0; round < 2; round++) {
+    int open = 0;
+    double dl = now_s() + 10;
+    for (int i = 0; i < 32; i++) {
+      while ((fd[i] = open_stream(port)) < 0 && now_s() < dl)
+        usleep(100000);
+      open += fd[i] >= 0;
+    }
+    CHECK_INT(open, ==, 32);
+    CHECK(answers(port));
+    close_all(fd, 32);
+  }
+  td_server_stop(s);
+}
+
+int main(void) {
+  td_err err;
+  snprintf(run_dir, sizeof run_dir, "%s/run", td_t_tmpdir("server_load"));
+  if (sf_make_run(run_dir, 1, 1, &err)) {
+    fprintf(stderr, "fixture: %s\n", err.msg);
+    return 1;
+  }
+  td_server_opts o;
+  td_server_opts_init(&o);
+  o.run_dir = run_dir;
+  o.port = 0;
+  td_server *srv;
+  if (td_server_start(&o, &srv, &err)) {
+    fprintf(stderr, "server: %s\n", err.msg);
+    return 1;
+  }
+  port0 = td_server_port(srv);
+  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(srv));
+  RUN(test_idle_and_slow);
+  RUN(test_streams);
+  td_server_stop(srv);
+  RUN(test_closed_streams_free_their_connections);
+  return td_t_finish();
+}
