@@ -551,14 +551,16 @@ static void dvi_free(void *st) {
 }
 
 /* The newest finished epoch's model, its drawn positions (they warm-start
- * the next layout) and its predicted classes (for relocate_changed). */
-static void dvi_resume(void *st, const td_run *run, int epoch,
-                       const char *dir) {
+ * the next layout) and its predicted classes (for relocate_changed). The
+ * layout's vertex count (n_vert) stays 0, so dvi_place encodes every point:
+ * what a draft of a later epoch needs. */
+static int dvi_resume(void *st, const td_run *run, int epoch,
+                      const char *dir) {
   carry *c = st;
   char mdir[TD_PATH_MAX];
   if (td_pathf(mdir, sizeof mdir, NULL, "%s/model", dir) ||
       td_vismodel_load(mdir, &c->model, NULL) != TD_OK)
-    return;
+    return -1;
   td_array a;
   if (td_vis_load_embedding_in(dir, "train", -1, &a, NULL) == TD_OK) {
     if ((c->pos = malloc((size_t)a.shape[0] * 2 * sizeof(float)))) {
@@ -579,9 +581,10 @@ static void dvi_resume(void *st, const td_run *run, int epoch,
       predicted(&pe, c->pred);
     td_array_close(&pe.logits);
   }
+  return 0;
 }
 
 const td__proj_method td__proj_dvi = {
-    "dvi",   1,         dvi_new,    dvi_free, dvi_resume,
-    dvi_fit, dvi_place, dvi_decode, dvi_save,
+    "dvi",   1,       1,         dvi_new,    dvi_free,
+    dvi_resume, dvi_fit, dvi_place, dvi_decode, dvi_save,
 };

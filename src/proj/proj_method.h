@@ -29,11 +29,16 @@ typedef struct td__proj_epoch {
 typedef struct td__proj_method {
   const char *name;
   int boundary; /* fits on boundary samples too (td_project_opts.boundary) */
+  /* 1: a state made by resume places every point with the model's encoder
+   * (place() does not copy a layout), so it can draw a draft of a later
+   * epoch (td_project_draft). */
+  int drafts;
   void *(*state_new)(void);
   void (*state_free)(void *st);
   /* Warm start from a finished epoch (the newest before the first epoch to
-   * do); best effort: a state left empty starts cold. NULL: nothing. */
-  void (*resume)(void *st, const td_run *run, int epoch, const char *dir);
+   * do); best effort: a state left empty starts cold. NULL: nothing.
+   * Returns 0 when the model was loaded. */
+  int (*resume)(void *st, const td_run *run, int epoch, const char *dir);
   /* Fits the epoch; the state then holds its model. */
   int (*fit)(void *st, const td_project_opts *o, const td__proj_epoch *e,
              double *knn_s, double *fit_s, td_err *err);
