@@ -36,6 +36,8 @@ typedef struct fit_job {
   int running; /* started and not yet joined */
   atomic_int done;
   int epoch, low, was_draft;
+  atomic_int tid; /* the fit thread's kernel id; 0 until it runs */
+  int raised;     /* its priority was given back (the run went quiet) */
   double started;
   int warm_from;
   double seconds;
@@ -306,6 +308,7 @@ static void become_low_priority(int nice) {
 static void *fit_main(void *arg) {
   td_live *lv = arg;
   fit_job *j = &lv->job;
+  atomic_store(&j->tid, (int)syscall(SYS_gettid));
   if (j->low)
     become_low_priority(lv->o.yield_nice);
   j->rc = td_run_refresh(lv->fit_run, &j->err);
@@ -333,12 +336,30 @@ static int start_fit(td_live *lv, int i, int finished, td_err *err) {
   j->started = td_now();
   j->warm_from = -1;
   j->seconds = 0;
+  j->raised = 0;
+  atomic_store(&j->tid, 0);
   atomic_store(&j->done, 0);
   if (pthread_create(&j->th, NULL, fit_main, lv) != 0)
     return td_err_set(err, TD_EIO, "%s: cannot start a projection thread",
                       lv->dir);
   j->running = 1;
   return TD_OK;
+}
+
+/* A fit that yielded keeps going at the usual priority once the run is
+ * finished or quiet. Raising a thread's priority again needs CAP_SYS_NICE
+ * or a RLIMIT_NICE that allows it; without either, that one fit finishes
+ * where it is (on an idle machine nice costs nothing), and the next fits
+ * start at the usual priority. */
+static void give_back_priority(td_live *lv, int finished) {
+  fit_job *j = &lv->job;
+  int tid = atomic_load(&j->tid);
+  if (!j->running || !j->low || j->raised || !tid || run_active(lv, finished))
+    return;
+  j->raised = 1;
+  if (setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
+    /* EPERM: see above */
+  }
 }
 
 /* Takes in the finished fit: its record is final now. */
@@ -428,6 +449,7 @@ static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
       (rc = alert_new_epochs(lv, err)))
     return rc;
   publish(lv, -1, finished);
+  give_back_priority(lv, finished);
   if (lv->job.running && atomic_load(&lv->job.done)) {
     if ((rc = collect_fit(lv, finished, err)))
       return rc;
