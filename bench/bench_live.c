@@ -25,9 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -297,7 +297,7 @@ static void note_if_there(const char *path, double *slot, double t) {
 typedef struct {
   char dir[4096], out[4200], err[4200], sout[4200], serr[4200];
   pid_t trainer, server;
-  int trainer_rc;  /* -2 while running */
+  int trainer_rc; /* -2 while running */
   double trainer_cpu, trainer_end, all_final;
   int sse_started; /* the client thread runs */
   pthread_t sse_th;
@@ -508,7 +508,8 @@ static void report(const bench_cfg *b, const live_result *r) {
   /* once the first (cold) fit is written: the steady state */
   double first = NOT_SEEN, steady_from[MAX_EPOCHS + 1];
   for (int e = 1; e <= b->epochs; e++)
-    if (r->fs.drawn[e] != NOT_SEEN && (first == NOT_SEEN || r->fs.drawn[e] < first))
+    if (r->fs.drawn[e] != NOT_SEEN &&
+        (first == NOT_SEEN || r->fs.drawn[e] < first))
       first = r->fs.drawn[e];
   for (int e = 1; e <= b->epochs; e++)
     steady_from[e] = r->fs.commit[e] != NOT_SEEN && r->fs.commit[e] >= first

@@ -43,20 +43,20 @@
 
 /* What on_projected receives after each epoch is written. */
 typedef struct td_live_epoch {
-  int epoch;       /* the epoch just projected */
-  int warm_from;   /* the epoch it was warm-started from; -1: cold */
-  int backfill;    /* 1: not the newest recorded epoch when it was picked
-                      (back-filled, or redone) */
-  int redo;        /* 1: a draft replaced by its full fit */
-  int draft;       /* 1: a draft, placed by warm_from's model (no fit) */
+  int epoch;        /* the epoch just projected */
+  int warm_from;    /* the epoch it was warm-started from; -1: cold */
+  int backfill;     /* 1: not the newest recorded epoch when it was picked
+                       (back-filled, or redone) */
+  int redo;         /* 1: a draft replaced by its full fit */
+  int draft;        /* 1: a draft, placed by warm_from's model (no fit) */
   int low_priority; /* 1: the fit yielded to the trainer */
-  double seconds;  /* projection time */
-  double latency;  /* seconds from the epoch noticed to its projection
-                      written */
-  int newest;      /* the newest recorded epoch now */
-  int lag;         /* recorded epochs newer than this one */
-  int n_recorded;  /* recorded epochs */
-  int n_projected; /* of them, projected (drafts included) */
+  double seconds;   /* projection time */
+  double latency;   /* seconds from the epoch noticed to its projection
+                       written */
+  int newest;       /* the newest recorded epoch now */
+  int lag;          /* recorded epochs newer than this one */
+  int n_recorded;   /* recorded epochs */
+  int n_projected;  /* of them, projected (drafts included) */
 } td_live_epoch;
 
 typedef struct td_live_opts {

@@ -54,8 +54,8 @@ struct td_live {
   td_run *fit_run; /* the fit thread's own handle on the run */
   td_projector *pj;
   fit_job job;
-  double last_fresh;    /* td_now() when the newest epoch was noticed */
-  double next_draft_at; /* drafts keep to a share of the time */
+  double last_fresh;       /* td_now() when the newest epoch was noticed */
+  double next_draft_at;    /* drafts keep to a share of the time */
   td_alerts_state *alerts; /* NULL: o.alerts is 0 */
   int last_alerted;        /* the newest epoch given to alerts; 0: none */
   ep_rec *ep;              /* ascending by epoch, as the run lists them */
@@ -224,11 +224,10 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
       v[i] = *old;
       continue;
     }
-    key.state = td_vis_epoch_final(lv->dir, lv->o.proj.method, key.epoch)
-                    ? EP_DONE
-                : td_vis_epoch_done(lv->dir, lv->o.proj.method, key.epoch)
-                    ? EP_DRAFT
-                    : EP_NONE;
+    key.state =
+        td_vis_epoch_final(lv->dir, lv->o.proj.method, key.epoch)  ? EP_DONE
+        : td_vis_epoch_done(lv->dir, lv->o.proj.method, key.epoch) ? EP_DRAFT
+                                                                   : EP_NONE;
     key.noticed = now;
     v[i] = key;
     *fresh = 1;

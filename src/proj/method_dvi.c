@@ -554,8 +554,7 @@ static void dvi_free(void *st) {
  * the next layout) and its predicted classes (for relocate_changed). The
  * layout's vertex count (n_vert) stays 0, so dvi_place encodes every point:
  * what a draft of a later epoch needs. */
-static int dvi_resume(void *st, const td_run *run, int epoch,
-                      const char *dir) {
+static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir) {
   carry *c = st;
   char mdir[TD_PATH_MAX];
   if (td_pathf(mdir, sizeof mdir, NULL, "%s/model", dir) ||
@@ -585,6 +584,6 @@ static int dvi_resume(void *st, const td_run *run, int epoch,
 }
 
 const td__proj_method td__proj_dvi = {
-    "dvi",   1,       1,         dvi_new,    dvi_free,
+    "dvi",      1,       1,         dvi_new,    dvi_free,
     dvi_resume, dvi_fit, dvi_place, dvi_decode, dvi_save,
 };

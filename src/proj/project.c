@@ -204,7 +204,8 @@ static int write_epoch(const td_run *run, const td_project_opts *o,
       !(rc = td_territory_save(&terr, td_vis_writer_dir(w), err)))
     rc = pm->save(st, td_vis_writer_dir(w), err);
   secs[3] = td_now() - t0;
-  if (rc == TD_OK && !(rc = put_timing(w, o, epoch, e, secs, draft_from, err))) {
+  if (rc == TD_OK &&
+      !(rc = put_timing(w, o, epoch, e, secs, draft_from, err))) {
     rc = td_vis_epoch_commit(w, err);
     w = NULL;
   }
@@ -478,8 +479,8 @@ int td_projector_epoch(td_projector *p, int epoch, int *warm_from,
   return rc;
 }
 
-int td_project_draft(td_run *run, const td_project_opts *o, int epoch,
-                     int from, double *seconds, td_err *err) {
+int td_project_draft(td_run *run, const td_project_opts *o, int epoch, int from,
+                     double *seconds, td_err *err) {
   double t0 = td_now(), secs[5] = {0};
   const td__proj_method *pm = method_of(o->method);
   char dir[TD_PATH_MAX];

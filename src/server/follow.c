@@ -44,15 +44,14 @@ int td__follow_run_ready(td_server *s) {
 
 enum MHD_Result td__reply_waiting(td_server *s, struct MHD_Connection *c) {
   char msg[TD_PATH_MAX + 64];
-  snprintf(msg, sizeof msg, "%s: waiting for the run to start (no run.json yet)",
-           s->run_dir);
+  snprintf(msg, sizeof msg,
+           "%s: waiting for the run to start (no run.json yet)", s->run_dir);
   json_t *j = json_pack("{s:s, s:b}", "error", msg, "waiting", 1);
   char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
-  struct MHD_Response *r =
-      txt ? MHD_create_response_from_buffer(strlen(txt), txt,
-                                            MHD_RESPMEM_MUST_FREE)
-          : NULL;
+  struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
+                                     strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
+                               : NULL;
   if (!r) {
     free(txt);
     return MHD_NO;

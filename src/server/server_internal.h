@@ -68,7 +68,7 @@ struct td_server {
   pthread_t live_thread;
   int live_started;
   int follow_nice; /* td_server_opts.follow_nice */
-  int scan_now; /* under ev_mu: the watcher scans at once */
+  int scan_now;    /* under ev_mu: the watcher scans at once */
 };
 
 /* ---- responses (http.c) ---- */
