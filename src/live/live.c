@@ -492,8 +492,14 @@ static int gone(const td_live *lv) {
 }
 
 /* Ends td_live_run: a fit under way is finished first (it cannot be cut
- * short), and its result is dropped. */
+ * short; its epoch is written, not reported). */
 static int end_run(td_live *lv, int rc) {
+  /* a yielding fit would otherwise crawl on beside a busy trainer */
+  int tid = atomic_load(&lv->job.tid);
+  if (lv->job.running && lv->job.low && tid &&
+      setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
+    /* EPERM: see give_back_priority */
+  }
   join_job(lv);
   publish(lv, -1, lv->st.finished);
   return rc;
