@@ -7,6 +7,8 @@
 
 #include "harness.h"
 #include "tardis/fsutil.h"
+#include "tardis/project.h"
+#include "tardis/vis.h"
 
 static char bin[4096], dir[4096];
 
@@ -57,10 +59,11 @@ static void test_watch_training(void) {
     int ep = (int)json_integer_value(json_object_get(j, "epoch"));
     int back = json_is_true(json_object_get(j, "backfill"));
     int redo = json_is_true(json_object_get(j, "redo"));
+    int draft = json_is_true(json_object_get(j, "draft"));
     CHECK(ep >= 1 && ep <= 6);
-    if (ep >= 1 && ep <= 6 && !redo)
-      seen[ep]++;
-    if (!back && !redo) {
+    if (ep >= 1 && ep <= 6 && !draft)
+      seen[ep]++; /* each epoch's full fit exactly once */
+    if (!back && !redo && !draft) {
       ordered = ordered && ep > last_live;
       last_live = ep;
     }
@@ -68,8 +71,11 @@ static void test_watch_training(void) {
     json_decref(j);
   }
   free(txt);
-  for (int e = 1; e <= 6; e++)
+  for (int e = 1; e <= 6; e++) {
     CHECK_INT(seen[e], ==, 1);
+    snprintf(cmd, sizeof cmd, "%s/w1", dir);
+    CHECK(td_vis_epoch_final(cmd, "dvi", e)); /* no draft left */
+  }
   CHECK(ordered);
   CHECK_INT(lines, <=, 12);
   snprintf(cmd, sizeof cmd, "%s eval %s/w1 > %s/w1.eval 2>&1", bin, dir, dir);
@@ -223,6 +229,133 @@ static void test_serve_follow_events(void) {
   }
 }
 
+/* A draft: placed by an earlier fitted epoch's model, marked in its
+ * projection.json, a valid vis epoch; never a warm start; `tardis project`
+ * (td_project) counts it as not projected and replaces it by a fit. */
+static void test_draft(void) {
+  char cmd[20000], run_dir[4200];
+  snprintf(run_dir, sizeof run_dir, "%s/d", dir);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && rm -rf d && %s train --out d --epochs 3 --limit 600 "
+           "--quiet > /dev/null",
+           dir, bin);
+  CHECK_INT(sh(cmd), ==, 0);
+  td_err err;
+  td_run *run = NULL;
+  CHECK_INT(td_run_open(run_dir, &run, &err), ==, TD_OK);
+  if (!run)
+    return;
+  td_project_opts o;
+  td_project_opts_default(&o);
+  o.territory_res = 32;
+  o.epoch_to = 1;
+  td_project_summary sum;
+  CHECK_INT(td_project(run, &o, &sum, &err), ==, TD_OK);
+  /* no fitted epoch 2: no draft from it */
+  CHECK_INT(td_project_draft(run, &o, 3, 2, NULL, &err), ==, TD_ENOENT);
+  double secs = -1;
+  CHECK_INT(td_project_draft(run, &o, 3, 1, &secs, &err), ==, TD_OK);
+  CHECK(secs >= 0);
+  CHECK(td_vis_epoch_done(run_dir, "dvi", 3));
+  CHECK(td_vis_epoch_is_draft(run_dir, "dvi", 3));
+  CHECK(!td_vis_epoch_final(run_dir, "dvi", 3));
+  CHECK(td_vis_epoch_final(run_dir, "dvi", 1));
+  char edir[4400];
+  CHECK_INT(td_vis_epoch_dir(run_dir, "dvi", 3, edir, sizeof edir), ==, TD_OK);
+  td_vis_dims d;
+  td_vis_dims_of_run(run, &d);
+  CHECK_INT(td_vis_check_epoch(edir, "dvi", &d, &err), ==, TD_OK);
+  char pj[4500];
+  snprintf(pj, sizeof pj, "%s/projection.json", edir);
+  json_t *j = json_load_file(pj, 0, NULL);
+  CHECK_INT((int)json_integer_value(json_object_get(j, "draft_from")), ==, 1);
+  json_decref(j);
+  /* `tardis project` fits epochs 2 and 3: the draft is not "done" */
+  o.epoch_to = 0;
+  CHECK_INT(td_project(run, &o, &sum, &err), ==, TD_OK);
+  CHECK_INT(sum.projected, ==, 2);
+  CHECK(td_vis_epoch_final(run_dir, "dvi", 3));
+  td_run_close(run);
+  snprintf(cmd, sizeof cmd, "%s eval %s > /dev/null 2>&1", bin, run_dir);
+  CHECK_INT(sh(cmd), ==, 0);
+}
+
+/* The port `tardis serve` printed on stdout (path), waiting up to 60 s. */
+static int port_of(const char *path) {
+  int port = 0;
+  for (double dl = now_s() + 60; !port && now_s() < dl;) {
+    char *txt = slurp(path);
+    const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
+    if (at)
+      port = atoi(at + 10);
+    free(txt);
+    if (!port)
+      usleep(50000);
+  }
+  return port;
+}
+
+/* `serve --follow` on an empty directory: it serves at once, /api/run
+ * answers 503 "waiting" with Retry-After, and once a run is trained into
+ * the directory the epochs and their projections arrive as events. A
+ * directory that does not exist is a clear error. */
+static void test_serve_follow_empty(void) {
+  char cmd[20000], path[4300];
+  snprintf(cmd, sizeof cmd, "%s serve %s/nope --follow --port 0 2> %s/n.err",
+           bin, dir, dir);
+  CHECK_INT(sh(cmd), ==, 1);
+  snprintf(path, sizeof path, "%s/n.err", dir);
+  char *msg = slurp(path);
+  CHECK(msg && strstr(msg, "no such directory"));
+  free(msg);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && rm -rf e && mkdir e && %s serve e --follow --port 0 "
+           "> e.out 2> e.err & echo $! > %s/e.pid",
+           dir, bin, dir);
+  CHECK_INT(sh(cmd), ==, 0);
+  snprintf(path, sizeof path, "%s/e.pid", dir);
+  char *txt = slurp(path);
+  int pid = txt ? atoi(txt) : 0;
+  free(txt);
+  CHECK(pid > 0);
+  snprintf(path, sizeof path, "%s/e.out", dir);
+  int port = port_of(path);
+  CHECK(port > 0);
+  int fd = port > 0 ? td_t_connect(port) : -1;
+  CHECK(fd >= 0);
+  if (fd >= 0) {
+    static char acc[1 << 20];
+    size_t len = 0;
+    const char run_req[] = "GET /api/run HTTP/1.1\r\nHost: x\r\n\r\n";
+    td_t_send_all(fd, run_req, sizeof run_req - 1);
+    CHECK(read_until(fd, acc, sizeof acc, &len, "\"waiting\":true",
+                     now_s() + 30));
+    CHECK(strstr(acc, " 503 ") && strstr(acc, "Retry-After: 1"));
+    close(fd);
+    fd = td_t_connect(port);
+    const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
+    td_t_send_all(fd, req, sizeof req - 1);
+    len = 0;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s train --out e --epochs 2 --limit 600 --quiet "
+             "> /dev/null",
+             dir, bin);
+    CHECK_INT(sh(cmd), ==, 0);
+    double dl = now_s() + 120;
+    CHECK(read_until(fd, acc, sizeof acc, &len,
+                     "event: epoch\ndata: {\"epoch\":1,", dl));
+    CHECK(read_until(fd, acc, sizeof acc, &len,
+                     "event: projection\ndata: {\"epoch\":2,", dl));
+    close(fd);
+  }
+  if (pid > 0) {
+    kill(pid, SIGINT);
+    for (double dl = now_s() + 30; kill(pid, 0) == 0 && now_s() < dl;)
+      usleep(50000);
+    CHECK(kill(pid, 0) != 0);
+  }
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -234,5 +367,7 @@ int main(void) {
   RUN(test_watch_training);
   RUN(test_killed_trainer_and_removed_run);
   RUN(test_serve_follow_events);
+  RUN(test_draft);
+  RUN(test_serve_follow_empty);
   return td_t_finish();
 }

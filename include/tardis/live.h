@@ -16,13 +16,23 @@
  * notices them through inotify on RUN/ and RUN/epochs/, and also checks every
  * poll_ms, which is all it does where inotify is unavailable.
  *
- * Scheduling: the newest recorded epoch is projected first, warm-started from
- * the newest projected one; epochs skipped while training outran the
- * projection are back-filled, oldest first, when there is nothing newer. An
- * epoch that was warm-started from an epoch other than its predecessor (a
- * "draft") is projected again once its predecessor is done, so that in the
- * end every epoch is drawn as `tardis project` draws it. The follower keeps
- * one small record per recorded epoch and no queue: memory stays flat.
+ * Scheduling (docs/performance.md, "Live mode"): full fits run one at a
+ * time on a thread of their own, oldest epoch first, each warm-started from
+ * its predecessor — so every epoch ends up drawn exactly as `tardis project`
+ * draws it. A full fit of a 60k epoch costs ~10 CPU-s, a training epoch
+ * ~1.7, so while training runs the fits fall behind; meanwhile the
+ * follower's thread draws a *draft* of the newest epoch as soon as it is
+ * recorded: its points and territory placed by the encoder/decoder of the
+ * newest fully fitted epoch (td_project_draft, a few hundred ms), marked
+ * "draft" in its projection.json. The full fit later replaces it; drafts
+ * are never warm-started from, and none remains once the follower is idle.
+ * While the run is being written (not finished, an epoch arrived within
+ * yield_window s), full fits yield to the trainer: their thread runs at
+ * nice yield_nice on one core (its own nice value, so in `tardis train
+ * --serve` the trainer's threads keep theirs). The first, cold fit does not
+ * yield: until it is done there is no model to draw drafts with. The
+ * follower keeps one small record per recorded epoch and no queue: memory
+ * stays flat.
  */
 #ifndef TARDIS_LIVE_H
 #define TARDIS_LIVE_H
@@ -33,18 +43,20 @@
 
 /* What on_projected receives after each epoch is written. */
 typedef struct td_live_epoch {
-  int epoch;       /* the epoch just projected */
-  int warm_from;   /* the epoch it was warm-started from; -1: cold */
-  int backfill;    /* 1: not the newest recorded epoch when it was picked
-                      (back-filled, or redone) */
-  int redo;        /* 1: a draft projected again from its predecessor */
-  double seconds;  /* projection time */
-  double latency;  /* seconds from the epoch noticed to its projection
-                      written */
-  int newest;      /* the newest recorded epoch now */
-  int lag;         /* recorded epochs newer than this one */
-  int n_recorded;  /* recorded epochs */
-  int n_projected; /* of them, projected (drafts included) */
+  int epoch;        /* the epoch just projected */
+  int warm_from;    /* the epoch it was warm-started from; -1: cold */
+  int backfill;     /* 1: not the newest recorded epoch when it was picked
+                       (back-filled, or redone) */
+  int redo;         /* 1: a draft replaced by its full fit */
+  int draft;        /* 1: a draft, placed by warm_from's model (no fit) */
+  int low_priority; /* 1: the fit yielded to the trainer */
+  double seconds;   /* projection time */
+  double latency;   /* seconds from the epoch noticed to its projection
+                       written */
+  int newest;       /* the newest recorded epoch now */
+  int lag;          /* recorded epochs newer than this one */
+  int n_recorded;   /* recorded epochs */
+  int n_projected;  /* of them, projected (drafts included) */
 } td_live_epoch;
 
 typedef struct td_live_opts {
@@ -69,6 +81,11 @@ typedef struct td_live_opts {
   td_alerts_opts alerts_opts;
   void (*on_alert)(const td_alert *a, void *ctx);
   void *ctx;
+  int drafts;          /* 1: draw drafts of the newest epoch (1) */
+  int yield_nice;      /* nice value of full fits while the run is being
+                          written, 1..19; 0: never yield (19) */
+  double yield_window; /* the run counts as being written this many seconds
+                          after its newest epoch arrived (30) */
 } td_live_opts;
 
 void td_live_opts_default(td_live_opts *o);
@@ -102,6 +119,7 @@ typedef struct td_live_status {
   int newest_projected;
   int projecting; /* the epoch being projected now; -1: none */
   int finished;   /* the run is marked finished */
+  int n_drafts;   /* drawn epochs that are drafts still */
 } td_live_status;
 
 void td_live_get_status(td_live *lv, td_live_status *s);

@@ -23,6 +23,11 @@ void td_set_threads(int n);
 /* td_set_threads's count, or on first use TD_THREADS from the environment
  * (unset or <= 0: all CPUs). Thread-safe. */
 int td_threads(void);
+/* Overrides td_threads() for the calling thread only (n <= 0: back to the
+ * process's count). Live mode runs its low-priority projections on a
+ * thread of their own with 1, so that none of their work lands on the
+ * shared pool's workers (which keep the process's priority). */
+void td_set_thread_threads(int n);
 
 /* OpenBLAS's thread count is process-wide. Code that calls BLAS from inside
  * td_parallel_for (where the callers' threads are the parallelism, and

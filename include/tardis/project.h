@@ -104,4 +104,16 @@ TD_NODISCARD int td_projector_epoch(td_projector *p, int epoch, int *warm_from,
                                     double *seconds, td_err *err);
 void td_projector_close(td_projector *p); /* NULL is fine */
 
+/* A draft of a recorded epoch (live mode): its points placed, and its
+ * territory drawn, by the encoder/decoder of `from`, a fully fitted
+ * projected epoch, with no fit of its own — a few hundred ms where a fit
+ * takes seconds. Written through the vis writer like any epoch, with
+ * "draft": true in projection.json (td_vis_epoch_is_draft) and no boundary
+ * samples; a later td_projector_epoch or td_project replaces it, and no
+ * warm start ever starts from it. Only methods with a parametric model
+ * (dvi) draw drafts: others give TD_EARG. *seconds may be NULL. */
+TD_NODISCARD int td_project_draft(td_run *run, const td_project_opts *o,
+                                  int epoch, int from, double *seconds,
+                                  td_err *err);
+
 #endif

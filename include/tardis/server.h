@@ -39,6 +39,9 @@ typedef struct td_server_opts {
   int follow;          /* 1: project new epochs as they are recorded, on a
                           thread the server owns (include/tardis/live.h);
                           method must then be "dvi" or "pca" */
+  int follow_nice;     /* with follow: nice value of the projector's full
+                          fits while the run is being written, 1..19; 0:
+                          never yield (include/tardis/live.h); default 19 */
 } td_server_opts;
 
 /* Fills *o with the defaults (run_dir NULL, port 8040). */

@@ -63,6 +63,13 @@ typedef struct td_vis_file_spec {
   const char *what; /* one line for docs/vis-format.md */
 } td_vis_file_spec;
 
+/* The key of projection.json that marks a draft: an epoch placed by the
+ * encoder/decoder of an earlier, fully fitted epoch, without a fit of its
+ * own (live mode, include/tardis/live.h). Absent or false: fully fitted. */
+#define TD_VIS_DRAFT_KEY "draft"
+/* projection.json of a draft also names the epoch whose model placed it. */
+#define TD_VIS_DRAFT_FROM_KEY "draft_from"
+
 /* The files of an epoch directory, in table order. */
 const td_vis_file_spec *td_vis_spec(size_t *count);
 /* The entry for an epoch file name, or NULL. */
@@ -126,6 +133,12 @@ TD_NODISCARD int td_vis_suspects_path(const char *run_dir, const char *method,
 
 /* Whether the epoch is projected (its directory is committed). */
 int td_vis_epoch_done(const char *run_dir, const char *method, int epoch);
+/* Whether a committed epoch is a draft (TD_VIS_DRAFT_KEY in its
+ * projection.json); 0 when not projected or unreadable. */
+int td_vis_epoch_is_draft(const char *run_dir, const char *method, int epoch);
+/* Whether the epoch is projected and fully fitted (done, not a draft):
+ * what `tardis project` leaves, and what a warm start may start from. */
+int td_vis_epoch_final(const char *run_dir, const char *method, int epoch);
 /* Whether a file of a committed epoch exists. */
 int td_vis_epoch_has(const char *run_dir, const char *method, int epoch,
                      const char *file);

@@ -191,7 +191,9 @@ int td_cmd_eval(int argc, char **argv) {
       print_num(e->inv_conf_diff, " %10.3f");
       print_num(e->boundary_kept, " %9.3f");
       print_num(e->proj_seconds, " %8.1f");
-      printf("\n");
+      /* a live draft, to be replaced by its full fit (vis-format.md) */
+      printf("%s\n",
+             td_vis_epoch_is_draft(dir, method, e->epoch) ? "  draft" : "");
     }
     printf("\ntemporal_corr (train) ");
     print_num(r.temporal_corr_train, "%.3f");

@@ -23,12 +23,15 @@ int td_cmd_serve(int argc, char **argv) {
       TD_OPT_FLAG("follow", &o.follow,
                   "project new epochs as they are recorded (a run being\n"
                   "written by `tardis train` or the Python recorder)"),
+      TD_OPT_INT("nice", &o.follow_nice, 0, 19, "N",
+                 "with --follow: nice value of full fits while the run is\n"
+                 "being written (default 19; 0: never yield to the trainer)"),
       TD_OPT_END};
   const td_arg_pos pos[] = {{"RUN", &o.run_dir}, {0}};
   td_args_cmd cmd = {
       .name = "serve",
       .usage = "serve RUN [--port 8040] [--host 127.0.0.1] [--method dvi] "
-               "[--web DIR] [--follow]",
+               "[--web DIR] [--follow [--nice N]]",
       .about = "Serves the run directory RUN and its projection to the web "
                "UI:\na JSON/binary API under /api/ (docs/api.md) and the UI's "
                "static files.\nNew epochs and projections are pushed to open "

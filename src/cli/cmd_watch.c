@@ -17,18 +17,24 @@ typedef struct {
 static void on_projected(const td_live_epoch *e, void *ctx) {
   const watch_ctx *c = ctx;
   if (c->json)
-    printf("{\"epoch\":%d,\"seconds\":%.3f,\"latency\":%.3f,\"newest\":%d,"
-           "\"lag\":%d,\"warm_from\":%d,\"backfill\":%s,\"redo\":%s,"
-           "\"recorded\":%d,\"projected\":%d}\n",
-           e->epoch, e->seconds, e->latency, e->newest, e->lag, e->warm_from,
-           e->backfill ? "true" : "false", e->redo ? "true" : "false",
+    printf("{\"epoch\":%d,\"draft\":%s,\"seconds\":%.3f,\"latency\":%.3f,"
+           "\"newest\":%d,\"lag\":%d,\"warm_from\":%d,\"backfill\":%s,"
+           "\"redo\":%s,\"yielded\":%s,\"recorded\":%d,\"projected\":%d}\n",
+           e->epoch, e->draft ? "true" : "false", e->seconds, e->latency,
+           e->newest, e->lag, e->warm_from, e->backfill ? "true" : "false",
+           e->redo ? "true" : "false", e->low_priority ? "true" : "false",
            e->n_recorded, e->n_projected);
+  else if (e->draft)
+    printf("epoch %4d  draft in %6.2f s with epoch %d's model  lag %d (newest "
+           "recorded %d)\n",
+           e->epoch, e->seconds, e->warm_from, e->lag, e->newest);
   else
-    printf("epoch %4d  projected in %6.2f s  lag %d (newest recorded %d)%s\n",
+    printf("epoch %4d  projected in %6.2f s  lag %d (newest recorded %d)%s%s\n",
            e->epoch, e->seconds, e->lag, e->newest,
-           e->redo       ? "  redone from its predecessor"
+           e->redo       ? "  replaces its draft"
            : e->backfill ? "  back-filled"
-                         : "");
+                         : "",
+           e->low_priority ? "  (yielded to the trainer)" : "");
   fflush(stdout);
 }
 
@@ -88,6 +94,11 @@ int td_cmd_watch(int argc, char **argv) {
                     "do not compute alerts (RUN/alerts.jsonl)"),
       TD_OPT_FLAG("poll", &poll,
                   "look for new epochs by polling only (no inotify)"),
+      TD_OPT_INT("nice", &o.yield_nice, 0, 19, "N",
+                 "nice value of full fits while the run is being written\n"
+                 "(default 19; 0: never yield to the trainer)"),
+      TD_OPT_UNFLAG("no-drafts", &o.drafts,
+                    "no drafts: every epoch drawn by its full fit only"),
       TD_OPT_END};
   const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
   td_args_cmd cmd = {
@@ -96,8 +107,10 @@ int td_cmd_watch(int argc, char **argv) {
       .about = "Follows the run directory RUN while it is written (RUN may "
                "still be empty)\nand projects each new epoch as it lands, "
                "warm-started from the newest\nprojected one; when training "
-               "outruns the projection the newest epoch\ngoes first and the "
-               "others are back-filled. Prints one line per projected\n"
+               "outruns the projection the newest epoch\nis drawn at once as a "
+               "draft (placed by the newest fully fitted epoch's\nmodel) and "
+               "every epoch's full fit follows in order. Prints one line per "
+               "projected\n"
                "epoch: its projection time and how many recorded epochs are "
                "newer.\nComputes the geometry alerts of each recorded epoch "
                "(docs/alerts.md), prints\neach new one and keeps "

@@ -66,7 +66,14 @@ static void threads_from_env(void) {
   pthread_mutex_unlock(&g_blas_mu);
 }
 
+/* td_set_thread_threads: this thread's own count; 0: the process's. */
+static _Thread_local int t_threads;
+
+void td_set_thread_threads(int n) { t_threads = n > 0 ? clamp_threads(n) : 0; }
+
 int td_threads(void) {
+  if (t_threads > 0)
+    return t_threads;
   int n = atomic_load_explicit(&g_threads, memory_order_acquire);
   if (n > 0)
     return n;

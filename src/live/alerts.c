@@ -22,6 +22,7 @@ static const struct {
   int bad_dir, drift; /* drift: whether the drift rule applies */
   double floor_abs, floor_rel;
   const char *what;
+  double z_jump; /* > 0: this metric's own jump threshold */
 } spec[TD_GEOM_COUNT] = {
     [TD_GEOM_SEPARATION] = {"separation", -1, 1, 0, 0.01,
                             "class separation (centre distance / spread)"},
@@ -32,7 +33,14 @@ static const struct {
     [TD_GEOM_SPREAD] = {"spread", +1, 1, 0, 0.01, "spread within classes"},
     [TD_GEOM_KNN_AGREEMENT] = {"knn_agreement", -1, 1, 0.005, 0,
                                "kNN label agreement"},
-    [TD_GEOM_KNN_CHURN] = {"knn_churn", +1, 1, 0.01, 0, "neighbourhood churn"},
+    /* Churn settles within a few epochs of a healthy run (steps after
+     * the warm-up stayed within ±0.033 on every clean run measured) and
+     * turns up as soon as a growing learning rate starts to shake the
+     * representation — the earliest signal of a gradual failure measured
+     * (docs/alerts.md). Its early, steep fall inflates the spread, so a
+     * rise beyond 0.04 needs only z >= 1. */
+    [TD_GEOM_KNN_CHURN] = {"knn_churn", +1, 1, 0.04, 0, "neighbourhood churn",
+                           1.0},
     [TD_GEOM_PRED_CHURN] = {"pred_churn", +1, 0, 0.005, 0,
                             "predictions changed since the last epoch"},
     [TD_GEOM_TRAIN_ACC] = {"train_acc", -1, 1, 0.005, 0, "training accuracy"},
@@ -244,11 +252,15 @@ static int detect(td_alerts_state *s, const td_run *run, const int pair[2],
     double floor = spec[m].floor_abs + spec[m].floor_rel * prev;
     td_alert a;
     memset(&a, 0, sizeof a);
+    td_alerts_opts mo = s->o;
+    if (spec[m].z_jump > 0)
+      mo.z_jump = spec[m].z_jump;
     int fired = td_alerts_detect(series, t, spec[m].bad_dir, floor,
-                                 spec[m].drift && !s->fired_prev[m], &s->o, &a);
+                                 spec[m].drift && !s->fired_prev[m], &mo, &a);
     s->fired_prev[m] = fired && a.drift;
     if (!fired)
       continue;
+    a.critical = !a.drift && a.z >= 2 * s->o.z_jump; /* the run's scale */
     a.epoch = s->epochs[t];
     a.metric = (td_geom_metric)m;
     concerned(s, (td_geom_metric)m, pair, &a);

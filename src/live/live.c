@@ -1,13 +1,19 @@
 /* The live projector: follows a run as it is written and projects each new
  * epoch (include/tardis/live.h has the scheduling rules). One record per
- * recorded epoch says whether it is projected, and whether that projection
- * is a draft warm-started from an epoch other than its predecessor. */
+ * recorded epoch says whether it is drawn, and whether as a draft (placed by
+ * an earlier epoch's model) or fully fitted. Full fits run one at a time on
+ * a thread of their own, oldest first, each warm-started from its
+ * predecessor; the follower's thread meanwhile keeps watching the run,
+ * computes the alerts and draws drafts of the newest epoch. */
 #include "tardis/live.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "live/live_internal.h"
 #include "tardis/alloc.h"
@@ -23,13 +29,33 @@ typedef struct ep_rec {
   double noticed; /* td_now() when first seen */
 } ep_rec;
 
+/* The full fit under way on its own thread. While it runs, the projector
+ * and fit_run belong to that thread. */
+typedef struct fit_job {
+  pthread_t th;
+  int running; /* started and not yet joined */
+  atomic_int done;
+  int epoch, low, was_draft;
+  atomic_int tid; /* the fit thread's kernel id; 0 until it runs */
+  int raised;     /* its priority was given back (the run went quiet) */
+  double started;
+  int warm_from;
+  double seconds;
+  int rc;
+  td_err err;
+} fit_job;
+
 struct td_live {
   char *dir;
   td_live_opts o;
   td__notify nt;
   atomic_int stop; /* lock-free, so safe from a signal handler */
   td_run *run;     /* NULL until run.json and train_labels.npy are there */
+  td_run *fit_run; /* the fit thread's own handle on the run */
   td_projector *pj;
+  fit_job job;
+  double last_fresh;       /* td_now() when the newest epoch was noticed */
+  double next_draft_at;    /* drafts keep to a share of the time */
   td_alerts_state *alerts; /* NULL: o.alerts is 0 */
   int last_alerted;        /* the newest epoch given to alerts; 0: none */
   ep_rec *ep;              /* ascending by epoch, as the run lists them */
@@ -46,6 +72,9 @@ void td_live_opts_default(td_live_opts *o) {
   o->until_finished = 1;
   o->alerts = 1;
   td_alerts_opts_default(&o->alerts_opts);
+  o->drafts = 1;
+  o->yield_nice = 19;
+  o->yield_window = 30.0;
 }
 
 int td_live_open(const char *run_dir, const td_live_opts *o, td_live **out,
@@ -80,10 +109,19 @@ int td_live_open(const char *run_dir, const td_live_opts *o, td_live **out,
   return TD_OK;
 }
 
+static void join_job(td_live *lv) {
+  if (lv->job.running) {
+    pthread_join(lv->job.th, NULL);
+    lv->job.running = 0;
+  }
+}
+
 void td_live_close(td_live *lv) {
   if (!lv)
     return;
+  join_job(lv);
   td_projector_close(lv->pj);
+  td_run_close(lv->fit_run);
   td_alerts_state_free(lv->alerts);
   td_run_close(lv->run);
   td__notify_close(&lv->nt);
@@ -106,7 +144,9 @@ void td_live_get_status(td_live *lv, td_live_status *s) {
 
 /* Publishes the counts of the records (projecting: the epoch under way). */
 static void publish(td_live *lv, int projecting, int finished) {
-  td_live_status s = {0, 0, -1, -1, projecting, finished};
+  td_live_status s = {0, 0, -1, -1, projecting, finished, 0};
+  if (s.projecting < 0 && lv->job.running)
+    s.projecting = lv->job.epoch;
   for (int i = 0; i < lv->n; i++) {
     s.n_recorded++;
     s.newest_recorded = lv->ep[i].epoch;
@@ -114,6 +154,7 @@ static void publish(td_live *lv, int projecting, int finished) {
       s.n_projected++;
       s.newest_projected = lv->ep[i].epoch;
     }
+    s.n_drafts += lv->ep[i].state == EP_DRAFT;
   }
   pthread_mutex_lock(&lv->mu);
   lv->st = s;
@@ -146,10 +187,13 @@ static int ensure_open(td_live *lv, td_err *err) {
     *err = e;
     return rc;
   }
-  rc = td_projector_open(lv->run, &lv->o.proj, &lv->pj, err);
+  rc = td_run_open(lv->dir, &lv->fit_run, err);
+  if (rc == TD_OK)
+    rc = td_projector_open(lv->fit_run, &lv->o.proj, &lv->pj, err);
   if (rc) {
+    td_run_close(lv->fit_run);
     td_run_close(lv->run);
-    lv->run = NULL;
+    lv->run = lv->fit_run = NULL;
   }
   return rc;
 }
@@ -180,12 +224,14 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
       v[i] = *old;
       continue;
     }
-    key.state = td_vis_epoch_done(lv->dir, lv->o.proj.method, key.epoch)
-                    ? EP_DONE
-                    : EP_NONE;
+    key.state =
+        td_vis_epoch_final(lv->dir, lv->o.proj.method, key.epoch)  ? EP_DONE
+        : td_vis_epoch_done(lv->dir, lv->o.proj.method, key.epoch) ? EP_DRAFT
+                                                                   : EP_NONE;
     key.noticed = now;
     v[i] = key;
     *fresh = 1;
+    lv->last_fresh = now;
     if (!first && lv->o.on_recorded)
       lv->o.on_recorded(key.epoch, lv->o.ctx);
   }
@@ -221,45 +267,177 @@ static int alert_new_epochs(td_live *lv, td_err *err) {
   return added ? td_alerts_write(lv->alerts, lv->dir, err) : TD_OK;
 }
 
-/* The next epoch to project (an index into lv->ep), or -1. */
-static int pick(const td_live *lv) {
-  if (lv->n && lv->ep[lv->n - 1].state == EP_NONE)
-    return lv->n - 1;
+static int find_rec(const td_live *lv, int epoch) {
   for (int i = 0; i < lv->n; i++)
-    if (lv->ep[i].state == EP_NONE || (lv->ep[i].state == EP_DRAFT && i > 0 &&
-                                       lv->ep[i - 1].state != EP_NONE))
+    if (lv->ep[i].epoch == epoch)
       return i;
   return -1;
 }
 
-static int project_one(td_live *lv, int i, int finished, td_err *err) {
-  ep_rec *r = &lv->ep[i];
-  td_live_epoch ev = {0};
-  ev.epoch = r->epoch;
-  ev.redo = r->state == EP_DRAFT;
-  ev.backfill = i != lv->n - 1;
-  publish(lv, r->epoch, finished);
-  int rc =
-      td_projector_epoch(lv->pj, r->epoch, &ev.warm_from, &ev.seconds, err);
-  if (rc)
-    return rc;
-  int pred = i > 0 ? lv->ep[i - 1].epoch : -1;
-  r->state = ev.warm_from == pred ? EP_DONE : EP_DRAFT;
-  publish(lv, -1, finished);
-  ev.latency = td_now() - r->noticed;
-  ev.newest = lv->ep[lv->n - 1].epoch;
-  ev.lag = lv->n - 1 - i;
+/* Whether the run is being written: not finished, and an epoch arrived
+ * within yield_window seconds. Full fits then yield to the trainer. */
+static int run_active(const td_live *lv, int finished) {
+  return lv->o.yield_nice > 0 && !finished &&
+         td_now() - lv->last_fresh < lv->o.yield_window;
+}
+
+static void fill_event(td_live *lv, int i, td_live_epoch *ev) {
+  ev->epoch = lv->ep[i].epoch;
+  ev->backfill = i != lv->n - 1;
+  ev->latency = td_now() - lv->ep[i].noticed;
+  ev->newest = lv->ep[lv->n - 1].epoch;
+  ev->lag = lv->n - 1 - i;
   td_live_status s;
   td_live_get_status(lv, &s);
-  ev.n_recorded = s.n_recorded;
-  ev.n_projected = s.n_projected;
+  ev->n_recorded = s.n_recorded;
+  ev->n_projected = s.n_projected;
+}
+
+/* Lowers the calling thread's priority (its own nice value: on Linux a
+ * thread's, not the process's) and keeps its work on it: one thread for
+ * td_parallel_for and for OpenBLAS. */
+static void become_low_priority(int nice) {
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0) {
+    /* not fatal: the fit then competes at the usual priority */
+  }
+  td_set_thread_threads(1);
+  td_blas_single_begin();
+}
+
+static void *fit_main(void *arg) {
+  td_live *lv = arg;
+  fit_job *j = &lv->job;
+  atomic_store(&j->tid, (int)syscall(SYS_gettid));
+  if (j->low)
+    become_low_priority(lv->o.yield_nice);
+  j->rc = td_run_refresh(lv->fit_run, &j->err);
+  if (j->rc == TD_OK)
+    j->rc = td_projector_epoch(lv->pj, j->epoch, &j->warm_from, &j->seconds,
+                               &j->err);
+  if (j->low)
+    td_blas_single_end();
+  atomic_store(&j->done, 1);
+  td__notify_wake(&lv->nt);
+  return NULL;
+}
+
+/* Starts the full fit of record i. It yields to the trainer while the run
+ * is being written, except for the first (cold) fit: until one epoch is
+ * fully fitted there is no model to draw drafts with. */
+static int start_fit(td_live *lv, int i, int finished, td_err *err) {
+  int have_final = 0;
+  for (int k = 0; k < lv->n && !have_final; k++)
+    have_final = lv->ep[k].state == EP_DONE;
+  fit_job *j = &lv->job;
+  j->epoch = lv->ep[i].epoch;
+  j->was_draft = lv->ep[i].state == EP_DRAFT;
+  j->low = have_final && run_active(lv, finished);
+  j->started = td_now();
+  j->warm_from = -1;
+  j->seconds = 0;
+  j->raised = 0;
+  atomic_store(&j->tid, 0);
+  atomic_store(&j->done, 0);
+  if (pthread_create(&j->th, NULL, fit_main, lv) != 0)
+    return td_err_set(err, TD_EIO, "%s: cannot start a projection thread",
+                      lv->dir);
+  j->running = 1;
+  return TD_OK;
+}
+
+/* A fit that yielded keeps going at the usual priority once the run is
+ * finished or quiet. Raising a thread's priority again needs CAP_SYS_NICE
+ * or a RLIMIT_NICE that allows it; without either, that one fit finishes
+ * where it is (on an idle machine nice costs nothing), and the next fits
+ * start at the usual priority. */
+static void give_back_priority(td_live *lv, int finished) {
+  fit_job *j = &lv->job;
+  int tid = atomic_load(&j->tid);
+  if (!j->running || !j->low || j->raised || !tid || run_active(lv, finished))
+    return;
+  j->raised = 1;
+  if (setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
+    /* EPERM: see above */
+  }
+}
+
+/* Takes in the finished fit: its record is final now. */
+static int collect_fit(td_live *lv, int finished, td_err *err) {
+  fit_job *j = &lv->job;
+  join_job(lv);
+  if (j->rc) {
+    *err = j->err;
+    return j->rc;
+  }
+  int i = find_rec(lv, j->epoch);
+  if (i < 0)
+    return TD_OK; /* the run was rewritten under us */
+  lv->ep[i].state = EP_DONE;
+  publish(lv, -1, finished);
+  td_live_epoch ev = {0};
+  fill_event(lv, i, &ev);
+  ev.warm_from = j->warm_from;
+  ev.seconds = j->seconds;
+  ev.redo = j->was_draft;
+  ev.low_priority = j->low;
   if (lv->o.on_projected)
     lv->o.on_projected(&ev, lv->o.ctx);
   return TD_OK;
 }
 
-/* One look at the run: open it when it appears, re-list its epochs,
- * project one epoch if any needs it (*did). */
+/* Draws a draft of the newest epoch when nothing shows it yet, with the
+ * model of the newest fully fitted epoch. Drafts keep to a third of the
+ * follower's time (each is followed by twice its duration without one).
+ * *did: one was drawn. */
+static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
+  *did = 0;
+  int i = lv->n - 1, from = -1;
+  if (!lv->o.drafts || i < 0 || lv->ep[i].state != EP_NONE ||
+      (lv->job.running && lv->job.epoch == lv->ep[i].epoch) ||
+      td_now() < lv->next_draft_at)
+    return TD_OK;
+  for (int k = i - 1; k >= 0 && from < 0; k--)
+    if (lv->ep[k].state == EP_DONE)
+      from = lv->ep[k].epoch;
+  /* the fit that starts next is this epoch's own: no draft needed */
+  int next_fit = -1;
+  for (int k = 0; k < lv->n && next_fit < 0; k++)
+    if (lv->ep[k].state != EP_DONE)
+      next_fit = k;
+  if (from < 0 || (!lv->job.running && next_fit == i))
+    return TD_OK;
+  publish(lv, lv->ep[i].epoch, finished);
+  double secs = 0;
+  int rc =
+      td_project_draft(lv->run, &lv->o.proj, lv->ep[i].epoch, from, &secs, err);
+  if (rc)
+    return rc;
+  lv->next_draft_at = td_now() + 2.0 * secs;
+  lv->ep[i].state = EP_DRAFT;
+  *did = 1;
+  publish(lv, -1, finished);
+  td_live_epoch ev = {0};
+  fill_event(lv, i, &ev);
+  ev.warm_from = from;
+  ev.seconds = secs;
+  ev.draft = 1;
+  if (lv->o.on_projected)
+    lv->o.on_projected(&ev, lv->o.ctx);
+  return TD_OK;
+}
+
+/* The oldest epoch not fully fitted (its predecessors all are, so its fit
+ * is warm-started from its predecessor as in `tardis project`), or -1. */
+static int next_fit(const td_live *lv) {
+  for (int i = 0; i < lv->n; i++)
+    if (lv->ep[i].state != EP_DONE)
+      return i;
+  return -1;
+}
+
+/* One look at the run: open it when it appears, re-list its epochs, take
+ * in a finished fit, draw a draft, start the next fit (*did: any of the
+ * three happened). */
 static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
   int first = lv->run == NULL;
   *did = *fresh = 0;
@@ -270,11 +448,61 @@ static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
       (rc = alert_new_epochs(lv, err)))
     return rc;
   publish(lv, -1, finished);
-  int i = pick(lv);
-  if (i < 0)
-    return TD_OK;
-  *did = 1;
-  return project_one(lv, i, finished, err);
+  give_back_priority(lv, finished);
+  if (lv->job.running && atomic_load(&lv->job.done)) {
+    if ((rc = collect_fit(lv, finished, err)))
+      return rc;
+    *did = 1;
+  }
+  int drew;
+  if ((rc = maybe_draft(lv, finished, &drew, err)))
+    return rc;
+  *did |= drew;
+  int i = lv->job.running ? -1 : next_fit(lv);
+  if (i >= 0) {
+    if ((rc = start_fit(lv, i, finished, err)))
+      return rc;
+    publish(lv, -1, finished);
+    *did = 1;
+  }
+  return TD_OK;
+}
+
+/* How long to wait for the next change: the poll interval, shortened to
+ * the next allowed draft when the newest epoch waits for one, and to what
+ * is left of exit_idle. 0: idle long enough. */
+static int wait_ms(const td_live *lv, double idle_since) {
+  double now = td_now();
+  int ms = lv->o.poll_ms;
+  if (lv->n && lv->ep[lv->n - 1].state == EP_NONE && lv->next_draft_at > now &&
+      (lv->next_draft_at - now) * 1000 < ms)
+    ms = (int)((lv->next_draft_at - now) * 1000) + 1;
+  if (lv->o.exit_idle > 0 && !lv->job.running) {
+    double left = lv->o.exit_idle - (now - idle_since);
+    if (left <= 0)
+      return 0;
+    if (left * 1000 < ms)
+      ms = (int)(left * 1000) + 1;
+  }
+  return ms;
+}
+
+static int gone(const td_live *lv) {
+  return !td_path_is_dir(lv->dir) || (lv->run && !run_json_exists(lv));
+}
+
+/* Ends td_live_run: a fit under way is finished first (it cannot be cut
+ * short; its epoch is written, not reported). */
+static int end_run(td_live *lv, int rc) {
+  /* a yielding fit would otherwise crawl on beside a busy trainer */
+  int tid = atomic_load(&lv->job.tid);
+  if (lv->job.running && lv->job.low && tid &&
+      setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
+    /* EPERM: see give_back_priority */
+  }
+  join_job(lv);
+  publish(lv, -1, lv->st.finished);
+  return rc;
 }
 
 int td_live_run(td_live *lv, td_live_end *end, td_err *err) {
@@ -282,39 +510,31 @@ int td_live_run(td_live *lv, td_live_end *end, td_err *err) {
   for (;;) {
     if (atomic_load(&lv->stop)) {
       *end = TD_LIVE_STOPPED;
-      return TD_OK;
+      return end_run(lv, TD_OK);
     }
-    if (!td_path_is_dir(lv->dir) || (lv->run && !run_json_exists(lv)))
-      return vanished(lv, err);
+    if (gone(lv))
+      return end_run(lv, vanished(lv, err));
     /* Read before the epochs are listed: the marker is written after the
      * last epoch, so the list that follows holds every epoch. */
     int finished = td_run_is_finished(lv->dir);
     int did, fresh;
     int rc = step(lv, finished, &did, &fresh, err);
-    if (rc) {
-      if (!td_path_is_dir(lv->dir) || (lv->run && !run_json_exists(lv)))
-        return vanished(lv, err);
-      return rc;
-    }
-    double now = td_now();
-    if (did || fresh)
-      idle_since = now;
+    if (rc)
+      return end_run(lv, gone(lv) ? vanished(lv, err) : rc);
+    if (did || fresh || lv->job.running)
+      idle_since = td_now();
     if (did)
       continue;
-    if (finished && lv->run && lv->o.until_finished) {
+    if (finished && lv->run && lv->o.until_finished && !lv->job.running &&
+        next_fit(lv) < 0) {
       *end = TD_LIVE_FINISHED;
-      return TD_OK;
+      return end_run(lv, TD_OK);
     }
-    int wait_ms = lv->o.poll_ms;
-    if (lv->o.exit_idle > 0) {
-      double left = lv->o.exit_idle - (now - idle_since);
-      if (left <= 0) {
-        *end = TD_LIVE_IDLE;
-        return TD_OK;
-      }
-      if (left * 1000 < wait_ms)
-        wait_ms = (int)(left * 1000) + 1;
+    int ms = wait_ms(lv, idle_since);
+    if (ms == 0) {
+      *end = TD_LIVE_IDLE;
+      return end_run(lv, TD_OK);
     }
-    td__notify_wait(&lv->nt, wait_ms);
+    td__notify_wait(&lv->nt, ms);
   }
 }

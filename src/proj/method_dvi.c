@@ -551,7 +551,9 @@ static void dvi_free(void *st) {
 }
 
 /* The newest finished epoch's model, its drawn positions (they warm-start
- * the next layout) and its predicted classes (for relocate_changed). */
+ * the next layout) and its predicted classes (for relocate_changed). The
+ * layout's vertex count (n_vert) stays 0, so dvi_place encodes every point:
+ * what a draft of a later epoch needs. */
 static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
                       td_err *err) {
   carry *c = st;
@@ -585,6 +587,6 @@ static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
 }
 
 const td__proj_method td__proj_dvi = {
-    "dvi",   1,         dvi_new,    dvi_free, dvi_resume,
-    dvi_fit, dvi_place, dvi_decode, dvi_save,
+    "dvi",      1,       1,         dvi_new,    dvi_free,
+    dvi_resume, dvi_fit, dvi_place, dvi_decode, dvi_save,
 };

@@ -29,6 +29,10 @@ typedef struct td__proj_epoch {
 typedef struct td__proj_method {
   const char *name;
   int boundary; /* fits on boundary samples too (td_project_opts.boundary) */
+  /* 1: a state made by resume places every point with the model's encoder
+   * (place() does not copy a layout), so it can draw a draft of a later
+   * epoch (td_project_draft). */
+  int drafts;
   void *(*state_new)(void);
   void (*state_free)(void *st);
   /* Warm start from a finished epoch (the newest before the first epoch to

@@ -153,7 +153,8 @@ static int put_arrays(td_vis_writer *w, const epoch_data *e, const placed *p,
 
 /* projection.json: what the epoch cost, stage by stage. */
 static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
-                      const epoch_data *e, const double secs[5], td_err *err) {
+                      const epoch_data *e, const double secs[5], int draft_from,
+                      td_err *err) {
   json_t *pj = json_pack(
       "{s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch", epoch, "method",
       o->method, "boundary_seconds", secs[4], "knn_seconds", secs[0],
@@ -162,6 +163,10 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
   json_object_set_new(
       pj, "seconds",
       json_real(secs[0] + secs[1] + secs[2] + secs[3] + secs[4]));
+  if (draft_from >= 0) {
+    json_object_set_new(pj, TD_VIS_DRAFT_KEY, json_true());
+    json_object_set_new(pj, TD_VIS_DRAFT_FROM_KEY, json_integer(draft_from));
+  }
   char *txt = json_dumps(pj, JSON_INDENT(2));
   json_decref(pj);
   int rc = txt ? td_vis_put_json(w, "projection.json", txt, err)
@@ -171,10 +176,12 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
 }
 
 /* Places the points, computes the territory and writes the epoch's vis
- * directory through the vis writer (atomic: docs/vis-format.md). */
+ * directory through the vis writer (atomic: docs/vis-format.md); a draft
+ * (draft_from >= 0: the epoch whose model st holds) is marked as one. */
 static int write_epoch(const td_run *run, const td_project_opts *o,
                        const td__proj_method *pm, void *st, int epoch,
-                       const epoch_data *e, double secs[5], td_err *err) {
+                       const epoch_data *e, double secs[5], int draft_from,
+                       td_err *err) {
   td_vis_dims d;
   td_vis_dims_of_run(run, &d);
   d.n_train = e->n, d.n_test = e->m, d.n_ood = e->mo, d.n_boundary = e->nb;
@@ -199,7 +206,8 @@ static int write_epoch(const td_run *run, const td_project_opts *o,
       !(rc = td_territory_save(&terr, td_vis_writer_dir(w), err)))
     rc = pm->save(st, td_vis_writer_dir(w), err);
   secs[3] = td_now() - t0;
-  if (rc == TD_OK && !(rc = put_timing(w, o, epoch, e, secs, err))) {
+  if (rc == TD_OK &&
+      !(rc = put_timing(w, o, epoch, e, secs, draft_from, err))) {
     rc = td_vis_epoch_commit(w, err);
     w = NULL;
   }
@@ -296,7 +304,7 @@ static int load_previous(const td_project_opts *o, const td__proj_method *pm,
   for (int i = upto_index - 1; i >= 0 && pm->resume; i--) {
     char dir[TD_PATH_MAX];
     int ep = td_run_epoch_number(run, i);
-    if (!td_vis_epoch_done(td_run_dir(run), o->method, ep) ||
+    if (!td_vis_epoch_final(td_run_dir(run), o->method, ep) ||
         td_vis_epoch_dir(td_run_dir(run), o->method, ep, dir, sizeof dir))
       continue;
     /* Continuing silently from a damaged epoch would anchor every later
@@ -329,7 +337,7 @@ static int pending_epochs(const td_run *run, const td_project_opts *o,
     if ((o->epoch_from && ep < o->epoch_from) ||
         (o->epoch_to && ep > o->epoch_to))
       continue;
-    if (!o->force && td_vis_epoch_done(td_run_dir(run), o->method, ep)) {
+    if (!o->force && td_vis_epoch_final(td_run_dir(run), o->method, ep)) {
       /* "already done" must not hide an epoch that has gone bad since */
       int rc = td_run_validate_epoch(run, ep, err);
       if (rc) {
@@ -385,7 +393,7 @@ static int project_epoch(const td_run *run, const td_project_opts *o,
   }
   if (rc == TD_OK) {
     report(o, t, n, ep, "territory", 0);
-    rc = write_epoch(run, o, pm, st, ep, &e, secs, err);
+    rc = write_epoch(run, o, pm, st, ep, &e, secs, -1, err);
   }
   epoch_data_free(&e);
   *dt = td_now() - t0;
@@ -437,11 +445,13 @@ void td_projector_close(td_projector *p) {
   free(p);
 }
 
-/* The newest projected epoch recorded before position i of the run. */
+/* The newest fully fitted epoch recorded before position i of the run
+ * (drafts do not count: a warm start never starts from one). */
 static int newest_done_before(const td_projector *p, int i) {
   for (i--; i >= 0; i--) {
     int ep = td_run_epoch_number(p->run, i);
-    if (ep == p->last || td_vis_epoch_done(td_run_dir(p->run), p->o.method, ep))
+    if (ep == p->last ||
+        td_vis_epoch_final(td_run_dir(p->run), p->o.method, ep))
       return ep;
   }
   return -1;
@@ -485,6 +495,38 @@ int td_projector_epoch(td_projector *p, int epoch, int *warm_from,
     report(&p->o, 0, 1, epoch, "done", dt);
   if (seconds)
     *seconds = dt;
+  return rc;
+}
+
+int td_project_draft(td_run *run, const td_project_opts *o, int epoch, int from,
+                     double *seconds, td_err *err) {
+  double t0 = td_now(), secs[5] = {0};
+  const td__proj_method *pm = method_of(o->method);
+  char dir[TD_PATH_MAX];
+  if (!pm || !pm->drafts)
+    return td_err_set(err, TD_EARG, "method '%s' draws no drafts", o->method);
+  if (!td_vis_epoch_final(td_run_dir(run), o->method, from) ||
+      td_vis_epoch_dir(td_run_dir(run), o->method, from, dir, sizeof dir))
+    return td_err_set(err, TD_ENOENT,
+                      "%s: epoch %d has no fully fitted projection to draw a "
+                      "draft with",
+                      td_run_dir(run), from);
+  void *st = pm->state_new();
+  if (!st)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc = pm->resume(st, run, from, dir, err);
+  epoch_data e;
+  memset(&e, 0, sizeof e);
+  /* No boundary samples: making them costs more than the rest of a draft,
+   * and the territory comes from the decoder and this epoch's head. */
+  if (rc == TD_OK && (rc = load_epoch(run, epoch, &e, err)) == TD_OK)
+    rc = write_epoch(run, o, pm, st, epoch, &e, secs, from, err);
+  epoch_data_free(&e);
+  pm->state_free(st);
+  if (rc)
+    td_err_prefix(err, "epoch %d (draft)", epoch);
+  if (seconds)
+    *seconds = td_now() - t0;
   return rc;
 }
 

@@ -237,6 +237,9 @@ static enum MHD_Result api_epochs(const req *r) {
     json_object_set_new(e, "metrics", metrics ? metrics : json_null());
     vis_path(r, ep, "train_embedding.npy", p, sizeof p);
     json_object_set_new(e, "projected", json_boolean(td_path_exists(p)));
+    json_object_set_new(
+        e, "draft",
+        json_boolean(td_vis_epoch_is_draft(td_run_dir(r->run), r->method, ep)));
     json_object_set_new(e, "has_test",
                         json_boolean(td_run_has(r->run, ep, "test_logits")));
     vis_path(r, ep, "territory.json", p, sizeof p);
@@ -942,6 +945,8 @@ enum MHD_Result td__api_route(td_server *s, struct MHD_Connection *c,
   }
   if (nseg == 0)
     return td__reply_error(c, 404, "no such route");
+  if (!td__follow_run_ready(s))
+    return td__reply_waiting(s, c);
   req r = {s, c, NULL, NULL, s->method};
   const char *m =
       MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "method");

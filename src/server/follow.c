@@ -3,10 +3,67 @@
  * (server.c) turns what appears on disk into events, and is poked so that
  * a projection reaches the browsers at once rather than at the next poll. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/server_internal.h"
+#include "tardis/fsutil.h"
 #include "tardis/live.h"
+
+int td__follow_open_run(const td_server_opts *o, td_run **run, td_err *err) {
+  *run = NULL;
+  if (o->follow && !td_path_is_dir(o->run_dir))
+    return td_err_set(err, TD_ENOENT,
+                      "%s: no such directory (--follow waits for a run to "
+                      "start in an existing directory: create it, or point "
+                      "the trainer and the server at the same one)",
+                      o->run_dir);
+  td_err e;
+  int rc = td_run_open(o->run_dir, run, &e);
+  if (rc == TD_ENOENT && o->follow)
+    return TD_OK; /* not started yet: td__follow_run_ready waits for it */
+  if (rc)
+    *err = e;
+  return rc;
+}
+
+int td__follow_run_ready(td_server *s) {
+  pthread_rwlock_rdlock(&s->run_lock);
+  int ready = s->run != NULL;
+  pthread_rwlock_unlock(&s->run_lock);
+  if (ready)
+    return 1;
+  pthread_rwlock_wrlock(&s->run_lock);
+  td_run *run;
+  if (!s->run && td_run_open(s->run_dir, &run, NULL) == TD_OK)
+    s->run = run;
+  ready = s->run != NULL;
+  pthread_rwlock_unlock(&s->run_lock);
+  return ready;
+}
+
+enum MHD_Result td__reply_waiting(td_server *s, struct MHD_Connection *c) {
+  char msg[TD_PATH_MAX + 64];
+  snprintf(msg, sizeof msg,
+           "%s: waiting for the run to start (no run.json yet)", s->run_dir);
+  json_t *j = json_pack("{s:s, s:b}", "error", msg, "waiting", 1);
+  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
+                                     strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
+                               : NULL;
+  if (!r) {
+    free(txt);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json; charset=utf-8");
+  MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+  td__common_headers(r, "no-store");
+  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
+  MHD_destroy_response(r);
+  return rc;
+}
 
 static void poke_recorded(int epoch, void *ctx) {
   (void)epoch;
@@ -42,6 +99,7 @@ int td__follow_start(td_server *s, td_err *err) {
   td_live_opts o;
   td_live_opts_default(&o);
   o.proj.method = s->method;
+  o.yield_nice = s->follow_nice;
   o.on_recorded = poke_recorded;
   o.on_projected = poke_projected;
   o.ctx = s;

@@ -59,6 +59,7 @@ void td_server_opts_init(td_server_opts *o) {
   o->poll_ms = 1000;
   o->heartbeat_ms = 15000;
   o->max_connections = 512;
+  o->follow_nice = 19;
 }
 
 int td_server_port(const td_server *srv) { return srv->port; }
@@ -270,22 +271,27 @@ static int64_t metrics_mtime(const td_server *s) {
 }
 
 /* "epoch" when an epoch is recorded, "projection" when it is drawn (or
- * drawn again); both carry the counts the status bar shows. */
+ * drawn again); both carry the counts the status bar shows, and whether
+ * the epoch's projection is a live draft (include/tardis/live.h). */
 static void emit_epoch(td_server *s, const char *name, int epoch, int projected,
                        int recorded, int drawn, int projecting) {
-  char data[128], busy[16] = "null";
+  char data[160], busy[16] = "null";
   if (projecting >= 0)
     snprintf(busy, sizeof busy, "%d", projecting);
+  int draft = projected && td_vis_epoch_is_draft(s->run_dir, s->method, epoch);
   snprintf(data, sizeof data,
-           "{\"epoch\":%d,\"projected\":%s,\"recorded\":%d,\"drawn\":%d,"
-           "\"projecting\":%s}",
-           epoch, projected ? "true" : "false", recorded, drawn, busy);
+           "{\"epoch\":%d,\"projected\":%s,\"draft\":%s,\"recorded\":%d,"
+           "\"drawn\":%d,\"projecting\":%s}",
+           epoch, projected ? "true" : "false", draft ? "true" : "false",
+           recorded, drawn, busy);
   emit(s, name, data);
 }
 
 /* Takes a new snapshot; emits events for what differs from the last one
  * when send. */
 static void watch_scan(td_server *s, watch_state *ws, int send) {
+  if (!td__follow_run_ready(s))
+    return; /* serve --follow before the run has started */
   pthread_rwlock_wrlock(&s->run_lock);
   if (td_run_refresh(s->run, NULL)) {
     /* the old list stays; the next scan tries again */
@@ -531,6 +537,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   }
   if (strlen(url) > TD__URL_MAX)
     return td__reply_error(c, 414, "URL longer than %d bytes", TD__URL_MAX);
+  if (is_post && !td__follow_run_ready(s))
+    return td__reply_waiting(s, c);
   if (is_post)
     return td__api_post(s, c, url, st->body, st->body ? st->body_len : 0);
   if (!is_get)
@@ -644,6 +652,7 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
   pthread_mutex_init(&s->ev_mu, NULL);
   pthread_cond_init(&s->ev_cond, NULL);
   s->poll_ms = opts->poll_ms > 0 ? opts->poll_ms : 1000;
+  s->follow_nice = opts->follow_nice;
   s->heartbeat_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 15000;
   s->run_dir = strdup(opts->run_dir);
   s->method = strdup(method);
@@ -652,7 +661,7 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     server_free(s);
     return td_err_set(err, TD_ENOMEM, "out of memory");
   }
-  int rc = td_run_open(opts->run_dir, &s->run, err);
+  int rc = td__follow_open_run(opts, &s->run, err);
   if (!rc)
     rc = td__sus_cache_new(opts->run_dir, &s->sus, err);
   if (rc) {

@@ -88,7 +88,8 @@ struct td_server {
   struct td_live *live;
   pthread_t live_thread;
   int live_started;
-  int scan_now; /* under ev_mu: the watcher scans at once */
+  int follow_nice; /* td_server_opts.follow_nice */
+  int scan_now;    /* under ev_mu: the watcher scans at once */
 
   /* Open event streams (under ev_mu), oldest first (server.c). */
   struct sse_state *streams[TD__STREAMS_MAX];
@@ -206,6 +207,16 @@ td__sus_cache_rec(td__sus_cache *c, int64_t session, td_err *err);
 void td__sus_cache_unlock(td__sus_cache *c);
 
 /* ---- following a run (follow.c) ---- */
+
+/* Opens the run to serve. With --follow, a directory without run.json yet
+ * is not an error: *run stays NULL until td__follow_run_ready finds it. */
+TD_NODISCARD int td__follow_open_run(const td_server_opts *o, td_run **run,
+                                     td_err *err);
+/* Whether s->run is open, opening it once it has appeared (takes the run's
+ * write lock to set it; call without the lock held). */
+int td__follow_run_ready(td_server *s);
+/* 503 with Retry-After: the followed run has not started yet. */
+enum MHD_Result td__reply_waiting(td_server *s, struct MHD_Connection *c);
 
 /* Starts the live projector's thread (opts->follow). */
 TD_NODISCARD int td__follow_start(td_server *s, td_err *err);

@@ -2,6 +2,7 @@
  * and the one checked loader of an N×2 embedding every reader uses. */
 #include <dirent.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,4 +130,20 @@ int td_vis_list_epochs(const td_run *run, const char *method, int **epochs,
   *epochs = list;
   *n = cnt;
   return TD_OK;
+}
+
+int td_vis_epoch_is_draft(const char *run_dir, const char *method, int epoch) {
+  char p[TD_PATH_MAX];
+  if (td_vis_epoch_path(run_dir, method, epoch, "projection.json", p, sizeof p,
+                        NULL) != TD_OK)
+    return 0;
+  json_t *j = json_load_file(p, 0, NULL);
+  int draft = json_is_true(json_object_get(j, TD_VIS_DRAFT_KEY));
+  json_decref(j);
+  return draft;
+}
+
+int td_vis_epoch_final(const char *run_dir, const char *method, int epoch) {
+  return td_vis_epoch_done(run_dir, method, epoch) &&
+         !td_vis_epoch_is_draft(run_dir, method, epoch);
 }

@@ -36,7 +36,8 @@ static const td_vis_file_spec specs[] = {
     OTHER("territory.json", TD_VIS_JSON, TD_VIS_ALWAYS,
           "{\"res\": R, \"extent\": [x0, y0, x1, y1]}"),
     OTHER("projection.json", TD_VIS_JSON, TD_VIS_ALWAYS,
-          "{\"epoch\", \"method\", \"seconds\", \"knn_seconds\", ...}"),
+          "{\"epoch\", \"method\", \"seconds\", \"knn_seconds\", ...}; "
+          "\"draft\": true when placed by an earlier epoch's model"),
     OTHER("model", TD_VIS_DIR, TD_VIS_ONLY_DVI,
           "encoder/decoder (tardis-net checkpoints)"),
     NPY("pca.npy", TD_F32, 3, REPR, TD_VIS_ONLY_PCA,
@@ -177,7 +178,12 @@ static int check_file(const td_vis_file_spec *s, const char *path,
     json_error_t je;
     json_t *j = td__json_load_file(path, 0, &je);
     int ok = json_is_object(j);
+    json_t *draft = ok ? json_object_get(j, TD_VIS_DRAFT_KEY) : NULL;
+    int draft_ok = !draft || json_is_boolean(draft);
     json_decref(j);
+    if (ok && !draft_ok)
+      return td_err_set(err, TD_EFORMAT, "%s: \"%s\" must be true or false",
+                        path, TD_VIS_DRAFT_KEY);
     return ok ? TD_OK
               : td_err_set(err, TD_EFORMAT, "%s: not a JSON object", path);
   }

@@ -27,11 +27,13 @@ async function get(path) {
 
 // The suspects routes answer 503 with Retry-After while the server computes
 // the features (docs/api.md): wait and ask again.
-async function getWhenReady(path) {
+// `serve --follow` on a run not started yet answers the same way (onWait: told each time).
+async function getWhenReady(path, onWait) {
   for (;;) {
     const r = await fetch(path, { headers: TOKEN_HEADERS });
     const wait = r.status === 503 ? Number(r.headers.get('Retry-After')) : NaN;
     if (!(wait >= 0)) return checked(path, r);
+    if (onWait) onWait();
     await new Promise((done) => setTimeout(done, 1000 * Math.min(Math.max(wait, 0.2), 10)));
   }
 }
@@ -73,7 +75,7 @@ export const api = {
     }
   },
 
-  run() { return this.json('/api/run'); },
+  run(onWait) { return getWhenReady('/api/run', onWait).then((r) => r.json()); },
   epochs() { return this.json('/api/epochs', { method: this.method }); },
   async quality() {
     try { return await this.json('/api/quality', { method: this.method }); }

@@ -30,6 +30,7 @@ const S = {
   liveAvail: false,   // the server draws new epochs as they land (/api/run "follow")
   follow: false,      // "live" on: the view follows the newest drawn epoch
   rev: new Map(),     // epoch → times its projection was replaced (cache-busting)
+  drafts: new Set(),  // epochs drawn as live drafts, not fitted yet (docs/vis-format.md)
   curExtent: null,    // extent of the frame on screen (interpolated between epochs)
 };
 
@@ -152,6 +153,7 @@ async function refreshEpochs() {
   const beforeIdx = dispIdx();
   const wasAtEnd = S.epochs.length === 0 || S.target >= S.epochs.length - 1;
   S.epochs = r.epochs.filter((x) => x.projected).map((x) => x.epoch);
+  S.drafts = new Set(r.epochs.filter((x) => x.projected && x.draft).map((x) => x.epoch));
   const slider = $('epoch-slider');
   slider.max = Math.max(0, S.epochs.length - 1);
   renderTicks();
@@ -336,11 +338,17 @@ function zoomLevel() {
   return scatter.view.scale / base;
 }
 
+// "draft" beside the epoch number while the epoch on screen is a live draft.
+function syncDraft() {
+  $('epoch-draft').hidden = !S.drafts.has(dispEpoch());
+}
+
 let shownEpoch = null;
 function updateTimelineUi() {
   const e = dispEpoch();
   if (document.activeElement !== $('epoch-slider') || S.playing) $('epoch-slider').value = Math.round(S.tpos);
   $('epoch-num').textContent = e;
+  syncDraft();
   $('epoch-of').textContent = ` / ${S.epochs[S.epochs.length - 1]}`;
   const fps = frameTimes.length;
   const ms = drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length);
@@ -815,9 +823,12 @@ function wireEvents() {
   };
   es.addEventListener('epoch', onCounts);
   es.addEventListener('projection', (ev) => {
-    // A second projection of an epoch the page holds (a draft redone): reload it.
+    // A second projection of an epoch the page holds (a draft replaced by its fit): reload it.
     projections++;
-    try { const { epoch, projected } = JSON.parse(ev.data); if (projected) reloadEpoch(epoch); } catch { /* ignore */ }
+    try {
+      const { epoch, projected, draft } = JSON.parse(ev.data);
+      if (projected) { S.drafts[draft ? 'add' : 'delete'](epoch); reloadEpoch(epoch); syncDraft(); }
+    } catch { /* ignore */ }
     onCounts(ev);
   });
   es.addEventListener('quality', refresh);
@@ -832,7 +843,7 @@ async function init() {
   wireControls();
   wireSpaceOnButtons();
   try {
-    S.run = await api.run();
+    S.run = await api.run(() => showMessage('waiting for the run to start…'));
   } catch (e) {
     showMessage(`Cannot reach the tardis server: ${e.message}`);
     return;
@@ -931,6 +942,7 @@ window.tardis = {
   settled: () => !S.playing && S.tpos === S.target,
   fps: () => frameTimes.length,
   following: () => S.follow,
+  drafts: () => [...S.drafts],
   projections: () => projections,
   drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
   counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
