@@ -73,6 +73,10 @@ extern const uint8_t td_tab10[10][3];
  * DVI's shading: surer cells are darker and more saturated. */
 void td_territory_rgb(const td_territory *t, uint8_t *rgb);
 
+/* Index r·R + c of the cell holding the canvas point (x, y), or -1 when it
+ * falls outside the extent (the far edges belong to the last cells). */
+int64_t td_territory_cell(const td_territory *t, float x, float y);
+
 /* 1 if the canvas point (x, y) falls in a boundary cell; 0 if in a class
  * cell or outside the extent. */
 int td_territory_is_boundary(const td_territory *t, float x, float y);
