@@ -53,6 +53,7 @@ void td_territory_free(td_territory *t) {
     return;
   free(t->cls);
   free(t->conf);
+  free(t->near);
   memset(t, 0, sizeof *t);
 }
 
