@@ -397,6 +397,39 @@ static enum MHD_Result api_territory_array(const req *r, int epoch, int conf) {
   return res;
 }
 
+/* ?view=x0,y0,x1,y1&w=W&h=H: the territory of that rectangle of the
+ * canvas, decoded now from the stored projection (td_territory_of_view) at
+ * about a third of the pixels per side, drawn at W × H. */
+static enum MHD_Result api_territory_view(const req *r, int epoch,
+                                          const char *view) {
+  float e[4];
+  char tail;
+  int64_t w = 0, h = 0;
+  const char *ws = arg(r, "w"), *hs = arg(r, "h");
+  if (sscanf(view, "%f,%f,%f,%f%c", &e[0], &e[1], &e[2], &e[3], &tail) != 4 ||
+      !(e[2] > e[0]) || !(e[3] > e[1]) || !isfinite(e[2] - e[0]) ||
+      !isfinite(e[3] - e[1]))
+    return td__reply_error(r->c, 400, "bad view '%.64s' (x0,y0,x1,y1)", view);
+  if (!ws || !hs || td__parse_i64(ws, &w) || td__parse_i64(hs, &h) || w < 1 ||
+      h < 1 || w > 4096 || h > 4096)
+    return td__reply_error(r->c, 400, "view needs w and h, 1-4096");
+  int64_t side = (w > h ? w : h) / 3;
+  int res = (int)(side < 96 ? 96 : side > 384 ? 384 : side);
+  td_territory t;
+  td_err err;
+  if (td_territory_of_view(r->run, r->method, epoch, e, res, &t, &err))
+    return td__reply_error(r->c, 500, "%s", err.msg);
+  td_render_buf png = {0};
+  int rc = td_render_territory_png_wh(&t, (int)w, (int)h, td_render_sink_buf,
+                                      &png, &err);
+  td_territory_free(&t);
+  enum MHD_Result res_ =
+      rc ? td__reply_error(r->c, 500, "%s", err.msg)
+         : td__reply_bytes(r->c, 200, png.data, png.len, "image/png");
+  td_render_buf_free(&png);
+  return res_;
+}
+
 /* The territory coloured as `tardis render` does; ?size= scales it. */
 static enum MHD_Result api_territory_png(const req *r, int epoch) {
   int64_t size = 0;
@@ -409,13 +442,25 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
   if (td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir))
     return td__reply_error(r->c, 500, "epoch %d: path too long", epoch);
+  const char *view = arg(r, "view");
+  if (view)
+    return api_territory_view(r, epoch, view);
   td_territory t;
   td_err err;
   if (td_territory_load(dir, &t, &err))
     return td__reply_error(r->c, 500, "%s", err.msg);
   td_render_buf png = {0};
-  int rc =
-      td_render_territory_png(&t, (int)size, td_render_sink_buf, &png, &err);
+  td__cache_entry *ye = NULL;
+  int rc = get_vis_array(r, epoch, "train_embedding.npy", r->meta->n_train, &ye,
+                         &err);
+  if (!rc) {
+    const float *y = ye->a.data;
+    int64_t n = ye->a.shape[0];
+    rc = td_territory_set_data(&t, y, n, td_territory_data_radius(y, n));
+    td__cache_release(r->s, ye);
+  }
+  if (!rc)
+    rc = td_render_territory_png(&t, (int)size, td_render_sink_buf, &png, &err);
   td_territory_free(&t);
   enum MHD_Result res =
       rc ? td__reply_error(r->c, 500, "%s", err.msg)

@@ -88,6 +88,10 @@ export const api = {
   territoryPng(e, size) {
     return withQuery(`/api/epochs/${e}/territory.png`, { size, method: this.method });
   },
+  territoryViewPng(e, ext, w, h) {
+    const view = ext.map((v) => v.toPrecision(7)).join(',');
+    return withQuery(`/api/epochs/${e}/territory.png`, { view, w, h, method: this.method });
+  },
   sample(i, split, epoch) {
     return this.json(`/api/samples/${i}`, { split, epoch, method: this.method });
   },

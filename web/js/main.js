@@ -9,6 +9,7 @@ import { parseIndexList } from './filters.js';
 import { SuspectsPanel } from './suspects.js';
 import { TasksView } from './tasks.js';
 import { AlertsView } from './alerts.js';
+import { ViewTerritory } from './viewterr.js';
 
 const $ = (id) => document.getElementById(id);
 const NONE = 255; // "unknown" in the label / prediction / truth arrays
@@ -42,6 +43,7 @@ let cur = null;    // positions of the frame on screen (an epoch's array or inte
 let interp = null; // interpolation buffer
 let projections = 0; // projection events received (for the test)
 let raf = 0, lastFrame = 0, dirtyTerritory = true, dirtyPoints = true;
+const viewTerr = new ViewTerritory(api, () => { dirtyTerritory = true; invalidate(); });
 const frameTimes = [];
 const drawTimes = [];
 
@@ -309,7 +311,9 @@ function frame(now) {
     const layers = [];
     if (dA.terr) layers.push({ ...dA.terr, alpha: 1 });
     if (dB !== dA && dB.terr && t > 0) layers.push({ ...dB.terr, alpha: t });
+    for (const l of [viewTerr.layer(dA.epoch, 1 - t), viewTerr.layer(dB.epoch, t)]) if (l) layers.push(l);
     scatter.drawTerritory(layers);
+    viewTerr.request(dShow.epoch, scatter, !S.playing && S.tpos === S.target, S.rev.get(dShow.epoch) || 0);
     dirtyTerritory = false;
     dirtyPoints = true;
   }
@@ -946,6 +950,7 @@ window.tardis = {
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
+  viewTerritory: () => viewTerr.cur && { epoch: viewTerr.cur.epoch, extent: viewTerr.cur.extent, loads: viewTerr.loads },
   suspects: () => sus,
   tasks: () => tasks,
   alerts: () => alerts,
