@@ -32,6 +32,7 @@ const S = {
   follow: false,      // "live" on: the view follows the newest drawn epoch
   rev: new Map(),     // epoch → times its projection was replaced (cache-busting)
   curExtent: null,    // extent of the frame on screen (interpolated between epochs)
+  markNoisy: true,    // draw × on the samples whose label is not the clean one
 };
 
 let scatter, grid = new GridIndex(), gridKey = '';
@@ -289,7 +290,7 @@ function frame(now) {
   S.curExtent = dA.extent.map((v, j) => v + (dB.extent[j] - v) * t);
   if (!S.userView) {
     const v = scatter.view;
-    scatter.fit(S.curExtent);
+    scatter.fit(S.curExtent, 0.97, legendInset());
     const nv = scatter.view;
     if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
   }
@@ -319,7 +320,7 @@ function frame(now) {
   }
   // Hover and selection changes only touch the overlay; the points stay as drawn.
   if (dirtyPoints) {
-    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel());
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain);
     drawTimes.push(scatter.lastDrawMs);
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
@@ -331,6 +332,13 @@ function frame(now) {
   updateTimelineUi();
 
   if (S.playing || S.tpos !== S.target) invalidate();
+}
+
+// The legend's right edge (CSS px from the canvas's left), kept clear of the
+// data when the camera fits an epoch: the legend never covers a cluster.
+function legendInset() {
+  const lg = $('legend');
+  return lg && lg.offsetWidth ? lg.offsetLeft + lg.offsetWidth + 4 : 0;
 }
 
 function zoomLevel() {
@@ -475,6 +483,26 @@ function drawSuspectMarks(ctx) {
   ctx.strokeStyle = SUS; ctx.lineWidth = 1.8; ctx.stroke();
 }
 
+// A dark × on every training sample whose recorded label is not its clean label
+// (train_truth.npy), so known noise is visible without filtering for it.
+function drawNoiseMarks(ctx) {
+  const r = 2.4;
+  ctx.beginPath();
+  for (let i = 0; i < S.nTrain; i++) {
+    const t = S.truth[i];
+    if (t === NONE || t === S.label[i]) continue;
+    const x = cur[2 * i], y = cur[2 * i + 1];
+    if (!Number.isFinite(x)) continue;
+    const [sx, sy] = scatter.toScreen(x, y);
+    if (sx < -r || sy < -r || sx > scatter.W + r || sy > scatter.H + r) continue;
+    ctx.moveTo(sx - r, sy - r); ctx.lineTo(sx + r, sy + r);
+    ctx.moveTo(sx - r, sy + r); ctx.lineTo(sx + r, sy - r);
+  }
+  ctx.strokeStyle = 'rgba(20,20,20,0.6)';
+  ctx.lineWidth = 1;
+  ctx.stroke();
+}
+
 function drawOverlay() {
   const ctx = scatter.overlayContext();
   // Suspects are training samples: nothing to mark when only the test split is shown.
@@ -482,6 +510,7 @@ function drawOverlay() {
   if (susOn && sus.trails) drawTrails(ctx);
   if (susOn) drawSuspectMarks(ctx);
   if (susOn && sus.hover >= 0 && sus.hover !== S.selected) drawTrajectory(ctx, trajectoryOf(sus.hover), dispEpoch(), SUS);
+  if (S.markNoisy && S.truth && cur && S.split !== 'test') drawNoiseMarks(ctx);
   if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) drawTrajectory(ctx, S.selInfo.trajectory, dispEpoch());
   const ring = (i, r, color, w) => {
     const x = cur[2 * i], y = cur[2 * i + 1];
@@ -629,7 +658,13 @@ function renderTicks() {
 function renderLegend() {
   $('legend').innerHTML = S.classes.map((c, k) =>
     `<button class="lg" data-c="${k}" title="show only label ${c}"><i style="background:${classColor(k)}"></i>${c}</button>`).join('') +
-    '<div class="lg-note"><svg width="14" height="14"><circle cx="7" cy="7" r="5" fill="none" stroke="#888" stroke-width="1.6"/><circle cx="7" cy="7" r="2.2" fill="#888"/></svg>ring = label, dot = prediction</div>';
+    '<div class="lg-note"><svg width="14" height="14"><circle cx="7" cy="7" r="5" fill="none" stroke="#888" stroke-width="1.6"/><circle cx="7" cy="7" r="2.2" fill="#888"/></svg>ring = label, dot = prediction</div>' +
+    '<div class="lg-note lg-more"><svg width="14" height="14"><rect x="3" y="3" width="8" height="8" fill="#888"/></svg>test sample' +
+    (S.hasTruth ? '<svg width="14" height="14"><path d="M3 3L11 11M3 11L11 3" stroke="#222" stroke-width="1.5"/></svg>noisy label' : '') + '</div>' +
+    '<div class="lg-note lg-more" title="territory: pale where the model is unsure, a grey line on the decision boundary, hatched grey where no sample is near">' +
+    '<svg width="14" height="14"><path d="M1 13L13 1" stroke="#777" stroke-width="1.2"/></svg>boundary' +
+    '<svg width="14" height="14"><rect width="14" height="14" fill="#eef3f8"/></svg>unsure' +
+    '<svg width="14" height="14"><rect width="14" height="14" fill="#f2f2f2"/><path d="M-2 6L6 -2M-2 13L13 -2M5 16L16 5" stroke="#ccc"/></svg>no data</div>';
   for (const b of $('legend').querySelectorAll('.lg')) {
     b.addEventListener('click', () => {
       const sel = $('f-label');
@@ -865,6 +900,10 @@ async function init() {
   $('f-label').insertAdjacentHTML('beforeend', opts);
   $('f-pred').insertAdjacentHTML('beforeend', opts);
   if (!r.files.train_truth) { $('f-noisy').disabled = true; $('f-noisy').title = 'the run has no clean labels (train_truth.npy)'; }
+  S.hasTruth = !!r.files.train_truth;
+  $('mark-noisy-wrap').hidden = !S.hasTruth;
+  S.markNoisy = $('f-marknoisy').checked;
+  $('f-marknoisy').addEventListener('change', (ev) => { S.markNoisy = ev.target.checked; invalidate(); });
   renderLegend();
   startTasksAndAlerts();
 
@@ -946,7 +985,7 @@ window.tardis = {
   benchDraw: (n = 30) => {
     const d = S.data.get(dispEpoch());
     const t0 = performance.now();
-    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel());
+    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel(), S.nTrain);
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
