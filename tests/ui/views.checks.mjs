@@ -63,5 +63,12 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
       await page.screenshot({ path: `${outDir}/ui-${w}.png` });
     });
   }
+  await check('views: the quality panel explains each figure and shows test ppr', async () => {
+    const rows = await page.locator('#quality tr').count();
+    const helps = await page.locator('#quality tr .qh').count();
+    expect(rows >= 3 && helps === rows, `${rows} rows, ${helps} explanations`);
+    const text = await page.textContent('#quality');
+    expect(text.includes('test ppr') && text.includes('on own class'), 'test ppr / on own class rows');
+  });
   await page.close();
 }
