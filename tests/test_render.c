@@ -592,6 +592,41 @@ static int failing_sink(void *ctx, const void *data, size_t len) {
   return --*budget < 0 ? -1 : 0;
 }
 
+/* --mark-noise: asks for the clean labels, and crosses exactly the samples
+ * whose label differs from them. */
+static void test_marks(void) {
+  const char *dir = td_t_tmpdir("render_marks");
+  td_err err;
+  scene s;
+  CHECK_OK(make_precise_run(dir, &s, &err), &err);
+  td_run *run;
+  CHECK_OK(td_run_open(dir, &run, &err), &err);
+  td_render_opts o;
+  td_render_opts_init(&o);
+  o.mark_noise = 1;
+  uint8_t *m = NULL;
+  CHECK(td__frame_load_marks(run, &o, &m, &err) == TD_ENOENT);
+  CHECK_STR_CONTAINS(err.msg, "--mark-noise needs the clean labels");
+  td_run_close(run);
+  int64_t n = s.N;
+  int32_t *truth = malloc((size_t)n * sizeof *truth);
+  for (int64_t i = 0; i < n; i++)
+    truth[i] = i == 1 ? (s.label[i] + 1) % s.C : s.label[i];
+  char p[4096];
+  sfmt(p, sizeof p, "%s/train_truth.npy", dir);
+  CHECK_OK(td_npy_save_raw(p, TD_I32, 1, &n, truth, &err), &err);
+  CHECK_OK(td_run_open(dir, &run, &err), &err);
+  CHECK_OK(td__frame_load_marks(run, &o, &m, &err), &err);
+  for (int64_t i = 0; i < n; i++)
+    CHECK_INT(m[i], ==, i == 1 ? TD__MARK_NOISY : 0);
+  free(m);
+  o.mark_noise = 0;
+  CHECK_OK(td__frame_load_marks(run, &o, &m, &err), &err);
+  CHECK(m == NULL);
+  td_run_close(run);
+  free(truth);
+}
+
 static void test_errors(void) {
   const char *dir = td_t_tmpdir("render_err");
   td_err err;
@@ -713,6 +748,7 @@ int main(void) {
   RUN(test_gif);
   RUN(test_showcase);
   RUN(test_thumbnail);
+  RUN(test_marks);
   RUN(test_errors);
   RUN(test_cli);
   td_render_shutdown();
