@@ -63,6 +63,56 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
       await page.screenshot({ path: `${outDir}/ui-${w}.png` });
     });
   }
+  await check('views: at 1400×900 the quality panel starts above the fold', async () => {
+    await page.setViewportSize({ width: 1400, height: 900 });
+    const q = await page.locator('#quality-panel').boundingBox();
+    expect(q && q.y + 150 < 900, `quality panel at y = ${q && q.y}`);
+  });
+
+  await check('views: the tooltip of a clicked sample stays off its trajectory', async () => {
+    await page.keyboard.press('f');
+    await T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    // The tooltip's size, from a first hover.
+    const box = await page.locator('#canvas-wrap').boundingBox();
+    const [hx, hy] = await T(() => window.tardis.screenOf(0));
+    await page.mouse.move(box.x + hx, box.y + hy);
+    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 3000 });
+    const size = await page.locator('#tooltip').boundingBox();
+    // The sample whose trajectory (vertices and points along its segments)
+    // runs most through where the tooltip used to go: right of the cursor
+    // (left near the right edge), vertically centred.
+    const g = await T(([tw, th]) => {
+      const t = window.tardis, s = t.scatter(), st = t.state;
+      let best = -1, bn = 0;
+      for (let g = 0; g < Math.min(st.nTrain, 3000); g++) {
+        const [sx, sy] = t.screenOf(g);
+        if (!(sx > 260 && sx < s.W - 20 && sy > 20 && sy < s.H - 20)) continue;
+        const x0 = sx + 14 + tw > s.W ? sx - 14 - tw : sx + 14;
+        const y0 = Math.max(4, Math.min(s.H - th - 4, sy - th / 2));
+        const tr = st.epochs.map((e) => { const d = st.data.get(e); return s.toScreen(d.pos[2 * g], d.pos[2 * g + 1]); });
+        let n = 0;
+        for (let k = 0; k + 1 < tr.length; k++)
+          for (let j = 0; j <= 8; j++) {
+            const x = tr[k][0] + (tr[k + 1][0] - tr[k][0]) * j / 8, y = tr[k][1] + (tr[k + 1][1] - tr[k][1]) * j / 8;
+            if (x > x0 && x < x0 + tw && y > y0 && y < y0 + th) n++;
+          }
+        if (n > bn) { bn = n; best = g; }
+      }
+      return best;
+    }, [size.width, size.height]);
+    expect(g >= 0, 'no sample with a trajectory to its right');
+    const [sx, sy] = await T((g) => window.tardis.screenOf(g), g);
+    await page.mouse.move(box.x + sx, box.y + sy);
+    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 3000 });
+    await page.mouse.click(box.x + sx, box.y + sy);
+    await page.waitForFunction(() => window.tardis.state.selected >= 0, null, { timeout: 3000 });
+    const tt = await page.locator('#tooltip').boundingBox();
+    const pts = await T(() => window.tardis.trajectoryScreen());
+    const inside = pts.filter(([x, y]) => x > tt.x - box.x && x < tt.x - box.x + tt.width && y > tt.y - box.y && y < tt.y - box.y + tt.height);
+    expect(pts.length > 1 && inside.length === 0, `${inside.length} of ${pts.length} trajectory points under the tooltip`);
+    await page.keyboard.press('Escape');
+  });
+
   await check('views: the quality panel explains each figure and shows test ppr', async () => {
     const rows = await page.locator('#quality tr').count();
     const helps = await page.locator('#quality tr .qh').count();

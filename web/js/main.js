@@ -552,10 +552,52 @@ function showTooltip(i, sx, sy) {
   $('tt-pred').innerHTML = `${swatch(p)}pred <b>${className(p)}</b>${l !== NONE && p !== NONE && p !== l ? ' <span class="bad">✗</span>' : ''}`;
   $('tt-extra').innerHTML = t !== NONE && t !== l ? `${swatch(t)}clean <b>${className(t)}</b> <span class="tag">noisy</span>` : '';
   tt.hidden = false;
+  S.ttAnchor = [sx, sy];
+  placeTooltip(tt, sx, sy);
+}
+
+// Screen points along the trajectories on the overlay (the selected sample's,
+// a hovered suspect card's), every ~8 px along each segment.
+function trajectoryScreenPoints() {
+  const out = [];
+  const gs = [S.selected, sus && sus.hover >= 0 ? sus.hover : -1].filter((g) => g >= 0);
+  for (const g of gs) {
+    const tr = trajectoryOf(g).map(([, x, y]) => scatter.toScreen(x, y));
+    for (let k = 0; k < tr.length; k++) {
+      out.push(tr[k]);
+      if (k + 1 < tr.length) {
+        const [ax, ay] = tr[k], [bx, by] = tr[k + 1];
+        const n = Math.min(200, Math.ceil(Math.hypot(bx - ax, by - ay) / 8));
+        for (let j = 1; j < n; j++) out.push([ax + (bx - ax) * j / n, ay + (by - ay) * j / n]);
+      }
+    }
+  }
+  return out;
+}
+
+// Beside the cursor, on the side that covers the fewest trajectory points
+// (a click draws the sample's trajectory right under the tooltip otherwise).
+function placeTooltip(tt, sx, sy) {
   const W = scatter.W, H = scatter.H;
-  const w = tt.offsetWidth, h = tt.offsetHeight;
-  tt.style.left = `${sx + 14 + w > W ? sx - 14 - w : sx + 14}px`;
-  tt.style.top = `${Math.max(4, Math.min(H - h - 4, sy - h / 2))}px`;
+  const w = tt.offsetWidth, h = tt.offsetHeight, g = 14;
+  const clampX = (x) => Math.max(4, Math.min(W - w - 4, x));
+  const clampY = (y) => Math.max(4, Math.min(H - h - 4, y));
+  const cands = [
+    [sx + g, sy - h / 2], [sx - g - w, sy - h / 2], [sx - w / 2, sy - g - h], [sx - w / 2, sy + g],
+    [sx + g, sy - g - h], [sx - g - w, sy - g - h], [sx + g, sy + g], [sx - g - w, sy + g],
+  ].map(([x, y]) => [clampX(x), clampY(y)]);
+  const pts = trajectoryScreenPoints();
+  const cost = ([x, y]) => {
+    let c = 0;
+    for (const [px, py] of pts) if (px > x - 4 && px < x + w + 4 && py > y - 4 && py < y + h + 4) c++;
+    // Never over the cursor's own sample either.
+    if (sx > x - 6 && sx < x + w + 6 && sy > y - 6 && sy < y + h + 6) c += 1000;
+    return c;
+  };
+  let best = cands[0], bc = cost(best);
+  for (const c of cands.slice(1)) { if (bc === 0) break; const v = cost(c); if (v < bc) { best = c; bc = v; } }
+  tt.style.left = `${best[0]}px`;
+  tt.style.top = `${best[1]}px`;
 }
 
 let selToken = 0;
@@ -580,6 +622,8 @@ function select(i) {
   $('sel-clear').hidden = i < 0;
   renderSelection();
   if (i >= 0) refreshSelection();
+  // The click drew a trajectory: move the tooltip off it.
+  if (!$('tooltip').hidden && S.ttAnchor) placeTooltip($('tooltip'), ...S.ttAnchor);
   invalidate();
 }
 
@@ -989,6 +1033,7 @@ window.tardis = {
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
+  trajectoryScreen: () => trajectoryScreenPoints(),
   viewTerritory: () => viewTerr.cur && { epoch: viewTerr.cur.epoch, extent: viewTerr.cur.extent, loads: viewTerr.loads },
   suspects: () => sus,
   tasks: () => tasks,
