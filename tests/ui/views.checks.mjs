@@ -120,5 +120,59 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const text = await page.textContent('#quality');
     expect(text.includes('test ppr') && text.includes('on own class'), 'test ppr / on own class rows');
   });
+  // Pixels of the point layer in exactly the colour rgb.
+  const countColour = (rgb) => T((rgb) => {
+    const c = document.querySelectorAll('#canvas-wrap canvas')[1];
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let k = 0; k < d.length; k += 4) if (d[k] === rgb[0] && d[k + 1] === rgb[1] && d[k + 2] === rgb[2] && d[k + 3] === 255) n++;
+    return n;
+  }, rgb);
+  const frames = () => T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
+  await check('views: colour by correctness, confidence and back to class', async () => {
+    const green = [42, 157, 75];
+    expect(await countColour(green) === 0, 'green points before colour-by');
+    await page.selectOption('#color-by', 'correct');
+    await frames();
+    expect(await countColour(green) > 100, 'no green (correct) points');
+    expect(!(await page.locator('#lg-colorby').isHidden()), 'colour-by legend hidden');
+    await page.selectOption('#color-by', 'confidence');
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    const span = await T(() => { const v = window.tardis.colorBy().idx; let a = 255, b = 0; for (const x of v) if (x < 250) { a = Math.min(a, x); b = Math.max(b, x); } return b - a; });
+    expect(span > 50, `confidence colours span ${span} of 250 steps`);
+    await page.selectOption('#color-by', 'class');
+    await frames();
+    expect(await T(() => window.tardis.colorBy()) === null && await countColour(green) === 0, 'class colours back');
+  });
+
+  await check('views: the URL holds epoch, selection, filters and colour-by, and a link restores them', async () => {
+    const eps = await T(() => window.tardis.state.epochs);
+    await T((e) => window.tardis.goto(e), eps[0]);
+    await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 10000 });
+    await page.selectOption('#f-label', '3');
+    await page.selectOption('#color-by', 'correct');
+    await T(() => { const el = document.getElementById('f-idx'); el.value = '1-400'; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); });
+    await page.waitForTimeout(300);
+    const link = page.url();
+    const q = new URL(link).searchParams;
+    expect(q.get('epoch') === String(eps[0]) && q.get('label') === '3' && q.get('color') === 'correct' && q.get('idx') === '1-400', `URL ${link}`);
+    const p2 = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await p2.goto(link);
+    await p2.waitForFunction(() => window.tardis && window.tardis.ready(), null, { timeout: 30000 });
+    const st = await p2.evaluate(() => ({ e: window.tardis.displayedEpoch(), l: document.getElementById('f-label').value,
+      c: document.getElementById('color-by').value, i: document.getElementById('f-idx').value }));
+    await p2.close();
+    expect(st.e === eps[0] && st.l === '3' && st.c === 'correct' && st.i === '1-400', `restored ${JSON.stringify(st)}`);
+    await page.click('#f-clear');
+    await page.selectOption('#color-by', 'class');
+  });
+
+  await check('views: PNG export downloads the view', async () => {
+    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-png')]);
+    const fs = await import('node:fs');
+    const b = fs.readFileSync(await d.path());
+    expect(d.suggestedFilename().endsWith('.png') && b.length > 10000 && b.slice(1, 4).toString() === 'PNG', `${d.suggestedFilename()} ${b.length} bytes`);
+  });
   await page.close();
 }

@@ -78,6 +78,9 @@ export const api = {
   embedding(e, split) {
     return this.optional(`/api/epochs/${e}/embedding`, { split, method: this.method }, Float32Array);
   },
+  confidence(e, split) {
+    return this.optional(`/api/epochs/${e}/confidence`, { split }, Float32Array);
+  },
   predictions(e, split) {
     return this.optional(`/api/epochs/${e}/predictions`, { split }, Uint8Array);
   },

@@ -10,6 +10,7 @@ import { SuspectsPanel } from './suspects.js';
 import { TasksView } from './tasks.js';
 import { AlertsView } from './alerts.js';
 import { ViewTerritory } from './viewterr.js';
+import { colorIndices, PALETTE, MODES, RAMP_CSS } from './colorby.js';
 
 const $ = (id) => document.getElementById(id);
 const NONE = 255; // "unknown" in the label / prediction / truth arrays
@@ -33,6 +34,8 @@ const S = {
   rev: new Map(),     // epoch → times its projection was replaced (cache-busting)
   curExtent: null,    // extent of the frame on screen (interpolated between epochs)
   markNoisy: true,    // draw × on the samples whose label is not the clean one
+  colorBy: 'class',   // colorby.js MODES
+  conf: new Map(),    // epoch → Float32Array [N] confidences (colour-by confidence)
 };
 
 let scatter, grid = new GridIndex(), gridKey = '';
@@ -199,7 +202,48 @@ function readFilters() {
   $('f-idx').title = parsed.error || '';
   f.idx = parsed.mask;
   S.filterVersion++;
+  saveUrl();
   invalidate();
+}
+
+// ---------------------------------------------------------------- URL state
+// ?epoch=&sel=&label=&pred=&mis=&noisy=&idx=&hide=1&color= — the view on
+// screen, so that a link (or a reload) opens the same view. Written with
+// replaceState on every change (no history entries); read once at start.
+let urlReady = false;
+function saveUrl() {
+  if (!urlReady) return;
+  const q = new URLSearchParams(location.search);
+  const f = S.filter;
+  const set = (k, v) => (v === '' || v === null || v === undefined ? q.delete(k) : q.set(k, v));
+  set('epoch', S.epochs.length ? dispEpoch() : '');
+  set('sel', S.selected >= 0 ? (isTest(S.selected) ? `t:${localIndex(S.selected)}` : String(S.selected)) : '');
+  set('label', f.label); set('pred', f.pred); set('mis', f.mis); set('noisy', f.noisy);
+  set('idx', $('f-idx').value.trim());
+  set('hide', f.hide ? '1' : '');
+  set('color', S.colorBy !== 'class' ? S.colorBy : '');
+  const s = q.toString();
+  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+}
+
+// Applies the URL's state; returns the epoch index to open at, or -1.
+function loadUrl() {
+  const q = new URLSearchParams(location.search);
+  for (const [k, id] of [['label', 'f-label'], ['pred', 'f-pred'], ['mis', 'f-mis'], ['noisy', 'f-noisy']]) {
+    const v = q.get(k);
+    if (v !== null && [...$(id).options].some((o) => o.value === v)) $(id).value = v;
+  }
+  if (q.get('idx')) $('f-idx').value = q.get('idx');
+  if (q.get('hide') === '1') $('f-hide').checked = true;
+  if (q.get('color')) setColorBy(q.get('color'));
+  const sel = q.get('sel');
+  if (sel) {
+    const m = /^(t:)?(\d+)$/.exec(sel);
+    const g = m ? (m[1] ? S.nTrain + +m[2] : +m[2]) : -1;
+    if (m && (m[1] ? +m[2] < S.nTest : +m[2] < S.nTrain)) S.urlSelect = g;
+  }
+  const e = q.has('epoch') ? S.epochs.indexOf(+q.get('epoch')) : -1;
+  return e;
 }
 
 function filterActive() {
@@ -320,7 +364,7 @@ function frame(now) {
   }
   // Hover and selection changes only touch the overlay; the points stay as drawn.
   if (dirtyPoints) {
-    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain);
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow));
     drawTimes.push(scatter.lastDrawMs);
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
@@ -339,6 +383,67 @@ function frame(now) {
 function legendInset() {
   const lg = $('legend');
   return lg && lg.offsetWidth ? lg.offsetLeft + lg.offsetWidth + 4 : 0;
+}
+
+// Palette indices of the colour-by mode for an epoch's data (cached per epoch
+// and mode); null for 'class' or while the epoch's confidences load.
+let cbCache = { key: '', v: null };
+function colorByOf(d) {
+  if (S.colorBy === 'class' || !d) return null;
+  const conf = S.conf.get(d.epoch);
+  if (S.colorBy === 'confidence' && !conf) { loadConfidence(d.epoch); return null; }
+  const key = `${S.colorBy}|${d.epoch}`;
+  if (cbCache.key !== key) {
+    const idx = colorIndices(S.colorBy, { N: S.N, nTrain: S.nTrain, label: S.label, truth: S.truth, pred: d.pred, conf });
+    cbCache = { key, v: idx && { idx, pal: PALETTE } };
+  }
+  return cbCache.v;
+}
+
+const confLoading = new Set();
+async function loadConfidence(e) {
+  if (confLoading.has(e)) return;
+  confLoading.add(e);
+  try {
+    const [a, b] = await Promise.all([api.confidence(e, 'train'), S.nTest ? api.confidence(e, 'test') : null]);
+    const c = new Float32Array(S.N).fill(NaN);
+    if (a) c.set(a.subarray(0, S.nTrain), 0);
+    if (b) c.set(b.subarray(0, S.nTest), S.nTrain);
+    S.conf.set(e, c);
+    dirtyPoints = true;
+    invalidate();
+  } finally { confLoading.delete(e); }
+}
+
+// The three layers of the canvas flattened into one PNG, downloaded.
+function exportPng() {
+  const layers = [...document.querySelectorAll('#canvas-wrap canvas')];
+  if (!layers.length) return null;
+  const out = document.createElement('canvas');
+  out.width = layers[0].width; out.height = layers[0].height;
+  const ctx = out.getContext('2d');
+  for (const c of layers) ctx.drawImage(c, 0, 0);
+  const url = out.toDataURL('image/png');
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${(S.run && S.run.name ? S.run.name : 'tardis').replace(/[^\w.-]+/g, '_')}-epoch${dispEpoch()}.png`;
+  document.body.appendChild(a); a.click(); a.remove();
+  return url;
+}
+
+function setColorBy(mode) {
+  S.colorBy = MODES[mode] ? mode : 'class';
+  $('color-by').value = S.colorBy;
+  const m = MODES[S.colorBy];
+  const el = $('lg-colorby');
+  el.hidden = S.colorBy === 'class';
+  if (S.colorBy === 'confidence') el.innerHTML = `confidence <span class="lg-ramp" style="background:${RAMP_CSS}"></span> 0 → 1`;
+  else if (S.colorBy === 'correct') el.innerHTML = '<i style="background:#2a9d4b"></i>correct <i style="background:#d62728"></i>wrong';
+  else if (S.colorBy === 'noise') el.innerHTML = '<i style="background:#d62728"></i>noisy label <i style="background:#9aa1ab"></i>clean / unknown';
+  el.title = m.name;
+  dirtyPoints = true;
+  saveUrl();
+  invalidate();
 }
 
 function zoomLevel() {
@@ -364,6 +469,7 @@ function updateTimelineUi() {
     if (S.selected >= 0 && !S.playing) refreshSelection();
     if (sus) sus.refreshPredictions();
     if (alerts) alerts.epochShown(e);
+    if (!S.playing) saveUrl();
   }
 }
 
@@ -622,6 +728,7 @@ function select(i) {
   $('sel-clear').hidden = i < 0;
   renderSelection();
   if (i >= 0) refreshSelection();
+  saveUrl();
   // The click drew a trajectory: move the tooltip off it.
   if (!$('tooltip').hidden && S.ttAnchor) placeTooltip($('tooltip'), ...S.ttAnchor);
   invalidate();
@@ -708,7 +815,8 @@ function renderLegend() {
     '<div class="lg-note lg-more" title="territory: pale where the model is unsure, a grey line on the decision boundary, hatched grey where no sample is near">' +
     '<svg width="14" height="14"><path d="M1 13L13 1" stroke="#777" stroke-width="1.2"/></svg>boundary' +
     '<svg width="14" height="14"><rect width="14" height="14" fill="#eef3f8"/></svg>unsure' +
-    '<svg width="14" height="14"><rect width="14" height="14" fill="#f2f2f2"/><path d="M-2 6L6 -2M-2 13L13 -2M5 16L16 5" stroke="#ccc"/></svg>no data</div>';
+    '<svg width="14" height="14"><rect width="14" height="14" fill="#f2f2f2"/><path d="M-2 6L6 -2M-2 13L13 -2M5 16L16 5" stroke="#ccc"/></svg>no data</div>' +
+    '<div class="lg-note lg-colorby" id="lg-colorby" hidden></div>';
   for (const b of $('legend').querySelectorAll('.lg')) {
     b.addEventListener('click', () => {
       const sel = $('f-label');
@@ -774,7 +882,7 @@ function wireCanvas() {
   const wrap = $('canvas-wrap');
   let drag = null;
   wrap.addEventListener('pointerdown', (ev) => {
-    if (ev.button !== 0 || ev.target.closest('.legend')) return;
+    if (ev.button !== 0 || ev.target.closest('.legend, .canvas-btn')) return;
     drag = { x: ev.clientX, y: ev.clientY, moved: false };
     wrap.setPointerCapture(ev.pointerId);
   });
@@ -794,13 +902,13 @@ function wireCanvas() {
         return;
       }
     }
-    if (ev.target.closest('.legend')) { S.hover = -1; $('tooltip').hidden = true; invalidate(); return; }
+    if (ev.target.closest('.legend, .canvas-btn')) { S.hover = -1; $('tooltip').hidden = true; invalidate(); return; }
     const i = nearestAt(sx, sy);
     if (i !== S.hover) { S.hover = i; invalidate(); }
     showTooltip(i, sx, sy);
   });
   wrap.addEventListener('pointerup', (ev) => {
-    if (drag && !drag.moved && !ev.target.closest('.legend')) {
+    if (drag && !drag.moved && !ev.target.closest('.legend, .canvas-btn')) {
       const r = wrap.getBoundingClientRect();
       const i = nearestAt(ev.clientX - r.left, ev.clientY - r.top);
       select(i);
@@ -948,7 +1056,10 @@ async function init() {
   $('mark-noisy-wrap').hidden = !S.hasTruth;
   S.markNoisy = $('f-marknoisy').checked;
   $('f-marknoisy').addEventListener('change', (ev) => { S.markNoisy = ev.target.checked; invalidate(); });
+  if (!S.hasTruth) $('color-by').querySelector('option[value="noise"]').disabled = true;
   renderLegend();
+  $('color-by').addEventListener('change', (ev) => setColorBy(ev.target.value));
+  $('export-png').addEventListener('click', (ev) => { ev.stopPropagation(); exportPng(); });
   startTasksAndAlerts();
 
   const [ltr, lte, tru] = await Promise.all([
@@ -966,10 +1077,14 @@ async function init() {
   await refreshEpochs();
   await alerts.refresh();
   S.tpos = S.target = Math.max(0, S.epochs.length - 1);
+  const urlEpoch = loadUrl();
+  if (urlEpoch >= 0 && urlEpoch !== S.target) { S.tpos = S.target = urlEpoch; setFollow(false); }
   if (S.epochs.length) await loadEpoch(S.epochs[S.target]).catch(() => {});
   fitView();
   wireEvents();
+  urlReady = true;
   readFilters();
+  if (S.urlSelect !== undefined) select(S.urlSelect);
   startSuspects();
   document.body.classList.add('ready');
   invalidate();
@@ -1020,6 +1135,7 @@ window.tardis = {
   following: () => S.follow,
   projections: () => projections,
   drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
+  colorBy: () => colorByOf(S.data.get(dispEpoch())),
   counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
   // Screen position (CSS px, relative to the canvas) of sample g at the frame on screen.
   screenOf: (g) => scatter.toScreen(cur[2 * g], cur[2 * g + 1]),

@@ -50,7 +50,7 @@ function spriteSet(r, rIn, alpha, W, square = false) {
 // cls / cls2: per-sample class arrays (cls2 is the fallback where cls is 255);
 // with cls null every sample gets the colour `fixed`.
 // Samples from index `firstTest` on (test samples) use setTest (squares).
-function stampAll(buf, W, H, pos, ids, k, ox, oy, sets, cls, cls2, fixed, firstTest) {
+function stampAll(buf, W, H, pos, ids, k, ox, oy, sets, cls, cls2, fixed, firstTest, pal = PACKED) {
   const [setTrain, setTest] = sets;
   const R = Math.max(setTrain[0].R, setTest[0].R) + 1;
   for (let q = 0; q < ids.length; q++) {
@@ -61,7 +61,7 @@ function stampAll(buf, W, H, pos, ids, k, ox, oy, sets, cls, cls2, fixed, firstT
     const set = i >= firstTest ? setTest : setTrain;
     const s = set[(((sy - iy) * SUB) | 0) * SUB + (((sx - ix) * SUB) | 0)];
     let col = fixed;
-    if (cls) { const c = cls[i]; col = PACKED[c !== 255 ? c : cls2[i]]; }
+    if (cls) { const c = cls[i]; col = pal[c !== 255 ? c : cls2[i]]; }
     const cr = col & 255, cg = (col >>> 8) & 255, cb = (col >>> 16) & 255;
     const A = s.a, n = A.length;
     const inside = ix - R >= 0 && iy - R >= 0 && ix + R < W && iy + R < H;
@@ -215,7 +215,8 @@ export class Scatter {
   // pos: Float32Array [2N] data coordinates; lists: {dim, ok, bad} Int32Arrays of
   // sample ids in draw order; label/pred: Uint8Array [N] (255 = unknown).
   // Samples from index firstTest on are test samples, drawn as squares.
-  drawPoints(pos, lists, label, pred, zoom, firstTest = Infinity) {
+  // colorBy: {idx: Uint8Array [N] palette indices, pal: Uint32Array [256]} or null.
+  drawPoints(pos, lists, label, pred, zoom, firstTest = Infinity, colorBy = null) {
     const t0 = performance.now();
     const sp = this._ensureSprites(zoom);
     const W = this.pts.width, H = this.pts.height, buf = this.buf32;
@@ -224,10 +225,16 @@ export class Scatter {
     const ox = W / 2 - v.cx * k, oy = H / 2 + v.cy * k;
     const ft = firstTest;
     if (lists.dim && lists.dim.length) stampAll(buf, W, H, pos, lists.dim, k, ox, oy, sp.dim, null, null, PACKED_DIM, ft);
-    stampAll(buf, W, H, pos, lists.ok, k, ox, oy, sp.dot, label, pred, 0, ft);
-    // Mispredicted on top: ring in the label colour around a dot in the predicted one.
-    stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.ring, label, label, 0, ft);
-    stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.inner, pred, pred, 0, ft);
+    if (colorBy) {
+      // Colour-by: every shown sample a dot in its value's colour, no rings.
+      stampAll(buf, W, H, pos, lists.ok, k, ox, oy, sp.dot, colorBy.idx, colorBy.idx, 0, ft, colorBy.pal);
+      stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.dot, colorBy.idx, colorBy.idx, 0, ft, colorBy.pal);
+    } else {
+      stampAll(buf, W, H, pos, lists.ok, k, ox, oy, sp.dot, label, pred, 0, ft);
+      // Mispredicted on top: ring in the label colour around a dot in the predicted one.
+      stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.ring, label, label, 0, ft);
+      stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.inner, pred, pred, 0, ft);
+    }
     this.pts.getContext('2d').putImageData(this.img, 0, 0);
     this.lastDrawMs = performance.now() - t0;
   }
