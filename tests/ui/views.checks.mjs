@@ -168,6 +168,27 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     await page.selectOption('#color-by', 'class');
   });
 
+  await check('views: a selected sample lists its high-D and 2-D neighbours, as the API does', async () => {
+    const box = await page.locator('#canvas-wrap').boundingBox();
+    const g = 7;
+    const [sx, sy] = await T((g) => window.tardis.screenOf(g), g);
+    await page.mouse.click(box.x + sx, box.y + sy);
+    await page.waitForFunction(() => window.tardis.state.selected >= 0 && window.tardis.neighbors(), null, { timeout: 5000 });
+    const sel = await T(() => window.tardis.state.selected);
+    const nn = await T(() => window.tardis.neighbors());
+    const r = await fetch(new URL(`/api/samples/${sel < (await T(() => window.tardis.state.nTrain)) ? sel : 0}/neighbors?k=8&epoch=${nn.epoch}`, url));
+    const want = await r.json();
+    if (sel < await T(() => window.tardis.state.nTrain)) {
+      expect(JSON.stringify(nn.high) === JSON.stringify(want.high.map((x) => x.index)), `high ${nn.high} vs ${want.high.map((x) => x.index)}`);
+      expect(JSON.stringify(nn.low) === JSON.stringify(want.low.map((x) => x.index)), 'low');
+    }
+    expect(await page.locator('#nn-high button').count() === 8 && await page.locator('#nn-low button').count() === 8, 'eight thumbnails per row');
+    const first = nn.high[0];
+    await page.click('#nn-high button:first-child');
+    await page.waitForFunction((f) => window.tardis.state.selected === f, first, { timeout: 3000 });
+    await page.keyboard.press('Escape');
+  });
+
   await check('views: PNG export downloads the view', async () => {
     const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-png')]);
     const fs = await import('node:fs');

@@ -95,6 +95,9 @@ export const api = {
     const view = ext.map((v) => v.toPrecision(7)).join(',');
     return withQuery(`/api/epochs/${e}/territory.png`, { view, w, h, method: this.method });
   },
+  neighbors(i, split, epoch, k) {
+    return this.json(`/api/samples/${i}/neighbors`, { split, epoch, k, method: this.method });
+  },
   sample(i, split, epoch) {
     return this.json(`/api/samples/${i}`, { split, epoch, method: this.method });
   },

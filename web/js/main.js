@@ -626,6 +626,7 @@ function drawOverlay() {
     ctx.strokeStyle = '#fff'; ctx.lineWidth = w + 2.5; ctx.stroke();
     ctx.strokeStyle = color; ctx.lineWidth = w; ctx.stroke();
   };
+  if (S.selected >= 0 && S.selNN) for (const g of S.selNN.high) ring(g, 5, '#e67e00', 1.6);
   if (S.selected >= 0) ring(S.selected, 8, '#1d2433', 2);
   if (S.hover >= 0 && S.hover !== S.selected) ring(S.hover, 6.5, '#1d2433', 1.5);
   if (susOn && sus.hover >= 0) ring(sus.hover, 10, SUS, 2.2);
@@ -720,11 +721,37 @@ async function refreshSelection() {
   } catch (e) {
     console.error(e);
   }
+  refreshNeighbors(i, token);
+}
+
+// High-D vs 2-D nearest neighbours of the selection (/api/samples/{i}/neighbors).
+async function refreshNeighbors(i, token) {
+  const split = splitOf(i), off = isTest(i) ? S.nTrain : 0;
+  let nn = null;
+  try { nn = await api.neighbors(localIndex(i), split, dispEpoch(), 8); } catch (e) { console.error(e); }
+  if (token !== selToken || S.selected !== i) return;
+  const el = $('sel-nn');
+  if (!nn) { S.selNN = null; el.textContent = ''; return; }
+  const high = nn.high.map((x) => x.index + off), low = nn.low.map((x) => x.index + off);
+  S.selNN = { high, low, shared: nn.shared, epoch: nn.epoch };
+  const hasImg = S.run.files[`${split}_inputs`];
+  const both = new Set(high.filter((g) => low.includes(g)));
+  const row = (gs) => gs.map((g) => {
+    const li = localIndex(g);
+    const inner = hasImg ? `<img src="${api.thumbnail(li, split, 1)}" alt="">` : `<span class="nn-i">${li}</span>`;
+    return `<button data-g="${g}" class="${both.has(g) ? 'shared' : ''}" title="${split} #${li} · label ${className(S.label[g])}">${inner}</button>`;
+  }).join('');
+  el.innerHTML = `<div>high-D neighbours (classifier) <span class="muted">· ${nn.shared} of ${nn.k} also 2-D neighbours</span></div>` +
+    `<div class="nn-row" id="nn-high">${row(high)}</div><div>2-D neighbours (canvas)</div><div class="nn-row" id="nn-low">${row(low)}</div>`;
+  for (const b of el.querySelectorAll('button[data-g]')) b.addEventListener('click', () => select(+b.dataset.g));
+  invalidate();
 }
 
 function select(i) {
   S.selected = i;
   S.selInfo = null;
+  S.selNN = null;
+  $('sel-nn').textContent = '';
   $('sel-clear').hidden = i < 0;
   renderSelection();
   if (i >= 0) refreshSelection();
@@ -1150,6 +1177,7 @@ window.tardis = {
   },
   scatter: () => scatter,
   trajectoryScreen: () => trajectoryScreenPoints(),
+  neighbors: () => S.selNN,
   viewTerritory: () => viewTerr.cur && { epoch: viewTerr.cur.epoch, extent: viewTerr.cur.extent, loads: viewTerr.loads },
   suspects: () => sus,
   tasks: () => tasks,
