@@ -189,6 +189,27 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     await page.keyboard.press('Escape');
   });
 
+  await check('views: the confidence range query keeps exactly the samples in range', async () => {
+    const e = await T(() => window.tardis.displayedEpoch());
+    const get = async (split) => {
+      const r = await fetch(new URL(`/api/epochs/${e}/confidence?split=${split}`, url));
+      return new Float32Array(await r.arrayBuffer());
+    };
+    const [ctr, cte] = [await get('train'), await get('test')];
+    // A band around the median, whatever the epoch's confidences are.
+    const all = [...ctr, ...cte].sort((a, b) => a - b);
+    const lo = all[Math.floor(all.length * 0.3)].toFixed(2), hi = all[Math.floor(all.length * 0.7)].toFixed(2);
+    const want = all.filter((c) => c >= +lo && c <= +hi).length;
+    await page.fill('#f-cmin', lo);
+    await page.fill('#f-cmax', hi);
+    await page.waitForFunction((w) => { const c = window.tardis.counts(); return c && c.ok + c.bad === w; }, want, { timeout: 5000 })
+      .catch(() => {});
+    const c = await T(() => window.tardis.counts());
+    expect(want > 0 && c.ok + c.bad === want, `${c.ok + c.bad} shown, ${want} in [${lo}, ${hi}]`);
+    expect(new URL(page.url()).searchParams.get('cmin') === String(+lo), 'cmin in the URL');
+    await page.click('#f-clear');
+  });
+
   await check('views: PNG export downloads the view', async () => {
     const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-png')]);
     const fs = await import('node:fs');

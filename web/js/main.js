@@ -24,7 +24,7 @@ const S = {
   label: null, truth: null,
   split: 'both',
   tpos: 0, target: 0, playing: false, speed: 1,
-  filter: { label: '', pred: '', mis: '', noisy: '', idx: null, hide: false },
+  filter: { label: '', pred: '', mis: '', noisy: '', idx: null, hide: false, cmin: '', cmax: '' },
   filterVersion: 0,
   selected: -1, selInfo: null, hover: -1,
   quality: null,
@@ -197,6 +197,9 @@ function readFilters() {
   f.mis = $('f-mis').value;
   f.noisy = $('f-noisy').value;
   f.hide = $('f-hide').checked;
+  const bound = (id) => { const v = $(id).value.trim(); return v === '' || !Number.isFinite(+v) ? '' : +v; };
+  f.cmin = bound('f-cmin');
+  f.cmax = bound('f-cmax');
   const parsed = parseIndexList($('f-idx').value, S);
   $('f-idx').classList.toggle('bad', !!parsed.error);
   $('f-idx').title = parsed.error || '';
@@ -221,6 +224,7 @@ function saveUrl() {
   set('label', f.label); set('pred', f.pred); set('mis', f.mis); set('noisy', f.noisy);
   set('idx', $('f-idx').value.trim());
   set('hide', f.hide ? '1' : '');
+  set('cmin', f.cmin); set('cmax', f.cmax);
   set('color', S.colorBy !== 'class' ? S.colorBy : '');
   const s = q.toString();
   history.replaceState(null, '', s ? `?${s}` : location.pathname);
@@ -235,6 +239,7 @@ function loadUrl() {
   }
   if (q.get('idx')) $('f-idx').value = q.get('idx');
   if (q.get('hide') === '1') $('f-hide').checked = true;
+  for (const k of ['cmin', 'cmax']) if (q.get(k) !== null && Number.isFinite(+q.get(k))) $(`f-${k}`).value = q.get(k);
   if (q.get('color')) setColorBy(q.get('color'));
   const sel = q.get('sel');
   if (sel) {
@@ -248,7 +253,8 @@ function loadUrl() {
 
 function filterActive() {
   const f = S.filter;
-  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx || extraFilters().length > 0;
+  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx ||
+    f.cmin !== '' || f.cmax !== '' || extraFilters().length > 0;
 }
 
 function matches(i, pred, epoch) {
@@ -265,6 +271,11 @@ function matches(i, pred, epoch) {
     if ((t !== l) !== (f.noisy === '1')) return false;
   }
   if (f.idx && !f.idx[i]) return false;
+  if (f.cmin !== '' || f.cmax !== '') {
+    const c = S.conf.get(epoch);
+    if (!c) { loadConfidence(epoch); return false; }
+    if (!(c[i] >= (f.cmin === '' ? -Infinity : f.cmin) && c[i] <= (f.cmax === '' ? Infinity : f.cmax))) return false;
+  }
   for (const x of extraFilters()) if (!x.match(i, epoch)) return false;
   return true;
 }
@@ -410,6 +421,7 @@ async function loadConfidence(e) {
     if (a) c.set(a.subarray(0, S.nTrain), 0);
     if (b) c.set(b.subarray(0, S.nTest), S.nTrain);
     S.conf.set(e, c);
+    if (S.filter.cmin !== '' || S.filter.cmax !== '') S.filterVersion++;
     dirtyPoints = true;
     invalidate();
   } finally { confLoading.delete(e); }
@@ -971,8 +983,9 @@ function wireControls() {
   }
   let idxTimer = 0;
   $('f-idx').addEventListener('input', () => { clearTimeout(idxTimer); idxTimer = setTimeout(readFilters, 200); });
+  for (const id of ['f-cmin', 'f-cmax']) $(id).addEventListener('input', () => { clearTimeout(idxTimer); idxTimer = setTimeout(readFilters, 200); });
   $('f-clear').addEventListener('click', () => {
-    for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy']) $(id).value = '';
+    for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy', 'f-cmin', 'f-cmax']) $(id).value = '';
     $('f-idx').value = '';
     $('f-hide').checked = false;
     for (const x of [tasks, alerts]) if (x) x.clear();
