@@ -454,6 +454,7 @@ static void test_territory_fit(void) {
   CHECK_NEAR(f.on_boundary, 0.25, 1e-12);
   CHECK_NEAR(f.agree, 0.5, 1e-12);
   CHECK_NEAR(f.unsure, 0.25, 1e-12);
+  CHECK_NEAR(f.unsure_area, 0.25, 1e-12);
   CHECK(td_territory_cell(&t, 2.0f, 0.0f) == 3);
   CHECK(td_territory_cell(&t, 2.5f, 0.0f) == -1);
   CHECK(td_metric_territory_fit(&t, h, x, y, 0, &f) == TD_EARG);

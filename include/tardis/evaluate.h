@@ -23,7 +23,7 @@ typedef struct td_eval_epoch {
   double ppr_test;      /* ppr of the test split; NaN if none */
   /* td_metric_territory_fit of the training samples on the stored
    * territory; NaN without one */
-  double on_boundary, terr_agree, unsure;
+  double on_boundary, terr_agree, unsure, unsure_area;
   double boundary_kept; /* NaN if no boundary samples */
   double proj_seconds;  /* from projection.json */
   int64_t n_boundary;

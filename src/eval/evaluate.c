@@ -71,7 +71,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   for (int i = 0; i < TD_EVAL_NK; i++)
     r->nn_test[i] = NAN;
   r->boundary_nn15 = r->boundary_kept = r->ppr_test = NAN;
-  r->on_boundary = r->terr_agree = r->unsure = NAN;
+  r->on_boundary = r->terr_agree = r->unsure = r->unsure_area = NAN;
   int rc;
   if ((rc = td_run_load_f32(run, ep, "train_repr", &xtr, err)) ||
       (rc = td_vis_load_embedding_in(dir, "train", xtr.shape[0], &ytr, err)) ||
@@ -110,6 +110,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
     r->on_boundary = fit.on_boundary;
     r->terr_agree = fit.agree;
     r->unsure = fit.unsure;
+    r->unsure_area = fit.unsure_area;
   }
   /* boundary samples */
   if ((rc = td_pathf(path, sizeof path, err, "%s/boundary_repr.npy", dir)))
@@ -184,6 +185,7 @@ static int write_metrics(const char *run_dir, const char *method,
     json_object_set_new(o, "on_boundary", num(e->on_boundary));
     json_object_set_new(o, "territory_agree", num(e->terr_agree));
     json_object_set_new(o, "unsure", num(e->unsure));
+    json_object_set_new(o, "unsure_area", num(e->unsure_area));
     json_object_set_new(o, "boundary_kept", num(e->boundary_kept));
     json_object_set_new(o, "n_boundary", json_integer(e->n_boundary));
     json_object_set_new(o, "projection_seconds", num(e->proj_seconds));

@@ -348,6 +348,10 @@ int td_metric_territory_fit(const td_territory *t, const td_head *head,
     }
   }
   free(z);
+  size_t cells = (size_t)t->res * (size_t)t->res, wc = 0;
+  for (size_t c = 0; c < cells; c++)
+    wc += !(t->conf[c] >= TD_TERRITORY_BOUNDARY_CONF);
+  out->unsure_area = cells ? (double)wc / (double)cells : 0;
   out->on_boundary = (double)white / (double)n;
   out->agree = (double)agree / (double)n;
   out->unsure = (double)unsure / (double)n;
