@@ -625,6 +625,7 @@ static void test_marks(void) {
   CHECK(m == NULL);
   td_run_close(run);
   free(truth);
+  scene_free(&s);
 }
 
 static void test_errors(void) {
