@@ -141,6 +141,17 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
     const span = await T(() => { const v = window.tardis.colorBy().idx; let a = 255, b = 0; for (const x of v) if (x < 250) { a = Math.min(a, x); b = Math.max(b, x); } return b - a; });
     expect(span > 50, `confidence colours span ${span} of 250 steps`);
+    // "changed": red exactly where the prediction differs from the epoch before.
+    await page.selectOption('#color-by', 'changed');
+    await frames();
+    const ch = await T(() => {
+      const t = window.tardis, st = t.state, e = t.displayedEpoch(), k = st.epochs.indexOf(e);
+      const a = st.data.get(st.epochs[k - 1]).pred, b = st.data.get(e).pred, idx = t.colorBy().idx;
+      let bad = 0, n = 0;
+      for (let i = 0; i < st.N; i++) { const want = a[i] !== 255 && b[i] !== 255 && a[i] !== b[i]; n += want; bad += (idx[i] === 251) !== want; }
+      return { bad, n };
+    });
+    expect(ch.n > 0 && ch.bad === 0, `changed: ${ch.bad} wrong of ${ch.n} changed`);
     await page.selectOption('#color-by', 'class');
     await frames();
     expect(await T(() => window.tardis.colorBy()) === null && await countColour(green) === 0, 'class colours back');

@@ -27,12 +27,14 @@ export const MODES = {
   confidence: { name: 'confidence', legend: ['low', 'high'] },
   correct: { name: 'correctness', legend: null },
   noise: { name: 'label noise', legend: null },
+  changed: { name: 'prediction changed since the previous epoch', legend: null },
 };
 
 // Per-sample palette indices for a mode, or null for 'class'.
 // d: the epoch's data ({pred}); conf: its Float32Array [N] confidences (mode
 // 'confidence'); label/truth: Uint8Array [N] (255 unknown); nTrain.
-export function colorIndices(mode, { N, nTrain, label, truth, pred, conf }) {
+// prevPred: the previous projected epoch's predictions (mode 'changed').
+export function colorIndices(mode, { N, nTrain, label, truth, pred, conf, prevPred }) {
   if (mode === 'class' || !MODES[mode]) return null;
   const idx = new Uint8Array(N).fill(NEUTRAL);
   for (let i = 0; i < N; i++) {
@@ -41,6 +43,8 @@ export function colorIndices(mode, { N, nTrain, label, truth, pred, conf }) {
       if (Number.isFinite(c)) idx[i] = Math.max(0, Math.min(RAMP_N - 1, Math.round(c * (RAMP_N - 1))));
     } else if (mode === 'correct') {
       if (label[i] !== 255 && pred[i] !== 255) idx[i] = label[i] === pred[i] ? GOOD : BAD;
+    } else if (mode === 'changed') {
+      if (prevPred && pred[i] !== 255 && prevPred[i] !== 255) idx[i] = pred[i] !== prevPred[i] ? BAD : NEUTRAL;
     } else if (mode === 'noise') {
       if (i < nTrain && truth && truth[i] !== 255) idx[i] = truth[i] !== label[i] ? BAD : NEUTRAL;
     }

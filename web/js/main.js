@@ -403,9 +403,12 @@ function colorByOf(d) {
   if (S.colorBy === 'class' || !d) return null;
   const conf = S.conf.get(d.epoch);
   if (S.colorBy === 'confidence' && !conf) { loadConfidence(d.epoch); return null; }
-  const key = `${S.colorBy}|${d.epoch}`;
+  const k = S.epochs.indexOf(d.epoch);
+  const prev = k > 0 ? S.data.get(S.epochs[k - 1]) : null;
+  const key = `${S.colorBy}|${d.epoch}|${prev ? 1 : 0}`;
   if (cbCache.key !== key) {
-    const idx = colorIndices(S.colorBy, { N: S.N, nTrain: S.nTrain, label: S.label, truth: S.truth, pred: d.pred, conf });
+    const idx = colorIndices(S.colorBy, { N: S.N, nTrain: S.nTrain, label: S.label, truth: S.truth, pred: d.pred, conf,
+      prevPred: prev ? prev.pred : null });
     cbCache = { key, v: idx && { idx, pal: PALETTE } };
   }
   return cbCache.v;
@@ -452,6 +455,7 @@ function setColorBy(mode) {
   if (S.colorBy === 'confidence') el.innerHTML = `confidence <span class="lg-ramp" style="background:${RAMP_CSS}"></span> 0 → 1`;
   else if (S.colorBy === 'correct') el.innerHTML = '<i style="background:#2a9d4b"></i>correct <i style="background:#d62728"></i>wrong';
   else if (S.colorBy === 'noise') el.innerHTML = '<i style="background:#d62728"></i>noisy label <i style="background:#9aa1ab"></i>clean / unknown';
+  else if (S.colorBy === 'changed') el.innerHTML = '<i style="background:#d62728"></i>prediction changed <i style="background:#9aa1ab"></i>same as the epoch before';
   el.title = m.name;
   dirtyPoints = true;
   saveUrl();
