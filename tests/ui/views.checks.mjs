@@ -142,6 +142,21 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const span = await T(() => { const v = window.tardis.colorBy().idx; let a = 255, b = 0; for (const x of v) if (x < 250) { a = Math.min(a, x); b = Math.max(b, x); } return b - a; });
     expect(span > 50, `confidence colours span ${span} of 250 steps`);
     // "changed": red exactly where the prediction differs from the epoch before.
+    // On the epoch whose predictions changed most from the one before (the
+    // run may end with a copy of its last epoch).
+    const best = await T(() => {
+      const st = window.tardis.state;
+      let be = st.epochs[1], bn = -1;
+      for (let k = 1; k < st.epochs.length; k++) {
+        const a = st.data.get(st.epochs[k - 1]).pred, b = st.data.get(st.epochs[k]).pred;
+        let n = 0;
+        for (let i = 0; i < st.N; i++) n += a[i] !== b[i];
+        if (n > bn) { bn = n; be = st.epochs[k]; }
+      }
+      return be;
+    });
+    await T((e) => window.tardis.goto(e), best);
+    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), best, { timeout: 10000 });
     await page.selectOption('#color-by', 'changed');
     await frames();
     const ch = await T(() => {
