@@ -429,6 +429,38 @@ static void test_boundary_kept(void) {
   CHECK_NEAR(td_metric_boundary_kept(&t, yb, 0), 0, 0);
 }
 
+/* A 2-class identity head on x = (a, b): the class is the larger
+ * coordinate, the logit gap tanh(|a - b| / 2). */
+static void test_territory_fit(void) {
+  td_err err;
+  float w[4] = {1, 0, 0, 1}, b[2] = {0, 0};
+  td_head *h;
+  CHECK_OK(td_t_make_head(td_t_tmpdir("metrics_fit"), w, b, 2, 2, &h, &err),
+           &err);
+  uint8_t cls[4] = {0, 1, 0, 1};
+  float conf[4] = {0.05f, 0.5f, 0.9f, 0.9f};
+  td_territory t = {
+      .res = 2, .x0 = 0, .y0 = 0, .x1 = 2, .y1 = 2, .cls = cls, .conf = conf};
+  float x[8] = {3, 0,     /* class 0, sure */
+                0, 0.1f,  /* class 1, unsure */
+                3, 0,     /* class 0, sure */
+                0, 3};    /* class 1, sure */
+  float y[8] = {0.5f, 1.5f,  /* white cell of class 0 */
+                1.5f, 1.5f,  /* class 1 */
+                1.5f, 0.5f,  /* class 1: disagrees */
+                -1.f, 0.5f}; /* outside */
+  td_territory_fit f;
+  CHECK_OK(td_metric_territory_fit(&t, h, x, y, 4, &f), NULL);
+  CHECK_NEAR(f.on_boundary, 0.25, 1e-12);
+  CHECK_NEAR(f.agree, 0.5, 1e-12);
+  CHECK_NEAR(f.unsure, 0.25, 1e-12);
+  CHECK_NEAR(f.unsure_area, 0.25, 1e-12);
+  CHECK(td_territory_cell(&t, 2.0f, 0.0f) == 3);
+  CHECK(td_territory_cell(&t, 2.5f, 0.0f) == -1);
+  CHECK(td_metric_territory_fit(&t, h, x, y, 0, &f) == TD_EARG);
+  td_head_free(h);
+}
+
 int main(void) {
   RUN(test_knn_2d);
   RUN(test_nn_vs_naive);
@@ -439,5 +471,6 @@ int main(void) {
   RUN(test_temporal_vs_naive);
   RUN(test_temporal_too_few_epochs);
   RUN(test_boundary_kept);
+  RUN(test_territory_fit);
   return td_t_finish();
 }

@@ -344,18 +344,24 @@ static void test_frame_pixels(void) {
   CHECK_INT(cairo_image_surface_get_height(img), ==, l.height);
   CHECK(l.width > 512 && l.height > 512);
   int px, py, c[3];
-  /* On the boundary band, away from samples: white. */
+  /* On the decision boundary, away from samples: the dark grey line. */
   to_px(&l, s.ext, 0.0f, -0.3f, &px, &py);
   pixel(img, px, py, c);
-  CHECK(c[0] >= 250 && c[1] >= 250 && c[2] >= 250);
-  /* Inside class 0's region: its tab10 shade at full confidence. */
+  CHECK(c[0] < 200 && c[1] < 200 && c[2] < 200);
+  CHECK(abs(c[0] - c[2]) < 30 && abs(c[1] - c[2]) < 30);
+  /* Inside class 0's region but far from every sample: its shade faded
+   * into the light grey of "no data" — still bluish, much paler. */
   float want[3];
   td__render_shade(0, 0.9f, want); /* the grid's surest cells */
   to_px(&l, s.ext, -0.75f, 0.0f, &px, &py);
   pixel(img, px, py, c);
-  for (int ch = 0; ch < 3; ch++)
-    CHECK_NEAR(c[ch], want[ch], 2);
-  CHECK(c[2] > c[0] + 30); /* bluish */
+  CHECK(c[2] > c[0] + 10);
+  CHECK(c[0] > (int)want[0] + 40);
+  /* Next to a class-0 sample (8 px left of the one at (-0.5, 0.5), clear of
+   * its dot): the strong shade, bluer than the faded one. */
+  to_px(&l, s.ext, -0.5f, 0.5f, &px, &py);
+  pixel(img, px - 8, py, c);
+  CHECK(c[2] > c[0] + 50);
   /* Right side: class 1 (orange) region. */
   to_px(&l, s.ext, 0.75f, 0.3f, &px, &py);
   pixel(img, px, py, c);
@@ -454,15 +460,15 @@ static void test_gif(void) {
     loops |= f0->ExtensionBlocks[i].ByteCount == 11 &&
              !memcmp(f0->ExtensionBlocks[i].Bytes, "NETSCAPE2.0", 11);
   CHECK(loops);
-  /* A boundary pixel of the last frame is white in the palette. */
+  /* A boundary pixel of the last frame is the dark grey line. */
   int px, py;
   to_px(&l, s.ext, 0.0f, -0.3f, &px, &py);
   const ColorMapObject *cm = g->SColorMap;
   SavedImage *last = &g->SavedImages[g->ImageCount - 1];
   GifColorType col = cm->Colors[last->RasterBits[py * g->SWidth + px]];
-  CHECK(col.Red == 255 && col.Green == 255 && col.Blue == 255);
-  to_px(&l, s.ext, -0.75f, 0.0f, &px, &py);
-  col = cm->Colors[last->RasterBits[py * g->SWidth + px]];
+  CHECK(col.Red < 200 && col.Green < 200 && col.Blue < 200);
+  to_px(&l, s.ext, -0.5f, 0.5f, &px, &py);
+  col = cm->Colors[last->RasterBits[py * g->SWidth + px - 8]];
   CHECK(col.Blue > col.Red + 30);
   DGifCloseFile(g, &gerr);
   td_render_buf_free(&b);
@@ -586,6 +592,42 @@ static int failing_sink(void *ctx, const void *data, size_t len) {
   return --*budget < 0 ? -1 : 0;
 }
 
+/* --mark-noise: asks for the clean labels, and crosses exactly the samples
+ * whose label differs from them. */
+static void test_marks(void) {
+  const char *dir = td_t_tmpdir("render_marks");
+  td_err err;
+  scene s;
+  CHECK_OK(make_precise_run(dir, &s, &err), &err);
+  td_run *run;
+  CHECK_OK(td_run_open(dir, &run, &err), &err);
+  td_render_opts o;
+  td_render_opts_init(&o);
+  o.mark_noise = 1;
+  uint8_t *m = NULL;
+  CHECK(td__frame_load_marks(run, &o, &m, &err) == TD_ENOENT);
+  CHECK_STR_CONTAINS(err.msg, "--mark-noise needs the clean labels");
+  td_run_close(run);
+  int64_t n = s.N;
+  int32_t *truth = malloc((size_t)n * sizeof *truth);
+  for (int64_t i = 0; i < n; i++)
+    truth[i] = i == 1 ? (s.label[i] + 1) % s.C : s.label[i];
+  char p[4096];
+  sfmt(p, sizeof p, "%s/train_truth.npy", dir);
+  CHECK_OK(td_npy_save_raw(p, TD_I32, 1, &n, truth, &err), &err);
+  CHECK_OK(td_run_open(dir, &run, &err), &err);
+  CHECK_OK(td__frame_load_marks(run, &o, &m, &err), &err);
+  for (int64_t i = 0; i < n; i++)
+    CHECK_INT(m[i], ==, i == 1 ? TD__MARK_NOISY : 0);
+  free(m);
+  o.mark_noise = 0;
+  CHECK_OK(td__frame_load_marks(run, &o, &m, &err), &err);
+  CHECK(m == NULL);
+  td_run_close(run);
+  free(truth);
+  scene_free(&s);
+}
+
 static void test_errors(void) {
   const char *dir = td_t_tmpdir("render_err");
   td_err err;
@@ -707,6 +749,7 @@ int main(void) {
   RUN(test_gif);
   RUN(test_showcase);
   RUN(test_thumbnail);
+  RUN(test_marks);
   RUN(test_errors);
   RUN(test_cli);
   td_render_shutdown();

@@ -221,11 +221,45 @@ static void test_errors(void) {
   td_head_free(h);
 }
 
+/* "No data here": 10 × 10 cells of side 1 over [0, 10]², one sample at the
+ * centre of the top-left cell, radius 2. */
+static void test_set_data(void) {
+  uint8_t cls[100] = {0};
+  float conf[100] = {0};
+  td_territory t = {.res = 10,
+                    .x0 = 0,
+                    .y0 = 0,
+                    .x1 = 10,
+                    .y1 = 10,
+                    .cls = cls,
+                    .conf = conf};
+  float y[2] = {0.5f, 9.5f};
+  CHECK_OK(td_territory_set_data(&t, y, 1, 2.0f), NULL);
+  CHECK(t.near != NULL);
+  CHECK_NEAR(t.near[0], 1.0, 1e-6);          /* its own cell */
+  CHECK_NEAR(t.near[2], 1.0, 1e-6);          /* 2 cells right: distance 2 */
+  CHECK_NEAR(t.near[3], 0.5, 1e-6);          /* distance 3: half way */
+  CHECK_NEAR(t.near[4], 0.0, 1e-6);          /* distance 4 = twice the radius */
+  CHECK_NEAR(t.near[9 * 10 + 9], 0.0, 0);    /* the far corner */
+  CHECK_NEAR(t.near[1 * 10 + 1], 1.0, 1e-6); /* diagonal, √2 */
+  /* A sample just outside the grid (a zoomed-in view) still counts. */
+  float out[2] = {-1.0f, 9.5f};
+  CHECK_OK(td_territory_set_data(&t, out, 1, 2.0f), NULL);
+  CHECK_NEAR(t.near[0], 1.0, 1e-6);  /* 1.5 from the cell's centre */
+  CHECK_NEAR(t.near[2], 0.25, 1e-6); /* 1.5 + 2 = 3.5 */
+  free(t.near);
+  float ext[4];
+  float ys[4] = {0, 0, 10, 5};
+  td_territory_extent(ys, 2, ext);
+  CHECK_NEAR(td_territory_data_radius(ys, 2), 0.04f * (ext[2] - ext[0]), 1e-6);
+}
+
 int main(void) {
   RUN(test_extent);
   RUN(test_compute);
   RUN(test_rgb);
   RUN(test_save_load);
   RUN(test_errors);
+  RUN(test_set_data);
   return td_t_finish();
 }

@@ -109,4 +109,25 @@ void td_temporal_free(td_temporal *tc); /* NULL is fine */
 double td_metric_boundary_kept(const td_territory *t, const float *yb,
                                int64_t nb);
 
+/* How the drawn territory agrees with the samples drawn on it. For the n
+ * samples x [n, D] placed at y [n, 2]:
+ *   on_boundary  the fraction sitting in a boundary (white) cell;
+ *   agree        the fraction whose cell's class equals argmax head(x)
+ *                (white cells count too: the class under the white);
+ *   unsure       the fraction whose own logit gap (td_logit_gap of
+ *                head(x)) is below TD_TERRITORY_BOUNDARY_CONF — where the
+ *                classifier itself is unsure, white is the right colour.
+ *   unsure_area  the fraction of the territory's cells that are white
+ *                (what boundary_kept is to be read against: a band covering
+ *                a tenth of the canvas keeps a tenth of random points).
+ * Points outside the extent count as neither on the boundary nor agreeing.
+ * Returns TD_OK, TD_ENOMEM or TD_EARG (n < 1). */
+typedef struct td_territory_fit {
+  double on_boundary, agree, unsure, unsure_area;
+} td_territory_fit;
+TD_NODISCARD int td_metric_territory_fit(const td_territory *t,
+                                         const td_head *head, const float *x,
+                                         const float *y, int64_t n,
+                                         td_territory_fit *out);
+
 #endif

@@ -73,6 +73,12 @@ typedef struct td_render_opts {
   td_render_split split; /* TD_RENDER_TRAIN */
   int territory;         /* 1: draw the territory (default); 0: white */
   int fps;               /* GIF frames per second, 1..100. 4 */
+  int mark_noise;        /* 1: cross the training samples whose label is
+                            noisy (needs train_truth.npy). 0 */
+  int mark_suspects;     /* 1: a magenta diamond on the training samples
+                            accepted as suspicious in `session`. 0 */
+  int64_t session;       /* feedback session (RUN/tardis.db); 0: the most
+                            recently updated one */
   /* GIF progress: called with (i, n) before frame i of n and (n, n) at the
    * end; may be NULL. */
   void (*progress)(int i, int n, void *ctx);
@@ -121,6 +127,11 @@ TD_NODISCARD int td_render_gif(const td_run *run, const td_render_opts *o,
 TD_NODISCARD int td_render_territory_png(const td_territory *t, int size,
                                          td_sink_fn sink, void *ctx,
                                          td_err *err);
+/* The same at width × height pixels (both <= 0: R × R), for a territory
+ * whose extent is not square (td_territory_of_view). */
+TD_NODISCARD int td_render_territory_png_wh(const td_territory *t, int width,
+                                            int height, td_sink_fn sink,
+                                            void *ctx, td_err *err);
 
 /* A sample thumbnail as a PNG of (w·scale) × (h·scale) pixels, nearest
  * neighbour so single pixels stay crisp. pixels are c × h × w, channels

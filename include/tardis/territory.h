@@ -40,6 +40,10 @@ typedef struct td_territory {
   float x0, y0, x1, y1; /* the square extent */
   uint8_t *cls;         /* [R*R] argmax class, row-major, row 0 = top (y1) */
   float *conf;          /* [R*R] confidence in [0, 1], see below */
+  /* [R*R] closeness to the samples in [0, 1] (1: a sample is near, 0: no
+   * data within twice the radius), or NULL: not known (drawn as near). Set
+   * by td_territory_set_data; never saved. */
+  float *near;
 } td_territory;
 
 /* The extent of an embedding y [n, 2] (n >= 1): its bounding box grown by
@@ -64,6 +68,18 @@ TD_NODISCARD int td_territory_compute(td_decode_fn decode, void *ctx, int D,
                                       const td_head *head, const float ext[4],
                                       int res, td_territory *out, td_err *err);
 
+/* The radius td_territory_set_data uses by default for samples y [n, 2]:
+ * 4 % of the side of td_territory_extent(y). */
+float td_territory_data_radius(const float *y, int64_t n);
+
+/* Fills t->near from the samples y [n, 2]: a cell whose centre lies within
+ * `radius` (canvas units) of a sample gets 1, beyond 2·radius 0, linear in
+ * between. Distances are chamfer distances on the grid (exact along rows,
+ * columns and diagonals, within 8 % elsewhere): "no data here" is a
+ * picture, not a measurement. TD_ENOMEM or TD_OK. */
+TD_NODISCARD int td_territory_set_data(td_territory *t, const float *y,
+                                       int64_t n, float radius);
+
 /* Frees cls and conf and zeroes *t; safe on a zeroed territory. */
 void td_territory_free(td_territory *t);
 
@@ -76,6 +92,19 @@ extern const uint8_t td_tab10[10][3];
  * class's palette colour, each channel is round(0.5·s·P + (1 − s)·255),
  * DVI's shading: surer cells are darker and more saturated. */
 void td_territory_rgb(const td_territory *t, uint8_t *rgb);
+
+/* Index r·R + c of the cell holding the canvas point (x, y), or -1 when it
+ * falls outside the extent (the far edges belong to the last cells). */
+int64_t td_territory_cell(const td_territory *t, float x, float y);
+
+/* The territory of any rectangle ext of the canvas (the view on screen),
+ * decoded from the stored projection of RUN/vis/<method>/epoch_N and judged
+ * by the epoch's head, res × res cells (cells need not be square), with
+ * t->near set from the epoch's training embedding (its default radius).
+ * Errors name the file that failed to load. */
+TD_NODISCARD int td_territory_of_view(const td_run *run, const char *method,
+                                      int epoch, const float ext[4], int res,
+                                      td_territory *out, td_err *err);
 
 /* 1 if the canvas point (x, y) falls in a boundary cell; 0 if in a class
  * cell or outside the extent. */

@@ -1,5 +1,6 @@
 /* tardis project / tardis eval: 2-D projection of a run and its quality. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,11 +115,61 @@ static void eval_progress(int i, int n, void *ctx) {
     fprintf(stderr, "\r\033[Kevaluating epoch %d/%d...", i + 1, n);
 }
 
+/* One column of the eval table: header, printf format of the value (its
+ * width is the column's), and where the value sits in a td_eval_epoch. */
+typedef struct {
+  const char *head, *fmt;
+  size_t off;
+} eval_col;
+
+#define EVAL_COL(h, f, field) {h, f, offsetof(td_eval_epoch, field)}
+static const eval_col eval_cols[] = {
+    EVAL_COL("nn@10", "%6.3f", nn_train[0]),
+    EVAL_COL("nn@15", "%6.3f", nn_train[1]),
+    EVAL_COL("nn@20", "%6.3f", nn_train[2]),
+    EVAL_COL("test@15", "%7.3f", nn_test[1]),
+    EVAL_COL("bnd_nn@15", "%9.3f", boundary_nn15),
+    EVAL_COL("ppr", "%6.3f", ppr),
+    EVAL_COL("test_ppr", "%8.3f", ppr_test),
+    EVAL_COL("conf_diff", "%9.3f", inv_conf_diff),
+    EVAL_COL("bnd_kept", "%8.3f", boundary_kept),
+    EVAL_COL("on_white", "%8.3f", on_boundary),
+    EVAL_COL("terr_agree", "%10.3f", terr_agree),
+    EVAL_COL("unsure", "%6.3f", unsure),
+    EVAL_COL("seconds", "%7.1f", proj_seconds),
+};
+#define EVAL_NCOLS (sizeof eval_cols / sizeof eval_cols[0])
+
+/* A value in its column's width, or "-" right-aligned in the same width
+ * when it is not defined (no test split, no boundary samples, ...). */
 static void print_num(double v, const char *fmt) {
   if (isfinite(v))
     printf(fmt, v);
   else
     printf("%*s", (int)strtol(fmt + 1, NULL, 10), "-");
+}
+
+/* dir, method: to mark a live draft, to be replaced by its full fit
+ * (vis-format.md). */
+static void print_eval_table(const td_eval_result *r, const char *dir,
+                             const char *method) {
+  printf(" epoch");
+  for (size_t c = 0; c < EVAL_NCOLS; c++)
+    printf("  %*s", (int)strtol(eval_cols[c].fmt + 1, NULL, 10),
+           eval_cols[c].head);
+  printf("\n");
+  for (int i = 0; i < r->n_epochs; i++) {
+    const td_eval_epoch *e = &r->epochs[i];
+    printf("%6d", e->epoch);
+    for (size_t c = 0; c < EVAL_NCOLS; c++) {
+      printf("  ");
+      print_num(*(const double *)(const void *)((const char *)e +
+                                                eval_cols[c].off),
+                eval_cols[c].fmt);
+    }
+    printf("%s\n",
+           td_vis_epoch_is_draft(dir, method, e->epoch) ? "  draft" : "");
+  }
 }
 
 int td_cmd_eval(int argc, char **argv) {
@@ -138,10 +189,13 @@ int td_cmd_eval(int argc, char **argv) {
       .usage = "eval RUN [--method dvi|pca] [--json] [--threads T]",
       .about = "Measures the projection's quality per epoch: neighbour\n"
                "preservation nn@k (k = 10, 15, 20; train and test), boundary\n"
-               "neighbour preservation, prediction preservation (ppr) and\n"
-               "confidence difference of the inverse, boundary samples kept "
-               "on\nboundaries, temporal correlation, and the projection "
-               "time.\nWrites RUN/vis/<method>/metrics.json.",
+               "neighbour preservation, prediction preservation (ppr, train\n"
+               "and test) and confidence difference of the inverse, boundary\n"
+               "samples kept on boundaries, how the drawn territory fits the\n"
+               "training samples (on_white: share on white cells; terr_agree:\n"
+               "share whose cell has their predicted class; unsure: share the\n"
+               "classifier itself is unsure of), temporal correlation, and\n"
+               "the projection time. Writes RUN/vis/<method>/metrics.json.",
       .opts = opts,
       .pos = pos};
   int status;
@@ -178,23 +232,7 @@ int td_cmd_eval(int argc, char **argv) {
     printf("\n");
   } else {
     printf("method %s, %d projected epochs\n\n", method, r.n_epochs);
-    printf(" epoch  nn@10  nn@15  nn@20  test@15  bnd_nn@15    ppr  "
-           "conf_diff  bnd_kept  seconds\n");
-    for (int i = 0; i < r.n_epochs; i++) {
-      const td_eval_epoch *e = &r.epochs[i];
-      printf("%6d", e->epoch);
-      for (int k = 0; k < TD_EVAL_NK; k++)
-        print_num(e->nn_train[k], " %6.3f");
-      print_num(e->nn_test[1], " %8.3f");
-      print_num(e->boundary_nn15, " %10.3f");
-      print_num(e->ppr, " %6.3f");
-      print_num(e->inv_conf_diff, " %10.3f");
-      print_num(e->boundary_kept, " %9.3f");
-      print_num(e->proj_seconds, " %8.1f");
-      /* a live draft, to be replaced by its full fit (vis-format.md) */
-      printf("%s\n",
-             td_vis_epoch_is_draft(dir, method, e->epoch) ? "  draft" : "");
-    }
+    print_eval_table(&r, dir, method);
     printf("\ntemporal_corr (train) ");
     print_num(r.temporal_corr_train, "%.3f");
     printf("   (test) ");

@@ -73,6 +73,15 @@ static int parse_args(int argc, char **argv, render_args *a, int *status) {
        .help = "samples to draw: train (default), test or both"},
       TD_OPT_UNFLAG("no-territory", &a->o.territory,
                     "draw the samples on white"),
+      TD_OPT_FLAG("mark-noise", &a->o.mark_noise,
+                  "cross the training samples whose label is\n"
+                  "noisy (needs RUN/train_truth.npy)"),
+      TD_OPT_FLAG("mark-suspects", &a->o.mark_suspects,
+                  "a magenta diamond on the samples accepted\n"
+                  "as suspicious (RUN/tardis.db)"),
+      TD_OPT_INT64("session", &a->o.session, 1, TD_ARG_INF, "ID",
+                   "feedback session for --mark-suspects\n"
+                   "(default: the most recently updated)"),
       TD_OPT_INT("fps", &a->o.fps, 1, 100, "N",
                  "GIF frames per second, 1..100 (default 4)"),
       TD_OPT_FLAG("quiet", &a->quiet, "no progress or summary on stderr"),

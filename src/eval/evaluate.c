@@ -39,6 +39,26 @@ static int split_metrics(const float *x, int64_t n, int D, const float *y,
   return rc;
 }
 
+/* ppr: the head's verdict on decode(encode(x)) against its verdict on x,
+ * for one split (x [n, D] placed at y [n, 2]). */
+static int split_ppr(td_projection *pj, const td_head *head, const char *dir,
+                     const char *split, const td_array *x, const td_array *y,
+                     double *ppr, double *conf_diff, td_err *err) {
+  int64_t n = x->shape[0];
+  if (n < 1)
+    return TD_OK;
+  float *rec = malloc((size_t)n * (size_t)x->shape[1] * sizeof *rec);
+  if (!rec)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc = td_projection_decode(pj, y->data, n, rec);
+  if (rc)
+    td_err_set(err, rc, "%s: decoding the %s embedding failed", dir, split);
+  else if ((rc = td_metric_ppr(head, x->data, rec, n, ppr, conf_diff)))
+    td_err_set(err, rc, "%s: computing %s ppr failed", dir, split);
+  free(rec);
+  return rc;
+}
+
 static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
                       td_temporal *tc_tr, td_temporal *tc_te, td_err *err) {
   const td_run_meta *meta = td_run_get_meta(run);
@@ -47,12 +67,12 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
   td_projection *pj = NULL;
   td_head *head = NULL;
   td_territory terr;
-  float *rec = NULL;
   memset(&terr, 0, sizeof terr);
   r->epoch = ep;
   for (int i = 0; i < TD_EVAL_NK; i++)
     r->nn_test[i] = NAN;
-  r->boundary_nn15 = r->boundary_kept = NAN;
+  r->boundary_nn15 = r->boundary_kept = r->ppr_test = NAN;
+  r->on_boundary = r->terr_agree = r->unsure = r->unsure_area = NAN;
   int rc;
   if ((rc = td_run_load_f32(run, ep, "train_repr", &xtr, err)) ||
       (rc = td_vis_load_embedding_in(dir, "train", xtr.shape[0], &ytr, err)) ||
@@ -72,20 +92,26 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
                             tc_te, err)))
       goto out;
   }
-  /* ppr: the head's verdict on decode(encode(x)) against its verdict on x */
-  rec = malloc((size_t)n * D * sizeof *rec);
-  if (!rec) {
-    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  if ((rc = split_ppr(pj, head, dir, "training", &xtr, &ytr, &r->ppr,
+                      &r->inv_conf_diff, err)) ||
+      (xte.data && (rc = split_ppr(pj, head, dir, "test", &xte, &yte,
+                                   &r->ppr_test, NULL, err))))
     goto out;
-  }
-  if ((rc = td_projection_decode(pj, ytr.data, n, rec))) {
-    td_err_set(err, rc, "%s: decoding the training embedding failed", dir);
+  if ((rc = td_pathf(path, sizeof path, err, "%s/territory.json", dir)))
     goto out;
-  }
-  if ((rc =
-           td_metric_ppr(head, xtr.data, rec, n, &r->ppr, &r->inv_conf_diff))) {
-    td_err_set(err, rc, "%s: computing ppr failed", dir);
-    goto out;
+  if (td_path_exists(path)) {
+    td_territory_fit fit;
+    if ((rc = td_territory_load(dir, &terr, err)))
+      goto out;
+    if ((rc = td_metric_territory_fit(&terr, head, xtr.data, ytr.data, n,
+                                      &fit))) {
+      td_err_set(err, rc, "%s: measuring the territory failed", dir);
+      goto out;
+    }
+    r->on_boundary = fit.on_boundary;
+    r->terr_agree = fit.agree;
+    r->unsure = fit.unsure;
+    r->unsure_area = fit.unsure_area;
   }
   /* boundary samples */
   if ((rc = td_pathf(path, sizeof path, err, "%s/boundary_repr.npy", dir)))
@@ -107,7 +133,7 @@ static int eval_epoch(td_run *run, const char *dir, int ep, td_eval_epoch *r,
           (rc = td_metric_boundary_nn(xb.data, yb.data, nb, NULL, NULL, 0, D,
                                       15, &r->boundary_nn15, err)))
         goto out;
-      if ((rc = td_territory_load(dir, &terr, err)))
+      if (!terr.cls && (rc = td_territory_load(dir, &terr, err)))
         goto out;
       r->boundary_kept = td_metric_boundary_kept(&terr, yb.data, nb);
     }
@@ -129,7 +155,6 @@ out:
   td_projection_free(pj);
   td_head_free(head);
   td_territory_free(&terr);
-  free(rec);
   return rc;
 }
 
@@ -157,6 +182,11 @@ static int write_metrics(const char *run_dir, const char *method,
     json_object_set_new(o, "boundary_nn@15", num(e->boundary_nn15));
     json_object_set_new(o, "ppr", num(e->ppr));
     json_object_set_new(o, "inv_conf_diff", num(e->inv_conf_diff));
+    json_object_set_new(o, "test_ppr", num(e->ppr_test));
+    json_object_set_new(o, "on_boundary", num(e->on_boundary));
+    json_object_set_new(o, "territory_agree", num(e->terr_agree));
+    json_object_set_new(o, "unsure", num(e->unsure));
+    json_object_set_new(o, "unsure_area", num(e->unsure_area));
     json_object_set_new(o, "boundary_kept", num(e->boundary_kept));
     json_object_set_new(o, "n_boundary", json_integer(e->n_boundary));
     json_object_set_new(o, "projection_seconds", num(e->proj_seconds));

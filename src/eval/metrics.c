@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tardis/boundary.h"
 #include "tardis/parallel.h"
 
 /* |a ∩ b| for two lists of distinct indices; k is small (≤ ~50) so the
@@ -315,4 +316,44 @@ double td_metric_boundary_kept(const td_territory *t, const float *yb,
   for (int64_t i = 0; i < nb; i++)
     kept += td_territory_is_boundary(t, yb[2 * i], yb[2 * i + 1]);
   return (double)kept / (double)nb;
+}
+
+/* ---- territory fit ---------------------------------------------------------
+ */
+
+int td_metric_territory_fit(const td_territory *t, const td_head *head,
+                            const float *x, const float *y, int64_t n,
+                            td_territory_fit *out) {
+  memset(out, 0, sizeof *out);
+  if (!t || !head || !x || !y || n < 1)
+    return TD_EARG;
+  int D = td_head_in_dim(head), C = td_head_out_dim(head);
+  float *z = malloc((size_t)PPR_BLOCK * (size_t)C * sizeof *z);
+  if (!z)
+    return TD_ENOMEM;
+  int64_t white = 0, agree = 0, unsure = 0;
+  for (int64_t r0 = 0; r0 < n; r0 += PPR_BLOCK) {
+    int64_t m = n - r0 < PPR_BLOCK ? n - r0 : PPR_BLOCK;
+    td_head_forward(head, x + r0 * D, m, z);
+    for (int64_t i = 0; i < m; i++) {
+      int top1;
+      float g = td_logit_gap(z + i * C, C, &top1, NULL);
+      unsure += !(g >= TD_TERRITORY_BOUNDARY_CONF);
+      const float *p = y + 2 * (r0 + i);
+      int64_t cell = td_territory_cell(t, p[0], p[1]);
+      if (cell < 0)
+        continue;
+      white += !(t->conf[cell] >= TD_TERRITORY_BOUNDARY_CONF);
+      agree += t->cls[cell] == top1;
+    }
+  }
+  free(z);
+  size_t cells = (size_t)t->res * (size_t)t->res, wc = 0;
+  for (size_t c = 0; c < cells; c++)
+    wc += !(t->conf[c] >= TD_TERRITORY_BOUNDARY_CONF);
+  out->unsure_area = cells ? (double)wc / (double)cells : 0;
+  out->on_boundary = (double)white / (double)n;
+  out->agree = (double)agree / (double)n;
+  out->unsure = (double)unsure / (double)n;
+  return TD_OK;
 }

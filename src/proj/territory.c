@@ -54,6 +54,7 @@ void td_territory_free(td_territory *t) {
     return;
   free(t->cls);
   free(t->conf);
+  free(t->near);
   memset(t, 0, sizeof *t);
 }
 
@@ -139,9 +140,9 @@ void td_territory_rgb(const td_territory *t, uint8_t *rgb) {
   }
 }
 
-int td_territory_is_boundary(const td_territory *t, float x, float y) {
+int64_t td_territory_cell(const td_territory *t, float x, float y) {
   if (t->res < 1 || !(x >= t->x0 && x <= t->x1 && y >= t->y0 && y <= t->y1))
-    return 0;
+    return -1;
   double X0 = t->x0, X1 = t->x1, Y0 = t->y0, Y1 = t->y1;
   double fc = ((double)x - X0) / (X1 - X0) * t->res;
   double fr = (Y1 - (double)y) / (Y1 - Y0) * t->res;
@@ -151,9 +152,14 @@ int td_territory_is_boundary(const td_territory *t, float x, float y) {
     c = t->res - 1;
   if (r >= t->res)
     r = t->res - 1;
+  return (int64_t)r * t->res + c;
+}
+
+int td_territory_is_boundary(const td_territory *t, float x, float y) {
+  int64_t cell = td_territory_cell(t, x, y);
   /* Written as in td_territory_rgb, so a NaN read from a file is white in
    * both. */
-  return !(t->conf[(size_t)r * t->res + c] >= TD_TERRITORY_BOUNDARY_CONF);
+  return cell >= 0 && !(t->conf[cell] >= TD_TERRITORY_BOUNDARY_CONF);
 }
 
 /* An extent the grid arithmetic can use: finite corners within

@@ -165,11 +165,19 @@ int td__frame_load(const td_run *run, int epoch, const td_render_opts *o,
                    err);
   if (!rc && f->draw_test)
     rc = load_test(run, epoch, dir, f, err);
+  if (!rc && f->draw_train)
+    rc = td__frame_load_marks(run, o, &f->train_mark, err);
   if (rc) {
     td__frame_close(f);
     return rc;
   }
   if (f->terr.res) {
+    const float *y = f->train_xy.data;
+    int64_t n = f->train_xy.shape[0];
+    if (td_territory_set_data(&f->terr, y, n, td_territory_data_radius(y, n))) {
+      td__frame_close(f);
+      return td_err_set(err, TD_ENOMEM, "render: out of memory");
+    }
     f->ext[0] = f->terr.x0, f->ext[1] = f->terr.y0;
     f->ext[2] = f->terr.x1, f->ext[3] = f->terr.y1;
   } else {
@@ -192,6 +200,7 @@ void td__frame_close(td__frame *f) {
   td_array_close(&f->test_labels);
   free(f->train_pred);
   free(f->test_pred);
+  free(f->train_mark);
   memset(f, 0, sizeof *f);
 }
 
@@ -216,6 +225,10 @@ static const char *const k_wrong = "mispredicted";
 static const char *const k_wrong2 = "ring: label, dot: prediction";
 static const char *const k_test = "test sample";
 static const char *const k_bound = "decision boundary";
+static const char *const k_unsure = "model unsure";
+static const char *const k_nodata = "no data nearby";
+static const char *const k_noisy = "noisy label";
+static const char *const k_suspect = "accepted suspect";
 
 int td__layout_compute(const td_run *run, const td_render_opts *o,
                        td__layout *l, td_err *err) {
@@ -230,11 +243,14 @@ int td__layout_compute(const td_run *run, const td_render_opts *o,
   l->legend_x = l->map_x + l->map + round(l->font * 1.5);
   l->n_classes = m->n_classes;
   l->test_marker = o->split == TD_RENDER_BOTH;
+  l->mark_noise = o->mark_noise && o->split != TD_RENDER_TEST;
+  l->mark_suspects = o->mark_suspects && o->split != TD_RENDER_TEST;
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 1, 1);
   cairo_t *cr = cairo_create(s);
   set_font(cr, l->font, 0);
   double wmax = 0;
-  const char *const fixed[] = {k_correct, k_wrong, k_test, k_bound};
+  const char *const fixed[] = {k_correct, k_wrong,  k_test,  k_bound,
+                               k_unsure,  k_nodata, k_noisy, k_suspect};
   for (int i = 0; i < m->n_classes; i++)
     wmax = fmax(wmax, text_w(cr, m->classes[i]));
   for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
@@ -325,6 +341,48 @@ static void draw_samples(cairo_t *cr, const marks *mk, const float *xy,
     }
 }
 
+/* A noisy label: a dark ×; an accepted suspect: a magenta diamond (the
+ * web UI's suspect colour). Sized to stay readable over any point size. */
+static void noise_path(cairo_t *cr, double x, double y, double r) {
+  cairo_new_path(cr);
+  cairo_move_to(cr, x - r, y - r), cairo_line_to(cr, x + r, y + r);
+  cairo_move_to(cr, x - r, y + r), cairo_line_to(cr, x + r, y - r);
+}
+
+static void suspect_path(cairo_t *cr, double x, double y, double r) {
+  cairo_new_path(cr);
+  cairo_move_to(cr, x, y - r), cairo_line_to(cr, x + r, y);
+  cairo_line_to(cr, x, y + r), cairo_line_to(cr, x - r, y);
+  cairo_close_path(cr);
+}
+
+static void draw_one_mark(cairo_t *cr, double x, double y, double r, int bits) {
+  if (bits & TD__MARK_NOISY) {
+    cairo_set_source_rgba(cr, 0.1, 0.1, 0.1, 0.85);
+    cairo_set_line_width(cr, fmax(0.9, 0.3 * r));
+    noise_path(cr, x, y, r);
+    cairo_stroke(cr);
+  }
+  if (bits & TD__MARK_SUSPECT) {
+    cairo_set_source_rgba(cr, 0.85, 0.0, 0.75, 0.95);
+    cairo_set_line_width(cr, fmax(1.0, 0.3 * r));
+    suspect_path(cr, x, y, 1.5 * r);
+    cairo_stroke(cr);
+  }
+}
+
+static void draw_marks(cairo_t *cr, const marks *mk, const float *xy,
+                       const uint8_t *bits, int64_t n) {
+  double r = fmax(2.2, 1.3 * mk->r);
+  for (int64_t i = 0; i < n; i++) {
+    float x = xy[2 * i], y = xy[2 * i + 1];
+    if (!bits[i] || !isfinite(x) || !isfinite(y))
+      continue;
+    draw_one_mark(cr, mk->ox + mk->sx * (double)x, mk->oy + mk->sy * (double)y,
+                  r, bits[i]);
+  }
+}
+
 static marks marks_for(const td__frame *f, const td__layout *l, int64_t n) {
   marks mk;
   /* Size and opacity follow the area each sample gets: a few hundred points
@@ -332,11 +390,11 @@ static marks marks_for(const td__frame *f, const td__layout *l, int64_t n) {
   double per = l->map / sqrt((double)(n > 0 ? n : 1));
   mk.r = fmin(fmax(0.28 * per, 0.9), l->map / 200.0);
   mk.alpha = fmin(fmax(0.95 - 0.25 * log10(fmax(n, 1) / 1000.0), 0.35), 0.9);
-  mk.ring_r = fmax(1.9 * mk.r, 2.2);
-  mk.ring_lw = fmax(0.55 * mk.r, 0.8);
-  /* Rings should catch the eye, but when thousands overlap, opaque ones
-   * would hide the density the dots show. */
-  mk.ring_alpha = fmin(1.0, 1.35 * mk.alpha);
+  /* A ring hugs its dot: thin and barely larger, so that a class with many
+   * mispredictions does not read as a cloud of rings hiding its dots. */
+  mk.ring_r = fmax(1.45 * mk.r, 1.8);
+  mk.ring_lw = fmax(0.4 * mk.r, 0.7);
+  mk.ring_alpha = mk.alpha;
   double x0 = f->ext[0], y0 = f->ext[1], x1 = f->ext[2], y1 = f->ext[3];
   mk.sx = l->map / (x1 - x0);
   mk.sy = -l->map / (y1 - y0);
@@ -382,6 +440,8 @@ static void draw_map(const td_run *run, const td__frame *f, const td__layout *l,
   if (f->draw_test)
     draw_samples(cr, &mk, f->test_xy.data, f->test_labels.data, f->test_pred,
                  n_test, l->test_marker);
+  if (f->train_mark)
+    draw_marks(cr, &mk, f->train_xy.data, f->train_mark, n_train);
   cairo_restore(cr);
   cairo_set_source_rgb(cr, 0.75, 0.75, 0.75);
   cairo_set_line_width(cr, 1);
@@ -441,11 +501,44 @@ static void legend_text(cairo_t *cr, const td__layout *l, double y,
   cairo_show_text(cr, s);
 }
 
+/* Swatches of the territory: the decision line, the pale "unsure" shade
+ * and the hatched "no data" grey, as image.c draws them. */
+static void legend_territory(cairo_t *cr, const td__layout *l, double cx,
+                             double y, double row) {
+  double h = 0.5 * l->font;
+  cairo_set_source_rgb(cr, 0.55, 0.55, 0.55);
+  cairo_set_line_width(cr, 1.2);
+  cairo_move_to(cr, cx - h, y + h), cairo_line_to(cr, cx + h, y - h);
+  cairo_stroke(cr);
+  legend_text(cr, l, y, k_bound);
+  y += row;
+  float rgb[3];
+  td__render_shade(0, 0.2f, rgb);
+  cairo_set_source_rgb(cr, rgb[0] / 255, rgb[1] / 255, rgb[2] / 255);
+  cairo_rectangle(cr, cx - h, y - h, 2 * h, 2 * h);
+  cairo_fill(cr);
+  legend_text(cr, l, y, k_unsure);
+  y += row;
+  cairo_set_source_rgb(cr, 0.95, 0.95, 0.95);
+  cairo_rectangle(cr, cx - h, y - h, 2 * h, 2 * h);
+  cairo_fill(cr);
+  cairo_save(cr);
+  cairo_rectangle(cr, cx - h, y - h, 2 * h, 2 * h);
+  cairo_clip(cr);
+  cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
+  cairo_set_line_width(cr, 1);
+  for (double d = -2 * h; d < 2 * h; d += 4)
+    cairo_move_to(cr, cx - h + d, y + h), cairo_line_to(cr, cx + h + d, y - h);
+  cairo_stroke(cr);
+  cairo_restore(cr);
+  legend_text(cr, l, y, k_nodata);
+}
+
 static void draw_legend(const td_run *run, const td__layout *l, cairo_t *cr) {
   const td_run_meta *m = td_run_get_meta(run);
   double row = round(l->font * 1.55), y = l->map_y + 0.5 * row;
   double cx = l->legend_x + 0.6 * l->font;
-  double bottom = l->map_y + l->map - 6 * row;
+  double bottom = l->map_y + l->map - 10 * row;
   set_font(cr, l->font, 0);
   for (int k = 0; k < m->n_classes; k++, y += row) {
     if (y > bottom && k < m->n_classes - 1) {
@@ -488,13 +581,18 @@ static void draw_legend(const td_run *run, const td__layout *l, cairo_t *cr) {
     legend_text(cr, l, y, k_test);
     y += row;
   }
-  cairo_set_source_rgb(cr, 1, 1, 1);
-  cairo_rectangle(cr, cx - 0.5 * l->font, y - 0.5 * l->font, l->font, l->font);
-  cairo_fill_preserve(cr);
-  cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
-  cairo_set_line_width(cr, 1);
-  cairo_stroke(cr);
-  legend_text(cr, l, y, k_bound);
+  double sr = 0.42 * l->font;
+  if (l->mark_noise) {
+    draw_one_mark(cr, cx, y, sr, TD__MARK_NOISY);
+    legend_text(cr, l, y, k_noisy);
+    y += row;
+  }
+  if (l->mark_suspects) {
+    draw_one_mark(cr, cx, y, sr, TD__MARK_SUSPECT);
+    legend_text(cr, l, y, k_suspect);
+    y += row;
+  }
+  legend_territory(cr, l, cx, y, row);
 }
 
 void td__frame_draw(const td_run *run, const td__frame *f,

@@ -122,58 +122,90 @@ static uint8_t clamp_u8(float v) {
   return (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : lrintf(v));
 }
 
-/* Colour of output pixel (px, py) of a size × size rendering. The
- * confidence is interpolated bilinearly and the boundary threshold applied
- * to it with a one-pixel ramp, so the white boundaries come out as smooth
- * antialiased curves instead of the grid's staircase. The class is the
- * nearest cell's: it only changes where the confidence is low (white), so
- * its hard switch does not show. */
-static uint32_t territory_px(const td_territory *t, double scale, float cmax,
-                             int px, int py) {
-  int R = t->res;
-  double gx = (px + 0.5) * scale - 0.5, gy = (py + 0.5) * scale - 0.5;
+/* Bilinear sampling of an R × R grid at grid coordinates (gx, gy). */
+typedef struct {
+  size_t i00, i10, i01, i11;
+  double fx, fy;
+} bilin;
+
+static bilin bilin_at(int R, double gx, double gy) {
   gx = gx < 0 ? 0 : gx > R - 1 ? R - 1 : gx;
   gy = gy < 0 ? 0 : gy > R - 1 ? R - 1 : gy;
   int x0 = (int)gx, y0 = (int)gy;
   int x1 = x0 + 1 < R ? x0 + 1 : x0, y1 = y0 + 1 < R ? y0 + 1 : y0;
-  double fx = gx - x0, fy = gy - y0;
-  const float *cf = t->conf;
-  double c00 = cf[(size_t)y0 * R + x0], c10 = cf[(size_t)y0 * R + x1];
-  double c01 = cf[(size_t)y1 * R + x0], c11 = cf[(size_t)y1 * R + x1];
-  if (!(c00 == c00))
-    c00 = 0; /* NaN cells are undecided */
-  if (!(c10 == c10))
-    c10 = 0;
-  if (!(c01 == c01))
-    c01 = 0;
-  if (!(c11 == c11))
-    c11 = 0;
-  double conf =
-      (1 - fy) * ((1 - fx) * c00 + fx * c10) + fy * ((1 - fx) * c01 + fx * c11);
-  /* Confidence change across one output pixel sets the ramp width. */
-  double dx = ((1 - fy) * (c10 - c00) + fy * (c11 - c01)) * scale;
-  double dy = ((1 - fx) * (c01 - c00) + fx * (c11 - c10)) * scale;
-  double w = fabs(dx) + fabs(dy) + 1e-6;
-  double a = (conf - (double)TD_TERRITORY_BOUNDARY_CONF) / w + 0.5;
-  a = a < 0 ? 0 : a > 1 ? 1 : a;
-  int cx = fx < 0.5 ? x0 : x1, cy = fy < 0.5 ? y0 : y1;
+  bilin b = {(size_t)y0 * R + x0,
+             (size_t)y0 * R + x1,
+             (size_t)y1 * R + x0,
+             (size_t)y1 * R + x1,
+             gx - x0,
+             gy - y0};
+  return b;
+}
+
+/* Value at b of the four corner values v, and its change per grid cell
+ * along x and y. */
+static double bilin_eval(const bilin *b, const double v[4], double *dx,
+                         double *dy) {
+  double fx = b->fx, fy = b->fy;
+  *dx = (1 - fy) * (v[1] - v[0]) + fy * (v[3] - v[2]);
+  *dy = (1 - fx) * (v[2] - v[0]) + fx * (v[3] - v[1]);
+  return (1 - fy) * ((1 - fx) * v[0] + fx * v[1]) +
+         fy * ((1 - fx) * v[2] + fx * v[3]);
+}
+
+static double conf_at(const td_territory *t, size_t i) {
+  double c = t->conf[i];
+  return c == c ? c : 0; /* NaN cells are undecided */
+}
+
+/* Colour of output pixel (px, py); sx, sy: grid cells per output pixel.
+ *  - class: the nearest cell's, shaded by the confidence interpolated
+ *    bilinearly — pale where the classifier is unsure, never white;
+ *  - decision boundary: a thin antialiased dark line where the class
+ *    changes, the zero crossing of the confidence signed by "same class as
+ *    this pixel's" (smooth curves, not the grid's staircase);
+ *  - no data: where t->near falls towards 0 the colour fades into a light
+ *    grey with diagonal hatching, so extrapolated territory far from every
+ *    sample does not read like the model's opinion. */
+static uint32_t territory_px(const td_territory *t, double sx, double sy,
+                             float cmax, int px, int py) {
+  int R = t->res;
+  bilin b = bilin_at(R, (px + 0.5) * sx - 0.5, (py + 0.5) * sy - 0.5);
+  size_t idx[4] = {b.i00, b.i10, b.i01, b.i11};
+  size_t near_i = idx[(b.fy >= 0.5) * 2 + (b.fx >= 0.5)];
+  int cls = t->cls[near_i];
+  double cv[4], sv[4], nv[4], dx, dy;
+  for (int k = 0; k < 4; k++) {
+    cv[k] = conf_at(t, idx[k]);
+    /* +0.02: two classes meeting at zero confidence still cross zero */
+    sv[k] = (t->cls[idx[k]] == cls ? 1 : -1) * (cv[k] + 0.02);
+    nv[k] = t->near ? t->near[idx[k]] : 1;
+  }
+  double conf = bilin_eval(&b, cv, &dx, &dy);
+  double sg = bilin_eval(&b, sv, &dx, &dy);
+  double grad = fabs(dx) * sx + fabs(dy) * sy; /* change per output px */
+  double line = 1.1 - fabs(sg) / (grad + 1e-9);
+  line = line < 0 ? 0 : line > 1 ? 1 : line;
+  double nr = bilin_eval(&b, nv, &dx, &dy);
+  nr = nr < 0 ? 0 : nr > 1 ? 1 : nr;
   float rgb[3];
-  /* Shade at or above the threshold; the ramp blends it into white. */
-  float cc = (float)conf > TD_TERRITORY_BOUNDARY_CONF
-                 ? (float)conf
-                 : TD_TERRITORY_BOUNDARY_CONF;
-  td__render_shade(t->cls[(size_t)cy * R + cx], 0.9f * cc / cmax, rgb);
+  td__render_shade(cls, (float)(0.12 + 0.88 * conf / (double)cmax), rgb);
+  /* hatching of "no data": 1-px diagonals every 7 px */
+  double far_base = ((px + py) % 7 == 0) ? 205.0 : 242.0;
   uint8_t out[3];
-  for (int ch = 0; ch < 3; ch++)
-    out[ch] = clamp_u8((float)(a * (double)rgb[ch] + (1 - a) * 255.0));
+  for (int ch = 0; ch < 3; ch++) {
+    double c = rgb[ch];
+    double v = nr * c + (1 - nr) * (0.25 * c + 0.75 * far_base);
+    v = line * 70.0 * 0.6 + (1 - line * 0.6) * v;
+    out[ch] = clamp_u8((float)v);
+  }
   return pack_rgb(out);
 }
 
-cairo_surface_t *td__render_territory_surface(const td_territory *t, int size) {
-  if (size <= 0)
-    size = t->res;
+cairo_surface_t *td__render_territory_surface_wh(const td_territory *t,
+                                                 int width, int height) {
   cairo_surface_t *s =
-      cairo_image_surface_create(CAIRO_FORMAT_RGB24, size, size);
+      cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
     cairo_surface_destroy(s);
     return NULL;
@@ -181,30 +213,46 @@ cairo_surface_t *td__render_territory_surface(const td_territory *t, int size) {
   cairo_surface_flush(s);
   uint8_t *base = cairo_image_surface_get_data(s);
   int stride = cairo_image_surface_get_stride(s);
-  double scale = (double)t->res / size;
+  double sx = (double)t->res / width, sy = (double)t->res / height;
   float cmax = td__render_conf_max(t);
-  for (int y = 0; y < size; y++) {
+  for (int y = 0; y < height; y++) {
     uint32_t *row = (uint32_t *)(void *)(base + (size_t)y * stride);
-    for (int x = 0; x < size; x++)
-      row[x] = territory_px(t, scale, cmax, x, y);
+    for (int x = 0; x < width; x++)
+      row[x] = territory_px(t, sx, sy, cmax, x, y);
   }
   cairo_surface_mark_dirty(s);
   return s;
 }
 
-int td_render_territory_png(const td_territory *t, int size, td_sink_fn sink,
-                            void *ctx, td_err *err) {
+cairo_surface_t *td__render_territory_surface(const td_territory *t, int size) {
+  if (size <= 0)
+    size = t->res;
+  return td__render_territory_surface_wh(t, size, size);
+}
+
+int td_render_territory_png_wh(const td_territory *t, int width, int height,
+                               td_sink_fn sink, void *ctx, td_err *err) {
   if (!t || t->res < 1 || !t->cls || !t->conf)
     return td_err_set(err, TD_EARG, "territory image: empty territory");
-  if (size > TD_RENDER_MAX_SIZE)
-    return td_err_set(err, TD_EARG, "territory image: size %d exceeds %d", size,
-                      TD_RENDER_MAX_SIZE);
-  cairo_surface_t *s = td__render_territory_surface(t, size);
+  if (width <= 0 || height <= 0)
+    width = height = t->res;
+  if (width > TD_RENDER_MAX_SIZE || height > TD_RENDER_MAX_SIZE)
+    return td_err_set(err, TD_EARG, "territory image: size %d×%d exceeds %d",
+                      width, height, TD_RENDER_MAX_SIZE);
+  cairo_surface_t *s = td__render_territory_surface_wh(t, width, height);
   if (!s)
     return td_err_set(err, TD_ENOMEM, "territory image: out of memory");
   int rc = td__render_write_png(s, sink, ctx, "territory image", err);
   cairo_surface_destroy(s);
   return rc;
+}
+
+int td_render_territory_png(const td_territory *t, int size, td_sink_fn sink,
+                            void *ctx, td_err *err) {
+  if (size > TD_RENDER_MAX_SIZE)
+    return td_err_set(err, TD_EARG, "territory image: size %d exceeds %d", size,
+                      TD_RENDER_MAX_SIZE);
+  return td_render_territory_png_wh(t, size, size, sink, ctx, err);
 }
 
 /* Writes a c × h × w image given as 0..255 bytes (already converted). */

@@ -18,10 +18,11 @@ TD_NODISCARD int td__render_write_png(cairo_surface_t *s, td_sink_fn sink,
  * weights leave 0.5·s to black, which turns sure regions dark and swallows
  * the samples drawn on them. Normalising the weights to sum to one keeps the
  * palette's weight and gives DVI's pastel look: colour = k·P + (1 − k)·white
- * with k = 0.5·s ≤ 0.45. As in DVI, s = 0.9·conf / max conf of the grid, so
- * a young model's unsure territory still shows its classes. Boundary cells
- * (confidence < 0.15) are white. */
-#define TD__RENDER_TINT 0.5f
+ * with k = 0.62·s ≤ 0.56 (stronger than DVI's 0.5, which washed out). As in DVI, s = 0.9·conf / max conf of the grid, so
+ * a young model's unsure territory still shows its classes; the shading
+ * never reaches white (s >= 0.12), so "unsure" stays distinct from both
+ * the decision line and "no data" (image.c, territory_px). */
+#define TD__RENDER_TINT 0.62f
 void td__render_shade(int cls, float s, float rgb[3]);
 /* The largest confidence of a territory, at least the boundary threshold. */
 float td__render_conf_max(const td_territory *t);
@@ -30,6 +31,9 @@ float td__render_conf_max(const td_territory *t);
  * territory, row 0 = top, with smooth boundaries; NULL when out of memory. */
 TD_NODISCARD cairo_surface_t *
 td__render_territory_surface(const td_territory *t, int size);
+/* The same over width × height pixels (the extent need not be square). */
+TD_NODISCARD cairo_surface_t *
+td__render_territory_surface_wh(const td_territory *t, int width, int height);
 
 /* Everything one frame draws, loaded from the run and its vis directory. */
 typedef struct td__frame {
@@ -38,9 +42,17 @@ typedef struct td__frame {
   float ext[4];      /* canvas extent shown: the territory's, or computed */
   td_array train_xy, test_xy, test_labels;
   int32_t *train_pred, *test_pred; /* NULL: prediction unknown */
+  uint8_t *train_mark; /* [n_train] TD__MARK_* bits, NULL: none asked */
   int draw_train, draw_test;
   double train_acc, test_acc; /* NaN when not recorded */
 } td__frame;
+
+#define TD__MARK_NOISY 1   /* recorded label differs from train_truth */
+#define TD__MARK_SUSPECT 2 /* accepted as suspicious in a session */
+/* The marks o asks for (NULL when none), [n_train]; the caller frees. */
+TD_NODISCARD int td__frame_load_marks(const td_run *run,
+                                      const td_render_opts *o, uint8_t **out,
+                                      td_err *err);
 
 TD_NODISCARD int td__frame_load(const td_run *run, int epoch,
                                 const td_render_opts *o, td__frame *f,
@@ -57,6 +69,7 @@ typedef struct td__layout {
   double legend_x, pad; /* left edge of the legend; outer margin */
   int n_classes;
   int test_marker; /* legend explains the test marker */
+  int mark_noise, mark_suspects; /* legend explains these marks */
 } td__layout;
 
 TD_NODISCARD int td__layout_compute(const td_run *run, const td_render_opts *o,

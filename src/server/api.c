@@ -12,6 +12,7 @@
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
 #include "tardis/render.h"
+#include "tardis/knn.h"
 #include "tardis/territory.h"
 #include "tardis/vis.h"
 
@@ -414,6 +415,39 @@ static enum MHD_Result api_territory_array(const req *r, int epoch, int conf) {
   return res;
 }
 
+/* ?view=x0,y0,x1,y1&w=W&h=H: the territory of that rectangle of the
+ * canvas, decoded now from the stored projection (td_territory_of_view) at
+ * about a third of the pixels per side, drawn at W × H. */
+static enum MHD_Result api_territory_view(const req *r, int epoch,
+                                          const char *view) {
+  float e[4];
+  char tail;
+  int64_t w = 0, h = 0;
+  const char *ws = arg(r, "w"), *hs = arg(r, "h");
+  if (sscanf(view, "%f,%f,%f,%f%c", &e[0], &e[1], &e[2], &e[3], &tail) != 4 ||
+      !(e[2] > e[0]) || !(e[3] > e[1]) || !isfinite(e[2] - e[0]) ||
+      !isfinite(e[3] - e[1]))
+    return td__reply_error(r->c, 400, "bad view '%.64s' (x0,y0,x1,y1)", view);
+  if (!ws || !hs || td__parse_i64(ws, &w) || td__parse_i64(hs, &h) || w < 1 ||
+      h < 1 || w > 4096 || h > 4096)
+    return td__reply_error(r->c, 400, "view needs w and h, 1-4096");
+  int64_t side = (w > h ? w : h) / 3;
+  int res = (int)(side < 96 ? 96 : side > 384 ? 384 : side);
+  td_territory t;
+  td_err err;
+  if (td_territory_of_view(r->run, r->method, epoch, e, res, &t, &err))
+    return td__reply_error(r->c, 500, "%s", err.msg);
+  td_render_buf png = {0};
+  int rc = td_render_territory_png_wh(&t, (int)w, (int)h, td_render_sink_buf,
+                                      &png, &err);
+  td_territory_free(&t);
+  enum MHD_Result res_ =
+      rc ? td__reply_error(r->c, 500, "%s", err.msg)
+         : td__reply_bytes(r->c, 200, png.data, png.len, "image/png");
+  td_render_buf_free(&png);
+  return res_;
+}
+
 /* The territory coloured as `tardis render` does; ?size= scales it. */
 static enum MHD_Result api_territory_png(const req *r, int epoch) {
   int64_t size = 0;
@@ -426,6 +460,9 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
     return td__reply_error(r->c, 404, "epoch %d has no territory", epoch);
   if (td_vis_epoch_dir(r->s->run_dir, r->method, epoch, dir, sizeof dir))
     return td__reply_error(r->c, 500, "epoch %d: path too long", epoch);
+  const char *view = arg(r, "view");
+  if (view)
+    return api_territory_view(r, epoch, view);
   void *hit;
   size_t hit_len;
   if (td__png_cache_get(r->s, dir, (int)size, &hit, &hit_len)) {
@@ -439,8 +476,17 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
   if (td_territory_load(dir, &t, &err))
     return td__reply_error(r->c, 500, "%s", err.msg);
   td_render_buf png = {0};
-  int rc =
-      td_render_territory_png(&t, (int)size, td_render_sink_buf, &png, &err);
+  td__cache_entry *ye = NULL;
+  int rc = get_vis_array(r, epoch, "train_embedding.npy", r->meta->n_train, &ye,
+                         &err);
+  if (!rc) {
+    const float *y = ye->a.data;
+    int64_t n = ye->a.shape[0];
+    rc = td_territory_set_data(&t, y, n, td_territory_data_radius(y, n));
+    td__cache_release(r->s, ye);
+  }
+  if (!rc)
+    rc = td_render_territory_png(&t, (int)size, td_render_sink_buf, &png, &err);
   td_territory_free(&t);
   if (!rc)
     td__png_cache_put(r->s, dir, (int)size, png.data, png.len);
@@ -563,6 +609,76 @@ static void sample_labels(const req *r, json_t *o, int split, int64_t i,
                       label >= 0 && truth >= 0 ? json_boolean(label != truth)
                                                : json_null());
   *label_out = label;
+}
+
+/* The k nearest neighbours of sample i among the samples of its split: in
+ * the representation space (the classifier's view) and on the canvas, with
+ * how many the two lists share. Self excluded. */
+static json_t *knn_list(const float *x, int64_t n, int D, int64_t i, int k,
+                        int *ids, td_err *err) {
+  td_knn g;
+  if (td_knn_query_exact(x, n, x + i * D, 1, D, k + 1, &g, err))
+    return NULL;
+  json_t *a = json_array();
+  int m = 0;
+  for (int j = 0; j < g.k && m < k; j++) {
+    if (g.idx[j] == i)
+      continue;
+    ids[m++] = g.idx[j];
+    json_array_append_new(a, json_pack("{s:i, s:f}", "index", (int)g.idx[j],
+                                       "dist", (double)g.dist[j]));
+  }
+  td_knn_free(&g);
+  return a;
+}
+
+static enum MHD_Result api_neighbors(const req *r, const char *itext) {
+  enum MHD_Result res;
+  int split, epoch;
+  int64_t i, k = 10;
+  const char *ks = arg(r, "k");
+  if (get_split(r, 0, &split, &res) || parse_index(r, itext, split, &i, &res) ||
+      get_epoch(r, arg(r, "epoch"), &epoch, &res))
+    return res;
+  int64_t n = split_n(r, split);
+  if (ks && (td__parse_i64(ks, &k) || k < 1 || k > 50))
+    return td__reply_error(r->c, 400, "bad k '%.32s' (1-50)", ks);
+  if (k > n - 1)
+    k = n - 1;
+  if (k < 1)
+    return td__reply_error(r->c, 404, "no other samples");
+  char file[64];
+  snprintf(file, sizeof file, "%s_embedding.npy", split_names[split]);
+  td_array x = {0};
+  td__cache_entry *ye = NULL;
+  td_err err;
+  int rc = td_run_load_f32(r->run, epoch,
+                           split == SPLIT_TEST ? "test_repr" : "train_repr", &x,
+                           &err);
+  if (!rc)
+    rc = get_vis_array(r, epoch, file, n, &ye, &err);
+  if (rc) {
+    td_array_close(&x);
+    return load_error(r, rc, &err, "representation or embedding");
+  }
+  int hi_ids[50], lo_ids[50];
+  json_t *hi = knn_list(x.data, n, (int)x.shape[1], i, (int)k, hi_ids, &err);
+  json_t *lo = hi ? knn_list(ye->a.data, n, 2, i, (int)k, lo_ids, &err) : NULL;
+  td__cache_release(r->s, ye);
+  td_array_close(&x);
+  if (!hi || !lo) {
+    json_decref(hi);
+    return td__reply_error(r->c, 500, "%s", err.msg);
+  }
+  int shared = 0;
+  for (int a = 0; a < k; a++)
+    for (int b = 0; b < k; b++)
+      shared += hi_ids[a] == lo_ids[b];
+  json_t *o = json_pack("{s:I, s:s, s:i, s:I, s:o, s:o, s:i}", "index",
+                        (json_int_t)i, "split", split_names[split], "epoch",
+                        epoch, "k", (json_int_t)k, "high", hi, "low", lo,
+                        "shared", shared);
+  return td__reply_json(r->c, 200, o);
 }
 
 static enum MHD_Result api_sample(const req *r, const char *itext) {
@@ -923,6 +1039,8 @@ static enum MHD_Result route(const req *r, char **seg, int nseg) {
     return api_sample(r, seg[1]);
   if (nseg == 3 && !strcmp(a, "samples") && !strcmp(seg[2], "thumbnail.png"))
     return api_thumbnail(r, seg[1]);
+  if (nseg == 3 && !strcmp(a, "samples") && !strcmp(seg[2], "neighbors"))
+    return api_neighbors(r, seg[1]);
   if (!strcmp(a, "suspects"))
     return td__suspects_get(r->s, r->c, r->run, seg, nseg);
   if (nseg == 1 && !strcmp(a, "alerts"))

@@ -170,17 +170,25 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
         Object.keys(want).every((k) => v[k] === want[k]), `verdicts ${JSON.stringify(v)}`);
       expect(await page.locator('#sus-list .sc.acc').count() === 2 && await page.locator('#sus-list .sc.rej').count() === 2, 'card states');
       expect((await page.textContent('#sus-submit')).includes('4'), 'submit shows 4 marked');
+      // Scrolled down in round 1: round 2 must open at its top.
+      await T(() => { const l = document.getElementById('sus-list'); l.scrollTop = l.scrollHeight; });
+      const scrolled = await T(() => document.getElementById('sus-list').scrollTop);
       await page.click('#sus-submit');
       await page.waitForFunction(() => window.tardis.suspects().session.rounds === 1, null, { timeout: 10000 });
       await idle();
       round2 = await cardIds();
       expect(round2.length === K, `${round2.length} cards in round 2`);
+      expect(await T(() => document.getElementById('sus-list').scrollTop) === 0, `round 2 opens scrolled (was ${scrolled})`);
       const judged = [...accepted, ...rejected];
       expect(!round2.some((i) => judged.includes(i)), `round 2 ${round2} repeats a judged sample`);
+      // The cards of round 1 left unjudged do not come back while others are left.
+      expect(!round2.some((i) => first.includes(i)), `round 2 ${round2} repeats round 1 ${first}`);
       const s = await api(`/api/suspects/sessions/${sid}`);
       expect(s.accepted === 2 && s.rejected === 2 && s.rounds === 1, `session ${JSON.stringify(s)}`);
-      const want2 = await api(`/api/suspects/sessions/${sid}/recommend?k=${K}`);
-      expect(JSON.stringify(round2) === JSON.stringify(want2.suspects.map((x) => x.index)), 'round 2 = /recommend');
+      const skipped = first.filter((i) => !judged.includes(i));
+      const want2 = await api(`/api/suspects/sessions/${sid}/recommend?k=${K + skipped.length}`);
+      const fresh2 = want2.suspects.map((x) => x.index).filter((i) => !skipped.includes(i)).slice(0, K);
+      expect(JSON.stringify(round2) === JSON.stringify(fresh2), 'round 2 = /recommend without round 1\'s skipped samples');
       expect((await page.textContent('#sus-counts')).replace(/\s+/g, ' ').includes('2 accepted 2 rejected round 2'), 'counters after submit');
       expect(await page.locator('#sus-list .sc.acc, #sus-list .sc.rej').count() === 0, 'new round starts unmarked');
     });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { suspectsChecks } from './suspects.checks.mjs';
 import { tasksChecks } from './tasks.checks.mjs';
 import { liveChecks } from './live.checks.mjs';
+import { viewsChecks } from './views.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -359,6 +360,8 @@ try {
     expect(badResponses.length === 0, badResponses.join(' | '));
   });
 
+  // Territory of the view and layout facts at three widths.
+  await viewsChecks({ browser, url, outDir, check, expect });
   // The suspicious-samples panel, with a server of its own that it restarts.
   await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
   // Tasks and alerts, on a continual-learning run of their own.

@@ -85,6 +85,9 @@ export const api = {
   embedding(e, split) {
     return this.optional(`/api/epochs/${e}/embedding`, { split, method: this.method }, Float32Array);
   },
+  confidence(e, split) {
+    return this.optional(`/api/epochs/${e}/confidence`, { split }, Float32Array);
+  },
   predictions(e, split) {
     return this.optional(`/api/epochs/${e}/predictions`, { split }, Uint8Array);
   },
@@ -94,6 +97,13 @@ export const api = {
   },
   territoryPng(e, size) {
     return withQuery(`/api/epochs/${e}/territory.png`, { size, method: this.method });
+  },
+  territoryViewPng(e, ext, w, h) {
+    const view = ext.map((v) => v.toPrecision(7)).join(',');
+    return withQuery(`/api/epochs/${e}/territory.png`, { view, w, h, method: this.method });
+  },
+  neighbors(i, split, epoch, k) {
+    return this.json(`/api/samples/${i}/neighbors`, { split, epoch, k, method: this.method });
   },
   sample(i, split, epoch) {
     return this.json(`/api/samples/${i}`, { split, epoch, method: this.method });

@@ -9,6 +9,8 @@ import { parseIndexList } from './filters.js';
 import { SuspectsPanel } from './suspects.js';
 import { TasksView } from './tasks.js';
 import { AlertsView } from './alerts.js';
+import { ViewTerritory } from './viewterr.js';
+import { colorIndices, PALETTE, MODES, RAMP_CSS } from './colorby.js';
 
 const $ = (id) => document.getElementById(id);
 const NONE = 255; // "unknown" in the label / prediction / truth arrays
@@ -22,7 +24,7 @@ const S = {
   label: null, truth: null,
   split: 'both',
   tpos: 0, target: 0, playing: false, speed: 1,
-  filter: { label: '', pred: '', mis: '', noisy: '', idx: null, hide: false },
+  filter: { label: '', pred: '', mis: '', noisy: '', idx: null, hide: false, cmin: '', cmax: '' },
   filterVersion: 0,
   selected: -1, selInfo: null, hover: -1,
   quality: null,
@@ -32,6 +34,9 @@ const S = {
   rev: new Map(),     // epoch → times its projection was replaced (cache-busting)
   drafts: new Set(),  // epochs drawn as live drafts, not fitted yet (docs/vis-format.md)
   curExtent: null,    // extent of the frame on screen (interpolated between epochs)
+  markNoisy: true,    // draw × on the samples whose label is not the clean one
+  colorBy: 'class',   // colorby.js MODES
+  conf: new Map(),    // epoch → Float32Array [N] confidences (colour-by confidence)
 };
 
 let scatter, grid = new GridIndex(), gridKey = '';
@@ -43,6 +48,7 @@ let cur = null;    // positions of the frame on screen (an epoch's array or inte
 let interp = null; // interpolation buffer
 let projections = 0; // projection events received (for the test)
 let raf = 0, lastFrame = 0, dirtyTerritory = true, dirtyPoints = true;
+const viewTerr = new ViewTerritory(api, () => { dirtyTerritory = true; invalidate(); });
 const frameTimes = [];
 const drawTimes = [];
 
@@ -193,17 +199,64 @@ function readFilters() {
   f.mis = $('f-mis').value;
   f.noisy = $('f-noisy').value;
   f.hide = $('f-hide').checked;
+  const bound = (id) => { const v = $(id).value.trim(); return v === '' || !Number.isFinite(+v) ? '' : +v; };
+  f.cmin = bound('f-cmin');
+  f.cmax = bound('f-cmax');
   const parsed = parseIndexList($('f-idx').value, S);
   $('f-idx').classList.toggle('bad', !!parsed.error);
   $('f-idx').title = parsed.error || '';
   f.idx = parsed.mask;
   S.filterVersion++;
+  saveUrl();
   invalidate();
+}
+
+// ---------------------------------------------------------------- URL state
+// ?epoch=&sel=&label=&pred=&mis=&noisy=&idx=&hide=1&color= — the view on
+// screen, so that a link (or a reload) opens the same view. Written with
+// replaceState on every change (no history entries); read once at start.
+let urlReady = false;
+function saveUrl() {
+  if (!urlReady) return;
+  const q = new URLSearchParams(location.search);
+  const f = S.filter;
+  const set = (k, v) => (v === '' || v === null || v === undefined ? q.delete(k) : q.set(k, v));
+  set('epoch', S.epochs.length ? dispEpoch() : '');
+  set('sel', S.selected >= 0 ? (isTest(S.selected) ? `t:${localIndex(S.selected)}` : String(S.selected)) : '');
+  set('label', f.label); set('pred', f.pred); set('mis', f.mis); set('noisy', f.noisy);
+  set('idx', $('f-idx').value.trim());
+  set('hide', f.hide ? '1' : '');
+  set('cmin', f.cmin); set('cmax', f.cmax);
+  set('color', S.colorBy !== 'class' ? S.colorBy : '');
+  const s = q.toString();
+  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+}
+
+// Applies the URL's state; returns the epoch index to open at, or -1.
+function loadUrl() {
+  const q = new URLSearchParams(location.search);
+  for (const [k, id] of [['label', 'f-label'], ['pred', 'f-pred'], ['mis', 'f-mis'], ['noisy', 'f-noisy']]) {
+    const v = q.get(k);
+    if (v !== null && [...$(id).options].some((o) => o.value === v)) $(id).value = v;
+  }
+  if (q.get('idx')) $('f-idx').value = q.get('idx');
+  if (q.get('hide') === '1') $('f-hide').checked = true;
+  for (const k of ['cmin', 'cmax']) if (q.get(k) !== null && Number.isFinite(+q.get(k))) $(`f-${k}`).value = q.get(k);
+  if (q.get('color')) setColorBy(q.get('color'));
+  const sel = q.get('sel');
+  if (sel) {
+    const m = /^(t:)?(\d+)$/.exec(sel);
+    const g = m ? (m[1] ? S.nTrain + +m[2] : +m[2]) : -1;
+    if (m && (m[1] ? +m[2] < S.nTest : +m[2] < S.nTrain)) S.urlSelect = g;
+  }
+  const e = q.has('epoch') ? S.epochs.indexOf(+q.get('epoch')) : -1;
+  return e;
 }
 
 function filterActive() {
   const f = S.filter;
-  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx || extraFilters().length > 0;
+  return f.label !== '' || f.pred !== '' || f.mis !== '' || f.noisy !== '' || !!f.idx ||
+    f.cmin !== '' || f.cmax !== '' || extraFilters().length > 0;
 }
 
 function matches(i, pred, epoch) {
@@ -220,6 +273,11 @@ function matches(i, pred, epoch) {
     if ((t !== l) !== (f.noisy === '1')) return false;
   }
   if (f.idx && !f.idx[i]) return false;
+  if (f.cmin !== '' || f.cmax !== '') {
+    const c = S.conf.get(epoch);
+    if (!c) { loadConfidence(epoch); return false; }
+    if (!(c[i] >= (f.cmin === '' ? -Infinity : f.cmin) && c[i] <= (f.cmax === '' ? Infinity : f.cmax))) return false;
+  }
   for (const x of extraFilters()) if (!x.match(i, epoch)) return false;
   return true;
 }
@@ -289,7 +347,7 @@ function frame(now) {
   S.curExtent = dA.extent.map((v, j) => v + (dB.extent[j] - v) * t);
   if (!S.userView) {
     const v = scatter.view;
-    scatter.fit(S.curExtent);
+    scatter.fit(S.curExtent, 0.97, legendInset());
     const nv = scatter.view;
     if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
   }
@@ -311,13 +369,15 @@ function frame(now) {
     const layers = [];
     if (dA.terr) layers.push({ ...dA.terr, alpha: 1 });
     if (dB !== dA && dB.terr && t > 0) layers.push({ ...dB.terr, alpha: t });
+    for (const l of [viewTerr.layer(dA.epoch, 1 - t), viewTerr.layer(dB.epoch, t)]) if (l) layers.push(l);
     scatter.drawTerritory(layers);
+    viewTerr.request(dShow.epoch, scatter, !S.playing && S.tpos === S.target, S.rev.get(dShow.epoch) || 0);
     dirtyTerritory = false;
     dirtyPoints = true;
   }
   // Hover and selection changes only touch the overlay; the points stay as drawn.
   if (dirtyPoints) {
-    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel());
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow));
     drawTimes.push(scatter.lastDrawMs);
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
@@ -329,6 +389,79 @@ function frame(now) {
   updateTimelineUi();
 
   if (S.playing || S.tpos !== S.target) invalidate();
+}
+
+// The legend's right edge (CSS px from the canvas's left), kept clear of the
+// data when the camera fits an epoch: the legend never covers a cluster.
+function legendInset() {
+  const lg = $('legend');
+  return lg && lg.offsetWidth ? lg.offsetLeft + lg.offsetWidth + 4 : 0;
+}
+
+// Palette indices of the colour-by mode for an epoch's data (cached per epoch
+// and mode); null for 'class' or while the epoch's confidences load.
+let cbCache = { key: '', v: null };
+function colorByOf(d) {
+  if (S.colorBy === 'class' || !d) return null;
+  const conf = S.conf.get(d.epoch);
+  if (S.colorBy === 'confidence' && !conf) { loadConfidence(d.epoch); return null; }
+  const k = S.epochs.indexOf(d.epoch);
+  const prev = k > 0 ? S.data.get(S.epochs[k - 1]) : null;
+  const key = `${S.colorBy}|${d.epoch}|${prev ? 1 : 0}`;
+  if (cbCache.key !== key) {
+    const idx = colorIndices(S.colorBy, { N: S.N, nTrain: S.nTrain, label: S.label, truth: S.truth, pred: d.pred, conf,
+      prevPred: prev ? prev.pred : null });
+    cbCache = { key, v: idx && { idx, pal: PALETTE } };
+  }
+  return cbCache.v;
+}
+
+const confLoading = new Set();
+async function loadConfidence(e) {
+  if (confLoading.has(e)) return;
+  confLoading.add(e);
+  try {
+    const [a, b] = await Promise.all([api.confidence(e, 'train'), S.nTest ? api.confidence(e, 'test') : null]);
+    const c = new Float32Array(S.N).fill(NaN);
+    if (a) c.set(a.subarray(0, S.nTrain), 0);
+    if (b) c.set(b.subarray(0, S.nTest), S.nTrain);
+    S.conf.set(e, c);
+    if (S.filter.cmin !== '' || S.filter.cmax !== '') S.filterVersion++;
+    dirtyPoints = true;
+    invalidate();
+  } finally { confLoading.delete(e); }
+}
+
+// The three layers of the canvas flattened into one PNG, downloaded.
+function exportPng() {
+  const layers = [...document.querySelectorAll('#canvas-wrap canvas')];
+  if (!layers.length) return null;
+  const out = document.createElement('canvas');
+  out.width = layers[0].width; out.height = layers[0].height;
+  const ctx = out.getContext('2d');
+  for (const c of layers) ctx.drawImage(c, 0, 0);
+  const url = out.toDataURL('image/png');
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = `${(S.run && S.run.name ? S.run.name : 'tardis').replace(/[^\w.-]+/g, '_')}-epoch${dispEpoch()}.png`;
+  document.body.appendChild(a); a.click(); a.remove();
+  return url;
+}
+
+function setColorBy(mode) {
+  S.colorBy = MODES[mode] ? mode : 'class';
+  $('color-by').value = S.colorBy;
+  const m = MODES[S.colorBy];
+  const el = $('lg-colorby');
+  el.hidden = S.colorBy === 'class';
+  if (S.colorBy === 'confidence') el.innerHTML = `confidence <span class="lg-ramp" style="background:${RAMP_CSS}"></span> 0 → 1`;
+  else if (S.colorBy === 'correct') el.innerHTML = '<i style="background:#2a9d4b"></i>correct <i style="background:#d62728"></i>wrong';
+  else if (S.colorBy === 'noise') el.innerHTML = '<i style="background:#d62728"></i>noisy label <i style="background:#9aa1ab"></i>clean / unknown';
+  else if (S.colorBy === 'changed') el.innerHTML = '<i style="background:#d62728"></i>prediction changed <i style="background:#9aa1ab"></i>same as the epoch before';
+  el.title = m.name;
+  dirtyPoints = true;
+  saveUrl();
+  invalidate();
 }
 
 function zoomLevel() {
@@ -360,6 +493,7 @@ function updateTimelineUi() {
     if (S.selected >= 0 && !S.playing) refreshSelection();
     if (sus) sus.refreshPredictions();
     if (alerts) alerts.epochShown(e);
+    if (!S.playing) saveUrl();
   }
 }
 
@@ -479,6 +613,26 @@ function drawSuspectMarks(ctx) {
   ctx.strokeStyle = SUS; ctx.lineWidth = 1.8; ctx.stroke();
 }
 
+// A dark × on every training sample whose recorded label is not its clean label
+// (train_truth.npy), so known noise is visible without filtering for it.
+function drawNoiseMarks(ctx) {
+  const r = 2.4;
+  ctx.beginPath();
+  for (let i = 0; i < S.nTrain; i++) {
+    const t = S.truth[i];
+    if (t === NONE || t === S.label[i]) continue;
+    const x = cur[2 * i], y = cur[2 * i + 1];
+    if (!Number.isFinite(x)) continue;
+    const [sx, sy] = scatter.toScreen(x, y);
+    if (sx < -r || sy < -r || sx > scatter.W + r || sy > scatter.H + r) continue;
+    ctx.moveTo(sx - r, sy - r); ctx.lineTo(sx + r, sy + r);
+    ctx.moveTo(sx - r, sy + r); ctx.lineTo(sx + r, sy - r);
+  }
+  ctx.strokeStyle = 'rgba(20,20,20,0.6)';
+  ctx.lineWidth = 1;
+  ctx.stroke();
+}
+
 function drawOverlay() {
   const ctx = scatter.overlayContext();
   // Suspects are training samples: nothing to mark when only the test split is shown.
@@ -486,6 +640,7 @@ function drawOverlay() {
   if (susOn && sus.trails) drawTrails(ctx);
   if (susOn) drawSuspectMarks(ctx);
   if (susOn && sus.hover >= 0 && sus.hover !== S.selected) drawTrajectory(ctx, trajectoryOf(sus.hover), dispEpoch(), SUS);
+  if (S.markNoisy && S.truth && cur && S.split !== 'test') drawNoiseMarks(ctx);
   if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) drawTrajectory(ctx, S.selInfo.trajectory, dispEpoch());
   const ring = (i, r, color, w) => {
     const x = cur[2 * i], y = cur[2 * i + 1];
@@ -495,6 +650,7 @@ function drawOverlay() {
     ctx.strokeStyle = '#fff'; ctx.lineWidth = w + 2.5; ctx.stroke();
     ctx.strokeStyle = color; ctx.lineWidth = w; ctx.stroke();
   };
+  if (S.selected >= 0 && S.selNN) for (const g of S.selNN.high) ring(g, 5, '#e67e00', 1.6);
   if (S.selected >= 0) ring(S.selected, 8, '#1d2433', 2);
   if (S.hover >= 0 && S.hover !== S.selected) ring(S.hover, 6.5, '#1d2433', 1.5);
   if (susOn && sus.hover >= 0) ring(sus.hover, 10, SUS, 2.2);
@@ -527,10 +683,52 @@ function showTooltip(i, sx, sy) {
   $('tt-pred').innerHTML = `${swatch(p)}pred <b>${className(p)}</b>${l !== NONE && p !== NONE && p !== l ? ' <span class="bad">✗</span>' : ''}`;
   $('tt-extra').innerHTML = t !== NONE && t !== l ? `${swatch(t)}clean <b>${className(t)}</b> <span class="tag">noisy</span>` : '';
   tt.hidden = false;
+  S.ttAnchor = [sx, sy];
+  placeTooltip(tt, sx, sy);
+}
+
+// Screen points along the trajectories on the overlay (the selected sample's,
+// a hovered suspect card's), every ~8 px along each segment.
+function trajectoryScreenPoints() {
+  const out = [];
+  const gs = [S.selected, sus && sus.hover >= 0 ? sus.hover : -1].filter((g) => g >= 0);
+  for (const g of gs) {
+    const tr = trajectoryOf(g).map(([, x, y]) => scatter.toScreen(x, y));
+    for (let k = 0; k < tr.length; k++) {
+      out.push(tr[k]);
+      if (k + 1 < tr.length) {
+        const [ax, ay] = tr[k], [bx, by] = tr[k + 1];
+        const n = Math.min(200, Math.ceil(Math.hypot(bx - ax, by - ay) / 8));
+        for (let j = 1; j < n; j++) out.push([ax + (bx - ax) * j / n, ay + (by - ay) * j / n]);
+      }
+    }
+  }
+  return out;
+}
+
+// Beside the cursor, on the side that covers the fewest trajectory points
+// (a click draws the sample's trajectory right under the tooltip otherwise).
+function placeTooltip(tt, sx, sy) {
   const W = scatter.W, H = scatter.H;
-  const w = tt.offsetWidth, h = tt.offsetHeight;
-  tt.style.left = `${sx + 14 + w > W ? sx - 14 - w : sx + 14}px`;
-  tt.style.top = `${Math.max(4, Math.min(H - h - 4, sy - h / 2))}px`;
+  const w = tt.offsetWidth, h = tt.offsetHeight, g = 14;
+  const clampX = (x) => Math.max(4, Math.min(W - w - 4, x));
+  const clampY = (y) => Math.max(4, Math.min(H - h - 4, y));
+  const cands = [
+    [sx + g, sy - h / 2], [sx - g - w, sy - h / 2], [sx - w / 2, sy - g - h], [sx - w / 2, sy + g],
+    [sx + g, sy - g - h], [sx - g - w, sy - g - h], [sx + g, sy + g], [sx - g - w, sy + g],
+  ].map(([x, y]) => [clampX(x), clampY(y)]);
+  const pts = trajectoryScreenPoints();
+  const cost = ([x, y]) => {
+    let c = 0;
+    for (const [px, py] of pts) if (px > x - 4 && px < x + w + 4 && py > y - 4 && py < y + h + 4) c++;
+    // Never over the cursor's own sample either.
+    if (sx > x - 6 && sx < x + w + 6 && sy > y - 6 && sy < y + h + 6) c += 1000;
+    return c;
+  };
+  let best = cands[0], bc = cost(best);
+  for (const c of cands.slice(1)) { if (bc === 0) break; const v = cost(c); if (v < bc) { best = c; bc = v; } }
+  tt.style.left = `${best[0]}px`;
+  tt.style.top = `${best[1]}px`;
 }
 
 let selToken = 0;
@@ -547,14 +745,43 @@ async function refreshSelection() {
   } catch (e) {
     console.error(e);
   }
+  refreshNeighbors(i, token);
+}
+
+// High-D vs 2-D nearest neighbours of the selection (/api/samples/{i}/neighbors).
+async function refreshNeighbors(i, token) {
+  const split = splitOf(i), off = isTest(i) ? S.nTrain : 0;
+  let nn = null;
+  try { nn = await api.neighbors(localIndex(i), split, dispEpoch(), 8); } catch (e) { console.error(e); }
+  if (token !== selToken || S.selected !== i) return;
+  const el = $('sel-nn');
+  if (!nn) { S.selNN = null; el.textContent = ''; return; }
+  const high = nn.high.map((x) => x.index + off), low = nn.low.map((x) => x.index + off);
+  S.selNN = { high, low, shared: nn.shared, epoch: nn.epoch };
+  const hasImg = S.run.files[`${split}_inputs`];
+  const both = new Set(high.filter((g) => low.includes(g)));
+  const row = (gs) => gs.map((g) => {
+    const li = localIndex(g);
+    const inner = hasImg ? `<img src="${api.thumbnail(li, split, 1)}" alt="">` : `<span class="nn-i">${li}</span>`;
+    return `<button data-g="${g}" class="${both.has(g) ? 'shared' : ''}" title="${split} #${li} · label ${className(S.label[g])}">${inner}</button>`;
+  }).join('');
+  el.innerHTML = `<div>high-D neighbours (classifier) <span class="muted">· ${nn.shared} of ${nn.k} also 2-D neighbours</span></div>` +
+    `<div class="nn-row" id="nn-high">${row(high)}</div><div>2-D neighbours (canvas)</div><div class="nn-row" id="nn-low">${row(low)}</div>`;
+  for (const b of el.querySelectorAll('button[data-g]')) b.addEventListener('click', () => select(+b.dataset.g));
+  invalidate();
 }
 
 function select(i) {
   S.selected = i;
   S.selInfo = null;
+  S.selNN = null;
+  $('sel-nn').textContent = '';
   $('sel-clear').hidden = i < 0;
   renderSelection();
   if (i >= 0) refreshSelection();
+  saveUrl();
+  // The click drew a trajectory: move the tooltip off it.
+  if (!$('tooltip').hidden && S.ttAnchor) placeTooltip($('tooltip'), ...S.ttAnchor);
   invalidate();
 }
 
@@ -633,7 +860,14 @@ function renderTicks() {
 function renderLegend() {
   $('legend').innerHTML = S.classes.map((c, k) =>
     `<button class="lg" data-c="${k}" title="show only label ${c}"><i style="background:${classColor(k)}"></i>${c}</button>`).join('') +
-    '<div class="lg-note"><svg width="14" height="14"><circle cx="7" cy="7" r="5" fill="none" stroke="#888" stroke-width="1.6"/><circle cx="7" cy="7" r="2.2" fill="#888"/></svg>ring = label, dot = prediction</div>';
+    '<div class="lg-note"><svg width="14" height="14"><circle cx="7" cy="7" r="5" fill="none" stroke="#888" stroke-width="1.6"/><circle cx="7" cy="7" r="2.2" fill="#888"/></svg>ring = label, dot = prediction</div>' +
+    '<div class="lg-note lg-more"><svg width="14" height="14"><rect x="3" y="3" width="8" height="8" fill="#888"/></svg>test sample' +
+    (S.hasTruth ? '<svg width="14" height="14"><path d="M3 3L11 11M3 11L11 3" stroke="#222" stroke-width="1.5"/></svg>noisy label' : '') + '</div>' +
+    '<div class="lg-note lg-more" title="territory: pale where the model is unsure, a grey line on the decision boundary, hatched grey where no sample is near">' +
+    '<svg width="14" height="14"><path d="M1 13L13 1" stroke="#777" stroke-width="1.2"/></svg>boundary' +
+    '<svg width="14" height="14"><rect width="14" height="14" fill="#eef3f8"/></svg>unsure' +
+    '<svg width="14" height="14"><rect width="14" height="14" fill="#f2f2f2"/><path d="M-2 6L6 -2M-2 13L13 -2M5 16L16 5" stroke="#ccc"/></svg>no data</div>' +
+    '<div class="lg-note lg-colorby" id="lg-colorby" hidden></div>';
   for (const b of $('legend').querySelectorAll('.lg')) {
     b.addEventListener('click', () => {
       const sel = $('f-label');
@@ -699,7 +933,7 @@ function wireCanvas() {
   const wrap = $('canvas-wrap');
   let drag = null;
   wrap.addEventListener('pointerdown', (ev) => {
-    if (ev.button !== 0 || ev.target.closest('.legend')) return;
+    if (ev.button !== 0 || ev.target.closest('.legend, .canvas-btn')) return;
     drag = { x: ev.clientX, y: ev.clientY, moved: false };
     wrap.setPointerCapture(ev.pointerId);
   });
@@ -719,13 +953,13 @@ function wireCanvas() {
         return;
       }
     }
-    if (ev.target.closest('.legend')) { S.hover = -1; $('tooltip').hidden = true; invalidate(); return; }
+    if (ev.target.closest('.legend, .canvas-btn')) { S.hover = -1; $('tooltip').hidden = true; invalidate(); return; }
     const i = nearestAt(sx, sy);
     if (i !== S.hover) { S.hover = i; invalidate(); }
     showTooltip(i, sx, sy);
   });
   wrap.addEventListener('pointerup', (ev) => {
-    if (drag && !drag.moved && !ev.target.closest('.legend')) {
+    if (drag && !drag.moved && !ev.target.closest('.legend, .canvas-btn')) {
       const r = wrap.getBoundingClientRect();
       const i = nearestAt(ev.clientX - r.left, ev.clientY - r.top);
       select(i);
@@ -761,8 +995,9 @@ function wireControls() {
   }
   let idxTimer = 0;
   $('f-idx').addEventListener('input', () => { clearTimeout(idxTimer); idxTimer = setTimeout(readFilters, 200); });
+  for (const id of ['f-cmin', 'f-cmax']) $(id).addEventListener('input', () => { clearTimeout(idxTimer); idxTimer = setTimeout(readFilters, 200); });
   $('f-clear').addEventListener('click', () => {
-    for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy']) $(id).value = '';
+    for (const id of ['f-label', 'f-pred', 'f-mis', 'f-noisy', 'f-cmin', 'f-cmax']) $(id).value = '';
     $('f-idx').value = '';
     $('f-hide').checked = false;
     for (const x of [tasks, alerts]) if (x) x.clear();
@@ -872,7 +1107,14 @@ async function init() {
   $('f-label').insertAdjacentHTML('beforeend', opts);
   $('f-pred').insertAdjacentHTML('beforeend', opts);
   if (!r.files.train_truth) { $('f-noisy').disabled = true; $('f-noisy').title = 'the run has no clean labels (train_truth.npy)'; }
+  S.hasTruth = !!r.files.train_truth;
+  $('mark-noisy-wrap').hidden = !S.hasTruth;
+  S.markNoisy = $('f-marknoisy').checked;
+  $('f-marknoisy').addEventListener('change', (ev) => { S.markNoisy = ev.target.checked; invalidate(); });
+  if (!S.hasTruth) $('color-by').querySelector('option[value="noise"]').disabled = true;
   renderLegend();
+  $('color-by').addEventListener('change', (ev) => setColorBy(ev.target.value));
+  $('export-png').addEventListener('click', (ev) => { ev.stopPropagation(); exportPng(); });
   startTasksAndAlerts();
 
   const [ltr, lte, tru] = await Promise.all([
@@ -890,10 +1132,14 @@ async function init() {
   await refreshEpochs();
   await alerts.refresh();
   S.tpos = S.target = Math.max(0, S.epochs.length - 1);
+  const urlEpoch = loadUrl();
+  if (urlEpoch >= 0 && urlEpoch !== S.target) { S.tpos = S.target = urlEpoch; setFollow(false); }
   if (S.epochs.length) await loadEpoch(S.epochs[S.target]).catch(() => {});
   fitView();
   wireEvents();
+  urlReady = true;
   readFilters();
+  if (S.urlSelect !== undefined) select(S.urlSelect);
   startSuspects();
   document.body.classList.add('ready');
   invalidate();
@@ -945,6 +1191,7 @@ window.tardis = {
   drafts: () => [...S.drafts],
   projections: () => projections,
   drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
+  colorBy: () => colorByOf(S.data.get(dispEpoch())),
   counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
   // Screen position (CSS px, relative to the canvas) of sample g at the frame on screen.
   screenOf: (g) => scatter.toScreen(cur[2 * g], cur[2 * g + 1]),
@@ -954,10 +1201,13 @@ window.tardis = {
   benchDraw: (n = 30) => {
     const d = S.data.get(dispEpoch());
     const t0 = performance.now();
-    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel());
+    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel(), S.nTrain);
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
+  trajectoryScreen: () => trajectoryScreenPoints(),
+  neighbors: () => S.selNN,
+  viewTerritory: () => viewTerr.cur && { epoch: viewTerr.cur.epoch, extent: viewTerr.cur.extent, loads: viewTerr.loads },
   suspects: () => sus,
   tasks: () => tasks,
   alerts: () => alerts,

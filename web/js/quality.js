@@ -1,13 +1,17 @@
 // Projection-quality panel: per-epoch metrics from /api/epochs (quality) with a
 // sparkline each, and the run-level ones from /api/quality.
 
+// [key, name, short explanation (shown), full explanation (tooltip), higher is better]
 const METRICS = [
-  ['nn@15', 'nn@15', 'train kNN kept on the canvas (k = 15)', true],
-  ['test_nn@15', 'test nn@15', 'test kNN kept on the canvas (k = 15)', true],
-  ['boundary_nn@15', 'boundary nn@15', 'neighbours among boundary samples kept', true],
-  ['ppr', 'ppr', 'prediction preserved through encoder → decoder → head', true],
-  ['boundary_kept', 'boundary kept', 'boundary samples landing in a boundary cell', true],
-  ['inv_conf_diff', 'conf. diff', 'confidence change through the inverse (lower is better)', false],
+  ['nn@15', 'nn@15', 'neighbours kept in 2-D', 'share of each sample’s 15 nearest neighbours (high-dim) that stay its neighbours on the canvas', true],
+  ['test_nn@15', 'test nn@15', 'same, test samples', 'nn@15 of the test samples', true],
+  ['boundary_nn@15', 'boundary nn@15', 'same, boundary samples', 'nn@15 among the boundary samples', true],
+  ['ppr', 'ppr', 'prediction kept by inverse', 'share of samples whose prediction survives encoder → decoder → head', true],
+  ['test_ppr', 'test ppr', 'same, test samples', 'ppr of the test samples (the inverse never saw them)', true],
+  ['territory_agree', 'on own class', 'drawn on own prediction', 'share of samples drawn on their predicted class’s territory', true],
+  ['unsure', 'unsure', 'classifier unsure (pale)', 'share of samples the classifier itself hardly prefers a class for; drawn on pale territory', false],
+  ['boundary_kept', 'boundary kept', 'boundary samples on pale', 'share of boundary samples landing where the territory is unsure', true],
+  ['inv_conf_diff', 'conf. diff', 'confidence moved by inverse', 'mean confidence change through the inverse (lower is better)', false],
 ];
 
 function spark(points, cur, good) {
@@ -29,17 +33,17 @@ function spark(points, cur, good) {
 
 export function qualityPanel(el, epochInfo, quality, current) {
   const rows = [];
-  for (const [key, name, help, good] of METRICS) {
+  for (const [key, name, short, help, good] of METRICS) {
     const pts = epochInfo
       .filter((e) => e.quality && typeof e.quality[key] === 'number')
       .map((e) => [e.epoch, e.quality[key]]);
     if (!pts.length) continue;
     const c = pts.find((q) => q[0] === current);
-    rows.push(`<tr title="${help}"><td class="qn">${name}</td><td class="qv">${c ? c[1].toFixed(3) : '—'}</td><td>${spark(pts, current, good)}</td></tr>`);
+    rows.push(`<tr title="${help}"><td class="qn">${name}<div class="qh">${short}</div></td><td class="qv">${c ? c[1].toFixed(3) : '—'}</td><td>${spark(pts, current, good)}</td></tr>`);
   }
   const extra = [];
   if (quality && typeof quality.temporal_corr === 'number') {
-    extra.push(`<span title="Pearson correlation of high-dim kNN overlap and 2-D movement between epochs (more negative is better)">temporal corr <b>${quality.temporal_corr.toFixed(3)}</b></span>`);
+    extra.push(`<span title="Pearson correlation of high-dim kNN overlap and 2-D movement between epochs (more negative is better)">temporal corr <b>${quality.temporal_corr.toFixed(3)}</b> <span class="qh">(more negative: moves follow neighbourhood changes)</span></span>`);
   }
   if (quality && typeof quality.temporal_corr_test === 'number') {
     extra.push(`<span>test <b>${quality.temporal_corr_test.toFixed(3)}</b></span>`);

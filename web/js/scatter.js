@@ -14,12 +14,14 @@ const PACKED_DIM = pack(DIM_RGB);
 // Anti-aliased coverage sprites for a disc (or ring, with rIn) of radius r in
 // device px, one per sub-pixel phase. Coverage is stored as integer alpha
 // 0..255 already multiplied by the layer's opacity.
-function discSprite(r, fx, fy, rIn, alpha) {
+// square: the shape of test samples (Chebyshev distance, a square of side ~1.8 r).
+function discSprite(r, fx, fy, rIn, alpha, square) {
   const R = Math.ceil(r + 1);
   const dx = [], dy = [], a = [];
   for (let y = -R; y <= R; y++) {
     for (let x = -R; x <= R; x++) {
-      const d = Math.hypot(x + 0.5 - fx, y + 0.5 - fy);
+      const ex = x + 0.5 - fx, ey = y + 0.5 - fy;
+      const d = square ? Math.max(Math.abs(ex), Math.abs(ey)) / 0.9 : Math.hypot(ex, ey);
       let c = Math.min(1, Math.max(0, r + 0.5 - d));
       if (rIn >= 0) c -= Math.min(1, Math.max(0, rIn + 0.5 - d));
       const A = Math.round(c * alpha * 255);
@@ -29,11 +31,11 @@ function discSprite(r, fx, fy, rIn, alpha) {
   return { R, dx: Int16Array.from(dx), dy: Int16Array.from(dy), a: Uint8Array.from(a), off: null };
 }
 
-function spriteSet(r, rIn, alpha, W) {
+function spriteSet(r, rIn, alpha, W, square = false) {
   const set = [];
   for (let j = 0; j < SUB; j++) {
     for (let i = 0; i < SUB; i++) {
-      const s = discSprite(r, i / SUB, j / SUB, rIn, alpha);
+      const s = discSprite(r, i / SUB, j / SUB, rIn, alpha, square);
       // Linear pixel offsets for the fast path (sprite fully inside the buffer).
       s.off = Int32Array.from(s.dx, (x, k) => s.dy[k] * W + x);
       set.push(s);
@@ -47,16 +49,19 @@ function spriteSet(r, rIn, alpha, W) {
 // written as one 32-bit store; only anti-aliased edges do arithmetic.
 // cls / cls2: per-sample class arrays (cls2 is the fallback where cls is 255);
 // with cls null every sample gets the colour `fixed`.
-function stampAll(buf, W, H, pos, ids, k, ox, oy, set, cls, cls2, fixed) {
-  const R = set[0].R + 1;
+// Samples from index `firstTest` on (test samples) use setTest (squares).
+function stampAll(buf, W, H, pos, ids, k, ox, oy, sets, cls, cls2, fixed, firstTest, pal = PACKED) {
+  const [setTrain, setTest] = sets;
+  const R = Math.max(setTrain[0].R, setTest[0].R) + 1;
   for (let q = 0; q < ids.length; q++) {
     const i = ids[q];
     const sx = pos[2 * i] * k + ox, sy = oy - pos[2 * i + 1] * k;
     if (!(sx > -R && sy > -R && sx < W + R && sy < H + R)) continue; // also drops NaN
     const ix = Math.floor(sx), iy = Math.floor(sy);
+    const set = i >= firstTest ? setTest : setTrain;
     const s = set[(((sy - iy) * SUB) | 0) * SUB + (((sx - ix) * SUB) | 0)];
     let col = fixed;
-    if (cls) { const c = cls[i]; col = PACKED[c !== 255 ? c : cls2[i]]; }
+    if (cls) { const c = cls[i]; col = pal[c !== 255 ? c : cls2[i]]; }
     const cr = col & 255, cg = (col >>> 8) & 255, cb = (col >>> 16) & 255;
     const A = s.a, n = A.length;
     const inside = ix - R >= 0 && iy - R >= 0 && ix + R < W && iy + R < H;
@@ -139,13 +144,16 @@ export class Scatter {
     const v = this.view;
     return [(sx - this.W / 2) / v.scale + v.cx, v.cy - (sy - this.H / 2) / v.scale];
   }
-  fit(ext, margin = 0.97) {
+  // insetLeft: CSS px on the left kept clear (the legend sits there).
+  fit(ext, margin = 0.97, insetLeft = 0) {
     const [x0, y0, x1, y1] = ext;
     const w = Math.max(1e-9, x1 - x0), h = Math.max(1e-9, y1 - y0);
+    const inset = Math.min(insetLeft, 0.5 * this.W);
+    const scale = margin * Math.min((this.W - inset) / w, this.H / h);
     this.view = {
-      cx: (x0 + x1) / 2,
+      cx: (x0 + x1) / 2 - inset / 2 / scale,
       cy: (y0 + y1) / 2,
-      scale: margin * Math.min(this.W / w, this.H / h),
+      scale,
     };
   }
   zoomAt(sx, sy, factor) {
@@ -172,12 +180,13 @@ export class Scatter {
     if (this._sprites && this._sprites.key === key) return this._sprites;
     const ringW = Math.max(1, 0.9 * this.dpr);
     const rr = r + 1.2 * this.dpr;
+    const both = (rad, rIn, alpha) => [spriteSet(rad, rIn, alpha, W), spriteSet(rad, rIn, alpha, W, true)];
     this._sprites = {
       key,
-      dot: spriteSet(r, -1, 1, W),
-      dim: spriteSet(Math.max(0.8, r * 0.7), -1, 0.35, W),
-      ring: spriteSet(rr, rr - ringW - 0.35, 1, W),
-      inner: spriteSet(Math.max(0.7, r - 0.6 * this.dpr), -1, 1, W),
+      dot: both(r, -1, 1),
+      dim: both(Math.max(0.8, r * 0.7), -1, 0.35),
+      ring: both(rr, rr - ringW - 0.35, 1),
+      inner: both(Math.max(0.7, r - 0.6 * this.dpr), -1, 1),
     };
     return this._sprites;
   }
@@ -205,18 +214,27 @@ export class Scatter {
   // ---- point layer ----------------------------------------------------------
   // pos: Float32Array [2N] data coordinates; lists: {dim, ok, bad} Int32Arrays of
   // sample ids in draw order; label/pred: Uint8Array [N] (255 = unknown).
-  drawPoints(pos, lists, label, pred, zoom) {
+  // Samples from index firstTest on are test samples, drawn as squares.
+  // colorBy: {idx: Uint8Array [N] palette indices, pal: Uint32Array [256]} or null.
+  drawPoints(pos, lists, label, pred, zoom, firstTest = Infinity, colorBy = null) {
     const t0 = performance.now();
     const sp = this._ensureSprites(zoom);
     const W = this.pts.width, H = this.pts.height, buf = this.buf32;
     buf.fill(0);
     const v = this.view, k = v.scale * this.dpr;
     const ox = W / 2 - v.cx * k, oy = H / 2 + v.cy * k;
-    if (lists.dim && lists.dim.length) stampAll(buf, W, H, pos, lists.dim, k, ox, oy, sp.dim, null, null, PACKED_DIM);
-    stampAll(buf, W, H, pos, lists.ok, k, ox, oy, sp.dot, label, pred, 0);
-    // Mispredicted on top: ring in the label colour around a dot in the predicted one.
-    stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.ring, label, label, 0);
-    stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.inner, pred, pred, 0);
+    const ft = firstTest;
+    if (lists.dim && lists.dim.length) stampAll(buf, W, H, pos, lists.dim, k, ox, oy, sp.dim, null, null, PACKED_DIM, ft);
+    if (colorBy) {
+      // Colour-by: every shown sample a dot in its value's colour, no rings.
+      stampAll(buf, W, H, pos, lists.ok, k, ox, oy, sp.dot, colorBy.idx, colorBy.idx, 0, ft, colorBy.pal);
+      stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.dot, colorBy.idx, colorBy.idx, 0, ft, colorBy.pal);
+    } else {
+      stampAll(buf, W, H, pos, lists.ok, k, ox, oy, sp.dot, label, pred, 0, ft);
+      // Mispredicted on top: ring in the label colour around a dot in the predicted one.
+      stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.ring, label, label, 0, ft);
+      stampAll(buf, W, H, pos, lists.bad, k, ox, oy, sp.inner, pred, pred, 0, ft);
+    }
     this.pts.getContext('2d').putImageData(this.img, 0, 0);
     this.lastDrawMs = performance.now() - t0;
   }

@@ -135,11 +135,16 @@ export class SuspectsPanel {
     this.h.onChange();
   }
 
+  // The server ranks every unjudged sample; samples a previous round showed and
+  // the user passed over (skipped) go to the back, so a new round shows new
+  // samples — they come back only when nothing else is left.
   async _recommend() {
-    const r = await this.h.api.recommend(this.session.id, this.k());
+    const k = this.k(), skipped = this._skipped();
+    const r = await this.h.api.recommend(this.session.id, Math.min(1000, k + skipped.size));
     this.session = r.session;
     this._replaceSession(r.session);
-    this.recs = r.suspects;
+    const fresh = r.suspects.filter((x) => !skipped.has(x.index));
+    this.recs = fresh.concat(r.suspects.filter((x) => skipped.has(x.index))).slice(0, k);
     this.rankedBy = r.ranked_by;
     // Verdicts on samples no longer listed were judged elsewhere (another tab): drop them.
     const listed = new Set(this.recs.map((s) => s.index));
@@ -147,20 +152,32 @@ export class SuspectsPanel {
     this._save();
   }
 
+  // Samples shown in submitted rounds of this session and never judged.
+  _skipped() {
+    const id = this.session ? this.session.id : 0;
+    return new Set(((this.store.skipped || {})[id]) || []);
+  }
+
   async submit() {
     if (!this.session || !this.verdicts.size) return;
     const accept = [], reject = [];
     for (const [i, v] of this.verdicts) (v === 'accept' ? accept : reject).push(i);
+    const skipped = this._skipped();
+    for (const r of this.recs) if (!this.verdicts.has(r.index)) skipped.add(r.index);
+    for (const i of this.verdicts.keys()) skipped.delete(i);
     await this._task('saving…', async () => {
       const r = await this.h.api.feedback(this.session.id, accept, reject);
       for (const i of accept) { this.accepted.add(i); this.rejected.delete(i); }
       for (const i of reject) { this.rejected.add(i); this.accepted.delete(i); }
       this.verdicts.clear();
+      this.store.skipped = this.store.skipped || {};
+      this.store.skipped[r.session.id] = [...skipped];
       this._replaceSession(r.session);
       this.session = r.session;
       this._save();
       await this._recommend(); // the next round, from all feedback so far
     });
+    this.q('#sus-list').scrollTop = 0; // the new round opens at its top
     this.hover = -1;
     this.h.onChange();
   }

@@ -1,0 +1,246 @@
+// Checks of the canvas's reading aids (docs/ui.md): the territory of the view
+// covers the whole canvas at any zoom, and layout facts at three widths — the
+// legend never covers the data, the panels stay inside the viewport.
+
+// Pixel [r, g, b, a] of the territory layer at CSS position (x, y).
+const bgPixel = (page, x, y) => page.evaluate(([x, y]) => {
+  const c = document.querySelector('#canvas-wrap canvas');
+  const d = window.devicePixelRatio || 1;
+  return Array.from(c.getContext('2d').getImageData(Math.round(x * d), Math.round(y * d), 1, 1).data);
+}, [x, y]);
+
+const overlap = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+
+export async function viewsChecks({ browser, url, outDir, check, expect }) {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const T = (f, a) => page.evaluate(f, a);
+  await page.goto(url);
+  await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 30000 });
+
+  await check('views: zoomed out, the decoded view territory covers every corner of the canvas', async () => {
+    await page.waitForFunction(() => window.tardis.viewTerritory(), null, { timeout: 10000 });
+    const n0 = (await T(() => window.tardis.viewTerritory())).loads;
+    const box = await page.locator('#canvas-wrap').boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.mouse.wheel(0, 900);
+    await page.waitForFunction((n) => window.tardis.viewTerritory().loads > n, n0, { timeout: 10000 });
+    await T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const vt = await T(() => window.tardis.viewTerritory());
+    const sc = await T(() => { const s = window.tardis.scatter(); return [s.toData(0, 0), s.toData(s.W, s.H)]; });
+    expect(vt.extent[0] <= sc[0][0] + 1e-3 && vt.extent[2] >= sc[1][0] - 1e-3, `view territory x ${vt.extent} vs screen ${sc}`);
+    for (const [x, y] of [[3, 3], [box.width - 3, 3], [3, box.height - 3], [box.width - 3, box.height - 3]]) {
+      const p = await bgPixel(page, x, y);
+      expect(!(p[0] === 255 && p[1] === 255 && p[2] === 255), `blank white at (${x}, ${y})`);
+    }
+    await page.mouse.dblclick(box.x + box.width - 5, box.y + box.height - 5);
+  });
+
+  for (const [w, h] of [[1024, 768], [1400, 900], [1920, 1080]]) {
+    await check(`views: layout at ${w}×${h} — legend clear of the data, panels inside the viewport`, async () => {
+      await page.setViewportSize({ width: w, height: h });
+      await page.waitForTimeout(150);
+      await page.keyboard.press('f');
+      await T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      // The data's box on screen: every shown sample's position.
+      const data = await T(() => {
+        const t = window.tardis, st = t.state, wrap = document.getElementById('canvas-wrap').getBoundingClientRect();
+        let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+        for (let g = 0; g < st.N; g += 1) {
+          const [sx, sy] = t.screenOf(g);
+          if (!Number.isFinite(sx)) continue;
+          x0 = Math.min(x0, sx); x1 = Math.max(x1, sx); y0 = Math.min(y0, sy); y1 = Math.max(y1, sy);
+        }
+        return { x: wrap.x + x0, y: wrap.y + y0, width: x1 - x0, height: y1 - y0 };
+      });
+      const legend = await page.locator('#legend').boundingBox();
+      expect(!overlap(legend, data), `legend ${JSON.stringify(legend)} covers the data ${JSON.stringify(data)}`);
+      const wrap = await page.locator('#canvas-wrap').boundingBox();
+      expect(data.x >= wrap.x - 1 && data.x + data.width <= wrap.x + wrap.width + 1, 'data inside the canvas');
+      for (const sel of ['#canvas-wrap', '#legend']) {
+        const b = await page.locator(sel).boundingBox();
+        expect(b.x >= 0 && b.y >= 0 && b.x + b.width <= w + 0.5 && b.y + b.height <= h + 0.5, `${sel} outside the ${w}×${h} viewport`);
+      }
+      await page.screenshot({ path: `${outDir}/ui-${w}.png` });
+    });
+  }
+  await check('views: at 1400×900 the quality panel starts above the fold', async () => {
+    await page.setViewportSize({ width: 1400, height: 900 });
+    const q = await page.locator('#quality-panel').boundingBox();
+    expect(q && q.y + 150 < 900, `quality panel at y = ${q && q.y}`);
+  });
+
+  await check('views: the tooltip of a clicked sample stays off its trajectory', async () => {
+    await page.keyboard.press('f');
+    await T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    // The tooltip's size, from a first hover.
+    const box = await page.locator('#canvas-wrap').boundingBox();
+    const [hx, hy] = await T(() => window.tardis.screenOf(0));
+    await page.mouse.move(box.x + hx, box.y + hy);
+    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 3000 });
+    const size = await page.locator('#tooltip').boundingBox();
+    // The sample whose trajectory (vertices and points along its segments)
+    // runs most through where the tooltip used to go: right of the cursor
+    // (left near the right edge), vertically centred.
+    const g = await T(([tw, th]) => {
+      const t = window.tardis, s = t.scatter(), st = t.state;
+      let best = -1, bn = 0;
+      for (let g = 0; g < Math.min(st.nTrain, 3000); g++) {
+        const [sx, sy] = t.screenOf(g);
+        if (!(sx > 260 && sx < s.W - 20 && sy > 20 && sy < s.H - 20)) continue;
+        const x0 = sx + 14 + tw > s.W ? sx - 14 - tw : sx + 14;
+        const y0 = Math.max(4, Math.min(s.H - th - 4, sy - th / 2));
+        const tr = st.epochs.map((e) => { const d = st.data.get(e); return s.toScreen(d.pos[2 * g], d.pos[2 * g + 1]); });
+        let n = 0;
+        for (let k = 0; k + 1 < tr.length; k++)
+          for (let j = 0; j <= 8; j++) {
+            const x = tr[k][0] + (tr[k + 1][0] - tr[k][0]) * j / 8, y = tr[k][1] + (tr[k + 1][1] - tr[k][1]) * j / 8;
+            if (x > x0 && x < x0 + tw && y > y0 && y < y0 + th) n++;
+          }
+        if (n > bn) { bn = n; best = g; }
+      }
+      return best;
+    }, [size.width, size.height]);
+    expect(g >= 0, 'no sample with a trajectory to its right');
+    const [sx, sy] = await T((g) => window.tardis.screenOf(g), g);
+    await page.mouse.move(box.x + sx, box.y + sy);
+    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 3000 });
+    await page.mouse.click(box.x + sx, box.y + sy);
+    await page.waitForFunction(() => window.tardis.state.selected >= 0, null, { timeout: 3000 });
+    const tt = await page.locator('#tooltip').boundingBox();
+    const pts = await T(() => window.tardis.trajectoryScreen());
+    const inside = pts.filter(([x, y]) => x > tt.x - box.x && x < tt.x - box.x + tt.width && y > tt.y - box.y && y < tt.y - box.y + tt.height);
+    expect(pts.length > 1 && inside.length === 0, `${inside.length} of ${pts.length} trajectory points under the tooltip`);
+    await page.keyboard.press('Escape');
+  });
+
+  await check('views: the quality panel explains each figure and shows test ppr', async () => {
+    const rows = await page.locator('#quality tr').count();
+    const helps = await page.locator('#quality tr .qh').count();
+    expect(rows >= 3 && helps === rows, `${rows} rows, ${helps} explanations`);
+    const text = await page.textContent('#quality');
+    expect(text.includes('test ppr') && text.includes('on own class'), 'test ppr / on own class rows');
+  });
+  // Pixels of the point layer in exactly the colour rgb.
+  const countColour = (rgb) => T((rgb) => {
+    const c = document.querySelectorAll('#canvas-wrap canvas')[1];
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let k = 0; k < d.length; k += 4) if (d[k] === rgb[0] && d[k + 1] === rgb[1] && d[k + 2] === rgb[2] && d[k + 3] === 255) n++;
+    return n;
+  }, rgb);
+  const frames = () => T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+
+  await check('views: colour by correctness, confidence and back to class', async () => {
+    const green = [42, 157, 75];
+    expect(await countColour(green) === 0, 'green points before colour-by');
+    await page.selectOption('#color-by', 'correct');
+    await frames();
+    expect(await countColour(green) > 100, 'no green (correct) points');
+    expect(!(await page.locator('#lg-colorby').isHidden()), 'colour-by legend hidden');
+    await page.selectOption('#color-by', 'confidence');
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    const span = await T(() => { const v = window.tardis.colorBy().idx; let a = 255, b = 0; for (const x of v) if (x < 250) { a = Math.min(a, x); b = Math.max(b, x); } return b - a; });
+    expect(span > 50, `confidence colours span ${span} of 250 steps`);
+    // "changed": red exactly where the prediction differs from the epoch before.
+    // On the epoch whose predictions changed most from the one before (the
+    // run may end with a copy of its last epoch).
+    const best = await T(() => {
+      const st = window.tardis.state;
+      let be = st.epochs[1], bn = -1;
+      for (let k = 1; k < st.epochs.length; k++) {
+        const a = st.data.get(st.epochs[k - 1]).pred, b = st.data.get(st.epochs[k]).pred;
+        let n = 0;
+        for (let i = 0; i < st.N; i++) n += a[i] !== b[i];
+        if (n > bn) { bn = n; be = st.epochs[k]; }
+      }
+      return be;
+    });
+    await T((e) => window.tardis.goto(e), best);
+    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), best, { timeout: 10000 });
+    await page.selectOption('#color-by', 'changed');
+    await frames();
+    const ch = await T(() => {
+      const t = window.tardis, st = t.state, e = t.displayedEpoch(), k = st.epochs.indexOf(e);
+      const a = st.data.get(st.epochs[k - 1]).pred, b = st.data.get(e).pred, idx = t.colorBy().idx;
+      let bad = 0, n = 0;
+      for (let i = 0; i < st.N; i++) { const want = a[i] !== 255 && b[i] !== 255 && a[i] !== b[i]; n += want; bad += (idx[i] === 251) !== want; }
+      return { bad, n };
+    });
+    expect(ch.n > 0 && ch.bad === 0, `changed: ${ch.bad} wrong of ${ch.n} changed`);
+    await page.selectOption('#color-by', 'class');
+    await frames();
+    expect(await T(() => window.tardis.colorBy()) === null && await countColour(green) === 0, 'class colours back');
+  });
+
+  await check('views: the URL holds epoch, selection, filters and colour-by, and a link restores them', async () => {
+    const eps = await T(() => window.tardis.state.epochs);
+    await T((e) => window.tardis.goto(e), eps[0]);
+    await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 10000 });
+    await page.selectOption('#f-label', '3');
+    await page.selectOption('#color-by', 'correct');
+    await T(() => { const el = document.getElementById('f-idx'); el.value = '1-400'; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); });
+    await page.waitForTimeout(300);
+    const link = page.url();
+    const q = new URL(link).searchParams;
+    expect(q.get('epoch') === String(eps[0]) && q.get('label') === '3' && q.get('color') === 'correct' && q.get('idx') === '1-400', `URL ${link}`);
+    const p2 = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await p2.goto(link);
+    await p2.waitForFunction(() => window.tardis && window.tardis.ready(), null, { timeout: 30000 });
+    const st = await p2.evaluate(() => ({ e: window.tardis.displayedEpoch(), l: document.getElementById('f-label').value,
+      c: document.getElementById('color-by').value, i: document.getElementById('f-idx').value }));
+    await p2.close();
+    expect(st.e === eps[0] && st.l === '3' && st.c === 'correct' && st.i === '1-400', `restored ${JSON.stringify(st)}`);
+    await page.click('#f-clear');
+    await page.selectOption('#color-by', 'class');
+  });
+
+  await check('views: a selected sample lists its high-D and 2-D neighbours, as the API does', async () => {
+    const box = await page.locator('#canvas-wrap').boundingBox();
+    const g = 7;
+    const [sx, sy] = await T((g) => window.tardis.screenOf(g), g);
+    await page.mouse.click(box.x + sx, box.y + sy);
+    await page.waitForFunction(() => window.tardis.state.selected >= 0 && window.tardis.neighbors(), null, { timeout: 5000 });
+    const sel = await T(() => window.tardis.state.selected);
+    const nn = await T(() => window.tardis.neighbors());
+    const r = await fetch(new URL(`/api/samples/${sel < (await T(() => window.tardis.state.nTrain)) ? sel : 0}/neighbors?k=8&epoch=${nn.epoch}`, url));
+    const want = await r.json();
+    if (sel < await T(() => window.tardis.state.nTrain)) {
+      expect(JSON.stringify(nn.high) === JSON.stringify(want.high.map((x) => x.index)), `high ${nn.high} vs ${want.high.map((x) => x.index)}`);
+      expect(JSON.stringify(nn.low) === JSON.stringify(want.low.map((x) => x.index)), 'low');
+    }
+    expect(await page.locator('#nn-high button').count() === 8 && await page.locator('#nn-low button').count() === 8, 'eight thumbnails per row');
+    const first = nn.high[0];
+    await page.click('#nn-high button:first-child');
+    await page.waitForFunction((f) => window.tardis.state.selected === f, first, { timeout: 3000 });
+    await page.keyboard.press('Escape');
+  });
+
+  await check('views: the confidence range query keeps exactly the samples in range', async () => {
+    const e = await T(() => window.tardis.displayedEpoch());
+    const get = async (split) => {
+      const r = await fetch(new URL(`/api/epochs/${e}/confidence?split=${split}`, url));
+      return new Float32Array(await r.arrayBuffer());
+    };
+    const [ctr, cte] = [await get('train'), await get('test')];
+    // A band around the median, whatever the epoch's confidences are.
+    const all = [...ctr, ...cte].sort((a, b) => a - b);
+    const lo = all[Math.floor(all.length * 0.3)].toFixed(2), hi = all[Math.floor(all.length * 0.7)].toFixed(2);
+    const want = all.filter((c) => c >= +lo && c <= +hi).length;
+    await page.fill('#f-cmin', lo);
+    await page.fill('#f-cmax', hi);
+    await page.waitForFunction((w) => { const c = window.tardis.counts(); return c && c.ok + c.bad === w; }, want, { timeout: 5000 })
+      .catch(() => {});
+    const c = await T(() => window.tardis.counts());
+    expect(want > 0 && c.ok + c.bad === want, `${c.ok + c.bad} shown, ${want} in [${lo}, ${hi}]`);
+    expect(new URL(page.url()).searchParams.get('cmin') === String(+lo), 'cmin in the URL');
+    await page.click('#f-clear');
+  });
+
+  await check('views: PNG export downloads the view', async () => {
+    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-png')]);
+    const fs = await import('node:fs');
+    const b = fs.readFileSync(await d.path());
+    expect(d.suggestedFilename().endsWith('.png') && b.length > 10000 && b.slice(1, 4).toString() === 'PNG', `${d.suggestedFilename()} ${b.length} bytes`);
+  });
+  await page.close();
+}
