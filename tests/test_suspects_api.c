@@ -122,6 +122,11 @@ static void test_ranking(void) {
         json_object_get(json_object_get(it, "features"), "aum")));
   }
   json_decref(j);
+  /* the fixture records no test representations: the detectors say so */
+  json_decref(get_json("GET", "/api/suspects/ood", NULL, &st));
+  CHECK_INT(st, ==, 404);
+  json_decref(get_json("GET", "/api/suspects/ood?method=nope", NULL, &st));
+  CHECK_INT(st, ==, 400);
   const char *bad[] = {"/api/suspects?k=0", "/api/suspects?k=abc",
                        "/api/suspects?k=1001", "/api/suspects/sessions/abc",
                        "/api/suspects/sessions/0"};

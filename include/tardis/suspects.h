@@ -230,4 +230,88 @@ void td_sim_result_close(td_sim_result *r);
 void td_sim_single(const td_sus_features *f, const uint8_t *noisy, int feat,
                    int rounds, int k, uint64_t seed, double *cum);
 
+/* ---- out-of-distribution scores ---------------------------------------- */
+
+/* Detectors of inputs unlike the training set, on one epoch's recorded
+ * representations and logits (docs/suspects.md, "Out-of-distribution"):
+ *
+ *   knn          distance to the k-th nearest training representation, all
+ *                representations L2-normalised first (Sun et al., 2022)
+ *   mahalanobis  min over classes of (x − μ_c)ᵀ Σ⁻¹ (x − μ_c), class means
+ *                by training label and one shared covariance (Lee et al.,
+ *                2018), Σ + 1e-6·tr(Σ)/D·I
+ *   energy       −logsumexp(z) (Liu et al., 2020)
+ *   msp          1 − max softmax (Hendrycks & Gimpel, 2017)
+ *
+ * Every score is high for out-of-distribution. Values are only ever
+ * appended (they reach files). */
+typedef enum {
+  TD_OOD_KNN,
+  TD_OOD_MAHALANOBIS,
+  TD_OOD_ENERGY,
+  TD_OOD_MSP,
+  TD_OOD_COUNT
+} td_ood_method;
+
+/* The detector chosen by measurement (docs/suspects.md). */
+#define TD_OOD_DEFAULT TD_OOD_MAHALANOBIS
+
+/* "knn", "mahalanobis", ...; "?" out of range. */
+const char *td_ood_name(int m);
+/* The method named s, or −1. */
+int td_ood_parse(const char *s);
+
+/* What td_ood_fit keeps of the training representations. */
+typedef struct td_ood_model {
+  int d, c, k;
+  int64_t n_ref;
+  float *ref;    /* [n_ref, d] L2-normalised reference rows */
+  double *mu;    /* [c, d] class means (NaN row: class without samples) */
+  double *chol;  /* [d, d] lower Cholesky factor of the shared covariance */
+  double *wmu;   /* [c, d] L⁻¹ μ_c (whitened means) */
+} td_ood_model;
+
+/* Fits the detectors on the training representations repr[n, d] with their
+ * labels in [0, c); only rows with use[i] != 0 count (use may be NULL: all).
+ * k: the neighbour of the knn score (1 <= k <= rows used, TD_KNN_MAX_K). */
+TD_NODISCARD int td_ood_fit(const float *repr, const int32_t *labels,
+                            const uint8_t *use, int64_t n, int d, int c, int k,
+                            td_ood_model *out, td_err *err);
+void td_ood_close(td_ood_model *m); /* zeroed is fine */
+
+/* Scores m queries with one detector: repr [m, d] (knn, mahalanobis) and
+ * logits [m, c] (energy, msp; either may be NULL when unused) into
+ * score[m]. */
+TD_NODISCARD int td_ood_score(const td_ood_model *mod, int method,
+                              const float *repr, const float *logits,
+                              int64_t m, float *score, td_err *err);
+
+/* The detectors of one recorded epoch, fitted on the training
+ * representations (of the trained classes only, in a continual run) and
+ * applied to the test split and, when recorded, the out-of-distribution set
+ * (`tardis train --ood`). */
+typedef struct td_ood_result {
+  int epoch, k;
+  int64_t m_test, m_ood;          /* m_ood: 0 without an ood set */
+  float *test[TD_OOD_COUNT];      /* [m_test] scores per method (owned) */
+  float *ood[TD_OOD_COUNT];       /* [m_ood] (owned; NULL when m_ood is 0) */
+  uint8_t *left_out;              /* [m_test] 1: a class never trained */
+  int64_t n_left_out;             /* how many (0 when every class trained) */
+} td_ood_result;
+
+/* Runs every detector (mask: bit m = method m; 0 = all) at `epoch` (< 0:
+ * the last recorded) with the knn score's k (0: 50, or the reference size
+ * when smaller). Methods not in the mask leave NULL arrays. Needs the
+ * epoch's train_repr, test_repr and test_logits (TD_ENOENT otherwise). */
+TD_NODISCARD int td_ood_run(const td_run *run, int epoch, int k, unsigned mask,
+                            td_ood_result *out, td_err *err);
+void td_ood_result_close(td_ood_result *r); /* zeroed is fine */
+
+/* Area under the ROC curve of "positive scores higher" (ties count half),
+ * and the share of negatives at or above the threshold that keeps
+ * `recall` of the positives (FPR at 95 % recall: recall = 0.95). */
+double td_auroc(const float *pos, int64_t np, const float *neg, int64_t nn);
+double td_fpr_at_recall(const float *pos, int64_t np, const float *neg,
+                        int64_t nn, double recall);
+
 #endif

@@ -15,7 +15,7 @@
 
 typedef struct args {
   const char *run, *method;
-  int k, json, simulate, rounds, abnormal, threads;
+  int k, json, simulate, rounds, abnormal, threads, ood_epoch, ood_k;
   double mistakes;
   uint64_t seed;
 } args;
@@ -26,6 +26,7 @@ static int parse(int argc, char **argv, args *a, int *status) {
   a->k = 50;
   a->rounds = 10;
   a->seed = 1;
+  a->ood_epoch = -1;
   td_opt opts[] = {
       TD_OPT_INT("k", &a->k, 1, 100000, "K", "samples per round (default 50)"),
       TD_OPT_FLAG("json", &a->json, "machine-readable output"),
@@ -42,7 +43,13 @@ static int parse(int argc, char **argv, args *a, int *status) {
       TD_OPT_SEED("seed", &a->seed, "seed of the flipped answers (default 1)"),
       TD_OPT_FLAG("abnormal-test", &a->abnormal,
                   "count test trajectories outside the training\n"
-                  "clusters (needs test embeddings)"),
+                  "clusters (needs test embeddings) and scores\n"
+                  "out-of-distribution detectors (AUROC, FPR at\n"
+                  "95% recall)"),
+      TD_OPT_INT("ood-epoch", &a->ood_epoch, 0, TD_ARG_INF, "E",
+                 "epoch of the detectors (default: the last)"),
+      TD_OPT_INT("ood-k", &a->ood_k, 1, 1024, "K",
+                 "neighbour of the knn detector (default 50)"),
       TD_OPT_INT("threads", &a->threads, 0, TD_ARG_INF, "T",
                  "default: all CPUs"),
       TD_OPT_END};
@@ -53,7 +60,7 @@ static int parse(int argc, char **argv, args *a, int *status) {
           "suspects RUN [--k 50] [--json] [--method M]\n"
           "suspects RUN --simulate [--rounds 10] [--k 50]\n"
           "                           [--mistakes 0.1] [--seed S] [--json]\n"
-          "suspects RUN --abnormal-test [--json]",
+          "suspects RUN --abnormal-test [--ood-epoch E] [--ood-k K] [--json]",
       .about = "Ranks the training samples most worth a look (likely "
                "mislabelled)\nby training dynamics (area under the margin, "
                "loss, confidence,\nforgetting) and, when the run is "
@@ -334,53 +341,205 @@ static void print_counts(const char *title, int64_t m,
          100.0 * (double)n_any / (double)m);
 }
 
+/* ---- out-of-distribution detectors --------------------------------------- */
+
+/* One ood_shift: positives pos[np] against the in-distribution negatives. */
+typedef struct ood_shift {
+  const char *name, *what;
+  float *pos[TD_OOD_COUNT], *neg[TD_OOD_COUNT];
+  int64_t np, nn;
+} ood_shift;
+
+/* Splits test scores into in-distribution (not left out) rows and the rows
+ * of classes never trained; *out gets copies (caller frees). */
+static int split_scores(const td_ood_result *r, const float *sc, int left,
+                        float **out, int64_t *n) {
+  *n = 0;
+  *out = malloc(sizeof **out * (size_t)(r->m_test ? r->m_test : 1));
+  if (!*out)
+    return -1;
+  for (int64_t i = 0; i < r->m_test; i++)
+    if (r->left_out[i] == left)
+      (*out)[(*n)++] = sc[i];
+  return 0;
+}
+
+/* The shifts the run lets us measure: its out-of-distribution set
+ * (inverted images) and the test samples of classes never trained. */
+static int make_shifts(const td_ood_result *r, ood_shift sh[2], int *ns) {
+  *ns = 0;
+  memset(sh, 0, 2 * sizeof *sh);
+  int fail = 0;
+  if (r->m_ood > 0) {
+    sh[*ns].name = "inverted";
+    sh[*ns].what = "the recorded out-of-distribution set (tardis train --ood)";
+    for (int k = 0; k < TD_OOD_COUNT; k++) {
+      sh[*ns].pos[k] = malloc(sizeof(float) * (size_t)r->m_ood);
+      fail |= !sh[*ns].pos[k] ||
+              split_scores(r, r->test[k], 0, &sh[*ns].neg[k], &sh[*ns].nn);
+      if (sh[*ns].pos[k])
+        memcpy(sh[*ns].pos[k], r->ood[k], sizeof(float) * (size_t)r->m_ood);
+    }
+    sh[(*ns)++].np = r->m_ood;
+  }
+  if (r->n_left_out > 0) {
+    sh[*ns].name = "left_out_class";
+    sh[*ns].what = "test samples of the classes no task trained";
+    for (int k = 0; k < TD_OOD_COUNT; k++)
+      fail |= split_scores(r, r->test[k], 1, &sh[*ns].pos[k], &sh[*ns].np) ||
+              split_scores(r, r->test[k], 0, &sh[*ns].neg[k], &sh[*ns].nn);
+    (*ns)++;
+  }
+  return fail ? -1 : 0;
+}
+
+static void free_shifts(ood_shift *sh, int ns) {
+  for (int s = 0; s < ns; s++)
+    for (int k = 0; k < TD_OOD_COUNT; k++) {
+      free(sh[s].pos[k]);
+      free(sh[s].neg[k]);
+    }
+}
+
+static json_t *scores_json(const float *v, int64_t n) {
+  json_t *a = json_array();
+  for (int64_t i = 0; i < n; i++)
+    json_array_append_new(a, json_real((double)v[i]));
+  return a;
+}
+
+/* Runs every detector and reports AUROC / FPR at 95 % recall per ood_shift;
+ * JSON adds the default detector's score of every test and ood sample.
+ * Returns the detectors' JSON (NULL after printing an error). */
+static json_t *ood_report(const args *a, const td_run *run) {
+  td_err err;
+  td_ood_result r;
+  if (td_ood_run(run, a->ood_epoch, a->ood_k, 0, &r, &err)) {
+    fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    return NULL;
+  }
+  ood_shift sh[2];
+  int ns;
+  json_t *o = NULL;
+  if (make_shifts(&r, sh, &ns)) {
+    fprintf(stderr, "tardis suspects: out of memory\n");
+    goto done;
+  }
+  json_t *shifts = json_object();
+  if (!a->json)
+    printf("\nout-of-distribution detectors, epoch %d (knn: k = %d; AUROC, "
+           "and the false-positive rate on the test set at 95%% recall):\n",
+           r.epoch, r.k);
+  if (!a->json && ns == 0)
+    printf("  (no ood_shift to measure: record one with `tardis train --ood "
+           "inverted`, or leave a class out with --tasks)\n");
+  for (int s = 0; s < ns; s++) {
+    json_t *js = json_pack("{s:s,s:I,s:I}", "what", sh[s].what, "n_ood",
+                           (json_int_t)sh[s].np, "n_in", (json_int_t)sh[s].nn);
+    if (!a->json)
+      printf("  %s (%lld against %lld test samples):\n", sh[s].name,
+             (long long)sh[s].np, (long long)sh[s].nn);
+    for (int k = 0; k < TD_OOD_COUNT; k++) {
+      double au = td_auroc(sh[s].pos[k], sh[s].np, sh[s].neg[k], sh[s].nn);
+      double fp =
+          td_fpr_at_recall(sh[s].pos[k], sh[s].np, sh[s].neg[k], sh[s].nn, 0.95);
+      json_object_set_new(js, td_ood_name(k),
+                          json_pack("{s:f,s:f}", "auroc", au, "fpr95", fp));
+      if (!a->json)
+        printf("    %-12s AUROC %.4f  FPR@95 %6.2f%%%s\n", td_ood_name(k), au,
+               100 * fp, k == TD_OOD_DEFAULT ? "  (default)" : "");
+    }
+    json_object_set_new(shifts, sh[s].name, js);
+  }
+  o = json_pack("{s:i,s:i,s:s,s:o}", "epoch", r.epoch, "k", r.k, "default",
+                td_ood_name(TD_OOD_DEFAULT), "shifts", shifts);
+  if (a->json) {
+    json_t *sc = json_pack("{s:o}", "test",
+                           scores_json(r.test[TD_OOD_DEFAULT], r.m_test));
+    if (r.m_ood > 0)
+      json_object_set_new(sc, "ood", scores_json(r.ood[TD_OOD_DEFAULT], r.m_ood));
+    json_object_set_new(o, "scores", sc);
+  }
+done:
+  free_shifts(sh, ns);
+  td_ood_result_close(&r);
+  return o;
+}
+
 /* Test trajectories flagged abnormal are false alarms (they come from the
- * training distribution); flagged out-of-distribution ones are detections. */
+ * training distribution); flagged out-of-distribution ones are detections.
+ * Then the detectors on the representations and logits. */
 static int abnormal_test(const args *a, const td_run *run,
                          const td_sus_features *f, const char *note) {
   int64_t m = td_run_get_meta(run)->n_test;
-  if (!f->has_trajectory) {
-    fprintf(stderr, "tardis suspects: --abnormal-test needs trajectories: %s\n",
-            note && note[0] ? note : "no projection");
-    return 1;
-  }
   if (m <= 0) {
     fprintf(stderr, "tardis suspects: the run has no test split\n");
     return 1;
   }
-  int64_t cnt[TD_SUS_FAM_COUNT], n_any, ocnt[TD_SUS_FAM_COUNT], o_any = 0;
-  if (count_abnormal(run, f, "test", m, cnt, &n_any))
+  int ne = td_run_n_epochs(run);
+  int ep = a->ood_epoch >= 0 ? a->ood_epoch
+                             : ne ? td_run_epoch_number(run, ne - 1) : 0;
+  int have_repr = ne > 0 && td_run_has(run, ep, "test_repr");
+  if (!f->has_trajectory && !have_repr) {
+    fprintf(stderr,
+            "tardis suspects: --abnormal-test needs trajectories (%s) or the "
+            "test split's representations at epoch %d\n",
+            note && note[0] ? note : "no projection", ep);
     return 1;
-  int64_t mo = ood_size(run, f);
-  if (mo > 0 && count_abnormal(run, f, "ood", mo, ocnt, &o_any))
-    return 1;
-  if (a->json) {
-    json_t *o = json_pack("{s:s,s:o}", "method", f->method, "test",
-                          counts_json(m, cnt, n_any));
+  }
+  json_t *o = json_object();
+  if (!f->has_trajectory) {
+    if (!a->json)
+      printf("no trajectories (%s): trajectory rarity left out\n",
+             note && note[0] ? note : "no projection");
+  } else {
+    int64_t cnt[TD_SUS_FAM_COUNT], n_any, ocnt[TD_SUS_FAM_COUNT], o_any = 0;
+    int64_t mo = ood_size(run, f);
+    if (count_abnormal(run, f, "test", m, cnt, &n_any) ||
+        (mo > 0 && count_abnormal(run, f, "ood", mo, ocnt, &o_any))) {
+      json_decref(o);
+      return 1;
+    }
+    json_object_set_new(o, "method", json_string(f->method));
+    json_object_set_new(o, "test", counts_json(m, cnt, n_any));
     if (mo > 0)
       json_object_set_new(o, "ood", counts_json(mo, ocnt, o_any));
+    if (!a->json) {
+      char title[256]; /* fits: < 100 bytes of text, a method of <= 32 */
+      snprintf(title, sizeof title,
+               "abnormal test trajectories — false alarms (%lld test "
+               "samples, %s projection, epochs %d..%d):",
+               (long long)m, f->method, f->traj_epochs[0],
+               f->traj_epochs[f->n_traj - 1]);
+      print_counts(title, m, cnt, n_any);
+      if (mo > 0) {
+        snprintf(title, sizeof title,
+                 "abnormal out-of-distribution trajectories — detections "
+                 "(%lld samples):",
+                 (long long)mo);
+        print_counts(title, mo, ocnt, o_any);
+      }
+    }
+  }
+  if (!have_repr) {
+    if (!a->json)
+      printf("\n(no test representations at epoch %d: out-of-distribution "
+             "detectors left out)\n",
+             ep);
+    goto out;
+  }
+  json_t *det = ood_report(a, run);
+  if (!det) {
+    json_decref(o);
+    return 1;
+  }
+  json_object_set_new(o, "detectors", det);
+out:
+  if (a->json) {
     json_dumpf(o, stdout, JSON_INDENT(1));
     printf("\n");
-    json_decref(o);
-    return 0;
   }
-  char title[256]; /* fits: under 100 bytes of text, a method of at most 32 */
-  snprintf(title, sizeof title,
-           "abnormal test trajectories — false alarms (%lld test samples, %s "
-           "projection, epochs %d..%d):",
-           (long long)m, f->method, f->traj_epochs[0],
-           f->traj_epochs[f->n_traj - 1]);
-  print_counts(title, m, cnt, n_any);
-  if (mo > 0) {
-    snprintf(title, sizeof title,
-             "abnormal out-of-distribution trajectories — detections (%lld "
-             "samples):",
-             (long long)mo);
-    print_counts(title, mo, ocnt, o_any);
-  } else {
-    printf("(no projected out-of-distribution set: record one with `tardis "
-           "train --ood inverted`)\n");
-  }
+  json_decref(o);
   return 0;
 }
 

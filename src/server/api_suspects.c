@@ -243,11 +243,60 @@ static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
   return res;
 }
 
+/* GET /api/suspects/ood[?method=M][&epoch=E]: one detector's score of
+ * every test and out-of-distribution sample (high = unlike the training
+ * set), with its AUROC per measurable shift. */
+static enum MHD_Result get_ood(struct MHD_Connection *c, const td_run *run) {
+  const char *mv = arg(c, "method"), *ev = arg(c, "epoch");
+  int method = mv ? td_ood_parse(mv) : TD_OOD_DEFAULT;
+  int64_t epoch = -1;
+  if (method < 0)
+    return td__reply_error(c, 400, "bad method '%.32s'", mv);
+  if (ev && (td__parse_i64(ev, &epoch) || epoch < 0 || epoch > INT_MAX))
+    return td__reply_error(c, 400, "bad epoch '%.32s'", ev);
+  td_err err;
+  td_ood_result r;
+  int rc = td_ood_run(run, (int)epoch, 0, 1u << method, &r, &err);
+  if (rc)
+    return td__reply_error(c, rc == TD_ENOENT ? 404 : 500, "%s", err.msg);
+  json_t *test = json_array(), *ood = json_array(), *left = json_array();
+  float *in = malloc(sizeof *in * (size_t)(r.m_test ? r.m_test : 1)),
+        *lo = malloc(sizeof *lo * (size_t)(r.m_test ? r.m_test : 1));
+  int64_t ni = 0, nl = 0;
+  for (int64_t i = 0; i < r.m_test; i++) {
+    float v = r.test[method][i];
+    json_array_append_new(test, json_real((double)v));
+    if (r.left_out[i])
+      json_array_append_new(left, json_integer(i));
+    if (in && lo)
+      *(r.left_out[i] ? &lo[nl++] : &in[ni++]) = v;
+  }
+  for (int64_t i = 0; i < r.m_ood; i++)
+    json_array_append_new(ood, json_real((double)r.ood[method][i]));
+  json_t *au = json_object();
+  if (in && lo && r.m_ood > 0)
+    json_object_set_new(au, "inverted",
+                        json_real(td_auroc(r.ood[method], r.m_ood, in, ni)));
+  if (in && lo && nl > 0)
+    json_object_set_new(au, "left_out_class",
+                        json_real(td_auroc(lo, nl, in, ni)));
+  free(in);
+  free(lo);
+  json_t *o = json_pack("{s:s,s:i,s:i,s:o,s:o,s:o,s:o}", "method",
+                        td_ood_name(method), "epoch", r.epoch, "k", r.k,
+                        "test", test, "ood", ood, "left_out", left, "auroc",
+                        au);
+  td_ood_result_close(&r);
+  return td__reply_json(c, 200, o);
+}
+
 enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
                                  const td_run *run, char **seg, int nseg) {
   td_err err;
   if (nseg == 1) /* no session: the prior's ranking */
     return get_ranking(s, c, run, NULL, 0);
+  if (nseg == 2 && !strcmp(seg[1], "ood"))
+    return get_ood(c, run);
   if (strcmp(seg[1], "sessions") || nseg > 4)
     return td__reply_error(c, 404, "no such route");
   td_fb *db;
