@@ -120,6 +120,9 @@ static void test_ranking(void) {
     CHECK(json_array_size(json_object_get(it, "why")) >= 1);
     CHECK(json_is_number(
         json_object_get(json_object_get(it, "features"), "aum")));
+    json_t *sg = json_object_get(it, "suggested");
+    CHECK(json_is_integer(json_object_get(sg, "label")));
+    CHECK(json_is_number(json_object_get(sg, "confidence")));
   }
   json_decref(j);
   /* the fixture records no test representations: the detectors say so */

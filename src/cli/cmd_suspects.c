@@ -13,12 +13,7 @@
 #include "tardis/suspects.h"
 #include "tardis/vis.h"
 
-typedef struct args {
-  const char *run, *method;
-  int k, json, simulate, rounds, abnormal, threads, ood_epoch, ood_k;
-  double mistakes;
-  uint64_t seed;
-} args;
+#include "cli/suspects_session.h"
 
 /* 1 to run, or 0 with *status the exit status (help or bad usage). */
 static int parse(int argc, char **argv, args *a, int *status) {
@@ -50,6 +45,19 @@ static int parse(int argc, char **argv, args *a, int *status) {
                  "epoch of the detectors (default: the last)"),
       TD_OPT_INT("ood-k", &a->ood_k, 1, 1024, "K",
                  "neighbour of the knn detector (default 50)"),
+      TD_OPT_STRING("session", &a->session, "S",
+                    "feedback session (id, or a name: created when\n"
+                    "new; same store as the web UI, RUN/tardis.db)"),
+      TD_OPT_STRING("accept", &a->accept, "I,J,..",
+                    "with --session: accept these samples"),
+      TD_OPT_STRING("reject", &a->reject, "I,J,..",
+                    "with --session: reject these samples"),
+      TD_OPT_FLAG("next", &a->next,
+                  "with --session: the next K recommendations"),
+      TD_OPT_STRING("export", &a->export_dir, "DIR",
+                    "with --session: write DIR/train_labels_fixed.npy\n"
+                    "(accepted samples get their suggested label) and\n"
+                    "DIR/accepted.npy"),
       TD_OPT_INT("threads", &a->threads, 0, TD_ARG_INF, "T",
                  "default: all CPUs"),
       TD_OPT_END};
@@ -58,6 +66,8 @@ static int parse(int argc, char **argv, args *a, int *status) {
       .name = "suspects",
       .usage =
           "suspects RUN [--k 50] [--json] [--method M]\n"
+          "suspects RUN --session S [--accept I,J] [--reject I,J] [--next]\n"
+          "                           [--export DIR] [--k 50] [--json]\n"
           "suspects RUN --simulate [--rounds 10] [--k 50]\n"
           "                           [--mistakes 0.1] [--seed S] [--json]\n"
           "suspects RUN --abnormal-test [--ood-epoch E] [--ood-k K] [--json]",
@@ -73,36 +83,64 @@ static int parse(int argc, char **argv, args *a, int *status) {
 
 /* ---- the ranking --------------------------------------------------------- */
 
-static int list_suspects(const args *a, const td_run *run,
-                         const td_sus_features *f, const char *note) {
+static json_t *suggestion_json(const td_sus_suggestion *g) {
+  return json_pack("{s:i,s:f,s:i,s:f,s:i,s:f}", "label", g->label,
+                   "confidence", (double)g->confidence, "model_class",
+                   g->model_class, "model_prob", (double)g->model_prob,
+                   "knn_class", g->knn_class, "knn_share",
+                   (double)g->knn_share);
+}
+
+static const char *class_name(const td_run_meta *m, int c) {
+  return c >= 0 && c < m->n_classes ? m->classes[c] : "?";
+}
+
+/* Prints (or adds to `extra` as JSON) the top k unjudged samples by the
+ * recommender, with why and a suggested label. verdict may be NULL (no
+ * feedback). */
+int td__suspects_list(const args *a, const td_run *run,
+                      const td_sus_features *f, const char *note,
+                      const int8_t *verdict, json_t *extra) {
   td_err err;
   td_recommender *rec;
   if (td_rec_new(f, NULL, &rec, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
+    json_decref(extra);
     return 1;
   }
-  int8_t *verdict = malloc((size_t)f->n);
+  int8_t *none = verdict ? NULL : malloc((size_t)f->n);
   int32_t *idx = malloc(sizeof *idx * (size_t)a->k);
   float *sc = malloc(sizeof *sc * (size_t)a->k);
-  if (!verdict || !idx || !sc) {
+  td_sus_suggestion *sg = malloc(sizeof *sg * (size_t)a->k);
+  if ((!verdict && !none) || !idx || !sc || !sg) {
     fprintf(stderr, "tardis suspects: out of memory\n");
-    free(verdict);
+    free(none);
     free(idx);
     free(sc);
+    free(sg);
     td_rec_free(rec);
+    json_decref(extra);
     return 1;
   }
-  memset(verdict, -1, (size_t)f->n);
-  int n = td_rec_next(rec, verdict, a->k, idx, sc, NULL);
+  if (none)
+    memset(none, -1, (size_t)f->n);
+  td_rec_info info;
+  int n = td_rec_next(rec, verdict ? verdict : none, a->k, idx, sc, &info);
+  int have_sg = td_sus_suggest(run, idx, n, 0, sg, &err) == TD_OK;
+  if (!have_sg && !a->json)
+    printf("note: no suggested labels: %s\n", err.msg);
   const int32_t *lab = td_run_train_labels(run);
   const td_run_meta *m = td_run_get_meta(run);
   json_t *items = json_array();
   if (!a->json) {
     if (note && note[0])
       printf("note: %s\n", note);
-    printf("%d most suspicious of %lld training samples (trajectory: %s)\n\n",
-           n, (long long)f->n, f->has_trajectory ? f->method : "none");
-    printf("%6s %8s %7s  %-14s %s\n", "rank", "index", "score", "label", "why");
+    printf("%d most suspicious of %lld training samples (trajectory: %s; "
+           "ranked by the %s)\n\n",
+           n, (long long)f->n, f->has_trajectory ? f->method : "none",
+           info.model_ranked ? "model fitted to the feedback" : "prior");
+    printf("%6s %8s %7s  %-12s %-18s %s\n", "rank", "index", "score", "label",
+           "suggested", "why");
   }
   for (int j = 0; j < n; j++) {
     int feat[TD_SUS_FEATURE_COUNT];
@@ -116,32 +154,51 @@ static int list_suspects(const args *a, const td_run *run,
                                              td_sus_feature_name(feat[w]),
                                              "value", (double)x[feat[w]],
                                              "percentile", pct[w]));
-      json_array_append_new(items, json_pack("{s:i,s:f,s:i,s:o}", "index",
-                                             idx[j], "score", (double)sc[j],
-                                             "label", lab[idx[j]], "why", why));
+      json_t *it = json_pack("{s:i,s:f,s:i,s:o}", "index", idx[j], "score",
+                             (double)sc[j], "label", lab[idx[j]], "why", why);
+      if (have_sg)
+        json_object_set_new(it, "suggested", suggestion_json(&sg[j]));
+      json_array_append_new(items, it);
       continue;
     }
-    printf("%6d %8d %7.2f  %-14.14s", j + 1, idx[j], (double)sc[j],
-           lab[idx[j]] < m->n_classes ? m->classes[lab[idx[j]]] : "?");
-    for (int w = 0; w < nw && w < 4; w++)
+    char sug[64] = "-";
+    if (have_sg) /* fits: 11 bytes of name, a number, parentheses */
+      snprintf(sug, sizeof sug, "%.11s (%.2f)", class_name(m, sg[j].label),
+               (double)sg[j].confidence);
+    printf("%6d %8d %7.2f  %-12.12s %-18s", j + 1, idx[j], (double)sc[j],
+           class_name(m, lab[idx[j]]), sug);
+    for (int w = 0; w < nw && w < 3; w++)
       printf("%s%s %.3g (top %.2g%%)", w ? ", " : " ",
              td_sus_feature_name(feat[w]), (double)x[feat[w]],
              100 * (1 - pct[w]));
     printf("\n");
   }
+  if (!a->json && have_sg && n > 0)
+    printf("\nsuggested: the class that the model favours over the epochs "
+           "(mean softmax)\nand the labels of the 10 nearest training samples "
+           "share, with the mean of\nthe two (e.g. #%d: model %s %.2f, "
+           "neighbours %s %.2f)\n",
+           idx[0], class_name(m, sg[0].model_class), (double)sg[0].model_prob,
+           class_name(m, sg[0].knn_class), (double)sg[0].knn_share);
   if (a->json) {
-    json_t *o = json_pack("{s:s,s:b,s:s,s:o}", "method", f->method,
-                          "trajectory", f->has_trajectory, "note",
-                          note ? note : "", "suspects", items);
+    json_t *o = extra ? extra : json_object();
+    json_object_set_new(o, "method", json_string(f->method));
+    json_object_set_new(o, "trajectory", json_boolean(f->has_trajectory));
+    json_object_set_new(o, "note", json_string(note ? note : ""));
+    json_object_set_new(o, "ranked_by",
+                        json_string(info.model_ranked ? "model" : "prior"));
+    json_object_set_new(o, "suspects", items);
     json_dumpf(o, stdout, JSON_INDENT(1));
     printf("\n");
     json_decref(o);
   } else {
     json_decref(items);
+    json_decref(extra);
   }
-  free(verdict);
+  free(none);
   free(idx);
   free(sc);
+  free(sg);
   td_rec_free(rec);
   return 0;
 }
@@ -573,8 +630,14 @@ int td_cmd_suspects(int argc, char **argv) {
     rc = simulate(&a, run, &f);
   else if (a.abnormal)
     rc = abnormal_test(&a, run, &f, note);
-  else
-    rc = list_suspects(&a, run, &f, note);
+  else if (a.session)
+    rc = td__suspects_session(&a, run, &f, note);
+  else if (a.accept || a.reject || a.next || a.export_dir) {
+    fprintf(stderr, "tardis suspects: --accept, --reject, --next and "
+                    "--export need --session\n");
+    rc = 2;
+  } else
+    rc = td__suspects_list(&a, run, &f, note, NULL, NULL);
   td_sus_features_close(&f);
   td_run_close(run);
   return rc;

@@ -83,8 +83,23 @@ static enum MHD_Result reply_ranked(struct MHD_Connection *c, const td_run *run,
   int n = td_rec_next(rec, verdict, k, idx, sc, &info);
   json_t *items = json_array();
   const int32_t *labels = td_run_train_labels(run);
-  for (int j = 0; j < n; j++)
-    json_array_append_new(items, item_json(rec, f, labels, idx[j], sc[j]));
+  /* suggested labels: left out (not an error) when they cannot be made */
+  td_sus_suggestion *sg = malloc(sizeof *sg * (size_t)(n ? n : 1));
+  td_err err;
+  int have_sg = sg && td_sus_suggest(run, idx, n, 0, sg, &err) == TD_OK;
+  for (int j = 0; j < n; j++) {
+    json_t *it = item_json(rec, f, labels, idx[j], sc[j]);
+    if (have_sg)
+      json_object_set_new(
+          it, "suggested",
+          json_pack("{s:i,s:f,s:i,s:f,s:i,s:f}", "label", sg[j].label,
+                    "confidence", (double)sg[j].confidence, "model_class",
+                    sg[j].model_class, "model_prob", (double)sg[j].model_prob,
+                    "knn_class", sg[j].knn_class, "knn_share",
+                    (double)sg[j].knn_share));
+    json_array_append_new(items, it);
+  }
+  free(sg);
   free(idx);
   free(sc);
   json_t *o = extra ? extra : json_object();
