@@ -23,6 +23,7 @@ typedef struct variant {
   double blend;
   unsigned features, prior;
   int fixed; /* 1: no cross-validated trust */
+  int pairs; /* 1: the class-pair term (labels given) */
 } variant;
 
 #define DD_FEATURES                                                            \
@@ -34,15 +35,19 @@ typedef struct variant {
    (1u << TD_SUS_FORGETTING))
 
 static const variant variants[] = {
-    {"tardis: prior, ridge when the prior fails (default)", TD_REC_RIDGE, 1.0,
-     0, 0, 0},
-    {"prior, logistic when the prior fails", TD_REC_LOGISTIC, 1.0, 0, 0, 0},
-    {"prior+forgetting, ridge when it fails", TD_REC_RIDGE, 1.0, 0, PRIOR_F, 0},
-    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1},
-    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1},
-    {"logistic alone (all features)", TD_REC_LOGISTIC, -1, 0, 0, 1},
+    {"tardis: prior, ridge + pairs when the prior fails (default)",
+     TD_REC_RIDGE, 1.0, 0, 0, 0, 1},
+    {"same without the pair term (before issue 12)", TD_REC_RIDGE, 1.0, 0, 0,
+     0, 0},
+    {"prior, logistic + pairs when the prior fails", TD_REC_LOGISTIC, 1.0, 0,
+     0, 0, 1},
+    {"prior+forgetting, ridge + pairs when it fails", TD_REC_RIDGE, 1.0, 0,
+     PRIOR_F, 0, 1},
+    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1, 0},
+    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1, 0},
+    {"ridge + pairs alone", TD_REC_RIDGE, -1, 0, 0, 1, 1},
     {"DeepDebugger: 4-feature ridge", TD_REC_RIDGE, -1, DD_FEATURES,
-     DD_FEATURES, 1},
+     DD_FEATURES, 1, 0},
 };
 #define NV (int)(sizeof variants / sizeof variants[0])
 
@@ -113,6 +118,7 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
         o.rec.features = variants[v].features;
         o.rec.prior = variants[v].prior;
         o.rec.adaptive = !variants[v].fixed;
+        o.rec.pairs = variants[v].pairs;
         td_sim_result r;
         if (td_sim_run(&f, noisy, &o, &r, &err)) {
           fprintf(stderr, "bench_suspects: %s\n", err.msg);
@@ -141,7 +147,8 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   }
   printf("| random choice (mean of %d) | %.3f |\n", seeds, rs / seeds);
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++) {
-    if (!f.has_trajectory && j <= TD_SUS_RARITY_ACC)
+    if ((!f.has_trajectory && j <= TD_SUS_RARITY_ACC) ||
+        !td_sus_feature_is_score(j))
       continue;
     td_sim_single(&f, noisy, j, rounds, k, 1, cum);
     printf("| %s | %.3f |\n", td_sus_feature_name(j), cum[rounds - 1]);

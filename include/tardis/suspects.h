@@ -15,6 +15,14 @@
  *   forgetting          forgetting events (correct → wrong between
  *                       consecutive epochs); never-learned samples get
  *                       max + 1
+ *   early_aum           aum over the first E = ⌈T/4⌉ epochs, before a wide
+ *                       network memorises flipped labels
+ *   first_fit           (t + 1)/T for the last epoch t the sample is not
+ *                       predicted as its label (0: always fitted)
+ *   knn_disagree        share of its 10 nearest training representations at
+ *                       epoch E (among ≤ 10,000 fixed reference rows) whose
+ *                       label differs
+ *   early_class         argmax of the mean softmax over the first E epochs
  *
  * A recommender ranks samples by a prior score (round 0) and, as a user
  * accepts or rejects them, refits a small regularised model on all feedback
@@ -52,8 +60,17 @@ typedef enum {
   TD_SUS_CONFIDENCE,
   TD_SUS_VARIABILITY,
   TD_SUS_FORGETTING,
+  TD_SUS_EARLY_AUM,     /* margin over the first ⌈T/4⌉ epochs (low) */
+  TD_SUS_FIRST_FIT,     /* share of epochs before it is fitted for good */
+  TD_SUS_KNN_DISAGREE,  /* share of 10 representation neighbours (epoch
+                           ⌈T/4⌉) labelled otherwise */
+  TD_SUS_EARLY_CLASS,   /* class favoured over the first ⌈T/4⌉ epochs
+                           (mean softmax); categorical: no ranking feature */
   TD_SUS_FEATURE_COUNT
 } td_sus_feature;
+
+/* 1 for the columns that are values to rank by (all but early_class). */
+int td_sus_feature_is_score(int f);
 
 /* "rarity_pos", "aum", ...; "?" out of range. */
 const char *td_sus_feature_name(int f);
@@ -82,6 +99,8 @@ typedef struct td_sus_features {
   int n_epochs;       /* epochs used for the training dynamics */
   td_sus_clusters fam[TD_SUS_FAM_COUNT];
   uint64_t signature; /* of the inputs; the cache key */
+  int32_t *labels;    /* [n] training labels (owned; NULL: not known) */
+  int n_classes;
 } td_sus_features;
 
 typedef struct td_sus_opts {
@@ -158,6 +177,14 @@ typedef struct td_rec_opts {
    * standardised over all samples); < 0: the fitted model alone */
   double blend;
   double lambda; /* regularisation (1) */
+  /* 1 (default; needs the features' labels): rounds ranked by the fitted
+   * model add a class-pair term learned from the feedback — "labelled a,
+   * behaves like b" — the log-odds of an accept among the judged samples
+   * of the same (label, early_class) pair, shrunk towards the overall
+   * accept rate with `pair_prior` pseudo-counts (5), and give the last
+   * ⌊k/10⌋ places of the round to pairs nobody judged yet (exploration). */
+  int pairs;
+  double pair_prior;
 } td_rec_opts;
 
 void td_rec_opts_default(td_rec_opts *o);

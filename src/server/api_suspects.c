@@ -46,7 +46,8 @@ static json_t *item_json(const td_recommender *rec, const td_sus_features *f,
                   (double)f->x[(int64_t)i * TD_SUS_FEATURE_COUNT + feat[j]],
                   "percentile", pct[j]));
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
-    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+    if ((f->has_trajectory || j > TD_SUS_RARITY_ACC) &&
+        td_sus_feature_is_score(j))
       json_object_set_new(
           vals, td_sus_feature_name(j),
           json_real((double)f->x[(int64_t)i * TD_SUS_FEATURE_COUNT + j]));
@@ -58,7 +59,8 @@ static json_t *item_json(const td_recommender *rec, const td_sus_features *f,
 static json_t *features_info(const td_sus_features *f, const char *note) {
   json_t *names = json_array();
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
-    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+    if ((f->has_trajectory || j > TD_SUS_RARITY_ACC) &&
+        td_sus_feature_is_score(j))
       json_array_append_new(names, json_string(td_sus_feature_name(j)));
   return json_pack("{s:o,s:b,s:s,s:s,s:i}", "names", names, "trajectory",
                    f->has_trajectory, "method", f->method, "note", note,
