@@ -413,6 +413,107 @@ static void test_cli(void) {
   CHECK_INT(run_cmd(argv6, 3, msg, sizeof msg), ==, 0);
 }
 
+/* Synthetic features with labels: n samples of 4 classes (label i % 4),
+ * every score column standard normal, early_class = label except for the
+ * samples of `pair` (label a, early class b) and a distracting pair
+ * (3, 0); `decoy` samples look suspicious to the prior (aum, loss,
+ * confidence shifted by 4 sd) while being what the user rejects. */
+static void synth_pairs(td_sus_features *f, int64_t n, const uint8_t *want,
+                        const uint8_t *decoy, int a, int b, uint64_t seed) {
+  synth(f, n, decoy, TD_SUS_AUM, 4.0f, seed);
+  f->labels = malloc(sizeof *f->labels * (size_t)n);
+  f->n_classes = 4;
+  for (int64_t i = 0; i < n; i++) {
+    float *x = f->x + i * TD_SUS_FEATURE_COUNT;
+    f->labels[i] = (int32_t)(i % 4);
+    x[TD_SUS_EARLY_CLASS] = (float)f->labels[i];
+    if (want[i]) {
+      f->labels[i] = a;
+      x[TD_SUS_EARLY_CLASS] = (float)b;
+    } else if (i % 40 == 3) {
+      f->labels[i] = 3;
+      x[TD_SUS_EARLY_CLASS] = 0;
+    }
+    if (decoy[i]) {
+      x[TD_SUS_LOSS] += 4.0f;
+      x[TD_SUS_CONFIDENCE] -= 4.0f;
+    }
+  }
+}
+
+/* Precision of each round of a simulation (from the cumulative). */
+static double round_precision(const td_sim_result *r, int t) {
+  double prev = t ? r->cum_precision[t - 1] * t : 0;
+  return r->cum_precision[t] * (t + 1) - prev;
+}
+
+/* A misleading prior that only feedback can overcome: the prior's top 400
+ * are all rejected, the wanted samples stand out by nothing but their
+ * class pair. The recommender must find the pair through exploration and
+ * then follow it; without the pair term (the recommender not learning from
+ * the feedback) it never leaves the decoys. */
+static void test_recommender_misleading_prior(void) {
+  enum { NS = 6000 };
+  static uint8_t want[NS], decoy[NS];
+  for (int i = 0; i < NS; i++) {
+    want[i] = i % 15 == 5;  /* 400 */
+    decoy[i] = i % 15 == 6; /* 400 */
+  }
+  td_sus_features f;
+  synth_pairs(&f, NS, want, decoy, 1, 2, 21);
+  td_sim_opts o;
+  td_sim_opts_default(&o);
+  td_sim_result r;
+  td_err err;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(round_precision(&r, 0) < 0.1); /* the prior is wrong */
+  for (int t = 3; t < r.rounds; t++)
+    CHECK(round_precision(&r, t) >= 0.8);
+  CHECK(r.cum_precision[r.rounds - 1] >= 0.6);
+  td_sim_result_close(&r);
+  /* 10 % mistaken answers: still learns */
+  o.mistakes = 0.1;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(r.cum_precision[r.rounds - 1] >= 0.5);
+  td_sim_result_close(&r);
+  o.mistakes = 0;
+  o.rec.pairs = 0;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(r.cum_precision[r.rounds - 1] < 0.2);
+  td_sim_result_close(&r);
+  td_sus_features_close(&f);
+}
+
+/* A user whose intent is not label noise: they want the samples that flip
+ * late (first_fit high), and reject the noisy-looking ones the prior
+ * offers. Within 3 rounds the recommender follows them. */
+static void test_recommender_user_intent(void) {
+  enum { NS = 5000 };
+  static uint8_t want[NS], decoy[NS];
+  for (int i = 0; i < NS; i++) {
+    want[i] = i % 10 == 1; /* 500: more than the 10 rounds can take */
+    decoy[i] = i % 20 == 12;
+  }
+  td_sus_features f;
+  synth_pairs(&f, NS, decoy, decoy, 0, 0, 31); /* no special pair */
+  for (int i = 0; i < NS; i++)
+    if (want[i]) /* a weak trace in the prior, a clear one in first_fit */
+      f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_FIRST_FIT] += 4.0f;
+  for (int i = 0; i < NS; i++)
+    if (want[i] && i % 3 == 0)
+      f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_LOSS] += 3.0f;
+  td_sim_opts o;
+  td_sim_opts_default(&o);
+  td_sim_result r;
+  td_err err;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(round_precision(&r, 0) < 0.3);
+  for (int t = 3; t < r.rounds; t++)
+    CHECK(round_precision(&r, t) >= 0.8);
+  td_sim_result_close(&r);
+  td_sus_features_close(&f);
+}
+
 /* Suggested labels: the flipped samples of the fixture keep favouring
  * their true class, and so do their neighbours' labels. */
 static void test_suggest(void) {
@@ -520,6 +621,8 @@ int main(void) {
   RUN(test_recommender_one_sided);
   RUN(test_simulation_mistakes);
   RUN(test_cli);
+  RUN(test_recommender_misleading_prior);
+  RUN(test_recommender_user_intent);
   RUN(test_suggest);
   RUN(test_cli_session);
   return td_t_finish();

@@ -21,8 +21,8 @@
 #define FEATURES_VERSION 2
 
 static const char *const feature_names[TD_SUS_FEATURE_COUNT] = {
-    "rarity_pos", "rarity_vel", "rarity_acc",  "uncertainty", "aum",
-    "loss",       "confidence", "variability", "forgetting", "early_aum",
+    "rarity_pos", "rarity_vel",   "rarity_acc",  "uncertainty", "aum",
+    "loss",       "confidence",   "variability", "forgetting",  "early_aum",
     "first_fit",  "knn_disagree", "early_class"};
 
 const char *td_sus_feature_name(int f) {
@@ -30,9 +30,8 @@ const char *td_sus_feature_name(int f) {
 }
 
 int td_sus_feature_sign(int f) {
-  return f == TD_SUS_AUM || f == TD_SUS_CONFIDENCE || f == TD_SUS_EARLY_AUM
-             ? -1
-             : 1;
+  return f == TD_SUS_AUM || f == TD_SUS_CONFIDENCE || f == TD_SUS_EARLY_AUM ? -1
+                                                                            : 1;
 }
 
 int td_sus_feature_is_score(int f) {

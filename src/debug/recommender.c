@@ -20,9 +20,9 @@ struct td_recommender {
   double cov[NF * NF]; /* covariance of z */
   double prior[NF];    /* prior weights on z, unit variance */
   td_rec_opts o;
-  int32_t *pair;       /* [n] label·C + early class; NULL: no pair term */
+  int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
   int n_pairs, C;
-  double *pair_acc;    /* [2 · n_pairs] scratch: accepts, judged */
+  double *pair_acc; /* [2 · n_pairs] scratch: accepts, judged */
   /* which arm recommended each sample (0 none, 1 prior, 2 model) */
   uint8_t *src;
   /* scratch of one round */
@@ -81,8 +81,7 @@ static int make_pairs(td_recommender *r, const td_sus_features *f) {
   if (!r->pair || !r->pair_acc)
     return -1;
   for (int64_t i = 0; i < r->n; i++) {
-    int y = f->labels[i],
-        e = (int)f->x[i * NF + TD_SUS_EARLY_CLASS];
+    int y = f->labels[i], e = (int)f->x[i * NF + TD_SUS_EARLY_CLASS];
     y = y < 0 || y >= C ? 0 : y;
     e = e < 0 || e >= C ? y : e;
     r->pair[i] = y * C + e;
