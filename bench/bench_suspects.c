@@ -105,6 +105,41 @@ static void intents(const td_sus_features *f, const uint8_t *noisy, int rounds,
   free(want);
 }
 
+/* How often the suggested label is the clean one, for the truly
+ * mislabelled among the prior's top `top`. */
+static void suggestions(const td_run *run, const td_sus_features *f,
+                        const int32_t *truth, const uint8_t *noisy, int top) {
+  td_recommender *rec;
+  td_err err;
+  int8_t *v = malloc((size_t)f->n);
+  int32_t *idx = malloc(sizeof *idx * (size_t)top);
+  td_sus_suggestion *sg = malloc(sizeof *sg * (size_t)top);
+  if (v && idx && sg && !td_rec_new(f, NULL, &rec, &err)) {
+    memset(v, -1, (size_t)f->n);
+    int n = td_rec_next(rec, v, top, idx, NULL, NULL);
+    td_rec_free(rec);
+    double t0 = td_now();
+    if (!td_sus_suggest(run, idx, n, 0, sg, &err)) {
+      int nn = 0, right = 0, model = 0, knn = 0;
+      for (int j = 0; j < n; j++)
+        if (noisy[idx[j]]) {
+          nn++;
+          right += sg[j].label == truth[idx[j]];
+          model += sg[j].model_class == truth[idx[j]];
+          knn += sg[j].knn_class == truth[idx[j]];
+        }
+      printf("\nsuggested labels of the %d truly mislabelled among the "
+             "prior's top %d: clean label suggested %.3f (model alone %.3f, "
+             "neighbours alone %.3f); %.2f s\n",
+             nn, n, nn ? (double)right / nn : 0, nn ? (double)model / nn : 0,
+             nn ? (double)knn / nn : 0, td_now() - t0);
+    }
+  }
+  free(v);
+  free(idx);
+  free(sg);
+}
+
 static int bench_run(const char *dir, const char *method, int rounds, int k,
                      int seeds) {
   td_err err;
@@ -205,6 +240,7 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
     printf("| %s | %.3f |\n", td_sus_feature_name(j), cum[rounds - 1]);
   }
   intents(&f, noisy, rounds, k);
+  suggestions(run, &f, tr, noisy, rounds * k);
   free(cum);
   free(noisy);
   td_sus_features_close(&f);

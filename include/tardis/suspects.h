@@ -344,21 +344,20 @@ double td_fpr_at_recall(const float *pos, int64_t np, const float *neg,
 /* ---- suggested labels ---------------------------------------------------- */
 
 /* What a suspect's label should probably be, and the evidence: the class
- * the model favours over the recorded epochs (mean softmax, so a late
- * memorisation of a wrong label does not hide it) and the class most of
- * its nearest training samples carry in representation space (last
- * epoch). label = argmax of their mean; confidence = that mean. */
+ * the model favours over the first ⌈T/4⌉ epochs (mean softmax, before a
+ * late memorisation of a wrong label hides it) and the class most of its
+ * nearest training samples carry in representation space (last epoch). label = argmax of their mean; confidence = that mean. */
 typedef struct td_sus_suggestion {
   int32_t label;      /* suggested class (may equal the current label) */
   float confidence;   /* (mean softmax + neighbour share) / 2, in [0, 1] */
   int32_t model_class;
-  float model_prob;   /* mean softmax of model_class over epochs */
+  float model_prob;   /* mean softmax of model_class, early epochs */
   int32_t knn_class;
   float knn_share;    /* share of the k neighbours labelled knn_class */
 } td_sus_suggestion;
 
 /* Suggestions for the n training samples idx[n] (knn_k neighbours; 0:
- * 10). Reads every epoch's train_logits and the last train_repr. */
+ * 10). Reads the early epochs' train_logits and the last train_repr. */
 TD_NODISCARD int td_sus_suggest(const td_run *run, const int32_t *idx, int n,
                                 int knn_k, td_sus_suggestion *out,
                                 td_err *err);

@@ -175,7 +175,7 @@ int td__suspects_list(const args *a, const td_run *run,
   }
   if (!a->json && have_sg && n > 0)
     printf("\nsuggested: the class that the model favours over the epochs "
-           "(mean softmax)\nand the labels of the 10 nearest training samples "
+           "(mean softmax,\nfirst quarter of the epochs) and the labels of the 10 nearest training samples "
            "share, with the mean of\nthe two (e.g. #%d: model %s %.2f, "
            "neighbours %s %.2f)\n",
            idx[0], class_name(m, sg[0].model_class), (double)sg[0].model_prob,
