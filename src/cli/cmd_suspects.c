@@ -174,10 +174,10 @@ int td__suspects_list(const args *a, const td_run *run,
     printf("\n");
   }
   if (!a->json && have_sg && n > 0)
-    printf("\nsuggested: the class that the model favours over the epochs "
-           "(mean softmax,\nfirst quarter of the epochs) and the labels of the 10 nearest training samples "
-           "share, with the mean of\nthe two (e.g. #%d: model %s %.2f, "
-           "neighbours %s %.2f)\n",
+    printf("\nsuggested: the class the model favours in the first quarter "
+           "of the epochs\n(mean softmax) and the labels of the 10 nearest "
+           "training samples share,\nwith the mean of the two (e.g. #%d: "
+           "model %s %.2f, neighbours %s %.2f)\n",
            idx[0], class_name(m, sg[0].model_class), (double)sg[0].model_prob,
            class_name(m, sg[0].knn_class), (double)sg[0].knn_share);
   if (a->json) {
