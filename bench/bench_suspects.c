@@ -2,7 +2,9 @@
  * user on real runs (DESIGN §5): cumulative precision after R rounds of K
  * for several shares of mistaken answers, next to the baselines on the same
  * run and K (random choice, DeepDebugger's four-feature ridge, each single
- * score ranked once), and the time of one feedback round (fit + rank).
+ * score ranked once), the time of one feedback round (fit + rank), the
+ * precision per round for simulated users with another intent, and how
+ * often the suggested label is the clean one (docs/suspects.md).
  *
  *   bench_suspects RUN... [--rounds 10] [--k 50] [--seeds 5] [--method M]
  *
