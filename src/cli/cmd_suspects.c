@@ -74,8 +74,9 @@ static int parse(int argc, char **argv, args *a, int *status) {
       .about = "Ranks the training samples most worth a look (likely "
                "mislabelled)\nby training dynamics (area under the margin, "
                "loss, confidence,\nforgetting) and, when the run is "
-               "projected, trajectory rarity.\nFeatures are cached in "
-               "RUN/vis/suspects-<method>.{npy,json}.",
+               "projected, trajectory rarity, each with a suggested label.\n"
+               "Feedback sessions are shared with the web UI. Features are "
+               "cached\nin RUN/vis/suspects-<method>.{npy,json}.",
       .opts = opts,
       .pos = pos};
   return td_args_parse(&cmd, argc, argv, status);
