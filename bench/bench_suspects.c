@@ -37,10 +37,10 @@ typedef struct variant {
    (1u << TD_SUS_FORGETTING))
 
 static const variant variants[] = {
-    {"tardis: prior, ridge + pairs when the prior fails (default)",
-     TD_REC_RIDGE, 1.0, 0, 0, 0, 1},
-    {"same without the pair term (before issue 12)", TD_REC_RIDGE, 1.0, 0, 0, 0,
-     0},
+    {"tardis: prior, ridge when the prior fails (default)", TD_REC_RIDGE, 1.0,
+     0, 0, 0, 0},
+    {"same + pair term and exploration (opt-in)", TD_REC_RIDGE, 1.0, 0, 0, 0,
+     1},
     {"prior, logistic + pairs when the prior fails", TD_REC_LOGISTIC, 1.0, 0, 0,
      0, 1},
     {"prior+forgetting, ridge + pairs when it fails", TD_REC_RIDGE, 1.0, 0,

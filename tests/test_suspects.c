@@ -463,6 +463,7 @@ static void test_recommender_misleading_prior(void) {
   synth_pairs(&f, NS, want, decoy, 1, 2, 21);
   td_sim_opts o;
   td_sim_opts_default(&o);
+  o.rec.pairs = 1; /* opt-in */
   td_sim_result r;
   td_err err;
   CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
@@ -486,13 +487,14 @@ static void test_recommender_misleading_prior(void) {
 
 /* A user whose intent is not label noise: they want the samples that flip
  * late (first_fit high), and reject the noisy-looking ones the prior
- * offers. Within 3 rounds the recommender follows them. */
+ * offers. Once the prior's decoys are through (2.5 rounds) and the
+ * feedback is two-sided, the default recommender follows them. */
 static void test_recommender_user_intent(void) {
   enum { NS = 5000 };
   static uint8_t want[NS], decoy[NS];
   for (int i = 0; i < NS; i++) {
-    want[i] = i % 10 == 1; /* 500: more than the 10 rounds can take */
-    decoy[i] = i % 20 == 12;
+    want[i] = i % 10 == 1;  /* 500: more than the 10 rounds can take */
+    decoy[i] = i % 40 == 12; /* 125: the prior's first 2.5 rounds */
   }
   td_sus_features f;
   synth_pairs(&f, NS, decoy, decoy, 0, 0, 31); /* no special pair */
@@ -508,8 +510,9 @@ static void test_recommender_user_intent(void) {
   td_err err;
   CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
   CHECK(round_precision(&r, 0) < 0.3);
-  for (int t = 3; t < r.rounds; t++)
+  for (int t = 4; t < r.rounds; t++)
     CHECK(round_precision(&r, t) >= 0.8);
+  CHECK(r.cum_precision[r.rounds - 1] >= 0.55);
   td_sim_result_close(&r);
   td_sus_features_close(&f);
 }

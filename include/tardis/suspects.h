@@ -177,7 +177,9 @@ typedef struct td_rec_opts {
    * standardised over all samples); < 0: the fitted model alone */
   double blend;
   double lambda; /* regularisation (1) */
-  /* 1 (default; needs the features' labels): rounds ranked by the fitted
+  /* 1 (opt-in, default 0: it costs precision with mistaken answers on the
+   * 60k asymmetric run, docs/suspects.md; needs the features' labels):
+   * rounds ranked by the fitted
    * model add a class-pair term learned from the feedback — "labelled a,
    * behaves like b" — the log-odds of an accept among the judged samples
    * of the same (label, early_class) pair, shrunk towards the overall

@@ -37,7 +37,7 @@ void td_rec_opts_default(td_rec_opts *o) {
   o->blend = 1.0;
   o->adaptive = 1;
   o->lambda = 1.0;
-  o->pairs = 1;
+  o->pairs = 0;
   o->pair_prior = 5.0;
 }
 
