@@ -52,6 +52,9 @@ static int parse(int argc, char **argv, args *a, int *status) {
                     "with --session: accept these samples"),
       TD_OPT_STRING("reject", &a->reject, "I,J,..",
                     "with --session: reject these samples"),
+      TD_OPT_FLAG("pairs", &a->pairs,
+                  "learn class pairs from the feedback and explore\n"
+                  "unjudged ones (for an intent other than noise)"),
       TD_OPT_FLAG("next", &a->next,
                   "with --session: the next K recommendations"),
       TD_OPT_STRING("export", &a->export_dir, "DIR",
@@ -104,7 +107,10 @@ int td__suspects_list(const args *a, const td_run *run,
                       const int8_t *verdict, json_t *extra) {
   td_err err;
   td_recommender *rec;
-  if (td_rec_new(f, NULL, &rec, &err)) {
+  td_rec_opts ro;
+  td_rec_opts_default(&ro);
+  ro.pairs = a->pairs;
+  if (td_rec_new(f, &ro, &rec, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
     json_decref(extra);
     return 1;
@@ -251,6 +257,7 @@ static int simulate(const args *a, const td_run *run,
   o.k = a->k;
   o.mistakes = a->mistakes;
   o.seed = a->seed;
+  o.rec.pairs = a->pairs;
   td_sim_result r;
   if (td_sim_run(f, noisy, &o, &r, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
