@@ -2,7 +2,9 @@
  * user on real runs (DESIGN §5): cumulative precision after R rounds of K
  * for several shares of mistaken answers, next to the baselines on the same
  * run and K (random choice, DeepDebugger's four-feature ridge, each single
- * score ranked once), and the time of one feedback round (fit + rank).
+ * score ranked once), the time of one feedback round (fit + rank), the
+ * precision per round for simulated users with another intent, and how
+ * often the suggested label is the clean one (docs/suspects.md).
  *
  *   bench_suspects RUN... [--rounds 10] [--k 50] [--seeds 5] [--method M]
  *
@@ -23,6 +25,7 @@ typedef struct variant {
   double blend;
   unsigned features, prior;
   int fixed; /* 1: no cross-validated trust */
+  int pairs; /* 1: the class-pair term (labels given) */
 } variant;
 
 #define DD_FEATURES                                                            \
@@ -35,19 +38,109 @@ typedef struct variant {
 
 static const variant variants[] = {
     {"tardis: prior, ridge when the prior fails (default)", TD_REC_RIDGE, 1.0,
-     0, 0, 0},
-    {"prior, logistic when the prior fails", TD_REC_LOGISTIC, 1.0, 0, 0, 0},
-    {"prior+forgetting, ridge when it fails", TD_REC_RIDGE, 1.0, 0, PRIOR_F, 0},
-    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1},
-    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1},
-    {"logistic alone (all features)", TD_REC_LOGISTIC, -1, 0, 0, 1},
+     0, 0, 0, 0},
+    {"same + pair term and exploration (opt-in)", TD_REC_RIDGE, 1.0, 0, 0, 0,
+     1},
+    {"prior, logistic + pairs when the prior fails", TD_REC_LOGISTIC, 1.0, 0, 0,
+     0, 1},
+    {"prior+forgetting, ridge + pairs when it fails", TD_REC_RIDGE, 1.0, 0,
+     PRIOR_F, 0, 1},
+    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1, 0},
+    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1, 0},
+    {"ridge + pairs alone", TD_REC_RIDGE, -1, 0, 0, 1, 1},
     {"DeepDebugger: 4-feature ridge", TD_REC_RIDGE, -1, DD_FEATURES,
-     DD_FEATURES, 1},
+     DD_FEATURES, 1, 0},
 };
 #define NV (int)(sizeof variants / sizeof variants[0])
 
 static const double mistakes[] = {0, 0.03, 0.05, 0.10};
 #define NM 4
+
+/* Simulated users who want something other than the noisy labels: one
+ * confusion (labelled Shirt, favoured as T-shirt over the early epochs),
+ * samples fitted late (first_fit >= 0.5), and the noisy labels among one
+ * class pair only (labelled Pullover, truly Coat: the class pair nobody
+ * named). Precision of each round of the default recommender. */
+static void intents(const td_sus_features *f, const uint8_t *noisy, int rounds,
+                    int k) {
+  const char *names[] = {"one confusion (label Shirt, early class T-shirt)",
+                         "fitted late (first_fit >= 0.5)",
+                         "noise of one pair (label Pullover, early Coat)"};
+  uint8_t *want = malloc((size_t)f->n);
+  if (!want || !f->labels || f->n_classes != 10) {
+    free(want);
+    return;
+  }
+  printf("\nsimulated users with another intent: precision of each round "
+         "(default recommender, no mistakes)\n\n| intent | wanted |");
+  for (int t = 0; t < rounds; t++)
+    printf(" %d |", t + 1);
+  printf("\n|---|---|");
+  for (int t = 0; t < rounds; t++)
+    printf("---|");
+  printf("\n");
+  for (int u = 0; u < 3; u++) {
+    int64_t nw = 0;
+    for (int64_t i = 0; i < f->n; i++) {
+      const float *x = f->x + i * TD_SUS_FEATURE_COUNT;
+      int e = (int)x[TD_SUS_EARLY_CLASS], y = f->labels[i];
+      want[i] = u == 0   ? y == 6 && e == 0
+                : u == 1 ? x[TD_SUS_FIRST_FIT] >= 0.5f
+                         : noisy[i] && y == 2 && e == 4;
+      nw += want[i];
+    }
+    td_sim_opts o;
+    td_sim_opts_default(&o);
+    o.rounds = rounds;
+    o.k = k;
+    td_sim_result r;
+    td_err err;
+    if (nw == 0 || td_sim_run(f, want, &o, &r, &err))
+      continue;
+    printf("| %s | %lld |", names[u], (long long)nw);
+    for (int t = 0; t < rounds; t++)
+      printf(" %.2f |", r.cum_precision[t] * (t + 1) -
+                            (t ? r.cum_precision[t - 1] * t : 0));
+    printf("\n");
+    td_sim_result_close(&r);
+  }
+  free(want);
+}
+
+/* How often the suggested label is the clean one, for the truly
+ * mislabelled among the prior's top `top`. */
+static void suggestions(const td_run *run, const td_sus_features *f,
+                        const int32_t *truth, const uint8_t *noisy, int top) {
+  td_recommender *rec;
+  td_err err;
+  int8_t *v = malloc((size_t)f->n);
+  int32_t *idx = malloc(sizeof *idx * (size_t)top);
+  td_sus_suggestion *sg = malloc(sizeof *sg * (size_t)top);
+  if (v && idx && sg && !td_rec_new(f, NULL, &rec, &err)) {
+    memset(v, -1, (size_t)f->n);
+    int n = td_rec_next(rec, v, top, idx, NULL, NULL);
+    td_rec_free(rec);
+    double t0 = td_now();
+    if (!td_sus_suggest(run, idx, n, 0, sg, &err)) {
+      int nn = 0, right = 0, model = 0, knn = 0;
+      for (int j = 0; j < n; j++)
+        if (noisy[idx[j]]) {
+          nn++;
+          right += sg[j].label == truth[idx[j]];
+          model += sg[j].model_class == truth[idx[j]];
+          knn += sg[j].knn_class == truth[idx[j]];
+        }
+      printf("\nsuggested labels of the %d truly mislabelled among the "
+             "prior's top %d: clean label suggested %.3f (model alone %.3f, "
+             "neighbours alone %.3f); %.2f s\n",
+             nn, n, nn ? (double)right / nn : 0, nn ? (double)model / nn : 0,
+             nn ? (double)knn / nn : 0, td_now() - t0);
+    }
+  }
+  free(v);
+  free(idx);
+  free(sg);
+}
 
 static int bench_run(const char *dir, const char *method, int rounds, int k,
                      int seeds) {
@@ -113,6 +206,7 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
         o.rec.features = variants[v].features;
         o.rec.prior = variants[v].prior;
         o.rec.adaptive = !variants[v].fixed;
+        o.rec.pairs = variants[v].pairs;
         td_sim_result r;
         if (td_sim_run(&f, noisy, &o, &r, &err)) {
           fprintf(stderr, "bench_suspects: %s\n", err.msg);
@@ -141,11 +235,14 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   }
   printf("| random choice (mean of %d) | %.3f |\n", seeds, rs / seeds);
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++) {
-    if (!f.has_trajectory && j <= TD_SUS_RARITY_ACC)
+    if ((!f.has_trajectory && j <= TD_SUS_RARITY_ACC) ||
+        !td_sus_feature_is_score(j))
       continue;
     td_sim_single(&f, noisy, j, rounds, k, 1, cum);
     printf("| %s | %.3f |\n", td_sus_feature_name(j), cum[rounds - 1]);
   }
+  intents(&f, noisy, rounds, k);
+  suggestions(run, &f, tr, noisy, rounds * k);
   free(cum);
   free(noisy);
   td_sus_features_close(&f);

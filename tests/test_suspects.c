@@ -6,6 +6,7 @@
 #include "harness.h"
 #include "sus_fixture.h"
 #include "tardis/kmeans.h"
+#include "tardis/feedback.h"
 #include "tardis/rng.h"
 #include "tardis/suspects.h"
 
@@ -13,6 +14,7 @@
  * registration in main.c. */
 #include "cli/args.c"
 #include "cli/cmd_suspects.c"
+#include "cli/suspects_session.c"
 
 static char dir_plain[4200], dir_proj[4200], dir_notruth[4200];
 
@@ -411,6 +413,196 @@ static void test_cli(void) {
   CHECK_INT(run_cmd(argv6, 3, msg, sizeof msg), ==, 0);
 }
 
+/* Synthetic features with labels: n samples of 4 classes (label i % 4),
+ * every score column standard normal, early_class = label except for the
+ * samples of `pair` (label a, early class b) and a distracting pair
+ * (3, 0); `decoy` samples look suspicious to the prior (aum, loss,
+ * confidence shifted by 4 sd) while being what the user rejects. */
+static void synth_pairs(td_sus_features *f, int64_t n, const uint8_t *want,
+                        const uint8_t *decoy, int a, int b, uint64_t seed) {
+  synth(f, n, decoy, TD_SUS_AUM, 4.0f, seed);
+  f->labels = malloc(sizeof *f->labels * (size_t)n);
+  f->n_classes = 4;
+  for (int64_t i = 0; i < n; i++) {
+    float *x = f->x + i * TD_SUS_FEATURE_COUNT;
+    f->labels[i] = (int32_t)(i % 4);
+    x[TD_SUS_EARLY_CLASS] = (float)f->labels[i];
+    if (want[i]) {
+      f->labels[i] = a;
+      x[TD_SUS_EARLY_CLASS] = (float)b;
+    } else if (i % 40 == 3) {
+      f->labels[i] = 3;
+      x[TD_SUS_EARLY_CLASS] = 0;
+    }
+    if (decoy[i]) {
+      x[TD_SUS_LOSS] += 4.0f;
+      x[TD_SUS_CONFIDENCE] -= 4.0f;
+    }
+  }
+}
+
+/* Precision of each round of a simulation (from the cumulative). */
+static double round_precision(const td_sim_result *r, int t) {
+  double prev = t ? r->cum_precision[t - 1] * t : 0;
+  return r->cum_precision[t] * (t + 1) - prev;
+}
+
+/* A misleading prior that only feedback can overcome: the prior's top 400
+ * are all rejected, the wanted samples stand out by nothing but their
+ * class pair. The recommender must find the pair through exploration and
+ * then follow it; without the pair term (the recommender not learning from
+ * the feedback) it never leaves the decoys. */
+static void test_recommender_misleading_prior(void) {
+  enum { NS = 6000 };
+  static uint8_t want[NS], decoy[NS];
+  for (int i = 0; i < NS; i++) {
+    want[i] = i % 15 == 5;  /* 400 */
+    decoy[i] = i % 15 == 6; /* 400 */
+  }
+  td_sus_features f;
+  synth_pairs(&f, NS, want, decoy, 1, 2, 21);
+  td_sim_opts o;
+  td_sim_opts_default(&o);
+  o.rec.pairs = 1; /* opt-in */
+  td_sim_result r;
+  td_err err;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(round_precision(&r, 0) < 0.1); /* the prior is wrong */
+  for (int t = 3; t < r.rounds; t++)
+    CHECK(round_precision(&r, t) >= 0.8);
+  CHECK(r.cum_precision[r.rounds - 1] >= 0.6);
+  td_sim_result_close(&r);
+  /* 10 % mistaken answers: still learns */
+  o.mistakes = 0.1;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(r.cum_precision[r.rounds - 1] >= 0.5);
+  td_sim_result_close(&r);
+  o.mistakes = 0;
+  o.rec.pairs = 0;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(r.cum_precision[r.rounds - 1] < 0.2);
+  td_sim_result_close(&r);
+  td_sus_features_close(&f);
+}
+
+/* A user whose intent is not label noise: they want the samples that flip
+ * late (first_fit high), and reject the noisy-looking ones the prior
+ * offers. Once the prior's decoys are through (2.5 rounds) and the
+ * feedback is two-sided, the default recommender follows them. */
+static void test_recommender_user_intent(void) {
+  enum { NS = 5000 };
+  static uint8_t want[NS], decoy[NS];
+  for (int i = 0; i < NS; i++) {
+    want[i] = i % 10 == 1;  /* 500: more than the 10 rounds can take */
+    decoy[i] = i % 40 == 12; /* 125: the prior's first 2.5 rounds */
+  }
+  td_sus_features f;
+  synth_pairs(&f, NS, decoy, decoy, 0, 0, 31); /* no special pair */
+  for (int i = 0; i < NS; i++)
+    if (want[i]) /* a weak trace in the prior, a clear one in first_fit */
+      f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_FIRST_FIT] += 4.0f;
+  for (int i = 0; i < NS; i++)
+    if (want[i] && i % 3 == 0)
+      f.x[i * TD_SUS_FEATURE_COUNT + TD_SUS_LOSS] += 3.0f;
+  td_sim_opts o;
+  td_sim_opts_default(&o);
+  td_sim_result r;
+  td_err err;
+  CHECK_OK(td_sim_run(&f, want, &o, &r, &err), &err);
+  CHECK(round_precision(&r, 0) < 0.3);
+  for (int t = 4; t < r.rounds; t++)
+    CHECK(round_precision(&r, t) >= 0.8);
+  CHECK(r.cum_precision[r.rounds - 1] >= 0.55);
+  td_sim_result_close(&r);
+  td_sus_features_close(&f);
+}
+
+/* Suggested labels: the flipped samples of the fixture keep favouring
+ * their true class, and so do their neighbours' labels. */
+static void test_suggest(void) {
+  td_err err;
+  td_run *run;
+  CHECK_OK(td_run_open(dir_plain, &run, &err), &err);
+  int32_t idx[SF_NOISY + 1];
+  td_sus_suggestion sg[SF_NOISY + 1];
+  for (int i = 0; i <= SF_NOISY; i++)
+    idx[i] = i < SF_NOISY ? i : SF_N - 1; /* and one clean sample */
+  CHECK_OK(td_sus_suggest(run, idx, SF_NOISY + 1, 5, sg, &err), &err);
+  int right = 0;
+  for (int i = 0; i < SF_NOISY; i++) {
+    right += sg[i].label == sf_truth[i];
+    CHECK(sg[i].confidence >= 0 && sg[i].confidence <= 1);
+    CHECK(sg[i].knn_share >= 0 && sg[i].knn_share <= 1);
+  }
+  CHECK_INT(right, >=, SF_NOISY * 9 / 10);
+  CHECK_INT(sg[SF_NOISY].label, ==, sf_labels[SF_N - 1]);
+  idx[0] = SF_N;
+  CHECK_INT(td_sus_suggest(run, idx, 1, 5, sg, &err), ==, TD_EARG);
+  td_run_close(run);
+}
+
+/* Feedback from the command line reaches RUN/tardis.db (the UI's store),
+ * and the export relabels exactly the accepted samples. */
+static void test_cli_session(void) {
+  char msg[2048], a0[] = "suspects", ses[] = "--session", name[] = "pass one",
+                  acc[] = "--accept", al[] = "0,1,2", rej[] = "--reject",
+                  rl[] = "100", nx[] = "--next", ex[] = "--export", dir[4300];
+  snprintf(dir, sizeof dir, "%s/fixed", dir_plain);
+  char *v1[] = {a0, dir_plain, ses, name, acc, al, rej, rl, NULL};
+  CHECK_INT(run_cmd(v1, 8, msg, sizeof msg), ==, 0);
+  td_err err;
+  td_fb *db;
+  CHECK_OK(td_fb_open(dir_plain, &db, &err), &err);
+  td_fb_session *all;
+  int ns;
+  CHECK_OK(td_fb_session_list(db, &all, &ns, &err), &err);
+  CHECK_INT(ns, ==, 1);
+  int64_t id = ns ? all[0].id : 0;
+  CHECK(ns && !strcmp(all[0].name, "pass one"));
+  free(all);
+  int32_t *ix;
+  int64_t n;
+  CHECK_OK(td_fb_list(db, id, 1, &ix, &n, &err), &err);
+  CHECK_INT(n, ==, 3);
+  free(ix);
+  CHECK_OK(td_fb_list(db, id, 0, &ix, &n, &err), &err);
+  CHECK_INT(n, ==, 1);
+  CHECK(n == 1 && ix[0] == 100);
+  free(ix);
+  td_fb_close(db);
+  /* by id, the next batch and the export in one call */
+  char ids[32];
+  snprintf(ids, sizeof ids, "%lld", (long long)id);
+  char *v2[] = {a0, dir_plain, ses, ids, nx, ex, dir, NULL};
+  CHECK_INT(run_cmd(v2, 7, msg, sizeof msg), ==, 0);
+  char p[4400];
+  snprintf(p, sizeof p, "%s/train_labels_fixed.npy", dir);
+  td_array lab;
+  CHECK_OK(td_npy_load(p, &lab, &err), &err);
+  CHECK_INT(lab.shape[0], ==, SF_N);
+  const int32_t *l = lab.data;
+  for (int i = 0; lab.data && i < SF_N; i++)
+    CHECK_INT(l[i], ==, i < 3 ? sf_truth[i] : sf_labels[i]);
+  td_array_close(&lab);
+  snprintf(p, sizeof p, "%s/accepted.npy", dir);
+  CHECK_OK(td_npy_load(p, &lab, &err), &err);
+  CHECK_INT(lab.shape[0], ==, 3);
+  td_array_close(&lab);
+  /* errors */
+  char nos[] = "999", bad[] = "5,x", big[] = "300";
+  char *v3[] = {a0, dir_plain, ses, nos, NULL};
+  CHECK_INT(run_cmd(v3, 4, msg, sizeof msg), ==, 1);
+  CHECK_STR_CONTAINS(msg, "no feedback session 999");
+  char *v4[] = {a0, dir_plain, acc, al, NULL};
+  CHECK_INT(run_cmd(v4, 4, msg, sizeof msg), ==, 2);
+  CHECK_STR_CONTAINS(msg, "need --session");
+  char *v5[] = {a0, dir_plain, ses, ids, acc, bad, NULL};
+  CHECK_INT(run_cmd(v5, 6, msg, sizeof msg), ==, 2);
+  CHECK_STR_CONTAINS(msg, "not a list of training sample");
+  char *v6[] = {a0, dir_plain, ses, ids, rej, big, NULL};
+  CHECK_INT(run_cmd(v6, 6, msg, sizeof msg), ==, 2);
+}
+
 int main(void) {
   td_err err;
   const char *t = td_t_tmpdir("test_suspects");
@@ -432,5 +624,9 @@ int main(void) {
   RUN(test_recommender_one_sided);
   RUN(test_simulation_mistakes);
   RUN(test_cli);
+  RUN(test_recommender_misleading_prior);
+  RUN(test_recommender_user_intent);
+  RUN(test_suggest);
+  RUN(test_cli_session);
   return td_t_finish();
 }

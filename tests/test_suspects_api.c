@@ -120,8 +120,16 @@ static void test_ranking(void) {
     CHECK(json_array_size(json_object_get(it, "why")) >= 1);
     CHECK(json_is_number(
         json_object_get(json_object_get(it, "features"), "aum")));
+    json_t *sg = json_object_get(it, "suggested");
+    CHECK(json_is_integer(json_object_get(sg, "label")));
+    CHECK(json_is_number(json_object_get(sg, "confidence")));
   }
   json_decref(j);
+  /* the fixture records no test representations: the detectors say so */
+  json_decref(get_json("GET", "/api/suspects/ood", NULL, &st));
+  CHECK_INT(st, ==, 404);
+  json_decref(get_json("GET", "/api/suspects/ood?method=nope", NULL, &st));
+  CHECK_INT(st, ==, 400);
   const char *bad[] = {"/api/suspects?k=0", "/api/suspects?k=abc",
                        "/api/suspects?k=1001", "/api/suspects/sessions/abc",
                        "/api/suspects/sessions/0"};

@@ -15,6 +15,14 @@
  *   forgetting          forgetting events (correct → wrong between
  *                       consecutive epochs); never-learned samples get
  *                       max + 1
+ *   early_aum           aum over the first E = ⌈T/4⌉ epochs, before a wide
+ *                       network memorises flipped labels
+ *   first_fit           (t + 1)/T for the last epoch t the sample is not
+ *                       predicted as its label (0: always fitted)
+ *   knn_disagree        share of its 10 nearest training representations at
+ *                       epoch E (among ≤ 10,000 fixed reference rows) whose
+ *                       label differs
+ *   early_class         argmax of the mean softmax over the first E epochs
  *
  * A recommender ranks samples by a prior score (round 0) and, as a user
  * accepts or rejects them, refits a small regularised model on all feedback
@@ -52,8 +60,17 @@ typedef enum {
   TD_SUS_CONFIDENCE,
   TD_SUS_VARIABILITY,
   TD_SUS_FORGETTING,
+  TD_SUS_EARLY_AUM,     /* margin over the first ⌈T/4⌉ epochs (low) */
+  TD_SUS_FIRST_FIT,     /* share of epochs before it is fitted for good */
+  TD_SUS_KNN_DISAGREE,  /* share of 10 representation neighbours (epoch
+                           ⌈T/4⌉) labelled otherwise */
+  TD_SUS_EARLY_CLASS,   /* class favoured over the first ⌈T/4⌉ epochs
+                           (mean softmax); categorical: no ranking feature */
   TD_SUS_FEATURE_COUNT
 } td_sus_feature;
+
+/* 1 for the columns that are values to rank by (all but early_class). */
+int td_sus_feature_is_score(int f);
 
 /* "rarity_pos", "aum", ...; "?" out of range. */
 const char *td_sus_feature_name(int f);
@@ -82,6 +99,8 @@ typedef struct td_sus_features {
   int n_epochs;       /* epochs used for the training dynamics */
   td_sus_clusters fam[TD_SUS_FAM_COUNT];
   uint64_t signature; /* of the inputs; the cache key */
+  int32_t *labels;    /* [n] training labels (owned; NULL: not known) */
+  int n_classes;
 } td_sus_features;
 
 typedef struct td_sus_opts {
@@ -158,6 +177,16 @@ typedef struct td_rec_opts {
    * standardised over all samples); < 0: the fitted model alone */
   double blend;
   double lambda; /* regularisation (1) */
+  /* 1 (opt-in, default 0: it costs precision with mistaken answers on the
+   * 60k asymmetric run, docs/suspects.md; needs the features' labels):
+   * rounds ranked by the fitted
+   * model add a class-pair term learned from the feedback — "labelled a,
+   * behaves like b" — the log-odds of an accept among the judged samples
+   * of the same (label, early_class) pair, shrunk towards the overall
+   * accept rate with `pair_prior` pseudo-counts (5), and give the last
+   * ⌊k/10⌋ places of the round to pairs nobody judged yet (exploration). */
+  int pairs;
+  double pair_prior;
 } td_rec_opts;
 
 void td_rec_opts_default(td_rec_opts *o);
@@ -229,5 +258,110 @@ void td_sim_result_close(td_sim_result *r);
  * choice (seeded). cum[rounds] out. */
 void td_sim_single(const td_sus_features *f, const uint8_t *noisy, int feat,
                    int rounds, int k, uint64_t seed, double *cum);
+
+/* ---- out-of-distribution scores ---------------------------------------- */
+
+/* Detectors of inputs unlike the training set, on one epoch's recorded
+ * representations and logits (docs/suspects.md, "Out-of-distribution"):
+ *
+ *   knn          distance to the k-th nearest training representation, all
+ *                representations L2-normalised first (Sun et al., 2022)
+ *   mahalanobis  min over classes of (x − μ_c)ᵀ Σ⁻¹ (x − μ_c), class means
+ *                by training label and one shared covariance (Lee et al.,
+ *                2018), Σ + 1e-6·tr(Σ)/D·I
+ *   energy       −logsumexp(z) (Liu et al., 2020)
+ *   msp          1 − max softmax (Hendrycks & Gimpel, 2017)
+ *
+ * Every score is high for out-of-distribution. Values are only ever
+ * appended (they reach files). */
+typedef enum {
+  TD_OOD_KNN,
+  TD_OOD_MAHALANOBIS,
+  TD_OOD_ENERGY,
+  TD_OOD_MSP,
+  TD_OOD_COUNT
+} td_ood_method;
+
+/* The detector chosen by measurement (docs/suspects.md). */
+#define TD_OOD_DEFAULT TD_OOD_MAHALANOBIS
+
+/* "knn", "mahalanobis", ...; "?" out of range. */
+const char *td_ood_name(int m);
+/* The method named s, or −1. */
+int td_ood_parse(const char *s);
+
+/* What td_ood_fit keeps of the training representations. */
+typedef struct td_ood_model {
+  int d, c, k;
+  int64_t n_ref;
+  float *ref;    /* [n_ref, d] L2-normalised reference rows */
+  double *mu;    /* [c, d] class means (NaN row: class without samples) */
+  double *chol;  /* [d, d] lower Cholesky factor of the shared covariance */
+  double *wmu;   /* [c, d] L⁻¹ μ_c (whitened means) */
+} td_ood_model;
+
+/* Fits the detectors on the training representations repr[n, d] with their
+ * labels in [0, c); only rows with use[i] != 0 count (use may be NULL: all).
+ * k: the neighbour of the knn score (1 <= k <= rows used, TD_KNN_MAX_K). */
+TD_NODISCARD int td_ood_fit(const float *repr, const int32_t *labels,
+                            const uint8_t *use, int64_t n, int d, int c, int k,
+                            td_ood_model *out, td_err *err);
+void td_ood_close(td_ood_model *m); /* zeroed is fine */
+
+/* Scores m queries with one detector: repr [m, d] (knn, mahalanobis) and
+ * logits [m, c] (energy, msp; either may be NULL when unused) into
+ * score[m]. */
+TD_NODISCARD int td_ood_score(const td_ood_model *mod, int method,
+                              const float *repr, const float *logits,
+                              int64_t m, float *score, td_err *err);
+
+/* The detectors of one recorded epoch, fitted on the training
+ * representations (of the trained classes only, in a continual run) and
+ * applied to the test split and, when recorded, the out-of-distribution set
+ * (`tardis train --ood`). */
+typedef struct td_ood_result {
+  int epoch, k;
+  int64_t m_test, m_ood;          /* m_ood: 0 without an ood set */
+  float *test[TD_OOD_COUNT];      /* [m_test] scores per method (owned) */
+  float *ood[TD_OOD_COUNT];       /* [m_ood] (owned; NULL when m_ood is 0) */
+  uint8_t *left_out;              /* [m_test] 1: a class never trained */
+  int64_t n_left_out;             /* how many (0 when every class trained) */
+} td_ood_result;
+
+/* Runs every detector (mask: bit m = method m; 0 = all) at `epoch` (< 0:
+ * the last recorded) with the knn score's k (0: 50, or the reference size
+ * when smaller). Methods not in the mask leave NULL arrays. Needs the
+ * epoch's train_repr, test_repr and test_logits (TD_ENOENT otherwise). */
+TD_NODISCARD int td_ood_run(const td_run *run, int epoch, int k, unsigned mask,
+                            td_ood_result *out, td_err *err);
+void td_ood_result_close(td_ood_result *r); /* zeroed is fine */
+
+/* Area under the ROC curve of "positive scores higher" (ties count half),
+ * and the share of negatives at or above the threshold that keeps
+ * `recall` of the positives (FPR at 95 % recall: recall = 0.95). */
+double td_auroc(const float *pos, int64_t np, const float *neg, int64_t nn);
+double td_fpr_at_recall(const float *pos, int64_t np, const float *neg,
+                        int64_t nn, double recall);
+
+/* ---- suggested labels ---------------------------------------------------- */
+
+/* What a suspect's label should probably be, and the evidence: the class
+ * the model favours over the first ⌈T/4⌉ epochs (mean softmax, before a
+ * late memorisation of a wrong label hides it) and the class most of its
+ * nearest training samples carry in representation space (last epoch). label = argmax of their mean; confidence = that mean. */
+typedef struct td_sus_suggestion {
+  int32_t label;      /* suggested class (may equal the current label) */
+  float confidence;   /* (mean softmax + neighbour share) / 2, in [0, 1] */
+  int32_t model_class;
+  float model_prob;   /* mean softmax of model_class, early epochs */
+  int32_t knn_class;
+  float knn_share;    /* share of the k neighbours labelled knn_class */
+} td_sus_suggestion;
+
+/* Suggestions for the n training samples idx[n] (knn_k neighbours; 0:
+ * 10). Reads the early epochs' train_logits and the last train_repr. */
+TD_NODISCARD int td_sus_suggest(const td_run *run, const int32_t *idx, int n,
+                                int knn_k, td_sus_suggestion *out,
+                                td_err *err);
 
 #endif

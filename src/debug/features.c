@@ -15,22 +15,29 @@
 #include "tardis/alloc.h"
 #include "tardis/fsutil.h"
 #include "tardis/kmeans.h"
+#include "tardis/knn.h"
 #include "tardis/suspects.h"
 #include "tardis/vis.h"
 
 /* Bumped whenever the features' definition changes, so old caches die. */
-#define FEATURES_VERSION 1
+#define FEATURES_VERSION 2
 
 static const char *const feature_names[TD_SUS_FEATURE_COUNT] = {
-    "rarity_pos", "rarity_vel", "rarity_acc",  "uncertainty", "aum",
-    "loss",       "confidence", "variability", "forgetting"};
+    "rarity_pos", "rarity_vel",   "rarity_acc",  "uncertainty", "aum",
+    "loss",       "confidence",   "variability", "forgetting",  "early_aum",
+    "first_fit",  "knn_disagree", "early_class"};
 
 const char *td_sus_feature_name(int f) {
   return f >= 0 && f < TD_SUS_FEATURE_COUNT ? feature_names[f] : "?";
 }
 
 int td_sus_feature_sign(int f) {
-  return f == TD_SUS_AUM || f == TD_SUS_CONFIDENCE ? -1 : 1;
+  return f == TD_SUS_AUM || f == TD_SUS_CONFIDENCE || f == TD_SUS_EARLY_AUM ? -1
+                                                                            : 1;
+}
+
+int td_sus_feature_is_score(int f) {
+  return f >= 0 && f < TD_SUS_FEATURE_COUNT && f != TD_SUS_EARLY_CLASS;
 }
 
 void td_sus_opts_default(td_sus_opts *o) {
@@ -44,6 +51,7 @@ void td_sus_features_close(td_sus_features *f) {
   if (!f)
     return;
   free(f->x);
+  free(f->labels);
   free(f->traj_epochs);
   for (int i = 0; i < TD_SUS_FAM_COUNT; i++) {
     free(f->fam[i].centroids);
@@ -64,13 +72,16 @@ static float sqdist(const float *a, const float *b, int dim) {
 
 typedef struct dyn_acc {
   double *aum, *loss, *p, *p2;
-  int32_t *forget;
+  double *early_aum, *early_p; /* [n], [n, C] over the first E epochs */
+  int32_t *forget, *last_wrong;
   uint8_t *prev_ok, *ever_ok;
 } dyn_acc;
 
 /* Adds one epoch's logits (and recorded loss, when given). */
 static void dyn_add(dyn_acc *d, const float *z, const float *loss,
-                    const int32_t *y, int64_t n, int C, int first, float *unc) {
+                    const int32_t *y, int64_t n, int C, int t, int early,
+                    float *unc) {
+  int first = t == 0;
   for (int64_t i = 0; i < n; i++) {
     const float *zi = z + i * C;
     int lab = y[i], arg = 0;
@@ -87,6 +98,11 @@ static void dyn_add(dyn_acc *d, const float *z, const float *loss,
     double logp = (double)zi[lab] - (double)zi[arg] - log(s);
     double p = exp(logp);
     d->aum[i] += (double)zi[lab] - (double)other;
+    if (early) {
+      d->early_aum[i] += (double)zi[lab] - (double)other;
+      for (int c = 0; c < C; c++)
+        d->early_p[i * C + c] += exp((double)zi[c] - (double)zi[arg]) / s;
+    }
     d->loss[i] += loss ? (double)loss[i] : -logp;
     d->p[i] += p;
     d->p2[i] += p * p;
@@ -95,9 +111,63 @@ static void dyn_add(dyn_acc *d, const float *z, const float *loss,
       d->forget[i]++;
     d->prev_ok[i] = ok;
     d->ever_ok[i] |= ok;
+    if (!ok)
+      d->last_wrong[i] = t;
     if (unc)
       unc[i] = (float)(1.0 - 1.0 / s);
   }
+}
+
+/* The early window: the first ⌈T/4⌉ epochs. */
+static int early_epochs(int T) { return T < 4 ? 1 : (T + 3) / 4; }
+
+/* knn_disagree: the share of each sample's 10 nearest training
+ * representations at the last epoch of the early window whose label differs
+ * from its own, among a fixed reference of at most 10,000 rows (every
+ * n/10,000-th sample; the sample itself is skipped). */
+static int knn_disagree(const td_run *run, td_sus_features *f, td_err *err) {
+  enum { K = 10, REF_MAX = 10000 };
+  const td_run_meta *m = td_run_get_meta(run);
+  int64_t n = f->n, step = n > REF_MAX ? (n + REF_MAX - 1) / REF_MAX : 1;
+  int64_t nr = (n + step - 1) / step;
+  int d = m->repr_dim, k = nr - 1 < K ? (int)nr - 1 : K;
+  int T = td_run_n_epochs(run);
+  if (k < 1)
+    return TD_OK;
+  td_array r;
+  int rc = td_run_load_f32(run, td_run_epoch_number(run, early_epochs(T) - 1),
+                           "train_repr", &r, err);
+  if (rc)
+    return rc;
+  float *ref = malloc(sizeof *ref * (size_t)nr * (size_t)d);
+  if (!ref) {
+    td_array_close(&r);
+    return td_err_set(err, TD_ENOMEM, "features: out of memory");
+  }
+  const float *x = r.data;
+  for (int64_t j = 0; j < nr; j++)
+    memcpy(ref + j * d, x + j * step * d, sizeof *ref * (size_t)d);
+  td_knn g;
+  rc = td_knn_query_exact(ref, nr, x, n, d, k + 1, &g, err);
+  free(ref);
+  td_array_close(&r);
+  if (rc)
+    return rc;
+  const int32_t *y = td_run_train_labels(run);
+  for (int64_t i = 0; i < n; i++) {
+    int got = 0, other = 0;
+    for (int t = 0; t <= k && got < k; t++) {
+      int64_t nb = (int64_t)g.idx[i * (k + 1) + t] * step;
+      if (nb == i)
+        continue;
+      other += y[nb] != y[i];
+      got++;
+    }
+    f->x[i * TD_SUS_FEATURE_COUNT + TD_SUS_KNN_DISAGREE] =
+        (float)other / (float)got;
+  }
+  td_knn_free(&g);
+  return TD_OK;
 }
 
 static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
@@ -113,13 +183,19 @@ static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
   d.p = calloc((size_t)n, sizeof(double));
   d.p2 = calloc((size_t)n, sizeof(double));
   d.forget = calloc((size_t)n, sizeof(int32_t));
+  d.last_wrong = malloc((size_t)n * sizeof(int32_t));
+  d.early_aum = calloc((size_t)n, sizeof(double));
+  d.early_p = calloc((size_t)n * (size_t)C, sizeof(double));
   d.prev_ok = calloc((size_t)n, 1);
   d.ever_ok = calloc((size_t)n, 1);
   float *unc = malloc((size_t)n * sizeof *unc);
   int rc = TD_OK;
   if (!d.aum || !d.loss || !d.p || !d.p2 || !d.forget || !d.prev_ok ||
-      !d.ever_ok || !unc)
+      !d.ever_ok || !unc || !d.last_wrong || !d.early_aum || !d.early_p)
     rc = td_err_set(err, TD_ENOMEM, "features: out of memory");
+  for (int64_t i = 0; !rc && i < n; i++)
+    d.last_wrong[i] = -1;
+  int E = early_epochs(T);
   const int32_t *y = td_run_train_labels(run);
   for (int t = 0; t < T && !rc; t++) {
     int ep = td_run_epoch_number(run, t);
@@ -132,7 +208,7 @@ static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
         td_run_load_f32(run, ep, "train_loss", &l, NULL) == TD_OK &&
         l.ndim == 1 && l.shape[0] == n && l.dtype == TD_F32)
       lp = l.data;
-    dyn_add(&d, z.data, lp, y, n, C, t == 0, t == T - 1 ? unc : NULL);
+    dyn_add(&d, z.data, lp, y, n, C, t, t < E, t == T - 1 ? unc : NULL);
     td_array_close(&z);
     td_array_close(&l);
   }
@@ -151,6 +227,12 @@ static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
       xi[TD_SUS_VARIABILITY] = (float)sqrt(var > 0 ? var : 0);
       /* Never learned is worse than any number of forgettings. */
       xi[TD_SUS_FORGETTING] = (float)(d.ever_ok[i] ? d.forget[i] : maxf + 1);
+      xi[TD_SUS_EARLY_AUM] = (float)(d.early_aum[i] / E);
+      xi[TD_SUS_FIRST_FIT] = (float)(d.last_wrong[i] + 1) / (float)T;
+      int ec = 0;
+      for (int c = 1; c < C; c++)
+        ec = d.early_p[i * C + c] > d.early_p[i * C + ec] ? c : ec;
+      xi[TD_SUS_EARLY_CLASS] = (float)ec;
     }
     f->n_epochs = T;
   }
@@ -159,6 +241,9 @@ static int dynamics(const td_run *run, td_sus_features *f, td_err *err) {
   free(d.p);
   free(d.p2);
   free(d.forget);
+  free(d.last_wrong);
+  free(d.early_aum);
+  free(d.early_p);
   free(d.prev_ok);
   free(d.ever_ok);
   free(unc);
@@ -382,6 +467,8 @@ int64_t td_sus_abnormal(const td_sus_clusters *c, int64_t n_train,
 
 /* ---- the whole computation ---------------------------------------------- */
 
+static int copy_labels(const td_run *run, td_sus_features *f);
+
 int td_sus_features_compute(const td_run *run, const td_sus_opts *o,
                             td_sus_features *out, char *note, td_err *err) {
   td_sus_opts def;
@@ -398,6 +485,10 @@ int td_sus_features_compute(const td_run *run, const td_sus_opts *o,
   if (!out->x)
     return td_err_set(err, TD_ENOMEM, "features: out of memory");
   int rc = dynamics(run, out, err);
+  if (!rc)
+    rc = knn_disagree(run, out, err);
+  if (!rc && copy_labels(run, out))
+    rc = td_err_set(err, TD_ENOMEM, "features: out of memory");
   if (!rc) {
     pick_method(run, o->method, out->method, note);
     if (out->method[0]) {
@@ -637,6 +728,18 @@ static int cache_read(const td_run *run, const char *method, uint64_t sig,
   return 0;
 }
 
+/* The run's training labels beside the features (the recommender's class
+ * pairs). */
+static int copy_labels(const td_run *run, td_sus_features *f) {
+  const td_run_meta *m = td_run_get_meta(run);
+  f->labels = malloc(sizeof *f->labels * (size_t)(f->n ? f->n : 1));
+  if (!f->labels)
+    return -1;
+  memcpy(f->labels, td_run_train_labels(run), sizeof *f->labels * (size_t)f->n);
+  f->n_classes = m->n_classes;
+  return 0;
+}
+
 int td_sus_features_get(const td_run *run, const td_sus_opts *o,
                         td_sus_features *out, int *from_cache, char *note,
                         td_err *err) {
@@ -660,6 +763,10 @@ int td_sus_features_get(const td_run *run, const td_sus_opts *o,
   if (cache_read(run, method, sig, out) == 0) {
     if (from_cache)
       *from_cache = 1;
+    if (copy_labels(run, out)) {
+      td_sus_features_close(out);
+      return td_err_set(err, TD_ENOMEM, "features: out of memory");
+    }
     return TD_OK;
   }
   td_sus_opts o2 = *o;

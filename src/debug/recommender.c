@@ -20,6 +20,9 @@ struct td_recommender {
   double cov[NF * NF]; /* covariance of z */
   double prior[NF];    /* prior weights on z, unit variance */
   td_rec_opts o;
+  int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
+  int n_pairs, C;
+  double *pair_acc; /* [2 · n_pairs] scratch: accepts, judged */
   /* which arm recommended each sample (0 none, 1 prior, 2 model) */
   uint8_t *src;
   /* scratch of one round */
@@ -34,6 +37,8 @@ void td_rec_opts_default(td_rec_opts *o) {
   o->blend = 1.0;
   o->adaptive = 1;
   o->lambda = 1.0;
+  o->pairs = 0;
+  o->pair_prior = 5.0;
 }
 
 void td_rec_free(td_recommender *r) {
@@ -43,6 +48,8 @@ void td_rec_free(td_recommender *r) {
   free(r->sorted);
   free(r->score);
   free(r->src);
+  free(r->pair);
+  free(r->pair_acc);
   free(r->hs[0]);
   free(r->hi[0]);
   free(r);
@@ -62,6 +69,46 @@ static double quad(const td_recommender *r, const double *w) {
   return s;
 }
 
+/* The (label, early class) pair of every sample, when labels are given. */
+static int make_pairs(td_recommender *r, const td_sus_features *f) {
+  int C = f->n_classes;
+  if (!r->o.pairs || !f->labels || C < 2)
+    return 0;
+  r->C = C;
+  r->n_pairs = C * C;
+  r->pair = malloc(sizeof *r->pair * (size_t)(r->n ? r->n : 1));
+  r->pair_acc = malloc(sizeof *r->pair_acc * 2 * (size_t)r->n_pairs);
+  if (!r->pair || !r->pair_acc)
+    return -1;
+  for (int64_t i = 0; i < r->n; i++) {
+    int y = f->labels[i], e = (int)f->x[i * NF + TD_SUS_EARLY_CLASS];
+    y = y < 0 || y >= C ? 0 : y;
+    e = e < 0 || e >= C ? y : e;
+    r->pair[i] = y * C + e;
+  }
+  return 0;
+}
+
+/* Log-odds of an accept per pair from the feedback, relative to the
+ * overall accept rate and shrunk towards it (pair_prior pseudo-counts):
+ * into pair_acc[p] (the first n_pairs entries) for the ranking. */
+static void pair_scores(td_recommender *r, const int8_t *verdict) {
+  double *acc = r->pair_acc, *tot = r->pair_acc + r->n_pairs, A = 0, J = 0;
+  memset(acc, 0, sizeof *acc * 2 * (size_t)r->n_pairs);
+  for (int64_t i = 0; i < r->n; i++)
+    if (verdict[i] >= 0) {
+      acc[r->pair[i]] += verdict[i] == 1;
+      tot[r->pair[i]]++;
+      A += verdict[i] == 1;
+      J++;
+    }
+  double base = (A + 1) / (J + 2), a0 = r->o.pair_prior;
+  for (int p = 0; p < r->n_pairs; p++) {
+    double q = (acc[p] + a0 * base) / (tot[p] + a0);
+    acc[p] = log(q / (1 - q)) - log(base / (1 - base));
+  }
+}
+
 int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
                td_recommender **out, td_err *err) {
   *out = NULL;
@@ -74,7 +121,8 @@ int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
     td_rec_opts_default(&r->o);
   unsigned avail = 0;
   for (int j = 0; j < NF; j++)
-    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+    if ((f->has_trajectory || j > TD_SUS_RARITY_ACC) &&
+        td_sus_feature_is_score(j))
       avail |= 1u << j;
   unsigned use = r->o.features ? r->o.features & avail : avail;
   for (int j = 0; j < NF; j++)
@@ -112,6 +160,10 @@ int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
       r->sorted[a * n + i] = r->z[i * m + a];
     }
     qsort(r->sorted + a * n, (size_t)n, sizeof(float), cmp_float);
+  }
+  if (make_pairs(r, f)) {
+    td_rec_free(r);
+    return td_err_set(err, TD_ENOMEM, "recommender: out of memory");
   }
   for (int a = 0; a < m; a++)
     for (int b = 0; b <= a; b++) {
@@ -280,6 +332,60 @@ static int heap_sort(top_k *h) {
   return cnt;
 }
 
+/* Exploration, so that feedback reaches more than the fitted model's top:
+ * the last ⌊k/10⌋ places of a model-ranked round go to the best-scored
+ * unjudged sample of each class pair nobody judged yet whose sample is
+ * "labelled a, behaves like b" (a ≠ b), best pairs first, one per pair.
+ * h holds the round's top cnt, best first; returns the new count. */
+static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
+                   top_k *h, int cnt) {
+  int ne = h->k / 10, C = r->C, m = r->m;
+  if (ne < 1 || cnt < h->k)
+    return cnt;
+  const double *tot = r->pair_acc + r->n_pairs;
+  float *best = malloc(sizeof *best * (size_t)r->n_pairs);
+  int32_t *arg = malloc(sizeof *arg * (size_t)r->n_pairs);
+  if (!best || !arg) { /* exploration is optional */
+    free(best);
+    free(arg);
+    return cnt;
+  }
+  for (int p = 0; p < r->n_pairs; p++)
+    arg[p] = -1;
+  for (int64_t i = 0; i < r->n; i++) {
+    int p = r->pair[i];
+    if (verdict[i] >= 0 || tot[p] > 0 || p / C == p % C)
+      continue;
+    float s1 = 0;
+    for (int a = 0; a < m; a++)
+      s1 += uf[a] * r->z[i * m + a];
+    if (arg[p] < 0 || s1 > best[p]) {
+      best[p] = s1;
+      arg[p] = (int32_t)i;
+    }
+  }
+  /* the ne best pairs replace the round's last places (not already in) */
+  for (int e = 0; e < ne; e++) {
+    int bp = -1;
+    for (int p = 0; p < r->n_pairs; p++)
+      if (arg[p] >= 0 && (bp < 0 || best[p] > best[bp]))
+        bp = p;
+    if (bp < 0)
+      break;
+    int in = 0;
+    for (int j = 0; j < cnt && !in; j++)
+      in = h->i[j] == arg[bp];
+    if (!in) {
+      h->i[cnt - ne + e] = arg[bp];
+      h->s[cnt - ne + e] = best[bp];
+    }
+    arg[bp] = -1;
+  }
+  free(best);
+  free(arg);
+  return cnt;
+}
+
 int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
                 float *score, td_rec_info *info) {
   int m = r->m;
@@ -334,12 +440,20 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   int arm = used && !r->o.adaptive;
   if (used && r->o.adaptive)
     arm = (hit[0] + 1) / (tot[0] + 2) < 0.8;
+  /* A failing prior with nothing to fit yet (every pick rejected): the
+   * pair term and exploration still act on the prior's ranking. */
+  if (!used && r->o.adaptive && r->pair && tot[0] > 0 &&
+      (hit[0] + 1) / (tot[0] + 2) < 0.8)
+    arm = 1;
   const double *u = arm ? v : r->prior;
   float *sc = score ? score : r->score;
   top_k h = {r->hs[0], r->hi[0], 0, k};
   float uf[NF];
   for (int a = 0; a < m; a++)
     uf[a] = (float)u[a];
+  int pairs = arm && r->pair;
+  if (pairs)
+    pair_scores(r, verdict);
   for (int64_t i = 0; i < n; i++) {
     if (verdict[i] >= 0)
       continue;
@@ -347,9 +461,13 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     float s1 = 0;
     for (int a = 0; a < m; a++)
       s1 += uf[a] * zi[a];
+    if (pairs)
+      s1 += (float)r->pair_acc[r->pair[i]];
     heap_push(&h, s1, (int32_t)i);
   }
   int cnt = heap_sort(&h);
+  if (pairs)
+    cnt = explore(r, verdict, uf, &h, cnt);
   for (int j = 0; j < cnt; j++) {
     idx[j] = h.i[j];
     sc[j] = h.s[j];

@@ -47,7 +47,8 @@ static json_t *item_json(const td_recommender *rec, const td_sus_features *f,
                   (double)f->x[(int64_t)i * TD_SUS_FEATURE_COUNT + feat[j]],
                   "percentile", pct[j]));
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
-    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+    if ((f->has_trajectory || j > TD_SUS_RARITY_ACC) &&
+        td_sus_feature_is_score(j))
       json_object_set_new(
           vals, td_sus_feature_name(j),
           json_real((double)f->x[(int64_t)i * TD_SUS_FEATURE_COUNT + j]));
@@ -59,7 +60,8 @@ static json_t *item_json(const td_recommender *rec, const td_sus_features *f,
 static json_t *features_info(const td_sus_features *f, const char *note) {
   json_t *names = json_array();
   for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++)
-    if (f->has_trajectory || j > TD_SUS_RARITY_ACC)
+    if ((f->has_trajectory || j > TD_SUS_RARITY_ACC) &&
+        td_sus_feature_is_score(j))
       json_array_append_new(names, json_string(td_sus_feature_name(j)));
   return json_pack("{s:o,s:b,s:s,s:s,s:i}", "names", names, "trajectory",
                    f->has_trajectory, "method", f->method, "note", note,
@@ -84,8 +86,23 @@ static enum MHD_Result reply_ranked(struct MHD_Connection *c, const td_run *run,
   int n = td_rec_next(rec, verdict, k, idx, sc, &info);
   json_t *items = json_array();
   const int32_t *labels = td_run_train_labels(run);
-  for (int j = 0; j < n; j++)
-    json_array_append_new(items, item_json(rec, f, labels, idx[j], sc[j]));
+  /* suggested labels: left out (not an error) when they cannot be made */
+  td_sus_suggestion *sg = malloc(sizeof *sg * (size_t)(n ? n : 1));
+  td_err err;
+  int have_sg = sg && td_sus_suggest(run, idx, n, 0, sg, &err) == TD_OK;
+  for (int j = 0; j < n; j++) {
+    json_t *it = item_json(rec, f, labels, idx[j], sc[j]);
+    if (have_sg)
+      json_object_set_new(
+          it, "suggested",
+          json_pack("{s:i,s:f,s:i,s:f,s:i,s:f}", "label", sg[j].label,
+                    "confidence", (double)sg[j].confidence, "model_class",
+                    sg[j].model_class, "model_prob", (double)sg[j].model_prob,
+                    "knn_class", sg[j].knn_class, "knn_share",
+                    (double)sg[j].knn_share));
+    json_array_append_new(items, it);
+  }
+  free(sg);
   free(idx);
   free(sc);
   json_t *o = extra ? extra : json_object();
@@ -244,11 +261,60 @@ static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
   return res;
 }
 
+/* GET /api/suspects/ood[?method=M][&epoch=E]: one detector's score of
+ * every test and out-of-distribution sample (high = unlike the training
+ * set), with its AUROC per measurable shift. */
+static enum MHD_Result get_ood(struct MHD_Connection *c, const td_run *run) {
+  const char *mv = arg(c, "method"), *ev = arg(c, "epoch");
+  int method = mv ? td_ood_parse(mv) : TD_OOD_DEFAULT;
+  int64_t epoch = -1;
+  if (method < 0)
+    return td__reply_error(c, 400, "bad method '%.32s'", mv);
+  if (ev && (td__parse_i64(ev, &epoch) || epoch < 0 || epoch > INT_MAX))
+    return td__reply_error(c, 400, "bad epoch '%.32s'", ev);
+  td_err err;
+  td_ood_result r;
+  int rc = td_ood_run(run, (int)epoch, 0, 1u << method, &r, &err);
+  if (rc)
+    return td__reply_error(c, rc == TD_ENOENT ? 404 : 500, "%s", err.msg);
+  json_t *test = json_array(), *ood = json_array(), *left = json_array();
+  float *in = malloc(sizeof *in * (size_t)(r.m_test ? r.m_test : 1)),
+        *lo = malloc(sizeof *lo * (size_t)(r.m_test ? r.m_test : 1));
+  int64_t ni = 0, nl = 0;
+  for (int64_t i = 0; i < r.m_test; i++) {
+    float v = r.test[method][i];
+    json_array_append_new(test, json_real((double)v));
+    if (r.left_out[i])
+      json_array_append_new(left, json_integer(i));
+    if (in && lo)
+      *(r.left_out[i] ? &lo[nl++] : &in[ni++]) = v;
+  }
+  for (int64_t i = 0; i < r.m_ood; i++)
+    json_array_append_new(ood, json_real((double)r.ood[method][i]));
+  json_t *au = json_object();
+  if (in && lo && r.m_ood > 0)
+    json_object_set_new(au, "inverted",
+                        json_real(td_auroc(r.ood[method], r.m_ood, in, ni)));
+  if (in && lo && nl > 0)
+    json_object_set_new(au, "left_out_class",
+                        json_real(td_auroc(lo, nl, in, ni)));
+  free(in);
+  free(lo);
+  json_t *o = json_pack("{s:s,s:i,s:i,s:o,s:o,s:o,s:o}", "method",
+                        td_ood_name(method), "epoch", r.epoch, "k", r.k,
+                        "test", test, "ood", ood, "left_out", left, "auroc",
+                        au);
+  td_ood_result_close(&r);
+  return td__reply_json(c, 200, o);
+}
+
 enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
                                  const td_run *run, char **seg, int nseg) {
   td_err err;
   if (nseg == 1) /* no session: the prior's ranking */
     return get_ranking(s, c, run, NULL, 0);
+  if (nseg == 2 && !strcmp(seg[1], "ood"))
+    return get_ood(c, run);
   if (strcmp(seg[1], "sessions") || nseg > 4)
     return td__reply_error(c, 404, "no such route");
   /* A GET never creates RUN/tardis.db: without it there are no sessions,
