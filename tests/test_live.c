@@ -196,8 +196,8 @@ static void test_serve_follow_events(void) {
   CHECK(fd >= 0);
   if (fd >= 0) {
     /* Last-Event-ID 0: the events sent before this client connected too */
-    const char req[] =
-        "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: 0\r\n\r\n";
+    const char req[] = "GET /api/events HTTP/1.1\r\nHost: "
+                       "127.0.0.1\r\nLast-Event-ID: 0\r\n\r\n";
     td_t_send_all(fd, req, sizeof req - 1);
     static char acc[1 << 20];
     size_t len = 0;
@@ -326,15 +326,21 @@ static void test_serve_follow_empty(void) {
   if (fd >= 0) {
     static char acc[1 << 20];
     size_t len = 0;
-    const char run_req[] = "GET /api/run HTTP/1.1\r\nHost: x\r\n\r\n";
-    td_t_send_all(fd, run_req, sizeof run_req - 1);
+    char run_req[128];
+    int rl =
+        snprintf(run_req, sizeof run_req,
+                 "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
+    td_t_send_all(fd, run_req, (size_t)rl);
     CHECK(read_until(fd, acc, sizeof acc, &len, "\"waiting\":true",
                      now_s() + 30));
     CHECK(strstr(acc, " 503 ") && strstr(acc, "Retry-After: 1"));
     close(fd);
     fd = td_t_connect(port);
-    const char req[] = "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n";
-    td_t_send_all(fd, req, sizeof req - 1);
+    char req[128];
+    int ql = snprintf(req, sizeof req,
+                      "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n",
+                      port);
+    td_t_send_all(fd, req, (size_t)ql);
     len = 0;
     snprintf(cmd, sizeof cmd,
              "cd %s && %s train --out e --epochs 2 --limit 600 --quiet "

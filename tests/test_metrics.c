@@ -441,10 +441,10 @@ static void test_territory_fit(void) {
   float conf[4] = {0.05f, 0.5f, 0.9f, 0.9f};
   td_territory t = {
       .res = 2, .x0 = 0, .y0 = 0, .x1 = 2, .y1 = 2, .cls = cls, .conf = conf};
-  float x[8] = {3, 0,     /* class 0, sure */
-                0, 0.1f,  /* class 1, unsure */
-                3, 0,     /* class 0, sure */
-                0, 3};    /* class 1, sure */
+  float x[8] = {3, 0,        /* class 0, sure */
+                0, 0.1f,     /* class 1, unsure */
+                3, 0,        /* class 0, sure */
+                0, 3};       /* class 1, sure */
   float y[8] = {0.5f, 1.5f,  /* white cell of class 0 */
                 1.5f, 1.5f,  /* class 1 */
                 1.5f, 0.5f,  /* class 1: disagrees */

@@ -575,8 +575,8 @@ static void test_static(void) {
   CHECK_STATUS("/assets", 404); /* a directory */
 
   /* A request target that is not a path at all. */
-  const char abs_req[] =
-      "GET /etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  const char abs_req[] = "GET /etc/passwd HTTP/1.1\r\nHost: "
+                         "127.0.0.1\r\nConnection: close\r\n\r\n";
   http_raw(abs_req, sizeof abs_req - 1, &r);
   CHECK_INT(r.status, ==, 404);
   CHECK(!strstr(r.raw, "root:"));
@@ -599,9 +599,10 @@ static void test_hostile(void) {
   td_t_resp_free(&r);
   /* Oversized headers. */
   char *req = malloc(80000);
-  int n = snprintf(req, 80000,
-                   "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: %s\r\n\r\n",
-                   big + 10000);
+  int n =
+      snprintf(req, 80000,
+               "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: %s\r\n\r\n",
+               big + 10000);
   http_raw(req, (size_t)n, &r);
   CHECK(r.closed_early || (r.status >= 400 && r.status < 500));
   td_t_resp_free(&r);
@@ -615,9 +616,10 @@ static void test_hostile(void) {
   CHECK(r.closed_early || r.status == 413);
   td_t_resp_free(&r);
   /* A small POST: no such method here. */
-  n = snprintf(req, 80000,
-               "POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
-               "Connection: close\r\n\r\n{}");
+  n = snprintf(
+      req, 80000,
+      "POST /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
+      "Connection: close\r\n\r\n{}");
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 405);
   CHECK_STR_CONTAINS(r.body, "\"error\"");
@@ -656,9 +658,10 @@ static void test_hostile(void) {
     CHECK(strstr(buf, " 413 ") || strstr(buf, " 400 "));
   }
   /* GET with a body. */
-  n = snprintf(req, 80000,
-               "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
-               "Connection: close\r\n\r\nhello");
+  n = snprintf(
+      req, 80000,
+      "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+      "Connection: close\r\n\r\nhello");
   http_raw(req, (size_t)n, &r);
   CHECK_INT(r.status, ==, 400);
   td_t_resp_free(&r);

@@ -5,8 +5,8 @@
 
 #include "harness.h"
 #include "sus_fixture.h"
-#include "tardis/kmeans.h"
 #include "tardis/feedback.h"
+#include "tardis/kmeans.h"
 #include "tardis/rng.h"
 #include "tardis/suspects.h"
 
@@ -493,7 +493,7 @@ static void test_recommender_user_intent(void) {
   enum { NS = 5000 };
   static uint8_t want[NS], decoy[NS];
   for (int i = 0; i < NS; i++) {
-    want[i] = i % 10 == 1;  /* 500: more than the 10 rounds can take */
+    want[i] = i % 10 == 1;   /* 500: more than the 10 rounds can take */
     decoy[i] = i % 40 == 12; /* 125: the prior's first 2.5 rounds */
   }
   td_sus_features f;

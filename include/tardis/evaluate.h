@@ -20,7 +20,7 @@ typedef struct td_eval_epoch {
   double nn_train[TD_EVAL_NK], nn_test[TD_EVAL_NK]; /* test: NaN if none */
   double boundary_nn15; /* among boundary samples; NaN if fewer than 16 */
   double ppr, inv_conf_diff;
-  double ppr_test;      /* ppr of the test split; NaN if none */
+  double ppr_test; /* ppr of the test split; NaN if none */
   /* td_metric_territory_fit of the training samples on the stored
    * territory; NaN without one */
   double on_boundary, terr_agree, unsure, unsure_area;

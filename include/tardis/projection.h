@@ -3,7 +3,7 @@
  * to representations the classifier head can judge.
  *
  *     td_projection *pj;
- *     td_projection_load("RUN/vis/dvi/epoch_0007", &pj, &err);
+ *     td_projection_load("RUN/vis/dvi/epoch_0007", 128, &pj, &err);
  *     td_projection_encode(pj, repr, n, xy);     // [n, D] -> [n, 2]
  *     td_projection_decode(pj, xy, n, recon);    // [n, 2] -> [n, D]
  *     td_projection_free(pj);

@@ -60,12 +60,12 @@ typedef enum {
   TD_SUS_CONFIDENCE,
   TD_SUS_VARIABILITY,
   TD_SUS_FORGETTING,
-  TD_SUS_EARLY_AUM,     /* margin over the first ⌈T/4⌉ epochs (low) */
-  TD_SUS_FIRST_FIT,     /* share of epochs before it is fitted for good */
-  TD_SUS_KNN_DISAGREE,  /* share of 10 representation neighbours (epoch
-                           ⌈T/4⌉) labelled otherwise */
-  TD_SUS_EARLY_CLASS,   /* class favoured over the first ⌈T/4⌉ epochs
-                           (mean softmax); categorical: no ranking feature */
+  TD_SUS_EARLY_AUM,    /* margin over the first ⌈T/4⌉ epochs (low) */
+  TD_SUS_FIRST_FIT,    /* share of epochs before it is fitted for good */
+  TD_SUS_KNN_DISAGREE, /* share of 10 representation neighbours (epoch
+                          ⌈T/4⌉) labelled otherwise */
+  TD_SUS_EARLY_CLASS,  /* class favoured over the first ⌈T/4⌉ epochs
+                          (mean softmax); categorical: no ranking feature */
   TD_SUS_FEATURE_COUNT
 } td_sus_feature;
 
@@ -294,10 +294,10 @@ int td_ood_parse(const char *s);
 typedef struct td_ood_model {
   int d, c, k;
   int64_t n_ref;
-  float *ref;    /* [n_ref, d] L2-normalised reference rows */
-  double *mu;    /* [c, d] class means (NaN row: class without samples) */
-  double *chol;  /* [d, d] lower Cholesky factor of the shared covariance */
-  double *wmu;   /* [c, d] L⁻¹ μ_c (whitened means) */
+  float *ref;   /* [n_ref, d] L2-normalised reference rows */
+  double *mu;   /* [c, d] class means (NaN row: class without samples) */
+  double *chol; /* [d, d] lower Cholesky factor of the shared covariance */
+  double *wmu;  /* [c, d] L⁻¹ μ_c (whitened means) */
 } td_ood_model;
 
 /* Fits the detectors on the training representations repr[n, d] with their
@@ -312,8 +312,8 @@ void td_ood_close(td_ood_model *m); /* zeroed is fine */
  * logits [m, c] (energy, msp; either may be NULL when unused) into
  * score[m]. */
 TD_NODISCARD int td_ood_score(const td_ood_model *mod, int method,
-                              const float *repr, const float *logits,
-                              int64_t m, float *score, td_err *err);
+                              const float *repr, const float *logits, int64_t m,
+                              float *score, td_err *err);
 
 /* The detectors of one recorded epoch, fitted on the training
  * representations (of the trained classes only, in a continual run) and
@@ -321,11 +321,11 @@ TD_NODISCARD int td_ood_score(const td_ood_model *mod, int method,
  * (`tardis train --ood`). */
 typedef struct td_ood_result {
   int epoch, k;
-  int64_t m_test, m_ood;          /* m_ood: 0 without an ood set */
-  float *test[TD_OOD_COUNT];      /* [m_test] scores per method (owned) */
-  float *ood[TD_OOD_COUNT];       /* [m_ood] (owned; NULL when m_ood is 0) */
-  uint8_t *left_out;              /* [m_test] 1: a class never trained */
-  int64_t n_left_out;             /* how many (0 when every class trained) */
+  int64_t m_test, m_ood;     /* m_ood: 0 without an ood set */
+  float *test[TD_OOD_COUNT]; /* [m_test] scores per method (owned) */
+  float *ood[TD_OOD_COUNT];  /* [m_ood] (owned; NULL when m_ood is 0) */
+  uint8_t *left_out;         /* [m_test] 1: a class never trained */
+  int64_t n_left_out;        /* how many (0 when every class trained) */
 } td_ood_result;
 
 /* Runs every detector (mask: bit m = method m; 0 = all) at `epoch` (< 0:
@@ -348,20 +348,20 @@ double td_fpr_at_recall(const float *pos, int64_t np, const float *neg,
 /* What a suspect's label should probably be, and the evidence: the class
  * the model favours over the first ⌈T/4⌉ epochs (mean softmax, before a
  * late memorisation of a wrong label hides it) and the class most of its
- * nearest training samples carry in representation space (last epoch). label = argmax of their mean; confidence = that mean. */
+ * nearest training samples carry in representation space (last epoch). label =
+ * argmax of their mean; confidence = that mean. */
 typedef struct td_sus_suggestion {
-  int32_t label;      /* suggested class (may equal the current label) */
-  float confidence;   /* (mean softmax + neighbour share) / 2, in [0, 1] */
+  int32_t label;    /* suggested class (may equal the current label) */
+  float confidence; /* (mean softmax + neighbour share) / 2, in [0, 1] */
   int32_t model_class;
-  float model_prob;   /* mean softmax of model_class, early epochs */
+  float model_prob; /* mean softmax of model_class, early epochs */
   int32_t knn_class;
-  float knn_share;    /* share of the k neighbours labelled knn_class */
+  float knn_share; /* share of the k neighbours labelled knn_class */
 } td_sus_suggestion;
 
 /* Suggestions for the n training samples idx[n] (knn_k neighbours; 0:
  * 10). Reads the early epochs' train_logits and the last train_repr. */
 TD_NODISCARD int td_sus_suggest(const td_run *run, const int32_t *idx, int n,
-                                int knn_k, td_sus_suggestion *out,
-                                td_err *err);
+                                int knn_k, td_sus_suggestion *out, td_err *err);
 
 #endif

@@ -122,7 +122,8 @@ typedef struct {
   size_t off;
 } eval_col;
 
-#define EVAL_COL(h, f, field) {h, f, offsetof(td_eval_epoch, field)}
+#define EVAL_COL(h, f, field)                                                  \
+  { h, f, offsetof(td_eval_epoch, field) }
 static const eval_col eval_cols[] = {
     EVAL_COL("nn@10", "%6.3f", nn_train[0]),
     EVAL_COL("nn@15", "%6.3f", nn_train[1]),
@@ -163,9 +164,9 @@ static void print_eval_table(const td_eval_result *r, const char *dir,
     printf("%6d", e->epoch);
     for (size_t c = 0; c < EVAL_NCOLS; c++) {
       printf("  ");
-      print_num(*(const double *)(const void *)((const char *)e +
-                                                eval_cols[c].off),
-                eval_cols[c].fmt);
+      print_num(
+          *(const double *)(const void *)((const char *)e + eval_cols[c].off),
+          eval_cols[c].fmt);
     }
     printf("%s\n",
            td_vis_epoch_is_draft(dir, method, e->epoch) ? "  draft" : "");

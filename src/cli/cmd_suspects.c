@@ -88,11 +88,10 @@ static int parse(int argc, char **argv, args *a, int *status) {
 /* ---- the ranking --------------------------------------------------------- */
 
 static json_t *suggestion_json(const td_sus_suggestion *g) {
-  return json_pack("{s:i,s:f,s:i,s:f,s:i,s:f}", "label", g->label,
-                   "confidence", (double)g->confidence, "model_class",
-                   g->model_class, "model_prob", (double)g->model_prob,
-                   "knn_class", g->knn_class, "knn_share",
-                   (double)g->knn_share);
+  return json_pack("{s:i,s:f,s:i,s:f,s:i,s:f}", "label", g->label, "confidence",
+                   (double)g->confidence, "model_class", g->model_class,
+                   "model_prob", (double)g->model_prob, "knn_class",
+                   g->knn_class, "knn_share", (double)g->knn_share);
 }
 
 static const char *class_name(const td_run_meta *m, int c) {
@@ -506,8 +505,8 @@ static json_t *ood_report(const args *a, const td_run *run) {
              (long long)sh[s].np, (long long)sh[s].nn);
     for (int k = 0; k < TD_OOD_COUNT; k++) {
       double au = td_auroc(sh[s].pos[k], sh[s].np, sh[s].neg[k], sh[s].nn);
-      double fp =
-          td_fpr_at_recall(sh[s].pos[k], sh[s].np, sh[s].neg[k], sh[s].nn, 0.95);
+      double fp = td_fpr_at_recall(sh[s].pos[k], sh[s].np, sh[s].neg[k],
+                                   sh[s].nn, 0.95);
       json_object_set_new(js, td_ood_name(k),
                           json_pack("{s:f,s:f}", "auroc", au, "fpr95", fp));
       if (!a->json)
@@ -522,7 +521,8 @@ static json_t *ood_report(const args *a, const td_run *run) {
     json_t *sc = json_pack("{s:o}", "test",
                            scores_json(r.test[TD_OOD_DEFAULT], r.m_test));
     if (r.m_ood > 0)
-      json_object_set_new(sc, "ood", scores_json(r.ood[TD_OOD_DEFAULT], r.m_ood));
+      json_object_set_new(sc, "ood",
+                          scores_json(r.ood[TD_OOD_DEFAULT], r.m_ood));
     json_object_set_new(o, "scores", sc);
   }
 done:
@@ -543,7 +543,8 @@ static int abnormal_test(const args *a, const td_run *run,
   }
   int ne = td_run_n_epochs(run);
   int ep = a->ood_epoch >= 0 ? a->ood_epoch
-                             : ne ? td_run_epoch_number(run, ne - 1) : 0;
+           : ne              ? td_run_epoch_number(run, ne - 1)
+                             : 0;
   int have_repr = ne > 0 && td_run_has(run, ep, "test_repr");
   if (!f->has_trajectory && !have_repr) {
     fprintf(stderr,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/dataset.h"
 #include "tardis/fsutil.h"
 
@@ -22,7 +23,7 @@ static int load_classes(const char *dir, td_dataset *ds, td_err *err) {
                       "names: a JSON array of strings)",
                       path);
   json_error_t je;
-  json_t *root = json_load_file(path, 0, &je);
+  json_t *root = td__json_load_file(path, 0, &je);
   if (!root)
     return td_err_set(err, TD_EFORMAT, "%s: invalid JSON at line %d: %s", path,
                       je.line, je.text);

@@ -96,7 +96,7 @@ int td_territory_of_view(const td_run *run, const char *method, int epoch,
   td_projection *pj = NULL;
   td_head *head = NULL;
   td_array y = {0};
-  int rc = td_projection_load(dir, &pj, err);
+  int rc = td_projection_load(dir, meta->repr_dim, &pj, err);
   if (!rc)
     rc = td_run_load_head(run, epoch, &head, err);
   if (!rc)

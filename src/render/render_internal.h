@@ -18,10 +18,11 @@ TD_NODISCARD int td__render_write_png(cairo_surface_t *s, td_sink_fn sink,
  * weights leave 0.5·s to black, which turns sure regions dark and swallows
  * the samples drawn on them. Normalising the weights to sum to one keeps the
  * palette's weight and gives DVI's pastel look: colour = k·P + (1 − k)·white
- * with k = 0.62·s ≤ 0.56 (stronger than DVI's 0.5, which washed out). As in DVI, s = 0.9·conf / max conf of the grid, so
- * a young model's unsure territory still shows its classes; the shading
- * never reaches white (s >= 0.12), so "unsure" stays distinct from both
- * the decision line and "no data" (image.c, territory_px). */
+ * with k = 0.62·s ≤ 0.56 (stronger than DVI's 0.5, which washed out). As in
+ * DVI, s = 0.9·conf / max conf of the grid, so a young model's unsure territory
+ * still shows its classes; the shading never reaches white (s >= 0.12), so
+ * "unsure" stays distinct from both the decision line and "no data" (image.c,
+ * territory_px). */
 #define TD__RENDER_TINT 0.62f
 void td__render_shade(int cls, float s, float rgb[3]);
 /* The largest confidence of a territory, at least the boundary threshold. */
@@ -68,7 +69,7 @@ typedef struct td__layout {
   double font, title_h; /* text size; height of the title band */
   double legend_x, pad; /* left edge of the legend; outer margin */
   int n_classes;
-  int test_marker; /* legend explains the test marker */
+  int test_marker;               /* legend explains the test marker */
   int mark_noise, mark_suspects; /* legend explains these marks */
 } td__layout;
 

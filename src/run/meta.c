@@ -253,8 +253,7 @@ static int parse_parent(const json_t *root, const char *path, td_run_meta *m,
   if (rc)
     return rc; /* the message names run.json and the field */
   if (!m->parent[0])
-    return td_err_set(err, TD_EFORMAT, "%s: \"parent\".\"run\" is empty",
-                      path);
+    return td_err_set(err, TD_EFORMAT, "%s: \"parent\".\"run\" is empty", path);
   m->parent_epoch = (int)e;
   return TD_OK;
 }
@@ -373,9 +372,9 @@ json_t *td__meta_to_json(const td_run_meta *m) {
   bad |= json_object_set_new(o, "created", json_string(m->created));
   bad |= td__tasks_to_json(m, o) != 0;
   if (m->parent[0])
-    bad |= json_object_set_new(o, "parent",
-                               json_pack("{s:s, s:i}", "run", m->parent,
-                                         "epoch", m->parent_epoch));
+    bad |= json_object_set_new(
+        o, "parent",
+        json_pack("{s:s, s:i}", "run", m->parent, "epoch", m->parent_epoch));
   if (bad) {
     json_decref(o);
     return NULL;
@@ -407,8 +406,8 @@ json_t *td__run_meta_json(const td_run_meta *m) {
                           : json_null());
   td__tasks_to_json(m, o); /* like the fields above: best effort */
   if (m->parent[0])
-    json_object_set_new(o, "parent",
-                        json_pack("{s:s, s:i}", "run", m->parent, "epoch",
-                                  m->parent_epoch));
+    json_object_set_new(
+        o, "parent",
+        json_pack("{s:s, s:i}", "run", m->parent, "epoch", m->parent_epoch));
   return o;
 }

@@ -113,7 +113,8 @@ int td__run_create_json(const char *dir, const td_run_meta *meta,
   if (!m.producer[0])
     snprintf(m.producer, sizeof m.producer, "%s", TD__RUN_PRODUCER);
   json_t *root = td__meta_to_json(&m);
-  if (root && extra && json_object_update_missing(root, (json_t *)(uintptr_t)extra)) {
+  if (root && extra &&
+      json_object_update_missing(root, (json_t *)(uintptr_t)extra)) {
     json_decref(root);
     root = NULL;
   }

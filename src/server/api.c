@@ -11,8 +11,8 @@
 #include "run/run_json.h"
 #include "server/server_internal.h"
 #include "tardis/fsutil.h"
-#include "tardis/render.h"
 #include "tardis/knn.h"
+#include "tardis/render.h"
 #include "tardis/territory.h"
 #include "tardis/vis.h"
 
@@ -466,8 +466,7 @@ static enum MHD_Result api_territory_png(const req *r, int epoch) {
   void *hit;
   size_t hit_len;
   if (td__png_cache_get(r->s, dir, (int)size, &hit, &hit_len)) {
-    enum MHD_Result res =
-        td__reply_bytes(r->c, 200, hit, hit_len, "image/png");
+    enum MHD_Result res = td__reply_bytes(r->c, 200, hit, hit_len, "image/png");
     free(hit);
     return res;
   }
@@ -674,10 +673,10 @@ static enum MHD_Result api_neighbors(const req *r, const char *itext) {
   for (int a = 0; a < k; a++)
     for (int b = 0; b < k; b++)
       shared += hi_ids[a] == lo_ids[b];
-  json_t *o = json_pack("{s:I, s:s, s:i, s:I, s:o, s:o, s:i}", "index",
-                        (json_int_t)i, "split", split_names[split], "epoch",
-                        epoch, "k", (json_int_t)k, "high", hi, "low", lo,
-                        "shared", shared);
+  json_t *o =
+      json_pack("{s:I, s:s, s:i, s:I, s:o, s:o, s:i}", "index", (json_int_t)i,
+                "split", split_names[split], "epoch", epoch, "k", (json_int_t)k,
+                "high", hi, "low", lo, "shared", shared);
   return td__reply_json(r->c, 200, o);
 }
 

@@ -301,9 +301,8 @@ static enum MHD_Result get_ood(struct MHD_Connection *c, const td_run *run) {
   free(in);
   free(lo);
   json_t *o = json_pack("{s:s,s:i,s:i,s:o,s:o,s:o,s:o}", "method",
-                        td_ood_name(method), "epoch", r.epoch, "k", r.k,
-                        "test", test, "ood", ood, "left_out", left, "auroc",
-                        au);
+                        td_ood_name(method), "epoch", r.epoch, "k", r.k, "test",
+                        test, "ood", ood, "left_out", left, "auroc", au);
   td_ood_result_close(&r);
   return td__reply_json(c, 200, o);
 }

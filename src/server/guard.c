@@ -42,8 +42,7 @@ int td__guard_init(td_server *s, int fd, const char *host, const char *token,
   unsigned char raw[TD__TOKEN_LEN / 2];
   size_t got = token ? sizeof raw : 0;
   if (token && !token_ok(token))
-    return td_err_set(err, TD_EARG, "bad token (%d hex digits)",
-                      TD__TOKEN_LEN);
+    return td_err_set(err, TD_EARG, "bad token (%d hex digits)", TD__TOKEN_LEN);
   if (token)
     memcpy(s->token, token, TD__TOKEN_LEN + 1);
   while (got < sizeof raw) {

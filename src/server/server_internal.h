@@ -163,8 +163,8 @@ void td__cache_clear(td_server *s);
 int td__png_cache_get(td_server *s, const char *dir, int size, void **png,
                       size_t *len);
 /* Keeps a copy of png (the least recently used entry makes room). */
-void td__png_cache_put(td_server *s, const char *dir, int size,
-                       const void *png, size_t len);
+void td__png_cache_put(td_server *s, const char *dir, int size, const void *png,
+                       size_t len);
 void td__png_cache_clear(td_server *s);
 
 /* ---- API (api.c), static files and events (server.c) ---- */

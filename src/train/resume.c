@@ -2,6 +2,7 @@
  * (run.json's "train", each epoch's model/ and trainer/), and the selection
  * of samples to train on. docs/run-format.md describes the files. */
 #include "train/resume.h"
+#include "core/json_file.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -29,7 +30,7 @@ static int open_source(const char *dir, td_train_opts *o, td__cont *c,
     return rc ? rc
               : td_err_set(err, TD_EIO, "%s: cannot resolve the path", dir);
   json_error_t je;
-  c->root = json_load_file(path, 0, &je);
+  c->root = td__json_load_file(path, 0, &je);
   if (!c->root)
     return td_err_set(err, TD_EFORMAT, "%s: invalid JSON at line %d: %s", path,
                       je.line, je.text);
@@ -223,7 +224,7 @@ int td__state_load(const char *dir, const char *optimizer, td_rng *rng,
   if (rc)
     return rc;
   json_error_t je;
-  json_t *j = json_load_file(path, 0, &je);
+  json_t *j = td__json_load_file(path, 0, &je);
   if (!j)
     return td_err_set(err, TD_EFORMAT, "%s: %s", path, je.text);
   json_t *r = json_object_get(j, "rng"), *st = json_object_get(j, "steps");

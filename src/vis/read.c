@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/fsutil.h"
 #include "tardis/vis.h"
 
@@ -137,7 +138,7 @@ int td_vis_epoch_is_draft(const char *run_dir, const char *method, int epoch) {
   if (td_vis_epoch_path(run_dir, method, epoch, "projection.json", p, sizeof p,
                         NULL) != TD_OK)
     return 0;
-  json_t *j = json_load_file(p, 0, NULL);
+  json_t *j = td__json_load_file(p, 0, NULL);
   int draft = json_is_true(json_object_get(j, TD_VIS_DRAFT_KEY));
   json_decref(j);
   return draft;
