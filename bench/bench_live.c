@@ -171,10 +171,13 @@ static int sse_connect(int port) {
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  static const char req[] = "GET /api/events HTTP/1.1\r\nHost: bench\r\n\r\n";
+  /* the server answers only a loopback Host naming its port */
+  char req[96];
+  int len =
+      snprintf(req, sizeof req,
+               "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      send(fd, req, sizeof req - 1, MSG_NOSIGNAL) !=
-          (ssize_t)(sizeof req - 1)) {
+      send(fd, req, (size_t)len, MSG_NOSIGNAL) != (ssize_t)len) {
     close(fd);
     return -1;
   }
