@@ -90,7 +90,7 @@ export async function liveChecks({ browser, outDir, check, expect }) {
     await check('live: stepping by hand turns it off; the chosen epoch stays while epochs arrive', async () => {
       const before = await epochsOnPage();
       await page.locator('#epoch-slider').fill('0');
-      await wait(() => window.tardis.settled(), null, 10000);
+      await wait(() => window.tardis.settled(), null, 30000);
       expect(!(await page.isChecked('#follow')) && !(await T(() => window.tardis.following())), 'live still on');
       const chosen = await T(() => window.tardis.displayedEpoch());
       expect(chosen === before[0], `shows ${chosen}, chose ${before[0]}`);
@@ -113,11 +113,21 @@ export async function liveChecks({ browser, outDir, check, expect }) {
 
     await check('live: turning it on again jumps to the newest epoch', async () => {
       await page.locator('#follow').check();
-      await wait((n) => window.tardis.displayedEpoch() === n && window.tardis.settled(), EPOCHS, 10000);
+      await wait((n) => window.tardis.displayedEpoch() === n && window.tardis.settled(), EPOCHS, 30000);
       expect(await T(() => window.tardis.following()), 'live off');
     });
 
     await check('live: the page holds the final projection of every epoch (redrawn drafts reloaded)', async () => {
+      // Once the server has drawn every epoch and redone its drafts (already so
+      // unless the check before failed early).
+      const until = Date.now() + 90000;
+      for (;;) {
+        const r = await (await fetch(new URL('api/run', base))).json();
+        const ep = await (await fetch(new URL('api/epochs', base))).json();
+        if (r.finished && r.projecting === null && ep.epochs.length === EPOCHS && ep.epochs.every((e) => e.projected && !e.draft)) break;
+        expect(Date.now() < until, 'the server did not draw every epoch in 90 s');
+        await page.waitForTimeout(250);
+      }
       const method = (await (await fetch(new URL('api/epochs', base))).json()).method;
       const deadline = Date.now() + 20000;
       let stale = [];
@@ -125,6 +135,9 @@ export async function liveChecks({ browser, outDir, check, expect }) {
         stale = [];
         for (let e = 1; e <= EPOCHS; e++) {
           const r = await fetch(new URL(`api/epochs/${e}/embedding?split=train&method=${method}`, base));
+          // 503 + Retry-After: the server is redrawing it; ask again.
+          if (r.status === 503 && r.headers.get('retry-after')) { await r.arrayBuffer(); stale.push(e); continue; }
+          expect(r.ok, `epoch ${e} embedding: HTTP ${r.status}`);
           const srv = new Float32Array(await r.arrayBuffer());
           const same = await T(([ep, xs]) => {
             const d = window.tardis.state.data.get(ep);

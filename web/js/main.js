@@ -157,6 +157,8 @@ async function refreshEpochs() {
   S.quality = r.epochs.some((x) => x.quality) ? await api.quality().catch(() => null) : null;
   const before = S.epochs.length ? dispEpoch() : null;
   const beforeIdx = dispIdx();
+  // The epoch the view is moving to (the one chosen by hand, mid-motion).
+  const aimed = S.epochs.length ? S.epochs[Math.round(S.target)] : null;
   const wasAtEnd = S.epochs.length === 0 || S.target >= S.epochs.length - 1;
   S.epochs = r.epochs.filter((x) => x.projected).map((x) => x.epoch);
   S.drafts = new Set(r.epochs.filter((x) => x.projected && x.draft).map((x) => x.epoch));
@@ -166,14 +168,16 @@ async function refreshEpochs() {
   if (before === null) {
     S.tpos = S.target = Math.max(0, S.epochs.length - 1); // first projection(s): open on the newest
   } else {
-    const k = S.epochs.indexOf(before);
+    const k = S.epochs.indexOf(before), kAimed = S.epochs.indexOf(aimed);
     // With the live toggle, it decides; without it, follow when the newest was on screen.
     const follow = S.liveAvail ? S.follow : wasAtEnd && !S.playing;
-    // The same epoch stays on screen (back-filled ones may go before it); when
-    // following, the motion under way goes on from there to the newest.
-    if (k >= 0 && !follow) S.tpos = S.target = k;
-    else if (k >= 0) S.tpos = Math.max(0, S.tpos + k - beforeIdx);
+    // The same epochs stay on screen and aimed at (back-filled ones may go
+    // before them): a motion under way goes on from where it is, to the
+    // newest when following, else to the epoch it was going to.
+    if (k >= 0) S.tpos = Math.max(0, S.tpos + k - beforeIdx);
     if (follow && S.epochs.length) S.target = S.epochs.length - 1;
+    else if (kAimed >= 0) S.target = S.playing ? Math.round(S.tpos) : kAimed;
+    else if (k >= 0) S.target = k;
   }
   renderCharts();
   renderQuality();
