@@ -77,6 +77,18 @@ typedef struct td_train_opts {
    * indices (int32 or int64 [K]); each epoch trains on them only, records
    * all samples, and which ones it trained on (trained.npy). */
   const char *select;
+  /* The same from memory (select NULL): n_select_idx distinct indices, kept
+   * in the run as RUN/select.npy, which run.json's "select" then names (so
+   * --resume finds them); with --resume they replace the run's selection
+   * from the next epoch on (tardis repair's rounds). */
+  const int32_t *select_idx;
+  int64_t n_select_idx;
+  /* A pool held out of training (docs/run-format.md#pools): per label, a
+   * fraction `pool` of the training samples is kept out (RUN/pool.npy), and
+   * class_fraction ("L:F,...", NULL: none) trains on only a fraction F of
+   * label L's other samples (starved labels); drawn from the seed. */
+  double pool;
+  const char *class_fraction;
   /* Continuing: resume = a run written by td_train, continued from its last
    * checkpoint up to `epochs` (0: the run's own) with the options, optimiser
    * state and random streams it was trained with (the options above other

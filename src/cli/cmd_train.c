@@ -160,6 +160,13 @@ int td_cmd_train(int argc, char **argv) {
       TD_OPT_STRING("select", &o.select, "IDX.npy",
                     "train only on these training samples (int32/int64\n"
                     "indices); every epoch still records all of them"),
+      TD_OPT_DOUBLE("pool", &o.pool, 0, 1, TD_ARG_LT, "F",
+                    "keep a fraction F of each label's training samples\n"
+                    "out of training as a pool (RUN/pool.npy) that\n"
+                    "tardis repair may draw from"),
+      TD_OPT_STRING("class-fraction", &o.class_fraction, "L:F,..",
+                    "train on only a fraction F of label L's samples\n"
+                    "(starved labels: a model that underfits them)"),
       TD_OPT_STRING("name", &o.name, "TEXT", "a name for the run"),
       TD_OPT_FLAG("force", &o.force,
                   "replace an existing run at --out (kept until\n"

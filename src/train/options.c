@@ -44,6 +44,8 @@ json_t *td__train_opts_json(const td_train_opts *o) {
   json_object_set_new(j, "epochs_per_task", json_integer(o->epochs_per_task));
   json_object_set_new(j, "replay", json_integer(o->replay));
   json_object_set_new(j, "select", str_or_null(o->select));
+  json_object_set_new(j, "pool", json_real(o->pool));
+  json_object_set_new(j, "class_fraction", str_or_null(o->class_fraction));
   json_object_set_new(j, "save_model", json_boolean(o->save_model));
   json_object_set_new(j, "threads", json_integer(td_threads()));
   return j;
@@ -134,6 +136,10 @@ int td__train_opts_from_json(const json_t *root, const char *path,
   rd_int(&r, "replay", 0, INT64_MAX, &o->replay);
   rd_str_null(&r, "select", &o->select);
   const json_t *sm = get(&r, "save_model", is_bool, "true or false");
+  if (json_object_get(r.t, "pool")) /* optional: runs before pools */
+    rd_num(&r, "pool", &o->pool);
+  if (json_object_get(r.t, "class_fraction"))
+    rd_str_null(&r, "class_fraction", &o->class_fraction);
   int64_t threads = 0; /* optional: all CPUs when absent */
   if (json_object_get(r.t, "threads"))
     rd_int(&r, "threads", 0, 4096, &threads);

@@ -92,6 +92,8 @@ int td__resume_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
                       in->resume, c->epoch);
   o->out = in->resume;
   o->force = 0;
+  o->select_idx = in->select_idx; /* a new selection from now on */
+  o->n_select_idx = in->n_select_idx;
   o->resume = in->resume;
   o->from = NULL;
   if (in->threads > 0) /* else the run's own: the same bytes as before */

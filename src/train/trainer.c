@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "run/run_json.h"
 #include "tardis/fsutil.h"
@@ -21,6 +22,7 @@
 #include "train/continual.h"
 #include "train/model.h"
 #include "train/options.h"
+#include "train/pool.h"
 #include "train/resume.h"
 
 #define RECORD_CHUNK 1024
@@ -614,6 +616,14 @@ static int check_opts(const td_train_opts *o, td_err *err) {
     return td_err_set(err, TD_EARG,
                       "--select and --tasks both choose the samples to train "
                       "on: give one");
+  if ((o->pool > 0 || o->class_fraction) &&
+      (o->select || o->select_idx || o->tasks || o->from))
+    return td_err_set(err, TD_EARG,
+                      "--pool and --class-fraction choose the samples to "
+                      "train on: not with --select, --tasks or --from");
+  if (!(o->pool >= 0 && o->pool < 1))
+    return td_err_set(err, TD_EARG, "--pool %g: expected a fraction in [0, 1)",
+                      o->pool);
   if ((o->resume || o->from) && !o->out)
     return td_err_set(err, TD_EARG, "--resume and --from need a run to write");
   if ((o->epochs < 1 && !o->tasks) || o->epochs < 0 || o->batch < 1 ||
@@ -781,6 +791,40 @@ static int recorder_state_alloc(recorder *r, const td_train_opts *o,
   return TD_OK;
 }
 
+/* Where an in-memory selection is kept: RUN/select.npy, absolute (run.json
+ * names it for --resume, which may run from elsewhere). */
+static int select_path(td_train_opts *o, char *buf, td_err *err) {
+  char cwd[TD_PATH_MAX];
+  if (o->out[0] != '/' && !getcwd(cwd, sizeof cwd))
+    return td_err_set(err, TD_EIO, "cannot read the working directory");
+  int rc = o->out[0] == '/'
+               ? td_pathf(buf, TD_PATH_MAX, err, "%s/select.npy", o->out)
+               : td_pathf(buf, TD_PATH_MAX, err, "%s/%s/select.npy", cwd,
+                          o->out);
+  if (!rc)
+    o->select = buf;
+  return rc;
+}
+
+/* The samples of a run that chose them: RUN/pool.npy (a new run with a
+ * pool) and RUN/select.npy (an in-memory selection, rewritten by each
+ * --resume that brings one). */
+static int write_samples(const td_train_opts *o, const int32_t *sel,
+                         int64_t n_sel, const int32_t *pool, int64_t n_pool,
+                         td_err *err) {
+  td_array a;
+  int rc = TD_OK;
+  if (n_pool && !o->resume) {
+    td_array_wrap(&a, TD_I32, 1, &n_pool, (void *)(uintptr_t)pool);
+    rc = td_run_write_array(o->out, "pool", &a, err);
+  }
+  if (!rc && o->select_idx) {
+    td_array_wrap(&a, TD_I32, 1, &n_sel, (void *)(uintptr_t)sel);
+    rc = td_run_write_array(o->out, "select", &a, err);
+  }
+  return rc;
+}
+
 static int train_body(const td_train_opts *o, td_train_result *res,
                       td_err *err) {
   memset(res, 0, sizeof *res);
@@ -809,15 +853,22 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   recorder rec = {0};
   td_rng rng;
   int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy), *sel = NULL;
-  int64_t n_sel = 0;
+  int32_t *pool_idx = NULL;
+  int64_t n_sel = 0, n_pool = 0;
+  char sel_path[TD_PATH_MAX];
   float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
   split_eval *evs[3] = {&rec.ev_train, &rec.ev_test, &rec.ev_ood};
   int with_ood = o->ood && o->out;
   if ((rc = td__augment_parse(o->augment, &s.aug, err)) ||
       (rc = make_net(o, &cont, &tr, &s.net, &rng, err)) ||
       (rc = make_optim(o, &cont, s.net, &rng, &s.opt, err)) ||
-      (o->select && (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))))
+      (o->select_idx && (rc = td__select_copy(o->select_idx, o->n_select_idx,
+                                              tr.n, &sel, err))) ||
+      (o->select && !o->select_idx &&
+       (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))))
     goto done;
+  if (o->select_idx)
+    n_sel = o->n_select_idx;
   const int D = td__model_repr_dim(s.net);
   s.ws = td_net_ws_new(s.net, o->batch);
   s.xb = malloc((size_t)o->batch * in * sizeof(float));
@@ -858,6 +909,12 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   res->n_flipped = flipped;
   if (o->tasks && (rc = setup_tasks(&opts, &cl, &rec, noisy, tr.n, C, err)))
     goto done;
+  if ((o->pool > 0 || o->class_fraction) &&
+      (rc = td__pool_split(noisy, tr.n, C, o->pool, o->class_fraction, o->seed,
+                           &sel, &n_sel, &pool_idx, &n_pool, err)))
+    goto done;
+  if (o->select_idx && o->out && (rc = select_path(&opts, sel_path, err)))
+    goto done;
   if (o->resume && o->epochs <= cont.epoch) {
     rc = td_err_set(err, TD_EARG,
                     "%s has %d epochs already: nothing to continue", o->out,
@@ -869,6 +926,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
                              err)))
     goto done;
   if (with_ood && !o->resume && (rc = write_ood_inputs(o->out, &te, xood, err)))
+    goto done;
+  if (o->out && (rc = write_samples(o, sel, n_sel, pool_idx, n_pool, err)))
     goto done;
   /* A resumed run is being written again: followers wait for its end. */
   if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
@@ -969,6 +1028,7 @@ done:
   train_state_free(&s);
   free(noisy);
   free(sel);
+  free(pool_idx);
   free(xtr);
   free(xte);
   td_dataset_close(&tr);
