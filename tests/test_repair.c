@@ -10,6 +10,8 @@
 #include "harness.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
+#include "tardis/repair.h"
+#include "tardis/rng.h"
 #include "tardis/run.h"
 #include "train/pool.h"
 
@@ -172,6 +174,194 @@ static void test_train_pool_refusals(void) {
   CHECK_INT(tardis(out, args), ==, 2);
 }
 
+/* Loads a float32 array into a malloc'd copy with its element count. */
+static float *load_f32(const char *path, int64_t *n) {
+  td_array a;
+  td_err err = {0};
+  if (td_npy_load(path, &a, &err) != TD_OK)
+    return NULL;
+  float *v = NULL;
+  if (a.dtype == TD_F32 && (v = malloc(a.nbytes ? a.nbytes : 1))) {
+    memcpy(v, a.data, a.nbytes);
+    *n = (int64_t)(a.nbytes / 4);
+  }
+  td_array_close(&a);
+  return v;
+}
+
+/* The planted bug: the starved labels 0 and 6 are flagged, a label trained
+ * on its full share (1, trousers, the easiest) is not. theta 0.8: a short
+ * run on 3,000 samples fits the hard labels (shirts, coats) to ~0.85 only. */
+static void test_diagnose_planted_bug(void) {
+  td_diagnose_opts o;
+  td_diagnose_opts_default(&o);
+  o.theta = 0.8;
+  td_diagnosis *d = NULL;
+  td_err err = {0};
+  CHECK_OK(td_diagnose(buggy, &o, &d, &err), &err);
+  if (!d)
+    return;
+  CHECK_INT(d->epoch, ==, 6);
+  CHECK(d->labels[0].verdict != TD_VERDICT_HEALTHY);
+  CHECK(d->labels[6].verdict != TD_VERDICT_HEALTHY);
+  CHECK_INT(d->labels[1].verdict, ==, TD_VERDICT_HEALTHY);
+  CHECK_INT(d->labels[0].n_train, <, 30);
+  CHECK(d->labels[0].test_acc < 0.3 && d->labels[1].test_acc > 0.85);
+  int64_t row = 0;
+  for (int j = 0; j < 10; j++)
+    row += d->confusion[j];
+  CHECK_INT(row, ==, d->labels[0].n_test);
+  /* probes on both hidden layers of the MLP; heat maps at one of them */
+  CHECK_INT(d->n_probes, ==, 2);
+  CHECK(d->layer == 0 || d->layer == 1);
+  CHECK(d->probes[1].test_acc > 0.5);
+  CHECK_INT(d->has_model, ==, 1);
+  td_diagnosis_free(d);
+  /* through the command: the files, the JSON */
+  char out[4200], args[9000], path[4400];
+  snprintf(out, sizeof out, "%s/diag.txt", dir);
+  snprintf(args, sizeof args, "diagnose '%s' --json --theta 0.8", buggy);
+  CHECK_INT(tardis(out, args), ==, 0);
+  char *txt = slurp(out);
+  json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
+  CHECK(j != NULL);
+  json_t *l0 = json_array_get(json_object_get(j, "labels"), 0);
+  CHECK(strcmp(json_string_value(json_object_get(l0, "verdict")), "healthy"));
+  json_decref(j);
+  free(txt);
+  static const char *const files[] = {"diagnosis.json", "dhm_under.npy",
+                                      "dhm_under.png", "hm_correct.png",
+                                      "probe_w.npy"};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    snprintf(path, sizeof path, "%s/diagnosis/epoch_0006/%s", buggy, files[i]);
+    CHECK(td_path_exists(path));
+  }
+}
+
+/* td_heatmap against the definition, on random data. */
+static void test_heatmap_naive(void) {
+  enum { N = 200, DIM = 7, C = 3 };
+  float f[N * DIM], w[C * DIM], out[C * DIM];
+  int32_t mem[N];
+  td_rng r;
+  td_rng_seed(&r, 5);
+  for (int i = 0; i < N * DIM; i++)
+    f[i] = td_rng_normal(&r);
+  for (int i = 0; i < C * DIM; i++)
+    w[i] = td_rng_normal(&r);
+  for (int i = 0; i < N; i++)
+    mem[i] = (int32_t)td_rng_below(&r, C + 1) - 1; /* -1: in no set */
+  mem[0] = 2;
+  td_heatmap(f, N, DIM, w, C, mem, out);
+  double worst = 0;
+  for (int l = 0; l < C; l++)
+    for (int j = 0; j < DIM; j++) {
+      double s = 0;
+      int n = 0;
+      for (int i = 0; i < N; i++)
+        if (mem[i] == l)
+          s += (double)f[i * DIM + j] * (double)w[l * DIM + j], n++;
+      double want = n ? s / n : 0;
+      double e = fabs(want - (double)out[l * DIM + j]);
+      worst = e > worst ? e : worst;
+    }
+  CHECK_NEAR(worst, 0, 1e-5);
+}
+
+/* The written hm_correct.npy at the representation (layer -1 = the recorded
+ * train_repr.npy) against a naive computation from the run's own files. */
+static void test_heatmap_files(void) {
+  char out[4200], args[9000], path[4400];
+  snprintf(out, sizeof out, "%s/diag_repr.txt", dir);
+  snprintf(args, sizeof args, "diagnose '%s' --layer -1 --epoch 5", buggy);
+  CHECK_INT(tardis(out, args), ==, 0);
+  int64_t nr = 0, nz = 0, nw = 0, nh = 0, nt = 0, ny = 0;
+  snprintf(path, sizeof path, "%s/epochs/0005/train_repr.npy", buggy);
+  float *repr = load_f32(path, &nr);
+  snprintf(path, sizeof path, "%s/epochs/0005/train_logits.npy", buggy);
+  float *z = load_f32(path, &nz);
+  snprintf(path, sizeof path, "%s/diagnosis/epoch_0005/probe_w.npy", buggy);
+  float *w = load_f32(path, &nw);
+  snprintf(path, sizeof path, "%s/diagnosis/epoch_0005/hm_correct.npy", buggy);
+  float *hm = load_f32(path, &nh);
+  snprintf(path, sizeof path, "%s/epochs/0005/trained.npy", buggy);
+  int32_t *tr = load_i32(path, &nt);
+  snprintf(path, sizeof path, "%s/train_labels.npy", buggy);
+  int32_t *y = load_i32(path, &ny);
+  CHECK(repr && z && w && hm && tr && y);
+  if (repr && z && w && hm && tr && y) {
+    int D = 128, C = 10;
+    CHECK_INT(nh, ==, C * D);
+    double sum[10][128] = {{0}}, worst = 0, scale = 0;
+    int cnt[10] = {0};
+    for (int64_t k = 0; k < nt; k++) {
+      int i = tr[k], best = 0;
+      for (int c = 1; c < C; c++)
+        best = z[i * C + c] > z[i * C + best] ? c : best;
+      if (best != y[i])
+        continue;
+      cnt[best]++;
+      for (int j = 0; j < D; j++)
+        sum[best][j] += (double)repr[(int64_t)i * D + j];
+    }
+    for (int l = 0; l < C; l++)
+      for (int j = 0; j < D; j++) {
+        double want = cnt[l] ? sum[l][j] / cnt[l] * (double)w[l * D + j] : 0.0;
+        double e = fabs(want - (double)hm[l * D + j]);
+        worst = e > worst ? e : worst;
+        scale = fabs(want) > scale ? fabs(want) : scale;
+      }
+    CHECK(scale > 0);
+    CHECK_NEAR(worst / scale, 0, 1e-3);
+  }
+  free(repr);
+  free(z);
+  free(w);
+  free(hm);
+  free(tr);
+  free(y);
+}
+
+/* A run without checkpoints (as recorded from PyTorch): per-label metrics,
+ * heat maps at the representation with the head as the probe. */
+static void test_diagnose_no_model(void) {
+  char out[4200], args[9000], run[4300];
+  snprintf(run, sizeof run, "%s/nomodel", dir);
+  snprintf(out, sizeof out, "%s/nomodel.txt", dir);
+  snprintf(args, sizeof args,
+           "train --out '%s' --limit 1200 --epochs 2 --no-model --quiet", run);
+  CHECK_INT(tardis(out, args), ==, 0);
+  td_diagnose_opts o;
+  td_diagnose_opts_default(&o);
+  td_diagnosis *d = NULL;
+  td_err err = {0};
+  CHECK_OK(td_diagnose(run, &o, &d, &err), &err);
+  if (!d)
+    return;
+  CHECK_INT(d->has_model, ==, 0);
+  CHECK_INT(d->layer, ==, -1);
+  CHECK_INT(d->dim, ==, 128);
+  CHECK_NEAR(d->probes[0].test_acc, d->test_acc, 0);
+  td_diagnosis_free(d);
+}
+
+static void test_diagnose_errors(void) {
+  char out[4200], args[9000];
+  snprintf(out, sizeof out, "%s/derr.txt", dir);
+  snprintf(args, sizeof args, "diagnose '%s' --epoch 99", buggy);
+  CHECK_INT(tardis(out, args), ==, 1);
+  char *txt = slurp(out);
+  CHECK(txt && strstr(txt, "has no epoch 99 (recorded: 1 to 6)"));
+  free(txt);
+  snprintf(args, sizeof args, "diagnose '%s/nothing'", dir);
+  CHECK_INT(tardis(out, args), ==, 1);
+  snprintf(args, sizeof args, "diagnose '%s' --layer 7", buggy);
+  CHECK_INT(tardis(out, args), ==, 1);
+  txt = slurp(out);
+  CHECK(txt && strstr(txt, "hidden layers are 0 to 1"));
+  free(txt);
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -183,5 +373,10 @@ int main(void) {
   RUN(test_pool_split);
   RUN(test_train_pool);
   RUN(test_train_pool_refusals);
+  RUN(test_heatmap_naive);
+  RUN(test_diagnose_planted_bug);
+  RUN(test_heatmap_files);
+  RUN(test_diagnose_no_model);
+  RUN(test_diagnose_errors);
   return td_t_finish();
 }

@@ -15,6 +15,8 @@ int td_cmd_serve(int argc, char **argv);
 int td_cmd_suspects(int argc, char **argv);
 int td_cmd_alerts(int argc, char **argv);
 int td_cmd_watch(int argc, char **argv);
+int td_cmd_diagnose(int argc, char **argv);
+int td_cmd_repair(int argc, char **argv);
 
 /* Applies the TD_PROJ_* environment variables (experiments,
  * docs/projection.md) to o: src/cli/proj_env.c. */

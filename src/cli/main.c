@@ -23,6 +23,9 @@ static const struct {
      "follow a run while it trains, projecting each epoch"},
     {"suspects", td_cmd_suspects,
      "rank suspicious training samples; learn from feedback"},
+    {"diagnose", td_cmd_diagnose,
+     "per-label bugs of a model, layer probes and heat maps"},
+
 };
 
 static void usage(FILE *f) {
