@@ -362,6 +362,99 @@ static void test_diagnose_errors(void) {
   free(txt);
 }
 
+/* A small repair end to end: the starved label 0 improves, FIXED is a
+ * child run whose epochs continue from the parent's state and whose
+ * trained-on samples are the parent's plus pool samples. */
+static void test_repair_end_to_end(void) {
+  char out[4200], args[9000], fixed[4300], path[4400];
+  snprintf(fixed, sizeof fixed, "%s/fixed", dir);
+  snprintf(out, sizeof out, "%s/repair.txt", dir);
+  snprintf(args, sizeof args,
+           "repair '%s' --out '%s' --budget 600 --rounds 2 --json "
+           "--threads 2",
+           buggy, fixed);
+  CHECK_INT(tardis(out, args), ==, 0);
+  char *txt = slurp(out);
+  json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
+  CHECK(j != NULL);
+  free(txt);
+  if (!j)
+    return;
+  double b0 =
+      json_number_value(json_array_get(json_object_get(j, "acc_before"), 0));
+  double a0 =
+      json_number_value(json_array_get(json_object_get(j, "acc_after"), 0));
+  CHECK(b0 < 0.3);
+  CHECK(a0 > b0 + 0.2);
+  CHECK_INT(json_integer_value(json_object_get(j, "n_selected")), ==, 600);
+  CHECK_INT(json_array_size(json_object_get(j, "rounds")), ==, 2);
+  json_t *r0 = json_array_get(json_object_get(j, "rounds"), 0);
+  json_t *per = json_object_get(r0, "per_label");
+  CHECK(json_integer_value(json_array_get(per, 0)) > 50);
+  json_decref(j);
+  snprintf(path, sizeof path, "%s/run.json", fixed);
+  txt = slurp(path);
+  CHECK(txt && strstr(txt, "\"parent\"") && strstr(txt, "/buggy"));
+  free(txt);
+  /* epoch 0 is the parent's state, then 2 rounds x 2 epochs */
+  snprintf(path, sizeof path, "%s/epochs/0004/trained.npy", fixed);
+  int64_t nt = 0, np = 0, nb = 0;
+  int32_t *tr = load_i32(path, &nt);
+  snprintf(path, sizeof path, "%s/epochs/0006/trained.npy", buggy);
+  int32_t *before = load_i32(path, &nb);
+  snprintf(path, sizeof path, "%s/pool.npy", buggy);
+  int32_t *pool = load_i32(path, &np);
+  CHECK(tr && before && pool);
+  if (tr && before && pool) {
+    CHECK_INT(nt, ==, nb + 600);
+    char *in_pool = calloc(6000, 1);
+    int64_t from_pool = 0;
+    for (int64_t i = 0; i < np; i++)
+      in_pool[pool[i]] = 1;
+    for (int64_t i = 0; i < nt; i++)
+      from_pool += in_pool[tr[i]];
+    CHECK_INT(from_pool, ==, 600);
+    free(in_pool);
+  }
+  free(tr);
+  free(before);
+  free(pool);
+  snprintf(path, sizeof path, "%s/repair.json", fixed);
+  CHECK(td_path_exists(path));
+  snprintf(args, sizeof args, "info '%s'", fixed);
+  CHECK_INT(tardis(out, args), ==, 0);
+}
+
+static void test_repair_refusals(void) {
+  char out[4200], args[9000], plain[4300];
+  snprintf(out, sizeof out, "%s/rref.txt", dir);
+  /* no checkpoint: a run recorded without one */
+  snprintf(args, sizeof args, "repair '%s/nomodel' --out '%s/x1'", dir, dir);
+  CHECK_INT(tardis(out, args), ==, 1);
+  char *txt = slurp(out);
+  CHECK(txt && strstr(txt, "has no checkpoint (model/)"));
+  free(txt);
+  /* no pool */
+  snprintf(plain, sizeof plain, "%s/plain", dir);
+  snprintf(args, sizeof args, "train --out '%s' --limit 600 --epochs 1 --quiet",
+           plain);
+  CHECK_INT(tardis(out, args), ==, 0);
+  snprintf(args, sizeof args, "repair '%s' --out '%s/x2'", plain, dir);
+  CHECK_INT(tardis(out, args), ==, 1);
+  txt = slurp(out);
+  CHECK(txt && strstr(txt, "has no pool (pool.npy)"));
+  free(txt);
+  /* a budget larger than the pool */
+  snprintf(args, sizeof args, "repair '%s' --out '%s/x3' --budget 100000",
+           buggy, dir);
+  CHECK_INT(tardis(out, args), ==, 1);
+  txt = slurp(out);
+  CHECK(txt && strstr(txt, "--budget 100000 is larger than the pool"));
+  free(txt);
+  snprintf(args, sizeof args, "repair '%s'", buggy);
+  CHECK_INT(tardis(out, args), ==, 2); /* --out is required */
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -378,5 +471,7 @@ int main(void) {
   RUN(test_heatmap_files);
   RUN(test_diagnose_no_model);
   RUN(test_diagnose_errors);
+  RUN(test_repair_end_to_end);
+  RUN(test_repair_refusals);
   return td_t_finish();
 }

@@ -25,6 +25,8 @@ static const struct {
      "rank suspicious training samples; learn from feedback"},
     {"diagnose", td_cmd_diagnose,
      "per-label bugs of a model, layer probes and heat maps"},
+    {"repair", td_cmd_repair,
+     "fix a buggy model with pool inputs chosen by heat maps"},
 
 };
 

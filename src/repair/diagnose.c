@@ -160,40 +160,50 @@ static int pick_epoch(const td_run *run, int want, int *epoch, td_err *err) {
   return TD_OK;
 }
 
-int td_diagnose(const char *dir, const td_diagnose_opts *o, td_diagnosis **out,
-                td_err *err) {
+int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
+                     td_diagnosis **out, td__diag_data *d, td_err *err) {
   *out = NULL;
+  memset(d, 0, sizeof *d);
   if (!(o->theta > 0 && o->theta <= 1) || !(o->gamma >= 0 && o->gamma < 1))
     return td_err_set(err, TD_EARG,
                       "theta must be in (0, 1] and gamma in [0, 1)");
-  td_run *run = NULL;
-  td__diag_data d;
-  memset(&d, 0, sizeof d);
   td_diagnosis *g = calloc(1, sizeof *g);
   int epoch = 0;
-  int rc = g ? td_run_open(dir, &run, err)
+  int rc = g ? pick_epoch(run, o->epoch, &epoch, err)
              : td_err_set(err, TD_ENOMEM, "out of memory");
   if (!rc)
-    rc = pick_epoch(run, o->epoch, &epoch, err);
-  if (!rc)
-    rc = td__diag_data_load(run, epoch, &d, err);
+    rc = td__diag_data_load(run, epoch, d, err);
   if (!rc) {
     g->epoch = epoch;
-    g->n_classes = d.C;
-    g->has_model = d.net != NULL;
-    if (td__label_metrics(&d, o->theta, o->gamma, g))
+    g->n_classes = d->C;
+    g->has_model = d->net != NULL;
+    if (td__label_metrics(d, o->theta, o->gamma, g))
       rc = td_err_set(err, TD_ENOMEM, "out of memory");
   }
   if (!rc)
-    rc = d.net ? probe_all(&d, o, g, err) : probe_head(&d, o, g, err);
+    rc = d->net ? probe_all(d, o, g, err) : probe_head(d, o, g, err);
   if (!rc)
-    rc = td__diag_heatmaps(&d, g, err);
-  td__diag_data_free(&d);
-  td_run_close(run);
+    rc = td__diag_heatmaps(d, g, err);
   if (rc) {
+    td__diag_data_free(d);
     td_diagnosis_free(g);
     return rc;
   }
   *out = g;
   return TD_OK;
+}
+
+int td_diagnose(const char *dir, const td_diagnose_opts *o, td_diagnosis **out,
+                td_err *err) {
+  *out = NULL;
+  td_run *run = NULL;
+  td__diag_data d;
+  int rc = td_run_open(dir, &run, err);
+  if (!rc) {
+    rc = td__diagnose_run(run, o, out, &d, err);
+    if (!rc)
+      td__diag_data_free(&d);
+  }
+  td_run_close(run);
+  return rc;
 }

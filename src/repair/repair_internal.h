@@ -28,6 +28,12 @@ TD_NODISCARD int td__diag_data_load(const td_run *run, int epoch,
                                     td__diag_data *d, td_err *err);
 void td__diag_data_free(td__diag_data *d);
 
+/* td_diagnose on an opened run, keeping what it read in *d (the caller
+ * frees it with td__diag_data_free when TD_OK). */
+TD_NODISCARD int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
+                                  td_diagnosis **out, td__diag_data *d,
+                                  td_err *err);
+
 /* Per-label metrics, confusion and verdicts into diag (allocated there). */
 TD_NODISCARD int td__label_metrics(const td__diag_data *d, double theta,
                                    double gamma, td_diagnosis *diag);

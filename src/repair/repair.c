@@ -1,0 +1,441 @@
+/* td_repair: MODE's loop (DESIGN §3.10 (5)). Diagnose the model, choose pool
+ * samples for its buggy labels, fine-tune on the trained-on samples plus
+ * the chosen ones (a child run of the buggy one, continued by --resume each
+ * round), diagnose again; until no label is buggy or the budget is spent. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "core/json_file.h"
+#include "repair/repair_internal.h"
+#include "repair/select.h"
+#include "tardis/fsutil.h"
+#include "tardis/parallel.h"
+#include "tardis/train.h"
+
+void td_repair_opts_default(td_repair_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->epoch = -1;
+  o->budget = 2000;
+  o->rounds = 5;
+  o->epochs_per_round = 2;
+  o->other_share = 0.2;
+  o->strategy = TD_SELECT_MODE;
+  o->seed = 1;
+  td_diagnose_opts_default(&o->diag);
+}
+
+static double cpu_now(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
+         (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
+}
+
+void td_repair_result_free(td_repair_result *r) {
+  for (int i = 0; r->rounds && i < r->n_rounds; i++) {
+    free(r->rounds[i].per_label);
+    free(r->rounds[i].selected);
+    free(r->rounds[i].acc_before);
+    free(r->rounds[i].acc_after);
+  }
+  free(r->rounds);
+  free(r->acc_before);
+  free(r->acc_after);
+  memset(r, 0, sizeof *r);
+}
+
+/* The state of one repair. */
+typedef struct rep {
+  const td_repair_opts *o;
+  td_run *parent;
+  int epoch; /* of the parent */
+  int C;
+  int64_t n_train;
+  const int32_t *y;
+  int32_t *pool, *avail; /* the pool; its samples not chosen yet */
+  int64_t n_pool, n_avail;
+  int32_t *sel; /* trained-on samples of the parent + every pick so far */
+  int64_t n_sel;
+  json_t *root;    /* the parent's run.json (its training options) */
+  td_train_opts t; /* the fine-tuning options */
+  char from[TD_PATH_MAX + 16];
+  td_diagnose_opts diag; /* after the first diagnosis: its layer */
+  td_rng rng;
+} rep;
+
+static int load_i32(const td_run *run, int epoch, const char *name, int32_t **v,
+                    int64_t *n, td_err *err) {
+  td_array a;
+  int rc = td_run_load(run, epoch, name, &a, err);
+  if (rc)
+    return rc;
+  if (a.dtype != TD_I32 || a.ndim != 1) {
+    td_array_close(&a);
+    return td_err_set(err, TD_EFORMAT, "%s/%s.npy: expected int32 [K]",
+                      td_run_dir(run), name);
+  }
+  *n = a.shape[0];
+  *v = malloc((size_t)(*n ? *n : 1) * sizeof **v);
+  if (*v)
+    memcpy(*v, a.data, (size_t)*n * sizeof **v);
+  td_array_close(&a);
+  return *v ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory");
+}
+
+/* The parent's epoch, checkpoint, pool, trained-on samples and options;
+ * the refusals of docs/repair.md. */
+static int open_parent(rep *r, td_err *err) {
+  const td_repair_opts *o = r->o;
+  int rc = td_run_open(o->run, &r->parent, err);
+  if (rc)
+    return rc;
+  int n = td_run_n_epochs(r->parent);
+  if (n == 0)
+    return td_err_set(err, TD_ENOENT, "%s: no epoch recorded", o->run);
+  r->epoch = o->epoch >= 0 ? o->epoch : td_run_epoch_number(r->parent, n - 1);
+  if (td_run_epoch_index(r->parent, r->epoch) < 0)
+    return td_err_set(err, TD_ERANGE, "%s has no epoch %d", o->run, r->epoch);
+  const td_run_meta *m = td_run_get_meta(r->parent);
+  r->C = m->n_classes;
+  r->n_train = m->n_train;
+  r->y = td_run_train_labels(r->parent);
+  if (!td_run_has(r->parent, r->epoch, "model"))
+    return td_err_set(err, TD_ENOENT,
+                      "%s: epoch %d has no checkpoint (model/): repair "
+                      "fine-tunes a model trained by tardis train; a run "
+                      "recorded from PyTorch can be diagnosed, or give "
+                      "--select-only for the pool samples to train on",
+                      o->run, r->epoch);
+  if (!td_run_has(r->parent, -1, "pool"))
+    return td_err_set(err, TD_ENOENT,
+                      "%s has no pool (pool.npy) to draw repair inputs "
+                      "from: train it with tardis train --pool F",
+                      o->run);
+  if ((rc = load_i32(r->parent, -1, "pool", &r->pool, &r->n_pool, err)))
+    return rc;
+  if (o->budget > r->n_pool)
+    return td_err_set(err, TD_EARG,
+                      "--budget %lld is larger than the pool (%lld samples)",
+                      (long long)o->budget, (long long)r->n_pool);
+  if (td_run_has(r->parent, r->epoch, "trained"))
+    rc = load_i32(r->parent, r->epoch, "trained", &r->sel, &r->n_sel, err);
+  else
+    rc = td_err_set(err, TD_ENOENT,
+                    "%s: epoch %d does not record the samples it trained "
+                    "on (trained.npy)",
+                    o->run, r->epoch);
+  if (rc)
+    return rc;
+  r->avail = malloc((size_t)r->n_pool * sizeof *r->avail);
+  int32_t *grow =
+      realloc(r->sel, (size_t)(r->n_sel + o->budget) * sizeof *grow);
+  if (!r->avail || !grow)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  r->sel = grow;
+  memcpy(r->avail, r->pool, (size_t)r->n_pool * sizeof *r->avail);
+  r->n_avail = r->n_pool;
+  return TD_OK;
+}
+
+/* The fine-tuning options: the parent's optimiser, batch and rate (or
+ * o->lr), on the trained-on samples plus the picks. */
+static int train_opts(rep *r, td_err *err) {
+  char path[TD_PATH_MAX];
+  int rc = td_pathf(path, sizeof path, err, "%s/run.json", r->o->run);
+  if (rc)
+    return rc;
+  json_error_t je;
+  r->root = td__json_load_file(path, 0, &je);
+  json_t *t = r->root ? json_object_get(r->root, "train") : NULL;
+  if (!t)
+    return td_err_set(err, TD_EFORMAT,
+                      "%s: no \"train\" options: repair needs a run "
+                      "written by tardis train",
+                      path);
+  td_train_opts_default(&r->t);
+  const char *opt = json_string_value(json_object_get(t, "optimizer"));
+  if (opt)
+    r->t.optimizer = opt;
+  json_t *v;
+  if ((v = json_object_get(t, "lr")) && json_is_number(v))
+    r->t.lr = json_number_value(v);
+  if ((v = json_object_get(t, "momentum")) && json_is_number(v))
+    r->t.momentum = json_number_value(v);
+  if ((v = json_object_get(t, "batch")) && json_is_integer(v))
+    r->t.batch = (int)json_integer_value(v);
+  if (r->o->lr > 0)
+    r->t.lr = r->o->lr;
+  snprintf(r->from, sizeof r->from, "%s:%d", r->o->run, r->epoch);
+  r->t.threads = r->o->threads;
+  r->t.seed = r->o->seed;
+  r->t.force = r->o->force;
+  return TD_OK;
+}
+
+/* Fine-tunes round `round` (1-based): the first starts the child run from
+ * the parent's epoch, the next ones resume it with the grown selection. */
+static int fine_tune(rep *r, int round, td_err *err) {
+  td_train_opts t = r->t;
+  t.select_idx = r->sel;
+  t.n_select_idx = r->n_sel;
+  t.epochs = round * r->o->epochs_per_round;
+  if (round == 1) {
+    t.from = r->from;
+    t.out = r->o->out;
+  } else {
+    t.resume = r->o->out;
+    t.out = r->o->out;
+    t.force = 0;
+  }
+  td_train_result res;
+  return td_train(&t, &res, err);
+}
+
+static int per_label_acc(const td_diagnosis *g, double **out) {
+  *out = malloc((size_t)g->n_classes * sizeof **out);
+  if (!*out)
+    return TD_ENOMEM;
+  for (int l = 0; l < g->n_classes; l++)
+    (*out)[l] = g->labels[l].test_acc;
+  return TD_OK;
+}
+
+static int n_buggy(const td_diagnosis *g) {
+  int n = 0;
+  for (int l = 0; l < g->n_classes; l++)
+    n += g->labels[l].verdict != TD_VERDICT_HEALTHY;
+  return n;
+}
+
+/* Picks this round's samples from the current model (run, its diagnosis g
+ * and data d) and moves them from the available pool to the selection. */
+static int choose(rep *r, const td_diagnosis *g, const td__diag_data *d,
+                  int64_t k, td_repair_round *rd, td_err *err) {
+  td__select_ctx c = {g,
+                      d,
+                      r->y,
+                      r->avail,
+                      r->n_avail,
+                      k,
+                      r->o->other_share,
+                      r->o->diag.theta,
+                      r->o->diag.gamma,
+                      r->o->strategy,
+                      &r->rng};
+  rd->selected = malloc((size_t)(k ? k : 1) * sizeof *rd->selected);
+  rd->per_label = calloc((size_t)r->C, sizeof *rd->per_label);
+  if (!rd->selected || !rd->per_label)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  int rc = td__select(&c, rd->selected, &rd->n_selected, rd->per_label, err);
+  if (rc)
+    return rc;
+  char *taken = calloc((size_t)r->n_train, 1);
+  if (!taken)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  for (int64_t i = 0; i < rd->n_selected; i++) {
+    taken[rd->selected[i]] = 1;
+    r->sel[r->n_sel++] = rd->selected[i];
+  }
+  int64_t m = 0;
+  for (int64_t i = 0; i < r->n_avail; i++)
+    if (!taken[r->avail[i]])
+      r->avail[m++] = r->avail[i];
+  r->n_avail = m;
+  free(taken);
+  return TD_OK;
+}
+
+/* Diagnoses the last epoch of dir (or the parent's epoch). */
+static int diagnose_at(const char *dir, int epoch, const td_diagnose_opts *o,
+                       td_diagnosis **g, td__diag_data *d, td_run **run,
+                       td_err *err) {
+  td_diagnose_opts dop = *o;
+  dop.epoch = epoch;
+  int rc = td_run_open(dir, run, err);
+  return rc ? rc : td__diagnose_run(*run, &dop, g, d, err);
+}
+
+static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
+                     td_run **cur, td_repair_round *rd, td_err *err) {
+  const td_repair_opts *o = r->o;
+  double t0 = td_now(), c0 = cpu_now();
+  int64_t per = (o->budget + o->rounds - 1) / o->rounds;
+  int64_t spent = r->n_pool - r->n_avail;
+  int64_t k = per < o->budget - spent ? per : o->budget - spent;
+  rd->epoch_before = round == 1 ? 0 : (round - 1) * o->epochs_per_round;
+  rd->test_before = (*g)->test_acc;
+  rd->n_buggy_before = n_buggy(*g);
+  int rc = per_label_acc(*g, &rd->acc_before) ? TD_ENOMEM : TD_OK;
+  if (!rc)
+    rc = choose(r, *g, d, k, rd, err);
+  td__diag_data_free(d);
+  td_diagnosis_free(*g);
+  *g = NULL;
+  td_run_close(*cur);
+  *cur = NULL;
+  if (!rc)
+    rc = fine_tune(r, round, err);
+  if (!rc)
+    rc = diagnose_at(o->out, -1, &r->diag, g, d, cur, err);
+  if (!rc) {
+    rd->epoch_after = (*g)->epoch;
+    rd->test_after = (*g)->test_acc;
+    rd->n_buggy_after = n_buggy(*g);
+    rc = per_label_acc(*g, &rd->acc_after) ? TD_ENOMEM : TD_OK;
+  }
+  rd->seconds = td_now() - t0;
+  rd->cpu_seconds = cpu_now() - c0;
+  if (rc == TD_ENOMEM && !err->msg[0])
+    td_err_set(err, rc, "out of memory");
+  return rc;
+}
+
+static int repair_body(rep *r, td_repair_result *res, td_err *err) {
+  const td_repair_opts *o = r->o;
+  td_diagnosis *g = NULL;
+  td__diag_data d;
+  memset(&d, 0, sizeof d);
+  td_run *cur = NULL;
+  int rc = open_parent(r, err);
+  if (!rc)
+    rc = train_opts(r, err);
+  if (!rc)
+    rc = diagnose_at(o->run, r->epoch, &r->diag, &g, &d, &cur, err);
+  if (rc) {
+    td_run_close(cur);
+    return rc;
+  }
+  r->t.threads = o->threads;
+  r->diag.layer = g->layer; /* later rounds: the same layer */
+  res->n_classes = r->C;
+  res->test_before = g->test_acc;
+  rc = per_label_acc(g, &res->acc_before) ? TD_ENOMEM : TD_OK;
+  res->rounds = calloc((size_t)o->rounds, sizeof *res->rounds);
+  if (!res->rounds)
+    rc = TD_ENOMEM;
+  for (int round = 1; !rc && round <= o->rounds; round++) {
+    if (n_buggy(g) == 0) {
+      res->stopped_clean = 1;
+      break;
+    }
+    if (r->n_pool - r->n_avail >= o->budget)
+      break;
+    rc = one_round(r, round, &g, &d, &cur, &res->rounds[round - 1], err);
+    res->n_rounds = round;
+    if (!rc && !o->quiet)
+      fprintf(stderr,
+              "round %d: %lld picked, test acc %.4f -> %.4f, buggy "
+              "labels %d -> %d\n",
+              round, (long long)res->rounds[round - 1].n_selected,
+              res->rounds[round - 1].test_before,
+              res->rounds[round - 1].test_after,
+              res->rounds[round - 1].n_buggy_before,
+              res->rounds[round - 1].n_buggy_after);
+  }
+  if (!rc && g && n_buggy(g) == 0)
+    res->stopped_clean = 1;
+  if (!rc && g) {
+    res->test_after = g->test_acc;
+    rc = per_label_acc(g, &res->acc_after) ? TD_ENOMEM : TD_OK;
+  }
+  res->n_selected = r->n_pool - r->n_avail;
+  if (g)
+    td__diag_data_free(&d);
+  td_diagnosis_free(g);
+  td_run_close(cur);
+  if (rc == TD_ENOMEM && !err->msg[0])
+    td_err_set(err, rc, "out of memory");
+  return rc;
+}
+
+static json_t *dbl_array(const double *v, int n) {
+  json_t *a = json_array();
+  for (int i = 0; v && i < n; i++)
+    json_array_append_new(a, isnan(v[i]) ? json_null() : json_real(v[i]));
+  return a;
+}
+
+static json_t *round_json(const td_repair_round *rd, int C, int i) {
+  json_t *per = json_array(), *sel = json_array();
+  for (int l = 0; l < C; l++)
+    json_array_append_new(per, json_integer(rd->per_label[l]));
+  for (int64_t k = 0; k < rd->n_selected; k++)
+    json_array_append_new(sel, json_integer(rd->selected[k]));
+  return json_pack("{s:i, s:i, s:i, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:i, "
+                   "s:i, s:f, s:f}",
+                   "round", i + 1, "epoch_before", rd->epoch_before,
+                   "epoch_after", rd->epoch_after, "n_selected",
+                   (json_int_t)rd->n_selected, "per_label", per, "selected",
+                   sel, "acc_before", dbl_array(rd->acc_before, C), "acc_after",
+                   dbl_array(rd->acc_after, C), "test_before", rd->test_before,
+                   "test_after", rd->test_after, "n_buggy_before",
+                   rd->n_buggy_before, "n_buggy_after", rd->n_buggy_after,
+                   "seconds", rd->seconds, "cpu_seconds", rd->cpu_seconds);
+}
+
+char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
+  json_t *rounds = json_array();
+  for (int i = 0; i < r->n_rounds; i++)
+    json_array_append_new(rounds, round_json(&r->rounds[i], r->n_classes, i));
+  json_t *root = json_pack(
+      "{s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:I, s:f, s:f, s:f, s:f, s:o, "
+      "s:o, s:b}",
+      "run", o->run, "out", o->out, "strategy", td_select_name(o->strategy),
+      "budget", (json_int_t)o->budget, "rounds_max", o->rounds,
+      "epochs_per_round", o->epochs_per_round, "rounds", rounds, "n_selected",
+      (json_int_t)r->n_selected, "seconds", r->seconds, "cpu_seconds",
+      r->cpu_seconds, "test_before", r->test_before, "test_after",
+      r->test_after, "acc_before", dbl_array(r->acc_before, r->n_classes),
+      "acc_after", dbl_array(r->acc_after, r->n_classes), "stopped_clean",
+      r->stopped_clean);
+  char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+  json_decref(root);
+  return s;
+}
+
+/* FIXED/repair.json: what the repair did, for scripts and the UI. */
+static int write_record(const td_repair_opts *o, const td_repair_result *res,
+                        td_err *err) {
+  char path[TD_PATH_MAX];
+  int rc = td_pathf(path, sizeof path, err, "%s/repair.json", o->out);
+  char *text = rc ? NULL : td_repair_json(res, o);
+  if (!rc && !text)
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  if (!rc)
+    rc = td_write_file_atomic(path, text, strlen(text), err);
+  free(text);
+  return rc;
+}
+
+int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
+  memset(res, 0, sizeof *res);
+  if (!o->run || !o->out)
+    return td_err_set(err, TD_EARG, "repair needs a run and --out");
+  if (o->budget < 1 || o->rounds < 1 || o->epochs_per_round < 1 ||
+      !(o->other_share >= 0 && o->other_share < 1) || o->strategy < 0 ||
+      o->strategy >= TD_SELECT_COUNT)
+    return td_err_set(err, TD_EARG,
+                      "budget, rounds and epochs per round must be >= 1, "
+                      "the share of other labels in [0, 1)");
+  rep r;
+  memset(&r, 0, sizeof r);
+  r.o = o;
+  r.diag = o->diag;
+  td_rng_split(&r.rng, o->seed, 0x726570616972ULL);
+  double t0 = td_now(), c0 = cpu_now();
+  int rc = repair_body(&r, res, err);
+  res->seconds = td_now() - t0;
+  res->cpu_seconds = cpu_now() - c0;
+  if (!rc && res->n_rounds > 0)
+    rc = write_record(o, res, err);
+  td_run_close(r.parent);
+  free(r.pool);
+  free(r.avail);
+  free(r.sel);
+  json_decref(r.root);
+  return rc;
+}

@@ -1,0 +1,206 @@
+/* Choosing pool samples (DESIGN §3.10 (4)): MODE's selection by similarity
+ * of each sample's heat map to its label's differential map, and the two
+ * controls with the same budget: uniform random, and label-matched random
+ * (MODE's count per label, drawn at random within each label). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "repair/select.h"
+
+const char *td_select_name(td_select_strategy s) {
+  static const char *const names[] = {"mode", "random", "label-random"};
+  return s >= 0 && s < TD_SELECT_COUNT ? names[s] : NULL;
+}
+
+/* How bad a buggy label is: the distance past its threshold. */
+static double severity(const td_label_diag *L, double theta, double gamma) {
+  if (L->verdict == TD_VERDICT_UNDERFIT)
+    return isnan(L->train_acc) ? theta : theta - L->train_acc;
+  if (L->verdict == TD_VERDICT_OVERFIT)
+    return L->train_acc - L->test_acc - gamma;
+  return 0;
+}
+
+/* MODE's quota per buggy label: (1 - other_share) k split in proportion to
+ * severity (largest remainders), capped by what the pool holds. */
+static void quotas(const td__select_ctx *c, const int64_t *avail_per,
+                   int64_t *q) {
+  int C = c->g->n_classes;
+  double tot = 0, *want = calloc((size_t)C, sizeof *want);
+  if (!want) { /* tiny; on failure pick nothing for the buggy labels */
+    memset(q, 0, (size_t)C * sizeof *q);
+    return;
+  }
+  for (int l = 0; l < C; l++)
+    tot += want[l] = severity(&c->g->labels[l], c->theta, c->gamma);
+  int64_t n_bug = (int64_t)llround((1 - c->other_share) * (double)c->k),
+          used = 0;
+  for (int l = 0; l < C; l++) {
+    q[l] = tot > 0 ? (int64_t)floor((double)n_bug * want[l] / tot) : 0;
+    used += q[l];
+  }
+  while (tot > 0 && used < n_bug) { /* largest remainder, lowest label first */
+    int best = -1;
+    double br = -1;
+    for (int l = 0; l < C; l++) {
+      double r = (double)n_bug * want[l] / tot - (double)q[l];
+      if (want[l] > 0 && r > br)
+        br = r, best = l;
+    }
+    q[best]++;
+    used++;
+    want[best] = want[best] * 0.999999; /* next round another remainder */
+  }
+  for (int l = 0; l < C; l++)
+    q[l] = q[l] > avail_per[l] ? avail_per[l] : q[l];
+  free(want);
+}
+
+typedef struct scored {
+  double s;
+  int32_t i;
+} scored;
+
+static int cmp_desc(const void *a, const void *b) {
+  const scored *x = a, *y = b;
+  if (x->s != y->s)
+    return x->s < y->s ? 1 : -1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Cosine of the sample's heat map f ⊙ w_l with the target map t. */
+static double cosine(const float *f, const float *w, const float *t, int dim) {
+  double dot = 0, nh = 0, nt = 0;
+  for (int j = 0; j < dim; j++) {
+    double h = (double)f[j] * (double)w[j];
+    dot += h * (double)t[j];
+    nh += h * h;
+    nt += (double)t[j] * (double)t[j];
+  }
+  return nh > 0 && nt > 0 ? dot / sqrt(nh * nt) : 0;
+}
+
+/* Label l's q picks by similarity: the most similar to dhm_under for an
+ * underfitting label, the least similar to dhm_over for an overfitting
+ * one. cand: the available pool samples of l. */
+static int pick_by_map(const td__select_ctx *c, int l, const int32_t *cand,
+                       int64_t m, int64_t q, int32_t *out, td_err *err) {
+  const td_diagnosis *g = c->g;
+  int dim = g->dim, over = g->labels[l].verdict == TD_VERDICT_OVERFIT;
+  const float *t = (over ? g->dhm_over : g->dhm_under) + (int64_t)l * dim;
+  const float *w = g->probe_w + (int64_t)l * dim;
+  float *f = malloc((size_t)(m ? m : 1) * dim * sizeof *f);
+  scored *s = malloc((size_t)(m ? m : 1) * sizeof *s);
+  int rc =
+      f && s ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory selecting");
+  if (!rc)
+    rc = td__features(c->d, 0, g->layer, cand, m, f, err);
+  for (int64_t i = 0; !rc && i < m; i++) {
+    double cs = cosine(f + i * dim, w, t, dim);
+    s[i] = (scored){over ? -cs : cs, cand[i]};
+  }
+  if (!rc) {
+    qsort(s, (size_t)m, sizeof *s, cmp_desc);
+    for (int64_t i = 0; i < q; i++)
+      out[i] = s[i].i;
+  }
+  free(f);
+  free(s);
+  return rc;
+}
+
+/* q of the m candidates at random (partial Fisher-Yates on a copy). */
+static int pick_random(td_rng *rng, const int32_t *cand, int64_t m, int64_t q,
+                       int32_t *out) {
+  int32_t *v = malloc((size_t)(m ? m : 1) * sizeof *v);
+  if (!v)
+    return TD_ENOMEM;
+  memcpy(v, cand, (size_t)m * sizeof *v);
+  for (int64_t i = 0; i < q; i++) {
+    int64_t j = i + (int64_t)td_rng_below(rng, (uint64_t)(m - i));
+    int32_t t = v[i];
+    v[i] = v[j];
+    v[j] = t;
+    out[i] = v[i];
+  }
+  free(v);
+  return TD_OK;
+}
+
+/* The available samples of label l (-1: of the healthy labels; -2: all). */
+static int64_t candidates(const td__select_ctx *c, int l, int32_t *out) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < c->n_avail; i++) {
+    int32_t y = c->y[c->avail[i]];
+    if (l == -2 ||
+        (l >= 0 ? y == l : c->g->labels[y].verdict == TD_VERDICT_HEALTHY))
+      out[m++] = c->avail[i];
+  }
+  return m;
+}
+
+/* MODE: the buggy labels' quotas by heat map, the rest at random from the
+ * healthy labels (all labels when none is healthy). */
+static int select_mode(const td__select_ctx *c, int32_t *out, int64_t *n,
+                       int32_t *cand, td_err *err) {
+  int C = c->g->n_classes;
+  int64_t *avail_per = calloc((size_t)C, sizeof *avail_per);
+  int64_t *q = calloc((size_t)C, sizeof *q);
+  int rc = avail_per && q ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory");
+  for (int64_t i = 0; !rc && i < c->n_avail; i++)
+    avail_per[c->y[c->avail[i]]]++;
+  if (!rc)
+    quotas(c, avail_per, q);
+  *n = 0;
+  for (int l = 0; !rc && l < C; l++) {
+    if (!q[l])
+      continue;
+    int64_t m = candidates(c, l, cand);
+    rc = pick_by_map(c, l, cand, m, q[l], out + *n, err);
+    *n += q[l];
+  }
+  if (!rc) {
+    int64_t m = candidates(c, -1, cand);
+    if (m == 0) /* every label buggy: the rest from the whole pool */
+      m = candidates(c, -2, cand);
+    int64_t rest = c->k - *n < m ? c->k - *n : m;
+    if (pick_random(c->rng, cand, m, rest, out + *n))
+      rc = td_err_set(err, TD_ENOMEM, "out of memory");
+    *n += rest;
+  }
+  free(avail_per);
+  free(q);
+  return rc;
+}
+
+int td__select(const td__select_ctx *c, int32_t *out, int64_t *n,
+               int64_t *per_label, td_err *err) {
+  int C = c->g->n_classes;
+  int32_t *cand = malloc((size_t)(c->n_avail ? c->n_avail : 1) * sizeof *cand);
+  if (!cand)
+    return td_err_set(err, TD_ENOMEM, "out of memory selecting");
+  int rc = TD_OK;
+  if (c->strategy == TD_SELECT_RANDOM) {
+    *n = c->k < c->n_avail ? c->k : c->n_avail;
+    if (pick_random(c->rng, c->avail, c->n_avail, *n, out))
+      rc = td_err_set(err, TD_ENOMEM, "out of memory selecting");
+  } else {
+    rc = select_mode(c, out, n, cand, err);
+  }
+  memset(per_label, 0, (size_t)C * sizeof *per_label);
+  for (int64_t i = 0; !rc && i < *n; i++)
+    per_label[c->y[out[i]]]++;
+  if (!rc && c->strategy == TD_SELECT_LABEL_RANDOM) {
+    /* MODE's count per label, redrawn at random within each label */
+    int64_t at = 0;
+    for (int l = 0; !rc && l < C; l++) {
+      int64_t m = candidates(c, l, cand);
+      if (pick_random(c->rng, cand, m, per_label[l], out + at))
+        rc = td_err_set(err, TD_ENOMEM, "out of memory selecting");
+      at += per_label[l];
+    }
+  }
+  free(cand);
+  return rc;
+}
