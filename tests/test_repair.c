@@ -455,6 +455,47 @@ static void test_repair_refusals(void) {
   CHECK_INT(tardis(out, args), ==, 2); /* --out is required */
 }
 
+/* --select-only on a run without checkpoints (as from PyTorch): the chosen
+ * indices, all in the pool, distinct, in an .npy. */
+static void test_select_only(void) {
+  char out[4200], args[9000], run[4300], sel[4400], path[4400];
+  snprintf(run, sizeof run, "%s/pt", dir);
+  snprintf(sel, sizeof sel, "%s/sel.npy", dir);
+  snprintf(out, sizeof out, "%s/selonly.txt", dir);
+  snprintf(args, sizeof args,
+           "train --out '%s' --limit 1200 --epochs 2 --no-model --pool 0.5 "
+           "--class-fraction 3:0.1 --quiet",
+           run);
+  CHECK_INT(tardis(out, args), ==, 0);
+  snprintf(args, sizeof args,
+           "repair '%s' --select-only --out '%s' --budget 100", run, sel);
+  CHECK_INT(tardis(out, args), ==, 0);
+  char *txt = slurp(out);
+  CHECK(txt && strstr(txt, "100 pool samples chosen (mode)"));
+  free(txt);
+  int64_t ns = 0, np = 0;
+  int32_t *s = load_i32(sel, &ns);
+  snprintf(path, sizeof path, "%s/pool.npy", run);
+  int32_t *p = load_i32(path, &np);
+  CHECK(s && p);
+  if (s && p) {
+    CHECK_INT(ns, ==, 100);
+    char *in = calloc(1200, 1), *seen = calloc(1200, 1);
+    int bad = 0;
+    for (int64_t i = 0; i < np; i++)
+      in[p[i]] = 1;
+    for (int64_t i = 0; i < ns; i++) {
+      bad += !in[s[i]] || seen[s[i]];
+      seen[s[i]] = 1;
+    }
+    CHECK_INT(bad, ==, 0);
+    free(in);
+    free(seen);
+  }
+  free(s);
+  free(p);
+}
+
 int main(void) {
   const char *b = getenv("TD_BIN");
   if (!b) {
@@ -473,5 +514,6 @@ int main(void) {
   RUN(test_diagnose_errors);
   RUN(test_repair_end_to_end);
   RUN(test_repair_refusals);
+  RUN(test_select_only);
   return td_t_finish();
 }

@@ -144,6 +144,11 @@ typedef struct td_repair_opts {
   int threads; /* 0: all CPUs */
   td_diagnose_opts diag;
   int quiet;
+  /* Only choose: MODE's (or the strategy's) picks of one round of `budget`
+   * samples from the current model, written to `out` as an .npy (int32
+   * [K], pool indices = training indices); nothing is trained, so runs
+   * without a checkpoint (PyTorch, heat maps from the head) work too. */
+  int select_only;
 } td_repair_opts;
 
 void td_repair_opts_default(td_repair_opts *o);

@@ -66,6 +66,10 @@ int td_cmd_repair(int argc, char **argv) {
       TD_OPT_SEED("seed", &o.seed, "default 1"),
       TD_OPT_INT("threads", &o.threads, 0, TD_ARG_INF, "T",
                  "default: all CPUs"),
+      TD_OPT_FLAG("select-only", &o.select_only,
+                  "only choose: write --budget pool indices to --out\n"
+                  "(an .npy) for your own fine-tuning loop; works on\n"
+                  "runs recorded from PyTorch"),
       TD_OPT_FLAG("force", &o.force, "replace an existing FIXED"),
       TD_OPT_FLAG("json", &json, "print the rounds as JSON"),
       TD_OPT_FLAG("quiet", &o.quiet, "no progress output"),
@@ -96,7 +100,13 @@ int td_cmd_repair(int argc, char **argv) {
     td_repair_result_free(&r);
     return 1;
   }
-  if (r.n_rounds == 0)
+  if (o.select_only) {
+    printf("%lld pool samples chosen (%s) written to %s; per label:",
+           (long long)r.n_selected, td_select_name(o.strategy), o.out);
+    for (int l = 0; l < r.n_classes; l++)
+      printf(" %lld", (long long)r.rounds[0].per_label[l]);
+    printf("\n");
+  } else if (r.n_rounds == 0)
     printf("nothing to repair: no label of %s is buggy\n", o.run);
   else if (json) {
     char *s = td_repair_json(&r, &o);

@@ -60,26 +60,41 @@ static int copy_f32(const td_run *run, int epoch, const char *name, float **out,
   return *out ? TD_OK : td_err_set(err, TD_ENOMEM, "%s: out of memory", name);
 }
 
-/* The trained-on samples: the epoch's trained.npy, or every sample. */
+/* The trained-on samples: the epoch's trained.npy, or every sample but
+ * those of the run's pool (runs recorded from PyTorch write no
+ * trained.npy). */
 static int load_trained(const td_run *run, int epoch, td__diag_data *d,
                         td_err *err) {
-  if (td_run_has(run, epoch, "trained")) {
-    td_array a;
-    int rc = td_run_load(run, epoch, "trained", &a, err);
-    if (rc)
-      return rc;
-    d->n_trained = a.shape[0];
-    d->trained = malloc((size_t)(d->n_trained ? d->n_trained : 1) * 4);
-    if (d->trained)
-      memcpy(d->trained, a.data, (size_t)d->n_trained * 4);
+  td_array a = {0};
+  int rc = TD_OK, has = td_run_has(run, epoch, "trained");
+  if (has || td_run_has(run, -1, "pool"))
+    rc = td_run_load(run, has ? epoch : -1, has ? "trained" : "pool", &a, err);
+  if (rc)
+    return rc;
+  if (a.data && (a.dtype != TD_I32 || a.ndim != 1)) {
     td_array_close(&a);
-  } else {
-    d->n_trained = d->n_train;
-    d->trained = malloc((size_t)(d->n_train ? d->n_train : 1) * 4);
-    for (int64_t i = 0; d->trained && i < d->n_train; i++)
-      d->trained[i] = (int32_t)i;
+    return td_err_set(err, TD_EFORMAT, "%s: %s.npy should be int32 [K]",
+                      td_run_dir(run), has ? "trained" : "pool");
   }
-  return d->trained ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory");
+  char *out = calloc((size_t)(d->n_train ? d->n_train : 1), 1);
+  d->trained = malloc((size_t)(d->n_train ? d->n_train : 1) * 4);
+  if (!out || !d->trained) {
+    free(out);
+    td_array_close(&a);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
+  const int32_t *v = a.data;
+  int64_t k = a.data ? a.shape[0] : 0;
+  for (int64_t i = 0; i < k; i++)
+    if (v[i] >= 0 && v[i] < d->n_train)
+      out[v[i]] = 1;
+  d->n_trained = 0;
+  for (int64_t i = 0; i < d->n_train; i++)
+    if (has ? out[i] : !out[i])
+      d->trained[d->n_trained++] = (int32_t)i;
+  free(out);
+  td_array_close(&a);
+  return TD_OK;
 }
 
 static int load_test_labels(const td_run *run, td__diag_data *d, td_err *err) {

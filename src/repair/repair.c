@@ -12,6 +12,7 @@
 #include "core/json_file.h"
 #include "repair/repair_internal.h"
 #include "repair/select.h"
+#include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
 #include "tardis/train.h"
@@ -103,7 +104,7 @@ static int open_parent(rep *r, td_err *err) {
   r->C = m->n_classes;
   r->n_train = m->n_train;
   r->y = td_run_train_labels(r->parent);
-  if (!td_run_has(r->parent, r->epoch, "model"))
+  if (!o->select_only && !td_run_has(r->parent, r->epoch, "model"))
     return td_err_set(err, TD_ENOENT,
                       "%s: epoch %d has no checkpoint (model/): repair "
                       "fine-tunes a model trained by tardis train; a run "
@@ -123,7 +124,7 @@ static int open_parent(rep *r, td_err *err) {
                       (long long)o->budget, (long long)r->n_pool);
   if (td_run_has(r->parent, r->epoch, "trained"))
     rc = load_i32(r->parent, r->epoch, "trained", &r->sel, &r->n_sel, err);
-  else
+  else if (!o->select_only)
     rc = td_err_set(err, TD_ENOENT,
                     "%s: epoch %d does not record the samples it trained "
                     "on (trained.npy)",
@@ -352,6 +353,40 @@ static int repair_body(rep *r, td_repair_result *res, td_err *err) {
   return rc;
 }
 
+/* --select-only: one round's picks from the current model, to out. */
+static int select_only(rep *r, td_repair_result *res, td_err *err) {
+  const td_repair_opts *o = r->o;
+  td_diagnosis *g = NULL;
+  td__diag_data d;
+  td_run *cur = NULL;
+  int rc = open_parent(r, err);
+  if (!rc)
+    rc = diagnose_at(o->run, r->epoch, &r->diag, &g, &d, &cur, err);
+  if (rc) {
+    td_run_close(cur);
+    return rc;
+  }
+  res->n_classes = r->C;
+  res->test_before = res->test_after = g->test_acc;
+  res->rounds = calloc(1, sizeof *res->rounds);
+  td_repair_round *rd = res->rounds;
+  rc = res->rounds ? choose(r, g, &d, o->budget, rd, err)
+                   : td_err_set(err, TD_ENOMEM, "out of memory");
+  if (!rc) {
+    res->n_rounds = 1;
+    res->n_selected = rd->n_selected;
+    rd->test_before = rd->test_after = g->test_acc;
+    rd->n_buggy_before = rd->n_buggy_after = n_buggy(g);
+    rd->epoch_before = rd->epoch_after = g->epoch;
+    int64_t shape[1] = {rd->n_selected};
+    rc = td_npy_save_raw(o->out, TD_I32, 1, shape, rd->selected, err);
+  }
+  td__diag_data_free(&d);
+  td_diagnosis_free(g);
+  td_run_close(cur);
+  return rc;
+}
+
 static json_t *dbl_array(const double *v, int n) {
   json_t *a = json_array();
   for (int i = 0; v && i < n; i++)
@@ -427,10 +462,11 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
   r.diag = o->diag;
   td_rng_split(&r.rng, o->seed, 0x726570616972ULL);
   double t0 = td_now(), c0 = cpu_now();
-  int rc = repair_body(&r, res, err);
+  int rc =
+      o->select_only ? select_only(&r, res, err) : repair_body(&r, res, err);
   res->seconds = td_now() - t0;
   res->cpu_seconds = cpu_now() - c0;
-  if (!rc && res->n_rounds > 0)
+  if (!rc && res->n_rounds > 0 && !o->select_only)
     rc = write_record(o, res, err);
   td_run_close(r.parent);
   free(r.pool);
