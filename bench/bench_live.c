@@ -11,7 +11,7 @@
  * and the trainer's seconds per epoch with and without the follower.
  *
  *   bench_live [--tardis PATH] [--runs N:E[,N:E...]] [--out DIR]
- *   bench_live --draft-quality RUN [--lag L]
+ *   bench_live --draft-quality RUN [--lag L] [--cold N]
  *
  * PATH defaults to the `tardis` binary next to this one; --runs to
  * 10000:8,60000:6 (training samples : epochs). */
@@ -598,7 +598,32 @@ static int swap_epoch(const char *run_dir, int epoch, int aside) {
   return rename(keep, dir);
 }
 
-static int draft_quality(const char *run_dir, int lag) {
+/* Draws the draft of epoch `picked` from the model of `from`: its full fit,
+ * or (cold > 0) a model fitted on a sample of cold of from's training
+ * points (td_drafter_cold, which writes from's own cold draft first). */
+static int draw_one(td_run *run, const td_project_opts *o, int picked, int from,
+                    long cold, double *secs, td_err *e) {
+  if (cold <= 0)
+    return td_project_draft(run, o, picked, from, secs, e);
+  td_drafter *d;
+  double s0 = 0, s1 = 0;
+  int rc = td_drafter_cold(run, o, from, cold, &d, &s0, e);
+  if (rc == TD_OK && picked != from)
+    rc = td_drafter_draw(d, picked, &s1, e);
+  td_drafter_close(d);
+  *secs = s0 + s1;
+  return rc;
+}
+
+/* This process's CPU seconds so far (user + system, every thread). */
+static double self_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static int draft_quality(const char *run_dir, int lag, long cold) {
   td_err e;
   td_run *run;
   if (td_run_open(run_dir, &run, &e) != TD_OK) {
@@ -615,32 +640,45 @@ static int draft_quality(const char *run_dir, int lag) {
   int rc = eval_run(run, &full);
   td_project_opts o;
   td_project_opts_default(&o);
-  double secs[MAX_EPOCHS];
+  double secs[MAX_EPOCHS], cpu[MAX_EPOCHS];
   for (int i = lag; rc == 0 && i < n && k < MAX_EPOCHS; i += lag + 1) {
     picked[k] = td_run_epoch_number(run, i);
     from[k] = td_run_epoch_number(run, i - lag);
+    /* a cold draft rewrites `from` too: set it aside as well */
+    int aside_from = cold > 0 && lag > 0;
+    cpu[k] = self_cpu();
     if (swap_epoch(run_dir, picked[k], 1) != 0 ||
-        td_project_draft(run, &o, picked[k], from[k], &secs[k], &e) != TD_OK) {
+        (aside_from && swap_epoch(run_dir, from[k], 1) != 0) ||
+        draw_one(run, &o, picked[k], from[k], cold, &secs[k], &e) != TD_OK ||
+        (aside_from && swap_epoch(run_dir, from[k], 0) != 0)) {
       fprintf(stderr, "bench_live: epoch %d: %s\n", picked[k], e.msg);
       rc = -1;
     }
+    cpu[k] = self_cpu() - cpu[k];
     k++;
   }
   if (rc == 0)
     rc = eval_run(run, &draft);
-  printf("draft quality, %s (%lld samples), each draft placed by the epoch "
-         "%d before\n  epoch  from  draft s   nn@15 fit/draft   test@15 "
-         "fit/draft   ppr fit/draft\n",
-         run_dir, (long long)td_run_get_meta(run)->n_train, lag);
+  printf("draft quality, %s (%lld samples), each draft placed by the model "
+         "of the epoch %d before%s",
+         run_dir, (long long)td_run_get_meta(run)->n_train, lag,
+         cold > 0 ? ", fitted on a sample of " : "");
+  if (cold > 0)
+    printf("%ld of its training points (cold draft)", cold);
+  printf("\n  epoch  from  draft s  CPU-s   nn@15 fit/draft   test@15 "
+         "fit/draft   ppr fit/draft\n");
   for (int j = 0; rc == 0 && j < k; j++) {
     const td_eval_epoch *f = eval_of(&full, picked[j]),
                         *d = eval_of(&draft, picked[j]);
     if (f && d)
-      printf("  %5d %5d %8.2f   %6.3f / %6.3f   %6.3f / %6.3f   %5.3f / "
+      printf("  %5d %5d %8.2f %6.2f   %6.3f / %6.3f   %6.3f / %6.3f   %5.3f / "
              "%5.3f\n",
-             picked[j], from[j], secs[j], f->nn_train[1], d->nn_train[1],
-             f->nn_test[1], d->nn_test[1], f->ppr, d->ppr);
+             picked[j], from[j], secs[j], cpu[j], f->nn_train[1],
+             d->nn_train[1], f->nn_test[1], d->nn_test[1], f->ppr, d->ppr);
   }
+  double la[3];
+  if (getloadavg(la, 3) == 3)
+    printf("  load average: %.2f %.2f %.2f\n", la[0], la[1], la[2]);
   for (int j = 0; j < k; j++)
     if (swap_epoch(run_dir, picked[j], 0) != 0)
       fprintf(stderr, "bench_live: could not put epoch %d back\n", picked[j]);
@@ -660,11 +698,14 @@ int main(int argc, char **argv) {
   tardis[0] = '\0';
   const char *dq = NULL;
   int lag = 1;
+  long cold = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--draft-quality") && i + 1 < argc)
       dq = argv[++i];
     else if (!strcmp(argv[i], "--lag") && i + 1 < argc)
       lag = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--cold") && i + 1 < argc)
+      cold = atol(argv[++i]);
     else if (!strcmp(argv[i], "--tardis") && i + 1 < argc)
       snprintf(tardis, sizeof tardis, "%s", argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
@@ -674,12 +715,12 @@ int main(int argc, char **argv) {
     else {
       fprintf(stderr, "usage: bench_live [--tardis PATH] [--runs N:E[,N:E...]] "
                       "[--out DIR]\n       bench_live --draft-quality RUN "
-                      "[--lag L]\n");
+                      "[--lag L] [--cold N]\n");
       return 2;
     }
   }
   if (dq)
-    return draft_quality(dq, lag > 0 ? lag : 1);
+    return draft_quality(dq, lag > 0 || (lag == 0 && cold > 0) ? lag : 1, cold);
   if (!tardis[0]) { /* next to this binary */
     ssize_t len = readlink("/proc/self/exe", tardis, sizeof tardis - 8);
     char *slash = len > 0 ? memrchr(tardis, '/', (size_t)len) : NULL;
