@@ -17,6 +17,7 @@
  * 10000:8,60000:6 (training samples : epochs). */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -87,6 +88,14 @@ static int reap_cpu(pid_t pid, double *cpu) {
 
 static int reap(pid_t pid) { return reap_cpu(pid, NULL); }
 
+/* Whether pid has exited (it stays to be reaped). */
+static int exited(pid_t pid) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+         si.si_pid == pid;
+}
+
 /* The whole of a small text file, or NULL; free it. */
 static char *slurp(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -112,8 +121,27 @@ static char *slurp(const char *path) {
 /* ------------------------------------------------------------------ */
 /* The trainer's own figures, from its output. */
 
+/* The 1-minute load average's range over a run, sampled about once a
+ * second (the machine may be shared: wall times then say little). */
+typedef struct {
+  double lo, hi;
+  double next; /* now_s() of the next sample */
+} load_range;
+
+static void load_sample(load_range *l) {
+  double la[3], t = now_s();
+  if (t < l->next || getloadavg(la, 1) != 1)
+    return;
+  if (l->next == 0 || la[0] < l->lo)
+    l->lo = la[0];
+  if (l->next == 0 || la[0] > l->hi)
+    l->hi = la[0];
+  l->next = t + 1.0;
+}
+
 typedef struct {
   int epochs;
+  load_range load;
   double step_s[MAX_EPOCHS + 1]; /* training steps of each epoch */
   double total_s;                /* "trained E epochs in X s" */
   double cpu_s;                  /* its CPU time (user + system) */
@@ -267,11 +295,17 @@ static void train_alone(const bench_cfg *b, train_times *t) {
   snprintf(dir, sizeof dir, "%s/alone_%d", b->work, b->n);
   pid_t pid = start_trainer(b, dir, out, err, sizeof out);
   double cpu = 0;
+  load_range lr = {0, 0, 0};
+  while (!exited(pid)) {
+    load_sample(&lr);
+    usleep(50000);
+  }
   if (reap_cpu(pid, &cpu) != 0 || parse_trainer(out, err, t) != 0) {
     fprintf(stderr, "bench_live: tardis train failed (see %s)\n", err);
     exit(1);
   }
   t->cpu_s = cpu;
+  t->load = lr;
   td_remove_tree_best_effort(dir);
 }
 
@@ -302,6 +336,8 @@ typedef struct {
   pid_t trainer, server;
   int trainer_rc; /* -2 while running */
   double trainer_cpu, trainer_end, all_final;
+  double server_cpu; /* the follower's CPU time, all of it */
+  load_range load;
   int sse_started; /* the client thread runs */
   pthread_t sse_th;
   sse_client sse;
@@ -348,6 +384,7 @@ static int follow(const bench_cfg *b, live_run *lr) {
   for (double dl = now_s() + 600; now_s() < dl; usleep(1000)) {
     double t = now_s();
     int drawn = 1, told = 1;
+    load_sample(&lr->load);
     pthread_mutex_lock(&lr->sse.mu);
     int sse_error = lr->sse.error;
     for (int e = 1; e <= b->epochs; e++) {
@@ -393,6 +430,7 @@ typedef struct {
   double sse[MAX_EPOCHS + 1];
   int drafts;
   double final_after; /* trainer done -> every epoch fully fitted */
+  double server_cpu;
 } live_result;
 
 /* Stops what still runs of lr. */
@@ -407,7 +445,7 @@ static void wind_down(live_run *lr) {
   }
   if (lr->server) {
     kill(lr->server, SIGTERM);
-    if (reap(lr->server) != 0)
+    if (reap_cpu(lr->server, &lr->server_cpu) != 0)
       lr->sse.error = 1; /* reported with the rest below */
   }
 }
@@ -437,6 +475,8 @@ static void train_live(const bench_cfg *b, live_result *r) {
   r->fs = lr.fs;
   memcpy(r->sse, lr.sse.t_proj, sizeof r->sse);
   r->live.cpu_s = lr.trainer_cpu;
+  r->live.load = lr.load;
+  r->server_cpu = lr.server_cpu;
   r->drafts = lr.sse.drafts;
   r->final_after = rc == 0 ? lr.all_final - lr.trainer_end : -1;
   td_remove_tree_best_effort(lr.dir);
@@ -537,13 +577,21 @@ static void report(const bench_cfg *b, const live_result *r) {
   printf("    CPU-s (user + system)      %10.3f %10.3f %7.2fx\n",
          r->alone.cpu_s / b->epochs, r->live.cpu_s / b->epochs,
          r->live.cpu_s / r->alone.cpu_s);
-  double la[3];
-  if (getloadavg(la, 3) == 3)
-    printf("  load average now: %.2f %.2f %.2f\n", la[0], la[1], la[2]);
+  printf("  follower (serve --follow) CPU-s: %.1f in all, %.3f per epoch "
+         "(until every epoch was fully fitted)\n",
+         r->server_cpu, r->server_cpu / b->epochs);
+  printf("  1-min load average, alone run %.2f-%.2f, live run %.2f-%.2f "
+         "(nproc %ld)\n",
+         r->alone.load.lo, r->alone.load.hi, r->live.load.lo, r->live.load.hi,
+         sysconf(_SC_NPROCESSORS_ONLN));
   printf("  targets (DESIGN §5): lag <= 10 s at 60k -> max %.2f s %s; "
-         "training slowed <= 1.3x -> %.2fx %s\n",
+         "training slowed <= 1.3x -> wall %.2fx %s, CPU %.2fx%s\n",
          lag.max, lag.max <= 10 ? "met" : "MISSED", wl / wa,
-         wl / wa <= 1.3 ? "met" : "MISSED");
+         wl / wa <= 1.3 ? "met" : "MISSED", r->live.cpu_s / r->alone.cpu_s,
+         fmax(r->alone.load.hi, r->live.load.hi) >
+                 (double)sysconf(_SC_NPROCESSORS_ONLN) + 0.5
+             ? " (shared machine: wall ratios are noise)"
+             : "");
   fflush(stdout);
 }
 
