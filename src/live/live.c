@@ -245,8 +245,8 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
 }
 
 /* The alerts need the epochs in ascending order, which is the order they
- * are recorded in: each new one is added once, before any projection (it
- * reads only the recorded representations), and RUN/alerts.jsonl is
+ * are recorded in: each new one is added once (it reads only the recorded
+ * representations, not the projection), and RUN/alerts.jsonl is
  * rewritten when one was added. An epoch that appears below the newest one
  * already added (a run rewritten under us) is left out rather than stopping
  * the follower; `tardis alerts` recomputes the whole run. */
@@ -456,15 +456,14 @@ static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
 
 /* One look at the run: open it when it appears, re-list its epochs, take
  * in a finished fit, draw a draft, start the next fit (*did: any of the
- * three happened). */
+ * three happened), add the new epochs to the alerts. */
 static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
   int first = lv->run == NULL;
   *did = *fresh = 0;
   int rc = ensure_open(lv, err);
   if (rc || !lv->run)
     return rc;
-  if ((rc = sync_epochs(lv, first, fresh, err)) ||
-      (rc = alert_new_epochs(lv, err)))
+  if ((rc = sync_epochs(lv, first, fresh, err)))
     return rc;
   publish(lv, -1, finished);
   give_back_priority(lv, finished);
@@ -484,7 +483,8 @@ static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
     publish(lv, -1, finished);
     *did = 1;
   }
-  return TD_OK;
+  /* After the draft and the fit's start: the newest epoch drawn first. */
+  return alert_new_epochs(lv, err);
 }
 
 /* How long to wait for the next change: the poll interval, shortened to
