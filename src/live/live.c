@@ -418,7 +418,8 @@ static int draw_draft(td_live *lv, int i, int from, int *src, double *secs,
 /* Draws a draft of the newest epoch when nothing shows it yet: with the
  * model of the newest fully fitted epoch, or before there is one, of a
  * cold draft. Drafts keep to a third of the follower's time (each is
- * followed by twice its duration without one). No draft of the epoch being
+ * followed by twice its duration without one; the cold draft, a one-time
+ * cost, by none). No draft of the epoch being
  * fitted (the two would race to write it), nor of the epoch whose fit
  * starts next at the usual priority. *did: one was drawn. */
 static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
@@ -439,7 +440,10 @@ static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
   int src, rc = draw_draft(lv, i, from, &src, &secs, err);
   if (rc)
     return rc;
-  lv->next_draft_at = td_now() + 2.0 * secs;
+  /* A cold draft is paid once (its fit): the drafts after it keep to the
+   * share of time by their own cost. */
+  lv->next_draft_at =
+      td_now() + (from < 0 && src == lv->ep[i].epoch ? 0 : 2.0 * secs);
   lv->ep[i].state = EP_DRAFT;
   *did = 1;
   publish(lv, -1, finished);
