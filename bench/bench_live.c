@@ -88,6 +88,24 @@ static int reap_cpu(pid_t pid, double *cpu) {
 
 static int reap(pid_t pid) { return reap_cpu(pid, NULL); }
 
+/* A running process's CPU seconds so far (user + system, all its threads,
+ * from /proc/PID/stat), or -1. */
+static double proc_cpu(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')'); /* after the command name */
+  unsigned long ut, st;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                   &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Whether pid has exited (it stays to be reaped). */
 static int exited(pid_t pid) {
   siginfo_t si;
@@ -336,7 +354,8 @@ typedef struct {
   pid_t trainer, server;
   int trainer_rc; /* -2 while running */
   double trainer_cpu, trainer_end, all_final;
-  double server_cpu; /* the follower's CPU time, all of it */
+  double server_cpu;          /* the follower's CPU time, all of it */
+  double server_cpu_training; /* ... until the trainer ended */
   load_range load;
   int sse_started; /* the client thread runs */
   pthread_t sse_th;
@@ -408,6 +427,7 @@ static int follow(const bench_cfg *b, live_run *lr) {
           (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
       lr->trainer_end = t;
+      lr->server_cpu_training = lr->server ? proc_cpu(lr->server) : -1;
     }
     if (lr->trainer_rc != -2 && lr->trainer_rc != 0)
       return -1;
@@ -430,7 +450,7 @@ typedef struct {
   double sse[MAX_EPOCHS + 1];
   int drafts;
   double final_after; /* trainer done -> every epoch fully fitted */
-  double server_cpu;
+  double server_cpu, server_cpu_training;
 } live_result;
 
 /* Stops what still runs of lr. */
@@ -477,6 +497,7 @@ static void train_live(const bench_cfg *b, live_result *r) {
   r->live.cpu_s = lr.trainer_cpu;
   r->live.load = lr.load;
   r->server_cpu = lr.server_cpu;
+  r->server_cpu_training = lr.server_cpu_training;
   r->drafts = lr.sse.drafts;
   r->final_after = rc == 0 ? lr.all_final - lr.trainer_end : -1;
   td_remove_tree_best_effort(lr.dir);
@@ -577,9 +598,11 @@ static void report(const bench_cfg *b, const live_result *r) {
   printf("    CPU-s (user + system)      %10.3f %10.3f %7.2fx\n",
          r->alone.cpu_s / b->epochs, r->live.cpu_s / b->epochs,
          r->live.cpu_s / r->alone.cpu_s);
-  printf("  follower (serve --follow) CPU-s: %.1f in all, %.3f per epoch "
-         "(until every epoch was fully fitted)\n",
-         r->server_cpu, r->server_cpu / b->epochs);
+  printf("  follower (serve --follow) CPU-s: %.1f while the trainer ran "
+         "(%.3f per epoch; the trainer's own: %.3f), %.1f in all (until every "
+         "epoch was fully fitted)\n",
+         r->server_cpu_training, r->server_cpu_training / b->epochs,
+         r->live.cpu_s / b->epochs, r->server_cpu);
   printf("  1-min load average, alone run %.2f-%.2f, live run %.2f-%.2f "
          "(nproc %ld)\n",
          r->alone.load.lo, r->alone.load.hi, r->live.load.lo, r->live.load.hi,
