@@ -399,12 +399,13 @@ static int no_drafts(const char *dir, int epochs) {
 }
 
 /* Polls the run every millisecond until the trainer is done and every
- * epoch is drawn and announced (or b->wait_s); 0, 1 (not every epoch fully
- * fitted in time, training done) or -1. */
+ * epoch is drawn and announced (or b->wait_s after training ended); 0, 1
+ * (not every epoch fully fitted in time, training done) or -1. */
 static int follow(const bench_cfg *b, live_run *lr) {
   double all_drawn = 0, since = 0; /* after all_drawn, 10 s for the events */
   char path[4300];
-  for (double dl = now_s() + b->wait_s; now_s() < dl; usleep(1000)) {
+  /* an hour for training, then wait_s for the fits */
+  for (double dl = now_s() + 3600; now_s() < dl; usleep(1000)) {
     double t = now_s();
     int drawn = 1, told = 1;
     load_sample(&lr->load);
@@ -432,6 +433,7 @@ static int follow(const bench_cfg *b, live_run *lr) {
           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
       lr->trainer_end = t;
       lr->server_cpu_training = lr->server ? proc_cpu(lr->server) : -1;
+      dl = t + b->wait_s;
     }
     if (lr->trainer_rc != -2 && lr->trainer_rc != 0)
       return -1;
