@@ -420,8 +420,12 @@ static int follow(const bench_cfg *b, live_run *lr) {
       told &= lr->sse.t_proj[e] != NOT_SEEN;
     }
     pthread_mutex_unlock(&lr->sse.mu);
-    if (sse_error || bring_up_server(b, lr, &since) != 0)
+    if (sse_error || bring_up_server(b, lr, &since) != 0) {
+      fprintf(stderr, "bench_live: %s\n",
+              sse_error ? "the event stream could not be read"
+                        : "the server did not come up");
       return -1;
+    }
     if (drawn && !all_drawn)
       all_drawn = t;
     int st;
@@ -435,8 +439,11 @@ static int follow(const bench_cfg *b, live_run *lr) {
       lr->server_cpu_training = lr->server ? proc_cpu(lr->server) : -1;
       dl = t + b->wait_s;
     }
-    if (lr->trainer_rc != -2 && lr->trainer_rc != 0)
+    if (lr->trainer_rc != -2 && lr->trainer_rc != 0) {
+      fprintf(stderr, "bench_live: the trainer failed (status %d)\n",
+              lr->trainer_rc);
       return -1;
+    }
     /* done: every epoch fully fitted (no draft left) and announced */
     if (lr->trainer_rc == 0 && drawn && (told || t > all_drawn + 10) &&
         no_drafts(lr->dir, b->epochs)) {
