@@ -10,13 +10,16 @@
  *     behind the newest recorded one: what the target is about),
  * and the trainer's seconds per epoch with and without the follower.
  *
- *   bench_live [--tardis PATH] [--runs N:E[,N:E...]] [--out DIR]
- *   bench_live --draft-quality RUN [--lag L]
+ *   bench_live [--tardis PATH] [--runs N:E[,N:E...]] [--out DIR] [--wait S]
+ *   bench_live --draft-quality RUN [--lag L] [--cold N]
  *
  * PATH defaults to the `tardis` binary next to this one; --runs to
- * 10000:8,60000:6 (training samples : epochs). */
+ * 10000:8,60000:6 (training samples : epochs); --wait S (600) bounds the
+ * wait for every epoch fully fitted after training (the lag and the
+ * trainer's figures do not need it: on a loaded machine, keep it short). */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -87,6 +90,32 @@ static int reap_cpu(pid_t pid, double *cpu) {
 
 static int reap(pid_t pid) { return reap_cpu(pid, NULL); }
 
+/* A running process's CPU seconds so far (user + system, all its threads,
+ * from /proc/PID/stat), or -1. */
+static double proc_cpu(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+  if (f)
+    fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')'); /* after the command name */
+  unsigned long ut, st;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                   &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Whether pid has exited (it stays to be reaped). */
+static int exited(pid_t pid) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+         si.si_pid == pid;
+}
+
 /* The whole of a small text file, or NULL; free it. */
 static char *slurp(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -112,8 +141,27 @@ static char *slurp(const char *path) {
 /* ------------------------------------------------------------------ */
 /* The trainer's own figures, from its output. */
 
+/* The 1-minute load average's range over a run, sampled about once a
+ * second (the machine may be shared: wall times then say little). */
+typedef struct {
+  double lo, hi;
+  double next; /* now_s() of the next sample */
+} load_range;
+
+static void load_sample(load_range *l) {
+  double la[3], t = now_s();
+  if (t < l->next || getloadavg(la, 1) != 1)
+    return;
+  if (l->next == 0 || la[0] < l->lo)
+    l->lo = la[0];
+  if (l->next == 0 || la[0] > l->hi)
+    l->hi = la[0];
+  l->next = t + 1.0;
+}
+
 typedef struct {
   int epochs;
+  load_range load;
   double step_s[MAX_EPOCHS + 1]; /* training steps of each epoch */
   double total_s;                /* "trained E epochs in X s" */
   double cpu_s;                  /* its CPU time (user + system) */
@@ -247,6 +295,7 @@ typedef struct {
   char *tardis; /* argv[0] of the children */
   const char *work;
   int n, epochs;
+  double wait_s; /* the longest wait for every epoch fully fitted (600) */
 } bench_cfg;
 
 /* `tardis train` into dir; its output files are dir.out and dir.err. */
@@ -267,11 +316,17 @@ static void train_alone(const bench_cfg *b, train_times *t) {
   snprintf(dir, sizeof dir, "%s/alone_%d", b->work, b->n);
   pid_t pid = start_trainer(b, dir, out, err, sizeof out);
   double cpu = 0;
+  load_range lr = {0, 0, 0};
+  while (!exited(pid)) {
+    load_sample(&lr);
+    usleep(50000);
+  }
   if (reap_cpu(pid, &cpu) != 0 || parse_trainer(out, err, t) != 0) {
     fprintf(stderr, "bench_live: tardis train failed (see %s)\n", err);
     exit(1);
   }
   t->cpu_s = cpu;
+  t->load = lr;
   td_remove_tree_best_effort(dir);
 }
 
@@ -302,6 +357,9 @@ typedef struct {
   pid_t trainer, server;
   int trainer_rc; /* -2 while running */
   double trainer_cpu, trainer_end, all_final;
+  double server_cpu;          /* the follower's CPU time, all of it */
+  double server_cpu_training; /* ... until the trainer ended */
+  load_range load;
   int sse_started; /* the client thread runs */
   pthread_t sse_th;
   sse_client sse;
@@ -341,13 +399,16 @@ static int no_drafts(const char *dir, int epochs) {
 }
 
 /* Polls the run every millisecond until the trainer is done and every
- * epoch is drawn and announced (or 10 minutes); 0 or -1. */
+ * epoch is drawn and announced (or b->wait_s after training ended); 0, 1
+ * (not every epoch fully fitted in time, training done) or -1. */
 static int follow(const bench_cfg *b, live_run *lr) {
   double all_drawn = 0, since = 0; /* after all_drawn, 10 s for the events */
   char path[4300];
-  for (double dl = now_s() + 600; now_s() < dl; usleep(1000)) {
+  /* an hour for training, then wait_s for the fits */
+  for (double dl = now_s() + 3600; now_s() < dl; usleep(1000)) {
     double t = now_s();
     int drawn = 1, told = 1;
+    load_sample(&lr->load);
     pthread_mutex_lock(&lr->sse.mu);
     int sse_error = lr->sse.error;
     for (int e = 1; e <= b->epochs; e++) {
@@ -359,8 +420,12 @@ static int follow(const bench_cfg *b, live_run *lr) {
       told &= lr->sse.t_proj[e] != NOT_SEEN;
     }
     pthread_mutex_unlock(&lr->sse.mu);
-    if (sse_error || bring_up_server(b, lr, &since) != 0)
+    if (sse_error || bring_up_server(b, lr, &since) != 0) {
+      fprintf(stderr, "bench_live: %s\n",
+              sse_error ? "the event stream could not be read"
+                        : "the server did not come up");
       return -1;
+    }
     if (drawn && !all_drawn)
       all_drawn = t;
     int st;
@@ -371,9 +436,14 @@ static int follow(const bench_cfg *b, live_run *lr) {
           (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
       lr->trainer_end = t;
+      lr->server_cpu_training = lr->server ? proc_cpu(lr->server) : -1;
+      dl = t + b->wait_s;
     }
-    if (lr->trainer_rc != -2 && lr->trainer_rc != 0)
+    if (lr->trainer_rc != -2 && lr->trainer_rc != 0) {
+      fprintf(stderr, "bench_live: the trainer failed (status %d)\n",
+              lr->trainer_rc);
       return -1;
+    }
     /* done: every epoch fully fitted (no draft left) and announced */
     if (lr->trainer_rc == 0 && drawn && (told || t > all_drawn + 10) &&
         no_drafts(lr->dir, b->epochs)) {
@@ -382,8 +452,10 @@ static int follow(const bench_cfg *b, live_run *lr) {
     }
   }
   /* a loaded machine: report what was seen, if training finished */
-  fprintf(stderr, "bench_live: not every epoch fully fitted within 10 "
-                  "minutes; reporting what was seen\n");
+  fprintf(stderr,
+          "bench_live: not every epoch fully fitted within %.0f s; "
+          "reporting what was seen\n",
+          b->wait_s);
   return lr->trainer_rc == 0 ? 1 : -1;
 }
 
@@ -393,6 +465,7 @@ typedef struct {
   double sse[MAX_EPOCHS + 1];
   int drafts;
   double final_after; /* trainer done -> every epoch fully fitted */
+  double server_cpu, server_cpu_training;
 } live_result;
 
 /* Stops what still runs of lr. */
@@ -407,7 +480,7 @@ static void wind_down(live_run *lr) {
   }
   if (lr->server) {
     kill(lr->server, SIGTERM);
-    if (reap(lr->server) != 0)
+    if (reap_cpu(lr->server, &lr->server_cpu) != 0)
       lr->sse.error = 1; /* reported with the rest below */
   }
 }
@@ -437,6 +510,9 @@ static void train_live(const bench_cfg *b, live_result *r) {
   r->fs = lr.fs;
   memcpy(r->sse, lr.sse.t_proj, sizeof r->sse);
   r->live.cpu_s = lr.trainer_cpu;
+  r->live.load = lr.load;
+  r->server_cpu = lr.server_cpu;
+  r->server_cpu_training = lr.server_cpu_training;
   r->drafts = lr.sse.drafts;
   r->final_after = rc == 0 ? lr.all_final - lr.trainer_end : -1;
   td_remove_tree_best_effort(lr.dir);
@@ -526,7 +602,7 @@ static void report(const bench_cfg *b, const live_result *r) {
          steady.max, steady.n);
   printf("  drafts drawn: %d; epochs first drawn after a newer one: %d of %d; "
          "every epoch fully fitted %.1f s after training ended (-1: not "
-         "within 10 minutes)\n",
+         "within --wait)\n",
          r->drafts, backfilled(&r->fs, b->epochs), b->epochs, r->final_after);
   printf("  trainer, s/epoch             %10s %10s %8s\n", "alone", "+follower",
          "ratio");
@@ -537,13 +613,23 @@ static void report(const bench_cfg *b, const live_result *r) {
   printf("    CPU-s (user + system)      %10.3f %10.3f %7.2fx\n",
          r->alone.cpu_s / b->epochs, r->live.cpu_s / b->epochs,
          r->live.cpu_s / r->alone.cpu_s);
-  double la[3];
-  if (getloadavg(la, 3) == 3)
-    printf("  load average now: %.2f %.2f %.2f\n", la[0], la[1], la[2]);
+  printf("  follower (serve --follow) CPU-s: %.1f while the trainer ran "
+         "(%.3f per epoch; the trainer's own: %.3f), %.1f in all (until every "
+         "epoch was fully fitted)\n",
+         r->server_cpu_training, r->server_cpu_training / b->epochs,
+         r->live.cpu_s / b->epochs, r->server_cpu);
+  printf("  1-min load average, alone run %.2f-%.2f, live run %.2f-%.2f "
+         "(nproc %ld)\n",
+         r->alone.load.lo, r->alone.load.hi, r->live.load.lo, r->live.load.hi,
+         sysconf(_SC_NPROCESSORS_ONLN));
   printf("  targets (DESIGN §5): lag <= 10 s at 60k -> max %.2f s %s; "
-         "training slowed <= 1.3x -> %.2fx %s\n",
+         "training slowed <= 1.3x -> wall %.2fx %s, CPU %.2fx%s\n",
          lag.max, lag.max <= 10 ? "met" : "MISSED", wl / wa,
-         wl / wa <= 1.3 ? "met" : "MISSED");
+         wl / wa <= 1.3 ? "met" : "MISSED", r->live.cpu_s / r->alone.cpu_s,
+         fmax(r->alone.load.hi, r->live.load.hi) >
+                 (double)sysconf(_SC_NPROCESSORS_ONLN) + 0.5
+             ? " (shared machine: wall ratios are noise)"
+             : "");
   fflush(stdout);
 }
 
@@ -598,7 +684,32 @@ static int swap_epoch(const char *run_dir, int epoch, int aside) {
   return rename(keep, dir);
 }
 
-static int draft_quality(const char *run_dir, int lag) {
+/* Draws the draft of epoch `picked` from the model of `from`: its full fit,
+ * or (cold > 0) a model fitted on a sample of cold of from's training
+ * points (td_drafter_cold, which writes from's own cold draft first). */
+static int draw_one(td_run *run, const td_project_opts *o, int picked, int from,
+                    long cold, double *secs, td_err *e) {
+  if (cold <= 0)
+    return td_project_draft(run, o, picked, from, secs, e);
+  td_drafter *d;
+  double s0 = 0, s1 = 0;
+  int rc = td_drafter_cold(run, o, from, cold, &d, &s0, e);
+  if (rc == TD_OK && picked != from)
+    rc = td_drafter_draw(d, picked, &s1, e);
+  td_drafter_close(d);
+  *secs = s0 + s1;
+  return rc;
+}
+
+/* This process's CPU seconds so far (user + system, every thread). */
+static double self_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+static int draft_quality(const char *run_dir, int lag, long cold) {
   td_err e;
   td_run *run;
   if (td_run_open(run_dir, &run, &e) != TD_OK) {
@@ -615,32 +726,45 @@ static int draft_quality(const char *run_dir, int lag) {
   int rc = eval_run(run, &full);
   td_project_opts o;
   td_project_opts_default(&o);
-  double secs[MAX_EPOCHS];
+  double secs[MAX_EPOCHS], cpu[MAX_EPOCHS];
   for (int i = lag; rc == 0 && i < n && k < MAX_EPOCHS; i += lag + 1) {
     picked[k] = td_run_epoch_number(run, i);
     from[k] = td_run_epoch_number(run, i - lag);
+    /* a cold draft rewrites `from` too: set it aside as well */
+    int aside_from = cold > 0 && lag > 0;
+    cpu[k] = self_cpu();
     if (swap_epoch(run_dir, picked[k], 1) != 0 ||
-        td_project_draft(run, &o, picked[k], from[k], &secs[k], &e) != TD_OK) {
+        (aside_from && swap_epoch(run_dir, from[k], 1) != 0) ||
+        draw_one(run, &o, picked[k], from[k], cold, &secs[k], &e) != TD_OK ||
+        (aside_from && swap_epoch(run_dir, from[k], 0) != 0)) {
       fprintf(stderr, "bench_live: epoch %d: %s\n", picked[k], e.msg);
       rc = -1;
     }
+    cpu[k] = self_cpu() - cpu[k];
     k++;
   }
   if (rc == 0)
     rc = eval_run(run, &draft);
-  printf("draft quality, %s (%lld samples), each draft placed by the epoch "
-         "%d before\n  epoch  from  draft s   nn@15 fit/draft   test@15 "
-         "fit/draft   ppr fit/draft\n",
-         run_dir, (long long)td_run_get_meta(run)->n_train, lag);
+  printf("draft quality, %s (%lld samples), each draft placed by the model "
+         "of the epoch %d before%s",
+         run_dir, (long long)td_run_get_meta(run)->n_train, lag,
+         cold > 0 ? ", fitted on a sample of " : "");
+  if (cold > 0)
+    printf("%ld of its training points (cold draft)", cold);
+  printf("\n  epoch  from  draft s  CPU-s   nn@15 fit/draft   test@15 "
+         "fit/draft   ppr fit/draft\n");
   for (int j = 0; rc == 0 && j < k; j++) {
     const td_eval_epoch *f = eval_of(&full, picked[j]),
                         *d = eval_of(&draft, picked[j]);
     if (f && d)
-      printf("  %5d %5d %8.2f   %6.3f / %6.3f   %6.3f / %6.3f   %5.3f / "
+      printf("  %5d %5d %8.2f %6.2f   %6.3f / %6.3f   %6.3f / %6.3f   %5.3f / "
              "%5.3f\n",
-             picked[j], from[j], secs[j], f->nn_train[1], d->nn_train[1],
-             f->nn_test[1], d->nn_test[1], f->ppr, d->ppr);
+             picked[j], from[j], secs[j], cpu[j], f->nn_train[1],
+             d->nn_train[1], f->nn_test[1], d->nn_test[1], f->ppr, d->ppr);
   }
+  double la[3];
+  if (getloadavg(la, 3) == 3)
+    printf("  load average: %.2f %.2f %.2f\n", la[0], la[1], la[2]);
   for (int j = 0; j < k; j++)
     if (swap_epoch(run_dir, picked[j], 0) != 0)
       fprintf(stderr, "bench_live: could not put epoch %d back\n", picked[j]);
@@ -660,11 +784,17 @@ int main(int argc, char **argv) {
   tardis[0] = '\0';
   const char *dq = NULL;
   int lag = 1;
+  long cold = 0;
+  double wait_s = 600;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--draft-quality") && i + 1 < argc)
       dq = argv[++i];
     else if (!strcmp(argv[i], "--lag") && i + 1 < argc)
       lag = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--wait") && i + 1 < argc)
+      wait_s = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--cold") && i + 1 < argc)
+      cold = atol(argv[++i]);
     else if (!strcmp(argv[i], "--tardis") && i + 1 < argc)
       snprintf(tardis, sizeof tardis, "%s", argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
@@ -672,14 +802,15 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--out") && i + 1 < argc)
       work = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_live [--tardis PATH] [--runs N:E[,N:E...]] "
-                      "[--out DIR]\n       bench_live --draft-quality RUN "
-                      "[--lag L]\n");
+      fprintf(stderr,
+              "usage: bench_live [--tardis PATH] [--runs N:E[,N:E...]] "
+              "[--out DIR] [--wait S]\n       bench_live --draft-quality RUN "
+              "[--lag L] [--cold N]\n");
       return 2;
     }
   }
   if (dq)
-    return draft_quality(dq, lag > 0 ? lag : 1);
+    return draft_quality(dq, lag > 0 || (lag == 0 && cold > 0) ? lag : 1, cold);
   if (!tardis[0]) { /* next to this binary */
     ssize_t len = readlink("/proc/self/exe", tardis, sizeof tardis - 8);
     char *slash = len > 0 ? memrchr(tardis, '/', (size_t)len) : NULL;
@@ -705,7 +836,7 @@ int main(int argc, char **argv) {
          "(dvi, default threads)\n",
          tardis, tardis);
   for (int i = 0; i < k; i++) {
-    bench_cfg b = {tardis, work, ns[i], es[i]};
+    bench_cfg b = {tardis, work, ns[i], es[i], wait_s > 0 ? wait_s : 600};
     static live_result r; /* large: off the stack */
     train_alone(&b, &r.alone);
     train_live(&b, &r);

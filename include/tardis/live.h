@@ -26,13 +26,17 @@
  * newest fully fitted epoch (td_project_draft, a few hundred ms), marked
  * "draft" in its projection.json. The full fit later replaces it; drafts
  * are never warm-started from, and none remains once the follower is idle.
- * While the run is being written (not finished, an epoch arrived within
- * yield_window s), full fits yield to the trainer: their thread runs at
- * nice yield_nice on one core (its own nice value, so in `tardis train
- * --serve` the trainer's threads keep theirs). The first, cold fit does not
- * yield: until it is done there is no model to draw drafts with. The
- * follower keeps one small record per recorded epoch and no queue: memory
- * stays flat.
+ * Before any epoch is fully fitted there is no such model: the first draft
+ * is then a *cold draft* (td_drafter_cold), a model fitted on a sample of
+ * cold_sample training points of the newest epoch, which draws the drafts
+ * until the first full fit is done (~1-2 s at 60k where that fit costs
+ * ~17 CPU-s). While the run is being written (not finished, an epoch
+ * arrived within yield_window s), every full fit, the cold one included,
+ * yields to the trainer: its thread runs at nice yield_nice on one core
+ * (its own nice value, so in `tardis train --serve` the trainer's threads
+ * keep theirs); the newest epoch then gets a draft even when its own fit
+ * is next. The follower keeps one small record per recorded epoch and no
+ * queue: memory stays flat.
  */
 #ifndef TARDIS_LIVE_H
 #define TARDIS_LIVE_H
@@ -49,6 +53,9 @@ typedef struct td_live_epoch {
                        (back-filled, or redone) */
   int redo;         /* 1: a draft replaced by its full fit */
   int draft;        /* 1: a draft, placed by warm_from's model (no fit) */
+  int cold;         /* 1: a draft whose model was fitted on a sample of
+                       warm_from's training points (no epoch fully fitted
+                       yet: td_drafter_cold) */
   int low_priority; /* 1: the fit yielded to the trainer */
   double seconds;   /* projection time */
   double latency;   /* seconds from the epoch noticed to its projection
@@ -74,9 +81,9 @@ typedef struct td_live_opts {
   void (*on_recorded)(int epoch, void *ctx);
   void (*on_projected)(const td_live_epoch *e, void *ctx);
   /* Geometry alerts (docs/alerts.md): when `alerts` is 1 (the default),
-   * each recorded epoch is added to the run's alerts in order, before any
-   * projection, and RUN/alerts.jsonl is rewritten — the same file `tardis
-   * alerts` writes afterwards. on_alert (may be NULL) gets each new alert. */
+   * each recorded epoch is added to the run's alerts in order (just after
+   * the newest epoch's draft, which comes first), and RUN/alerts.jsonl is
+   * rewritten — the same file `tardis alerts` writes afterwards. on_alert (may be NULL) gets each new alert. */
   int alerts;
   td_alerts_opts alerts_opts;
   void (*on_alert)(const td_alert *a, void *ctx);
@@ -86,6 +93,8 @@ typedef struct td_live_opts {
                           written, 1..19; 0: never yield (19) */
   double yield_window; /* the run counts as being written this many seconds
                           after its newest epoch arrived (30) */
+  long cold_sample;    /* training points the cold draft is fitted on
+                          (5000); < 2: no cold draft */
 } td_live_opts;
 
 void td_live_opts_default(td_live_opts *o);

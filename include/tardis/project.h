@@ -116,4 +116,25 @@ TD_NODISCARD int td_project_draft(td_run *run, const td_project_opts *o,
                                   int epoch, int from, double *seconds,
                                   td_err *err);
 
+/* A cold draft (live mode, before any epoch is fully fitted): the method's
+ * model fitted on a sample of n_sample of the epoch's training points (all
+ * of them when there are fewer; no boundary samples, chosen by o->seed),
+ * then every point of the epoch placed and its territory drawn by it, as
+ * td_project_draft does. At 60k a sample of a few thousand costs a second
+ * or two where the full cold fit costs ~17 CPU-s (docs/performance.md).
+ * The epoch is written with "draft": true, "draft_from": epoch and
+ * "draft_sample": the sample's size; the model is kept in *out to draw
+ * later epochs (td_drafter_draw) until a fully fitted one can. The run and
+ * the strings in *o must outlive it. Only methods with drafts (dvi). */
+typedef struct td_drafter td_drafter;
+TD_NODISCARD int td_drafter_cold(td_run *run, const td_project_opts *o,
+                                 int epoch, int64_t n_sample, td_drafter **out,
+                                 double *seconds, td_err *err);
+/* A draft of a recorded epoch placed by the drafter's model (marked as
+ * above, draft_from: the drafter's epoch). */
+TD_NODISCARD int td_drafter_draw(td_drafter *d, int epoch, double *seconds,
+                                 td_err *err);
+int td_drafter_epoch(const td_drafter *d); /* the epoch it was fitted on */
+void td_drafter_close(td_drafter *d);      /* NULL is fine */
+
 #endif

@@ -69,6 +69,9 @@ typedef struct td_vis_file_spec {
 #define TD_VIS_DRAFT_KEY "draft"
 /* projection.json of a draft also names the epoch whose model placed it. */
 #define TD_VIS_DRAFT_FROM_KEY "draft_from"
+/* ... and, for a cold draft (its model fitted on a sample of draft_from's
+ * training points, before any epoch was fully fitted), the sample's size. */
+#define TD_VIS_DRAFT_SAMPLE_KEY "draft_sample"
 
 /* The files of an epoch directory, in table order. */
 const td_vis_file_spec *td_vis_spec(size_t *count);

@@ -17,17 +17,19 @@ typedef struct {
 static void on_projected(const td_live_epoch *e, void *ctx) {
   const watch_ctx *c = ctx;
   if (c->json)
-    printf("{\"epoch\":%d,\"draft\":%s,\"seconds\":%.3f,\"latency\":%.3f,"
+    printf("{\"epoch\":%d,\"draft\":%s,\"cold\":%s,\"seconds\":%.3f,"
+           "\"latency\":%.3f,"
            "\"newest\":%d,\"lag\":%d,\"warm_from\":%d,\"backfill\":%s,"
            "\"redo\":%s,\"yielded\":%s,\"recorded\":%d,\"projected\":%d}\n",
-           e->epoch, e->draft ? "true" : "false", e->seconds, e->latency,
-           e->newest, e->lag, e->warm_from, e->backfill ? "true" : "false",
-           e->redo ? "true" : "false", e->low_priority ? "true" : "false",
-           e->n_recorded, e->n_projected);
+           e->epoch, e->draft ? "true" : "false", e->cold ? "true" : "false",
+           e->seconds, e->latency, e->newest, e->lag, e->warm_from,
+           e->backfill ? "true" : "false", e->redo ? "true" : "false",
+           e->low_priority ? "true" : "false", e->n_recorded, e->n_projected);
   else if (e->draft)
-    printf("epoch %4d  draft in %6.2f s with epoch %d's model  lag %d (newest "
-           "recorded %d)\n",
-           e->epoch, e->seconds, e->warm_from, e->lag, e->newest);
+    printf("epoch %4d  draft in %6.2f s with epoch %d's %smodel  lag %d "
+           "(newest recorded %d)\n",
+           e->epoch, e->seconds, e->warm_from, e->cold ? "sampled " : "",
+           e->lag, e->newest);
   else
     printf("epoch %4d  projected in %6.2f s  lag %d (newest recorded %d)%s%s\n",
            e->epoch, e->seconds, e->lag, e->newest,
@@ -104,17 +106,19 @@ int td_cmd_watch(int argc, char **argv) {
   td_args_cmd cmd = {
       .name = "watch",
       .usage = "watch RUN [--method dvi|pca] [--exit-idle S] [--json]",
-      .about = "Follows the run directory RUN while it is written (RUN may "
-               "still be empty)\nand projects each new epoch as it lands, "
-               "warm-started from the newest\nprojected one; when training "
-               "outruns the projection the newest epoch\nis drawn at once as a "
-               "draft (placed by the newest fully fitted epoch's\nmodel) and "
-               "every epoch's full fit follows in order. Prints one line per "
-               "projected\n"
-               "epoch: its projection time and how many recorded epochs are "
-               "newer.\nComputes the geometry alerts of each recorded epoch "
-               "(docs/alerts.md), prints\neach new one and keeps "
-               "RUN/alerts.jsonl up to date.",
+      .about =
+          "Follows the run directory RUN while it is written (RUN may "
+          "still be empty)\nand projects each new epoch as it lands, "
+          "warm-started from the newest\nprojected one; when training "
+          "outruns the projection the newest epoch\nis drawn at once as a "
+          "draft (placed by the newest fully fitted epoch's\nmodel; "
+          "before any is, by a model fitted on a sample of 5000\npoints) "
+          "and every epoch's full fit follows in order. Prints one\nline "
+          "per projected epoch: its projection time and how many\nrecorded "
+          "epochs are newer.\nComputes the geometry alerts of each recorded "
+          "epoch "
+          "(docs/alerts.md), prints\neach new one and keeps "
+          "RUN/alerts.jsonl up to date.",
       .after = "Stops by itself once the run is marked finished and every "
                "epoch is projected.\nExit status: 0 done or stopped (Ctrl-C), "
                "1 error (e.g. RUN disappeared), 2 bad usage.",

@@ -53,6 +53,7 @@ struct td_live {
   td_run *run;     /* NULL until run.json and train_labels.npy are there */
   td_run *fit_run; /* the fit thread's own handle on the run */
   td_projector *pj;
+  td_drafter *cold; /* the cold draft's model, until an epoch is fitted */
   fit_job job;
   double last_fresh;       /* td_now() when the newest epoch was noticed */
   double next_draft_at;    /* drafts keep to a share of the time */
@@ -75,6 +76,7 @@ void td_live_opts_default(td_live_opts *o) {
   o->drafts = 1;
   o->yield_nice = 19;
   o->yield_window = 30.0;
+  o->cold_sample = 5000;
 }
 
 int td_live_open(const char *run_dir, const td_live_opts *o, td_live **out,
@@ -120,6 +122,7 @@ void td_live_close(td_live *lv) {
   if (!lv)
     return;
   join_job(lv);
+  td_drafter_close(lv->cold);
   td_projector_close(lv->pj);
   td_run_close(lv->fit_run);
   td_alerts_state_free(lv->alerts);
@@ -242,8 +245,8 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
 }
 
 /* The alerts need the epochs in ascending order, which is the order they
- * are recorded in: each new one is added once, before any projection (it
- * reads only the recorded representations), and RUN/alerts.jsonl is
+ * are recorded in: each new one is added once (it reads only the recorded
+ * representations, not the projection), and RUN/alerts.jsonl is
  * rewritten when one was added. An epoch that appears below the newest one
  * already added (a run rewritten under us) is left out rather than stopping
  * the follower; `tardis alerts` recomputes the whole run. */
@@ -322,16 +325,13 @@ static void *fit_main(void *arg) {
 }
 
 /* Starts the full fit of record i. It yields to the trainer while the run
- * is being written, except for the first (cold) fit: until one epoch is
- * fully fitted there is no model to draw drafts with. */
+ * is being written — the first, cold, fit too: until it is done, drafts
+ * come from a model fitted on a sample of one epoch (td_drafter_cold). */
 static int start_fit(td_live *lv, int i, int finished, td_err *err) {
-  int have_final = 0;
-  for (int k = 0; k < lv->n && !have_final; k++)
-    have_final = lv->ep[k].state == EP_DONE;
   fit_job *j = &lv->job;
   j->epoch = lv->ep[i].epoch;
   j->was_draft = lv->ep[i].state == EP_DRAFT;
-  j->low = have_final && run_active(lv, finished);
+  j->low = run_active(lv, finished);
   j->started = td_now();
   j->warm_from = -1;
   j->seconds = 0;
@@ -373,6 +373,9 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   if (i < 0)
     return TD_OK; /* the run was rewritten under us */
   lv->ep[i].state = EP_DONE;
+  /* drafts come from fitted epochs from now on */
+  td_drafter_close(lv->cold);
+  lv->cold = NULL;
   publish(lv, -1, finished);
   td_live_epoch ev = {0};
   fill_event(lv, i, &ev);
@@ -380,47 +383,6 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   ev.seconds = j->seconds;
   ev.redo = j->was_draft;
   ev.low_priority = j->low;
-  if (lv->o.on_projected)
-    lv->o.on_projected(&ev, lv->o.ctx);
-  return TD_OK;
-}
-
-/* Draws a draft of the newest epoch when nothing shows it yet, with the
- * model of the newest fully fitted epoch. Drafts keep to a third of the
- * follower's time (each is followed by twice its duration without one).
- * *did: one was drawn. */
-static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
-  *did = 0;
-  int i = lv->n - 1, from = -1;
-  if (!lv->o.drafts || i < 0 || lv->ep[i].state != EP_NONE ||
-      (lv->job.running && lv->job.epoch == lv->ep[i].epoch) ||
-      td_now() < lv->next_draft_at)
-    return TD_OK;
-  for (int k = i - 1; k >= 0 && from < 0; k--)
-    if (lv->ep[k].state == EP_DONE)
-      from = lv->ep[k].epoch;
-  /* the fit that starts next is this epoch's own: no draft needed */
-  int next_fit = -1;
-  for (int k = 0; k < lv->n && next_fit < 0; k++)
-    if (lv->ep[k].state != EP_DONE)
-      next_fit = k;
-  if (from < 0 || (!lv->job.running && next_fit == i))
-    return TD_OK;
-  publish(lv, lv->ep[i].epoch, finished);
-  double secs = 0;
-  int rc =
-      td_project_draft(lv->run, &lv->o.proj, lv->ep[i].epoch, from, &secs, err);
-  if (rc)
-    return rc;
-  lv->next_draft_at = td_now() + 2.0 * secs;
-  lv->ep[i].state = EP_DRAFT;
-  *did = 1;
-  publish(lv, -1, finished);
-  td_live_epoch ev = {0};
-  fill_event(lv, i, &ev);
-  ev.warm_from = from;
-  ev.seconds = secs;
-  ev.draft = 1;
   if (lv->o.on_projected)
     lv->o.on_projected(&ev, lv->o.ctx);
   return TD_OK;
@@ -435,17 +397,77 @@ static int next_fit(const td_live *lv) {
   return -1;
 }
 
+/* Draws a draft of record i with the model of `from` (a fully fitted
+ * epoch), of the cold draft's sample, or — neither there yet — fits a cold
+ * draft on a sample of this epoch. *src: the epoch whose model drew it. */
+static int draw_draft(td_live *lv, int i, int from, int *src, double *secs,
+                      td_err *err) {
+  int ep = lv->ep[i].epoch;
+  *src = from;
+  if (from >= 0)
+    return td_project_draft(lv->run, &lv->o.proj, ep, from, secs, err);
+  if (lv->cold) {
+    *src = td_drafter_epoch(lv->cold);
+    return td_drafter_draw(lv->cold, ep, secs, err);
+  }
+  *src = ep;
+  return td_drafter_cold(lv->run, &lv->o.proj, ep, lv->o.cold_sample, &lv->cold,
+                         secs, err);
+}
+
+/* Draws a draft of the newest epoch when nothing shows it yet: with the
+ * model of the newest fully fitted epoch, or before there is one, of a
+ * cold draft. Drafts keep to a third of the follower's time (each is
+ * followed by twice its duration without one; the cold draft, a one-time
+ * cost, by none). No draft of the epoch being
+ * fitted (the two would race to write it), nor of the epoch whose fit
+ * starts next at the usual priority. *did: one was drawn. */
+static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
+  *did = 0;
+  int i = lv->n - 1, from = -1;
+  if (!lv->o.drafts || i < 0 || lv->ep[i].state != EP_NONE ||
+      (lv->job.running && lv->job.epoch == lv->ep[i].epoch) ||
+      td_now() < lv->next_draft_at)
+    return TD_OK;
+  for (int k = i - 1; k >= 0 && from < 0; k--)
+    if (lv->ep[k].state == EP_DONE)
+      from = lv->ep[k].epoch;
+  if ((!lv->job.running && next_fit(lv) == i && !run_active(lv, finished)) ||
+      (from < 0 && !lv->cold && lv->o.cold_sample < 2))
+    return TD_OK;
+  publish(lv, lv->ep[i].epoch, finished);
+  double secs = 0;
+  int src, rc = draw_draft(lv, i, from, &src, &secs, err);
+  if (rc)
+    return rc;
+  /* A cold draft is paid once (its fit): the drafts after it keep to the
+   * share of time by their own cost. */
+  lv->next_draft_at =
+      td_now() + (from < 0 && src == lv->ep[i].epoch ? 0 : 2.0 * secs);
+  lv->ep[i].state = EP_DRAFT;
+  *did = 1;
+  publish(lv, -1, finished);
+  td_live_epoch ev = {0};
+  fill_event(lv, i, &ev);
+  ev.warm_from = src;
+  ev.seconds = secs;
+  ev.draft = 1;
+  ev.cold = from < 0;
+  if (lv->o.on_projected)
+    lv->o.on_projected(&ev, lv->o.ctx);
+  return TD_OK;
+}
+
 /* One look at the run: open it when it appears, re-list its epochs, take
  * in a finished fit, draw a draft, start the next fit (*did: any of the
- * three happened). */
+ * three happened), add the new epochs to the alerts. */
 static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
   int first = lv->run == NULL;
   *did = *fresh = 0;
   int rc = ensure_open(lv, err);
   if (rc || !lv->run)
     return rc;
-  if ((rc = sync_epochs(lv, first, fresh, err)) ||
-      (rc = alert_new_epochs(lv, err)))
+  if ((rc = sync_epochs(lv, first, fresh, err)))
     return rc;
   publish(lv, -1, finished);
   give_back_priority(lv, finished);
@@ -465,7 +487,8 @@ static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
     publish(lv, -1, finished);
     *did = 1;
   }
-  return TD_OK;
+  /* After the draft and the fit's start: the newest epoch drawn first. */
+  return alert_new_epochs(lv, err);
 }
 
 /* How long to wait for the next change: the poll interval, shortened to

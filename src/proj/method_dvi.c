@@ -586,7 +586,11 @@ static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
   return c->pred ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory");
 }
 
+/* dvi_place then encodes every point (n_vert no longer matches). */
+static void dvi_forget_layout(void *st) { ((carry *)st)->n_vert = 0; }
+
 const td__proj_method td__proj_dvi = {
     "dvi",      1,       1,         dvi_new,    dvi_free,
     dvi_resume, dvi_fit, dvi_place, dvi_decode, dvi_save,
+    dvi_forget_layout,
 };

@@ -51,6 +51,11 @@ typedef struct td__proj_method {
   td_decode_fn decode;
   /* Writes the model into the epoch directory (model/, pca.npy). */
   int (*save)(const void *st, const char *dir, td_err *err);
+  /* Drafts only (NULL otherwise): after a fit, makes place() encode every
+   * point with the model rather than copy the fitted layout, so the state
+   * can draw later epochs (td_drafter: a model fitted on one epoch's
+   * sample draws the epochs that follow). */
+  void (*forget_layout)(void *st);
 } td__proj_method;
 
 extern const td__proj_method td__proj_pca;

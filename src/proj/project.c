@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "proj/proj_method.h"
+#include "tardis/alloc.h"
 #include "tardis/boundary.h"
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
 #include "tardis/projection.h"
+#include "tardis/rng.h"
 #include "tardis/territory.h"
 #include "tardis/vis.h"
 
@@ -154,7 +156,7 @@ static int put_arrays(td_vis_writer *w, const epoch_data *e, const placed *p,
 /* projection.json: what the epoch cost, stage by stage. */
 static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
                       const epoch_data *e, const double secs[5], int draft_from,
-                      td_err *err) {
+                      int64_t draft_sample, td_err *err) {
   json_t *pj = json_pack(
       "{s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch", epoch, "method",
       o->method, "boundary_seconds", secs[4], "knn_seconds", secs[0],
@@ -167,6 +169,9 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
     json_object_set_new(pj, TD_VIS_DRAFT_KEY, json_true());
     json_object_set_new(pj, TD_VIS_DRAFT_FROM_KEY, json_integer(draft_from));
   }
+  if (draft_from >= 0 && draft_sample > 0)
+    json_object_set_new(pj, TD_VIS_DRAFT_SAMPLE_KEY,
+                        json_integer((json_int_t)draft_sample));
   char *txt = json_dumps(pj, JSON_INDENT(2));
   json_decref(pj);
   int rc = txt ? td_vis_put_json(w, "projection.json", txt, err)
@@ -177,11 +182,13 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
 
 /* Places the points, computes the territory and writes the epoch's vis
  * directory through the vis writer (atomic: docs/vis-format.md); a draft
- * (draft_from >= 0: the epoch whose model st holds) is marked as one. */
+ * (draft_from >= 0: the epoch whose model st holds) is marked as one, and
+ * draft_sample > 0 says that model was fitted on that many of draft_from's
+ * training points only (a cold draft). */
 static int write_epoch(const td_run *run, const td_project_opts *o,
                        const td__proj_method *pm, void *st, int epoch,
                        const epoch_data *e, double secs[5], int draft_from,
-                       td_err *err) {
+                       int64_t draft_sample, td_err *err) {
   td_vis_dims d;
   td_vis_dims_of_run(run, &d);
   d.n_train = e->n, d.n_test = e->m, d.n_ood = e->mo, d.n_boundary = e->nb;
@@ -207,7 +214,7 @@ static int write_epoch(const td_run *run, const td_project_opts *o,
     rc = pm->save(st, td_vis_writer_dir(w), err);
   secs[3] = td_now() - t0;
   if (rc == TD_OK &&
-      !(rc = put_timing(w, o, epoch, e, secs, draft_from, err))) {
+      !(rc = put_timing(w, o, epoch, e, secs, draft_from, draft_sample, err))) {
     rc = td_vis_epoch_commit(w, err);
     w = NULL;
   }
@@ -393,7 +400,7 @@ static int project_epoch(const td_run *run, const td_project_opts *o,
   }
   if (rc == TD_OK) {
     report(o, t, n, ep, "territory", 0);
-    rc = write_epoch(run, o, pm, st, ep, &e, secs, -1, err);
+    rc = write_epoch(run, o, pm, st, ep, &e, secs, -1, 0, err);
   }
   epoch_data_free(&e);
   *dt = td_now() - t0;
@@ -520,9 +527,156 @@ int td_project_draft(td_run *run, const td_project_opts *o, int epoch, int from,
   /* No boundary samples: making them costs more than the rest of a draft,
    * and the territory comes from the decoder and this epoch's head. */
   if (rc == TD_OK && (rc = load_epoch(run, epoch, &e, err)) == TD_OK)
-    rc = write_epoch(run, o, pm, st, epoch, &e, secs, from, err);
+    rc = write_epoch(run, o, pm, st, epoch, &e, secs, from, 0, err);
   epoch_data_free(&e);
   pm->state_free(st);
+  if (rc)
+    td_err_prefix(err, "epoch %d (draft)", epoch);
+  if (seconds)
+    *seconds = td_now() - t0;
+  return rc;
+}
+
+/* ---- cold drafts: a model fitted on a sample of one epoch ------------ */
+
+struct td_drafter {
+  td_run *run;
+  td_project_opts o;
+  const td__proj_method *pm;
+  void *st;
+  int from;         /* the epoch whose sample the model was fitted on */
+  int64_t n_sample; /* that sample's size */
+};
+
+/* Rows of a sample of s of the n training points: a partial Fisher-Yates
+ * shuffle seeded by the projection's seed, sorted (reads stay in order). */
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int64_t *sample_rows(int64_t n, int64_t s, uint64_t seed) {
+  int64_t *perm = td_malloc((size_t)n * sizeof *perm);
+  if (!perm)
+    return NULL;
+  for (int64_t i = 0; i < n; i++)
+    perm[i] = i;
+  td_rng r;
+  td_rng_seed(&r, seed);
+  for (int64_t i = 0; i < s && s < n; i++) {
+    int64_t j = i + (int64_t)td_rng_below(&r, (uint64_t)(n - i));
+    int64_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  qsort(perm, (size_t)s, sizeof *perm, cmp_i64);
+  return perm;
+}
+
+/* The training rows (representations, logits) of e listed in rows, as an
+ * epoch of their own without test, ood or boundary points; the head is
+ * e's, borrowed (sub->head is not freed: see drafter_fit). */
+static int sample_epoch(const epoch_data *e, const int64_t *rows, int64_t s,
+                        epoch_data *sub, td_err *err) {
+  memset(sub, 0, sizeof *sub);
+  int64_t xs[2] = {s, e->D}, ls[2] = {s, e->C};
+  if (td_array_alloc(&sub->train, TD_F32, 2, xs) ||
+      td_array_alloc(&sub->logits, TD_F32, 2, ls)) {
+    epoch_data_free(sub);
+    return td_err_set(err, TD_ENOMEM, "sampling the epoch: out of memory");
+  }
+  const float *x = e->train.data, *l = e->logits.data;
+  float *sx = sub->train.data, *sl = sub->logits.data;
+  for (int64_t i = 0; i < s; i++) {
+    memcpy(sx + i * e->D, x + rows[i] * e->D, (size_t)e->D * sizeof *sx);
+    memcpy(sl + i * e->C, l + rows[i] * e->C, (size_t)e->C * sizeof *sl);
+  }
+  sub->n = s;
+  sub->D = e->D;
+  sub->C = e->C;
+  sub->head = e->head;
+  return TD_OK;
+}
+
+/* Fits d's model on a sample of e's training points. */
+static int drafter_fit(td_drafter *d, const epoch_data *e, td_err *err) {
+  int64_t s = d->n_sample < e->n ? d->n_sample : e->n;
+  int64_t *rows = sample_rows(e->n, s, d->o.seed);
+  if (!rows)
+    return td_err_set(err, TD_ENOMEM, "sampling the epoch: out of memory");
+  epoch_data sub;
+  int rc = sample_epoch(e, rows, s, &sub, err);
+  td_free(rows);
+  if (rc)
+    return rc;
+  double knn_s = 0, fit_s = 0;
+  rc = d->pm->fit(d->st, &d->o, &sub, &knn_s, &fit_s, err);
+  sub.head = NULL; /* e's */
+  epoch_data_free(&sub);
+  d->n_sample = s;
+  return rc;
+}
+
+void td_drafter_close(td_drafter *d) {
+  if (!d)
+    return;
+  if (d->st)
+    d->pm->state_free(d->st);
+  td_free(d);
+}
+
+int td_drafter_cold(td_run *run, const td_project_opts *o, int epoch,
+                    int64_t n_sample, td_drafter **out, double *seconds,
+                    td_err *err) {
+  double t0 = td_now(), secs[5] = {0};
+  *out = NULL;
+  const td__proj_method *pm = method_of(o->method);
+  if (!pm || !pm->drafts || !pm->forget_layout)
+    return td_err_set(err, TD_EARG, "method '%s' draws no drafts", o->method);
+  if (n_sample < 2)
+    return td_err_set(err, TD_EARG, "a cold draft needs a sample of >= 2");
+  td_drafter *d = td_calloc(1, sizeof *d);
+  if (!d || !(d->st = pm->state_new())) {
+    td_free(d);
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  }
+  d->run = run;
+  d->o = *o;
+  d->pm = pm;
+  d->from = epoch;
+  d->n_sample = n_sample;
+  epoch_data e;
+  int rc = load_epoch(run, epoch, &e, err);
+  if (rc == TD_OK) {
+    if ((rc = drafter_fit(d, &e, err)) == TD_OK) {
+      pm->forget_layout(d->st);
+      rc = write_epoch(run, o, pm, d->st, epoch, &e, secs, epoch, d->n_sample,
+                       err);
+    }
+    epoch_data_free(&e);
+  }
+  if (seconds)
+    *seconds = td_now() - t0;
+  if (rc) {
+    td_err_prefix(err, "epoch %d (cold draft)", epoch);
+    td_drafter_close(d);
+    return rc;
+  }
+  *out = d;
+  return TD_OK;
+}
+
+int td_drafter_epoch(const td_drafter *d) { return d->from; }
+
+int td_drafter_draw(td_drafter *d, int epoch, double *seconds, td_err *err) {
+  double t0 = td_now(), secs[5] = {0};
+  epoch_data e;
+  int rc = load_epoch(d->run, epoch, &e, err);
+  if (rc == TD_OK) {
+    rc = write_epoch(d->run, &d->o, d->pm, d->st, epoch, &e, secs, d->from,
+                     d->n_sample, err);
+    epoch_data_free(&e);
+  }
   if (rc)
     td_err_prefix(err, "epoch %d (draft)", epoch);
   if (seconds)
