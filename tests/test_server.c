@@ -467,18 +467,9 @@ static void test_samples(void) {
   CHECK_STATUS("/api/samples/1?split=foo", 400);
 }
 
-static json_t *get_json(const char *path, int *status) {
-  resp r;
-  http_get(path, &r);
-  *status = r.status;
-  json_t *j = td_t_body_json(&r);
-  td_t_resp_free(&r);
-  return j;
-}
-
 static void test_filter(void) {
   int st;
-  json_t *j = get_json("/api/filter?label=1", &st);
+  json_t *j = td_t_get_json(port, "/api/filter?label=1", &st);
   CHECK_INT(st, ==, 200);
   CHECK(json_is_array(j));
   int want = 0;
@@ -488,13 +479,13 @@ static void test_filter(void) {
   CHECK_INT(json_integer_value(json_array_get(j, 0)), ==, 1);
   json_decref(j);
 
-  j = get_json("/api/filter?noisy=1", &st);
+  j = td_t_get_json(port, "/api/filter?noisy=1", &st);
   CHECK_INT(st, ==, 200);
   CHECK_INT(json_array_size(j), ==, 6); /* 0, 7, ..., 35 */
   CHECK_INT(json_integer_value(json_array_get(j, 1)), ==, 7);
   json_decref(j);
 
-  j = get_json("/api/filter?epoch=1&misclassified=1&label=2", &st);
+  j = td_t_get_json(port, "/api/filter?epoch=1&misclassified=1&label=2", &st);
   CHECK_INT(st, ==, 200);
   want = 0;
   for (int i = 0; i < N; i++)
@@ -502,14 +493,14 @@ static void test_filter(void) {
   CHECK_INT(json_array_size(j), ==, want);
   json_decref(j);
 
-  j = get_json("/api/filter?epoch=1&pred=0&misclassified=0", &st);
+  j = td_t_get_json(port, "/api/filter?epoch=1&pred=0&misclassified=0", &st);
   want = 0;
   for (int i = 0; i < N; i++)
     want += labels[i] == 0 && argmax(logits1 + i * C) == 0;
   CHECK_INT(json_array_size(j), ==, want);
   json_decref(j);
 
-  j = get_json("/api/filter?indices=9,3,3,14&noisy=1", &st);
+  j = td_t_get_json(port, "/api/filter?indices=9,3,3,14&noisy=1", &st);
   CHECK_INT(json_array_size(j), ==, 1);
   CHECK_INT(json_integer_value(json_array_get(j, 0)), ==, 14);
   json_decref(j);
@@ -524,7 +515,7 @@ static void test_filter(void) {
   CHECK_INT(v[1], ==, 5);
   td_t_resp_free(&r);
 
-  j = get_json("/api/filter?split=test&label=2", &st);
+  j = td_t_get_json(port, "/api/filter?split=test&label=2", &st);
   CHECK_INT(st, ==, 200);
   json_decref(j);
 
@@ -722,30 +713,6 @@ static void test_concurrent(void) {
   CHECK_INT(fails, ==, 0);
 }
 
-/* Reads from fd until `needle` shows up in acc or ms pass. */
-static int wait_for(int fd, char *acc, size_t cap, size_t *len,
-                    const char *needle, int ms) {
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    acc[*len] = '\0';
-    if (strstr(acc, needle))
-      return 1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long el =
-        (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    if (el >= ms || *len + 1 >= cap)
-      return 0;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    if (poll(&pfd, 1, (int)(ms - el)) <= 0)
-      continue;
-    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
-    if (n <= 0)
-      return 0;
-    *len += (size_t)n;
-  }
-}
-
 static void test_events(void) {
   int fd = td_t_connect(port);
   CHECK(fd >= 0);
@@ -753,7 +720,7 @@ static void test_events(void) {
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[65536];
   size_t len = 0;
-  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
+  int ok = td_t_read_until(fd, acc, sizeof acc, &len, ": connected", 1, 3000);
   if (!ok)
     close(fd);
   CHECK(ok);
@@ -761,7 +728,7 @@ static void test_events(void) {
 
   /* The stream must not block other requests. */
   int st;
-  json_t *j = get_json("/api/run", &st);
+  json_t *j = td_t_get_json(port, "/api/run", &st);
   json_decref(j);
   if (st != 200)
     close(fd);
@@ -772,8 +739,8 @@ static void test_events(void) {
   if (rc)
     close(fd);
   CHECK_OK(rc, &err);
-  ok = wait_for(fd, acc, sizeof acc, &len, "\"epoch\":3,\"projected\":false",
-                5000);
+  ok = td_t_read_until(fd, acc, sizeof acc, &len,
+                       "\"epoch\":3,\"projected\":false", 1, 5000);
   if (!ok) {
     fprintf(stderr, "  stream so far: %s\n", acc);
     close(fd);
@@ -784,8 +751,8 @@ static void test_events(void) {
   if (rc)
     close(fd);
   CHECK_OK(rc, &err);
-  ok = wait_for(fd, acc, sizeof acc, &len, "\"epoch\":3,\"projected\":true",
-                5000);
+  ok = td_t_read_until(fd, acc, sizeof acc, &len,
+                       "\"epoch\":3,\"projected\":true", 1, 5000);
   if (!ok)
     close(fd);
   CHECK(ok);
@@ -793,7 +760,7 @@ static void test_events(void) {
 
   /* The new epoch is served. */
   CHECK_STATUS("/api/epochs/3/embedding", 200);
-  j = get_json("/api/samples/0", &st);
+  j = td_t_get_json(port, "/api/samples/0", &st);
   CHECK_INT(json_array_size(json_object_get(j, "trajectory")), ==, 2);
   json_decref(j);
 }
@@ -825,7 +792,7 @@ static void test_stop_with_stream(void) {
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[4096];
   size_t len = 0;
-  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
+  int ok = td_t_read_until(fd, acc, sizeof acc, &len, ": connected", 1, 3000);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   td_server_stop(srv);
