@@ -3,6 +3,7 @@
  * tiny HTTP/1.1 client on plain sockets. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "harness.h"
@@ -411,6 +413,42 @@ static void test_arrays(void) {
   CHECK_STATUS("/api/epochs/1/embedding?method=pca", 404);
   CHECK_STATUS("/api/nope", 404);
   CHECK_STATUS("/api", 404);
+}
+
+/* ?size= is capped (a 4096-pixel PNG costs about a second of CPU) and a
+ * drawn PNG is kept while the territory's files stay the same: asked again
+ * it comes from the cache, even with the embedding it was drawn from gone;
+ * once territory.json changes it is drawn anew (and then fails without
+ * the embedding). */
+static void test_territory_png_cache(void) {
+  CHECK_STATUS("/api/epochs/1/territory.png?size=4097", 400);
+  CHECK_STATUS("/api/epochs/1/territory.png?size=-1", 400);
+  CHECK_STATUS("/api/epochs/1/territory.png?size=1e3", 400);
+  const char *path = "/api/epochs/1/territory.png?size=96";
+  resp a, b;
+  http_get(path, &a);
+  CHECK_INT(a.status, ==, 200);
+  char emb[4400], away[4410], tj[4400];
+  snprintf(emb, sizeof emb, "%s/vis/dvi/epoch_0001/train_embedding.npy",
+           run_dir);
+  snprintf(away, sizeof away, "%s.away", emb);
+  snprintf(tj, sizeof tj, "%s/vis/dvi/epoch_0001/territory.json", run_dir);
+  CHECK(rename(emb, away) == 0);
+  http_get(path, &b);
+  CHECK_INT(b.status, ==, 200);
+  CHECK(a.blen == b.blen && a.body && b.body &&
+        !memcmp(a.body, b.body, a.blen));
+  td_t_resp_free(&b);
+  struct timespec when[2] = {{1000000000, 0}, {1000000000, 0}};
+  CHECK(utimensat(AT_FDCWD, tj, when, 0) == 0);
+  http_get(path, &b);
+  CHECK_INT(b.status, >=, 400);
+  td_t_resp_free(&b);
+  CHECK(rename(away, emb) == 0);
+  http_get(path, &b);
+  CHECK_INT(b.status, ==, 200);
+  td_t_resp_free(&b);
+  td_t_resp_free(&a);
 }
 
 static void test_samples(void) {
@@ -823,6 +861,7 @@ int main(void) {
   port = td_server_port(srv);
   RUN(test_run_and_epochs);
   RUN(test_arrays);
+  RUN(test_territory_png_cache);
   RUN(test_samples);
   RUN(test_filter);
   RUN(test_static);
