@@ -144,10 +144,11 @@ static int drain_closed(int fd, char *acc, size_t cap, size_t *len) {
   }
 }
 
-/* Slow-loris: headers, or a body, trickled in a byte every 100 ms (each
- * well within the idle timeout, which it used to reset for ever) are cut
- * off at their total deadline with a 408; an event stream, which is being
- * answered, outlives both deadlines. */
+/* Slow-loris: headers after the request line, or a body, trickled in a
+ * byte every 100 ms (each well within the idle timeout, which it used to
+ * reset for ever) are cut off at their total deadline with a 408; a
+ * connection that never starts a request is closed then without a word;
+ * an event stream, which is being answered, outlives every deadline. */
 static void test_deadlines(void) {
   td_server_opts o;
   td_server_opts_init(&o);
@@ -165,7 +166,9 @@ static void test_deadlines(void) {
   }
   int port = td_server_port(s);
   int stream = td_t_open_stream(port);
-  int fd[2] = {td_t_connect(port), td_t_connect(port)};
+  int fd[3] = {td_t_connect(port), td_t_connect(port), td_t_connect(port)};
+  const char line[] = "GET /api/run HTTP/1.1\r\n";
+  td_t_send_all(fd[0], line, sizeof line - 1);
   char head[256];
   int hl = snprintf(head, sizeof head,
                     "POST /api/suspects/sessions HTTP/1.1\r\n"
@@ -174,40 +177,44 @@ static void test_deadlines(void) {
                     "Content-Length: 1000\r\n\r\n",
                     td_t_token);
   td_t_send_all(fd[1], head, (size_t)hl);
-  const char slow[] =
-      "GET /api/run HTTP/1.1\r\nX-Filler: aaaaaaaaaaaaaaaaaaaaaaa"
-      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-  static char acc[2][4096];
-  size_t len[2] = {0, 0};
-  double t0 = td_t_now_s(), closed_at[2] = {0, 0};
-  for (int k = 0; td_t_now_s() - t0 < 6 && (!closed_at[0] || !closed_at[1]);
-       k++) {
-    for (int i = 0; i < 2; i++) {
+  const char slow[] = "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  static char acc[3][4096];
+  size_t len[3] = {0, 0, 0};
+  double t0 = td_t_now_s(), closed_at[3] = {0, 0, 0};
+  for (int k = 0; td_t_now_s() - t0 < 6; k++) {
+    int open = 0;
+    for (int i = 0; i < 3; i++) {
       if (fd[i] < 0 || closed_at[i])
         continue;
       if (drain_closed(fd[i], acc[i], sizeof acc[i], &len[i])) {
         closed_at[i] = td_t_now_s() - t0;
         continue;
       }
+      open++;
       char b = i == 0 ? slow[k % (int)(sizeof slow - 1)] : ' ';
-      send(fd[i], &b, 1, MSG_NOSIGNAL);
+      if (i < 2) /* the third stays silent */
+        send(fd[i], &b, 1, MSG_NOSIGNAL);
     }
+    if (!open)
+      break;
     usleep(100000);
   }
   fprintf(stderr,
-          "  slow headers closed after %.2f s, slow body after %.2f s\n",
-          closed_at[0], closed_at[1]);
+          "  closed after: slow headers %.2f s, slow body %.2f s, silent "
+          "%.2f s\n",
+          closed_at[0], closed_at[1], closed_at[2]);
   CHECK(closed_at[0] >= 0.9 && closed_at[0] < 3);
   CHECK(closed_at[1] >= 1.4 && closed_at[1] < 3.5);
+  CHECK(closed_at[2] >= 0.9 && closed_at[2] < 3);
   CHECK(strstr(acc[0], " 408 ") && strstr(acc[0], "headers"));
   CHECK(strstr(acc[1], " 408 ") && strstr(acc[1], "body"));
-  /* the stream, open since before both, is still there */
-  CHECK(stream >= 0);
+  CHECK_INT((long)len[2], ==, 0);
+  /* the stream, open since before them all, is still there */
   char sb[4096];
   size_t sl = 0;
   CHECK(stream >= 0 && !drain_closed(stream, sb, sizeof sb, &sl));
   CHECK(answers(port));
-  close_all(fd, 2);
+  close_all(fd, 3);
   close_all(&stream, 1);
   td_server_stop(s);
 }

@@ -5,13 +5,16 @@
  * sends one byte of its headers every few seconds (slow-loris) resets it
  * with every byte and holds its connection and thread for ever. Here each
  * connection carries the time by which what it is sending now must be in:
- * its headers (from the connection's start, or from the end of the request
- * before on a kept-alive one), then its body. A thread of ours looks every
- * quarter second and ends a connection past its deadline: a 408 written
+ * its request line and headers (from the connection's start, or from the
+ * end of the request before on a kept-alive one), then its body. A thread
+ * of ours looks every quarter second and ends a connection past its
+ * deadline with shutdown(), which wakes libmicrohttpd's thread of that
+ * connection to close it. A request under way gets a 408 first, written
  * straight to the socket (libmicrohttpd is reading it, not writing, in
- * those phases), then shutdown(), which wakes libmicrohttpd's thread of
- * that connection to close it. While a response is sent there is no
- * deadline (an event stream lasts as long as its client stays).
+ * those phases); a connection with no request begun (an idle keep-alive, a
+ * browser's preconnect) is closed without a word, as an idle timeout
+ * would. While a response is sent there is no deadline (an event stream
+ * lasts as long as its client stays).
  *
  * libmicrohttpd reports a connection closed (NOTIFY_CLOSED) before it
  * closes its socket, and the entry leaves the list under the same mutex as
@@ -39,13 +42,17 @@ static double now_s(void) {
 }
 
 static double limit_of(const td_server *s, int phase) {
-  return phase == TD__PHASE_HEADERS ? s->headers_ms / 1000.0
-         : phase == TD__PHASE_BODY  ? s->body_ms / 1000.0
-                                    : 0;
+  return phase == TD__PHASE_WAIT || phase == TD__PHASE_HEADERS
+             ? s->headers_ms / 1000.0
+         : phase == TD__PHASE_BODY ? s->body_ms / 1000.0
+                                   : 0;
 }
 
 static void set_phase(td_server *s, struct td__conn *k, int phase) {
+  int same_clock = k->phase == TD__PHASE_WAIT && phase == TD__PHASE_HEADERS;
   k->phase = phase;
+  if (same_clock)
+    return; /* the request line is in: its headers are due as before */
   double lim = limit_of(s, phase);
   k->deadline = lim > 0 ? now_s() + lim : 0;
 }
@@ -65,7 +72,8 @@ void td__conn_notify_cb(void *cls, struct MHD_Connection *c,
     }
     k->fd = ci->connect_fd;
     pthread_mutex_lock(&s->conn_mu);
-    set_phase(s, k, TD__PHASE_HEADERS);
+    k->phase = TD__PHASE_ANSWER;
+    set_phase(s, k, TD__PHASE_WAIT);
     k->next = s->conns;
     if (s->conns)
       s->conns->prev = k;
@@ -104,6 +112,11 @@ static void reap(td_server *s, double now) {
   for (struct td__conn *k = s->conns; k; k = k->next) {
     if (k->deadline <= 0 || now < k->deadline)
       continue;
+    if (k->phase == TD__PHASE_WAIT) {
+      shutdown(k->fd, SHUT_RDWR);
+      k->deadline = 0;
+      continue;
+    }
     char body[128], msg[256];
     int bl = snprintf(body, sizeof body,
                       "{\"error\":\"request %s not complete within %d ms\"}",

@@ -386,8 +386,7 @@ static int post_allowed(const char *method, const char *url) {
 /* Called with the request target before MHD decodes it (which would cut a
  * path at %00 without a word); what it returns is the request's state. */
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c) {
-  (void)cls;
-  (void)c;
+  td__conn_phase(cls, c, TD__PHASE_HEADERS);
   req_state *st = calloc(1, sizeof *st);
   if (st && uri) {
     st->raw_len = strlen(uri);
@@ -401,7 +400,7 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c) {
 static void request_done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
                             enum MHD_RequestTerminationCode toe) {
   (void)toe;
-  td__conn_phase(cls, c, TD__PHASE_HEADERS); /* of a next request */
+  td__conn_phase(cls, c, TD__PHASE_WAIT); /* for a next request */
   req_state *st = *con_cls;
   if (st)
     free(st->body);

@@ -164,14 +164,17 @@ TD_NODISCARD int td__guard_check(td_server *s, struct MHD_Connection *c,
 
 /* ---- total deadlines of slow requests (deadline.c) ---- */
 
-enum { TD__PHASE_HEADERS, TD__PHASE_BODY, TD__PHASE_ANSWER };
+enum { TD__PHASE_WAIT, TD__PHASE_HEADERS, TD__PHASE_BODY, TD__PHASE_ANSWER };
 /* MHD_OPTION_NOTIFY_CONNECTION: enters a new connection (its headers are
  * due) and removes a closed one. cls: the server. */
 void td__conn_notify_cb(void *cls, struct MHD_Connection *c,
                         void **socket_context,
                         enum MHD_ConnectionNotificationCode toe);
-/* What the connection does now: TD__PHASE_HEADERS (the next request's are
- * due), TD__PHASE_BODY (its body is due), TD__PHASE_ANSWER (no deadline). */
+/* What the connection does now: TD__PHASE_WAIT (no request begun; its
+ * headers are due, closed silently past the deadline), TD__PHASE_HEADERS
+ * (its request line is in, the headers due by the same deadline, else
+ * 408), TD__PHASE_BODY (its body is due, else 408), TD__PHASE_ANSWER (no
+ * deadline). */
 void td__conn_phase(td_server *s, struct MHD_Connection *c, int phase);
 /* Starts / joins the thread that ends connections past their deadline (it
  * stops when s->stopping is set under ev_mu, with ev_cond broadcast). */
