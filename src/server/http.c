@@ -32,13 +32,19 @@ enum MHD_Result td__reply_bytes(struct MHD_Connection *c, unsigned status,
   return rc;
 }
 
+/* The answer when not even the JSON of an answer could be made. */
+static enum MHD_Result reply_oom(struct MHD_Connection *c) {
+  static const char oom[] = "{\"error\":\"out of memory\"}";
+  return td__reply_bytes(c, 500, oom, sizeof oom - 1,
+                         "application/json; charset=utf-8");
+}
+
 enum MHD_Result td__reply_json(struct MHD_Connection *c, unsigned status,
                                json_t *v) {
   char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
   json_decref(v);
   if (!s)
-    return td__reply_bytes(c, 500, "{\"error\":\"out of memory\"}", 25,
-                           "application/json; charset=utf-8");
+    return reply_oom(c);
   enum MHD_Result rc = td__reply_bytes(c, status, s, strlen(s),
                                        "application/json; charset=utf-8");
   free(s);
@@ -55,11 +61,8 @@ enum MHD_Result td__reply_problem(struct MHD_Connection *c, unsigned status,
     json_object_set_new(j, p->flag, json_true());
   char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
-  if (!txt) {
-    static const char oom[] = "{\"error\":\"out of memory\"}";
-    return td__reply_bytes(c, 500, oom, sizeof oom - 1,
-                           "application/json; charset=utf-8");
-  }
+  if (!txt)
+    return reply_oom(c);
   struct MHD_Response *r =
       MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
   if (!r) {
