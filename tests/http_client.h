@@ -32,7 +32,11 @@ static inline void td_t_resp_free(td_t_resp *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* A connected socket to 127.0.0.1:port with 5 s timeouts, or -1. */
+/* Seconds a send or receive of td_t_connect's sockets may wait. */
+static int td_t_timeout_s = 5;
+
+/* A connected socket to 127.0.0.1:port with td_t_timeout_s timeouts, or
+ * -1. */
 static inline int td_t_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
@@ -41,7 +45,7 @@ static inline int td_t_connect(int port) {
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {5, 0};
+  struct timeval tv = {td_t_timeout_s, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
