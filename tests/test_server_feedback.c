@@ -101,6 +101,9 @@ int main(void) {
   td_server_opts_init(&o);
   o.run_dir = run_dir;
   o.port = 0;
+  /* a 1 MB body under ThreadSanitizer on a loaded machine may take longer
+   * than the default 30 s to arrive; deadlines are not tested here */
+  o.headers_ms = o.body_ms = 600000;
   td_server *srv;
   if (td_server_start(&o, &srv, &err)) {
     fprintf(stderr, "server: %s\n", err.msg);
