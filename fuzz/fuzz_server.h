@@ -45,7 +45,8 @@ static inline int fz_start_server(int heartbeat_ms) {
 }
 
 /* A connection to the server whose sends and receives give up after
- * timeout_s (a server that stops answering is then seen, not waited on). */
+ * timeout_s; 0: they wait, and libFuzzer's -timeout judges a server that
+ * stops answering. */
 static inline int fz_connect(int timeout_s) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
@@ -55,8 +56,10 @@ static inline int fz_connect(int timeout_s) {
   a.sin_port = htons((uint16_t)fz_port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   struct timeval tv = {timeout_s, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (timeout_s > 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
     abort();
   return fd;
