@@ -1,34 +1,19 @@
 /* The feedback JSON: the input is the body of
  * POST /api/suspects/sessions/1/feedback (with the token), through the real
  * server and handler, into the session database. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-
-#include "fuzz_common.h"
-#include "tardis/server.h"
+#include "fuzz_server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FZ_TOKEN "0123456789abcdef0123456789abcdef"
-
-static int port;
+/* An answer is waited for as long as it takes: on a machine at load 30
+ * this harness at nice 19 got so little CPU that one POST (a thread and an
+ * SQLite transaction under ASan) went unanswered for two 5 s waits, then for
+ * 15 s, while the same input alone took 0.3-1.5 s. libFuzzer's -timeout
+ * (20 s in fuzz/run.sh) judges a server that never answers. */
 
 /* Sends one request and returns the status (0: none). */
 static int request(const char *head, const uint8_t *body, size_t blen) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    abort();
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-    abort();
+  int fd = fz_connect(0);
   send(fd, head, strlen(head), MSG_NOSIGNAL);
   if (blen)
     send(fd, body, blen, MSG_NOSIGNAL);
@@ -46,23 +31,10 @@ static int request(const char *head, const uint8_t *body, size_t blen) {
   return status;
 }
 
+/* The server, and the session the inputs give feedback to. */
 static void start_server(void) {
-  static td_server *srv;
-  if (srv)
+  if (!fz_start_server(0))
     return;
-  signal(SIGPIPE, SIG_IGN);
-  td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = fz_run();
-  o.method = "pca";
-  o.port = 0;
-  o.token = FZ_TOKEN;
-  td_err err;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "fuzz server: %s\n", err.msg);
-    abort();
-  }
-  port = td_server_port(srv);
   char head[512];
   snprintf(head, sizeof head,
            "POST /api/suspects/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -83,9 +55,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
            "Content-Type: application/json\r\nContent-Length: %zu\r\n"
            "Connection: close\r\n\r\n",
            size);
+  /* A connection closed with no answer (status 0) is asked again: at load
+   * 30 it happened once in hundreds of requests, each input passing alone
+   * (docs/fuzzing.md). */
   int status = request(head, data, size);
-  if (status == 0) /* no answer in 5 s: once more, for a loaded machine */
+  for (int again = 0; status == 0 && again < 3; again++) {
+    usleep(200000);
     status = request(head, data, size);
+  }
   /* a body is recorded or refused, never a server error */
   if (status != 200 && status != 400 && status != 413) {
     fprintf(stderr, "fuzz feedback: status %d for %zu bytes\n", status, size);

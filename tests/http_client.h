@@ -8,12 +8,14 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct td_t_resp {
@@ -30,7 +32,11 @@ static inline void td_t_resp_free(td_t_resp *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* A connected socket to 127.0.0.1:port with 5 s timeouts, or -1. */
+/* Seconds a send or receive of td_t_connect's sockets may wait. */
+static int td_t_timeout_s = 5;
+
+/* A connected socket to 127.0.0.1:port with td_t_timeout_s timeouts, or
+ * -1. */
 static inline int td_t_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
@@ -39,7 +45,7 @@ static inline int td_t_connect(int port) {
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  struct timeval tv = {5, 0};
+  struct timeval tv = {td_t_timeout_s, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
@@ -209,6 +215,70 @@ static inline const char *td_t_header(const td_t_resp *r, const char *name,
 /* The body as JSON, or NULL. */
 static inline json_t *td_t_body_json(const td_t_resp *r) {
   return r->body ? json_loadb(r->body, r->blen, 0, NULL) : NULL;
+}
+
+/* GET path (with the token) as JSON, or NULL; *status is the status. */
+static inline json_t *td_t_get_json(int port, const char *path, int *status) {
+  td_t_resp r;
+  td_t_http(port, "GET", path, NULL, &r);
+  *status = r.status;
+  json_t *j = td_t_body_json(&r);
+  td_t_resp_free(&r);
+  return j;
+}
+
+/* Seconds on the monotonic clock. */
+static inline double td_t_now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Copies of needle in hay. */
+static inline int td_t_count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  return n;
+}
+
+/* Reads from fd (an event stream, say) into acc (cap bytes, *len kept,
+ * NUL-terminated) until it holds `want` copies of needle: 1; or ms pass,
+ * the buffer fills or the server closes: 0. */
+static inline int td_t_read_until(int fd, char *acc, size_t cap, size_t *len,
+                                  const char *needle, int want, int ms) {
+  double deadline = td_t_now_s() + ms / 1000.0;
+  for (;;) {
+    acc[*len] = '\0';
+    if (td_t_count(acc, needle) >= want)
+      return 1;
+    double left = deadline - td_t_now_s();
+    if (left <= 0 || *len + 1 >= cap)
+      return 0;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
+      continue;
+    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
+    if (n <= 0)
+      return 0;
+    *len += (size_t)n;
+  }
+}
+
+/* A connection to GET /api/events whose response headers and first
+ * comment (": connected") have arrived within 5 s, or -1. */
+static inline int td_t_open_stream(int port) {
+  int fd = td_t_connect(port);
+  if (fd < 0)
+    return -1;
+  const char req[] = "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  td_t_send_all(fd, req, sizeof req - 1);
+  char buf[1024];
+  size_t len = 0;
+  if (td_t_read_until(fd, buf, sizeof buf, &len, ": connected", 1, 5000))
+    return fd;
+  close(fd);
+  return -1;
 }
 
 #endif

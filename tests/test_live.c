@@ -140,32 +140,6 @@ static void test_killed_trainer_and_removed_run(void) {
 
 #include "http_client.h"
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Reads the event stream into acc until needle arrives or the deadline. */
-static int read_until(int fd, char *acc, size_t cap, size_t *len,
-                      const char *needle, double deadline) {
-  for (;;) {
-    acc[*len] = '\0';
-    if (strstr(acc, needle))
-      return 1;
-    double left = deadline - now_s();
-    if (left <= 0 || *len + 1 >= cap)
-      return 0;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    if (poll(&pfd, 1, (int)(left * 1000) + 1) <= 0)
-      continue;
-    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
-    if (n <= 0)
-      return 0;
-    *len += (size_t)n;
-  }
-}
-
 /* `train --serve` (serve --follow on the run being trained): each epoch's
  * `projection` event arrives over SSE, after its `epoch` event. */
 static void test_serve_follow_events(void) {
@@ -182,7 +156,7 @@ static void test_serve_follow_events(void) {
   CHECK(pid > 0);
   snprintf(path, sizeof path, "%s/s.err", dir);
   int port = 0;
-  for (double dl = now_s() + 60; !port && now_s() < dl;) {
+  for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
     txt = slurp(path);
     const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
     if (at)
@@ -201,12 +175,13 @@ static void test_serve_follow_events(void) {
     td_t_send_all(fd, req, sizeof req - 1);
     static char acc[1 << 20];
     size_t len = 0;
-    double dl = now_s() + 120;
+    double dl = td_t_now_s() + 120;
     for (int e = 1; e <= 6; e++) {
       char needle[96];
       snprintf(needle, sizeof needle, "event: projection\ndata: {\"epoch\":%d,",
                e);
-      int ok = read_until(fd, acc, sizeof acc, &len, needle, dl);
+      int ok = td_t_read_until(fd, acc, sizeof acc, &len, needle, 1,
+                               (int)((dl - td_t_now_s()) * 1000));
       if (!ok)
         fprintf(stderr, "  no projection event for epoch %d; stream: %s\n", e,
                 acc);
@@ -223,7 +198,7 @@ static void test_serve_follow_events(void) {
   }
   if (pid > 0) {
     kill(pid, SIGINT);
-    for (double dl = now_s() + 30; kill(pid, 0) == 0 && now_s() < dl;)
+    for (double dl = td_t_now_s() + 30; kill(pid, 0) == 0 && td_t_now_s() < dl;)
       usleep(50000);
     CHECK(kill(pid, 0) != 0);
   }
@@ -283,7 +258,7 @@ static void test_draft(void) {
 /* The port `tardis serve` printed on stdout (path), waiting up to 60 s. */
 static int port_of(const char *path) {
   int port = 0;
-  for (double dl = now_s() + 60; !port && now_s() < dl;) {
+  for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
     char *txt = slurp(path);
     const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
     if (at)
@@ -331,8 +306,8 @@ static void test_serve_follow_empty(void) {
         snprintf(run_req, sizeof run_req,
                  "GET /api/run HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
     td_t_send_all(fd, run_req, (size_t)rl);
-    CHECK(read_until(fd, acc, sizeof acc, &len, "\"waiting\":true",
-                     now_s() + 30));
+    CHECK(td_t_read_until(fd, acc, sizeof acc, &len, "\"waiting\":true", 1,
+                          30000));
     CHECK(strstr(acc, " 503 ") && strstr(acc, "Retry-After: 1"));
     close(fd);
     fd = td_t_connect(port);
@@ -347,16 +322,18 @@ static void test_serve_follow_empty(void) {
              "> /dev/null",
              dir, bin);
     CHECK_INT(sh(cmd), ==, 0);
-    double dl = now_s() + 120;
-    CHECK(read_until(fd, acc, sizeof acc, &len,
-                     "event: epoch\ndata: {\"epoch\":1,", dl));
-    CHECK(read_until(fd, acc, sizeof acc, &len,
-                     "event: projection\ndata: {\"epoch\":2,", dl));
+    double dl = td_t_now_s() + 120;
+    CHECK(td_t_read_until(fd, acc, sizeof acc, &len,
+                          "event: epoch\ndata: {\"epoch\":1,", 1,
+                          (int)((dl - td_t_now_s()) * 1000)));
+    CHECK(td_t_read_until(fd, acc, sizeof acc, &len,
+                          "event: projection\ndata: {\"epoch\":2,", 1,
+                          (int)((dl - td_t_now_s()) * 1000)));
     close(fd);
   }
   if (pid > 0) {
     kill(pid, SIGINT);
-    for (double dl = now_s() + 30; kill(pid, 0) == 0 && now_s() < dl;)
+    for (double dl = td_t_now_s() + 30; kill(pid, 0) == 0 && td_t_now_s() < dl;)
       usleep(50000);
     CHECK(kill(pid, 0) != 0);
   }

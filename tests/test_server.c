@@ -3,6 +3,7 @@
  * tiny HTTP/1.1 client on plain sockets. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "harness.h"
@@ -413,6 +415,42 @@ static void test_arrays(void) {
   CHECK_STATUS("/api", 404);
 }
 
+/* ?size= is capped (a 4096-pixel PNG costs about a second of CPU) and a
+ * drawn PNG is kept while the territory's files stay the same: asked again
+ * it comes from the cache, even with the embedding it was drawn from gone;
+ * once territory.json changes it is drawn anew (and then fails without
+ * the embedding). */
+static void test_territory_png_cache(void) {
+  CHECK_STATUS("/api/epochs/1/territory.png?size=4097", 400);
+  CHECK_STATUS("/api/epochs/1/territory.png?size=-1", 400);
+  CHECK_STATUS("/api/epochs/1/territory.png?size=1e3", 400);
+  const char *path = "/api/epochs/1/territory.png?size=96";
+  resp a, b;
+  http_get(path, &a);
+  CHECK_INT(a.status, ==, 200);
+  char emb[4400], away[4410], tj[4400];
+  snprintf(emb, sizeof emb, "%s/vis/dvi/epoch_0001/train_embedding.npy",
+           run_dir);
+  snprintf(away, sizeof away, "%s.away", emb);
+  snprintf(tj, sizeof tj, "%s/vis/dvi/epoch_0001/territory.json", run_dir);
+  CHECK(rename(emb, away) == 0);
+  http_get(path, &b);
+  CHECK_INT(b.status, ==, 200);
+  CHECK(a.blen == b.blen && a.body && b.body &&
+        !memcmp(a.body, b.body, a.blen));
+  td_t_resp_free(&b);
+  struct timespec when[2] = {{1000000000, 0}, {1000000000, 0}};
+  CHECK(utimensat(AT_FDCWD, tj, when, 0) == 0);
+  http_get(path, &b);
+  CHECK_INT(b.status, >=, 400);
+  td_t_resp_free(&b);
+  CHECK(rename(away, emb) == 0);
+  http_get(path, &b);
+  CHECK_INT(b.status, ==, 200);
+  td_t_resp_free(&b);
+  td_t_resp_free(&a);
+}
+
 static void test_samples(void) {
   resp r;
   http_get("/api/samples/7?split=train&epoch=1", &r);
@@ -467,18 +505,9 @@ static void test_samples(void) {
   CHECK_STATUS("/api/samples/1?split=foo", 400);
 }
 
-static json_t *get_json(const char *path, int *status) {
-  resp r;
-  http_get(path, &r);
-  *status = r.status;
-  json_t *j = td_t_body_json(&r);
-  td_t_resp_free(&r);
-  return j;
-}
-
 static void test_filter(void) {
   int st;
-  json_t *j = get_json("/api/filter?label=1", &st);
+  json_t *j = td_t_get_json(port, "/api/filter?label=1", &st);
   CHECK_INT(st, ==, 200);
   CHECK(json_is_array(j));
   int want = 0;
@@ -488,13 +517,13 @@ static void test_filter(void) {
   CHECK_INT(json_integer_value(json_array_get(j, 0)), ==, 1);
   json_decref(j);
 
-  j = get_json("/api/filter?noisy=1", &st);
+  j = td_t_get_json(port, "/api/filter?noisy=1", &st);
   CHECK_INT(st, ==, 200);
   CHECK_INT(json_array_size(j), ==, 6); /* 0, 7, ..., 35 */
   CHECK_INT(json_integer_value(json_array_get(j, 1)), ==, 7);
   json_decref(j);
 
-  j = get_json("/api/filter?epoch=1&misclassified=1&label=2", &st);
+  j = td_t_get_json(port, "/api/filter?epoch=1&misclassified=1&label=2", &st);
   CHECK_INT(st, ==, 200);
   want = 0;
   for (int i = 0; i < N; i++)
@@ -502,14 +531,14 @@ static void test_filter(void) {
   CHECK_INT(json_array_size(j), ==, want);
   json_decref(j);
 
-  j = get_json("/api/filter?epoch=1&pred=0&misclassified=0", &st);
+  j = td_t_get_json(port, "/api/filter?epoch=1&pred=0&misclassified=0", &st);
   want = 0;
   for (int i = 0; i < N; i++)
     want += labels[i] == 0 && argmax(logits1 + i * C) == 0;
   CHECK_INT(json_array_size(j), ==, want);
   json_decref(j);
 
-  j = get_json("/api/filter?indices=9,3,3,14&noisy=1", &st);
+  j = td_t_get_json(port, "/api/filter?indices=9,3,3,14&noisy=1", &st);
   CHECK_INT(json_array_size(j), ==, 1);
   CHECK_INT(json_integer_value(json_array_get(j, 0)), ==, 14);
   json_decref(j);
@@ -524,7 +553,7 @@ static void test_filter(void) {
   CHECK_INT(v[1], ==, 5);
   td_t_resp_free(&r);
 
-  j = get_json("/api/filter?split=test&label=2", &st);
+  j = td_t_get_json(port, "/api/filter?split=test&label=2", &st);
   CHECK_INT(st, ==, 200);
   json_decref(j);
 
@@ -722,30 +751,6 @@ static void test_concurrent(void) {
   CHECK_INT(fails, ==, 0);
 }
 
-/* Reads from fd until `needle` shows up in acc or ms pass. */
-static int wait_for(int fd, char *acc, size_t cap, size_t *len,
-                    const char *needle, int ms) {
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (;;) {
-    acc[*len] = '\0';
-    if (strstr(acc, needle))
-      return 1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long el =
-        (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-    if (el >= ms || *len + 1 >= cap)
-      return 0;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    if (poll(&pfd, 1, (int)(ms - el)) <= 0)
-      continue;
-    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
-    if (n <= 0)
-      return 0;
-    *len += (size_t)n;
-  }
-}
-
 static void test_events(void) {
   int fd = td_t_connect(port);
   CHECK(fd >= 0);
@@ -753,7 +758,7 @@ static void test_events(void) {
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[65536];
   size_t len = 0;
-  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
+  int ok = td_t_read_until(fd, acc, sizeof acc, &len, ": connected", 1, 3000);
   if (!ok)
     close(fd);
   CHECK(ok);
@@ -761,7 +766,7 @@ static void test_events(void) {
 
   /* The stream must not block other requests. */
   int st;
-  json_t *j = get_json("/api/run", &st);
+  json_t *j = td_t_get_json(port, "/api/run", &st);
   json_decref(j);
   if (st != 200)
     close(fd);
@@ -772,8 +777,8 @@ static void test_events(void) {
   if (rc)
     close(fd);
   CHECK_OK(rc, &err);
-  ok = wait_for(fd, acc, sizeof acc, &len, "\"epoch\":3,\"projected\":false",
-                5000);
+  ok = td_t_read_until(fd, acc, sizeof acc, &len,
+                       "\"epoch\":3,\"projected\":false", 1, 5000);
   if (!ok) {
     fprintf(stderr, "  stream so far: %s\n", acc);
     close(fd);
@@ -784,8 +789,8 @@ static void test_events(void) {
   if (rc)
     close(fd);
   CHECK_OK(rc, &err);
-  ok = wait_for(fd, acc, sizeof acc, &len, "\"epoch\":3,\"projected\":true",
-                5000);
+  ok = td_t_read_until(fd, acc, sizeof acc, &len,
+                       "\"epoch\":3,\"projected\":true", 1, 5000);
   if (!ok)
     close(fd);
   CHECK(ok);
@@ -793,7 +798,7 @@ static void test_events(void) {
 
   /* The new epoch is served. */
   CHECK_STATUS("/api/epochs/3/embedding", 200);
-  j = get_json("/api/samples/0", &st);
+  j = td_t_get_json(port, "/api/samples/0", &st);
   CHECK_INT(json_array_size(json_object_get(j, "trajectory")), ==, 2);
   json_decref(j);
 }
@@ -825,7 +830,7 @@ static void test_stop_with_stream(void) {
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[4096];
   size_t len = 0;
-  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 3000);
+  int ok = td_t_read_until(fd, acc, sizeof acc, &len, ": connected", 1, 3000);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   td_server_stop(srv);
@@ -856,6 +861,7 @@ int main(void) {
   port = td_server_port(srv);
   RUN(test_run_and_epochs);
   RUN(test_arrays);
+  RUN(test_territory_png_cache);
   RUN(test_samples);
   RUN(test_filter);
   RUN(test_static);

@@ -222,6 +222,49 @@ static void test_beyond_loopback(void) {
   td_server_stop(s2);
 }
 
+/* `tardis serve` prints the URL with the token; bound beyond loopback it
+ * also warns on stderr, on loopback it does not. */
+static void serve_cli(const char *host, char *out, size_t olen, char *err,
+                      size_t elen) {
+  const char *bin = getenv("TD_BIN");
+  out[0] = err[0] = '\0';
+  if (!bin) {
+    fprintf(stderr, "  TD_BIN is not set (ctest sets it)\n");
+    return;
+  }
+  char cmd[32768], o[4300], e[4300];
+  snprintf(o, sizeof o, "%s.out", run_dir);
+  snprintf(e, sizeof e, "%s.err", run_dir);
+  snprintf(cmd, sizeof cmd,
+           "%s serve '%s' --method pca --host %s --port 0 > '%s' 2> '%s' & "
+           "p=$!; i=0; while [ $i -lt 100 ] && ! grep -q token= '%s'; do "
+           "sleep 0.1; i=$((i+1)); done; kill $p; wait $p",
+           bin, run_dir, host, o, e, o);
+  if (system(cmd) == -1)
+    return;
+  FILE *f = fopen(o, "r");
+  size_t n = f ? fread(out, 1, olen - 1, f) : 0;
+  out[n] = '\0';
+  if (f)
+    fclose(f);
+  f = fopen(e, "r");
+  n = f ? fread(err, 1, elen - 1, f) : 0;
+  err[n] = '\0';
+  if (f)
+    fclose(f);
+}
+
+static void test_cli_warning(void) {
+  char out[4096], err[4096];
+  serve_cli("0.0.0.0", out, sizeof out, err, sizeof err);
+  const char *t = strstr(out, "/?token=");
+  CHECK(t != NULL && strspn(t + 8, "0123456789abcdef") == 32);
+  CHECK_STR_CONTAINS(err, "warning: 0.0.0.0 is reachable beyond this machine");
+  serve_cli("127.0.0.1", out, sizeof out, err, sizeof err);
+  CHECK_STR_CONTAINS(out, "/?token=");
+  CHECK(strstr(err, "warning") == NULL);
+}
+
 int main(void) {
   td_err err;
   snprintf(run_dir, sizeof run_dir, "%s/run", td_t_tmpdir("server_guard"));
@@ -250,6 +293,7 @@ int main(void) {
   RUN(test_token);
   RUN(test_framing);
   RUN(test_beyond_loopback);
+  RUN(test_cli_warning);
   td_server_stop(srv);
   return td_t_finish();
 }

@@ -129,19 +129,10 @@ static int write_text(const char *path, const char *text) {
   return fclose(f);
 }
 
-static json_t *get_json(const char *path, int *status) {
-  td_t_resp r;
-  td_t_http(port, "GET", path, NULL, &r);
-  *status = r.status;
-  json_t *j = td_t_body_json(&r);
-  td_t_resp_free(&r);
-  return j;
-}
-
 /* The error message of a failed request, or "" (copied into buf). */
 static const char *error_of(const char *path, int *status, char *buf,
                             size_t len) {
-  json_t *j = get_json(path, status);
+  json_t *j = td_t_get_json(port, path, status);
   const char *e = json_string_value(json_object_get(j, "error"));
   snprintf(buf, len, "%s", e ? e : "");
   json_decref(j);
@@ -150,7 +141,7 @@ static const char *error_of(const char *path, int *status, char *buf,
 
 static void test_run_tasks(void) {
   int st;
-  json_t *j = get_json("/api/run", &st);
+  json_t *j = td_t_get_json(port, "/api/run", &st);
   CHECK_INT(st, ==, 200);
   json_t *t = json_object_get(j, "tasks");
   CHECK_INT(json_array_size(t), ==, 2);
@@ -159,7 +150,7 @@ static void test_run_tasks(void) {
   json_decref(j);
 
   /* task and task_acc of each epoch, through the list the UI loads */
-  j = get_json("/api/epochs", &st);
+  j = td_t_get_json(port, "/api/epochs", &st);
   CHECK_INT(st, ==, 200);
   json_t *eps = json_object_get(j, "epochs");
   CHECK_INT(json_array_size(eps), ==, 3);
@@ -213,7 +204,7 @@ static void test_trained(void) {
 
 static void test_alerts_absent(void) {
   int st;
-  json_t *j = get_json("/api/alerts", &st);
+  json_t *j = td_t_get_json(port, "/api/alerts", &st);
   CHECK_INT(st, ==, 200);
   CHECK(json_is_array(j) && json_array_size(j) == 0);
   json_decref(j);
@@ -230,7 +221,7 @@ static const char good_alerts[] =
 static void test_alerts(void) {
   CHECK_INT(write_text(alerts_path, good_alerts), ==, 0);
   int st;
-  json_t *j = get_json("/api/alerts", &st);
+  json_t *j = td_t_get_json(port, "/api/alerts", &st);
   CHECK_INT(st, ==, 200);
   CHECK_INT(json_array_size(j), ==, 2);
   json_t *a = json_array_get(j, 0);
@@ -244,7 +235,7 @@ static void test_alerts(void) {
   char partial[sizeof good_alerts + 64];
   snprintf(partial, sizeof partial, "%s{\"epoch\": 4, \"met", good_alerts);
   CHECK_INT(write_text(alerts_path, partial), ==, 0);
-  j = get_json("/api/alerts", &st);
+  j = td_t_get_json(port, "/api/alerts", &st);
   CHECK_INT(st, ==, 200);
   CHECK_INT(json_array_size(j), ==, 2);
   json_decref(j);
@@ -288,32 +279,6 @@ static void test_alerts_bad(void) {
   remove(alerts_path);
 }
 
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-    n++;
-  return n;
-}
-
-/* Reads the stream until it holds `want` copies of needle, or ms pass. */
-static int wait_for(int fd, char *acc, size_t cap, size_t *len,
-                    const char *needle, int want, int ms) {
-  for (int waited = 0;; waited += 50) {
-    acc[*len] = '\0';
-    if (count(acc, needle) >= want)
-      return 1;
-    if (waited >= ms || *len + 1 >= cap)
-      return 0;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    if (poll(&pfd, 1, 50) <= 0)
-      continue;
-    ssize_t n = recv(fd, acc + *len, cap - 1 - *len, 0);
-    if (n <= 0)
-      return 0;
-    *len += (size_t)n;
-  }
-}
-
 /* alerts.jsonl appearing, then growing, each send `event: alert`. */
 static void test_alert_events(void) {
   int fd = td_t_connect(port);
@@ -322,10 +287,11 @@ static void test_alert_events(void) {
   td_t_send_all(fd, req, sizeof req - 1);
   static char acc[16384];
   size_t len = 0;
-  int ok = wait_for(fd, acc, sizeof acc, &len, ": connected", 1, 3000);
+  int ok = td_t_read_until(fd, acc, sizeof acc, &len, ": connected", 1, 3000);
   int none_before = !strstr(acc, "event: alert");
-  int first = ok && !write_text(alerts_path, good_alerts) &&
-              wait_for(fd, acc, sizeof acc, &len, "event: alert", 1, 5000);
+  int first =
+      ok && !write_text(alerts_path, good_alerts) &&
+      td_t_read_until(fd, acc, sizeof acc, &len, "event: alert", 1, 5000);
   FILE *f = first ? fopen(alerts_path, "a") : NULL;
   if (f) {
     fputs("{\"epoch\": 3, \"metric\": \"m\", \"value\": 1, \"expected\": 1, "
@@ -334,7 +300,8 @@ static void test_alert_events(void) {
     ok = fclose(f) == 0;
   }
   int second =
-      f && ok && wait_for(fd, acc, sizeof acc, &len, "event: alert", 2, 5000);
+      f && ok &&
+      td_t_read_until(fd, acc, sizeof acc, &len, "event: alert", 2, 5000);
   if (!second)
     fprintf(stderr, "  stream: %s\n", acc);
   close(fd);

@@ -42,6 +42,11 @@ typedef struct td_server_opts {
   int follow_nice;     /* with follow: nice value of the projector's full
                           fits while the run is being written, 1..19; 0:
                           never yield (include/tardis/live.h); default 19 */
+  int headers_ms;      /* a request's headers must all arrive within this
+                          (from the connection, or the end of the previous
+                          request on it); else 408 and closed. Default 10000 */
+  int body_ms;         /* its body within this after the headers; default
+                          30000 */
 } td_server_opts;
 
 /* Fills *o with the defaults (run_dir NULL, port 8040). */

@@ -136,20 +136,12 @@ static int parse_session(struct MHD_Connection *c, const char *text,
 
 /* 503 with Retry-After: the features are being computed (docs/api.md). */
 static enum MHD_Result reply_computing(struct MHD_Connection *c) {
-  static const char body[] =
-      "{\"error\":\"computing the suspects features; retry shortly\","
-      "\"computing\":true}";
-  struct MHD_Response *r = MHD_create_response_from_buffer(
-      sizeof body - 1, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
-  if (!r)
-    return MHD_NO;
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          "application/json; charset=utf-8");
-  MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, RETRY_AFTER_S);
-  td__common_headers(r, "no-store");
-  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
-  MHD_destroy_response(r);
-  return rc;
+  const td__problem p = {.flag = "computing",
+                         .header = MHD_HTTP_HEADER_RETRY_AFTER,
+                         .value = RETRY_AFTER_S,
+                         .cache = "no-store"};
+  return td__reply_problem(c, MHD_HTTP_SERVICE_UNAVAILABLE, &p,
+                           "computing the suspects features; retry shortly");
 }
 
 /* The run's state for the suspects cache: every change the watcher sees

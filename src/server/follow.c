@@ -46,23 +46,11 @@ enum MHD_Result td__reply_waiting(td_server *s, struct MHD_Connection *c) {
   char msg[TD_PATH_MAX + 64];
   snprintf(msg, sizeof msg,
            "%s: waiting for the run to start (no run.json yet)", s->run_dir);
-  json_t *j = json_pack("{s:s, s:b}", "error", msg, "waiting", 1);
-  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
-                                     strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
-                               : NULL;
-  if (!r) {
-    free(txt);
-    return MHD_NO;
-  }
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          "application/json; charset=utf-8");
-  MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-  td__common_headers(r, "no-store");
-  enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_SERVICE_UNAVAILABLE, r);
-  MHD_destroy_response(r);
-  return rc;
+  const td__problem p = {.flag = "waiting",
+                         .header = MHD_HTTP_HEADER_RETRY_AFTER,
+                         .value = "1",
+                         .cache = "no-store"};
+  return td__reply_problem(c, MHD_HTTP_SERVICE_UNAVAILABLE, &p, msg);
 }
 
 static void poke_recorded(int epoch, void *ctx) {

@@ -145,25 +145,12 @@ static int token_eq(const td_server *s, const char *t) {
   return diff == 0;
 }
 
+/* Refusals close the connection: whoever sent one request from the wrong
+ * site would send the next one the same way. */
 static enum MHD_Result refuse(struct MHD_Connection *c, unsigned status,
                               const char *msg) {
-  json_t *j = json_pack("{s:s}", "error", msg);
-  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
-                                     strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
-                               : NULL;
-  if (!r) {
-    free(txt);
-    return MHD_NO;
-  }
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          "application/json; charset=utf-8");
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-  td__common_headers(r, "no-cache");
-  enum MHD_Result rc = MHD_queue_response(c, status, r);
-  MHD_destroy_response(r);
-  return rc;
+  const td__problem p = {.close = 1};
+  return td__reply_problem(c, status, &p, msg);
 }
 
 /* Beyond loopback, opening the printed URL (?token=) sets the cookie and

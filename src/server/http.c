@@ -32,16 +32,52 @@ enum MHD_Result td__reply_bytes(struct MHD_Connection *c, unsigned status,
   return rc;
 }
 
+/* The answer when not even the JSON of an answer could be made. */
+static enum MHD_Result reply_oom(struct MHD_Connection *c) {
+  static const char oom[] = "{\"error\":\"out of memory\"}";
+  return td__reply_bytes(c, 500, oom, sizeof oom - 1,
+                         "application/json; charset=utf-8");
+}
+
 enum MHD_Result td__reply_json(struct MHD_Connection *c, unsigned status,
                                json_t *v) {
   char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
   json_decref(v);
   if (!s)
-    return td__reply_bytes(c, 500, "{\"error\":\"out of memory\"}", 25,
-                           "application/json; charset=utf-8");
+    return reply_oom(c);
   enum MHD_Result rc = td__reply_bytes(c, status, s, strlen(s),
                                        "application/json; charset=utf-8");
   free(s);
+  return rc;
+}
+
+enum MHD_Result td__reply_problem(struct MHD_Connection *c, unsigned status,
+                                  const td__problem *p, const char *msg) {
+  static const td__problem plain = {0};
+  if (!p)
+    p = &plain;
+  json_t *j = json_pack("{s:s}", "error", msg);
+  if (j && p->flag)
+    json_object_set_new(j, p->flag, json_true());
+  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!txt)
+    return reply_oom(c);
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(txt), txt, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(txt);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json; charset=utf-8");
+  if (p->header)
+    MHD_add_response_header(r, p->header, p->value);
+  if (p->close)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  td__common_headers(r, p->cache ? p->cache : "no-cache");
+  enum MHD_Result rc = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
   return rc;
 }
 
@@ -52,7 +88,7 @@ enum MHD_Result td__reply_error(struct MHD_Connection *c, unsigned status,
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return td__reply_json(c, status, json_pack("{s:s}", "error", msg));
+  return td__reply_problem(c, status, NULL, msg);
 }
 
 enum MHD_Result td__reply_bin(struct MHD_Connection *c, const void *data,

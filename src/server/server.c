@@ -60,6 +60,8 @@ void td_server_opts_init(td_server_opts *o) {
   o->heartbeat_ms = 15000;
   o->max_connections = 512;
   o->follow_nice = 19;
+  o->headers_ms = 10000;
+  o->body_ms = 30000;
 }
 
 int td_server_port(const td_server *srv) { return srv->port; }
@@ -384,8 +386,7 @@ static int post_allowed(const char *method, const char *url) {
 /* Called with the request target before MHD decodes it (which would cut a
  * path at %00 without a word); what it returns is the request's state. */
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c) {
-  (void)cls;
-  (void)c;
+  td__conn_phase(cls, c, TD__PHASE_HEADERS);
   req_state *st = calloc(1, sizeof *st);
   if (st && uri) {
     st->raw_len = strlen(uri);
@@ -398,9 +399,8 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *c) {
 
 static void request_done_cb(void *cls, struct MHD_Connection *c, void **con_cls,
                             enum MHD_RequestTerminationCode toe) {
-  (void)cls;
-  (void)c;
   (void)toe;
+  td__conn_phase(cls, c, TD__PHASE_WAIT); /* for a next request */
   req_state *st = *con_cls;
   if (st)
     free(st->body);
@@ -476,23 +476,8 @@ static int check_request(td_server *s, struct MHD_Connection *c,
 }
 
 static enum MHD_Result reply_405(struct MHD_Connection *c) {
-  json_t *j = json_pack("{s:s}", "error", "method not allowed (GET, HEAD)");
-  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  struct MHD_Response *r = txt ? MHD_create_response_from_buffer(
-                                     strlen(txt), txt, MHD_RESPMEM_MUST_FREE)
-                               : NULL;
-  if (!r) {
-    free(txt);
-    return MHD_NO;
-  }
-  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                          "application/json; charset=utf-8");
-  MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-  td__common_headers(r, "no-cache");
-  enum MHD_Result rc = MHD_queue_response(c, 405, r);
-  MHD_destroy_response(r);
-  return rc;
+  const td__problem p = {.header = MHD_HTTP_HEADER_ALLOW, .value = "GET, HEAD"};
+  return td__reply_problem(c, 405, &p, "method not allowed (GET, HEAD)");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
@@ -507,6 +492,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     return MHD_NO;
   if (!st->started) {
     st->started = 1;
+    td__conn_phase(s, c, TD__PHASE_BODY);
     enum MHD_Result res;
     if (check_request(s, c, st, url, method, version, is_get, is_post, &res))
       return res;
@@ -535,6 +521,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     }
     return MHD_YES;
   }
+  td__conn_phase(s, c, TD__PHASE_ANSWER);
   if (strlen(url) > TD__URL_MAX)
     return td__reply_error(c, 414, "URL longer than %d bytes", TD__URL_MAX);
   if (is_post && !td__follow_run_ready(s))
@@ -627,6 +614,7 @@ static void server_free(td_server *s) {
   pthread_mutex_destroy(&s->cache_mu);
   td__png_cache_clear(s);
   pthread_mutex_destroy(&s->png_mu);
+  pthread_mutex_destroy(&s->conn_mu);
   pthread_mutex_destroy(&s->ev_mu);
   pthread_cond_destroy(&s->ev_cond);
   free(s);
@@ -649,11 +637,14 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
   pthread_rwlock_init(&s->run_lock, NULL);
   pthread_mutex_init(&s->cache_mu, NULL);
   pthread_mutex_init(&s->png_mu, NULL);
+  pthread_mutex_init(&s->conn_mu, NULL);
   pthread_mutex_init(&s->ev_mu, NULL);
   pthread_cond_init(&s->ev_cond, NULL);
   s->poll_ms = opts->poll_ms > 0 ? opts->poll_ms : 1000;
   s->follow_nice = opts->follow_nice;
   s->heartbeat_ms = opts->heartbeat_ms > 0 ? opts->heartbeat_ms : 15000;
+  s->headers_ms = opts->headers_ms > 0 ? opts->headers_ms : 10000;
+  s->body_ms = opts->body_ms > 0 ? opts->body_ms : 30000;
   s->run_dir = strdup(opts->run_dir);
   s->method = strdup(method);
   s->cache = calloc(TD__CACHE_CAP, sizeof *s->cache);
@@ -715,6 +706,12 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
     return rc;
   }
 
+  if ((rc = td__reaper_start(s, err))) {
+    close(fd);
+    td_server_stop(s);
+    return rc;
+  }
+
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
                    MHD_USE_THREAD_PER_CONNECTION | (v6 ? MHD_USE_IPv6 : 0);
   s->mhd = MHD_start_daemon(
@@ -724,7 +721,8 @@ int td_server_start(const td_server_opts *opts, td_server **out, td_err *err) {
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TD__IDLE_TIMEOUT_S,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
       MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s, MHD_OPTION_NOTIFY_COMPLETED,
-      request_done_cb, s, MHD_OPTION_END);
+      request_done_cb, s, MHD_OPTION_NOTIFY_CONNECTION, td__conn_notify_cb, s,
+      MHD_OPTION_END);
   if (!s->mhd) {
     close(fd);
     td_server_stop(s);
@@ -748,6 +746,7 @@ void td_server_stop(td_server *s) {
     MHD_stop_daemon(s->mhd);
   if (s->watcher_started)
     pthread_join(s->watcher, NULL);
+  td__reaper_join(s);
   td__follow_stop(s); /* after the watcher, which reads its status */
   server_free(s);
 }

@@ -102,10 +102,28 @@ struct td_server {
   char bound_addr[64]; /* numeric, v6 in brackets */
   char host_name[300]; /* --host as given, v6 in brackets */
   char machine[256];   /* gethostname(), with a wildcard bind */
+
+  /* Connections and their deadlines (deadline.c). */
+  int headers_ms, body_ms;
+  pthread_mutex_t conn_mu;
+  struct td__conn *conns;
+  pthread_t reaper;
+  int reaper_started;
 };
 
 /* ---- responses (http.c) ---- */
 
+/* What a JSON error reply carries beyond {"error": msg}; {0}: nothing. */
+typedef struct td__problem {
+  const char *flag;           /* adds "flag": true ("waiting", "computing") */
+  const char *header, *value; /* one more header (Allow, Retry-After) */
+  const char *cache;          /* Cache-Control; NULL: "no-cache" */
+  int close;                  /* Connection: close */
+} td__problem;
+/* Queues {"error": msg[, flag: true]} with status: every JSON error of the
+ * server goes out through here. p may be NULL. */
+enum MHD_Result td__reply_problem(struct MHD_Connection *c, unsigned status,
+                                  const td__problem *p, const char *msg);
 /* Queues a JSON error {"error": msg} with status. */
 enum MHD_Result td__reply_error(struct MHD_Connection *c, unsigned status,
                                 const char *fmt, ...)
@@ -143,6 +161,25 @@ TD_NODISCARD int td__guard_check(td_server *s, struct MHD_Connection *c,
                                  const char *url, const char *method,
                                  const char *version, int changes,
                                  enum MHD_Result *res);
+
+/* ---- total deadlines of slow requests (deadline.c) ---- */
+
+enum { TD__PHASE_WAIT, TD__PHASE_HEADERS, TD__PHASE_BODY, TD__PHASE_ANSWER };
+/* MHD_OPTION_NOTIFY_CONNECTION: enters a new connection (its headers are
+ * due) and removes a closed one. cls: the server. */
+void td__conn_notify_cb(void *cls, struct MHD_Connection *c,
+                        void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe);
+/* What the connection does now: TD__PHASE_WAIT (no request begun; its
+ * headers are due, closed silently past the deadline), TD__PHASE_HEADERS
+ * (its request line is in, the headers due by the same deadline, else
+ * 408), TD__PHASE_BODY (its body is due, else 408), TD__PHASE_ANSWER (no
+ * deadline). */
+void td__conn_phase(td_server *s, struct MHD_Connection *c, int phase);
+/* Starts / joins the thread that ends connections past their deadline (it
+ * stops when s->stopping is set under ev_mu, with ev_cond broadcast). */
+TD_NODISCARD int td__reaper_start(td_server *s, td_err *err);
+void td__reaper_join(td_server *s);
 
 /* ---- cache (cache.c) ---- */
 

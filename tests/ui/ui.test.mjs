@@ -10,6 +10,7 @@ import { suspectsChecks } from './suspects.checks.mjs';
 import { tasksChecks } from './tasks.checks.mjs';
 import { liveChecks } from './live.checks.mjs';
 import { viewsChecks } from './views.checks.mjs';
+import { classesChecks } from './classes.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -362,6 +363,10 @@ try {
 
   // Territory of the view and layout facts at three widths.
   await viewsChecks({ browser, url, outDir, check, expect });
+
+  // A run of more classes than the page holds is refused in words.
+  await classesChecks({ browser, url, check, expect });
+
   // The suspicious-samples panel, with a server of its own that it restarts.
   await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
   // Tasks and alerts, on a continual-learning run of their own.

@@ -1088,6 +1088,13 @@ async function init() {
     return;
   }
   const r = S.run;
+  // The page keeps classes in one byte per sample (255: unknown), so a run
+  // of more is refused in words rather than drawn with wrapped classes.
+  if (r.classes.length > NONE) {
+    showMessage(`This run has ${r.classes.length} classes; the web UI shows at most ${NONE}. ` +
+      'The HTTP API serves it (docs/api.md: class arrays come as int16).');
+    return;
+  }
   S.liveAvail = !!r.follow;
   $('follow-wrap').hidden = !S.liveAvail;
   setFollow(!!r.follow && !r.finished);
