@@ -1337,7 +1337,7 @@ window.tardis = {
   drafts: () => [...S.drafts],
   projections: () => projections,
   drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
-  colorBy: () => colorByOf(S.data.get(dispEpoch())),
+  colorBy: () => colorByOf(S.data.get(dispEpoch()), cmp.on ? cmp.data() : undefined),
   counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
   // Screen position (CSS px, relative to the canvas) of sample g at the frame on screen.
   screenOf: (g) => scatter.toScreen(cur[2 * g], cur[2 * g + 1]),
