@@ -116,9 +116,9 @@ typedef struct td_vis_params {
   td_vis_progress_cb progress; /* optional */
   void *progress_ctx;
   /* Appended (docs/projection.md, "Layout positions are the embedding"): */
-  int distil_points; /* rows per distillation sweep, walked through shuffled
-                        passes over the vertices, at most 3 passes
-                        (0: one pass) */
+  int distil_points; /* rows per distillation sweep (0: all vertices): the
+                        encoder's at most one pass over the vertices, the
+                        decoder's on the layout at most three */
   int dec_on_layout; /* 1: the decoder learns layout position -> point
                         (so decode(y_out) inverts the drawn positions);
                         0: decoder(encoder(x)) as DVI */
