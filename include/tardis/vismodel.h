@@ -116,9 +116,8 @@ typedef struct td_vis_params {
   td_vis_progress_cb progress; /* optional */
   void *progress_ctx;
   /* Appended (docs/projection.md, "Layout positions are the embedding"): */
-  int distil_points; /* rows per distillation sweep (0: all vertices): the
-                        encoder's at most one pass over the vertices, the
-                        decoder's on the layout at most three */
+  int distil_points; /* distil on a random subsample of at most this many
+                        vertices (0: all) */
   int dec_on_layout; /* 1: the decoder learns layout position -> point
                         (so decode(y_out) inverts the drawn positions);
                         0: decoder(encoder(x)) as DVI */

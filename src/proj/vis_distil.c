@@ -82,7 +82,7 @@ static void pca_init(const td_vismodel *m, const float *x, int64_t n,
 /* Logit gap the decoding must keep between the classifier's predicted class
  * and any other (a hinge of weight HEAD_MARGIN_W x lambda_head): on a 6k run
  * whose classifier is unsure of a third of its samples, ppr went from
- * 0.83-0.95 to 0.968-0.997 (docs/projection.md, "ppr on small runs"). */
+ * 0.83-0.95 to 0.966-0.996 (docs/projection.md, "ppr on small runs"). */
 #define HEAD_MARGIN 0.3
 #define HEAD_MARGIN_W 2.0
 
@@ -233,7 +233,7 @@ static double dec_step(fit_state *s, const int32_t *ids, int P) {
 
 typedef struct {
   fit_state *s;
-  int64_t n, per[2]; /* rows per sweep: encoder, decoder */
+  int64_t n, per;
   int epochs;
   double loss[2];
 } split_ctx;
@@ -252,7 +252,7 @@ static void split_cb(void *vctx, int64_t begin, int64_t end, int tid) {
     double tot = 0.0;
     int64_t steps = 0;
     for (int ep = 0; ep < c->epochs; ep++)
-      for (int64_t done = 0; done < c->per[which]; done += P) {
+      for (int64_t done = 0; done < c->per; done += P) {
         if (at + P > c->n) {
           td_rng_shuffle_i32(&rng, perm, c->n);
           at = 0;
@@ -349,14 +349,10 @@ int td__vis_layout_and_distil(fit_state *s, const td_vismodel *prev,
     memcpy(io->y_out, f->target, (size_t)n * 2 * sizeof(float));
   /* A distillation "epoch" is min(n, distil_points) rows, drawn by walking
    * a shuffled order of all points: the nets see every point over the fit
-   * but the cost no longer grows with n. The decoder on the layout gets
-   * min(distil_points, 3 n) rows, walking up to three shuffled passes: with
-   * min(n, ...) a 6k run got 30 % of a 60k run's steps and its decoder kept
-   * 0.83-0.95 of the predictions (docs/projection.md, "ppr on small runs");
-   * 3 n keeps toy fits cheap. */
-  int64_t dp = p->distil_points > 0 ? (int64_t)p->distil_points : n;
-  int64_t per = dp < n ? dp : n;
-  int64_t per_dec = dp < 3 * n ? dp : 3 * n;
+   * but the cost no longer grows with n. */
+  int64_t per = p->distil_points > 0 && p->distil_points < n
+                    ? (int64_t)p->distil_points
+                    : n;
   for (int64_t i = 0; i < n; i++)
     f->perm[i] = (int32_t)i;
   if (p->dec_on_layout && dis > 0) {
@@ -365,7 +361,7 @@ int td__vis_layout_and_distil(fit_state *s, const td_vismodel *prev,
     if (!f->perm2 || !f->xb2)
       return TD_ENOMEM;
     memcpy(f->perm2, f->perm, (size_t)n * sizeof(int32_t));
-    split_ctx sc = {s, n, {per, per_dec}, dis, {0.0, 0.0}};
+    split_ctx sc = {s, n, per, dis, {0.0, 0.0}};
     td_blas_single_begin();
     td_parallel_for(2, 1, split_cb, &sc);
     td_blas_single_end();
