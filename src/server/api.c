@@ -514,6 +514,76 @@ static int get_labels(const req *r, int split, const int32_t **lab,
   return TD_OK;
 }
 
+/* Per-sample cross-entropy of the epoch's logits under the split's labels
+ * (log-sum-exp minus the label's logit), float32 [n]; NaN where a sample has
+ * no label in [0, C). The UI colours by it (docs/api.md). */
+static enum MHD_Result api_loss(const req *r, int epoch, int split) {
+  td__cache_entry *e, *le;
+  td_err err;
+  const int32_t *lab;
+  int rc = get_logits(r, epoch, split, &e, &err);
+  if (rc)
+    return load_error(r, rc, &err, "logits");
+  rc = get_labels(r, split, &lab, &le, &err);
+  if (rc) {
+    td__cache_release(r->s, e);
+    return load_error(r, rc, &err, "labels");
+  }
+  int64_t n = e->a.shape[0];
+  int C = (int)e->a.shape[1];
+  float *out = malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (!out) {
+    td__cache_release(r->s, le);
+    td__cache_release(r->s, e);
+    return td__reply_error(r->c, 500, "out of memory");
+  }
+  int64_t nlab = split == SPLIT_TEST ? r->meta->n_test : r->meta->n_train;
+  const float *z = e->a.data;
+  for (int64_t i = 0; i < n; i++) {
+    const float *zi = z + i * C;
+    int cls;
+    judge_row(zi, C, &cls, NULL);
+    double lse = 0;
+    for (int k = 0; k < C; k++)
+      lse += exp((double)zi[k] - (double)zi[cls]);
+    int l = i < nlab ? lab[i] : -1;
+    out[i] = l >= 0 && l < C
+                 ? (float)(log(lse) + (double)zi[cls] - (double)zi[l])
+                 : NAN;
+  }
+  td__cache_release(r->s, le);
+  td__cache_release(r->s, e);
+  char shape[32];
+  snprintf(shape, sizeof shape, "%lld", (long long)n);
+  enum MHD_Result res =
+      td__reply_bin(r->c, out, (size_t)n * sizeof(float), shape, "float32");
+  free(out);
+  return res;
+}
+
+/* The loss the trainer recorded per training sample (train_loss.npy). */
+static enum MHD_Result api_recorded_loss(const req *r, int epoch) {
+  td__cache_entry *e;
+  td_err err;
+  int rc = get_run_array(r, epoch, "train_loss", &e, &err);
+  if (rc)
+    return load_error(r, rc, &err, "train_loss");
+  if (e->a.dtype != TD_F32 || e->a.ndim != 1 ||
+      e->a.shape[0] != r->meta->n_train) {
+    td__cache_release(r->s, e);
+    return td__reply_error(r->c, 500,
+                           "epoch %d: train_loss.npy is not float32 [%lld]",
+                           epoch, (long long)r->meta->n_train);
+  }
+  int64_t n = e->a.shape[0];
+  char shape[32];
+  snprintf(shape, sizeof shape, "%lld", (long long)n);
+  enum MHD_Result res = td__reply_bin(
+      r->c, e->a.data, (size_t)n * sizeof(float), shape, "float32");
+  td__cache_release(r->s, e);
+  return res;
+}
+
 static enum MHD_Result api_labels(const req *r, int split) {
   const int32_t *lab;
   td__cache_entry *e;
@@ -1007,6 +1077,8 @@ static enum MHD_Result route_epoch(const req *r, char **seg, int nseg) {
     return api_boundary(r, epoch);
   if (!strcmp(what, "trained"))
     return api_trained(r, epoch);
+  if (!strcmp(what, "recorded_loss"))
+    return api_recorded_loss(r, epoch);
   if (get_split(r, 0, &split, &res))
     return res;
   if (!strcmp(what, "embedding"))
@@ -1015,6 +1087,8 @@ static enum MHD_Result route_epoch(const req *r, char **seg, int nseg) {
     return api_predictions(r, epoch, split, 0);
   if (!strcmp(what, "confidence"))
     return api_predictions(r, epoch, split, 1);
+  if (!strcmp(what, "loss"))
+    return api_loss(r, epoch, split);
   return td__reply_error(r->c, 404, "no such route");
 }
 

@@ -1,7 +1,8 @@
 // Point-layer cost at sizes beyond the run served: replicates the samples on
 // screen (with a small jitter) to N points and times Scatter.drawPoints in
 // headless Debian chromium (software rendering), the dominant cost of a frame
-// while playing (docs/ui.md).
+// while playing, and a whole playing frame (interpolation, territory, points,
+// overlay marks) (docs/ui.md).
 //   node bench_points.mjs URL [N ...]      (default 70000 300000)
 import { chromium } from 'playwright-core';
 
@@ -32,8 +33,31 @@ for (const N of sizes) {
     const times = [];
     for (let k = 0; k < 15; k++) { const t0 = performance.now(); sc.drawPoints(pos, lists, label, pred, 1, N); times.push(performance.now() - t0); }
     times.sort((a, b) => a - b);
-    return { median: times[7], p90: times[13] };
+    // A whole frame while playing: interpolate every position between two
+    // epochs, redraw the territory (stored square, cross-fade), the points,
+    // and the overlay's noisy-label marks (10 % of the points).
+    const pos2 = pos.map((v, k) => v + (k % 2 ? 0.5 : -0.5)), interp = new Float32Array(2 * N);
+    const terr = d.terr ? [{ ...d.terr, alpha: 1 }, { ...d.terr, alpha: 0.5 }] : [];
+    const frames = [];
+    for (let k = 0; k < 15; k++) {
+      const t0 = performance.now(), f = (k + 1) / 16;
+      for (let j = 0; j < 2 * N; j++) interp[j] = pos[j] + (pos2[j] - pos[j]) * f;
+      sc.drawTerritory(terr);
+      sc.drawPoints(interp, lists, label, pred, 1, N);
+      const ctx = sc.overlayContext();
+      ctx.beginPath();
+      for (let i = 0; i < N; i += 10) {
+        const [x, y] = sc.toScreen(interp[2 * i], interp[2 * i + 1]);
+        ctx.moveTo(x - 2.4, y - 2.4); ctx.lineTo(x + 2.4, y + 2.4); ctx.moveTo(x - 2.4, y + 2.4); ctx.lineTo(x + 2.4, y - 2.4);
+      }
+      ctx.stroke();
+      sc.ov.getContext('2d').getImageData(0, 0, 1, 1); // wait for the canvas work to finish
+      frames.push(performance.now() - t0);
+    }
+    frames.sort((a, b) => a - b);
+    return { median: times[7], p90: times[13], frame: frames[7], frame90: frames[13] };
   }, N);
-  console.log(`${N} points: point layer median ${r.median.toFixed(1)} ms, p90 ${r.p90.toFixed(1)} ms`);
+  console.log(`${N} points: point layer median ${r.median.toFixed(1)} ms, p90 ${r.p90.toFixed(1)} ms; ` +
+    `whole frame median ${r.frame.toFixed(1)} ms, p90 ${r.frame90.toFixed(1)} ms`);
 }
 await browser.close();

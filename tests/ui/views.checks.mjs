@@ -242,5 +242,148 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const b = fs.readFileSync(await d.path());
     expect(d.suggestedFilename().endsWith('.png') && b.length > 10000 && b.slice(1, 4).toString() === 'PNG', `${d.suggestedFilename()} ${b.length} bytes`);
   });
+  await check('views: SVG export holds every sample on screen, where the canvas draws it', async () => {
+    await page.keyboard.press('f');
+    await frames();
+    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-svg')]);
+    const fs = await import('node:fs');
+    const text = fs.readFileSync(await d.path(), 'utf8');
+    expect(d.suggestedFilename().endsWith('.svg'), d.suggestedFilename());
+    // Parsed by the browser's XML parser; every sample element against the page's state.
+    const r = await T((text) => {
+      const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+      if (doc.querySelector('parsererror')) return { error: doc.querySelector('parsererror').textContent };
+      const t = window.tardis, s = t.scatter(), st = t.state, c = t.counts();
+      const els = [...doc.querySelectorAll('[data-i]')];
+      const seen = new Set(els.map((e) => +e.getAttribute('data-i')));
+      let want = 0, missing = 0, far = 0;
+      for (let g = 0; g < st.N; g++) {
+        const [x, y] = t.screenOf(g);
+        if (!(x >= 0 && y >= 0 && x <= s.W && y <= s.H)) continue;
+        want++;
+        if (!seen.has(g)) missing++;
+      }
+      for (const e of els) {
+        const g = +e.getAttribute('data-i'), [x, y] = t.screenOf(g);
+        const cx = e.tagName === 'rect' ? +e.getAttribute('x') + +e.getAttribute('width') / 2 : +e.getAttribute('cx');
+        const cy = e.tagName === 'rect' ? +e.getAttribute('y') + +e.getAttribute('height') / 2 : +e.getAttribute('cy');
+        if (Math.hypot(cx - x, cy - y) > 0.02) far++;
+        if ((e.tagName === 'rect') !== (g >= st.nTrain)) far++;
+      }
+      const img = doc.querySelector('image#territory');
+      return { n: els.length, unique: seen.size, want, missing, far, shown: c.ok + c.bad + c.dim,
+        img: !!img && img.getAttribute('href').startsWith('data:image/png;base64,'),
+        w: +doc.documentElement.getAttribute('width'), W: s.W, noisy: !!doc.getElementById('noisy-labels') };
+    }, text);
+    expect(!r.error, `SVG does not parse: ${r.error}`);
+    expect(r.n === r.unique && r.want > 1000 && r.missing === 0 && r.n <= r.shown, `${r.n} elements (${r.unique} unique), ${r.missing} of ${r.want} on-screen samples missing`);
+    expect(r.far === 0, `${r.far} samples placed or shaped differently from the canvas`);
+    expect(r.img && r.w === r.W && r.noisy, `territory image ${r.img}, width ${r.w} vs ${r.W}, noisy marks ${r.noisy}`);
+  });
+
+  await check('views: colour by loss matches the cross-entropy of /api/epochs/{e}/loss', async () => {
+    const e = await T(() => window.tardis.displayedEpoch());
+    const buf = await (await fetch(new URL(`/api/epochs/${e}/loss?split=train`, url))).arrayBuffer();
+    const loss = new Float32Array(buf);
+    // Against the logits: the route's value is log-sum-exp minus the label's logit.
+    const s0 = await (await fetch(new URL(`/api/samples/0?epoch=${e}`, url))).json();
+    const z = s0.logits, m = Math.max(...z);
+    const ce = Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0)) + m - z[s0.label];
+    expect(Math.abs(ce - loss[0]) < 1e-4, `loss[0] ${loss[0]} vs ${ce} from the logits`);
+    await page.selectOption('#color-by', 'loss');
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    const r = await T((loss) => {
+      const idx = window.tardis.colorBy().idx, C = window.tardis.state.classes.length, top = 3 * Math.log(Math.max(2, C));
+      let bad = 0, lo = 255, hi = 0;
+      for (let i = 0; i < loss.length; i++) {
+        const want = Math.max(0, Math.min(249, Math.round(Math.log1p(loss[i]) / Math.log1p(top) * 249)));
+        if (idx[i] !== want) bad++;
+        lo = Math.min(lo, idx[i]); hi = Math.max(hi, idx[i]);
+      }
+      return { bad, lo, hi };
+    }, [...loss]);
+    expect(r.bad === 0 && r.hi > r.lo, `${r.bad} samples off the loss ramp, span ${r.lo}–${r.hi}`);
+    expect((await page.textContent('#lg-colorby')).includes('loss'), 'legend names the loss');
+    await page.selectOption('#color-by', 'recorded_loss');
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    const rec = new Float32Array(await (await fetch(new URL(`/api/epochs/${e}/recorded_loss`, url))).arrayBuffer());
+    const nOnRamp = await T(() => { const v = window.tardis.colorBy().idx, n = window.tardis.state.nTrain; let k = 0; for (let i = 0; i < n; i++) k += v[i] < 250; return k; });
+    expect(rec.length > 0 && nOnRamp === rec.filter((v) => v >= 0).length, `recorded loss: ${nOnRamp} coloured of ${rec.length}`);
+    await page.selectOption('#color-by', 'label');
+    await frames();
+    const lab = await T(() => { const t = window.tardis, v = t.colorBy(); let bad = 0; for (let i = 0; i < t.state.N; i++) bad += v.idx[i] !== t.state.label[i]; return bad; });
+    expect(lab === 0, `${lab} samples not in their label's colour`);
+    await page.selectOption('#color-by', 'class');
+  });
+
+  await check('views: compare two epochs side by side — layout, linked hover, diff count, URL', async () => {
+    await page.setViewportSize({ width: 1400, height: 900 });
+    const eps = await T(() => window.tardis.state.epochs);
+    const last = eps[eps.length - 1];
+    await T((e) => window.tardis.goto(e), last);
+    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), last, { timeout: 10000 });
+    await page.click('#compare');
+    await page.waitForFunction(() => window.tardis.compare() && window.tardis.compare().ready, null, { timeout: 10000 });
+    const c = await T(() => window.tardis.compare());
+    expect(c.epoch === eps[0], `compare opens on the first epoch, got ${c.epoch}`);
+    const a = await page.locator('#canvas-wrap').boundingBox(), b = await page.locator('#cmp-wrap').boundingBox();
+    expect(Math.abs(a.width - b.width) <= 2 && Math.abs(a.y - b.y) < 1 && Math.abs(a.height - b.height) < 1 && a.x + a.width <= b.x,
+      `panes ${JSON.stringify(a)} / ${JSON.stringify(b)} not side by side and equal`);
+    expect(b.x + b.width <= 1400 && a.width > 300, 'panes inside the viewport');
+    // The legend (compact across the top) stays clear of pane A's data.
+    await frames();
+    const dataA = await T(() => {
+      const t = window.tardis, st = t.state, w = document.getElementById('canvas-wrap').getBoundingClientRect();
+      let y0 = Infinity;
+      for (let g = 0; g < st.N; g++) { const [, sy] = t.screenOf(g); if (Number.isFinite(sy)) y0 = Math.min(y0, sy); }
+      return w.y + y0;
+    });
+    const lg = await page.locator('#legend').boundingBox();
+    expect(lg.y + lg.height <= dataA + 0.5 && lg.x + lg.width <= a.x + a.width, `legend ${JSON.stringify(lg)} over the data (top ${dataA})`);
+    // Pane B draws epoch B's embedding: positions from /api/epochs/{B}/embedding.
+    const emb = new Float32Array(await (await fetch(new URL(`/api/epochs/${c.epoch}/embedding?split=train`, url))).arrayBuffer());
+    const off = await T(([x, y]) => { const [sx, sy] = window.tardis.compareScreenOf(3); const s = window.tardis.state; const d = s.data.get(window.tardis.compare().epoch); return Math.hypot(d.pos[6] - x, d.pos[7] - y) + (Number.isFinite(sx) && Number.isFinite(sy) ? 0 : 1); }, [emb[6], emb[7]]);
+    expect(off < 1e-6, `pane B's sample 3 is not at its epoch-${c.epoch} position (${off})`);
+    // Hovering a sample in pane B rings the same sample in pane A.
+    const [sx, sy] = await T(() => window.tardis.compareScreenOf(3));
+    const hit = await T(([x, y]) => window.tardis.compareNearest(x, y), [sx, sy]);
+    await page.mouse.move(b.x + sx, b.y + sy);
+    await page.waitForFunction((g) => window.tardis.state.hover === g, hit, { timeout: 3000 });
+    expect(await page.locator('#cmp-wrap #tooltip:not([hidden])').count() === 1, 'tooltip in pane B');
+    // The diff: "N predictions differ", N from the two epochs' /predictions.
+    const pred = async (e, split) => new Uint8Array(await (await fetch(new URL(`/api/epochs/${e}/predictions?split=${split}`, url))).arrayBuffer());
+    let want = 0;
+    for (const split of ['train', 'test']) {
+      const [p, q] = [await pred(last, split), await pred(c.epoch, split)];
+      for (let i = 0; i < p.length; i++) want += p[i] !== q[i];
+    }
+    await page.waitForFunction(() => window.tardis.compare().diff > 0, null, { timeout: 3000 }).catch(() => {});
+    const diff = (await T(() => window.tardis.compare())).diff;
+    expect(diff === want && (await page.textContent('#cmp-diff')).includes(want.toLocaleString('en-US')), `diff ${diff}, want ${want}`);
+    await page.click('#cmp-show-diff');
+    await frames();
+    const red = await T(() => { const v = window.tardis.colorBy().idx; let n = 0; for (const x of v) n += x === 251; return n; });
+    expect(red === want, `${red} red points, ${want} changed predictions`);
+    await page.screenshot({ path: `${outDir}/ui-compare.png` });
+    // The URL holds the compare epoch; a link opens the same two panes.
+    const link = page.url();
+    expect(new URL(link).searchParams.get('cmp') === String(eps[0]), `URL ${link}`);
+    const p2 = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await p2.goto(link);
+    await p2.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.compare() && window.tardis.compare().ready, null, { timeout: 30000 });
+    const st = await p2.evaluate(() => ({ a: window.tardis.displayedEpoch(), b: window.tardis.compare().epoch,
+      vis: !document.getElementById('cmp-wrap').hidden, sel: document.getElementById('cmp-epoch').value }));
+    await p2.close();
+    expect(st.a === last && st.b === eps[0] && st.vis && st.sel === String(eps[0]), `restored ${JSON.stringify(st)}`);
+    // Another epoch from the pane's picker, then close: one full-width pane, no cmp in the URL.
+    await page.selectOption('#cmp-epoch', String(eps[1]));
+    await page.waitForFunction((e) => window.tardis.compare().epoch === e && window.tardis.compare().ready, eps[1], { timeout: 5000 });
+    await page.click('#cmp-close');
+    await frames();
+    const a2 = await page.locator('#canvas-wrap').boundingBox();
+    expect(!(await T(() => window.tardis.compare())) && a2.width > 1.8 * a.width && !new URL(page.url()).searchParams.has('cmp'),
+      `after close: width ${a2.width}, URL ${page.url()}`);
+    await page.selectOption('#color-by', 'class');
+  });
   await page.close();
 }

@@ -88,6 +88,12 @@ export const api = {
   confidence(e, split) {
     return this.optional(`/api/epochs/${e}/confidence`, { split }, Float32Array);
   },
+  loss(e, split) {
+    return this.optional(`/api/epochs/${e}/loss`, { split }, Float32Array);
+  },
+  recordedLoss(e) {
+    return this.optional(`/api/epochs/${e}/recorded_loss`, {}, Float32Array);
+  },
   predictions(e, split) {
     return this.optional(`/api/epochs/${e}/predictions`, { split }, Uint8Array);
   },

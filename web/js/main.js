@@ -10,7 +10,9 @@ import { SuspectsPanel } from './suspects.js';
 import { TasksView } from './tasks.js';
 import { AlertsView } from './alerts.js';
 import { ViewTerritory } from './viewterr.js';
-import { colorIndices, PALETTE, MODES, RAMP_CSS } from './colorby.js';
+import { ComparePane, countChanged } from './compare.js';
+import { exportSvg } from './svgexport.js';
+import { colorIndices, PALETTE, CLASS_PALETTE, MODES, RAMP_CSS, lossTop } from './colorby.js';
 
 const $ = (id) => document.getElementById(id);
 const NONE = 255; // "unknown" in the label / prediction / truth arrays
@@ -41,6 +43,7 @@ const S = {
 
 let scatter, grid = new GridIndex(), gridKey = '';
 let sus = null;     // the suspicious-samples panel
+let cmp = null;     // the compare view's second pane (compare.js)
 let tasks = null, alerts = null; // continual-learning and alert views (tasks.js, alerts.js)
 const extraFilters = () => [tasks, alerts].filter((x) => x && x.active());
 let lists = null, listsKey = '';
@@ -232,6 +235,7 @@ function saveUrl() {
   set('hide', f.hide ? '1' : '');
   set('cmin', f.cmin); set('cmax', f.cmax);
   set('color', S.colorBy !== 'class' ? S.colorBy : '');
+  set('cmp', cmp && cmp.on ? cmp.epoch : '');
   const s = q.toString();
   history.replaceState(null, '', s ? `?${s}` : location.pathname);
 }
@@ -253,6 +257,7 @@ function loadUrl() {
     const g = m ? (m[1] ? S.nTrain + +m[2] : +m[2]) : -1;
     if (m && (m[1] ? +m[2] < S.nTest : +m[2] < S.nTrain)) S.urlSelect = g;
   }
+  if (q.get('cmp') !== null && S.epochs.includes(+q.get('cmp'))) S.urlCmp = +q.get('cmp');
   const e = q.has('epoch') ? S.epochs.indexOf(+q.get('epoch')) : -1;
   return e;
 }
@@ -287,7 +292,8 @@ function matches(i, pred, epoch) {
 }
 
 // Draw lists for one epoch: dimmed (filtered out), correct, mispredicted.
-function buildLists(d) {
+// count: write the counts under the filters (the main pane's lists only).
+function buildLists(d, count = true) {
   const N = S.N, pred = d.pred, label = S.label;
   const dim = new Int32Array(N), ok = new Int32Array(N), bad = new Int32Array(N);
   let nd = 0, no = 0, nb = 0, shownTotal = 0;
@@ -309,7 +315,7 @@ function buildLists(d) {
   L.active = new Int32Array(no + nb);
   L.active.set(L.ok, 0);
   L.active.set(L.bad, no);
-  $('f-count').textContent = active
+  if (count) $('f-count').textContent = active
     ? `${fmtInt(no + nb)} of ${fmtInt(shownTotal)} match`
     : `${fmtInt(shownTotal)} samples · ${fmtInt(nb)} misclassified`;
   return L;
@@ -351,7 +357,8 @@ function frame(now) {
   S.curExtent = dA.extent.map((v, j) => v + (dB.extent[j] - v) * t);
   if (!S.userView) {
     const v = scatter.view;
-    scatter.fit(S.curExtent, 0.97, legendInset());
+    const inset = legendInset();
+    scatter.fit(S.curExtent, 0.97, inset.left, inset.top);
     const nv = scatter.view;
     if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
   }
@@ -381,12 +388,13 @@ function frame(now) {
   }
   // Hover and selection changes only touch the overlay; the points stay as drawn.
   if (dirtyPoints) {
-    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow));
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow, cmp.on ? cmp.data() : undefined));
     drawTimes.push(scatter.lastDrawMs);
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
   }
   drawOverlay();
+  if (cmp.on) { cmp.draw(dShow, !S.playing && S.tpos === S.target); syncCompareText(dShow); }
 
   frameTimes.push(now);
   while (frameTimes.length && now - frameTimes[0] > 1000) frameTimes.shift();
@@ -397,44 +405,67 @@ function frame(now) {
 
 // The legend's right edge (CSS px from the canvas's left), kept clear of the
 // data when the camera fits an epoch: the legend never covers a cluster.
+// Comparing, the panes are narrow and the legend is a compact block across
+// the top (app.css): the data is kept below it instead.
 function legendInset() {
   const lg = $('legend');
-  return lg && lg.offsetWidth ? lg.offsetLeft + lg.offsetWidth + 4 : 0;
+  if (!lg || !lg.offsetWidth) return { left: 0, top: 0 };
+  if (cmp && cmp.on) return { left: 0, top: lg.offsetTop + lg.offsetHeight + 4 };
+  return { left: lg.offsetLeft + lg.offsetWidth + 4, top: 0 };
 }
 
 // Palette indices of the colour-by mode for an epoch's data (cached per epoch
 // and mode); null for 'class' or while the epoch's confidences load.
-let cbCache = { key: '', v: null };
-function colorByOf(d) {
+// other: the epoch to compare with in mode 'changed' (the compare view's
+// other epoch), else the projected epoch before d.
+const cbCache = new Map();
+function colorByOf(d, other) {
   if (S.colorBy === 'class' || !d) return null;
-  const conf = S.conf.get(d.epoch);
-  if (S.colorBy === 'confidence' && !conf) { loadConfidence(d.epoch); return null; }
+  const vals = VALUE_MODES[S.colorBy] ? valuesOf(S.colorBy, d.epoch) : null;
+  if (VALUE_MODES[S.colorBy] && !vals) return null;
   const k = S.epochs.indexOf(d.epoch);
-  const prev = k > 0 ? S.data.get(S.epochs[k - 1]) : null;
-  const key = `${S.colorBy}|${d.epoch}|${prev ? 1 : 0}`;
-  if (cbCache.key !== key) {
-    const idx = colorIndices(S.colorBy, { N: S.N, nTrain: S.nTrain, label: S.label, truth: S.truth, pred: d.pred, conf,
-      prevPred: prev ? prev.pred : null });
-    cbCache = { key, v: idx && { idx, pal: PALETTE } };
+  const prev = other !== undefined ? other : k > 0 ? S.data.get(S.epochs[k - 1]) : null;
+  const key = `${S.colorBy}|${d.epoch}|${prev ? prev.epoch : ''}`;
+  if (!cbCache.has(key)) {
+    const idx = colorIndices(S.colorBy, { N: S.N, nTrain: S.nTrain, label: S.label, truth: S.truth, pred: d.pred, conf: vals,
+      prevPred: prev ? prev.pred : null, C: S.classes.length });
+    const pal = S.colorBy === 'label' || S.colorBy === 'prediction' ? CLASS_PALETTE : PALETTE;
+    if (cbCache.size > 6) cbCache.delete(cbCache.keys().next().value);
+    cbCache.set(key, idx && { idx, pal });
   }
-  return cbCache.v;
+  return cbCache.get(key);
 }
 
-const confLoading = new Set();
-async function loadConfidence(e) {
-  if (confLoading.has(e)) return;
-  confLoading.add(e);
+// Per-sample values of an epoch that colour-by fetches: kind → [train, test] requests.
+const VALUE_MODES = {
+  confidence: (e) => [api.confidence(e, 'train'), S.nTest ? api.confidence(e, 'test') : null],
+  loss: (e) => [api.loss(e, 'train'), S.nTest && S.run.files.test_labels ? api.loss(e, 'test') : null],
+  recorded_loss: (e) => [api.recordedLoss(e), null],
+};
+const valueMaps = { confidence: S.conf, loss: new Map(), recorded_loss: new Map() };
+function valuesOf(kind, e) {
+  const v = valueMaps[kind].get(e);
+  if (!v) loadValues(kind, e);
+  return v;
+}
+
+const valLoading = new Set();
+async function loadValues(kind, e) {
+  const key = `${kind}|${e}`;
+  if (valLoading.has(key)) return;
+  valLoading.add(key);
   try {
-    const [a, b] = await Promise.all([api.confidence(e, 'train'), S.nTest ? api.confidence(e, 'test') : null]);
+    const [a, b] = await Promise.all(VALUE_MODES[kind](e));
     const c = new Float32Array(S.N).fill(NaN);
     if (a) c.set(a.subarray(0, S.nTrain), 0);
     if (b) c.set(b.subarray(0, S.nTest), S.nTrain);
-    S.conf.set(e, c);
-    if (S.filter.cmin !== '' || S.filter.cmax !== '') S.filterVersion++;
+    valueMaps[kind].set(e, c);
+    if (kind === 'confidence' && (S.filter.cmin !== '' || S.filter.cmax !== '')) S.filterVersion++;
     dirtyPoints = true;
     invalidate();
-  } finally { confLoading.delete(e); }
+  } finally { valLoading.delete(key); }
 }
+const loadConfidence = (e) => loadValues('confidence', e);
 
 // The three layers of the canvas flattened into one PNG, downloaded.
 function exportPng() {
@@ -461,11 +492,98 @@ function setColorBy(mode) {
   if (S.colorBy === 'confidence') el.innerHTML = `confidence <span class="lg-ramp" style="background:${RAMP_CSS}"></span> 0 → 1`;
   else if (S.colorBy === 'correct') el.innerHTML = '<i style="background:#2a9d4b"></i>correct <i style="background:#d62728"></i>wrong';
   else if (S.colorBy === 'noise') el.innerHTML = '<i style="background:#d62728"></i>noisy label <i style="background:#9aa1ab"></i>clean / unknown';
-  else if (S.colorBy === 'changed') el.innerHTML = '<i style="background:#d62728"></i>prediction changed <i style="background:#9aa1ab"></i>same as the epoch before';
+  else if (S.colorBy === 'changed') el.innerHTML = cmp.on
+    ? '<i style="background:#d62728"></i>prediction differs <i style="background:#9aa1ab"></i>same in both epochs'
+    : '<i style="background:#d62728"></i>prediction changed <i style="background:#9aa1ab"></i>same as the epoch before';
+  else if (S.colorBy === 'loss' || S.colorBy === 'recorded_loss') {
+    el.innerHTML = `${S.colorBy === 'loss' ? 'loss' : 'recorded loss'} <span class="lg-ramp" style="background:${RAMP_CSS}"></span> 0 → ${lossTop(S.classes.length).toFixed(1)} (log)`;
+  } else if (S.colorBy === 'label' || S.colorBy === 'prediction') el.innerHTML = `dot = ${S.colorBy}, no rings`;
   el.title = m.name;
   dirtyPoints = true;
   saveUrl();
   invalidate();
+}
+
+// ---------------------------------------------------------------- compare view
+// Epoch B beside the timeline's epoch A (compare.js); null closes it.
+function setCompare(e) {
+  if (e === null || e === undefined || !cmp.open(e)) cmp.close();
+  $('cmp-epoch').value = cmp.on ? String(cmp.epoch) : '';
+  $('pane-a').hidden = !cmp.on;
+  $('compare').setAttribute('aria-pressed', String(cmp.on));
+  cmpDiff.key = '';
+  if (S.colorBy === 'changed') setColorBy('changed'); // its legend says which epochs
+  dirtyTerritory = true;
+  saveUrl();
+  invalidate();
+}
+
+// The epoch B a click on "compare" opens: the first projected epoch, or the
+// last when the first is on screen, so that the panes show the run's two ends.
+// A zoom or pan in the compare pane: from now on both panes share its camera.
+function linkCamera() {
+  if (!S.userView) scatter.view = { ...cmp.scatter.view };
+  S.userView = true;
+}
+
+function defaultCompareEpoch() {
+  const e = dispEpoch(), first = S.epochs[0], last = S.epochs[S.epochs.length - 1];
+  return e !== first ? first : last;
+}
+
+function wireCompare() {
+  $('compare').addEventListener('click', () => setCompare(cmp.on ? null : defaultCompareEpoch()));
+  $('cmp-epoch').addEventListener('change', (ev) => setCompare(+ev.target.value));
+  $('cmp-close').addEventListener('click', () => setCompare(null));
+  $('cmp-show-diff').addEventListener('click', () => setColorBy(S.colorBy === 'changed' ? 'class' : 'changed'));
+}
+
+function syncCompareOptions() {
+  const sel = $('cmp-epoch');
+  sel.innerHTML = S.epochs.map((e) => `<option value="${e}">${e}</option>`).join('');
+  if (cmp && cmp.on) sel.value = String(cmp.epoch);
+}
+
+// "N of M predictions differ from epoch A", for the epochs on screen.
+const cmpDiff = { key: '', n: 0 };
+function syncCompareText(dA) {
+  const dB = cmp.data();
+  const key = `${dA.epoch}|${dB ? dB.epoch : ''}|${S.colorBy === 'changed'}`;
+  if (!dB || key === cmpDiff.key) return;
+  cmpDiff.key = key;
+  cmpDiff.n = countChanged(dA, dB);
+  $('cmp-diff').textContent = dA.epoch === dB.epoch ? '(same as the timeline)'
+    : `· ${fmtInt(cmpDiff.n)} predictions differ from epoch ${dA.epoch}`;
+  $('cmp-show-diff').textContent = S.colorBy === 'changed' ? 'hide' : 'show';
+}
+
+// Hover from the compare pane: ring the sample in both panes, tooltip in the pane.
+function hoverAt(i, sx, sy, pane) {
+  if (i !== S.hover) { S.hover = i; invalidate(); }
+  if (i < 0) { $('tooltip').hidden = true; return; }
+  showTooltip(i, sx, sy, pane ? pane.wrap : $('canvas-wrap'), pane ? pane.data() : null);
+}
+
+// The view on screen as an SVG file (svgexport.js); download: save it.
+function exportView(download = true) {
+  const d = S.data.get(dispEpoch());
+  if (!d || !cur || !lists) return null;
+  const svg = exportSvg({
+    scatter, pos: cur, lists, label: S.label, pred: d.pred, nTrain: S.nTrain, zoom: zoomLevel(),
+    colorBy: colorByOf(d, cmp.on ? cmp.data() : undefined),
+    noisy: S.markNoisy && S.truth && S.split !== 'test' ? S.truth : null,
+    suspects: sus && S.split !== 'test' ? sus.recs.map((r) => [r.index, sus.verdictOf(r.index) || 'none']) : [],
+    selected: S.selected, trajectory: S.selected >= 0 && S.selInfo ? S.selInfo.trajectory : null,
+    epoch: dispEpoch(), title: `${S.run.name} · epoch ${dispEpoch()}`,
+  });
+  if (download) {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
+    a.download = `${(S.run && S.run.name ? S.run.name : 'tardis').replace(/[^\w.-]+/g, '_')}-epoch${dispEpoch()}.svg`;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+  return svg;
 }
 
 function zoomLevel() {
@@ -485,6 +603,7 @@ function updateTimelineUi() {
   const e = dispEpoch();
   if (document.activeElement !== $('epoch-slider') || S.playing) $('epoch-slider').value = Math.round(S.tpos);
   $('epoch-num').textContent = e;
+  $('pane-a-epoch').textContent = e;
   syncDraft();
   $('epoch-of').textContent = ` / ${S.epochs[S.epochs.length - 1]}`;
   const fps = frameTimes.length;
@@ -669,11 +788,14 @@ function nearestAt(sx, sy) {
   return grid.nearest(x, y, 9 / scatter.view.scale);
 }
 
-function showTooltip(i, sx, sy) {
+// host: the pane the cursor is in (the compare view has two).
+// d: the epoch data whose prediction to show (the compare pane's epoch).
+function showTooltip(i, sx, sy, host = $('canvas-wrap'), dPane = null) {
   const tt = $('tooltip');
   if (i < 0) { tt.hidden = true; return; }
+  if (tt.parentElement !== host) host.appendChild(tt);
   const split = splitOf(i), li = localIndex(i);
-  const d = S.data.get(dispEpoch());
+  const d = dPane || S.data.get(dispEpoch());
   const l = S.label[i], p = d ? d.pred[i] : NONE, t = S.truth ? S.truth[i] : NONE;
   const hasImg = S.run.files[`${split}_inputs`];
   const img = $('tt-img');
@@ -858,6 +980,7 @@ function renderTicks() {
     return `<span style="left:${left}%">${lab}</span>`;
   }).join('');
   if (tasks) { tasks.epochsChanged(); tasks.renderTimeline(); }
+  syncCompareOptions();
   if (alerts) alerts.renderTimeline();
 }
 
@@ -1076,6 +1199,22 @@ function wireEvents() {
 
 async function init() {
   scatter = new Scatter($('canvas-wrap'));
+  cmp = new ComparePane($('cmp-wrap'), {
+    S, api, invalidate,
+    dataOf: (e) => S.data.get(e),
+    loadEpoch: (e) => loadEpoch(e).catch(() => {}),
+    listsFor: (d) => buildLists(d, false),
+    colorByOf: (d, other) => colorByOf(d, other),
+    zoomLevel: () => zoomLevel(),
+    mainScatter: () => scatter,
+    hoverAt: (i, sx, sy, pane) => hoverAt(i, sx, sy, pane),
+    select: (i) => select(i),
+    // Zooming or panning either pane links the cameras (from the one moved).
+    userView: () => S.userView,
+    panBy: (dx, dy) => { linkCamera(); scatter.panBy(dx, dy); dirtyTerritory = true; invalidate(); },
+    zoomAt: (sx, sy, f) => { linkCamera(); scatter.zoomAt(sx, sy, f); dirtyTerritory = true; invalidate(); },
+    fit: () => fitView(),
+  });
   scatter.pointRadius = 2;
   scatter.onresize = () => { dirtyTerritory = true; renderCharts(); renderQuality(); invalidate(); };
   wireCanvas();
@@ -1126,6 +1265,8 @@ async function init() {
   renderLegend();
   $('color-by').addEventListener('change', (ev) => setColorBy(ev.target.value));
   $('export-png').addEventListener('click', (ev) => { ev.stopPropagation(); exportPng(); });
+  $('export-svg').addEventListener('click', (ev) => { ev.stopPropagation(); exportView(); });
+  wireCompare();
   startTasksAndAlerts();
 
   const [ltr, lte, tru] = await Promise.all([
@@ -1151,6 +1292,7 @@ async function init() {
   urlReady = true;
   readFilters();
   if (S.urlSelect !== undefined) select(S.urlSelect);
+  if (S.urlCmp !== undefined) setCompare(S.urlCmp);
   startSuspects();
   document.body.classList.add('ready');
   invalidate();
@@ -1202,7 +1344,7 @@ window.tardis = {
   drafts: () => [...S.drafts],
   projections: () => projections,
   drawMs: () => drawTimes.reduce((s, v) => s + v, 0) / Math.max(1, drawTimes.length),
-  colorBy: () => colorByOf(S.data.get(dispEpoch())),
+  colorBy: () => colorByOf(S.data.get(dispEpoch()), cmp.on ? cmp.data() : undefined),
   counts: () => lists && { dim: lists.dim.length, ok: lists.ok.length, bad: lists.bad.length, shown: lists.shownTotal },
   // Screen position (CSS px, relative to the canvas) of sample g at the frame on screen.
   screenOf: (g) => scatter.toScreen(cur[2 * g], cur[2 * g + 1]),
@@ -1218,6 +1360,10 @@ window.tardis = {
   scatter: () => scatter,
   trajectoryScreen: () => trajectoryScreenPoints(),
   neighbors: () => S.selNN,
+  compare: () => cmp.on && { epoch: cmp.epoch, draws: cmp.draws, diff: cmpDiff.n, ready: !!cmp.data() && cmp.key !== '' },
+  compareScreenOf: (g) => cmp.screenOf(g),
+  compareNearest: (sx, sy) => cmp.nearestAt(sx, sy),
+  exportSvg: () => exportView(false),
   viewTerritory: () => viewTerr.cur && { epoch: viewTerr.cur.epoch, extent: viewTerr.cur.extent, loads: viewTerr.loads },
   suspects: () => sus,
   tasks: () => tasks,

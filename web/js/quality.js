@@ -43,7 +43,7 @@ export function qualityPanel(el, epochInfo, quality, current) {
   }
   const extra = [];
   if (quality && typeof quality.temporal_corr === 'number') {
-    extra.push(`<span title="Pearson correlation of high-dim kNN overlap and 2-D movement between epochs (more negative is better)">temporal corr <b>${quality.temporal_corr.toFixed(3)}</b> <span class="qh">(more negative: moves follow neighbourhood changes)</span></span>`);
+    extra.push(`<span title="per sample, the Pearson correlation over epoch pairs of its high-dim kNN overlap and its 2-D movement, averaged (more negative is better). With few epochs it mostly rewards a projection whose overall movement shrinks as training settles (PCA: −0.71 on a 6k run, −0.05 once each pair&#39;s mean is removed; docs/projection.md)">temporal corr <b>${quality.temporal_corr.toFixed(3)}</b> <span class="qh">(more negative: moves follow neighbourhood changes)</span></span>`);
   }
   if (quality && typeof quality.temporal_corr_test === 'number') {
     extra.push(`<span>test <b>${quality.temporal_corr_test.toFixed(3)}</b></span>`);

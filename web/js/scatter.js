@@ -144,15 +144,16 @@ export class Scatter {
     const v = this.view;
     return [(sx - this.W / 2) / v.scale + v.cx, v.cy - (sy - this.H / 2) / v.scale];
   }
-  // insetLeft: CSS px on the left kept clear (the legend sits there).
-  fit(ext, margin = 0.97, insetLeft = 0) {
+  // insetLeft / insetTop: CSS px on the left / at the top kept clear (the
+  // legend sits there).
+  fit(ext, margin = 0.97, insetLeft = 0, insetTop = 0) {
     const [x0, y0, x1, y1] = ext;
     const w = Math.max(1e-9, x1 - x0), h = Math.max(1e-9, y1 - y0);
-    const inset = Math.min(insetLeft, 0.5 * this.W);
-    const scale = margin * Math.min((this.W - inset) / w, this.H / h);
+    const inset = Math.min(insetLeft, 0.5 * this.W), top = Math.min(insetTop, 0.5 * this.H);
+    const scale = margin * Math.min((this.W - inset) / w, (this.H - top) / h);
     this.view = {
       cx: (x0 + x1) / 2 - inset / 2 / scale,
-      cy: (y0 + y1) / 2,
+      cy: (y0 + y1) / 2 + top / 2 / scale,
       scale,
     };
   }
