@@ -53,6 +53,8 @@ struct td_net_ws {
 /* 64-byte aligned floats (n rounded up), NULL on out of memory. */
 float *td__alloc_floats(size_t n);
 
+/* y = act(y + b) row by row over y [rows, cols] (a dense layer's output). */
+void td__bias_act(float *y, const float *b, int rows, int cols, td_act act);
 /* y = act(y) elementwise; dz = g where y > 0 (ReLU) else g. */
 void td__act_forward(float *y, size_t n, td_act act);
 void td__act_backward(const float *g, const float *y, float *dz, size_t n,
