@@ -27,11 +27,14 @@
 typedef struct {
   td_net_ws *ws; /* max_batch INFER_GROUP, for the non-dense runs */
   float *buf[2]; /* [INFER_CHUNK, widest row kept per chunk] ping-pong */
+  float *wino;   /* Winograd scratch */
 } infer_thread;
 
 struct td_net_infer {
   const td_net *net;
   int widest; /* widest output of a dense layer or of a run's last layer */
+  float **U;  /* per layer: Winograd weights, NULL for other layers */
+  size_t wino_scratch;
   int n_threads;
   infer_thread *th;
 };
@@ -52,14 +55,30 @@ td_net_infer *td_net_infer_new(const td_net *net) {
     return NULL;
   inf->net = net;
   inf->widest = net->dims[0];
-  for (int l = 0; l < net->n_layers; l++)
+  if (!(inf->U = calloc((size_t)net->n_layers, sizeof *inf->U))) {
+    free(inf);
+    return NULL;
+  }
+  for (int l = 0; l < net->n_layers; l++) {
+    const td__layer *L = &net->layers[l];
     if (kept(net, l) && net->dims[l + 1] > inf->widest)
       inf->widest = net->dims[l + 1];
+    if (!td__wino_eligible(L))
+      continue;
+    size_t s = td__wino_scratch(L, INFER_GROUP);
+    if (s > inf->wino_scratch)
+      inf->wino_scratch = s;
+    if (!(inf->U[l] = td__alloc_floats((size_t)16 * L->oc * L->ic))) {
+      td_net_infer_free(inf);
+      return NULL;
+    }
+  }
   return inf;
 }
 
 static void thread_free(infer_thread *t) {
   td_net_ws_free(t->ws);
+  free(t->wino);
   free(t->buf[0]);
   free(t->buf[1]);
 }
@@ -69,6 +88,9 @@ void td_net_infer_free(td_net_infer *inf) {
     return;
   for (int t = 0; t < inf->n_threads; t++)
     thread_free(&inf->th[t]);
+  for (int l = 0; l < inf->net->n_layers; l++)
+    free(inf->U[l]);
+  free(inf->U);
   free(inf->th);
   free(inf);
 }
@@ -86,7 +108,8 @@ static int ensure_threads(td_net_infer *inf, int nt) {
     x->ws = td_net_ws_new(inf->net, INFER_GROUP);
     x->buf[0] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
     x->buf[1] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
-    if (!x->ws || !x->buf[0] || !x->buf[1]) {
+    x->wino = inf->wino_scratch ? td__alloc_floats(inf->wino_scratch) : NULL;
+    if (!x->ws || !x->buf[0] || !x->buf[1] || (inf->wino_scratch && !x->wino)) {
       thread_free(x);
       return TD_ENOMEM;
     }
@@ -95,12 +118,23 @@ static int ensure_threads(td_net_infer *inf, int nt) {
   return TD_OK;
 }
 
-/* Eval-mode forward of one non-dense layer on `batch` rows of ws. */
-static void layer_forward(const td_net *net, td_net_ws *ws, int l,
-                          const float *a, int batch) {
+/* Eval-mode forward of one non-dense layer on `batch` rows of t->ws;
+ * returns the number of layers done (2: a Winograd convolution with the
+ * max pooling after it, into the pooling's output). */
+static int layer_forward(const td_net_infer *inf, infer_thread *t, int l,
+                         const float *a, int batch, int tap_layer) {
+  const td_net *net = inf->net;
   const td__layer *L = &net->layers[l];
+  td_net_ws *ws = t->ws;
   switch (L->s.kind) {
   case TD_LAYER_CONV:
+    if (inf->U[l]) {
+      int pool = l + 1 < net->n_layers && l != tap_layer && !kept(net, l) &&
+                 td__wino_poolable(L, &net->layers[l + 1]);
+      td__wino_forward(L, inf->U[l], net->params + L->off + L->nw, a, batch,
+                       pool, t->wino, ws->act[l + pool]);
+      return 1 + pool;
+    }
     td__conv_forward(net, ws, l, a, batch);
     break;
   case TD_LAYER_MAXPOOL:
@@ -118,6 +152,7 @@ static void layer_forward(const td_net *net, td_net_ws *ws, int l,
   default:
     TD_ASSERT(!"unknown layer kind");
   }
+  return 1;
 }
 
 typedef struct {
@@ -138,11 +173,11 @@ static void run_groups(const infer_job *j, infer_thread *t, int l0, int l1,
   for (int g = 0; g < m; g += INFER_GROUP) {
     int b = m - g < INFER_GROUP ? m - g : INFER_GROUP;
     const float *x = a + (size_t)g * in;
-    for (int l = l0; l < l1; l++) {
-      layer_forward(net, ws, l, x, b);
-      x = ws->act[l];
-      if (l == j->tap_layer && j->tap) {
-        size_t d = (size_t)net->dims[l + 1];
+    for (int l = l0; l < l1;) {
+      l += layer_forward(j->inf, t, l, x, b, j->tap_layer);
+      x = ws->act[l - 1];
+      if (l - 1 == j->tap_layer && j->tap) {
+        size_t d = (size_t)net->dims[l];
         memcpy(j->tap + (size_t)(row0 + g) * d, x, sizeof(float) * b * d);
       }
     }
@@ -201,6 +236,10 @@ int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n, float *out,
     return TD_ENOMEM;
   for (int t = 0; t < nt; t++)
     td_net_ws_set_training(inf->th[t].ws, 0, 0);
+  for (int l = 0; l < net->n_layers; l++) /* the net's current weights */
+    if (inf->U[l])
+      td__wino_weights(&net->layers[l], net->params + net->layers[l].off,
+                       inf->U[l]);
   /* as td_net_predict: parallel over chunks, each GEMM on one BLAS thread */
   td_blas_single_begin();
   if (nt == 1)

@@ -203,8 +203,8 @@ int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
     memcpy(r->trained, r->cl->trained,
            (size_t)r->n_trained * sizeof *r->trained);
   }
-  /* The forward pass runs here on every core (a quarter of an epoch's
-   * compute); only the disk writes overlap with the next epoch. */
+  /* The forward pass runs here on every core, through the inference path
+   * (td_net_infer); only the disk writes overlap with the next epoch. */
   double t0 = td_now();
   rc =
       td__record_eval(r->snap, r->infer, &r->train, r->n_classes, &r->ev_train);
@@ -240,8 +240,12 @@ int td__recorder_init(td__recorder *r, const td_net *net, td_optim *opt,
   r->optimizer = optimizer;
   r->n_classes = C;
   r->repr_dim = D;
-  int oom =
-      !(r->snap = td_net_clone(net)) || !(r->infer = td_net_infer_new(r->snap));
+  /* TD_RECORD_PLAIN=1 records through td_net_predict instead (bench_train
+   * compares the two in one invocation) */
+  const char *plain = getenv("TD_RECORD_PLAIN");
+  int use_infer = !plain || strcmp(plain, "1") != 0;
+  int oom = !(r->snap = td_net_clone(net)) ||
+            (use_infer && !(r->infer = td_net_infer_new(r->snap)));
   for (int k = 0; k < 3 && !oom; k++)
     oom = split_eval_alloc(evs[k], n[k], D, C) != TD_OK;
   for (int i = 0; i < 2 && !oom; i++)
