@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "run/run_json.h"
 #include "tardis/fsutil.h"
@@ -16,6 +18,12 @@
 #include "train/resume.h"
 
 #define RECORD_CHUNK 1024
+
+double td__cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 int td__record_eval(const td_net *net, td_net_infer *infer, const td__split *s,
                     int C, td__split_eval *ev) {
@@ -158,10 +166,36 @@ static int write_epoch(td__recorder *r) {
   return td_epoch_commit(w, err);
 }
 
+/* The three splits' evaluation, timed into the recorder. */
+static int eval_all(td__recorder *r) {
+  double t0 = td_now(), c0 = td__cpu_now();
+  int rc =
+      td__record_eval(r->snap, r->infer, &r->train, r->n_classes, &r->ev_train);
+  if (rc == TD_OK)
+    rc =
+        td__record_eval(r->snap, r->infer, &r->test, r->n_classes, &r->ev_test);
+  if (rc == TD_OK)
+    rc = td__record_eval(r->snap, r->infer, &r->ood, r->n_classes, &r->ev_ood);
+  r->eval_seconds += td_now() - t0;
+  if (!r->job_overlaps) /* overlapped, the process CPU is the trainer's too */
+    r->eval_cpu_seconds += td__cpu_now() - c0;
+  if (rc != TD_OK)
+    return td_err_set(&r->err, rc, "out of memory while recording");
+  return TD_OK;
+}
+
 static void *recorder_main(void *arg) {
   td__recorder *r = arg;
   double t0 = td_now();
-  r->rc = write_epoch(r);
+  r->rc = TD_OK;
+  if (r->job_overlaps) {
+    /* the forward pass on this thread alone, beside the next epoch: the
+     * results do not depend on the thread count */
+    td_set_thread_threads(1);
+    r->rc = eval_all(r);
+  }
+  if (r->rc == TD_OK)
+    r->rc = write_epoch(r);
   r->busy_seconds += td_now() - t0;
   return NULL;
 }
@@ -177,7 +211,7 @@ int td__recorder_wait(td__recorder *r) {
 
 int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
                        const td_rng *rng, int epoch, double seconds, double lr,
-                       double inflight) {
+                       double inflight, int last) {
   int rc = td__recorder_wait(r);
   if (rc != TD_OK)
     return rc;
@@ -204,18 +238,12 @@ int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
            (size_t)r->n_trained * sizeof *r->trained);
   }
   /* The forward pass runs here on every core, through the inference path
-   * (td_net_infer); only the disk writes overlap with the next epoch. */
-  double t0 = td_now();
-  rc =
-      td__record_eval(r->snap, r->infer, &r->train, r->n_classes, &r->ev_train);
-  if (rc == TD_OK)
-    rc =
-        td__record_eval(r->snap, r->infer, &r->test, r->n_classes, &r->ev_test);
-  if (rc == TD_OK)
-    rc = td__record_eval(r->snap, r->infer, &r->ood, r->n_classes, &r->ev_ood);
-  r->eval_seconds += td_now() - t0;
-  if (rc != TD_OK)
-    return td_err_set(&r->err, rc, "out of memory while recording");
+   * (td_net_infer), and only the disk writes overlap with the next epoch —
+   * unless the trainer leaves cores idle, where the writer thread evaluates
+   * the snapshot itself while the next epoch trains. */
+  r->job_overlaps = r->overlap && !last;
+  if (!r->job_overlaps && (rc = eval_all(r)) != TD_OK)
+    return rc;
   if (pthread_create(&r->thread, NULL, recorder_main, r) != 0)
     return recorder_main(r), r->rc; /* no thread: record inline */
   r->running = 1;
@@ -244,6 +272,13 @@ int td__recorder_init(td__recorder *r, const td_net *net, td_optim *opt,
    * compares the two in one invocation) */
   const char *plain = getenv("TD_RECORD_PLAIN");
   int use_infer = !plain || strcmp(plain, "1") != 0;
+  /* Overlap where a core is left over: TD_RECORD_OVERLAP=0 or 1 forces the
+   * choice (tests, benchmarks). */
+  const char *ov = getenv("TD_RECORD_OVERLAP");
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  r->overlap = ov && (!strcmp(ov, "0") || !strcmp(ov, "1"))
+                   ? ov[0] == '1'
+                   : cpus > td_threads();
   int oom = !(r->snap = td_net_clone(net)) ||
             (use_infer && !(r->infer = td_net_infer_new(r->snap)));
   for (int k = 0; k < 3 && !oom; k++)

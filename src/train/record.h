@@ -31,6 +31,8 @@ typedef struct td__split_eval {
 typedef struct td__recorder {
   pthread_t thread;
   int running;
+  int overlap;      /* evaluate on the writer thread, beside the next epoch */
+  int job_overlaps; /* the current job does */
   /* the job */
   td_net *snap;
   td_net_infer *infer; /* the inference path's context, on snap */
@@ -45,8 +47,9 @@ typedef struct td__recorder {
   /* results */
   int rc;
   td_err err;
-  double busy_seconds; /* writer thread */
-  double eval_seconds; /* forward passes of the recording (wall) */
+  double busy_seconds;     /* writer thread */
+  double eval_seconds;     /* forward passes of the recording (wall) */
+  double eval_cpu_seconds; /* process CPU time of those not overlapped */
   /* continual learning: the tasks (NULL: none) and a copy of the epoch's
    * trained-on set, taken when the job starts */
   const td__continual *cl;
@@ -75,11 +78,18 @@ TD_NODISCARD int td__recorder_init(td__recorder *r, const td_net *net,
 void td__recorder_free(td__recorder *r);
 
 /* Records epoch `epoch` of net: waits for the previous epoch's writer,
- * snapshots net, opt and rng, evaluates every split (on every core), then
- * writes the epoch on the writer thread. TD_OK, or an error in r->err. */
+ * snapshots net, opt and rng, evaluates every split on every core, then
+ * writes the epoch on the writer thread. Where the trainer leaves a core
+ * idle (td_threads() below the CPUs) the writer thread evaluates the
+ * snapshot itself, on one thread, while the next epoch trains — not for the
+ * `last` epoch, after which nothing trains. The arrays are the same either
+ * way. TD_OK, or an error in r->err. */
 TD_NODISCARD int td__recorder_start(td__recorder *r, const td_net *net,
                                     td_optim *opt, const td_rng *rng, int epoch,
-                                    double seconds, double lr, double inflight);
+                                    double seconds, double lr, double inflight,
+                                    int last);
+/* CPU seconds used by the process so far (every thread). */
+double td__cpu_now(void);
 /* Waits for the current writer; returns its status (error in r->err). */
 int td__recorder_wait(td__recorder *r);
 

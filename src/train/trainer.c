@@ -608,8 +608,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   int first = o->resume ? cont.epoch + 1 : 1;
   /* A child run starts with its parent's state as epoch 0, so that its own
    * views show what the fine-tuning changed. */
-  if (o->from && (rc = td__recorder_start(&rec, s.net, s.opt, &rng, 0, 0.0, o->lr,
-                                      NAN)) != TD_OK) {
+  if (o->from && (rc = td__recorder_start(&rec, s.net, s.opt, &rng, 0, 0.0,
+                                          o->lr, NAN, 0)) != TD_OK) {
     *err = rec.err;
     goto done;
   }
@@ -618,16 +618,17 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     int64_t n_ep = sel ? n_sel : tr.n;
     if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
       goto done;
-    double t0 = td_now();
+    double t0 = td_now(), c0 = td__cpu_now();
     td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
+    res->train_cpu_seconds += td__cpu_now() - c0;
     res->train_seconds += secs;
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
     if (o->out) {
       rc = td__recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
-                          td_optim_lr(s.opt), inflight);
+                              td_optim_lr(s.opt), inflight, ep == o->epochs);
       if (rc != TD_OK) {
         *err = rec.err;
         goto done;
@@ -673,6 +674,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   res->total_seconds = td_now() - t_start;
   res->record_seconds = rec.busy_seconds;
   res->record_eval_seconds = rec.eval_seconds;
+  res->record_eval_cpu_seconds = rec.eval_cpu_seconds;
 done:
   td__recorder_free(&rec);
   td__continual_free(&cl);
