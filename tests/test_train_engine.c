@@ -359,7 +359,8 @@ static void test_recorded_matches_forward(void) {
   td_array x, repr, logits;
   snprintf(path, sizeof path, "%s/train_inputs.npy", data);
   CHECK_OK(td_npy_load(path, &x, &err), &err);
-  float *rp = malloc(sizeof(float) * N * 128), *lg = malloc(sizeof(float) * N * C);
+  float *rp = malloc(sizeof(float) * N * 128),
+        *lg = malloc(sizeof(float) * N * C);
   for (int ep = 1; ep <= 2; ep++) {
     td_net *net;
     snprintf(path, sizeof path, "%s/epochs/%04d/model", run, ep);
