@@ -9,6 +9,7 @@
  *   bench_train --model cnn [--batchnorm] [--limit N] [--epochs 2]
  *               [--threads T] [--no-peer] [--out DIR]
  */
+#define _DEFAULT_SOURCE /* getloadavg */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,12 +54,6 @@ static double run_tardis_model(const bench_opts *b, const char *out,
   if (cpu)
     *cpu = (cpu_seconds() - c0) / b->epochs;
   return r->total_seconds / b->epochs;
-}
-
-static double run_tardis(int epochs, int threads, const char *out,
-                         td_train_result *r) {
-  bench_opts b = {epochs, threads, 0, 0, "mlp"};
-  return run_tardis_model(&b, out, r, NULL);
 }
 
 /* The CNN in PyTorch on the same Fashion-MNIST slice: per-epoch wall and
@@ -138,30 +133,54 @@ static int run_torch_cnn(const bench_opts *b, double *s, double *cpu,
   return found ? 0 : -1;
 }
 
+/* The recording's forward pass against the training it follows, per epoch:
+ * once through td_net_predict (TD_RECORD_PLAIN=1, the path before the
+ * inference path existed) and once through the inference path, in the same
+ * invocation. Wall shares are noisy on a shared machine; the CPU shares
+ * (process CPU time of the forward passes over that of the training loops)
+ * are the comparable figures. */
+static void bench_recording(const bench_opts *b, const char *out) {
+  static const char *const name[2] = {"plain td_net_predict (before)",
+                                      "inference path (after)"};
+  double load[3] = {0};
+  for (int k = 0; k < 2; k++) {
+    td_train_result r;
+    setenv("TD_RECORD_PLAIN", k == 0 ? "1" : "0", 1);
+    double t = run_tardis_model(b, out, &r, NULL);
+    /* what the trainer waited for: the forward passes it ran itself and
+     * the last epoch's recording */
+    double blocked = r.total_seconds - r.train_seconds;
+    printf("recording, %-30s forward %.3f s/epoch (CPU %.3f) = %.1f %% of "
+           "training CPU; trainer blocked %.3f s/epoch = %.1f %% of training "
+           "wall (%.3f s/epoch); total %.3f s/epoch\n",
+           name[k], r.record_eval_seconds / b->epochs,
+           r.record_eval_cpu_seconds / b->epochs,
+           100.0 * r.record_eval_cpu_seconds / r.train_cpu_seconds,
+           blocked / b->epochs, 100.0 * blocked / r.train_seconds,
+           r.train_seconds / b->epochs, t);
+    td_remove_tree_best_effort(out);
+  }
+  unsetenv("TD_RECORD_PLAIN");
+  if (getloadavg(load, 3) > 0)
+    printf("load average at the end: %.2f %.2f %.2f\n", load[0], load[1],
+           load[2]);
+}
+
 /* --model cnn: tardis without and with recording, then PyTorch. */
 static int bench_cnn(const bench_opts *b, int peer, const char *out) {
-  td_train_result plain, rec;
-  double cpu_plain, cpu_rec;
+  td_train_result plain;
+  double cpu_plain;
   int64_t n = b->limit ? b->limit : 60000;
   printf("CNN%s (docs/engine.md), Fashion-MNIST first %lld, batch 128, SGD "
          "m=0.9 lr 0.01, %d epochs, %d threads\n",
          b->batchnorm ? " + batchnorm" : "", (long long)n, b->epochs,
          b->threads);
-  double t_plain = run_tardis_model(b, NULL, &plain, &cpu_plain);
+  run_tardis_model(b, NULL, &plain, &cpu_plain);
   printf("tardis, no recording:     %.3f s/epoch (CPU %.3f s/epoch, %.0f "
          "samples/s), test acc %.4f\n",
          plain.train_seconds / b->epochs, cpu_plain,
          (double)n * b->epochs / plain.train_seconds, plain.final_test_acc);
-  double t_rec = run_tardis_model(b, out, &rec, &cpu_rec);
-  printf("tardis, recording epochs: %.3f s/epoch total (training %.3f, "
-         "recording forward passes %.3f s/epoch = %.1f %% of training; "
-         "writer thread %.3f s/epoch, overlapped)\n",
-         t_rec, rec.train_seconds / b->epochs,
-         rec.record_eval_seconds / b->epochs,
-         100.0 * rec.record_eval_seconds / rec.train_seconds,
-         rec.record_seconds / b->epochs);
-  (void)t_plain;
-  td_remove_tree_best_effort(out);
+  bench_recording(b, out);
   double ts, tc, acc;
   if (peer && run_torch_cnn(b, &ts, &tc, &acc) == 0)
     printf("PyTorch:                  %.3f s/epoch (CPU %.3f s/epoch), test "
@@ -233,21 +252,18 @@ int main(int argc, char **argv) {
     cnn.threads = threads > 0 ? threads : 2;
     return bench_cnn(&cnn, peer, out);
   }
-  td_train_result plain, rec;
+  td_train_result plain;
+  bench_opts mlp = {epochs, threads, 0, 0, "mlp"};
   printf("MLP 784-256-128-10, Fashion-MNIST 60k, batch 128, SGD m=0.9, "
          "%d epochs\n",
          epochs);
-  double t_plain = run_tardis(epochs, threads, NULL, &plain);
-  printf("tardis, no recording:     %.3f s/epoch  (%.0f samples/s), test acc "
-         "%.4f\n",
-         t_plain, 60000.0 / t_plain, plain.final_test_acc);
-  double t_rec = run_tardis(epochs, threads, out, &rec);
-  printf("tardis, recording epochs: %.3f s/epoch  (forward passes %.3f "
-         "s/epoch; writer thread %.3f s/epoch, overlapped)\n",
-         t_rec, rec.record_eval_seconds / epochs, rec.record_seconds / epochs);
-  printf("recording cost: %+.1f %% of an epoch\n",
-         100.0 * (t_rec - t_plain) / t_plain);
-  td_remove_tree_best_effort(out);
+  double cpu_plain;
+  double t_plain = run_tardis_model(&mlp, NULL, &plain, &cpu_plain);
+  printf("tardis, no recording:     %.3f s/epoch  (CPU %.3f s/epoch, %.0f "
+         "samples/s), test acc %.4f\n",
+         t_plain, plain.train_cpu_seconds / epochs, 60000.0 / t_plain,
+         plain.final_test_acc);
+  bench_recording(&mlp, out);
   if (peer) {
     double t_torch = run_torch(peers, epochs);
     if (t_torch > 0)

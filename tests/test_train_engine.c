@@ -10,6 +10,7 @@
 #include "harness.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
+#include "tardis/nn.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "tardis/train.h"
@@ -329,6 +330,101 @@ static void test_resume_cnn_bit_identical(void) {
   resume_matches_model(2, "adam", "cnn", 17);
 }
 
+/* The recorded representations and logits of every epoch equal the plain
+ * forward pass (td_net_predict) of that epoch's checkpoint on the training
+ * inputs, within the inference path's documented tolerance (1e-5 of the
+ * array's scale; docs/engine.md): the recorder evaluates the end-of-epoch
+ * snapshot, weights and running statistics together. */
+static double rel_gap(const float *a, const float *b, size_t n) {
+  double m = 0, d = 0;
+  for (size_t i = 0; i < n; i++) {
+    m = fmax(m, fabs((double)a[i]));
+    d = fmax(d, fabs((double)a[i] - (double)b[i]));
+  }
+  return d / (1.0 + m);
+}
+
+static void test_recorded_matches_forward(void) {
+  char run[4300], path[8400];
+  snprintf(run, sizeof run, "%s/recorded_cnn", dir);
+  td_train_opts o;
+  td_train_result r;
+  td_err err = {0};
+  opts_for(&o, run, 2);
+  o.hidden = NULL;
+  o.model = "cnn";
+  o.batchnorm = 1;
+  o.threads = 2;
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  td_array x, repr, logits;
+  snprintf(path, sizeof path, "%s/train_inputs.npy", data);
+  CHECK_OK(td_npy_load(path, &x, &err), &err);
+  float *rp = malloc(sizeof(float) * N * 128),
+        *lg = malloc(sizeof(float) * N * C);
+  for (int ep = 1; ep <= 2; ep++) {
+    td_net *net;
+    snprintf(path, sizeof path, "%s/epochs/%04d/model", run, ep);
+    CHECK_OK(td_net_load(path, &net, &err), &err);
+    int L = td_net_n_layers(net), D = td_net_dim(net, L - 1);
+    CHECK_INT(D, <=, 128);
+    CHECK_INT(td_net_predict(net, x.data, N, lg, L - 2, rp), ==, TD_OK);
+    snprintf(path, sizeof path, "%s/epochs/%04d/train_repr.npy", run, ep);
+    CHECK_OK(td_npy_load(path, &repr, &err), &err);
+    snprintf(path, sizeof path, "%s/epochs/%04d/train_logits.npy", run, ep);
+    CHECK_OK(td_npy_load(path, &logits, &err), &err);
+    double gr = rel_gap(rp, repr.data, (size_t)N * D),
+           gl = rel_gap(lg, logits.data, (size_t)N * C);
+    printf("    epoch %d: representations %.3g, logits %.3g\n", ep, gr, gl);
+    CHECK(gr <= 1e-5 && gl <= 1e-5);
+    td_array_close(&repr);
+    td_array_close(&logits);
+    td_net_free(net);
+  }
+  td_array_close(&x);
+  free(rp);
+  free(lg);
+}
+
+/* The recorder evaluates each epoch's snapshot either in the foreground on
+ * every core or, where cores are idle, on its writer thread beside the next
+ * epoch (TD_RECORD_OVERLAP forces either): the run files are the same
+ * bytes, epoch by epoch, checkpoint included. */
+static void overlap_matches(const char *model, int threads, int n_files) {
+  char a[4300], b[4300];
+  snprintf(a, sizeof a, "%s/fg_%s_%d", dir, model, threads);
+  snprintf(b, sizeof b, "%s/bg_%s_%d", dir, model, threads);
+  td_train_opts o;
+  td_train_result r;
+  td_err err = {0};
+  for (int k = 0; k < 2; k++) {
+    opts_for(&o, k ? b : a, 3);
+    o.threads = threads;
+    o.model = model;
+    o.ood = "inverted";
+    if (!strcmp(model, "cnn")) {
+      o.hidden = NULL;
+      o.batchnorm = 1;
+    }
+    setenv("TD_RECORD_OVERLAP", k ? "1" : "0", 1);
+    int rc = td_train(&o, &r, &err);
+    unsetenv("TD_RECORD_OVERLAP");
+    CHECK_OK(rc, &err);
+  }
+  char fa[8400], fb[8400];
+  for (int ep = 1; ep <= 3; ep++) {
+    CHECK(same_epoch(a, b, ep, n_files));
+    snprintf(fa, sizeof fa, "%s/epochs/%04d/ood_repr.npy", a, ep);
+    snprintf(fb, sizeof fb, "%s/epochs/%04d/ood_repr.npy", b, ep);
+    CHECK(same_bytes(fa, fb));
+  }
+}
+
+static void test_overlap_identical(void) {
+  overlap_matches("mlp", 1, 7);
+  overlap_matches("mlp", 2, 7);
+  overlap_matches("cnn", 2, 17);
+}
+
 static int tardis(const char *out, const char *args) {
   char cmd[40000];
   snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, out);
@@ -499,5 +595,7 @@ int main(void) {
   RUN(test_resume_bit_identical);
   RUN(test_resume_cnn_bit_identical);
   RUN(test_from_select);
+  RUN(test_recorded_matches_forward);
+  RUN(test_overlap_identical);
   return td_t_finish();
 }

@@ -284,6 +284,24 @@ void td_net_update_state(td_net *net, td_net_ws *const *ws, int n_ws);
 TD_NODISCARD int td_net_predict(const td_net *net, const float *x, int64_t n,
                                 float *out, int tap_layer, float *tap);
 
+/* An inference context on net: the same outputs as td_net_predict, with
+ * the net's current parameters and running statistics at each run (so a
+ * context on a snapshot serves every epoch), faster for many samples
+ * (docs/engine.md, "Inference path"): 3x3 stride-1 convolutions of 4 or more
+ * input channels by Winograd F(2x2, 3x3), a following 2x2 max pooling fused
+ * into them, runs of non-dense layers a few samples at a time (cache-resident
+ * activations), dense layers once per chunk of rows, workspaces kept between
+ * runs. Results are bit-identical at any td_threads(); they equal
+ * td_net_predict's within |diff| <= 1e-5 * (1 + max |value|) per array
+ * (tested; the byte-for-byte same for dense-only nets). One run at a time
+ * per context; the net must outlive it. NULL on out of memory. */
+typedef struct td_net_infer td_net_infer;
+td_net_infer *td_net_infer_new(const td_net *net);
+void td_net_infer_free(td_net_infer *inf);
+/* td_net_predict's contract (out, tap_layer, tap). TD_OK or TD_ENOMEM. */
+TD_NODISCARD int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n,
+                                  float *out, int tap_layer, float *tap);
+
 /* ---- loss -----------------------------------------------------------------
  */
 

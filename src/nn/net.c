@@ -403,8 +403,8 @@ static void check_ws(const td_net *net, const td_net_ws *ws) {
  */
 
 /* y = act(y + b) row by row, in one pass over y after the GEMM. */
-static void bias_act(float *restrict y, const float *restrict b, int rows,
-                     int cols, td_act act) {
+void td__bias_act(float *restrict y, const float *restrict b, int rows,
+                  int cols, td_act act) {
   int relu = act == TD_ACT_RELU;
   for (int i = 0; i < rows; i++) {
     float *restrict r = y + (size_t)i * cols;
@@ -454,7 +454,7 @@ static void dense_forward(const td_net *net, td_net_ws *ws, int l,
   float *y = ws->act[l];
   /* Y[batch,out] = A[batch,in] * W[out,in]^T */
   td_gemm(0, 1, batch, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
-  bias_act(y, b, batch, out, net->acts[l]);
+  td__bias_act(y, b, batch, out, net->acts[l]);
 }
 
 const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,

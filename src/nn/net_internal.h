@@ -53,6 +53,8 @@ struct td_net_ws {
 /* 64-byte aligned floats (n rounded up), NULL on out of memory. */
 float *td__alloc_floats(size_t n);
 
+/* y = act(y + b) row by row over y [rows, cols] (a dense layer's output). */
+void td__bias_act(float *y, const float *b, int rows, int cols, td_act act);
 /* y = act(y) elementwise; dz = g where y > 0 (ReLU) else g. */
 void td__act_forward(float *y, size_t n, td_act act);
 void td__act_backward(const float *g, const float *y, float *dz, size_t n,
@@ -81,6 +83,22 @@ void td__dropout_forward(const td__layer *L, td_net_ws *ws, int l,
                          const float *x, int batch);
 void td__dropout_backward(const td__layer *L, const td_net_ws *ws, int l,
                           const float *dz, float *dx, int batch);
+
+/* Winograd F(2x2, 3x3) for the inference path (winograd.c): for conv
+ * layers of kernel 3, stride 1 and at least 4 input channels. U holds 16
+ * [oc, ic] matrices (16*oc*ic floats) made from the weight [oc, ic, 3, 3];
+ * td__wino_forward writes act(conv(x) + bias) of `batch` samples to y, using
+ * td__wino_scratch(L, batch) floats of scratch. */
+int td__wino_eligible(const td__layer *L);
+size_t td__wino_scratch(const td__layer *L, int batch);
+void td__wino_weights(const td__layer *L, const float *w, float *U);
+void td__wino_forward(const td__layer *L, const float *U, const float *bias,
+                      const float *x, int batch, int pool, float *scratch,
+                      float *y);
+/* Whether layer `next` after L is a 2x2 max pooling of stride 2 over an
+ * even plane, whose windows are then Winograd's 2x2 output blocks: with
+ * pool set, td__wino_forward writes the pooled [oc, oh/2, ow/2] output. */
+int td__wino_poolable(const td__layer *L, const td__layer *next);
 
 /* Resolves shapes and offsets of n layers on [c, h, w] into out (n
  * entries), filling default strides; returns TD_OK or TD_EARG (err says

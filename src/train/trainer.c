@@ -1,12 +1,10 @@
-/* The subject trainer: trains the built-in MLP on a dataset and records each
- * epoch into a run. The training loop and the recorder run on separate
- * threads; the recorder works on a parameter snapshot of the epoch that just
- * finished. */
+/* The subject trainer: trains the built-in models on a dataset and records
+ * each epoch into a run through the recorder (record.c), which works on a
+ * snapshot of the net at the end of the epoch. */
 #include "tardis/train.h"
 
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +21,8 @@
 #include "train/model.h"
 #include "train/options.h"
 #include "train/pool.h"
+#include "train/record.h"
 #include "train/resume.h"
-
-#define RECORD_CHUNK 1024
 
 void td_train_opts_default(td_train_opts *o) {
   memset(o, 0, sizeof *o);
@@ -41,258 +38,6 @@ void td_train_opts_default(td_train_opts *o) {
   o->noise_type = TD_NOISE_SYMMETRIC;
   o->seed = 1;
   o->save_model = 1;
-}
-
-/* Shared, read-only inputs of one split. */
-typedef struct split {
-  const float *x;
-  const int32_t *labels; /* training labels (possibly noisy) */
-  const int32_t *truth;  /* clean labels, or NULL */
-  int64_t n;
-} split;
-
-typedef struct split_eval {
-  float *repr, *logits, *loss; /* [n, D], [n, C], [n] */
-  double mean_loss, acc, acc_truth;
-} split_eval;
-
-typedef struct recorder {
-  pthread_t thread;
-  int running;
-  /* the job */
-  td_net *snap;
-  int epoch;
-  double seconds, lr, inflight_loss;
-  /* fixed context */
-  split train, test, ood; /* ood.n == 0: not recorded */
-  int n_classes, repr_dim;
-  const char *run_dir;
-  int save_model;
-  split_eval ev_train, ev_test, ev_ood;
-  /* results */
-  int rc;
-  td_err err;
-  double busy_seconds; /* writer thread */
-  double eval_seconds; /* forward passes of the recording */
-  /* continual learning: the tasks (NULL: none) and a copy of the epoch's
-   * trained-on set, taken when the job starts */
-  const td__continual *cl;
-  int32_t *trained;
-  int64_t n_trained;
-  int task;
-  /* --select: the samples every epoch trains on (ascending; NULL: none) */
-  const int32_t *sel;
-  int64_t n_sel;
-  /* the trainer state at the end of the epoch, saved with the checkpoint
-   * so that --resume continues exactly (opt_snap[i] NULL: no buffer i) */
-  const char *optimizer;
-  float *opt_snap[2];
-  int64_t opt_steps;
-  td_rng rng;
-} recorder;
-
-/* Evaluates a split with the parallel predictor (every core), then derives
- * per-sample losses and accuracies from the logits. */
-static int eval_split(const td_net *net, const split *s, int C, int D,
-                      split_eval *ev) {
-  (void)D;
-  if (s->n == 0)
-    return TD_OK;
-  int rc = td_net_predict(net, s->x, s->n, ev->logits,
-                          td__model_repr_layer(net), ev->repr);
-  if (rc != TD_OK)
-    return rc;
-  int64_t correct = 0, correct_truth = 0;
-  double loss_sum = 0;
-  for (int64_t b = 0; b < s->n; b += RECORD_CHUNK) {
-    int m = (int)(s->n - b < RECORD_CHUNK ? s->n - b : RECORD_CHUNK);
-    const float *logits = ev->logits + b * C;
-    loss_sum += (double)td_softmax_xent(logits, s->labels + b, m, C, NULL,
-                                        ev->loss + b) *
-                m;
-    for (int i = 0; i < m; i++) {
-      const float *z = logits + (size_t)i * C;
-      int best = 0;
-      for (int c = 1; c < C; c++)
-        if (z[c] > z[best])
-          best = c;
-      correct += best == s->labels[b + i];
-      if (s->truth)
-        correct_truth += best == s->truth[b + i];
-    }
-  }
-  ev->mean_loss = loss_sum / (double)s->n;
-  ev->acc = (double)correct / (double)s->n;
-  ev->acc_truth = (double)correct_truth / (double)s->n;
-  return TD_OK;
-}
-
-static int add_f32(td_epoch_writer *w, const char *name, float *data,
-                   int64_t rows, int64_t cols, td_err *err) {
-  td_array a;
-  int64_t shape[2] = {rows, cols};
-  td_array_wrap(&a, TD_F32, cols ? 2 : 1, shape, data);
-  return td_epoch_add_array(w, name, &a, err);
-}
-
-/* Per-task accuracies of one split as a JSON array (null: no samples). */
-static json_t *task_acc_json(const recorder *r, const split *s,
-                             const split_eval *ev) {
-  double acc[TD__MAX_TASKS];
-  td__continual_task_acc(r->cl, ev->logits, s->labels, s->n, acc);
-  json_t *a = json_array();
-  for (int t = 0; t < r->cl->n_tasks; t++)
-    json_array_append_new(a, isnan(acc[t]) ? json_null() : json_real(acc[t]));
-  return a;
-}
-
-/* The continual-learning part of an epoch: epoch.json's task and per-task
- * accuracies, and trained.npy. */
-static int write_continual(recorder *r, td_epoch_writer *w, json_t *meta) {
-  json_t *acc = json_object();
-  json_object_set_new(acc, "train", task_acc_json(r, &r->train, &r->ev_train));
-  if (r->test.n)
-    json_object_set_new(acc, "test", task_acc_json(r, &r->test, &r->ev_test));
-  json_object_set_new(meta, "task", json_integer(r->task));
-  json_object_set_new(meta, "n_trained", json_integer(r->n_trained));
-  json_object_set_new(meta, "task_acc", acc);
-  td_array a;
-  td_array_wrap(&a, TD_I32, 1, &r->n_trained, r->trained);
-  return td_epoch_add_array(w, "trained.npy", &a, &r->err);
-}
-
-/* A --select run's trained.npy (the selection) and n_trained. */
-static int write_selection(recorder *r, td_epoch_writer *w, json_t *meta) {
-  json_object_set_new(meta, "n_trained", json_integer(r->n_sel));
-  td_array a;
-  td_array_wrap(&a, TD_I32, 1, &r->n_sel, (void *)(uintptr_t)r->sel);
-  return td_epoch_add_array(w, "trained.npy", &a, &r->err);
-}
-
-/* The checkpoint (model/) and the trainer state (trainer/) of the epoch. */
-static int write_checkpoint(recorder *r, td_epoch_writer *w) {
-  char path[TD_PATH_MAX];
-  int rc = td_pathf(path, sizeof path, &r->err, "%s/model", td_epoch_path(w));
-  if (!rc)
-    rc = td_net_save(r->snap, path, &r->err);
-  if (!rc)
-    rc = td__state_save(td_epoch_path(w), r->epoch, &r->rng, r->optimizer,
-                        r->opt_steps, r->opt_snap, td_net_n_params(r->snap),
-                        &r->err);
-  return rc;
-}
-
-static int write_epoch(recorder *r) {
-  td_err *err = &r->err;
-  int C = r->n_classes, D = r->repr_dim;
-  int rc;
-  td_epoch_writer *w;
-  if ((rc = td_epoch_begin(r->run_dir, r->epoch, &w, err)) != TD_OK)
-    return rc;
-  const split_eval *et = &r->ev_train, *ev = &r->ev_test;
-  json_t *meta = json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", r->epoch,
-                           "train_loss", et->mean_loss, "train_acc", et->acc,
-                           "seconds", r->seconds, "lr", r->lr);
-  if (!isnan(r->inflight_loss)) /* epoch 0 of a child run trained nothing */
-    json_object_set_new(meta, "train_loss_inflight",
-                        json_real(r->inflight_loss));
-  if (r->train.truth)
-    json_object_set_new(meta, "train_acc_clean", json_real(et->acc_truth));
-  if (r->test.n) {
-    json_object_set_new(meta, "test_loss", json_real(ev->mean_loss));
-    json_object_set_new(meta, "test_acc", json_real(ev->acc));
-  }
-  int L = td_net_n_layers(r->snap);
-  const float *hw = td_net_weight(r->snap, L - 1),
-              *hb = td_net_bias(r->snap, L - 1);
-  int hdims[2] = {D, C};
-  if ((rc = add_f32(w, "train_repr.npy", et->repr, r->train.n, D, err)) ||
-      (rc = add_f32(w, "train_logits.npy", et->logits, r->train.n, C, err)) ||
-      (rc = add_f32(w, "train_loss.npy", et->loss, r->train.n, 0, err)) ||
-      (r->test.n &&
-       ((rc = add_f32(w, "test_repr.npy", ev->repr, r->test.n, D, err)) ||
-        (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
-      (r->ood.n &&
-       ((rc = add_f32(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n, D, err)) ||
-        (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits, r->ood.n, C,
-                      err)))) ||
-      (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
-      (r->cl && (rc = write_continual(r, w, meta))) ||
-      (!r->cl && r->sel && r->epoch > 0 &&
-       (rc = write_selection(r, w, meta))) ||
-      (rc = td__epoch_add_json(w, "epoch.json", meta, err))) {
-    json_decref(meta);
-    td_epoch_abort(w);
-    return rc;
-  }
-  json_decref(meta);
-  if (r->save_model && (rc = write_checkpoint(r, w)) != TD_OK) {
-    td_epoch_abort(w);
-    return rc;
-  }
-  return td_epoch_commit(w, err);
-}
-
-static void *recorder_main(void *arg) {
-  recorder *r = arg;
-  double t0 = td_now();
-  r->rc = write_epoch(r);
-  r->busy_seconds += td_now() - t0;
-  return NULL;
-}
-
-/* Waits for the recorder's current job; returns its status. */
-static int recorder_wait(recorder *r) {
-  if (!r->running)
-    return r->rc;
-  pthread_join(r->thread, NULL);
-  r->running = 0;
-  return r->rc;
-}
-
-static int recorder_start(recorder *r, const td_net *net, td_optim *opt,
-                          const td_rng *rng, int epoch, double seconds,
-                          double lr, double inflight) {
-  int rc = recorder_wait(r);
-  if (rc != TD_OK)
-    return rc;
-  /* Copy the parameters (and the optimizer's state): training goes on
-   * mutating the live net. */
-  size_t np = td_net_n_params(net);
-  memcpy(td_net_params(r->snap), td_net_params_const(net), np * sizeof(float));
-  if (td_net_n_state(net)) /* batchnorm's running statistics */
-    memcpy(td_net_state(r->snap), td_net_state_const(net),
-           td_net_n_state(net) * sizeof(float));
-  for (int i = 0; i < 2; i++)
-    if (r->opt_snap[i])
-      memcpy(r->opt_snap[i], td_optim_state(opt, i), np * sizeof(float));
-  r->opt_steps = td_optim_steps(opt);
-  r->rng = *rng;
-  r->epoch = epoch;
-  r->seconds = seconds;
-  r->lr = lr;
-  r->inflight_loss = inflight;
-  if (r->cl) {
-    r->task = r->cl->task;
-    r->n_trained = r->cl->n_trained;
-    memcpy(r->trained, r->cl->trained,
-           (size_t)r->n_trained * sizeof *r->trained);
-  }
-  /* The forward pass runs here on every core (a quarter of an epoch's
-   * compute); only the disk writes overlap with the next epoch. */
-  double t0 = td_now();
-  rc = eval_split(r->snap, &r->train, r->n_classes, r->repr_dim, &r->ev_train);
-  if (rc == TD_OK)
-    rc = eval_split(r->snap, &r->test, r->n_classes, r->repr_dim, &r->ev_test);
-  if (rc == TD_OK)
-    rc = eval_split(r->snap, &r->ood, r->n_classes, r->repr_dim, &r->ev_ood);
-  r->eval_seconds += td_now() - t0;
-  if (rc != TD_OK)
-    return td_err_set(&r->err, rc, "out of memory while recording");
-  if (pthread_create(&r->thread, NULL, recorder_main, r) != 0)
-    return recorder_main(r), r->rc; /* no thread: record inline */
-  r->running = 1;
-  return TD_OK;
 }
 
 static float *images_to_f32(const td_dataset *ds) {
@@ -650,18 +395,9 @@ static int check_opts(const td_train_opts *o, td_err *err) {
   return TD_OK;
 }
 
-/* Buffers for one split's recorded arrays; 0 or TD_ENOMEM. */
-static int split_eval_alloc(split_eval *ev, int64_t n, int D, int C) {
-  n = n > 0 ? n : 1; /* an empty test set still gets buffers */
-  ev->repr = malloc((size_t)n * D * sizeof(float));
-  ev->logits = malloc((size_t)n * C * sizeof(float));
-  ev->loss = malloc((size_t)n * sizeof(float));
-  return ev->repr && ev->logits && ev->loss ? TD_OK : TD_ENOMEM;
-}
-
 /* Sets up class-incremental tasks over the training labels; derives the
  * number of epochs from them or checks the one given. */
-static int setup_tasks(td_train_opts *o, td__continual *cl, recorder *rec,
+static int setup_tasks(td_train_opts *o, td__continual *cl, td__recorder *rec,
                        const int32_t *labels, int64_t n, int C, td_err *err) {
   int rc = td__continual_init(cl, o->tasks, o->epochs_per_task, o->replay,
                               labels, n, C, o->seed, err);
@@ -780,17 +516,6 @@ static int make_optim(const td_train_opts *o, const td__cont *c, td_net *net,
   return td__state_load(c->state_dir, o->optimizer, rng, *opt, np, err);
 }
 
-/* Buffers of the recorder's copy of the trainer state. */
-static int recorder_state_alloc(recorder *r, const td_train_opts *o,
-                                td_optim *opt, size_t np) {
-  r->optimizer = o->optimizer;
-  for (int i = 0; i < 2; i++)
-    if (td_optim_state(opt, i) &&
-        !(r->opt_snap[i] = malloc((np ? np : 1) * sizeof(float))))
-      return TD_ENOMEM;
-  return TD_OK;
-}
-
 /* Where an in-memory selection is kept: RUN/select.npy, absolute (run.json
  * names it for --resume, which may run from elsewhere). */
 static int select_path(td_train_opts *o, char *buf, td_err *err) {
@@ -850,14 +575,13 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   }
   const int in = (int)td_dataset_sample_size(&tr), C = tr.n_classes;
   train_state s = {0};
-  recorder rec = {0};
+  td__recorder rec = {0};
   td_rng rng;
   int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy), *sel = NULL;
   int32_t *pool_idx = NULL;
   int64_t n_sel = 0, n_pool = 0;
   char sel_path[TD_PATH_MAX];
   float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
-  split_eval *evs[3] = {&rec.ev_train, &rec.ev_test, &rec.ev_ood};
   int with_ood = o->ood && o->out;
   if ((rc = td__augment_parse(o->augment, &s.aug, err)) ||
       (rc = make_net(o, &cont, &tr, &s.net, &rng, err)) ||
@@ -869,7 +593,6 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   if (o->select_idx)
     n_sel = o->n_select_idx;
-  const int D = td__model_repr_dim(s.net);
   s.ws = td_net_ws_new(s.net, o->batch);
   s.xb = malloc((size_t)o->batch * in * sizeof(float));
   s.dlogits = malloc((size_t)o->batch * C * sizeof(float));
@@ -879,14 +602,13 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   s.c = tr.channels;
   s.h = tr.height;
   s.w = tr.width;
-  rec.snap = td_net_clone(s.net);
   xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
-            !s.perm || !s.aug_tmp || !rec.snap || (with_ood && !xood) ||
-            recorder_state_alloc(&rec, o, s.opt, td_net_n_params(s.net));
-  for (int k = 0; k < 3 && !oom; k++)
-    oom = split_eval_alloc(evs[k], ns[k], D, C) != TD_OK;
+            !s.perm || !s.aug_tmp || (with_ood && !xood);
+  if (!oom &&
+      (rc = td__recorder_init(&rec, s.net, s.opt, o->optimizer, ns, C, err)))
+    goto done;
   if (!oom)
     oom = train_state_shard(&s, td_threads(), o->batch, C) != TD_OK;
   if (oom) {
@@ -933,11 +655,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
     goto done;
 
-  rec.train = (split){xtr, noisy, flipped > 0 ? tr.labels : NULL, tr.n};
-  rec.test = (split){xte, te.labels, NULL, te.n};
-  rec.ood = (split){xood, te.labels, NULL, with_ood ? te.n : 0};
-  rec.n_classes = C;
-  rec.repr_dim = D;
+  rec.train = (td__split){xtr, noisy, flipped > 0 ? tr.labels : NULL, tr.n};
+  rec.test = (td__split){xte, te.labels, NULL, te.n};
+  rec.ood = (td__split){xood, te.labels, NULL, with_ood ? te.n : 0};
   rec.run_dir = o->out;
   rec.save_model = o->save_model;
   rec.sel = sel;
@@ -947,8 +667,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   int first = o->resume ? cont.epoch + 1 : 1;
   /* A child run starts with its parent's state as epoch 0, so that its own
    * views show what the fine-tuning changed. */
-  if (o->from && (rc = recorder_start(&rec, s.net, s.opt, &rng, 0, 0.0, o->lr,
-                                      NAN)) != TD_OK) {
+  if (o->from && (rc = td__recorder_start(&rec, s.net, s.opt, &rng, 0, 0.0,
+                                          o->lr, NAN, 0)) != TD_OK) {
     *err = rec.err;
     goto done;
   }
@@ -957,16 +677,17 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     int64_t n_ep = sel ? n_sel : tr.n;
     if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
       goto done;
-    double t0 = td_now();
+    double t0 = td_now(), c0 = td__cpu_now();
     td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
+    res->train_cpu_seconds += td__cpu_now() - c0;
     res->train_seconds += secs;
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
     if (o->out) {
-      rc = recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
-                          td_optim_lr(s.opt), inflight);
+      rc = td__recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
+                              td_optim_lr(s.opt), inflight, ep == o->epochs);
       if (rc != TD_OK) {
         *err = rec.err;
         goto done;
@@ -986,7 +707,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     }
   }
   if (o->out) {
-    rc = recorder_wait(&rec);
+    rc = td__recorder_wait(&rec);
     if (rc != TD_OK) {
       *err = rec.err;
       goto done;
@@ -998,10 +719,10 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     res->final_test_loss = rec.ev_test.mean_loss;
   } else {
     /* Without a run, still evaluate the final model once. */
-    rec.train = (split){xtr, noisy, NULL, tr.n};
-    rec.test = (split){xte, te.labels, NULL, te.n};
-    if (eval_split(s.net, &rec.train, C, D, &rec.ev_train) ||
-        eval_split(s.net, &rec.test, C, D, &rec.ev_test)) {
+    rec.train = (td__split){xtr, noisy, NULL, tr.n};
+    rec.test = (td__split){xte, te.labels, NULL, te.n};
+    if (td__record_eval(s.net, NULL, &rec.train, C, &rec.ev_train) ||
+        td__record_eval(s.net, NULL, &rec.test, C, &rec.ev_test)) {
       rc = td_err_set(err, TD_ENOMEM, "out of memory evaluating");
       goto done;
     }
@@ -1012,19 +733,11 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   res->total_seconds = td_now() - t_start;
   res->record_seconds = rec.busy_seconds;
   res->record_eval_seconds = rec.eval_seconds;
+  res->record_eval_cpu_seconds = rec.eval_cpu_seconds;
 done:
-  recorder_wait(&rec);
-  td_net_free(rec.snap);
-  free(rec.trained);
-  free(rec.opt_snap[0]);
-  free(rec.opt_snap[1]);
+  td__recorder_free(&rec);
   td__continual_free(&cl);
   free(xood);
-  for (int k = 0; k < 3; k++) {
-    free(evs[k]->repr);
-    free(evs[k]->logits);
-    free(evs[k]->loss);
-  }
   train_state_free(&s);
   free(noisy);
   free(sel);

@@ -1,0 +1,251 @@
+/* The inference path: eval-mode forward passes over many samples (the
+ * recorder's pass over every training and test sample), the same arithmetic
+ * as td_net_forward in eval mode but arranged for throughput:
+ *
+ * - A run of consecutive non-dense layers (a CNN's convolutions, pooling,
+ *   batchnorm) goes a few samples at a time (INFER_GROUP) through all of its
+ *   layers before the next samples start, so a sample's large early
+ *   activations (32x28x28 floats after the first convolution) stay in cache
+ *   for the layer that reads them instead of round-tripping through memory
+ *   for a whole chunk; only the run's last, small output is kept per row.
+ * - Dense layers run once per chunk of INFER_CHUNK rows as one GEMM.
+ * - Workspaces live as long as the context, so repeated passes (one per
+ *   recorded epoch) neither allocate nor page-fault.
+ *
+ * Chunks and groups depend on the net only and every GEMM runs on one BLAS
+ * thread, so the results do not depend on the thread count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "net_internal.h"
+#include "tardis/parallel.h"
+
+#define INFER_CHUNK 512
+#define INFER_GROUP 4
+
+/* One thread's buffers. */
+typedef struct {
+  td_net_ws *ws; /* max_batch INFER_GROUP, for the non-dense runs */
+  float *buf[2]; /* [INFER_CHUNK, widest row kept per chunk] ping-pong */
+  float *wino;   /* Winograd scratch */
+} infer_thread;
+
+struct td_net_infer {
+  const td_net *net;
+  int widest; /* widest output of a dense layer or of a run's last layer */
+  float **U;  /* per layer: Winograd weights, NULL for other layers */
+  size_t wino_scratch;
+  int n_threads;
+  infer_thread *th;
+};
+
+static int is_dense(const td_net *net, int l) {
+  return net->layers[l].s.kind == TD_LAYER_DENSE;
+}
+
+/* The output of layer l is kept per chunk row when the next layer is dense
+ * or l is the last layer. */
+static int kept(const td_net *net, int l) {
+  return l + 1 == net->n_layers || is_dense(net, l) || is_dense(net, l + 1);
+}
+
+td_net_infer *td_net_infer_new(const td_net *net) {
+  td_net_infer *inf = calloc(1, sizeof *inf);
+  if (!inf)
+    return NULL;
+  inf->net = net;
+  inf->widest = net->dims[0];
+  if (!(inf->U = calloc((size_t)net->n_layers, sizeof *inf->U))) {
+    free(inf);
+    return NULL;
+  }
+  for (int l = 0; l < net->n_layers; l++) {
+    const td__layer *L = &net->layers[l];
+    if (kept(net, l) && net->dims[l + 1] > inf->widest)
+      inf->widest = net->dims[l + 1];
+    if (!td__wino_eligible(L))
+      continue;
+    size_t s = td__wino_scratch(L, INFER_GROUP);
+    if (s > inf->wino_scratch)
+      inf->wino_scratch = s;
+    if (!(inf->U[l] = td__alloc_floats((size_t)16 * L->oc * L->ic))) {
+      td_net_infer_free(inf);
+      return NULL;
+    }
+  }
+  return inf;
+}
+
+static void thread_free(infer_thread *t) {
+  td_net_ws_free(t->ws);
+  free(t->wino);
+  free(t->buf[0]);
+  free(t->buf[1]);
+}
+
+void td_net_infer_free(td_net_infer *inf) {
+  if (!inf)
+    return;
+  for (int t = 0; t < inf->n_threads; t++)
+    thread_free(&inf->th[t]);
+  for (int l = 0; l < inf->net->n_layers; l++)
+    free(inf->U[l]);
+  free(inf->U);
+  free(inf->th);
+  free(inf);
+}
+
+/* Buffers for nt threads (kept from earlier runs). TD_OK or TD_ENOMEM. */
+static int ensure_threads(td_net_infer *inf, int nt) {
+  if (nt <= inf->n_threads)
+    return TD_OK;
+  infer_thread *th = realloc(inf->th, (size_t)nt * sizeof *th);
+  if (!th)
+    return TD_ENOMEM;
+  inf->th = th;
+  for (int t = inf->n_threads; t < nt; t++) {
+    infer_thread *x = &th[t];
+    x->ws = td_net_ws_new(inf->net, INFER_GROUP);
+    x->buf[0] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
+    x->buf[1] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
+    x->wino = inf->wino_scratch ? td__alloc_floats(inf->wino_scratch) : NULL;
+    if (!x->ws || !x->buf[0] || !x->buf[1] || (inf->wino_scratch && !x->wino)) {
+      thread_free(x);
+      return TD_ENOMEM;
+    }
+    inf->n_threads = t + 1;
+  }
+  return TD_OK;
+}
+
+/* Eval-mode forward of one non-dense layer on `batch` rows of t->ws;
+ * returns the number of layers done (2: a Winograd convolution with the
+ * max pooling after it, into the pooling's output). */
+static int layer_forward(const td_net_infer *inf, infer_thread *t, int l,
+                         const float *a, int batch, int tap_layer) {
+  const td_net *net = inf->net;
+  const td__layer *L = &net->layers[l];
+  td_net_ws *ws = t->ws;
+  switch (L->s.kind) {
+  case TD_LAYER_CONV:
+    if (inf->U[l]) {
+      int pool = l + 1 < net->n_layers && l != tap_layer && !kept(net, l) &&
+                 td__wino_poolable(L, &net->layers[l + 1]);
+      td__wino_forward(L, inf->U[l], net->params + L->off + L->nw, a, batch,
+                       pool, t->wino, ws->act[l + pool]);
+      return 1 + pool;
+    }
+    td__conv_forward(net, ws, l, a, batch);
+    break;
+  case TD_LAYER_MAXPOOL:
+    td__maxpool_forward(L, ws, l, a, batch);
+    break;
+  case TD_LAYER_AVGPOOL_GLOBAL:
+    td__avgpool_forward(L, ws->act[l], a, batch);
+    break;
+  case TD_LAYER_BATCHNORM:
+    td__bn_forward(net, ws, l, a, batch);
+    break;
+  case TD_LAYER_DROPOUT:
+    td__dropout_forward(L, ws, l, a, batch);
+    break;
+  default:
+    TD_ASSERT(!"unknown layer kind");
+  }
+  return 1;
+}
+
+typedef struct {
+  td_net_infer *inf;
+  const float *x;
+  float *out, *tap;
+  int tap_layer;
+} infer_job;
+
+/* Non-dense layers [l0, l1) on the m rows of a (row width dims[l0]),
+ * INFER_GROUP rows at a time; layer l1-1's output goes to y (kept), the
+ * tap's to tap. */
+static void run_groups(const infer_job *j, infer_thread *t, int l0, int l1,
+                       const float *a, int m, float *y, int64_t row0) {
+  const td_net *net = j->inf->net;
+  td_net_ws *ws = t->ws;
+  int in = net->dims[l0], out = net->dims[l1];
+  for (int g = 0; g < m; g += INFER_GROUP) {
+    int b = m - g < INFER_GROUP ? m - g : INFER_GROUP;
+    const float *x = a + (size_t)g * in;
+    for (int l = l0; l < l1;) {
+      l += layer_forward(j->inf, t, l, x, b, j->tap_layer);
+      x = ws->act[l - 1];
+      if (l - 1 == j->tap_layer && j->tap) {
+        size_t d = (size_t)net->dims[l];
+        memcpy(j->tap + (size_t)(row0 + g) * d, x, sizeof(float) * b * d);
+      }
+    }
+    memcpy(y + (size_t)g * out, x, sizeof(float) * (size_t)b * out);
+  }
+}
+
+/* Rows [r0, r0+m) of the job, on thread t's buffers. */
+static void infer_chunk(const infer_job *j, infer_thread *t, int64_t r0,
+                        int m) {
+  const td_net *net = j->inf->net;
+  const float *a = j->x + (size_t)r0 * net->dims[0];
+  int cur = 0;
+  for (int l = 0; l < net->n_layers;) {
+    float *y = t->buf[cur];
+    int l1 = l + 1;
+    if (is_dense(net, l)) {
+      int in = net->dims[l], out = net->dims[l + 1];
+      const float *w = net->params + net->layers[l].off;
+      td_gemm(0, 1, m, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
+      td__bias_act(y, w + (size_t)out * in, m, out, net->acts[l]);
+      if (l == j->tap_layer && j->tap)
+        memcpy(j->tap + (size_t)r0 * out, y, sizeof(float) * (size_t)m * out);
+    } else {
+      while (!kept(net, l1 - 1))
+        l1++;
+      run_groups(j, t, l, l1, a, m, y, r0);
+    }
+    if (l1 == net->n_layers && j->out) {
+      size_t d = (size_t)net->dims[l1];
+      memcpy(j->out + (size_t)r0 * d, y, sizeof(float) * (size_t)m * d);
+    }
+    a = y;
+    cur ^= 1;
+    l = l1;
+  }
+}
+
+static void infer_cb(void *ctx, int64_t begin, int64_t end, int tid) {
+  const infer_job *j = ctx;
+  for (int64_t r = begin; r < end; r += INFER_CHUNK)
+    infer_chunk(j, &j->inf->th[tid], r,
+                (int)(end - r < INFER_CHUNK ? end - r : INFER_CHUNK));
+}
+
+int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n, float *out,
+                     int tap_layer, float *tap) {
+  const td_net *net = inf->net;
+  TD_ASSERT(n >= 0 && tap_layer >= -1 && tap_layer < net->n_layers);
+  if (n == 0 || (!out && (!tap || tap_layer < 0)))
+    return TD_OK;
+  infer_job j = {inf, x, out, tap_layer >= 0 ? tap : NULL, tap_layer};
+  int64_t chunks = (n + INFER_CHUNK - 1) / INFER_CHUNK;
+  int nt = td_threads() < chunks ? td_threads() : (int)chunks;
+  if (ensure_threads(inf, nt) != TD_OK)
+    return TD_ENOMEM;
+  for (int t = 0; t < nt; t++)
+    td_net_ws_set_training(inf->th[t].ws, 0, 0);
+  for (int l = 0; l < net->n_layers; l++) /* the net's current weights */
+    if (inf->U[l])
+      td__wino_weights(&net->layers[l], net->params + net->layers[l].off,
+                       inf->U[l]);
+  /* as td_net_predict: parallel over chunks, each GEMM on one BLAS thread */
+  td_blas_single_begin();
+  if (nt == 1)
+    infer_cb(&j, 0, n, 0);
+  else
+    td_parallel_for(n, INFER_CHUNK, infer_cb, &j);
+  td_blas_single_end();
+  return TD_OK;
+}

@@ -1,0 +1,211 @@
+/* The inference path (td_net_infer, the recorder's forward pass) against the
+ * plain eval-mode forward pass (td_net_predict): equal within float tolerance
+ * on nets that take every branch (Winograd convolutions with and without the
+ * fused pooling, odd planes, padding 0 and 1, strided and 1-channel
+ * convolutions left to im2col, batchnorm with running statistics, dropout,
+ * global average pooling, taps inside and after the convolutional part),
+ * bit-identical for dense-only nets, bit-identical at 1 and 2 threads, and
+ * following the net's weights from one run to the next. */
+#include "harness.h"
+#include "tardis/nn.h"
+#include "tardis/parallel.h"
+#include "tardis/rng.h"
+
+/* The documented tolerance (docs/engine.md): |infer - predict| <= TOL
+ * times (1 + the largest |value| of the array). */
+#define TOL 1e-5
+
+static td_net *fashion_cnn(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
+                        .out = 32,
+                        .kernel = 3,
+                        .pad = 1,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_CONV,
+                        .out = 64,
+                        .kernel = 3,
+                        .pad = 1,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_DENSE, .out = 128, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_DENSE, .out = 10}};
+  return td_net_new_layers(1, 28, 28, 6, L);
+}
+
+/* Odd planes, padding 0, batchnorm (running statistics set below), a
+ * strided convolution, dropout and global average pooling. */
+static td_net *odd_cnn(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV, .out = 6, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_BATCHNORM, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_CONV,
+                        .out = 8,
+                        .kernel = 3,
+                        .pad = 0,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_CONV, .out = 7, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_BATCHNORM, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_DROPOUT, .p = 0.5f},
+                       {.kind = TD_LAYER_CONV,
+                        .out = 9,
+                        .kernel = 3,
+                        .stride = 2,
+                        .pad = 1,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_AVGPOOL_GLOBAL},
+                       {.kind = TD_LAYER_DENSE, .out = 5, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_DENSE, .out = 3}};
+  return td_net_new_layers(5, 11, 9, 11, L);
+}
+
+static td_net *mlp(void) {
+  int dims[] = {40, 32, 16, 4};
+  td_act acts[] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
+  return td_net_new(3, dims, acts);
+}
+
+static void init(td_net *net, uint64_t seed) {
+  td_rng r;
+  td_rng_seed(&r, seed);
+  td_net_init(net, &r);
+  for (int l = 0; l < td_net_n_layers(net); l++)
+    if (td_net_layer_spec(net, l)->kind == TD_LAYER_BATCHNORM) {
+      int c;
+      td_net_shape(net, l, &c, NULL, NULL);
+      for (int i = 0; i < c; i++) {
+        td_net_running_mean(net, l)[i] = 0.3f * td_rng_uniform(&r) - 0.1f;
+        td_net_running_var(net, l)[i] = 0.5f + td_rng_uniform(&r);
+        td_net_weight(net, l)[i] = 0.5f + td_rng_uniform(&r);
+        td_net_bias(net, l)[i] = 0.2f * td_rng_uniform(&r) - 0.1f;
+      }
+    }
+}
+
+static float *inputs(int64_t n, int d, uint64_t seed) {
+  td_rng r;
+  td_rng_seed(&r, seed);
+  float *x = malloc(sizeof(float) * (size_t)(n * d));
+  for (int64_t i = 0; i < n * d; i++)
+    x[i] = td_rng_uniform(&r);
+  return x;
+}
+
+/* max |a - b| / (1 + max |a|) */
+static double rel_diff(const float *a, const float *b, size_t n) {
+  double m = 0, d = 0;
+  for (size_t i = 0; i < n; i++) {
+    m = fmax(m, fabs((double)a[i]));
+    d = fmax(d, fabs((double)a[i] - (double)b[i]));
+  }
+  return d / (1.0 + m);
+}
+
+/* infer and predict on n samples, tapping layer tap; returns the larger
+ * relative difference of the outputs and the taps (-1: not equal shapes). */
+static double compare(td_net *net, int64_t n, int tap, int exact) {
+  int in = td_net_in_dim(net), out = td_net_out_dim(net);
+  int td = td_net_dim(net, tap + 1);
+  float *x = inputs(n, in, 11);
+  float *o1 = malloc(sizeof(float) * (size_t)(n * out)),
+        *o2 = malloc(sizeof(float) * (size_t)(n * out)),
+        *t1 = malloc(sizeof(float) * (size_t)(n * td)),
+        *t2 = malloc(sizeof(float) * (size_t)(n * td));
+  td_net_infer *inf = td_net_infer_new(net);
+  double r = -1;
+  if (inf && td_net_predict(net, x, n, o1, tap, t1) == TD_OK &&
+      td_net_infer_run(inf, x, n, o2, tap, t2) == TD_OK) {
+    r = fmax(rel_diff(o1, o2, (size_t)(n * out)),
+             rel_diff(t1, t2, (size_t)(n * td)));
+    if (exact && (memcmp(o1, o2, sizeof(float) * (size_t)(n * out)) ||
+                  memcmp(t1, t2, sizeof(float) * (size_t)(n * td))))
+      r = -1;
+  }
+  printf("    tap %d: relative difference %.3g\n", tap, r);
+  td_net_infer_free(inf);
+  free(x);
+  free(o1);
+  free(o2);
+  free(t1);
+  free(t2);
+  return r;
+}
+
+static void test_matches_predict(void) {
+  td_net *a = fashion_cnn(), *b = odd_cnn(), *m = mlp();
+  init(a, 1);
+  init(b, 2);
+  init(m, 3);
+  /* 1100 rows: two full chunks and a partial one, a partial group */
+  for (int tap = 0; tap < 6; tap++) {
+    double r = compare(a, 1100, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
+  for (int tap = 0; tap < 11; tap++) {
+    double r = compare(b, 301, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
+  for (int tap = 0; tap < 3; tap++) /* dense only: the same GEMMs */
+    CHECK(compare(m, 1100, tap, 1) == 0);
+  td_net_free(a);
+  td_net_free(b);
+  td_net_free(m);
+}
+
+/* The same bytes at 1 and 2 threads, and a second run on changed weights
+ * equals predict on them (the Winograd weights are redone per run). */
+static void test_threads_and_weights(void) {
+  td_net *net = odd_cnn();
+  init(net, 4);
+  int64_t n = 1500;
+  int in = td_net_in_dim(net), out = td_net_out_dim(net);
+  float *x = inputs(n, in, 5);
+  float *o1 = malloc(sizeof(float) * (size_t)(n * out)),
+        *o2 = malloc(sizeof(float) * (size_t)(n * out));
+  td_net_infer *inf = td_net_infer_new(net);
+  CHECK(inf != NULL);
+  td_set_threads(1);
+  CHECK_INT(td_net_infer_run(inf, x, n, o1, -1, NULL), ==, TD_OK);
+  td_set_threads(2);
+  CHECK_INT(td_net_infer_run(inf, x, n, o2, -1, NULL), ==, TD_OK);
+  CHECK(!memcmp(o1, o2, sizeof(float) * (size_t)(n * out)));
+  init(net, 6);
+  CHECK_INT(td_net_infer_run(inf, x, n, o2, -1, NULL), ==, TD_OK);
+  CHECK_INT(td_net_predict(net, x, n, o1, -1, NULL), ==, TD_OK);
+  CHECK(rel_diff(o1, o2, (size_t)(n * out)) <= TOL);
+  CHECK(rel_diff(o1, o2, (size_t)(n * out)) > 0 ||
+        !memcmp(o1, o2, sizeof(float) * (size_t)(n * out)));
+  td_set_threads(0);
+  td_net_infer_free(inf);
+  td_net_free(net);
+  free(x);
+  free(o1);
+  free(o2);
+}
+
+/* A NaN input propagates as through the plain path (the pooled maximum
+ * keeps a NaN; ReLU maps it to 0 in both). */
+static void test_nan(void) {
+  td_net *net = fashion_cnn();
+  init(net, 7);
+  int64_t n = 9;
+  float *x = inputs(n, 784, 8);
+  x[3 * 784 + 100] = NAN;
+  float o1[90], o2[90];
+  td_net_infer *inf = td_net_infer_new(net);
+  CHECK(inf != NULL);
+  CHECK_INT(td_net_infer_run(inf, x, n, o2, -1, NULL), ==, TD_OK);
+  CHECK_INT(td_net_predict(net, x, n, o1, -1, NULL), ==, TD_OK);
+  for (int i = 0; i < 90; i++)
+    CHECK(isnan(o1[i]) == isnan(o2[i]));
+  td_net_infer_free(inf);
+  td_net_free(net);
+  free(x);
+}
+
+int main(void) {
+  RUN(test_matches_predict);
+  RUN(test_threads_and_weights);
+  RUN(test_nan);
+  return td_t_finish();
+}
