@@ -83,7 +83,8 @@ typedef struct td_live_opts {
   /* Geometry alerts (docs/alerts.md): when `alerts` is 1 (the default),
    * each recorded epoch is added to the run's alerts in order (just after
    * the newest epoch's draft, which comes first), and RUN/alerts.jsonl is
-   * rewritten — the same file `tardis alerts` writes afterwards. on_alert (may be NULL) gets each new alert. */
+   * rewritten — the same file `tardis alerts` writes afterwards. on_alert (may
+   * be NULL) gets each new alert. */
   int alerts;
   td_alerts_opts alerts_opts;
   void (*on_alert)(const td_alert *a, void *ctx);

@@ -108,9 +108,9 @@ typedef struct td_train_result {
   double train_seconds;  /* wall time of the training loops (no recording) */
   double total_seconds;  /* wall time including waiting for the recorder */
   double record_seconds; /* time the writer thread spent (overlapped) */
-  double record_eval_seconds; /* forward passes for recording (wall; they
-                                 overlap with training where the trainer
-                                 leaves cores idle, docs/engine.md) */
+  double record_eval_seconds;     /* forward passes for recording (wall; they
+                                     overlap with training where the trainer
+                                     leaves cores idle, docs/engine.md) */
   double train_cpu_seconds;       /* process CPU time of the training loops */
   double record_eval_cpu_seconds; /* process CPU time of the forward passes */
   double final_train_acc, final_test_acc, final_test_loss;

@@ -590,7 +590,6 @@ static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
 static void dvi_forget_layout(void *st) { ((carry *)st)->n_vert = 0; }
 
 const td__proj_method td__proj_dvi = {
-    "dvi",      1,       1,         dvi_new,    dvi_free,
-    dvi_resume, dvi_fit, dvi_place, dvi_decode, dvi_save,
-    dvi_forget_layout,
+    "dvi",   1,         1,          dvi_new,  dvi_free,          dvi_resume,
+    dvi_fit, dvi_place, dvi_decode, dvi_save, dvi_forget_layout,
 };

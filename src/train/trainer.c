@@ -522,10 +522,10 @@ static int select_path(td_train_opts *o, char *buf, td_err *err) {
   char cwd[TD_PATH_MAX];
   if (o->out[0] != '/' && !getcwd(cwd, sizeof cwd))
     return td_err_set(err, TD_EIO, "cannot read the working directory");
-  int rc = o->out[0] == '/'
-               ? td_pathf(buf, TD_PATH_MAX, err, "%s/select.npy", o->out)
-               : td_pathf(buf, TD_PATH_MAX, err, "%s/%s/select.npy", cwd,
-                          o->out);
+  int rc =
+      o->out[0] == '/'
+          ? td_pathf(buf, TD_PATH_MAX, err, "%s/select.npy", o->out)
+          : td_pathf(buf, TD_PATH_MAX, err, "%s/%s/select.npy", cwd, o->out);
   if (!rc)
     o->select = buf;
   return rc;
