@@ -7,6 +7,7 @@
  * often the suggested label is the clean one (docs/suspects.md).
  *
  *   bench_suspects RUN... [--rounds 10] [--k 50] [--seeds 5] [--method M]
+ *                  [--variants I,J]   (only these rows of the table, from 0)
  *
  * Each run needs train_truth.npy. Simulations with mistakes are averaged
  * over --seeds seeds (which answers get flipped); the minimum is shown too.
@@ -75,32 +76,36 @@ static void intents(const td_sus_features *f, const uint8_t *noisy, int rounds,
     return;
   }
   printf("\nsimulated users with another intent: precision of each round "
-         "(default recommender, no mistakes)\n\n| intent | wanted |");
+         "(default recommender, then --pairs; no mistakes)\n\n| intent | "
+         "wanted |");
   for (int t = 0; t < rounds; t++)
     printf(" %d |", t + 1);
   printf("\n|---|---|");
   for (int t = 0; t < rounds; t++)
     printf("---|");
   printf("\n");
-  for (int u = 0; u < 3; u++) {
+  for (int u = 0; u < 6; u++) {
+    int pairs = u >= 3;
     int64_t nw = 0;
     for (int64_t i = 0; i < f->n; i++) {
       const float *x = f->x + i * TD_SUS_FEATURE_COUNT;
       int e = (int)x[TD_SUS_EARLY_CLASS], y = f->labels[i];
-      want[i] = u == 0   ? y == 6 && e == 0
-                : u == 1 ? x[TD_SUS_FIRST_FIT] >= 0.5f
-                         : noisy[i] && y == 2 && e == 4;
+      want[i] = u % 3 == 0   ? y == 6 && e == 0
+                : u % 3 == 1 ? x[TD_SUS_FIRST_FIT] >= 0.5f
+                             : noisy[i] && y == 2 && e == 4;
       nw += want[i];
     }
     td_sim_opts o;
     td_sim_opts_default(&o);
     o.rounds = rounds;
     o.k = k;
+    o.rec.pairs = pairs;
     td_sim_result r;
     td_err err;
     if (nw == 0 || td_sim_run(f, want, &o, &r, &err))
       continue;
-    printf("| %s | %lld |", names[u], (long long)nw);
+    printf("| %s%s | %lld |", names[u % 3], pairs ? ", --pairs" : "",
+           (long long)nw);
     for (int t = 0; t < rounds; t++)
       printf(" %.2f |", r.cum_precision[t] * (t + 1) -
                             (t ? r.cum_precision[t - 1] * t : 0));
