@@ -22,12 +22,12 @@ struct td_recommender {
   td_rec_opts o;
   int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
   int n_pairs, C;
-  double *pair_acc; /* [2 · n_pairs] scratch: accepts, judged */
+  double *pair_acc;   /* [2 · n_pairs] scratch: accepts, judged */
   const int32_t *lab; /* [n] labels of the neighbour term (f's) */
   int32_t *nbr;       /* [n, nbr_k] copy of f's neighbours; NULL: no term */
   int nbr_k;
-  float *nb_acc;      /* [2n] scratch: accepts, judged among neighbours */
-  int32_t *lab_copy;  /* [n] owned copy of the labels */
+  float *nb_acc;     /* [2n] scratch: accepts, judged among neighbours */
+  int32_t *lab_copy; /* [n] owned copy of the labels */
   /* which arm recommended each sample (0 none, 1 prior, 2 model) */
   uint8_t *src;
   /* scratch of one round */
@@ -541,8 +541,8 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
           rows[J] = (int32_t)i;
           y[J++] = verdict[i];
         }
-      int ok = r->pair ? fit_pair_effects(r, rows, y, J, w)
-                       : fit(r, rows, y, J, w);
+      int ok =
+          r->pair ? fit_pair_effects(r, rows, y, J, w) : fit(r, rows, y, J, w);
       if (ok == 0) {
         double q = quad(r, w);
         if (r->pair && q > 1e-18)
