@@ -80,7 +80,7 @@ static int parse(int argc, char **argv, args *a, int *status) {
                "loss, confidence,\nforgetting) and, when the run is "
                "projected, trajectory rarity, each with a suggested label.\n"
                "Feedback sessions are shared with the web UI. Features are "
-               "cached\nin RUN/vis/suspects-<method>.{npy,json}.",
+               "cached\nin RUN/vis/suspects-<method>.{npy,nbr.npy,json}.",
       .opts = opts,
       .pos = pos};
   return td_args_parse(&cmd, argc, argv, status);
