@@ -7,6 +7,7 @@
  * often the suggested label is the clean one (docs/suspects.md).
  *
  *   bench_suspects RUN... [--rounds 10] [--k 50] [--seeds 5] [--method M]
+ *                  [--variants I,J]   (only these rows of the table, from 0)
  *
  * Each run needs train_truth.npy. Simulations with mistakes are averaged
  * over --seeds seeds (which answers get flipped); the minimum is shown too.
@@ -26,6 +27,7 @@ typedef struct variant {
   unsigned features, prior;
   int fixed; /* 1: no cross-validated trust */
   int pairs; /* 1: the class-pair term (labels given) */
+  int prop;  /* 1: the neighbour term */
 } variant;
 
 #define DD_FEATURES                                                            \
@@ -38,18 +40,20 @@ typedef struct variant {
 
 static const variant variants[] = {
     {"tardis: prior, ridge when the prior fails (default)", TD_REC_RIDGE, 1.0,
-     0, 0, 0, 0},
-    {"same + pair term and exploration (opt-in)", TD_REC_RIDGE, 1.0, 0, 0, 0,
-     1},
+     0, 0, 0, 0, 0},
+    {"same + neighbour term", TD_REC_RIDGE, 1.0, 0, 0, 0, 0, 1},
+    {"same + pair term and exploration (opt-in)", TD_REC_RIDGE, 1.0, 0, 0, 0, 1,
+     0},
+    {"same + pairs + neighbours", TD_REC_RIDGE, 1.0, 0, 0, 0, 1, 1},
     {"prior, logistic + pairs when the prior fails", TD_REC_LOGISTIC, 1.0, 0, 0,
-     0, 1},
+     0, 1, 0},
     {"prior+forgetting, ridge + pairs when it fails", TD_REC_RIDGE, 1.0, 0,
-     PRIOR_F, 0, 1},
-    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1, 0},
-    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1, 0},
-    {"ridge + pairs alone", TD_REC_RIDGE, -1, 0, 0, 1, 1},
+     PRIOR_F, 0, 1, 0},
+    {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1, 0, 0},
+    {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1, 0, 0},
+    {"ridge + pairs alone", TD_REC_RIDGE, -1, 0, 0, 1, 1, 0},
     {"DeepDebugger: 4-feature ridge", TD_REC_RIDGE, -1, DD_FEATURES,
-     DD_FEATURES, 1, 0},
+     DD_FEATURES, 1, 0, 0},
 };
 #define NV (int)(sizeof variants / sizeof variants[0])
 
@@ -72,32 +76,36 @@ static void intents(const td_sus_features *f, const uint8_t *noisy, int rounds,
     return;
   }
   printf("\nsimulated users with another intent: precision of each round "
-         "(default recommender, no mistakes)\n\n| intent | wanted |");
+         "(default recommender, then --pairs; no mistakes)\n\n| intent | "
+         "wanted |");
   for (int t = 0; t < rounds; t++)
     printf(" %d |", t + 1);
   printf("\n|---|---|");
   for (int t = 0; t < rounds; t++)
     printf("---|");
   printf("\n");
-  for (int u = 0; u < 3; u++) {
+  for (int u = 0; u < 6; u++) {
+    int pairs = u >= 3;
     int64_t nw = 0;
     for (int64_t i = 0; i < f->n; i++) {
       const float *x = f->x + i * TD_SUS_FEATURE_COUNT;
       int e = (int)x[TD_SUS_EARLY_CLASS], y = f->labels[i];
-      want[i] = u == 0   ? y == 6 && e == 0
-                : u == 1 ? x[TD_SUS_FIRST_FIT] >= 0.5f
-                         : noisy[i] && y == 2 && e == 4;
+      want[i] = u % 3 == 0   ? y == 6 && e == 0
+                : u % 3 == 1 ? x[TD_SUS_FIRST_FIT] >= 0.5f
+                             : noisy[i] && y == 2 && e == 4;
       nw += want[i];
     }
     td_sim_opts o;
     td_sim_opts_default(&o);
     o.rounds = rounds;
     o.k = k;
+    o.rec.pairs = pairs;
     td_sim_result r;
     td_err err;
     if (nw == 0 || td_sim_run(f, want, &o, &r, &err))
       continue;
-    printf("| %s | %lld |", names[u], (long long)nw);
+    printf("| %s%s | %lld |", names[u % 3], pairs ? ", --pairs" : "",
+           (long long)nw);
     for (int t = 0; t < rounds; t++)
       printf(" %.2f |", r.cum_precision[t] * (t + 1) -
                             (t ? r.cum_precision[t - 1] * t : 0));
@@ -143,7 +151,7 @@ static void suggestions(const td_run *run, const td_sus_features *f,
 }
 
 static int bench_run(const char *dir, const char *method, int rounds, int k,
-                     int seeds) {
+                     int seeds, unsigned only) {
   td_err err;
   td_run *run;
   if (td_run_open(dir, &run, &err)) {
@@ -189,6 +197,8 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   printf("|---|---|---|---|---|---|\n");
   double *cum = malloc(sizeof(double) * (size_t)rounds);
   for (int v = 0; v < NV; v++) {
+    if (!(only >> v & 1u))
+      continue;
     printf("| %s |", variants[v].name);
     double ms = 0;
     for (int m = 0; m < NM; m++) {
@@ -207,6 +217,7 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
         o.rec.prior = variants[v].prior;
         o.rec.adaptive = !variants[v].fixed;
         o.rec.pairs = variants[v].pairs;
+        o.rec.prop = variants[v].prop;
         td_sim_result r;
         if (td_sim_run(&f, noisy, &o, &r, &err)) {
           fprintf(stderr, "bench_suspects: %s\n", err.msg);
@@ -251,8 +262,24 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   return 0;
 }
 
+/* "0,2,5" → bits 0, 2 and 5 (variant numbers, from 0). */
+static unsigned variant_mask(const char *s) {
+  unsigned m = 0;
+  while (*s) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s)
+      break;
+    if (v >= 0 && v < NV)
+      m |= 1u << v;
+    s = *end == ',' ? end + 1 : end;
+  }
+  return m;
+}
+
 int main(int argc, char **argv) {
   int rounds = 10, k = 50, seeds = 5, rc = 0;
+  unsigned only = ~0u;
   const char *method = NULL;
   const char *runs[16];
   int nr = 0;
@@ -265,20 +292,22 @@ int main(int argc, char **argv) {
       seeds = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--method") && i + 1 < argc)
       method = argv[++i];
+    else if (!strcmp(argv[i], "--variants") && i + 1 < argc)
+      only = variant_mask(argv[++i]);
     else if (argv[i][0] != '-' && nr < 16)
       runs[nr++] = argv[i];
     else {
       fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
-                      "[--seeds S] [--method M]\n");
+                      "[--seeds S] [--method M] [--variants I,J]\n");
       return 2;
     }
   }
   if (nr == 0 || rounds < 1 || k < 1 || seeds < 1) {
     fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
-                    "[--seeds S] [--method M]\n");
+                    "[--seeds S] [--method M] [--variants I,J]\n");
     return 2;
   }
   for (int i = 0; i < nr; i++)
-    rc |= bench_run(runs[i], method, rounds, k, seeds);
+    rc |= bench_run(runs[i], method, rounds, k, seeds, only);
   return rc;
 }

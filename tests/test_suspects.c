@@ -136,6 +136,10 @@ static void test_trajectories_and_cache(void) {
   CHECK_OK(td_sus_features_get(run, NULL, &g, &cached, note, &err), &err);
   CHECK_INT(cached, ==, 1);
   CHECK(!memcmp(f.x, g.x, sizeof(float) * SF_N * TD_SUS_FEATURE_COUNT));
+  /* the neighbour lists come back from the cache too */
+  CHECK(f.nbr && g.nbr && f.nbr_k == 10 && g.nbr_k == f.nbr_k);
+  CHECK(!memcmp(f.nbr, g.nbr, sizeof(int32_t) * SF_N * 10));
+  CHECK(f.nbr[0] != 0 && f.nbr[0] >= 0 && f.nbr[0] < SF_N);
   CHECK_INT(g.fam[1].k, ==, f.fam[1].k);
   CHECK_NEAR(g.fam[2].radius[3], f.fam[2].radius[3], 1e-4);
   td_sus_features_close(&g);

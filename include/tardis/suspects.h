@@ -101,6 +101,11 @@ typedef struct td_sus_features {
   uint64_t signature; /* of the inputs; the cache key */
   int32_t *labels;    /* [n] training labels (owned; NULL: not known) */
   int n_classes;
+  /* The nearest training samples of each sample at epoch ⌈T/4⌉ (those of
+   * knn_disagree: reference rows only, itself skipped), nearest first; −1
+   * pads. The recommender propagates feedback along them. NULL: none. */
+  int nbr_k;     /* per sample (10) */
+  int32_t *nbr;  /* [n, nbr_k] (owned) */
 } td_sus_features;
 
 typedef struct td_sus_opts {
@@ -177,16 +182,26 @@ typedef struct td_rec_opts {
    * standardised over all samples); < 0: the fitted model alone */
   double blend;
   double lambda; /* regularisation (1) */
-  /* 1 (opt-in, default 0: it costs precision with mistaken answers on the
-   * 60k asymmetric run, docs/suspects.md; needs the features' labels):
-   * rounds ranked by the fitted
-   * model add a class-pair term learned from the feedback — "labelled a,
-   * behaves like b" — the log-odds of an accept among the judged samples
-   * of the same (label, early_class) pair, shrunk towards the overall
-   * accept rate with `pair_prior` pseudo-counts (5), and give the last
-   * ⌊k/10⌋ places of the round to pairs nobody judged yet (exploration). */
+  /* 1 (opt-in, default 0; needs the features' labels): "labelled a,
+   * behaves like b". Rounds ranked by the fitted model use a ridge model
+   * with one effect per (label, early_class) pair, shrunk towards 0 with
+   * `pair_prior` pseudo-counts (5), fitted by backfitting; a pair nobody
+   * judged gets the least judged effect; the linear part is capped at its
+   * highest value among the judged samples (no extrapolation); and the last
+   * ⌊k/10⌋ places go to the largest off-diagonal pairs judged fewer than
+   * twice (exploration). Without a fit (one-sided answers) the pair term is
+   * the log-odds of an accept per pair. docs/suspects.md has the figures. */
   int pairs;
   double pair_prior;
+  /* 1: rounds ranked by the fitted model add a neighbour term — the
+   * log-odds of an accept among the judged samples that are representation
+   * neighbours (td_sus_features.nbr, either direction) of a sample and carry
+   * its label, relative to the overall accept rate and shrunk towards it
+   * with `prop_prior` pseudo-counts (2): an accepted "labelled a, looks like
+   * b" lifts its look-alikes with the same wrong label. Needs the features'
+   * neighbours and labels (ignored without). */
+  int prop;
+  double prop_prior;
 } td_rec_opts;
 
 void td_rec_opts_default(td_rec_opts *o);

@@ -53,8 +53,9 @@ static int parse(int argc, char **argv, args *a, int *status) {
       TD_OPT_STRING("reject", &a->reject, "I,J,..",
                     "with --session: reject these samples"),
       TD_OPT_FLAG("pairs", &a->pairs,
-                  "learn class pairs from the feedback and explore\n"
-                  "unjudged ones (for an intent other than noise)"),
+                  "learn class pairs from the feedback (\"labelled a,\n"
+                  "behaves like b\") and explore unjudged ones: for\n"
+                  "memorised noise and intents other than noise"),
       TD_OPT_FLAG("next", &a->next,
                   "with --session: the next K recommendations"),
       TD_OPT_STRING("export", &a->export_dir, "DIR",
@@ -79,7 +80,7 @@ static int parse(int argc, char **argv, args *a, int *status) {
                "loss, confidence,\nforgetting) and, when the run is "
                "projected, trajectory rarity, each with a suggested label.\n"
                "Feedback sessions are shared with the web UI. Features are "
-               "cached\nin RUN/vis/suspects-<method>.{npy,json}.",
+               "cached\nin RUN/vis/suspects-<method>.{npy,nbr.npy,json}.",
       .opts = opts,
       .pos = pos};
   return td_args_parse(&cmd, argc, argv, status);

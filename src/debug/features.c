@@ -20,7 +20,7 @@
 #include "tardis/vis.h"
 
 /* Bumped whenever the features' definition changes, so old caches die. */
-#define FEATURES_VERSION 2
+#define FEATURES_VERSION 3
 
 static const char *const feature_names[TD_SUS_FEATURE_COUNT] = {
     "rarity_pos", "rarity_vel",   "rarity_acc",  "uncertainty", "aum",
@@ -52,6 +52,7 @@ void td_sus_features_close(td_sus_features *f) {
     return;
   free(f->x);
   free(f->labels);
+  free(f->nbr);
   free(f->traj_epochs);
   for (int i = 0; i < TD_SUS_FAM_COUNT; i++) {
     free(f->fam[i].centroids);
@@ -154,6 +155,12 @@ static int knn_disagree(const td_run *run, td_sus_features *f, td_err *err) {
   if (rc)
     return rc;
   const int32_t *y = td_run_train_labels(run);
+  f->nbr = malloc(sizeof *f->nbr * (size_t)n * K);
+  if (!f->nbr) {
+    td_knn_free(&g);
+    return td_err_set(err, TD_ENOMEM, "features: out of memory");
+  }
+  f->nbr_k = K;
   for (int64_t i = 0; i < n; i++) {
     int got = 0, other = 0;
     for (int t = 0; t <= k && got < k; t++) {
@@ -161,8 +168,10 @@ static int knn_disagree(const td_run *run, td_sus_features *f, td_err *err) {
       if (nb == i)
         continue;
       other += y[nb] != y[i];
-      got++;
+      f->nbr[i * K + got++] = (int32_t)nb;
     }
+    for (int t = got; t < K; t++)
+      f->nbr[i * K + t] = -1;
     f->x[i * TD_SUS_FEATURE_COUNT + TD_SUS_KNN_DISAGREE] =
         (float)other / (float)got;
   }
@@ -583,12 +592,13 @@ static uint64_t signature(const td_run *run, const td_sus_opts *o,
 }
 
 static void cache_paths(const td_run *run, const char *method, char *npy,
-                        char *js, size_t len) {
+                        char *js, char *nbr, size_t len) {
   const char *m = method[0] ? method : "none";
   /* On failure a path is "", which the callers read as "no cache". */
   if (td_vis_suspects_path(td_run_dir(run), m, "npy", npy, len, NULL) ||
-      td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL))
-    npy[0] = js[0] = '\0';
+      td_vis_suspects_path(td_run_dir(run), m, "json", js, len, NULL) ||
+      td_vis_suspects_path(td_run_dir(run), m, "nbr.npy", nbr, len, NULL))
+    npy[0] = js[0] = nbr[0] = '\0';
 }
 
 static json_t *floats_json(const float *v, int64_t n) {
@@ -599,8 +609,8 @@ static json_t *floats_json(const float *v, int64_t n) {
 }
 
 static void cache_write(const td_run *run, const td_sus_features *f) {
-  char npy[TD_PATH_MAX], js[TD_PATH_MAX], sig[32];
-  cache_paths(run, f->method, npy, js, sizeof npy);
+  char npy[TD_PATH_MAX], js[TD_PATH_MAX], nbr[TD_PATH_MAX], sig[32];
+  cache_paths(run, f->method, npy, js, nbr, sizeof npy);
   char vis[TD_PATH_MAX];
   if (!npy[0] || !js[0] ||
       td_vis_root(td_run_dir(run), vis, sizeof vis, NULL) ||
@@ -608,6 +618,9 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
     return;
   int64_t shape[2] = {f->n, TD_SUS_FEATURE_COUNT};
   if (td_npy_save_raw(npy, TD_F32, 2, shape, f->x, NULL))
+    return;
+  int64_t nshape[2] = {f->n, f->nbr_k};
+  if (f->nbr && td_npy_save_raw(nbr, TD_I32, 2, nshape, f->nbr, NULL))
     return;
   snprintf(sig, sizeof sig, "%016llx", (unsigned long long)f->signature);
   json_t *o = json_object(), *eps = json_array(), *fams = json_array(),
@@ -633,6 +646,7 @@ static void cache_write(const td_run *run, const td_sus_features *f) {
   json_object_set_new(o, "method", json_string(f->method));
   json_object_set_new(o, "has_trajectory", json_boolean(f->has_trajectory));
   json_object_set_new(o, "n_epochs", json_integer(f->n_epochs));
+  json_object_set_new(o, "nbr_k", json_integer(f->nbr ? f->nbr_k : 0));
   json_object_set_new(o, "traj_epochs", eps);
   json_object_set_new(o, "clusters", fams);
   char *txt = json_dumps(o, JSON_COMPACT);
@@ -656,11 +670,30 @@ static int floats_from(json_t *a, float *out, int64_t n) {
   return 0;
 }
 
+/* The neighbour lists of a cache entry: int32 [n, k], each index −1 or a
+ * sample. */
+static int nbr_read(const char *path, int64_t n, int k, td_sus_features *f) {
+  td_array a = {0};
+  int ok = td_npy_load(path, &a, NULL) == TD_OK && a.dtype == TD_I32 &&
+           a.ndim == 2 && a.shape[0] == n && a.shape[1] == k;
+  const int32_t *v = ok ? a.data : NULL;
+  for (int64_t i = 0; ok && i < n * k; i++)
+    ok = v[i] >= -1 && v[i] < n;
+  if (ok && (f->nbr = malloc(a.nbytes ? a.nbytes : 1)) != NULL) {
+    memcpy(f->nbr, v, a.nbytes);
+    f->nbr_k = k;
+  } else {
+    ok = 0;
+  }
+  td_array_close(&a);
+  return ok ? 0 : -1;
+}
+
 /* Reads a cache entry; any mismatch is a miss (returns -1). */
 static int cache_read(const td_run *run, const char *method, uint64_t sig,
                       td_sus_features *f) {
-  char npy[TD_PATH_MAX], js[TD_PATH_MAX], want[32];
-  cache_paths(run, method, npy, js, sizeof npy);
+  char npy[TD_PATH_MAX], js[TD_PATH_MAX], nbr[TD_PATH_MAX], want[32];
+  cache_paths(run, method, npy, js, nbr, sizeof npy);
   json_t *o = td__json_load_file(js, 0, NULL);
   if (!o)
     return -1;
@@ -719,7 +752,10 @@ static int cache_read(const td_run *run, const char *method, uint64_t sig,
         cl->size[j] = json_integer_value(json_array_get(sz, (size_t)j));
     }
   }
+  int nk = (int)json_integer_value(json_object_get(o, "nbr_k"));
   json_decref(o);
+  if (ok && nk > 0)
+    ok = nbr_read(nbr, n, nk, f) == 0;
   if (!ok) {
     td_sus_features_close(f);
     return -1;

@@ -22,7 +22,12 @@ struct td_recommender {
   td_rec_opts o;
   int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
   int n_pairs, C;
-  double *pair_acc; /* [2 · n_pairs] scratch: accepts, judged */
+  double *pair_acc;   /* [2 · n_pairs] scratch: accepts, judged */
+  const int32_t *lab; /* [n] labels of the neighbour term (f's) */
+  int32_t *nbr;       /* [n, nbr_k] copy of f's neighbours; NULL: no term */
+  int nbr_k;
+  float *nb_acc;     /* [2n] scratch: accepts, judged among neighbours */
+  int32_t *lab_copy; /* [n] owned copy of the labels */
   /* which arm recommended each sample (0 none, 1 prior, 2 model) */
   uint8_t *src;
   /* scratch of one round */
@@ -39,6 +44,8 @@ void td_rec_opts_default(td_rec_opts *o) {
   o->lambda = 1.0;
   o->pairs = 0;
   o->pair_prior = 5.0;
+  o->prop = 0;
+  o->prop_prior = 2.0;
 }
 
 void td_rec_free(td_recommender *r) {
@@ -50,6 +57,9 @@ void td_rec_free(td_recommender *r) {
   free(r->src);
   free(r->pair);
   free(r->pair_acc);
+  free(r->nbr);
+  free(r->nb_acc);
+  free(r->lab_copy);
   free(r->hs[0]);
   free(r->hi[0]);
   free(r);
@@ -87,6 +97,62 @@ static int make_pairs(td_recommender *r, const td_sus_features *f) {
     r->pair[i] = y * C + e;
   }
   return 0;
+}
+
+/* The neighbour lists and labels of the neighbour term, when asked for. */
+static int make_nbrs(td_recommender *r, const td_sus_features *f) {
+  if (!r->o.prop || !f->nbr || f->nbr_k < 1 || !f->labels)
+    return 0;
+  size_t nn = (size_t)(r->n ? r->n : 1);
+  r->nbr_k = f->nbr_k;
+  r->nbr = malloc(sizeof *r->nbr * nn * (size_t)f->nbr_k);
+  r->lab_copy = malloc(sizeof *r->lab_copy * nn);
+  r->nb_acc = malloc(sizeof *r->nb_acc * 2 * nn);
+  if (!r->nbr || !r->lab_copy || !r->nb_acc)
+    return -1;
+  memcpy(r->nbr, f->nbr, sizeof *r->nbr * (size_t)r->n * (size_t)f->nbr_k);
+  memcpy(r->lab_copy, f->labels, sizeof *r->lab_copy * (size_t)r->n);
+  r->lab = r->lab_copy;
+  return 0;
+}
+
+/* The neighbour term: for every sample, the accepts and judged among its
+ * same-label neighbours in both directions (its own list, and the judged
+ * samples that list it), as log-odds relative to the overall accept rate,
+ * shrunk with prop_prior pseudo-counts; into nb_acc[0..n). */
+static void nbr_scores(td_recommender *r, const int8_t *verdict) {
+  int64_t n = r->n;
+  int K = r->nbr_k;
+  float *acc = r->nb_acc, *tot = r->nb_acc + n;
+  double A = 0, J = 0;
+  memset(acc, 0, sizeof *acc * 2 * (size_t)n);
+  for (int64_t j = 0; j < n; j++) {
+    const int32_t *nb = r->nbr + j * K;
+    if (verdict[j] >= 0) { /* j lends its verdict to those it lists */
+      A += verdict[j] == 1;
+      J++;
+      for (int t = 0; t < K; t++)
+        if (nb[t] >= 0 && r->lab[nb[t]] == r->lab[j]) {
+          acc[nb[t]] += verdict[j] == 1;
+          tot[nb[t]]++;
+        }
+    }
+    for (int t = 0; t < K; t++) /* and j learns from those it lists */
+      if (nb[t] >= 0 && verdict[nb[t]] >= 0 && r->lab[nb[t]] == r->lab[j]) {
+        acc[j] += verdict[nb[t]] == 1;
+        tot[j]++;
+      }
+  }
+  double base = (A + 1) / (J + 2), a0 = r->o.prop_prior;
+  double lb = log(base / (1 - base));
+  for (int64_t i = 0; i < n; i++) {
+    if (tot[i] == 0) {
+      acc[i] = 0;
+      continue;
+    }
+    double q = ((double)acc[i] + a0 * base) / ((double)tot[i] + a0);
+    acc[i] = (float)(log(q / (1 - q)) - lb);
+  }
 }
 
 /* Log-odds of an accept per pair from the feedback, relative to the
@@ -161,7 +227,7 @@ int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
     }
     qsort(r->sorted + a * n, (size_t)n, sizeof(float), cmp_float);
   }
-  if (make_pairs(r, f)) {
+  if (make_pairs(r, f) || make_nbrs(r, f)) {
     td_rec_free(r);
     return td_err_set(err, TD_ENOMEM, "recommender: out of memory");
   }
@@ -272,6 +338,61 @@ static int fit(const td_recommender *r, const int32_t *rows, const float *y,
   return 0;
 }
 
+/* The ridge model with one effect per class pair ("labelled a, behaves
+ * like b"), by backfitting: the features' weights are fitted to the answers
+ * less their pair's effect, and each effect is the mean residual of its
+ * pair's answers, shrunk towards 0 with pair_prior pseudo-counts. So the
+ * weights describe the order within pairs, the effects which pairs the user
+ * wants. Effects into pair_acc[0..n_pairs), judged counts after them. */
+static int fit_pair_effects(td_recommender *r, const int32_t *rows,
+                            const float *y, int64_t J, double *w) {
+  int m = r->m, P = r->n_pairs;
+  double *beta = r->pair_acc, *cnt = r->pair_acc + P;
+  float *yy = malloc(sizeof *yy * (size_t)J);
+  double *sum = calloc((size_t)P, sizeof *sum);
+  int rc = yy && sum ? 0 : -1;
+  memset(r->pair_acc, 0, sizeof *r->pair_acc * 2 * (size_t)P);
+  /* The pairs first (their raw accept rates about the mean), so that the
+   * features explain only what the pairs leave. */
+  double ybar = 0;
+  for (int64_t j = 0; j < J; j++) {
+    cnt[r->pair[rows[j]]]++;
+    ybar += (double)y[j];
+  }
+  ybar /= (double)(J ? J : 1);
+  for (int64_t j = 0; rc == 0 && j < J; j++)
+    beta[r->pair[rows[j]]] += (double)y[j] - ybar;
+  for (int p = 0; rc == 0 && p < P; p++)
+    beta[p] /= cnt[p] + r->o.pair_prior;
+  for (int it = 0; it < 5 && rc == 0; it++) {
+    for (int64_t j = 0; j < J; j++)
+      yy[j] = y[j] - (float)beta[r->pair[rows[j]]];
+    if ((rc = fit(r, rows, yy, J, w)) != 0)
+      break;
+    memset(sum, 0, sizeof *sum * (size_t)P);
+    for (int64_t j = 0; j < J; j++) {
+      const float *zi = r->z + (int64_t)rows[j] * m;
+      double e = (double)y[j] - w[m];
+      for (int a = 0; a < m; a++)
+        e -= w[a] * (double)zi[a];
+      sum[r->pair[rows[j]]] += e;
+    }
+    /* A pair nobody judged yet gets the least effect of a judged one:
+     * the model exploits what the user answered, and exploration (not an
+     * extrapolated linear score) reaches the new pairs. */
+    double lo = 0;
+    for (int p = 0; p < P; p++) {
+      beta[p] = sum[p] / (cnt[p] + r->o.pair_prior);
+      lo = cnt[p] > 0 && beta[p] < lo ? beta[p] : lo;
+    }
+    for (int p = 0; p < P; p++)
+      beta[p] = cnt[p] > 0 ? beta[p] : lo;
+  }
+  free(yy);
+  free(sum);
+  return rc;
+}
+
 /* A min-heap of (score, index) holding the best k so far. */
 typedef struct top_k {
   float *s;
@@ -334,9 +455,11 @@ static int heap_sort(top_k *h) {
 
 /* Exploration, so that feedback reaches more than the fitted model's top:
  * the last ⌊k/10⌋ places of a model-ranked round go to the best-scored
- * unjudged sample of each class pair nobody judged yet whose sample is
- * "labelled a, behaves like b" (a ≠ b), best pairs first, one per pair.
- * h holds the round's top cnt, best first; returns the new count. */
+ * unjudged sample of each class pair judged fewer than twice whose samples
+ * are "labelled a, behave like b" (a ≠ b), largest pairs first (many
+ * samples of one label behaving like one other class is what systematic
+ * label noise looks like), one per pair. h holds the round's top cnt, best
+ * first; returns the new count. */
 static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
                    top_k *h, int cnt) {
   int ne = h->k / 10, C = r->C, m = r->m;
@@ -345,30 +468,33 @@ static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
   const double *tot = r->pair_acc + r->n_pairs;
   float *best = malloc(sizeof *best * (size_t)r->n_pairs);
   int32_t *arg = malloc(sizeof *arg * (size_t)r->n_pairs);
-  if (!best || !arg) { /* exploration is optional */
+  int64_t *size = calloc((size_t)r->n_pairs, sizeof *size);
+  if (!best || !arg || !size) { /* exploration is optional */
     free(best);
     free(arg);
+    free(size);
     return cnt;
   }
   for (int p = 0; p < r->n_pairs; p++)
     arg[p] = -1;
   for (int64_t i = 0; i < r->n; i++) {
     int p = r->pair[i];
-    if (verdict[i] >= 0 || tot[p] > 0 || p / C == p % C)
+    if (verdict[i] >= 0 || tot[p] >= 2 || p / C == p % C)
       continue;
     float s1 = 0;
     for (int a = 0; a < m; a++)
       s1 += uf[a] * r->z[i * m + a];
+    size[p]++;
     if (arg[p] < 0 || s1 > best[p]) {
       best[p] = s1;
       arg[p] = (int32_t)i;
     }
   }
-  /* the ne best pairs replace the round's last places (not already in) */
+  /* the ne largest pairs replace the round's last places (not already in) */
   for (int e = 0; e < ne; e++) {
     int bp = -1;
     for (int p = 0; p < r->n_pairs; p++)
-      if (arg[p] >= 0 && (bp < 0 || best[p] > best[bp]))
+      if (arg[p] >= 0 && (bp < 0 || size[p] > size[bp]))
         bp = p;
     if (bp < 0)
       break;
@@ -383,6 +509,7 @@ static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
   }
   free(best);
   free(arg);
+  free(size);
   return cnt;
 }
 
@@ -414,8 +541,13 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
           rows[J] = (int32_t)i;
           y[J++] = verdict[i];
         }
-      if (fit(r, rows, y, J, w) == 0) {
+      int ok =
+          r->pair ? fit_pair_effects(r, rows, y, J, w) : fit(r, rows, y, J, w);
+      if (ok == 0) {
         double q = quad(r, w);
+        if (r->pair && q > 1e-18)
+          for (int p = 0; p < r->n_pairs; p++)
+            r->pair_acc[p] /= sqrt(q);
         if (q > 1e-18) {
           used = 1;
           /* Standardised over all samples, so `blend` weighs the fitted
@@ -451,9 +583,26 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   float uf[NF];
   for (int a = 0; a < m; a++)
     uf[a] = (float)u[a];
-  int pairs = arm && r->pair;
-  if (pairs)
+  int pairs = arm && r->pair, prop = arm && r->nbr;
+  if (pairs && !used) /* nothing fitted: the answers' log-odds per pair */
     pair_scores(r, verdict);
+  if (prop)
+    nbr_scores(r, verdict);
+  /* With pair effects the linear score does not extrapolate: it is capped
+   * at the highest value among the judged samples, so samples far outside
+   * what the user has seen cannot outrank the pairs the user accepted
+   * (exploration reaches new pairs instead). */
+  float cap = INFINITY;
+  if (pairs && used) {
+    cap = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+      if (verdict[i] >= 0) {
+        float s1 = 0;
+        for (int a = 0; a < m; a++)
+          s1 += uf[a] * r->z[i * m + a];
+        cap = s1 > cap ? s1 : cap;
+      }
+  }
   for (int64_t i = 0; i < n; i++) {
     if (verdict[i] >= 0)
       continue;
@@ -461,8 +610,12 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     float s1 = 0;
     for (int a = 0; a < m; a++)
       s1 += uf[a] * zi[a];
+    if (s1 > cap)
+      s1 = cap + 0.01f * (s1 - cap);
     if (pairs)
       s1 += (float)r->pair_acc[r->pair[i]];
+    if (prop)
+      s1 += r->nb_acc[i];
     heap_push(&h, s1, (int32_t)i);
   }
   int cnt = heap_sort(&h);
