@@ -104,8 +104,8 @@ typedef struct td_sus_features {
   /* The nearest training samples of each sample at epoch ⌈T/4⌉ (those of
    * knn_disagree: reference rows only, itself skipped), nearest first; −1
    * pads. The recommender propagates feedback along them. NULL: none. */
-  int nbr_k;     /* per sample (10) */
-  int32_t *nbr;  /* [n, nbr_k] (owned) */
+  int nbr_k;    /* per sample (10) */
+  int32_t *nbr; /* [n, nbr_k] (owned) */
 } td_sus_features;
 
 typedef struct td_sus_opts {
