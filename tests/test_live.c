@@ -117,7 +117,9 @@ static void test_killed_trainer_and_removed_run(void) {
            "i=0; while ! grep -q epoch k.out && [ $i -lt 1200 ]; do "
            "sleep 0.05; i=$((i+1)); done; "
            "sleep 0.5; kill -0 $w || exit 3; kill -TERM $w; wait $w; "
-           "[ $? = 0 ] && grep -q stopped k.err",
+           "rc=$?; [ $rc = 0 ] && grep -q stopped k.err && exit 0; "
+           "echo \"watch exited $rc; its stderr:\" >&2; cat k.err >&2; "
+           "exit 1",
            dir, bin, bin, dir);
   CHECK_INT(sh(cmd), ==, 0);
   snprintf(cmd, sizeof cmd, "%s info %s/k > /dev/null 2>&1", bin, dir);
@@ -128,8 +130,10 @@ static void test_killed_trainer_and_removed_run(void) {
            "n=$(ls k/epochs | grep -vc '^[.]'); i=0; "
            "while [ \"$(ls k/vis/dvi 2>/dev/null | grep -c '^epoch_')\" "
            "-lt $n ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; "
-           "sleep 0.2; rm -rf k; wait $w; "
-           "[ $? = 1 ] && grep -q disappeared r.err",
+           "sleep 0.2; rm -rf k; wait $w; rc=$?; "
+           "[ $rc = 1 ] && grep -q disappeared r.err && exit 0; "
+           "echo \"watch exited $rc; its stderr:\" >&2; cat r.err >&2; "
+           "exit 1",
            dir, bin);
   CHECK_INT(sh(cmd), ==, 0);
 }
