@@ -19,9 +19,9 @@
 static char run_dir[4200];
 static int port0; /* the default server's port */
 
-/* GET /api/run answers 200 within 10 s (asking again while refused). */
+/* GET /api/run answers 200 within 30 s (asking again while refused). */
 static int answers(int port) {
-  for (double dl = td_t_now_s() + 10; td_t_now_s() < dl;) {
+  for (double dl = td_t_now_s() + 30; td_t_now_s() < dl;) {
     td_t_resp r;
     td_t_http(port, "GET", "/api/run", NULL, &r);
     int ok = r.status == 200 && r.body && strstr(r.body, "\"n_train\"");
@@ -39,10 +39,10 @@ static void close_all(int *fd, int n) {
       close(fd[i]);
 }
 
-/* The server closed fd within 5 s. */
+/* The server closed fd within 20 s. */
 static int closed_by_server(int fd) {
   char buf[4096];
-  for (double dl = td_t_now_s() + 5; td_t_now_s() < dl;) {
+  for (double dl = td_t_now_s() + 20; td_t_now_s() < dl;) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 200) > 0) {
       ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);

@@ -138,6 +138,8 @@ int td_cmd_watch(int argc, char **argv) {
     fprintf(stderr, "tardis watch: %s\n", err.msg);
     return 1;
   }
+  /* the run is open from here on: removing it now is "disappeared" */
+  fprintf(stderr, "tardis watch: following %s\n", dir);
   the_live = lv;
   catch_stop_signals();
   td_live_end end = TD_LIVE_STOPPED;

@@ -514,6 +514,19 @@ static int gone(const td_live *lv) {
   return !td_path_is_dir(lv->dir) || (lv->run && !run_json_exists(lv));
 }
 
+/* After an error: whether the run is being removed. `rm -rf RUN` is not
+ * atomic: the error may come from a file it already removed (an encoder
+ * the next fit warm-starts from) before it reaches run.json, so the check
+ * is repeated for a while before the error is taken as the cause. */
+static int going(const td_live *lv) {
+  for (int i = 0; i < 40; i++) {
+    if (gone(lv))
+      return 1;
+    usleep(50000);
+  }
+  return gone(lv);
+}
+
 /* Ends td_live_run: a fit under way is finished first (it cannot be cut
  * short; its epoch is written, not reported). */
 static int end_run(td_live *lv, int rc) {
@@ -543,7 +556,7 @@ int td_live_run(td_live *lv, td_live_end *end, td_err *err) {
     int did, fresh;
     int rc = step(lv, finished, &did, &fresh, err);
     if (rc)
-      return end_run(lv, gone(lv) ? vanished(lv, err) : rc);
+      return end_run(lv, going(lv) ? vanished(lv, err) : rc);
     if (did || fresh || lv->job.running)
       idle_since = td_now();
     if (did)

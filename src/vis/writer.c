@@ -72,6 +72,10 @@ int td_vis_epoch_begin(const char *run_dir, const char *method, int epoch,
   if (rc == TD_OK)
     rc = td_pathf(w->tmp, sizeof w->tmp, err, "%s/" TMP_PREFIX "%04d-%d",
                   w->mdir, epoch, (int)getpid());
+  /* RUN itself is never created here: a run removed while it is being
+   * projected or followed must not reappear as an empty shell. */
+  if (rc == TD_OK && !td_path_is_dir(run_dir))
+    rc = td_err_set(err, TD_ENOENT, "%s: no such run directory", run_dir);
   if (rc == TD_OK) {
     td_vis_clean_stale(run_dir, method);
     td_remove_tree_best_effort(w->tmp);
@@ -160,6 +164,8 @@ int td_vis_write_method_json(const char *run_dir, const char *method,
   int rc = td_vis_method_dir(run_dir, method, dir, sizeof dir, err);
   if (rc == TD_OK)
     rc = td_vis_method_path(run_dir, method, file, path, sizeof path, err);
+  if (rc == TD_OK && !td_path_is_dir(run_dir))
+    rc = td_err_set(err, TD_ENOENT, "%s: no such run directory", run_dir);
   if (rc == TD_OK)
     rc = td_mkdirs(dir, err);
   return rc ? rc : td_write_file_atomic(path, text, strlen(text), err);
