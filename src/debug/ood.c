@@ -281,11 +281,11 @@ static int cmp_scored(const void *a, const void *b) {
  * ties half; sorted once, ties grouped. NAN when a side is empty. */
 double td_auroc(const float *pos, int64_t np, const float *neg, int64_t nn) {
   if (np <= 0 || nn <= 0)
-    return NAN;
+    return (double)NAN;
   int64_t n = np + nn;
   scored *s = malloc(sizeof *s * (size_t)n);
   if (!s)
-    return NAN;
+    return (double)NAN;
   for (int64_t i = 0; i < np; i++)
     s[i] = (scored){pos[i], 1};
   for (int64_t i = 0; i < nn; i++)
@@ -316,10 +316,10 @@ static int cmp_float_desc(const void *a, const void *b) {
 double td_fpr_at_recall(const float *pos, int64_t np, const float *neg,
                         int64_t nn, double recall) {
   if (np <= 0 || nn <= 0)
-    return NAN;
+    return (double)NAN;
   float *p = malloc(sizeof *p * (size_t)np);
   if (!p)
-    return NAN;
+    return (double)NAN;
   memcpy(p, pos, sizeof *p * (size_t)np);
   qsort(p, (size_t)np, sizeof *p, cmp_float_desc);
   int64_t need = (int64_t)ceil(recall * (double)np - 1e-9);
