@@ -49,6 +49,7 @@ const extraFilters = () => [tasks, alerts].filter((x) => x && x.active());
 let lists = null, listsKey = '';
 let cur = null;    // positions of the frame on screen (an epoch's array or interp)
 let interp = null; // interpolation buffer
+let curLerp = null; // {a, b, t} when cur is interp: the blend WebGL draws itself
 let projections = 0; // projection events received (for the test)
 let raf = 0, lastFrame = 0, dirtyTerritory = true, dirtyPoints = true;
 const viewTerr = new ViewTerritory(api, () => { dirtyTerritory = true; invalidate(); });
@@ -363,6 +364,7 @@ function frame(now) {
     if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
   }
 
+  curLerp = null;
   if (t === 0 || dB === dA) cur = dA.pos;
   else {
     // A buffer of its own: cur may alias an epoch's positions, never write there.
@@ -370,6 +372,7 @@ function frame(now) {
     const pa = dA.pos, pb = dB.pos;
     for (let k = 0; k < interp.length; k++) interp[k] = pa[k] + (pb[k] - pa[k]) * t;
     cur = interp;
+    curLerp = { a: pa, b: pb, t };
   }
 
   const key = `${dShow.epoch}|${S.filterVersion}|${S.split}`;
@@ -388,7 +391,7 @@ function frame(now) {
   }
   // Hover and selection changes only touch the overlay; the points stay as drawn.
   if (dirtyPoints) {
-    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow, cmp.on ? cmp.data() : undefined));
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow, cmp.on ? cmp.data() : undefined), curLerp);
     drawTimes.push(scatter.lastDrawMs);
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
@@ -1354,10 +1357,14 @@ window.tardis = {
   benchDraw: (n = 30) => {
     const d = S.data.get(dispEpoch());
     const t0 = performance.now();
-    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel(), S.nTrain);
+    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel(), S.nTrain, null, curLerp);
+    scatter.finish();
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
+  renderer: () => scatter.renderer,
+  // The sample a pointer at (sx, sy) (CSS px in the canvas) hovers or picks.
+  pickAt: (sx, sy) => nearestAt(sx, sy),
   trajectoryScreen: () => trajectoryScreenPoints(),
   neighbors: () => S.selNN,
   compare: () => cmp.on && { epoch: cmp.epoch, draws: cmp.draws, diff: cmpDiff.n, ready: !!cmp.data() && cmp.key !== '' },
