@@ -35,7 +35,7 @@ const tAll = Date.now() - t0;
 const info = await page.evaluate(() => {
   const t = window.tardis, L = window.__long;
   return {
-    n: t.state.N, epochs: t.state.epochs.length, renderer: t.renderer(),
+    n: t.state.N, epochs: t.state.epochs.length, renderer: `${t.renderer()} (${t.pointMode()})`,
     longMax: L.reduce((m, [, d]) => Math.max(m, d), 0), longSum: L.reduce((s, [, d]) => s + d, 0), longN: L.length,
   };
 });
@@ -55,16 +55,19 @@ const res = await page.evaluate(async (ms) => {
     const tick = (now) => { times.push(now); if (now - t0 < ms) requestAnimationFrame(tick); else done(); };
     requestAnimationFrame(tick);
   });
+  const parts = t.frameParts();
   const gaps = times.slice(1).map((v, k) => v - times[k]).sort((a, b) => a - b);
   return {
     fps: (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000),
-    p50: gaps[Math.floor(gaps.length / 2)], p95: gaps[Math.floor(gaps.length * 0.95)], frames: gaps.length,
+    p50: gaps[Math.floor(gaps.length / 2)], p95: gaps[Math.floor(gaps.length * 0.95)], frames: gaps.length, parts,
   };
 }, +secs * 1000);
 if (shot) await page.screenshot({ path: `${shot}-moving.png` });
 await page.evaluate(() => window.tardis.play(false));
 await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 60000 });
 console.log(`playing: ${res.fps.toFixed(1)} frames/s over ${res.frames} frames, frame interval median ${res.p50.toFixed(1)} ms, p95 ${res.p95.toFixed(1)} ms`);
+const P = res.parts;
+console.log(`  main thread per frame (median): ${P.whole.toFixed(1)} ms = interpolation ${P.interp.toFixed(1)} + points ${P.points.toFixed(1)} + overlay ${P.overlay.toFixed(1)} + territory/rest`);
 
 const still = await page.evaluate(() => window.tardis.benchDraw(10));
 console.log(`point layer alone (finished): ${still.toFixed(1)} ms`);

@@ -5,10 +5,9 @@
 // (cached by identity: an array handed here must never be written again), and
 // the motion between two epochs is interpolated in the vertex shader, so
 // playing uploads nothing. Class colours come from a 256×1 palette texture.
-// When the points would cover the canvas many times over (a million samples
-// zoomed out), they shrink and fade so that overlap reads as density
-// (_lod below). Scatter (scatter.js) falls back to its Canvas2D splatter when
-// WebGL 2 is missing.
+// When the points would cover the canvas many times over, Scatter draws a
+// density image instead (density.js), shown here by drawImage. Scatter
+// (scatter.js) falls back to its Canvas2D splatter when WebGL 2 is missing.
 
 const VS = `#version 300 es
 precision highp float;
@@ -66,7 +65,33 @@ void main() {
   o = c;
 }`;
 
+// An RGBA image of cells (not premultiplied, row 0 at the top), each cell
+// u_bin × u_bin device px, onto the canvas: one triangle over the viewport.
+const IMG_VS = `#version 300 es
+void main() {
+  vec2 p = vec2(gl_VertexID == 1 ? 3.0 : -1.0, gl_VertexID == 2 ? 3.0 : -1.0);
+  gl_Position = vec4(p, 0.0, 1.0);
+}`;
+const IMG_FS = `#version 300 es
+precision highp float;
+uniform sampler2D u_img;
+uniform int u_h, u_bin;
+out vec4 o;
+void main() {
+  vec4 c = texelFetch(u_img, ivec2(int(gl_FragCoord.x) / u_bin, (u_h - 1 - int(gl_FragCoord.y)) / u_bin), 0);
+  o = vec4(c.rgb * c.a, c.a);
+}`;
+
 const CACHE_BYTES = 256 << 20; // GPU memory for cached arrays before the oldest go
+
+function program(gl, vs, fs) {
+  const p = gl.createProgram();
+  gl.attachShader(p, compile(gl, gl.VERTEX_SHADER, vs));
+  gl.attachShader(p, compile(gl, gl.FRAGMENT_SHADER, fs));
+  gl.linkProgram(p);
+  if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(`glpoints: link: ${gl.getProgramInfoLog(p)}`);
+  return p;
+}
 
 function compile(gl, type, src) {
   const s = gl.createShader(type);
@@ -91,12 +116,10 @@ export class GlPoints {
 
   constructor(gl) {
     this.gl = gl;
-    const p = gl.createProgram();
-    gl.attachShader(p, compile(gl, gl.VERTEX_SHADER, VS));
-    gl.attachShader(p, compile(gl, gl.FRAGMENT_SHADER, FS));
-    gl.linkProgram(p);
-    if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(`glpoints: link: ${gl.getProgramInfoLog(p)}`);
+    const p = program(gl, VS, FS);
     this.prog = p;
+    this.imgProg = program(gl, IMG_VS, IMG_FS);
+    this.imgTex = null;
     this.u = {};
     for (const n of ['u_t', 'u_k', 'u_off', 'u_mode', 'u_firstTest', 'u_size', 'u_pal', 'u_fixed', 'u_r', 'u_ringIn', 'u_inner', 'u_alpha']) {
       this.u[n] = gl.getUniformLocation(p, n);
@@ -169,22 +192,10 @@ export class GlPoints {
     else gl.vertexAttribPointer(loc, size, gl.FLOAT, false, 0, 0);
   }
 
-  // Shrinks and fades the points when they would cover the canvas more than
-  // twice over: crowd = points in view × disc area / canvas area (points in
-  // view estimated as n / zoom², the data filling the canvas at zoom 1).
-  // Answers [radius scale, alpha].
-  static lod(n, zoom, r, W, H) {
-    const crowd = (n / Math.max(1, zoom * zoom)) * Math.PI * r * r / (W * H);
-    if (crowd <= 2) return [1, 1];
-    const s = Math.sqrt(2 / crowd);
-    const rMin = 0.9 / r; // never below a pixel across
-    return s >= rMin ? [s, 1] : [rMin, Math.max(0.35, s / rMin)];
-  }
-
   // o: {pa, pb, t, lists, c1, c2 (Uint8Array per sample; for colour-by both
   // the palette indices), pal, firstTest, k, ox, oy (device px transform as
   // in scatter.js), W, H, r (radius of a correct sample, device px), dpr,
-  // zoom, ringMode (mispredicted as ring + dot), dimRgb}
+  // ringMode (mispredicted as ring + dot), dimRgb}
   draw(o) {
     const gl = this.gl, u = this.u;
     gl.viewport(0, 0, o.W, o.H);
@@ -206,15 +217,14 @@ export class GlPoints {
     gl.uniform2f(u.u_k, (2 * o.k) / o.W, (2 * o.k) / o.H);
     gl.uniform2f(u.u_off, (2 * o.ox) / o.W - 1, 1 - (2 * o.oy) / o.H);
     gl.uniform1i(u.u_firstTest, Math.min(o.firstTest, 0x7fffffff));
-    const n = L.dim[1] + L.ok[1] + L.bad[1];
-    const [s, alpha] = GlPoints.lod(n, o.zoom, o.r, o.W, o.H);
-    this.lastLod = { scale: s, alpha };
-    const r = o.r * s, dpr = o.dpr;
+    const r = o.r, dpr = o.dpr;
     const pass = (range, mode, rad, a, c1, c2, extra = {}) => {
       if (!range[1]) return;
       this._attrib(2, c1, 1, true);
       this._attrib(3, c2, 1, true);
-      const size = Math.min(this.maxSize, 2 * Math.ceil(rad + 1) + 1);
+      // Just wide enough for the anti-aliased edge (coverage ends at rad + 0.5):
+      // the fragments shaded are the cost of a frame on a software rasteriser.
+      const size = Math.min(this.maxSize, 2 * rad + 1.5);
       gl.uniform1i(u.u_mode, mode);
       gl.uniform1f(u.u_r, rad);
       gl.uniform1f(u.u_size, size);
@@ -225,16 +235,42 @@ export class GlPoints {
     };
     const [dr, dg, db] = o.dimRgb;
     gl.uniform3f(u.u_fixed, dr / 255, dg / 255, db / 255);
-    pass(L.dim, 0, Math.max(0.8 * s, r * 0.7), 0.35 * alpha, o.c1, o.c2);
-    pass(L.ok, 1, r, alpha, o.c1, o.c2);
-    if (o.ringMode && s === 1) {
+    pass(L.dim, 0, Math.max(0.8, r * 0.7), 0.35, o.c1, o.c2);
+    pass(L.ok, 1, r, 1, o.c1, o.c2);
+    if (o.ringMode) {
       // Mispredicted on top: ring in the label colour around a dot in the predicted one.
       const rr = r + 1.2 * dpr, ringW = Math.max(1, 0.9 * dpr);
       pass(L.bad, 2, rr, 1, o.c1, o.c2, { ringIn: rr - ringW - 0.35, inner: Math.max(0.7, r - 0.6 * dpr) });
-    } else if (o.ringMode) {
-      // Too crowded for rings: a dot in the predicted colour, still on top.
-      pass(L.bad, 1, r, alpha, o.c2, o.c2);
-    } else pass(L.bad, 1, r, alpha, o.c1, o.c2);
+    } else pass(L.bad, 1, r, 1, o.c1, o.c2);
+    gl.bindVertexArray(null);
+  }
+
+  // Shows a density image (density.js: {rgba, w, h, bin}) as the point
+  // layer of a W×H canvas.
+  drawImage(img, W, H) {
+    const gl = this.gl;
+    gl.viewport(0, 0, W, H);
+    gl.clearColor(0, 0, 0, 0);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    if (this.lost) return;
+    if (!this.imgTex) this.imgTex = gl.createTexture();
+    gl.activeTexture(gl.TEXTURE0);
+    gl.bindTexture(gl.TEXTURE_2D, this.imgTex);
+    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 4);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, img.w, img.h, 0, gl.RGBA, gl.UNSIGNED_BYTE,
+      new Uint8Array(img.rgba.buffer, img.rgba.byteOffset, 4 * img.w * img.h));
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+    gl.useProgram(this.imgProg);
+    gl.uniform1i(gl.getUniformLocation(this.imgProg, 'u_img'), 0);
+    gl.uniform1i(gl.getUniformLocation(this.imgProg, 'u_h'), H);
+    gl.uniform1i(gl.getUniformLocation(this.imgProg, 'u_bin'), img.bin);
+    gl.bindVertexArray(this.vao);
+    gl.disableVertexAttribArray(0); gl.disableVertexAttribArray(1);
+    gl.disableVertexAttribArray(2); gl.disableVertexAttribArray(3);
+    gl.enable(gl.BLEND);
+    gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
+    gl.drawArrays(gl.TRIANGLES, 0, 3);
     gl.bindVertexArray(null);
   }
 

@@ -364,6 +364,7 @@ function frame(now) {
     if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
   }
 
+  const tInterp = performance.now();
   curLerp = null;
   if (t === 0 || dB === dA) cur = dA.pos;
   else {
@@ -379,6 +380,7 @@ function frame(now) {
   if (key !== listsKey) { lists = buildLists(dShow); listsKey = key; gridKey = ''; dirtyPoints = true; }
 
   const moved = S.tpos !== prevT;
+  const tTerr = performance.now();
   if (dirtyTerritory || moved) {
     const layers = [];
     if (dA.terr) layers.push({ ...dA.terr, alpha: 1 });
@@ -396,7 +398,9 @@ function frame(now) {
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
   }
+  const tOv = performance.now();
   drawOverlay();
+  framePart({ interp: tTerr - tInterp, points: scatter.lastDrawMs, overlay: performance.now() - tOv, whole: performance.now() - tInterp });
   if (cmp.on) { cmp.draw(dShow, !S.playing && S.tpos === S.target); syncCompareText(dShow); }
 
   frameTimes.push(now);
@@ -404,6 +408,15 @@ function frame(now) {
   updateTimelineUi();
 
   if (S.playing || S.tpos !== S.target) invalidate();
+}
+
+// Where the last frames' main-thread time went (ms; for bench_scale.mjs):
+// interp = interpolation, lists and grid keys; points = the point layer's
+// draw call(s); overlay = marks, rings, trails; whole = the frame up to there.
+const partMs = [];
+function framePart(p) {
+  partMs.push(p);
+  if (partMs.length > 120) partMs.shift();
 }
 
 // The legend's right edge (CSS px from the canvas's left), kept clear of the
@@ -743,6 +756,7 @@ function drawSuspectMarks(ctx) {
 // (train_truth.npy), so known noise is visible without filtering for it.
 function drawNoiseMarks(ctx) {
   const r = 2.4;
+  let n = 0;
   ctx.beginPath();
   for (let i = 0; i < S.nTrain; i++) {
     const t = S.truth[i];
@@ -753,8 +767,11 @@ function drawNoiseMarks(ctx) {
     if (sx < -r || sy < -r || sx > scatter.W + r || sy > scatter.H + r) continue;
     ctx.moveTo(sx - r, sy - r); ctx.lineTo(sx + r, sy + r);
     ctx.moveTo(sx - r, sy + r); ctx.lineTo(sx + r, sy - r);
+    n++;
   }
-  ctx.strokeStyle = 'rgba(20,20,20,0.6)';
+  // Thousands of marks on screen (a big run zoomed out) would hatch the
+  // clusters black: they fade as they crowd, and come back on zooming in.
+  ctx.strokeStyle = `rgba(20,20,20,${(0.6 * Math.min(1, Math.sqrt(2000 / Math.max(1, n)))).toFixed(3)})`;
   ctx.lineWidth = 1;
   ctx.stroke();
 }
@@ -1363,6 +1380,14 @@ window.tardis = {
   },
   scatter: () => scatter,
   renderer: () => scatter.renderer,
+  pointMode: () => scatter.mode,
+  // Draws the point layer again on the next frame (after a test changes the scatter's settings).
+  redraw: () => { dirtyPoints = true; invalidate(); },
+  // Median of each part of the recent frames (framePart above).
+  frameParts: () => {
+    const med = (k) => { const v = partMs.map((p) => p[k]).sort((a, b) => a - b); return v.length ? v[v.length >> 1] : NaN; };
+    return { frames: partMs.length, interp: med('interp'), points: med('points'), overlay: med('overlay'), whole: med('whole') };
+  },
   // The sample a pointer at (sx, sy) (CSS px in the canvas) hovers or picks.
   pickAt: (sx, sy) => nearestAt(sx, sy),
   trajectoryScreen: () => trajectoryScreenPoints(),

@@ -8,6 +8,12 @@
 
 import { classColor, hexToRgb, DIM_RGB } from './colors.js';
 import { GlPoints } from './glpoints.js';
+import { Density, crowding } from './density.js';
+
+// Above this crowding (density.js) the point layer is a density image: the
+// points would cover the canvas more than twice over. ?density=0 in the
+// page's URL turns it off (every point drawn, for comparison).
+const DENSITY_AT = 2;
 
 const SUB = 4; // sub-pixel phases per axis, so slow motion does not jump by whole pixels
 // Colours packed as little-endian RGBA words (alpha added per pixel).
@@ -102,7 +108,11 @@ export class Scatter {
     this.bg = this._layer('bg');
     this.pts = this._layer('pts');
     this.ov = this._layer('ov');
-    const noGl = new URLSearchParams(location.search).get('gl') === '0';
+    const q = new URLSearchParams(location.search);
+    const noGl = q.get('gl') === '0';
+    this.densityAt = q.get('density') === '0' ? Infinity : DENSITY_AT;
+    this.density = new Density();
+    this.mode = 'points'; // what the last drawPoints drew: 'points' or 'density'
     this.gl = noGl ? null : GlPoints.create(this.pts);
     if (!this.gl && !noGl) { // a failed WebGL start may leave the canvas unusable for 2-D
       const c = this._layer('pts');
@@ -237,13 +247,22 @@ export class Scatter {
   // never write into an array once drawn (pass lerp for a blend buffer).
   drawPoints(pos, lists, label, pred, zoom, firstTest = Infinity, colorBy = null, lerp = null) {
     const t0 = performance.now();
+    const n = (lists.dim ? lists.dim.length : 0) + lists.ok.length + lists.bad.length;
+    const rDev = this.effectiveRadius(zoom) * this.dpr;
+    if (crowding(n, zoom, rDev, this.pts.width, this.pts.height) > this.densityAt) {
+      this._drawDensity(pos, lists, label, pred, colorBy, lerp);
+      this.mode = 'density';
+      this.lastDrawMs = performance.now() - t0;
+      return;
+    }
+    this.mode = 'points';
     if (this.gl) {
       const W = this.pts.width, H = this.pts.height, v = this.view, k = v.scale * this.dpr;
       this.gl.draw({
         pa: lerp ? lerp.a : pos, pb: lerp ? lerp.b : null, t: lerp ? lerp.t : 0, lists,
         c1: colorBy ? colorBy.idx : label, c2: colorBy ? colorBy.idx : pred, pal: colorBy ? colorBy.pal : PACKED,
         ringMode: !colorBy, firstTest, k, ox: W / 2 - v.cx * k, oy: H / 2 + v.cy * k, W, H,
-        r: this.effectiveRadius(zoom) * this.dpr, dpr: this.dpr, zoom, dimRgb: DIM_RGB,
+        r: rDev, dpr: this.dpr, dimRgb: DIM_RGB,
       });
       this.lastDrawMs = performance.now() - t0;
       return;
@@ -267,6 +286,40 @@ export class Scatter {
     }
     this.pts.getContext('2d').putImageData(this.img, 0, 0);
     this.lastDrawMs = performance.now() - t0;
+  }
+
+  _drawDensity(pos, lists, label, pred, colorBy, lerp) {
+    const W = this.pts.width, H = this.pts.height, v = this.view, k = v.scale * this.dpr;
+    const img = this.density.render({
+      pos, lerp, lists, c1: colorBy ? colorBy.idx : label, c2: colorBy ? colorBy.idx : pred,
+      cBad: colorBy ? colorBy.idx : pred, pal: colorBy ? colorBy.pal : PACKED, dimRgb: DIM_RGB,
+      k, ox: W / 2 - v.cx * k, oy: H / 2 + v.cy * k, W, H,
+    });
+    if (this.gl) { this.gl.drawImage(img, W, H); return; }
+    // Canvas2D: the cells into a small canvas, scaled up without smoothing.
+    if (!this._cells || this._cells.width !== img.w || this._cells.height !== img.h) {
+      this._cells = document.createElement('canvas');
+      this._cells.width = img.w; this._cells.height = img.h;
+      this._cellsImg = this._cells.getContext('2d').createImageData(img.w, img.h);
+    }
+    new Uint32Array(this._cellsImg.data.buffer).set(img.rgba);
+    this._cells.getContext('2d').putImageData(this._cellsImg, 0, 0);
+    const ctx = this.pts.getContext('2d');
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this._cells, 0, 0, img.w * img.bin, img.h * img.bin);
+  }
+
+  // RGBA bytes (not premultiplied, as getImageData) of the point layer, read
+  // through a 2-D copy whatever draws it (tests and exports).
+  pointPixels() {
+    if (!this.gl) return this.pts.getContext('2d').getImageData(0, 0, this.pts.width, this.pts.height).data;
+    const c = document.createElement('canvas');
+    c.width = this.pts.width; c.height = this.pts.height;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(this.pts, 0, 0);
+    return ctx.getImageData(0, 0, c.width, c.height).data;
   }
 
   // Waits until the points drawn are on the canvas (timing only).
