@@ -126,7 +126,10 @@ async function loadEpoch(e) {
     if (S.loading.get(e) !== p) return S.data.get(e) || d; // replaced again meanwhile
     S.data.set(e, d);
     if (S.epochs[dispIdx()] === e) listsKey = ''; // new positions: rebuild lists and grid
-    dirtyTerritory = true;
+    // Redraw only for an epoch the frame uses (at a million points a redraw
+    // per epoch loaded in the background is most of the loading's main-thread time).
+    const k = S.epochs.indexOf(e);
+    if (Math.abs(k - S.tpos) < 1 || k === Math.round(S.target) || (cmp && cmp.on)) dirtyTerritory = true;
     invalidate();
     return d;
   })();
@@ -408,6 +411,7 @@ function frame(now) {
   updateTimelineUi();
 
   if (S.playing || S.tpos !== S.target) invalidate();
+  else scheduleGrid();
 }
 
 // Where the last frames' main-thread time went (ms; for bench_scale.mjs):
@@ -776,6 +780,16 @@ function drawNoiseMarks(ctx) {
   ctx.stroke();
 }
 
+const NOISY_DENSE = 5000; // noisy-label marks drawn over a density image at most
+let nNoisy = -1;
+function noisyCount() {
+  if (nNoisy < 0 && S.truth) {
+    nNoisy = 0;
+    for (let i = 0; i < S.nTrain; i++) nNoisy += S.truth[i] !== NONE && S.truth[i] !== S.label[i];
+  }
+  return nNoisy;
+}
+
 function drawOverlay() {
   const ctx = scatter.overlayContext();
   // Suspects are training samples: nothing to mark when only the test split is shown.
@@ -783,7 +797,10 @@ function drawOverlay() {
   if (susOn && sus.trails) drawTrails(ctx);
   if (susOn) drawSuspectMarks(ctx);
   if (susOn && sus.hover >= 0 && sus.hover !== S.selected) drawTrajectory(ctx, trajectoryOf(sus.hover), dispEpoch(), SUS);
-  if (S.markNoisy && S.truth && cur && S.split !== 'test') drawNoiseMarks(ctx);
+  // Level of detail: over a density image (a big run zoomed out) thousands of
+  // × marks would only hatch it; they come back when zooming in draws points.
+  const marksFit = scatter.mode === 'points' || noisyCount() <= NOISY_DENSE;
+  if (S.markNoisy && S.truth && cur && S.split !== 'test' && marksFit) drawNoiseMarks(ctx);
   if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) drawTrajectory(ctx, S.selInfo.trajectory, dispEpoch());
   const ring = (i, r, color, w) => {
     const x = cur[2 * i], y = cur[2 * i + 1];
@@ -800,10 +817,27 @@ function drawOverlay() {
 }
 
 // ---------------------------------------------------------------- hover / select
-function nearestAt(sx, sy) {
-  if (!cur || !lists) return -1;
+// The spatial index of the frame on screen, rebuilt when the frame changed.
+function ensureGrid() {
   const key = `${listsKey}|${S.tpos}`;
   if (key !== gridKey) { grid.build(cur, lists.active.length ? lists.active : new Int32Array(0)); gridKey = key; }
+}
+
+// Once the view comes to rest, the index is built while the page is idle, so
+// that the first hover over a million points does not wait for it.
+let gridIdle = 0;
+function scheduleGrid() {
+  if (gridIdle || !cur || !lists || `${listsKey}|${S.tpos}` === gridKey) return;
+  const idle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
+  gridIdle = idle(() => {
+    gridIdle = 0;
+    if (!S.playing && S.tpos === S.target && cur && lists) ensureGrid();
+  });
+}
+
+function nearestAt(sx, sy) {
+  if (!cur || !lists) return -1;
+  ensureGrid();
   const [x, y] = scatter.toData(sx, sy);
   return grid.nearest(x, y, 9 / scatter.view.scale);
 }
