@@ -11,6 +11,7 @@ import { tasksChecks } from './tasks.checks.mjs';
 import { liveChecks } from './live.checks.mjs';
 import { viewsChecks } from './views.checks.mjs';
 import { classesChecks } from './classes.checks.mjs';
+import { scaleChecks } from './scale.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -92,7 +93,7 @@ try {
     // pixels, the territory layer must not be blank white.
     const r = await T(() => {
       const sc = window.tardis.scatter();
-      const px = sc.pts.getContext('2d').getImageData(0, 0, sc.pts.width, sc.pts.height).data;
+      const px = sc.pointPixels();
       let painted = 0;
       for (let k = 3; k < px.length; k += 4) if (px[k] > 0) painted++;
       const bg = sc.bg.getContext('2d').getImageData(0, 0, sc.bg.width, sc.bg.height).data;
@@ -363,6 +364,9 @@ try {
 
   // Territory of the view and layout facts at three widths.
   await viewsChecks({ browser, url, outDir, check, expect });
+
+  // The point layer's renderers (WebGL 2, Canvas2D fallback, density) and picking.
+  await scaleChecks({ browser, url, check, expect });
 
   // A run of more classes than the page holds is refused in words.
   await classesChecks({ browser, url, check, expect });

@@ -122,8 +122,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
   });
   // Pixels of the point layer in exactly the colour rgb.
   const countColour = (rgb) => T((rgb) => {
-    const c = document.querySelectorAll('#canvas-wrap canvas')[1];
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const d = window.tardis.scatter().pointPixels();
     let n = 0;
     for (let k = 0; k < d.length; k += 4) if (d[k] === rgb[0] && d[k + 1] === rgb[1] && d[k + 2] === rgb[2] && d[k + 3] === 255) n++;
     return n;

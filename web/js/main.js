@@ -49,6 +49,7 @@ const extraFilters = () => [tasks, alerts].filter((x) => x && x.active());
 let lists = null, listsKey = '';
 let cur = null;    // positions of the frame on screen (an epoch's array or interp)
 let interp = null; // interpolation buffer
+let curLerp = null; // {a, b, t} when cur is interp: the blend WebGL draws itself
 let projections = 0; // projection events received (for the test)
 let raf = 0, lastFrame = 0, dirtyTerritory = true, dirtyPoints = true;
 const viewTerr = new ViewTerritory(api, () => { dirtyTerritory = true; invalidate(); });
@@ -125,7 +126,10 @@ async function loadEpoch(e) {
     if (S.loading.get(e) !== p) return S.data.get(e) || d; // replaced again meanwhile
     S.data.set(e, d);
     if (S.epochs[dispIdx()] === e) listsKey = ''; // new positions: rebuild lists and grid
-    dirtyTerritory = true;
+    // Redraw only for an epoch the frame uses (at a million points a redraw
+    // per epoch loaded in the background is most of the loading's main-thread time).
+    const k = S.epochs.indexOf(e);
+    if (Math.abs(k - S.tpos) < 1 || k === Math.round(S.target) || (cmp && cmp.on)) dirtyTerritory = true;
     invalidate();
     return d;
   })();
@@ -363,6 +367,8 @@ function frame(now) {
     if (nv.cx !== v.cx || nv.cy !== v.cy || nv.scale !== v.scale) dirtyTerritory = true;
   }
 
+  const tInterp = performance.now();
+  curLerp = null;
   if (t === 0 || dB === dA) cur = dA.pos;
   else {
     // A buffer of its own: cur may alias an epoch's positions, never write there.
@@ -370,12 +376,14 @@ function frame(now) {
     const pa = dA.pos, pb = dB.pos;
     for (let k = 0; k < interp.length; k++) interp[k] = pa[k] + (pb[k] - pa[k]) * t;
     cur = interp;
+    curLerp = { a: pa, b: pb, t };
   }
 
   const key = `${dShow.epoch}|${S.filterVersion}|${S.split}`;
   if (key !== listsKey) { lists = buildLists(dShow); listsKey = key; gridKey = ''; dirtyPoints = true; }
 
   const moved = S.tpos !== prevT;
+  const tTerr = performance.now();
   if (dirtyTerritory || moved) {
     const layers = [];
     if (dA.terr) layers.push({ ...dA.terr, alpha: 1 });
@@ -388,12 +396,14 @@ function frame(now) {
   }
   // Hover and selection changes only touch the overlay; the points stay as drawn.
   if (dirtyPoints) {
-    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow, cmp.on ? cmp.data() : undefined));
+    scatter.drawPoints(cur, lists, S.label, dShow.pred, zoomLevel(), S.nTrain, colorByOf(dShow, cmp.on ? cmp.data() : undefined), curLerp);
     drawTimes.push(scatter.lastDrawMs);
     if (drawTimes.length > 60) drawTimes.shift();
     dirtyPoints = false;
   }
+  const tOv = performance.now();
   drawOverlay();
+  framePart({ interp: tTerr - tInterp, points: scatter.lastDrawMs, overlay: performance.now() - tOv, whole: performance.now() - tInterp });
   if (cmp.on) { cmp.draw(dShow, !S.playing && S.tpos === S.target); syncCompareText(dShow); }
 
   frameTimes.push(now);
@@ -401,6 +411,16 @@ function frame(now) {
   updateTimelineUi();
 
   if (S.playing || S.tpos !== S.target) invalidate();
+  else scheduleGrid();
+}
+
+// Where the last frames' main-thread time went (ms; for bench_scale.mjs):
+// interp = interpolation, lists and grid keys; points = the point layer's
+// draw call(s); overlay = marks, rings, trails; whole = the frame up to there.
+const partMs = [];
+function framePart(p) {
+  partMs.push(p);
+  if (partMs.length > 120) partMs.shift();
 }
 
 // The legend's right edge (CSS px from the canvas's left), kept clear of the
@@ -740,6 +760,7 @@ function drawSuspectMarks(ctx) {
 // (train_truth.npy), so known noise is visible without filtering for it.
 function drawNoiseMarks(ctx) {
   const r = 2.4;
+  let n = 0;
   ctx.beginPath();
   for (let i = 0; i < S.nTrain; i++) {
     const t = S.truth[i];
@@ -750,10 +771,23 @@ function drawNoiseMarks(ctx) {
     if (sx < -r || sy < -r || sx > scatter.W + r || sy > scatter.H + r) continue;
     ctx.moveTo(sx - r, sy - r); ctx.lineTo(sx + r, sy + r);
     ctx.moveTo(sx - r, sy + r); ctx.lineTo(sx + r, sy - r);
+    n++;
   }
-  ctx.strokeStyle = 'rgba(20,20,20,0.6)';
+  // Thousands of marks on screen (a big run zoomed out) would hatch the
+  // clusters black: they fade as they crowd, and come back on zooming in.
+  ctx.strokeStyle = `rgba(20,20,20,${(0.6 * Math.min(1, Math.sqrt(2000 / Math.max(1, n)))).toFixed(3)})`;
   ctx.lineWidth = 1;
   ctx.stroke();
+}
+
+const NOISY_DENSE = 5000; // noisy-label marks drawn over a density image at most
+let nNoisy = -1;
+function noisyCount() {
+  if (nNoisy < 0 && S.truth) {
+    nNoisy = 0;
+    for (let i = 0; i < S.nTrain; i++) nNoisy += S.truth[i] !== NONE && S.truth[i] !== S.label[i];
+  }
+  return nNoisy;
 }
 
 function drawOverlay() {
@@ -763,7 +797,10 @@ function drawOverlay() {
   if (susOn && sus.trails) drawTrails(ctx);
   if (susOn) drawSuspectMarks(ctx);
   if (susOn && sus.hover >= 0 && sus.hover !== S.selected) drawTrajectory(ctx, trajectoryOf(sus.hover), dispEpoch(), SUS);
-  if (S.markNoisy && S.truth && cur && S.split !== 'test') drawNoiseMarks(ctx);
+  // Level of detail: over a density image (a big run zoomed out) thousands of
+  // × marks would only hatch it; they come back when zooming in draws points.
+  const marksFit = scatter.mode === 'points' || noisyCount() <= NOISY_DENSE;
+  if (S.markNoisy && S.truth && cur && S.split !== 'test' && marksFit) drawNoiseMarks(ctx);
   if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) drawTrajectory(ctx, S.selInfo.trajectory, dispEpoch());
   const ring = (i, r, color, w) => {
     const x = cur[2 * i], y = cur[2 * i + 1];
@@ -780,10 +817,27 @@ function drawOverlay() {
 }
 
 // ---------------------------------------------------------------- hover / select
-function nearestAt(sx, sy) {
-  if (!cur || !lists) return -1;
+// The spatial index of the frame on screen, rebuilt when the frame changed.
+function ensureGrid() {
   const key = `${listsKey}|${S.tpos}`;
   if (key !== gridKey) { grid.build(cur, lists.active.length ? lists.active : new Int32Array(0)); gridKey = key; }
+}
+
+// Once the view comes to rest, the index is built while the page is idle, so
+// that the first hover over a million points does not wait for it.
+let gridIdle = 0;
+function scheduleGrid() {
+  if (gridIdle || !cur || !lists || `${listsKey}|${S.tpos}` === gridKey) return;
+  const idle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
+  gridIdle = idle(() => {
+    gridIdle = 0;
+    if (!S.playing && S.tpos === S.target && cur && lists) ensureGrid();
+  });
+}
+
+function nearestAt(sx, sy) {
+  if (!cur || !lists) return -1;
+  ensureGrid();
   const [x, y] = scatter.toData(sx, sy);
   return grid.nearest(x, y, 9 / scatter.view.scale);
 }
@@ -1354,10 +1408,22 @@ window.tardis = {
   benchDraw: (n = 30) => {
     const d = S.data.get(dispEpoch());
     const t0 = performance.now();
-    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel(), S.nTrain);
+    for (let r = 0; r < n; r++) scatter.drawPoints(cur, lists, S.label, d.pred, zoomLevel(), S.nTrain, null, curLerp);
+    scatter.finish();
     return (performance.now() - t0) / n;
   },
   scatter: () => scatter,
+  renderer: () => scatter.renderer,
+  pointMode: () => scatter.mode,
+  // Draws the point layer again on the next frame (after a test changes the scatter's settings).
+  redraw: () => { dirtyPoints = true; invalidate(); },
+  // Median of each part of the recent frames (framePart above).
+  frameParts: () => {
+    const med = (k) => { const v = partMs.map((p) => p[k]).sort((a, b) => a - b); return v.length ? v[v.length >> 1] : NaN; };
+    return { frames: partMs.length, interp: med('interp'), points: med('points'), overlay: med('overlay'), whole: med('whole') };
+  },
+  // The sample a pointer at (sx, sy) (CSS px in the canvas) hovers or picks.
+  pickAt: (sx, sy) => nearestAt(sx, sy),
   trajectoryScreen: () => trajectoryScreenPoints(),
   neighbors: () => S.selNN,
   compare: () => cmp.on && { epoch: cmp.epoch, draws: cmp.draws, diff: cmpDiff.n, ready: !!cmp.data() && cmp.key !== '' },

@@ -1,9 +1,19 @@
 // The projection canvas: territory underneath, every sample on top, overlay for
-// hover / selection / trajectory. Points are splatted into an ImageData buffer
-// (no per-point canvas calls) so 70k points stay interactive even on a software
-// rasteriser; the territory is drawn with drawImage on its own layer.
+// hover / selection / trajectory. The points are drawn with WebGL 2 where the
+// browser has it (glpoints.js: a million points per frame, docs/ui-scale.md);
+// otherwise (or with ?gl=0 in the page's URL) they are splatted into an
+// ImageData buffer (no per-point canvas calls), which keeps 70k points
+// interactive on a software rasteriser. The territory is drawn with drawImage
+// on its own layer.
 
 import { classColor, hexToRgb, DIM_RGB } from './colors.js';
+import { GlPoints } from './glpoints.js';
+import { Density, crowding } from './density.js';
+
+// Above this crowding (density.js) the point layer is a density image: the
+// points would cover the canvas more than twice over. ?density=0 in the
+// page's URL turns it off (every point drawn, for comparison).
+const DENSITY_AT = 2;
 
 const SUB = 4; // sub-pixel phases per axis, so slow motion does not jump by whole pixels
 // Colours packed as little-endian RGBA words (alpha added per pixel).
@@ -98,6 +108,18 @@ export class Scatter {
     this.bg = this._layer('bg');
     this.pts = this._layer('pts');
     this.ov = this._layer('ov');
+    const q = new URLSearchParams(location.search);
+    const noGl = q.get('gl') === '0';
+    this.densityAt = q.get('density') === '0' ? Infinity : DENSITY_AT;
+    this.density = new Density();
+    this.mode = 'points'; // what the last drawPoints drew: 'points' or 'density'
+    this.gl = noGl ? null : GlPoints.create(this.pts);
+    if (!this.gl && !noGl) { // a failed WebGL start may leave the canvas unusable for 2-D
+      const c = this._layer('pts');
+      this.pts.replaceWith(c);
+      this.pts = c;
+    }
+    this.renderer = this.gl ? 'webgl2' : 'canvas2d';
     this.view = { cx: 0, cy: 0, scale: 1 }; // data → CSS px
     this.W = 1; this.H = 1; this.dpr = 1;
     this.pointRadius = 2; // CSS px, for correct samples
@@ -129,8 +151,10 @@ export class Scatter {
       c.style.width = `${W}px`;
       c.style.height = `${H}px`;
     }
-    this.img = this.pts.getContext('2d').createImageData(this.pts.width, this.pts.height);
-    this.buf32 = new Uint32Array(this.img.data.buffer);
+    if (!this.gl) {
+      this.img = this.pts.getContext('2d').createImageData(this.pts.width, this.pts.height);
+      this.buf32 = new Uint32Array(this.img.data.buffer);
+    } else this.img = true;
     this._sprites = null;
     if (this.onresize) this.onresize(old);
   }
@@ -217,8 +241,32 @@ export class Scatter {
   // sample ids in draw order; label/pred: Uint8Array [N] (255 = unknown).
   // Samples from index firstTest on are test samples, drawn as squares.
   // colorBy: {idx: Uint8Array [N] palette indices, pal: Uint32Array [256]} or null.
-  drawPoints(pos, lists, label, pred, zoom, firstTest = Infinity, colorBy = null) {
+  // lerp: {a, b, t} when pos is a blend a + (b - a) t of two arrays, which
+  // WebGL draws from a and b (already on the GPU) rather than from pos.
+  // WebGL keeps every array it is given on the GPU, found again by identity:
+  // never write into an array once drawn (pass lerp for a blend buffer).
+  drawPoints(pos, lists, label, pred, zoom, firstTest = Infinity, colorBy = null, lerp = null) {
     const t0 = performance.now();
+    const n = (lists.dim ? lists.dim.length : 0) + lists.ok.length + lists.bad.length;
+    const rDev = this.effectiveRadius(zoom) * this.dpr;
+    if (crowding(n, zoom, rDev, this.pts.width, this.pts.height) > this.densityAt) {
+      this._drawDensity(pos, lists, label, pred, colorBy, lerp);
+      this.mode = 'density';
+      this.lastDrawMs = performance.now() - t0;
+      return;
+    }
+    this.mode = 'points';
+    if (this.gl) {
+      const W = this.pts.width, H = this.pts.height, v = this.view, k = v.scale * this.dpr;
+      this.gl.draw({
+        pa: lerp ? lerp.a : pos, pb: lerp ? lerp.b : null, t: lerp ? lerp.t : 0, lists,
+        c1: colorBy ? colorBy.idx : label, c2: colorBy ? colorBy.idx : pred, pal: colorBy ? colorBy.pal : PACKED,
+        ringMode: !colorBy, firstTest, k, ox: W / 2 - v.cx * k, oy: H / 2 + v.cy * k, W, H,
+        r: rDev, dpr: this.dpr, dimRgb: DIM_RGB,
+      });
+      this.lastDrawMs = performance.now() - t0;
+      return;
+    }
     const sp = this._ensureSprites(zoom);
     const W = this.pts.width, H = this.pts.height, buf = this.buf32;
     buf.fill(0);
@@ -238,6 +286,45 @@ export class Scatter {
     }
     this.pts.getContext('2d').putImageData(this.img, 0, 0);
     this.lastDrawMs = performance.now() - t0;
+  }
+
+  _drawDensity(pos, lists, label, pred, colorBy, lerp) {
+    const W = this.pts.width, H = this.pts.height, v = this.view, k = v.scale * this.dpr;
+    const img = this.density.render({
+      pos, lerp, lists, c1: colorBy ? colorBy.idx : label, c2: colorBy ? colorBy.idx : pred,
+      cBad: colorBy ? colorBy.idx : pred, pal: colorBy ? colorBy.pal : PACKED, dimRgb: DIM_RGB,
+      k, ox: W / 2 - v.cx * k, oy: H / 2 + v.cy * k, W, H,
+    });
+    if (this.gl) { this.gl.drawImage(img, W, H); return; }
+    // Canvas2D: the cells into a small canvas, scaled up without smoothing.
+    if (!this._cells || this._cells.width !== img.w || this._cells.height !== img.h) {
+      this._cells = document.createElement('canvas');
+      this._cells.width = img.w; this._cells.height = img.h;
+      this._cellsImg = this._cells.getContext('2d').createImageData(img.w, img.h);
+    }
+    new Uint32Array(this._cellsImg.data.buffer).set(img.rgba);
+    this._cells.getContext('2d').putImageData(this._cellsImg, 0, 0);
+    const ctx = this.pts.getContext('2d');
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, W, H);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this._cells, 0, 0, img.w * img.bin, img.h * img.bin);
+  }
+
+  // RGBA bytes (not premultiplied, as getImageData) of the point layer, read
+  // through a 2-D copy whatever draws it (tests and exports).
+  pointPixels() {
+    if (!this.gl) return this.pts.getContext('2d').getImageData(0, 0, this.pts.width, this.pts.height).data;
+    const c = document.createElement('canvas');
+    c.width = this.pts.width; c.height = this.pts.height;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(this.pts, 0, 0);
+    return ctx.getImageData(0, 0, c.width, c.height).data;
+  }
+
+  // Waits until the points drawn are on the canvas (timing only).
+  finish() {
+    if (this.gl) this.gl.finish();
   }
 
   overlayContext() {
