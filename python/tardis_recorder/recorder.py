@@ -521,9 +521,17 @@ class Recorder(object):
                 raise ValueError("subset: the recorded subset is fixed for the whole run; "
                                  "pass it (or its size) as Recorder(subset=...) and leave "
                                  "record_epoch's subset out")
+        ep = self._prepare_shell(layers, D, trained, task)
+        ep.update(train_repr=tr, train_logits=tl, train_loss=loss, test_repr=te_r,
+                  test_logits=te_l)
+        return ep
+
+    def _prepare_shell(self, layers, D, trained, task):
+        """The epoch's parts other than the sample arrays (those stay None;
+        ``in_place`` names the files already written into the epoch)."""
         trained_idx = None
         if trained is not None:
-            trained_idx = _as_trained(trained, N)
+            trained_idx = _as_trained(trained, self.n_train)
         if task is not None:
             if self.tasks is None:
                 raise ValueError("task given but the Recorder has no tasks; pass tasks= "
@@ -532,8 +540,9 @@ class Recorder(object):
                     or not 0 <= int(task) < len(self.tasks)):
                 raise ValueError("task: expected a task index in [0, %d), found %r"
                                  % (len(self.tasks), task))
-        return dict(D=D, layers=layers, train_repr=tr, train_logits=tl, train_loss=loss,
-                    test_repr=te_r, test_logits=te_l, trained=trained_idx, task=task)
+        return dict(D=D, layers=layers, train_repr=None, train_logits=None, train_loss=None,
+                    test_repr=None, test_logits=None, trained=trained_idx, task=task,
+                    in_place=set())
 
     def _commit(self, epoch, ep, metrics, tmp=None):
         """Write the prepared epoch ``ep`` into ``epochs/.tmp-NNNN-<pid>`` (or
