@@ -58,7 +58,8 @@ class DistributedRecorder(object):
     their shards).  ``group`` is the process group (default: the world).
 
     Attributes: ``rank``, ``world_size``, ``subset`` (the recorded training
-    indices, or None when all are recorded), ``n_train``, ``n_test``.
+    indices, or None when all are recorded), ``n_train``, ``n_test``,
+    ``last_epoch_info`` (the last epoch's epoch.json, on every rank).
     """
 
     def __init__(self, path, *args, group=None, **kwargs):
@@ -73,6 +74,7 @@ class DistributedRecorder(object):
         self.path = os.path.abspath(os.fspath(path))
         self.epochs_dir = os.path.join(self.path, "epochs")
         self._rec = None
+        self.last_epoch_info = None  # epoch.json of the last epoch, on every rank
         err, cfg = None, None
         if self.rank == 0:
             try:
@@ -229,13 +231,15 @@ class DistributedRecorder(object):
         result = None
         if self.rank == 0:
             try:
-                result = ("ok", self._assemble_and_commit(epoch, tmp, status, ep, metrics))
+                path = self._assemble_and_commit(epoch, tmp, status, ep, metrics)
+                result = ("ok", path, self._rec.last_epoch_info)
             except Exception as e:
                 self._discard(tmp)
                 result = ("error", "%s: %s" % (type(e).__name__, e))
         result = self._broadcast_from_0(result)
         if result[0] != "ok":
             raise ValueError("epoch %d not recorded: rank 0: %s" % (epoch, result[1]))
+        self.last_epoch_info = result[2]
         return result[1]
 
     def _discard(self, tmp):
