@@ -169,6 +169,27 @@ class TwoRanks(unittest.TestCase):
         self.assertRegex(text, r"epochs\s+2 \(0 to 1\)")
 
 
+class Example(unittest.TestCase):
+    """python/examples/record_ddp.py on 2 spawned ranks, read back by tardis."""
+
+    def test_example_records_a_run_tardis_reads(self):
+        tmp = tempfile.mkdtemp(prefix="tardis-ddp-example-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        run = os.path.join(tmp, "run")
+        cmd = [sys.executable, os.path.join(PYDIR, "examples", "record_ddp.py"), "--spawn", "2",
+               "--out", run, "--epochs", "2", "--limit", "600", "--repr-dtype", "float16"]
+        env = dict(os.environ, MASTER_PORT=str(free_port()), OMP_NUM_THREADS="1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE_S, env=env)
+        text = proc.stdout + proc.stderr
+        self.assertEqual(proc.returncode, 0, text)
+        self.assertRegex(proc.stdout, r"epoch +2 +train acc")
+        self.assertEqual(verify_run(run)["epochs"], [1, 2])
+        out = subprocess.run([require_td_bin(self), "info", run], capture_output=True,
+                             text=True, timeout=DEADLINE_S)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr + text)
+        self.assertIn("600 samples", out.stdout)
+
+
 class OneRank(unittest.TestCase):
     """A process group of one, in this process: the error paths."""
 
