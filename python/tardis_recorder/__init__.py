@@ -8,6 +8,8 @@
                          test_repr=Rt, test_logits=Zt, metrics={"lr": lr})
 
 Pure Python + numpy; torch is only touched when you pass torch objects.
+From torch.distributed (DDP) training, use
+``tardis_recorder.distributed.DistributedRecorder`` on every rank.
 """
 
 from .recorder import (FORMAT, FORMAT_VERSION, Recorder, __version__, epoch_dirname,

@@ -34,8 +34,7 @@ if HERE not in sys.path:
 from tardis_recorder import Recorder, verify_run  # noqa: E402
 from test_recorder import require_td_bin  # noqa: E402
 
-import torch  # noqa: E402  (Debian's python3-torch is a test dependency)
-import torch.distributed as dist  # noqa: E402
+import torch.distributed as dist  # noqa: E402  (Debian's python3-torch is a test dependency)
 from tardis_recorder.distributed import DistributedRecorder  # noqa: E402
 
 # A loaded 2-core CI machine (under the sanitizer build, too) can take long
