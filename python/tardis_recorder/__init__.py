@@ -8,10 +8,12 @@
                          test_repr=Rt, test_logits=Zt, metrics={"lr": lr})
 
 Pure Python + numpy; torch is only touched when you pass torch objects.
+From torch.distributed (DDP) training, use
+``tardis_recorder.distributed.DistributedRecorder`` on every rank.
 """
 
 from .recorder import (FORMAT, FORMAT_VERSION, Recorder, __version__, epoch_dirname,
-                       producer_string)
+                       make_subset, producer_string)
 from .head import normalize_head, head_forward
 from ._arrays import per_sample_loss
 
@@ -24,5 +26,5 @@ def __getattr__(name):
     raise AttributeError("module 'tardis_recorder' has no attribute %r" % name)
 
 __all__ = ["Recorder", "FORMAT", "FORMAT_VERSION", "__version__", "epoch_dirname",
-           "producer_string", "normalize_head", "head_forward", "per_sample_loss",
-           "verify_run", "RunFormatError"]
+           "producer_string", "make_subset", "normalize_head", "head_forward",
+           "per_sample_loss", "verify_run", "RunFormatError"]

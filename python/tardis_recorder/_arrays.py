@@ -113,7 +113,7 @@ def as_float_matrix(x, what, rows=None, cols=None, dtype=np.float32,
     return out
 
 
-def as_float_vector(x, what, n=None, n_from=None):
+def as_float_vector(x, what, n=None, n_from=None, dtype=np.float32):
     arr = to_numpy(x, what)
     if arr.ndim != 1:
         raise ValueError("%s: expected a 1-D array, found shape %s"
@@ -125,7 +125,11 @@ def as_float_vector(x, what, n=None, n_from=None):
         raise ValueError("%s: expected floating-point values, found dtype %s"
                          % (what, arr.dtype))
     check_finite(arr, what)
-    return arr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    if out.dtype != arr.dtype:
+        check_finite(out, "%s (as %s)" % (what, np.dtype(dtype).name))
+    return out
 
 
 def as_index_vector(x, what, limit):

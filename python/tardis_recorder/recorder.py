@@ -16,7 +16,7 @@ from ._arrays import (as_float_matrix, as_float_vector, as_index_vector, as_labe
                       check_finite, per_sample_loss, to_number, to_numpy)
 from .head import head_forward, normalize_head
 
-__all__ = ["Recorder", "FORMAT", "FORMAT_VERSION", "epoch_dirname"]
+__all__ = ["Recorder", "FORMAT", "FORMAT_VERSION", "epoch_dirname", "make_subset"]
 
 __version__ = "1.0.0"
 FORMAT = "tardis-run"
@@ -87,6 +87,8 @@ class Recorder(object):
         (until then the directory is not yet a readable run).
     repr_dtype : "float32" or "float16"
         Storage type of ``train_repr``/``test_repr``.
+    logits_dtype : "float32" or "float16"
+        Storage type of ``train_logits``/``test_logits``/``train_loss``.
     overwrite : bool
         Replace an existing tardis run at ``path``.  Directories that do not
         look like a tardis run are never deleted.
@@ -110,12 +112,23 @@ class Recorder(object):
         task (``task_acc``) in ``epoch.json`` (with ``auto_metrics``).
     epochs_per_task : int, optional
         How many epochs each task trains (stored in ``run.json``).
+    subset : int or int array [K], optional
+        Record only K training samples, the same ones every epoch: an int
+        draws K of the N indices at random (from ``subset_seed``), an array
+        names them.  ``rec.subset`` holds them, ascending; every epoch then
+        stores ``subset.npy`` and K rows of train_repr/train_logits/
+        train_loss in that order (test arrays stay whole).
+    subset_seed : int
+        Seed of the random subset (numpy's default_rng); the same seed and
+        sizes always give the same samples.
     """
 
     def __init__(self, path, classes, train_labels, test_labels=None, train_truth=None,
                  train_inputs=None, test_inputs=None, input_shape=None, name=None,
-                 repr_dim=None, repr_dtype="float32", overwrite=False, resume=False,
-                 head_check="error", auto_metrics=True, tasks=None, epochs_per_task=None):
+                 repr_dim=None, repr_dtype="float32", logits_dtype="float32",
+                 overwrite=False, resume=False,
+                 head_check="error", auto_metrics=True, tasks=None, epochs_per_task=None,
+                 subset=None, subset_seed=0):
         self.path = os.path.abspath(os.fspath(path))
         self.epochs_dir = os.path.join(self.path, "epochs")
 
@@ -127,10 +140,8 @@ class Recorder(object):
         self.head_check = head_check
         self.auto_metrics = bool(auto_metrics)
 
-        dt = np.dtype(repr_dtype) if repr_dtype is not None else np.dtype(np.float32)
-        if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
-            raise ValueError("repr_dtype must be float32 or float16, found %r" % (repr_dtype,))
-        self.repr_dtype = dt
+        self.repr_dtype = _storage_dtype(repr_dtype, "repr_dtype")
+        self.logits_dtype = _storage_dtype(logits_dtype, "logits_dtype")
 
         # -- classes -------------------------------------------------------
         if isinstance(classes, str) or not hasattr(classes, "__iter__"):
@@ -168,6 +179,7 @@ class Recorder(object):
         if train_truth is not None:
             self.train_truth = as_labels(train_truth, "train_truth", n=self.n_train,
                                          n_classes=C)
+        self.subset = make_subset(subset, self.n_train, subset_seed)
         self.test_labels = None
         if test_labels is not None:
             self.test_labels = as_labels(test_labels, "test_labels", n_classes=C)
@@ -286,6 +298,8 @@ class Recorder(object):
             self._save("test_labels.npy", self.test_labels)
         if self.train_truth is not None:
             self._save("train_truth.npy", self.train_truth)
+        if self.subset is not None:
+            self._save("subset.npy", self.subset)
         if self.train_inputs is not None:
             self._save("train_inputs.npy", self.train_inputs)
         if self.test_inputs is not None:
@@ -330,6 +344,14 @@ class Recorder(object):
         if self.tasks is not None and meta.get("tasks") != self.tasks:
             raise ValueError("resume: tasks differ: run has %r, given %r"
                              % (meta.get("tasks"), self.tasks))
+        sub_path = os.path.join(self.path, "subset.npy")
+        stored = np.load(sub_path).astype(np.int32) if os.path.exists(sub_path) else None
+        if self.subset is None:
+            self.subset = stored
+        elif stored is None or not np.array_equal(stored, self.subset):
+            raise ValueError("resume: the subset differs from the run's subset.npy (%s); the "
+                             "subset is fixed for the whole run"
+                             % ("none" if stored is None else "%d samples" % len(stored)))
         if self.repr_dim is not None and self.repr_dim != meta.get("repr_dim"):
             raise ValueError("resume: repr_dim %d differs from the run's %r"
                              % (self.repr_dim, meta.get("repr_dim")))
@@ -410,10 +432,13 @@ class Recorder(object):
         """Write epoch ``epoch`` atomically; return the epoch directory's path.
 
         ``train_repr`` [N, D] and ``train_logits`` [N, C] must list the
-        training samples in the order of ``train_labels``.  ``head`` maps the
-        representation to logits (see :mod:`tardis_recorder.head`).
-        ``train_loss`` [N] is computed from the logits when omitted.
-        ``subset`` [K] lists training indices in use at this epoch.
+        training samples in the order of ``train_labels``.  In a subset run
+        (``Recorder(subset=...)``) they may also hold just the K rows of the
+        subset, ascending (what ``rec.subset`` lists); full [N, ...] arrays
+        are cut down to those rows.  ``head`` maps the representation to
+        logits (see :mod:`tardis_recorder.head`).  ``train_loss`` ([N] or
+        [K]) is computed from the logits when omitted.  ``subset``, when
+        given, must equal the Recorder's subset (it is fixed for the run).
         ``trained`` (continual learning) is the set of training samples this
         epoch trained on: indices [K] in any order, or a boolean mask [N];
         stored as ``trained.npy``, sorted and unique.  ``task`` is the index
@@ -423,6 +448,15 @@ class Recorder(object):
         seconds, lr.  Arrays may be numpy arrays or torch tensors.
         """
         t0 = time.time()
+        epoch = self._check_epoch_number(epoch)
+        ep = self._prepare(train_repr, train_logits, head, test_repr, test_logits,
+                           train_loss, subset, trained, task)
+        self._check_head(ep["layers"], ep["train_repr"], ep["train_logits"])
+        final = self._commit(epoch, ep, metrics)
+        self.last_record_seconds = time.time() - t0
+        return final
+
+    def _check_epoch_number(self, epoch):
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
             raise ValueError("epoch: expected a non-negative integer, found %r" % (epoch,))
         epoch = int(epoch)
@@ -432,20 +466,35 @@ class Recorder(object):
         if os.path.exists(final):
             raise FileExistsError("epoch %d is already recorded (%s); epochs are never "
                                   "overwritten" % (epoch, final))
+        return epoch
 
+    def _rows(self, arr, n_rows):
+        """``arr`` cut to the subset's rows when it holds all N (subset runs)."""
+        if self.subset is not None and n_rows == self.n_train != len(self.subset):
+            return arr[self.subset]
+        return arr
+
+    def _prepare(self, train_repr, train_logits, head, test_repr, test_logits, train_loss,
+                 subset, trained, task):
+        """Validate one epoch's arguments (nothing touches the disk); return the
+        arrays to store as a dict, plus the head's layers under "layers"."""
         N, C, D = self.n_train, len(self.classes), self.repr_dim
+        K = N if self.subset is None else len(self.subset)
         d_from = "repr_dim in run.json" if D is not None else None
-
-        # ---- validate everything before touching the disk ----------------
-        tr = as_float_matrix(train_repr, "train_repr", rows=N, cols=D, dtype=self.repr_dtype,
-                             rows_from="n_train in run.json", cols_from=d_from)
+        rows, rows_from = K, "n_train in run.json"
+        if self.subset is not None:
+            rows_from = "the subset's size; %d (n_train) also accepted" % N
+            rows = N if to_numpy(train_repr, "train_repr").shape[:1] == (N,) else K
+        tr = as_float_matrix(train_repr, "train_repr", rows=rows, cols=D, dtype=self.repr_dtype,
+                             rows_from=rows_from, cols_from=d_from)
         if D is None:
             D = int(tr.shape[1])
             if D < 1:
                 raise ValueError("train_repr: the representation has no columns")
-        tl = as_float_matrix(train_logits, "train_logits", rows=N, cols=C,
-                             rows_from="n_train in run.json",
+        tl = as_float_matrix(train_logits, "train_logits", rows=rows, cols=C,
+                             dtype=self.logits_dtype, rows_from="as train_repr",
                              cols_from="number of classes")
+        tr, tl = self._rows(tr, rows), self._rows(tl, rows)
         layers = normalize_head(head, in_dim=D, out_dim=C)
 
         te_r = te_l = None
@@ -459,19 +508,30 @@ class Recorder(object):
                                    cols_from="repr_dim")
         if test_logits is not None:
             te_l = as_float_matrix(test_logits, "test_logits", rows=self.n_test, cols=C,
-                                   rows_from="n_test in run.json",
+                                   dtype=self.logits_dtype, rows_from="n_test in run.json",
                                    cols_from="number of classes")
-
-        if train_loss is None:
-            loss = per_sample_loss(tl, self.train_labels)
-        else:
-            loss = as_float_vector(train_loss, "train_loss", n=N, n_from="n_train")
-        sub = None
+        loss = None
+        if train_loss is not None:
+            loss = self._rows(as_float_vector(train_loss, "train_loss", n=rows,
+                                              n_from="as train_repr",
+                                              dtype=self.logits_dtype), rows)
         if subset is not None:
-            sub = as_index_vector(subset, "subset", N)
+            given = np.unique(as_index_vector(subset, "subset", N))
+            if self.subset is None or not np.array_equal(given, self.subset):
+                raise ValueError("subset: the recorded subset is fixed for the whole run; "
+                                 "pass it (or its size) as Recorder(subset=...) and leave "
+                                 "record_epoch's subset out")
+        ep = self._prepare_shell(layers, D, trained, task)
+        ep.update(train_repr=tr, train_logits=tl, train_loss=loss, test_repr=te_r,
+                  test_logits=te_l)
+        return ep
+
+    def _prepare_shell(self, layers, D, trained, task):
+        """The epoch's parts other than the sample arrays (those stay None;
+        ``in_place`` names the files already written into the epoch)."""
         trained_idx = None
         if trained is not None:
-            trained_idx = _as_trained(trained, N)
+            trained_idx = _as_trained(trained, self.n_train)
         if task is not None:
             if self.tasks is None:
                 raise ValueError("task given but the Recorder has no tasks; pass tasks= "
@@ -480,36 +540,49 @@ class Recorder(object):
                     or not 0 <= int(task) < len(self.tasks)):
                 raise ValueError("task: expected a task index in [0, %d), found %r"
                                  % (len(self.tasks), task))
+        return dict(D=D, layers=layers, train_repr=None, train_logits=None, train_loss=None,
+                    test_repr=None, test_logits=None, trained=trained_idx, task=task,
+                    in_place=set())
 
-        info = self._epoch_json(epoch, metrics, tl, loss, te_l)
-        if task is not None:
-            info["task"] = int(task)
+    def _commit(self, epoch, ep, metrics, tmp=None):
+        """Write the prepared epoch ``ep`` into ``epochs/.tmp-NNNN-<pid>`` (or
+        ``tmp``, where arrays given as None in ``ep`` already lie) and rename
+        it to ``epochs/NNNN``.  Every figure of epoch.json comes from the
+        stored arrays, so the same arrays always give the same bytes."""
+        final = self.epoch_path(epoch)
+        tl = ep["train_logits"]
+        labels = self.train_labels if self.subset is None else self.train_labels[self.subset]
+        loss = ep["train_loss"]
+        if loss is None:
+            loss = as_float_vector(per_sample_loss(tl, labels), "train_loss",
+                                   dtype=self.logits_dtype)
+        info = self._epoch_json(epoch, metrics, tl, labels, loss, ep["test_logits"])
+        if ep["task"] is not None:
+            info["task"] = int(ep["task"])
         if self.tasks is not None and self.auto_metrics:
-            info.setdefault("task_acc", self._task_acc(tl, te_l))
-        self._check_head(layers, tr, tl)
+            info.setdefault("task_acc", self._task_acc(tl, labels, ep["test_logits"]))
 
-        # ---- write into a temporary directory, then rename ---------------
-        tmp = os.path.join(self.epochs_dir, ".tmp-%s-%d" % (epoch_dirname(epoch), os.getpid()))
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
-        os.makedirs(tmp)
+        own_tmp = tmp is None
+        if own_tmp:
+            tmp = os.path.join(self.epochs_dir,
+                               ".tmp-%s-%d" % (epoch_dirname(epoch), os.getpid()))
+            if os.path.exists(tmp):
+                shutil.rmtree(tmp)
+            os.makedirs(tmp)
         try:
             def save(rel, arr):
-                _io.save_npy(os.path.join(tmp, rel), arr)
+                if arr is not None and os.path.basename(rel) not in ep.get("in_place", ()):
+                    _io.save_npy(os.path.join(tmp, rel), arr)
 
-            save("train_repr.npy", tr)
+            save("train_repr.npy", ep["train_repr"])
             save("train_logits.npy", tl)
             save("train_loss.npy", loss)
-            if te_r is not None:
-                save("test_repr.npy", te_r)
-            if te_l is not None:
-                save("test_logits.npy", te_l)
-            if sub is not None:
-                save("subset.npy", sub)
-            if trained_idx is not None:
-                save("trained.npy", trained_idx)
+            save("test_repr.npy", ep["test_repr"])
+            save("test_logits.npy", ep["test_logits"])
+            save("subset.npy", self.subset)
+            save("trained.npy", ep["trained"])
             head_json = []
-            for i, layer in enumerate(layers):
+            for i, layer in enumerate(ep["layers"]):
                 wname, bname = "head_%d_w.npy" % i, "head_%d_b.npy" % i
                 save(wname, layer.weight)
                 save(bname, layer.bias)
@@ -520,7 +593,7 @@ class Recorder(object):
             _io.fsync_dir(tmp)
 
             if not self._run_json_written:
-                self.repr_dim = D
+                self.repr_dim = ep["D"]
                 self._write_run_json()
 
             if os.path.exists(final):
@@ -536,11 +609,11 @@ class Recorder(object):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _io.fsync_dir(self.epochs_dir)
-        self.last_record_seconds = time.time() - t0
         self.last_epoch_info = info
         return final
 
-    def _epoch_json(self, epoch, metrics, train_logits, train_loss, test_logits):
+    def _epoch_json(self, epoch, metrics, train_logits, train_labels, train_loss,
+                    test_logits):
         info = {"epoch": epoch}
         if metrics is not None:
             if not isinstance(metrics, dict):
@@ -559,7 +632,7 @@ class Recorder(object):
         if self.auto_metrics:
             pred = train_logits.argmax(axis=1)
             info.setdefault("train_loss", float(np.mean(train_loss, dtype=np.float64)))
-            info.setdefault("train_acc", float(np.mean(pred == self.train_labels)))
+            info.setdefault("train_acc", float(np.mean(pred == train_labels)))
             if test_logits is not None:
                 tl = per_sample_loss(test_logits, self.test_labels)
                 info.setdefault("test_loss", float(np.mean(tl, dtype=np.float64)))
@@ -567,7 +640,7 @@ class Recorder(object):
                                 float(np.mean(test_logits.argmax(axis=1) == self.test_labels)))
         return info
 
-    def _task_acc(self, train_logits, test_logits):
+    def _task_acc(self, train_logits, train_labels, test_logits):
         """Accuracy per task of each split (None for a task without samples)."""
         def per_task(logits, labels):
             pred = logits.argmax(axis=1)
@@ -576,7 +649,7 @@ class Recorder(object):
                 mask = np.isin(labels, classes)
                 out.append(float(np.mean(pred[mask] == labels[mask])) if mask.any() else None)
             return out
-        acc = {"train": per_task(train_logits, self.train_labels)}
+        acc = {"train": per_task(train_logits, train_labels)}
         if test_logits is not None:
             acc["test"] = per_task(test_logits, self.test_labels)
         return acc
@@ -592,7 +665,8 @@ class Recorder(object):
                                          np.linspace(0, n - 1, min(n, 192)).astype(np.int64)]))
         got = head_forward(layers, train_repr[rows].astype(np.float32))
         want = train_logits[rows].astype(np.float64)
-        rel = 5e-2 if self.repr_dtype == np.float16 else 1e-2
+        f16 = np.dtype(np.float16)
+        rel = 5e-2 if f16 in (self.repr_dtype, self.logits_dtype) else 1e-2
         allowed = rel * (1.0 + np.abs(want).max(axis=1))
         excess = (np.abs(got - want) - allowed[:, None]).max(axis=1)
         if (excess > 0).any():
@@ -638,6 +712,36 @@ def _check_tasks(tasks, n_classes):
     if not out:
         raise ValueError("tasks: expected at least one task")
     return out
+
+
+def _storage_dtype(name, what):
+    dt = np.dtype(name) if name is not None else np.dtype(np.float32)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise ValueError("%s must be float32 or float16, found %r" % (what, name))
+    return dt
+
+
+def make_subset(subset, n, seed=0):
+    """The fixed subset of a run as ascending int32 indices, or None.
+
+    ``subset`` is None, a size K (K distinct indices of [0, n) drawn with
+    ``numpy.random.default_rng(seed)``) or the indices themselves."""
+    if subset is None:
+        return None
+    if isinstance(subset, (int, np.integer)) and not isinstance(subset, bool):
+        k = int(subset)
+        if not 1 <= k <= n:
+            raise ValueError("subset: a size must lie in [1, %d] (n_train), found %d" % (n, k))
+        idx = np.random.default_rng(seed).choice(n, size=k, replace=False)
+        return np.sort(idx).astype(np.int32)
+    idx = as_index_vector(subset, "subset", n)
+    if idx.size == 0:
+        raise ValueError("subset: expected at least one training index")
+    out = np.unique(idx)
+    if out.size != idx.size:
+        raise ValueError("subset: index %d is listed twice"
+                         % int(out[np.argmax(np.bincount(idx)[out] > 1)]))
+    return out.astype(np.int32)
 
 
 def _as_trained(trained, n):

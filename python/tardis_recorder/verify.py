@@ -142,6 +142,7 @@ def verify_run(path):
                 ck.bad("%s: present but run.json has no input_shape" % rel)
             else:
                 ck.load(rel, [n] + shp, [np.uint8, np.float32], finite=True)
+    subset = _check_subset(ck, "subset.npy", N, None)
 
     epochs = []
     edir = os.path.join(path, "epochs")
@@ -158,7 +159,7 @@ def verify_run(path):
         num = int(entry)
         if entry != "%04d" % num:
             ck.bad("epochs/%s: name must be the epoch number zero-padded to 4 digits" % entry)
-        _check_epoch(ck, "epochs/%s" % entry, num, N, M, D, C, n_tasks)
+        _check_epoch(ck, "epochs/%s" % entry, num, N, M, D, C, n_tasks, subset)
         epochs.append(num)
     if ck.problems:
         raise RunFormatError(ck.problems)
@@ -215,7 +216,30 @@ def _check_epoch_tasks(ck, rel, info, n_tasks):
                    % (rel, split, n_tasks))
 
 
-def _check_epoch(ck, rel, num, N, M, D, C, n_tasks=0):
+def _check_subset(ck, rel, N, run_subset):
+    """RUN/subset.npy (run_subset None) or an epoch's copy of it: K >= 1
+    indices in [0, N), strictly ascending; the copy equal to the run's."""
+    present = os.path.exists(os.path.join(ck.path, rel))
+    if rel != "subset.npy" and present != (run_subset is not None):
+        ck.bad("%s: %s" % (rel, "present but the run has no subset.npy" if present
+                           else "missing in a subset run (RUN/subset.npy exists)"))
+        return None
+    if not present:
+        return None
+    sub = ck.load(rel, None, [np.int32, np.int64])
+    if sub is None:
+        return None
+    if (sub.ndim != 1 or sub.size == 0 or sub.min() < 0 or sub.max() >= N
+            or (sub.size > 1 and not (np.diff(sub) > 0).all())):
+        ck.bad("%s: must be a non-empty 1-D vector of indices in [0, %d), strictly ascending"
+               % (rel, N))
+        return None
+    if run_subset is not None and not np.array_equal(sub, run_subset):
+        ck.bad("%s: differs from RUN/subset.npy (the subset is fixed for the run)" % rel)
+    return sub
+
+
+def _check_epoch(ck, rel, num, N, M, D, C, n_tasks=0, subset=None):
     try:
         with open(os.path.join(ck.path, rel, "epoch.json"), encoding="utf-8") as f:
             info = json.load(f)
@@ -230,15 +254,14 @@ def _check_epoch(ck, rel, num, N, M, D, C, n_tasks=0):
                 if k in info and not _is_num(info[k]):
                     ck.bad("%s/epoch.json: %s must be a number, found %r" % (rel, k, info[k]))
             _check_epoch_tasks(ck, rel, info, n_tasks)
-    ck.load(rel + "/train_repr.npy", [N, D], [np.float32, np.float16], finite=True)
-    ck.load(rel + "/train_logits.npy", [N, C], [np.float32], finite=True)
-    ck.load(rel + "/train_loss.npy", [N], [np.float32], finite=True, required=False)
-    ck.load(rel + "/test_repr.npy", [M, D], [np.float32, np.float16], finite=True,
-            required=False)
-    ck.load(rel + "/test_logits.npy", [M, C], [np.float32], finite=True, required=False)
-    sub = ck.load(rel + "/subset.npy", None, [np.int32], required=False)
-    if sub is not None and (sub.ndim != 1 or (sub.size and (sub.min() < 0 or sub.max() >= N))):
-        ck.bad("%s/subset.npy: must be a 1-D vector of indices in [0, %d)" % (rel, N))
+    K = N if subset is None else len(subset)  # rows of the train arrays
+    floats = [np.float32, np.float16]
+    ck.load(rel + "/train_repr.npy", [K, D], floats, finite=True)
+    ck.load(rel + "/train_logits.npy", [K, C], floats, finite=True)
+    ck.load(rel + "/train_loss.npy", [K], floats, finite=True, required=False)
+    ck.load(rel + "/test_repr.npy", [M, D], floats, finite=True, required=False)
+    ck.load(rel + "/test_logits.npy", [M, C], floats, finite=True, required=False)
+    _check_subset(ck, rel + "/subset.npy", N, subset)
     tr = ck.load(rel + "/trained.npy", None, [np.int32], required=False)
     if tr is not None and (tr.ndim != 1 or (tr.size and (tr.min() < 0 or tr.max() >= N))
                            or (tr.size > 1 and not (np.diff(tr) > 0).all())):

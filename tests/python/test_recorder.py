@@ -103,8 +103,6 @@ class TestRunFiles(RecorderTestCase):
         for e in (0, 1, 2):
             epochs[e] = self.s.epoch(e)
             kw = dict(epochs[e])
-            if e == 2:
-                kw["subset"] = np.arange(0, N, 2)
             out = rec.record_epoch(e, metrics={"lr": 0.1 * (e + 1), "seconds": 1.5,
                                                "note": "hello"}, **kw)
             self.assertEqual(out, self.path("epochs", "%04d" % e))
@@ -171,10 +169,7 @@ class TestRunFiles(RecorderTestCase):
             w, b, _ = ep["head"][0]
             np.testing.assert_array_equal(load(d + "head_0_w.npy", np.float32, [C, D]), w)
             np.testing.assert_array_equal(load(d + "head_0_b.npy", np.float32, [C]), b)
-            has_subset = os.path.exists(self.path("epochs", "%04d" % e, "subset.npy"))
-            self.assertEqual(has_subset, e == 2)
-        np.testing.assert_array_equal(load("epochs/0002/subset.npy", np.int32, [N // 2]),
-                                      np.arange(0, N, 2))
+            self.assertFalse(os.path.exists(self.path("epochs", "%04d" % e, "subset.npy")))
 
         self.assertEqual(hidden_entries(self.run_dir), [])
         self.assertEqual(verify_run(self.run_dir)["epochs"], [0, 1, 2])
@@ -299,6 +294,69 @@ class TestAtomicity(RecorderTestCase):
             self.recorder(resume=True, train_labels=(self.s.y + 1) % C)
         with self.assertRaisesRegex(ValueError, "classes differ"):
             self.recorder(resume=True, classes=["a", "b", "c"])
+
+
+class TestSubset(RecorderTestCase):
+    """Recorder(subset=...): the same K training samples every epoch
+    (RUN/subset.npy, a copy in each epoch, K rows of the train arrays)."""
+
+    def test_random_subset_is_fixed_and_rows_follow_it(self):
+        rec = self.recorder(subset=12, subset_seed=7, train_truth=self.s.truth)
+        sub = rec.subset
+        self.assertEqual(sub.dtype, np.int32)
+        self.assertEqual(len(sub), 12)
+        self.assertTrue((np.diff(sub) > 0).all() and sub[0] >= 0 and sub[-1] < N)
+        np.testing.assert_array_equal(sub, tardis_recorder.make_subset(12, N, 7))
+        self.assertFalse(np.array_equal(sub, tardis_recorder.make_subset(12, N, 8)))
+        np.testing.assert_array_equal(np.load(self.path("subset.npy")), sub)
+        eps = {e: self.s.epoch(e) for e in (1, 2)}
+        rec.record_epoch(1, **eps[1])  # all N rows: the recorder keeps the subset's
+        ep = dict(eps[2])  # only the K rows, in subset order
+        ep["train_repr"], ep["train_logits"] = ep["train_repr"][sub], ep["train_logits"][sub]
+        rec.record_epoch(2, **ep)
+        for e, full in eps.items():
+            d = self.path("epochs", "%04d" % e)
+            np.testing.assert_array_equal(np.load(os.path.join(d, "subset.npy")), sub)
+            np.testing.assert_array_equal(np.load(os.path.join(d, "train_repr.npy")),
+                                          full["train_repr"][sub])
+            z = np.load(os.path.join(d, "train_logits.npy"))
+            np.testing.assert_array_equal(z, full["train_logits"][sub])
+            self.assertEqual(np.load(os.path.join(d, "train_loss.npy")).shape, (12,))
+            self.assertEqual(np.load(os.path.join(d, "test_repr.npy")).shape, (M, D))
+            with open(os.path.join(d, "epoch.json")) as f:
+                info = json.load(f)
+            self.assertEqual(info["train_acc"], float(np.mean(z.argmax(1) == self.s.y[sub])))
+        self.assertEqual(verify_run(self.run_dir)["epochs"], [1, 2])
+        # resuming keeps the subset; another one is refused
+        rec2 = self.recorder(resume=True)
+        np.testing.assert_array_equal(rec2.subset, sub)
+        with self.assertRaisesRegex(ValueError, "subset differs"):
+            self.recorder(resume=True, subset=12, subset_seed=8)
+        with self.assertRaisesRegex(ValueError, "train_repr: expected 12 rows"):
+            rec2.record_epoch(3, **dict(eps[1], train_repr=eps[1]["train_repr"][:20]))
+        with self.assertRaisesRegex(ValueError, "subset is fixed for the whole run"):
+            rec2.record_epoch(3, subset=np.arange(5), **eps[1])
+
+    def test_subset_from_indices_and_bad_subsets(self):
+        rec = self.recorder(subset=[40, 3, 17])
+        np.testing.assert_array_equal(rec.subset, [3, 17, 40])
+        for bad, msg in ((0, r"size must lie in \[1, 50\]"), (N + 1, "size must lie"),
+                         ([1, 1], "index 1 is listed twice"), ([N], r"in \[0, 50\)"),
+                         (np.array([], np.int64), "at least one")):
+            with self.assertRaisesRegex(ValueError, msg):
+                Recorder(self.path("bad"), CLASSES, self.s.y, subset=bad)
+
+    def test_verify_catches_bad_subset_runs(self):
+        rec = self.recorder(subset=10)
+        rec.record_epoch(1, **self.s.epoch(1))
+        rec.record_epoch(2, **self.s.epoch(2))
+        os.remove(self.path("epochs", "0001", "subset.npy"))
+        np.save(self.path("epochs", "0002", "subset.npy"), np.arange(10, dtype=np.int32))
+        with self.assertRaises(RunFormatError) as cm:
+            verify_run(self.run_dir)
+        text = str(cm.exception)
+        self.assertIn("epochs/0001/subset.npy: missing in a subset run", text)
+        self.assertIn("epochs/0002/subset.npy: differs from RUN/subset.npy", text)
 
 
 class TestValidation(RecorderTestCase):
@@ -434,6 +492,22 @@ class TestDtypesAndLoss(RecorderTestCase):
         ep["train_repr"] = ep["train_repr"] * 1e6
         with self.assertRaisesRegex(ValueError, "train_repr: values overflow float16 at row"):
             rec.record_epoch(2, **ep)
+
+    def test_float16_logits_and_loss(self):
+        rec = self.recorder(repr_dtype="float16", logits_dtype="float16")
+        ep = self.s.epoch(1)
+        rec.record_epoch(1, **ep)
+        for f in ("train_repr", "train_logits", "train_loss", "test_repr", "test_logits"):
+            self.assertEqual(np.load(self.path("epochs", "0001", f + ".npy")).dtype,
+                             np.float16, f)
+        z = np.load(self.path("epochs", "0001", "train_logits.npy"))
+        np.testing.assert_array_equal(z, ep["train_logits"].astype(np.float16))
+        with open(self.path("epochs", "0001", "epoch.json")) as f:
+            info = json.load(f)
+        self.assertEqual(info["train_acc"], float(np.mean(z.argmax(1) == self.s.y)))
+        verify_run(self.run_dir)
+        with self.assertRaisesRegex(ValueError, "logits_dtype must be float32 or float16"):
+            Recorder(self.path("x"), CLASSES, self.s.y, logits_dtype="int8")
 
     def test_float64_inputs_are_stored_as_float32(self):
         ep = {k: (np.asarray(v, np.float64) if k != "head" else v)
@@ -580,7 +654,7 @@ class TestTardisReadsRecorderRuns(RecorderTestCase):
             with torch.no_grad():  # logits from the float16-rounded representation
                 z, zt = head(r.half().float()), head(rt.half().float())
             rec.record_epoch(e, r, z, head, test_repr=rt, test_logits=zt,
-                             subset=np.arange(0, N, 3), metrics={"lr": 0.1, "note": "text"})
+                             metrics={"lr": 0.1, "note": "text"})
         verify_run(self.run_dir)
         rc, text = tardis_info(self, self.run_dir)
         self.assertEqual(rc, 0, text)
