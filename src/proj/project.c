@@ -165,6 +165,7 @@ typedef struct scale_state {
   int density;      /* 1: s came from the density rule */
   td__scale_density dens;
   double place_seconds; /* placing the epoch being written */
+  int64_t moved;        /* placed points moved to keep their class */
 } scale_state;
 
 static int use_scale(const td_project_opts *o, const td__proj_method *pm,
@@ -175,11 +176,57 @@ static int use_scale(const td_project_opts *o, const td__proj_method *pm,
          td_run_get_meta(run)->n_train > TD_PROJECT_SCALE_AUTO_MIN;
 }
 
+static void predicted_rows(const float *lg, int64_t n, int C, int32_t *pred) {
+  for (int64_t i = 0; i < n; i++) {
+    int b = 0;
+    for (int k = 1; k < C; k++)
+      b = lg[i * C + k] > lg[i * C + b] ? k : b;
+    pred[i] = b;
+  }
+}
+
+/* ppr at scale: a placed point whose position the decoder (through the
+ * head) gives another class than the point's own moves beside its nearest
+ * sample point of that class (alt), as the class-aware layout would have
+ * drawn it. Sample rows are left as drawn (alt equals y there). */
+static int keep_class(const td__proj_method *pm, void *st,
+                      const td__proj_epoch *e, const int32_t *pred,
+                      const float *alt, float *y, int64_t *moved,
+                      td_err *err) {
+  enum { CHUNK = 8192 };
+  float *xr = td_malloc((size_t)CHUNK * e->D * sizeof *xr);
+  float *z = td_malloc((size_t)CHUNK * e->C * sizeof *z);
+  int32_t *cls = td_malloc((size_t)CHUNK * sizeof *cls);
+  int rc = xr && z && cls ? TD_OK
+                          : td_err_set(err, TD_ENOMEM, "placing: out of memory");
+  *moved = 0;
+  for (int64_t b = 0; rc == TD_OK && b < e->n; b += CHUNK) {
+    int64_t m = e->n - b < CHUNK ? e->n - b : CHUNK;
+    if (pm->decode(st, y + 2 * b, m, xr)) {
+      rc = td_err_set(err, TD_ENOMEM, "placing: out of memory");
+      break;
+    }
+    td_head_forward(e->head, xr, m, z);
+    predicted_rows(z, m, e->C, cls);
+    for (int64_t i = 0; i < m; i++)
+      if (cls[i] != pred[b + i] && (y[2 * (b + i)] != alt[2 * (b + i)] ||
+                                    y[2 * (b + i) + 1] != alt[2 * (b + i) + 1])) {
+        y[2 * (b + i)] = alt[2 * (b + i)];
+        y[2 * (b + i) + 1] = alt[2 * (b + i) + 1];
+        (*moved)++;
+      }
+  }
+  td_free(xr);
+  td_free(z);
+  td_free(cls);
+  return rc;
+}
+
 /* The training points outside the sample: the encoder's positions, refined
  * by their nearest sample points (TD_SCALE_PLACE_KNN); the sample and the
  * boundary samples: the fitted layout. */
 static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
-                        const void *st, const td__proj_epoch *e,
+                        void *st, const td__proj_epoch *e,
                         scale_state *sc, float *const y[4], td_err *err) {
   double t0 = td_now();
   int64_t nt = 0, nv = 0;
@@ -188,9 +235,22 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
     return td_err_set(err, TD_EARG, "placing at scale: no layout of the "
                                     "sample to place the points by");
   int rc = TD_OK;
-  if (o->scale_place == TD_SCALE_PLACE_KNN)
-    rc = td__scale_refine(e->train.data, e->n, e->D, sc->rows, sc->s, lay,
-                          y[0], err);
+  if (o->scale_place == TD_SCALE_PLACE_KNN) {
+    int32_t *pred = td_malloc((size_t)e->n * sizeof *pred);
+    float *alt = td_malloc((size_t)e->n * 2 * sizeof *alt);
+    if (!pred || !alt)
+      rc = td_err_set(err, TD_ENOMEM, "placing at scale: out of memory");
+    if (rc == TD_OK) {
+      predicted_rows(e->logits.data, e->n, e->C, pred);
+      memcpy(alt, y[0], (size_t)e->n * 2 * sizeof *alt);
+      rc = td__scale_refine(e->train.data, e->n, e->D, sc->rows, sc->s, lay,
+                            pred, y[0], alt, err);
+    }
+    if (rc == TD_OK)
+      rc = keep_class(pm, st, e, pred, alt, y[0], &sc->moved, err);
+    td_free(pred);
+    td_free(alt);
+  }
   for (int64_t i = 0; i < sc->s; i++) {
     y[0][2 * sc->rows[i]] = lay[2 * i];
     y[0][2 * sc->rows[i] + 1] = lay[2 * i + 1];
@@ -209,6 +269,8 @@ static json_t *scale_json(const td_project_opts *o, const scale_state *sc,
       (json_int_t)n, "rule", sc->density ? "density" : "fixed", "place",
       o->scale_place == TD_SCALE_PLACE_KNN ? "knn" : "encoder",
       "place_seconds", sc->place_seconds);
+  if (j && o->scale_place == TD_SCALE_PLACE_KNN)
+    json_object_set_new(j, "moved_to_class", json_integer((json_int_t)sc->moved));
   if (j && sc->density) {
     json_t *curve = json_array();
     for (int i = 0; i < 5; i++)

@@ -19,7 +19,7 @@
 
 /* Candidates on the canvas and neighbours kept by td__scale_refine. */
 #define REFINE_CAND 48
-#define REFINE_K 10
+#define REFINE_K 3
 #define REFINE_CHUNK 65536
 
 static int cmp_i64(const void *a, const void *b) {
@@ -126,7 +126,8 @@ typedef struct refine_ctx {
   const int64_t *rows;  /* the sample, ascending */
   const int64_t *query; /* the chunk's non-sample rows */
   const td_knn *cand;   /* their canvas candidates among the sample */
-  float *y;
+  const int32_t *pred;  /* [n] predicted classes, or NULL */
+  float *y, *alt;
 } refine_ctx;
 
 /* Insertion into the ascending list (dist, idx) of at most REFINE_K. */
@@ -154,8 +155,15 @@ static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
     float dist[REFINE_K];
     int32_t idx[REFINE_K];
     int cnt = 0;
+    /* the candidates of the point's predicted class, as the class-aware
+     * complex draws them (all of them when none is) */
+    int32_t want = c->pred ? c->pred[c->query[i]] : -1, any = 0;
+    for (int j = 0; want >= 0 && j < kc && !any; j++)
+      any = c->pred[c->rows[c->cand->idx[i * kc + j]]] == want;
     for (int j = 0; j < kc; j++) {
       int32_t v = c->cand->idx[i * kc + j];
+      if (any && c->pred[c->rows[v]] != want)
+        continue;
       const float *xv = c->x + c->rows[v] * c->d;
       float s = 0;
       for (int t = 0; t < c->d; t++) {
@@ -179,6 +187,11 @@ static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
       c->y[2 * c->query[i]] = (float)(wx / ws);
       c->y[2 * c->query[i] + 1] = (float)(wy / ws);
     }
+    if (c->alt && cnt > 0) { /* beside the nearest, as relocate_changed */
+      float a = (float)(c->query[i] % 628) * 0.01f;
+      c->alt[2 * c->query[i]] = c->pos[2 * idx[0]] + 0.05f * cosf(a);
+      c->alt[2 * c->query[i] + 1] = c->pos[2 * idx[0] + 1] + 0.05f * sinf(a);
+    }
   }
 }
 
@@ -200,7 +213,8 @@ static int64_t *outside(int64_t n, const int64_t *rows, int64_t s,
 }
 
 int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
-                     int64_t s, const float *pos, float *y, td_err *err) {
+                     int64_t s, const float *pos, const int32_t *pred,
+                     float *y, float *alt, td_err *err) {
   int kc = s < REFINE_CAND ? (int)s : REFINE_CAND;
   if (kc < 1)
     return TD_OK;
@@ -218,7 +232,7 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
     rc = td_knn_2d_query(pos, s, q, cm, kc, &cand, err);
     if (rc)
       break;
-    refine_ctx c = {x, pos, d, rows, query + b, &cand, y};
+    refine_ctx c = {x, pos, d, rows, query + b, &cand, pred, y, alt};
     td_parallel_for(cm, 1024, refine_rows, &c);
     td_knn_free(&cand);
   }

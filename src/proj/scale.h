@@ -36,10 +36,15 @@ int64_t *td__scale_sample_rows(int64_t n, int64_t s, uint64_t seed);
  * nearest sample points on the canvas (by its encoder position) are
  * ranked by distance in the representation space, and the row moves to
  * the weighted mean of the drawn positions (pos [s, 2]) of the k nearest
- * of them (weights exp(-(d - d_1) / mean(d - d_1)), UMAP's membership).
- * rows [s] ascending. Deterministic at any thread count. */
+ * of them (weights exp(-(d - d_1) / mean(d - d_1)), UMAP's membership);
+ * with pred [n] (predicted classes; may be NULL) only candidates of the
+ * row's own class count, when there are any. alt [n, 2] (may be NULL)
+ * receives, for the same rows, a position beside the nearest of them (the
+ * fallback for a point the decoder would give another class). rows [s]
+ * ascending. Deterministic at any thread count. */
 TD_NODISCARD int td__scale_refine(const float *x, int64_t n, int d,
                                   const int64_t *rows, int64_t s,
-                                  const float *pos, float *y, td_err *err);
+                                  const float *pos, const int32_t *pred,
+                                  float *y, float *alt, td_err *err);
 
 #endif
