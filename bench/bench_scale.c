@@ -79,8 +79,8 @@ static void on_progress(const td_project_progress *p, void *ctx) {
 }
 
 /* nn@15 over q random rows of x [n, d] drawn as y [n, 2]. */
-static int nn_at_15(const float *x, const float *y, int64_t n, int d,
-                    int64_t q, double *out, td_err *err) {
+static int nn_at_15(const float *x, const float *y, int64_t n, int d, int64_t q,
+                    double *out, td_err *err) {
   q = q < n ? q : n;
   int64_t *rows = malloc((size_t)q * sizeof *rows);
   float *qx = malloc((size_t)q * d * sizeof *qx);
@@ -135,8 +135,7 @@ static int argmax(const float *z, int c) {
 
 /* ppr over all n points: head(decoder(y)) against head(x). */
 static int ppr_all(const td_vismodel *m, const td_head *h, const float *x,
-                   const float *y, int64_t n, int d, double *out,
-                   td_err *err) {
+                   const float *y, int64_t n, int d, double *out, td_err *err) {
   int C = td_head_out_dim(h);
   float *xr = malloc((size_t)PPR_CHUNK * d * sizeof *xr);
   float *z1 = malloc((size_t)PPR_CHUNK * C * sizeof *z1);
@@ -247,8 +246,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--scale"))
       o.scale = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : -1;
     else if (!strcmp(a, "--place"))
-      o.scale_place = !strcmp(v, "encoder") ? TD_SCALE_PLACE_ENCODER
-                                            : TD_SCALE_PLACE_KNN;
+      o.scale_place =
+          !strcmp(v, "encoder") ? TD_SCALE_PLACE_ENCODER : TD_SCALE_PLACE_KNN;
     else
       usage();
   }

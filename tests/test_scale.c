@@ -23,7 +23,8 @@ static void make_points(td_rng *rng, int64_t n, int epoch, const int32_t *lab,
   for (int64_t i = 0; i < n; i++) {
     for (int j = 0; j < D; j++) {
       float centre = (j % C == lab[i]) ? sep : 0.0f;
-      x[i * D + j] = centre + (0.4f + 0.3f * (float)(j % 5)) * td_rng_normal(rng);
+      x[i * D + j] =
+          centre + (0.4f + 0.3f * (float)(j % 5)) * td_rng_normal(rng);
     }
     for (int c = 0; c < C; c++) {
       float s = 0;
@@ -215,8 +216,8 @@ static void test_density_rule(void) {
   td__scale_density dn;
   td_err err;
   CHECK_OK(td__scale_density_ratio(x, NR, DR, 1, &dn, &err), &err);
-  fprintf(stderr, "gaussian 16-D: ratio %.1f, density %.3f .. %.3f\n",
-          dn.ratio, dn.density[0], dn.density[4]);
+  fprintf(stderr, "gaussian 16-D: ratio %.1f, density %.3f .. %.3f\n", dn.ratio,
+          dn.density[0], dn.density[4]);
   CHECK(dn.ratio < 0.15);
   for (int i = 1; i < 5; i++)
     CHECK(dn.density[i] > dn.density[i - 1]);

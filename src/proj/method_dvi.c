@@ -618,7 +618,17 @@ static int dvi_restrict(void *st, const int64_t *rows, int64_t s, int64_t n) {
 }
 
 const td__proj_method td__proj_dvi = {
-    "dvi",          1,          1,          dvi_new,           dvi_free,
-    dvi_resume,     dvi_fit,    dvi_place,  dvi_decode,        dvi_save,
-    dvi_forget_layout, dvi_layout, dvi_restrict,
+    "dvi",
+    1,
+    1,
+    dvi_new,
+    dvi_free,
+    dvi_resume,
+    dvi_fit,
+    dvi_place,
+    dvi_decode,
+    dvi_save,
+    dvi_forget_layout,
+    dvi_layout,
+    dvi_restrict,
 };

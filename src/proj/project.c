@@ -191,14 +191,14 @@ static void predicted_rows(const float *lg, int64_t n, int C, int32_t *pred) {
  * drawn it. Sample rows are left as drawn (alt equals y there). */
 static int keep_class(const td__proj_method *pm, void *st,
                       const td__proj_epoch *e, const int32_t *pred,
-                      const float *alt, float *y, int64_t *moved,
-                      td_err *err) {
+                      const float *alt, float *y, int64_t *moved, td_err *err) {
   enum { CHUNK = 8192 };
   float *xr = td_malloc((size_t)CHUNK * e->D * sizeof *xr);
   float *z = td_malloc((size_t)CHUNK * e->C * sizeof *z);
   int32_t *cls = td_malloc((size_t)CHUNK * sizeof *cls);
-  int rc = xr && z && cls ? TD_OK
-                          : td_err_set(err, TD_ENOMEM, "placing: out of memory");
+  int rc = xr && z && cls
+               ? TD_OK
+               : td_err_set(err, TD_ENOMEM, "placing: out of memory");
   *moved = 0;
   for (int64_t b = 0; rc == TD_OK && b < e->n; b += CHUNK) {
     int64_t m = e->n - b < CHUNK ? e->n - b : CHUNK;
@@ -209,8 +209,9 @@ static int keep_class(const td__proj_method *pm, void *st,
     td_head_forward(e->head, xr, m, z);
     predicted_rows(z, m, e->C, cls);
     for (int64_t i = 0; i < m; i++)
-      if (cls[i] != pred[b + i] && (y[2 * (b + i)] != alt[2 * (b + i)] ||
-                                    y[2 * (b + i) + 1] != alt[2 * (b + i) + 1])) {
+      if (cls[i] != pred[b + i] &&
+          (y[2 * (b + i)] != alt[2 * (b + i)] ||
+           y[2 * (b + i) + 1] != alt[2 * (b + i) + 1])) {
         y[2 * (b + i)] = alt[2 * (b + i)];
         y[2 * (b + i) + 1] = alt[2 * (b + i) + 1];
         (*moved)++;
@@ -226,14 +227,15 @@ static int keep_class(const td__proj_method *pm, void *st,
  * by their nearest sample points (TD_SCALE_PLACE_KNN); the sample and the
  * boundary samples: the fitted layout. */
 static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
-                        void *st, const td__proj_epoch *e,
-                        scale_state *sc, float *const y[4], td_err *err) {
+                        void *st, const td__proj_epoch *e, scale_state *sc,
+                        float *const y[4], td_err *err) {
   double t0 = td_now();
   int64_t nt = 0, nv = 0;
   const float *lay = pm->layout(st, &nt, &nv);
   if (!lay || nt != sc->s || nv != sc->s + e->nb)
-    return td_err_set(err, TD_EARG, "placing at scale: no layout of the "
-                                    "sample to place the points by");
+    return td_err_set(err, TD_EARG,
+                      "placing at scale: no layout of the "
+                      "sample to place the points by");
   int rc = TD_OK;
   if (o->scale_place == TD_SCALE_PLACE_KNN) {
     int32_t *pred = td_malloc((size_t)e->n * sizeof *pred);
@@ -267,10 +269,11 @@ static json_t *scale_json(const td_project_opts *o, const scale_state *sc,
   json_t *j = json_pack(
       "{s:I, s:I, s:s, s:s, s:f}", "sample", (json_int_t)sc->s, "n_train",
       (json_int_t)n, "rule", sc->density ? "density" : "fixed", "place",
-      o->scale_place == TD_SCALE_PLACE_KNN ? "knn" : "encoder",
-      "place_seconds", sc->place_seconds);
+      o->scale_place == TD_SCALE_PLACE_KNN ? "knn" : "encoder", "place_seconds",
+      sc->place_seconds);
   if (j && o->scale_place == TD_SCALE_PLACE_KNN)
-    json_object_set_new(j, "moved_to_class", json_integer((json_int_t)sc->moved));
+    json_object_set_new(j, "moved_to_class",
+                        json_integer((json_int_t)sc->moved));
   if (j && sc->density) {
     json_t *curve = json_array();
     for (int i = 0; i < 5; i++)
@@ -347,9 +350,8 @@ static int write_epoch(const td_run *run, const td_project_opts *o,
       !(rc = td_territory_save(&terr, td_vis_writer_dir(w), err)))
     rc = pm->save(st, td_vis_writer_dir(w), err);
   secs[3] = td_now() - t0;
-  if (rc == TD_OK &&
-      !(rc = put_timing(w, o, epoch, e, secs, draft_from, draft_sample, sc,
-                        err))) {
+  if (rc == TD_OK && !(rc = put_timing(w, o, epoch, e, secs, draft_from,
+                                       draft_sample, sc, err))) {
     rc = td_vis_epoch_commit(w, err);
     w = NULL;
   }

@@ -90,7 +90,8 @@ int td__scale_density_ratio(const float *x, int64_t n, int d, uint64_t seed,
   int64_t *perm = shuffled(n, p + nq, seed ^ 0x5eedc0deULL);
   float *px = perm ? td_malloc((size_t)(p * d) * sizeof *px) : NULL;
   float *qx = px ? td_malloc((size_t)(nq * d) * sizeof *qx) : NULL;
-  int rc = qx ? TD_OK : td_err_set(err, TD_ENOMEM, "density rule: out of memory");
+  int rc =
+      qx ? TD_OK : td_err_set(err, TD_ENOMEM, "density rule: out of memory");
   double full = 0, part[5] = {0};
   if (rc == TD_OK) {
     gather(x, d, perm, p, px);
@@ -196,8 +197,7 @@ static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
 }
 
 /* The rows not in the (ascending) sample, m of them; td_malloc'd. */
-static int64_t *outside(int64_t n, const int64_t *rows, int64_t s,
-                        int64_t *m) {
+static int64_t *outside(int64_t n, const int64_t *rows, int64_t s, int64_t *m) {
   int64_t *q = td_malloc((size_t)(n - s > 0 ? n - s : 1) * sizeof *q);
   if (!q)
     return NULL;
@@ -213,8 +213,8 @@ static int64_t *outside(int64_t n, const int64_t *rows, int64_t s,
 }
 
 int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
-                     int64_t s, const float *pos, const int32_t *pred,
-                     float *y, float *alt, td_err *err) {
+                     int64_t s, const float *pos, const int32_t *pred, float *y,
+                     float *alt, td_err *err) {
   int kc = s < REFINE_CAND ? (int)s : REFINE_CAND;
   if (kc < 1)
     return TD_OK;

@@ -12,8 +12,8 @@
 
 /* The density rule's inputs and result. */
 typedef struct td__scale_density {
-  double ratio;       /* the chosen subset ratio, in [0.1, 0.5] */
-  double density[5];  /* relative density of subsets of 10 %, 20 % .. 50 % */
+  double ratio;      /* the chosen subset ratio, in [0.1, 0.5] */
+  double density[5]; /* relative density of subsets of 10 %, 20 % .. 50 % */
 } td__scale_density;
 
 /* SentryCam's rule: the relative density rho(r) of a subset of ratio r is
