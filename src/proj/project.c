@@ -547,6 +547,8 @@ static int sample_epoch(const epoch_data *e, const int64_t *rows, int64_t s,
 static int scale_choose(const td_run *run, const td_project_opts *o, int ep,
                         const epoch_data *e, scale_state *sc, td_err *err) {
   int64_t s = o->scale_sample;
+  if (s <= 0 && e->n <= TD_PROJECT_SCALE_SAMPLE_MIN)
+    s = e->n; /* the rule's floor holds every point anyway */
   if (s <= 0) {
     td_array first;
     memset(&first, 0, sizeof first);
