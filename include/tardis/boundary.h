@@ -33,14 +33,21 @@
 #include "tardis/run.h"
 
 typedef struct td_boundary_params {
-  int64_t budget; /* wanted number of boundary samples; <= 0: n / C */
+  int64_t budget; /* wanted number of boundary samples; <= 0: n / C,
+                     at most TD_BOUNDARY_BUDGET_MAX */
   int max_steps;  /* bisection steps per attempt; <= 0: 8 */
   float tol;      /* success when td_logit_gap < tol; <= 0: 0.1 */
   uint64_t seed;  /* every random choice derives from it */
 } td_boundary_params;
 
-/* Fills the defaults: budget = n / C (at least 1), max_steps 8, tol 0.1,
- * seed 0. */
+/* The default budget's ceiling: every vertex of the complex is linked to
+ * its nearest boundary samples by an exact search, whose cost grows with
+ * n x budget, so an uncapped n / C made the projection quadratic in n
+ * (docs/scale.md; 60k x 10 classes: 6,000, under the cap). */
+#define TD_BOUNDARY_BUDGET_MAX 10000
+
+/* Fills the defaults: budget = min(n / C, TD_BOUNDARY_BUDGET_MAX) (at least
+ * 1), max_steps 8, tol 0.1, seed 0. */
 void td_boundary_params_default(td_boundary_params *p, int64_t n, int C);
 
 /* The gap between the two largest of C logits z after min-max

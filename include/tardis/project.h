@@ -44,6 +44,18 @@ typedef struct td_project_vis {
   float warm_alpha;       /* initial layout step when warm-started */
 } td_project_vis;
 
+/* Runs of more training points than this are projected at scale when
+ * td_project_opts.scale is -1 (docs/scale.md: where the sampled fit pays). */
+#define TD_PROJECT_SCALE_AUTO_MIN 200000
+/* Bounds of the density rule's sample (docs/scale.md). */
+#define TD_PROJECT_SCALE_SAMPLE_MIN 20000
+#define TD_PROJECT_SCALE_SAMPLE_MAX 100000
+
+enum {
+  TD_SCALE_PLACE_KNN = 0,    /* encoder, then the nearest sample points */
+  TD_SCALE_PLACE_ENCODER = 1 /* the encoder alone */
+};
+
 typedef struct td_project_opts {
   const char *method;       /* "dvi" (default) or "pca" */
   int epoch_from, epoch_to; /* inclusive range of epoch numbers; 0: open */
@@ -68,6 +80,14 @@ typedef struct td_project_opts {
   int hogwild;        /* the layout's lock-free scheme, reproducible only
                          on one thread (td_vis_params.hogwild) (0) */
   td_project_vis vis; /* all -1 */
+  /* Projection at scale (docs/scale.md): fit on a fixed sample of the
+   * training points, place the others by the encoder and their nearest
+   * sample points. */
+  int scale;            /* -1: above TD_PROJECT_SCALE_AUTO_MIN points (-1);
+                           0: never; 1: always */
+  int64_t scale_sample; /* the sample's size; 0: SentryCam's density rule,
+                           clamped to [TD_PROJECT_SCALE_SAMPLE_MIN, _MAX] */
+  int scale_place;      /* TD_SCALE_PLACE_KNN (default) or _ENCODER */
   void (*progress)(const td_project_progress *p, void *ctx);
   void *progress_ctx;
 } td_project_opts;

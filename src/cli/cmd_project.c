@@ -41,6 +41,11 @@ int td_cmd_project(int argc, char **argv) {
   static const int temporal_values[] = {TD_TEMPORAL_NONE, TD_TEMPORAL_DVI,
                                         TD_TEMPORAL_MEMORY};
   static const char *const spaces[] = {"repr", "input", NULL};
+  static const char *const scales[] = {"auto", "on", "off", NULL};
+  static const int scale_values[] = {-1, 1, 0};
+  static const char *const places[] = {"knn", "encoder", NULL};
+  static const int place_values[] = {TD_SCALE_PLACE_KNN,
+                                     TD_SCALE_PLACE_ENCODER};
   int epochs[2] = {o.epoch_from, o.epoch_to};
   td_opt opts[] = {
       TD_OPT_CHOICE_STR("method", &o.method, methods,
@@ -68,6 +73,15 @@ int td_cmd_project(int argc, char **argv) {
       TD_OPT_FLAG("hogwild", &o.hogwild,
                   "umap-learn's lock-free layout,\n"
                   "reproducible only on one thread"),
+      TD_OPT_CHOICE("scale", &o.scale, scales, scale_values,
+                    "fit on a sample, place the rest (docs/scale.md):\n"
+                    "auto (default: above 200,000 points), on, off"),
+      TD_OPT_INT64("scale-sample", &o.scale_sample, 2, TD_ARG_INF, "S",
+                   "sample size at scale (default: the\n"
+                   "density rule, 20,000-100,000 points)"),
+      TD_OPT_CHOICE("scale-place", &o.scale_place, places, place_values,
+                    "placing the rest: knn (default: encoder,\n"
+                    "then the nearest sample points) or encoder"),
       TD_OPT_END};
   const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
   td_args_cmd cmd = {

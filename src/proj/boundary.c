@@ -30,6 +30,8 @@
 
 void td_boundary_params_default(td_boundary_params *p, int64_t n, int C) {
   p->budget = C > 0 ? n / C : n;
+  if (p->budget > TD_BOUNDARY_BUDGET_MAX)
+    p->budget = TD_BOUNDARY_BUDGET_MAX;
   if (p->budget < 1)
     p->budget = 1;
   p->max_steps = 8;

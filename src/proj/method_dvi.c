@@ -589,7 +589,46 @@ static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
 /* dvi_place then encodes every point (n_vert no longer matches). */
 static void dvi_forget_layout(void *st) { ((carry *)st)->n_vert = 0; }
 
+static const float *dvi_layout(const void *st, int64_t *n_train,
+                               int64_t *n_vert) {
+  const carry *c = st;
+  *n_train = c->n_pos;
+  *n_vert = c->n_vert;
+  return c->n_vert ? c->pos : NULL;
+}
+
+/* A state resumed from files holds every point's position and class; the
+ * sampled fit warm-starts from the sample's rows of them. */
+static int dvi_restrict(void *st, const int64_t *rows, int64_t s, int64_t n) {
+  carry *c = st;
+  if (!c->pos || c->n_pos != n || s == n)
+    return 0;
+  for (int64_t i = 0; i < s; i++) { /* rows ascending: in place is safe */
+    c->pos[2 * i] = c->pos[2 * rows[i]];
+    c->pos[2 * i + 1] = c->pos[2 * rows[i] + 1];
+    if (c->pred)
+      c->pred[i] = c->pred[rows[i]];
+  }
+  c->n_pos = s;
+  if (c->have_knn) { /* a kNN graph of all n points is no use to s */
+    td_knn_free(&c->knn);
+    c->have_knn = 0;
+  }
+  return 0;
+}
+
 const td__proj_method td__proj_dvi = {
-    "dvi",   1,         1,          dvi_new,  dvi_free,          dvi_resume,
-    dvi_fit, dvi_place, dvi_decode, dvi_save, dvi_forget_layout,
+    "dvi",
+    1,
+    1,
+    dvi_new,
+    dvi_free,
+    dvi_resume,
+    dvi_fit,
+    dvi_place,
+    dvi_decode,
+    dvi_save,
+    dvi_forget_layout,
+    dvi_layout,
+    dvi_restrict,
 };

@@ -56,6 +56,14 @@ typedef struct td__proj_method {
    * can draw later epochs (td_drafter: a model fitted on one epoch's
    * sample draws the epochs that follow). */
   void (*forget_layout)(void *st);
+  /* Projection at scale (NULL: the method fits every point). The fitted
+   * layout, training rows first then boundary samples (*n_train, *n_vert
+   * rows); NULL before any fit. */
+  const float *(*layout)(const void *st, int64_t *n_train, int64_t *n_vert);
+  /* Before a fit on the sample rows [s] of n points: a state resumed from
+   * an epoch's files holds all n points' positions and classes; keep the
+   * sample's (a state that already holds s rows is left alone). */
+  int (*restrict_rows)(void *st, const int64_t *rows, int64_t s, int64_t n);
 } td__proj_method;
 
 extern const td__proj_method td__proj_pca;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proj/proj_method.h"
+#include "proj/scale.h"
 #include "tardis/alloc.h"
 #include "tardis/boundary.h"
 #include "tardis/fsutil.h"
@@ -41,6 +42,8 @@ void td_project_opts_default(td_project_opts *o) {
   v->distil_epochs = v->warm_distil_epochs = v->distil_points = -1;
   v->n_negatives = v->dec_on_layout = -1;
   v->lambda_head = v->warm_alpha = -1.0f;
+  o->scale = -1;
+  o->scale_place = TD_SCALE_PLACE_KNN;
 }
 
 typedef td__proj_epoch epoch_data;
@@ -153,18 +156,150 @@ static int put_arrays(td_vis_writer *w, const epoch_data *e, const placed *p,
   return rc;
 }
 
+/* ---- projection at scale (docs/scale.md) ----------------------------- */
+
+/* A projector's fixed sample: the rows the method fits, the same at every
+ * epoch so that each warm-starts from the previous one. */
+typedef struct scale_state {
+  int64_t *rows, s; /* NULL until the first epoch chooses them */
+  int density;      /* 1: s came from the density rule */
+  td__scale_density dens;
+  double place_seconds; /* placing the epoch being written */
+  int64_t moved;        /* placed points moved to keep their class */
+} scale_state;
+
+static int use_scale(const td_project_opts *o, const td__proj_method *pm,
+                     const td_run *run) {
+  if (!pm->layout || !pm->restrict_rows || o->scale == 0)
+    return 0;
+  return o->scale == 1 ||
+         td_run_get_meta(run)->n_train > TD_PROJECT_SCALE_AUTO_MIN;
+}
+
+static void predicted_rows(const float *lg, int64_t n, int C, int32_t *pred) {
+  for (int64_t i = 0; i < n; i++) {
+    int b = 0;
+    for (int k = 1; k < C; k++)
+      b = lg[i * C + k] > lg[i * C + b] ? k : b;
+    pred[i] = b;
+  }
+}
+
+/* ppr at scale: a placed point whose position the decoder (through the
+ * head) gives another class than the point's own moves beside its nearest
+ * sample point of that class (alt), as the class-aware layout would have
+ * drawn it. Sample rows are left as drawn (alt equals y there). */
+static int keep_class(const td__proj_method *pm, void *st,
+                      const td__proj_epoch *e, const int32_t *pred,
+                      const float *alt, float *y, int64_t *moved, td_err *err) {
+  enum { CHUNK = 8192 };
+  float *xr = td_malloc((size_t)CHUNK * e->D * sizeof *xr);
+  float *z = td_malloc((size_t)CHUNK * e->C * sizeof *z);
+  int32_t *cls = td_malloc((size_t)CHUNK * sizeof *cls);
+  int rc = xr && z && cls
+               ? TD_OK
+               : td_err_set(err, TD_ENOMEM, "placing: out of memory");
+  *moved = 0;
+  for (int64_t b = 0; rc == TD_OK && b < e->n; b += CHUNK) {
+    int64_t m = e->n - b < CHUNK ? e->n - b : CHUNK;
+    if (pm->decode(st, y + 2 * b, m, xr)) {
+      rc = td_err_set(err, TD_ENOMEM, "placing: out of memory");
+      break;
+    }
+    td_head_forward(e->head, xr, m, z);
+    predicted_rows(z, m, e->C, cls);
+    for (int64_t i = 0; i < m; i++)
+      if (cls[i] != pred[b + i] &&
+          (y[2 * (b + i)] != alt[2 * (b + i)] ||
+           y[2 * (b + i) + 1] != alt[2 * (b + i) + 1])) {
+        y[2 * (b + i)] = alt[2 * (b + i)];
+        y[2 * (b + i) + 1] = alt[2 * (b + i) + 1];
+        (*moved)++;
+      }
+  }
+  td_free(xr);
+  td_free(z);
+  td_free(cls);
+  return rc;
+}
+
+/* The training points outside the sample: the encoder's positions, refined
+ * by their nearest sample points (TD_SCALE_PLACE_KNN); the sample and the
+ * boundary samples: the fitted layout. */
+static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
+                        void *st, const td__proj_epoch *e, scale_state *sc,
+                        float *const y[4], td_err *err) {
+  double t0 = td_now();
+  int64_t nt = 0, nv = 0;
+  const float *lay = pm->layout(st, &nt, &nv);
+  if (!lay || nt != sc->s || nv != sc->s + e->nb)
+    return td_err_set(err, TD_EARG,
+                      "placing at scale: no layout of the "
+                      "sample to place the points by");
+  int rc = TD_OK;
+  if (o->scale_place == TD_SCALE_PLACE_KNN) {
+    int32_t *pred = td_malloc((size_t)e->n * sizeof *pred);
+    float *alt = td_malloc((size_t)e->n * 2 * sizeof *alt);
+    if (!pred || !alt)
+      rc = td_err_set(err, TD_ENOMEM, "placing at scale: out of memory");
+    if (rc == TD_OK) {
+      predicted_rows(e->logits.data, e->n, e->C, pred);
+      memcpy(alt, y[0], (size_t)e->n * 2 * sizeof *alt);
+      rc = td__scale_refine(e->train.data, e->n, e->D, sc->rows, sc->s, lay,
+                            pred, y[0], alt, err);
+    }
+    if (rc == TD_OK)
+      rc = keep_class(pm, st, e, pred, alt, y[0], &sc->moved, err);
+    td_free(pred);
+    td_free(alt);
+  }
+  for (int64_t i = 0; i < sc->s; i++) {
+    y[0][2 * sc->rows[i]] = lay[2 * i];
+    y[0][2 * sc->rows[i] + 1] = lay[2 * i + 1];
+  }
+  if (e->nb)
+    memcpy(y[2], lay + 2 * sc->s, (size_t)e->nb * 2 * sizeof *y[2]);
+  sc->place_seconds = td_now() - t0;
+  return rc;
+}
+
+/* projection.json's "scale" object. */
+static json_t *scale_json(const td_project_opts *o, const scale_state *sc,
+                          int64_t n) {
+  json_t *j = json_pack(
+      "{s:I, s:I, s:s, s:s, s:f}", "sample", (json_int_t)sc->s, "n_train",
+      (json_int_t)n, "rule", sc->density ? "density" : "fixed", "place",
+      o->scale_place == TD_SCALE_PLACE_KNN ? "knn" : "encoder", "place_seconds",
+      sc->place_seconds);
+  if (j && o->scale_place == TD_SCALE_PLACE_KNN)
+    json_object_set_new(j, "moved_to_class",
+                        json_integer((json_int_t)sc->moved));
+  if (j && sc->density) {
+    json_t *curve = json_array();
+    for (int i = 0; i < 5; i++)
+      json_array_append_new(curve, json_real(sc->dens.density[i]));
+    json_object_set_new(j, "ratio", json_real(sc->dens.ratio));
+    json_object_set_new(j, "density", curve);
+  }
+  return j;
+}
+
 /* projection.json: what the epoch cost, stage by stage. */
 static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
                       const epoch_data *e, const double secs[5], int draft_from,
-                      int64_t draft_sample, td_err *err) {
+                      int64_t draft_sample, const scale_state *sc,
+                      td_err *err) {
   json_t *pj = json_pack(
       "{s:i, s:s, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "epoch", epoch, "method",
       o->method, "boundary_seconds", secs[4], "knn_seconds", secs[0],
       "fit_seconds", secs[1], "territory_seconds", secs[2], "write_seconds",
       secs[3], "n_boundary", (json_int_t)e->nb, "k", (json_int_t)o->k);
-  json_object_set_new(
-      pj, "seconds",
-      json_real(secs[0] + secs[1] + secs[2] + secs[3] + secs[4]));
+  double total = secs[0] + secs[1] + secs[2] + secs[3] + secs[4];
+  if (sc) {
+    total += sc->place_seconds;
+    json_object_set_new(pj, "scale", scale_json(o, sc, e->n));
+  }
+  json_object_set_new(pj, "seconds", json_real(total));
   if (draft_from >= 0) {
     json_object_set_new(pj, TD_VIS_DRAFT_KEY, json_true());
     json_object_set_new(pj, TD_VIS_DRAFT_FROM_KEY, json_integer(draft_from));
@@ -188,7 +323,7 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
 static int write_epoch(const td_run *run, const td_project_opts *o,
                        const td__proj_method *pm, void *st, int epoch,
                        const epoch_data *e, double secs[5], int draft_from,
-                       int64_t draft_sample, td_err *err) {
+                       int64_t draft_sample, scale_state *sc, td_err *err) {
   td_vis_dims d;
   td_vis_dims_of_run(run, &d);
   d.n_train = e->n, d.n_test = e->m, d.n_ood = e->mo, d.n_boundary = e->nb;
@@ -198,6 +333,8 @@ static int write_epoch(const td_run *run, const td_project_opts *o,
   memset(&terr, 0, sizeof terr);
   placed p;
   int rc = place_epoch(pm, st, e, &p, err);
+  if (rc == TD_OK && sc)
+    rc = place_scaled(o, pm, st, e, sc, p.y, err);
   double t0 = td_now();
   float ext[4];
   if (rc == TD_OK) {
@@ -213,8 +350,8 @@ static int write_epoch(const td_run *run, const td_project_opts *o,
       !(rc = td_territory_save(&terr, td_vis_writer_dir(w), err)))
     rc = pm->save(st, td_vis_writer_dir(w), err);
   secs[3] = td_now() - t0;
-  if (rc == TD_OK &&
-      !(rc = put_timing(w, o, epoch, e, secs, draft_from, draft_sample, err))) {
+  if (rc == TD_OK && !(rc = put_timing(w, o, epoch, e, secs, draft_from,
+                                       draft_sample, sc, err))) {
     rc = td_vis_epoch_commit(w, err);
     w = NULL;
   }
@@ -379,28 +516,122 @@ static int boundary_epoch(const td_run *run, const td_project_opts *o, int ep,
   return rc;
 }
 
+/* The training rows (representations, logits) of e listed in rows, as an
+ * epoch of their own without test, ood or boundary points; the head is
+ * e's, borrowed (sub->head is not freed: see drafter_fit). */
+static int sample_epoch(const epoch_data *e, const int64_t *rows, int64_t s,
+                        epoch_data *sub, td_err *err) {
+  memset(sub, 0, sizeof *sub);
+  int64_t xs[2] = {s, e->D}, ls[2] = {s, e->C};
+  if (td_array_alloc(&sub->train, TD_F32, 2, xs) ||
+      td_array_alloc(&sub->logits, TD_F32, 2, ls)) {
+    epoch_data_free(sub);
+    return td_err_set(err, TD_ENOMEM, "sampling the epoch: out of memory");
+  }
+  const float *x = e->train.data, *l = e->logits.data;
+  float *sx = sub->train.data, *sl = sub->logits.data;
+  for (int64_t i = 0; i < s; i++) {
+    memcpy(sx + i * e->D, x + rows[i] * e->D, (size_t)e->D * sizeof *sx);
+    memcpy(sl + i * e->C, l + rows[i] * e->C, (size_t)e->C * sizeof *sl);
+  }
+  sub->n = s;
+  sub->D = e->D;
+  sub->C = e->C;
+  sub->head = e->head;
+  return TD_OK;
+}
+
+/* Chooses the projector's sample at its first epoch: a fixed size, or
+ * SentryCam's density rule measured on the run's first recorded epoch (so
+ * that a resumed projection draws the same sample). */
+static int scale_choose(const td_run *run, const td_project_opts *o, int ep,
+                        const epoch_data *e, scale_state *sc, td_err *err) {
+  int64_t s = o->scale_sample;
+  if (s <= 0 && e->n <= TD_PROJECT_SCALE_SAMPLE_MIN)
+    s = e->n; /* the rule's floor holds every point anyway */
+  if (s <= 0) {
+    td_array first;
+    memset(&first, 0, sizeof first);
+    const float *x = e->train.data;
+    int ep0 = td_run_epoch_number(run, 0), rc = TD_OK;
+    if (ep0 != ep &&
+        (rc = td_run_load_f32(run, ep0, "train_repr", &first, err)) == TD_OK &&
+        first.shape[0] == e->n && first.shape[1] == e->D)
+      x = first.data;
+    if (rc == TD_OK)
+      rc = td__scale_density_ratio(x, e->n, e->D, o->seed, &sc->dens, err);
+    td_array_close(&first);
+    if (rc)
+      return rc;
+    s = (int64_t)(sc->dens.ratio * (double)e->n + 0.5);
+    s = s < TD_PROJECT_SCALE_SAMPLE_MIN ? TD_PROJECT_SCALE_SAMPLE_MIN : s;
+    s = s > TD_PROJECT_SCALE_SAMPLE_MAX ? TD_PROJECT_SCALE_SAMPLE_MAX : s;
+    sc->density = 1;
+  }
+  sc->s = s < e->n ? s : e->n;
+  if (!(sc->rows = td__scale_sample_rows(e->n, sc->s, o->seed ^ 0x5ca1eULL)))
+    return td_err_set(err, TD_ENOMEM, "sampling the epoch: out of memory");
+  return TD_OK;
+}
+
+/* The fit at scale: boundary samples and the method's fit on the sample;
+ * the boundary samples then join e (their pairs as rows of e). */
+static int fit_scaled(const td_run *run, const td_project_opts *o,
+                      const td__proj_method *pm, void *st, int ep,
+                      epoch_data *e, scale_state *sc, float **inputs,
+                      double secs[5], td_err *err) {
+  int rc = sc->rows ? TD_OK : scale_choose(run, o, ep, e, sc, err);
+  epoch_data sub;
+  if (rc || (rc = sample_epoch(e, sc->rows, sc->s, &sub, err)))
+    return rc;
+  double t0 = td_now();
+  if (o->boundary && pm->boundary)
+    rc = boundary_epoch(run, o, ep, &sub, inputs, err);
+  secs[4] = td_now() - t0;
+  if (rc == TD_OK)
+    rc = pm->restrict_rows(st, sc->rows, sc->s, e->n);
+  if (rc == TD_OK)
+    rc = pm->fit(st, o, &sub, &secs[0], &secs[1], err);
+  if (rc == TD_OK) {
+    for (int64_t i = 0; i < 2 * sub.nb; i++)
+      sub.pairs[i] = (int32_t)sc->rows[sub.pairs[i]];
+    e->bnd = sub.bnd;
+    e->pairs = sub.pairs;
+    e->nb = sub.nb;
+    sub.bnd = NULL;
+    sub.pairs = NULL;
+  }
+  sub.head = NULL; /* e's */
+  epoch_data_free(&sub);
+  return rc;
+}
+
 /* Loads, fits and writes one epoch; secs as in projection.json. */
 static int project_epoch(const td_run *run, const td_project_opts *o,
                          const td__proj_method *pm, void *st, int t, int n,
-                         int ep, float **inputs, double *dt, td_err *err) {
+                         int ep, float **inputs, scale_state *sc, double *dt,
+                         td_err *err) {
   double t0 = td_now(), secs[5] = {0};
   epoch_data e;
   report(o, t, n, ep, "load", 0);
   int rc = load_epoch(run, ep, &e, err);
   if (rc)
     return rc;
-  if (o->boundary && pm->boundary) {
+  if (sc) {
+    report(o, t, n, ep, "fit", 0);
+    rc = fit_scaled(run, o, pm, st, ep, &e, sc, inputs, secs, err);
+  } else if (o->boundary && pm->boundary) {
     report(o, t, n, ep, "boundary", 0);
     rc = boundary_epoch(run, o, ep, &e, inputs, err);
     secs[4] = td_now() - t0;
   }
-  if (rc == TD_OK) {
+  if (rc == TD_OK && !sc) {
     report(o, t, n, ep, "fit", 0);
     rc = pm->fit(st, o, &e, &secs[0], &secs[1], err);
   }
   if (rc == TD_OK) {
     report(o, t, n, ep, "territory", 0);
-    rc = write_epoch(run, o, pm, st, ep, &e, secs, -1, 0, err);
+    rc = write_epoch(run, o, pm, st, ep, &e, secs, -1, 0, sc, err);
   }
   epoch_data_free(&e);
   *dt = td_now() - t0;
@@ -416,6 +647,8 @@ struct td_projector {
   void *st;
   int last;      /* the epoch the state holds; -1: none */
   float *inputs; /* input-space mixup: loaded on first use */
+  int scaled;    /* projection at scale (use_scale) */
+  scale_state sc;
 };
 
 int td_projector_open(td_run *run, const td_project_opts *o, td_projector **out,
@@ -440,6 +673,14 @@ int td_projector_open(td_run *run, const td_project_opts *o, td_projector **out,
   p->o = *o;
   p->pm = pm;
   p->last = -1;
+  p->scaled = use_scale(o, pm, run);
+  if (p->scaled && o->boundary_input) {
+    td_projector_close(p);
+    return td_err_set(err, TD_EARG,
+                      "%s: input-space boundary samples are not drawn at "
+                      "scale (--scale off, or --boundary-space repr)",
+                      td_run_dir(run));
+  }
   *out = p;
   return TD_OK;
 }
@@ -449,6 +690,7 @@ void td_projector_close(td_projector *p) {
     return;
   p->pm->state_free(p->st);
   free(p->inputs);
+  td_free(p->sc.rows);
   free(p);
 }
 
@@ -486,7 +728,7 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
   if (warm_from)
     *warm_from = from;
   int rc = project_epoch(p->run, &p->o, p->pm, p->st, t, n, epoch, &p->inputs,
-                         dt, err);
+                         p->scaled ? &p->sc : NULL, dt, err);
   /* A failed fit may leave the state half-updated: start afresh. */
   p->last = rc == TD_OK ? epoch : -2;
   if (rc)
@@ -527,7 +769,7 @@ int td_project_draft(td_run *run, const td_project_opts *o, int epoch, int from,
   /* No boundary samples: making them costs more than the rest of a draft,
    * and the territory comes from the decoder and this epoch's head. */
   if (rc == TD_OK && (rc = load_epoch(run, epoch, &e, err)) == TD_OK)
-    rc = write_epoch(run, o, pm, st, epoch, &e, secs, from, 0, err);
+    rc = write_epoch(run, o, pm, st, epoch, &e, secs, from, 0, NULL, err);
   epoch_data_free(&e);
   pm->state_free(st);
   if (rc)
@@ -548,60 +790,10 @@ struct td_drafter {
   int64_t n_sample; /* that sample's size */
 };
 
-/* Rows of a sample of s of the n training points: a partial Fisher-Yates
- * shuffle seeded by the projection's seed, sorted (reads stay in order). */
-static int cmp_i64(const void *a, const void *b) {
-  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-  return (x > y) - (x < y);
-}
-
-static int64_t *sample_rows(int64_t n, int64_t s, uint64_t seed) {
-  int64_t *perm = td_malloc((size_t)n * sizeof *perm);
-  if (!perm)
-    return NULL;
-  for (int64_t i = 0; i < n; i++)
-    perm[i] = i;
-  td_rng r;
-  td_rng_seed(&r, seed);
-  for (int64_t i = 0; i < s && s < n; i++) {
-    int64_t j = i + (int64_t)td_rng_below(&r, (uint64_t)(n - i));
-    int64_t t = perm[i];
-    perm[i] = perm[j];
-    perm[j] = t;
-  }
-  qsort(perm, (size_t)s, sizeof *perm, cmp_i64);
-  return perm;
-}
-
-/* The training rows (representations, logits) of e listed in rows, as an
- * epoch of their own without test, ood or boundary points; the head is
- * e's, borrowed (sub->head is not freed: see drafter_fit). */
-static int sample_epoch(const epoch_data *e, const int64_t *rows, int64_t s,
-                        epoch_data *sub, td_err *err) {
-  memset(sub, 0, sizeof *sub);
-  int64_t xs[2] = {s, e->D}, ls[2] = {s, e->C};
-  if (td_array_alloc(&sub->train, TD_F32, 2, xs) ||
-      td_array_alloc(&sub->logits, TD_F32, 2, ls)) {
-    epoch_data_free(sub);
-    return td_err_set(err, TD_ENOMEM, "sampling the epoch: out of memory");
-  }
-  const float *x = e->train.data, *l = e->logits.data;
-  float *sx = sub->train.data, *sl = sub->logits.data;
-  for (int64_t i = 0; i < s; i++) {
-    memcpy(sx + i * e->D, x + rows[i] * e->D, (size_t)e->D * sizeof *sx);
-    memcpy(sl + i * e->C, l + rows[i] * e->C, (size_t)e->C * sizeof *sl);
-  }
-  sub->n = s;
-  sub->D = e->D;
-  sub->C = e->C;
-  sub->head = e->head;
-  return TD_OK;
-}
-
 /* Fits d's model on a sample of e's training points. */
 static int drafter_fit(td_drafter *d, const epoch_data *e, td_err *err) {
   int64_t s = d->n_sample < e->n ? d->n_sample : e->n;
-  int64_t *rows = sample_rows(e->n, s, d->o.seed);
+  int64_t *rows = td__scale_sample_rows(e->n, s, d->o.seed);
   if (!rows)
     return td_err_set(err, TD_ENOMEM, "sampling the epoch: out of memory");
   epoch_data sub;
@@ -651,7 +843,7 @@ int td_drafter_cold(td_run *run, const td_project_opts *o, int epoch,
     if ((rc = drafter_fit(d, &e, err)) == TD_OK) {
       pm->forget_layout(d->st);
       rc = write_epoch(run, o, pm, d->st, epoch, &e, secs, epoch, d->n_sample,
-                       err);
+                       NULL, err);
     }
     epoch_data_free(&e);
   }
@@ -674,7 +866,7 @@ int td_drafter_draw(td_drafter *d, int epoch, double *seconds, td_err *err) {
   int rc = load_epoch(d->run, epoch, &e, err);
   if (rc == TD_OK) {
     rc = write_epoch(d->run, &d->o, d->pm, d->st, epoch, &e, secs, d->from,
-                     d->n_sample, err);
+                     d->n_sample, NULL, err);
     epoch_data_free(&e);
   }
   if (rc)

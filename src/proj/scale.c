@@ -1,0 +1,242 @@
+/* Projection at scale: the sample's size from SentryCam's relative-density
+ * curve, the sample itself, and the placement of the points outside it
+ * (docs/scale.md). */
+#include "proj/scale.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tardis/alloc.h"
+#include "tardis/knn.h"
+#include "tardis/parallel.h"
+#include "tardis/rng.h"
+
+#define PROXY_MAX 40000 /* rows of the proxy the curve is measured on */
+#define PROBES 1000
+#define DENSITY_K 15
+#define SLOPE_MAX 0.25 /* DESIGN §3.11 */
+
+/* Candidates on the canvas and neighbours kept by td__scale_refine. */
+#define REFINE_CAND 48
+#define REFINE_K 3
+#define REFINE_CHUNK 65536
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* A seeded permutation of 0..n-1 whose first s entries are a uniform
+ * sample (partial Fisher-Yates). */
+static int64_t *shuffled(int64_t n, int64_t s, uint64_t seed) {
+  int64_t *perm = td_malloc((size_t)(n ? n : 1) * sizeof *perm);
+  if (!perm)
+    return NULL;
+  for (int64_t i = 0; i < n; i++)
+    perm[i] = i;
+  td_rng r;
+  td_rng_seed(&r, seed);
+  for (int64_t i = 0; i < s && i < n - 1; i++) {
+    int64_t j = i + (int64_t)td_rng_below(&r, (uint64_t)(n - i));
+    int64_t t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  return perm;
+}
+
+int64_t *td__scale_sample_rows(int64_t n, int64_t s, uint64_t seed) {
+  if (s > n)
+    s = n;
+  int64_t *perm = shuffled(n, s, seed);
+  if (perm)
+    qsort(perm, (size_t)s, sizeof *perm, cmp_i64);
+  return perm;
+}
+
+static void gather(const float *x, int d, const int64_t *rows, int64_t m,
+                   float *out) {
+  for (int64_t i = 0; i < m; i++)
+    memcpy(out + i * d, x + rows[i] * d, (size_t)d * sizeof *out);
+}
+
+/* Mean distance of the probes q [PROBES, d] to their DENSITY_K nearest
+ * rows of ref [m, d]. */
+static int mean_knn_dist(const float *ref, int64_t m, const float *q,
+                         int64_t nq, int d, double *out, td_err *err) {
+  td_knn g;
+  int rc = td_knn_query_exact(ref, m, q, nq, d, DENSITY_K, &g, err);
+  if (rc)
+    return rc;
+  double s = 0;
+  for (int64_t i = 0; i < nq * DENSITY_K; i++)
+    s += (double)g.dist[i];
+  td_knn_free(&g);
+  *out = s / (double)(nq * DENSITY_K);
+  return TD_OK;
+}
+
+int td__scale_density_ratio(const float *x, int64_t n, int d, uint64_t seed,
+                            td__scale_density *out, td_err *err) {
+  memset(out, 0, sizeof *out);
+  out->ratio = 0.5;
+  int64_t nq = PROBES, p = n - nq < PROXY_MAX ? n - nq : PROXY_MAX;
+  if (p < 10 * DENSITY_K)
+    return td_err_set(err, TD_EARG, "density rule: %lld rows are too few",
+                      (long long)n);
+  /* the first p of the shuffle are the proxy (nested subsets: its first
+   * r * p rows), the next nq the probes */
+  int64_t *perm = shuffled(n, p + nq, seed ^ 0x5eedc0deULL);
+  float *px = perm ? td_malloc((size_t)(p * d) * sizeof *px) : NULL;
+  float *qx = px ? td_malloc((size_t)(nq * d) * sizeof *qx) : NULL;
+  int rc =
+      qx ? TD_OK : td_err_set(err, TD_ENOMEM, "density rule: out of memory");
+  double full = 0, part[5] = {0};
+  if (rc == TD_OK) {
+    gather(x, d, perm, p, px);
+    gather(x, d, perm + p, nq, qx);
+    rc = mean_knn_dist(px, p, qx, nq, d, &full, err);
+  }
+  for (int i = 0; i < 5 && rc == TD_OK; i++)
+    rc = mean_knn_dist(px, (int64_t)((double)p * 0.1 * (i + 1)), qx, nq, d,
+                       &part[i], err);
+  td_free(perm);
+  td_free(px);
+  td_free(qx);
+  if (rc)
+    return rc;
+  for (int i = 0; i < 5; i++)
+    out->density[i] = part[i] > 0 ? full / part[i] : 1.0;
+  /* the smallest qualifying ratio: scan up from 10 % */
+  for (int i = 0; i < 5; i++) {
+    double r = 0.1 * (i + 1);
+    if ((1.0 - out->density[i]) / (1.0 - r) <= SLOPE_MAX) {
+      out->ratio = r;
+      break;
+    }
+  }
+  return TD_OK;
+}
+
+/* ---- placement of the points outside the sample ---------------------- */
+
+typedef struct refine_ctx {
+  const float *x, *pos;
+  int d;
+  const int64_t *rows;  /* the sample, ascending */
+  const int64_t *query; /* the chunk's non-sample rows */
+  const td_knn *cand;   /* their canvas candidates among the sample */
+  const int32_t *pred;  /* [n] predicted classes, or NULL */
+  float *y, *alt;
+} refine_ctx;
+
+/* Insertion into the ascending list (dist, idx) of at most REFINE_K. */
+static int keep_nearest(float *dist, int32_t *idx, int cnt, float dv,
+                        int32_t v) {
+  if (cnt == REFINE_K && dv >= dist[cnt - 1])
+    return cnt;
+  int j = cnt < REFINE_K ? cnt++ : cnt - 1;
+  while (j > 0 && dist[j - 1] > dv) {
+    dist[j] = dist[j - 1];
+    idx[j] = idx[j - 1];
+    j--;
+  }
+  dist[j] = dv;
+  idx[j] = v;
+  return cnt;
+}
+
+static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
+  (void)tid;
+  const refine_ctx *c = vctx;
+  int kc = c->cand->k;
+  for (int64_t i = begin; i < end; i++) {
+    const float *xi = c->x + c->query[i] * c->d;
+    float dist[REFINE_K];
+    int32_t idx[REFINE_K];
+    int cnt = 0;
+    /* the candidates of the point's predicted class, as the class-aware
+     * complex draws them (all of them when none is) */
+    int32_t want = c->pred ? c->pred[c->query[i]] : -1, any = 0;
+    for (int j = 0; want >= 0 && j < kc && !any; j++)
+      any = c->pred[c->rows[c->cand->idx[i * kc + j]]] == want;
+    for (int j = 0; j < kc; j++) {
+      int32_t v = c->cand->idx[i * kc + j];
+      if (any && c->pred[c->rows[v]] != want)
+        continue;
+      const float *xv = c->x + c->rows[v] * c->d;
+      float s = 0;
+      for (int t = 0; t < c->d; t++) {
+        float df = xi[t] - xv[t];
+        s += df * df;
+      }
+      cnt = keep_nearest(dist, idx, cnt, sqrtf(s), v);
+    }
+    double spread = 0;
+    for (int j = 0; j < cnt; j++)
+      spread += (double)(dist[j] - dist[0]);
+    spread = cnt > 1 ? spread / (cnt - 1) : 0;
+    double wx = 0, wy = 0, ws = 0;
+    for (int j = 0; j < cnt; j++) {
+      double w = spread > 0 ? exp(-(double)(dist[j] - dist[0]) / spread) : 1.0;
+      wx += w * (double)c->pos[2 * idx[j]];
+      wy += w * (double)c->pos[2 * idx[j] + 1];
+      ws += w;
+    }
+    if (ws > 0) {
+      c->y[2 * c->query[i]] = (float)(wx / ws);
+      c->y[2 * c->query[i] + 1] = (float)(wy / ws);
+    }
+    if (c->alt && cnt > 0) { /* beside the nearest, as relocate_changed */
+      float a = (float)(c->query[i] % 628) * 0.01f;
+      c->alt[2 * c->query[i]] = c->pos[2 * idx[0]] + 0.05f * cosf(a);
+      c->alt[2 * c->query[i] + 1] = c->pos[2 * idx[0] + 1] + 0.05f * sinf(a);
+    }
+  }
+}
+
+/* The rows not in the (ascending) sample, m of them; td_malloc'd. */
+static int64_t *outside(int64_t n, const int64_t *rows, int64_t s, int64_t *m) {
+  int64_t *q = td_malloc((size_t)(n - s > 0 ? n - s : 1) * sizeof *q);
+  if (!q)
+    return NULL;
+  int64_t k = 0, j = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (j < s && rows[j] == i)
+      j++;
+    else
+      q[k++] = i;
+  }
+  *m = k;
+  return q;
+}
+
+int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
+                     int64_t s, const float *pos, const int32_t *pred, float *y,
+                     float *alt, td_err *err) {
+  int kc = s < REFINE_CAND ? (int)s : REFINE_CAND;
+  if (kc < 1)
+    return TD_OK;
+  int64_t m = 0;
+  int64_t *query = outside(n, rows, s, &m);
+  float *q = query ? td_malloc((size_t)REFINE_CHUNK * 2 * sizeof *q) : NULL;
+  int rc = q ? TD_OK : td_err_set(err, TD_ENOMEM, "placing: out of memory");
+  for (int64_t b = 0; b < m && rc == TD_OK; b += REFINE_CHUNK) {
+    int64_t cm = m - b < REFINE_CHUNK ? m - b : REFINE_CHUNK;
+    for (int64_t i = 0; i < cm; i++) {
+      q[2 * i] = y[2 * query[b + i]];
+      q[2 * i + 1] = y[2 * query[b + i] + 1];
+    }
+    td_knn cand;
+    rc = td_knn_2d_query(pos, s, q, cm, kc, &cand, err);
+    if (rc)
+      break;
+    refine_ctx c = {x, pos, d, rows, query + b, &cand, pred, y, alt};
+    td_parallel_for(cm, 1024, refine_rows, &c);
+    td_knn_free(&cand);
+  }
+  td_free(q);
+  td_free(query);
+  return rc;
+}
