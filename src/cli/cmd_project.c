@@ -1,4 +1,5 @@
 /* tardis project / tardis eval: 2-D projection of a run and its quality. */
+#include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -104,6 +105,15 @@ int td_cmd_project(int argc, char **argv) {
     fprintf(stderr, "tardis: error: %s\n", err.msg);
     return 1;
   }
+  /* The scaled path trades quality for time (docs/scale.md): say so. */
+  int64_t n_train = td_run_get_meta(run)->n_train;
+  if (!strcmp(o.method, "dvi") &&
+      (o.scale == 1 || (o.scale == -1 && n_train > TD_PROJECT_SCALE_AUTO_MIN)))
+    fprintf(stderr,
+            "tardis project: %" PRId64 " training points: fitting on a "
+            "sample and placing the rest,\nfaster but a coarser picture "
+            "(docs/scale.md; --scale off fits them all)\n",
+            n_train);
   pctx pc = {isatty(2)};
   o.progress = on_progress;
   o.progress_ctx = &pc;
