@@ -114,7 +114,11 @@ static void print_summary(const td_run *run) {
   printf("classes     %d:", m->n_classes);
   for (int i = 0; i < m->n_classes; i++)
     printf(" %s%s", m->classes[i], i + 1 < m->n_classes ? "," : "");
-  printf("\ntrain       %lld samples\n", (long long)m->n_train);
+  if (td_run_subset(run))
+    printf("\ntrain       %lld samples, %lld recorded (subset.npy)\n",
+           (long long)td_run_n_train_all(run), (long long)m->n_train);
+  else
+    printf("\ntrain       %lld samples\n", (long long)m->n_train);
   printf("test        %lld samples\n", (long long)m->n_test);
   printf("repr_dim    %d\n", m->repr_dim);
   if (m->has_input_shape)

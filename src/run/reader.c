@@ -205,6 +205,17 @@ int td_run_refresh(td_run *run, td_err *err) {
 const td_run_meta *td_run_get_meta(const td_run *run) { return &run->meta; }
 const int32_t *td_run_subset(const td_run *run) { return run->subset.data; }
 int64_t td_run_n_train_all(const td_run *run) { return run->n_all; }
+
+int td_run_require_all_samples(const td_run *run, const char *what,
+                               td_err *err) {
+  if (!run->subset.data)
+    return TD_OK;
+  return td_err_set(err, TD_ESTATE,
+                    "%s: records only %lld of the %lld training samples "
+                    "(subset.npy); %s needs a run that records all of them",
+                    run->dir, (long long)run->meta.n_train,
+                    (long long)run->n_all, what);
+}
 const char *td_run_dir(const td_run *run) { return run->dir; }
 int td_run_n_epochs(const td_run *run) { return run->n_epochs; }
 
