@@ -580,7 +580,7 @@ class TestTardisReadsRecorderRuns(RecorderTestCase):
             with torch.no_grad():  # logits from the float16-rounded representation
                 z, zt = head(r.half().float()), head(rt.half().float())
             rec.record_epoch(e, r, z, head, test_repr=rt, test_logits=zt,
-                             subset=np.arange(0, N, 3), metrics={"lr": 0.1, "note": "text"})
+                             metrics={"lr": 0.1, "note": "text"})
         verify_run(self.run_dir)
         rc, text = tardis_info(self, self.run_dir)
         self.assertEqual(rc, 0, text)
