@@ -203,7 +203,8 @@ static void test_view(void) {
     CHECK_INT(open_validate(dir, &err), ==, code);                             \
     CHECK_STR_CONTAINS(err.msg, want);                                         \
   } while (0)
-#define L(...) {__VA_ARGS__}
+#define L(...)                                                                 \
+  { __VA_ARGS__ }
 
 static void test_bad_subsets(void) {
   const char *dir = td_t_tmpdir("subset_bad");
@@ -271,8 +272,7 @@ static int sh(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
-  snprintf(full, sizeof full, "%s >'%s/out.txt' 2>'%s/err.txt'", cmd, dir,
-           dir);
+  snprintf(full, sizeof full, "%s >'%s/out.txt' 2>'%s/err.txt'", cmd, dir, dir);
   int st = system(full);
   int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
   if (rc) { /* the log explains a failure */
@@ -448,8 +448,7 @@ static void test_cli_subset(void) {
   }
   check_served_subset(run, sub.data, lab.data, 100);
   /* --resume goes on with the same subset */
-  CHECK_INT(sh("'%s' train --resume '%s' --epochs 3 --quiet", bin, run), ==,
-            0);
+  CHECK_INT(sh("'%s' train --resume '%s' --epochs 3 --quiet", bin, run), ==, 0);
   CHECK_INT(sh("'%s' info '%s'", bin, run), ==, 0);
   pathf(p, sizeof p, run, "epochs/0003/subset.npy");
   CHECK(td_path_exists(p));

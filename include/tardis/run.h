@@ -115,8 +115,8 @@ TD_NODISCARD int td_run_refresh(td_run *run, td_err *err);
 /* TD_ESTATE with "RUN: records only K of the N training samples (subset.npy);
  * WHAT needs a run that records all of them" for a subset run; TD_OK
  * otherwise. For what cannot work on a subset (diagnose, repair). */
-TD_NODISCARD int td_run_require_all_samples(const td_run *run,
-                                            const char *what, td_err *err);
+TD_NODISCARD int td_run_require_all_samples(const td_run *run, const char *what,
+                                            td_err *err);
 
 /* The training labels, always int32 [n_train] (converted on open when stored
  * as int64). Owned by the run. */

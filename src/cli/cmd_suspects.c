@@ -145,7 +145,8 @@ int td__suspects_list(const args *a, const td_run *run,
       printf("note: %s\n", note);
     printf("%d most suspicious of %lld %straining samples (trajectory: %s; "
            "ranked by the %s)\n\n",
-           n, (long long)f->n, sub ? "recorded " : "", f->has_trajectory ? f->method : "none",
+           n, (long long)f->n, sub ? "recorded " : "",
+           f->has_trajectory ? f->method : "none",
            info.model_ranked ? "model fitted to the feedback" : "prior");
     printf("%6s %8s %7s  %-12s %-18s %s\n", "rank", "index", "score", "label",
            "suggested", "why");
@@ -176,8 +177,7 @@ int td__suspects_list(const args *a, const td_run *run,
       snprintf(sug, sizeof sug, "%.11s (%.2f)", class_name(m, sg[j].label),
                (double)sg[j].confidence);
     printf("%6d %8d %7.2f  %-12.12s %-18s", j + 1, sub ? sub[idx[j]] : idx[j],
-           (double)sc[j],
-           class_name(m, lab[idx[j]]), sug);
+           (double)sc[j], class_name(m, lab[idx[j]]), sug);
     for (int w = 0; w < nw && w < 3; w++)
       printf("%s%s %.3g (top %.2g%%)", w ? ", " : " ",
              td_sus_feature_name(feat[w]), (double)x[feat[w]],
@@ -189,8 +189,9 @@ int td__suspects_list(const args *a, const td_run *run,
            "of the epochs\n(mean softmax) and the labels of the 10 nearest "
            "training samples share,\nwith the mean of the two (e.g. #%d: "
            "model %s %.2f, neighbours %s %.2f)\n",
-           sub ? sub[idx[0]] : idx[0], class_name(m, sg[0].model_class), (double)sg[0].model_prob,
-           class_name(m, sg[0].knn_class), (double)sg[0].knn_share);
+           sub ? sub[idx[0]] : idx[0], class_name(m, sg[0].model_class),
+           (double)sg[0].model_prob, class_name(m, sg[0].knn_class),
+           (double)sg[0].knn_share);
   if (a->json) {
     json_t *o = extra ? extra : json_object();
     json_object_set_new(o, "method", json_string(f->method));

@@ -74,7 +74,7 @@ int td__spec_is_recorded(const td__array_spec *s) {
 
 static int64_t rows_of(const td__array_spec *s, const td_run_meta *m,
                        int64_t n_rec) {
-  return s->rows == ROWS_TRAIN ? m->n_train
+  return s->rows == ROWS_TRAIN      ? m->n_train
          : s->rows == ROWS_RECORDED ? n_rec
                                     : m->n_test;
 }
@@ -180,9 +180,8 @@ static int check_finite(const char *path, const td_array *a, td_err *err) {
       path, what, (long long)(bad / per_row), (long long)(bad % per_row));
 }
 
-int td__spec_check(const td__array_spec *s, const td_run_meta *m,
-                   int64_t n_rec, const char *path, const td_array *a,
-                   td_err *err) {
+int td__spec_check(const td__array_spec *s, const td_run_meta *m, int64_t n_rec,
+                   const char *path, const td_array *a, td_err *err) {
   if (!(s->dtypes & DT(a->dtype)) || !shape_ok(s, m, n_rec, a)) {
     char want[320], got[160];
     expected_str(s, m, n_rec, want, sizeof want);

@@ -282,7 +282,8 @@ static int load_known(const td_run *run, int epoch, const td__array_spec *s,
     if (td_run_epoch_path(run, epoch, ep, sizeof ep))
       return td_err_set(err, TD_ERANGE, "%s: path too long", run->dir);
     if ((rc = td_pathf(sp, sizeof sp, err, "%s/subset.npy", ep)) ||
-        (rc = td__subset_check_epoch(sp, sp, run->dir, &full, &run->subset, err)))
+        (rc = td__subset_check_epoch(sp, sp, run->dir, &full, &run->subset,
+                                     err)))
       return rc;
   }
   rc = td__load_checked(&full, run->meta.n_train, s, path, out, err);
@@ -458,8 +459,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
                : ((const float *)repr->data)[i];
   td_head_forward(h, x, n, z);
   /* float16 representations keep only ~3 decimal digits; allow for it. */
-  float rel =
-      repr->dtype == TD_F16 || logits->dtype == TD_F16 ? 5e-2f : 1e-2f;
+  float rel = repr->dtype == TD_F16 || logits->dtype == TD_F16 ? 5e-2f : 1e-2f;
   td_array lf = {0};
   int rc = logits->dtype == TD_F16 ? td_array_to_f32(logits, &lf, err) : TD_OK;
   if (rc) {

@@ -1092,8 +1092,8 @@ static enum MHD_Result api_subset(const req *r) {
                            "not a subset run (it records every sample)");
   char shape[32];
   snprintf(shape, sizeof shape, "%lld", (long long)r->meta->n_train);
-  return td__reply_bin(r->c, sub, (size_t)r->meta->n_train * sizeof *sub,
-                       shape, "int32");
+  return td__reply_bin(r->c, sub, (size_t)r->meta->n_train * sizeof *sub, shape,
+                       "int32");
 }
 
 /* ---- routing ------------------------------------------------------------ */

@@ -72,8 +72,8 @@ static int add_f32(td_epoch_writer *w, const char *name, float *data,
  * vector) as `name`, in float16 when f16. The ordinary case writes the
  * buffer as it is. */
 static int add_rows(td_epoch_writer *w, const char *name, float *data,
-                    int64_t n, int64_t cols, const int32_t *idx,
-                    int64_t n_idx, int f16, td_err *err) {
+                    int64_t n, int64_t cols, const int32_t *idx, int64_t n_idx,
+                    int f16, td_err *err) {
   if (!idx && !f16)
     return add_f32(w, name, data, n, cols, err);
   int64_t rows = idx ? n_idx : n, width = cols ? cols : 1;
@@ -171,20 +171,19 @@ static int write_epoch(td__recorder *r) {
   const int32_t *ri = r->rec_idx;
   int64_t nr = r->n_rec, ntr = r->train.n;
   int f16 = r->repr_f16;
-  if ((rc = add_rows(w, "train_repr.npy", et->repr, ntr, D, ri, nr, f16,
-                     err)) ||
+  if ((rc =
+           add_rows(w, "train_repr.npy", et->repr, ntr, D, ri, nr, f16, err)) ||
       (rc = add_rows(w, "train_logits.npy", et->logits, ntr, C, ri, nr, 0,
                      err)) ||
       (rc = add_rows(w, "train_loss.npy", et->loss, ntr, 0, ri, nr, 0, err)) ||
       (r->test.n &&
-       ((rc = add_rows(w, "test_repr.npy", ev->repr, r->test.n, D, NULL, 0,
-                       f16, err)) ||
+       ((rc = add_rows(w, "test_repr.npy", ev->repr, r->test.n, D, NULL, 0, f16,
+                       err)) ||
         (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
-      (r->ood.n &&
-       ((rc = add_rows(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n, D, NULL, 0,
-                       f16, err)) ||
-        (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits, r->ood.n, C,
-                      err)))) ||
+      (r->ood.n && ((rc = add_rows(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n,
+                                   D, NULL, 0, f16, err)) ||
+                    (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits,
+                                  r->ood.n, C, err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
       (r->cl && (rc = write_continual(r, w, meta))) ||
       (!r->cl && r->sel && r->epoch > 0 &&

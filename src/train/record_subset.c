@@ -53,8 +53,7 @@ static int load(const char *run_dir, int64_t k, int32_t **out, td_err *err) {
     rc = td_err_set(err, TD_ESTATE,
                     "%s/subset.npy: %s, but run.json's \"train\" says "
                     "record_subset %lld",
-                    run_dir, s ? "a different length" : "absent",
-                    (long long)k);
+                    run_dir, s ? "a different length" : "absent", (long long)k);
   else if (!(*out = malloc((size_t)k * sizeof **out)))
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
   else
