@@ -56,6 +56,11 @@ static json_t *summary_json(const td_run *run) {
     json_array_append_new(epochs, e);
     json_decref(j);
   }
+  if (td_run_subset(run)) { /* as /api/run: n_train is the K recorded */
+    json_object_set_new(o, "subset", json_true());
+    json_object_set_new(o, "n_train_all",
+                        json_integer(td_run_n_train_all(run)));
+  }
   json_object_set_new(o, "dir", json_string(td_run_dir(run)));
   json_object_set_new(o, "files", files);
   json_object_set_new(o, "epochs", epochs);
