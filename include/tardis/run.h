@@ -86,8 +86,17 @@ typedef struct td_run td_run; /* an opened run */
 TD_NODISCARD int td_run_open(const char *dir, td_run **out, td_err *err);
 void td_run_close(td_run *run); /* NULL is fine */
 
-/* Owned by the run; valid until td_run_close. */
+/* Owned by the run; valid until td_run_close. In a subset run (RUN/subset.npy,
+ * docs/run-format.md#subset-runs) the run reads as a run of its K recorded
+ * samples: meta->n_train is K, row r of every training array (labels, truth,
+ * inputs, representations, logits, loss) is the training sample subset[r]. */
 const td_run_meta *td_run_get_meta(const td_run *run);
+/* The training index of each recorded row, int32 [K] ascending, or NULL when
+ * the run records every training sample (then row r is sample r). */
+const int32_t *td_run_subset(const td_run *run);
+/* run.json's n_train: N, the whole training set (= meta->n_train unless the
+ * run is a subset run). */
+int64_t td_run_n_train_all(const td_run *run);
 const char *td_run_dir(const td_run *run);
 
 /* Recorded epochs, ascending by number (gaps allowed). */
@@ -103,11 +112,22 @@ TD_NODISCARD int td_run_epoch_path(const td_run *run, int epoch, char *buf,
  * previous list is kept. */
 TD_NODISCARD int td_run_refresh(td_run *run, td_err *err);
 
+/* TD_ESTATE with "RUN: records only K of the N training samples (subset.npy);
+ * WHAT needs a run that records all of them" for a subset run; TD_OK
+ * otherwise. For what cannot work on a subset (diagnose, repair). */
+TD_NODISCARD int td_run_require_all_samples(const td_run *run, const char *what,
+                                            td_err *err);
+
 /* The training labels, always int32 [n_train] (converted on open when stored
  * as int64). Owned by the run. */
 const int32_t *td_run_train_labels(const td_run *run);
 
 /* Loads one array of the run, checking dtype and shape against run.json.
+ * In a subset run the top-level per-sample arrays (train_labels,
+ * train_truth, train_inputs) come back gathered to the K recorded rows (an
+ * owned copy), and an epoch's subset.npy is compared with the run's before
+ * any of its per-sample arrays is returned. trained.npy, pool.npy and
+ * select.npy keep indices into the whole training set [0, N).
  * epoch < 0: a top-level array ("train_labels", "test_labels", "train_truth",
  * "train_inputs", "test_inputs"); epoch >= 0: an array of that epoch
  * ("train_repr", "test_repr", "train_logits", "test_logits", "train_loss",
@@ -119,7 +139,8 @@ const int32_t *td_run_train_labels(const td_run *run);
  * *out with td_array_close. */
 TD_NODISCARD int td_run_load(const td_run *run, int epoch, const char *name,
                              td_array *out, td_err *err);
-/* Like td_run_load, but float16 arrays are converted to a float32 copy. */
+/* Like td_run_load, but float16 arrays are converted to a float32 copy. Every
+ * reader of representations, logits or losses uses it: each may be float16. */
 TD_NODISCARD int td_run_load_f32(const td_run *run, int epoch, const char *name,
                                  td_array *out, td_err *err);
 

@@ -59,6 +59,12 @@ typedef struct td_train_opts {
   const char *out; /* run directory; NULL: train without recording */
   int force;       /* replace an existing run */
   int save_model;  /* write the full checkpoint into each epoch's model/ */
+  /* Recording (docs/storage.md): repr_f16 stores the representations (train,
+   * test, ood) as float16; record_subset K > 0 records only K training
+   * samples, drawn from the seed and the same in every epoch (a subset run:
+   * RUN/subset.npy). Every sample is still evaluated for epoch.json. */
+  int repr_f16;
+  int64_t record_subset;
   const char *ood; /* NULL, or "inverted": also record intensity-inverted
                       test images (ood_inputs.npy; ood_repr/ood_logits per
                       epoch) to test detectors of unusual inputs */

@@ -56,6 +56,11 @@ static json_t *summary_json(const td_run *run) {
     json_array_append_new(epochs, e);
     json_decref(j);
   }
+  if (td_run_subset(run)) { /* as /api/run: n_train is the K recorded */
+    json_object_set_new(o, "subset", json_true());
+    json_object_set_new(o, "n_train_all",
+                        json_integer(td_run_n_train_all(run)));
+  }
   json_object_set_new(o, "dir", json_string(td_run_dir(run)));
   json_object_set_new(o, "files", files);
   json_object_set_new(o, "epochs", epochs);
@@ -114,7 +119,11 @@ static void print_summary(const td_run *run) {
   printf("classes     %d:", m->n_classes);
   for (int i = 0; i < m->n_classes; i++)
     printf(" %s%s", m->classes[i], i + 1 < m->n_classes ? "," : "");
-  printf("\ntrain       %lld samples\n", (long long)m->n_train);
+  if (td_run_subset(run))
+    printf("\ntrain       %lld samples, %lld recorded (subset.npy)\n",
+           (long long)td_run_n_train_all(run), (long long)m->n_train);
+  else
+    printf("\ntrain       %lld samples\n", (long long)m->n_train);
   printf("test        %lld samples\n", (long long)m->n_test);
   printf("repr_dim    %d\n", m->repr_dim);
   if (m->has_input_shape)

@@ -138,13 +138,15 @@ int td__suspects_list(const args *a, const td_run *run,
     printf("note: no suggested labels: %s\n", err.msg);
   const int32_t *lab = td_run_train_labels(run);
   const td_run_meta *m = td_run_get_meta(run);
+  const int32_t *sub = td_run_subset(run); /* rows -> training indices */
   json_t *items = json_array();
   if (!a->json) {
     if (note && note[0])
       printf("note: %s\n", note);
-    printf("%d most suspicious of %lld training samples (trajectory: %s; "
+    printf("%d most suspicious of %lld %straining samples (trajectory: %s; "
            "ranked by the %s)\n\n",
-           n, (long long)f->n, f->has_trajectory ? f->method : "none",
+           n, (long long)f->n, sub ? "recorded " : "",
+           f->has_trajectory ? f->method : "none",
            info.model_ranked ? "model fitted to the feedback" : "prior");
     printf("%6s %8s %7s  %-12s %-18s %s\n", "rank", "index", "score", "label",
            "suggested", "why");
@@ -163,6 +165,8 @@ int td__suspects_list(const args *a, const td_run *run,
                                              "percentile", pct[w]));
       json_t *it = json_pack("{s:i,s:f,s:i,s:o}", "index", idx[j], "score",
                              (double)sc[j], "label", lab[idx[j]], "why", why);
+      if (sub) /* a subset run: index is the row, sample its training index */
+        json_object_set_new(it, "sample", json_integer(sub[idx[j]]));
       if (have_sg)
         json_object_set_new(it, "suggested", suggestion_json(&sg[j]));
       json_array_append_new(items, it);
@@ -172,8 +176,8 @@ int td__suspects_list(const args *a, const td_run *run,
     if (have_sg) /* fits: 11 bytes of name, a number, parentheses */
       snprintf(sug, sizeof sug, "%.11s (%.2f)", class_name(m, sg[j].label),
                (double)sg[j].confidence);
-    printf("%6d %8d %7.2f  %-12.12s %-18s", j + 1, idx[j], (double)sc[j],
-           class_name(m, lab[idx[j]]), sug);
+    printf("%6d %8d %7.2f  %-12.12s %-18s", j + 1, sub ? sub[idx[j]] : idx[j],
+           (double)sc[j], class_name(m, lab[idx[j]]), sug);
     for (int w = 0; w < nw && w < 3; w++)
       printf("%s%s %.3g (top %.2g%%)", w ? ", " : " ",
              td_sus_feature_name(feat[w]), (double)x[feat[w]],
@@ -185,8 +189,9 @@ int td__suspects_list(const args *a, const td_run *run,
            "of the epochs\n(mean softmax) and the labels of the 10 nearest "
            "training samples share,\nwith the mean of the two (e.g. #%d: "
            "model %s %.2f, neighbours %s %.2f)\n",
-           idx[0], class_name(m, sg[0].model_class), (double)sg[0].model_prob,
-           class_name(m, sg[0].knn_class), (double)sg[0].knn_share);
+           sub ? sub[idx[0]] : idx[0], class_name(m, sg[0].model_class),
+           (double)sg[0].model_prob, class_name(m, sg[0].knn_class),
+           (double)sg[0].knn_share);
   if (a->json) {
     json_t *o = extra ? extra : json_object();
     json_object_set_new(o, "method", json_string(f->method));

@@ -84,6 +84,9 @@ int td_cmd_train(int argc, char **argv) {
   static const char *const noise_types[] = {"symmetric", "asymmetric", NULL};
   static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
   static const char *const ood_sets[] = {"inverted", NULL};
+  static const char *const repr_dtypes[] = {"float32", "float16", "f32", "f16",
+                                            NULL};
+  const char *repr_dtype = "float32";
   int noise_type = (int)o.noise_type;
   const char *lr_spike = NULL;
   td_opt opts[] = {
@@ -137,6 +140,12 @@ int td_cmd_train(int argc, char **argv) {
                  "default: all CPUs"),
       TD_OPT_UNFLAG("no-model", &o.save_model,
                     "do not store the checkpoint in each epoch"),
+      TD_OPT_CHOICE_STR("repr-dtype", &repr_dtype, repr_dtypes,
+                        "float32 (default) or float16 (f16): how the\n"
+                        "representations are stored (half the disk)"),
+      TD_OPT_INT64("record-subset", &o.record_subset, 1, TD_ARG_INF, "K",
+                   "record only K training samples, drawn from the\n"
+                   "seed, the same in every epoch (RUN/subset.npy)"),
       TD_OPT_CHOICE_STR("ood", &o.ood, ood_sets,
                         "also record intensity-inverted test images\n"
                         "(an out-of-distribution set)"),
@@ -192,6 +201,7 @@ int td_cmd_train(int argc, char **argv) {
   if ((status = check_modes(&cmd, &o)) != 0)
     return status;
   o.noise_type = (td_noise_type)noise_type;
+  o.repr_f16 = !strcmp(repr_dtype, "float16") || !strcmp(repr_dtype, "f16");
   if ((o.tasks || o.resume) && !td_args_given(&cmd, "epochs"))
     o.epochs = 0; /* tasks x epochs-per-task; a resumed run's own */
   if (lr_spike && parse_spike(lr_spike, &o) != 0)

@@ -155,6 +155,13 @@ int td__suspects_session(const args *a, const td_run *run,
   td_fb *db;
   int64_t id = 0, n = td_run_get_meta(run)->n_train;
   int round = 0, n_rec = 0;
+  /* --accept and the exported labels speak of training indices: a subset
+   * run's sessions are the web UI's (rows mapped by the server) */
+  if (td_run_require_all_samples(run, "tardis suspects --session", &err)) {
+    fprintf(stderr, "tardis suspects: %s (the web UI's sessions work)\n",
+            err.msg);
+    return 1;
+  }
   if (td_fb_open(td_run_dir(run), &db, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
     return 1;

@@ -577,7 +577,7 @@ static int dvi_resume(void *st, const td_run *run, int epoch, const char *dir,
   pe.C = td_run_get_meta(run)->n_classes;
   if (!c->pos)
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", dir);
-  if ((rc = td_run_load(run, epoch, "train_logits", &pe.logits, err)))
+  if ((rc = td_run_load_f32(run, epoch, "train_logits", &pe.logits, err)))
     return rc;
   pe.n = pe.logits.shape[0];
   if (pe.n == c->n_pos && (c->pred = malloc((size_t)pe.n * sizeof *c->pred)))

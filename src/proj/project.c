@@ -69,7 +69,7 @@ static int load_epoch(const td_run *run, int epoch, epoch_data *e,
   if (rc == TD_OK)
     rc = td_run_load_f32(run, epoch, "train_repr", &e->train, err);
   if (rc == TD_OK)
-    rc = td_run_load(run, epoch, "train_logits", &e->logits, err);
+    rc = td_run_load_f32(run, epoch, "train_logits", &e->logits, err);
   if (rc == TD_OK)
     rc = td_run_load_head(run, epoch, &e->head, err);
   if (rc == TD_OK && td_run_has(run, epoch, "test_repr")) {

@@ -167,6 +167,9 @@ int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
   if (!(o->theta > 0 && o->theta <= 1) || !(o->gamma >= 0 && o->gamma < 1))
     return td_err_set(err, TD_EARG,
                       "theta must be in (0, 1] and gamma in [0, 1)");
+  int rc0 = td_run_require_all_samples(run, "tardis diagnose", err);
+  if (rc0)
+    return rc0;
   td_diagnosis *g = calloc(1, sizeof *g);
   int epoch = 0;
   int rc = g ? pick_epoch(run, o->epoch, &epoch, err)

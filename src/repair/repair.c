@@ -92,6 +92,8 @@ static int load_i32(const td_run *run, int epoch, const char *name, int32_t **v,
 static int open_parent(rep *r, td_err *err) {
   const td_repair_opts *o = r->o;
   int rc = td_run_open(o->run, &r->parent, err);
+  if (!rc)
+    rc = td_run_require_all_samples(r->parent, "tardis repair", err);
   if (rc)
     return rc;
   int n = td_run_n_epochs(r->parent);

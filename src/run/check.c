@@ -7,7 +7,9 @@
 
 #include "run/run_internal.h"
 
-enum { ROWS_TRAIN, ROWS_TEST, ROWS_ANY };
+/* ROWS_RECORDED: the training samples an epoch records, N or in a subset run
+ * the K of subset.npy. */
+enum { ROWS_TRAIN, ROWS_RECORDED, ROWS_TEST, ROWS_ANY };
 enum { COLS_NONE, COLS_REPR, COLS_CLASSES, COLS_INPUT };
 enum { VALS_FINITE, VALS_LABEL, VALS_TRAIN_INDEX, VALS_TRAIN_INDEX_SORTED };
 
@@ -31,17 +33,23 @@ static const td__array_spec specs[] = {
      VALS_FINITE},
     {"test_inputs", 0, DT(TD_U8) | DT(TD_F32), ROWS_TEST, COLS_INPUT,
      VALS_FINITE},
-    {"train_repr", 1, DT(TD_F32) | DT(TD_F16), ROWS_TRAIN, COLS_REPR,
+    /* subset runs (docs/run-format.md): the recorded training indices */
+    {"subset", 0, DT(TD_I32) | DT(TD_I64), ROWS_ANY, COLS_NONE,
+     VALS_TRAIN_INDEX_SORTED},
+    {"train_repr", 1, DT(TD_F32) | DT(TD_F16), ROWS_RECORDED, COLS_REPR,
      VALS_FINITE},
     {"test_repr", 1, DT(TD_F32) | DT(TD_F16), ROWS_TEST, COLS_REPR,
      VALS_FINITE},
-    {"train_logits", 1, DT(TD_F32), ROWS_TRAIN, COLS_CLASSES, VALS_FINITE},
-    {"test_logits", 1, DT(TD_F32), ROWS_TEST, COLS_CLASSES, VALS_FINITE},
-    {"train_loss", 1, DT(TD_F32), ROWS_TRAIN, COLS_NONE, VALS_FINITE},
+    {"train_logits", 1, DT(TD_F32) | DT(TD_F16), ROWS_RECORDED, COLS_CLASSES,
+     VALS_FINITE},
+    {"test_logits", 1, DT(TD_F32) | DT(TD_F16), ROWS_TEST, COLS_CLASSES,
+     VALS_FINITE},
+    {"train_loss", 1, DT(TD_F32) | DT(TD_F16), ROWS_RECORDED, COLS_NONE,
+     VALS_FINITE},
     /* Python's default integer is int64, so indices get the same leniency as
-     * labels. */
+     * labels. A copy of RUN/subset.npy (the reader compares the two). */
     {"subset", 1, DT(TD_I32) | DT(TD_I64), ROWS_ANY, COLS_NONE,
-     VALS_TRAIN_INDEX},
+     VALS_TRAIN_INDEX_SORTED},
     /* continual learning: the samples this epoch trained on, ascending */
     {"trained", 1, DT(TD_I32) | DT(TD_I64), ROWS_ANY, COLS_NONE,
      VALS_TRAIN_INDEX_SORTED},
@@ -56,13 +64,28 @@ const td__array_spec *td__spec_find(const char *base, int in_epoch) {
 
 int td__spec_is_int(const td__array_spec *s) { return s->vals != VALS_FINITE; }
 
+int td__spec_is_per_train(const td__array_spec *s) {
+  return s->rows == ROWS_TRAIN;
+}
+
+int td__spec_is_recorded(const td__array_spec *s) {
+  return s->rows == ROWS_RECORDED;
+}
+
+static int64_t rows_of(const td__array_spec *s, const td_run_meta *m,
+                       int64_t n_rec) {
+  return s->rows == ROWS_TRAIN      ? m->n_train
+         : s->rows == ROWS_RECORDED ? n_rec
+                                    : m->n_test;
+}
+
 /* "60000×128 float32 or float16". At most about 200 bytes (a count, three
  * dimensions or the input_shape note, the dtype names), and the one caller
  * gives 256, so no snprintf below is cut. */
 static void expected_str(const td__array_spec *s, const td_run_meta *m,
-                         char *buf, size_t len) {
+                         int64_t n_rec, char *buf, size_t len) {
   size_t o = 0;
-  int64_t rows = s->rows == ROWS_TRAIN ? m->n_train : m->n_test;
+  int64_t rows = rows_of(s, m, n_rec);
   if (s->rows == ROWS_ANY)
     o += (size_t)snprintf(buf, len, "K");
   else
@@ -85,11 +108,13 @@ static void expected_str(const td__array_spec *s, const td_run_meta *m,
                             td_dtype_name((td_dtype)t));
       sep = " or ";
     }
+  if (s->rows == ROWS_RECORDED && n_rec != m->n_train && o < len)
+    snprintf(buf + o, len - o, " (one row per entry of subset.npy)");
 }
 
 static int shape_ok(const td__array_spec *s, const td_run_meta *m,
-                    const td_array *a) {
-  int64_t rows = s->rows == ROWS_TRAIN ? m->n_train : m->n_test;
+                    int64_t n_rec, const td_array *a) {
+  int64_t rows = rows_of(s, m, n_rec);
   if (a->ndim < 1 || (s->rows != ROWS_ANY && a->shape[0] != rows))
     return 0;
   switch (s->cols) {
@@ -155,11 +180,11 @@ static int check_finite(const char *path, const td_array *a, td_err *err) {
       path, what, (long long)(bad / per_row), (long long)(bad % per_row));
 }
 
-int td__spec_check(const td__array_spec *s, const td_run_meta *m,
+int td__spec_check(const td__array_spec *s, const td_run_meta *m, int64_t n_rec,
                    const char *path, const td_array *a, td_err *err) {
-  if (!(s->dtypes & DT(a->dtype)) || !shape_ok(s, m, a)) {
-    char want[256], got[160];
-    expected_str(s, m, want, sizeof want);
+  if (!(s->dtypes & DT(a->dtype)) || !shape_ok(s, m, n_rec, a)) {
+    char want[320], got[160];
+    expected_str(s, m, n_rec, want, sizeof want);
     td_array_shape_str(a, got, sizeof got);
     return td_err_set(err, (s->dtypes & DT(a->dtype)) ? TD_ESHAPE : TD_EDTYPE,
                       "%s: expected %s, found %s %s", path, want,

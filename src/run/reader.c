@@ -100,16 +100,16 @@ static int list_epochs(const char *run_dir, int **out, int *n_out,
 
 /* ---- open / close ------------------------------------------------------- */
 
-/* Loads, checks and (if int64) converts one label-like array. */
-static int load_checked(const td_run_meta *m, const td__array_spec *s,
-                        const char *path, td_array *out, td_err *err) {
+int td__load_checked(const td_run_meta *m, int64_t n_rec,
+                     const td__array_spec *s, const char *path, td_array *out,
+                     td_err *err) {
   td_array a;
   int rc = td_npy_load(path, &a, err);
   if (rc) {
     td__err_name_path(err, path);
     return rc;
   }
-  rc = td__spec_check(s, m, path, &a, err);
+  rc = td__spec_check(s, m, n_rec, path, &a, err);
   if (!rc && td__spec_is_int(s) && a.dtype == TD_I64) {
     td_array b;
     rc = td__to_i32(&a, &b, err);
@@ -126,10 +126,24 @@ static int load_checked(const td_run_meta *m, const td__array_spec *s,
   return TD_OK;
 }
 
+/* A subset run reads as a run of its K recorded samples: the labels are
+ * gathered and meta.n_train becomes K (run->n_all keeps N). */
+static int subset_view(td_run *run, td_err *err) {
+  td_array g;
+  int rc = td__gather_rows(&run->labels, &run->subset, &g, err);
+  if (rc)
+    return rc;
+  td_array_close(&run->labels);
+  run->labels = g;
+  run->meta.n_train = run->subset.shape[0];
+  return TD_OK;
+}
+
 void td_run_close(td_run *run) {
   if (!run)
     return;
   td__meta_free(&run->meta);
+  td_array_close(&run->subset);
   td_array_close(&run->labels);
   td_free(run->epochs);
   td_free(run->dir);
@@ -159,8 +173,14 @@ int td_run_open(const char *dir, td_run **out, td_err *err) {
     rc = td_err_set(err, TD_ENOENT, "%s: no such file (every run needs it)",
                     path);
   if (!rc)
-    rc = load_checked(&run->meta, td__spec_find("train_labels", 0), path,
-                      &run->labels, err);
+    rc = td__load_checked(&run->meta, run->meta.n_train,
+                          td__spec_find("train_labels", 0), path, &run->labels,
+                          err);
+  run->n_all = run->meta.n_train;
+  if (!rc)
+    rc = td__subset_load(run->dir, &run->meta, &run->subset, err);
+  if (!rc && run->subset.data)
+    rc = subset_view(run, err);
   if (!rc)
     rc = list_epochs(run->dir, &run->epochs, &run->n_epochs, err);
   if (rc) {
@@ -183,6 +203,19 @@ int td_run_refresh(td_run *run, td_err *err) {
 }
 
 const td_run_meta *td_run_get_meta(const td_run *run) { return &run->meta; }
+const int32_t *td_run_subset(const td_run *run) { return run->subset.data; }
+int64_t td_run_n_train_all(const td_run *run) { return run->n_all; }
+
+int td_run_require_all_samples(const td_run *run, const char *what,
+                               td_err *err) {
+  if (!run->subset.data)
+    return TD_OK;
+  return td_err_set(err, TD_ESTATE,
+                    "%s: records only %lld of the %lld training samples "
+                    "(subset.npy); %s needs a run that records all of them",
+                    run->dir, (long long)run->meta.n_train,
+                    (long long)run->n_all, what);
+}
 const char *td_run_dir(const td_run *run) { return run->dir; }
 int td_run_n_epochs(const td_run *run) { return run->n_epochs; }
 
@@ -234,6 +267,36 @@ static int array_path(const td_run *run, int epoch, const char *name,
   return td_pathf(path, len, err, "%s/%s.npy", ep, base);
 }
 
+/* A known array: checked against run.json (with N, not the view's K), its
+ * epoch's subset.npy checked against the run's first when it has one row
+ * per recorded sample, and a top-level per-sample array of a subset run
+ * gathered to the recorded rows. */
+static int load_known(const td_run *run, int epoch, const td__array_spec *s,
+                      const char *path, td_array *out, td_err *err) {
+  td_run_meta full = run->meta;
+  full.n_train = run->n_all;
+  int rc = TD_OK;
+  if (epoch >= 0 &&
+      (td__spec_is_recorded(s) || s == td__spec_find("subset", 1))) {
+    char ep[TD_PATH_MAX], sp[TD_PATH_MAX];
+    if (td_run_epoch_path(run, epoch, ep, sizeof ep))
+      return td_err_set(err, TD_ERANGE, "%s: path too long", run->dir);
+    if ((rc = td_pathf(sp, sizeof sp, err, "%s/subset.npy", ep)) ||
+        (rc = td__subset_check_epoch(sp, sp, run->dir, &full, &run->subset,
+                                     err)))
+      return rc;
+  }
+  rc = td__load_checked(&full, run->meta.n_train, s, path, out, err);
+  if (rc || epoch >= 0 || !run->subset.data || !td__spec_is_per_train(s))
+    return rc;
+  td_array g;
+  rc = td__gather_rows(out, &run->subset, &g, err);
+  td_array_close(out);
+  if (!rc)
+    *out = g;
+  return rc;
+}
+
 int td_run_load(const td_run *run, int epoch, const char *name, td_array *out,
                 td_err *err) {
   char base[128], path[TD_PATH_MAX];
@@ -246,7 +309,7 @@ int td_run_load(const td_run *run, int epoch, const char *name, td_array *out,
     return td_err_set(err, TD_ENOENT, "%s: no such file", path);
   const td__array_spec *s = td__spec_find(base, epoch >= 0);
   if (s)
-    return load_checked(&run->meta, s, path, out, err);
+    return load_known(run, epoch, s, path, out, err);
   rc = td_npy_load(path, out, err);
   if (rc)
     td__err_name_path(err, path);
@@ -396,9 +459,14 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
                : ((const float *)repr->data)[i];
   td_head_forward(h, x, n, z);
   /* float16 representations keep only ~3 decimal digits; allow for it. */
-  float rel = repr->dtype == TD_F16 ? 5e-2f : 1e-2f;
-  const float *rec = logits->data;
-  int rc = TD_OK;
+  float rel = repr->dtype == TD_F16 || logits->dtype == TD_F16 ? 5e-2f : 1e-2f;
+  td_array lf = {0};
+  int rc = logits->dtype == TD_F16 ? td_array_to_f32(logits, &lf, err) : TD_OK;
+  if (rc) {
+    td_free(x);
+    return rc;
+  }
+  const float *rec = lf.data ? lf.data : logits->data;
   for (int64_t i = 0; i < n && !rc; i++) {
     float scale = 0;
     for (int j = 0; j < c; j++)
@@ -420,6 +488,7 @@ static int check_head_logits(const td_run *run, int epoch, const td_head *h,
       }
     }
   }
+  td_array_close(&lf);
   td_free(x);
   return rc;
 }

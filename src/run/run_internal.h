@@ -14,8 +14,10 @@
 
 struct td_run {
   char *dir;        /* as given, without trailing '/' */
-  td_run_meta meta; /* owns meta.classes */
-  td_array labels;  /* train labels, int32 [n_train] */
+  td_run_meta meta; /* owns meta.classes; n_train is K in a subset run */
+  int64_t n_all;    /* run.json's n_train */
+  td_array subset;  /* RUN/subset.npy, int32 [K]; data NULL in ordinary runs */
+  td_array labels;  /* train labels, int32 [meta.n_train] (gathered) */
   int *epochs;      /* ascending epoch numbers */
   int n_epochs;
 };
@@ -26,6 +28,7 @@ struct td_epoch_writer {
   char final_[TD_PATH_MAX]; /* RUN/epochs/NNNN */
   int epoch;
   td_run_meta meta; /* from run.json, owns classes */
+  td_array subset;  /* RUN/subset.npy (int32) of a subset run, else data NULL */
 };
 
 /* Directory name of an epoch: "0007", wider past 9999. */
@@ -54,10 +57,37 @@ typedef struct td__array_spec td__array_spec;
  * an epoch (in_epoch == 1); NULL when it is not a known array. */
 const td__array_spec *td__spec_find(const char *base, int in_epoch);
 /* Checks dtype, shape and values of `a` (loaded from `path`) against the
- * spec and meta. */
+ * spec and meta (m->n_train is run.json's N). n_rec is the number of
+ * training samples an epoch records: N, or K in a subset run. */
 TD_NODISCARD int td__spec_check(const td__array_spec *s, const td_run_meta *m,
-                                const char *path, const td_array *a,
-                                td_err *err);
+                                int64_t n_rec, const char *path,
+                                const td_array *a, td_err *err);
+/* Whether the spec's array has one row per recorded training sample
+ * (train_repr, train_logits, train_loss). */
+int td__spec_is_recorded(const td__array_spec *s);
+/* Whether it is a top-level array with one row per training sample (N rows
+ * even in a subset run: train_labels, train_truth, train_inputs). */
+int td__spec_is_per_train(const td__array_spec *s);
+/* Loads RUN/subset.npy as int32 into *out (data NULL when the run has none),
+ * checked against m. */
+TD_NODISCARD int td__subset_load(const char *run_dir, const td_run_meta *m,
+                                 td_array *out, td_err *err);
+/* Checks an epoch's subset.npy at `path` against the run's (run_subset:
+ * data NULL for an ordinary run, where the file must be absent). Messages
+ * name `shown` (the writer's final path for its temporary file). */
+TD_NODISCARD int td__subset_check_epoch(const char *path, const char *shown,
+                                        const char *run_dir,
+                                        const td_run_meta *m,
+                                        const td_array *run_subset,
+                                        td_err *err);
+/* out = the rows subset[0..K) of a (any dtype and trailing shape), owned. */
+TD_NODISCARD int td__gather_rows(const td_array *a, const td_array *subset,
+                                 td_array *out, td_err *err);
+/* Loads the .npy at path and checks it against spec s (see td__spec_check);
+ * index and label arrays stored as int64 come back as int32. */
+TD_NODISCARD int td__load_checked(const td_run_meta *m, int64_t n_rec,
+                                  const td__array_spec *s, const char *path,
+                                  td_array *out, td_err *err);
 /* Whether the spec's array holds integer labels / indices (int32 or int64). */
 int td__spec_is_int(const td__array_spec *s);
 /* Converts an int64 array into a new owned int32 array (values must fit). */

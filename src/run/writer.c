@@ -156,13 +156,13 @@ static int base_name(const char *name, char *base, size_t len) {
 
 /* Checks a known array against the run and saves it; int64 labels are
  * stored as int32, the type the format asks for. */
-static int save_checked(const td_run_meta *m, int in_epoch, const char *base,
-                        const char *path, const char *shown, const td_array *a,
-                        td_err *err) {
+static int save_checked(const td_run_meta *m, int64_t n_rec, int in_epoch,
+                        const char *base, const char *path, const char *shown,
+                        const td_array *a, td_err *err) {
   const td__array_spec *s = td__spec_find(base, in_epoch);
   if (!s)
     return td_npy_save(path, a, err);
-  int rc = td__spec_check(s, m, shown, a, err);
+  int rc = td__spec_check(s, m, n_rec, shown, a, err);
   if (rc)
     return rc;
   if (!td__spec_is_int(s) || a->dtype != TD_I64)
@@ -177,6 +177,33 @@ static int save_checked(const td_run_meta *m, int in_epoch, const char *base,
   return rc;
 }
 
+/* RUN/subset.npy says what every epoch records, so it is set before the
+ * first epoch and never changed after. */
+static int subset_settable(const char *run_dir, const char *path,
+                           const td_array *a, td_err *err) {
+  char epochs[TD_PATH_MAX];
+  int rc = td_pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
+  if (rc)
+    return rc;
+  DIR *d = opendir(epochs);
+  struct dirent *e = NULL;
+  while (d && (e = readdir(d)) && e->d_name[0] == '.') {
+  }
+  if (d)
+    closedir(d);
+  if (e)
+    return td_err_set(err, TD_ESTATE,
+                      "%s: the run has recorded epochs already; a subset run "
+                      "records the same samples from its first epoch on",
+                      path);
+  if (a->ndim == 1 && a->shape[0] == 0)
+    return td_err_set(err, TD_ESHAPE,
+                      "%s: empty; a subset run records at least one training "
+                      "sample",
+                      path);
+  return TD_OK;
+}
+
 int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
                        td_err *err) {
   char base[128], path[TD_PATH_MAX];
@@ -188,8 +215,10 @@ int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
   if (rc)
     return rc;
   rc = td_pathf(path, sizeof path, err, "%s/%s.npy", run_dir, base);
+  if (!rc && !strcmp(base, "subset"))
+    rc = subset_settable(run_dir, path, a, err);
   if (!rc)
-    rc = save_checked(&m, 0, base, path, path, a, err);
+    rc = save_checked(&m, m.n_train, 0, base, path, path, a, err);
   td__meta_free(&m);
   return rc;
 }
@@ -210,6 +239,8 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
   int rc = td_pathf(w->run_dir, sizeof w->run_dir, err, "%s", run_dir);
   if (!rc)
     rc = td__meta_read(run_dir, &w->meta, err);
+  if (!rc)
+    rc = td__subset_load(run_dir, &w->meta, &w->subset, err);
   if (!rc)
     rc = td_pathf(epochs, sizeof epochs, err, "%s/epochs", run_dir);
   if (!rc)
@@ -233,6 +264,7 @@ int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
                     strerror(errno));
   if (rc) {
     td__meta_free(&w->meta);
+    td_array_close(&w->subset);
     td_free(w);
     return rc;
   }
@@ -257,7 +289,12 @@ int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
   char shown[TD_PATH_MAX];
   if ((rc = td_pathf(shown, sizeof shown, err, "%s/%s.npy", w->final_, base)))
     return rc;
-  return save_checked(&w->meta, 1, base, path, shown, a, err);
+  int64_t n_rec = w->subset.data ? w->subset.shape[0] : w->meta.n_train;
+  rc = save_checked(&w->meta, n_rec, 1, base, path, shown, a, err);
+  if (!rc && !strcmp(base, "subset")) /* must repeat RUN/subset.npy */
+    rc = td__subset_check_epoch(path, shown, w->run_dir, &w->meta, &w->subset,
+                                err);
+  return rc;
 }
 
 int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,
@@ -359,6 +396,11 @@ static int check_complete(td_epoch_writer *w, td_err *err) {
       rc = td_err_set(err, TD_ESTATE, "%s: cannot commit epoch %d without %s",
                       w->final_, w->epoch, required[i]);
   }
+  /* A subset run's epochs each carry a copy of RUN/subset.npy. */
+  if (!rc && w->subset.data &&
+      !(rc = td_pathf(path, sizeof path, err, "%s/subset.npy", w->tmp)) &&
+      !td_path_exists(path))
+    rc = td_npy_save(path, &w->subset, err);
   if (!rc)
     rc = td_pathf(path, sizeof path, err, "%s/epoch.json", w->tmp);
   json_t *j = NULL;
@@ -385,6 +427,7 @@ int td_epoch_commit(td_epoch_writer *w, td_err *err) {
     if (td_pathf(epochs, sizeof epochs, NULL, "%s/epochs", w->run_dir) == 0)
       td_fsync_dir(epochs);
     td__meta_free(&w->meta);
+    td_array_close(&w->subset);
     td_free(w);
     return TD_OK;
   }
@@ -397,6 +440,7 @@ void td_epoch_abort(td_epoch_writer *w) {
     return;
   td_remove_tree_best_effort(w->tmp);
   td__meta_free(&w->meta);
+  td_array_close(&w->subset);
   td_free(w);
 }
 

@@ -175,6 +175,11 @@ static enum MHD_Result api_run(const req *r) {
   for (int i = 0; i < td_run_n_epochs(r->run); i++)
     json_array_append_new(ep, json_integer(td_run_epoch_number(r->run, i)));
   json_object_set_new(o, "files", f);
+  if (td_run_subset(r->run)) { /* a subset run: n_train is the K recorded */
+    json_object_set_new(o, "subset", json_true());
+    json_object_set_new(o, "n_train_all",
+                        json_integer(td_run_n_train_all(r->run)));
+  }
   json_object_set_new(o, "methods", list_methods(r));
   json_object_set_new(o, "method", json_string(r->method));
   json_object_set_new(o, "n_epochs", json_integer(td_run_n_epochs(r->run)));
@@ -759,6 +764,8 @@ static enum MHD_Result api_sample(const req *r, const char *itext) {
     return res;
   json_t *o = json_object();
   json_object_set_new(o, "index", json_integer(i));
+  if (split == SPLIT_TRAIN && td_run_subset(r->run)) /* its training index */
+    json_object_set_new(o, "sample", json_integer(td_run_subset(r->run)[i]));
   json_object_set_new(o, "split", json_string(split_names[split]));
   json_object_set_new(o, "epoch", json_integer(epoch));
   int label;
@@ -1029,19 +1036,64 @@ static enum MHD_Result api_filter(const req *r) {
   return res;
 }
 
-/* trained.npy (continual learning): int32 [K], checked by td_run_load. */
+/* The rows of a subset run whose samples are in trained[0..n) (both
+ * ascending): the UI addresses rows. Malloc'd; NULL when out of memory. */
+static int32_t *trained_rows(const req *r, const int32_t *trained, int64_t n,
+                             int64_t *n_rows) {
+  const int32_t *sub = td_run_subset(r->run);
+  int64_t k = r->meta->n_train, m = 0;
+  int32_t *rows = malloc((size_t)(k ? k : 1) * sizeof *rows);
+  for (int64_t i = 0, j = 0; rows && i < k && j < n;) {
+    if (sub[i] < trained[j])
+      i++;
+    else if (sub[i] > trained[j])
+      j++;
+    else
+      rows[m++] = (int32_t)i++;
+  }
+  *n_rows = m;
+  return rows;
+}
+
+/* trained.npy (continual learning): int32 [K], checked by td_run_load; in
+ * a subset run the recorded rows among them. */
 static enum MHD_Result api_trained(const req *r, int epoch) {
   td__cache_entry *e;
   td_err err;
   int rc = get_run_array(r, epoch, "trained", &e, &err);
   if (rc)
     return load_error(r, rc, &err, "trained.npy");
+  if (td_run_subset(r->run)) {
+    int64_t m;
+    int32_t *rows = trained_rows(r, e->a.data, e->a.shape[0], &m);
+    td__cache_release(r->s, e);
+    if (!rows)
+      return td__reply_error(r->c, 500, "out of memory");
+    char shape[32];
+    snprintf(shape, sizeof shape, "%lld", (long long)m);
+    enum MHD_Result res =
+        td__reply_bin(r->c, rows, (size_t)m * sizeof *rows, shape, "int32");
+    free(rows);
+    return res;
+  }
   char shape[32];
   snprintf(shape, sizeof shape, "%lld", (long long)e->a.shape[0]);
   enum MHD_Result res =
       td__reply_bin(r->c, e->a.data, e->a.nbytes, shape, "int32");
   td__cache_release(r->s, e);
   return res;
+}
+
+/* A subset run's training index of each recorded row, int32 [K]. */
+static enum MHD_Result api_subset(const req *r) {
+  const int32_t *sub = td_run_subset(r->run);
+  if (!sub)
+    return td__reply_error(r->c, 404,
+                           "not a subset run (it records every sample)");
+  char shape[32];
+  snprintf(shape, sizeof shape, "%lld", (long long)r->meta->n_train);
+  return td__reply_bin(r->c, sub, (size_t)r->meta->n_train * sizeof *sub, shape,
+                       "int32");
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -1106,6 +1158,8 @@ static enum MHD_Result route(const req *r, char **seg, int nseg) {
     return get_split(r, 1, &split, &res) ? res : api_labels(r, split);
   if (nseg == 1 && !strcmp(a, "filter"))
     return api_filter(r);
+  if (nseg == 1 && !strcmp(a, "subset"))
+    return api_subset(r);
   if ((nseg == 3 || nseg == 4) && !strcmp(a, "epochs"))
     return route_epoch(r, seg, nseg);
   if (nseg == 2 && !strcmp(a, "samples"))

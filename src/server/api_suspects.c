@@ -92,6 +92,9 @@ static enum MHD_Result reply_ranked(struct MHD_Connection *c, const td_run *run,
   int have_sg = sg && td_sus_suggest(run, idx, n, 0, sg, &err) == TD_OK;
   for (int j = 0; j < n; j++) {
     json_t *it = item_json(rec, f, labels, idx[j], sc[j]);
+    if (td_run_subset(run)) /* the row's training index */
+      json_object_set_new(it, "sample",
+                          json_integer(td_run_subset(run)[idx[j]]));
     if (have_sg)
       json_object_set_new(
           it, "suggested",
@@ -208,8 +211,10 @@ static enum MHD_Result get_ranking(td_server *s, struct MHD_Connection *c,
   return rec ? res : td__reply_error(c, 500, "%s", err.msg);
 }
 
-static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
-                                  int64_t session) {
+/* Sessions judge rows; an export names training samples, so a subset
+ * run's rows become their training indices. */
+static enum MHD_Result get_export(struct MHD_Connection *c, const td_run *run,
+                                  td_fb *db, int64_t session) {
   const char *fmt = arg(c, "format"), *which = arg(c, "verdict");
   if (fmt && strcmp(fmt, "json") && strcmp(fmt, "csv"))
     return td__reply_error(c, 400, "bad format '%.16s' (json or csv)", fmt);
@@ -226,6 +231,9 @@ static enum MHD_Result get_export(struct MHD_Connection *c, td_fb *db,
     rc = td_fb_list(db, session, want, &idx, &n, &err);
   if (rc)
     return db_error(c, rc, &err);
+  const int32_t *sub = td_run_subset(run);
+  for (int64_t j = 0; sub && j < n; j++)
+    idx[j] = sub[idx[j]];
   enum MHD_Result res;
   if (fmt && !strcmp(fmt, "csv")) {
     /* fits: "index\n", then at most 10 digits and '\n' per int32 index */
@@ -348,7 +356,7 @@ enum MHD_Result td__suspects_get(td_server *s, struct MHD_Connection *c,
   } else if (!strcmp(seg[3], "recommend")) {
     res = get_ranking(s, c, run, db, id);
   } else if (!strcmp(seg[3], "export")) {
-    res = get_export(c, db, id);
+    res = get_export(c, run, db, id);
   } else {
     res = td__reply_error(c, 404, "no such route");
   }

@@ -72,7 +72,7 @@ int td__cache_get(td_server *s, const char *path, int epoch, const char *name,
   /* Load outside the lock: validation of a large array takes a while, and
    * two requests racing to load the same file merely both map it. */
   td_array a;
-  int rc = name ? td_run_load(s->run, epoch, name, &a, err)
+  int rc = name ? td_run_load_f32(s->run, epoch, name, &a, err)
                 : td_npy_load(path, &a, err);
   if (rc)
     return rc;

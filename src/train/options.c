@@ -47,6 +47,11 @@ json_t *td__train_opts_json(const td_train_opts *o) {
   json_object_set_new(j, "pool", json_real(o->pool));
   json_object_set_new(j, "class_fraction", str_or_null(o->class_fraction));
   json_object_set_new(j, "save_model", json_boolean(o->save_model));
+  /* only when set: an ordinary run's run.json stays as it was */
+  if (o->repr_f16)
+    json_object_set_new(j, "repr_dtype", json_string("float16"));
+  if (o->record_subset)
+    json_object_set_new(j, "record_subset", json_integer(o->record_subset));
   json_object_set_new(j, "threads", json_integer(td_threads()));
   return j;
 }
@@ -140,6 +145,17 @@ int td__train_opts_from_json(const json_t *root, const char *path,
     rd_num(&r, "pool", &o->pool);
   if (json_object_get(r.t, "class_fraction"))
     rd_str_null(&r, "class_fraction", &o->class_fraction);
+  const char *repr_dtype = "float32"; /* optional: float32 when absent */
+  if (json_object_get(r.t, "repr_dtype"))
+    rd_str(&r, "repr_dtype", &repr_dtype);
+  if (json_object_get(r.t, "record_subset"))
+    rd_int(&r, "record_subset", 0, INT32_MAX, &o->record_subset);
+  if (!r.rc && strcmp(repr_dtype, "float32") && strcmp(repr_dtype, "float16"))
+    r.rc = td_err_set(err, TD_EVALUE,
+                      "%s: \"train\".\"repr_dtype\" should be \"float32\" or "
+                      "\"float16\"",
+                      path);
+  o->repr_f16 = !strcmp(repr_dtype, "float16");
   int64_t threads = 0; /* optional: all CPUs when absent */
   if (json_object_get(r.t, "threads"))
     rd_int(&r, "threads", 0, 4096, &threads);

@@ -68,6 +68,35 @@ static int add_f32(td_epoch_writer *w, const char *name, float *data,
   return td_epoch_add_array(w, name, &a, err);
 }
 
+/* Writes rows idx[0..n_idx) (idx NULL: all n) of data[n, cols] (cols 0: a
+ * vector) as `name`, in float16 when f16. The ordinary case writes the
+ * buffer as it is. */
+static int add_rows(td_epoch_writer *w, const char *name, float *data,
+                    int64_t n, int64_t cols, const int32_t *idx, int64_t n_idx,
+                    int f16, td_err *err) {
+  if (!idx && !f16)
+    return add_f32(w, name, data, n, cols, err);
+  int64_t rows = idx ? n_idx : n, width = cols ? cols : 1;
+  size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
+  void *buf = malloc((size_t)(rows * width) * esz);
+  if (!buf)
+    return td_err_set(err, TD_ENOMEM, "out of memory writing %s", name);
+  for (int64_t i = 0; i < rows; i++) {
+    const float *src = data + (idx ? idx[i] : i) * width;
+    if (f16)
+      for (int64_t j = 0; j < width; j++)
+        ((uint16_t *)buf)[i * width + j] = td_f32_to_f16(src[j]);
+    else
+      memcpy((float *)buf + i * width, src, (size_t)width * sizeof(float));
+  }
+  td_array a;
+  int64_t shape[2] = {rows, cols};
+  td_array_wrap(&a, f16 ? TD_F16 : TD_F32, cols ? 2 : 1, shape, buf);
+  int rc = td_epoch_add_array(w, name, &a, err);
+  free(buf);
+  return rc;
+}
+
 /* Per-task accuracies of one split as a JSON array (null: no samples). */
 static json_t *task_acc_json(const td__recorder *r, const td__split *s,
                              const td__split_eval *ev) {
@@ -139,16 +168,22 @@ static int write_epoch(td__recorder *r) {
   const float *hw = td_net_weight(r->snap, L - 1),
               *hb = td_net_bias(r->snap, L - 1);
   int hdims[2] = {D, C};
-  if ((rc = add_f32(w, "train_repr.npy", et->repr, r->train.n, D, err)) ||
-      (rc = add_f32(w, "train_logits.npy", et->logits, r->train.n, C, err)) ||
-      (rc = add_f32(w, "train_loss.npy", et->loss, r->train.n, 0, err)) ||
+  const int32_t *ri = r->rec_idx;
+  int64_t nr = r->n_rec, ntr = r->train.n;
+  int f16 = r->repr_f16;
+  if ((rc =
+           add_rows(w, "train_repr.npy", et->repr, ntr, D, ri, nr, f16, err)) ||
+      (rc = add_rows(w, "train_logits.npy", et->logits, ntr, C, ri, nr, 0,
+                     err)) ||
+      (rc = add_rows(w, "train_loss.npy", et->loss, ntr, 0, ri, nr, 0, err)) ||
       (r->test.n &&
-       ((rc = add_f32(w, "test_repr.npy", ev->repr, r->test.n, D, err)) ||
+       ((rc = add_rows(w, "test_repr.npy", ev->repr, r->test.n, D, NULL, 0, f16,
+                       err)) ||
         (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
-      (r->ood.n &&
-       ((rc = add_f32(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n, D, err)) ||
-        (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits, r->ood.n, C,
-                      err)))) ||
+      (r->ood.n && ((rc = add_rows(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n,
+                                   D, NULL, 0, f16, err)) ||
+                    (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits,
+                                  r->ood.n, C, err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
       (r->cl && (rc = write_continual(r, w, meta))) ||
       (!r->cl && r->sel && r->epoch > 0 &&
@@ -302,6 +337,8 @@ void td__recorder_free(td__recorder *r) {
     free(evs[k]->loss);
   }
   free(r->trained);
+  free(r->rec_idx);
+  r->rec_idx = NULL;
   free(r->opt_snap[0]);
   free(r->opt_snap[1]);
   r->infer = NULL;

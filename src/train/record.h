@@ -12,6 +12,7 @@
 
 #include "tardis/nn.h"
 #include "tardis/rng.h"
+#include "tardis/train.h"
 #include "train/continual.h"
 
 /* Shared, read-only inputs of one split. */
@@ -56,6 +57,11 @@ typedef struct td__recorder {
   int32_t *trained;
   int64_t n_trained;
   int task;
+  /* what is written (docs/storage.md): representations as float16, and
+   * only the rows rec_idx[0..n_rec) of the training split (NULL: all) */
+  int repr_f16;
+  int32_t *rec_idx; /* owned */
+  int64_t n_rec;
   /* --select: the samples every epoch trains on (ascending; NULL: none) */
   const int32_t *sel;
   int64_t n_sel;
@@ -66,6 +72,12 @@ typedef struct td__recorder {
   int64_t opt_steps;
   td_rng rng;
 } td__recorder;
+
+/* The training samples a subset run records (--record-subset K of n):
+ * drawn from the seed for a new run (ascending), RUN/subset.npy for a
+ * resumed one. *idx is malloc'd. */
+TD_NODISCARD int td__record_subset_prepare(const td_train_opts *o, int64_t n,
+                                           int32_t **idx, td_err *err);
 
 /* Sets up r for net: the snapshot, the inference context, the evaluation
  * buffers of splits of n_train, n_test and n_ood samples, and copies of the

@@ -76,6 +76,7 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
                             const td_dataset *te, const int32_t *noisy,
                             int64_t n_flipped, const td__continual *cl,
                             const td_net *net, const td__cont *parent,
+                            const int32_t *rec_idx, int64_t rec_n,
                             td_err *err) {
   td_run_meta m;
   memset(&m, 0, sizeof m);
@@ -124,6 +125,9 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
     if ((rc = td_run_write_array(o->out, name, &a, err)) != TD_OK)             \
       return rc;                                                               \
   } while (0)
+  int64_t k = rec_n;
+  if (rec_idx) /* before the labels: whoever opens the run sees it */
+    WRITE("subset", TD_I32, 1, &k, rec_idx);
   WRITE("train_labels", TD_I32, 1, &n, noisy);
   if (n_flipped > 0)
     WRITE("train_truth", TD_I32, 1, &n, tr->labels);
@@ -369,6 +373,8 @@ static int check_opts(const td_train_opts *o, td_err *err) {
   if (!(o->pool >= 0 && o->pool < 1))
     return td_err_set(err, TD_EARG, "--pool %g: expected a fraction in [0, 1)",
                       o->pool);
+  if (o->record_subset < 0)
+    return td_err_set(err, TD_EARG, "--record-subset: expected K >= 1");
   if ((o->resume || o->from) && !o->out)
     return td_err_set(err, TD_EARG, "--resume and --from need a run to write");
   if ((o->epochs < 1 && !o->tasks) || o->epochs < 0 || o->batch < 1 ||
@@ -637,6 +643,11 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   if (o->select_idx && o->out && (rc = select_path(&opts, sel_path, err)))
     goto done;
+  if (o->record_subset && o->out &&
+      (rc = td__record_subset_prepare(o, tr.n, &rec.rec_idx, err)))
+    goto done;
+  rec.n_rec = rec.rec_idx ? o->record_subset : 0;
+  rec.repr_f16 = o->repr_f16;
   if (o->resume && o->epochs <= cont.epoch) {
     rc = td_err_set(err, TD_EARG,
                     "%s has %d epochs already: nothing to continue", o->out,
@@ -645,7 +656,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   }
   if (o->out && !o->resume &&
       (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, s.net, &cont,
-                             err)))
+                             rec.rec_idx, rec.n_rec, err)))
     goto done;
   if (with_ood && !o->resume && (rc = write_ood_inputs(o->out, &te, xood, err)))
     goto done;

@@ -12,6 +12,7 @@ import { liveChecks } from './live.checks.mjs';
 import { viewsChecks } from './views.checks.mjs';
 import { classesChecks } from './classes.checks.mjs';
 import { scaleChecks } from './scale.checks.mjs';
+import { subsetChecks } from './subset.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -375,6 +376,8 @@ try {
   await suspectsChecks({ browser, runDir, outDir, check, expect, ARGS_VIEWPORT: { width: 1440, height: 900 } });
   // Tasks and alerts, on a continual-learning run of their own.
   await tasksChecks({ browser, plainUrl: url, outDir, check, expect });
+  // A subset run: its rows are named by their training samples.
+  await subsetChecks({ browser, check, expect });
   // Live mode, on a run that `tardis train --serve` trains while the page is open.
   await liveChecks({ browser, outDir, check, expect });
 } catch (e) {

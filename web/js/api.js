@@ -118,6 +118,8 @@ export const api = {
     return withQuery(`/api/samples/${i}/thumbnail.png`, { split, scale });
   },
   filter(q) { return this.json('/api/filter', q); },
+  // A subset run's training index of each recorded row (docs/api.md).
+  subset() { return this.binary('/api/subset', {}, Int32Array); },
 
   // Suspicious samples and their feedback sessions (kept in RUN/tardis.db).
   suspectSessions() { return this.json('/api/suspects/sessions'); },

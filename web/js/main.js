@@ -59,6 +59,9 @@ const drawTimes = [];
 // ---------------------------------------------------------------- helpers
 const isTest = (g) => g >= S.nTrain;
 const localIndex = (g) => (isTest(g) ? g - S.nTrain : g);
+// What a person calls sample li of a split: a subset run's rows are named by
+// their training index (docs/run-format.md#subset-runs).
+const sampleName = (split, li) => `${split} #${split === 'train' && S.subset ? S.subset[li] : li}`;
 const splitOf = (g) => (isTest(g) ? 'test' : 'train');
 const className = (c) => (c === NONE || c === null || c === undefined ? '—' : S.classes[c] ?? String(c));
 const dispIdx = () => Math.max(0, Math.min(S.epochs.length - 1, Math.round(S.tpos)));
@@ -858,7 +861,7 @@ function showTooltip(i, sx, sy, host = $('canvas-wrap'), dPane = null) {
     const src = api.thumbnail(li, split, 3);
     if (img.getAttribute('src') !== src) img.src = src;
   }
-  $('tt-title').textContent = `${split} #${li}`;
+  $('tt-title').textContent = sampleName(split, li);
   $('tt-label').innerHTML = `${swatch(l)}label <b>${className(l)}</b>`;
   $('tt-pred').innerHTML = `${swatch(p)}pred <b>${className(p)}</b>${l !== NONE && p !== NONE && p !== l ? ' <span class="bad">✗</span>' : ''}`;
   $('tt-extra').innerHTML = t !== NONE && t !== l ? `${swatch(t)}clean <b>${className(t)}</b> <span class="tag">noisy</span>` : '';
@@ -942,8 +945,8 @@ async function refreshNeighbors(i, token) {
   const both = new Set(high.filter((g) => low.includes(g)));
   const row = (gs) => gs.map((g) => {
     const li = localIndex(g);
-    const inner = hasImg ? `<img src="${api.thumbnail(li, split, 1)}" alt="">` : `<span class="nn-i">${li}</span>`;
-    return `<button data-g="${g}" class="${both.has(g) ? 'shared' : ''}" title="${split} #${li} · label ${className(S.label[g])}">${inner}</button>`;
+    const inner = hasImg ? `<img src="${api.thumbnail(li, split, 1)}" alt="">` : `<span class="nn-i">${sampleName(split, li).split('#')[1]}</span>`;
+    return `<button data-g="${g}" class="${both.has(g) ? 'shared' : ''}" title="${sampleName(split, li)} · label ${className(S.label[g])}">${inner}</button>`;
   }).join('');
   el.innerHTML = `<div>high-D neighbours (classifier) <span class="muted">· ${nn.shared} of ${nn.k} also 2-D neighbours</span></div>` +
     `<div class="nn-row" id="nn-high">${row(high)}</div><div>2-D neighbours (canvas)</div><div class="nn-row" id="nn-low">${row(low)}</div>`;
@@ -978,7 +981,7 @@ function renderSelection() {
     const src = api.thumbnail(li, split, 4);
     if (img.getAttribute('src') !== src) img.src = src;
   }
-  const rows = [['sample', `${split} #${li}`]];
+  const rows = [['sample', sampleName(split, li)]];
   if (s) {
     rows.push(['epoch', s.epoch]);
     rows.push(['label', `${swatch(s.label ?? NONE)}${className(s.label)}`]);
@@ -1295,8 +1298,11 @@ async function init() {
   S.nTrain = r.n_train;
   S.nTest = r.n_test || 0;
   S.N = S.nTrain + S.nTest;
+  // A subset run: row i of the training split is training sample S.subset[i].
+  S.subset = r.subset ? await api.subset() : null;
   document.title = `tardis · ${r.name}`;
-  $('run-name').textContent = `${r.name} · ${fmtInt(r.n_train)} train${S.nTest ? ` + ${fmtInt(S.nTest)} test` : ''}`;
+  const trainText = S.subset ? `${fmtInt(r.n_train)} of ${fmtInt(r.n_train_all)} train (subset)` : `${fmtInt(r.n_train)} train`;
+  $('run-name').textContent = `${r.name} · ${trainText}${S.nTest ? ` + ${fmtInt(S.nTest)} test` : ''}`;
   scatter.pointRadius = S.N > 30000 ? 1.6 : S.N > 8000 ? 2 : 2.6;
 
   const methods = r.methods || [];

@@ -306,7 +306,7 @@ export class SuspectsPanel {
   }
 
   _card(r) {
-    const h = this.h, i = r.index;
+    const h = this.h, i = r.index, name = r.sample ?? i; // a subset run's rows name their sample
     const img = h.run.files.train_inputs
       ? `<img src="${h.api.thumbnail(i, 'train', 2)}" alt="" loading="lazy">` : '<span class="noimg"></span>';
     const t = h.truthOf(i);
@@ -314,8 +314,8 @@ export class SuspectsPanel {
     const w = r.why && r.why[0];
     const why = w ? `<b>${FEATURE[w.feature] || w.feature}</b> ${fmtNum(w.value)} · ${fmtTop(w.percentile)}` : `score ${fmtNum(r.score)}`;
     const whyAll = (r.why || []).map((w) => `${FEATURE[w.feature] || w.feature} ${fmtNum(w.value)} (${fmtTop(w.percentile)})`).join('\n');
-    return `<div class="sc" tabindex="0" role="option" data-i="${i}" title="train #${i} · score ${fmtNum(r.score)}${whyAll ? `\n${esc(whyAll)}` : ''}">` +
-      `${img}<div class="sc-body"><div class="sc-t">#${i}${noisy}</div>` +
+    return `<div class="sc" tabindex="0" role="option" data-i="${i}" title="train #${name} · score ${fmtNum(r.score)}${whyAll ? `\n${esc(whyAll)}` : ''}">` +
+      `${img}<div class="sc-body"><div class="sc-t">#${name}${noisy}</div>` +
       `<div class="sc-lp">${h.swatch(r.label)}${esc(h.className(r.label))}<span class="sc-pred"></span></div>` +
       `<div class="sc-why">${why}</div></div>` +
       '<div class="sc-btns"><button data-v="accept" class="v-acc" title="suspicious: accept (a)" aria-label="accept">✓</button>' +
