@@ -150,6 +150,8 @@ class TwoRanks(unittest.TestCase):
         self.assertEqual((r.dtype, r.shape), (np.float16, (23, 8)))
         np.testing.assert_array_equal(np.load(os.path.join(ddp, "epochs", "0001",
                                                            "subset.npy")), sub)
+        rc, text = self.tardis("info", ddp)  # the C reader takes it too
+        self.assertEqual(rc, 0, text)
 
     def test_a_rank_dying_before_the_barrier_leaves_no_epoch(self):
         results = run_ranks("crash", self.tmp)
