@@ -65,7 +65,10 @@ typedef struct td_live_epoch {
   int cold;         /* 1: a draft whose model was fitted on a sample of
                        warm_from's training points (no epoch fully fitted
                        yet: td_drafter_cold) */
-  int low_priority; /* 1: the fit yielded to the trainer */
+  int low_priority; /* 1: the fit or draft yielded to the trainer (ran at
+                       idle priority) */
+  int raised;       /* 1: ... and was raised to the usual priority before
+                       it ended (the lag budget ran out, or the run ended) */
   double seconds;   /* projection time */
   double latency;   /* seconds from the epoch noticed to its projection
                        written */

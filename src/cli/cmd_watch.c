@@ -20,11 +20,13 @@ static void on_projected(const td_live_epoch *e, void *ctx) {
     printf("{\"epoch\":%d,\"draft\":%s,\"cold\":%s,\"seconds\":%.3f,"
            "\"latency\":%.3f,"
            "\"newest\":%d,\"lag\":%d,\"warm_from\":%d,\"backfill\":%s,"
-           "\"redo\":%s,\"yielded\":%s,\"recorded\":%d,\"projected\":%d}\n",
+           "\"redo\":%s,\"yielded\":%s,\"raised\":%s,\"recorded\":%d,"
+           "\"projected\":%d}\n",
            e->epoch, e->draft ? "true" : "false", e->cold ? "true" : "false",
            e->seconds, e->latency, e->newest, e->lag, e->warm_from,
            e->backfill ? "true" : "false", e->redo ? "true" : "false",
-           e->low_priority ? "true" : "false", e->n_recorded, e->n_projected);
+           e->low_priority ? "true" : "false", e->raised ? "true" : "false",
+           e->n_recorded, e->n_projected);
   else if (e->draft)
     printf("epoch %4d  draft in %6.2f s with epoch %d's %smodel  lag %d "
            "(newest recorded %d)\n",

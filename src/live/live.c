@@ -459,6 +459,7 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   ev.seconds = j->seconds;
   ev.redo = j->was_draft;
   ev.low_priority = j->low;
+  ev.raised = j->raised;
   if (lv->o.on_projected)
     lv->o.on_projected(&ev, lv->o.ctx);
   return TD_OK;
@@ -583,6 +584,8 @@ static int collect_side(td_live *lv, int finished, td_err *err) {
   ev.seconds = j->seconds;
   ev.draft = 1;
   ev.cold = j->from < 0;
+  ev.low_priority = j->low;
+  ev.raised = j->raised;
   if (lv->o.on_projected)
     lv->o.on_projected(&ev, lv->o.ctx);
   return TD_OK;
