@@ -578,8 +578,7 @@ typedef struct {
   double lag_median, lag_max, wall, cpu, follower, trainer, load_hi;
 } summary_row;
 
-static void report(const bench_cfg *b, const live_result *r,
-                   summary_row *row) {
+static void report(const bench_cfg *b, const live_result *r, summary_row *row) {
   double nd[MAX_EPOCHS + 1];
   newest_drawn(&r->fs, b->epochs, nd);
   stat2 own = delays(r->fs.commit, r->fs.drawn, b->epochs);

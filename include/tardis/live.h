@@ -93,10 +93,11 @@ typedef struct td_live_opts {
   void (*on_recorded)(int epoch, void *ctx);
   void (*on_projected)(const td_live_epoch *e, void *ctx);
   /* Geometry alerts (docs/alerts.md): when `alerts` is 1 (the default),
-   * each recorded epoch is added to the run's alerts in order (just after
-   * the newest epoch's draft, which comes first), and RUN/alerts.jsonl is
-   * rewritten — the same file `tardis alerts` writes afterwards. on_alert (may
-   * be NULL) gets each new alert. */
+   * each recorded epoch is added to the run's alerts in order by the side
+   * job (a due draft of the newest epoch comes first), and RUN/alerts.jsonl
+   * is rewritten — the same file `tardis alerts` writes afterwards. While a
+   * fast run trains they may trail the newest epoch; they catch up when it
+   * ends. on_alert (may be NULL) gets each new alert. */
   int alerts;
   td_alerts_opts alerts_opts;
   void (*on_alert)(const td_alert *a, void *ctx);

@@ -99,7 +99,8 @@ int td_cmd_watch(int argc, char **argv) {
       TD_OPT_FLAG("poll", &poll,
                   "look for new epochs by polling only (no inotify)"),
       TD_OPT_INT("nice", &o.yield_nice, 0, 19, "N",
-                 "nice value of full fits while the run is being written\n"
+                 "while the run is being written, fits, drafts and alerts\n"
+                 "run at idle priority (SCHED_IDLE) and this nice value\n"
                  "(default 19; 0: never yield to the trainer)"),
       TD_OPT_UNFLAG("no-drafts", &o.drafts,
                     "no drafts: every epoch drawn by its full fit only"),

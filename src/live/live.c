@@ -80,9 +80,9 @@ struct td_live {
   char *dir;
   td_live_opts o;
   td__notify nt;
-  atomic_int stop; /* lock-free, so safe from a signal handler */
-  td_run *run;     /* NULL until run.json and train_labels.npy are there */
-  td_run *fit_run; /* the fit thread's own handle on the run */
+  atomic_int stop;  /* lock-free, so safe from a signal handler */
+  td_run *run;      /* NULL until run.json and train_labels.npy are there */
+  td_run *fit_run;  /* the fit thread's own handle on the run */
   td_run *side_run; /* the side job's */
   td_projector *pj;
   td_drafter *cold; /* the cold draft's model, until an epoch is fitted */
@@ -499,8 +499,8 @@ static int side_draft(td_live *lv, side_job *j, td_err *err) {
     return td_drafter_draw(lv->cold, j->epoch, &j->seconds, err);
   }
   j->src = j->epoch;
-  return td_drafter_cold(lv->side_run, &lv->o.proj, j->epoch,
-                         lv->o.cold_sample, &lv->cold, &j->seconds, err);
+  return td_drafter_cold(lv->side_run, &lv->o.proj, j->epoch, lv->o.cold_sample,
+                         &lv->cold, &j->seconds, err);
 }
 
 /* Adds j->epoch to the alerts (it reads only the recorded representations,
@@ -508,8 +508,8 @@ static int side_draft(td_live *lv, side_job *j, td_err *err) {
 static int side_alerts(td_live *lv, side_job *j, td_err *err) {
   j->before = td_alerts_count(lv->alerts);
   double t0 = td_now();
-  int rc = td_alerts_add_epoch(lv->alerts, lv->side_run, j->epoch, &j->n_new,
-                               err);
+  int rc =
+      td_alerts_add_epoch(lv->alerts, lv->side_run, j->epoch, &j->n_new, err);
   if (rc == TD_OK)
     rc = td_alerts_write(lv->alerts, lv->dir, err);
   j->seconds = td_now() - t0;
@@ -732,8 +732,8 @@ static int end_run(td_live *lv, int rc) {
 
 /* Every recorded epoch fully fitted and given to the alerts. */
 static int all_done(const td_live *lv) {
-  return lv->run && !lv->job.running && !lv->side.running &&
-         next_fit(lv) < 0 && next_alert(lv) < 0;
+  return lv->run && !lv->job.running && !lv->side.running && next_fit(lv) < 0 &&
+         next_alert(lv) < 0;
 }
 
 int td_live_run(td_live *lv, td_live_end *end, td_err *err) {
