@@ -42,8 +42,9 @@ typedef struct fit_job {
   int running; /* started and not yet joined */
   atomic_int done;
   int epoch, low, was_draft;
-  atomic_int tid; /* the fit thread's kernel id; 0 until it runs */
-  int raised;     /* its priority was given back (the run went quiet) */
+  atomic_int tid;          /* the fit thread's kernel id; 0 until it runs */
+  atomic_int raise_wanted; /* raise_job: its priority is to be given back */
+  int raised; /* its priority was given back (the run went quiet) */
   double started;
   int warm_from;
   double seconds;
@@ -63,10 +64,11 @@ typedef struct side_job {
   int running; /* started and not yet joined */
   atomic_int done;
   atomic_int tid;
-  int kind;   /* SIDE_* */
-  int low;    /* started at idle priority */
-  int raised; /* raised to the usual priority since */
-  int epoch;  /* the epoch drawn, or added to the alerts */
+  atomic_int raise_wanted; /* see raise_job */
+  int kind;                /* SIDE_* */
+  int low;                 /* started at idle priority */
+  int raised;              /* raised to the usual priority since */
+  int epoch;               /* the epoch drawn, or added to the alerts */
   int from;   /* draft: the fitted epoch whose model draws it; -1: cold */
   int src;    /* draft: the epoch whose model drew it */
   int before; /* alerts: the count before this epoch's */
@@ -364,12 +366,28 @@ static void raise_priority(int tid) {
   }
 }
 
+/* A job's thread lowers itself; a raise asked for before it got there is
+ * carried out by the thread itself once lowered (raise_job). */
+static void lower_self(atomic_int *tid, atomic_int *raise_wanted, int nice) {
+  int self = (int)syscall(SYS_gettid);
+  atomic_store(tid, self);
+  become_low_priority(nice);
+  if (atomic_load(raise_wanted))
+    raise_priority(self);
+}
+
+static void raise_job(atomic_int *tid, atomic_int *raise_wanted) {
+  atomic_store(raise_wanted, 1);
+  int t = atomic_load(tid);
+  if (t)
+    raise_priority(t);
+}
+
 static void *fit_main(void *arg) {
   td_live *lv = arg;
   fit_job *j = &lv->job;
-  atomic_store(&j->tid, (int)syscall(SYS_gettid));
   if (j->low)
-    become_low_priority(lv->o.yield_nice);
+    lower_self(&j->tid, &j->raise_wanted, lv->o.yield_nice);
   j->rc = td_run_refresh(lv->fit_run, &j->err);
   if (j->rc == TD_OK)
     j->rc = td_projector_epoch(lv->pj, j->epoch, &j->warm_from, &j->seconds,
@@ -394,6 +412,7 @@ static int start_fit(td_live *lv, int i, int finished, td_err *err) {
   j->seconds = 0;
   j->raised = 0;
   atomic_store(&j->tid, 0);
+  atomic_store(&j->raise_wanted, 0);
   atomic_store(&j->done, 0);
   if (pthread_create(&j->th, NULL, fit_main, lv) != 0)
     return td_err_set(err, TD_EIO, "%s: cannot start a projection thread",
@@ -406,11 +425,10 @@ static int start_fit(td_live *lv, int i, int finished, td_err *err) {
  * finished or quiet (where the system allows it: raise_priority). */
 static void give_back_priority(td_live *lv, int finished) {
   fit_job *j = &lv->job;
-  int tid = atomic_load(&j->tid);
-  if (!j->running || !j->low || j->raised || !tid || run_active(lv, finished))
+  if (!j->running || !j->low || j->raised || run_active(lv, finished))
     return;
   j->raised = 1;
-  raise_priority(tid);
+  raise_job(&j->tid, &j->raise_wanted);
 }
 
 /* When the side job is raised to the usual priority: once the newest drawn
@@ -431,10 +449,9 @@ static double side_raise_at(const td_live *lv, int finished) {
 
 static void raise_side(td_live *lv, int finished) {
   side_job *j = &lv->side;
-  int tid = atomic_load(&j->tid);
-  if (tid && td_now() >= side_raise_at(lv, finished)) {
+  if (td_now() >= side_raise_at(lv, finished)) {
     j->raised = 1;
-    raise_priority(tid);
+    raise_job(&j->tid, &j->raise_wanted);
   }
 }
 
@@ -451,7 +468,7 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
     return TD_OK; /* the run was rewritten under us */
   lv->ep[i].state = EP_DONE;
   /* drafts come from fitted epochs from now on (the cold model is freed
-   * once no side job uses it: step) */
+   * when the next draft starts: no side job uses it then) */
   publish(lv, -1, finished);
   td_live_epoch ev = {0};
   fill_event(lv, i, &ev);
@@ -519,9 +536,8 @@ static int side_alerts(td_live *lv, side_job *j, td_err *err) {
 static void *side_main(void *arg) {
   td_live *lv = arg;
   side_job *j = &lv->side;
-  atomic_store(&j->tid, (int)syscall(SYS_gettid));
   if (j->low)
-    become_low_priority(lv->o.yield_nice);
+    lower_self(&j->tid, &j->raise_wanted, lv->o.yield_nice);
   j->rc = td_run_refresh(lv->side_run, &j->err);
   if (j->rc == TD_OK)
     j->rc = j->kind == SIDE_DRAFT ? side_draft(lv, j, &j->err)
@@ -545,6 +561,7 @@ static int start_side(td_live *lv, int kind, int i, int from, int finished,
   j->low = run_active(lv, finished);
   j->raised = 0;
   atomic_store(&j->tid, 0);
+  atomic_store(&j->raise_wanted, 0);
   atomic_store(&j->done, 0);
   if (pthread_create(&j->th, NULL, side_main, lv) != 0)
     return td_err_set(err, TD_EIO, "%s: cannot start a projection thread",
@@ -718,12 +735,10 @@ static int gone(const td_live *lv) {
  * at the usual priority — yielding, they would crawl on beside a busy
  * trainer. */
 static int end_run(td_live *lv, int rc) {
-  int tid = atomic_load(&lv->job.tid);
-  if (lv->job.running && lv->job.low && tid)
-    raise_priority(tid);
-  tid = atomic_load(&lv->side.tid);
-  if (lv->side.running && lv->side.low && tid)
-    raise_priority(tid);
+  if (lv->job.running && lv->job.low)
+    raise_job(&lv->job.tid, &lv->job.raise_wanted);
+  if (lv->side.running && lv->side.low)
+    raise_job(&lv->side.tid, &lv->side.raise_wanted);
   join_side(lv);
   join_job(lv);
   publish(lv, -1, lv->st.finished);
