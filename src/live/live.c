@@ -238,18 +238,24 @@ static int ensure_open(td_live *lv, td_err *err) {
     *err = e;
     return rc;
   }
-  rc = td_run_open(lv->dir, &lv->fit_run, err);
+  rc = td_run_open(lv->dir, &lv->fit_run, &e);
   if (rc == TD_OK)
-    rc = td_run_open(lv->dir, &lv->side_run, err);
+    rc = td_run_open(lv->dir, &lv->side_run, &e);
   if (rc == TD_OK)
-    rc = td_projector_open(lv->fit_run, &lv->o.proj, &lv->pj, err);
+    rc = td_projector_open(lv->fit_run, &lv->o.proj, &lv->pj, &e);
   if (rc) {
     td_run_close(lv->side_run);
     td_run_close(lv->fit_run);
     td_run_close(lv->run);
     lv->run = lv->fit_run = lv->side_run = NULL;
   }
-  return rc;
+  /* A file missing now that was there a moment ago (seen once under ASan
+   * on a loaded machine, cause not found): look again at the next wake-up
+   * rather than stop following; a run directory that is gone is told
+   * apart by td_live_run. */
+  if (rc && rc != TD_ENOENT)
+    *err = e;
+  return rc == TD_ENOENT ? TD_OK : rc;
 }
 
 static int cmp_rec(const void *a, const void *b) {
