@@ -14,7 +14,9 @@
  *   bench_live --draft-quality RUN [--lag L] [--cold N]
  *
  * PATH defaults to the `tardis` binary next to this one; --runs to
- * 10000:8,60000:6 (training samples : epochs); --wait S (600) bounds the
+ * 10000:30,60000:16 (training samples : epochs: long enough for the steady
+ * state; a summary of both targets at every size ends the output); --wait
+ * S (600) bounds the
  * wait for every epoch fully fitted after training (the lag and the
  * trainer's figures do not need it: on a loaded machine, keep it short). */
 #include <errno.h>
@@ -570,7 +572,13 @@ static int backfilled(const fs_times *f, int epochs) {
   return n;
 }
 
-static void report(const bench_cfg *b, const live_result *r) {
+/* One size's figures for the summary at the end. */
+typedef struct {
+  int n, epochs;
+  double lag_median, lag_max, wall, cpu, follower, trainer, load_hi;
+} summary_row;
+
+static void report(const bench_cfg *b, const live_result *r, summary_row *row) {
   double nd[MAX_EPOCHS + 1];
   newest_drawn(&r->fs, b->epochs, nd);
   stat2 own = delays(r->fs.commit, r->fs.drawn, b->epochs);
@@ -631,6 +639,31 @@ static void report(const bench_cfg *b, const live_result *r) {
              ? " (shared machine: wall ratios are noise)"
              : "");
   fflush(stdout);
+  *row = (summary_row){b->n,
+                       b->epochs,
+                       lag.median,
+                       lag.max,
+                       wl / wa,
+                       r->live.cpu_s / r->alone.cpu_s,
+                       r->server_cpu_training / b->epochs,
+                       r->live.cpu_s / b->epochs,
+                       fmax(r->alone.load.hi, r->live.load.hi)};
+}
+
+static void summary(const summary_row *rows, int k) {
+  printf("\nsummary (DESIGN §5: lag <= 10 s at 60k, training slowed <= 1.3x)\n"
+         "  %7s %6s %10s %8s %10s %9s %17s %9s\n",
+         "samples", "epochs", "lag median", "lag max", "slowdown", "CPU ratio",
+         "CPU-s/ep fol/trn", "max load");
+  for (int i = 0; i < k; i++)
+    printf("  %7d %6d %9.2fs %7.2fs %9.2fx %8.2fx %8.3f/%-8.3f %9.2f%s\n",
+           rows[i].n, rows[i].epochs, rows[i].lag_median, rows[i].lag_max,
+           rows[i].wall, rows[i].cpu, rows[i].follower, rows[i].trainer,
+           rows[i].load_hi,
+           rows[i].lag_max <= 10 && rows[i].wall <= 1.3 ? "  met" : "  MISSED");
+  printf("  (slowdown: the trainer's wall time per epoch beside the follower "
+         "over alone; max load above nproc %ld: wall ratios are noise)\n",
+         sysconf(_SC_NPROCESSORS_ONLN));
 }
 
 /* "N:E,N:E" into cfgs; the count, or -1. */
@@ -780,7 +813,7 @@ static int draft_quality(const char *run_dir, int lag, long cold) {
 
 int main(int argc, char **argv) {
   static char tardis[4096];
-  const char *runs = "10000:8,60000:6", *work = "/tmp/tardis-bench-live";
+  const char *runs = "10000:30,60000:16", *work = "/tmp/tardis-bench-live";
   tardis[0] = '\0';
   const char *dq = NULL;
   int lag = 1;
@@ -835,13 +868,15 @@ int main(int argc, char **argv) {
   printf("live mode: %s train beside %s serve RUN --follow "
          "(dvi, default threads)\n",
          tardis, tardis);
+  summary_row rows[16];
   for (int i = 0; i < k; i++) {
     bench_cfg b = {tardis, work, ns[i], es[i], wait_s > 0 ? wait_s : 600};
     static live_result r; /* large: off the stack */
     train_alone(&b, &r.alone);
     train_live(&b, &r);
-    report(&b, &r);
+    report(&b, &r, &rows[i]);
   }
+  summary(rows, k);
   td_remove_tree_best_effort(work);
   return 0;
 }

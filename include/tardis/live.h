@@ -20,23 +20,32 @@
  * time on a thread of their own, oldest epoch first, each warm-started from
  * its predecessor — so every epoch ends up drawn exactly as `tardis project`
  * draws it. A full fit of a 60k epoch costs ~10 CPU-s, a training epoch
- * ~1.7, so while training runs the fits fall behind; meanwhile the
- * follower's thread draws a *draft* of the newest epoch as soon as it is
- * recorded: its points and territory placed by the encoder/decoder of the
- * newest fully fitted epoch (td_project_draft, a few hundred ms), marked
- * "draft" in its projection.json. The full fit later replaces it; drafts
- * are never warm-started from, and none remains once the follower is idle.
- * Before any epoch is fully fitted there is no such model: the first draft
- * is then a *cold draft* (td_drafter_cold), a model fitted on a sample of
- * cold_sample training points of the newest epoch, which draws the drafts
- * until the first full fit is done (~1-2 s at 60k where that fit costs
- * ~17 CPU-s). While the run is being written (not finished, an epoch
- * arrived within yield_window s), every full fit, the cold one included,
- * yields to the trainer: its thread runs at nice yield_nice on one core
- * (its own nice value, so in `tardis train --serve` the trainer's threads
- * keep theirs); the newest epoch then gets a draft even when its own fit
- * is next. The follower keeps one small record per recorded epoch and no
- * queue: memory stays flat.
+ * ~1.7, so while training runs the fits fall behind; meanwhile a second
+ * thread, the side job, draws *drafts* of the newest epoch: its points and
+ * territory placed by the encoder/decoder of the newest fully fitted epoch
+ * (td_project_draft, a few hundred ms), marked "draft" in its
+ * projection.json. The full fit later replaces it; drafts are never
+ * warm-started from, and none remains once the follower is idle. Before any
+ * epoch is fully fitted there is no such model: the first draft is then a
+ * *cold draft* (td_drafter_cold), a model fitted on a sample of cold_sample
+ * training points of the newest epoch, which draws the drafts until the
+ * first full fit is done (~2.5 CPU-s at 60k where that fit costs ~17). The
+ * side job also adds each recorded epoch, in order, to the alerts. It
+ * draws a draft once the newest drawn epoch lags by draft_wait seconds (the
+ * first epoch at once), and otherwise computes the alerts of the oldest
+ * epoch not yet given to them.
+ *
+ * While the run is being written (not finished, an epoch arrived within
+ * yield_window s), the follower spends only what the trainer leaves idle:
+ * the fit and the side job run at SCHED_IDLE (and nice yield_nice) on one
+ * core each — their own priority, so in `tardis train --serve` the
+ * trainer's threads keep theirs; a fit starts only when the side job has
+ * nothing to do; and the side job is raised to the usual priority only when
+ * the newest drawn epoch lags by lag_budget seconds. Once the run finishes
+ * or goes quiet, the work under way is raised (where the system allows it)
+ * and the rest runs at the usual priority on every thread. The follower
+ * keeps one small record per recorded epoch and no queue: memory stays
+ * flat.
  */
 #ifndef TARDIS_LIVE_H
 #define TARDIS_LIVE_H
@@ -56,7 +65,10 @@ typedef struct td_live_epoch {
   int cold;         /* 1: a draft whose model was fitted on a sample of
                        warm_from's training points (no epoch fully fitted
                        yet: td_drafter_cold) */
-  int low_priority; /* 1: the fit yielded to the trainer */
+  int low_priority; /* 1: the fit or draft yielded to the trainer (ran at
+                       idle priority) */
+  int raised;       /* 1: ... and was raised to the usual priority before
+                       it ended (the lag budget ran out, or the run ended) */
   double seconds;   /* projection time */
   double latency;   /* seconds from the epoch noticed to its projection
                        written */
@@ -81,10 +93,11 @@ typedef struct td_live_opts {
   void (*on_recorded)(int epoch, void *ctx);
   void (*on_projected)(const td_live_epoch *e, void *ctx);
   /* Geometry alerts (docs/alerts.md): when `alerts` is 1 (the default),
-   * each recorded epoch is added to the run's alerts in order (just after
-   * the newest epoch's draft, which comes first), and RUN/alerts.jsonl is
-   * rewritten — the same file `tardis alerts` writes afterwards. on_alert (may
-   * be NULL) gets each new alert. */
+   * each recorded epoch is added to the run's alerts in order by the side
+   * job (a due draft of the newest epoch comes first), and RUN/alerts.jsonl
+   * is rewritten — the same file `tardis alerts` writes afterwards. While a
+   * fast run trains they may trail the newest epoch; they catch up when it
+   * ends. on_alert (may be NULL) gets each new alert. */
   int alerts;
   td_alerts_opts alerts_opts;
   void (*on_alert)(const td_alert *a, void *ctx);
@@ -96,6 +109,14 @@ typedef struct td_live_opts {
                           after its newest epoch arrived (30) */
   long cold_sample;    /* training points the cold draft is fitted on
                           (5000); < 2: no cold draft */
+  double draft_wait;   /* a draft of the newest epoch starts once the
+                          oldest epoch newer than every drawn one has
+                          waited this many seconds; the first epoch is
+                          drawn at once (3) */
+  double lag_budget;   /* while the run is being written, the side job
+                          (a draft, or the alerts ahead of it) is raised to
+                          the usual priority once that epoch has waited
+                          this many seconds (6) */
 } td_live_opts;
 
 void td_live_opts_default(td_live_opts *o);

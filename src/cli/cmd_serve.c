@@ -24,8 +24,9 @@ int td_cmd_serve(int argc, char **argv) {
                   "project new epochs as they are recorded (a run being\n"
                   "written by `tardis train` or the Python recorder)"),
       TD_OPT_INT("nice", &o.follow_nice, 0, 19, "N",
-                 "with --follow: nice value of full fits while the run is\n"
-                 "being written (default 19; 0: never yield to the trainer)"),
+                 "with --follow: while the run is being written, fits,\n"
+                 "drafts and alerts run at idle priority (SCHED_IDLE) and\n"
+                 "this nice value (default 19; 0: never yield to the trainer)"),
       TD_OPT_END};
   const td_arg_pos pos[] = {{"RUN", &o.run_dir}, {0}};
   td_args_cmd cmd = {

@@ -20,11 +20,13 @@ static void on_projected(const td_live_epoch *e, void *ctx) {
     printf("{\"epoch\":%d,\"draft\":%s,\"cold\":%s,\"seconds\":%.3f,"
            "\"latency\":%.3f,"
            "\"newest\":%d,\"lag\":%d,\"warm_from\":%d,\"backfill\":%s,"
-           "\"redo\":%s,\"yielded\":%s,\"recorded\":%d,\"projected\":%d}\n",
+           "\"redo\":%s,\"yielded\":%s,\"raised\":%s,\"recorded\":%d,"
+           "\"projected\":%d}\n",
            e->epoch, e->draft ? "true" : "false", e->cold ? "true" : "false",
            e->seconds, e->latency, e->newest, e->lag, e->warm_from,
            e->backfill ? "true" : "false", e->redo ? "true" : "false",
-           e->low_priority ? "true" : "false", e->n_recorded, e->n_projected);
+           e->low_priority ? "true" : "false", e->raised ? "true" : "false",
+           e->n_recorded, e->n_projected);
   else if (e->draft)
     printf("epoch %4d  draft in %6.2f s with epoch %d's %smodel  lag %d "
            "(newest recorded %d)\n",
@@ -97,7 +99,8 @@ int td_cmd_watch(int argc, char **argv) {
       TD_OPT_FLAG("poll", &poll,
                   "look for new epochs by polling only (no inotify)"),
       TD_OPT_INT("nice", &o.yield_nice, 0, 19, "N",
-                 "nice value of full fits while the run is being written\n"
+                 "while the run is being written, fits, drafts and alerts\n"
+                 "run at idle priority (SCHED_IDLE) and this nice value\n"
                  "(default 19; 0: never yield to the trainer)"),
       TD_OPT_UNFLAG("no-drafts", &o.drafts,
                     "no drafts: every epoch drawn by its full fit only"),

@@ -3,11 +3,17 @@
  * recorded epoch says whether it is drawn, and whether as a draft (placed by
  * an earlier epoch's model) or fully fitted. Full fits run one at a time on
  * a thread of their own, oldest first, each warm-started from its
- * predecessor; the follower's thread meanwhile keeps watching the run,
- * computes the alerts and draws drafts of the newest epoch. */
+ * predecessor; drafts of the newest epoch and the alerts of each epoch run
+ * one at a time on a second thread (the side job). The follower's thread
+ * only watches the run and schedules: while the run is being written both
+ * threads run at idle priority, and the side job is raised to the usual
+ * priority only when the newest drawn epoch would otherwise fall more than
+ * lag_budget seconds behind. */
 #include "tardis/live.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +42,9 @@ typedef struct fit_job {
   int running; /* started and not yet joined */
   atomic_int done;
   int epoch, low, was_draft;
-  atomic_int tid; /* the fit thread's kernel id; 0 until it runs */
-  int raised;     /* its priority was given back (the run went quiet) */
+  atomic_int tid;          /* the fit thread's kernel id; 0 until it runs */
+  atomic_int raise_wanted; /* raise_job: its priority is to be given back */
+  int raised; /* its priority was given back (the run went quiet) */
   double started;
   int warm_from;
   double seconds;
@@ -45,18 +52,46 @@ typedef struct fit_job {
   td_err err;
 } fit_job;
 
+/* The side job: a draft of the newest epoch or one epoch's alerts, on a
+ * thread of its own so that it can run at idle priority (a thread cannot
+ * raise its own priority back without privileges; a new thread starts at
+ * the usual one). While it runs, side_run, the cold drafter and the alerts
+ * state belong to that thread. */
+enum { SIDE_DRAFT, SIDE_ALERTS };
+
+typedef struct side_job {
+  pthread_t th;
+  int running; /* started and not yet joined */
+  atomic_int done;
+  atomic_int tid;
+  atomic_int raise_wanted; /* see raise_job */
+  int kind;                /* SIDE_* */
+  int low;                 /* started at idle priority */
+  int raised;              /* raised to the usual priority since */
+  int epoch;               /* the epoch drawn, or added to the alerts */
+  int from;   /* draft: the fitted epoch whose model draws it; -1: cold */
+  int src;    /* draft: the epoch whose model drew it */
+  int before; /* alerts: the count before this epoch's */
+  int n_new;  /* alerts: this epoch's new alerts */
+  double seconds;
+  int rc;
+  td_err err;
+} side_job;
+
 struct td_live {
   char *dir;
   td_live_opts o;
   td__notify nt;
-  atomic_int stop; /* lock-free, so safe from a signal handler */
-  td_run *run;     /* NULL until run.json and train_labels.npy are there */
-  td_run *fit_run; /* the fit thread's own handle on the run */
+  atomic_int stop;  /* lock-free, so safe from a signal handler */
+  td_run *run;      /* NULL until run.json and train_labels.npy are there */
+  td_run *fit_run;  /* the fit thread's own handle on the run */
+  td_run *side_run; /* the side job's */
   td_projector *pj;
   td_drafter *cold; /* the cold draft's model, until an epoch is fitted */
   fit_job job;
+  side_job side;
   double last_fresh;       /* td_now() when the newest epoch was noticed */
-  double next_draft_at;    /* drafts keep to a share of the time */
+  double next_draft_at;    /* drafts keep to half the side job's time */
   td_alerts_state *alerts; /* NULL: o.alerts is 0 */
   int last_alerted;        /* the newest epoch given to alerts; 0: none */
   ep_rec *ep;              /* ascending by epoch, as the run lists them */
@@ -77,6 +112,8 @@ void td_live_opts_default(td_live_opts *o) {
   o->yield_nice = 19;
   o->yield_window = 30.0;
   o->cold_sample = 5000;
+  o->draft_wait = 3.0;
+  o->lag_budget = 6.0;
 }
 
 int td_live_open(const char *run_dir, const td_live_opts *o, td_live **out,
@@ -118,12 +155,21 @@ static void join_job(td_live *lv) {
   }
 }
 
+static void join_side(td_live *lv) {
+  if (lv->side.running) {
+    pthread_join(lv->side.th, NULL);
+    lv->side.running = 0;
+  }
+}
+
 void td_live_close(td_live *lv) {
   if (!lv)
     return;
   join_job(lv);
+  join_side(lv);
   td_drafter_close(lv->cold);
   td_projector_close(lv->pj);
+  td_run_close(lv->side_run);
   td_run_close(lv->fit_run);
   td_alerts_state_free(lv->alerts);
   td_run_close(lv->run);
@@ -148,6 +194,8 @@ void td_live_get_status(td_live *lv, td_live_status *s) {
 /* Publishes the counts of the records (projecting: the epoch under way). */
 static void publish(td_live *lv, int projecting, int finished) {
   td_live_status s = {0, 0, -1, -1, projecting, finished, 0};
+  if (s.projecting < 0 && lv->side.running && lv->side.kind == SIDE_DRAFT)
+    s.projecting = lv->side.epoch;
   if (s.projecting < 0 && lv->job.running)
     s.projecting = lv->job.epoch;
   for (int i = 0; i < lv->n; i++) {
@@ -190,15 +238,24 @@ static int ensure_open(td_live *lv, td_err *err) {
     *err = e;
     return rc;
   }
-  rc = td_run_open(lv->dir, &lv->fit_run, err);
+  rc = td_run_open(lv->dir, &lv->fit_run, &e);
   if (rc == TD_OK)
-    rc = td_projector_open(lv->fit_run, &lv->o.proj, &lv->pj, err);
+    rc = td_run_open(lv->dir, &lv->side_run, &e);
+  if (rc == TD_OK)
+    rc = td_projector_open(lv->fit_run, &lv->o.proj, &lv->pj, &e);
   if (rc) {
+    td_run_close(lv->side_run);
     td_run_close(lv->fit_run);
     td_run_close(lv->run);
-    lv->run = lv->fit_run = NULL;
+    lv->run = lv->fit_run = lv->side_run = NULL;
   }
-  return rc;
+  /* A file missing now that was there a moment ago (seen once under ASan
+   * on a loaded machine, cause not found): look again at the next wake-up
+   * rather than stop following; a run directory that is gone is told
+   * apart by td_live_run. */
+  if (rc && rc != TD_ENOENT)
+    *err = e;
+  return rc == TD_ENOENT ? TD_OK : rc;
 }
 
 static int cmp_rec(const void *a, const void *b) {
@@ -244,32 +301,6 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
   return TD_OK;
 }
 
-/* The alerts need the epochs in ascending order, which is the order they
- * are recorded in: each new one is added once (it reads only the recorded
- * representations, not the projection), and RUN/alerts.jsonl is
- * rewritten when one was added. An epoch that appears below the newest one
- * already added (a run rewritten under us) is left out rather than stopping
- * the follower; `tardis alerts` recomputes the whole run. */
-static int alert_new_epochs(td_live *lv, td_err *err) {
-  if (!lv->alerts)
-    return TD_OK;
-  int added = 0;
-  for (int i = 0; i < lv->n; i++) {
-    int ep = lv->ep[i].epoch;
-    if (ep <= lv->last_alerted)
-      continue;
-    int before = td_alerts_count(lv->alerts), n_new = 0;
-    int rc = td_alerts_add_epoch(lv->alerts, lv->run, ep, &n_new, err);
-    if (rc)
-      return rc;
-    lv->last_alerted = ep;
-    added = 1;
-    for (int k = before; lv->o.on_alert && k < before + n_new; k++)
-      lv->o.on_alert(td_alerts_get(lv->alerts, k), lv->o.ctx);
-  }
-  return added ? td_alerts_write(lv->alerts, lv->dir, err) : TD_OK;
-}
-
 static int find_rec(const td_live *lv, int epoch) {
   for (int i = 0; i < lv->n; i++)
     if (lv->ep[i].epoch == epoch)
@@ -278,10 +309,24 @@ static int find_rec(const td_live *lv, int epoch) {
 }
 
 /* Whether the run is being written: not finished, and an epoch arrived
- * within yield_window seconds. Full fits then yield to the trainer. */
+ * within yield_window seconds. Fits, drafts and alerts then yield to the
+ * trainer. */
 static int run_active(const td_live *lv, int finished) {
   return lv->o.yield_nice > 0 && !finished &&
          td_now() - lv->last_fresh < lv->o.yield_window;
+}
+
+/* When the oldest epoch newer than every drawn one was noticed: what the
+ * lag of the newest drawn epoch is counted from. -1: nothing is drawn yet
+ * (the first epoch is drawn at once); HUGE_VAL: nothing waits. */
+static double uncovered_since(const td_live *lv) {
+  int d = -1;
+  for (int i = 0; i < lv->n; i++)
+    if (lv->ep[i].state != EP_NONE)
+      d = i;
+  if (d < 0)
+    return lv->n ? -1 : (double)HUGE_VAL;
+  return d + 1 < lv->n ? lv->ep[d + 1].noticed : (double)HUGE_VAL;
 }
 
 static void fill_event(td_live *lv, int i, td_live_epoch *ev) {
@@ -296,23 +341,59 @@ static void fill_event(td_live *lv, int i, td_live_epoch *ev) {
   ev->n_projected = s.n_projected;
 }
 
-/* Lowers the calling thread's priority (its own nice value: on Linux a
- * thread's, not the process's) and keeps its work on it: one thread for
- * td_parallel_for and for OpenBLAS. */
+/* Lowers the calling thread to idle priority and keeps its work on it: one
+ * thread for td_parallel_for and for OpenBLAS. SCHED_IDLE (its own policy:
+ * on Linux a thread's, not the process's) is what lets the trainer take the
+ * core back at once when one of its threads wakes: a nice-19 thread still
+ * runs out its time slice first, and the trainer's threads wake hundreds of
+ * times an epoch (docs/performance.md, "Live mode"). The nice value stays
+ * for kernels without SCHED_IDLE and for tools that show it. */
 static void become_low_priority(int nice) {
   if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) != 0) {
-    /* not fatal: the fit then competes at the usual priority */
+    /* not fatal: the work then competes at the usual priority */
+  }
+  struct sched_param sp = {0};
+  if (sched_setscheduler(0, SCHED_IDLE, &sp) != 0) {
+    /* not fatal: nice alone */
   }
   td_set_thread_threads(1);
   td_blas_single_begin();
 }
 
+/* Gives a lowered thread the usual priority back. This needs CAP_SYS_NICE
+ * or a RLIMIT_NICE that allows it; without either, the work finishes where
+ * it is (on an idle machine that costs nothing), and the work started after
+ * it runs at the usual priority. */
+static void raise_priority(int tid) {
+  struct sched_param sp = {0};
+  if (setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0 ||
+      sched_setscheduler(tid, SCHED_OTHER, &sp) != 0) {
+    /* EPERM: see above */
+  }
+}
+
+/* A job's thread lowers itself; a raise asked for before it got there is
+ * carried out by the thread itself once lowered (raise_job). */
+static void lower_self(atomic_int *tid, atomic_int *raise_wanted, int nice) {
+  int self = (int)syscall(SYS_gettid);
+  atomic_store(tid, self);
+  become_low_priority(nice);
+  if (atomic_load(raise_wanted))
+    raise_priority(self);
+}
+
+static void raise_job(atomic_int *tid, atomic_int *raise_wanted) {
+  atomic_store(raise_wanted, 1);
+  int t = atomic_load(tid);
+  if (t)
+    raise_priority(t);
+}
+
 static void *fit_main(void *arg) {
   td_live *lv = arg;
   fit_job *j = &lv->job;
-  atomic_store(&j->tid, (int)syscall(SYS_gettid));
   if (j->low)
-    become_low_priority(lv->o.yield_nice);
+    lower_self(&j->tid, &j->raise_wanted, lv->o.yield_nice);
   j->rc = td_run_refresh(lv->fit_run, &j->err);
   if (j->rc == TD_OK)
     j->rc = td_projector_epoch(lv->pj, j->epoch, &j->warm_from, &j->seconds,
@@ -337,6 +418,7 @@ static int start_fit(td_live *lv, int i, int finished, td_err *err) {
   j->seconds = 0;
   j->raised = 0;
   atomic_store(&j->tid, 0);
+  atomic_store(&j->raise_wanted, 0);
   atomic_store(&j->done, 0);
   if (pthread_create(&j->th, NULL, fit_main, lv) != 0)
     return td_err_set(err, TD_EIO, "%s: cannot start a projection thread",
@@ -346,18 +428,36 @@ static int start_fit(td_live *lv, int i, int finished, td_err *err) {
 }
 
 /* A fit that yielded keeps going at the usual priority once the run is
- * finished or quiet. Raising a thread's priority again needs CAP_SYS_NICE
- * or a RLIMIT_NICE that allows it; without either, that one fit finishes
- * where it is (on an idle machine nice costs nothing), and the next fits
- * start at the usual priority. */
+ * finished or quiet (where the system allows it: raise_priority). */
 static void give_back_priority(td_live *lv, int finished) {
   fit_job *j = &lv->job;
-  int tid = atomic_load(&j->tid);
-  if (!j->running || !j->low || j->raised || !tid || run_active(lv, finished))
+  if (!j->running || !j->low || j->raised || run_active(lv, finished))
     return;
   j->raised = 1;
-  if (setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
-    /* EPERM: see above */
+  raise_job(&j->tid, &j->raise_wanted);
+}
+
+/* When the side job is raised to the usual priority: once the newest drawn
+ * epoch lags by lag_budget seconds (the side job — a draft, or the alerts
+ * before it — is what stands between it and a newer one), or the run is no
+ * longer being written. HUGE_VAL: not while things stay as they are. */
+static double side_raise_at(const td_live *lv, int finished) {
+  const side_job *j = &lv->side;
+  if (!j->running || !j->low || j->raised)
+    return (double)HUGE_VAL;
+  if (!run_active(lv, finished))
+    return 0;
+  double since = uncovered_since(lv);
+  if (!lv->o.drafts || since == (double)HUGE_VAL)
+    return (double)HUGE_VAL;
+  return (since < 0 ? lv->ep[0].noticed : since) + lv->o.lag_budget;
+}
+
+static void raise_side(td_live *lv, int finished) {
+  side_job *j = &lv->side;
+  if (td_now() >= side_raise_at(lv, finished)) {
+    j->raised = 1;
+    raise_job(&j->tid, &j->raise_wanted);
   }
 }
 
@@ -373,9 +473,8 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   if (i < 0)
     return TD_OK; /* the run was rewritten under us */
   lv->ep[i].state = EP_DONE;
-  /* drafts come from fitted epochs from now on */
-  td_drafter_close(lv->cold);
-  lv->cold = NULL;
+  /* drafts come from fitted epochs from now on (the cold model is freed
+   * when the next draft starts: no side job uses it then) */
   publish(lv, -1, finished);
   td_live_epoch ev = {0};
   fill_event(lv, i, &ev);
@@ -383,6 +482,7 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   ev.seconds = j->seconds;
   ev.redo = j->was_draft;
   ev.low_priority = j->low;
+  ev.raised = j->raised;
   if (lv->o.on_projected)
     lv->o.on_projected(&ev, lv->o.ctx);
   return TD_OK;
@@ -397,70 +497,190 @@ static int next_fit(const td_live *lv) {
   return -1;
 }
 
-/* Draws a draft of record i with the model of `from` (a fully fitted
- * epoch), of the cold draft's sample, or — neither there yet — fits a cold
- * draft on a sample of this epoch. *src: the epoch whose model drew it. */
-static int draw_draft(td_live *lv, int i, int from, int *src, double *secs,
-                      td_err *err) {
-  int ep = lv->ep[i].epoch;
-  *src = from;
-  if (from >= 0)
-    return td_project_draft(lv->run, &lv->o.proj, ep, from, secs, err);
-  if (lv->cold) {
-    *src = td_drafter_epoch(lv->cold);
-    return td_drafter_draw(lv->cold, ep, secs, err);
-  }
-  *src = ep;
-  return td_drafter_cold(lv->run, &lv->o.proj, ep, lv->o.cold_sample, &lv->cold,
-                         secs, err);
+/* The oldest recorded epoch not yet given to the alerts, or -1. The alerts
+ * need the epochs in ascending order, which is the order they are recorded
+ * in; an epoch that appears below the newest one already added (a run
+ * rewritten under us) is left out rather than stopping the follower
+ * (`tardis alerts` recomputes the whole run). */
+static int next_alert(const td_live *lv) {
+  for (int i = 0; lv->alerts && i < lv->n; i++)
+    if (lv->ep[i].epoch > lv->last_alerted)
+      return i;
+  return -1;
 }
 
-/* Draws a draft of the newest epoch when nothing shows it yet: with the
- * model of the newest fully fitted epoch, or before there is one, of a
- * cold draft. Drafts keep to a third of the follower's time (each is
- * followed by twice its duration without one; the cold draft, a one-time
- * cost, by none). No draft of the epoch being
- * fitted (the two would race to write it), nor of the epoch whose fit
- * starts next at the usual priority. *did: one was drawn. */
-static int maybe_draft(td_live *lv, int finished, int *did, td_err *err) {
-  *did = 0;
-  int i = lv->n - 1, from = -1;
-  if (!lv->o.drafts || i < 0 || lv->ep[i].state != EP_NONE ||
-      (lv->job.running && lv->job.epoch == lv->ep[i].epoch) ||
-      td_now() < lv->next_draft_at)
+/* A draft of j->epoch with the model of j->from (a fully fitted epoch), of
+ * the cold draft's sample, or — neither there yet — of a cold draft fitted
+ * on a sample of this epoch. j->src: the epoch whose model drew it. */
+static int side_draft(td_live *lv, side_job *j, td_err *err) {
+  j->src = j->from;
+  if (j->from >= 0)
+    return td_project_draft(lv->side_run, &lv->o.proj, j->epoch, j->from,
+                            &j->seconds, err);
+  if (lv->cold) {
+    j->src = td_drafter_epoch(lv->cold);
+    return td_drafter_draw(lv->cold, j->epoch, &j->seconds, err);
+  }
+  j->src = j->epoch;
+  return td_drafter_cold(lv->side_run, &lv->o.proj, j->epoch, lv->o.cold_sample,
+                         &lv->cold, &j->seconds, err);
+}
+
+/* Adds j->epoch to the alerts (it reads only the recorded representations,
+ * not the projection) and rewrites RUN/alerts.jsonl. */
+static int side_alerts(td_live *lv, side_job *j, td_err *err) {
+  j->before = td_alerts_count(lv->alerts);
+  double t0 = td_now();
+  int rc =
+      td_alerts_add_epoch(lv->alerts, lv->side_run, j->epoch, &j->n_new, err);
+  if (rc == TD_OK)
+    rc = td_alerts_write(lv->alerts, lv->dir, err);
+  j->seconds = td_now() - t0;
+  return rc;
+}
+
+static void *side_main(void *arg) {
+  td_live *lv = arg;
+  side_job *j = &lv->side;
+  if (j->low)
+    lower_self(&j->tid, &j->raise_wanted, lv->o.yield_nice);
+  j->rc = td_run_refresh(lv->side_run, &j->err);
+  if (j->rc == TD_OK)
+    j->rc = j->kind == SIDE_DRAFT ? side_draft(lv, j, &j->err)
+                                  : side_alerts(lv, j, &j->err);
+  if (j->low)
+    td_blas_single_end();
+  atomic_store(&j->done, 1);
+  td__notify_wake(&lv->nt);
+  return NULL;
+}
+
+static int start_side(td_live *lv, int kind, int i, int from, int finished,
+                      td_err *err) {
+  side_job *j = &lv->side;
+  j->kind = kind;
+  j->epoch = lv->ep[i].epoch;
+  j->from = from;
+  j->src = -1;
+  j->before = j->n_new = 0;
+  j->seconds = 0;
+  j->low = run_active(lv, finished);
+  j->raised = 0;
+  atomic_store(&j->tid, 0);
+  atomic_store(&j->raise_wanted, 0);
+  atomic_store(&j->done, 0);
+  if (pthread_create(&j->th, NULL, side_main, lv) != 0)
+    return td_err_set(err, TD_EIO, "%s: cannot start a projection thread",
+                      lv->dir);
+  j->running = 1;
+  publish(lv, -1, finished);
+  return TD_OK;
+}
+
+/* Takes in the finished side job: a draft's record and event, or the new
+ * alerts. A draft is followed by as long again without one (drafts keep to
+ * half the side job's time), except the cold draft: its fit on the sample
+ * is paid once. */
+static int collect_side(td_live *lv, int finished, td_err *err) {
+  side_job *j = &lv->side;
+  join_side(lv);
+  if (j->rc) {
+    *err = j->err;
+    return j->rc;
+  }
+  if (j->kind == SIDE_ALERTS) {
+    lv->last_alerted = j->epoch;
+    for (int k = j->before; lv->o.on_alert && k < j->before + j->n_new; k++)
+      lv->o.on_alert(td_alerts_get(lv->alerts, k), lv->o.ctx);
     return TD_OK;
-  for (int k = i - 1; k >= 0 && from < 0; k--)
-    if (lv->ep[k].state == EP_DONE)
-      from = lv->ep[k].epoch;
-  if ((!lv->job.running && next_fit(lv) == i && !run_active(lv, finished)) ||
-      (from < 0 && !lv->cold && lv->o.cold_sample < 2))
-    return TD_OK;
-  publish(lv, lv->ep[i].epoch, finished);
-  double secs = 0;
-  int src, rc = draw_draft(lv, i, from, &src, &secs, err);
-  if (rc)
-    return rc;
-  /* A cold draft is paid once (its fit): the drafts after it keep to the
-   * share of time by their own cost. */
-  lv->next_draft_at =
-      td_now() + (from < 0 && src == lv->ep[i].epoch ? 0 : 2.0 * secs);
+  }
+  int cold_fit = j->from < 0 && j->src == j->epoch;
+  lv->next_draft_at = td_now() + (cold_fit ? 0 : j->seconds);
+  int i = find_rec(lv, j->epoch);
+  if (i < 0 || lv->ep[i].state != EP_NONE)
+    return TD_OK; /* the run was rewritten under us */
   lv->ep[i].state = EP_DRAFT;
-  *did = 1;
   publish(lv, -1, finished);
   td_live_epoch ev = {0};
   fill_event(lv, i, &ev);
-  ev.warm_from = src;
-  ev.seconds = secs;
+  ev.warm_from = j->src;
+  ev.seconds = j->seconds;
   ev.draft = 1;
-  ev.cold = from < 0;
+  ev.cold = j->from < 0;
+  ev.low_priority = j->low;
+  ev.raised = j->raised;
   if (lv->o.on_projected)
     lv->o.on_projected(&ev, lv->o.ctx);
   return TD_OK;
 }
 
+/* When a draft of the newest epoch may start (HUGE_VAL: none is wanted):
+ * once the oldest epoch newer than every drawn one has waited draft_wait
+ * seconds — the first epoch at once — and half the side job's time after
+ * the last draft. Not of the epoch being fitted (the two would race to
+ * write it), nor of one whose fit starts next at the usual priority, nor
+ * before a cold draft can be drawn. *from: the newest fully fitted epoch,
+ * whose model draws it (-1: the cold draft's). */
+static double draft_at(const td_live *lv, int finished, int *from) {
+  int i = lv->n - 1;
+  *from = -1;
+  if (!lv->o.drafts || i < 0 || lv->ep[i].state != EP_NONE ||
+      (lv->job.running && lv->job.epoch == lv->ep[i].epoch))
+    return (double)HUGE_VAL;
+  for (int k = i - 1; k >= 0 && *from < 0; k--)
+    if (lv->ep[k].state == EP_DONE)
+      *from = lv->ep[k].epoch;
+  if ((!lv->job.running && next_fit(lv) == i && !run_active(lv, finished)) ||
+      (*from < 0 && !lv->cold && lv->o.cold_sample < 2))
+    return (double)HUGE_VAL;
+  double since = uncovered_since(lv);
+  double at = since < 0 ? 0 : since + lv->o.draft_wait;
+  return at > lv->next_draft_at ? at : lv->next_draft_at;
+}
+
+/* Starts the side job when none runs: the newest epoch's draft when it is
+ * due, else the alerts of the oldest epoch not given to them. */
+static int maybe_side(td_live *lv, int finished, int *did, td_err *err) {
+  if (lv->side.running)
+    return TD_OK;
+  int from, i = next_alert(lv);
+  if (td_now() >= draft_at(lv, finished, &from)) {
+    /* drafts come from fitted epochs once there is one */
+    if (from >= 0 && lv->cold) {
+      td_drafter_close(lv->cold);
+      lv->cold = NULL;
+    }
+    *did = 1;
+    return start_side(lv, SIDE_DRAFT, lv->n - 1, from, finished, err);
+  }
+  if (i < 0)
+    return TD_OK;
+  *did = 1;
+  return start_side(lv, SIDE_ALERTS, i, -1, finished, err);
+}
+
+/* Starts the next full fit when none runs. While the run is being written
+ * it waits until the side job has nothing to do: the fit of a 60k epoch
+ * costs ~10 CPU-s, and at idle priority beside a busy trainer it would only
+ * slow the drafts and alerts down (the fits catch up once training ends).
+ * Never the epoch being drafted. */
+static int maybe_fit(td_live *lv, int finished, int *did, td_err *err) {
+  int i = lv->job.running ? -1 : next_fit(lv);
+  if (i < 0 ||
+      (lv->side.running && lv->side.kind == SIDE_DRAFT &&
+       lv->side.epoch == lv->ep[i].epoch) ||
+      (run_active(lv, finished) && (lv->side.running || next_alert(lv) >= 0)))
+    return TD_OK;
+  *did = 1;
+  int rc = start_fit(lv, i, finished, err);
+  if (rc == TD_OK)
+    publish(lv, -1, finished);
+  return rc;
+}
+
 /* One look at the run: open it when it appears, re-list its epochs, take
- * in a finished fit, draw a draft, start the next fit (*did: any of the
- * three happened), add the new epochs to the alerts. */
+ * in a finished fit or side job, start the next ones (*did: any of that
+ * happened). */
 static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
   int first = lv->run == NULL;
   *did = *fresh = 0;
@@ -476,31 +696,33 @@ static int step(td_live *lv, int finished, int *did, int *fresh, td_err *err) {
       return rc;
     *did = 1;
   }
-  int drew;
-  if ((rc = maybe_draft(lv, finished, &drew, err)))
-    return rc;
-  *did |= drew;
-  int i = lv->job.running ? -1 : next_fit(lv);
-  if (i >= 0) {
-    if ((rc = start_fit(lv, i, finished, err)))
+  if (lv->side.running && atomic_load(&lv->side.done)) {
+    if ((rc = collect_side(lv, finished, err)))
       return rc;
-    publish(lv, -1, finished);
     *did = 1;
   }
-  /* After the draft and the fit's start: the newest epoch drawn first. */
-  return alert_new_epochs(lv, err);
+  if ((rc = maybe_side(lv, finished, did, err)) ||
+      (rc = maybe_fit(lv, finished, did, err)))
+    return rc;
+  if (lv->side.running)
+    raise_side(lv, finished);
+  return TD_OK;
 }
 
 /* How long to wait for the next change: the poll interval, shortened to
- * the next allowed draft when the newest epoch waits for one, and to what
- * is left of exit_idle. 0: idle long enough. */
-static int wait_ms(const td_live *lv, double idle_since) {
-  double now = td_now();
-  int ms = lv->o.poll_ms;
-  if (lv->n && lv->ep[lv->n - 1].state == EP_NONE && lv->next_draft_at > now &&
-      (lv->next_draft_at - now) * 1000 < ms)
-    ms = (int)((lv->next_draft_at - now) * 1000) + 1;
-  if (lv->o.exit_idle > 0 && !lv->job.running) {
+ * the next draft due, to the side job's raise and to what is left of
+ * exit_idle. 0: idle long enough. */
+static int wait_ms(const td_live *lv, int finished, double idle_since) {
+  double now = td_now(), at = (double)HUGE_VAL;
+  int ms = lv->o.poll_ms, from;
+  if (!lv->side.running)
+    at = draft_at(lv, finished, &from);
+  double raise = side_raise_at(lv, finished);
+  if (raise < at)
+    at = raise;
+  if (at > now && (at - now) * 1000 < ms)
+    ms = (int)((at - now) * 1000) + 1;
+  if (lv->o.exit_idle > 0 && !lv->job.running && !lv->side.running) {
     double left = lv->o.exit_idle - (now - idle_since);
     if (left <= 0)
       return 0;
@@ -527,18 +749,25 @@ static int going(const td_live *lv) {
   return gone(lv);
 }
 
-/* Ends td_live_run: a fit under way is finished first (it cannot be cut
- * short; its epoch is written, not reported). */
+/* Ends td_live_run: the fit and the side job under way are finished first
+ * (they cannot be cut short; what they write is written, not reported),
+ * at the usual priority — yielding, they would crawl on beside a busy
+ * trainer. */
 static int end_run(td_live *lv, int rc) {
-  /* a yielding fit would otherwise crawl on beside a busy trainer */
-  int tid = atomic_load(&lv->job.tid);
-  if (lv->job.running && lv->job.low && tid &&
-      setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
-    /* EPERM: see give_back_priority */
-  }
+  if (lv->job.running && lv->job.low)
+    raise_job(&lv->job.tid, &lv->job.raise_wanted);
+  if (lv->side.running && lv->side.low)
+    raise_job(&lv->side.tid, &lv->side.raise_wanted);
+  join_side(lv);
   join_job(lv);
   publish(lv, -1, lv->st.finished);
   return rc;
+}
+
+/* Every recorded epoch fully fitted and given to the alerts. */
+static int all_done(const td_live *lv) {
+  return lv->run && !lv->job.running && !lv->side.running && next_fit(lv) < 0 &&
+         next_alert(lv) < 0;
 }
 
 int td_live_run(td_live *lv, td_live_end *end, td_err *err) {
@@ -557,16 +786,15 @@ int td_live_run(td_live *lv, td_live_end *end, td_err *err) {
     int rc = step(lv, finished, &did, &fresh, err);
     if (rc)
       return end_run(lv, going(lv) ? vanished(lv, err) : rc);
-    if (did || fresh || lv->job.running)
+    if (did || fresh || lv->job.running || lv->side.running)
       idle_since = td_now();
     if (did)
       continue;
-    if (finished && lv->run && lv->o.until_finished && !lv->job.running &&
-        next_fit(lv) < 0) {
+    if (finished && lv->o.until_finished && all_done(lv)) {
       *end = TD_LIVE_FINISHED;
       return end_run(lv, TD_OK);
     }
-    int ms = wait_ms(lv, idle_since);
+    int ms = wait_ms(lv, finished, idle_since);
     if (ms == 0) {
       *end = TD_LIVE_IDLE;
       return end_run(lv, TD_OK);

@@ -18,7 +18,9 @@ typedef struct td__notify {
  * the self-pipe cannot be made. */
 TD_NODISCARD int td__notify_open(td__notify *n, const char *run_dir,
                                  int use_inotify, td_err *err);
-/* Returns after a change, a wake or timeout_ms, whichever comes first. */
+/* Returns after a change, a wake or timeout_ms, whichever comes first. A
+ * wake is used up by the wait it ends: a waker sets what the follower should
+ * notice (a flag) before waking it. */
 void td__notify_wait(td__notify *n, int timeout_ms);
 /* Async-signal-safe. */
 void td__notify_wake(td__notify *n);

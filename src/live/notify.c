@@ -56,9 +56,17 @@ void td__notify_wait(td__notify *n, int timeout_ms) {
   watch_epochs(n);
   struct pollfd pf[2] = {{n->pipe_rd, POLLIN, 0}, {n->fd, POLLIN, 0}};
   int np = n->fd >= 0 ? 2 : 1;
-  if (poll(pf, (nfds_t)np, timeout_ms) > 0 && np == 2 && pf[1].revents)
-    drain(n->fd);
-  /* The wake byte stays until close: a stop must stay seen. */
+  if (poll(pf, (nfds_t)np, timeout_ms) > 0) {
+    if (np == 2 && pf[1].revents)
+      drain(n->fd);
+    /* A wake byte left in the pipe would make every later wait return at
+     * once (the follower spun on its own thread after the first fit, ~3,000
+     * wake-ups a second). Draining loses nothing: whoever wakes the follower
+     * sets what it should look at (a stop flag, a job's done flag) first,
+     * and the follower looks at all of it after every wait. */
+    if (pf[0].revents)
+      drain(n->pipe_rd);
+  }
 }
 
 void td__notify_wake(td__notify *n) {
