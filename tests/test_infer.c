@@ -59,6 +59,35 @@ static td_net *odd_cnn(void) {
   return td_net_new_layers(5, 11, 9, 11, L);
 }
 
+/* Convolutions of 1 to 3 input channels (the direct 3x3 kernel): pooled
+ * with ReLU and without, over planes of partial vector blocks (18 and 9
+ * pooled columns), and unpooled on odd planes with padding 0. */
+static td_net *few_channels_pooled(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
+                        .out = 3,
+                        .kernel = 3,
+                        .pad = 1,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_CONV, .out = 2, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_DENSE, .out = 3}};
+  return td_net_new_layers(2, 20, 36, 5, L);
+}
+
+static td_net *few_channels_odd(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
+                        .out = 2,
+                        .kernel = 3,
+                        .pad = 0,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_CONV, .out = 4, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_DENSE, .out = 4, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_DENSE, .out = 3}};
+  return td_net_new_layers(3, 13, 21, 5, L);
+}
+
 static td_net *mlp(void) {
   int dims[] = {40, 32, 16, 4};
   td_act acts[] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
@@ -133,9 +162,12 @@ static double compare(td_net *net, int64_t n, int tap, int exact) {
 
 static void test_matches_predict(void) {
   td_net *a = fashion_cnn(), *b = odd_cnn(), *m = mlp();
+  td_net *fp = few_channels_pooled(), *fo = few_channels_odd();
   init(a, 1);
   init(b, 2);
   init(m, 3);
+  init(fp, 12);
+  init(fo, 13);
   /* 1100 rows: two full chunks and a partial one, a partial group */
   for (int tap = 0; tap < 6; tap++) {
     double r = compare(a, 1100, tap, 0);
@@ -145,11 +177,19 @@ static void test_matches_predict(void) {
     double r = compare(b, 301, tap, 0);
     CHECK(r >= 0 && r <= TOL);
   }
+  for (int tap = 0; tap < 5; tap++) {
+    double r = compare(fp, 70, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+    r = compare(fo, 70, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
   for (int tap = 0; tap < 3; tap++) /* dense only: the same GEMMs */
     CHECK(compare(m, 1100, tap, 1) == 0);
   td_net_free(a);
   td_net_free(b);
   td_net_free(m);
+  td_net_free(fp);
+  td_net_free(fo);
 }
 
 /* The same bytes at 1 and 2 threads, and a second run on changed weights

@@ -27,7 +27,7 @@
 typedef struct {
   td_net_ws *ws; /* max_batch INFER_GROUP, for the non-dense runs */
   float *buf[2]; /* [INFER_CHUNK, widest row kept per chunk] ping-pong */
-  float *wino;   /* Winograd scratch */
+  float *wino;   /* Winograd and direct 3x3 scratch */
 } infer_thread;
 
 struct td_net_infer {
@@ -63,6 +63,8 @@ td_net_infer *td_net_infer_new(const td_net *net) {
     const td__layer *L = &net->layers[l];
     if (kept(net, l) && net->dims[l + 1] > inf->widest)
       inf->widest = net->dims[l + 1];
+    if (td__conv3x3_eligible(L) && td__conv3x3_scratch(L) > inf->wino_scratch)
+      inf->wino_scratch = td__conv3x3_scratch(L);
     if (!td__wino_eligible(L))
       continue;
     size_t s = td__wino_scratch(L, INFER_GROUP);
@@ -119,24 +121,28 @@ static int ensure_threads(td_net_infer *inf, int nt) {
 }
 
 /* Eval-mode forward of one non-dense layer on `batch` rows of t->ws;
- * returns the number of layers done (2: a Winograd convolution with the
- * max pooling after it, into the pooling's output). */
+ * returns the number of layers done (2: a Winograd or direct 3x3
+ * convolution with the max pooling after it, into the pooling's output). */
 static int layer_forward(const td_net_infer *inf, infer_thread *t, int l,
                          const float *a, int batch, int tap_layer) {
   const td_net *net = inf->net;
   const td__layer *L = &net->layers[l];
   td_net_ws *ws = t->ws;
   switch (L->s.kind) {
-  case TD_LAYER_CONV:
-    if (inf->U[l]) {
-      int pool = l + 1 < net->n_layers && l != tap_layer && !kept(net, l) &&
-                 td__wino_poolable(L, &net->layers[l + 1]);
-      td__wino_forward(L, inf->U[l], net->params + L->off + L->nw, a, batch,
-                       pool, t->wino, ws->act[l + pool]);
-      return 1 + pool;
-    }
-    td__conv_forward(net, ws, l, a, batch);
-    break;
+  case TD_LAYER_CONV: {
+    int pool = l + 1 < net->n_layers && l != tap_layer && !kept(net, l) &&
+               td__wino_poolable(L, &net->layers[l + 1]);
+    const float *w = net->params + L->off;
+    if (inf->U[l])
+      td__wino_forward(L, inf->U[l], w + L->nw, a, batch, pool, t->wino,
+                       ws->act[l + pool]);
+    else if (td__conv3x3_eligible(L))
+      td__conv3x3_forward(L, w, w + L->nw, a, batch, pool, t->wino,
+                          ws->act[l + pool]);
+    else
+      return td__conv_forward(net, ws, l, a, batch), 1;
+    return 1 + pool;
+  }
   case TD_LAYER_MAXPOOL:
     td__maxpool_forward(L, ws, l, a, batch);
     break;
