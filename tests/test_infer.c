@@ -33,6 +33,22 @@ static td_net *fashion_cnn(void) {
   return td_net_new_layers(1, 28, 28, 6, L);
 }
 
+/* The CNN as --batchnorm builds it: each convolution without activation,
+ * then batchnorm with ReLU, then pooling (the inference path folds the
+ * batchnorm into the convolution and fuses the pooling). */
+static td_net *fashion_bn_cnn(void) {
+  td_layer_spec L[] = {
+      {.kind = TD_LAYER_CONV, .out = 32, .kernel = 3, .pad = 1},
+      {.kind = TD_LAYER_BATCHNORM, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+      {.kind = TD_LAYER_CONV, .out = 64, .kernel = 3, .pad = 1},
+      {.kind = TD_LAYER_BATCHNORM, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+      {.kind = TD_LAYER_DENSE, .out = 128, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_DENSE, .out = 10}};
+  return td_net_new_layers(1, 28, 28, 8, L);
+}
+
 /* Odd planes, padding 0, batchnorm (running statistics set below), a
  * strided convolution, dropout and global average pooling. */
 static td_net *odd_cnn(void) {
@@ -163,11 +179,13 @@ static double compare(td_net *net, int64_t n, int tap, int exact) {
 static void test_matches_predict(void) {
   td_net *a = fashion_cnn(), *b = odd_cnn(), *m = mlp();
   td_net *fp = few_channels_pooled(), *fo = few_channels_odd();
+  td_net *bn = fashion_bn_cnn();
   init(a, 1);
   init(b, 2);
   init(m, 3);
   init(fp, 12);
   init(fo, 13);
+  init(bn, 14);
   /* 1100 rows: two full chunks and a partial one, a partial group */
   for (int tap = 0; tap < 6; tap++) {
     double r = compare(a, 1100, tap, 0);
@@ -175,6 +193,10 @@ static void test_matches_predict(void) {
   }
   for (int tap = 0; tap < 11; tap++) {
     double r = compare(b, 301, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
+  for (int tap = 0; tap < 8; tap++) {
+    double r = compare(bn, 300, tap, 0);
     CHECK(r >= 0 && r <= TOL);
   }
   for (int tap = 0; tap < 5; tap++) {
@@ -190,6 +212,7 @@ static void test_matches_predict(void) {
   td_net_free(m);
   td_net_free(fp);
   td_net_free(fo);
+  td_net_free(bn);
 }
 
 /* The same bytes at 1 and 2 threads, and a second run on changed weights

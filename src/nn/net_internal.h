@@ -50,6 +50,9 @@ struct td_net_ws {
   uint64_t seed, step; /* dropout: seed and forwards since set_training */
 };
 
+/* Batchnorm's epsilon (batchnorm.c; the inference path folds it too). */
+#define TD__BN_EPS 1e-5
+
 /* 64-byte aligned floats (n rounded up), NULL on out of memory. */
 float *td__alloc_floats(size_t n);
 
