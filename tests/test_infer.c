@@ -196,7 +196,7 @@ static void test_matches_predict(void) {
     CHECK(r >= 0 && r <= TOL);
   }
   for (int tap = 0; tap < 8; tap++) {
-    double r = compare(bn, 300, tap, 0);
+    double r = compare(bn, 70, tap, 0);
     CHECK(r >= 0 && r <= TOL);
   }
   for (int tap = 0; tap < 5; tap++) {
