@@ -33,6 +33,22 @@ static td_net *fashion_cnn(void) {
   return td_net_new_layers(1, 28, 28, 6, L);
 }
 
+/* The CNN as --batchnorm builds it: each convolution without activation,
+ * then batchnorm with ReLU, then pooling (the inference path folds the
+ * batchnorm into the convolution and fuses the pooling). */
+static td_net *fashion_bn_cnn(void) {
+  td_layer_spec L[] = {
+      {.kind = TD_LAYER_CONV, .out = 32, .kernel = 3, .pad = 1},
+      {.kind = TD_LAYER_BATCHNORM, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+      {.kind = TD_LAYER_CONV, .out = 64, .kernel = 3, .pad = 1},
+      {.kind = TD_LAYER_BATCHNORM, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+      {.kind = TD_LAYER_DENSE, .out = 128, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_DENSE, .out = 10}};
+  return td_net_new_layers(1, 28, 28, 8, L);
+}
+
 /* Odd planes, padding 0, batchnorm (running statistics set below), a
  * strided convolution, dropout and global average pooling. */
 static td_net *odd_cnn(void) {
@@ -57,6 +73,35 @@ static td_net *odd_cnn(void) {
                        {.kind = TD_LAYER_DENSE, .out = 5, .act = TD_ACT_RELU},
                        {.kind = TD_LAYER_DENSE, .out = 3}};
   return td_net_new_layers(5, 11, 9, 11, L);
+}
+
+/* Convolutions of 1 to 3 input channels (the direct 3x3 kernel): pooled
+ * with ReLU and without, over planes of partial vector blocks (18 and 9
+ * pooled columns), and unpooled on odd planes with padding 0. */
+static td_net *few_channels_pooled(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
+                        .out = 3,
+                        .kernel = 3,
+                        .pad = 1,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_CONV, .out = 2, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_DENSE, .out = 3}};
+  return td_net_new_layers(2, 20, 36, 5, L);
+}
+
+static td_net *few_channels_odd(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
+                        .out = 2,
+                        .kernel = 3,
+                        .pad = 0,
+                        .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2},
+                       {.kind = TD_LAYER_CONV, .out = 4, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_DENSE, .out = 4, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_DENSE, .out = 3}};
+  return td_net_new_layers(3, 13, 21, 5, L);
 }
 
 static td_net *mlp(void) {
@@ -133,9 +178,14 @@ static double compare(td_net *net, int64_t n, int tap, int exact) {
 
 static void test_matches_predict(void) {
   td_net *a = fashion_cnn(), *b = odd_cnn(), *m = mlp();
+  td_net *fp = few_channels_pooled(), *fo = few_channels_odd();
+  td_net *bn = fashion_bn_cnn();
   init(a, 1);
   init(b, 2);
   init(m, 3);
+  init(fp, 12);
+  init(fo, 13);
+  init(bn, 14);
   /* 1100 rows: two full chunks and a partial one, a partial group */
   for (int tap = 0; tap < 6; tap++) {
     double r = compare(a, 1100, tap, 0);
@@ -145,11 +195,24 @@ static void test_matches_predict(void) {
     double r = compare(b, 301, tap, 0);
     CHECK(r >= 0 && r <= TOL);
   }
+  for (int tap = 0; tap < 8; tap++) {
+    double r = compare(bn, 70, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
+  for (int tap = 0; tap < 5; tap++) {
+    double r = compare(fp, 70, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+    r = compare(fo, 70, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
   for (int tap = 0; tap < 3; tap++) /* dense only: the same GEMMs */
     CHECK(compare(m, 1100, tap, 1) == 0);
   td_net_free(a);
   td_net_free(b);
   td_net_free(m);
+  td_net_free(fp);
+  td_net_free(fo);
+  td_net_free(bn);
 }
 
 /* The same bytes at 1 and 2 threads, and a second run on changed weights

@@ -8,7 +8,7 @@
 
 #include "net_internal.h"
 
-#define BN_EPS 1e-5
+#define BN_EPS TD__BN_EPS
 #define BN_MOMENTUM 0.1
 
 /* stat[0..C) mean, [C..2C) 1/sqrt(var + eps), [2C..3C) biased batch var. */

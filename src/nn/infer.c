@@ -8,12 +8,17 @@
  *   activations (32x28x28 floats after the first convolution) stay in cache
  *   for the layer that reads them instead of round-tripping through memory
  *   for a whole chunk; only the run's last, small output is kept per row.
+ * - A convolution without activation followed by batchnorm runs as one
+ *   convolution: in eval mode batchnorm is a per-channel scale and shift,
+ *   folded into a copy of the weights and bias at every run, and the
+ *   batchnorm's activation (and a max pooling after it) is fused in.
  * - Dense layers run once per chunk of INFER_CHUNK rows as one GEMM.
  * - Workspaces live as long as the context, so repeated passes (one per
  *   recorded epoch) neither allocate nor page-fault.
  *
  * Chunks and groups depend on the net only and every GEMM runs on one BLAS
  * thread, so the results do not depend on the thread count. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,13 +32,14 @@
 typedef struct {
   td_net_ws *ws; /* max_batch INFER_GROUP, for the non-dense runs */
   float *buf[2]; /* [INFER_CHUNK, widest row kept per chunk] ping-pong */
-  float *wino;   /* Winograd scratch */
+  float *wino;   /* Winograd and direct 3x3 scratch */
 } infer_thread;
 
 struct td_net_infer {
   const td_net *net;
-  int widest; /* widest output of a dense layer or of a run's last layer */
-  float **U;  /* per layer: Winograd weights, NULL for other layers */
+  int widest;   /* widest output of a dense layer or of a run's last layer */
+  float **U;    /* per layer: Winograd weights, NULL for other layers */
+  float **fold; /* per conv layer before batchnorm: folded weight, bias */
   size_t wino_scratch;
   int n_threads;
   infer_thread *th;
@@ -41,6 +47,33 @@ struct td_net_infer {
 
 static int is_dense(const td_net *net, int l) {
   return net->layers[l].s.kind == TD_LAYER_DENSE;
+}
+
+/* Conv layer l runs through Winograd or the direct kernel (which take the
+ * weights they are given), has no activation, and batchnorm follows it. */
+static int foldable(const td_net *net, int l) {
+  const td__layer *L = &net->layers[l];
+  return (td__wino_eligible(L) || td__conv3x3_eligible(L)) &&
+         L->s.act == TD_ACT_NONE && l + 1 < net->n_layers &&
+         net->layers[l + 1].s.kind == TD_LAYER_BATCHNORM;
+}
+
+/* fold[l] = the conv's weight and bias with the batchnorm after it in eval
+ * mode, y = gamma (conv - mean) / sqrt(var + eps) + beta, folded in: the
+ * weight of output channel o times a = gamma_o * invstd_o (invstd computed
+ * as td__bn_forward does), the bias (b_o - mean_o) a + beta_o. */
+static void fold_bn(const td_net *net, int l, float *fold) {
+  const td__layer *L = &net->layers[l], *B = &net->layers[l + 1];
+  const float *w = net->params + L->off, *b = w + L->nw;
+  const float *gamma = net->params + B->off, *beta = gamma + B->ic;
+  const float *rm = net->state + B->soff, *rv = rm + B->ic;
+  size_t k = L->nw / (size_t)L->oc;
+  for (int o = 0; o < L->oc; o++) {
+    float a = gamma[o] * (float)(1.0 / sqrt((double)rv[o] + TD__BN_EPS));
+    for (size_t i = 0; i < k; i++)
+      fold[(size_t)o * k + i] = w[(size_t)o * k + i] * a;
+    fold[L->nw + o] = (b[o] - rm[o]) * a + beta[o];
+  }
 }
 
 /* The output of layer l is kept per chunk row when the next layer is dense
@@ -55,7 +88,11 @@ td_net_infer *td_net_infer_new(const td_net *net) {
     return NULL;
   inf->net = net;
   inf->widest = net->dims[0];
-  if (!(inf->U = calloc((size_t)net->n_layers, sizeof *inf->U))) {
+  inf->U = calloc((size_t)net->n_layers, sizeof *inf->U);
+  inf->fold = calloc((size_t)net->n_layers, sizeof *inf->fold);
+  if (!inf->U || !inf->fold) {
+    free(inf->U);
+    free(inf->fold);
     free(inf);
     return NULL;
   }
@@ -63,6 +100,12 @@ td_net_infer *td_net_infer_new(const td_net *net) {
     const td__layer *L = &net->layers[l];
     if (kept(net, l) && net->dims[l + 1] > inf->widest)
       inf->widest = net->dims[l + 1];
+    if (foldable(net, l) && !(inf->fold[l] = td__alloc_floats(L->nw + L->nb))) {
+      td_net_infer_free(inf);
+      return NULL;
+    }
+    if (td__conv3x3_eligible(L) && td__conv3x3_scratch(L) > inf->wino_scratch)
+      inf->wino_scratch = td__conv3x3_scratch(L);
     if (!td__wino_eligible(L))
       continue;
     size_t s = td__wino_scratch(L, INFER_GROUP);
@@ -88,9 +131,12 @@ void td_net_infer_free(td_net_infer *inf) {
     return;
   for (int t = 0; t < inf->n_threads; t++)
     thread_free(&inf->th[t]);
-  for (int l = 0; l < inf->net->n_layers; l++)
+  for (int l = 0; l < inf->net->n_layers; l++) {
     free(inf->U[l]);
+    free(inf->fold[l]);
+  }
   free(inf->U);
+  free(inf->fold);
   free(inf->th);
   free(inf);
 }
@@ -118,9 +164,37 @@ static int ensure_threads(td_net_infer *inf, int nt) {
   return TD_OK;
 }
 
+/* A convolution (with the batchnorm after it folded in where fold is set)
+ * and, where the tap allows, the max pooling after it: Winograd, direct 3x3
+ * or im2col + GEMM. Returns the layers done. */
+static int conv_forward(const td_net_infer *inf, infer_thread *t, int l,
+                        const float *a, int batch, int tap_layer) {
+  const td_net *net = inf->net;
+  td__layer L = net->layers[l];
+  const float *w = net->params + L.off;
+  int fold = inf->fold[l] && l != tap_layer, done = 1;
+  if (fold) {
+    w = inf->fold[l];
+    L.s.act = net->layers[l + 1].s.act;
+    done = 2;
+  } else if (inf->fold[l] || !inf->U[l]) {
+    if (!td__conv3x3_eligible(&L)) /* (or tapped before its batchnorm) */
+      return td__conv_forward(net, t->ws, l, a, batch), 1;
+  }
+  int last = l + done - 1; /* the layer whose output this is */
+  int pool = last + 1 < net->n_layers && last != tap_layer &&
+             !kept(net, last) && td__wino_poolable(&L, &net->layers[last + 1]);
+  float *y = t->ws->act[last + pool];
+  if (inf->U[l] && (fold || !inf->fold[l]))
+    td__wino_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
+  else
+    td__conv3x3_forward(&L, w, w + L.nw, a, batch, pool, t->wino, y);
+  return done + pool;
+}
+
 /* Eval-mode forward of one non-dense layer on `batch` rows of t->ws;
- * returns the number of layers done (2: a Winograd convolution with the
- * max pooling after it, into the pooling's output). */
+ * returns the number of layers done (more than 1: a convolution with the
+ * batchnorm and the max pooling after it, into the last one's output). */
 static int layer_forward(const td_net_infer *inf, infer_thread *t, int l,
                          const float *a, int batch, int tap_layer) {
   const td_net *net = inf->net;
@@ -128,15 +202,7 @@ static int layer_forward(const td_net_infer *inf, infer_thread *t, int l,
   td_net_ws *ws = t->ws;
   switch (L->s.kind) {
   case TD_LAYER_CONV:
-    if (inf->U[l]) {
-      int pool = l + 1 < net->n_layers && l != tap_layer && !kept(net, l) &&
-                 td__wino_poolable(L, &net->layers[l + 1]);
-      td__wino_forward(L, inf->U[l], net->params + L->off + L->nw, a, batch,
-                       pool, t->wino, ws->act[l + pool]);
-      return 1 + pool;
-    }
-    td__conv_forward(net, ws, l, a, batch);
-    break;
+    return conv_forward(inf, t, l, a, batch, tap_layer);
   case TD_LAYER_MAXPOOL:
     td__maxpool_forward(L, ws, l, a, batch);
     break;
@@ -236,10 +302,15 @@ int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n, float *out,
     return TD_ENOMEM;
   for (int t = 0; t < nt; t++)
     td_net_ws_set_training(inf->th[t].ws, 0, 0);
-  for (int l = 0; l < net->n_layers; l++) /* the net's current weights */
+  for (int l = 0; l < net->n_layers; l++) { /* the net's current weights */
+    const float *w = net->params + net->layers[l].off;
+    if (inf->fold[l]) {
+      fold_bn(net, l, inf->fold[l]);
+      w = inf->fold[l];
+    }
     if (inf->U[l])
-      td__wino_weights(&net->layers[l], net->params + net->layers[l].off,
-                       inf->U[l]);
+      td__wino_weights(&net->layers[l], w, inf->U[l]);
+  }
   /* as td_net_predict: parallel over chunks, each GEMM on one BLAS thread */
   td_blas_single_begin();
   if (nt == 1)

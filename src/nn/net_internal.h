@@ -50,6 +50,9 @@ struct td_net_ws {
   uint64_t seed, step; /* dropout: seed and forwards since set_training */
 };
 
+/* Batchnorm's epsilon (batchnorm.c; the inference path folds it too). */
+#define TD__BN_EPS 1e-5
+
 /* 64-byte aligned floats (n rounded up), NULL on out of memory. */
 float *td__alloc_floats(size_t n);
 
@@ -99,6 +102,17 @@ void td__wino_forward(const td__layer *L, const float *U, const float *bias,
  * even plane, whose windows are then Winograd's 2x2 output blocks: with
  * pool set, td__wino_forward writes the pooled [oc, oh/2, ow/2] output. */
 int td__wino_poolable(const td__layer *L, const td__layer *next);
+
+/* Direct 3x3 convolution of stride 1 for the inference path (conv3x3.c),
+ * for conv layers of at most 3 input channels: writes act(conv(x) + bias)
+ * of `batch` samples to y ([oc, oh/2, ow/2] per sample with pool set, the
+ * max pooling of td__wino_poolable fused in), using td__conv3x3_scratch(L)
+ * floats of 64-byte aligned scratch. */
+int td__conv3x3_eligible(const td__layer *L);
+size_t td__conv3x3_scratch(const td__layer *L);
+void td__conv3x3_forward(const td__layer *L, const float *w, const float *bias,
+                         const float *x, int batch, int pool, float *scratch,
+                         float *y);
 
 /* Resolves shapes and offsets of n layers on [c, h, w] into out (n
  * entries), filling default strides; returns TD_OK or TD_EARG (err says

@@ -8,6 +8,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#if defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #define TD_V 8
 typedef float td_v8 __attribute__((vector_size(32)));
@@ -24,6 +27,16 @@ static inline void td_v8_store(float *p, td_v8 v) { memcpy(p, &v, sizeof v); }
 static inline td_v8 td_v8_set1(float x) {
   td_v8 v = {x, x, x, x, x, x, x, x};
   return v;
+}
+
+/* a * b + c, fused where the target has FMA (the build is ISO C, where
+ * GCC does not contract a * b + c by itself), rounded twice elsewhere. */
+static inline td_v8 td_v8_fma(td_v8 a, td_v8 b, td_v8 c) {
+#if defined(__FMA__)
+  return (td_v8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+  return a * b + c;
+#endif
 }
 
 /* v where mask_src > 0, else 0 (a NaN in mask_src counts as not > 0). */
