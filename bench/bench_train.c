@@ -151,7 +151,8 @@ static void bench_recording(const bench_opts *b, const char *out) {
      * the last epoch's recording */
     double blocked = r.total_seconds - r.train_seconds;
     printf("recording, %-30s forward %.3f s/epoch (CPU %.3f) = %.1f %% of "
-           "training CPU (target <= 10 %%); trainer blocked %.3f s/epoch = %.1f %% of training "
+           "training CPU (target <= 10 %%); trainer blocked %.3f s/epoch = "
+           "%.1f %% of training "
            "wall (%.3f s/epoch); total %.3f s/epoch\n",
            name[k], r.record_eval_seconds / b->epochs,
            r.record_eval_cpu_seconds / b->epochs,
