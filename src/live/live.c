@@ -366,10 +366,43 @@ static void become_low_priority(int nice) {
  * it runs at the usual priority. */
 static void raise_priority(int tid) {
   struct sched_param sp = {0};
-  if (setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0 ||
-      sched_setscheduler(tid, SCHED_OTHER, &sp) != 0) {
+  if (sched_setscheduler(tid, SCHED_OTHER, &sp) != 0) {
     /* EPERM: see above */
   }
+  if (setpriority(PRIO_PROCESS, (id_t)tid, 0) != 0) {
+    /* EPERM/EACCES: see above */
+  }
+}
+
+/* Whether this process may raise a lowered thread again: a thread of its
+ * own is lowered as a job would be and tries. An unprivileged account with
+ * Debian's default RLIMIT_NICE (0) cannot leave SCHED_IDLE, so a draft
+ * lowered there could wait for ever beside a busy trainer; such a process
+ * keeps its drafts and alerts at the usual priority (their lag budget
+ * still bounds their cost) and lowers only the full fits. */
+static int raise_ok;
+
+static void *probe_raise(void *arg) {
+  (void)arg;
+  struct sched_param sp = {0};
+  int self = (int)syscall(SYS_gettid);
+  raise_ok = setpriority(PRIO_PROCESS, (id_t)self, 19) == 0 &&
+             sched_setscheduler(0, SCHED_IDLE, &sp) == 0 &&
+             sched_setscheduler(0, SCHED_OTHER, &sp) == 0 &&
+             setpriority(PRIO_PROCESS, (id_t)self, 0) == 0;
+  return NULL;
+}
+
+static void probe_once(void) {
+  pthread_t th;
+  if (pthread_create(&th, NULL, probe_raise, NULL) == 0)
+    pthread_join(th, NULL);
+}
+
+static int can_raise(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, probe_once);
+  return raise_ok;
 }
 
 /* A job's thread lowers itself; a raise asked for before it got there is
@@ -564,7 +597,7 @@ static int start_side(td_live *lv, int kind, int i, int from, int finished,
   j->src = -1;
   j->before = j->n_new = 0;
   j->seconds = 0;
-  j->low = run_active(lv, finished);
+  j->low = run_active(lv, finished) && can_raise();
   j->raised = 0;
   atomic_store(&j->tid, 0);
   atomic_store(&j->raise_wanted, 0);
