@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "live/geometry.h"
 #include "tardis/alerts.h"
@@ -184,24 +185,11 @@ static void test_detector_series(void) {
 
 static char bin[4096], dir[4096];
 
-static int sh(const char *cmd) {
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path) {
-  char *data = NULL;
-  size_t len;
-  if (td_read_file(path, &data, &len, NULL) != TD_OK)
-    return NULL;
-  return data;
-}
-
 /* First epoch with an alert in RUN/alerts.jsonl (0: none), or -1. */
 static int first_alert(const char *run) {
   char path[4400];
   snprintf(path, sizeof path, "%s/alerts.jsonl", run);
-  char *txt = slurp(path);
+  char *txt = td_t_slurp(path);
   if (!txt)
     return -1;
   int ep = 0;
@@ -220,17 +208,17 @@ static void test_cli_spike_and_clean(void) {
            "%s train --out %s %s >/dev/null && %s train --out %s %s "
            "--lr-spike 7:30 >/dev/null",
            bin, clean, common, bin, spike, common);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(cmd, sizeof cmd,
            "%s alerts %s >/dev/null && %s alerts %s --json "
            "> %s/spike.json",
            bin, clean, bin, spike, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   CHECK_INT(first_alert(clean), ==, 0);
   int ep = first_alert(spike);
   CHECK(ep == 7 || ep == 8);
   snprintf(cmd, sizeof cmd, "%s/spike.json", dir);
-  char *txt = slurp(cmd);
+  char *txt = td_t_slurp(cmd);
   CHECK_STR_CONTAINS(txt, "\"first_alert\": 7");
   CHECK_STR_CONTAINS(txt, "\"severity\":\"critical\"");
   free(txt);
@@ -242,9 +230,9 @@ static void test_live_equals_batch(void) {
   char spike[4300], path[4400];
   snprintf(spike, sizeof spike, "%s/spike", dir);
   snprintf(path, sizeof path, "%s/alerts.jsonl", spike);
-  char *batch = slurp(path);
+  char *batch = td_t_slurp(path);
   snprintf(path, sizeof path, "%s/geometry.jsonl", spike);
-  char *batch_geom = slurp(path);
+  char *batch_geom = td_t_slurp(path);
   if (!batch || !batch_geom) {
     free(batch);
     free(batch_geom);
@@ -272,9 +260,9 @@ static void test_live_equals_batch(void) {
   CHECK_INT(td_alerts_add_epoch(s, run, 1, NULL, &err), ==, TD_EARG);
   CHECK_INT(td_alerts_n_epochs(s), ==, td_run_n_epochs(run));
   snprintf(path, sizeof path, "%s/alerts.jsonl", live);
-  char *l = slurp(path);
+  char *l = td_t_slurp(path);
   snprintf(path, sizeof path, "%s/geometry.jsonl", live);
-  char *lg = slurp(path);
+  char *lg = td_t_slurp(path);
   CHECK(l && !strcmp(l, batch));
   CHECK(lg && !strcmp(lg, batch_geom));
   free(l);

@@ -4,19 +4,12 @@
  * parser (to a runtime error on a missing run, exit status 1, not 2). */
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/fsutil.h"
 
 static char bin[4096], dir[4096];
 static char *out_txt, *err_txt; /* stdout and stderr of the last cli() */
-
-static char *slurp(const char *path) {
-  char *data = NULL;
-  size_t len;
-  if (td_read_file(path, &data, &len, NULL) != TD_OK)
-    return NULL;
-  return data;
-}
 
 /* Runs `tardis <args>`; returns its exit status, keeps its output. */
 static int cli(const char *args) {
@@ -27,8 +20,8 @@ static int cli(const char *args) {
   int st = system(cmd);
   free(out_txt);
   free(err_txt);
-  out_txt = slurp(o);
-  err_txt = slurp(e);
+  out_txt = td_t_slurp(o);
+  err_txt = td_t_slurp(e);
   if (!out_txt || !err_txt) {
     fprintf(stderr, "  could not read the output of tardis %s\n", args);
     return -1;

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "run/run_json.h"
 #include "tardis/fsutil.h"
@@ -14,22 +15,6 @@
 #include "train/continual.h"
 
 static char bin[4096], dir[4096];
-
-/* Runs `tardis ARGS > out 2>&1`; returns the exit status. */
-static int tardis(const char *out, const char *args) {
-  char cmd[40000];
-  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, out);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path) {
-  char *data = NULL;
-  size_t len;
-  if (td_read_file(path, &data, &len, NULL) != TD_OK)
-    return NULL;
-  return data;
-}
 
 static int spit(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
@@ -129,17 +114,17 @@ static void test_two_task_run(void) {
            "train --out '%s' --tasks 0-4,5-9 --epochs-per-task 2 --replay 100 "
            "--limit 1200 --no-model --quiet",
            run);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   snprintf(args, sizeof args, "info '%s'", run);
-  CHECK_INT(tardis(out, args), ==, 0);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "run is valid");
   free(txt);
   check_two_task_run(run, 2, 100);
   /* the summary JSON (info --json, the server's /api/run) has the tasks */
   snprintf(args, sizeof args, "info --quick --json '%s'", run);
-  CHECK_INT(tardis(out, args), ==, 0);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  txt = td_t_slurp(out);
   json_t *o = txt ? json_loads(txt, 0, NULL) : NULL;
   free(txt);
   json_t *tasks = json_object_get(o, "tasks");
@@ -172,8 +157,8 @@ static int info_refuses(const char *run, const char *msg) {
   char out[4300], args[9000];
   snprintf(out, sizeof out, "%s/bad.txt", dir);
   snprintf(args, sizeof args, "info '%s'", run);
-  int rc = tardis(out, args);
-  char *txt = slurp(out);
+  int rc = td_t_tardis(bin, out, args);
+  char *txt = td_t_slurp(out);
   int ok = rc == 1 && txt && strstr(txt, msg);
   if (!ok)
     fprintf(stderr, "  info %s: exit %d, wanted \"%s\" in: %s\n", run, rc, msg,
@@ -198,7 +183,7 @@ static void test_reader_refuses(void) {
   /* run.json: a class in two tasks, a class out of range, not a list */
   char *meta = NULL;
   snprintf(path, sizeof path, "%s/run.json", good);
-  meta = slurp(path);
+  meta = td_t_slurp(path);
   CHECK(meta != NULL);
   char *at = strstr(meta, "\"tasks\"");
   CHECK(at != NULL);
@@ -251,8 +236,8 @@ static void test_cli_refusals(void) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     snprintf(args, sizeof args, "train --out '%s/refused' --limit 300 %s", dir,
              cases[i].args);
-    CHECK_INT(tardis(out, args), ==, 1);
-    char *txt = slurp(out);
+    CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+    char *txt = td_t_slurp(out);
     int ok = txt && strstr(txt, cases[i].msg);
     if (!ok)
       fprintf(stderr, "  train %s: wanted \"%s\" in: %s\n", cases[i].args,
@@ -289,9 +274,9 @@ static void test_replay_reduces_forgetting(void) {
   const char *common = "--tasks 0-4,5-9 --epochs-per-task 3 --limit 3000 "
                        "--optimizer adam --no-model --quiet";
   snprintf(args, sizeof args, "train --out '%s' %s", r0, common);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   snprintf(args, sizeof args, "train --out '%s' %s --replay 300", r1, common);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   double a0 = final_task0_test_acc(r0, 6), a1 = final_task0_test_acc(r1, 6);
   fprintf(stderr,
           "  task-0 test accuracy after task 1: %.3f without replay, "

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/fsutil.h"
 
@@ -21,14 +22,6 @@ static int sh(const char *out_path, const char *fmt, const char *arg1,
     snprintf(cmd, sizeof cmd, "%s", body);
   int st = system(cmd);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path) {
-  char *data = NULL;
-  size_t len;
-  if (td_read_file(path, &data, &len, NULL) != TD_OK)
-    return NULL;
-  return data;
 }
 
 /* A number of metrics.json that is finite and in [lo, hi]; NaN is written
@@ -82,11 +75,11 @@ static void test_train_info_project_eval_render(void) {
            "%%s train --out %%s --epochs 3 --limit 1500 --noise 0.1 --seed 4 "
            "--ood inverted --quiet");
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
-  char *txt = slurp(out);
+  char *txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "150 training labels corrupted");
   free(txt);
   CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "run is valid");
   CHECK_STR_CONTAINS(txt, "Ankle boot");
   free(txt);
@@ -94,27 +87,27 @@ static void test_train_info_project_eval_render(void) {
   CHECK_INT(
       sh(out, "%s train --out %s --epochs 1 --limit 600 --quiet", bin, run), ==,
       1);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "--force");
   free(txt);
   CHECK_INT(sh(out, "%s info %s --quick", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "1500");
   free(txt);
 
   CHECK_INT(sh(out, "%s project %s --res 64", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 3 epochs");
   free(txt);
   CHECK_INT(sh(out, "%s project %s", bin, run), ==, 0); /* resumable */
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 0 epochs (3 already done)");
   free(txt);
   /* DVI's original boundary samples: raw inputs through the checkpoint */
   CHECK_INT(sh(out, "%s project %s --boundary-space input --force --res 32",
                bin, run),
             ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 3 epochs");
   free(txt);
   /* stdout alone: the progress lines go to stderr */
@@ -127,11 +120,11 @@ static void test_train_info_project_eval_render(void) {
   /* suspects: ranked with reasons, and the out-of-distribution set's
    * trajectories scored against the training clusters */
   CHECK_INT(sh(out, "%s suspects %s --k 5 --json", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "\"why\"");
   free(txt);
   CHECK_INT(sh(out, "%s suspects %s --abnormal-test --json", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "\"ood\"");
   CHECK_STR_CONTAINS(txt, "\"test\"");
   free(txt);
@@ -146,7 +139,7 @@ static void test_train_info_project_eval_render(void) {
   snprintf(gif, sizeof gif, "%s/all.gif", dir);
   snprintf(cmd, sizeof cmd, "%%s render %%s --gif %s --size 128", gif);
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
-  char *g = slurp(gif);
+  char *g = td_t_slurp(gif);
   CHECK(g && !memcmp(g, "GIF89a", 6));
   free(g);
 }
@@ -164,26 +157,26 @@ static void test_cnn_end_to_end(void) {
                "shift,flip --epochs 2 --limit 400 --batch 32 --quiet",
                bin, run),
             ==, 0);
-  char *txt = slurp(out);
+  char *txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "trained 2 epochs");
   free(txt);
   CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "repr_dim    128");
   CHECK_STR_CONTAINS(txt, "run is valid");
   free(txt);
   CHECK_INT(sh(out, "%s project %s --res 32", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 2 epochs");
   free(txt);
   CHECK_INT(sh(out, "%s project %s --boundary-space input --force --res 32",
                bin, run),
             ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 2 epochs");
   free(txt);
   CHECK_INT(sh(out, "%s suspects %s --k 5 --json", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "\"why\"");
   free(txt);
   snprintf(png, sizeof png, "%s/cnn2.png", dir);
@@ -201,7 +194,7 @@ static void test_bad_input(void) {
   CHECK_INT(sh(out, "%s train --epochs x --out %s", bin, run), ==, 2);
   CHECK_INT(sh(out, "%s frobnicate %s", bin, run), ==, 2);
   CHECK_INT(sh(out, "%s info %s/nonexistent", bin, dir), ==, 1);
-  char *txt = slurp(out);
+  char *txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "no such run directory");
   free(txt);
   CHECK_INT(sh(out, "%s project %s --method umap", bin, run), ==, 2);
@@ -215,14 +208,14 @@ static void test_bad_input(void) {
            "%%s",
            run);
   CHECK_INT(sh(out, cmd, bin, run), ==, 1);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "epochs/0003/train_logits.npy");
   free(txt);
   /* a missing dataset names the Debian package */
   snprintf(cmd, sizeof cmd,
            "%%s train --out %%s/r2 --data-dir %s/none --epochs 1 --quiet", dir);
   CHECK_INT(sh(out, cmd, bin, dir), ==, 1);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "dataset-fashion-mnist");
   free(txt);
   snprintf(cmd, sizeof cmd, "%s/r2", dir);
@@ -235,7 +228,7 @@ static void test_bad_input(void) {
             ==, 0);
   CHECK_INT(sh(out, "%s project %s/r3 --boundary-space input", bin, dir), ==,
             1);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "model checkpoint");
   free(txt);
 }
@@ -255,7 +248,7 @@ static void test_killed_processes(void) {
            run);
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
   CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
-  char *txt = slurp(out);
+  char *txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "run is valid");
   free(txt);
   snprintf(cmd, sizeof cmd,
@@ -266,7 +259,7 @@ static void test_killed_processes(void) {
            run);
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
   CHECK_INT(sh(out, "%s project %s --res 32 --epochs 1:4", bin, run), ==, 0);
-  txt = slurp(out);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "already done)");
   free(txt);
   CHECK_INT(sh(out, "%s eval %s", bin, run), ==, 0);

@@ -5,25 +5,13 @@
 #include <jansson.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/fsutil.h"
 #include "tardis/project.h"
 #include "tardis/vis.h"
 
 static char bin[4096], dir[4096];
-
-static int sh(const char *cmd) {
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path) {
-  char *data = NULL;
-  size_t len;
-  if (td_read_file(path, &data, &len, NULL) != TD_OK)
-    return NULL;
-  return data;
-}
 
 /* Watching an empty directory while 6 epochs are trained into it: every
  * epoch projected, the live lines (not back-filled) in increasing order,
@@ -38,12 +26,12 @@ static void test_watch_training(void) {
            "%s train --out %s/w1 --epochs 6 --limit 600 --quiet > /dev/null "
            "&& wait",
            dir, bin, bin, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(cmd, sizeof cmd, "%s/w1.rc", dir);
-  char *rc = slurp(cmd);
+  char *rc = td_t_slurp(cmd);
   CHECK(rc && atoi(rc) == 0);
   free(rc);
-  char *txt = slurp(out);
+  char *txt = td_t_slurp(out);
   CHECK(txt != NULL);
   int seen[7] = {0}, last_live = 0, lines = 0, ordered = 1;
   for (char *line = txt ? strtok(txt, "\n") : NULL; line;
@@ -79,17 +67,17 @@ static void test_watch_training(void) {
   CHECK(ordered);
   CHECK_INT(lines, <=, 12);
   snprintf(cmd, sizeof cmd, "%s eval %s/w1 > %s/w1.eval 2>&1", bin, dir, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   /* The alerts the watcher kept up to date epoch by epoch are the ones
    * `tardis alerts` computes afterwards, byte for byte. */
   char live_alerts[4400], live_geom[4400];
   snprintf(live_alerts, sizeof live_alerts, "%s/w1/alerts.jsonl", dir);
   snprintf(live_geom, sizeof live_geom, "%s/w1/geometry.jsonl", dir);
-  char *la = slurp(live_alerts), *lg = slurp(live_geom);
+  char *la = td_t_slurp(live_alerts), *lg = td_t_slurp(live_geom);
   CHECK(la != NULL && lg != NULL);
   snprintf(cmd, sizeof cmd, "%s alerts %s/w1 > /dev/null 2>&1", bin, dir);
-  int arc = sh(cmd);
-  char *ba = slurp(live_alerts), *bg = slurp(live_geom);
+  int arc = td_t_system(cmd);
+  char *ba = td_t_slurp(live_alerts), *bg = td_t_slurp(live_geom);
   int same = ba && bg && !strcmp(la, ba) && !strcmp(lg, bg);
   int n_geom = 0;
   for (const char *q = lg; q && *q; q++)
@@ -121,9 +109,9 @@ static void test_killed_trainer_and_removed_run(void) {
            "echo \"watch exited $rc; its stderr:\" >&2; cat k.err >&2; "
            "exit 1",
            dir, bin, bin, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(cmd, sizeof cmd, "%s info %s/k > /dev/null 2>&1", bin, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
 
   snprintf(cmd, sizeof cmd,
            "cd %s || exit 9; %s watch k --res 32 > r.out 2> r.err & w=$!; "
@@ -137,7 +125,7 @@ static void test_killed_trainer_and_removed_run(void) {
            "echo \"watch exited $rc; its stderr:\" >&2; cat r.err >&2; "
            "exit 1",
            dir, bin);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
 }
 
 #include <poll.h>
@@ -155,16 +143,16 @@ static void test_serve_follow_events(void) {
            "cd %s && rm -rf s && %s train --out s --epochs 6 --limit 3000 "
            "--quiet --serve --port 0 > s.out 2> s.err & echo $! > %s/s.pid",
            dir, bin, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(path, sizeof path, "%s/s.pid", dir);
-  char *txt = slurp(path);
+  char *txt = td_t_slurp(path);
   int pid = txt ? atoi(txt) : 0;
   free(txt);
   CHECK(pid > 0);
   snprintf(path, sizeof path, "%s/s.err", dir);
   int port = 0;
   for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
-    txt = slurp(path);
+    txt = td_t_slurp(path);
     const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
     if (at)
       port = atoi(at + 10);
@@ -221,7 +209,7 @@ static void test_serve_follow_events(void) {
     snprintf(path, sizeof path, "%s/s.err", dir);
     int done = 0;
     for (double dl = td_t_now_s() + 300; !done && td_t_now_s() < dl;) {
-      txt = slurp(path);
+      txt = td_t_slurp(path);
       done = txt && strstr(txt, "training done");
       free(txt);
       if (!done)
@@ -236,7 +224,7 @@ static void test_serve_follow_events(void) {
       usleep(50000);
     int gone = kill(pid, 0) != 0;
     if (!done || !gone) {
-      txt = slurp(path);
+      txt = td_t_slurp(path);
       fprintf(stderr, "  train --serve %s; its stderr:\n%s\n",
               gone ? "exited" : "still running after SIGINT",
               txt ? txt : "(none)");
@@ -257,7 +245,7 @@ static void test_draft(void) {
            "cd %s && rm -rf d && %s train --out d --epochs 3 --limit 600 "
            "--quiet > /dev/null",
            dir, bin);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   td_err err;
   td_run *run = NULL;
   CHECK_INT(td_run_open(run_dir, &run, &err), ==, TD_OK);
@@ -295,14 +283,14 @@ static void test_draft(void) {
   CHECK(td_vis_epoch_final(run_dir, "dvi", 3));
   td_run_close(run);
   snprintf(cmd, sizeof cmd, "%s eval %s > /dev/null 2>&1", bin, run_dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
 }
 
 /* The port `tardis serve` printed on stdout (path), waiting up to 60 s. */
 static int port_of(const char *path) {
   int port = 0;
   for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
-    char *txt = slurp(path);
+    char *txt = td_t_slurp(path);
     const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
     if (at)
       port = atoi(at + 10);
@@ -321,18 +309,18 @@ static void test_serve_follow_empty(void) {
   char cmd[20000], path[4300];
   snprintf(cmd, sizeof cmd, "%s serve %s/nope --follow --port 0 2> %s/n.err",
            bin, dir, dir);
-  CHECK_INT(sh(cmd), ==, 1);
+  CHECK_INT(td_t_system(cmd), ==, 1);
   snprintf(path, sizeof path, "%s/n.err", dir);
-  char *msg = slurp(path);
+  char *msg = td_t_slurp(path);
   CHECK(msg && strstr(msg, "no such directory"));
   free(msg);
   snprintf(cmd, sizeof cmd,
            "cd %s && rm -rf e && mkdir e && %s serve e --follow --port 0 "
            "> e.out 2> e.err & echo $! > %s/e.pid",
            dir, bin, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(path, sizeof path, "%s/e.pid", dir);
-  char *txt = slurp(path);
+  char *txt = td_t_slurp(path);
   int pid = txt ? atoi(txt) : 0;
   free(txt);
   CHECK(pid > 0);
@@ -364,7 +352,7 @@ static void test_serve_follow_empty(void) {
              "cd %s && %s train --out e --epochs 2 --limit 600 --quiet "
              "> /dev/null",
              dir, bin);
-    CHECK_INT(sh(cmd), ==, 0);
+    CHECK_INT(td_t_system(cmd), ==, 0);
     double dl = td_t_now_s() + 120;
     CHECK(td_t_read_until(fd, acc, sizeof acc, &len,
                           "event: epoch\ndata: {\"epoch\":1,", 1,

@@ -8,17 +8,13 @@
 #include <jansson.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/fsutil.h"
 #include "tardis/project.h"
 #include "tardis/vis.h"
 
 static char bin[4096], dir[4096];
-
-static int sh(const char *cmd) {
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 /* projection.json of epoch e: a draft's "draft_from" and "draft_sample"
  * (-1 where absent). */
@@ -49,7 +45,7 @@ static void test_drafter(void) {
            "cd %s && rm -rf c && %s train --out c --epochs 3 --limit 800 "
            "--quiet > /dev/null",
            dir, bin);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   td_err err;
   td_run *run = NULL;
   CHECK_INT(td_run_open(run_dir, &run, &err), ==, TD_OK);
@@ -129,12 +125,12 @@ static void test_live_matches_offline(void) {
            "%s train --out %s/w --epochs 4 --limit 1500 --seed 3 --quiet "
            "> /dev/null && wait",
            dir, bin, bin, dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(cmd, sizeof cmd, "grep -qx 0 %s/w.rc", dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   snprintf(cmd, sizeof cmd, "grep -q '\"draft\":true,\"cold\":true' %s/w.jsonl",
            dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   char run_dir[4200];
   snprintf(run_dir, sizeof run_dir, "%s/w", dir);
   for (int e = 1; e <= 4; e++)
@@ -143,11 +139,11 @@ static void test_live_matches_offline(void) {
            "cd %s && cp -r w w2 && rm -rf w2/vis && "
            "%s project w2 --threads 2 > w2.log 2>&1",
            dir, bin);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   /* every file but projection.json byte for byte, and no file only in one */
   snprintf(cmd, sizeof cmd,
            "cd %s && diff -r -q -x projection.json w/vis w2/vis >&2", dir);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   int n_model = 0;
   for (int e = 1; e <= 4; e++) {
     char a[4700], b[4700], pa[4500], pb[4500];

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/fsutil.h"
 
@@ -120,16 +121,11 @@ static void check_all(const char *what) {
   }
 }
 
-static int sh(const char *cmd) {
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static int fresh_copy(void) {
   char cmd[16000];
   snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -al '%s' '%s'", work, base,
            work);
-  return sh(cmd);
+  return td_t_system(cmd);
 }
 
 static unsigned char *slurp(const char *path, size_t *len) {
@@ -415,7 +411,7 @@ static void do_job(int k) {
     char c1[8000], *o = c1;
     for (const char *p = dir_cmds[k][0]; *p; p++)
       o += *p == 'W' ? sprintf(o, "'%s'", work) : sprintf(o, "%c", *p);
-    if (sh(c1) == 0)
+    if (td_t_system(c1) == 0)
       check_all(dir_cmds[k][1]);
     return;
   }
@@ -489,7 +485,7 @@ static void test_mutations(void) {
            "--res 16 >/dev/null 2>&1 && '%s' eval '%s' >/dev/null && '%s' "
            "suspects '%s' >/dev/null",
            base, bin, base, bin, base, bin, base, bin, base);
-  CHECK_INT(sh(cmd), ==, 0);
+  CHECK_INT(td_t_system(cmd), ==, 0);
   nf = list_files(base, "", files, 0, 128);
   CHECK(nf > 20);
   time_t t0 = time(NULL);

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
@@ -16,22 +17,6 @@
 #include "train/pool.h"
 
 static char bin[4096], dir[4096];
-
-/* Runs `tardis ARGS > out 2>&1`; returns the exit status. */
-static int tardis(const char *out, const char *args) {
-  char cmd[40000];
-  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, out);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path) {
-  char *data = NULL;
-  size_t len;
-  if (td_read_file(path, &data, &len, NULL) != TD_OK)
-    return NULL;
-  return data;
-}
 
 /* Loads an int32 index array (NULL when absent or of another type). */
 static int32_t *load_i32(const char *path, int64_t *n) {
@@ -111,7 +96,7 @@ static void test_train_pool(void) {
            "train --out '%s' --limit 6000 --epochs 6 --pool 0.5 "
            "--class-fraction 0:0.05,6:0.05 --threads 2 --quiet --seed 3",
            buggy);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   int64_t np = 0, nt = 0, n_lab = 0;
   snprintf(path, sizeof path, "%s/pool.npy", buggy);
   int32_t *pool = load_i32(path, &np);
@@ -135,13 +120,13 @@ static void test_train_pool(void) {
   CHECK(per[0] < 30 && per[6] < 30);
   CHECK(per[1] > 250 && per[9] > 250);
   snprintf(path, sizeof path, "%s/run.json", buggy);
-  char *rj = slurp(path);
+  char *rj = td_t_slurp(path);
   CHECK(rj && strstr(rj, "\"class_fraction\": \"0:0.05,6:0.05\""));
   free(rj);
   /* tardis info still reads and validates it */
   snprintf(args, sizeof args, "info '%s'", buggy);
-  CHECK_INT(tardis(out, args), ==, 0);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "run is valid"));
   free(txt);
 out:
@@ -157,21 +142,21 @@ static void test_train_pool_refusals(void) {
            "train --out '%s/r1' --limit 600 --epochs 1 --pool 0.5 "
            "--tasks 0-4,5-9 --epochs-per-task 1 --quiet",
            dir);
-  CHECK_INT(tardis(out, args), ==, 1);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  char *txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "not with --select, --tasks or --from"));
   free(txt);
   snprintf(args, sizeof args,
            "train --out '%s/r2' --limit 600 --epochs 1 "
            "--class-fraction 12:0.5 --quiet",
            dir);
-  CHECK_INT(tardis(out, args), ==, 1);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "label 12 is not in 0..9"));
   free(txt);
   snprintf(args, sizeof args,
            "train --out '%s/r3' --limit 600 --epochs 1 --pool 1 --quiet", dir);
-  CHECK_INT(tardis(out, args), ==, 2);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 2);
 }
 
 /* Loads a float32 array into a malloc'd copy with its element count. */
@@ -221,8 +206,8 @@ static void test_diagnose_planted_bug(void) {
   char out[4200], args[9000], path[4400];
   snprintf(out, sizeof out, "%s/diag.txt", dir);
   snprintf(args, sizeof args, "diagnose '%s' --json --theta 0.8", buggy);
-  CHECK_INT(tardis(out, args), ==, 0);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
   json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
   CHECK(j != NULL);
   json_t *l0 = json_array_get(json_object_get(j, "labels"), 0);
@@ -274,7 +259,7 @@ static void test_heatmap_files(void) {
   char out[4200], args[9000], path[4400];
   snprintf(out, sizeof out, "%s/diag_repr.txt", dir);
   snprintf(args, sizeof args, "diagnose '%s' --layer -1 --epoch 5", buggy);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   int64_t nr = 0, nz = 0, nw = 0, nh = 0, nt = 0, ny = 0;
   snprintf(path, sizeof path, "%s/epochs/0005/train_repr.npy", buggy);
   float *repr = load_f32(path, &nr);
@@ -330,7 +315,7 @@ static void test_diagnose_no_model(void) {
   snprintf(out, sizeof out, "%s/nomodel.txt", dir);
   snprintf(args, sizeof args,
            "train --out '%s' --limit 1200 --epochs 2 --no-model --quiet", run);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   td_diagnose_opts o;
   td_diagnose_opts_default(&o);
   td_diagnosis *d = NULL;
@@ -349,15 +334,15 @@ static void test_diagnose_errors(void) {
   char out[4200], args[9000];
   snprintf(out, sizeof out, "%s/derr.txt", dir);
   snprintf(args, sizeof args, "diagnose '%s' --epoch 99", buggy);
-  CHECK_INT(tardis(out, args), ==, 1);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  char *txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "has no epoch 99 (recorded: 1 to 6)"));
   free(txt);
   snprintf(args, sizeof args, "diagnose '%s/nothing'", dir);
-  CHECK_INT(tardis(out, args), ==, 1);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
   snprintf(args, sizeof args, "diagnose '%s' --layer 7", buggy);
-  CHECK_INT(tardis(out, args), ==, 1);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "hidden layers are 0 to 1"));
   free(txt);
 }
@@ -373,8 +358,8 @@ static void test_repair_end_to_end(void) {
            "repair '%s' --out '%s' --budget 600 --rounds 2 --json "
            "--threads 2",
            buggy, fixed);
-  CHECK_INT(tardis(out, args), ==, 0);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
   json_t *j = txt ? json_loads(txt, 0, NULL) : NULL;
   CHECK(j != NULL);
   free(txt);
@@ -393,7 +378,7 @@ static void test_repair_end_to_end(void) {
   CHECK(json_integer_value(json_array_get(per, 0)) > 50);
   json_decref(j);
   snprintf(path, sizeof path, "%s/run.json", fixed);
-  txt = slurp(path);
+  txt = td_t_slurp(path);
   CHECK(txt && strstr(txt, "\"parent\"") && strstr(txt, "/buggy"));
   free(txt);
   /* epoch 0 is the parent's state, then 2 rounds x 2 epochs */
@@ -422,7 +407,7 @@ static void test_repair_end_to_end(void) {
   snprintf(path, sizeof path, "%s/repair.json", fixed);
   CHECK(td_path_exists(path));
   snprintf(args, sizeof args, "info '%s'", fixed);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
 }
 
 static void test_repair_refusals(void) {
@@ -430,29 +415,29 @@ static void test_repair_refusals(void) {
   snprintf(out, sizeof out, "%s/rref.txt", dir);
   /* no checkpoint: a run recorded without one */
   snprintf(args, sizeof args, "repair '%s/nomodel' --out '%s/x1'", dir, dir);
-  CHECK_INT(tardis(out, args), ==, 1);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  char *txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "has no checkpoint (model/)"));
   free(txt);
   /* no pool */
   snprintf(plain, sizeof plain, "%s/plain", dir);
   snprintf(args, sizeof args, "train --out '%s' --limit 600 --epochs 1 --quiet",
            plain);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   snprintf(args, sizeof args, "repair '%s' --out '%s/x2'", plain, dir);
-  CHECK_INT(tardis(out, args), ==, 1);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "has no pool (pool.npy)"));
   free(txt);
   /* a budget larger than the pool */
   snprintf(args, sizeof args, "repair '%s' --out '%s/x3' --budget 100000",
            buggy, dir);
-  CHECK_INT(tardis(out, args), ==, 1);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "--budget 100000 is larger than the pool"));
   free(txt);
   snprintf(args, sizeof args, "repair '%s'", buggy);
-  CHECK_INT(tardis(out, args), ==, 2); /* --out is required */
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 2); /* --out is required */
 }
 
 /* --select-only on a run without checkpoints (as from PyTorch): the chosen
@@ -466,11 +451,11 @@ static void test_select_only(void) {
            "train --out '%s' --limit 1200 --epochs 2 --no-model --pool 0.5 "
            "--class-fraction 3:0.1 --quiet",
            run);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   snprintf(args, sizeof args,
            "repair '%s' --select-only --out '%s' --budget 100", run, sel);
-  CHECK_INT(tardis(out, args), ==, 0);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
   CHECK(txt && strstr(txt, "100 pool samples chosen (mode)"));
   free(txt);
   int64_t ns = 0, np = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
@@ -425,19 +426,6 @@ static void test_overlap_identical(void) {
   overlap_matches("cnn", 2, 17);
 }
 
-static int tardis(const char *out, const char *args) {
-  char cmd[40000];
-  snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1", bin, args, out);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path) {
-  char *d = NULL;
-  size_t len;
-  return td_read_file(path, &d, &len, NULL) == TD_OK ? d : NULL;
-}
-
 static void test_from_select(void) {
   char parent[4300], child[4300], sel[4300], out[4300], args[20000];
   snprintf(parent, sizeof parent, "%s/parent", dir);
@@ -456,7 +444,7 @@ static void test_from_select(void) {
            "train --from '%s:2' --out '%s' --select '%s' --epochs 2 --lr 0.1 "
            "--quiet",
            parent, child, sel);
-  CHECK_INT(tardis(out, args), ==, 0);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   json_t *j = run_json(child);
   json_t *p = json_object_get(j, "parent");
   CHECK_INT(json_integer_value(json_object_get(p, "epoch")), ==, 2);
@@ -478,15 +466,15 @@ static void test_from_select(void) {
   snprintf(b, sizeof b, "%s/epochs/0000/train_repr.npy", child);
   CHECK(same_bytes(a, b)); /* epoch 0 is the parent's state */
   snprintf(args, sizeof args, "info '%s'", child);
-  CHECK_INT(tardis(out, args), ==, 0);
-  char *txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "parent");
   CHECK_STR_CONTAINS(txt, "epoch 2 (fine-tuned");
   CHECK_STR_CONTAINS(txt, "run is valid");
   free(txt);
   snprintf(args, sizeof args, "project '%s' --method pca", child);
-  CHECK_INT(tardis(out, args), ==, 0);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "projected 3 epochs");
   free(txt);
   /* refusals, each naming what is wrong */
@@ -510,8 +498,8 @@ static void test_from_select(void) {
     snprintf(args, sizeof args,
              "train --from '%s' --out '%s/bad%zu' %s --quiet", from, dir, i,
              selp);
-    CHECK_INT(tardis(out, args), ==, 1);
-    txt = slurp(out);
+    CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+    txt = td_t_slurp(out);
     CHECK_STR_CONTAINS(txt, bad[i].needle);
     if (bad[i].sel)
       CHECK_STR_CONTAINS(txt, bad[i].sel);
@@ -520,8 +508,8 @@ static void test_from_select(void) {
   /* --resume keeps the run's options */
   snprintf(args, sizeof args, "train --resume '%s' --epochs 5 --lr 0.3",
            parent);
-  CHECK_INT(tardis(out, args), ==, 2);
-  txt = slurp(out);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 2);
+  txt = td_t_slurp(out);
   CHECK_STR_CONTAINS(txt, "--lr: a resumed run continues with its own");
   free(txt);
 }
