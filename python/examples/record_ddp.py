@@ -54,6 +54,11 @@ def parse(argv=None):
     return ap.parse_args(argv)
 
 
+# DDP's reducer is kept until os._exit: torch 1.13 can deadlock when it
+# frees its gloo process group (at a function's return as well as at exit).
+_ALIVE = []
+
+
 def spawned(rank, args):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(args.spawn))
     rc = train(args)
@@ -91,6 +96,7 @@ def train(args):
     head = nn.Linear(128, len(CLASSES))
     net = nn.Sequential(features, head).to(device)
     model = nn.parallel.DistributedDataParallel(net)
+    _ALIVE.append(model)  # never freed: see the end of the file
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     sampler = DistributedSampler(train, shuffle=True, seed=args.seed)
     loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler)

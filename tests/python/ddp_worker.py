@@ -63,6 +63,11 @@ def per_sample(net, ds, idx):
     return collect(net.features, net.fc, loader)
 
 
+# DDP's reducer is kept until os._exit (below): freeing it can deadlock,
+# at main()'s return as well as at exit.
+_ALIVE = []
+
+
 def main():
     mode, rank, world, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     torch.set_num_threads(1)
@@ -74,6 +79,7 @@ def main():
     torch.manual_seed(0)  # the same initial weights on every rank
     net = Net()
     model = torch.nn.parallel.DistributedDataParallel(net)
+    _ALIVE.append(model)  # never freed: see the end of the file
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sampler = DistributedSampler(train_ds, num_replicas=world, rank=rank, shuffle=True, seed=3)
     loader = DataLoader(train_ds, batch_size=8, sampler=sampler)
