@@ -361,6 +361,27 @@ static void test_serve_follow_empty(void) {
                           "event: projection\ndata: {\"epoch\":2,", 1,
                           (int)((dl - td_t_now_s()) * 1000)));
     close(fd);
+    /* The run is finished; once its drafts are redone /api/run says the
+     * server has nothing left to draw (the page's "live" toggle reads it). */
+    int idle = 0;
+    while (!idle && td_t_now_s() < dl) {
+      fd = td_t_connect(port);
+      if (fd < 0)
+        break;
+      len = 0;
+      td_t_send_all(fd, run_req, (size_t)rl);
+      /* "drawing" is the last member: the body ends "true}" or "false}" */
+      if (td_t_read_until(fd, acc, sizeof acc, &len, "\"drawing\":", 1,
+                          10000)) {
+        CHECK(td_t_read_until(fd, acc, sizeof acc, &len, "e}", 1, 10000));
+        CHECK(strstr(acc, "\"finished\":true"));
+        idle = strstr(acc, "\"drawing\":false") != NULL;
+      }
+      close(fd);
+      if (!idle)
+        usleep(200000);
+    }
+    CHECK(idle);
   }
   if (pid > 0) {
     kill(pid, SIGINT);

@@ -187,13 +187,15 @@ static enum MHD_Result api_run(const req *r) {
   json_object_set_new(o, "producer", json_string(m->producer));
   json_object_set_new(o, "created", json_string(m->created));
   /* Live mode: whether this server projects new epochs, the one it is
-   * projecting now, and whether the writer has marked the run finished. */
+   * projecting now, whether the writer has marked the run finished, and
+   * whether epochs are still to be drawn (a finished run's back-fill). */
   int busy = td__follow_projecting(r->s);
   json_object_set_new(o, "follow", json_boolean(r->s->live != NULL));
   json_object_set_new(o, "projecting",
                       busy >= 0 ? json_integer(busy) : json_null());
   json_object_set_new(o, "finished",
                       json_boolean(td_run_is_finished(td_run_dir(r->run))));
+  json_object_set_new(o, "drawing", json_boolean(td__follow_drawing(r->s)));
   return td__reply_json(r->c, 200, o);
 }
 

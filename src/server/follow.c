@@ -120,3 +120,12 @@ int td__follow_projecting(td_server *s) {
   td_live_get_status(s->live, &st);
   return st.projecting;
 }
+
+int td__follow_drawing(td_server *s) {
+  if (!s->live)
+    return 0;
+  td_live_status st;
+  td_live_get_status(s->live, &st);
+  return !st.finished || st.n_projected < st.n_recorded || st.n_drafts > 0 ||
+         st.projecting >= 0;
+}

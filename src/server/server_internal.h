@@ -261,6 +261,9 @@ TD_NODISCARD int td__follow_start(td_server *s, td_err *err);
 void td__follow_stop(td_server *s);
 /* The epoch being projected now, or -1 (also without --follow). */
 int td__follow_projecting(td_server *s);
+/* Whether the follower has work left: the run goes on, or recorded epochs
+ * and drafts wait to be drawn. */
+int td__follow_drawing(td_server *s);
 /* Wakes the run watcher for a scan now (server.c). */
 void td__watch_poke(td_server *s);
 

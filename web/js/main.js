@@ -1293,7 +1293,8 @@ async function init() {
   }
   S.liveAvail = !!r.follow;
   $('follow-wrap').hidden = !S.liveAvail;
-  setFollow(!!r.follow && !r.finished);
+  // On while epochs still arrive: training, or a finished run still being drawn.
+  setFollow(!!r.follow && (!r.finished || !!r.drawing));
   S.classes = r.classes;
   S.nTrain = r.n_train;
   S.nTest = r.n_test || 0;
