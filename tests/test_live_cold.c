@@ -112,6 +112,39 @@ static int same_untimed_json(const char *a, const char *b) {
   return same;
 }
 
+/* RUN/vis/ of dir/name holds every epoch 1..n fully fitted, the same as a
+ * copy of the run projected offline with --threads 2. */
+static void check_same_as_offline(const char *name, int n) {
+  char cmd[20000], run_dir[4200];
+  snprintf(run_dir, sizeof run_dir, "%s/%s", dir, name);
+  for (int e = 1; e <= n; e++)
+    CHECK(td_vis_epoch_final(run_dir, "dvi", e));
+  snprintf(cmd, sizeof cmd,
+           "cd %s && rm -rf %s.off && cp -r %s %s.off && rm -rf %s.off/vis && "
+           "%s project %s.off --threads 2 > %s.off.log 2>&1",
+           dir, name, name, name, name, bin, name, name);
+  CHECK_INT(td_t_system(cmd), ==, 0);
+  /* every file but projection.json byte for byte, and no file only in one */
+  snprintf(cmd, sizeof cmd,
+           "cd %s && diff -r -q -x projection.json %s/vis %s.off/vis >&2", dir,
+           name, name);
+  CHECK_INT(td_t_system(cmd), ==, 0);
+  int n_model = 0;
+  for (int e = 1; e <= n; e++) {
+    char a[4700], b[4700], pa[4500], pb[4500];
+    snprintf(a, sizeof a, "%s/%s", dir, name);
+    snprintf(b, sizeof b, "%s/%s.off", dir, name);
+    CHECK_INT(td_vis_epoch_dir(a, "dvi", e, pa, sizeof pa), ==, TD_OK);
+    CHECK_INT(td_vis_epoch_dir(b, "dvi", e, pb, sizeof pb), ==, TD_OK);
+    snprintf(a, sizeof a, "%s/projection.json", pa);
+    snprintf(b, sizeof b, "%s/projection.json", pb);
+    CHECK(same_untimed_json(a, b));
+    snprintf(a, sizeof a, "%s/model", pa);
+    n_model += td_path_is_dir(a);
+  }
+  CHECK_INT(n_model, ==, n); /* the comparison covered the models */
+}
+
 /* `tardis watch` follows a training from its empty directory: a cold draft
  * is drawn (the first draft before any fit), every epoch ends fully fitted,
  * and RUN/vis/ is the same as a copy of the run projected offline with
@@ -131,33 +164,49 @@ static void test_live_matches_offline(void) {
   snprintf(cmd, sizeof cmd, "grep -q '\"draft\":true,\"cold\":true' %s/w.jsonl",
            dir);
   CHECK_INT(td_t_system(cmd), ==, 0);
-  char run_dir[4200];
-  snprintf(run_dir, sizeof run_dir, "%s/w", dir);
-  for (int e = 1; e <= 4; e++)
-    CHECK(td_vis_epoch_final(run_dir, "dvi", e));
-  snprintf(cmd, sizeof cmd,
-           "cd %s && cp -r w w2 && rm -rf w2/vis && "
-           "%s project w2 --threads 2 > w2.log 2>&1",
-           dir, bin);
-  CHECK_INT(td_t_system(cmd), ==, 0);
-  /* every file but projection.json byte for byte, and no file only in one */
-  snprintf(cmd, sizeof cmd,
-           "cd %s && diff -r -q -x projection.json w/vis w2/vis >&2", dir);
-  CHECK_INT(td_t_system(cmd), ==, 0);
-  int n_model = 0;
-  for (int e = 1; e <= 4; e++) {
-    char a[4700], b[4700], pa[4500], pb[4500];
-    snprintf(a, sizeof a, "%s/w", dir);
-    snprintf(b, sizeof b, "%s/w2", dir);
-    CHECK_INT(td_vis_epoch_dir(a, "dvi", e, pa, sizeof pa), ==, TD_OK);
-    CHECK_INT(td_vis_epoch_dir(b, "dvi", e, pb, sizeof pb), ==, TD_OK);
-    snprintf(a, sizeof a, "%s/projection.json", pa);
-    snprintf(b, sizeof b, "%s/projection.json", pb);
-    CHECK(same_untimed_json(a, b));
-    snprintf(a, sizeof a, "%s/model", pa);
-    n_model += td_path_is_dir(a);
+  check_same_as_offline("w", 4);
+}
+
+/* The number (from 1) of the first line of txt that starts with head and
+ * holds also, or 0. */
+static int line_of(const char *txt, const char *head, const char *also) {
+  int n = 1;
+  for (const char *l = txt; l && *l; n++) {
+    const char *end = strchr(l, '\n');
+    size_t len = end ? (size_t)(end - l) : strlen(l);
+    const char *a = strstr(l, also);
+    if (!strncmp(l, head, strlen(head)) && a && a < l + len)
+      return n;
+    l = end ? end + 1 : NULL;
   }
-  CHECK_INT(n_model, ==, 4); /* the comparison covered the models */
+  return 0;
+}
+
+/* `tardis watch` on a run that finished with nothing projected: before the
+ * in-order fits back-fill epochs 1..5, the newest epoch is shown by a
+ * preview (a full fit out of order, a draft marked "draft_fitted"); the
+ * in-order fit replaces it, and RUN/vis/ ends as `tardis project` draws it. */
+static void test_preview_after_training(void) {
+  char cmd[20000];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && rm -rf p && %s train --out p --epochs 5 --limit 1200 "
+           "--seed 4 --quiet > /dev/null && "
+           "timeout 600 %s watch p --json > p.jsonl 2> p.err",
+           dir, bin, bin);
+  CHECK_INT(td_t_system(cmd), ==, 0);
+  char path[4300];
+  snprintf(path, sizeof path, "%s/p.jsonl", dir);
+  char *log = td_t_slurp(path);
+  CHECK(log != NULL);
+  int pv = line_of(log, "{\"epoch\":5,", "\"preview\":true");
+  int fit1 = line_of(log, "{\"epoch\":1,\"draft\":false,", "");
+  int fit5 = line_of(log, "{\"epoch\":5,\"draft\":false,", "");
+  CHECK(pv > 0 && fit1 > 0 && fit5 > 0);
+  CHECK(pv < fit1); /* shown before the back-fill starts */
+  if (pv <= 0 || fit1 <= 0 || fit5 <= 0 || pv > fit1)
+    fprintf(stderr, "watch printed:\n%s\n", log ? log : "(nothing)");
+  free(log);
+  check_same_as_offline("p", 5);
 }
 
 int main(void) {
@@ -170,5 +219,6 @@ int main(void) {
   snprintf(dir, sizeof dir, "%s", td_t_tmpdir("live_cold"));
   RUN(test_drafter);
   RUN(test_live_matches_offline);
+  RUN(test_preview_after_training);
   return td_t_finish();
 }

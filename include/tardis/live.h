@@ -64,7 +64,9 @@ typedef struct td_live_epoch {
   int draft;        /* 1: a draft, placed by warm_from's model (no fit) */
   int cold;         /* 1: a draft whose model was fitted on a sample of
                        warm_from's training points (no epoch fully fitted
-                       yet: td_drafter_cold) */
+                       yet: td_drafter_cold), or a cold preview */
+  int preview;      /* 1: a draft that is a full fit out of order, warm-
+                       started from warm_from (td_project_preview) */
   int low_priority; /* 1: the fit or draft yielded to the trainer (ran at
                        idle priority) */
   int raised;       /* 1: ... and was raised to the usual priority before

@@ -136,6 +136,18 @@ TD_NODISCARD int td_project_draft(td_run *run, const td_project_opts *o,
                                   int epoch, int from, double *seconds,
                                   td_err *err);
 
+/* A preview (live mode, once training has ended with many epochs still to
+ * fit): a full fit of `epoch` out of order, warm-started from `from` (a
+ * fully fitted epoch; -1: cold) instead of its predecessor, written as a
+ * draft with "draft_fitted": true. It looks as good as a fit, but it is not
+ * what `tardis project` draws, so the in-order fit replaces it later and no
+ * warm start starts from it. td_project_can_preview: whether the method and
+ * run allow one (dvi, not at scale). *seconds may be NULL. */
+int td_project_can_preview(const td_run *run, const td_project_opts *o);
+TD_NODISCARD int td_project_preview(td_run *run, const td_project_opts *o,
+                                    int epoch, int from, double *seconds,
+                                    td_err *err);
+
 /* A cold draft (live mode, before any epoch is fully fitted): the method's
  * model fitted on a sample of n_sample of the epoch's training points (all
  * of them when there are fewer; no boundary samples, chosen by o->seed),

@@ -72,6 +72,9 @@ typedef struct td_vis_file_spec {
 /* ... and, for a cold draft (its model fitted on a sample of draft_from's
  * training points, before any epoch was fully fitted), the sample's size. */
 #define TD_VIS_DRAFT_SAMPLE_KEY "draft_sample"
+/* ... and, for a preview (a full fit out of order, warm-started from
+ * draft_from or, where draft_from is the epoch itself, cold), true. */
+#define TD_VIS_DRAFT_FITTED_KEY "draft_fitted"
 
 /* The files of an epoch directory, in table order. */
 const td_vis_file_spec *td_vis_spec(size_t *count);

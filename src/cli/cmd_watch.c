@@ -17,16 +17,25 @@ typedef struct {
 static void on_projected(const td_live_epoch *e, void *ctx) {
   const watch_ctx *c = ctx;
   if (c->json)
-    printf("{\"epoch\":%d,\"draft\":%s,\"cold\":%s,\"seconds\":%.3f,"
+    printf("{\"epoch\":%d,\"draft\":%s,\"cold\":%s,\"preview\":%s,"
+           "\"seconds\":%.3f,"
            "\"latency\":%.3f,"
            "\"newest\":%d,\"lag\":%d,\"warm_from\":%d,\"backfill\":%s,"
            "\"redo\":%s,\"yielded\":%s,\"raised\":%s,\"recorded\":%d,"
            "\"projected\":%d}\n",
            e->epoch, e->draft ? "true" : "false", e->cold ? "true" : "false",
-           e->seconds, e->latency, e->newest, e->lag, e->warm_from,
-           e->backfill ? "true" : "false", e->redo ? "true" : "false",
-           e->low_priority ? "true" : "false", e->raised ? "true" : "false",
-           e->n_recorded, e->n_projected);
+           e->preview ? "true" : "false", e->seconds, e->latency, e->newest,
+           e->lag, e->warm_from, e->backfill ? "true" : "false",
+           e->redo ? "true" : "false", e->low_priority ? "true" : "false",
+           e->raised ? "true" : "false", e->n_recorded, e->n_projected);
+  else if (e->preview && e->warm_from < 0)
+    printf("epoch %4d  preview in %6.2f s (a full cold fit; the in-order fit "
+           "follows)\n",
+           e->epoch, e->seconds);
+  else if (e->preview)
+    printf("epoch %4d  preview in %6.2f s (a full fit warm from epoch %d; "
+           "the in-order fit follows)\n",
+           e->epoch, e->seconds, e->warm_from);
   else if (e->draft)
     printf("epoch %4d  draft in %6.2f s with epoch %d's %smodel  lag %d "
            "(newest recorded %d)\n",

@@ -11,6 +11,7 @@
  * lag_budget seconds behind. */
 #include "tardis/live.h"
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -33,6 +34,7 @@ typedef struct ep_rec {
   int epoch;
   int state;      /* EP_* */
   double noticed; /* td_now() when first seen */
+  int previewed;  /* drawn by a preview (td_project_preview) */
 } ep_rec;
 
 /* The full fit under way on its own thread. While it runs, the projector
@@ -42,6 +44,8 @@ typedef struct fit_job {
   int running; /* started and not yet joined */
   atomic_int done;
   int epoch, low, was_draft;
+  int preview; /* a preview of the newest epoch, warm from `from` */
+  int from;
   atomic_int tid;          /* the fit thread's kernel id; 0 until it runs */
   atomic_int raise_wanted; /* raise_job: its priority is to be given back */
   int raised; /* its priority was given back (the run went quiet) */
@@ -276,7 +280,7 @@ static int sync_epochs(td_live *lv, int first, int *fresh, td_err *err) {
   double now = td_now();
   *fresh = 0;
   for (int i = 0; i < n; i++) {
-    ep_rec key = {td_run_epoch_number(lv->run, i), 0, 0};
+    ep_rec key = {td_run_epoch_number(lv->run, i), 0, 0, 0};
     const ep_rec *old =
         lv->n ? bsearch(&key, lv->ep, (size_t)lv->n, sizeof key, cmp_rec)
               : NULL;
@@ -428,7 +432,11 @@ static void *fit_main(void *arg) {
   if (j->low)
     lower_self(&j->tid, &j->raise_wanted, lv->o.yield_nice);
   j->rc = td_run_refresh(lv->fit_run, &j->err);
-  if (j->rc == TD_OK)
+  if (j->rc == TD_OK && j->preview) {
+    j->warm_from = j->from;
+    j->rc = td_project_preview(lv->fit_run, &lv->o.proj, j->epoch, j->from,
+                               &j->seconds, &j->err);
+  } else if (j->rc == TD_OK)
     j->rc = td_projector_epoch(lv->pj, j->epoch, &j->warm_from, &j->seconds,
                                &j->err);
   if (j->low)
@@ -441,8 +449,11 @@ static void *fit_main(void *arg) {
 /* Starts the full fit of record i. It yields to the trainer while the run
  * is being written — the first, cold, fit too: until it is done, drafts
  * come from a model fitted on a sample of one epoch (td_drafter_cold). */
-static int start_fit(td_live *lv, int i, int finished, td_err *err) {
+static int start_fit(td_live *lv, int i, int preview_from, int finished,
+                     td_err *err) {
   fit_job *j = &lv->job;
+  j->preview = preview_from != INT_MIN;
+  j->from = j->preview ? preview_from : -1;
   j->epoch = lv->ep[i].epoch;
   j->was_draft = lv->ep[i].state == EP_DRAFT;
   j->low = run_active(lv, finished);
@@ -505,7 +516,8 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   int i = find_rec(lv, j->epoch);
   if (i < 0)
     return TD_OK; /* the run was rewritten under us */
-  lv->ep[i].state = EP_DONE;
+  lv->ep[i].state = j->preview ? EP_DRAFT : EP_DONE;
+  lv->ep[i].previewed |= j->preview;
   /* drafts come from fitted epochs from now on (the cold model is freed
    * when the next draft starts: no side job uses it then) */
   publish(lv, -1, finished);
@@ -513,7 +525,9 @@ static int collect_fit(td_live *lv, int finished, td_err *err) {
   fill_event(lv, i, &ev);
   ev.warm_from = j->warm_from;
   ev.seconds = j->seconds;
-  ev.redo = j->was_draft;
+  ev.redo = j->was_draft && !j->preview;
+  ev.draft = ev.preview = j->preview;
+  ev.cold = j->preview && j->from < 0;
   ev.low_priority = j->low;
   ev.raised = j->raised;
   if (lv->o.on_projected)
@@ -692,20 +706,45 @@ static int maybe_side(td_live *lv, int finished, int *did, td_err *err) {
   return start_side(lv, SIDE_ALERTS, i, -1, finished, err);
 }
 
-/* Starts the next full fit when none runs. While the run is being written
- * it waits until the side job has nothing to do: the fit of a 60k epoch
- * costs ~10 CPU-s, and at idle priority beside a busy trainer it would only
- * slow the drafts and alerts down (the fits catch up once training ends).
- * Never the epoch being drafted. */
+/* Once the run is finished with at least two epochs before the newest
+ * still to fit, the in-order fits would leave the newest a draft for a
+ * while (16 fits of a 60k run: ~100 s), and a draft drawn by an early
+ * epoch's model shows a jumble. A preview — a full fit of the newest epoch
+ * warm-started from the newest fitted one — shows it as it will look after
+ * one fit; its in-order fit replaces it at the end. Returns the record to
+ * preview, or -1; *from: the epoch it starts from (-1: cold). */
+static int preview_due(const td_live *lv, int finished, int *from) {
+  int i = lv->n - 1, next = next_fit(lv);
+  if (!finished || !lv->o.drafts || i < 0 || next < 0 || next > i - 2 ||
+      lv->ep[i].state == EP_DONE || lv->ep[i].previewed ||
+      !td_project_can_preview(lv->run, &lv->o.proj))
+    return -1;
+  *from = -1;
+  for (int k = i - 1; k >= 0 && *from < 0; k--)
+    if (lv->ep[k].state == EP_DONE)
+      *from = lv->ep[k].epoch;
+  return i;
+}
+
+/* Starts the next full fit when none runs: a preview when one is due, else
+ * the oldest epoch not fitted. While the run is being written it waits
+ * until the side job has nothing to do: the fit of a 60k epoch costs ~10
+ * CPU-s, and at idle priority beside a busy trainer it would only slow the
+ * drafts and alerts down (the fits catch up once training ends). Never the
+ * epoch being drafted. */
 static int maybe_fit(td_live *lv, int finished, int *did, td_err *err) {
-  int i = lv->job.running ? -1 : next_fit(lv);
+  int from = INT_MIN, i = -1;
+  if (!lv->job.running && (i = preview_due(lv, finished, &from)) < 0) {
+    from = INT_MIN;
+    i = next_fit(lv);
+  }
   if (i < 0 ||
       (lv->side.running && lv->side.kind == SIDE_DRAFT &&
        lv->side.epoch == lv->ep[i].epoch) ||
       (run_active(lv, finished) && (lv->side.running || next_alert(lv) >= 0)))
     return TD_OK;
   *did = 1;
-  int rc = start_fit(lv, i, finished, err);
+  int rc = start_fit(lv, i, from, finished, err);
   if (rc == TD_OK)
     publish(lv, -1, finished);
   return rc;

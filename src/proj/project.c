@@ -307,6 +307,8 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
   if (draft_from >= 0 && draft_sample > 0)
     json_object_set_new(pj, TD_VIS_DRAFT_SAMPLE_KEY,
                         json_integer((json_int_t)draft_sample));
+  if (draft_from >= 0 && draft_sample < 0) /* a preview: td_project_preview */
+    json_object_set_new(pj, TD_VIS_DRAFT_FITTED_KEY, json_true());
   char *txt = json_dumps(pj, JSON_INDENT(2));
   json_decref(pj);
   int rc = txt ? td_vis_put_json(w, "projection.json", txt, err)
@@ -319,7 +321,8 @@ static int put_timing(td_vis_writer *w, const td_project_opts *o, int epoch,
  * directory through the vis writer (atomic: docs/vis-format.md); a draft
  * (draft_from >= 0: the epoch whose model st holds) is marked as one, and
  * draft_sample > 0 says that model was fitted on that many of draft_from's
- * training points only (a cold draft). */
+ * training points only (a cold draft), < 0 that it was fitted on this
+ * epoch out of order (a preview). */
 static int write_epoch(const td_run *run, const td_project_opts *o,
                        const td__proj_method *pm, void *st, int epoch,
                        const epoch_data *e, double secs[5], int draft_from,
@@ -609,8 +612,8 @@ static int fit_scaled(const td_run *run, const td_project_opts *o,
 /* Loads, fits and writes one epoch; secs as in projection.json. */
 static int project_epoch(const td_run *run, const td_project_opts *o,
                          const td__proj_method *pm, void *st, int t, int n,
-                         int ep, float **inputs, scale_state *sc, double *dt,
-                         td_err *err) {
+                         int ep, float **inputs, scale_state *sc,
+                         int preview_from, double *dt, td_err *err) {
   double t0 = td_now(), secs[5] = {0};
   epoch_data e;
   report(o, t, n, ep, "load", 0);
@@ -631,7 +634,8 @@ static int project_epoch(const td_run *run, const td_project_opts *o,
   }
   if (rc == TD_OK) {
     report(o, t, n, ep, "territory", 0);
-    rc = write_epoch(run, o, pm, st, ep, &e, secs, -1, 0, sc, err);
+    rc = write_epoch(run, o, pm, st, ep, &e, secs, preview_from,
+                     preview_from >= 0 ? -1 : 0, sc, err);
   }
   epoch_data_free(&e);
   *dt = td_now() - t0;
@@ -728,7 +732,7 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
   if (warm_from)
     *warm_from = from;
   int rc = project_epoch(p->run, &p->o, p->pm, p->st, t, n, epoch, &p->inputs,
-                         p->scaled ? &p->sc : NULL, dt, err);
+                         p->scaled ? &p->sc : NULL, -1, dt, err);
   /* A failed fit may leave the state half-updated: start afresh. */
   p->last = rc == TD_OK ? epoch : -2;
   if (rc)
@@ -776,6 +780,44 @@ int td_project_draft(td_run *run, const td_project_opts *o, int epoch, int from,
     td_err_prefix(err, "epoch %d (draft)", epoch);
   if (seconds)
     *seconds = td_now() - t0;
+  return rc;
+}
+
+int td_project_can_preview(const td_run *run, const td_project_opts *o) {
+  const td__proj_method *pm = method_of(o->method);
+  return pm && pm->drafts && pm->resume && !use_scale(o, pm, run);
+}
+
+int td_project_preview(td_run *run, const td_project_opts *o, int epoch,
+                       int from, double *seconds, td_err *err) {
+  const td__proj_method *pm = method_of(o->method);
+  double dt = 0;
+  char dir[TD_PATH_MAX];
+  if (!td_project_can_preview(run, o))
+    return td_err_set(err, TD_EARG, "%s: method '%s' draws no previews here",
+                      td_run_dir(run), o->method);
+  if (from >= 0 &&
+      (!td_vis_epoch_final(td_run_dir(run), o->method, from) ||
+       td_vis_epoch_dir(td_run_dir(run), o->method, from, dir, sizeof dir)))
+    return td_err_set(err, TD_ENOENT,
+                      "%s: epoch %d has no fully fitted projection to start "
+                      "a preview from",
+                      td_run_dir(run), from);
+  void *st = pm->state_new();
+  if (!st)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  float *inputs = NULL;
+  int rc = from >= 0 ? pm->resume(st, run, from, dir, err) : TD_OK;
+  /* cold: marked as drawn from itself, as a cold draft is */
+  if (rc == TD_OK)
+    rc = project_epoch(run, o, pm, st, 0, 1, epoch, &inputs, NULL,
+                       from >= 0 ? from : epoch, &dt, err);
+  free(inputs);
+  pm->state_free(st);
+  if (rc)
+    td_err_prefix(err, "epoch %d (preview)", epoch);
+  if (seconds)
+    *seconds = dt;
   return rc;
 }
 
