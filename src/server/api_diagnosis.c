@@ -52,8 +52,9 @@ static int cmp_int(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* GET /api/diagnosis: {"epochs": [...]}, the diagnosed epochs ascending
- * (an empty list when the run has none). */
+/* GET /api/diagnosis: {"epochs": [...], "repaired": bool}: the diagnosed
+ * epochs ascending (an empty list when the run has none), and whether the
+ * run has a repair.json, so that a page asks for neither in vain. */
 static enum MHD_Result diag_list(td_server *s, struct MHD_Connection *c) {
   char dir[TD_PATH_MAX], p[TD_PATH_MAX];
   td_err err;
@@ -89,6 +90,9 @@ static enum MHD_Result diag_list(td_server *s, struct MHD_Connection *c) {
     json_array_append_new(eps, json_integer(v[i]));
   free(v);
   json_object_set_new(o, "epochs", eps);
+  int repaired = !td_pathf(p, sizeof p, NULL, "%s/repair.json", s->run_dir) &&
+                 td_path_exists(p);
+  json_object_set_new(o, "repaired", json_boolean(repaired));
   return td__reply_json(c, 200, o);
 }
 
