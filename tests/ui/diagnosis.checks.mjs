@@ -127,6 +127,15 @@ export async function diagnosisChecks({ browser, outDir, check, expect }) {
       }, nMaps, { timeout: WAIT });
       const used = await T(buggy, () => document.querySelector('#diag-maps .hm-row.used')?.dataset.map);
       expect(used === 'dhm_under', `the map repair uses for an underfitting label: ${used}`);
+      // A map that is zero for the label (an empty set) is said to be; the probe's weights never are.
+      await buggy.page.waitForFunction(() => [...document.querySelectorAll('#diag-maps .hm-strip')].every((x) => x.hasAttribute('data-zero')),
+        null, { timeout: WAIT });
+      const zero = await T(buggy, () => Object.fromEntries([...document.querySelectorAll('#diag-maps .hm-row')].map((r) => [r.dataset.map, r.querySelector('.hm-strip').classList.contains('zero')])));
+      const L0 = d.labels[0];
+      expect(!zero.probe_w, `probe W of label 0 drawn as zero: ${JSON.stringify(zero)}`);
+      if (L0.train_acc === 0) expect(zero.hm_correct, `label 0 has no correct trained-on input, yet hm_correct is not zero: ${JSON.stringify(zero)}`);
+      if (L0.train_acc === 1) expect(zero.hm_missed, `label 0 has no missed trained-on input, yet hm_missed is not zero: ${JSON.stringify(zero)}`);
+      if (L0.train_acc > 0 && L0.train_acc < 1) expect(!zero.hm_correct && !zero.hm_missed, `label 0 has correct and missed inputs: ${JSON.stringify(zero)}`);
       await buggy.page.click('#diag-table tbody tr[data-label="2"]');
       const tops = await T(buggy, () => [...document.querySelectorAll('#diag-maps img')].map((i) => i.style.top));
       expect(tops.every((t) => t === '-32px'), `strips of label 2 at ${tops}`);

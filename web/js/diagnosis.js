@@ -232,6 +232,10 @@ export class DiagnosisView {
       ` <span class="muted small">(click a row of the table for another label)</span></div>` +
       (strips || '<div class="muted small">no heat-map PNGs in this diagnosis</div>') +
       '<div class="hm-scale muted small"><i class="neg"></i> &lt; 0 &lt; <i class="pos"></i>, each map scaled by its largest magnitude; one column per feature</div>';
+    for (const img of this.el.maps.querySelectorAll('img')) {
+      const mark = () => markZeroRow(img, l, C);
+      if (img.complete && img.naturalWidth) mark(); else img.addEventListener('load', mark, { once: true });
+    }
   }
 
   // ---- the repair: rounds, per-label change, the picks on the canvas
@@ -261,6 +265,12 @@ export class DiagnosisView {
     this.el.goto.hidden = !R && !this.epochs.length;
     if (this.repairError) { rsum.innerHTML = `<span class="bad">${esc(this.repairError)}</span>`; rounds.innerHTML = rlabels.innerHTML = ''; return; }
     if (!R) return;
+    const legend = document.getElementById('legend');
+    if (legend && !document.getElementById('lg-repair')) {
+      legend.insertAdjacentHTML('beforeend', '<div class="lg-note" id="lg-repair" title="the pool samples tardis repair chose (Repair panel)">' +
+        `<svg width="14" height="14"><path d="M7 2L12 11H2z" fill="${PICK_COLOR}"/></svg>chosen by repair ` +
+        `<svg width="14" height="14"><path d="M7 2L12 11H2z" fill="#fff" stroke="${PICK_COLOR}" stroke-width="1.5"/></svg>chosen here</div>`);
+    }
     const parent = String(R.run || '').split('/').filter(Boolean).pop() || '—';
     rsum.innerHTML = `<b>${esc(R.strategy || '?')}</b> from <code title="${esc(R.run || '')}">${esc(parent)}</code> · ` +
       `${R.n_selected ?? '?'} of ${R.budget ?? '?'} picked in ${(R.rounds || []).length} round${(R.rounds || []).length === 1 ? '' : 's'}` +
@@ -330,6 +340,24 @@ export class DiagnosisView {
     });
     return out;
   }
+}
+
+// A map whose row is all white is zero for the label: the set it averages
+// is empty (e.g. "correct" for a label never predicted right). Said in
+// words, or the strip reads as an image that failed to load.
+function markZeroRow(img, l, C) {
+  const w = img.naturalWidth, h = img.naturalHeight;
+  if (!w || !h || !C) return;
+  const c = document.createElement('canvas');
+  c.width = w; c.height = 1;
+  const g = c.getContext('2d', { willReadFrequently: true });
+  g.drawImage(img, 0, Math.floor(((l + 0.5) * h) / C), w, 1, 0, 0, w, 1);
+  const px = g.getImageData(0, 0, w, 1).data;
+  let zero = true;
+  for (let k = 0; k < px.length && zero; k += 4) zero = px[k] > 250 && px[k + 1] > 250 && px[k + 2] > 250;
+  const strip = img.parentElement;
+  strip.classList.toggle('zero', zero);
+  strip.dataset.zero = zero ? 'all zero: no input in this set' : '';
 }
 
 // Draws the picks on the overlay: a triangle on top of each point (filled:
