@@ -160,13 +160,14 @@ static void test_absent(void) {
 
 static void test_list(void) {
   /* written in this order; listed sorted. Not listed: a diagnosis being
-   * written (.tmp-PID), a directory without diagnosis.json, a stray name. */
+   * written (.tmp-PID), a directory without diagnosis.json, stray names. */
   CHECK_INT(put("diagnosis/epoch_0002/diagnosis.json", diag2, -1), ==, 0);
   CHECK_INT(put("diagnosis/epoch_0001/diagnosis.json", "{oops", -1), ==, 0);
   CHECK_INT(put("diagnosis/epoch_0003.tmp-77/diagnosis.json", diag2, -1), ==,
             0);
   CHECK_INT(put("diagnosis/epoch_0004/hm_correct.png", png, sizeof png), ==, 0);
   CHECK_INT(put("diagnosis/epoch_5/diagnosis.json", diag2, -1), ==, 0);
+  CHECK_INT(put("diagnosis/epoch_00002/diagnosis.json", diag2, -1), ==, 0);
   int st;
   json_t *j = td_t_get_json(port, "/api/diagnosis", &st);
   CHECK_INT(st, ==, 200);

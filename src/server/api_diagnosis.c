@@ -26,7 +26,7 @@ static const char *const map_names[] = {
 };
 #define N_MAPS (sizeof map_names / sizeof *map_names)
 
-/* The epoch of a directory named epoch_NNNN (four digits or more, nothing
+/* The epoch of a directory named epoch_NNNN (as "%04d" writes it, nothing
  * else: the .tmp-PID and .old-PID directories of a diagnosis being written
  * do not count), else -1. */
 static int diag_epoch_of(const char *name) {
@@ -38,7 +38,9 @@ static int diag_epoch_of(const char *name) {
   if (n < 4 || strspn(d, "0123456789") != n || td__parse_i64(d, &v) ||
       v > INT_MAX)
     return -1;
-  return (int)v;
+  char canon[32]; /* the one spelling tardis diagnose writes: no extra 0s */
+  snprintf(canon, sizeof canon, "%04d", (int)v);
+  return strcmp(canon, d) ? -1 : (int)v;
 }
 
 static int diag_file(const td_server *s, int epoch, const char *file, char *buf,
@@ -76,8 +78,13 @@ static enum MHD_Result diag_list(td_server *s, struct MHD_Connection *c) {
       continue;
     if (n == cap) {
       int *more = realloc(v, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *v);
-      if (!more)
-        break;
+      if (!more) {
+        closedir(d);
+        free(v);
+        json_decref(o);
+        json_decref(eps);
+        return td__reply_error(c, 500, "out of memory");
+      }
       v = more;
     }
     v[n++] = e;

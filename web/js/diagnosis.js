@@ -263,7 +263,8 @@ export class DiagnosisView {
     const R = this.repair;
     rpanel.hidden = !R && !this.repairError;
     this.el.goto.hidden = !R && !this.epochs.length;
-    if (this.repairError) { rsum.innerHTML = `<span class="bad">${esc(this.repairError)}</span>`; rounds.innerHTML = rlabels.innerHTML = ''; return; }
+    rounds.innerHTML = rlabels.innerHTML = '';
+    if (this.repairError) { rsum.innerHTML = `<span class="bad">${esc(this.repairError)}</span>`; return; }
     if (!R) return;
     const legend = document.getElementById('legend');
     if (legend && !document.getElementById('lg-repair')) {
@@ -297,7 +298,7 @@ export class DiagnosisView {
   // The round of the epoch on screen in the rounds table.
   renderRepairEpoch(e) {
     for (const tr of this.el.rounds.querySelectorAll('tbody tr')) {
-      const r = this.repair.rounds[+tr.dataset.round - 1];
+      const r = this.repair && this.repair.rounds[+tr.dataset.round - 1];
       tr.classList.toggle('now', !!r && e > r.epoch_before && e <= r.epoch_after);
     }
   }
@@ -342,7 +343,7 @@ export class DiagnosisView {
   }
 }
 
-// A map whose row is all white is zero for the label: the set it averages
+// A map whose row is pure white is zero for the label: the set it averages
 // is empty (e.g. "correct" for a label never predicted right). Said in
 // words, or the strip reads as an image that failed to load.
 function markZeroRow(img, l, C) {
@@ -351,13 +352,15 @@ function markZeroRow(img, l, C) {
   const c = document.createElement('canvas');
   c.width = w; c.height = 1;
   const g = c.getContext('2d', { willReadFrequently: true });
+  g.imageSmoothingEnabled = false;
   g.drawImage(img, 0, Math.floor(((l + 0.5) * h) / C), w, 1, 0, 0, w, 1);
   const px = g.getImageData(0, 0, w, 1).data;
   let zero = true;
-  for (let k = 0; k < px.length && zero; k += 4) zero = px[k] > 250 && px[k + 1] > 250 && px[k + 2] > 250;
+  // Pure white only where |v| < 1/510 of the map's largest magnitude.
+  for (let k = 0; k < px.length && zero; k += 4) zero = px[k] === 255 && px[k + 1] === 255 && px[k + 2] === 255;
   const strip = img.parentElement;
   strip.classList.toggle('zero', zero);
-  strip.dataset.zero = zero ? 'all zero: no input in this set' : '';
+  strip.dataset.zero = zero ? 'all zero (an empty set)' : '';
 }
 
 // Draws the picks on the overlay: a triangle on top of each point (filled:
