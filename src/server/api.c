@@ -1174,6 +1174,10 @@ static enum MHD_Result route(const req *r, char **seg, int nseg) {
     return td__suspects_get(r->s, r->c, r->run, seg, nseg);
   if (nseg == 1 && !strcmp(a, "alerts"))
     return td__alerts_get(r->s, r->c, r->run);
+  if (!strcmp(a, "diagnosis"))
+    return td__diagnosis_get(r->s, r->c, r->run, seg, nseg);
+  if (nseg == 1 && !strcmp(a, "repair"))
+    return td__repair_get(r->s, r->c, r->run);
   return td__reply_error(r->c, 404, "no such route");
 }
 

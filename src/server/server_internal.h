@@ -289,4 +289,14 @@ enum MHD_Result td__alerts_get(td_server *s, struct MHD_Connection *c,
  * when the file does; 0 when it is absent. */
 int64_t td__alerts_stamp(const char *run_dir);
 
+/* ---- diagnosis and repair (api_diagnosis.c) ---- */
+
+/* GET /api/diagnosis[/{E}[/{map}.png]]: seg[0] == "diagnosis"; the run's
+ * read lock is held by the caller. */
+enum MHD_Result td__diagnosis_get(td_server *s, struct MHD_Connection *c,
+                                  const td_run *run, char **seg, int nseg);
+/* GET /api/repair: RUN/repair.json of a run made by `tardis repair`. */
+enum MHD_Result td__repair_get(td_server *s, struct MHD_Connection *c,
+                               const td_run *run);
+
 #endif

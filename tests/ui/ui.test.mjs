@@ -13,6 +13,7 @@ import { viewsChecks } from './views.checks.mjs';
 import { classesChecks } from './classes.checks.mjs';
 import { scaleChecks } from './scale.checks.mjs';
 import { subsetChecks } from './subset.checks.mjs';
+import { diagnosisChecks } from './diagnosis.checks.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -378,6 +379,8 @@ try {
   await tasksChecks({ browser, plainUrl: url, outDir, check, expect });
   // A subset run: its rows are named by their training samples.
   await subsetChecks({ browser, check, expect });
+  // Diagnosis and repair, on a buggy run and its repair made here.
+  await diagnosisChecks({ browser, outDir, check, expect });
   // Live mode, on a run that `tardis train --serve` trains while the page is open.
   await liveChecks({ browser, outDir, check, expect });
 } catch (e) {

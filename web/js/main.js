@@ -9,6 +9,7 @@ import { parseIndexList } from './filters.js';
 import { SuspectsPanel } from './suspects.js';
 import { TasksView } from './tasks.js';
 import { AlertsView } from './alerts.js';
+import { DiagnosisView, drawPicks } from './diagnosis.js';
 import { ViewTerritory } from './viewterr.js';
 import { ComparePane, countChanged } from './compare.js';
 import { exportSvg } from './svgexport.js';
@@ -45,6 +46,7 @@ let scatter, grid = new GridIndex(), gridKey = '';
 let sus = null;     // the suspicious-samples panel
 let cmp = null;     // the compare view's second pane (compare.js)
 let tasks = null, alerts = null; // continual-learning and alert views (tasks.js, alerts.js)
+let diag = null; // diagnosis and repair (diagnosis.js)
 const extraFilters = () => [tasks, alerts].filter((x) => x && x.active());
 let lists = null, listsKey = '';
 let cur = null;    // positions of the frame on screen (an epoch's array or interp)
@@ -639,6 +641,7 @@ function updateTimelineUi() {
     if (S.selected >= 0 && !S.playing) refreshSelection();
     if (sus) sus.refreshPredictions();
     if (alerts) alerts.epochShown(e);
+    if (diag && diag.ready()) diag.epochShown(e);
     if (!S.playing) saveUrl();
   }
 }
@@ -804,6 +807,13 @@ function drawOverlay() {
   // × marks would only hatch it; they come back when zooming in draws points.
   const marksFit = scatter.mode === 'points' || noisyCount() <= NOISY_DENSE;
   if (S.markNoisy && S.truth && cur && S.split !== 'test' && marksFit) drawNoiseMarks(ctx);
+  // The repair's picks are training samples too.
+  if (diag && cur && S.split !== 'test') {
+    diag.lastMarks = drawPicks(ctx, diag.picksAt(dispEpoch()), (i) => {
+      const x = cur[2 * i], y = cur[2 * i + 1];
+      return Number.isFinite(x) ? scatter.toScreen(x, y) : null;
+    });
+  }
   if (S.selected >= 0 && S.selInfo && S.selInfo.trajectory) drawTrajectory(ctx, S.selInfo.trajectory, dispEpoch());
   const ring = (i, r, color, w) => {
     const x = cur[2 * i], y = cur[2 * i + 1];
@@ -1039,6 +1049,7 @@ function renderTicks() {
   if (tasks) { tasks.epochsChanged(); tasks.renderTimeline(); }
   syncCompareOptions();
   if (alerts) alerts.renderTimeline();
+  if (diag) diag.renderTimeline();
 }
 
 function renderLegend() {
@@ -1355,6 +1366,7 @@ async function init() {
   if (S.urlSelect !== undefined) select(S.urlSelect);
   if (S.urlCmp !== undefined) setCompare(S.urlCmp);
   startSuspects();
+  diag.load().catch((e) => console.error(e));
   document.body.classList.add('ready');
   invalidate();
 }
@@ -1368,6 +1380,7 @@ function startTasksAndAlerts() {
   };
   tasks = new TasksView(ctx);
   alerts = new AlertsView(ctx);
+  diag = new DiagnosisView({ ...ctx, onChange: invalidate });
 }
 
 function startSuspects() {
@@ -1441,6 +1454,7 @@ window.tardis = {
   suspects: () => sus,
   tasks: () => tasks,
   alerts: () => alerts,
+  diagnosis: () => diag,
 };
 
 init();
