@@ -202,6 +202,11 @@ typedef struct td_rec_opts {
    * neighbours and labels (ignored without). */
   int prop;
   double prop_prior;
+  /* with pairs: 0 no exploration, 1 (default) ⌊k/10⌋ places per
+   * model-ranked round, 2 as many of them as exploration has paid */
+  int explore;
+  double pair_within;
+  int pair_spread;
 } td_rec_opts;
 
 void td_rec_opts_default(td_rec_opts *o);

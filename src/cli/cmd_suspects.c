@@ -52,10 +52,13 @@ static int parse(int argc, char **argv, args *a, int *status) {
                     "with --session: accept these samples"),
       TD_OPT_STRING("reject", &a->reject, "I,J,..",
                     "with --session: reject these samples"),
+      TD_OPT_FLAG("no-pairs", &a->no_pairs,
+                  "a plain linear model on the features instead of\n"
+                  "the default class-pair learner (\"labelled a,\n"
+                  "behaves like b\", with exploration)"),
       TD_OPT_FLAG("pairs", &a->pairs,
-                  "learn class pairs from the feedback (\"labelled a,\n"
-                  "behaves like b\") and explore unjudged ones: for\n"
-                  "memorised noise and intents other than noise"),
+                  "the class-pair learner (the default; kept for\n"
+                  "scripts)"),
       TD_OPT_FLAG("next", &a->next,
                   "with --session: the next K recommendations"),
       TD_OPT_STRING("export", &a->export_dir, "DIR",
@@ -109,7 +112,7 @@ int td__suspects_list(const args *a, const td_run *run,
   td_recommender *rec;
   td_rec_opts ro;
   td_rec_opts_default(&ro);
-  ro.pairs = a->pairs;
+  ro.pairs = !a->no_pairs;
   if (td_rec_new(f, &ro, &rec, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
     json_decref(extra);
@@ -262,7 +265,7 @@ static int simulate(const args *a, const td_run *run,
   o.k = a->k;
   o.mistakes = a->mistakes;
   o.seed = a->seed;
-  o.rec.pairs = a->pairs;
+  o.rec.pairs = !a->no_pairs;
   td_sim_result r;
   if (td_sim_run(f, noisy, &o, &r, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
