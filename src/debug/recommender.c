@@ -23,6 +23,9 @@ struct td_recommender {
   int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
   int n_pairs, C;
   double *pair_acc;   /* [2 · n_pairs] scratch: accepts, judged */
+  uint8_t *offd;      /* [n] 1: label ≠ early class */
+  float *lin;         /* [n] scratch: this round's linear scores */
+  int32_t *pacc;      /* [n_pairs] scratch: this round's accepts per pair */
   const int32_t *lab; /* [n] labels of the neighbour term (f's) */
   int32_t *nbr;       /* [n, nbr_k] copy of f's neighbours; NULL: no term */
   int nbr_k;
@@ -60,6 +63,9 @@ void td_rec_free(td_recommender *r) {
   free(r->src);
   free(r->pair);
   free(r->pair_acc);
+  free(r->offd);
+  free(r->lin);
+  free(r->pacc);
   free(r->nbr);
   free(r->nb_acc);
   free(r->lab_copy);
@@ -91,13 +97,17 @@ static int make_pairs(td_recommender *r, const td_sus_features *f) {
   r->n_pairs = C * C;
   r->pair = malloc(sizeof *r->pair * (size_t)(r->n ? r->n : 1));
   r->pair_acc = malloc(sizeof *r->pair_acc * 2 * (size_t)r->n_pairs);
-  if (!r->pair || !r->pair_acc)
+  r->offd = malloc((size_t)(r->n ? r->n : 1));
+  r->lin = malloc(sizeof *r->lin * (size_t)(r->n ? r->n : 1));
+  r->pacc = malloc(sizeof *r->pacc * (size_t)r->n_pairs);
+  if (!r->pair || !r->pair_acc || !r->offd || !r->lin || !r->pacc)
     return -1;
   for (int64_t i = 0; i < r->n; i++) {
     int y = f->labels[i], e = (int)f->x[i * NF + TD_SUS_EARLY_CLASS];
     y = y < 0 || y >= C ? 0 : y;
     e = e < 0 || e >= C ? y : e;
     r->pair[i] = y * C + e;
+    r->offd[i] = y != e;
   }
   return 0;
 }
@@ -469,23 +479,18 @@ static int heap_sort(top_k *h) {
  * samples of one label behaving like one other class is what systematic
  * label noise looks like), one per pair. h holds the round's top cnt, best
  * first; returns the new count. */
-static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
-                   top_k *h, int cnt) {
-  int ne = h->k / 10, C = r->C, m = r->m;
+static int explore(td_recommender *r, const int8_t *verdict, top_k *h,
+                   int cnt) {
+  int ne = h->k / 10, C = r->C;
   const double *tot = r->pair_acc + r->n_pairs;
   if (r->o.explore == 2 && ne > 0) {
     /* as many places as exploration has paid: the share of the judged
      * off-diagonal pairs the user wanted (accept rate >= 1/2) */
-    double *acc = r->pair_acc;
     int good = 0, judged = 0;
-    memset(acc, 0, sizeof *acc * (size_t)r->n_pairs);
-    for (int64_t i = 0; i < r->n; i++)
-      if (verdict[i] == 1)
-        acc[r->pair[i]]++;
     for (int p = 0; p < r->n_pairs; p++)
       if (p / C != p % C && tot[p] >= 2) {
         judged++;
-        good += acc[p] >= 0.5 * tot[p];
+        good += r->pacc[p] >= 0.5 * tot[p];
       }
     double rho = (good + 1.0) / (judged + 2.0);
     ne = (int)floor(ne * fmin(1.0, 2.0 * rho) + 0.5);
@@ -505,11 +510,9 @@ static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
     arg[p] = -1;
   for (int64_t i = 0; i < r->n; i++) {
     int p = r->pair[i];
-    if (verdict[i] >= 0 || tot[p] >= 2 || p / C == p % C)
+    if (!r->offd[i] || verdict[i] >= 0 || tot[p] >= 2)
       continue;
-    float s1 = 0;
-    for (int a = 0; a < m; a++)
-      s1 += uf[a] * r->z[i * m + a];
+    float s1 = r->lin[i];
     size[p]++;
     if (arg[p] < 0 || s1 > best[p]) {
       best[p] = s1;
@@ -547,21 +550,18 @@ static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
  * k), best first; the first k that fit the quotas move to the front, topped
  * up by the best of the rest when the quotas leave places. Returns the new
  * count. */
-static int spread_pairs(td_recommender *r, const int8_t *verdict, top_k *h,
-                        int cnt, int k) {
+static int spread_pairs(td_recommender *r, top_k *h, int cnt, int k) {
   int P = r->n_pairs;
-  int32_t *acc = calloc((size_t)P * 2, sizeof *acc);
+  const int32_t *acc = r->pacc;
+  int32_t *in = calloc((size_t)P, sizeof *in);
   int32_t *ti = malloc(sizeof *ti * (size_t)(cnt ? cnt : 1));
   float *ts = malloc(sizeof *ts * (size_t)(cnt ? cnt : 1));
   uint8_t *took = calloc((size_t)(cnt ? cnt : 1), 1);
   int out = 0;
-  if (!acc || !ti || !ts || !took) { /* the spread is optional */
+  if (!in || !ti || !ts || !took) { /* the spread is optional */
     out = cnt < k ? cnt : k;
     goto done;
   }
-  int32_t *in = acc + P;
-  for (int64_t i = 0; i < r->n; i++)
-    acc[r->pair[i]] += verdict[i] == 1;
   for (int j = 0; j < cnt && out < k; j++) {
     int p = r->pair[h->i[j]], quota = 2 * acc[p];
     if (quota < k / 10)
@@ -581,7 +581,7 @@ static int spread_pairs(td_recommender *r, const int8_t *verdict, top_k *h,
   memcpy(h->i, ti, sizeof *ti * (size_t)out);
   memcpy(h->s, ts, sizeof *ts * (size_t)out);
 done:
-  free(acc);
+  free(in);
   free(ti);
   free(ts);
   free(took);
@@ -596,7 +596,11 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   int64_t n = r->n, na = 0, nr = 0;
   /* accepted / judged of what each arm recommended: [0] prior, [1] model */
   double hit[2] = {0, 0}, tot[2] = {0, 0};
+  if (r->pair)
+    memset(r->pacc, 0, sizeof *r->pacc * (size_t)r->n_pairs);
   for (int64_t i = 0; i < n; i++) {
+    if (r->pair && verdict[i] == 1)
+      r->pacc[r->pair[i]]++;
     na += verdict[i] == 1;
     nr += verdict[i] == 0;
     if (verdict[i] >= 0 && r->src[i]) {
@@ -689,6 +693,8 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     float s1 = 0;
     for (int a = 0; a < m; a++)
       s1 += uf[a] * zi[a];
+    if (pairs)
+      r->lin[i] = s1;
     if (s1 > cap)
       s1 = cap + 0.01f * (s1 - cap);
     if (pairs)
@@ -699,9 +705,9 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   }
   int cnt = heap_sort(&h);
   if (spread)
-    cnt = spread_pairs(r, verdict, &h, cnt, k);
+    cnt = spread_pairs(r, &h, cnt, k);
   if (pairs)
-    cnt = explore(r, verdict, uf, &h, cnt);
+    cnt = explore(r, verdict, &h, cnt);
   for (int j = 0; j < cnt; j++) {
     idx[j] = h.i[j];
     sc[j] = h.s[j];
