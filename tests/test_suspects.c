@@ -602,6 +602,13 @@ static void test_cli_session(void) {
   CHECK_OK(td_npy_load(p, &lab, &err), &err);
   CHECK_INT(lab.shape[0], ==, 3);
   td_array_close(&lab);
+  snprintf(p, sizeof p, "%s/kept.npy", dir);
+  CHECK_OK(td_npy_load(p, &lab, &err), &err);
+  CHECK_INT(lab.shape[0], ==, SF_N - 3);
+  l = lab.data;
+  for (int i = 0; lab.data && i < SF_N - 3; i++)
+    CHECK_INT(l[i], ==, i + 3); /* every sample but the accepted 0, 1, 2 */
+  td_array_close(&lab);
   /* errors */
   char nos[] = "999", bad[] = "5,x", big[] = "300";
   char *v3[] = {a0, dir_plain, ses, nos, NULL};
