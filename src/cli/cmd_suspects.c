@@ -63,8 +63,9 @@ static int parse(int argc, char **argv, args *a, int *status) {
                   "with --session: the next K recommendations"),
       TD_OPT_STRING("export", &a->export_dir, "DIR",
                     "with --session: write DIR/train_labels_fixed.npy\n"
-                    "(accepted samples get their suggested label) and\n"
-                    "DIR/accepted.npy"),
+                    "(accepted samples get their suggested label),\n"
+                    "DIR/accepted.npy and DIR/kept.npy (the others,\n"
+                    "for tardis train --from RUN --select)"),
       TD_OPT_INT("threads", &a->threads, 0, TD_ARG_INF, "T",
                  "default: all CPUs"),
       TD_OPT_END};
@@ -623,6 +624,11 @@ int td_cmd_suspects(int argc, char **argv) {
   int rc;
   if (!parse(argc, argv, &a, &rc))
     return rc;
+  if (a.pairs && a.no_pairs) {
+    fprintf(stderr, "tardis suspects: --pairs and --no-pairs exclude each "
+                    "other\n");
+    return 2;
+  }
   if (a.threads)
     td_set_threads(a.threads);
   td_err err;
