@@ -22,10 +22,16 @@ struct td_recommender {
   td_rec_opts o;
   int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
   int n_pairs, C;
-  double *pair_acc;   /* [2 · n_pairs] scratch: accepts, judged */
-  uint8_t *offd;      /* [n] 1: label ≠ early class */
-  float *lin;         /* [n] scratch: this round's linear scores */
-  int32_t *pacc;      /* [n_pairs] scratch: this round's accepts per pair */
+  double *pair_acc; /* [2 · n_pairs] scratch: accepts, judged */
+  uint8_t *offd;    /* [n] 1: label ≠ early class */
+  int32_t *pacc;    /* [n_pairs] scratch: this round's accepts per pair */
+  /* [n_pairs] scratch of exploration: each pair's best unjudged sample,
+   * its score and the pair's unjudged count */
+  int32_t *xarg;
+  float *xbest;
+  int64_t *xsize;
+  int32_t *rows;      /* [n] scratch: the judged samples */
+  float *yv;          /* [n] scratch: their answers */
   const int32_t *lab; /* [n] labels of the neighbour term (f's) */
   int32_t *nbr;       /* [n, nbr_k] copy of f's neighbours; NULL: no term */
   int nbr_k;
@@ -64,8 +70,12 @@ void td_rec_free(td_recommender *r) {
   free(r->pair);
   free(r->pair_acc);
   free(r->offd);
-  free(r->lin);
   free(r->pacc);
+  free(r->xarg);
+  free(r->xbest);
+  free(r->xsize);
+  free(r->rows);
+  free(r->yv);
   free(r->nbr);
   free(r->nb_acc);
   free(r->lab_copy);
@@ -98,9 +108,12 @@ static int make_pairs(td_recommender *r, const td_sus_features *f) {
   r->pair = malloc(sizeof *r->pair * (size_t)(r->n ? r->n : 1));
   r->pair_acc = malloc(sizeof *r->pair_acc * 2 * (size_t)r->n_pairs);
   r->offd = malloc((size_t)(r->n ? r->n : 1));
-  r->lin = malloc(sizeof *r->lin * (size_t)(r->n ? r->n : 1));
   r->pacc = malloc(sizeof *r->pacc * (size_t)r->n_pairs);
-  if (!r->pair || !r->pair_acc || !r->offd || !r->lin || !r->pacc)
+  r->xarg = malloc(sizeof *r->xarg * (size_t)r->n_pairs);
+  r->xbest = malloc(sizeof *r->xbest * (size_t)r->n_pairs);
+  r->xsize = malloc(sizeof *r->xsize * (size_t)r->n_pairs);
+  if (!r->pair || !r->pair_acc || !r->offd || !r->pacc || !r->xarg ||
+      !r->xbest || !r->xsize)
     return -1;
   for (int64_t i = 0; i < r->n; i++) {
     int y = f->labels[i], e = (int)f->x[i * NF + TD_SUS_EARLY_CLASS];
@@ -219,7 +232,10 @@ int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
   r->src = calloc((size_t)(n ? n : 1), 1);
   r->hs[0] = malloc((size_t)(n ? n : 1) * sizeof(float));
   r->hi[0] = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
-  if (!r->z || !r->sorted || !r->score || !r->src || !r->hs[0] || !r->hi[0]) {
+  r->rows = malloc((size_t)(n ? n : 1) * sizeof *r->rows);
+  r->yv = malloc((size_t)(n ? n : 1) * sizeof *r->yv);
+  if (!r->z || !r->sorted || !r->score || !r->src || !r->hs[0] || !r->hi[0] ||
+      !r->rows || !r->yv) {
     td_rec_free(r);
     return td_err_set(err, TD_ENOMEM, "recommender: out of memory");
   }
@@ -479,8 +495,7 @@ static int heap_sort(top_k *h) {
  * samples of one label behaving like one other class is what systematic
  * label noise looks like), one per pair. h holds the round's top cnt, best
  * first; returns the new count. */
-static int explore(td_recommender *r, const int8_t *verdict, top_k *h,
-                   int cnt) {
+static int explore(td_recommender *r, top_k *h, int cnt) {
   int ne = h->k / 10, C = r->C;
   const double *tot = r->pair_acc + r->n_pairs;
   if (r->o.explore == 2 && ne > 0) {
@@ -497,28 +512,9 @@ static int explore(td_recommender *r, const int8_t *verdict, top_k *h,
   }
   if (ne < 1 || cnt < h->k || r->o.explore == 0)
     return cnt;
-  float *best = malloc(sizeof *best * (size_t)r->n_pairs);
-  int32_t *arg = malloc(sizeof *arg * (size_t)r->n_pairs);
-  int64_t *size = calloc((size_t)r->n_pairs, sizeof *size);
-  if (!best || !arg || !size) { /* exploration is optional */
-    free(best);
-    free(arg);
-    free(size);
-    return cnt;
-  }
-  for (int p = 0; p < r->n_pairs; p++)
-    arg[p] = -1;
-  for (int64_t i = 0; i < r->n; i++) {
-    int p = r->pair[i];
-    if (!r->offd[i] || verdict[i] >= 0 || tot[p] >= 2)
-      continue;
-    float s1 = r->lin[i];
-    size[p]++;
-    if (arg[p] < 0 || s1 > best[p]) {
-      best[p] = s1;
-      arg[p] = (int32_t)i;
-    }
-  }
+  float *best = r->xbest;
+  int32_t *arg = r->xarg;
+  const int64_t *size = r->xsize;
   /* the ne largest pairs replace the round's last places (not already in) */
   for (int e = 0; e < ne; e++) {
     int bp = -1;
@@ -536,9 +532,6 @@ static int explore(td_recommender *r, const int8_t *verdict, top_k *h,
     }
     arg[bp] = -1;
   }
-  free(best);
-  free(arg);
-  free(size);
   return cnt;
 }
 
@@ -598,7 +591,12 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   double hit[2] = {0, 0}, tot[2] = {0, 0};
   if (r->pair)
     memset(r->pacc, 0, sizeof *r->pacc * (size_t)r->n_pairs);
+  int64_t J = 0; /* the judged samples and their answers */
   for (int64_t i = 0; i < n; i++) {
+    if (verdict[i] == 0 || verdict[i] == 1) {
+      r->rows[J] = (int32_t)i;
+      r->yv[J++] = verdict[i];
+    }
     if (r->pair && verdict[i] == 1)
       r->pacc[r->pair[i]]++;
     na += verdict[i] == 1;
@@ -612,36 +610,24 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   memcpy(v, r->prior, sizeof v);
   int used = 0;
   if (na > 0 && nr > 0) {
-    int32_t *rows = malloc((size_t)(na + nr) * sizeof *rows);
-    float *y = malloc((size_t)(na + nr) * sizeof *y);
     double w[NF + 1];
-    int64_t J = 0;
-    if (rows && y) {
-      for (int64_t i = 0; i < n; i++)
-        if (verdict[i] == 0 || verdict[i] == 1) {
-          rows[J] = (int32_t)i;
-          y[J++] = verdict[i];
-        }
-      int ok =
-          r->pair ? fit_pair_effects(r, rows, y, J, w) : fit(r, rows, y, J, w);
-      if (ok == 0) {
-        double q = quad(r, w);
-        if (r->pair && q > 1e-18)
-          for (int p = 0; p < r->n_pairs; p++)
-            r->pair_acc[p] /= sqrt(q);
-        if (q > 1e-18) {
-          used = 1;
-          /* Standardised over all samples, so `blend` weighs the fitted
-           * model against the prior in the same units. */
-          for (int a = 0; a < m; a++)
-            v[a] = r->o.adaptive || r->o.blend < 0
-                       ? w[a] / sqrt(q)
-                       : r->prior[a] + r->o.blend * w[a] / sqrt(q);
-        }
-      }
+    const int32_t *rows = r->rows;
+    const float *y = r->yv;
+    int ok =
+        r->pair ? fit_pair_effects(r, rows, y, J, w) : fit(r, rows, y, J, w);
+    double q = ok == 0 ? quad(r, w) : 0;
+    if (r->pair && q > 1e-18)
+      for (int p = 0; p < r->n_pairs; p++)
+        r->pair_acc[p] /= sqrt(q);
+    if (q > 1e-18) {
+      used = 1;
+      /* Standardised over all samples, so `blend` weighs the fitted
+       * model against the prior in the same units. */
+      for (int a = 0; a < m; a++)
+        v[a] = r->o.adaptive || r->o.blend < 0
+                   ? w[a] / sqrt(q)
+                   : r->prior[a] + r->o.blend * w[a] / sqrt(q);
     }
-    free(rows);
-    free(y);
   }
   /* Which score ranks this round. With `adaptive`, the prior keeps the
    * round while the user accepts more than 80 % of what it picked
@@ -678,13 +664,23 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   float cap = INFINITY;
   if (pairs && used) {
     cap = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-      if (verdict[i] >= 0) {
-        float s1 = 0;
-        for (int a = 0; a < m; a++)
-          s1 += uf[a] * r->z[i * m + a];
-        cap = s1 > cap ? s1 : cap;
-      }
+    for (int64_t j = 0; j < J; j++) {
+      const float *zi = r->z + (int64_t)r->rows[j] * m;
+      float s1 = 0;
+      for (int a = 0; a < m; a++)
+        s1 += uf[a] * zi[a];
+      cap = s1 > cap ? s1 : cap;
+    }
+  }
+  /* Exploration's candidates are gathered in the same pass: per
+   * off-diagonal pair judged fewer than twice, its best unjudged sample by
+   * the linear score and how many it has unjudged. */
+  int ex = pairs && r->o.explore;
+  const double *ptot = r->pair ? r->pair_acc + r->n_pairs : NULL;
+  if (ex) {
+    memset(r->xsize, 0, sizeof *r->xsize * (size_t)r->n_pairs);
+    for (int p = 0; p < r->n_pairs; p++)
+      r->xarg[p] = -1;
   }
   for (int64_t i = 0; i < n; i++) {
     if (verdict[i] >= 0)
@@ -693,8 +689,14 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     float s1 = 0;
     for (int a = 0; a < m; a++)
       s1 += uf[a] * zi[a];
-    if (pairs)
-      r->lin[i] = s1;
+    if (ex && r->offd[i] && ptot[r->pair[i]] < 2) {
+      int p = r->pair[i];
+      r->xsize[p]++;
+      if (r->xarg[p] < 0 || s1 > r->xbest[p]) {
+        r->xbest[p] = s1;
+        r->xarg[p] = (int32_t)i;
+      }
+    }
     if (s1 > cap)
       s1 = cap + 0.01f * (s1 - cap);
     if (pairs)
@@ -706,8 +708,8 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   int cnt = heap_sort(&h);
   if (spread)
     cnt = spread_pairs(r, &h, cnt, k);
-  if (pairs)
-    cnt = explore(r, verdict, &h, cnt);
+  if (ex)
+    cnt = explore(r, &h, cnt);
   for (int j = 0; j < cnt; j++) {
     idx[j] = h.i[j];
     sc[j] = h.s[j];
