@@ -111,9 +111,12 @@ static void intents(const td_sus_features *f, const uint8_t *noisy, int rounds,
       continue;
     printf("| %s%s | %lld |", names[u % 3], pairs ? "" : ", --no-pairs",
            (long long)nw);
-    for (int t = 0; t < rounds; t++)
-      printf(" %.2f |", r.cum_precision[t] * (t + 1) -
-                            (t ? r.cum_precision[t - 1] * t : 0));
+    for (int t = 0; t < rounds;
+         t++) { /* hits of the round, rounded: no -0.00 */
+      double h = r.cum_precision[t] * (t + 1) * k -
+                 (t ? r.cum_precision[t - 1] * t * k : 0);
+      printf(" %.2f |", (double)(long)(h + 0.5) / k);
+    }
     printf("\n");
     td_sim_result_close(&r);
   }
