@@ -182,15 +182,16 @@ typedef struct td_rec_opts {
    * standardised over all samples); < 0: the fitted model alone */
   double blend;
   double lambda; /* regularisation (1) */
-  /* 1 (opt-in, default 0; needs the features' labels): "labelled a,
+  /* 1 (default; needs the features' labels, else ignored): "labelled a,
    * behaves like b". Rounds ranked by the fitted model use a ridge model
    * with one effect per (label, early_class) pair, shrunk towards 0 with
    * `pair_prior` pseudo-counts (5), fitted by backfitting; a pair nobody
    * judged gets the least judged effect; the linear part is capped at its
-   * highest value among the judged samples (no extrapolation); and the last
-   * ⌊k/10⌋ places go to the largest off-diagonal pairs judged fewer than
-   * twice (exploration). Without a fit (one-sided answers) the pair term is
-   * the log-odds of an accept per pair. docs/suspects.md has the figures. */
+   * highest value among the judged samples (no extrapolation); up to the
+   * last ⌊k/10⌋ places go to the largest off-diagonal pairs judged fewer
+   * than twice (exploration). Without a fit (one-sided answers) the pair
+   * term is the log-odds of an accept per pair. 0: the plain ridge
+   * (--no-pairs). docs/suspects.md has the figures. */
   int pairs;
   double pair_prior;
   /* 1: rounds ranked by the fitted model add a neighbour term — the
@@ -202,6 +203,20 @@ typedef struct td_rec_opts {
    * neighbours and labels (ignored without). */
   int prop;
   double prop_prior;
+  /* with pairs: 0 no exploration; 1 ⌊k/10⌋ places per model-ranked round;
+   * 2 (default) ⌊k/10⌋ · min(1, 2ρ) of them, ρ = (wanted + 1) / (judged +
+   * 2) over the off-diagonal pairs judged at least twice (wanted: at least
+   * half accepted) — as many places as exploration has paid */
+  int explore;
+  /* with pairs: the pseudo-counts of the pair effects while the feature
+   * weights are fitted; 0 (default): unshrunk, so the weights learn only
+   * what separates accepted from rejected samples within a pair; < 0: the
+   * ranking effects' pair_prior (the earlier learner) */
+  double pair_within;
+  /* with pairs, 1 (default): a model-ranked round gives a pair at most
+   * max(⌊k/10⌋, 2 × its accepts) places among the best 8k candidates,
+   * topped up from the rest of them when the quotas leave places */
+  int pair_spread;
 } td_rec_opts;
 
 void td_rec_opts_default(td_rec_opts *o);

@@ -52,16 +52,20 @@ static int parse(int argc, char **argv, args *a, int *status) {
                     "with --session: accept these samples"),
       TD_OPT_STRING("reject", &a->reject, "I,J,..",
                     "with --session: reject these samples"),
+      TD_OPT_FLAG("no-pairs", &a->no_pairs,
+                  "a plain linear model on the features instead of\n"
+                  "the default class-pair learner (\"labelled a,\n"
+                  "behaves like b\", with exploration)"),
       TD_OPT_FLAG("pairs", &a->pairs,
-                  "learn class pairs from the feedback (\"labelled a,\n"
-                  "behaves like b\") and explore unjudged ones: for\n"
-                  "memorised noise and intents other than noise"),
+                  "the class-pair learner (the default; kept for\n"
+                  "scripts)"),
       TD_OPT_FLAG("next", &a->next,
                   "with --session: the next K recommendations"),
       TD_OPT_STRING("export", &a->export_dir, "DIR",
                     "with --session: write DIR/train_labels_fixed.npy\n"
-                    "(accepted samples get their suggested label) and\n"
-                    "DIR/accepted.npy"),
+                    "(accepted samples get their suggested label),\n"
+                    "DIR/accepted.npy and DIR/kept.npy (the others,\n"
+                    "for tardis train --from RUN --select)"),
       TD_OPT_INT("threads", &a->threads, 0, TD_ARG_INF, "T",
                  "default: all CPUs"),
       TD_OPT_END};
@@ -109,7 +113,7 @@ int td__suspects_list(const args *a, const td_run *run,
   td_recommender *rec;
   td_rec_opts ro;
   td_rec_opts_default(&ro);
-  ro.pairs = a->pairs;
+  ro.pairs = !a->no_pairs;
   if (td_rec_new(f, &ro, &rec, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
     json_decref(extra);
@@ -262,7 +266,7 @@ static int simulate(const args *a, const td_run *run,
   o.k = a->k;
   o.mistakes = a->mistakes;
   o.seed = a->seed;
-  o.rec.pairs = a->pairs;
+  o.rec.pairs = !a->no_pairs;
   td_sim_result r;
   if (td_sim_run(f, noisy, &o, &r, &err)) {
     fprintf(stderr, "tardis suspects: %s\n", err.msg);
@@ -620,6 +624,11 @@ int td_cmd_suspects(int argc, char **argv) {
   int rc;
   if (!parse(argc, argv, &a, &rc))
     return rc;
+  if (a.pairs && a.no_pairs) {
+    fprintf(stderr, "tardis suspects: --pairs and --no-pairs exclude each "
+                    "other\n");
+    return 2;
+  }
   if (a.threads)
     td_set_threads(a.threads);
   td_err err;

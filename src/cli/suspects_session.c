@@ -102,8 +102,35 @@ static int record(td_fb *db, int64_t id, const args *a, int64_t n, int *round,
   return rc;
 }
 
+/* The training indices not in acc[na] (ascending, distinct) into
+ * DIR/kept.npy: `tardis train --from RUN --select DIR/kept.npy` retrains
+ * without the accepted samples. */
+static int export_kept(const char *dir, int64_t n, const int32_t *acc,
+                       int64_t na, td_err *err) {
+  int32_t *kept = malloc(sizeof *kept * (size_t)(n ? n : 1));
+  if (!kept)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  int64_t nk = 0, j = 0;
+  for (int64_t i = 0; i < n; i++) {
+    while (j < na && acc[j] < i)
+      j++;
+    if (j >= na || acc[j] != i)
+      kept[nk++] = (int32_t)i;
+  }
+  char path[4200];
+  int64_t sh[1] = {nk};
+  int rc = TD_OK;
+  if (snprintf(path, sizeof path, "%s/kept.npy", dir) >= (int)sizeof path)
+    rc = td_err_set(err, TD_EARG, "%s: path too long", dir);
+  if (!rc)
+    rc = td_npy_save_raw(path, TD_I32, 1, sh, kept, err);
+  free(kept);
+  return rc;
+}
+
 /* DIR/train_labels_fixed.npy (each accepted sample's label replaced by
- * its suggestion) and DIR/accepted.npy (the accepted indices). */
+ * its suggestion), DIR/accepted.npy (the accepted indices) and
+ * DIR/kept.npy (the others). */
 static int export_fixed(const td_run *run, td_fb *db, int64_t id,
                         const char *dir, int json, td_err *err) {
   int32_t *acc;
@@ -139,10 +166,14 @@ static int export_fixed(const td_run *run, td_fb *db, int64_t id,
     snprintf(path, sizeof path, "%s/accepted.npy", dir); /* fits: as above */
     rc = td_npy_save_raw(path, TD_I32, 1, sh, acc, err);
   }
+  if (!rc)
+    rc = export_kept(dir, m->n_train, acc, na, err);
   if (!rc && !json)
     printf("exported %s/train_labels_fixed.npy (%lld of %lld accepted "
-           "samples relabelled by their suggestion) and %s/accepted.npy\n",
-           dir, (long long)changed, (long long)na, dir);
+           "samples relabelled by their suggestion), %s/accepted.npy and "
+           "%s/kept.npy (the others: tardis train --from RUN --select "
+           "%s/kept.npy retrains without the accepted)\n",
+           dir, (long long)changed, (long long)na, dir, dir, dir);
   free(acc);
   free(lab);
   free(sg);

@@ -15,7 +15,7 @@ typedef struct args {
   double mistakes;
   uint64_t seed;
   const char *session, *accept, *reject, *export_dir;
-  int next, pairs;
+  int next, pairs, no_pairs;
 } args;
 
 /* The top a->k unjudged samples (verdict NULL: none judged) with why and a

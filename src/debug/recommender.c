@@ -22,7 +22,16 @@ struct td_recommender {
   td_rec_opts o;
   int32_t *pair; /* [n] label·C + early class; NULL: no pair term */
   int n_pairs, C;
-  double *pair_acc;   /* [2 · n_pairs] scratch: accepts, judged */
+  double *pair_acc; /* [2 · n_pairs] scratch: accepts, judged */
+  uint8_t *offd;    /* [n] 1: label ≠ early class */
+  int32_t *pacc;    /* [n_pairs] scratch: this round's accepts per pair */
+  /* [n_pairs] scratch of exploration: each pair's best unjudged sample,
+   * its score and the pair's unjudged count */
+  int32_t *xarg;
+  float *xbest;
+  int64_t *xsize;
+  int32_t *rows;      /* [n] scratch: the judged samples */
+  float *yv;          /* [n] scratch: their answers */
   const int32_t *lab; /* [n] labels of the neighbour term (f's) */
   int32_t *nbr;       /* [n, nbr_k] copy of f's neighbours; NULL: no term */
   int nbr_k;
@@ -42,10 +51,13 @@ void td_rec_opts_default(td_rec_opts *o) {
   o->blend = 1.0;
   o->adaptive = 1;
   o->lambda = 1.0;
-  o->pairs = 0;
+  o->pairs = 1;
   o->pair_prior = 5.0;
   o->prop = 0;
   o->prop_prior = 2.0;
+  o->explore = 2;
+  o->pair_within = 0;
+  o->pair_spread = 1;
 }
 
 void td_rec_free(td_recommender *r) {
@@ -57,6 +69,13 @@ void td_rec_free(td_recommender *r) {
   free(r->src);
   free(r->pair);
   free(r->pair_acc);
+  free(r->offd);
+  free(r->pacc);
+  free(r->xarg);
+  free(r->xbest);
+  free(r->xsize);
+  free(r->rows);
+  free(r->yv);
   free(r->nbr);
   free(r->nb_acc);
   free(r->lab_copy);
@@ -88,13 +107,20 @@ static int make_pairs(td_recommender *r, const td_sus_features *f) {
   r->n_pairs = C * C;
   r->pair = malloc(sizeof *r->pair * (size_t)(r->n ? r->n : 1));
   r->pair_acc = malloc(sizeof *r->pair_acc * 2 * (size_t)r->n_pairs);
-  if (!r->pair || !r->pair_acc)
+  r->offd = malloc((size_t)(r->n ? r->n : 1));
+  r->pacc = malloc(sizeof *r->pacc * (size_t)r->n_pairs);
+  r->xarg = malloc(sizeof *r->xarg * (size_t)r->n_pairs);
+  r->xbest = malloc(sizeof *r->xbest * (size_t)r->n_pairs);
+  r->xsize = malloc(sizeof *r->xsize * (size_t)r->n_pairs);
+  if (!r->pair || !r->pair_acc || !r->offd || !r->pacc || !r->xarg ||
+      !r->xbest || !r->xsize)
     return -1;
   for (int64_t i = 0; i < r->n; i++) {
     int y = f->labels[i], e = (int)f->x[i * NF + TD_SUS_EARLY_CLASS];
     y = y < 0 || y >= C ? 0 : y;
     e = e < 0 || e >= C ? y : e;
     r->pair[i] = y * C + e;
+    r->offd[i] = y != e;
   }
   return 0;
 }
@@ -206,7 +232,10 @@ int td_rec_new(const td_sus_features *f, const td_rec_opts *o,
   r->src = calloc((size_t)(n ? n : 1), 1);
   r->hs[0] = malloc((size_t)(n ? n : 1) * sizeof(float));
   r->hi[0] = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
-  if (!r->z || !r->sorted || !r->score || !r->src || !r->hs[0] || !r->hi[0]) {
+  r->rows = malloc((size_t)(n ? n : 1) * sizeof *r->rows);
+  r->yv = malloc((size_t)(n ? n : 1) * sizeof *r->yv);
+  if (!r->z || !r->sorted || !r->score || !r->src || !r->hs[0] || !r->hi[0] ||
+      !r->rows || !r->yv) {
     td_rec_free(r);
     return td_err_set(err, TD_ENOMEM, "recommender: out of memory");
   }
@@ -348,9 +377,11 @@ static int fit_pair_effects(td_recommender *r, const int32_t *rows,
                             const float *y, int64_t J, double *w) {
   int m = r->m, P = r->n_pairs;
   double *beta = r->pair_acc, *cnt = r->pair_acc + P;
+  double kw = r->o.pair_within >= 0 ? r->o.pair_within : r->o.pair_prior;
   float *yy = malloc(sizeof *yy * (size_t)J);
   double *sum = calloc((size_t)P, sizeof *sum);
-  int rc = yy && sum ? 0 : -1;
+  double *bw = calloc((size_t)P, sizeof *bw);
+  int rc = yy && sum && bw ? 0 : -1;
   memset(r->pair_acc, 0, sizeof *r->pair_acc * 2 * (size_t)P);
   /* The pairs first (their raw accept rates about the mean), so that the
    * features explain only what the pairs leave. */
@@ -361,12 +392,12 @@ static int fit_pair_effects(td_recommender *r, const int32_t *rows,
   }
   ybar /= (double)(J ? J : 1);
   for (int64_t j = 0; rc == 0 && j < J; j++)
-    beta[r->pair[rows[j]]] += (double)y[j] - ybar;
+    bw[r->pair[rows[j]]] += (double)y[j] - ybar;
   for (int p = 0; rc == 0 && p < P; p++)
-    beta[p] /= cnt[p] + r->o.pair_prior;
+    bw[p] /= cnt[p] + kw;
   for (int it = 0; it < 5 && rc == 0; it++) {
     for (int64_t j = 0; j < J; j++)
-      yy[j] = y[j] - (float)beta[r->pair[rows[j]]];
+      yy[j] = y[j] - (float)bw[r->pair[rows[j]]];
     if ((rc = fit(r, rows, yy, J, w)) != 0)
       break;
     memset(sum, 0, sizeof *sum * (size_t)P);
@@ -377,19 +408,23 @@ static int fit_pair_effects(td_recommender *r, const int32_t *rows,
         e -= w[a] * (double)zi[a];
       sum[r->pair[rows[j]]] += e;
     }
-    /* A pair nobody judged yet gets the least effect of a judged one:
-     * the model exploits what the user answered, and exploration (not an
-     * extrapolated linear score) reaches the new pairs. */
-    double lo = 0;
-    for (int p = 0; p < P; p++) {
-      beta[p] = sum[p] / (cnt[p] + r->o.pair_prior);
-      lo = cnt[p] > 0 && beta[p] < lo ? beta[p] : lo;
-    }
     for (int p = 0; p < P; p++)
-      beta[p] = cnt[p] > 0 ? beta[p] : lo;
+      bw[p] = sum[p] / (cnt[p] + kw);
   }
+  /* The effects that rank, shrunk towards 0. A pair nobody judged yet gets
+   * the least effect of a judged one: the model exploits what the user
+   * answered, and exploration (not an extrapolated linear score) reaches
+   * the new pairs. */
+  double lo = 0;
+  for (int p = 0; rc == 0 && p < P; p++) {
+    beta[p] = sum[p] / (cnt[p] + r->o.pair_prior);
+    lo = cnt[p] > 0 && beta[p] < lo ? beta[p] : lo;
+  }
+  for (int p = 0; rc == 0 && p < P; p++)
+    beta[p] = cnt[p] > 0 ? beta[p] : lo;
   free(yy);
   free(sum);
+  free(bw);
   return rc;
 }
 
@@ -460,36 +495,26 @@ static int heap_sort(top_k *h) {
  * samples of one label behaving like one other class is what systematic
  * label noise looks like), one per pair. h holds the round's top cnt, best
  * first; returns the new count. */
-static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
-                   top_k *h, int cnt) {
-  int ne = h->k / 10, C = r->C, m = r->m;
-  if (ne < 1 || cnt < h->k)
-    return cnt;
+static int explore(td_recommender *r, top_k *h, int cnt) {
+  int ne = h->k / 10, C = r->C;
   const double *tot = r->pair_acc + r->n_pairs;
-  float *best = malloc(sizeof *best * (size_t)r->n_pairs);
-  int32_t *arg = malloc(sizeof *arg * (size_t)r->n_pairs);
-  int64_t *size = calloc((size_t)r->n_pairs, sizeof *size);
-  if (!best || !arg || !size) { /* exploration is optional */
-    free(best);
-    free(arg);
-    free(size);
+  if (r->o.explore == 2 && ne > 0) {
+    /* as many places as exploration has paid: the share of the judged
+     * off-diagonal pairs the user wanted (accept rate >= 1/2) */
+    int good = 0, judged = 0;
+    for (int p = 0; p < r->n_pairs; p++)
+      if (p / C != p % C && tot[p] >= 2) {
+        judged++;
+        good += r->pacc[p] >= 0.5 * tot[p];
+      }
+    double rho = (good + 1.0) / (judged + 2.0);
+    ne = (int)floor(ne * fmin(1.0, 2.0 * rho) + 0.5);
+  }
+  if (ne < 1 || cnt < h->k || r->o.explore == 0)
     return cnt;
-  }
-  for (int p = 0; p < r->n_pairs; p++)
-    arg[p] = -1;
-  for (int64_t i = 0; i < r->n; i++) {
-    int p = r->pair[i];
-    if (verdict[i] >= 0 || tot[p] >= 2 || p / C == p % C)
-      continue;
-    float s1 = 0;
-    for (int a = 0; a < m; a++)
-      s1 += uf[a] * r->z[i * m + a];
-    size[p]++;
-    if (arg[p] < 0 || s1 > best[p]) {
-      best[p] = s1;
-      arg[p] = (int32_t)i;
-    }
-  }
+  float *best = r->xbest;
+  int32_t *arg = r->xarg;
+  const int64_t *size = r->xsize;
   /* the ne largest pairs replace the round's last places (not already in) */
   for (int e = 0; e < ne; e++) {
     int bp = -1;
@@ -507,10 +532,55 @@ static int explore(td_recommender *r, const int8_t *verdict, const float *uf,
     }
     arg[bp] = -1;
   }
-  free(best);
-  free(arg);
-  free(size);
   return cnt;
+}
+
+/* Spreads a model-ranked round over the class pairs: a pair gets at most
+ * max(⌊k/10⌋, 2 × its accepts so far) places, so a pair the user accepted
+ * twice cannot take a whole round on a fitted model's say-so (it did: 39
+ * places, 0 right, on the 60k asymmetric run), while pairs that keep being
+ * accepted double their share each round. h holds the best cnt (more than
+ * k), best first; the first k that fit the quotas move to the front, topped
+ * up by the best of the rest when the quotas leave places. Returns the new
+ * count. */
+static int spread_pairs(td_recommender *r, top_k *h, int cnt, int k) {
+  int P = r->n_pairs;
+  const int32_t *acc = r->pacc;
+  int32_t *in = calloc((size_t)P, sizeof *in);
+  int32_t *ti = malloc(sizeof *ti * (size_t)(cnt ? cnt : 1));
+  float *ts = malloc(sizeof *ts * (size_t)(cnt ? cnt : 1));
+  uint8_t *took = calloc((size_t)(cnt ? cnt : 1), 1);
+  int out = 0;
+  if (!in || !ti || !ts || !took) { /* the spread is optional */
+    out = cnt < k ? cnt : k;
+    goto done;
+  }
+  for (int j = 0; j < cnt && out < k; j++) {
+    int p = r->pair[h->i[j]], quota = 2 * acc[p];
+    if (quota < k / 10)
+      quota = k / 10;
+    if (in[p] < quota) {
+      in[p]++;
+      took[j] = 1;
+      ti[out] = h->i[j];
+      ts[out++] = h->s[j];
+    }
+  }
+  for (int j = 0; j < cnt && out < k; j++)
+    if (!took[j]) {
+      ti[out] = h->i[j];
+      ts[out++] = h->s[j];
+    }
+  memcpy(h->i, ti, sizeof *ti * (size_t)out);
+  memcpy(h->s, ts, sizeof *ts * (size_t)out);
+done:
+  free(in);
+  free(ti);
+  free(ts);
+  free(took);
+  h->k = k;
+  h->n = out;
+  return out;
 }
 
 int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
@@ -519,7 +589,16 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   int64_t n = r->n, na = 0, nr = 0;
   /* accepted / judged of what each arm recommended: [0] prior, [1] model */
   double hit[2] = {0, 0}, tot[2] = {0, 0};
+  if (r->pair)
+    memset(r->pacc, 0, sizeof *r->pacc * (size_t)r->n_pairs);
+  int64_t J = 0; /* the judged samples and their answers */
   for (int64_t i = 0; i < n; i++) {
+    if (verdict[i] == 0 || verdict[i] == 1) {
+      r->rows[J] = (int32_t)i;
+      r->yv[J++] = verdict[i];
+    }
+    if (r->pair && verdict[i] == 1)
+      r->pacc[r->pair[i]]++;
     na += verdict[i] == 1;
     nr += verdict[i] == 0;
     if (verdict[i] >= 0 && r->src[i]) {
@@ -531,36 +610,24 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   memcpy(v, r->prior, sizeof v);
   int used = 0;
   if (na > 0 && nr > 0) {
-    int32_t *rows = malloc((size_t)(na + nr) * sizeof *rows);
-    float *y = malloc((size_t)(na + nr) * sizeof *y);
     double w[NF + 1];
-    int64_t J = 0;
-    if (rows && y) {
-      for (int64_t i = 0; i < n; i++)
-        if (verdict[i] == 0 || verdict[i] == 1) {
-          rows[J] = (int32_t)i;
-          y[J++] = verdict[i];
-        }
-      int ok =
-          r->pair ? fit_pair_effects(r, rows, y, J, w) : fit(r, rows, y, J, w);
-      if (ok == 0) {
-        double q = quad(r, w);
-        if (r->pair && q > 1e-18)
-          for (int p = 0; p < r->n_pairs; p++)
-            r->pair_acc[p] /= sqrt(q);
-        if (q > 1e-18) {
-          used = 1;
-          /* Standardised over all samples, so `blend` weighs the fitted
-           * model against the prior in the same units. */
-          for (int a = 0; a < m; a++)
-            v[a] = r->o.adaptive || r->o.blend < 0
-                       ? w[a] / sqrt(q)
-                       : r->prior[a] + r->o.blend * w[a] / sqrt(q);
-        }
-      }
+    const int32_t *rows = r->rows;
+    const float *y = r->yv;
+    int ok =
+        r->pair ? fit_pair_effects(r, rows, y, J, w) : fit(r, rows, y, J, w);
+    double q = ok == 0 ? quad(r, w) : 0;
+    if (r->pair && q > 1e-18)
+      for (int p = 0; p < r->n_pairs; p++)
+        r->pair_acc[p] /= sqrt(q);
+    if (q > 1e-18) {
+      used = 1;
+      /* Standardised over all samples, so `blend` weighs the fitted
+       * model against the prior in the same units. */
+      for (int a = 0; a < m; a++)
+        v[a] = r->o.adaptive || r->o.blend < 0
+                   ? w[a] / sqrt(q)
+                   : r->prior[a] + r->o.blend * w[a] / sqrt(q);
     }
-    free(rows);
-    free(y);
   }
   /* Which score ranks this round. With `adaptive`, the prior keeps the
    * round while the user accepts more than 80 % of what it picked
@@ -579,7 +646,9 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     arm = 1;
   const double *u = arm ? v : r->prior;
   float *sc = score ? score : r->score;
-  top_k h = {r->hs[0], r->hi[0], 0, k};
+  int spread = arm && r->pair && used && r->o.pair_spread;
+  int kh = spread ? (8 * (int64_t)k < n ? 8 * k : (int)n) : k;
+  top_k h = {r->hs[0], r->hi[0], 0, kh > k ? kh : k};
   float uf[NF];
   for (int a = 0; a < m; a++)
     uf[a] = (float)u[a];
@@ -595,13 +664,23 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
   float cap = INFINITY;
   if (pairs && used) {
     cap = -INFINITY;
-    for (int64_t i = 0; i < n; i++)
-      if (verdict[i] >= 0) {
-        float s1 = 0;
-        for (int a = 0; a < m; a++)
-          s1 += uf[a] * r->z[i * m + a];
-        cap = s1 > cap ? s1 : cap;
-      }
+    for (int64_t j = 0; j < J; j++) {
+      const float *zi = r->z + (int64_t)r->rows[j] * m;
+      float s1 = 0;
+      for (int a = 0; a < m; a++)
+        s1 += uf[a] * zi[a];
+      cap = s1 > cap ? s1 : cap;
+    }
+  }
+  /* Exploration's candidates are gathered in the same pass: per
+   * off-diagonal pair judged fewer than twice, its best unjudged sample by
+   * the linear score and how many it has unjudged. */
+  int ex = pairs && r->o.explore;
+  const double *ptot = r->pair ? r->pair_acc + r->n_pairs : NULL;
+  if (ex) {
+    memset(r->xsize, 0, sizeof *r->xsize * (size_t)r->n_pairs);
+    for (int p = 0; p < r->n_pairs; p++)
+      r->xarg[p] = -1;
   }
   for (int64_t i = 0; i < n; i++) {
     if (verdict[i] >= 0)
@@ -610,6 +689,14 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     float s1 = 0;
     for (int a = 0; a < m; a++)
       s1 += uf[a] * zi[a];
+    if (ex && r->offd[i] && ptot[r->pair[i]] < 2) {
+      int p = r->pair[i];
+      r->xsize[p]++;
+      if (r->xarg[p] < 0 || s1 > r->xbest[p]) {
+        r->xbest[p] = s1;
+        r->xarg[p] = (int32_t)i;
+      }
+    }
     if (s1 > cap)
       s1 = cap + 0.01f * (s1 - cap);
     if (pairs)
@@ -619,8 +706,10 @@ int td_rec_next(td_recommender *r, const int8_t *verdict, int k, int32_t *idx,
     heap_push(&h, s1, (int32_t)i);
   }
   int cnt = heap_sort(&h);
-  if (pairs)
-    cnt = explore(r, verdict, uf, &h, cnt);
+  if (spread)
+    cnt = spread_pairs(r, &h, cnt, k);
+  if (ex)
+    cnt = explore(r, &h, cnt);
   for (int j = 0; j < cnt; j++) {
     idx[j] = h.i[j];
     sc[j] = h.s[j];
