@@ -243,6 +243,7 @@ static int64_t claim_chunks(td__recorder *r, int slot, int64_t most) {
     if (k >= r->n_chunks)
       break;
     run_chunk(r, k, slot);
+    atomic_fetch_add(&r->chunks_done, 1);
     done++;
   }
   r->slot_cpu[slot] += thread_cpu_now() - c0;
@@ -268,15 +269,17 @@ static void eval_foreground(td__recorder *r) {
   r->eval_seconds += td_now() - t0;
 }
 
-/* After every chunk has run: the losses and accuracies, and the CPU time. */
-static void eval_finish(td__recorder *r) {
+/* After every chunk has run: the losses and accuracies. */
+static void eval_stats(td__recorder *r) {
   const td__split *sp[3] = {&r->train, &r->test, &r->ood};
   td__split_eval *ev[3] = {&r->ev_train, &r->ev_test, &r->ev_ood};
-  double c0 = thread_cpu_now();
   for (int k = 0; k < 3; k++)
     if (sp[k]->n)
       record_stats(sp[k], r->n_classes, ev[k]);
-  r->eval_cpu_seconds += thread_cpu_now() - c0;
+}
+
+/* After the pass, with no thread left on it: its CPU time. */
+static void eval_cpu(td__recorder *r) {
   for (int i = 0; i < r->n_slots; i++)
     r->eval_cpu_seconds += r->slot_cpu[i];
 }
@@ -305,6 +308,13 @@ static void *job_main(void *arg) {
     claim_chunks(r, 0, r->bg_max);
     atomic_fetch_add(&r->bg_cpu_ns, (long long)(1e9 * (r->slot_cpu[0] - c0)));
     td_blas_single_end();
+    /* every chunk done before the trainer came for them: the epoch is
+     * written now rather than by the next job, an epoch later */
+    if (atomic_load(&r->chunks_done) == r->n_chunks) {
+      eval_stats(r);
+      r->rc = write_epoch(r, r->snap, &r->cur);
+      r->bg_wrote = 1;
+    }
   }
   r->busy_seconds += td_now() - t0;
   return NULL;
@@ -332,8 +342,9 @@ static int finish_job(td__recorder *r) {
   r->running = 0;
   if (r->bg_eval) {
     r->eval_seconds += td_now() - t0; /* the job thread's last chunk */
-    if (r->rc == TD_OK) {
-      eval_finish(r);
+    eval_cpu(r);
+    if (r->rc == TD_OK && !r->bg_wrote) {
+      eval_stats(r);
       r->unwritten = 1;
     }
   }
@@ -344,6 +355,7 @@ static int finish_job(td__recorder *r) {
  * background if bg_eval. Without a thread, the trainer does both. */
 static int start_job(td__recorder *r) {
   r->write_done = 0;
+  r->bg_wrote = 0;
   if (pthread_create(&r->thread, NULL, job_main, r) == 0) {
     r->running = 1;
     return TD_OK;
@@ -351,7 +363,8 @@ static int start_job(td__recorder *r) {
   r->rc = r->w_net ? write_epoch(r, r->w_net, r->w_ep) : TD_OK;
   if (r->rc == TD_OK && r->bg_eval) {
     eval_foreground(r);
-    eval_finish(r);
+    eval_stats(r);
+    eval_cpu(r);
     r->unwritten = 1;
   }
   return r->rc;
@@ -407,6 +420,7 @@ static int prepare_pass(td__recorder *r) {
                                             TD_NET_INFER_CHUNK;
   r->n_chunks = r->chunks0[3];
   atomic_store(&r->next_chunk, 0);
+  atomic_store(&r->chunks_done, 0);
   for (int i = 0; i < r->n_slots; i++)
     r->slot_cpu[i] = 0;
   if (td_net_infer_begin(r->infer, r->n_slots) != TD_OK)
@@ -466,7 +480,8 @@ int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
     return rc;
   } else if (!bg) { /* at once, on every core; the thread only writes */
     eval_foreground(r);
-    eval_finish(r);
+    eval_stats(r);
+    eval_cpu(r);
   }
   if (!bg) {
     r->w_net = r->snap;
@@ -510,6 +525,7 @@ int td__recorder_init(td__recorder *r, const td_net *net, td_optim *opt,
   pthread_cond_init(&r->cv, NULL);
   r->ready = 1;
   atomic_init(&r->next_chunk, 0);
+  atomic_init(&r->chunks_done, 0);
   atomic_init(&r->bg_cpu_ns, 0);
   /* TD_RECORD_PLAIN=1 records through td_net_predict instead (bench_train
    * compares the two in one invocation), in the foreground */

@@ -56,6 +56,7 @@ typedef struct td__recorder {
   int64_t bg_max; /* most chunks the job thread takes (tests; default all) */
   int bg_eval;    /* the current job evaluates in the background */
   int unwritten;  /* snap/cur are evaluated, not yet written */
+  int bg_wrote;   /* the job thread got through the pass and wrote it */
   /* the snapshot being evaluated: weights and batchnorm's running
    * statistics at the end of the epoch, and its inference context */
   td_net *snap;
@@ -70,7 +71,7 @@ typedef struct td__recorder {
   /* the pass in chunks of TD_NET_INFER_CHUNK rows over the three splits,
    * claimed by whichever thread comes first: each chunk's bytes do not
    * depend on who runs it */
-  atomic_llong next_chunk;
+  atomic_llong next_chunk, chunks_done;
   int64_t n_chunks, chunks0[4]; /* chunks0[k]: first chunk of split k */
   int n_slots;                  /* inference buffers: job thread + pool */
   double *slot_cpu;             /* CPU seconds per slot, this job */
@@ -129,13 +130,14 @@ void td__recorder_free(td__recorder *r);
  * trainer's threads take the chunks the job thread has not), snapshots net,
  * opt and rng, and hands the epoch to the job thread. In overlap mode (the
  * default; TD_RECORD_OVERLAP=0 turns it off) the job thread writes the
- * previous epoch and then evaluates this one beside the next epoch's
- * training — at SCHED_IDLE where the trainer uses every core, so it takes
- * only what training leaves idle — and the trainer finishes whatever is
- * left when the next epoch ends. Otherwise, and for the `last` epoch, the
- * trainer evaluates the snapshot at once on every core and the job thread
- * only writes it. The arrays are the same bytes either way, and an epoch
- * is committed only once written. TD_OK, or an error in r->err. */
+ * previous epoch if it is waiting, then evaluates this one beside the
+ * next epoch's training (and writes it, if it gets through the pass) — at
+ * SCHED_IDLE where the trainer uses every core, so it takes only what training
+ * leaves idle — and the trainer finishes whatever is left when the next epoch
+ * ends. Otherwise, and for the `last` epoch, the trainer evaluates the snapshot
+ * at once on every core and the job thread only writes it. The arrays are the
+ * same bytes either way, and an epoch is committed only once written. TD_OK, or
+ * an error in r->err. */
 TD_NODISCARD int td__recorder_start(td__recorder *r, const td_net *net,
                                     td_optim *opt, const td_rng *rng, int epoch,
                                     double seconds, double lr, double inflight,

@@ -690,13 +690,17 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
-    res->train_cpu_seconds += td__cpu_now() - td__recorder_bg_cpu(&rec) - c0;
+    res->train_cpu_seconds +=
+        td__cpu_now() - td__recorder_bg_cpu(&rec) - c0;
     res->train_seconds += secs;
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
     if (o->out) {
+      double w0 = td_now();
       rc = td__recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
                               td_optim_lr(s.opt), inflight, ep == o->epochs);
+      if (ep < o->epochs)
+        res->record_blocked_seconds += td_now() - w0;
       if (rc != TD_OK) {
         *err = rec.err;
         goto done;
