@@ -52,7 +52,6 @@ typedef struct td__recorder {
   pthread_t thread;
   int running;
   int overlap;    /* evaluate on the job thread, beside the next epoch */
-  int bg_idle;    /* ... at SCHED_IDLE (the trainer uses every core) */
   int64_t bg_max; /* most chunks the job thread takes (tests; default all) */
   int bg_eval;    /* the current job evaluates in the background */
   int unwritten;  /* snap/cur are evaluated, not yet written */
@@ -128,16 +127,16 @@ void td__recorder_free(td__recorder *r);
 
 /* Records epoch `epoch` of net: finishes the previous epoch's pass (the
  * trainer's threads take the chunks the job thread has not), snapshots net,
- * opt and rng, and hands the epoch to the job thread. In overlap mode (the
- * default; TD_RECORD_OVERLAP=0 turns it off) the job thread writes the
- * previous epoch if it is waiting, then evaluates this one beside the
- * next epoch's training (and writes it, if it gets through the pass) — at
- * SCHED_IDLE where the trainer uses every core, so it takes only what training
- * leaves idle — and the trainer finishes whatever is left when the next epoch
- * ends. Otherwise, and for the `last` epoch, the trainer evaluates the snapshot
- * at once on every core and the job thread only writes it. The arrays are the
- * same bytes either way, and an epoch is committed only once written. TD_OK, or
- * an error in r->err. */
+ * opt and rng, and hands the epoch to the job thread. In overlap mode (where
+ * the trainer leaves a core idle, td_threads() below the CPUs;
+ * TD_RECORD_OVERLAP=0|1 forces the choice) the job thread writes the
+ * previous epoch if it is waiting, then evaluates this one on one thread
+ * beside the next epoch's training and writes it if it gets through the
+ * pass; the trainer finishes whatever is left when the next epoch ends.
+ * Otherwise, and for the `last` epoch, the trainer evaluates the snapshot at
+ * once on every core and the job thread only writes it. The arrays are the
+ * same bytes either way, and an epoch is committed only once written. TD_OK,
+ * or an error in r->err. */
 TD_NODISCARD int td__recorder_start(td__recorder *r, const td_net *net,
                                     td_optim *opt, const td_rng *rng, int epoch,
                                     double seconds, double lr, double inflight,
