@@ -302,6 +302,20 @@ void td_net_infer_free(td_net_infer *inf);
 TD_NODISCARD int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n,
                                   float *out, int tap_layer, float *tap);
 
+/* td_net_infer_run in pieces, for callers that hand out the rows themselves
+ * (the recorder shares a pass between a background thread and the
+ * foreground's). td_net_infer_begin takes the net's current parameters and
+ * makes buffers for `slots` threads (TD_OK or TD_ENOMEM); then any thread
+ * may run td_net_infer_rows on a slot of its own (one thread per slot at a
+ * time) for rows [r0, r0+m), r0 a multiple of TD_NET_INFER_CHUNK: each
+ * chunk of rows gets the bytes td_net_infer_run gives it, whoever runs it.
+ * out, tap: the whole arrays, indexed by row as in td_net_infer_run. The
+ * caller brackets the calls with td_blas_single_begin/end. */
+#define TD_NET_INFER_CHUNK 512
+TD_NODISCARD int td_net_infer_begin(td_net_infer *inf, int slots);
+void td_net_infer_rows(td_net_infer *inf, int slot, const float *x, int64_t r0,
+                       int64_t m, float *out, int tap_layer, float *tap);
+
 /* ---- loss -----------------------------------------------------------------
  */
 

@@ -118,7 +118,11 @@ typedef struct td_train_result {
                                      overlap with training where the trainer
                                      leaves cores idle, docs/engine.md) */
   double train_cpu_seconds;       /* process CPU time of the training loops */
-  double record_eval_cpu_seconds; /* process CPU time of the forward passes */
+  double record_eval_cpu_seconds; /* CPU time of the forward passes, on
+                                     whichever thread they ran */
+  double record_blocked_seconds;  /* wall time training waited for the
+                                     recorder after each epoch but the last
+                                     (whose recording nothing overlaps) */
   double final_train_acc, final_test_acc, final_test_loss;
   int64_t n_flipped;
 } td_train_result;

@@ -25,7 +25,7 @@
 #include "net_internal.h"
 #include "tardis/parallel.h"
 
-#define INFER_CHUNK 512
+#define INFER_CHUNK TD_NET_INFER_CHUNK
 #define INFER_GROUP 4
 
 /* One thread's buffers. */
@@ -289,18 +289,11 @@ static void infer_cb(void *ctx, int64_t begin, int64_t end, int tid) {
                 (int)(end - r < INFER_CHUNK ? end - r : INFER_CHUNK));
 }
 
-int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n, float *out,
-                     int tap_layer, float *tap) {
+int td_net_infer_begin(td_net_infer *inf, int slots) {
   const td_net *net = inf->net;
-  TD_ASSERT(n >= 0 && tap_layer >= -1 && tap_layer < net->n_layers);
-  if (n == 0 || (!out && (!tap || tap_layer < 0)))
-    return TD_OK;
-  infer_job j = {inf, x, out, tap_layer >= 0 ? tap : NULL, tap_layer};
-  int64_t chunks = (n + INFER_CHUNK - 1) / INFER_CHUNK;
-  int nt = td_threads() < chunks ? td_threads() : (int)chunks;
-  if (ensure_threads(inf, nt) != TD_OK)
+  if (ensure_threads(inf, slots) != TD_OK)
     return TD_ENOMEM;
-  for (int t = 0; t < nt; t++)
+  for (int t = 0; t < inf->n_threads; t++)
     td_net_ws_set_training(inf->th[t].ws, 0, 0);
   for (int l = 0; l < net->n_layers; l++) { /* the net's current weights */
     const float *w = net->params + net->layers[l].off;
@@ -311,6 +304,29 @@ int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n, float *out,
     if (inf->U[l])
       td__wino_weights(&net->layers[l], w, inf->U[l]);
   }
+  return TD_OK;
+}
+
+void td_net_infer_rows(td_net_infer *inf, int slot, const float *x, int64_t r0,
+                       int64_t m, float *out, int tap_layer, float *tap) {
+  TD_ASSERT(slot >= 0 && slot < inf->n_threads && r0 >= 0 && m >= 0 &&
+            r0 % TD_NET_INFER_CHUNK == 0 && tap_layer >= -1 &&
+            tap_layer < inf->net->n_layers);
+  infer_job j = {inf, x, out, tap_layer >= 0 ? tap : NULL, tap_layer};
+  infer_cb(&j, r0, r0 + m, slot);
+}
+
+int td_net_infer_run(td_net_infer *inf, const float *x, int64_t n, float *out,
+                     int tap_layer, float *tap) {
+  const td_net *net = inf->net;
+  TD_ASSERT(n >= 0 && tap_layer >= -1 && tap_layer < net->n_layers);
+  if (n == 0 || (!out && (!tap || tap_layer < 0)))
+    return TD_OK;
+  infer_job j = {inf, x, out, tap_layer >= 0 ? tap : NULL, tap_layer};
+  int64_t chunks = (n + INFER_CHUNK - 1) / INFER_CHUNK;
+  int nt = td_threads() < chunks ? td_threads() : (int)chunks;
+  if (td_net_infer_begin(inf, nt) != TD_OK)
+    return TD_ENOMEM;
   /* as td_net_predict: parallel over chunks, each GEMM on one BLAS thread */
   td_blas_single_begin();
   if (nt == 1)

@@ -25,16 +25,8 @@ double td__cpu_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int td__record_eval(const td_net *net, td_net_infer *infer, const td__split *s,
-                    int C, td__split_eval *ev) {
-  if (s->n == 0)
-    return TD_OK;
-  int tap = td__model_repr_layer(net);
-  int rc = infer
-               ? td_net_infer_run(infer, s->x, s->n, ev->logits, tap, ev->repr)
-               : td_net_predict(net, s->x, s->n, ev->logits, tap, ev->repr);
-  if (rc != TD_OK)
-    return rc;
+/* Per-sample losses, mean loss and accuracies of split s from its logits. */
+static void record_stats(const td__split *s, int C, td__split_eval *ev) {
   int64_t correct = 0, correct_truth = 0;
   double loss_sum = 0;
   for (int64_t b = 0; b < s->n; b += RECORD_CHUNK) {
@@ -57,7 +49,19 @@ int td__record_eval(const td_net *net, td_net_infer *infer, const td__split *s,
   ev->mean_loss = loss_sum / (double)s->n;
   ev->acc = (double)correct / (double)s->n;
   ev->acc_truth = (double)correct_truth / (double)s->n;
-  return TD_OK;
+}
+
+int td__record_eval(const td_net *net, td_net_infer *infer, const td__split *s,
+                    int C, td__split_eval *ev) {
+  if (s->n == 0)
+    return TD_OK;
+  int tap = td__model_repr_layer(net);
+  int rc = infer
+               ? td_net_infer_run(infer, s->x, s->n, ev->logits, tap, ev->repr)
+               : td_net_predict(net, s->x, s->n, ev->logits, tap, ev->repr);
+  if (rc == TD_OK)
+    record_stats(s, C, ev);
+  return rc;
 }
 
 static int add_f32(td_epoch_writer *w, const char *name, float *data,
@@ -110,16 +114,18 @@ static json_t *task_acc_json(const td__recorder *r, const td__split *s,
 
 /* The continual-learning part of an epoch: epoch.json's task and per-task
  * accuracies, and trained.npy. */
-static int write_continual(td__recorder *r, td_epoch_writer *w, json_t *meta) {
+static int write_continual(td__recorder *r, const td__rec_epoch *e,
+                           td_epoch_writer *w, json_t *meta) {
   json_t *acc = json_object();
   json_object_set_new(acc, "train", task_acc_json(r, &r->train, &r->ev_train));
   if (r->test.n)
     json_object_set_new(acc, "test", task_acc_json(r, &r->test, &r->ev_test));
-  json_object_set_new(meta, "task", json_integer(r->task));
-  json_object_set_new(meta, "n_trained", json_integer(r->n_trained));
+  json_object_set_new(meta, "task", json_integer(e->task));
+  json_object_set_new(meta, "n_trained", json_integer(e->n_trained));
   json_object_set_new(meta, "task_acc", acc);
   td_array a;
-  td_array_wrap(&a, TD_I32, 1, &r->n_trained, r->trained);
+  int64_t n = e->n_trained;
+  td_array_wrap(&a, TD_I32, 1, &n, e->trained);
   return td_epoch_add_array(w, "trained.npy", &a, &r->err);
 }
 
@@ -132,41 +138,42 @@ static int write_selection(td__recorder *r, td_epoch_writer *w, json_t *meta) {
 }
 
 /* The checkpoint (model/) and the trainer state (trainer/) of the epoch. */
-static int write_checkpoint(td__recorder *r, td_epoch_writer *w) {
+static int write_checkpoint(td__recorder *r, const td_net *net,
+                            const td__rec_epoch *e, td_epoch_writer *w) {
   char path[TD_PATH_MAX];
   int rc = td_pathf(path, sizeof path, &r->err, "%s/model", td_epoch_path(w));
   if (!rc)
-    rc = td_net_save(r->snap, path, &r->err);
+    rc = td_net_save(net, path, &r->err);
   if (!rc)
-    rc = td__state_save(td_epoch_path(w), r->epoch, &r->rng, r->optimizer,
-                        r->opt_steps, r->opt_snap, td_net_n_params(r->snap),
-                        &r->err);
+    rc = td__state_save(td_epoch_path(w), e->epoch, &e->rng, r->optimizer,
+                        e->opt_steps, (float *const *)e->opt_snap,
+                        td_net_n_params(net), &r->err);
   return rc;
 }
 
-static int write_epoch(td__recorder *r) {
+/* Writes epoch e of net (evaluated into r's arrays) and commits it. */
+static int write_epoch(td__recorder *r, td_net *net, const td__rec_epoch *e) {
   td_err *err = &r->err;
   int C = r->n_classes, D = r->repr_dim;
   int rc;
   td_epoch_writer *w;
-  if ((rc = td_epoch_begin(r->run_dir, r->epoch, &w, err)) != TD_OK)
+  if ((rc = td_epoch_begin(r->run_dir, e->epoch, &w, err)) != TD_OK)
     return rc;
   const td__split_eval *et = &r->ev_train, *ev = &r->ev_test;
-  json_t *meta = json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", r->epoch,
+  json_t *meta = json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", e->epoch,
                            "train_loss", et->mean_loss, "train_acc", et->acc,
-                           "seconds", r->seconds, "lr", r->lr);
-  if (!isnan(r->inflight_loss)) /* epoch 0 of a child run trained nothing */
+                           "seconds", e->seconds, "lr", e->lr);
+  if (!isnan(e->inflight_loss)) /* epoch 0 of a child run trained nothing */
     json_object_set_new(meta, "train_loss_inflight",
-                        json_real(r->inflight_loss));
+                        json_real(e->inflight_loss));
   if (r->train.truth)
     json_object_set_new(meta, "train_acc_clean", json_real(et->acc_truth));
   if (r->test.n) {
     json_object_set_new(meta, "test_loss", json_real(ev->mean_loss));
     json_object_set_new(meta, "test_acc", json_real(ev->acc));
   }
-  int L = td_net_n_layers(r->snap);
-  const float *hw = td_net_weight(r->snap, L - 1),
-              *hb = td_net_bias(r->snap, L - 1);
+  int L = td_net_n_layers(net);
+  const float *hw = td_net_weight(net, L - 1), *hb = td_net_bias(net, L - 1);
   int hdims[2] = {D, C};
   const int32_t *ri = r->rec_idx;
   int64_t nr = r->n_rec, ntr = r->train.n;
@@ -185,8 +192,8 @@ static int write_epoch(td__recorder *r) {
                     (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits,
                                   r->ood.n, C, err)))) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
-      (r->cl && (rc = write_continual(r, w, meta))) ||
-      (!r->cl && r->sel && r->epoch > 0 &&
+      (r->cl && (rc = write_continual(r, e, w, meta))) ||
+      (!r->cl && r->sel && e->epoch > 0 &&
        (rc = write_selection(r, w, meta))) ||
       (rc = td__epoch_add_json(w, "epoch.json", meta, err))) {
     json_decref(meta);
@@ -194,95 +201,284 @@ static int write_epoch(td__recorder *r) {
     return rc;
   }
   json_decref(meta);
-  if (r->save_model && (rc = write_checkpoint(r, w)) != TD_OK) {
+  if (r->save_model && (rc = write_checkpoint(r, net, e, w)) != TD_OK) {
     td_epoch_abort(w);
     return rc;
   }
   return td_epoch_commit(w, err);
 }
 
-/* The three splits' evaluation, timed into the recorder. */
-static int eval_all(td__recorder *r) {
-  double t0 = td_now(), c0 = td__cpu_now();
-  int rc =
-      td__record_eval(r->snap, r->infer, &r->train, r->n_classes, &r->ev_train);
-  if (rc == TD_OK)
-    rc =
-        td__record_eval(r->snap, r->infer, &r->test, r->n_classes, &r->ev_test);
-  if (rc == TD_OK)
-    rc = td__record_eval(r->snap, r->infer, &r->ood, r->n_classes, &r->ev_ood);
-  r->eval_seconds += td_now() - t0;
-  if (!r->job_overlaps) /* overlapped, the process CPU is the trainer's too */
-    r->eval_cpu_seconds += td__cpu_now() - c0;
-  if (rc != TD_OK)
-    return td_err_set(&r->err, rc, "out of memory while recording");
-  return TD_OK;
+/* ---- the pass in chunks -------------------------------------------------- */
+
+static double thread_cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void *recorder_main(void *arg) {
+/* Chunk k of the pass: TD_NET_INFER_CHUNK rows of one split (the same
+ * chunks td_net_infer_run would make of each split), on buffer slot
+ * `slot`. */
+static void run_chunk(td__recorder *r, int64_t k, int slot) {
+  const td__split *sp[3] = {&r->train, &r->test, &r->ood};
+  td__split_eval *ev[3] = {&r->ev_train, &r->ev_test, &r->ev_ood};
+  int s = 0;
+  while (k >= r->chunks0[s + 1])
+    s++;
+  int64_t r0 = (k - r->chunks0[s]) * TD_NET_INFER_CHUNK;
+  int64_t m =
+      sp[s]->n - r0 < TD_NET_INFER_CHUNK ? sp[s]->n - r0 : TD_NET_INFER_CHUNK;
+  td_net_infer_rows(r->infer, slot, sp[s]->x, r0, m, ev[s]->logits,
+                    td__model_repr_layer(r->snap), ev[s]->repr);
+}
+
+/* Runs chunks on `slot` until none is left or `most` are done; the
+ * thread's CPU time goes to the slot. Returns the chunks run. */
+static int64_t claim_chunks(td__recorder *r, int slot, int64_t most) {
+  double c0 = thread_cpu_now();
+  int64_t done = 0;
+  while (done < most) {
+    int64_t k = atomic_fetch_add(&r->next_chunk, 1);
+    if (k >= r->n_chunks)
+      break;
+    run_chunk(r, k, slot);
+    atomic_fetch_add(&r->chunks_done, 1);
+    done++;
+  }
+  r->slot_cpu[slot] += thread_cpu_now() - c0;
+  return done;
+}
+
+static void help_cb(void *ctx, int64_t begin, int64_t end, int tid) {
+  td__recorder *r = ctx;
+  for (int64_t i = begin; i < end; i++)
+    claim_chunks(r, 1 + tid, INT64_MAX);
+}
+
+/* The trainer's threads take every chunk not yet claimed (slots 1..). */
+static void eval_foreground(td__recorder *r) {
+  double t0 = td_now();
+  int nt = td_threads() < r->n_slots - 1 ? td_threads() : r->n_slots - 1;
+  td_blas_single_begin();
+  if (nt <= 1)
+    claim_chunks(r, 1, INT64_MAX);
+  else
+    td_parallel_for(nt, 1, help_cb, r);
+  td_blas_single_end();
+  r->eval_seconds += td_now() - t0;
+}
+
+/* After every chunk has run: the losses and accuracies. */
+static void eval_stats(td__recorder *r) {
+  const td__split *sp[3] = {&r->train, &r->test, &r->ood};
+  td__split_eval *ev[3] = {&r->ev_train, &r->ev_test, &r->ev_ood};
+  for (int k = 0; k < 3; k++)
+    if (sp[k]->n)
+      record_stats(sp[k], r->n_classes, ev[k]);
+}
+
+/* After the pass, with no thread left on it: its CPU time. */
+static void eval_cpu(td__recorder *r) {
+  for (int i = 0; i < r->n_slots; i++)
+    r->eval_cpu_seconds += r->slot_cpu[i];
+}
+
+static void *job_main(void *arg) {
   td__recorder *r = arg;
   double t0 = td_now();
-  r->rc = TD_OK;
-  if (r->job_overlaps) {
-    /* the forward pass on this thread alone, beside the next epoch: the
-     * results do not depend on the thread count */
+  int rc = r->w_net ? write_epoch(r, r->w_net, r->w_ep) : TD_OK;
+  pthread_mutex_lock(&r->mu);
+  r->rc = rc;
+  r->write_done = 1;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  if (rc == TD_OK && r->bg_eval) {
     td_set_thread_threads(1);
-    r->rc = eval_all(r);
+    td_blas_single_begin();
+    double c0 = r->slot_cpu[0];
+    claim_chunks(r, 0, r->bg_max);
+    atomic_fetch_add(&r->bg_cpu_ns, (long long)(1e9 * (r->slot_cpu[0] - c0)));
+    td_blas_single_end();
+    /* every chunk done before the trainer came for them: the epoch is
+     * written now rather than by the next job, an epoch later */
+    if (atomic_load(&r->chunks_done) == r->n_chunks) {
+      eval_stats(r);
+      r->rc = write_epoch(r, r->snap, &r->cur);
+      r->bg_wrote = 1;
+    }
   }
-  if (r->rc == TD_OK)
-    r->rc = write_epoch(r);
   r->busy_seconds += td_now() - t0;
   return NULL;
 }
 
-/* Waits for the recorder's current job; returns its status. */
-int td__recorder_wait(td__recorder *r) {
+double td__recorder_bg_cpu(td__recorder *r) {
+  return 1e-9 * (double)atomic_load(&r->bg_cpu_ns);
+}
+
+/* Waits for the job thread's write, takes the chunks it has not, and joins
+ * it: afterwards the current snapshot is evaluated (overlap mode: and not
+ * yet written). */
+static int finish_job(td__recorder *r) {
   if (!r->running)
     return r->rc;
+  pthread_mutex_lock(&r->mu);
+  while (!r->write_done)
+    pthread_cond_wait(&r->cv, &r->mu);
+  int rc = r->rc;
+  pthread_mutex_unlock(&r->mu);
+  if (rc == TD_OK && r->bg_eval)
+    eval_foreground(r);
+  double t0 = td_now();
   pthread_join(r->thread, NULL);
   r->running = 0;
+  if (r->bg_eval) {
+    r->eval_seconds += td_now() - t0; /* the job thread's last chunk */
+    eval_cpu(r);
+    if (r->rc == TD_OK && !r->bg_wrote) {
+      eval_stats(r);
+      r->unwritten = 1;
+    }
+  }
   return r->rc;
 }
 
-int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
-                       const td_rng *rng, int epoch, double seconds, double lr,
-                       double inflight, int last) {
-  int rc = td__recorder_wait(r);
-  if (rc != TD_OK)
-    return rc;
-  /* Copy the parameters (and the optimizer's state): training goes on
-   * mutating the live net. */
+/* Starts the job thread: write w_net/w_ep (if set), then evaluate in the
+ * background if bg_eval. Without a thread, the trainer does both. */
+static int start_job(td__recorder *r) {
+  r->write_done = 0;
+  r->bg_wrote = 0;
+  if (pthread_create(&r->thread, NULL, job_main, r) == 0) {
+    r->running = 1;
+    return TD_OK;
+  }
+  r->rc = r->w_net ? write_epoch(r, r->w_net, r->w_ep) : TD_OK;
+  if (r->rc == TD_OK && r->bg_eval) {
+    eval_foreground(r);
+    eval_stats(r);
+    eval_cpu(r);
+    r->unwritten = 1;
+  }
+  return r->rc;
+}
+
+/* The live net's state into the snapshot and cur. */
+static void take_snapshot(td__recorder *r, const td_net *net, td_optim *opt,
+                          const td_rng *rng, int epoch, double seconds,
+                          double lr, double inflight) {
   size_t np = td_net_n_params(net);
   memcpy(td_net_params(r->snap), td_net_params_const(net), np * sizeof(float));
   if (td_net_n_state(net)) /* batchnorm's running statistics */
     memcpy(td_net_state(r->snap), td_net_state_const(net),
            td_net_n_state(net) * sizeof(float));
+  td__rec_epoch *e = &r->cur;
   for (int i = 0; i < 2; i++)
-    if (r->opt_snap[i])
-      memcpy(r->opt_snap[i], td_optim_state(opt, i), np * sizeof(float));
-  r->opt_steps = td_optim_steps(opt);
-  r->rng = *rng;
-  r->epoch = epoch;
-  r->seconds = seconds;
-  r->lr = lr;
-  r->inflight_loss = inflight;
+    if (e->opt_snap[i])
+      memcpy(e->opt_snap[i], td_optim_state(opt, i), np * sizeof(float));
+  e->opt_steps = td_optim_steps(opt);
+  e->rng = *rng;
+  e->epoch = epoch;
+  e->seconds = seconds;
+  e->lr = lr;
+  e->inflight_loss = inflight;
   if (r->cl) {
-    r->task = r->cl->task;
-    r->n_trained = r->cl->n_trained;
-    memcpy(r->trained, r->cl->trained,
-           (size_t)r->n_trained * sizeof *r->trained);
+    e->task = r->cl->task;
+    e->n_trained = r->cl->n_trained;
+    memcpy(e->trained, r->cl->trained,
+           (size_t)e->n_trained * sizeof *e->trained);
   }
-  /* The forward pass runs here on every core, through the inference path
-   * (td_net_infer), and only the disk writes overlap with the next epoch —
-   * unless the trainer leaves cores idle, where the writer thread evaluates
-   * the snapshot itself while the next epoch trains. */
-  r->job_overlaps = r->overlap && !last;
-  if (!r->job_overlaps && (rc = eval_all(r)) != TD_OK)
-    return rc;
-  if (pthread_create(&r->thread, NULL, recorder_main, r) != 0)
-    return recorder_main(r), r->rc; /* no thread: record inline */
-  r->running = 1;
+}
+
+/* Moves the evaluated, unwritten snapshot to wsnap/wr, for the job thread
+ * to write while the next one is evaluated. */
+static void move_to_write(td__recorder *r) {
+  memcpy(td_net_params(r->wsnap), td_net_params_const(r->snap),
+         td_net_n_params(r->snap) * sizeof(float));
+  if (td_net_n_state(r->snap))
+    memcpy(td_net_state(r->wsnap), td_net_state_const(r->snap),
+           td_net_n_state(r->snap) * sizeof(float));
+  td__rec_epoch t = r->wr;
+  r->wr = r->cur;
+  r->cur = t;
+  r->unwritten = 0;
+}
+
+/* Sets up a pass over the three splits with the snapshot's weights. */
+static int prepare_pass(td__recorder *r) {
+  const td__split *sp[3] = {&r->train, &r->test, &r->ood};
+  r->chunks0[0] = 0;
+  for (int k = 0; k < 3; k++)
+    r->chunks0[k + 1] = r->chunks0[k] + (sp[k]->n + TD_NET_INFER_CHUNK - 1) /
+                                            TD_NET_INFER_CHUNK;
+  r->n_chunks = r->chunks0[3];
+  atomic_store(&r->next_chunk, 0);
+  atomic_store(&r->chunks_done, 0);
+  for (int i = 0; i < r->n_slots; i++)
+    r->slot_cpu[i] = 0;
+  if (td_net_infer_begin(r->infer, r->n_slots) != TD_OK)
+    return td_err_set(&r->err, TD_ENOMEM, "out of memory while recording");
   return TD_OK;
+}
+
+/* The plain path (TD_RECORD_PLAIN=1): td_net_predict over each split. */
+static int eval_plain(td__recorder *r) {
+  double t0 = td_now(), c0 = td__cpu_now();
+  int rc =
+      td__record_eval(r->snap, NULL, &r->train, r->n_classes, &r->ev_train);
+  if (rc == TD_OK)
+    rc = td__record_eval(r->snap, NULL, &r->test, r->n_classes, &r->ev_test);
+  if (rc == TD_OK)
+    rc = td__record_eval(r->snap, NULL, &r->ood, r->n_classes, &r->ev_ood);
+  r->eval_seconds += td_now() - t0;
+  r->eval_cpu_seconds += td__cpu_now() - c0;
+  if (rc != TD_OK)
+    return td_err_set(&r->err, rc, "out of memory while recording");
+  return TD_OK;
+}
+
+int td__recorder_wait(td__recorder *r) {
+  int rc = finish_job(r);
+  if (rc == TD_OK && r->unwritten) {
+    r->unwritten = 0;
+    rc = r->rc = write_epoch(r, r->snap, &r->cur);
+  }
+  return rc;
+}
+
+int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
+                       const td_rng *rng, int epoch, double seconds, double lr,
+                       double inflight, int last) {
+  int rc = finish_job(r);
+  if (rc != TD_OK)
+    return rc;
+  int bg = r->overlap && r->infer && !last;
+  r->w_net = NULL;
+  r->w_ep = NULL;
+  if (r->unwritten) { /* the previous epoch, evaluated beside this one */
+    move_to_write(r);
+    if (bg) {
+      r->w_net = r->wsnap;
+      r->w_ep = &r->wr;
+    } else if ((rc = r->rc = write_epoch(r, r->wsnap, &r->wr)) != TD_OK) {
+      return rc;
+    }
+  }
+  take_snapshot(r, net, opt, rng, epoch, seconds, lr, inflight);
+  r->bg_eval = bg;
+  if (!r->infer) {
+    if ((rc = eval_plain(r)) != TD_OK)
+      return rc;
+  } else if ((rc = prepare_pass(r)) != TD_OK) {
+    return rc;
+  } else if (!bg) { /* at once, on every core; the thread only writes */
+    eval_foreground(r);
+    eval_stats(r);
+    eval_cpu(r);
+  }
+  if (!bg) {
+    r->w_net = r->snap;
+    r->w_ep = &r->cur;
+  }
+  return start_job(r);
 }
 
 /* Buffers for one split's recorded arrays; 0 or TD_ENOMEM. */
@@ -294,6 +490,24 @@ static int split_eval_alloc(td__split_eval *ev, int64_t n, int D, int C) {
   return ev->repr && ev->logits && ev->loss ? TD_OK : TD_ENOMEM;
 }
 
+/* Overlap where the trainer leaves a core idle: the job thread runs at the
+ * usual priority (at SCHED_IDLE beside a trainer on every core it could be
+ * starved by other processes while it holds a chunk the trainer must wait
+ * for: measured, 13.5 s of waiting per epoch at load 24). TD_RECORD_OVERLAP
+ * =0|1 forces the choice, and TD_RECORD_BG_CHUNKS=K (tests: the job thread
+ * takes at most K chunks, the trainer the rest). */
+static void record_env(td__recorder *r) {
+  const char *ov = getenv("TD_RECORD_OVERLAP");
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  r->overlap = ov && (!strcmp(ov, "0") || !strcmp(ov, "1"))
+                   ? ov[0] == '1'
+                   : cpus > td_threads();
+  const char *most = getenv("TD_RECORD_BG_CHUNKS");
+  r->bg_max = most && *most ? strtoll(most, NULL, 10) : INT64_MAX;
+  if (r->bg_max < 0)
+    r->bg_max = INT64_MAX;
+}
+
 int td__recorder_init(td__recorder *r, const td_net *net, td_optim *opt,
                       const char *optimizer, const int64_t n[3], int C,
                       td_err *err) {
@@ -303,44 +517,71 @@ int td__recorder_init(td__recorder *r, const td_net *net, td_optim *opt,
   r->optimizer = optimizer;
   r->n_classes = C;
   r->repr_dim = D;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  r->ready = 1;
+  atomic_init(&r->next_chunk, 0);
+  atomic_init(&r->chunks_done, 0);
+  atomic_init(&r->bg_cpu_ns, 0);
   /* TD_RECORD_PLAIN=1 records through td_net_predict instead (bench_train
-   * compares the two in one invocation) */
+   * compares the two in one invocation), in the foreground */
   const char *plain = getenv("TD_RECORD_PLAIN");
   int use_infer = !plain || strcmp(plain, "1") != 0;
-  /* Overlap where a core is left over: TD_RECORD_OVERLAP=0 or 1 forces the
-   * choice (tests, benchmarks). */
-  const char *ov = getenv("TD_RECORD_OVERLAP");
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  r->overlap = ov && (!strcmp(ov, "0") || !strcmp(ov, "1"))
-                   ? ov[0] == '1'
-                   : cpus > td_threads();
-  int oom = !(r->snap = td_net_clone(net)) ||
+  record_env(r);
+  r->n_slots = 1 + td_threads();
+  int oom = !(r->snap = td_net_clone(net)) || !(r->wsnap = td_net_clone(net)) ||
+            !(r->slot_cpu = calloc((size_t)r->n_slots, sizeof(double))) ||
             (use_infer && !(r->infer = td_net_infer_new(r->snap)));
   for (int k = 0; k < 3 && !oom; k++)
     oom = split_eval_alloc(evs[k], n[k], D, C) != TD_OK;
   for (int i = 0; i < 2 && !oom; i++)
     oom = td_optim_state(opt, i) &&
-          !(r->opt_snap[i] = malloc((np ? np : 1) * sizeof(float)));
+          (!(r->cur.opt_snap[i] = malloc((np ? np : 1) * sizeof(float))) ||
+           !(r->wr.opt_snap[i] = malloc((np ? np : 1) * sizeof(float))));
   if (oom)
     return td_err_set(err, TD_ENOMEM, "out of memory preparing the recorder");
   return TD_OK;
 }
 
+int td__recorder_tasks(td__recorder *r, const td__continual *cl, int64_t n,
+                       td_err *err) {
+  r->cl = cl;
+  r->cur.trained = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->cur.trained);
+  r->wr.trained = malloc((size_t)(n > 0 ? n : 1) * sizeof *r->wr.trained);
+  if (!r->cur.trained || !r->wr.trained)
+    return td_err_set(err, TD_ENOMEM, "out of memory preparing the tasks");
+  return TD_OK;
+}
+
+static void rec_epoch_free(td__rec_epoch *e) {
+  free(e->trained);
+  free(e->opt_snap[0]);
+  free(e->opt_snap[1]);
+  memset(e, 0, sizeof *e);
+}
+
 void td__recorder_free(td__recorder *r) {
-  td__recorder_wait(r);
+  if (r->ready) {
+    (void)td__recorder_wait(r);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    r->ready = 0;
+  }
   td_net_infer_free(r->infer);
   td_net_free(r->snap);
+  td_net_free(r->wsnap);
   td__split_eval *evs[3] = {&r->ev_train, &r->ev_test, &r->ev_ood};
   for (int k = 0; k < 3; k++) {
     free(evs[k]->repr);
     free(evs[k]->logits);
     free(evs[k]->loss);
   }
-  free(r->trained);
+  rec_epoch_free(&r->cur);
+  rec_epoch_free(&r->wr);
   free(r->rec_idx);
   r->rec_idx = NULL;
-  free(r->opt_snap[0]);
-  free(r->opt_snap[1]);
+  free(r->slot_cpu);
+  r->slot_cpu = NULL;
   r->infer = NULL;
-  r->snap = NULL;
+  r->snap = r->wsnap = NULL;
 }

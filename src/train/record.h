@@ -8,6 +8,7 @@
 #define TD_TRAIN_RECORD_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "tardis/nn.h"
@@ -29,16 +30,55 @@ typedef struct td__split_eval {
   double mean_loss, acc, acc_truth;
 } td__split_eval;
 
-typedef struct td__recorder {
-  pthread_t thread;
-  int running;
-  int overlap;      /* evaluate on the writer thread, beside the next epoch */
-  int job_overlaps; /* the current job does */
-  /* the job */
-  td_net *snap;
-  td_net_infer *infer; /* the inference path's context, on snap */
+/* What an epoch records beside the arrays: its trainer state and metadata,
+ * copied when the epoch ends (training goes on mutating the originals). */
+typedef struct td__rec_epoch {
   int epoch;
   double seconds, lr, inflight_loss;
+  /* continual learning: the task and a copy of the trained-on set */
+  int task;
+  int64_t n_trained;
+  int32_t *trained; /* owned; NULL without tasks */
+  /* the trainer state, saved with the checkpoint so that --resume
+   * continues exactly (opt_snap[i] NULL: no buffer i; owned) */
+  float *opt_snap[2];
+  int64_t opt_steps;
+  td_rng rng;
+} td__rec_epoch;
+
+typedef struct td__recorder {
+  /* the job thread: writes the epoch evaluated before (if any), then, in
+   * overlap mode, evaluates the current snapshot beside the next epoch */
+  pthread_t thread;
+  int running;
+  int overlap;    /* evaluate on the job thread, beside the next epoch */
+  int64_t bg_max; /* most chunks the job thread takes (tests; default all) */
+  int bg_eval;    /* the current job evaluates in the background */
+  int unwritten;  /* snap/cur are evaluated, not yet written */
+  int bg_wrote;   /* the job thread got through the pass and wrote it */
+  /* the snapshot being evaluated: weights and batchnorm's running
+   * statistics at the end of the epoch, and its inference context */
+  td_net *snap;
+  td_net_infer *infer;
+  td__rec_epoch cur;
+  /* what the job thread writes: snap/cur, or in overlap mode the previous
+   * epoch moved into wsnap/wr (NULL: nothing) */
+  td_net *wsnap;
+  td__rec_epoch wr;
+  td_net *w_net;
+  td__rec_epoch *w_ep;
+  /* the pass in chunks of TD_NET_INFER_CHUNK rows over the three splits,
+   * claimed by whichever thread comes first: each chunk's bytes do not
+   * depend on who runs it */
+  atomic_llong next_chunk, chunks_done;
+  int64_t n_chunks, chunks0[4]; /* chunks0[k]: first chunk of split k */
+  int n_slots;                  /* inference buffers: job thread + pool */
+  double *slot_cpu;             /* CPU seconds per slot, this job */
+  atomic_llong bg_cpu_ns;       /* job thread's evaluating CPU, all jobs */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int write_done; /* the job thread's write phase is over */
+  int ready;      /* mu and cv initialised */
   /* fixed context */
   td__split train, test, ood; /* ood.n == 0: not recorded */
   int n_classes, repr_dim;
@@ -48,15 +88,11 @@ typedef struct td__recorder {
   /* results */
   int rc;
   td_err err;
-  double busy_seconds;     /* writer thread */
-  double eval_seconds;     /* forward passes of the recording (wall) */
-  double eval_cpu_seconds; /* process CPU time of those not overlapped */
-  /* continual learning: the tasks (NULL: none) and a copy of the epoch's
-   * trained-on set, taken when the job starts */
+  double busy_seconds;     /* job thread */
+  double eval_seconds;     /* wall time the trainer spent on the pass */
+  double eval_cpu_seconds; /* CPU time of the pass, wherever it ran */
+  /* continual learning: the tasks (NULL: none) */
   const td__continual *cl;
-  int32_t *trained;
-  int64_t n_trained;
-  int task;
   /* what is written (docs/storage.md): representations as float16, and
    * only the rows rec_idx[0..n_rec) of the training split (NULL: all) */
   int repr_f16;
@@ -65,12 +101,7 @@ typedef struct td__recorder {
   /* --select: the samples every epoch trains on (ascending; NULL: none) */
   const int32_t *sel;
   int64_t n_sel;
-  /* the trainer state at the end of the epoch, saved with the checkpoint
-   * so that --resume continues exactly (opt_snap[i] NULL: no buffer i) */
   const char *optimizer;
-  float *opt_snap[2];
-  int64_t opt_steps;
-  td_rng rng;
 } td__recorder;
 
 /* The training samples a subset run records (--record-subset K of n):
@@ -86,24 +117,38 @@ TD_NODISCARD int td__record_subset_prepare(const td_train_opts *o, int64_t n,
 TD_NODISCARD int td__recorder_init(td__recorder *r, const td_net *net,
                                    td_optim *opt, const char *optimizer,
                                    const int64_t n[3], int C, td_err *err);
-/* Waits for the writer, then frees everything td__recorder_init made. */
+/* Records the tasks' trained-on sets with each epoch (n: the training
+ * split's size). TD_OK or TD_ENOMEM (err set). */
+TD_NODISCARD int td__recorder_tasks(td__recorder *r, const td__continual *cl,
+                                    int64_t n, td_err *err);
+/* Finishes and writes what is pending, then frees everything td__recorder_init
+ * made. */
 void td__recorder_free(td__recorder *r);
 
-/* Records epoch `epoch` of net: waits for the previous epoch's writer,
- * snapshots net, opt and rng, evaluates every split on every core, then
- * writes the epoch on the writer thread. Where the trainer leaves a core
- * idle (td_threads() below the CPUs) the writer thread evaluates the
- * snapshot itself, on one thread, while the next epoch trains — not for the
- * `last` epoch, after which nothing trains. The arrays are the same either
- * way. TD_OK, or an error in r->err. */
+/* Records epoch `epoch` of net: finishes the previous epoch's pass (the
+ * trainer's threads take the chunks the job thread has not), snapshots net,
+ * opt and rng, and hands the epoch to the job thread. In overlap mode (where
+ * the trainer leaves a core idle, td_threads() below the CPUs;
+ * TD_RECORD_OVERLAP=0|1 forces the choice) the job thread writes the
+ * previous epoch if it is waiting, then evaluates this one on one thread
+ * beside the next epoch's training and writes it if it gets through the
+ * pass; the trainer finishes whatever is left when the next epoch ends.
+ * Otherwise, and for the `last` epoch, the trainer evaluates the snapshot at
+ * once on every core and the job thread only writes it. The arrays are the
+ * same bytes either way, and an epoch is committed only once written. TD_OK,
+ * or an error in r->err. */
 TD_NODISCARD int td__recorder_start(td__recorder *r, const td_net *net,
                                     td_optim *opt, const td_rng *rng, int epoch,
                                     double seconds, double lr, double inflight,
                                     int last);
 /* CPU seconds used by the process so far (every thread). */
 double td__cpu_now(void);
-/* Waits for the current writer; returns its status (error in r->err). */
+/* Finishes the pending pass and writes every evaluated epoch; returns the
+ * status (error in r->err). */
 int td__recorder_wait(td__recorder *r);
+/* CPU seconds the job thread has spent evaluating so far (the trainer
+ * subtracts them from its own process CPU time). */
+double td__recorder_bg_cpu(td__recorder *r);
 
 /* Evaluates split s of net with the inference context (NULL: the plain
  * td_net_predict): representations and logits, per-sample losses, mean

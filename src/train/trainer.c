@@ -421,11 +421,7 @@ static int setup_tasks(td_train_opts *o, td__continual *cl, td__recorder *rec,
                       o->epochs, cl->n_tasks, o->epochs_per_task,
                       (long long)want);
   o->epochs = (int)want;
-  rec->cl = cl;
-  rec->trained = malloc((size_t)n * sizeof *rec->trained);
-  if (!rec->trained)
-    return td_err_set(err, TD_ENOMEM, "out of memory preparing the tasks");
-  return TD_OK;
+  return td__recorder_tasks(rec, cl, n, err);
 }
 
 /* Moves to the task of epoch `ep` when it changes; *idx and *n become the
@@ -688,17 +684,23 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     int64_t n_ep = sel ? n_sel : tr.n;
     if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
       goto done;
-    double t0 = td_now(), c0 = td__cpu_now();
+    /* the recorder's job thread may evaluate beside training: its CPU
+     * time is the recording's, not the training's */
+    double t0 = td_now(), c0 = td__cpu_now() - td__recorder_bg_cpu(&rec);
     td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
-    res->train_cpu_seconds += td__cpu_now() - c0;
+    res->train_cpu_seconds +=
+        td__cpu_now() - td__recorder_bg_cpu(&rec) - c0;
     res->train_seconds += secs;
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
     if (o->out) {
+      double w0 = td_now();
       rc = td__recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
                               td_optim_lr(s.opt), inflight, ep == o->epochs);
+      if (ep < o->epochs)
+        res->record_blocked_seconds += td_now() - w0;
       if (rc != TD_OK) {
         *err = rec.err;
         goto done;
