@@ -50,7 +50,10 @@
  * weights (and normalisation), then
  *  - TD_TEMPORAL_DVI adds lambda_temporal x mean over the batch's tail
  *    vertices of their kNN overlap between epochs (anchor->knn_overlap, 1 if
- *    NULL) x ||W - W_prev||^2 summed over all parameters of both nets;
+ *    NULL) x ||W - W_prev||^2 summed over all parameters of both nets
+ *    (of the encoder only when the decoder learns from the layout,
+ *    dec_on_layout: anchoring the decoder kept it from following the
+ *    classifier's decisions, docs/projection.md "ppr on small runs");
  *  - TD_TEMPORAL_MEMORY (SentryCam) adds lambda_temporal x the mean over a
  *    memory batch of max(0, |y_m - e(x_m)| - delta_m), the remembered points
  *    x_m with their drawn positions y_m (anchor->mem_*).

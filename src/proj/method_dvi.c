@@ -431,6 +431,32 @@ static void dvi_keep(const td_project_opts *o, const epoch_data *e, carry *c,
     memory_push(c, pos, e->n, o->seed * 1000003u + c->n_pushed++);
 }
 
+/* Mean kNN overlap with the previous epoch below which the warm layout gets
+ * more epochs, and the overlap at which it gets twice as many. */
+#define CHANGED_OVERLAP 0.8
+#define CHANGED_OVERLAP_MIN 0.6
+
+/* A warm layout of warm_layout_epochs at a small step does not finish
+ * separating the predicted classes on an epoch where the classifier changed
+ * a lot: on a 6k run's epoch 2 (mean overlap 0.64) 30 epochs left ppr at
+ * 0.975-0.979, 60 gave 0.990-0.993 (docs/projection.md, "ppr on small
+ * runs"). Scales the warm layout by up to 2 as the mean overlap of the
+ * training points drops from CHANGED_OVERLAP to CHANGED_OVERLAP_MIN; an
+ * epoch that changed little (the later epochs of a long run) costs the same
+ * as before. */
+static void more_layout_when_changed(td_vis_params *p, const float *overlap,
+                                     int64_t n) {
+  if (!overlap || n < 1)
+    return;
+  double mean = 0.0;
+  for (int64_t i = 0; i < n; i++)
+    mean += (double)overlap[i];
+  mean /= (double)n;
+  double t = (CHANGED_OVERLAP - mean) / (CHANGED_OVERLAP - CHANGED_OVERLAP_MIN);
+  t = t < 0.0 ? 0.0 : t > 1.0 ? 1.0 : t;
+  p->warm_layout_epochs = (int)lround(p->warm_layout_epochs * (1.0 + t));
+}
+
 /* The fit itself: the encoder/decoder and the drawn layout *pos of the
  * vertices xv [nv, D]. */
 static int dvi_run_fit(const epoch_data *e, const carry *c, int warm,
@@ -485,6 +511,8 @@ static int dvi_fit(void *st, const td_project_opts *o, const epoch_data *e,
   if (warm && dvi_anchor(e, c, &knn, nv, &p, &anc, &overlap, &membuf) != 0) {
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
   } else {
+    if (warm)
+      more_layout_when_changed(&p, overlap, e->n);
     m = td_vismodel_new(e->D, &p);
     init = warm ? dvi_init(o, e, c, pred, &knn, overlap) : NULL;
     pos = malloc((size_t)nv * 2 * sizeof *pos);

@@ -320,9 +320,9 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const eps = await T(() => window.tardis.state.epochs);
     const last = eps[eps.length - 1];
     await T((e) => window.tardis.goto(e), last);
-    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), last, { timeout: 10000 });
+    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), last, { timeout: 120000 });
     await page.click('#compare');
-    await page.waitForFunction(() => window.tardis.compare() && window.tardis.compare().ready, null, { timeout: 10000 });
+    await page.waitForFunction(() => window.tardis.compare() && window.tardis.compare().ready, null, { timeout: 120000 });
     const c = await T(() => window.tardis.compare());
     expect(c.epoch === eps[0], `compare opens on the first epoch, got ${c.epoch}`);
     const a = await page.locator('#canvas-wrap').boundingBox(), b = await page.locator('#cmp-wrap').boundingBox();
@@ -343,11 +343,33 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const emb = new Float32Array(await (await fetch(new URL(`/api/epochs/${c.epoch}/embedding?split=train`, url))).arrayBuffer());
     const off = await T(([x, y]) => { const [sx, sy] = window.tardis.compareScreenOf(3); const s = window.tardis.state; const d = s.data.get(window.tardis.compare().epoch); return Math.hypot(d.pos[6] - x, d.pos[7] - y) + (Number.isFinite(sx) && Number.isFinite(sy) ? 0 : 1); }, [emb[6], emb[7]]);
     expect(off < 1e-6, `pane B's sample 3 is not at its epoch-${c.epoch} position (${off})`);
+    // Pane B marks the known-noisy labels as pane A does: one × per noisy
+    // training sample (/api/filter?noisy=1) at its epoch-B place on screen
+    // (those within the mark's 2.4 px of the edge may or may not count).
+    const noisy = await (await fetch(new URL('/api/filter?split=train&noisy=1', url))).json();
+    await frames();
+    const on = await T((ids) => {
+      const t = window.tardis, w = document.getElementById('cmp-wrap').getBoundingClientRect();
+      let inside = 0, edge = 0;
+      for (const g of ids) {
+        const [sx, sy] = t.compareScreenOf(g);
+        if (sx >= 0 && sy >= 0 && sx <= w.width && sy <= w.height) inside++;
+        else if (sx >= -2.4 && sy >= -2.4 && sx <= w.width + 2.4 && sy <= w.height + 2.4) edge++;
+      }
+      return { inside, edge, marks: t.compare().marks };
+    }, noisy);
+    expect(noisy.length > 0 && on.marks && on.marks.noisy >= on.inside && on.marks.noisy <= on.inside + on.edge && on.inside > 0,
+      `pane B noisy marks ${JSON.stringify(on)}, ${noisy.length} noisy labels`);
+    await T(() => { const el = document.getElementById('f-marknoisy'); el.checked = !el.checked; el.dispatchEvent(new Event('change')); });
+    await frames();
+    const off2 = await T(() => window.tardis.compare().marks);
+    await T(() => { const el = document.getElementById('f-marknoisy'); el.checked = !el.checked; el.dispatchEvent(new Event('change')); });
+    expect(off2 && off2.noisy === 0, `pane B still marks noise with the marks off: ${JSON.stringify(off2)}`);
     // Hovering a sample in pane B rings the same sample in pane A.
     const [sx, sy] = await T(() => window.tardis.compareScreenOf(3));
     const hit = await T(([x, y]) => window.tardis.compareNearest(x, y), [sx, sy]);
     await page.mouse.move(b.x + sx, b.y + sy);
-    await page.waitForFunction((g) => window.tardis.state.hover === g, hit, { timeout: 3000 });
+    await page.waitForFunction((g) => window.tardis.state.hover === g, hit, { timeout: 60000 });
     expect(await page.locator('#cmp-wrap #tooltip:not([hidden])').count() === 1, 'tooltip in pane B');
     // The diff: "N predictions differ", N from the two epochs' /predictions.
     const pred = async (e, split) => new Uint8Array(await (await fetch(new URL(`/api/epochs/${e}/predictions?split=${split}`, url))).arrayBuffer());
@@ -356,7 +378,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
       const [p, q] = [await pred(last, split), await pred(c.epoch, split)];
       for (let i = 0; i < p.length; i++) want += p[i] !== q[i];
     }
-    await page.waitForFunction(() => window.tardis.compare().diff > 0, null, { timeout: 3000 }).catch(() => {});
+    await page.waitForFunction(() => window.tardis.compare().diff > 0, null, { timeout: 60000 }).catch(() => {});
     const diff = (await T(() => window.tardis.compare())).diff;
     expect(diff === want && (await page.textContent('#cmp-diff')).includes(want.toLocaleString('en-US')), `diff ${diff}, want ${want}`);
     await page.click('#cmp-show-diff');
@@ -376,7 +398,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(st.a === last && st.b === eps[0] && st.vis && st.sel === String(eps[0]), `restored ${JSON.stringify(st)}`);
     // Another epoch from the pane's picker, then close: one full-width pane, no cmp in the URL.
     await page.selectOption('#cmp-epoch', String(eps[1]));
-    await page.waitForFunction((e) => window.tardis.compare().epoch === e && window.tardis.compare().ready, eps[1], { timeout: 5000 });
+    await page.waitForFunction((e) => window.tardis.compare().epoch === e && window.tardis.compare().ready, eps[1], { timeout: 120000 });
     await page.click('#cmp-close');
     await frames();
     const a2 = await page.locator('#canvas-wrap').boundingBox();

@@ -11,7 +11,9 @@ import { ViewTerritory } from './viewterr.js';
 export class ComparePane {
   // ctx: {S, api, dataOf(e), loadEpoch(e), listsFor(d), colorByOf(d, other),
   //       zoomLevel(), hoverAt(i, sx, sy, pane), select(i), mainScatter(),
-  //       userView(), panBy(dx, dy), zoomAt(sx, sy, f), fit(), invalidate()}
+  //       userView(), panBy(dx, dy), zoomAt(sx, sy, f), fit(), invalidate(),
+  //       drawMarks(ctx, pos, scatter) -> {suspects, noisy}: the main pane's
+  //       sample marks (suspect diamonds, noisy-label ×) at these positions}
   constructor(wrap, ctx) {
     this.wrap = wrap;
     this.ctx = ctx;
@@ -24,6 +26,7 @@ export class ComparePane {
     this.gridKey = '';
     this.vt = null;
     this.draws = 0;     // point-layer draws (for the test)
+    this.marks = null;  // what drawMarks drew last (for the test)
   }
 
   open(epoch) {
@@ -96,6 +99,9 @@ export class ComparePane {
       ctx.strokeStyle = '#fff'; ctx.lineWidth = w + 2.5; ctx.stroke();
       ctx.strokeStyle = color; ctx.lineWidth = w; ctx.stroke();
     };
+    // The same marks as pane A, so that a noisy or suspected sample can be
+    // followed from one epoch to the other (test samples are squares in both).
+    this.marks = this.ctx.drawMarks(ctx, d.pos, this.scatter);
     if (S.selected >= 0) ring(S.selected, 8, '#1d2433', 2);
     if (S.hover >= 0 && S.hover !== S.selected) ring(S.hover, 6.5, '#1d2433', 1.5);
   }

@@ -737,15 +737,15 @@ function drawTrails(ctx) {
 
 // The round's recommendations: a diamond on top of the point (hollow: not judged
 // yet, filled: accepted, grey: rejected), so the point itself stays visible.
-function drawSuspectMarks(ctx) {
+function drawSuspectMarks(ctx, pos = cur, sc = scatter) {
   const groups = { none: [], accept: [], reject: [] };
   for (const r of sus.recs) groups[sus.verdictOf(r.index) || 'none'].push(r.index);
   const diamonds = (ids, rad) => {
     ctx.beginPath();
     for (const i of ids) {
-      const x = cur[2 * i], y = cur[2 * i + 1];
+      const x = pos[2 * i], y = pos[2 * i + 1];
       if (!Number.isFinite(x)) continue;
-      const [sx, sy] = scatter.toScreen(x, y);
+      const [sx, sy] = sc.toScreen(x, y);
       ctx.moveTo(sx, sy - rad); ctx.lineTo(sx + rad, sy); ctx.lineTo(sx, sy + rad); ctx.lineTo(sx - rad, sy); ctx.closePath();
     }
   };
@@ -764,26 +764,42 @@ function drawSuspectMarks(ctx) {
 
 // A dark × on every training sample whose recorded label is not its clean label
 // (train_truth.npy), so known noise is visible without filtering for it.
-function drawNoiseMarks(ctx) {
+function drawNoiseMarks(ctx, pos = cur, sc = scatter) {
   const r = 2.4;
   let n = 0;
   ctx.beginPath();
   for (let i = 0; i < S.nTrain; i++) {
     const t = S.truth[i];
     if (t === NONE || t === S.label[i]) continue;
-    const x = cur[2 * i], y = cur[2 * i + 1];
+    const x = pos[2 * i], y = pos[2 * i + 1];
     if (!Number.isFinite(x)) continue;
-    const [sx, sy] = scatter.toScreen(x, y);
-    if (sx < -r || sy < -r || sx > scatter.W + r || sy > scatter.H + r) continue;
+    const [sx, sy] = sc.toScreen(x, y);
+    if (sx < -r || sy < -r || sx > sc.W + r || sy > sc.H + r) continue;
     ctx.moveTo(sx - r, sy - r); ctx.lineTo(sx + r, sy + r);
     ctx.moveTo(sx - r, sy + r); ctx.lineTo(sx + r, sy - r);
     n++;
   }
+  markCounts.noisy = n;
   // Thousands of marks on screen (a big run zoomed out) would hatch the
   // clusters black: they fade as they crowd, and come back on zooming in.
   ctx.strokeStyle = `rgba(20,20,20,${(0.6 * Math.min(1, Math.sqrt(2000 / Math.max(1, n)))).toFixed(3)})`;
   ctx.lineWidth = 1;
   ctx.stroke();
+}
+
+// The noisy-label marks on screen in the pane drawn last (for the test).
+const markCounts = { noisy: 0 };
+
+// The marks of the main pane's overlay that belong to samples (the suspects
+// round's diamonds, the noisy-label ×), for the compare pane: its epoch's
+// positions pos on its scatter sc. Returns what it drew (for the test).
+function drawPaneMarks(ctx, pos, sc) {
+  const out = { suspects: 0, noisy: 0 };
+  if (!pos || S.split === 'test') return out;
+  if (sus) { drawSuspectMarks(ctx, pos, sc); out.suspects = sus.recs.length; }
+  const marksFit = sc.mode === 'points' || noisyCount() <= NOISY_DENSE;
+  if (S.markNoisy && S.truth && marksFit) { drawNoiseMarks(ctx, pos, sc); out.noisy = markCounts.noisy; }
+  return out;
 }
 
 const NOISY_DENSE = 5000; // noisy-label marks drawn over a density image at most
@@ -1282,6 +1298,7 @@ async function init() {
     panBy: (dx, dy) => { linkCamera(); scatter.panBy(dx, dy); dirtyTerritory = true; invalidate(); },
     zoomAt: (sx, sy, f) => { linkCamera(); scatter.zoomAt(sx, sy, f); dirtyTerritory = true; invalidate(); },
     fit: () => fitView(),
+    drawMarks: (ctx, pos, sc) => drawPaneMarks(ctx, pos, sc),
   });
   scatter.pointRadius = 2;
   scatter.onresize = () => { dirtyTerritory = true; renderCharts(); renderQuality(); invalidate(); };
@@ -1446,7 +1463,7 @@ window.tardis = {
   pickAt: (sx, sy) => nearestAt(sx, sy),
   trajectoryScreen: () => trajectoryScreenPoints(),
   neighbors: () => S.selNN,
-  compare: () => cmp.on && { epoch: cmp.epoch, draws: cmp.draws, diff: cmpDiff.n, ready: !!cmp.data() && cmp.key !== '' },
+  compare: () => cmp.on && { epoch: cmp.epoch, draws: cmp.draws, diff: cmpDiff.n, ready: !!cmp.data() && cmp.key !== '', marks: cmp.marks },
   compareScreenOf: (g) => cmp.screenOf(g),
   compareNearest: (sx, sy) => cmp.nearestAt(sx, sy),
   exportSvg: () => exportView(false),
