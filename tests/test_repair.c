@@ -9,12 +9,12 @@
 
 #include "cli_util.h"
 #include "harness.h"
+#include "repair/select.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/repair.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
-#include "repair/select.h"
 #include "train/pool.h"
 
 static char bin[4096], dir[4096];
@@ -113,8 +113,8 @@ static void test_select_starved_quota(void) {
   td__diag_data d = {.C = C, .n_train = N, .repr_train = repr, .D = D};
   td_rng rng;
   td_rng_seed(&rng, 3);
-  td__select_ctx c = {&g, &d, y, avail, N, 100, 0.2, 0.92, 0.10,
-                      TD_SELECT_MODE, &rng};
+  td__select_ctx c = {&g,  &d,   y,    avail,          N,   100,
+                      0.2, 0.92, 0.10, TD_SELECT_MODE, &rng};
   int64_t n = 0, per[C];
   td_err err = {0};
   CHECK_OK(td__select(&c, out, &n, per, &err), &err);
