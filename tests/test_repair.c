@@ -9,6 +9,7 @@
 
 #include "cli_util.h"
 #include "harness.h"
+#include "repair/select.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/repair.h"
@@ -86,6 +87,56 @@ static void test_pool_split(void) {
 
 /* The buggy run the later tests diagnose and repair: labels 0 and 6 starved
  * (5 % of their share), half the training set in the pool. */
+/* MODE's split of a round between two labels past θ by as much: the one
+ * trained on 1/20 of the data of the others gets most of the picks, the
+ * healthy label the other share, at random; no pick twice. */
+static void test_select_starved_quota(void) {
+  enum { C = 3, N = 300, D = 4 };
+  int32_t y[N], avail[N], out[N];
+  float repr[N * D], w[C * D], dhm[C * D];
+  for (int i = 0; i < N; i++) {
+    y[i] = i % C;
+    avail[i] = i;
+    for (int j = 0; j < D; j++)
+      repr[i * D + j] = (float)((i * 7 + j * 3) % 11) - 5;
+  }
+  for (int j = 0; j < C * D; j++)
+    w[j] = dhm[j] = (float)(j % 5) - 2;
+  td_label_diag L[C] = {{.n_train = 1000, .train_acc = 0.82},
+                        {.n_train = 50, .train_acc = 0.82},
+                        {.n_train = 1000, .train_acc = 0.99}};
+  L[0].verdict = L[1].verdict = TD_VERDICT_UNDERFIT;
+  L[2].verdict = TD_VERDICT_HEALTHY;
+  td_diagnosis g = {.n_classes = C, .labels = L, .layer = -1, .dim = D};
+  g.probe_w = w;
+  g.dhm_under = g.dhm_over = g.hm_correct = g.hm_confused = dhm;
+  td__diag_data d = {.C = C, .n_train = N, .repr_train = repr, .D = D};
+  td_rng rng;
+  td_rng_seed(&rng, 3);
+  td__select_ctx c = {&g,  &d,   y,    avail,          N,   100,
+                      0.2, 0.92, 0.10, TD_SELECT_MODE, &rng};
+  int64_t n = 0, per[C];
+  td_err err = {0};
+  CHECK_OK(td__select(&c, out, &n, per, &err), &err);
+  CHECK_INT(n, ==, 100);
+  /* 80 for the buggy labels by severity 0.10 each plus starvation 0.95 */
+  CHECK_INT(per[1], ==, 73);
+  CHECK_INT(per[0], ==, 7);
+  CHECK_INT(per[2], ==, 20);
+  char seen[N] = {0};
+  int twice = 0;
+  for (int64_t i = 0; i < n; i++) {
+    twice += seen[out[i]];
+    seen[out[i]] = 1;
+  }
+  CHECK_INT(twice, ==, 0);
+  /* as much data for both: an even split */
+  L[1].n_train = 1000;
+  CHECK_OK(td__select(&c, out, &n, per, &err), &err);
+  CHECK_INT(per[0], ==, 40);
+  CHECK_INT(per[1], ==, 40);
+}
+
 static char buggy[4200];
 
 static void test_train_pool(void) {
@@ -381,7 +432,18 @@ static void test_repair_end_to_end(void) {
   txt = td_t_slurp(path);
   CHECK(txt && strstr(txt, "\"parent\"") && strstr(txt, "/buggy"));
   free(txt);
-  /* epoch 0 is the parent's state, then 2 rounds x 2 epochs */
+  /* epoch 0 is the parent's state, then 2 rounds x 2 epochs, recorded at
+   * each round's end only */
+  static const char *const recorded[] = {"0000", "0002", "0004"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/epochs/%s/test_logits.npy", fixed,
+             recorded[i]);
+    CHECK(td_path_exists(path));
+  }
+  snprintf(path, sizeof path, "%s/epochs/0001", fixed);
+  CHECK(!td_path_exists(path));
+  snprintf(path, sizeof path, "%s/epochs/0003", fixed);
+  CHECK(!td_path_exists(path));
   snprintf(path, sizeof path, "%s/epochs/0004/trained.npy", fixed);
   int64_t nt = 0, np = 0, nb = 0;
   int32_t *tr = load_i32(path, &nt);
@@ -490,6 +552,7 @@ int main(void) {
   snprintf(bin, sizeof bin, "%s", b);
   snprintf(dir, sizeof dir, "%s", td_t_tmpdir("repair"));
   RUN(test_pool_split);
+  RUN(test_select_starved_quota);
   RUN(test_train_pool);
   RUN(test_train_pool_refusals);
   RUN(test_heatmap_naive);

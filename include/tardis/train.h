@@ -65,6 +65,9 @@ typedef struct td_train_opts {
    * RUN/subset.npy). Every sample is still evaluated for epoch.json. */
   int repr_f16;
   int64_t record_subset;
+  /* record_last_only: record only the last epoch of this call (and a child
+   * run's epoch 0), not every one: tardis repair records its rounds' ends. */
+  int record_last_only;
   const char *ood; /* NULL, or "inverted": also record intensity-inverted
                       test images (ood_inputs.npy; ood_repr/ood_logits per
                       epoch) to test detectors of unusual inputs */

@@ -160,8 +160,11 @@ static int pick_epoch(const td_run *run, int want, int *epoch, td_err *err) {
   return TD_OK;
 }
 
-int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
-                     td_diagnosis **out, td__diag_data *d, td_err *err) {
+/* The diagnosis of td__diagnose_run; metrics_only: the per-label metrics
+ * and verdicts without probes and heat maps. */
+static int diagnose(const td_run *run, const td_diagnose_opts *o,
+                    int metrics_only, td_diagnosis **out, td__diag_data *d,
+                    td_err *err) {
   *out = NULL;
   memset(d, 0, sizeof *d);
   if (!(o->theta > 0 && o->theta <= 1) || !(o->gamma >= 0 && o->gamma < 1))
@@ -180,12 +183,13 @@ int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
     g->epoch = epoch;
     g->n_classes = d->C;
     g->has_model = d->net != NULL;
+    g->layer = metrics_only ? -2 : 0;
     if (td__label_metrics(d, o->theta, o->gamma, g))
       rc = td_err_set(err, TD_ENOMEM, "out of memory");
   }
-  if (!rc)
+  if (!rc && !metrics_only)
     rc = d->net ? probe_all(d, o, g, err) : probe_head(d, o, g, err);
-  if (!rc)
+  if (!rc && !metrics_only)
     rc = td__diag_heatmaps(d, g, err);
   if (rc) {
     td__diag_data_free(d);
@@ -194,6 +198,16 @@ int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
   }
   *out = g;
   return TD_OK;
+}
+
+int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
+                     td_diagnosis **out, td__diag_data *d, td_err *err) {
+  return diagnose(run, o, 0, out, d, err);
+}
+
+int td__diagnose_metrics(const td_run *run, const td_diagnose_opts *o,
+                         td_diagnosis **out, td__diag_data *d, td_err *err) {
+  return diagnose(run, o, 1, out, d, err);
 }
 
 int td_diagnose(const char *dir, const td_diagnose_opts *o, td_diagnosis **out,

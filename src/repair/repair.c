@@ -175,6 +175,8 @@ static int train_opts(rep *r, td_err *err) {
   snprintf(r->from, sizeof r->from, "%s:%d", r->o->run, r->epoch);
   r->t.threads = r->o->threads;
   r->t.seed = r->o->seed;
+  /* each round's end is diagnosed; the epochs between are not recorded */
+  r->t.record_last_only = 1;
   r->t.force = r->o->force;
   return TD_OK;
 }
@@ -252,14 +254,18 @@ static int choose(rep *r, const td_diagnosis *g, const td__diag_data *d,
   return TD_OK;
 }
 
-/* Diagnoses the last epoch of dir (or the parent's epoch). */
+/* Diagnoses the last epoch of dir (or the parent's epoch); metrics_only
+ * after the last round, which chooses nothing. */
 static int diagnose_at(const char *dir, int epoch, const td_diagnose_opts *o,
-                       td_diagnosis **g, td__diag_data *d, td_run **run,
-                       td_err *err) {
+                       int metrics_only, td_diagnosis **g, td__diag_data *d,
+                       td_run **run, td_err *err) {
   td_diagnose_opts dop = *o;
   dop.epoch = epoch;
   int rc = td_run_open(dir, run, err);
-  return rc ? rc : td__diagnose_run(*run, &dop, g, d, err);
+  if (rc)
+    return rc;
+  return metrics_only ? td__diagnose_metrics(*run, &dop, g, d, err)
+                      : td__diagnose_run(*run, &dop, g, d, err);
 }
 
 static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
@@ -282,8 +288,10 @@ static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
   *cur = NULL;
   if (!rc)
     rc = fine_tune(r, round, err);
+  /* the last round: only the metrics, no probe or heat maps to choose by */
+  int last = round == o->rounds || r->n_pool - r->n_avail >= o->budget;
   if (!rc)
-    rc = diagnose_at(o->out, -1, &r->diag, g, d, cur, err);
+    rc = diagnose_at(o->out, -1, &r->diag, last, g, d, cur, err);
   if (!rc) {
     rd->epoch_after = (*g)->epoch;
     rd->test_after = (*g)->test_acc;
@@ -307,7 +315,7 @@ static int repair_body(rep *r, td_repair_result *res, td_err *err) {
   if (!rc)
     rc = train_opts(r, err);
   if (!rc)
-    rc = diagnose_at(o->run, r->epoch, &r->diag, &g, &d, &cur, err);
+    rc = diagnose_at(o->run, r->epoch, &r->diag, 0, &g, &d, &cur, err);
   if (rc) {
     td_run_close(cur);
     return rc;
@@ -363,7 +371,7 @@ static int select_only(rep *r, td_repair_result *res, td_err *err) {
   td_run *cur = NULL;
   int rc = open_parent(r, err);
   if (!rc)
-    rc = diagnose_at(o->run, r->epoch, &r->diag, &g, &d, &cur, err);
+    rc = diagnose_at(o->run, r->epoch, &r->diag, 0, &g, &d, &cur, err);
   if (rc) {
     td_run_close(cur);
     return rc;

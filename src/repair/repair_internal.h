@@ -34,6 +34,13 @@ TD_NODISCARD int td__diagnose_run(const td_run *run, const td_diagnose_opts *o,
                                   td_diagnosis **out, td__diag_data *d,
                                   td_err *err);
 
+/* The same without probes and heat maps (layer -2, probe_w and the maps
+ * NULL): what tardis repair needs after its last round. */
+TD_NODISCARD int td__diagnose_metrics(const td_run *run,
+                                      const td_diagnose_opts *o,
+                                      td_diagnosis **out, td__diag_data *d,
+                                      td_err *err);
+
 /* Per-label metrics, confusion and verdicts into diag (allocated there). */
 TD_NODISCARD int td__label_metrics(const td__diag_data *d, double theta,
                                    double gamma, td_diagnosis *diag);

@@ -22,8 +22,22 @@ static double severity(const td_label_diag *L, double theta, double gamma) {
   return 0;
 }
 
+/* How starved of data a buggy label is: 1 - its trained-on samples over the
+ * best-supplied label's, when it has less than half as many (0 otherwise,
+ * so that labels trained on about as much data split by severity alone). A
+ * label the model underfits for want of data needs about as many samples
+ * as the others had, far more than its severity alone gives it. */
+static double starvation(const td_diagnosis *g, int l) {
+  int64_t most = 0;
+  for (int k = 0; k < g->n_classes; k++)
+    most = g->labels[k].n_train > most ? g->labels[k].n_train : most;
+  double s = most > 0 ? 1 - (double)g->labels[l].n_train / (double)most : 0;
+  return s > 0.5 ? s : 0;
+}
+
 /* MODE's quota per buggy label: (1 - other_share) k split in proportion to
- * severity (largest remainders), capped by what the pool holds. */
+ * severity plus starvation (largest remainders), capped by what the pool
+ * holds. */
 static void quotas(const td__select_ctx *c, const int64_t *avail_per,
                    int64_t *q) {
   int C = c->g->n_classes;
@@ -32,8 +46,12 @@ static void quotas(const td__select_ctx *c, const int64_t *avail_per,
     memset(q, 0, (size_t)C * sizeof *q);
     return;
   }
-  for (int l = 0; l < C; l++)
-    tot += want[l] = severity(&c->g->labels[l], c->theta, c->gamma);
+  for (int l = 0; l < C; l++) {
+    want[l] = severity(&c->g->labels[l], c->theta, c->gamma);
+    if (want[l] > 0)
+      want[l] += starvation(c->g, l);
+    tot += want[l];
+  }
   int64_t n_bug = (int64_t)llround((1 - c->other_share) * (double)c->k),
           used = 0;
   for (int l = 0; l < C; l++) {

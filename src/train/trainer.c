@@ -695,7 +695,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     res->train_seconds += secs;
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
-    if (o->out) {
+    if (o->out && (!o->record_last_only || ep == o->epochs)) {
       double w0 = td_now();
       rc = td__recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
                               td_optim_lr(s.opt), inflight, ep == o->epochs);
