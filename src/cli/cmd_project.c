@@ -9,6 +9,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#ifdef TD_MPI
+#include "cli/project_mpi.h"
+#endif
 #include "tardis/evaluate.h"
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
@@ -118,12 +121,20 @@ int td_cmd_project(int argc, char **argv) {
   o.progress = on_progress;
   o.progress_ctx = &pc;
   td_project_summary s;
-  int rc = td_project(run, &o, &s, &err);
+  int rank = 0, rc;
+#ifdef TD_MPI
+  if (td_cli_mpi_launched())
+    rc = td_cli_project_mpi(run, &o, &s, &rank, &err);
+  else
+#endif
+    rc = td_project(run, &o, &s, &err);
   td_run_close(run);
   if (rc != TD_OK) {
     fprintf(stderr, "%stardis: error: %s\n", pc.tty ? "\r\033[K" : "", err.msg);
     return 1;
   }
+  if (rank != 0)
+    return 0; /* rank 0 prints the summary of all processes */
   printf("projected %d epoch%s (%d already done) with %s in %.1f s",
          s.projected, s.projected == 1 ? "" : "s", s.skipped, o.method,
          s.seconds);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proj/blocks.h"
 #include "proj/proj_method.h"
 #include "proj/scale.h"
 #include "tardis/alloc.h"
@@ -733,6 +734,57 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
   p->last = rc == TD_OK ? epoch : -2;
   if (rc)
     td_err_prefix(err, "epoch %d", epoch);
+  return rc;
+}
+
+/* For blocks of epochs (blocks.c): what td_project would do, in the
+ * order it would. */
+int td__project_pending(const td_run *run, const td_project_opts *o,
+                        int **idx, int *n, td_project_summary *s,
+                        td_err *err) {
+  return pending_epochs(run, o, idx, n, s, err);
+}
+
+/* A block's border (blocks.c): the epoch fitted cold on a fresh state and
+ * placed as write_epoch would place it, but not written; the next epoch
+ * then warm-starts from it. */
+int td__projector_fit_only(td_projector *p, int epoch, float **y_train,
+                           td_err *err) {
+  *y_train = NULL;
+  void *st = p->pm->state_new();
+  if (!st)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  p->pm->state_free(p->st);
+  p->st = st;
+  p->last = -2;
+  double secs[5] = {0};
+  epoch_data e;
+  int rc = load_epoch(p->run, epoch, &e, err);
+  if (rc)
+    return rc;
+  scale_state *sc = p->scaled ? &p->sc : NULL;
+  if (sc)
+    rc = fit_scaled(p->run, &p->o, p->pm, st, epoch, &e, sc, &p->inputs, secs,
+                    err);
+  else if (p->o.boundary && p->pm->boundary)
+    rc = boundary_epoch(p->run, &p->o, epoch, &e, &p->inputs, err);
+  if (rc == TD_OK && !sc)
+    rc = p->pm->fit(st, &p->o, &e, &secs[0], &secs[1], err);
+  placed pl;
+  memset(&pl, 0, sizeof pl);
+  if (rc == TD_OK)
+    rc = place_epoch(p->pm, st, &e, &pl, err);
+  if (rc == TD_OK && sc)
+    rc = place_scaled(&p->o, p->pm, st, &e, sc, pl.y, err);
+  if (rc == TD_OK) {
+    *y_train = pl.y[0];
+    pl.y[0] = NULL;
+    p->last = epoch;
+  }
+  placed_free(&pl);
+  epoch_data_free(&e);
+  if (rc)
+    td_err_prefix(err, "epoch %d (block border)", epoch);
   return rc;
 }
 
