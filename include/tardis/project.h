@@ -52,8 +52,11 @@ typedef struct td_project_vis {
 #define TD_PROJECT_SCALE_SAMPLE_MAX 100000
 
 enum {
-  TD_SCALE_PLACE_KNN = 0,    /* encoder, then the nearest sample points */
-  TD_SCALE_PLACE_ENCODER = 1 /* the encoder alone */
+  TD_SCALE_PLACE_KNN = 0,     /* encoder, then the nearest sample points
+                                 searched in the sample's kNN graph */
+  TD_SCALE_PLACE_ENCODER = 1, /* the encoder alone */
+  TD_SCALE_PLACE_CANVAS = 2   /* encoder, then the nearest sample points
+                                 among those near it on the canvas */
 };
 
 typedef struct td_project_opts {
@@ -87,7 +90,7 @@ typedef struct td_project_opts {
                            0: never; 1: always */
   int64_t scale_sample; /* the sample's size; 0: SentryCam's density rule,
                            clamped to [TD_PROJECT_SCALE_SAMPLE_MIN, _MAX] */
-  int scale_place;      /* TD_SCALE_PLACE_KNN (default) or _ENCODER */
+  int scale_place;      /* TD_SCALE_PLACE_KNN (default), _ENCODER, _CANVAS */
   void (*progress)(const td_project_progress *p, void *ctx);
   void *progress_ctx;
 } td_project_opts;

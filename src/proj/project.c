@@ -225,7 +225,9 @@ static int keep_class(const td__proj_method *pm, void *st,
 }
 
 /* The training points outside the sample: the encoder's positions, refined
- * by their nearest sample points (TD_SCALE_PLACE_KNN); the sample and the
+ * by their nearest sample points (TD_SCALE_PLACE_KNN: searched in the
+ * sample's kNN graph; _CANVAS: among those near the encoder's position);
+ * the sample and the
  * boundary samples: the fitted layout. */
 static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
                         void *st, const td__proj_epoch *e, scale_state *sc,
@@ -238,7 +240,7 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
                       "placing at scale: no layout of the "
                       "sample to place the points by");
   int rc = TD_OK;
-  if (o->scale_place == TD_SCALE_PLACE_KNN) {
+  if (o->scale_place != TD_SCALE_PLACE_ENCODER) {
     int32_t *pred = td_malloc((size_t)e->n * sizeof *pred);
     float *alt = td_malloc((size_t)e->n * 2 * sizeof *alt);
     if (!pred || !alt)
@@ -246,8 +248,11 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
     if (rc == TD_OK) {
       predicted_rows(e->logits.data, e->n, e->C, pred);
       memcpy(alt, y[0], (size_t)e->n * 2 * sizeof *alt);
+      const td_knn *g = o->scale_place == TD_SCALE_PLACE_KNN && pm->graph
+                            ? pm->graph(st)
+                            : NULL;
       rc = td__scale_refine(e->train.data, e->n, e->D, sc->rows, sc->s, lay,
-                            pred, y[0], alt, err);
+                            pred, e->C, g, y[0], alt, err);
     }
     if (rc == TD_OK)
       rc = keep_class(pm, st, e, pred, alt, y[0], &sc->moved, err);
@@ -264,15 +269,21 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
   return rc;
 }
 
+static const char *place_name(int place) {
+  return place == TD_SCALE_PLACE_ENCODER  ? "encoder"
+         : place == TD_SCALE_PLACE_CANVAS ? "canvas"
+                                          : "knn";
+}
+
 /* projection.json's "scale" object. */
 static json_t *scale_json(const td_project_opts *o, const scale_state *sc,
                           int64_t n) {
   json_t *j = json_pack(
       "{s:I, s:I, s:s, s:s, s:f}", "sample", (json_int_t)sc->s, "n_train",
       (json_int_t)n, "rule", sc->density ? "density" : "fixed", "place",
-      o->scale_place == TD_SCALE_PLACE_KNN ? "knn" : "encoder", "place_seconds",
+      place_name(o->scale_place), "place_seconds",
       sc->place_seconds);
-  if (j && o->scale_place == TD_SCALE_PLACE_KNN)
+  if (j && o->scale_place != TD_SCALE_PLACE_ENCODER)
     json_object_set_new(j, "moved_to_class",
                         json_integer((json_int_t)sc->moved));
   if (j && sc->density) {
