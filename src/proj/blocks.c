@@ -76,7 +76,10 @@ int td_project_block_open(td_run *run, const td_project_opts *o, int rank,
   if (rc == TD_OK) {
     block_share(b, idx, n);
     b->skipped = rank == 0 ? s.skipped : 0;
-    rc = td_projector_open(run, &b->o, &b->p, err);
+    /* the block reports its epochs itself, counted within the block */
+    td_project_opts po = b->o;
+    po.progress = NULL;
+    rc = td_projector_open(run, &po, &b->p, err);
   }
   free(idx);
   if (rc) {
@@ -99,6 +102,10 @@ int td_project_block_fit(td_project_block *b, td_project_summary *s,
     double dt = 0;
     if ((rc = td_projector_epoch(b->p, b->epochs[i], NULL, &dt, err)))
       break;
+    if (b->o.progress) {
+      td_project_progress pr = {i, b->n, b->epochs[i], "done", dt};
+      b->o.progress(&pr, b->o.progress_ctx);
+    }
     if (s->projected == 0)
       s->first_seconds = dt;
     else if (dt > s->max_later_seconds)
