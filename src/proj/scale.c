@@ -131,6 +131,7 @@ typedef struct refine_ctx {
   int d;
   const int64_t *rows; /* the sample, ascending */
   int64_t s;
+  const float *xs;      /* [s, d] the sample's rows of x, contiguous, or NULL */
   const int64_t *query; /* the chunk's non-sample rows */
   const td_knn *cand;   /* their canvas candidates among the sample */
   const int32_t *pred;  /* [n] predicted classes, or NULL */
@@ -158,13 +159,25 @@ static int keep_nearest(float *dist, int32_t *idx, int cnt, float dv,
   return cnt;
 }
 
+/* Euclidean distance from xi to sample point v, in 8 interleaved partial
+ * sums (a fixed order, so the compiler can vectorise it and the result
+ * does not depend on the machine's thread count). */
 static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
-  const float *xv = c->x + c->rows[v] * c->d;
-  float s = 0;
-  for (int t = 0; t < c->d; t++) {
+  const float *xv =
+      c->xs ? c->xs + (int64_t)v * c->d : c->x + c->rows[v] * c->d;
+  float part[8] = {0};
+  int t = 0;
+  for (; t + 8 <= c->d; t += 8)
+    for (int l = 0; l < 8; l++) {
+      float df = xi[t + l] - xv[t + l];
+      part[l] += df * df;
+    }
+  for (; t < c->d; t++) {
     float df = xi[t] - xv[t];
-    s += df * df;
+    part[0] += df * df;
   }
+  float s = ((part[0] + part[1]) + (part[2] + part[3])) +
+            ((part[4] + part[5]) + (part[6] + part[7]));
   return sqrtf(s);
 }
 
@@ -373,7 +386,12 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
   int32_t *seeds = graph ? class_seeds(rows, s, pred, n_classes) : NULL;
   uint32_t **stamp = graph ? stamps_new(s, (int)nt) : NULL;
   uint32_t *gen = graph ? td_calloc((size_t)nt, sizeof *gen) : NULL;
-  int rc = q && (!graph || (seeds && stamp && gen))
+  /* the search reads sample rows at random: a contiguous copy keeps them
+   * off the pages of the other rows */
+  float *xs = graph ? td_malloc((size_t)s * d * sizeof *xs) : NULL;
+  for (int64_t i = 0; xs && i < s; i++)
+    memcpy(xs + i * d, x + rows[i] * d, (size_t)d * sizeof *xs);
+  int rc = q && (!graph || (seeds && stamp && gen && xs))
                ? TD_OK
                : td_err_set(err, TD_ENOMEM, "placing: out of memory");
   for (int64_t b = 0; b < m && rc == TD_OK; b += REFINE_CHUNK) {
@@ -386,8 +404,8 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
     rc = td_knn_2d_query(pos, s, q, cm, kc, &cand, err);
     if (rc)
       break;
-    refine_ctx c = {x, pos, d,     rows,  s,         query + b, &cand, pred,
-                    y, alt, graph, seeds, n_classes, stamp,     gen};
+    refine_ctx c = {x,    pos, d,   rows,  s,     xs,        query + b, &cand,
+                    pred, y,   alt, graph, seeds, n_classes, stamp,     gen};
     td_parallel_for(cm, 1024, refine_rows, &c);
     td_knn_free(&cand);
   }
@@ -395,6 +413,7 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
     td_free(stamp[i]);
   td_free(stamp);
   td_free(gen);
+  td_free(xs);
   td_free(seeds);
   td_free(q);
   td_free(query);
