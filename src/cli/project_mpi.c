@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/project_mpi.h"
 
@@ -14,9 +15,25 @@ int td_cli_mpi_launched(void) {
   return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
 }
 
+/* Waits for every process without spinning: Open MPI's blocking
+ * collectives poll at full speed, and a process that finished its block
+ * early would take a core from one still projecting (K processes on K
+ * cores). */
+static void quiet_barrier(void) {
+  MPI_Request req;
+  int done = 0;
+  MPI_Ibarrier(MPI_COMM_WORLD, &req);
+  while (!done) {
+    MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+    if (!done)
+      nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+  }
+}
+
 /* 1 everywhere when every process's step succeeded; a failing process has
  * said why on stderr. */
 static int all_ok(int rc) {
+  quiet_barrier();
   int mine = rc != TD_OK, any = 0;
   MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   return !any;
