@@ -3,7 +3,7 @@
  *
  *   bench/make_synth_run.py --out /tmp/s1m --n 1000000 --dim 128 --epochs 3
  *   bench_scale --run /tmp/s1m [--scale auto|on|off] [--sample S]
- *               [--place knn|encoder] [--queries 10000] [--threads 2]
+ *               [--place knn|canvas|encoder] [--queries 10000] [--threads 2]
  *               [--no-project]
  *
  * Projects every epoch of the run (in place, --force: RUN/vis/dvi is
@@ -214,7 +214,7 @@ static int quality(td_run *run, int ep, int64_t q, td_err *err) {
 
 static void usage(void) {
   fprintf(stderr, "usage: bench_scale --run RUN [--scale auto|on|off] "
-                  "[--sample S] [--place knn|encoder] [--queries Q] "
+                  "[--sample S] [--place knn|canvas|encoder] [--queries Q] "
                   "[--threads T] [--no-project]\n");
   exit(2);
 }
@@ -246,8 +246,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--scale"))
       o.scale = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? 0 : -1;
     else if (!strcmp(a, "--place"))
-      o.scale_place =
-          !strcmp(v, "encoder") ? TD_SCALE_PLACE_ENCODER : TD_SCALE_PLACE_KNN;
+      o.scale_place = !strcmp(v, "encoder")  ? TD_SCALE_PLACE_ENCODER
+                      : !strcmp(v, "canvas") ? TD_SCALE_PLACE_CANVAS
+                                             : TD_SCALE_PLACE_KNN;
     else
       usage();
   }

@@ -238,11 +238,19 @@ static void test_unfinished_epoch(void) {
   snprintf(dead, sizeof dead, "%s/vis/pca/.tmp-0001-%d", run_dir, dead_pid());
   CHECK_INT(rename(td_vis_writer_dir(w), dead), ==, 0);
   free(w); /* what the killed process would have lost */
+  /* a writer on another host sharing RUN (mpirun over hosts): its pid
+   * says nothing here, so its directory stays */
+  char other[4400];
+  snprintf(other, sizeof other, "%s/vis/pca/.tmp-0002-other.host-%d", run_dir,
+           dead_pid());
+  CHECK_INT(mkdir(other, 0755), ==, 0);
   /* a live writer's directory is left alone ... */
   td_vis_writer *live;
   CHECK_OK(td_vis_epoch_begin(run_dir, "pca", 3, &d, &live, &err), &err);
   CHECK(!td_path_exists(dead)); /* ... the dead one's is cleared */
+  CHECK(td_path_exists(other));
   td_vis_epoch_abort(live);
+  CHECK_OK(td_remove_tree(other, &err), &err);
   CHECK_INT(count_entries(".tmp-"), ==, 0);
   td_run_close(run);
 }

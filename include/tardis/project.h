@@ -52,8 +52,11 @@ typedef struct td_project_vis {
 #define TD_PROJECT_SCALE_SAMPLE_MAX 100000
 
 enum {
-  TD_SCALE_PLACE_KNN = 0,    /* encoder, then the nearest sample points */
-  TD_SCALE_PLACE_ENCODER = 1 /* the encoder alone */
+  TD_SCALE_PLACE_KNN = 0,     /* encoder, then the nearest sample points
+                                 searched in the sample's kNN graph */
+  TD_SCALE_PLACE_ENCODER = 1, /* the encoder alone */
+  TD_SCALE_PLACE_CANVAS = 2   /* encoder, then the nearest sample points
+                                 among those near it on the canvas */
 };
 
 typedef struct td_project_opts {
@@ -87,7 +90,7 @@ typedef struct td_project_opts {
                            0: never; 1: always */
   int64_t scale_sample; /* the sample's size; 0: SentryCam's density rule,
                            clamped to [TD_PROJECT_SCALE_SAMPLE_MIN, _MAX] */
-  int scale_place;      /* TD_SCALE_PLACE_KNN (default) or _ENCODER */
+  int scale_place;      /* TD_SCALE_PLACE_KNN (default), _ENCODER, _CANVAS */
   void (*progress)(const td_project_progress *p, void *ctx);
   void *progress_ctx;
 } td_project_opts;
@@ -147,6 +150,38 @@ int td_project_can_preview(const td_run *run, const td_project_opts *o);
 TD_NODISCARD int td_project_preview(td_run *run, const td_project_opts *o,
                                     int epoch, int from, double *seconds,
                                     td_err *err);
+
+/* Projection in K blocks of consecutive epochs, one per process (the
+ * MPI driver of `tardis project`, docs/scale.md "Across processes"): block
+ * r projects the r-th of K contiguous shares of the epochs td_project would
+ * do, as td_project does; a block after the first starts from its own cold
+ * fit of the epoch before it (its border, fitted but not written by it).
+ * Once every block is written, each block's border fit is aligned onto
+ * the border epoch as written by the block before (td_project_block_border:
+ * a similarity transform of the canvas), the transforms are chained from
+ * block 0, and each block's epochs are rewritten through its chained
+ * transform (td_project_block_align): positions, model and territory. Block
+ * 0 is exactly td_project's output for its epochs. The steps are collective
+ * in this order: open every block (each reads which epochs are done before
+ * any is written), fit every block, take every border, align every block.
+ * dvi only (TD_EARG otherwise). */
+typedef struct td_project_block td_project_block;
+TD_NODISCARD int td_project_block_open(td_run *run, const td_project_opts *o,
+                                       int rank, int size,
+                                       td_project_block **out, td_err *err);
+TD_NODISCARD int td_project_block_fit(td_project_block *b,
+                                      td_project_summary *s, td_err *err);
+/* T = {a, b, tx, c, d, ty}: x' = a x + b y + tx, y' = c x + d y + ty; the
+ * identity for block 0 and for a block that needed no border fit. */
+TD_NODISCARD int td_project_block_border(const td_project_block *b,
+                                         double T[6], td_err *err);
+/* chained: the composition of the borders' transforms of blocks 1..rank. */
+TD_NODISCARD int td_project_block_align(td_project_block *b,
+                                        const double chained[6], td_err *err);
+/* Chains the K transforms of td_project_block_border (borders[6 * r]) into
+ * block rank's: borders[1] after ... after borders[rank]. */
+void td_project_block_chain(const double *borders, int rank, double out[6]);
+void td_project_block_close(td_project_block *b); /* NULL is fine */
 
 /* A cold draft (live mode, before any epoch is fully fitted): the method's
  * model fitted on a sample of n_sample of the epoch's training points (all

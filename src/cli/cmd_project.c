@@ -9,6 +9,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#ifdef TD_MPI
+#include "cli/project_mpi.h"
+#endif
 #include "tardis/evaluate.h"
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
@@ -44,9 +47,9 @@ int td_cmd_project(int argc, char **argv) {
   static const char *const spaces[] = {"repr", "input", NULL};
   static const char *const scales[] = {"auto", "on", "off", NULL};
   static const int scale_values[] = {-1, 1, 0};
-  static const char *const places[] = {"knn", "encoder", NULL};
-  static const int place_values[] = {TD_SCALE_PLACE_KNN,
-                                     TD_SCALE_PLACE_ENCODER};
+  static const char *const places[] = {"knn", "encoder", "canvas", NULL};
+  static const int place_values[] = {
+      TD_SCALE_PLACE_KNN, TD_SCALE_PLACE_ENCODER, TD_SCALE_PLACE_CANVAS};
   int epochs[2] = {o.epoch_from, o.epoch_to};
   td_opt opts[] = {
       TD_OPT_CHOICE_STR("method", &o.method, methods,
@@ -82,7 +85,10 @@ int td_cmd_project(int argc, char **argv) {
                    "density rule, 20,000-100,000 points)"),
       TD_OPT_CHOICE("scale-place", &o.scale_place, places, place_values,
                     "placing the rest: knn (default: encoder,\n"
-                    "then the nearest sample points) or encoder"),
+                    "then the nearest sample points, searched\n"
+                    "in the sample's kNN graph), canvas (the\n"
+                    "nearest among those near it on the canvas)\n"
+                    "or encoder"),
       TD_OPT_END};
   const td_arg_pos pos[] = {{"RUN", &dir}, {0}};
   td_args_cmd cmd = {
@@ -118,12 +124,20 @@ int td_cmd_project(int argc, char **argv) {
   o.progress = on_progress;
   o.progress_ctx = &pc;
   td_project_summary s;
-  int rc = td_project(run, &o, &s, &err);
+  int rank = 0, rc;
+#ifdef TD_MPI
+  if (td_cli_mpi_launched())
+    rc = td_cli_project_mpi(run, &o, &s, &rank, &err);
+  else
+#endif
+    rc = td_project(run, &o, &s, &err);
   td_run_close(run);
   if (rc != TD_OK) {
     fprintf(stderr, "%stardis: error: %s\n", pc.tty ? "\r\033[K" : "", err.msg);
     return 1;
   }
+  if (rank != 0)
+    return 0; /* rank 0 prints the summary of all processes */
   printf("projected %d epoch%s (%d already done) with %s in %.1f s",
          s.projected, s.projected == 1 ? "" : "s", s.skipped, o.method,
          s.seconds);

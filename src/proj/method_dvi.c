@@ -645,6 +645,11 @@ static int dvi_restrict(void *st, const int64_t *rows, int64_t s, int64_t n) {
   return 0;
 }
 
+static const td_knn *dvi_graph_of(const void *st) {
+  const carry *c = st;
+  return c->have_knn ? &c->knn : NULL;
+}
+
 const td__proj_method td__proj_dvi = {
     "dvi",
     1,
@@ -659,4 +664,5 @@ const td__proj_method td__proj_dvi = {
     dvi_forget_layout,
     dvi_layout,
     dvi_restrict,
+    dvi_graph_of,
 };

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "tardis/array.h"
+#include "tardis/knn.h"
 #include "tardis/nn.h"
 #include "tardis/project.h"
 #include "tardis/run.h"
@@ -64,6 +65,9 @@ typedef struct td__proj_method {
    * an epoch's files holds all n points' positions and classes; keep the
    * sample's (a state that already holds s rows is left alone). */
   int (*restrict_rows)(void *st, const int64_t *rows, int64_t s, int64_t n);
+  /* The kNN graph (representation space) of the last fit's training rows,
+   * indices into them; NULL when there is none. */
+  const td_knn *(*graph)(const void *st);
 } td__proj_method;
 
 extern const td__proj_method td__proj_pca;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proj/blocks.h"
 #include "proj/proj_method.h"
 #include "proj/scale.h"
 #include "tardis/alloc.h"
@@ -224,7 +225,9 @@ static int keep_class(const td__proj_method *pm, void *st,
 }
 
 /* The training points outside the sample: the encoder's positions, refined
- * by their nearest sample points (TD_SCALE_PLACE_KNN); the sample and the
+ * by their nearest sample points (TD_SCALE_PLACE_KNN: searched in the
+ * sample's kNN graph; _CANVAS: among those near the encoder's position);
+ * the sample and the
  * boundary samples: the fitted layout. */
 static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
                         void *st, const td__proj_epoch *e, scale_state *sc,
@@ -237,7 +240,7 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
                       "placing at scale: no layout of the "
                       "sample to place the points by");
   int rc = TD_OK;
-  if (o->scale_place == TD_SCALE_PLACE_KNN) {
+  if (o->scale_place != TD_SCALE_PLACE_ENCODER) {
     int32_t *pred = td_malloc((size_t)e->n * sizeof *pred);
     float *alt = td_malloc((size_t)e->n * 2 * sizeof *alt);
     if (!pred || !alt)
@@ -245,8 +248,11 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
     if (rc == TD_OK) {
       predicted_rows(e->logits.data, e->n, e->C, pred);
       memcpy(alt, y[0], (size_t)e->n * 2 * sizeof *alt);
+      const td_knn *g = o->scale_place == TD_SCALE_PLACE_KNN && pm->graph
+                            ? pm->graph(st)
+                            : NULL;
       rc = td__scale_refine(e->train.data, e->n, e->D, sc->rows, sc->s, lay,
-                            pred, y[0], alt, err);
+                            pred, e->C, g, y[0], alt, err);
     }
     if (rc == TD_OK)
       rc = keep_class(pm, st, e, pred, alt, y[0], &sc->moved, err);
@@ -263,15 +269,21 @@ static int place_scaled(const td_project_opts *o, const td__proj_method *pm,
   return rc;
 }
 
+static const char *place_name(int place) {
+  return place == TD_SCALE_PLACE_ENCODER  ? "encoder"
+         : place == TD_SCALE_PLACE_CANVAS ? "canvas"
+                                          : "knn";
+}
+
 /* projection.json's "scale" object. */
 static json_t *scale_json(const td_project_opts *o, const scale_state *sc,
                           int64_t n) {
   json_t *j = json_pack(
       "{s:I, s:I, s:s, s:s, s:f}", "sample", (json_int_t)sc->s, "n_train",
       (json_int_t)n, "rule", sc->density ? "density" : "fixed", "place",
-      o->scale_place == TD_SCALE_PLACE_KNN ? "knn" : "encoder", "place_seconds",
+      place_name(o->scale_place), "place_seconds",
       sc->place_seconds);
-  if (j && o->scale_place == TD_SCALE_PLACE_KNN)
+  if (j && o->scale_place != TD_SCALE_PLACE_ENCODER)
     json_object_set_new(j, "moved_to_class",
                         json_integer((json_int_t)sc->moved));
   if (j && sc->density) {
@@ -737,6 +749,57 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
   p->last = rc == TD_OK ? epoch : -2;
   if (rc)
     td_err_prefix(err, "epoch %d", epoch);
+  return rc;
+}
+
+/* For blocks of epochs (blocks.c): what td_project would do, in the
+ * order it would. */
+int td__project_pending(const td_run *run, const td_project_opts *o,
+                        int **idx, int *n, td_project_summary *s,
+                        td_err *err) {
+  return pending_epochs(run, o, idx, n, s, err);
+}
+
+/* A block's border (blocks.c): the epoch fitted cold on a fresh state and
+ * placed as write_epoch would place it, but not written; the next epoch
+ * then warm-starts from it. */
+int td__projector_fit_only(td_projector *p, int epoch, float **y_train,
+                           td_err *err) {
+  *y_train = NULL;
+  void *st = p->pm->state_new();
+  if (!st)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  p->pm->state_free(p->st);
+  p->st = st;
+  p->last = -2;
+  double secs[5] = {0};
+  epoch_data e;
+  int rc = load_epoch(p->run, epoch, &e, err);
+  if (rc)
+    return rc;
+  scale_state *sc = p->scaled ? &p->sc : NULL;
+  if (sc)
+    rc = fit_scaled(p->run, &p->o, p->pm, st, epoch, &e, sc, &p->inputs, secs,
+                    err);
+  else if (p->o.boundary && p->pm->boundary)
+    rc = boundary_epoch(p->run, &p->o, epoch, &e, &p->inputs, err);
+  if (rc == TD_OK && !sc)
+    rc = p->pm->fit(st, &p->o, &e, &secs[0], &secs[1], err);
+  placed pl;
+  memset(&pl, 0, sizeof pl);
+  if (rc == TD_OK)
+    rc = place_epoch(p->pm, st, &e, &pl, err);
+  if (rc == TD_OK && sc)
+    rc = place_scaled(&p->o, p->pm, st, &e, sc, pl.y, err);
+  if (rc == TD_OK) {
+    *y_train = pl.y[0];
+    pl.y[0] = NULL;
+    p->last = epoch;
+  }
+  placed_free(&pl);
+  epoch_data_free(&e);
+  if (rc)
+    td_err_prefix(err, "epoch %d (block border)", epoch);
   return rc;
 }
 

@@ -20,6 +20,11 @@
 /* Candidates on the canvas and neighbours kept by td__scale_refine. */
 #define REFINE_CAND 48
 #define REFINE_K 3
+/* the search over the sample's kNN graph: its beam, the seeds of the
+ * point's predicted class, and a cap on the distances one point costs */
+#define SEARCH_BEAM 16
+#define SEARCH_CLASS_SEEDS 8
+#define SEARCH_MAX_EVALS 640
 #define REFINE_CHUNK 65536
 
 static int cmp_i64(const void *a, const void *b) {
@@ -124,11 +129,18 @@ int td__scale_density_ratio(const float *x, int64_t n, int d, uint64_t seed,
 typedef struct refine_ctx {
   const float *x, *pos;
   int d;
-  const int64_t *rows;  /* the sample, ascending */
+  const int64_t *rows; /* the sample, ascending */
+  int64_t s;
+  const float *xs;      /* [s, d] the sample's rows of x, contiguous, or NULL */
   const int64_t *query; /* the chunk's non-sample rows */
   const td_knn *cand;   /* their canvas candidates among the sample */
   const int32_t *pred;  /* [n] predicted classes, or NULL */
   float *y, *alt;
+  const td_knn *graph;  /* the sample's kNN graph (indices into it), or NULL */
+  const int32_t *seeds; /* [C][SEARCH_CLASS_SEEDS] sample indices, or -1 */
+  int n_classes;
+  uint32_t **stamp; /* per thread: [s] the query that last saw the vertex */
+  uint32_t *gen;    /* per thread: that query's stamp */
 } refine_ctx;
 
 /* Insertion into the ascending list (dist, idx) of at most REFINE_K. */
@@ -147,32 +159,133 @@ static int keep_nearest(float *dist, int32_t *idx, int cnt, float dv,
   return cnt;
 }
 
+/* Euclidean distance from xi to sample point v, in 8 interleaved partial
+ * sums (a fixed order, so the compiler can vectorise it and the result
+ * does not depend on the machine's thread count). */
+static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
+  const float *xv =
+      c->xs ? c->xs + (int64_t)v * c->d : c->x + c->rows[v] * c->d;
+  float part[8] = {0};
+  int t = 0;
+  for (; t + 8 <= c->d; t += 8)
+    for (int l = 0; l < 8; l++) {
+      float df = xi[t + l] - xv[t + l];
+      part[l] += df * df;
+    }
+  for (; t < c->d; t++) {
+    float df = xi[t] - xv[t];
+    part[0] += df * df;
+  }
+  float s = ((part[0] + part[1]) + (part[2] + part[3])) +
+            ((part[4] + part[5]) + (part[6] + part[7]));
+  return sqrtf(s);
+}
+
+/* Best-first search of the sample's kNN graph for the nearest sample points
+ * of row q: seeded by its canvas candidates and by a few fixed sample
+ * points of its predicted class (the canvas may put it in the wrong
+ * cluster), it expands the nearest unexpanded vertex of the beam until
+ * every vertex of the beam is expanded (or the cap is reached). The beam,
+ * ascending, is left in dist/idx; returns its length. */
+static int graph_search(const refine_ctx *c, int64_t i, int tid,
+                        float dist[SEARCH_BEAM], int32_t idx[SEARCH_BEAM]) {
+  const float *xi = c->x + c->query[i] * c->d;
+  uint32_t *seen = c->stamp[tid], g = ++c->gen[tid];
+  uint8_t done[SEARCH_BEAM] = {0};
+  int cnt = 0, evals = 0, kc = c->cand->k;
+  int32_t want = c->pred ? c->pred[c->query[i]] : -1;
+  for (int j = 0; j < kc + SEARCH_CLASS_SEEDS; j++) {
+    int32_t v = j < kc ? c->cand->idx[i * kc + j]
+                : want >= 0 && want < c->n_classes
+                    ? c->seeds[want * SEARCH_CLASS_SEEDS + j - kc]
+                    : -1;
+    if (v < 0 || seen[v] == g)
+      continue;
+    seen[v] = g;
+    evals++;
+    float dv = dist_to(c, xi, v);
+    if (cnt == SEARCH_BEAM && dv >= dist[cnt - 1])
+      continue;
+    int at = cnt < SEARCH_BEAM ? cnt++ : cnt - 1;
+    for (; at > 0 && dist[at - 1] > dv; at--) {
+      dist[at] = dist[at - 1], idx[at] = idx[at - 1], done[at] = done[at - 1];
+    }
+    dist[at] = dv, idx[at] = v, done[at] = 0;
+  }
+  int k = c->graph->k;
+  for (;;) {
+    int u = 0;
+    while (u < cnt && done[u])
+      u++;
+    if (u == cnt || evals >= SEARCH_MAX_EVALS)
+      return cnt;
+    done[u] = 1;
+    if (idx[u] >= c->graph->n)
+      continue;
+    const int32_t *nb = c->graph->idx + (int64_t)idx[u] * k;
+    for (int j = 0; j < k; j++) {
+      int32_t v = nb[j];
+      if (v < 0 || v >= c->s || seen[v] == g)
+        continue;
+      seen[v] = g;
+      evals++;
+      float dv = dist_to(c, xi, v);
+      if (cnt == SEARCH_BEAM && dv >= dist[cnt - 1])
+        continue;
+      int at = cnt < SEARCH_BEAM ? cnt++ : cnt - 1;
+      for (; at > 0 && dist[at - 1] > dv; at--) {
+        dist[at] = dist[at - 1], idx[at] = idx[at - 1], done[at] = done[at - 1];
+      }
+      dist[at] = dv, idx[at] = v, done[at] = 0;
+    }
+  }
+}
+
+/* The REFINE_K nearest of the graph search's beam, of the point's
+ * predicted class when the beam holds any. */
+static int nearest_of_beam(const refine_ctx *c, int64_t i, int tid,
+                           float dist[REFINE_K], int32_t idx[REFINE_K]) {
+  float bd[SEARCH_BEAM];
+  int32_t bi[SEARCH_BEAM];
+  int nb = graph_search(c, i, tid, bd, bi), cnt = 0, any = 0;
+  int32_t want = c->pred ? c->pred[c->query[i]] : -1;
+  for (int j = 0; want >= 0 && j < nb && !any; j++)
+    any = c->pred[c->rows[bi[j]]] == want;
+  for (int j = 0; j < nb && cnt < REFINE_K; j++)
+    if (!any || c->pred[c->rows[bi[j]]] == want) {
+      dist[cnt] = bd[j];
+      idx[cnt++] = bi[j];
+    }
+  return cnt;
+}
+
+/* The REFINE_K nearest in the representation space among the canvas
+ * candidates (no graph: the first placement). */
+static int nearest_of_candidates(const refine_ctx *c, int64_t i,
+                                 float dist[REFINE_K], int32_t idx[REFINE_K]) {
+  int kc = c->cand->k, cnt = 0;
+  const float *xi = c->x + c->query[i] * c->d;
+  /* the candidates of the point's predicted class, as the class-aware
+   * complex draws them (all of them when none is) */
+  int32_t want = c->pred ? c->pred[c->query[i]] : -1, any = 0;
+  for (int j = 0; want >= 0 && j < kc && !any; j++)
+    any = c->pred[c->rows[c->cand->idx[i * kc + j]]] == want;
+  for (int j = 0; j < kc; j++) {
+    int32_t v = c->cand->idx[i * kc + j];
+    if (any && c->pred[c->rows[v]] != want)
+      continue;
+    cnt = keep_nearest(dist, idx, cnt, dist_to(c, xi, v), v);
+  }
+  return cnt;
+}
+
 static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
-  (void)tid;
   const refine_ctx *c = vctx;
-  int kc = c->cand->k;
   for (int64_t i = begin; i < end; i++) {
-    const float *xi = c->x + c->query[i] * c->d;
     float dist[REFINE_K];
     int32_t idx[REFINE_K];
-    int cnt = 0;
-    /* the candidates of the point's predicted class, as the class-aware
-     * complex draws them (all of them when none is) */
-    int32_t want = c->pred ? c->pred[c->query[i]] : -1, any = 0;
-    for (int j = 0; want >= 0 && j < kc && !any; j++)
-      any = c->pred[c->rows[c->cand->idx[i * kc + j]]] == want;
-    for (int j = 0; j < kc; j++) {
-      int32_t v = c->cand->idx[i * kc + j];
-      if (any && c->pred[c->rows[v]] != want)
-        continue;
-      const float *xv = c->x + c->rows[v] * c->d;
-      float s = 0;
-      for (int t = 0; t < c->d; t++) {
-        float df = xi[t] - xv[t];
-        s += df * df;
-      }
-      cnt = keep_nearest(dist, idx, cnt, sqrtf(s), v);
-    }
+    int cnt = c->graph ? nearest_of_beam(c, i, tid, dist, idx)
+                       : nearest_of_candidates(c, i, dist, idx);
     double spread = 0;
     for (int j = 0; j < cnt; j++)
       spread += (double)(dist[j] - dist[0]);
@@ -212,16 +325,75 @@ static int64_t *outside(int64_t n, const int64_t *rows, int64_t s, int64_t *m) {
   return q;
 }
 
+/* SEARCH_CLASS_SEEDS sample points of each class (-1 where a class has
+ * fewer), evenly spaced among its sample points (the sample is uniform, so
+ * that is a spread of the class). */
+static int32_t *class_seeds(const int64_t *rows, int64_t s, const int32_t *pred,
+                            int C) {
+  int32_t *seeds = td_malloc((size_t)C * SEARCH_CLASS_SEEDS * sizeof *seeds);
+  int64_t *count = td_calloc((size_t)C, sizeof *count);
+  int64_t *seen = td_calloc((size_t)C, sizeof *seen);
+  if (seeds && count && seen) {
+    for (int64_t i = 0; i < C * SEARCH_CLASS_SEEDS; i++)
+      seeds[i] = -1;
+    for (int64_t v = 0; v < s; v++)
+      count[pred[rows[v]]]++;
+    int got[256] = {0};
+    for (int64_t v = 0; v < s; v++) {
+      int k = pred[rows[v]];
+      int64_t j = seen[k]++;
+      /* the j-th of count[k] is the got[k]-th seed when it reaches the
+       * seed's even spacing */
+      if (got[k] < SEARCH_CLASS_SEEDS &&
+          j == (int64_t)(((double)got[k] + 0.5) * (double)count[k] /
+                         SEARCH_CLASS_SEEDS))
+        seeds[k * SEARCH_CLASS_SEEDS + got[k]++] = (int32_t)v;
+    }
+  } else {
+    td_free(seeds);
+    seeds = NULL;
+  }
+  td_free(count);
+  td_free(seen);
+  return seeds;
+}
+
+/* The graph search's scratch: a stamp array of the sample per thread. */
+static uint32_t **stamps_new(int64_t s, int t) {
+  uint32_t **st = td_calloc((size_t)t, sizeof *st);
+  for (int i = 0; st && i < t; i++)
+    if (!(st[i] = td_calloc((size_t)(s ? s : 1), sizeof **st))) {
+      while (i-- > 0)
+        td_free(st[i]);
+      td_free(st);
+      return NULL;
+    }
+  return st;
+}
+
 int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
-                     int64_t s, const float *pos, const int32_t *pred, float *y,
-                     float *alt, td_err *err) {
+                     int64_t s, const float *pos, const int32_t *pred,
+                     int n_classes, const td_knn *graph, float *y, float *alt,
+                     td_err *err) {
   int kc = s < REFINE_CAND ? (int)s : REFINE_CAND;
   if (kc < 1)
     return TD_OK;
-  int64_t m = 0;
+  if (!pred || n_classes < 1 || n_classes > 256)
+    graph = NULL; /* the class seeds need the classes */
+  int64_t m = 0, nt = td_threads();
   int64_t *query = outside(n, rows, s, &m);
   float *q = query ? td_malloc((size_t)REFINE_CHUNK * 2 * sizeof *q) : NULL;
-  int rc = q ? TD_OK : td_err_set(err, TD_ENOMEM, "placing: out of memory");
+  int32_t *seeds = graph ? class_seeds(rows, s, pred, n_classes) : NULL;
+  uint32_t **stamp = graph ? stamps_new(s, (int)nt) : NULL;
+  uint32_t *gen = graph ? td_calloc((size_t)nt, sizeof *gen) : NULL;
+  /* the search reads sample rows at random: a contiguous copy keeps them
+   * off the pages of the other rows */
+  float *xs = graph ? td_malloc((size_t)s * d * sizeof *xs) : NULL;
+  for (int64_t i = 0; xs && i < s; i++)
+    memcpy(xs + i * d, x + rows[i] * d, (size_t)d * sizeof *xs);
+  int rc = q && (!graph || (seeds && stamp && gen && xs))
+               ? TD_OK
+               : td_err_set(err, TD_ENOMEM, "placing: out of memory");
   for (int64_t b = 0; b < m && rc == TD_OK; b += REFINE_CHUNK) {
     int64_t cm = m - b < REFINE_CHUNK ? m - b : REFINE_CHUNK;
     for (int64_t i = 0; i < cm; i++) {
@@ -232,10 +404,17 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
     rc = td_knn_2d_query(pos, s, q, cm, kc, &cand, err);
     if (rc)
       break;
-    refine_ctx c = {x, pos, d, rows, query + b, &cand, pred, y, alt};
+    refine_ctx c = {x,    pos, d,   rows,  s,     xs,        query + b, &cand,
+                    pred, y,   alt, graph, seeds, n_classes, stamp,     gen};
     td_parallel_for(cm, 1024, refine_rows, &c);
     td_knn_free(&cand);
   }
+  for (int64_t i = 0; stamp && i < nt; i++)
+    td_free(stamp[i]);
+  td_free(stamp);
+  td_free(gen);
+  td_free(xs);
+  td_free(seeds);
   td_free(q);
   td_free(query);
   return rc;

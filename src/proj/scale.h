@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "tardis/error.h"
+#include "tardis/knn.h"
 
 /* The density rule's inputs and result. */
 typedef struct td__scale_density {
@@ -41,10 +42,16 @@ int64_t *td__scale_sample_rows(int64_t n, int64_t s, uint64_t seed);
  * row's own class count, when there are any. alt [n, 2] (may be NULL)
  * receives, for the same rows, a position beside the nearest of them (the
  * fallback for a point the decoder would give another class). rows [s]
- * ascending. Deterministic at any thread count. */
+ * ascending. With graph (the sample's kNN graph in the representation
+ * space, indices into the sample; may be NULL) and pred, the nearest
+ * sample points are searched in the graph instead, from the canvas
+ * candidates and a few sample points of the row's predicted class
+ * (n_classes of them, <= 256): the sample's true neighbours, not only
+ * those the encoder put near it. Deterministic at any thread count. */
 TD_NODISCARD int td__scale_refine(const float *x, int64_t n, int d,
                                   const int64_t *rows, int64_t s,
                                   const float *pos, const int32_t *pred,
-                                  float *y, float *alt, td_err *err);
+                                  int n_classes, const td_knn *graph, float *y,
+                                  float *alt, td_err *err);
 
 #endif

@@ -24,12 +24,35 @@ struct td_vis_writer {
   td_vis_dims dims; /* grows as files fix unknown sizes */
 };
 
-/* A writer's temporary directory: .tmp-NNNN-<pid>; the pid, 0 without
- * one, -1 for anything else. */
+/* This host's name as it goes into temporary names ([A-Za-z0-9.], at most
+ * 32 characters): the processes of `mpirun tardis project` on several
+ * hosts share RUN/vis/, and a pid means something on its own host only. */
+static void host_tag(char tag[33]) {
+  char h[256] = "";
+  gethostname(h, sizeof h - 1);
+  int k = 0;
+  for (const char *c = h; *c && k < 32; c++)
+    if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+        (*c >= '0' && *c <= '9') || *c == '.')
+      tag[k++] = *c;
+  tag[k] = 0;
+}
+
+/* A writer's temporary directory: .tmp-NNNN-<host>-<pid> (older writers:
+ * .tmp-NNNN-<pid>); the pid, 0 without one or of another host, -1 for
+ * anything else. */
 static long tmp_owner(const char *name) {
   if (strncmp(name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
     return -1;
   const char *dash = strrchr(name, '-');
+  const char *host = strchr(name + strlen(TMP_PREFIX), '-');
+  if (host && host < dash) { /* a host between the epoch and the pid */
+    char tag[33];
+    host_tag(tag);
+    if ((size_t)(dash - host - 1) != strlen(tag) ||
+        strncmp(host + 1, tag, strlen(tag)) != 0)
+      return 0; /* another host's writer: alive or not, not ours to tell */
+  }
   if (dash == name + strlen(TMP_PREFIX) - 1)
     return 0; /* no pid: an old or foreign leftover */
   char *end;
@@ -69,9 +92,11 @@ int td_vis_epoch_begin(const char *run_dir, const char *method, int epoch,
   if (rc == TD_OK && (rc = td_vis_epoch_dir(run_dir, method, epoch, w->final,
                                             sizeof w->final)))
     td_err_set(err, rc, "%s: epoch directory path too long", w->mdir);
+  char tag[33];
+  host_tag(tag);
   if (rc == TD_OK)
-    rc = td_pathf(w->tmp, sizeof w->tmp, err, "%s/" TMP_PREFIX "%04d-%d",
-                  w->mdir, epoch, (int)getpid());
+    rc = td_pathf(w->tmp, sizeof w->tmp, err, "%s/" TMP_PREFIX "%04d-%s-%d",
+                  w->mdir, epoch, tag, (int)getpid());
   /* RUN itself is never created here: a run removed while it is being
    * projected or followed must not reappear as an empty shell. */
   if (rc == TD_OK && !td_path_is_dir(run_dir))
