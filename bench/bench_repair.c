@@ -194,8 +194,8 @@ static double load_now(void) {
 }
 
 static void report(const char *scen, outcome res[][N_METHODS], int seeds) {
-  printf("\n== %s: mean of %d seed(s), load average now %.1f ==\n", scen,
-         seeds, load_now());
+  printf("\n== %s: mean of %d seed(s), load average now %.1f ==\n", scen, seeds,
+         load_now());
   printf("%-16s %8s %9s %9s %9s %8s\n", "method", "test", "min/max", "worst",
          "wall s", "CPU s");
   for (int m = 0; m < N_METHODS; m++) {

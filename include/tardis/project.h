@@ -173,8 +173,8 @@ TD_NODISCARD int td_project_block_fit(td_project_block *b,
                                       td_project_summary *s, td_err *err);
 /* T = {a, b, tx, c, d, ty}: x' = a x + b y + tx, y' = c x + d y + ty; the
  * identity for block 0 and for a block that needed no border fit. */
-TD_NODISCARD int td_project_block_border(const td_project_block *b,
-                                         double T[6], td_err *err);
+TD_NODISCARD int td_project_block_border(const td_project_block *b, double T[6],
+                                         td_err *err);
 /* chained: the composition of the borders' transforms of blocks 1..rank. */
 TD_NODISCARD int td_project_block_align(td_project_block *b,
                                         const double chained[6], td_err *err);

@@ -48,8 +48,8 @@ int td_cmd_project(int argc, char **argv) {
   static const char *const scales[] = {"auto", "on", "off", NULL};
   static const int scale_values[] = {-1, 1, 0};
   static const char *const places[] = {"knn", "encoder", "canvas", NULL};
-  static const int place_values[] = {
-      TD_SCALE_PLACE_KNN, TD_SCALE_PLACE_ENCODER, TD_SCALE_PLACE_CANVAS};
+  static const int place_values[] = {TD_SCALE_PLACE_KNN, TD_SCALE_PLACE_ENCODER,
+                                     TD_SCALE_PLACE_CANVAS};
   int epochs[2] = {o.epoch_from, o.epoch_to};
   td_opt opts[] = {
       TD_OPT_CHOICE_STR("method", &o.method, methods,

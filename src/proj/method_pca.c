@@ -88,5 +88,5 @@ static int pca_save(const void *st, const char *dir, td_err *err) {
 
 const td__proj_method td__proj_pca = {
     "pca",     0,          0,        pca_new, pca_free, NULL, pca_fit,
-    pca_place, pca_decode, pca_save, NULL,    NULL,     NULL,     NULL,
+    pca_place, pca_decode, pca_save, NULL,    NULL,     NULL, NULL,
 };

@@ -281,8 +281,7 @@ static json_t *scale_json(const td_project_opts *o, const scale_state *sc,
   json_t *j = json_pack(
       "{s:I, s:I, s:s, s:s, s:f}", "sample", (json_int_t)sc->s, "n_train",
       (json_int_t)n, "rule", sc->density ? "density" : "fixed", "place",
-      place_name(o->scale_place), "place_seconds",
-      sc->place_seconds);
+      place_name(o->scale_place), "place_seconds", sc->place_seconds);
   if (j && o->scale_place != TD_SCALE_PLACE_ENCODER)
     json_object_set_new(j, "moved_to_class",
                         json_integer((json_int_t)sc->moved));
@@ -754,9 +753,8 @@ static int projector_do(td_projector *p, int t, int n, int epoch,
 
 /* For blocks of epochs (blocks.c): what td_project would do, in the
  * order it would. */
-int td__project_pending(const td_run *run, const td_project_opts *o,
-                        int **idx, int *n, td_project_summary *s,
-                        td_err *err) {
+int td__project_pending(const td_run *run, const td_project_opts *o, int **idx,
+                        int *n, td_project_summary *s, td_err *err) {
   return pending_epochs(run, o, idx, n, s, err);
 }
 

@@ -690,8 +690,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
     double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
-    res->train_cpu_seconds +=
-        td__cpu_now() - td__recorder_bg_cpu(&rec) - c0;
+    res->train_cpu_seconds += td__cpu_now() - td__recorder_bg_cpu(&rec) - c0;
     res->train_seconds += secs;
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
