@@ -7,6 +7,7 @@
 #include <math.h>
 #include <unistd.h>
 
+#include "blob_run.h"
 #include "cli_util.h"
 #include "harness.h"
 #include "proj/blocks.h"
@@ -18,90 +19,18 @@
 #include "tardis/territory.h"
 #include "tardis/vis.h"
 
-enum { N = 1500, M = 200, D = 16, C = 4, EPOCHS = 4, RES = 32 };
-
-/* Class blobs on the dimensions j % C == class, separating further and
- * drifting each epoch; the head sums each class's dimensions. */
-static void make_points(td_rng *rng, int64_t n, int epoch, const int32_t *lab,
-                        float *x, float *z) {
-  float sep = 1.5f + 0.5f * (float)epoch;
-  for (int64_t i = 0; i < n; i++) {
-    for (int j = 0; j < D; j++) {
-      float centre = (j % C == lab[i]) ? sep : 0.1f * (float)epoch;
-      x[i * D + j] =
-          centre + (0.4f + 0.3f * (float)(j % 5)) * td_rng_normal(rng);
-    }
-    for (int c = 0; c < C; c++) {
-      float s = 0;
-      for (int j = c; j < D; j += C)
-        s += x[i * D + j];
-      z[i * C + c] = s;
-    }
-  }
-}
-
-static int put(td_epoch_writer *wr, const char *name, float *v, int64_t r,
-               int64_t c, td_err *err) {
-  td_array a;
-  int64_t sh[2] = {r, c};
-  td_array_wrap(&a, TD_F32, 2, sh, v);
-  return td_epoch_add_array(wr, name, &a, err);
-}
+enum {
+  N = 1500,
+  M = 200,
+  D = TD_T_BLOB_D,
+  C = TD_T_BLOB_C,
+  EPOCHS = 4,
+  RES = 32
+};
 
 static int build_run(const char *run_dir) {
-  td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "blocks");
-  char *classes[C] = {"a", "b", "c", "d"};
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = N;
-  m.n_test = M;
-  m.repr_dim = D;
-  td_err err;
-  if (td_run_create(run_dir, &m, 0, &err))
-    return -1;
-  static int32_t ytr[N], yte[M];
-  for (int i = 0; i < N; i++)
-    ytr[i] = (i * 7) % C;
-  for (int i = 0; i < M; i++)
-    yte[i] = i % C;
-  td_array a;
-  int64_t n = N, mm = M;
-  td_array_wrap(&a, TD_I32, 1, &n, ytr);
-  if (td_run_write_array(run_dir, "train_labels", &a, &err))
-    return -1;
-  td_array_wrap(&a, TD_I32, 1, &mm, yte);
-  if (td_run_write_array(run_dir, "test_labels", &a, &err))
-    return -1;
-  static float xtr[N * D], xte[M * D], ztr[N * C], zte[M * C], w[C * D], b[C];
-  for (int c = 0; c < C; c++)
-    for (int j = 0; j < D; j++)
-      w[c * D + j] = (j % C == c) ? 1.0f : 0.0f;
-  td_rng rng;
-  td_rng_seed(&rng, 17);
-  for (int ep = 1; ep <= EPOCHS; ep++) {
-    make_points(&rng, N, ep, ytr, xtr, ztr);
-    make_points(&rng, M, ep, yte, xte, zte);
-    td_epoch_writer *wr;
-    if (td_epoch_begin(run_dir, ep, &wr, &err))
-      return -1;
-    const float *W = w, *B = b;
-    int dims[2] = {D, C};
-    json_t *ej = json_pack("{s:i}", "epoch", ep);
-    int rc = put(wr, "train_repr.npy", xtr, N, D, &err) ||
-             put(wr, "train_logits.npy", ztr, N, C, &err) ||
-             put(wr, "test_repr.npy", xte, M, D, &err) ||
-             put(wr, "test_logits.npy", zte, M, C, &err) ||
-             td_head_write(wr, 1, &W, &B, dims, NULL, &err) ||
-             td__epoch_add_json(wr, "epoch.json", ej, &err);
-    json_decref(ej);
-    if (rc || td_epoch_commit(wr, &err)) {
-      fprintf(stderr, "%s\n", err.msg);
-      return -1;
-    }
-  }
-  return 0;
+  const td_t_blob_opts o = {"blocks", N, M, EPOCHS, 17, 0.5f, 0.1f};
+  return td_t_blob_run(run_dir, &o);
 }
 
 static void opts(td_project_opts *o) {
