@@ -19,7 +19,7 @@ export async function classesChecks({ browser, url, check, expect }) {
       });
       await page.goto(url);
       await page.waitForFunction(() => /300 classes/.test(document.getElementById('message')?.textContent || ''),
-        null, { timeout: 15000 });
+        null, { timeout: 60000 });
       const msg = await page.evaluate(() => document.getElementById('message').textContent);
       expect(/at most 255/.test(msg), `message: ${msg}`);
       expect(!fetched.includes('/api/labels'), `labels fetched: ${fetched.join(' ')}`);

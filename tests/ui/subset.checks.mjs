@@ -73,7 +73,7 @@ export async function subsetChecks({ browser, check, expect }) {
           for (let h = 0; h < S.N && alone; h++) {
             if (h === r) continue;
             const [u, v] = t.screenOf(h);
-            if (Math.hypot(u - x, v - y) < 3) alone = false;
+            if (Math.hypot(u - x, v - y) < 5) alone = false;
           }
           if (alone) return r;
         }
@@ -83,11 +83,11 @@ export async function subsetChecks({ browser, check, expect }) {
       const box = await page.locator('#canvas-wrap').boundingBox();
       const [sx, sy] = await T((r) => window.tardis.screenOf(r), g);
       await page.mouse.move(box.x + sx + 1, box.y + sy + 1);
-      await page.waitForSelector('#tooltip:not([hidden])', { timeout: 10000 });
+      await page.waitForSelector('#tooltip:not([hidden])', { timeout: 60000 });
       const title = await page.textContent('#tt-title');
       expect(title === `train #${st.sub[g]}`, `tooltip "${title}" for row ${g} (sample ${st.sub[g]})`);
       await page.mouse.click(box.x + sx + 1, box.y + sy + 1);
-      await page.waitForFunction(() => window.tardis.state.selInfo !== null, null, { timeout: 10000 });
+      await page.waitForFunction(() => window.tardis.state.selInfo !== null, null, { timeout: 60000 });
       const dl = await page.textContent('#sel-dl');
       expect(dl.includes(`train #${st.sub[g]}`), `sample panel: ${dl}`);
       expect(errors.length === 0, errors.join(' | '));

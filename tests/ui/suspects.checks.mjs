@@ -75,9 +75,9 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       else { errors.push(`blocked request to ${u}`); route.abort(); }
     });
     await page.goto(base);
-    await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 30000 });
+    await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 60000 });
   };
-  const idle = () => page.waitForFunction(() => { const s = window.tardis.suspects(); return s && !s.busy; }, null, { timeout: 20000 });
+  const idle = () => page.waitForFunction(() => { const s = window.tardis.suspects(); return s && !s.busy; }, null, { timeout: 60000 });
   const cardIds = () => page.$$eval('#sus-list .sc', (cs) => cs.map((c) => +c.dataset.i));
   const nextFrame = () => T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   // Overlay pixels in the suspects' magenta (#d81b60, also half-transparent).
@@ -106,7 +106,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       await page.dispatchEvent('#sus-k', 'change');
       const before = (await api('/api/suspects/sessions')).sessions.length;
       await page.click('#sus-rec');
-      await page.waitForSelector('#sus-list .sc', { timeout: 20000 });
+      await page.waitForSelector('#sus-list .sc', { timeout: 60000 });
       await idle();
       sid = await T(() => window.tardis.suspects().session.id);
       const ss = (await api('/api/suspects/sessions')).sessions;
@@ -117,7 +117,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
         `cards ${first} vs /recommend ${want.suspects.map((s) => s.index)}`);
       const run = await api('/api/run');
       const c0 = page.locator('#sus-list .sc').first();
-      await page.waitForFunction(() => document.querySelector('#sus-list .sc img').naturalWidth > 0, null, { timeout: 5000 });
+      await page.waitForFunction(() => document.querySelector('#sus-list .sc img').naturalWidth > 0, null, { timeout: 60000 });
       const text = await c0.textContent();
       const s0 = want.suspects[0];
       const pred = (await api(`/api/samples/${s0.index}`)).prediction; // last epoch = the one on screen
@@ -174,7 +174,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       await T(() => { const l = document.getElementById('sus-list'); l.scrollTop = l.scrollHeight; });
       const scrolled = await T(() => document.getElementById('sus-list').scrollTop);
       await page.click('#sus-submit');
-      await page.waitForFunction(() => window.tardis.suspects().session.rounds === 1, null, { timeout: 10000 });
+      await page.waitForFunction(() => window.tardis.suspects().session.rounds === 1, null, { timeout: 60000 });
       await idle();
       round2 = await cardIds();
       expect(round2.length === K, `${round2.length} cards in round 2`);
@@ -195,7 +195,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
 
     await check('suspects: export accepted as JSON and CSV downloads', async () => {
       const grab = async (sel) => {
-        const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click(sel)]);
+        const [d] = await Promise.all([page.waitForEvent('download', { timeout: 60000 }), page.click(sel)]);
         return { name: d.suggestedFilename(), text: fs.readFileSync(await d.path(), 'utf8') };
       };
       const sorted = [...accepted].sort((a, b) => a - b);
@@ -220,14 +220,14 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       };
       const eps = await T(() => window.tardis.state.epochs);
       await T((e) => window.tardis.goto(e), eps[0]);
-      await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 10000 });
+      await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 60000 });
       const early = await trailPixels();
       await page.click('#sus-play');
       expect(await T(() => window.tardis.state.playing), 'replay plays');
       await page.waitForTimeout(300);
       const mid = await T(() => window.tardis.state.tpos);
       expect(mid > 0 && mid < eps.length - 1, `replay at ${mid}`);
-      await page.waitForFunction(() => !window.tardis.state.playing, null, { timeout: 20000 });
+      await page.waitForFunction(() => !window.tardis.state.playing, null, { timeout: 60000 });
       await nextFrame();
       expect(await T(() => window.tardis.displayedEpoch()) === eps[eps.length - 1], 'replay ends at the last epoch');
       const late = await trailPixels();
@@ -249,7 +249,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       server = await startServer(bin, runDir, web, port);
       expect(server.url === base, `restarted at ${server.url}, not ${base}`);
       await openPage(state);
-      await page.waitForSelector('#sus-list .sc', { timeout: 20000 });
+      await page.waitForSelector('#sus-list .sc', { timeout: 60000 });
       await idle();
       const sus = await T(() => {
         const s = window.tardis.suspects();
@@ -264,7 +264,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       expect((await page.textContent('#sus-counts')).replace(/\s+/g, ' ').includes('2 accepted 2 rejected round 2'), 'counters');
       // Carry on: submit, and the export has all three.
       await page.click('#sus-submit');
-      await page.waitForFunction(() => window.tardis.suspects().session.rounds === 2, null, { timeout: 10000 });
+      await page.waitForFunction(() => window.tardis.suspects().session.rounds === 2, null, { timeout: 60000 });
       await idle();
       const ex = await api(`/api/suspects/sessions/${sid}/export`);
       const all = [...accepted, draft].sort((a, b) => a - b);
@@ -278,7 +278,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
     await check('suspects: a fresh browser continues the most recent session', async () => {
       await ctx.close();
       await openPage(undefined);
-      await page.waitForSelector('#sus-list .sc', { timeout: 20000 });
+      await page.waitForSelector('#sus-list .sc', { timeout: 60000 });
       await idle();
       expect(await T(() => window.tardis.suspects().session.id) === sid, 'most recent session');
       expect(await T(() => window.tardis.suspects().accepted.size) === 3, 'three accepted');
@@ -288,7 +288,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       const sid2 = await T(() => window.tardis.suspects().session.id);
       expect(sid2 !== sid && await T(() => window.tardis.suspects().accepted.size) === 0, 'new session is empty');
       await page.selectOption('#sus-session', String(sid));
-      await page.waitForFunction((id) => window.tardis.suspects().session.id === id, sid, { timeout: 5000 });
+      await page.waitForFunction((id) => window.tardis.suspects().session.id === id, sid, { timeout: 60000 });
       await idle();
       expect(await T(() => window.tardis.suspects().accepted.size) === 3, 'switched back');
     });

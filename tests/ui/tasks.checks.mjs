@@ -45,7 +45,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
   const errors = [];
   let server = null, page = null, base = '';
   const T = (expr, arg) => page.evaluate(expr, arg);
-  const settle = () => page.waitForFunction(() => window.tardis.settled(), null, { timeout: 10000 });
+  const settle = () => page.waitForFunction(() => window.tardis.settled(), null, { timeout: 60000 });
   const apiJson = async (p) => (await fetch(new URL(p, base))).json();
   const shownCount = () => T(() => { const c = window.tardis.counts(); return c.ok + c.bad; });
   // Samples (train + test) whose label satisfies keep, as the page numbers them.
@@ -59,7 +59,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
     await check('a run without tasks or alerts shows neither', async () => {
       const p = await browser.newPage({ viewport: { width: 1440, height: 900 } });
       await p.goto(plainUrl);
-      await p.waitForFunction(() => window.tardis && window.tardis.ready(), null, { timeout: 30000 });
+      await p.waitForFunction(() => window.tardis && window.tardis.ready(), null, { timeout: 60000 });
       const s = await p.evaluate(() => ({
         alerts: document.getElementById('alerts-panel').hidden,
         alertsShown: document.getElementById('alerts-panel').getBoundingClientRect().height,
@@ -88,12 +88,12 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
       page.on('pageerror', (e) => errors.push(e.message));
       page.on('response', (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });
       await page.goto(base);
-      await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 30000 });
+      await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 60000 });
       expect((await T(() => window.tardis.state.epochs)).join() === '1,2,3,4', 'four projected epochs');
     });
 
     await check('alert markers on the timeline, coloured by severity', async () => {
-      await page.waitForSelector('#alerts-panel:not([hidden]) .al', { timeout: 5000 });
+      await page.waitForSelector('#alerts-panel:not([hidden]) .al', { timeout: 60000 });
       const m = await T(() => [...document.querySelectorAll('#tl-alerts .tl-alert')].map((b) => ({
         epoch: +b.dataset.epoch, cls: b.className, left: parseFloat(b.style.left),
         color: getComputedStyle(b).backgroundColor,
@@ -112,7 +112,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
     await check('clicking an alert goes to its epoch and highlights its classes', async () => {
       expect(await T(() => window.tardis.displayedEpoch()) === 4, 'opens on the last epoch');
       await page.click('#alerts-list .al[data-k="0"]');
-      await page.waitForFunction(() => window.tardis.displayedEpoch() === 1, null, { timeout: 5000 });
+      await page.waitForFunction(() => window.tardis.displayedEpoch() === 1, null, { timeout: 60000 });
       await settle();
       await page.waitForTimeout(50);
       const want = await countLabels((l) => l === 0 || l === 6);
@@ -122,7 +122,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
       expect(await T(() => document.querySelector('#alerts-list .al[data-k="0"]').classList.contains('picked')), 'alert marked');
       // The marker of epoch 3 picks its worst alert: the critical one, which names no classes.
       await page.click('#tl-alerts .tl-alert[data-epoch="3"]');
-      await page.waitForFunction(() => window.tardis.displayedEpoch() === 3, null, { timeout: 5000 });
+      await page.waitForFunction(() => window.tardis.displayedEpoch() === 3, null, { timeout: 60000 });
       await page.waitForTimeout(50);
       expect(await T(() => window.tardis.counts().dim) === 0, 'an alert without classes dims nothing');
       await page.click('#alerts-list .al[data-k="1"]');
@@ -156,13 +156,13 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
       await page.selectOption('#f-task', '');
       await page.check('#f-trained');
       const trained = new Int32Array(await (await fetch(new URL('api/epochs/3/trained', base))).arrayBuffer());
-      await page.waitForFunction((k) => { const c = window.tardis.counts(); return c.ok + c.bad === k; }, trained.length, { timeout: 5000 });
+      await page.waitForFunction((k) => { const c = window.tardis.counts(); return c.ok + c.bad === k; }, trained.length, { timeout: 60000 });
       const s = await T(() => { const S = window.tardis.state, c = window.tardis.counts(); return { dim: c.dim, shown: c.shown }; });
       expect(s.dim === s.shown - trained.length, 'the others dimmed');
       await page.keyboard.press('ArrowLeft'); // epoch 2: task 0's samples
       await settle();
       const t2 = new Int32Array(await (await fetch(new URL('api/epochs/2/trained', base))).arrayBuffer());
-      await page.waitForFunction((k) => { const c = window.tardis.counts(); return c.ok + c.bad === k; }, t2.length, { timeout: 5000 });
+      await page.waitForFunction((k) => { const c = window.tardis.counts(); return c.ok + c.bad === k; }, t2.length, { timeout: 60000 });
       await page.click('#f-clear');
       await page.waitForTimeout(50);
       expect(await T(() => window.tardis.counts().dim) === 0 && !(await page.isChecked('#f-trained')), 'clear resets the task filters');
@@ -170,7 +170,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
 
     await check('a new alert arrives through /api/events', async () => {
       fs.appendFileSync(path.join(runDir, 'alerts.jsonl'), alertLine({ epoch: 4, metric: 'spread', value: 3, expected: 1, severity: 'warning', message: 'spread grew' }));
-      await page.waitForFunction(() => document.querySelectorAll('#alerts-list .al').length === 4, null, { timeout: 8000 });
+      await page.waitForFunction(() => document.querySelectorAll('#alerts-list .al').length === 4, null, { timeout: 60000 });
       expect(await T(() => document.querySelectorAll('#tl-alerts .tl-alert').length) === 3, 'marker added');
     });
 
@@ -186,7 +186,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
 
     await check('a malformed alerts.jsonl is reported in the panel', async () => {
       fs.appendFileSync(path.join(runDir, 'alerts.jsonl'), '{"epoch": 2, "metric": 5}\n');
-      await page.waitForSelector('#alerts-list .al-err', { timeout: 8000 });
+      await page.waitForSelector('#alerts-list .al-err', { timeout: 60000 });
       const msg = await page.textContent('#alerts-list .al-err');
       expect(msg.includes('alerts.jsonl: line 5'), msg);
       const i = errors.findIndex((e) => e.startsWith('500 ') && e.endsWith('/api/alerts'));

@@ -15,15 +15,15 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const T = (f, a) => page.evaluate(f, a);
   await page.goto(url);
-  await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 30000 });
+  await page.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.allLoaded(), null, { timeout: 60000 });
 
   await check('views: zoomed out, the decoded view territory covers every corner of the canvas', async () => {
-    await page.waitForFunction(() => window.tardis.viewTerritory(), null, { timeout: 10000 });
+    await page.waitForFunction(() => window.tardis.viewTerritory(), null, { timeout: 60000 });
     const n0 = (await T(() => window.tardis.viewTerritory())).loads;
     const box = await page.locator('#canvas-wrap').boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
     await page.mouse.wheel(0, 900);
-    await page.waitForFunction((n) => window.tardis.viewTerritory().loads > n, n0, { timeout: 10000 });
+    await page.waitForFunction((n) => window.tardis.viewTerritory().loads > n, n0, { timeout: 60000 });
     await T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     const vt = await T(() => window.tardis.viewTerritory());
     const sc = await T(() => { const s = window.tardis.scatter(); return [s.toData(0, 0), s.toData(s.W, s.H)]; });
@@ -76,7 +76,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const box = await page.locator('#canvas-wrap').boundingBox();
     const [hx, hy] = await T(() => window.tardis.screenOf(0));
     await page.mouse.move(box.x + hx, box.y + hy);
-    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 3000 });
+    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 60000 });
     const size = await page.locator('#tooltip').boundingBox();
     // The sample whose trajectory (vertices and points along its segments)
     // runs most through where the tooltip used to go: right of the cursor
@@ -103,9 +103,9 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(g >= 0, 'no sample with a trajectory to its right');
     const [sx, sy] = await T((g) => window.tardis.screenOf(g), g);
     await page.mouse.move(box.x + sx, box.y + sy);
-    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 3000 });
+    await page.waitForSelector('#tooltip:not([hidden])', { timeout: 60000 });
     await page.mouse.click(box.x + sx, box.y + sy);
-    await page.waitForFunction(() => window.tardis.state.selected >= 0, null, { timeout: 3000 });
+    await page.waitForFunction(() => window.tardis.state.selected >= 0, null, { timeout: 60000 });
     const tt = await page.locator('#tooltip').boundingBox();
     const pts = await T(() => window.tardis.trajectoryScreen());
     const inside = pts.filter(([x, y]) => x > tt.x - box.x && x < tt.x - box.x + tt.width && y > tt.y - box.y && y < tt.y - box.y + tt.height);
@@ -137,7 +137,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(await countColour(green) > 100, 'no green (correct) points');
     expect(!(await page.locator('#lg-colorby').isHidden()), 'colour-by legend hidden');
     await page.selectOption('#color-by', 'confidence');
-    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 60000 });
     const span = await T(() => { const v = window.tardis.colorBy().idx; let a = 255, b = 0; for (const x of v) if (x < 250) { a = Math.min(a, x); b = Math.max(b, x); } return b - a; });
     expect(span > 50, `confidence colours span ${span} of 250 steps`);
     // "changed": red exactly where the prediction differs from the epoch before.
@@ -155,7 +155,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
       return be;
     });
     await T((e) => window.tardis.goto(e), best);
-    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), best, { timeout: 10000 });
+    await page.waitForFunction((e) => window.tardis.displayedEpoch() === e && window.tardis.settled(), best, { timeout: 60000 });
     await page.selectOption('#color-by', 'changed');
     await frames();
     const ch = await T(() => {
@@ -174,7 +174,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
   await check('views: the URL holds epoch, selection, filters and colour-by, and a link restores them', async () => {
     const eps = await T(() => window.tardis.state.epochs);
     await T((e) => window.tardis.goto(e), eps[0]);
-    await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 10000 });
+    await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 60000 });
     await page.selectOption('#f-label', '3');
     await page.selectOption('#color-by', 'correct');
     await T(() => { const el = document.getElementById('f-idx'); el.value = '1-400'; el.dispatchEvent(new Event('input', { bubbles: true })); el.dispatchEvent(new Event('change', { bubbles: true })); });
@@ -184,7 +184,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(q.get('epoch') === String(eps[0]) && q.get('label') === '3' && q.get('color') === 'correct' && q.get('idx') === '1-400', `URL ${link}`);
     const p2 = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await p2.goto(link);
-    await p2.waitForFunction(() => window.tardis && window.tardis.ready(), null, { timeout: 30000 });
+    await p2.waitForFunction(() => window.tardis && window.tardis.ready(), null, { timeout: 60000 });
     const st = await p2.evaluate(() => ({ e: window.tardis.displayedEpoch(), l: document.getElementById('f-label').value,
       c: document.getElementById('color-by').value, i: document.getElementById('f-idx').value }));
     await p2.close();
@@ -198,7 +198,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const g = 7;
     const [sx, sy] = await T((g) => window.tardis.screenOf(g), g);
     await page.mouse.click(box.x + sx, box.y + sy);
-    await page.waitForFunction(() => window.tardis.state.selected >= 0 && window.tardis.neighbors(), null, { timeout: 5000 });
+    await page.waitForFunction(() => window.tardis.state.selected >= 0 && window.tardis.neighbors(), null, { timeout: 60000 });
     const sel = await T(() => window.tardis.state.selected);
     const nn = await T(() => window.tardis.neighbors());
     const r = await fetch(new URL(`/api/samples/${sel < (await T(() => window.tardis.state.nTrain)) ? sel : 0}/neighbors?k=8&epoch=${nn.epoch}`, url));
@@ -210,7 +210,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(await page.locator('#nn-high button').count() === 8 && await page.locator('#nn-low button').count() === 8, 'eight thumbnails per row');
     const first = nn.high[0];
     await page.click('#nn-high button:first-child');
-    await page.waitForFunction((f) => window.tardis.state.selected === f, first, { timeout: 3000 });
+    await page.waitForFunction((f) => window.tardis.state.selected === f, first, { timeout: 60000 });
     await page.keyboard.press('Escape');
   });
 
@@ -227,7 +227,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const want = all.filter((c) => c >= +lo && c <= +hi).length;
     await page.fill('#f-cmin', lo);
     await page.fill('#f-cmax', hi);
-    await page.waitForFunction((w) => { const c = window.tardis.counts(); return c && c.ok + c.bad === w; }, want, { timeout: 5000 })
+    await page.waitForFunction((w) => { const c = window.tardis.counts(); return c && c.ok + c.bad === w; }, want, { timeout: 60000 })
       .catch(() => {});
     const c = await T(() => window.tardis.counts());
     expect(want > 0 && c.ok + c.bad === want, `${c.ok + c.bad} shown, ${want} in [${lo}, ${hi}]`);
@@ -236,7 +236,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
   });
 
   await check('views: PNG export downloads the view', async () => {
-    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-png')]);
+    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 60000 }), page.click('#export-png')]);
     const fs = await import('node:fs');
     const b = fs.readFileSync(await d.path());
     expect(d.suggestedFilename().endsWith('.png') && b.length > 10000 && b.slice(1, 4).toString() === 'PNG', `${d.suggestedFilename()} ${b.length} bytes`);
@@ -244,7 +244,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
   await check('views: SVG export holds every sample on screen, where the canvas draws it', async () => {
     await page.keyboard.press('f');
     await frames();
-    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 5000 }), page.click('#export-svg')]);
+    const [d] = await Promise.all([page.waitForEvent('download', { timeout: 60000 }), page.click('#export-svg')]);
     const fs = await import('node:fs');
     const text = fs.readFileSync(await d.path(), 'utf8');
     expect(d.suggestedFilename().endsWith('.svg'), d.suggestedFilename());
@@ -290,7 +290,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const ce = Math.log(z.reduce((a, v) => a + Math.exp(v - m), 0)) + m - z[s0.label];
     expect(Math.abs(ce - loss[0]) < 1e-4, `loss[0] ${loss[0]} vs ${ce} from the logits`);
     await page.selectOption('#color-by', 'loss');
-    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 60000 });
     const r = await T((loss) => {
       const idx = window.tardis.colorBy().idx, C = window.tardis.state.classes.length, top = 3 * Math.log(Math.max(2, C));
       let bad = 0, lo = 255, hi = 0;
@@ -304,7 +304,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(r.bad === 0 && r.hi > r.lo, `${r.bad} samples off the loss ramp, span ${r.lo}–${r.hi}`);
     expect((await page.textContent('#lg-colorby')).includes('loss'), 'legend names the loss');
     await page.selectOption('#color-by', 'recorded_loss');
-    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 5000 });
+    await page.waitForFunction(() => window.tardis.colorBy(), null, { timeout: 60000 });
     const rec = new Float32Array(await (await fetch(new URL(`/api/epochs/${e}/recorded_loss`, url))).arrayBuffer());
     const nOnRamp = await T(() => { const v = window.tardis.colorBy().idx, n = window.tardis.state.nTrain; let k = 0; for (let i = 0; i < n; i++) k += v[i] < 250; return k; });
     expect(rec.length > 0 && nOnRamp === rec.filter((v) => v >= 0).length, `recorded loss: ${nOnRamp} coloured of ${rec.length}`);
@@ -415,7 +415,7 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     expect(new URL(link).searchParams.get('cmp') === String(eps[0]), `URL ${link}`);
     const p2 = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await p2.goto(link);
-    await p2.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.compare() && window.tardis.compare().ready, null, { timeout: 30000 });
+    await p2.waitForFunction(() => window.tardis && window.tardis.ready() && window.tardis.compare() && window.tardis.compare().ready, null, { timeout: 60000 });
     const st = await p2.evaluate(() => ({ a: window.tardis.displayedEpoch(), b: window.tardis.compare().epoch,
       vis: !document.getElementById('cmp-wrap').hidden, sel: document.getElementById('cmp-epoch').value }));
     await p2.close();
