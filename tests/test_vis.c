@@ -140,6 +140,45 @@ static void test_round_trip(void) {
   td_run_close(run);
 }
 
+/* Replacing an epoch (a live draft by its fit) never leaves a moment
+ * without it: a child process rewrites epoch 6 again and again while this
+ * one looks for its territory.json; with remove-then-rename the look
+ * finds the gap. The last write is the one that stays. */
+static void test_replace_never_vanishes(void) {
+  td_err err;
+  CHECK_OK(write_epoch(6, 0.0f, &err), &err);
+  char probe[4200];
+  snprintf(probe, sizeof probe, "%s/vis/pca/epoch_0006/territory.json",
+           run_dir);
+  enum { REWRITES = 60 };
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    for (int k = 1; k <= REWRITES; k++)
+      if (write_epoch(6, (float)k, &err)) {
+        fprintf(stderr, "rewrite %d: %s\n", k, err.msg);
+        _exit(1);
+      }
+    _exit(0);
+  }
+  long looks = 0, missing = 0;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    looks++;
+    missing += !td_path_exists(probe);
+  }
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  fprintf(stderr, "  %ld looks during %d rewrites, %ld found no epoch\n", looks,
+          REWRITES, missing);
+  CHECK_INT(missing, ==, 0);
+  CHECK_INT(count_entries(".tmp-"), ==, 0);
+  td_array y;
+  CHECK_OK(td_vis_load_embedding(run_dir, "pca", 6, "train", SF_N, &y, &err),
+           &err);
+  CHECK_NEAR(((const float *)y.data)[0], (float)REWRITES, 0);
+  td_array_close(&y);
+}
+
 /* The writer refuses what the table forbids, naming the file. */
 static void test_writer_refuses(void) {
   td_err err;
@@ -331,6 +370,7 @@ int main(void) {
     return 1;
   }
   RUN(test_round_trip);
+  RUN(test_replace_never_vanishes);
   RUN(test_writer_refuses);
   RUN(test_reader_refuses);
   RUN(test_unfinished_epoch);

@@ -5,6 +5,7 @@
  * next writer of the method removes. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -161,13 +162,34 @@ int td_vis_put_json(td_vis_writer *w, const char *name, const char *text,
   return rc ? rc : td_write_file_atomic(path, text, strlen(text), err);
 }
 
+/* Puts the finished epoch at w->final in one step. An epoch being replaced
+ * (a live draft by its fit) is swapped with the new one (RENAME_EXCHANGE),
+ * so a reader such as the server always finds the epoch, old or new, never
+ * neither; the old one, now at w->tmp, is removed after. A file system that
+ * cannot swap gets remove-then-rename, with a short window without it. */
+static int move_into_place(td_vis_writer *w, td_err *err) {
+  if (td_path_exists(w->final)) {
+    if (renameat2(AT_FDCWD, w->tmp, AT_FDCWD, w->final, RENAME_EXCHANGE) == 0) {
+      td_remove_tree_best_effort(w->tmp);
+      return TD_OK;
+    }
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
+      return td_err_set(err, TD_EIO, "%s: cannot swap into place: %s", w->final,
+                        strerror(errno));
+    int rc = td_remove_tree(w->final, err);
+    if (rc)
+      return rc;
+  }
+  if (rename(w->tmp, w->final) != 0)
+    return td_err_set(err, TD_EIO, "%s: cannot rename into place: %s", w->final,
+                      strerror(errno));
+  return TD_OK;
+}
+
 int td_vis_epoch_commit(td_vis_writer *w, td_err *err) {
   int rc = td_vis_check_epoch(w->tmp, w->method, &w->dims, err);
-  if (rc == TD_OK && td_path_exists(w->final))
-    rc = td_remove_tree(w->final, err);
-  if (rc == TD_OK && rename(w->tmp, w->final) != 0)
-    rc = td_err_set(err, TD_EIO, "%s: cannot rename into place: %s", w->final,
-                    strerror(errno));
+  if (rc == TD_OK)
+    rc = move_into_place(w, err);
   if (rc == TD_OK)
     td_fsync_dir(w->mdir);
   else

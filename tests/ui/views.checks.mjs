@@ -9,6 +9,16 @@ const bgPixel = (page, x, y) => page.evaluate(([x, y]) => {
   return Array.from(c.getContext('2d').getImageData(Math.round(x * d), Math.round(y * d), 1, 1).data);
 }, [x, y]);
 
+// In the page: the decoded view territory on hand covers the whole canvas
+// (and came from a load after the first `after` ones).
+const territoryCovers = (after = -1) => {
+  const v = window.tardis.viewTerritory(), s = window.tardis.scatter();
+  if (!v || v.loads <= after) return false;
+  const [a, b] = [s.toData(0, 0), s.toData(s.W, s.H)];
+  return v.extent[0] <= Math.min(a[0], b[0]) + 1e-3 && v.extent[2] >= Math.max(a[0], b[0]) - 1e-3 &&
+    v.extent[1] <= Math.min(a[1], b[1]) + 1e-3 && v.extent[3] >= Math.max(a[1], b[1]) - 1e-3;
+};
+
 const overlap = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
 
 export async function viewsChecks({ browser, url, outDir, check, expect }) {
@@ -23,7 +33,9 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     const box = await page.locator('#canvas-wrap').boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
     await page.mouse.wheel(0, 900);
-    await page.waitForFunction((n) => window.tardis.viewTerritory().loads > n, n0, { timeout: 60000 });
+    // A load that was under way before the wheel may land first: wait for
+    // one made after it, that covers the zoomed-out view.
+    await page.waitForFunction(territoryCovers, n0, { timeout: 60000 }).catch(() => {});
     await T(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     const vt = await T(() => window.tardis.viewTerritory());
     const sc = await T(() => { const s = window.tardis.scatter(); return [s.toData(0, 0), s.toData(s.W, s.H)]; });
@@ -60,6 +72,9 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
         const b = await page.locator(sel).boundingBox();
         expect(b.x >= 0 && b.y >= 0 && b.x + b.width <= w + 0.5 && b.y + b.height <= h + 0.5, `${sel} outside the ${w}×${h} viewport`);
       }
+      // The screenshot for a person to look at: after the territory decoded
+      // for this view has arrived (the facts above do not depend on it).
+      await page.waitForFunction(territoryCovers, undefined, { timeout: 60000 }).catch(() => console.log(`     ui-${w}.png: taken before the view's territory arrived`));
       await page.screenshot({ path: `${outDir}/ui-${w}.png` });
     });
   }
