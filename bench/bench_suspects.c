@@ -54,6 +54,7 @@ static const variant variants[] = {
     {"prior+forgetting, ridge + pairs when it fails", TD_REC_RIDGE, 1.0, 0,
      PRIOR_F, 0, 1, 0},
     {"ridge + prior, fixed blend 1", TD_REC_RIDGE, 1.0, 0, 0, 1, 0, 0},
+    {"prior + pair term (fixed blend 0)", TD_REC_RIDGE, 0.0, 0, 0, 1, 1, 0},
     {"ridge alone (all features)", TD_REC_RIDGE, -1, 0, 0, 1, 0, 0},
     {"ridge + pairs alone", TD_REC_RIDGE, -1, 0, 0, 1, 1, 0},
     {"DeepDebugger: 4-feature ridge", TD_REC_RIDGE, -1, DD_FEATURES,
