@@ -136,7 +136,7 @@ typedef struct td_repair_opts {
   int epochs_per_round; /* fine-tuning passes per round: 2 */
   double lr;            /* fine-tuning rate; 0: the run's own */
   double lr_decay;      /* the rate is multiplied by this after each
-                           fine-tuning epoch (td_train_opts.lr_grow) */
+                           fine-tuning epoch (td_train_opts.lr_grow): 1 */
   /* Replay: each round fine-tunes on every pick so far plus this many of
    * the parent's trained-on samples, drawn anew each round (0: all of
    * them, MODE's retraining on the training set plus the picks) */

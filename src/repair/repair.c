@@ -487,10 +487,12 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
     return td_err_set(err, TD_EARG, "repair needs a run and --out");
   if (o->budget < 1 || o->rounds < 1 || o->epochs_per_round < 1 ||
       !(o->other_share >= 0 && o->other_share < 1) || o->strategy < 0 ||
-      o->strategy >= TD_SELECT_COUNT)
+      o->strategy >= TD_SELECT_COUNT ||
+      !(o->lr_decay > 0 && o->lr_decay <= 1) || o->replay < 0)
     return td_err_set(err, TD_EARG,
                       "budget, rounds and epochs per round must be >= 1, "
-                      "the share of other labels in [0, 1)");
+                      "the share of other labels in [0, 1), the rate's "
+                      "decay in (0, 1], the replay >= 0");
   rep r;
   memset(&r, 0, sizeof r);
   r.o = o;
