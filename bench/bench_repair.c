@@ -7,7 +7,8 @@
  * CPU time (getrusage: the machine is shared, wall time is noisy).
  *
  *   bench_repair [--limit N] [--budget B] [--rounds R] [--epochs E]
- *                [--epochs-per-round K] [--seeds S] [--threads T]
+ *                [--epochs-per-round K] [--lr-decay F] [--replay N]
+ *                [--seeds S] [--threads T]
  *                [--scenario starved|overfit|all] [--model mlp|cnn]
  *                [--dir DIR]
  *
@@ -33,6 +34,8 @@
 
 typedef struct cfg {
   int64_t limit, budget;
+  int64_t replay;
+  double lr_decay;
   int rounds, epochs, epr, seeds, threads;
   const char *scenario, *model, *dir;
 } cfg;
@@ -167,6 +170,8 @@ static void repair(const cfg *g, const char *parent, const char *out,
   r.budget = g->budget;
   r.rounds = g->rounds;
   r.epochs_per_round = g->epr;
+  r.lr_decay = g->lr_decay;
+  r.replay = g->replay;
   r.strategy = s;
   r.seed = seed;
   r.threads = g->threads;
@@ -275,7 +280,18 @@ static void scenario(const cfg *g, const char *scen) {
 }
 
 int main(int argc, char **argv) {
-  cfg g = {20000, 2000, 2, 12, 2, 1, 1, "all", "mlp", "/tmp/bench_repair"};
+  cfg g = {.limit = 20000,
+           .budget = 2000,
+           .replay = 0,
+           .lr_decay = 0.5,
+           .rounds = 1,
+           .epochs = 12,
+           .epr = 4,
+           .seeds = 1,
+           .threads = 1,
+           .scenario = "all",
+           .model = "mlp",
+           .dir = "/tmp/bench_repair"};
   for (int i = 1; i + 1 < argc; i += 2) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--limit"))
@@ -284,6 +300,10 @@ int main(int argc, char **argv) {
       g.budget = atoll(v);
     else if (!strcmp(k, "--rounds"))
       g.rounds = atoi(v);
+    else if (!strcmp(k, "--lr-decay"))
+      g.lr_decay = atof(v);
+    else if (!strcmp(k, "--replay"))
+      g.replay = atoll(v);
     else if (!strcmp(k, "--epochs"))
       g.epochs = atoi(v);
     else if (!strcmp(k, "--epochs-per-round"))
@@ -304,7 +324,8 @@ int main(int argc, char **argv) {
     }
   }
   if (g.limit < 1000 || g.budget < 1 || g.rounds < 1 || g.epochs < 1 ||
-      g.epr < 1 || g.seeds < 1) {
+      g.epr < 1 || g.seeds < 1 || !(g.lr_decay > 0 && g.lr_decay <= 1) ||
+      g.replay < 0) {
     fprintf(stderr, "bench_repair: bad arguments\n");
     return 2;
   }
@@ -312,9 +333,10 @@ int main(int argc, char **argv) {
   if (td_mkdirs(g.dir, &err))
     die(g.dir, &err);
   printf("bench_repair: %s, limit %lld, budget %lld, %d rounds x %d "
-         "epochs, parent %d epochs, %d thread(s)\n",
+         "epochs, lr decay %g, replay %lld (0: all), parent %d epochs, %d "
+         "thread(s)\n",
          g.model, (long long)g.limit, (long long)g.budget, g.rounds, g.epr,
-         g.epochs, g.threads);
+         g.lr_decay, (long long)g.replay, g.epochs, g.threads);
   if (!strcmp(g.scenario, "starved") || !strcmp(g.scenario, "all"))
     scenario(&g, "starved");
   if (!strcmp(g.scenario, "overfit") || !strcmp(g.scenario, "all"))

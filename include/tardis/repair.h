@@ -135,8 +135,14 @@ typedef struct td_repair_opts {
   int rounds;           /* at most this many rounds: 5 */
   int epochs_per_round; /* fine-tuning passes per round: 2 */
   double lr;            /* fine-tuning rate; 0: the run's own */
-  double other_share;   /* the share of each round's picks drawn at random
-                           from the pool's healthy labels: 0.2 */
+  double lr_decay;      /* the rate is multiplied by this after each
+                           fine-tuning epoch (td_train_opts.lr_grow): 1 */
+  /* Replay: each round fine-tunes on every pick so far plus this many of
+   * the parent's trained-on samples, drawn anew each round (0: all of
+   * them, MODE's retraining on the training set plus the picks) */
+  int64_t replay;
+  double other_share; /* the share of each round's picks drawn at random
+                         from the pool's healthy labels: 0.2 */
   /* label-random makes MODE's choice each round and redraws the same
    * number per label at random within each label */
   td_select_strategy strategy;

@@ -50,6 +50,12 @@ int td_cmd_repair(int argc, char **argv) {
                  "(default 5)"),
       TD_OPT_INT("epochs-per-round", &o.epochs_per_round, 1, TD_ARG_INF, "K",
                  "fine-tuning passes per round (default 2)"),
+      TD_OPT_INT64("replay", &o.replay, 0, TD_ARG_INF, "N",
+                   "the parent's trained-on samples replayed with\n"
+                   "the picks each round (0: all; default all)"),
+      TD_OPT_DOUBLE("lr-decay", &o.lr_decay, 0, 1, TD_ARG_GT, "F",
+                    "the rate's factor after each fine-tuning epoch\n"
+                    "(default 1: constant)"),
       TD_OPT_DOUBLE("lr", &o.lr, 0, TD_ARG_INF, TD_ARG_GT, "X",
                     "fine-tuning rate (default: RUN's own)"),
       TD_OPT_CHOICE("strategy", &strategy, strategies, strategy_values,

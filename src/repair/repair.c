@@ -24,6 +24,7 @@ void td_repair_opts_default(td_repair_opts *o) {
   o->rounds = 5;
   o->epochs_per_round = 2;
   o->other_share = 0.2;
+  o->lr_decay = 1;
   o->strategy = TD_SELECT_MODE;
   o->seed = 1;
   td_diagnose_opts_default(&o->diag);
@@ -60,12 +61,14 @@ typedef struct rep {
   int32_t *pool, *avail; /* the pool; its samples not chosen yet */
   int64_t n_pool, n_avail;
   int32_t *sel; /* trained-on samples of the parent + every pick so far */
-  int64_t n_sel;
+  int64_t n_sel, n_parent; /* of which the first n_parent: the parent's */
+  int32_t *fit;    /* a round's fine-tuning set: replay sample + picks */
   json_t *root;    /* the parent's run.json (its training options) */
   td_train_opts t; /* the fine-tuning options */
   char from[TD_PATH_MAX + 16];
-  td_diagnose_opts diag; /* after the first diagnosis: its layer */
-  td_rng rng;
+  td_diagnose_opts diag;  /* after the first diagnosis: its layer */
+  td_rng rng, replay_rng; /* picks; the replay sample (its own stream, so
+                             that the picks do not depend on --replay) */
 } rep;
 
 static int load_i32(const td_run *run, int epoch, const char *name, int32_t **v,
@@ -133,12 +136,15 @@ static int open_parent(rep *r, td_err *err) {
                     o->run, r->epoch);
   if (rc)
     return rc;
+  r->n_parent = r->n_sel;
   r->avail = malloc((size_t)r->n_pool * sizeof *r->avail);
+  r->fit = malloc((size_t)(r->n_sel + o->budget) * sizeof *r->fit);
   int32_t *grow =
       realloc(r->sel, (size_t)(r->n_sel + o->budget) * sizeof *grow);
-  if (!r->avail || !grow)
+  if (grow)
+    r->sel = grow;
+  if (!r->avail || !r->fit || !grow)
     return td_err_set(err, TD_ENOMEM, "out of memory");
-  r->sel = grow;
   memcpy(r->avail, r->pool, (size_t)r->n_pool * sizeof *r->avail);
   r->n_avail = r->n_pool;
   return TD_OK;
@@ -172,6 +178,7 @@ static int train_opts(rep *r, td_err *err) {
     r->t.batch = (int)json_integer_value(v);
   if (r->o->lr > 0)
     r->t.lr = r->o->lr;
+  r->t.lr_grow = r->o->lr_decay;
   snprintf(r->from, sizeof r->from, "%s:%d", r->o->run, r->epoch);
   r->t.threads = r->o->threads;
   r->t.seed = r->o->seed;
@@ -181,12 +188,30 @@ static int train_opts(rep *r, td_err *err) {
   return TD_OK;
 }
 
+/* The round's fine-tuning set into r->fit: every pick so far plus
+ * o->replay of the parent's trained-on samples drawn at random (partial
+ * Fisher-Yates over a copy; all of them when o->replay is 0 or larger). */
+static int64_t fit_set(rep *r) {
+  int64_t np = r->n_parent, m = r->o->replay;
+  memcpy(r->fit, r->sel, (size_t)r->n_sel * sizeof *r->fit);
+  if (m <= 0 || m >= np)
+    return r->n_sel;
+  for (int64_t i = 0; i < m; i++) {
+    int64_t j = i + (int64_t)td_rng_below(&r->replay_rng, (uint64_t)(np - i));
+    int32_t v = r->fit[i];
+    r->fit[i] = r->fit[j];
+    r->fit[j] = v;
+  }
+  memmove(r->fit + m, r->sel + np, (size_t)(r->n_sel - np) * sizeof *r->fit);
+  return m + r->n_sel - np;
+}
+
 /* Fine-tunes round `round` (1-based): the first starts the child run from
  * the parent's epoch, the next ones resume it with the grown selection. */
 static int fine_tune(rep *r, int round, td_err *err) {
   td_train_opts t = r->t;
-  t.select_idx = r->sel;
-  t.n_select_idx = r->n_sel;
+  t.select_idx = r->fit;
+  t.n_select_idx = fit_set(r);
   t.epochs = round * r->o->epochs_per_round;
   if (round == 1) {
     t.from = r->from;
@@ -462,15 +487,18 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
     return td_err_set(err, TD_EARG, "repair needs a run and --out");
   if (o->budget < 1 || o->rounds < 1 || o->epochs_per_round < 1 ||
       !(o->other_share >= 0 && o->other_share < 1) || o->strategy < 0 ||
-      o->strategy >= TD_SELECT_COUNT)
+      o->strategy >= TD_SELECT_COUNT ||
+      !(o->lr_decay > 0 && o->lr_decay <= 1) || o->replay < 0)
     return td_err_set(err, TD_EARG,
                       "budget, rounds and epochs per round must be >= 1, "
-                      "the share of other labels in [0, 1)");
+                      "the share of other labels in [0, 1), the rate's "
+                      "decay in (0, 1], the replay >= 0");
   rep r;
   memset(&r, 0, sizeof r);
   r.o = o;
   r.diag = o->diag;
   td_rng_split(&r.rng, o->seed, 0x726570616972ULL);
+  td_rng_split(&r.replay_rng, o->seed, 0x7265706c6179ULL);
   double t0 = td_now(), c0 = cpu_now();
   int rc =
       o->select_only ? select_only(&r, res, err) : repair_body(&r, res, err);
@@ -482,6 +510,7 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
   free(r.pool);
   free(r.avail);
   free(r.sel);
+  free(r.fit);
   json_decref(r.root);
   return rc;
 }
