@@ -323,9 +323,8 @@ static int polish_decoder(fit_state *s, int64_t n, int64_t per, int sweeps) {
   const td_vis_params *p = s->p;
   if (s->n_classes < 1 || p->polish_rounds < 1 || !(p->polish_ppr > 0.0f))
     return 0;
-  int64_t nc = s->io && s->io->n_check > 0 && s->io->n_check < n
-                   ? s->io->n_check
-                   : n;
+  int64_t nc =
+      s->io && s->io->n_check > 0 && s->io->n_check < n ? s->io->n_check : n;
   split_ctx sc = {s, n, per, sweeps > 1 ? sweeps / 2 : 1, 0, {0.0, 0.0}};
   int r = 0;
   while (r < p->polish_rounds &&
