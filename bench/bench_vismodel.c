@@ -314,7 +314,7 @@ int main(int argc, char **argv) {
     td_vismodel *m = td_vismodel_new(e.D, &p);
     /* the layout (the drawn positions, as tardis project stores them) */
     float *ylay = malloc((size_t)nv * 2 * sizeof(float));
-    td_vis_fit_io io = {NULL, 0, ylay, NULL};
+    td_vis_fit_io io = {NULL, 0, ylay, NULL, 0};
     if (td_vismodel_fit_ex(m, xv, nv, &g, prev, &p, prev ? &anc : NULL, &io,
                            &err))
       die("fit", &err);

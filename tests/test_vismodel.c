@@ -286,7 +286,7 @@ static void test_fit_io_head_and_positions(void) {
   float *y = malloc((size_t)s.n * 2 * sizeof(float));
   float *y2 = malloc((size_t)s.n * 2 * sizeof(float));
   float *xr = malloc((size_t)(s.n * D) * sizeof(float));
-  td_vis_fit_io io = {NULL, 0, y, &head};
+  td_vis_fit_io io = {NULL, 0, y, &head, 0};
   td_vismodel *m = td_vismodel_new(D, &p);
   td_err err;
   CHECK_OK(td_vismodel_fit_ex(m, s.x, s.n, &s.g, NULL, &p, NULL, &io, &err),
@@ -318,14 +318,14 @@ static void test_fit_io_head_and_positions(void) {
           (double)agree / (double)s.n);
   CHECK(agree >= s.n * 97 / 100);
   /* warm: start from y, few epochs, small steps */
-  td_vis_fit_io io2 = {y, s.n, y2, &head};
+  td_vis_fit_io io2 = {y, s.n, y2, &head, 0};
   td_vismodel *m2 = td_vismodel_new(D, &p);
   CHECK_OK(td_vismodel_fit_ex(m2, s.x, s.n, &s.g, m, &p, NULL, &io2, &err),
            &err);
   double moved = mean_move(y, y2, s.n);
   fprintf(stderr, "  warm refit moves %.3f (extent %.3f)\n", moved, hi - lo);
   CHECK(moved < 0.1 * (hi - lo));
-  td_vis_fit_io bad = {NULL, 0, NULL, &(td_vis_head){0, w, b}};
+  td_vis_fit_io bad = {NULL, 0, NULL, &(td_vis_head){0, w, b}, 0};
   CHECK_INT(td_vismodel_fit_ex(m2, s.x, s.n, &s.g, NULL, &p, NULL, &bad, &err),
             ==, TD_EARG);
   td_vismodel_free(m);
@@ -358,7 +358,7 @@ static void fit_outputs(const blob_set *s, int hogwild, float *out) {
   p.warm_distil_epochs = 2;
   p.hogwild = hogwild;
   int64_t n = s->n;
-  td_vis_fit_io io = {NULL, 0, out, &head};
+  td_vis_fit_io io = {NULL, 0, out, &head, 0};
   td_vismodel *m = td_vismodel_new(D, &p), *m2 = td_vismodel_new(D, &p);
   td_err err;
   CHECK_OK(td_vismodel_fit_ex(m, s->x, n, &s->g, NULL, &p, NULL, &io, &err),

@@ -42,6 +42,7 @@ typedef struct td_project_vis {
   int dec_on_layout;      /* the decoder learns layout position -> point */
   float lambda_head;      /* weight of the head-consistency term */
   float warm_alpha;       /* initial layout step when warm-started */
+  int polish_rounds;      /* decoder polish rounds at most (0: off) */
 } td_project_vis;
 
 /* Runs of more training points than this are projected at scale when

@@ -129,6 +129,13 @@ typedef struct td_vis_params {
   float warm_alpha;  /* initial layout step when warm-started */
   int hogwild;       /* 1: the layout is td_vis_layout_hogwild (lock-free,
                         reproducible only on one thread); 0: td_vis_layout */
+  /* Appended (docs/projection.md, "Decoder polish"): after the
+   * distillation, while fewer than polish_ppr of the checked vertices
+   * (td_vis_fit_io.n_check) decode to the head's predicted class, the
+   * decoder alone gets another half of its sweeps, at most polish_rounds
+   * times (needs dec_on_layout and the head term; 0: off). */
+  float polish_ppr;
+  int polish_rounds;
 } td_vis_params;
 
 /* A dense single-layer classifier head, logits = W x + b over raw
@@ -151,6 +158,9 @@ typedef struct td_vis_fit_io {
   /* [n, 2]: receives the layout of every vertex (the drawn positions). */
   float *y_out;
   const td_vis_head *head; /* for lambda_head; NULL: no head term */
+  /* Vertices 0 .. n_check-1 are the ones whose decoded class the polish
+   * checks (the training points; 0: every vertex). */
+  int64_t n_check;
 } td_vis_fit_io;
 
 /* Defaults chosen by measurement (docs/projection.md) for representations

@@ -45,4 +45,5 @@ void td_cli_proj_env(td_project_opts *o) {
   env_int("TD_PROJ_NEGATIVES", &v->n_negatives);
   env_float("TD_PROJ_WARM_ALPHA", &v->warm_alpha);
   env_int("TD_PROJ_DEC_ON_LAYOUT", &v->dec_on_layout);
+  env_int("TD_PROJ_POLISH", &v->polish_rounds);
 }

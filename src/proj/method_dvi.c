@@ -214,6 +214,8 @@ static void tune_params(const td_project_opts *o, td_vis_params *p) {
     p->warm_alpha = v->warm_alpha;
   if (v->dec_on_layout >= 0)
     p->dec_on_layout = v->dec_on_layout;
+  if (v->polish_rounds >= 0)
+    p->polish_rounds = v->polish_rounds;
 }
 
 static void predicted(const epoch_data *e, int32_t *pred) {
@@ -473,6 +475,7 @@ static int dvi_run_fit(const epoch_data *e, const carry *c, int warm,
     vh.b = hb;
     io.head = &vh;
   }
+  io.n_check = e->n; /* the polish checks the training points (ppr) */
   if (init) {
     io.init_y = init;
     io.n_init = e->n;

@@ -43,6 +43,7 @@ void td_project_opts_default(td_project_opts *o) {
   v->distil_epochs = v->warm_distil_epochs = v->distil_points = -1;
   v->n_negatives = v->dec_on_layout = -1;
   v->lambda_head = v->warm_alpha = -1.0f;
+  v->polish_rounds = -1;
   o->scale = -1;
   o->scale_place = TD_SCALE_PLACE_KNN;
 }

@@ -35,6 +35,8 @@ void td_vis_params_default(td_vis_params *p, int repr_dim) {
   p->dec_on_layout = 1;
   p->lambda_head = 3.0f;
   p->warm_alpha = 0.3f;
+  p->polish_ppr = 0.99f;
+  p->polish_rounds = 8;
 }
 
 /* ---- model ------------------------------------------------------------------
