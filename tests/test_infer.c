@@ -218,10 +218,8 @@ static void test_matches_predict(void) {
 
 /* The same bytes at 1 and 2 threads, and a second run on changed weights
  * equals predict on them (the Winograd weights are redone per run). */
-static void test_threads_and_weights(void) {
-  td_net *net = odd_cnn();
+static void threads_and_weights(td_net *net, int64_t n) {
   init(net, 4);
-  int64_t n = 1500;
   int in = td_net_in_dim(net), out = td_net_out_dim(net);
   float *x = inputs(n, in, 5);
   float *o1 = malloc(sizeof(float) * (size_t)(n * out)),
@@ -245,6 +243,13 @@ static void test_threads_and_weights(void) {
   free(x);
   free(o1);
   free(o2);
+}
+
+/* (odd planes and few channels; the Fashion-MNIST CNN, whose second
+ * convolution runs through F(4x4, 3x3), over two chunks and a part) */
+static void test_threads_and_weights(void) {
+  threads_and_weights(odd_cnn(), 1500);
+  threads_and_weights(fashion_cnn(), 1100);
 }
 
 /* A NaN input propagates as through the plain path (the pooled maximum

@@ -113,7 +113,8 @@ td_net_infer *td_net_infer_new(const td_net *net) {
                   : td__wino_scratch(L, INFER_GROUP);
     if (s > inf->wino_scratch)
       inf->wino_scratch = s;
-    if (!(inf->U[l] = td__alloc_floats((size_t)(w4 ? 36 : 16) * L->oc * L->ic))) {
+    if (!(inf->U[l] =
+              td__alloc_floats((size_t)(w4 ? 36 : 16) * L->oc * L->ic))) {
       td_net_infer_free(inf);
       return NULL;
     }
