@@ -5,7 +5,8 @@
  * convolutions left to im2col, batchnorm with running statistics, dropout,
  * global average pooling, taps inside and after the convolutional part),
  * bit-identical for dense-only nets, bit-identical at 1 and 2 threads, and
- * following the net's weights from one run to the next. */
+ * following the net's weights from one run to the next; Winograd F(4x4, 3x3)
+ * also against a convolution in double. */
 #include "harness.h"
 #include "tardis/nn.h"
 #include "tardis/parallel.h"
@@ -217,10 +218,8 @@ static void test_matches_predict(void) {
 
 /* The same bytes at 1 and 2 threads, and a second run on changed weights
  * equals predict on them (the Winograd weights are redone per run). */
-static void test_threads_and_weights(void) {
-  td_net *net = odd_cnn();
+static void threads_and_weights(td_net *net, int64_t n) {
   init(net, 4);
-  int64_t n = 1500;
   int in = td_net_in_dim(net), out = td_net_out_dim(net);
   float *x = inputs(n, in, 5);
   float *o1 = malloc(sizeof(float) * (size_t)(n * out)),
@@ -246,6 +245,13 @@ static void test_threads_and_weights(void) {
   free(o2);
 }
 
+/* (odd planes and few channels; the Fashion-MNIST CNN, whose second
+ * convolution runs through F(4x4, 3x3), over two chunks and a part) */
+static void test_threads_and_weights(void) {
+  threads_and_weights(odd_cnn(), 1500);
+  threads_and_weights(fashion_cnn(), 1100);
+}
+
 /* A NaN input propagates as through the plain path (the pooled maximum
  * keeps a NaN; ReLU maps it to 0 in both). */
 static void test_nan(void) {
@@ -266,8 +272,89 @@ static void test_nan(void) {
   free(x);
 }
 
+/* Winograd F(4x4, 3x3) (channels in and out multiples of 8) against a
+ * convolution computed here in double, output by output: planes that are
+ * not multiples of the 4x4 tile, padding 0 and 1, with and without ReLU and
+ * the fused pooling, three channel blocks in. The documented tolerance
+ * (docs/engine.md): |infer - reference| <= 1e-5 (1 + max |reference|). */
+static double wino4_case(int pad, int relu, int pool, int h, int w) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
+                        .out = 16,
+                        .kernel = 3,
+                        .pad = pad,
+                        .act = relu ? TD_ACT_RELU : TD_ACT_NONE},
+                       {.kind = TD_LAYER_MAXPOOL, .kernel = 2}};
+  const int ic = 24, oc = 16, n = 9;
+  td_net *net = td_net_new_layers(ic, h, w, pool ? 2 : 1, L);
+  init(net, 21);
+  int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
+  int qh = pool ? oh / 2 : oh, qw = pool ? ow / 2 : ow;
+  size_t out = (size_t)oc * qh * qw, in = (size_t)ic * h * w;
+  float *x = inputs(n, (int)in, 22);
+  for (size_t i = 0; i < n * in; i++) /* signed inputs: ReLU cuts some */
+    x[i] = 2 * x[i] - 1;
+  float *y = malloc(sizeof(float) * n * out),
+        *ref = malloc(sizeof(float) * n * out);
+  const float *wt = td_net_weight(net, 0), *b = td_net_bias(net, 0);
+  double *full = malloc(sizeof(double) * (size_t)oc * oh * ow);
+  for (int s = 0; s < n; s++) {
+    const float *xs = x + s * in;
+    for (int o = 0; o < oc; o++)
+      for (int r = 0; r < oh; r++)
+        for (int c = 0; c < ow; c++) {
+          double acc = b[o];
+          for (int k = 0; k < ic; k++)
+            for (int i = 0; i < 3; i++)
+              for (int j = 0; j < 3; j++) {
+                int rr = r + i - pad, cc = c + j - pad;
+                if (rr >= 0 && rr < h && cc >= 0 && cc < w)
+                  acc += (double)wt[((o * ic + k) * 3 + i) * 3 + j] *
+                         (double)xs[((size_t)k * h + rr) * w + cc];
+              }
+          full[((size_t)o * oh + r) * ow + c] = relu && acc < 0 ? 0 : acc;
+        }
+    for (int o = 0; o < oc; o++)
+      for (int r = 0; r < qh; r++)
+        for (int c = 0; c < qw; c++) {
+          const double *f = full + (size_t)o * oh * ow;
+          double v = f[r * ow + c];
+          if (pool)
+            v = fmax(fmax(f[2 * r * ow + 2 * c], f[2 * r * ow + 2 * c + 1]),
+                     fmax(f[(2 * r + 1) * ow + 2 * c],
+                          f[(2 * r + 1) * ow + 2 * c + 1]));
+          ref[s * out + ((size_t)o * qh + r) * qw + c] = (float)v;
+        }
+  }
+  td_net_infer *inf = td_net_infer_new(net);
+  double d = -1;
+  if (inf && td_net_infer_run(inf, x, n, y, -1, NULL) == TD_OK)
+    d = rel_diff(ref, y, n * out);
+  printf("    pad %d relu %d pool %d %dx%d: relative difference %.3g\n", pad,
+         relu, pool, h, w, d);
+  td_net_infer_free(inf);
+  td_net_free(net);
+  free(x);
+  free(y);
+  free(ref);
+  free(full);
+  return d;
+}
+
+static void test_wino4_reference(void) {
+  for (int pad = 0; pad <= 1; pad++)
+    for (int relu = 0; relu <= 1; relu++) {
+      double d = wino4_case(pad, relu, 0, 13, 10);
+      CHECK(d >= 0 && d <= TOL);
+      d = wino4_case(pad, relu, 1, 16 - 2 * pad, 12 - 2 * pad);
+      CHECK(d >= 0 && d <= TOL);
+      d = wino4_case(pad, relu, 1, 14, 14); /* the CNN's plane */
+      CHECK(d >= 0 && d <= TOL);
+    }
+}
+
 int main(void) {
   RUN(test_matches_predict);
+  RUN(test_wino4_reference);
   RUN(test_threads_and_weights);
   RUN(test_nan);
   return td_t_finish();

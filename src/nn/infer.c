@@ -108,10 +108,13 @@ td_net_infer *td_net_infer_new(const td_net *net) {
       inf->wino_scratch = td__conv3x3_scratch(L);
     if (!td__wino_eligible(L))
       continue;
-    size_t s = td__wino_scratch(L, INFER_GROUP);
+    int w4 = td__wino4_eligible(L);
+    size_t s = w4 ? td__wino4_scratch(L, INFER_GROUP)
+                  : td__wino_scratch(L, INFER_GROUP);
     if (s > inf->wino_scratch)
       inf->wino_scratch = s;
-    if (!(inf->U[l] = td__alloc_floats((size_t)16 * L->oc * L->ic))) {
+    if (!(inf->U[l] =
+              td__alloc_floats((size_t)(w4 ? 36 : 16) * L->oc * L->ic))) {
       td_net_infer_free(inf);
       return NULL;
     }
@@ -185,7 +188,9 @@ static int conv_forward(const td_net_infer *inf, infer_thread *t, int l,
   int pool = last + 1 < net->n_layers && last != tap_layer &&
              !kept(net, last) && td__wino_poolable(&L, &net->layers[last + 1]);
   float *y = t->ws->act[last + pool];
-  if (inf->U[l] && (fold || !inf->fold[l]))
+  if (inf->U[l] && (fold || !inf->fold[l]) && td__wino4_eligible(&L))
+    td__wino4_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
+  else if (inf->U[l] && (fold || !inf->fold[l]))
     td__wino_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
   else
     td__conv3x3_forward(&L, w, w + L.nw, a, batch, pool, t->wino, y);
@@ -301,7 +306,9 @@ int td_net_infer_begin(td_net_infer *inf, int slots) {
       fold_bn(net, l, inf->fold[l]);
       w = inf->fold[l];
     }
-    if (inf->U[l])
+    if (inf->U[l] && td__wino4_eligible(&net->layers[l]))
+      td__wino4_weights(&net->layers[l], w, inf->U[l]);
+    else if (inf->U[l])
       td__wino_weights(&net->layers[l], w, inf->U[l]);
   }
   return TD_OK;

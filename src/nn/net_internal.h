@@ -103,6 +103,16 @@ void td__wino_forward(const td__layer *L, const float *U, const float *bias,
  * pool set, td__wino_forward writes the pooled [oc, oh/2, ow/2] output. */
 int td__wino_poolable(const td__layer *L, const td__layer *next);
 
+/* Winograd F(4x4, 3x3) for the inference path (winograd4.c), for the
+ * Winograd-eligible layers whose channels in and out are multiples of 8:
+ * U holds 36 [ic, oc] matrices (36*ic*oc floats); otherwise as above. */
+int td__wino4_eligible(const td__layer *L);
+size_t td__wino4_scratch(const td__layer *L, int batch);
+void td__wino4_weights(const td__layer *L, const float *w, float *U);
+void td__wino4_forward(const td__layer *L, const float *U, const float *bias,
+                       const float *x, int batch, int pool, float *scratch,
+                       float *y);
+
 /* Direct 3x3 convolution of stride 1 for the inference path (conv3x3.c),
  * for conv layers of at most 3 input channels: writes act(conv(x) + bias)
  * of `batch` samples to y ([oc, oh/2, ow/2] per sample with pool set, the
