@@ -61,10 +61,7 @@ static inline int td_t_blob_epochs(const char *run_dir, const td_t_blob_opts *o,
     td_epoch_writer *wr;
     if (td_epoch_begin(run_dir, ep, &wr, err))
       return -1;
-    int rc = td_t_toy_put(wr, "train_repr.npy", TD_F32, o->n, D, xtr, err) ||
-             td_t_toy_put(wr, "train_logits.npy", TD_F32, o->n, C, ztr, err) ||
-             td_t_toy_put(wr, "test_repr.npy", TD_F32, o->m, D, xte, err) ||
-             td_t_toy_put(wr, "test_logits.npy", TD_F32, o->m, C, zte, err);
+    int rc = td_t_toy_reprs(wr, o->n, o->m, D, C, xtr, xte, ztr, zte, err);
     json_t *ej = json_pack("{s:i}", "epoch", ep);
     if (td_t_toy_end(wr, rc, ej, w, b, D, C, err))
       return -1;

@@ -90,13 +90,7 @@ static int sf_make_run(const char *dir, int with_truth, int with_proj,
         temb[2 * i] = (float)(i % SF_C) * 10 + off + td_t_lcg(&s);
         temb[2 * i + 1] = td_t_lcg(&s) + off;
       }
-      int64_t es[2] = {SF_N, 2}, ts[2] = {SF_N / 3, 2};
-      char f[4500];
-      snprintf(f, sizeof f, "%s/train_embedding.npy", p);
-      if ((rc = td_npy_save_raw(f, TD_F32, 2, es, emb, err)))
-        return rc;
-      snprintf(f, sizeof f, "%s/test_embedding.npy", p);
-      if ((rc = td_npy_save_raw(f, TD_F32, 2, ts, temb, err)))
+      if ((rc = td_t_toy_embeddings(p, SF_N, SF_N / 3, emb, temb, err)))
         return rc;
     }
   }

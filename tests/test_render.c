@@ -14,6 +14,7 @@
 #include "tardis/render.h"
 #include "tardis/run.h"
 #include "tardis/territory.h"
+#include "toy_run.h"
 
 static uint32_t rng_state = 12345u;
 static float frand(void) {
@@ -61,37 +62,19 @@ static int write_epoch(const char *dir, const scene *s, int e, td_err *err) {
     w[i * C + i] = 1;
   td_epoch_writer *wr;
   int rc = td_epoch_begin(dir, e, &wr, err);
-  td_array a;
-  int64_t snc[2] = {s->N, C}, smc[2] = {s->M, C};
-  td_array_wrap(&a, TD_F32, 2, snc, z);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_repr", &a, err);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  td_array_wrap(&a, TD_F32, 2, smc, tz);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_repr", &a, err);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_logits", &a, err);
-  json_t *ej = json_pack("{s:i, s:f, s:f}", "epoch", e, "train_acc", s->acc,
-                         "test_acc", s->tacc);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
-  const float *ws[1] = {w}, *bs[1] = {b};
-  int dims[2] = {C, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
-  if (rc)
-    td_epoch_abort(wr);
-  else
-    rc = td_epoch_commit(wr, err);
+  if (!rc) {
+    /* the representations are the logits */
+    rc = td_t_toy_reprs(wr, s->N, s->M, C, C, z, tz, z, tz, err);
+    json_t *ej = json_pack("{s:i, s:f, s:f}", "epoch", e, "train_acc", s->acc,
+                           "test_acc", s->tacc);
+    rc = td_t_toy_end(wr, rc, ej, w, b, C, C, err);
+  }
   free(z), free(tz), free(w), free(b);
   return rc;
 }
 
 static int write_vis(const char *dir, const scene *s, int e, td_err *err) {
-  char vd[4096], p[4200];
+  char vd[4096];
   td_t_sfmt(vd, sizeof vd, "%s/vis/dvi/epoch_%04d", dir, e);
   td_territory t = {.res = s->res,
                     .x0 = s->ext[0],
@@ -101,13 +84,8 @@ static int write_vis(const char *dir, const scene *s, int e, td_err *err) {
                     .cls = s->tcls,
                     .conf = s->tconf};
   int rc = td_territory_save(&t, vd, err);
-  int64_t sn[2] = {s->N, 2}, sm[2] = {s->M, 2};
-  td_t_sfmt(p, sizeof p, "%s/train_embedding.npy", vd);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, sn, s->xy, err);
-  td_t_sfmt(p, sizeof p, "%s/test_embedding.npy", vd);
-  if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, sm, s->txy, err);
+    rc = td_t_toy_embeddings(vd, s->N, s->M, s->xy, s->txy, err);
   return rc;
 }
 

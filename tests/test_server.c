@@ -73,13 +73,7 @@ static int write_epoch(int epoch, td_err *err) {
   int rc = td_epoch_begin(run_dir, epoch, &wr, err);
   if (rc)
     return rc;
-  rc = td_t_toy_put(wr, "train_repr", TD_F32, N, D, repr, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "test_repr", TD_F32, M, D, trepr, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "train_logits", TD_F32, N, C, logits, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "test_logits", TD_F32, M, C, tlogits, err);
+  rc = td_t_toy_reprs(wr, N, M, D, C, repr, trepr, logits, tlogits, err);
   json_t *ej = json_pack("{s:i,s:f,s:f}", "epoch", epoch, "train_loss",
                          1.0 / epoch, "train_acc", 0.5);
   return td_t_toy_end(wr, rc, ej, w, b, D, C, err);
@@ -104,22 +98,14 @@ static int write_projection(int epoch, td_err *err) {
   }
   if (epoch == 1)
     memcpy(emb1, emb, sizeof emb);
-  int64_t s_n[2] = {N, 2}, s_m[2] = {M, 2}, s_b[2] = {NB, 2}, s_r[2] = {R, R};
-  snprintf(p, sizeof p, "%s/train_embedding.npy", dir);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_n, emb, err);
-  snprintf(p, sizeof p, "%s/test_embedding.npy", dir);
+    rc = td_t_toy_embeddings(dir, N, M, emb, temb, err);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_m, temb, err);
-  snprintf(p, sizeof p, "%s/boundary_embedding.npy", dir);
+    rc = td_t_toy_npy(dir, "boundary_embedding.npy", TD_F32, NB, 2, bemb, err);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_b, bemb, err);
-  snprintf(p, sizeof p, "%s/territory_class.npy", dir);
+    rc = td_t_toy_npy(dir, "territory_class.npy", TD_U8, R, R, cls, err);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_U8, 2, s_r, cls, err);
-  snprintf(p, sizeof p, "%s/territory_conf.npy", dir);
-  if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_r, conf, err);
+    rc = td_t_toy_npy(dir, "territory_conf.npy", TD_F32, R, R, conf, err);
   const char tj[] = "{\"res\": 8, \"extent\": [-1.0, -2.0, 3.0, 2.0]}";
   snprintf(p, sizeof p, "%s/territory.json", dir);
   if (!rc)

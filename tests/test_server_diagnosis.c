@@ -39,13 +39,7 @@ static int write_epoch(int epoch, td_err *err) {
   int rc = td_epoch_begin(run_dir, epoch, &wr, err);
   if (rc)
     return rc;
-  rc = td_t_toy_put(wr, "train_repr", TD_F32, N, D, repr, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "test_repr", TD_F32, M, D, trepr, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "train_logits", TD_F32, N, C, logits, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "test_logits", TD_F32, M, C, tlogits, err);
+  rc = td_t_toy_reprs(wr, N, M, D, C, repr, trepr, logits, tlogits, err);
   json_t *ej = json_pack("{s:i, s:f}", "epoch", epoch, "train_loss", 1.0);
   float w[C * D] = {0}, b[C] = {0};
   return td_t_toy_end(wr, rc, ej, w, b, D, C, err);

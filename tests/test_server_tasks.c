@@ -44,13 +44,7 @@ static int write_epoch(int epoch, const int32_t *trained, int64_t k,
   int rc = td_epoch_begin(run_dir, epoch, &wr, err);
   if (rc)
     return rc;
-  rc = td_t_toy_put(wr, "train_repr", TD_F32, N, D, repr, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "test_repr", TD_F32, M, D, trepr, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "train_logits", TD_F32, N, C, logits, err);
-  if (!rc)
-    rc = td_t_toy_put(wr, "test_logits", TD_F32, M, C, tlogits, err);
+  rc = td_t_toy_reprs(wr, N, M, D, C, repr, trepr, logits, tlogits, err);
   if (!rc && trained)
     rc = td_t_toy_put(wr, "trained", TD_I32, k, 0, trained, err);
   json_t *ej = json_pack("{s:i,s:f,s:i,s:{s:[f,f],s:[f,f]}}", "epoch", epoch,

@@ -53,6 +53,44 @@ static inline int td_t_toy_put(td_epoch_writer *wr, const char *name,
   return td_epoch_add_array(wr, name, &a, err);
 }
 
+/* Adds an epoch's float32 representations and logits of its n training
+ * and m test samples: train_repr [n, d], test_repr [m, d], train_logits
+ * [n, c] and test_logits [m, c]. */
+static inline int td_t_toy_reprs(td_epoch_writer *wr, int64_t n, int64_t m,
+                                 int64_t d, int64_t c, const float *repr,
+                                 const float *trepr, const float *logits,
+                                 const float *tlogits, td_err *err) {
+  int rc = td_t_toy_put(wr, "train_repr", TD_F32, n, d, repr, err);
+  if (!rc)
+    rc = td_t_toy_put(wr, "test_repr", TD_F32, m, d, trepr, err);
+  if (!rc)
+    rc = td_t_toy_put(wr, "train_logits", TD_F32, n, c, logits, err);
+  if (!rc)
+    rc = td_t_toy_put(wr, "test_logits", TD_F32, m, c, tlogits, err);
+  return rc;
+}
+
+/* Saves a [rows, cols] array of dtype t as the file dir/name. */
+static inline int td_t_toy_npy(const char *dir, const char *name, td_dtype t,
+                               int64_t rows, int64_t cols, const void *v,
+                               td_err *err) {
+  char p[4600];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  int64_t shape[2] = {rows, cols};
+  return td_npy_save_raw(p, t, 2, shape, v, err);
+}
+
+/* Saves a projected epoch's 2-D points into its directory vis_dir:
+ * train_embedding.npy [n, 2] and test_embedding.npy [m, 2]. */
+static inline int td_t_toy_embeddings(const char *vis_dir, int64_t n, int64_t m,
+                                      const float *emb, const float *temb,
+                                      td_err *err) {
+  int rc = td_t_toy_npy(vis_dir, "train_embedding.npy", TD_F32, n, 2, emb, err);
+  if (!rc)
+    rc = td_t_toy_npy(vis_dir, "test_embedding.npy", TD_F32, m, 2, temb, err);
+  return rc;
+}
+
 /* Closes an epoch: adds epoch.json (ej, released here) and a one-layer
  * head (w [c, d], b [c]), then commits it; when rc (what was written
  * before) or either of these fails, the epoch is aborted instead. */
