@@ -12,6 +12,7 @@
 #include "run/run_json.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
+#include "toy_run.h"
 
 enum { TD_T_BLOB_D = 16, TD_T_BLOB_C = 4 };
 
@@ -42,14 +43,6 @@ static inline void td_t_blob_points(td_rng *rng, int64_t n, int epoch,
   }
 }
 
-static inline int td_t_blob_put(td_epoch_writer *wr, const char *name, float *v,
-                                int64_t r, int64_t c, td_err *err) {
-  td_array a;
-  int64_t sh[2] = {r, c};
-  td_array_wrap(&a, TD_F32, 2, sh, v);
-  return td_epoch_add_array(wr, name, &a, err);
-}
-
 static inline int td_t_blob_epochs(const char *run_dir, const td_t_blob_opts *o,
                                    const int32_t *ytr, const int32_t *yte,
                                    float *buf, td_err *err) {
@@ -68,17 +61,9 @@ static inline int td_t_blob_epochs(const char *run_dir, const td_t_blob_opts *o,
     td_epoch_writer *wr;
     if (td_epoch_begin(run_dir, ep, &wr, err))
       return -1;
-    const float *W = w, *B = b;
-    int dims[2] = {D, C};
+    int rc = td_t_toy_reprs(wr, o->n, o->m, D, C, xtr, xte, ztr, zte, err);
     json_t *ej = json_pack("{s:i}", "epoch", ep);
-    int rc = td_t_blob_put(wr, "train_repr.npy", xtr, o->n, D, err) ||
-             td_t_blob_put(wr, "train_logits.npy", ztr, o->n, C, err) ||
-             td_t_blob_put(wr, "test_repr.npy", xte, o->m, D, err) ||
-             td_t_blob_put(wr, "test_logits.npy", zte, o->m, C, err) ||
-             td_head_write(wr, 1, &W, &B, dims, NULL, err) ||
-             td__epoch_add_json(wr, "epoch.json", ej, err);
-    json_decref(ej);
-    if (rc || td_epoch_commit(wr, err))
+    if (td_t_toy_end(wr, rc, ej, w, b, D, C, err))
       return -1;
   }
   return 0;
@@ -87,15 +72,9 @@ static inline int td_t_blob_epochs(const char *run_dir, const td_t_blob_opts *o,
 /* Writes the run; 0, or -1 with the error printed. */
 static inline int td_t_blob_run(const char *run_dir, const td_t_blob_opts *o) {
   enum { D = TD_T_BLOB_D, C = TD_T_BLOB_C };
-  td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "%s", o->name);
   char *classes[C] = {"a", "b", "c", "d"};
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = o->n;
-  m.n_test = o->m;
-  m.repr_dim = D;
+  td_run_meta m;
+  td_t_toy_meta(&m, o->name, classes, C, o->n, o->m, D);
   td_err err = {0};
   int32_t *ytr = malloc((size_t)(o->n + o->m) * sizeof *ytr);
   float *buf = malloc((size_t)(o->n + o->m) * (D + C) * sizeof *buf);
@@ -105,16 +84,10 @@ static inline int td_t_blob_run(const char *run_dir, const td_t_blob_opts *o) {
     ytr[i] = (i * 7) % C;
   for (int i = 0; rc == 0 && i < o->m; i++)
     yte[i] = i % C;
-  td_array a;
-  int64_t n = o->n, mm = o->m;
-  if (rc == 0) {
-    td_array_wrap(&a, TD_I32, 1, &n, ytr);
-    rc = td_run_write_array(run_dir, "train_labels", &a, &err) ? -1 : 0;
-  }
-  if (rc == 0) {
-    td_array_wrap(&a, TD_I32, 1, &mm, yte);
-    rc = td_run_write_array(run_dir, "test_labels", &a, &err) ? -1 : 0;
-  }
+  if (rc == 0)
+    rc = td_t_toy_i32(run_dir, "train_labels", ytr, o->n, &err) ? -1 : 0;
+  if (rc == 0)
+    rc = td_t_toy_i32(run_dir, "test_labels", yte, o->m, &err) ? -1 : 0;
   if (rc == 0)
     rc = td_t_blob_epochs(run_dir, o, ytr, yte, buf, &err);
   if (rc)

@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,14 @@ static inline int td_t_finish(void) {
   printf("%d passed, %d failed, %d skipped\n", td_t_passed, td_t_failed,
          td_t_skipped);
   return td_t_failed ? 1 : td_t_skipped ? 77 : 0;
+}
+
+/* snprintf without gcc's truncation warnings (test paths are short). */
+static inline void td_t_sfmt(char *buf, size_t len, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, len, fmt, ap);
+  va_end(ap);
 }
 
 /* A fresh scratch directory for one test: $TD_TEST_TMP/<name>.<pid>. */

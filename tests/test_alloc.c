@@ -10,6 +10,7 @@
 #include "tardis/alloc.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
+#include "toy_run.h"
 
 enum { N = 12, D = 3, H = 4, C = 2 };
 
@@ -20,17 +21,8 @@ enum { N = 12, D = 3, H = 4, C = 2 };
 static char cat[] = "cat", dog[] = "dog";
 static char *class_names[C] = {cat, dog};
 
-static void sfmt(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
-static float lcg(uint32_t *s) {
-  *s = *s * 1664525u + 1013904223u;
-  return (float)(*s >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-}
+/* Uniform in [-1, 1). */
+static float lcg(uint32_t *s) { return td_t_lcg(s) * 2.0f - 1.0f; }
 
 /* A run's contents: a two-layer head D -> H (relu) -> C, so loading and
  * evaluating the head both allocate, and a float16 representation, so
@@ -114,7 +106,7 @@ static int op_write(void *vctx, td_err *err) {
   write_ctx *c = vctx;
   td_run_meta m;
   memset(&m, 0, sizeof m);
-  sfmt(m.name, sizeof m.name, "alloc");
+  td_t_sfmt(m.name, sizeof m.name, "alloc");
   m.classes = class_names;
   m.n_classes = C;
   m.n_train = N;
@@ -285,7 +277,7 @@ static void test_run_writer_reader(void) {
   static run_data data;
   data_init(&data);
   write_ctx c = {.data = &data};
-  sfmt(c.dir, sizeof c.dir, "%s/run", tmp);
+  td_t_sfmt(c.dir, sizeof c.dir, "%s/run", tmp);
   c.epoch_json = json_pack("{s:i, s:f}", "epoch", 1, "train_loss", 0.5);
   CHECK(c.epoch_json);
   inject_case w = {"run writer", op_write, write_left_partial,
@@ -304,7 +296,7 @@ static void test_npy_loader(void) {
   static run_data data;
   data_init(&data);
   npy_ctx c;
-  sfmt(c.path, sizeof c.path, "%s/x.npy", tmp);
+  td_t_sfmt(c.path, sizeof c.path, "%s/x.npy", tmp);
   int64_t shape[2] = {N, D};
   td_err err;
   CHECK_OK(td_npy_save_raw(c.path, TD_F16, 2, shape, data.repr, &err), &err);

@@ -20,8 +20,7 @@ static int sh(const char *out_path, const char *fmt, const char *arg1,
     snprintf(cmd, sizeof cmd, "%s > '%s' 2>&1", body, out_path);
   else
     snprintf(cmd, sizeof cmd, "%s", body);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return td_t_system(cmd);
 }
 
 /* A number of metrics.json that is finite and in [lo, hi]; NaN is written
@@ -75,41 +74,27 @@ static void test_train_info_project_eval_render(void) {
            "%%s train --out %%s --epochs 3 --limit 1500 --noise 0.1 --seed 4 "
            "--ood inverted --quiet");
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
-  char *txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "150 training labels corrupted");
-  free(txt);
+  CHECK(td_t_file_has(out, "150 training labels corrupted"));
   CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "run is valid");
-  CHECK_STR_CONTAINS(txt, "Ankle boot");
-  free(txt);
+  CHECK(td_t_file_has(out, "run is valid"));
+  CHECK(td_t_file_has(out, "Ankle boot"));
   /* refusing to overwrite keeps the run intact */
   CHECK_INT(
       sh(out, "%s train --out %s --epochs 1 --limit 600 --quiet", bin, run), ==,
       1);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "--force");
-  free(txt);
+  CHECK(td_t_file_has(out, "--force"));
   CHECK_INT(sh(out, "%s info %s --quick", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "1500");
-  free(txt);
+  CHECK(td_t_file_has(out, "1500"));
 
   CHECK_INT(sh(out, "%s project %s --res 64", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "projected 3 epochs");
-  free(txt);
+  CHECK(td_t_file_has(out, "projected 3 epochs"));
   CHECK_INT(sh(out, "%s project %s", bin, run), ==, 0); /* resumable */
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "projected 0 epochs (3 already done)");
-  free(txt);
+  CHECK(td_t_file_has(out, "projected 0 epochs (3 already done)"));
   /* DVI's original boundary samples: raw inputs through the checkpoint */
   CHECK_INT(sh(out, "%s project %s --boundary-space input --force --res 32",
                bin, run),
             ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "projected 3 epochs");
-  free(txt);
+  CHECK(td_t_file_has(out, "projected 3 epochs"));
   /* stdout alone: the progress lines go to stderr */
   char evj[4400];
   snprintf(evj, sizeof evj, "%s/eval.json", dir);
@@ -120,14 +105,10 @@ static void test_train_info_project_eval_render(void) {
   /* suspects: ranked with reasons, and the out-of-distribution set's
    * trajectories scored against the training clusters */
   CHECK_INT(sh(out, "%s suspects %s --k 5 --json", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "\"why\"");
-  free(txt);
+  CHECK(td_t_file_has(out, "\"why\""));
   CHECK_INT(sh(out, "%s suspects %s --abnormal-test --json", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "\"ood\"");
-  CHECK_STR_CONTAINS(txt, "\"test\"");
-  free(txt);
+  CHECK(td_t_file_has(out, "\"ood\""));
+  CHECK(td_t_file_has(out, "\"test\""));
   CHECK_INT(sh(out, "%s suspects %s --simulate --rounds 2 --k 10", bin, run),
             ==, 0);
 
@@ -157,28 +138,18 @@ static void test_cnn_end_to_end(void) {
                "shift,flip --epochs 2 --limit 400 --batch 32 --quiet",
                bin, run),
             ==, 0);
-  char *txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "trained 2 epochs");
-  free(txt);
+  CHECK(td_t_file_has(out, "trained 2 epochs"));
   CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "repr_dim    128");
-  CHECK_STR_CONTAINS(txt, "run is valid");
-  free(txt);
+  CHECK(td_t_file_has(out, "repr_dim    128"));
+  CHECK(td_t_file_has(out, "run is valid"));
   CHECK_INT(sh(out, "%s project %s --res 32", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "projected 2 epochs");
-  free(txt);
+  CHECK(td_t_file_has(out, "projected 2 epochs"));
   CHECK_INT(sh(out, "%s project %s --boundary-space input --force --res 32",
                bin, run),
             ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "projected 2 epochs");
-  free(txt);
+  CHECK(td_t_file_has(out, "projected 2 epochs"));
   CHECK_INT(sh(out, "%s suspects %s --k 5 --json", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "\"why\"");
-  free(txt);
+  CHECK(td_t_file_has(out, "\"why\""));
   snprintf(png, sizeof png, "%s/cnn2.png", dir);
   snprintf(cmd, sizeof cmd, "%%s render %%s --epoch 2 --size 128 --out %s",
            png);
@@ -194,9 +165,7 @@ static void test_bad_input(void) {
   CHECK_INT(sh(out, "%s train --epochs x --out %s", bin, run), ==, 2);
   CHECK_INT(sh(out, "%s frobnicate %s", bin, run), ==, 2);
   CHECK_INT(sh(out, "%s info %s/nonexistent", bin, dir), ==, 1);
-  char *txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "no such run directory");
-  free(txt);
+  CHECK(td_t_file_has(out, "no such run directory"));
   CHECK_INT(sh(out, "%s project %s --method umap", bin, run), ==, 2);
   CHECK_INT(sh(out, "%s render %s --epoch 99 --out /dev/null", bin, run), ==,
             1);
@@ -208,16 +177,12 @@ static void test_bad_input(void) {
            "%%s",
            run);
   CHECK_INT(sh(out, cmd, bin, run), ==, 1);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "epochs/0003/train_logits.npy");
-  free(txt);
+  CHECK(td_t_file_has(out, "epochs/0003/train_logits.npy"));
   /* a missing dataset names the Debian package */
   snprintf(cmd, sizeof cmd,
            "%%s train --out %%s/r2 --data-dir %s/none --epochs 1 --quiet", dir);
   CHECK_INT(sh(out, cmd, bin, dir), ==, 1);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "dataset-fashion-mnist");
-  free(txt);
+  CHECK(td_t_file_has(out, "dataset-fashion-mnist"));
   snprintf(cmd, sizeof cmd, "%s/r2", dir);
   CHECK(!td_path_exists(cmd));
   /* input-space boundary samples need the checkpoints */
@@ -228,9 +193,7 @@ static void test_bad_input(void) {
             ==, 0);
   CHECK_INT(sh(out, "%s project %s/r3 --boundary-space input", bin, dir), ==,
             1);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "model checkpoint");
-  free(txt);
+  CHECK(td_t_file_has(out, "model checkpoint"));
 }
 
 /* A trainer and a projection killed with SIGKILL leave valid runs: every
@@ -248,9 +211,7 @@ static void test_killed_processes(void) {
            run);
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
   CHECK_INT(sh(out, "%s info %s", bin, run), ==, 0);
-  char *txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "run is valid");
-  free(txt);
+  CHECK(td_t_file_has(out, "run is valid"));
   snprintf(cmd, sizeof cmd,
            "%%s project %%s --res 32 & pid=$!; "
            "i=0; while [ ! -d %s/vis/dvi/epoch_0002 ] && [ $i -lt 2400 ]; do "
@@ -259,9 +220,7 @@ static void test_killed_processes(void) {
            run);
   CHECK_INT(sh(out, cmd, bin, run), ==, 0);
   CHECK_INT(sh(out, "%s project %s --res 32 --epochs 1:4", bin, run), ==, 0);
-  txt = td_t_slurp(out);
-  CHECK_STR_CONTAINS(txt, "already done)");
-  free(txt);
+  CHECK(td_t_file_has(out, "already done)"));
   CHECK_INT(sh(out, "%s eval %s", bin, run), ==, 0);
 }
 
@@ -280,13 +239,8 @@ static void test_train_deterministic(void) {
 }
 
 int main(void) {
-  const char *b = getenv("TD_BIN");
-  if (!b) {
-    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+  if (td_t_cli_setup(bin, sizeof bin, dir, sizeof dir, "e2e"))
     return 1;
-  }
-  snprintf(bin, sizeof bin, "%s", b);
-  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("e2e"));
   RUN(test_train_info_project_eval_render);
   RUN(test_cnn_end_to_end);
   RUN(test_bad_input);

@@ -134,6 +134,21 @@ static void test_killed_trainer_and_removed_run(void) {
 
 #include "http_client.h"
 
+/* The port `tardis serve` printed into the file path, waiting up to 60 s. */
+static int port_of(const char *path) {
+  int port = 0;
+  for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
+    char *txt = td_t_slurp(path);
+    const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
+    if (at)
+      port = atoi(at + 10);
+    free(txt);
+    if (!port)
+      usleep(50000);
+  }
+  return port;
+}
+
 /* `train --serve` (serve --follow on the run being trained): `projection`
  * events arrive over SSE while it trains — the first epoch's and the
  * newest one's — each after its epoch's `epoch` event. */
@@ -150,16 +165,7 @@ static void test_serve_follow_events(void) {
   free(txt);
   CHECK(pid > 0);
   snprintf(path, sizeof path, "%s/s.err", dir);
-  int port = 0;
-  for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
-    txt = td_t_slurp(path);
-    const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
-    if (at)
-      port = atoi(at + 10);
-    free(txt);
-    if (!port)
-      usleep(50000);
-  }
+  int port = port_of(path);
   CHECK(port > 0);
   int fd = port > 0 ? td_t_connect(port) : -1;
   CHECK(fd >= 0);
@@ -241,16 +247,9 @@ static void test_serve_follow_events(void) {
 static void test_draft(void) {
   char cmd[20000], run_dir[4200];
   snprintf(run_dir, sizeof run_dir, "%s/d", dir);
-  snprintf(cmd, sizeof cmd,
-           "cd %s && rm -rf d && %s train --out d --epochs 3 --limit 600 "
-           "--quiet > /dev/null",
-           dir, bin);
-  CHECK_INT(td_t_system(cmd), ==, 0);
+  td_run *run = td_t_train_open(bin, dir, "d", "--epochs 3 --limit 600");
+  CHECK(run != NULL);
   td_err err;
-  td_run *run = NULL;
-  CHECK_INT(td_run_open(run_dir, &run, &err), ==, TD_OK);
-  if (!run)
-    return;
   td_project_opts o;
   td_project_opts_default(&o);
   o.territory_res = 32;
@@ -284,21 +283,6 @@ static void test_draft(void) {
   td_run_close(run);
   snprintf(cmd, sizeof cmd, "%s eval %s > /dev/null 2>&1", bin, run_dir);
   CHECK_INT(td_t_system(cmd), ==, 0);
-}
-
-/* The port `tardis serve` printed on stdout (path), waiting up to 60 s. */
-static int port_of(const char *path) {
-  int port = 0;
-  for (double dl = td_t_now_s() + 60; !port && td_t_now_s() < dl;) {
-    char *txt = td_t_slurp(path);
-    const char *at = txt ? strstr(txt, "127.0.0.1:") : NULL;
-    if (at)
-      port = atoi(at + 10);
-    free(txt);
-    if (!port)
-      usleep(50000);
-  }
-  return port;
 }
 
 /* `serve --follow` on an empty directory: it serves at once, /api/run
@@ -392,13 +376,8 @@ static void test_serve_follow_empty(void) {
 }
 
 int main(void) {
-  const char *b = getenv("TD_BIN");
-  if (!b) {
-    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+  if (td_t_cli_setup(bin, sizeof bin, dir, sizeof dir, "live"))
     return 1;
-  }
-  snprintf(bin, sizeof bin, "%s", b);
-  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("live"));
   RUN(test_watch_training);
   RUN(test_killed_trainer_and_removed_run);
   RUN(test_serve_follow_events);

@@ -39,18 +39,11 @@ static void draft_keys(const char *run_dir, int e, int *from, int *sample) {
  * with their sample; a sample larger than the epoch takes all of it; and
  * `tardis project` replaces both with full fits. */
 static void test_drafter(void) {
-  char cmd[20000], run_dir[4200];
+  char run_dir[4200];
   snprintf(run_dir, sizeof run_dir, "%s/c", dir);
-  snprintf(cmd, sizeof cmd,
-           "cd %s && rm -rf c && %s train --out c --epochs 3 --limit 800 "
-           "--quiet > /dev/null",
-           dir, bin);
-  CHECK_INT(td_t_system(cmd), ==, 0);
+  td_run *run = td_t_train_open(bin, dir, "c", "--epochs 3 --limit 800");
+  CHECK(run != NULL);
   td_err err;
-  td_run *run = NULL;
-  CHECK_INT(td_run_open(run_dir, &run, &err), ==, TD_OK);
-  if (!run)
-    return;
   td_project_opts o;
   td_project_opts_default(&o);
   o.territory_res = 32;
@@ -210,13 +203,8 @@ static void test_preview_after_training(void) {
 }
 
 int main(void) {
-  const char *b = getenv("TD_BIN");
-  if (!b) {
-    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+  if (td_t_cli_setup(bin, sizeof bin, dir, sizeof dir, "live_cold"))
     return 1;
-  }
-  snprintf(bin, sizeof bin, "%s", b);
-  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("live_cold"));
   RUN(test_drafter);
   RUN(test_live_matches_offline);
   RUN(test_preview_after_training);

@@ -14,13 +14,7 @@
 #include "tardis/render.h"
 #include "tardis/run.h"
 #include "tardis/territory.h"
-
-static void sfmt(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
+#include "toy_run.h"
 
 static uint32_t rng_state = 12345u;
 static float frand(void) {
@@ -68,38 +62,20 @@ static int write_epoch(const char *dir, const scene *s, int e, td_err *err) {
     w[i * C + i] = 1;
   td_epoch_writer *wr;
   int rc = td_epoch_begin(dir, e, &wr, err);
-  td_array a;
-  int64_t snc[2] = {s->N, C}, smc[2] = {s->M, C};
-  td_array_wrap(&a, TD_F32, 2, snc, z);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_repr", &a, err);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  td_array_wrap(&a, TD_F32, 2, smc, tz);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_repr", &a, err);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_logits", &a, err);
-  json_t *ej = json_pack("{s:i, s:f, s:f}", "epoch", e, "train_acc", s->acc,
-                         "test_acc", s->tacc);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
-  const float *ws[1] = {w}, *bs[1] = {b};
-  int dims[2] = {C, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
-  if (rc)
-    td_epoch_abort(wr);
-  else
-    rc = td_epoch_commit(wr, err);
+  if (!rc) {
+    /* the representations are the logits */
+    rc = td_t_toy_reprs(wr, s->N, s->M, C, C, z, tz, z, tz, err);
+    json_t *ej = json_pack("{s:i, s:f, s:f}", "epoch", e, "train_acc", s->acc,
+                           "test_acc", s->tacc);
+    rc = td_t_toy_end(wr, rc, ej, w, b, C, C, err);
+  }
   free(z), free(tz), free(w), free(b);
   return rc;
 }
 
 static int write_vis(const char *dir, const scene *s, int e, td_err *err) {
-  char vd[4096], p[4200];
-  sfmt(vd, sizeof vd, "%s/vis/dvi/epoch_%04d", dir, e);
+  char vd[4096];
+  td_t_sfmt(vd, sizeof vd, "%s/vis/dvi/epoch_%04d", dir, e);
   td_territory t = {.res = s->res,
                     .x0 = s->ext[0],
                     .y0 = s->ext[1],
@@ -108,13 +84,8 @@ static int write_vis(const char *dir, const scene *s, int e, td_err *err) {
                     .cls = s->tcls,
                     .conf = s->tconf};
   int rc = td_territory_save(&t, vd, err);
-  int64_t sn[2] = {s->N, 2}, sm[2] = {s->M, 2};
-  sfmt(p, sizeof p, "%s/train_embedding.npy", vd);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, sn, s->xy, err);
-  sfmt(p, sizeof p, "%s/test_embedding.npy", vd);
-  if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, sm, s->txy, err);
+    rc = td_t_toy_embeddings(vd, s->N, s->M, s->xy, s->txy, err);
   return rc;
 }
 
@@ -315,7 +286,7 @@ static void keep(const char *name, const td_render_buf *b) {
   if (!dir)
     return;
   char p[4096];
-  sfmt(p, sizeof p, "%s/%s", dir, name);
+  td_t_sfmt(p, sizeof p, "%s/%s", dir, name);
   td_err err;
   if (td_write_file_atomic(p, b->data, b->len, &err))
     fprintf(stderr, "  TD_RENDER_KEEP: %s\n", err.msg);
@@ -613,7 +584,7 @@ static void test_marks(void) {
   for (int64_t i = 0; i < n; i++)
     truth[i] = i == 1 ? (s.label[i] + 1) % s.C : s.label[i];
   char p[4096];
-  sfmt(p, sizeof p, "%s/train_truth.npy", dir);
+  td_t_sfmt(p, sizeof p, "%s/train_truth.npy", dir);
   CHECK_OK(td_npy_save_raw(p, TD_I32, 1, &n, truth, &err), &err);
   CHECK_OK(td_run_open(dir, &run, &err), &err);
   CHECK_OK(td__frame_load_marks(run, &o, &m, &err), &err);
@@ -672,7 +643,7 @@ static void test_errors(void) {
   CHECK_INT(td_render_gif(run, &o, failing_sink, &budget, &err), ==, TD_EIO);
   /* A missing territory is named, with the way around it. */
   char p[4096];
-  sfmt(p, sizeof p, "%s/vis/dvi/epoch_0002/territory.json", dir);
+  td_t_sfmt(p, sizeof p, "%s/vis/dvi/epoch_0002/territory.json", dir);
   CHECK_INT(unlink(p), ==, 0);
   CHECK_INT(td_render_frame_png(run, 2, &o, td_render_sink_buf, &b, &err), ==,
             TD_ENOENT);
@@ -681,7 +652,7 @@ static void test_errors(void) {
   CHECK_OK(td_render_frame_png(run, 2, &o, td_render_sink_buf, &b, &err), &err);
   td_render_buf_free(&b);
   /* An embedding of the wrong shape. */
-  sfmt(p, sizeof p, "%s/vis/dvi/epoch_0003/train_embedding.npy", dir);
+  td_t_sfmt(p, sizeof p, "%s/vis/dvi/epoch_0003/train_embedding.npy", dir);
   int64_t sh[2] = {s.N - 1, 2};
   CHECK_OK(td_npy_save_raw(p, TD_F32, 2, sh, s.xy, &err), &err);
   CHECK_INT(td_render_frame_png(run, 3, &o, td_render_sink_buf, &b, &err), ==,
@@ -689,7 +660,7 @@ static void test_errors(void) {
   CHECK_STR_CONTAINS(err.msg, "train_embedding.npy");
   td_run_close(run);
   /* No vis directory at all. */
-  sfmt(p, sizeof p, "%s/vis", dir);
+  td_t_sfmt(p, sizeof p, "%s/vis", dir);
   CHECK_OK(td_remove_tree(p, &err), &err);
   CHECK_OK(td_run_open(dir, &run, &err), &err);
   CHECK_INT(td_render_frame_png(run, 1, &o, td_render_sink_buf, &b, &err), ==,
@@ -704,7 +675,8 @@ static void test_errors(void) {
 static int run_cli(const char *args) {
   const char *bin = getenv("TD_BIN");
   char cmd[8192];
-  sfmt(cmd, sizeof cmd, "'%s' render %s 2>/dev/null >/dev/null", bin, args);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' render %s 2>/dev/null >/dev/null", bin,
+            args);
   int st = system(cmd);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -721,26 +693,26 @@ static void test_cli(void) {
   CHECK_OK(make_precise_run(dir, &s, &err), &err);
   scene_free(&s);
   char a[8192], out[4096];
-  sfmt(out, sizeof out, "%s/e2.png", dir);
-  sfmt(a, sizeof a, "'%s' --epoch 2 --out '%s' --size 200", dir, out);
+  td_t_sfmt(out, sizeof out, "%s/e2.png", dir);
+  td_t_sfmt(a, sizeof a, "'%s' --epoch 2 --out '%s' --size 200", dir, out);
   CHECK_INT(run_cli(a), ==, 0);
   CHECK(td_path_exists(out));
-  sfmt(out, sizeof out, "%s/t.gif", dir);
-  sfmt(a, sizeof a, "'%s' --gif '%s' --size 128 --fps 2", dir, out);
+  td_t_sfmt(out, sizeof out, "%s/t.gif", dir);
+  td_t_sfmt(a, sizeof a, "'%s' --gif '%s' --size 128 --fps 2", dir, out);
   CHECK_INT(run_cli(a), ==, 0);
   CHECK(td_path_exists(out));
-  sfmt(out, sizeof out, "%s/bad.png", dir);
-  sfmt(a, sizeof a, "'%s' --epoch 7 --out '%s'", dir, out);
+  td_t_sfmt(out, sizeof out, "%s/bad.png", dir);
+  td_t_sfmt(a, sizeof a, "'%s' --epoch 7 --out '%s'", dir, out);
   CHECK_INT(run_cli(a), ==, 1);
   CHECK(!td_path_exists(out));
-  sfmt(a, sizeof a, "'%s' --epoch 1 --out '%s' --size 5", dir, out);
+  td_t_sfmt(a, sizeof a, "'%s' --epoch 1 --out '%s' --size 5", dir, out);
   CHECK_INT(run_cli(a), ==, 2);
-  sfmt(a, sizeof a, "'%s' --epoch 1", dir);
+  td_t_sfmt(a, sizeof a, "'%s' --epoch 1", dir);
   CHECK_INT(run_cli(a), ==, 2);
-  sfmt(a, sizeof a, "'%s' --epoch 1 --out '%s' --split nope", dir, out);
+  td_t_sfmt(a, sizeof a, "'%s' --epoch 1 --out '%s' --split nope", dir, out);
   CHECK_INT(run_cli(a), ==, 2);
   /* Nothing half-written is left next to the target. */
-  sfmt(a, sizeof a, "ls '%s' | grep -q '\\.tmp\\.'", dir);
+  td_t_sfmt(a, sizeof a, "ls '%s' | grep -q '\\.tmp\\.'", dir);
   CHECK(system(a) != 0);
 }
 

@@ -10,24 +10,15 @@
 #include "tardis/parallel.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
+#include "toy_run.h"
 
 enum { N = 20, M = 8, D = 4, C = 3, H = 5 };
 
 static char cat[] = "cat", dog[] = "dog", bird[] = "bird";
 static char *class_names[C] = {cat, dog, bird};
 
-/* snprintf without gcc's truncation warnings (test paths are short). */
-static void sfmt(char *buf, size_t len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, len, fmt, ap);
-  va_end(ap);
-}
-
-static float lcg(uint32_t *s) {
-  *s = *s * 1664525u + 1013904223u;
-  return (float)(*s >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
-}
+/* Uniform in [-1, 1). */
+static float lcg(uint32_t *s) { return td_t_lcg(s) * 2.0f - 1.0f; }
 
 /* A two-layer head D -> H (relu) -> C, with logits computed by plain loops
  * so the run is consistent with its head. */
@@ -191,7 +182,7 @@ static void write_text(const char *path, const char *text) {
 }
 
 static void pathf(char *buf, size_t len, const char *dir, const char *rel) {
-  sfmt(buf, len, "%s/%s", dir, rel);
+  td_t_sfmt(buf, len, "%s/%s", dir, rel);
 }
 
 /* Writes a .npy file with an arbitrary header, to forge bad files. */
@@ -242,7 +233,8 @@ static void run_json_with(const char *dir, const char *format,
                           const char *version, const char *n_train,
                           const char *repr_dim) {
   char text[1024];
-  sfmt(text, sizeof text, good_json_fmt, format, version, n_train, repr_dim);
+  td_t_sfmt(text, sizeof text, good_json_fmt, format, version, n_train,
+            repr_dim);
   set_run_json(dir, text);
 }
 
@@ -527,10 +519,10 @@ static void test_run_json_errors(void) {
 
   run_json_with(dir, "\"tardis-run\"", "2", "20", "4");
   CHECK_INT(open_validate(dir, &err), ==, TD_EVERSION);
-  sfmt(expect, sizeof expect,
-       "%s/run.json: format version 2 is newer than this tardis supports "
-       "(1)",
-       dir);
+  td_t_sfmt(expect, sizeof expect,
+            "%s/run.json: format version 2 is newer than this tardis supports "
+            "(1)",
+            dir);
   CHECK(strcmp(err.msg, expect) == 0);
 
   run_json_with(dir, "\"tardis-run\"", "\"1\"", "20", "4");
@@ -671,10 +663,10 @@ static void test_epoch_array_errors(void) {
   pathf(p, sizeof p, dir, "epochs/0002/train_repr.npy");
   save_f32(p, N, D + 1, v);
   CHECK_INT(open_validate(dir, &err), ==, TD_ESHAPE);
-  sfmt(expect, sizeof expect,
-       "%s/epochs/0002/train_repr.npy: expected 20×4 float32 or float16, "
-       "found 20×5 float32",
-       dir);
+  td_t_sfmt(expect, sizeof expect,
+            "%s/epochs/0002/train_repr.npy: expected 20×4 float32 or float16, "
+            "found 20×5 float32",
+            dir);
   CHECK(strcmp(err.msg, expect) == 0);
 
   /* float64 is not a representation dtype */
@@ -976,8 +968,8 @@ static void test_cli_info(void) {
   td_err err;
   CHECK_OK(make_run(dir, &err), &err);
   char cmd[8192], out[4096], p[4096];
-  sfmt(out, sizeof out, "%s/../cli_out.txt", dir);
-  sfmt(cmd, sizeof cmd, "'%s' info '%s' >'%s' 2>&1", bin, dir, out);
+  td_t_sfmt(out, sizeof out, "%s/../cli_out.txt", dir);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info '%s' >'%s' 2>&1", bin, dir, out);
   CHECK_INT(run_cmd(cmd), ==, 0);
   char *text = NULL;
   size_t len;
@@ -990,8 +982,8 @@ static void test_cli_info(void) {
   free(text);
   CHECK(ok);
 
-  sfmt(cmd, sizeof cmd, "'%s' info --json '%s' >'%s' 2>/dev/null", bin, dir,
-       out);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info --json '%s' >'%s' 2>/dev/null", bin,
+            dir, out);
   CHECK_INT(run_cmd(cmd), ==, 0);
   json_error_t jerr;
   json_t *j = json_load_file(out, 0, &jerr);
@@ -1002,18 +994,20 @@ static void test_cli_info(void) {
   json_decref(j);
   CHECK(jok);
 
-  sfmt(cmd, sizeof cmd, "'%s' info --help >/dev/null 2>&1", bin);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info --help >/dev/null 2>&1", bin);
   CHECK_INT(run_cmd(cmd), ==, 0);
-  sfmt(cmd, sizeof cmd, "'%s' info --bogus '%s' >/dev/null 2>&1", bin, dir);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info --bogus '%s' >/dev/null 2>&1", bin,
+            dir);
   CHECK_INT(run_cmd(cmd), ==, 2);
-  sfmt(cmd, sizeof cmd, "'%s' info >/dev/null 2>&1", bin);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info >/dev/null 2>&1", bin);
   CHECK_INT(run_cmd(cmd), ==, 2);
 
   pathf(p, sizeof p, dir, "epochs/0002/epoch.json");
   write_text(p, "{\"epoch\": 3}");
-  sfmt(cmd, sizeof cmd, "'%s' info --quick '%s' >/dev/null 2>&1", bin, dir);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info --quick '%s' >/dev/null 2>&1", bin,
+            dir);
   CHECK_INT(run_cmd(cmd), ==, 0);
-  sfmt(cmd, sizeof cmd, "'%s' info '%s' >'%s' 2>&1", bin, dir, out);
+  td_t_sfmt(cmd, sizeof cmd, "'%s' info '%s' >'%s' 2>&1", bin, dir, out);
   CHECK_INT(run_cmd(cmd), ==, 1);
   CHECK_OK(td_read_file(out, &text, &len, &err), &err);
   ok = strstr(text, "tardis: error: ") &&

@@ -18,10 +18,12 @@
 #include "harness.h"
 #include "http_client.h"
 #include "run/run_json.h"
+#include "server_util.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 #include "tardis/server.h"
+#include "toy_run.h"
 
 #define N 40
 #define M 10
@@ -39,10 +41,8 @@ static float logits1[N * C];
 
 /* ---- a synthetic run ---------------------------------------------------- */
 
-static float lcg(uint32_t *s) {
-  *s = *s * 1664525u + 1013904223u;
-  return (float)(*s >> 8) / 16777216.0f - 0.5f;
-}
+/* Uniform in [-0.5, 0.5). */
+static float lcg(uint32_t *s) { return td_t_lcg(s) - 0.5f; }
 
 static int write_epoch(int epoch, td_err *err) {
   float repr[N * D], trepr[M * D], logits[N * C], tlogits[M * C], w[C * D],
@@ -73,34 +73,10 @@ static int write_epoch(int epoch, td_err *err) {
   int rc = td_epoch_begin(run_dir, epoch, &wr, err);
   if (rc)
     return rc;
-  td_array a;
-  int64_t s_nd[2] = {N, D}, s_md[2] = {M, D}, s_nc[2] = {N, C},
-          s_mc[2] = {M, C};
-  td_array_wrap(&a, TD_F32, 2, s_nd, repr);
-  rc = td_epoch_add_array(wr, "train_repr", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_md, trepr);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_repr", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_nc, logits);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_mc, tlogits);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_logits", &a, err);
+  rc = td_t_toy_reprs(wr, N, M, D, C, repr, trepr, logits, tlogits, err);
   json_t *ej = json_pack("{s:i,s:f,s:f}", "epoch", epoch, "train_loss",
                          1.0 / epoch, "train_acc", 0.5);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
-  const float *ws[1] = {w}, *bs[1] = {b};
-  int dims[2] = {D, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
-  if (rc) {
-    td_epoch_abort(wr);
-    return rc;
-  }
-  return td_epoch_commit(wr, err);
+  return td_t_toy_end(wr, rc, ej, w, b, D, C, err);
 }
 
 /* RUN/vis/dvi/epoch_NNNN as docs/vis-format.md describes it. */
@@ -122,22 +98,14 @@ static int write_projection(int epoch, td_err *err) {
   }
   if (epoch == 1)
     memcpy(emb1, emb, sizeof emb);
-  int64_t s_n[2] = {N, 2}, s_m[2] = {M, 2}, s_b[2] = {NB, 2}, s_r[2] = {R, R};
-  snprintf(p, sizeof p, "%s/train_embedding.npy", dir);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_n, emb, err);
-  snprintf(p, sizeof p, "%s/test_embedding.npy", dir);
+    rc = td_t_toy_embeddings(dir, N, M, emb, temb, err);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_m, temb, err);
-  snprintf(p, sizeof p, "%s/boundary_embedding.npy", dir);
+    rc = td_t_toy_npy(dir, "boundary_embedding.npy", TD_F32, NB, 2, bemb, err);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_b, bemb, err);
-  snprintf(p, sizeof p, "%s/territory_class.npy", dir);
+    rc = td_t_toy_npy(dir, "territory_class.npy", TD_U8, R, R, cls, err);
   if (!rc)
-    rc = td_npy_save_raw(p, TD_U8, 2, s_r, cls, err);
-  snprintf(p, sizeof p, "%s/territory_conf.npy", dir);
-  if (!rc)
-    rc = td_npy_save_raw(p, TD_F32, 2, s_r, conf, err);
+    rc = td_t_toy_npy(dir, "territory_conf.npy", TD_F32, R, R, conf, err);
   const char tj[] = "{\"res\": 8, \"extent\": [-1.0, -2.0, 3.0, 2.0]}";
   snprintf(p, sizeof p, "%s/territory.json", dir);
   if (!rc)
@@ -167,13 +135,7 @@ static int make_fixture(td_err *err) {
   snprintf(web_dir, sizeof web_dir, "%s/web", root_dir);
   static char *classes[C] = {"zero", "one", "two"};
   td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "srvtest");
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = N;
-  m.n_test = M;
-  m.repr_dim = D;
+  td_t_toy_meta(&m, "srvtest", classes, C, N, M, D);
   m.has_input_shape = 1;
   m.input_shape[0] = 1;
   m.input_shape[1] = 4;
@@ -188,17 +150,14 @@ static int make_fixture(td_err *err) {
     tlabels[i] = (2 * i) % C;
   for (int i = 0; i < N * 16; i++)
     inputs[i] = (uint8_t)(i * 5);
-  int64_t s_n[1] = {N}, s_m[1] = {M}, s_in[4] = {N, 1, 4, 4};
+  if (!rc)
+    rc = td_t_toy_i32(run_dir, "train_labels", labels, N, err);
+  if (!rc)
+    rc = td_t_toy_i32(run_dir, "train_truth", truth, N, err);
+  if (!rc)
+    rc = td_t_toy_i32(run_dir, "test_labels", tlabels, M, err);
+  int64_t s_in[4] = {N, 1, 4, 4};
   td_array a;
-  td_array_wrap(&a, TD_I32, 1, s_n, labels);
-  if (!rc)
-    rc = td_run_write_array(run_dir, "train_labels", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_n, truth);
-  if (!rc)
-    rc = td_run_write_array(run_dir, "train_truth", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_m, tlabels);
-  if (!rc)
-    rc = td_run_write_array(run_dir, "test_labels", &a, err);
   td_array_wrap(&a, TD_U8, 4, s_in, inputs);
   if (!rc)
     rc = td_run_write_array(run_dir, "train_inputs", &a, err);
@@ -849,16 +808,11 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   o.web_dir = web_dir;
   o.poll_ms = 100;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "start: %s\n", err.msg);
+  if (!(srv = td_t_server_start(&o, &port)))
     return 1;
-  }
-  port = td_server_port(srv);
   RUN(test_run_and_epochs);
   RUN(test_arrays);
   RUN(test_territory_png_cache);

@@ -7,10 +7,12 @@
 #include "harness.h"
 #include "http_client.h"
 #include "run/run_json.h"
+#include "server_util.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 #include "tardis/server.h"
+#include "toy_run.h"
 
 #define C 300
 #define N 600 /* every class twice */
@@ -30,25 +32,10 @@ static int write_epoch(td_err *err) {
   int rc = td_epoch_begin(run_dir, 1, &wr, err);
   if (rc)
     return rc;
-  td_array a;
-  int64_t shape[2] = {N, C};
-  td_array_wrap(&a, TD_F32, 2, shape, repr);
-  rc = td_epoch_add_array(wr, "train_repr", &a, err);
+  rc = td_t_toy_put(wr, "train_repr", TD_F32, N, C, repr, err);
   if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  json_t *ej = json_pack("{s:i}", "epoch", 1);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
-  const float *ws[] = {w}, *bs[] = {b};
-  int dims[] = {C, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
-  if (rc) {
-    td_epoch_abort(wr);
-    return rc;
-  }
-  return td_epoch_commit(wr, err);
+    rc = td_t_toy_put(wr, "train_logits", TD_F32, N, C, repr, err);
+  return td_t_toy_end(wr, rc, json_pack("{s:i}", "epoch", 1), w, b, C, C, err);
 }
 
 static int make_run(td_err *err) {
@@ -59,21 +46,13 @@ static int make_run(td_err *err) {
     classes[k] = names[k];
   }
   td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "classes-300");
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = N;
-  m.repr_dim = C;
+  td_t_toy_meta(&m, "classes-300", classes, C, N, 0, C);
   int rc = td_run_create(run_dir, &m, 1, err);
   static int32_t labels[N];
   for (int i = 0; i < N; i++)
     labels[i] = i % C;
-  td_array a;
-  int64_t shape[1] = {N};
-  td_array_wrap(&a, TD_I32, 1, shape, labels);
   if (!rc)
-    rc = td_run_write_array(run_dir, "train_labels", &a, err);
+    rc = td_t_toy_i32(run_dir, "train_labels", labels, N, err);
   return rc ? rc : write_epoch(err);
 }
 
@@ -123,15 +102,10 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "server: %s\n", err.msg);
+  td_t_server_opts(&o, run_dir);
+  td_server *srv = td_t_server_start(&o, &port);
+  if (!srv)
     return 1;
-  }
-  port = td_server_port(srv);
   RUN(test_labels);
   RUN(test_predictions);
   RUN(test_sample);

@@ -10,10 +10,12 @@
 #include "harness.h"
 #include "http_client.h"
 #include "run/run_json.h"
+#include "server_util.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 #include "tardis/server.h"
+#include "toy_run.h"
 
 #define N 12
 #define M 6
@@ -37,34 +39,10 @@ static int write_epoch(int epoch, td_err *err) {
   int rc = td_epoch_begin(run_dir, epoch, &wr, err);
   if (rc)
     return rc;
-  td_array a;
-  int64_t s_nd[2] = {N, D}, s_md[2] = {M, D}, s_nc[2] = {N, C},
-          s_mc[2] = {M, C};
-  td_array_wrap(&a, TD_F32, 2, s_nd, repr);
-  rc = td_epoch_add_array(wr, "train_repr", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_md, trepr);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_repr", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_nc, logits);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_mc, tlogits);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_logits", &a, err);
+  rc = td_t_toy_reprs(wr, N, M, D, C, repr, trepr, logits, tlogits, err);
   json_t *ej = json_pack("{s:i, s:f}", "epoch", epoch, "train_loss", 1.0);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
   float w[C * D] = {0}, b[C] = {0};
-  const float *ws[1] = {w}, *bs[1] = {b};
-  int dims[2] = {D, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
-  if (rc) {
-    td_epoch_abort(wr);
-    return rc;
-  }
-  return td_epoch_commit(wr, err);
+  return td_t_toy_end(wr, rc, ej, w, b, D, C, err);
 }
 
 static int make_fixture(td_err *err) {
@@ -74,27 +52,17 @@ static int make_fixture(td_err *err) {
   snprintf(run_dir, sizeof run_dir, "%s/run", tmp);
   static char *classes[C] = {"a", "b", "c"};
   td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "diag");
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = N;
-  m.n_test = M;
-  m.repr_dim = D;
+  td_t_toy_meta(&m, "diag", classes, C, N, M, D);
   int rc = td_run_create(run_dir, &m, 0, err);
   int32_t labels[N], tlabels[M];
   for (int i = 0; i < N; i++)
     labels[i] = i % C;
   for (int i = 0; i < M; i++)
     tlabels[i] = i % C;
-  int64_t s_n[1] = {N}, s_m[1] = {M};
-  td_array a;
-  td_array_wrap(&a, TD_I32, 1, s_n, labels);
   if (!rc)
-    rc = td_run_write_array(run_dir, "train_labels", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_m, tlabels);
+    rc = td_t_toy_i32(run_dir, "train_labels", labels, N, err);
   if (!rc)
-    rc = td_run_write_array(run_dir, "test_labels", &a, err);
+    rc = td_t_toy_i32(run_dir, "test_labels", tlabels, M, err);
   for (int e = 1; !rc && e <= 2; e++)
     rc = write_epoch(e, err);
   return rc;
@@ -351,16 +319,11 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "start: %s\n", err.msg);
+  td_t_server_opts(&o, run_dir);
+  td_server *srv = td_t_server_start(&o, &port);
+  if (!srv)
     return 1;
-  }
-  port = td_server_port(srv);
-  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(srv));
+  td_t_use_token(srv);
   RUN(test_absent);
   RUN(test_list);
   RUN(test_one);

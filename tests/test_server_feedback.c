@@ -8,10 +8,12 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "server_util.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 #include "tardis/server.h"
+#include "toy_run.h"
 
 #define N 140000
 
@@ -22,20 +24,12 @@ static int make_run(td_err *err) {
   static char a[] = "a", b[] = "b";
   char *classes[] = {a, b};
   td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "feedback-140k");
-  m.classes = classes;
-  m.n_classes = 2;
-  m.n_train = N;
-  m.repr_dim = 2;
+  td_t_toy_meta(&m, "feedback-140k", classes, 2, N, 0, 2);
   int rc = td_run_create(run_dir, &m, 1, err);
   static int32_t labels[N];
   for (int i = 0; i < N; i++)
     labels[i] = i % 2;
-  td_array arr;
-  int64_t shape[1] = {N};
-  td_array_wrap(&arr, TD_I32, 1, shape, labels);
-  return rc ? rc : td_run_write_array(run_dir, "train_labels", &arr, err);
+  return rc ? rc : td_t_toy_i32(run_dir, "train_labels", labels, N, err);
 }
 
 static double cpu_s(void) {
@@ -97,19 +91,14 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   /* a 1 MB body under ThreadSanitizer on a loaded machine may take longer
    * than the default 30 s to arrive; deadlines are not tested here */
   o.headers_ms = o.body_ms = 600000;
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "server: %s\n", err.msg);
+  td_server *srv = td_t_server_start(&o, &port);
+  if (!srv)
     return 1;
-  }
-  port = td_server_port(srv);
-  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(srv));
+  td_t_use_token(srv);
   RUN(test_many_indices);
   td_server_stop(srv);
   return td_t_finish();

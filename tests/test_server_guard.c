@@ -7,6 +7,7 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "server_util.h"
 #include "sus_fixture.h"
 #include "tardis/server.h"
 
@@ -164,18 +165,11 @@ static void test_framing(void) {
  * printed URL sets a cookie for the page's own requests. */
 static void test_beyond_loopback(void) {
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   o.host = "0.0.0.0";
-  td_server *s2;
-  td_err err;
-  if (td_server_start(&o, &s2, &err)) {
-    fprintf(stderr, "  cannot bind 0.0.0.0: %s\n", err.msg);
-    CHECK(0);
-    return;
-  }
-  int p2 = td_server_port(s2);
+  int p2;
+  td_server *s2 = td_t_server_start(&o, &p2);
+  CHECK(s2 != NULL);
   const char *t2 = td_server_token(s2);
   CHECK(!td_server_is_loopback(s2));
   CHECK(strcmp(t2, token) != 0); /* a new token per start */
@@ -273,21 +267,16 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "server: %s\n", err.msg);
+  td_t_server_opts(&o, run_dir);
+  td_server *srv = td_t_server_start(&o, &port);
+  if (!srv)
     return 1;
-  }
-  port = td_server_port(srv);
   token = td_server_token(srv);
   if (strlen(token) != 32 || !td_server_is_loopback(srv)) {
     fprintf(stderr, "bad token '%s' or not loopback\n", token);
     return 1;
   }
-  snprintf(td_t_token, sizeof td_t_token, "%s", token);
+  td_t_use_token(srv);
   RUN(test_host);
   RUN(test_origin);
   RUN(test_token);

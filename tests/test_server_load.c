@@ -11,6 +11,7 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "server_util.h"
 #include "sus_fixture.h"
 #include "tardis/server.h"
 
@@ -102,18 +103,11 @@ static void test_streams(void) {
  * new streams and a request fit right after. */
 static void test_closed_streams_free_their_connections(void) {
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   o.max_connections = 40;
-  td_server *s;
-  td_err err;
-  if (td_server_start(&o, &s, &err)) {
-    fprintf(stderr, "  server: %s\n", err.msg);
-    CHECK(0);
-    return;
-  }
-  int port = td_server_port(s);
+  int port;
+  td_server *s = td_t_server_start(&o, &port);
+  CHECK(s != NULL);
   int fd[32];
   for (int round = 0; round < 2; round++) {
     int open = 0;
@@ -151,20 +145,13 @@ static int drain_closed(int fd, char *acc, size_t cap, size_t *len) {
  * an event stream, which is being answered, outlives every deadline. */
 static void test_deadlines(void) {
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   o.token = td_t_token;
   o.headers_ms = 1000;
   o.body_ms = 1500;
-  td_server *s;
-  td_err err;
-  if (td_server_start(&o, &s, &err)) {
-    fprintf(stderr, "  server: %s\n", err.msg);
-    CHECK(0);
-    return;
-  }
-  int port = td_server_port(s);
+  int port;
+  td_server *s = td_t_server_start(&o, &port);
+  CHECK(s != NULL);
   int stream = td_t_open_stream(port);
   int fd[3] = {td_t_connect(port), td_t_connect(port), td_t_connect(port)};
   const char line[] = "GET /api/run HTTP/1.1\r\n";
@@ -227,16 +214,11 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "server: %s\n", err.msg);
+  td_t_server_opts(&o, run_dir);
+  td_server *srv = td_t_server_start(&o, &port0);
+  if (!srv)
     return 1;
-  }
-  port0 = td_server_port(srv);
-  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(srv));
+  td_t_use_token(srv);
   RUN(test_idle_and_slow);
   RUN(test_streams);
   td_server_stop(srv);

@@ -10,10 +10,12 @@
 #include "harness.h"
 #include "http_client.h"
 #include "run/run_json.h"
+#include "server_util.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 #include "tardis/server.h"
+#include "toy_run.h"
 
 #define N 20
 #define M 8
@@ -42,41 +44,16 @@ static int write_epoch(int epoch, const int32_t *trained, int64_t k,
   int rc = td_epoch_begin(run_dir, epoch, &wr, err);
   if (rc)
     return rc;
-  td_array a;
-  int64_t s_nd[2] = {N, D}, s_md[2] = {M, D}, s_nc[2] = {N, C},
-          s_mc[2] = {M, C}, s_k[1] = {k};
-  td_array_wrap(&a, TD_F32, 2, s_nd, repr);
-  rc = td_epoch_add_array(wr, "train_repr", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_md, trepr);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_repr", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_nc, logits);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  td_array_wrap(&a, TD_F32, 2, s_mc, tlogits);
-  if (!rc)
-    rc = td_epoch_add_array(wr, "test_logits", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_k, (void *)(uintptr_t)trained);
+  rc = td_t_toy_reprs(wr, N, M, D, C, repr, trepr, logits, tlogits, err);
   if (!rc && trained)
-    rc = td_epoch_add_array(wr, "trained", &a, err);
+    rc = td_t_toy_put(wr, "trained", TD_I32, k, 0, trained, err);
   json_t *ej = json_pack("{s:i,s:f,s:i,s:{s:[f,f],s:[f,f]}}", "epoch", epoch,
                          "train_loss", 1.0 / epoch, "task", epoch == 1 ? 0 : 1,
                          "task_acc", "train", 0.9 / epoch, 0.25 * epoch, "test",
                          0.8 / epoch, 0.2 * epoch);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
   /* a head the logits need not match: only `tardis info --check` would look */
   float w[C * D] = {0}, b[C] = {0};
-  const float *ws[1] = {w}, *bs[1] = {b};
-  int dims[2] = {D, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
-  if (rc) {
-    td_epoch_abort(wr);
-    return rc;
-  }
-  return td_epoch_commit(wr, err);
+  return td_t_toy_end(wr, rc, ej, w, b, D, C, err);
 }
 
 static int make_fixture(td_err *err) {
@@ -88,13 +65,7 @@ static int make_fixture(td_err *err) {
   static char *classes[C] = {"a", "b", "c", "d"};
   static int task_of_class[C] = {0, 0, 1, 1};
   td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "tasks");
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = N;
-  m.n_test = M;
-  m.repr_dim = D;
+  td_t_toy_meta(&m, "tasks", classes, C, N, M, D);
   m.n_tasks = 2;
   m.task_of_class = task_of_class;
   m.epochs_per_task = 1;
@@ -104,14 +75,10 @@ static int make_fixture(td_err *err) {
     labels[i] = i % C;
   for (int i = 0; i < M; i++)
     tlabels[i] = i % C;
-  int64_t s_n[1] = {N}, s_m[1] = {M};
-  td_array a;
-  td_array_wrap(&a, TD_I32, 1, s_n, labels);
   if (!rc)
-    rc = td_run_write_array(run_dir, "train_labels", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_m, tlabels);
+    rc = td_t_toy_i32(run_dir, "train_labels", labels, N, err);
   if (!rc)
-    rc = td_run_write_array(run_dir, "test_labels", &a, err);
+    rc = td_t_toy_i32(run_dir, "test_labels", tlabels, M, err);
   if (!rc)
     rc = write_epoch(1, trained1, 10, err);
   if (!rc)
@@ -318,16 +285,11 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   o.poll_ms = 100;
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "start: %s\n", err.msg);
+  td_server *srv = td_t_server_start(&o, &port);
+  if (!srv)
     return 1;
-  }
-  port = td_server_port(srv);
   RUN(test_run_tasks);
   RUN(test_trained);
   RUN(test_alerts_absent);

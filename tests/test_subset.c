@@ -17,10 +17,12 @@
 #include "harness.h"
 #include "http_client.h"
 #include "run/run_json.h"
+#include "server_util.h"
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/run.h"
 #include "tardis/server.h"
+#include "toy_run.h"
 
 #define N 20
 #define K 5
@@ -58,41 +60,21 @@ static int write_epoch(const char *dir, int epoch, td_err *err) {
   int rc = td_epoch_begin(dir, epoch, &wr, err);
   if (rc)
     return rc;
-  td_array a;
-  int64_t s_kd[2] = {K, D}, s_kc[2] = {K, C}, s_k[1] = {K};
-  td_array_wrap(&a, TD_F16, 2, s_kd, r16);
-  rc = td_epoch_add_array(wr, "train_repr", &a, err);
-  td_array_wrap(&a, TD_F16, 2, s_kc, z16);
+  rc = td_t_toy_put(wr, "train_repr", TD_F16, K, D, r16, err);
   if (!rc)
-    rc = td_epoch_add_array(wr, "train_logits", &a, err);
-  td_array_wrap(&a, TD_F32, 1, s_k, loss);
+    rc = td_t_toy_put(wr, "train_logits", TD_F16, K, C, z16, err);
   if (!rc)
-    rc = td_epoch_add_array(wr, "train_loss", &a, err);
-  const float *ws[1] = {w}, *bs[1] = {b};
-  int dims[2] = {D, C};
-  if (!rc)
-    rc = td_head_write(wr, 1, ws, bs, dims, NULL, err);
+    rc = td_t_toy_put(wr, "train_loss", TD_F32, K, 0, loss, err);
+  /* the commit adds the copy of subset.npy */
   json_t *ej = json_pack("{s:i}", "epoch", epoch);
-  if (!rc)
-    rc = td__epoch_add_json(wr, "epoch.json", ej, err);
-  json_decref(ej);
-  if (rc) {
-    td_epoch_abort(wr);
-    return rc;
-  }
-  return td_epoch_commit(wr, err); /* adds the copy of subset.npy */
+  return td_t_toy_end(wr, rc, ej, w, b, D, C, err);
 }
 
 static int make_run(const char *dir, td_err *err) {
   static char c0[] = "a", c1[] = "b", c2[] = "c";
   char *classes[C] = {c0, c1, c2};
   td_run_meta m;
-  memset(&m, 0, sizeof m);
-  snprintf(m.name, sizeof m.name, "subset");
-  m.classes = classes;
-  m.n_classes = C;
-  m.n_train = N;
-  m.repr_dim = D;
+  td_t_toy_meta(&m, "subset", classes, C, N, 0, D);
   m.has_input_shape = 1;
   m.input_shape[0] = 1;
   m.input_shape[1] = 2;
@@ -106,17 +88,14 @@ static int make_run(const char *dir, td_err *err) {
       in[i * 4 + k] = (uint8_t)i;
   }
   td_array a;
-  int64_t s_n[1] = {N}, s_k[1] = {K}, s_in[4] = {N, 1, 2, 2};
+  int64_t s_in[4] = {N, 1, 2, 2};
   int rc = td_run_create(dir, &m, 1, err);
-  td_array_wrap(&a, TD_I32, 1, s_k, (void *)(uintptr_t)SUB);
   if (!rc)
-    rc = td_run_write_array(dir, "subset", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_n, lab);
+    rc = td_t_toy_i32(dir, "subset", SUB, K, err);
   if (!rc)
-    rc = td_run_write_array(dir, "train_labels", &a, err);
-  td_array_wrap(&a, TD_I32, 1, s_n, truth);
+    rc = td_t_toy_i32(dir, "train_labels", lab, N, err);
   if (!rc)
-    rc = td_run_write_array(dir, "train_truth", &a, err);
+    rc = td_t_toy_i32(dir, "train_truth", truth, N, err);
   td_array_wrap(&a, TD_U8, 4, s_in, in);
   if (!rc)
     rc = td_run_write_array(dir, "train_inputs", &a, err);
@@ -308,17 +287,12 @@ static void commands_work(const char *run) {
 
 static td_server *serve(const char *run) {
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run;
-  o.port = 0;
-  td_server *s = NULL;
-  td_err err;
-  if (td_server_start(&o, &s, &err)) {
-    fprintf(stderr, "  serve %s: %s\n", run, err.msg);
+  td_t_server_opts(&o, run);
+  td_server *s = td_t_server_start(&o, NULL);
+  if (!s)
     td_t_failed_checks++;
-    return NULL;
-  }
-  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(s));
+  else
+    td_t_use_token(s);
   return s;
 }
 

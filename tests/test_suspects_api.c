@@ -5,6 +5,7 @@
 
 #include "harness.h"
 #include "http_client.h"
+#include "server_util.h"
 #include "sus_fixture.h"
 #include "tardis/feedback.h"
 #include "tardis/server.h"
@@ -74,11 +75,9 @@ static void test_per_server(void) {
   snprintf(dir2, sizeof dir2, "%s.noproj", run_dir);
   CHECK_OK(sf_make_run(dir2, 1, 0, &err), &err);
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = dir2;
-  o.port = 0;
-  td_server *s2;
-  CHECK_OK(td_server_start(&o, &s2, &err), &err);
+  td_t_server_opts(&o, dir2);
+  td_server *s2 = td_t_server_start(&o, NULL);
+  CHECK(s2 != NULL);
   int st, st1;
   json_t *j = get_ready(td_server_port(s2), "/api/suspects?k=2", &st);
   json_t *j1 = get_json("GET", "/api/suspects?k=2", NULL, &st1);
@@ -96,7 +95,7 @@ static void test_per_server(void) {
   char cache[4400];
   snprintf(cache, sizeof cache, "%s/vis", dir2);
   CHECK_OK(td_remove_tree(cache, &err), &err);
-  CHECK_OK(td_server_start(&o, &s2, &err), &err);
+  CHECK((s2 = td_t_server_start(&o, NULL)) != NULL);
   j = get_json_at(td_server_port(s2), "GET", "/api/suspects", NULL, &st);
   json_decref(j);
   td_server_stop(s2);
@@ -271,17 +270,12 @@ int main(void) {
     return 1;
   }
   td_server_opts o;
-  td_server_opts_init(&o);
-  o.run_dir = run_dir;
-  o.port = 0;
+  td_t_server_opts(&o, run_dir);
   o.method = "pca";
-  td_server *srv;
-  if (td_server_start(&o, &srv, &err)) {
-    fprintf(stderr, "server: %s\n", err.msg);
+  td_server *srv = td_t_server_start(&o, &port);
+  if (!srv)
     return 1;
-  }
-  port = td_server_port(srv);
-  snprintf(td_t_token, sizeof td_t_token, "%s", td_server_token(srv));
+  td_t_use_token(srv);
   RUN(test_computing);
   RUN(test_ranking);
   RUN(test_sessions);

@@ -9,15 +9,12 @@
 // builds the spatial index). Screenshots at rest, zoomed in, and mid-motion.
 // Set URL's query to ?gl=0 to measure the Canvas2D fallback.
 
-import { chromium } from 'playwright-core';
+import { playFrames } from './play_frames.mjs';
+import { launchChromium } from './tardis_proc.mjs';
 
 const [url, secs = '6', shot] = process.argv.slice(2);
 if (!url) { console.error('usage: node bench_scale.mjs URL [seconds] [screenshot-prefix]'); process.exit(2); }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium();
 const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
 page.on('pageerror', (e) => console.log('page error:', e.message));
 page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.log(`console ${m.type()}: ${m.text()}`); });
@@ -44,24 +41,8 @@ console.log(`load: first epoch drawn ${(tFirst / 1000).toFixed(2)} s, all epochs
   `longest main-thread task ${info.longMax.toFixed(0)} ms (${info.longN} tasks over 50 ms, ${info.longSum.toFixed(0)} ms in all)`);
 if (shot) await page.screenshot({ path: `${shot}-rest.png` });
 
-const res = await page.evaluate(async (ms) => {
-  const t = window.tardis;
-  t.state.speed = Math.max(0.25, (t.state.epochs.length - 1) / (ms / 1000));
-  t.state.tpos = t.state.target = 0;
-  t.play(true);
-  const times = [];
-  await new Promise((done) => {
-    const t0 = performance.now();
-    const tick = (now) => { times.push(now); if (now - t0 < ms) requestAnimationFrame(tick); else done(); };
-    requestAnimationFrame(tick);
-  });
-  const parts = t.frameParts();
-  const gaps = times.slice(1).map((v, k) => v - times[k]).sort((a, b) => a - b);
-  return {
-    fps: (times.length - 1) / ((times[times.length - 1] - times[0]) / 1000),
-    p50: gaps[Math.floor(gaps.length / 2)], p95: gaps[Math.floor(gaps.length * 0.95)], frames: gaps.length, parts,
-  };
-}, +secs * 1000);
+const res = await playFrames(page, +secs * 1000);
+res.parts = await page.evaluate(() => window.tardis.frameParts());
 if (shot) await page.screenshot({ path: `${shot}-moving.png` });
 await page.evaluate(() => window.tardis.play(false));
 await page.waitForFunction(() => window.tardis.settled(), null, { timeout: 60000 });

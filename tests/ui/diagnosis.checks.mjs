@@ -5,36 +5,15 @@
 // of its own. Every wait polls with a deadline of minutes: the CI machine is
 // slow and shared.
 
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { serve, tardis } from './tardis_proc.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WAIT = 180000; // ms: the deadline of every wait of these checks
-
-function serve(bin, runDir, web) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['serve', runDir, '--port', '0', '--host', '127.0.0.1', '--web', web],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`tardis serve did not start: ${out}`)); }, WAIT);
-    const onData = (b) => {
-      out += b;
-      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc: p, url: `${m[1]}/` }); }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`tardis serve exited (${code}): ${out}`)); });
-  });
-}
-
-function tardis(bin, args) {
-  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 10 * 60000 });
-  if (r.status !== 0) throw new Error(`tardis ${args.join(' ')}: status ${r.status}${r.signal ? ` (${r.signal})` : ''}\n${r.stdout}${r.stderr}`);
-}
 
 export async function diagnosisChecks({ browser, outDir, check, expect }) {
   const bin = process.env.TD_BIN;
@@ -48,7 +27,7 @@ export async function diagnosisChecks({ browser, outDir, check, expect }) {
   // A page on a server of its own, opened once its epochs are loaded and
   // the diagnosis module has asked the server what the run holds.
   async function open(dir, name) {
-    const s = await serve(bin, dir, web);
+    const s = await serve(bin, dir, web, WAIT);
     servers.push(s);
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     pages.push(page);
@@ -70,11 +49,11 @@ export async function diagnosisChecks({ browser, outDir, check, expect }) {
   try {
     await check('a buggy run, its diagnosis and its repair are made', async () => {
       tardis(bin, ['train', '--out', runDir, '--pool', '0.5', '--class-fraction', '0:0.05', '--limit', '3000',
-        '--epochs', '3', '--seed', '1', '--quiet', '--force']);
-      tardis(bin, ['diagnose', runDir]);
-      tardis(bin, ['repair', runDir, '--out', fixDir, '--budget', '300', '--rounds', '2', '--epochs-per-round', '1', '--seed', '1']);
-      tardis(bin, ['project', runDir]);
-      tardis(bin, ['project', fixDir]);
+        '--epochs', '3', '--seed', '1', '--quiet', '--force'], 10 * 60000);
+      tardis(bin, ['diagnose', runDir], 10 * 60000);
+      tardis(bin, ['repair', runDir, '--out', fixDir, '--budget', '300', '--rounds', '2', '--epochs-per-round', '1', '--seed', '1'], 10 * 60000);
+      tardis(bin, ['project', runDir], 10 * 60000);
+      tardis(bin, ['project', fixDir], 10 * 60000);
       buggy = await open(runDir, 'buggy');
       fixed = await open(fixDir, 'fixed');
     });

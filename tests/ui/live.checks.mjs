@@ -4,29 +4,19 @@
 // on and stay put while off, and a projection the server replaces (a draft
 // redone) must replace the page's copy. Waits are deadlines, never sleeps.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+import { startServing } from './tardis_proc.mjs';
 
 const EPOCHS = 10;
 
 // Starts the training with its server; resolves with the URL it reports.
 function trainServe(bin, runDir) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['train', '--out', runDir, '--epochs', String(EPOCHS), '--limit', '4000',
-      '--seed', '1', '--quiet', '--force', '--serve', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`train --serve did not start: ${out}`)); }, 20000);
-    const onData = (b) => {
-      out += b;
-      const m = /serving .* live at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc: p, url: `${m[1]}/`, log: () => out }); }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`tardis train exited (${code}): ${out}`)); });
-  });
+  return startServing(bin, ['train', '--out', runDir, '--epochs', String(EPOCHS), '--limit', '4000',
+    '--seed', '1', '--quiet', '--force', '--serve', '--port', '0'],
+  /serving .* live at (http:\/\/127\.0\.0\.1:\d+)/, 20000, 'tardis train --serve');
 }
 
 export async function liveChecks({ browser, outDir, check, expect }) {

@@ -3,35 +3,14 @@
 // served by a `tardis serve` of its own. The page draws the 300 rows and
 // names each by its training index (RUN/subset.npy), never by its row.
 
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { serve, tardis } from './tardis_proc.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-
-function serve(bin, runDir, web) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['serve', runDir, '--port', '0', '--host', '127.0.0.1', '--web', web],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`tardis serve did not start: ${out}`)); }, 60000);
-    const onData = (b) => {
-      out += b;
-      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc: p, url: `${m[1]}/` }); }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`tardis serve exited (${code}): ${out}`)); });
-  });
-}
-
-function tardis(bin, args) {
-  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 600000 });
-  if (r.status !== 0) throw new Error(`tardis ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-}
 
 export async function subsetChecks({ browser, check, expect }) {
   const bin = process.env.TD_BIN;
@@ -43,9 +22,9 @@ export async function subsetChecks({ browser, check, expect }) {
   try {
     await check('a subset run names its samples by training index', async () => {
       tardis(bin, ['train', '--out', runDir, '--epochs', '2', '--limit', '1500', '--record-subset', '300',
-        '--repr-dtype', 'float16', '--no-model', '--quiet']);
-      tardis(bin, ['project', runDir, '--method', 'pca']);
-      server = await serve(bin, runDir, web);
+        '--repr-dtype', 'float16', '--no-model', '--quiet'], 600000);
+      tardis(bin, ['project', runDir, '--method', 'pca'], 600000);
+      server = await serve(bin, runDir, web, 60000);
       page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
       page.on('pageerror', (e) => errors.push(String(e)));
       page.on('response', (r) => { if (r.status() >= 400) errors.push(`${r.status()} ${r.url()}`); });

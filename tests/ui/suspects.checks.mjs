@@ -4,30 +4,14 @@
 // restarting the server must leave the session, its verdicts and the
 // unsubmitted marks where the user left them.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { serve } from './tardis_proc.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const K = 8;
-
-function startServer(bin, runDir, web, port) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['serve', runDir, '--port', String(port), '--host', '127.0.0.1', '--web', web],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`tardis serve did not start: ${out}`)); }, 10000);
-    const onData = (b) => {
-      out += b;
-      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc: p, url: `${m[1]}/` }); }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`tardis serve exited (${code}): ${out}`)); });
-  });
-}
 
 function stopServer(s) {
   return new Promise((resolve) => {
@@ -95,7 +79,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
   try {
     await check('suspects: own server for the restart test', async () => {
       expect(bin && fs.existsSync(bin), `TD_BIN not set or missing (${bin})`);
-      server = await startServer(bin, runDir, web, 0);
+      server = await serve(bin, runDir, web, 10000);
       base = server.url;
       port = +new URL(base).port;
       await openPage(undefined);
@@ -246,7 +230,7 @@ export async function suspectsChecks({ browser, runDir, outDir, check, expect, A
       const state = await ctx.storageState();
       await ctx.close();
       await stopServer(server);
-      server = await startServer(bin, runDir, web, port);
+      server = await serve(bin, runDir, web, 10000, port);
       expect(server.url === base, `restarted at ${server.url}, not ${base}`);
       await openPage(state);
       await page.waitForSelector('#sus-list .sc', { timeout: 60000 });

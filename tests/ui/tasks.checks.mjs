@@ -3,30 +3,15 @@
 // alerts.jsonl by hand and serve it with a `tardis serve` of their own; the
 // run of the other checks (no tasks, no alerts) must show none of it.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+import { serve } from './tardis_proc.mjs';
 
-function serve(bin, runDir, web) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(bin, ['serve', runDir, '--port', '0', '--host', '127.0.0.1', '--web', web],
-      { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`tardis serve did not start: ${out}`)); }, 10000);
-    const onData = (b) => {
-      out += b;
-      const m = /serving .* at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve({ proc: p, url: `${m[1]}/` }); }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`tardis serve exited (${code}): ${out}`)); });
-  });
-}
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const alertLine = (o) => `${JSON.stringify(o)}\n`;
 const ALERTS = [
@@ -82,7 +67,7 @@ export async function tasksChecks({ browser, plainUrl, outDir, check, expect }) 
         expect(r.status === 0, `tardis ${args[0]}: ${r.stdout}${r.stderr}`);
       }
       fs.writeFileSync(path.join(runDir, 'alerts.jsonl'), ALERTS.map(alertLine).join(''));
-      server = await serve(bin, runDir, web);
+      server = await serve(bin, runDir, web, 10000);
       base = server.url;
       page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
       page.on('pageerror', (e) => errors.push(e.message));

@@ -3,7 +3,6 @@
 // URL: a `tardis serve RUN_DIR` already listening; OUT_DIR receives screenshots.
 // Prints one line per check and a closing "N passed, N failed"; exits 1 on failure.
 
-import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import { suspectsChecks } from './suspects.checks.mjs';
@@ -14,6 +13,7 @@ import { classesChecks } from './classes.checks.mjs';
 import { scaleChecks } from './scale.checks.mjs';
 import { subsetChecks } from './subset.checks.mjs';
 import { diagnosisChecks } from './diagnosis.checks.mjs';
+import { launchChromium } from './tardis_proc.mjs';
 
 const [url, runDir, outDir] = process.argv.slice(2);
 if (!url || !runDir || !outDir) {
@@ -22,9 +22,6 @@ if (!url || !runDir || !outDir) {
 }
 fs.mkdirSync(outDir, { recursive: true });
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 let passed = 0, failed = 0;
 async function check(name, fn) {
@@ -46,7 +43,7 @@ async function apiJson(p) {
   return r.json();
 }
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+const browser = await launchChromium();
 const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
 const pageErrors = [];
 const badResponses = [];
