@@ -5,6 +5,7 @@
  * --exclude (retraining on corrected labels, without chosen samples). */
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -710,6 +711,52 @@ static void test_labels_exclude(void) {
   free(txt);
 }
 
+/* --ood gaussian: noise images with the test pixels' mean and spread,
+ * recorded beside the test set, that the detectors report by that name. */
+static void test_ood_gaussian(void) {
+  char run[4300], out[4300], args[9000], p[8400];
+  snprintf(run, sizeof run, "%s/gauss", dir);
+  snprintf(out, sizeof out, "%s/gauss.txt", dir);
+  td_train_opts o;
+  td_train_result r;
+  td_err err = {0};
+  opts_for(&o, run, 2);
+  o.ood = "gaussian";
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  td_array x, t;
+  snprintf(p, sizeof p, "%s/ood_inputs.npy", run);
+  CHECK_OK(td_npy_load(p, &x, &err), &err);
+  snprintf(p, sizeof p, "%s/test_inputs.npy", run);
+  CHECK_OK(td_npy_load(p, &t, &err), &err);
+  size_t n = x.nbytes / sizeof(float);
+  double sx = 0, st = 0, sxx = 0, stt = 0, lo = 1, hi = 0;
+  int inverted = 1;
+  for (size_t i = 0; i < n && x.dtype == TD_F32 && t.nbytes == x.nbytes; i++) {
+    double a = ((float *)x.data)[i], b = ((float *)t.data)[i];
+    sx += a, sxx += a * a, st += b, stt += b * b;
+    lo = a < lo ? a : lo;
+    hi = a > hi ? a : hi;
+    inverted &= fabs(a - (1 - b)) < 1e-6;
+  }
+  int same_shape = x.dtype == TD_F32 && t.nbytes == x.nbytes;
+  td_array_close(&x);
+  td_array_close(&t);
+  CHECK(same_shape);
+  double mx = sx / n, mt = st / n;
+  double dx = sqrt(sxx / n - mx * mx), dt = sqrt(stt / n - mt * mt);
+  fprintf(stderr, "  ood mean %.3f sd %.3f, test mean %.3f sd %.3f\n", mx, dx,
+          mt, dt);
+  CHECK(!inverted && lo >= 0 && hi <= 1);
+  CHECK_NEAR(mx, mt, 0.05); /* clipping moves them a little */
+  CHECK_NEAR(dx, dt, 0.05);
+  snprintf(args, sizeof args, "suspects '%s' --abnormal-test --method none",
+           run);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
+  CHECK_STR_CONTAINS(txt, "gaussian (64 against 64 test samples)");
+  free(txt);
+}
+
 /* in(y - dy, x - dx) of a 1×h×w image, 0 outside; mirrored first. */
 static float shifted(const float *in, int h, int w, int y, int x, int dy,
                      int dx, int flip) {
@@ -780,6 +827,7 @@ int main(void) {
   RUN(test_resume_cnn_bit_identical);
   RUN(test_from_select);
   RUN(test_labels_exclude);
+  RUN(test_ood_gaussian);
   RUN(test_recorded_matches_forward);
   RUN(test_overlap_identical);
   return td_t_finish();

@@ -83,7 +83,7 @@ int td_cmd_train(int argc, char **argv) {
   static const char *const models[] = {"mlp", "cnn", NULL};
   static const char *const noise_types[] = {"symmetric", "asymmetric", NULL};
   static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
-  static const char *const ood_sets[] = {"inverted", NULL};
+  static const char *const ood_sets[] = {"inverted", "gaussian", NULL};
   static const char *const repr_dtypes[] = {"float32", "float16", "f32", "f16",
                                             NULL};
   const char *repr_dtype = "float32";
@@ -147,8 +147,10 @@ int td_cmd_train(int argc, char **argv) {
                    "record only K training samples, drawn from the\n"
                    "seed, the same in every epoch (RUN/subset.npy)"),
       TD_OPT_CHOICE_STR("ood", &o.ood, ood_sets,
-                        "also record intensity-inverted test images\n"
-                        "(an out-of-distribution set)"),
+                        "also record an out-of-distribution set beside\n"
+                        "the test set: inverted (the test images with\n"
+                        "intensities inverted) or gaussian (noise images\n"
+                        "with the test pixels' mean and deviation)"),
       TD_OPT_STRING("tasks", &o.tasks, "LIST",
                     "continual learning: train these tasks in\n"
                     "sequence, e.g. 0-4,5-9 or 0+3,1+2 (classes,\n"

@@ -316,12 +316,32 @@ static double train_epoch(const td_train_opts *o, train_state *s,
 /* An out-of-distribution copy of the test inputs, to see how unseen kinds of
  * input move through training: "inverted" flips the intensities (a
  * Fashion-MNIST image turned into a negative). */
-static float *ood_inputs(const char *kind, const float *x, int64_t n, int in) {
-  (void)kind; /* td_train checks the kind */
-  float *y = malloc((size_t)n * in * sizeof *y);
-  if (y)
-    for (int64_t i = 0; i < n * in; i++)
+/* The out-of-distribution set of `kind` for the test inputs x[n, in]:
+ * "inverted" (1 − x) or "gaussian" (every pixel drawn from a normal with
+ * the test set's pixel mean and standard deviation, clipped to [0, 1] and,
+ * for byte images, rounded to 1/255 so that what is stored is what the
+ * net sees; drawn from the seed). */
+static float *ood_inputs(const char *kind, const td_dataset *te, const float *x,
+                         int64_t n, int in, uint64_t seed) {
+  float *y = malloc((size_t)(n * in > 0 ? n * in : 1) * sizeof *y);
+  if (!y || strcmp(kind, "gaussian")) {
+    for (int64_t i = 0; y && i < n * in; i++)
       y[i] = 1.0f - x[i];
+    return y;
+  }
+  double s = 0, ss = 0, cnt = (double)(n * in > 0 ? n * in : 1);
+  for (int64_t i = 0; i < n * in; i++) {
+    s += (double)x[i];
+    ss += (double)x[i] * (double)x[i];
+  }
+  double mu = s / cnt, sd = sqrt(fmax(ss / cnt - mu * mu, 0));
+  td_rng rng;
+  td_rng_seed(&rng, seed ^ 0x6f6f64676175ULL);
+  for (int64_t i = 0; i < n * in; i++) {
+    double v = fmin(fmax(mu + sd * (double)td_rng_normal(&rng), 0), 1);
+    y[i] = te->images.dtype == TD_F32 ? (float)v
+                                      : (float)lrint(v * 255) / 255.0f;
+  }
   return y;
 }
 
@@ -329,17 +349,16 @@ static int write_ood_inputs(const char *run_dir, const td_dataset *te,
                             const float *xood, td_err *err) {
   int64_t shape[4] = {te->n, te->channels, te->height, te->width};
   td_array a;
-  if (te->images.dtype == TD_F32) { /* float inputs: the inverted copy */
+  if (te->images.dtype == TD_F32) { /* float inputs: the float set */
     td_array_wrap(&a, TD_F32, 4, shape, (void *)(uintptr_t)xood);
     return td_run_write_array(run_dir, "ood_inputs", &a, err);
   }
   int64_t count = te->n * td_dataset_sample_size(te);
-  uint8_t *px = malloc((size_t)count);
+  uint8_t *px = malloc((size_t)(count > 0 ? count : 1));
   if (!px)
     return td_err_set(err, TD_ENOMEM, "out of memory");
-  const uint8_t *src = te->images.data;
-  for (int64_t i = 0; i < count; i++)
-    px[i] = (uint8_t)(255 - src[i]);
+  for (int64_t i = 0; i < count; i++) /* exact: multiples of 1/255 */
+    px[i] = (uint8_t)lrintf(xood[i] * 255.0f);
   td_array_wrap(&a, TD_U8, 4, shape, px);
   int rc = td_run_write_array(run_dir, "ood_inputs", &a, err);
   free(px);
@@ -405,9 +424,10 @@ static int check_opts(const td_train_opts *o, td_err *err) {
     return td_err_set(err, TD_EARG,
                       "the learning-rate spike epoch must be >= 0, its "
                       "factor and the growth factor positive");
-  if (o->ood && strcmp(o->ood, "inverted"))
+  if (o->ood && strcmp(o->ood, "inverted") && strcmp(o->ood, "gaussian"))
     return td_err_set(err, TD_EARG,
-                      "unknown out-of-distribution set '%s' (inverted)",
+                      "unknown out-of-distribution set '%s' (inverted or "
+                      "gaussian)",
                       o->ood);
   if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam"))
     return td_err_set(err, TD_EARG, "unknown optimizer '%s' (sgd or adam)",
@@ -624,7 +644,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   s.c = tr.channels;
   s.h = tr.height;
   s.w = tr.width;
-  xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
+  xood = with_ood ? ood_inputs(o->ood, &te, xte, te.n, in, o->seed) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
             !s.perm || !s.aug_tmp || (with_ood && !xood);
