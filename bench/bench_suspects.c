@@ -408,7 +408,7 @@ int main(int argc, char **argv) {
   if (nr == 0 || rounds < 1 || k < 1 || seeds < 1) {
     fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
                     "[--seeds S] [--method M] [--variants I,J] "
-                      "[--want IDX.npy]\n");
+                    "[--want IDX.npy]\n");
     return 2;
   }
   for (int i = 0; i < nr; i++)

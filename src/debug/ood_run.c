@@ -59,8 +59,8 @@ static void ood_set_of(const td_run *run, char *out, size_t len) {
   json_t *j = td__json_load_file(path, 0, NULL);
   const char *k =
       json_string_value(json_object_get(json_object_get(j, "train"), "ood"));
-  if (k && strlen(k) < len && strspn(k, "abcdefghijklmnopqrstuvwxyz") ==
-                                  strlen(k))
+  if (k && strlen(k) < len &&
+      strspn(k, "abcdefghijklmnopqrstuvwxyz") == strlen(k))
     snprintf(out, len, "%s", k);
   json_decref(j);
 }

@@ -339,8 +339,8 @@ static float *ood_inputs(const char *kind, const td_dataset *te, const float *x,
   td_rng_seed(&rng, seed ^ 0x6f6f64676175ULL);
   for (int64_t i = 0; i < n * in; i++) {
     double v = fmin(fmax(mu + sd * (double)td_rng_normal(&rng), 0), 1);
-    y[i] = te->images.dtype == TD_F32 ? (float)v
-                                      : (float)lrint(v * 255) / 255.0f;
+    y[i] =
+        te->images.dtype == TD_F32 ? (float)v : (float)lrint(v * 255) / 255.0f;
   }
   return y;
 }
@@ -626,8 +626,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
                                               tr.n, &sel, err))) ||
       (o->select && !o->select_idx &&
        (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))) ||
-      (o->exclude && (rc = td__exclude_load(o->exclude, tr.n, &sel, &n_sel,
-                                            err))))
+      (o->exclude &&
+       (rc = td__exclude_load(o->exclude, tr.n, &sel, &n_sel, err))))
     goto done;
   if (o->select_idx)
     n_sel = o->n_select_idx;
