@@ -397,12 +397,15 @@ static int check_opts(const td_train_opts *o, td_err *err) {
   if (o->labels && o->noise > 0)
     return td_err_set(err, TD_EARG,
                       "--labels gives the training labels: not with --noise");
+  if (o->exclude && (o->pool > 0 || o->class_fraction))
+    return td_err_set(err, TD_EARG,
+                      "--exclude chooses the samples to train on: not with "
+                      "--pool or --class-fraction");
   if ((o->pool > 0 || o->class_fraction) &&
-      (o->select || o->select_idx || o->exclude || o->tasks || o->from))
+      (o->select || o->select_idx || o->tasks || o->from))
     return td_err_set(err, TD_EARG,
                       "--pool and --class-fraction choose the samples to "
-                      "train on: not with --select, --exclude, --tasks or "
-                      "--from");
+                      "train on: not with --select, --tasks or --from");
   if (!(o->pool >= 0 && o->pool < 1))
     return td_err_set(err, TD_EARG, "--pool %g: expected a fraction in [0, 1)",
                       o->pool);
