@@ -276,6 +276,93 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   return 0;
 }
 
+/* Hits of each round from the cumulative precision, rounded (no -0.00). */
+static void print_rounds(const double *cum, int rounds, int k) {
+  for (int t = 0; t < rounds; t++) {
+    double h = cum[t] * (t + 1) * k - (t ? cum[t - 1] * t * k : 0);
+    printf(" %.2f |", (double)(long)(h + 0.5) / k);
+  }
+  printf("\n");
+}
+
+/* --want IDX.npy: a simulated user who wants exactly the listed training
+ * samples (e.g. out-of-distribution inputs mixed into the training set);
+ * precision of each round for the default recommender, --no-pairs and
+ * every single score ranked once. The run needs no train_truth.npy. */
+static int bench_want(const char *dir, const char *method, const char *file,
+                      int rounds, int k) {
+  td_err err;
+  td_run *run;
+  td_array w = {0};
+  td_sus_features f = {0};
+  td_sus_opts so;
+  td_sus_opts_default(&so);
+  so.method = method;
+  char note[256];
+  int cached;
+  if (td_run_open(dir, &run, &err)) {
+    fprintf(stderr, "bench_suspects: %s\n", err.msg);
+    return 1;
+  }
+  uint8_t *want = NULL;
+  int rc = td_npy_load(file, &w, &err) ||
+           td_sus_features_get(run, &so, &f, &cached, note, &err);
+  if (!rc && (w.dtype != TD_I32 || w.ndim != 1))
+    rc = td_err_set(&err, TD_EFORMAT, "%s: expected int32 [K]", file) != 0;
+  if (!rc && !(want = calloc((size_t)f.n, 1)))
+    rc = td_err_set(&err, TD_ENOMEM, "out of memory") != 0;
+  int64_t nw = 0;
+  for (int64_t i = 0; !rc && i < w.shape[0]; i++) {
+    int32_t j = ((const int32_t *)w.data)[i];
+    if (j >= 0 && j < f.n && !want[j])
+      nw += want[j] = 1;
+  }
+  if (rc)
+    fprintf(stderr, "bench_suspects: %s\n", err.msg);
+  double *cum = rc ? NULL : malloc(sizeof(double) * (size_t)rounds);
+  if (!rc && cum) {
+    printf("\n## %s: a user who wants the %lld samples of %s\n\nprecision of "
+           "each round of %d (no mistakes; single scores ranked once)\n\n"
+           "| ranking |",
+           dir, (long long)nw, file, k);
+    for (int t = 0; t < rounds; t++)
+      printf(" %d |", t + 1);
+    printf("\n|---|");
+    for (int t = 0; t < rounds; t++)
+      printf("---|");
+    printf("\n");
+    for (int pairs = 1; pairs >= 0; pairs--) {
+      td_sim_opts o;
+      td_sim_opts_default(&o);
+      o.rounds = rounds;
+      o.k = k;
+      o.rec.pairs = pairs;
+      td_sim_result r;
+      if (td_sim_run(&f, want, &o, &r, &err)) {
+        fprintf(stderr, "bench_suspects: %s\n", err.msg);
+        continue;
+      }
+      printf("| recommender%s |", pairs ? "" : ", --no-pairs");
+      print_rounds(r.cum_precision, rounds, k);
+      td_sim_result_close(&r);
+    }
+    for (int j = 0; j < TD_SUS_FEATURE_COUNT; j++) {
+      if ((!f.has_trajectory && j <= TD_SUS_RARITY_ACC) ||
+          !td_sus_feature_is_score(j))
+        continue;
+      td_sim_single(&f, want, j, rounds, k, 1, cum);
+      printf("| %s |", td_sus_feature_name(j));
+      print_rounds(cum, rounds, k);
+    }
+  }
+  free(cum);
+  free(want);
+  td_array_close(&w);
+  td_sus_features_close(&f);
+  td_run_close(run);
+  return rc;
+}
+
 /* "0,2,5" → bits 0, 2 and 5 (variant numbers, from 0). */
 static unsigned variant_mask(const char *s) {
   unsigned m = 0;
@@ -294,7 +381,7 @@ static unsigned variant_mask(const char *s) {
 int main(int argc, char **argv) {
   int rounds = 10, k = 50, seeds = 5, rc = 0;
   unsigned only = ~0u;
-  const char *method = NULL;
+  const char *method = NULL, *want = NULL;
   const char *runs[16];
   int nr = 0;
   for (int i = 1; i < argc; i++) {
@@ -308,20 +395,25 @@ int main(int argc, char **argv) {
       method = argv[++i];
     else if (!strcmp(argv[i], "--variants") && i + 1 < argc)
       only = variant_mask(argv[++i]);
+    else if (!strcmp(argv[i], "--want") && i + 1 < argc)
+      want = argv[++i];
     else if (argv[i][0] != '-' && nr < 16)
       runs[nr++] = argv[i];
     else {
       fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
-                      "[--seeds S] [--method M] [--variants I,J]\n");
+                      "[--seeds S] [--method M] [--variants I,J] "
+                      "[--want IDX.npy]\n");
       return 2;
     }
   }
   if (nr == 0 || rounds < 1 || k < 1 || seeds < 1) {
     fprintf(stderr, "usage: bench_suspects RUN... [--rounds R] [--k K] "
-                    "[--seeds S] [--method M] [--variants I,J]\n");
+                    "[--seeds S] [--method M] [--variants I,J] "
+                    "[--want IDX.npy]\n");
     return 2;
   }
   for (int i = 0; i < nr; i++)
-    rc |= bench_run(runs[i], method, rounds, k, seeds, only);
+    rc |= want ? bench_want(runs[i], method, want, rounds, k)
+               : bench_run(runs[i], method, rounds, k, seeds, only);
   return rc;
 }

@@ -1,9 +1,11 @@
 /* The trainer's engine options on a small synthetic dataset directory:
  * --hidden widths, --data DIR and its refusals, --resume (bit-identical to
- * an uninterrupted run, a killed run, the finished marker) and --from with
- * --select (a child run that tardis info and project read). */
+ * an uninterrupted run, a killed run, the finished marker), --from with
+ * --select (a child run that tardis info and project read), and --labels and
+ * --exclude (retraining on corrected labels, without chosen samples). */
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -544,6 +546,217 @@ static void test_from_select(void) {
   free(txt);
 }
 
+/* The share of a run's training samples that epoch `ep` predicts as `cls`. */
+static double share_predicted(const char *run, int ep, int cls) {
+  td_err err = {0};
+  td_run *rr;
+  if (td_run_open(run, &rr, &err))
+    return -1;
+  td_array z;
+  double share = -1;
+  if (!td_run_load(rr, ep, "train_logits", &z, &err)) {
+    int64_t hit = 0, n = z.shape[0], c = z.shape[1];
+    const float *v = z.data;
+    for (int64_t i = 0; i < n; i++) {
+      int best = 0;
+      for (int j = 1; j < c; j++)
+        best = v[i * c + j] > v[i * c + best] ? j : best;
+      hit += best == cls;
+    }
+    share = (double)hit / (double)n;
+    td_array_close(&z);
+  }
+  td_run_close(rr);
+  return share;
+}
+
+static int same_npy(const char *a, const char *b) {
+  td_array x, y;
+  td_err err;
+  if (td_npy_load(a, &x, &err))
+    return 0;
+  int same = !td_npy_load(b, &y, &err);
+  if (same) {
+    same = x.dtype == y.dtype && x.ndim == y.ndim && x.nbytes == y.nbytes &&
+           !memcmp(x.data, y.data, x.nbytes);
+    td_array_close(&y);
+  }
+  td_array_close(&x);
+  return same;
+}
+
+/* --labels (a corrected label file) with --from and from scratch, --exclude,
+ * and the label files refused. A child trained on labels that are all 0 must
+ * record them, keep its parent's clean labels, and learn them (its
+ * predictions turn to class 0), which the parent's do not. */
+static void test_labels_exclude(void) {
+  char parent[4300], child[4300], out[4300], args[20000], p[8400], q[8400];
+  snprintf(parent, sizeof parent, "%s/lparent", dir);
+  snprintf(child, sizeof child, "%s/lchild", dir);
+  snprintf(out, sizeof out, "%s/lout.txt", dir);
+  snprintf(args, sizeof args,
+           "train --data '%s' --out '%s' --hidden 24,12 --batch 32 --lr 0.05 "
+           "--epochs 3 --noise 0.2 --threads 1 --quiet",
+           data, parent);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  static int64_t zeros[N];
+  int64_t n = N;
+  CHECK_INT(save(dir, "lab0.npy", TD_I64, 1, &n, zeros), ==, 0);
+  snprintf(args, sizeof args,
+           "train --from '%s' --out '%s' --labels '%s/lab0.npy' --epochs 3 "
+           "--lr 0.1 --quiet",
+           parent, child, dir);
+  int rc = td_t_tardis(bin, out, args);
+  if (rc)
+    fprintf(stderr, "  %s\n", td_t_slurp(out));
+  CHECK_INT(rc, ==, 0);
+  td_err err = {0};
+  td_run *rr;
+  CHECK_OK(td_run_open(child, &rr, &err), &err);
+  int64_t nonzero = 0;
+  for (int64_t i = 0; i < N; i++)
+    nonzero += td_run_train_labels(rr)[i] != 0;
+  td_run_close(rr);
+  CHECK_INT(nonzero, ==, 0);
+  json_t *j = run_json(child);
+  json_t *t = json_object_get(j, "train");
+  CHECK_STR_CONTAINS(json_string_value(json_object_get(t, "labels")),
+                     "/lab0.npy");
+  CHECK_NEAR(json_number_value(json_object_get(t, "noise")), 0, 0);
+  json_decref(j);
+  snprintf(p, sizeof p, "%s/train_truth.npy", parent);
+  snprintf(q, sizeof q, "%s/train_truth.npy", child);
+  CHECK(same_npy(p, q)); /* the parent's clean labels, for evaluation */
+  double before = share_predicted(parent, 3, 0);
+  double after = share_predicted(child, 3, 0);
+  fprintf(stderr, "  class 0 predicted: parent %.3f, child %.3f\n", before,
+          after);
+  CHECK(before >= 0 && before < 0.7);
+  CHECK(after >= 0.9);
+  /* from scratch: the file's labels, no clean labels for a data directory */
+  snprintf(args, sizeof args,
+           "train --data '%s' --out '%s/lfresh' --labels '%s/lab0.npy' "
+           "--hidden 24,12 --epochs 1 --threads 1 --quiet",
+           data, dir, dir);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  snprintf(p, sizeof p, "%s/lfresh/train_labels.npy", dir);
+  snprintf(q, sizeof q, "%s/lchild/train_labels.npy", dir);
+  CHECK(same_npy(p, q));
+  snprintf(p, sizeof p, "%s/lfresh/train_truth.npy", dir);
+  CHECK(!td_path_exists(p));
+  /* --exclude: every sample but 0..9 */
+  int32_t ex[10] = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0};
+  int64_t k = 10;
+  CHECK_INT(save(dir, "ex.npy", TD_I32, 1, &k, ex), ==, 0);
+  snprintf(args, sizeof args,
+           "train --from '%s' --out '%s/lexcl' --exclude '%s/ex.npy' "
+           "--epochs 1 --quiet",
+           parent, dir, dir);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  snprintf(p, sizeof p, "%s/lexcl/epochs/0001/trained.npy", dir);
+  td_array tr;
+  CHECK_OK(td_npy_load(p, &tr, &err), &err);
+  int first = tr.shape[0] ? ((int32_t *)tr.data)[0] : -1;
+  int64_t kept = tr.shape[0];
+  td_array_close(&tr);
+  CHECK_INT(kept, ==, N - 10);
+  CHECK_INT(first, ==, 10);
+  /* refusals, each naming the file and what is wrong; nothing written */
+  static float fl[N];
+  static int32_t big[N], neg[N];
+  big[7] = C;
+  neg[N - 1] = -1;
+  int64_t short_n = N - 1, sq[2] = {N / 2, 2};
+  CHECK_INT(save(dir, "lflt.npy", TD_F32, 1, &n, fl), ==, 0);
+  CHECK_INT(save(dir, "lshort.npy", TD_I32, 1, &short_n, big), ==, 0);
+  CHECK_INT(save(dir, "lbig.npy", TD_I32, 1, &n, big), ==, 0);
+  CHECK_INT(save(dir, "lneg.npy", TD_I32, 1, &n, neg), ==, 0);
+  CHECK_INT(save(dir, "l2d.npy", TD_I32, 2, sq, big), ==, 0);
+  static const struct {
+    const char *file, *extra, *needle;
+  } bad[] = {
+      {"lflt", "", "labels are float32, expected integers"},
+      {"lshort", "", "319 labels, but the run has 320 training samples"},
+      {"lbig", "", "label 3 of sample 7 is out of range (3 classes"},
+      {"lneg", "", "label -1 of sample 319 is out of range"},
+      {"l2d", "", "expected a 1-D array of labels"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    for (int fresh = 0; fresh < 2; fresh++) {
+      char src[4400];
+      if (fresh)
+        snprintf(src, sizeof src, "--data '%s' --hidden 24,12", data);
+      else
+        snprintf(src, sizeof src, "--from '%s'", parent);
+      snprintf(args, sizeof args,
+               "train %s --out '%s/lbad%zu' --labels '%s/%s.npy' --epochs 1 "
+               "--quiet",
+               src, dir, i, dir, bad[i].file);
+      CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+      char *txt = td_t_slurp(out);
+      CHECK_STR_CONTAINS(txt, bad[i].file);
+      CHECK_STR_CONTAINS(txt, bad[i].needle);
+      free(txt);
+      snprintf(p, sizeof p, "%s/lbad%zu", dir, i);
+      CHECK(!td_path_exists(p));
+    }
+  }
+  snprintf(args, sizeof args,
+           "train --data '%s' --out '%s/lnoise' --labels '%s/lab0.npy' "
+           "--noise 0.1 --quiet",
+           data, dir, dir);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 1);
+  char *txt = td_t_slurp(out);
+  CHECK_STR_CONTAINS(txt, "--labels gives the training labels");
+  free(txt);
+}
+
+/* --ood gaussian: noise images with the test pixels' mean and spread,
+ * recorded beside the test set, that the detectors report by that name. */
+static void test_ood_gaussian(void) {
+  char run[4300], out[4300], args[9000], p[8400];
+  snprintf(run, sizeof run, "%s/gauss", dir);
+  snprintf(out, sizeof out, "%s/gauss.txt", dir);
+  td_train_opts o;
+  td_train_result r;
+  td_err err = {0};
+  opts_for(&o, run, 2);
+  o.ood = "gaussian";
+  CHECK_OK(td_train(&o, &r, &err), &err);
+  td_array x, t;
+  snprintf(p, sizeof p, "%s/ood_inputs.npy", run);
+  CHECK_OK(td_npy_load(p, &x, &err), &err);
+  snprintf(p, sizeof p, "%s/test_inputs.npy", run);
+  CHECK_OK(td_npy_load(p, &t, &err), &err);
+  size_t n = x.nbytes / sizeof(float);
+  double sx = 0, st = 0, sxx = 0, stt = 0, lo = 1, hi = 0;
+  int inverted = 1;
+  for (size_t i = 0; i < n && x.dtype == TD_F32 && t.nbytes == x.nbytes; i++) {
+    double a = ((float *)x.data)[i], b = ((float *)t.data)[i];
+    sx += a, sxx += a * a, st += b, stt += b * b;
+    lo = a < lo ? a : lo;
+    hi = a > hi ? a : hi;
+    inverted &= fabs(a - (1 - b)) < 1e-6;
+  }
+  int same_shape = x.dtype == TD_F32 && t.nbytes == x.nbytes;
+  td_array_close(&x);
+  td_array_close(&t);
+  CHECK(same_shape);
+  double mx = sx / n, mt = st / n;
+  double dx = sqrt(sxx / n - mx * mx), dt = sqrt(stt / n - mt * mt);
+  fprintf(stderr, "  ood mean %.3f sd %.3f, test mean %.3f sd %.3f\n", mx, dx,
+          mt, dt);
+  CHECK(!inverted && lo >= 0 && hi <= 1);
+  CHECK_NEAR(mx, mt, 0.05); /* clipping moves them a little */
+  CHECK_NEAR(dx, dt, 0.05);
+  snprintf(args, sizeof args, "suspects '%s' --abnormal-test --method none",
+           run);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
+  CHECK_STR_CONTAINS(txt, "gaussian (64 against 64 test samples)");
+  free(txt);
+}
+
 /* in(y - dy, x - dx) of a 1×h×w image, 0 outside; mirrored first. */
 static float shifted(const float *in, int h, int w, int y, int x, int dy,
                      int dx, int flip) {
@@ -613,6 +826,8 @@ int main(void) {
   RUN(test_resume_bit_identical);
   RUN(test_resume_cnn_bit_identical);
   RUN(test_from_select);
+  RUN(test_labels_exclude);
+  RUN(test_ood_gaussian);
   RUN(test_recorded_matches_forward);
   RUN(test_overlap_identical);
   return td_t_finish();

@@ -356,6 +356,9 @@ typedef struct td_ood_result {
   float *ood[TD_OOD_COUNT];  /* [m_ood] (owned; NULL when m_ood is 0) */
   uint8_t *left_out;         /* [m_test] 1: a class never trained */
   int64_t n_left_out;        /* how many (0 when every class trained) */
+  char ood_set[16];          /* which set ood is: run.json's train.ood
+                                ("inverted", "gaussian"); "inverted" when
+                                the run does not say */
 } td_ood_result;
 
 /* Runs every detector (mask: bit m = method m; 0 = all) at `epoch` (< 0:

@@ -92,6 +92,17 @@ typedef struct td_train_opts {
    * from the next epoch on (tardis repair's rounds). */
   const int32_t *select_idx;
   int64_t n_select_idx;
+  /* Corrections (docs/suspects.md): labels = NULL, or an .npy of the
+   * training labels to train on (int32, int64 or uint8 [N], values in
+   * [0, C); e.g. tardis suspects --export's train_labels_fixed.npy) instead
+   * of the dataset's (no --noise with it; a child run of --from takes them
+   * instead of its parent's). The run records them as its train_labels.npy,
+   * so every reader uses them. exclude = NULL, or an .npy of distinct
+   * training indices to leave out (int32/int64; e.g. the export's
+   * accepted.npy): the run trains on all the others, kept as an in-memory
+   * selection (RUN/select.npy). Not with select, tasks or pool. */
+  const char *labels;
+  const char *exclude;
   /* A pool held out of training (docs/run-format.md#pools): per label, a
    * fraction `pool` of the training samples is kept out (RUN/pool.npy), and
    * class_fraction ("L:F,...", NULL: none) trains on only a fraction F of

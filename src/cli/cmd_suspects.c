@@ -445,7 +445,7 @@ static int make_shifts(const td_ood_result *r, ood_shift sh[2], int *ns) {
   memset(sh, 0, 2 * sizeof *sh);
   int fail = 0;
   if (r->m_ood > 0) {
-    sh[*ns].name = "inverted";
+    sh[*ns].name = r->ood_set;
     sh[*ns].what = "the recorded out-of-distribution set (tardis train --ood)";
     for (int k = 0; k < TD_OOD_COUNT; k++) {
       sh[*ns].pos[k] = malloc(sizeof(float) * (size_t)r->m_ood);

@@ -83,7 +83,7 @@ int td_cmd_train(int argc, char **argv) {
   static const char *const models[] = {"mlp", "cnn", NULL};
   static const char *const noise_types[] = {"symmetric", "asymmetric", NULL};
   static const int noise_values[] = {TD_NOISE_SYMMETRIC, TD_NOISE_ASYMMETRIC};
-  static const char *const ood_sets[] = {"inverted", NULL};
+  static const char *const ood_sets[] = {"inverted", "gaussian", NULL};
   static const char *const repr_dtypes[] = {"float32", "float16", "f32", "f16",
                                             NULL};
   const char *repr_dtype = "float32";
@@ -147,8 +147,10 @@ int td_cmd_train(int argc, char **argv) {
                    "record only K training samples, drawn from the\n"
                    "seed, the same in every epoch (RUN/subset.npy)"),
       TD_OPT_CHOICE_STR("ood", &o.ood, ood_sets,
-                        "also record intensity-inverted test images\n"
-                        "(an out-of-distribution set)"),
+                        "also record an out-of-distribution set beside\n"
+                        "the test set: inverted (the test images with\n"
+                        "intensities inverted) or gaussian (noise images\n"
+                        "with the test pixels' mean and deviation)"),
       TD_OPT_STRING("tasks", &o.tasks, "LIST",
                     "continual learning: train these tasks in\n"
                     "sequence, e.g. 0-4,5-9 or 0+3,1+2 (classes,\n"
@@ -169,6 +171,14 @@ int td_cmd_train(int argc, char **argv) {
       TD_OPT_STRING("select", &o.select, "IDX.npy",
                     "train only on these training samples (int32/int64\n"
                     "indices); every epoch still records all of them"),
+      TD_OPT_STRING("exclude", &o.exclude, "IDX.npy",
+                    "train on every training sample but these, e.g.\n"
+                    "tardis suspects --export's accepted.npy"),
+      TD_OPT_STRING("labels", &o.labels, "FILE.npy",
+                    "train on these labels (int32/int64/uint8 [N] in\n"
+                    "[0, C)) instead of the dataset's, e.g. tardis\n"
+                    "suspects --export's train_labels_fixed.npy; with\n"
+                    "--from instead of the parent's"),
       TD_OPT_DOUBLE("pool", &o.pool, 0, 1, TD_ARG_LT, "F",
                     "keep a fraction F of each label's training samples\n"
                     "out of training as a pool (RUN/pool.npy) that\n"
@@ -191,8 +201,8 @@ int td_cmd_train(int argc, char **argv) {
       .name = "train",
       .usage = "train --out RUN [options]\n"
                "train --resume RUN [--epochs N]\n"
-               "train --from RUN[:EPOCH] --out NEW [--select IDX.npy] "
-               "[options]",
+               "train --from RUN[:EPOCH] --out NEW [--select IDX.npy | "
+               "--exclude IDX.npy] [--labels FILE.npy] [options]",
       .about = "Trains a classifier and records every epoch as a tardis run.",
       .opts = opts};
   int status;
@@ -233,7 +243,11 @@ int td_cmd_train(int argc, char **argv) {
          "%.2f s/epoch computing + %.2f s/epoch writing in the background)\n",
          r.epochs, r.total_seconds, r.train_seconds / r.epochs,
          r.record_eval_seconds / r.epochs, r.record_seconds / r.epochs);
-  if (r.n_flipped)
+  if (r.n_flipped && o.labels)
+    printf("labels from %s: %lld differ from the clean labels "
+           "(train_truth.npy)\n",
+           o.labels, (long long)r.n_flipped);
+  else if (r.n_flipped)
     printf("label noise: %lld training labels corrupted (clean labels in "
            "train_truth.npy)\n",
            (long long)r.n_flipped);

@@ -103,8 +103,8 @@ static int record(td_fb *db, int64_t id, const args *a, int64_t n, int *round,
 }
 
 /* The training indices not in acc[na] (ascending, distinct) into
- * DIR/kept.npy: `tardis train --from RUN --select DIR/kept.npy` retrains
- * without the accepted samples. */
+ * DIR/kept.npy: `tardis train --from RUN --select DIR/kept.npy` (or
+ * --exclude DIR/accepted.npy) retrains without the accepted samples. */
 static int export_kept(const char *dir, int64_t n, const int32_t *acc,
                        int64_t na, td_err *err) {
   int32_t *kept = malloc(sizeof *kept * (size_t)(n ? n : 1));
@@ -171,9 +171,10 @@ static int export_fixed(const td_run *run, td_fb *db, int64_t id,
   if (!rc && !json)
     printf("exported %s/train_labels_fixed.npy (%lld of %lld accepted "
            "samples relabelled by their suggestion), %s/accepted.npy and "
-           "%s/kept.npy (the others: tardis train --from RUN --select "
-           "%s/kept.npy retrains without the accepted)\n",
-           dir, (long long)changed, (long long)na, dir, dir, dir);
+           "%s/kept.npy (the others): tardis train --from RUN --out NEW "
+           "--labels %s/train_labels_fixed.npy retrains with them fixed, "
+           "--exclude %s/accepted.npy without them\n",
+           dir, (long long)changed, (long long)na, dir, dir, dir, dir);
   free(acc);
   free(lab);
   free(sg);

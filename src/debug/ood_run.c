@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json_file.h"
 #include "tardis/alloc.h"
+#include "tardis/fsutil.h"
 #include "tardis/suspects.h"
 
 void td_ood_result_close(td_ood_result *r) {
@@ -45,6 +47,22 @@ static int class_masks(const td_run *run, uint8_t **use, td_ood_result *out,
     out->n_left_out += out->left_out[i] = task[y[i]] < 0;
   td_array_close(&tl);
   return TD_OK;
+}
+
+/* run.json's train.ood, the kind of out-of-distribution set the trainer
+ * recorded; "inverted" (the only kind before "gaussian") when absent. */
+static void ood_set_of(const td_run *run, char *out, size_t len) {
+  char path[TD_PATH_MAX];
+  snprintf(out, len, "inverted");
+  if (td_pathf(path, sizeof path, NULL, "%s/run.json", td_run_dir(run)))
+    return;
+  json_t *j = td__json_load_file(path, 0, NULL);
+  const char *k =
+      json_string_value(json_object_get(json_object_get(j, "train"), "ood"));
+  if (k && strlen(k) < len &&
+      strspn(k, "abcdefghijklmnopqrstuvwxyz") == strlen(k))
+    snprintf(out, len, "%s", k);
+  json_decref(j);
 }
 
 /* Scores one split ("test" or "ood") with every method in mask. */
@@ -108,6 +126,7 @@ int td_ood_run(const td_run *run, int epoch, int k, unsigned mask,
     rc = score_split(run, epoch, &mod, "test", mask, &m, out->test, err);
   if (!rc && td_run_has(run, epoch, "ood_repr"))
     rc = score_split(run, epoch, &mod, "ood", mask, &out->m_ood, out->ood, err);
+  ood_set_of(run, out->ood_set, sizeof out->ood_set);
   td_ood_close(&mod);
   if (rc)
     td_ood_result_close(out);

@@ -293,7 +293,7 @@ static enum MHD_Result get_ood(struct MHD_Connection *c, const td_run *run) {
     json_array_append_new(ood, json_real((double)r.ood[method][i]));
   json_t *au = json_object();
   if (in && lo && r.m_ood > 0)
-    json_object_set_new(au, "inverted",
+    json_object_set_new(au, r.ood_set,
                         json_real(td_auroc(r.ood[method], r.m_ood, in, ni)));
   if (in && lo && nl > 0)
     json_object_set_new(au, "left_out_class",

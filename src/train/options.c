@@ -52,6 +52,10 @@ json_t *td__train_opts_json(const td_train_opts *o) {
     json_object_set_new(j, "repr_dtype", json_string("float16"));
   if (o->record_subset)
     json_object_set_new(j, "record_subset", json_integer(o->record_subset));
+  if (o->labels)
+    json_object_set_new(j, "labels", json_string(o->labels));
+  if (o->exclude) /* what select.npy was made from; not read back */
+    json_object_set_new(j, "exclude", json_string(o->exclude));
   json_object_set_new(j, "threads", json_integer(td_threads()));
   return j;
 }
@@ -150,6 +154,8 @@ int td__train_opts_from_json(const json_t *root, const char *path,
     rd_str(&r, "repr_dtype", &repr_dtype);
   if (json_object_get(r.t, "record_subset"))
     rd_int(&r, "record_subset", 0, INT32_MAX, &o->record_subset);
+  if (json_object_get(r.t, "labels")) /* optional: the dataset's when absent */
+    rd_str_null(&r, "labels", &o->labels);
   if (!r.rc && strcmp(repr_dtype, "float32") && strcmp(repr_dtype, "float16"))
     r.rc = td_err_set(err, TD_EVALUE,
                       "%s: \"train\".\"repr_dtype\" should be \"float32\" or "

@@ -170,9 +170,16 @@ int td__from_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
   o->hidden = p.hidden;
   o->batchnorm = p.batchnorm;
   o->limit = p.limit;
-  o->noise = p.noise;
+  o->noise = in->labels ? 0 : p.noise; /* the file replaces the labels */
   o->noise_type = p.noise_type;
   o->seed = p.seed; /* the noisy labels are drawn from it */
+  /* a parent trained on a label file: its labels, as it recorded them */
+  if (!in->labels && p.labels) {
+    if ((rc = td_pathf(c->labels, sizeof c->labels, err, "%s/train_labels.npy",
+                       c->run_dir)))
+      return rc;
+    o->labels = c->labels;
+  }
   return TD_OK;
 }
 

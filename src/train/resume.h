@@ -19,6 +19,8 @@ typedef struct td__cont {
   char run_dir[TD_PATH_MAX];   /* absolute path of that run */
   char model_dir[TD_PATH_MAX]; /* its epochs/NNNN/model; "" for a new net */
   char state_dir[TD_PATH_MAX]; /* resume: its epochs/NNNN/trainer */
+  char labels[TD_PATH_MAX];    /* --from a run trained with --labels: its
+                                  train_labels.npy, the child's labels */
 } td__cont;
 
 /* --resume: o = the run's own options (epochs from `in` when > 0), and c

@@ -18,6 +18,7 @@
 #include "tardis/run.h"
 #include "train/augment.h"
 #include "train/continual.h"
+#include "train/labels.h"
 #include "train/model.h"
 #include "train/options.h"
 #include "train/pool.h"
@@ -60,13 +61,18 @@ static json_t *run_extra(const td_train_opts *o, const td_net *net,
                          const td_dataset *tr) {
   /* absolute paths: --resume and --from may run from another directory */
   td_train_opts a = *o;
-  char d[TD_PATH_MAX], dd[TD_PATH_MAX], sel[TD_PATH_MAX];
+  char d[TD_PATH_MAX], dd[TD_PATH_MAX], sel[TD_PATH_MAX], lab[TD_PATH_MAX];
+  char ex[TD_PATH_MAX];
   if (o->data && realpath(o->data, d))
     a.data = d;
   if (o->data_dir && realpath(o->data_dir, dd))
     a.data_dir = dd;
   if (o->select && realpath(o->select, sel))
     a.select = sel;
+  if (o->labels && realpath(o->labels, lab))
+    a.labels = lab;
+  if (o->exclude && realpath(o->exclude, ex))
+    a.exclude = ex;
   return json_pack("{s:o, s:o}", "model",
                    td__model_json(o, net, tr->channels, tr->height, tr->width),
                    "train", td__train_opts_json(&a));
@@ -74,7 +80,7 @@ static json_t *run_extra(const td_train_opts *o, const td_net *net,
 
 static int write_run_header(const td_train_opts *o, const td_dataset *tr,
                             const td_dataset *te, const int32_t *noisy,
-                            int64_t n_flipped, const td__continual *cl,
+                            const int32_t *truth, const td__continual *cl,
                             const td_net *net, const td__cont *parent,
                             const int32_t *rec_idx, int64_t rec_n,
                             td_err *err) {
@@ -129,8 +135,8 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
   if (rec_idx) /* before the labels: whoever opens the run sees it */
     WRITE("subset", TD_I32, 1, &k, rec_idx);
   WRITE("train_labels", TD_I32, 1, &n, noisy);
-  if (n_flipped > 0)
-    WRITE("train_truth", TD_I32, 1, &n, tr->labels);
+  if (truth)
+    WRITE("train_truth", TD_I32, 1, &n, truth);
   WRITE("train_inputs", tr->images.dtype, 4, ishape, tr->images.data);
   if (te->n) {
     WRITE("test_labels", TD_I32, 1, &nt, te->labels);
@@ -310,12 +316,32 @@ static double train_epoch(const td_train_opts *o, train_state *s,
 /* An out-of-distribution copy of the test inputs, to see how unseen kinds of
  * input move through training: "inverted" flips the intensities (a
  * Fashion-MNIST image turned into a negative). */
-static float *ood_inputs(const char *kind, const float *x, int64_t n, int in) {
-  (void)kind; /* td_train checks the kind */
-  float *y = malloc((size_t)n * in * sizeof *y);
-  if (y)
-    for (int64_t i = 0; i < n * in; i++)
+/* The out-of-distribution set of `kind` for the test inputs x[n, in]:
+ * "inverted" (1 − x) or "gaussian" (every pixel drawn from a normal with
+ * the test set's pixel mean and standard deviation, clipped to [0, 1] and,
+ * for byte images, rounded to 1/255 so that what is stored is what the
+ * net sees; drawn from the seed). */
+static float *ood_inputs(const char *kind, const td_dataset *te, const float *x,
+                         int64_t n, int in, uint64_t seed) {
+  float *y = malloc((size_t)(n * in > 0 ? n * in : 1) * sizeof *y);
+  if (!y || strcmp(kind, "gaussian")) {
+    for (int64_t i = 0; y && i < n * in; i++)
       y[i] = 1.0f - x[i];
+    return y;
+  }
+  double s = 0, ss = 0, cnt = (double)(n * in > 0 ? n * in : 1);
+  for (int64_t i = 0; i < n * in; i++) {
+    s += (double)x[i];
+    ss += (double)x[i] * (double)x[i];
+  }
+  double mu = s / cnt, sd = sqrt(fmax(ss / cnt - mu * mu, 0));
+  td_rng rng;
+  td_rng_seed(&rng, seed ^ 0x6f6f64676175ULL);
+  for (int64_t i = 0; i < n * in; i++) {
+    double v = fmin(fmax(mu + sd * (double)td_rng_normal(&rng), 0), 1);
+    y[i] =
+        te->images.dtype == TD_F32 ? (float)v : (float)lrint(v * 255) / 255.0f;
+  }
   return y;
 }
 
@@ -323,17 +349,16 @@ static int write_ood_inputs(const char *run_dir, const td_dataset *te,
                             const float *xood, td_err *err) {
   int64_t shape[4] = {te->n, te->channels, te->height, te->width};
   td_array a;
-  if (te->images.dtype == TD_F32) { /* float inputs: the inverted copy */
+  if (te->images.dtype == TD_F32) { /* float inputs: the float set */
     td_array_wrap(&a, TD_F32, 4, shape, (void *)(uintptr_t)xood);
     return td_run_write_array(run_dir, "ood_inputs", &a, err);
   }
   int64_t count = te->n * td_dataset_sample_size(te);
-  uint8_t *px = malloc((size_t)count);
+  uint8_t *px = malloc((size_t)(count > 0 ? count : 1));
   if (!px)
     return td_err_set(err, TD_ENOMEM, "out of memory");
-  const uint8_t *src = te->images.data;
-  for (int64_t i = 0; i < count; i++)
-    px[i] = (uint8_t)(255 - src[i]);
+  for (int64_t i = 0; i < count; i++) /* exact: multiples of 1/255 */
+    px[i] = (uint8_t)lrintf(xood[i] * 255.0f);
   td_array_wrap(&a, TD_U8, 4, shape, px);
   int rc = td_run_write_array(run_dir, "ood_inputs", &a, err);
   free(px);
@@ -365,6 +390,17 @@ static int check_opts(const td_train_opts *o, td_err *err) {
     return td_err_set(err, TD_EARG,
                       "--select and --tasks both choose the samples to train "
                       "on: give one");
+  if (o->exclude && (o->select || o->select_idx || o->tasks))
+    return td_err_set(err, TD_EARG,
+                      "--exclude chooses the samples to train on: not with "
+                      "--select or --tasks");
+  if (o->labels && o->noise > 0)
+    return td_err_set(err, TD_EARG,
+                      "--labels gives the training labels: not with --noise");
+  if (o->exclude && (o->pool > 0 || o->class_fraction))
+    return td_err_set(err, TD_EARG,
+                      "--exclude chooses the samples to train on: not with "
+                      "--pool or --class-fraction");
   if ((o->pool > 0 || o->class_fraction) &&
       (o->select || o->select_idx || o->tasks || o->from))
     return td_err_set(err, TD_EARG,
@@ -391,9 +427,10 @@ static int check_opts(const td_train_opts *o, td_err *err) {
     return td_err_set(err, TD_EARG,
                       "the learning-rate spike epoch must be >= 0, its "
                       "factor and the growth factor positive");
-  if (o->ood && strcmp(o->ood, "inverted"))
+  if (o->ood && strcmp(o->ood, "inverted") && strcmp(o->ood, "gaussian"))
     return td_err_set(err, TD_EARG,
-                      "unknown out-of-distribution set '%s' (inverted)",
+                      "unknown out-of-distribution set '%s' (inverted or "
+                      "gaussian)",
                       o->ood);
   if (strcmp(o->optimizer, "sgd") && strcmp(o->optimizer, "adam"))
     return td_err_set(err, TD_EARG, "unknown optimizer '%s' (sgd or adam)",
@@ -580,7 +617,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   td__recorder rec = {0};
   td_rng rng;
   int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy), *sel = NULL;
-  int32_t *pool_idx = NULL;
+  int32_t *pool_idx = NULL, *truth_buf = NULL;
   int64_t n_sel = 0, n_pool = 0;
   char sel_path[TD_PATH_MAX];
   float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
@@ -591,10 +628,16 @@ static int train_body(const td_train_opts *o, td_train_result *res,
       (o->select_idx && (rc = td__select_copy(o->select_idx, o->n_select_idx,
                                               tr.n, &sel, err))) ||
       (o->select && !o->select_idx &&
-       (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))))
+       (rc = td__select_load(o->select, tr.n, &sel, &n_sel, err))) ||
+      (o->exclude &&
+       (rc = td__exclude_load(o->exclude, tr.n, &sel, &n_sel, err))))
     goto done;
   if (o->select_idx)
     n_sel = o->n_select_idx;
+  if (o->exclude) { /* kept like an in-memory selection: RUN/select.npy */
+    opts.select_idx = sel;
+    opts.n_select_idx = n_sel;
+  }
   s.ws = td_net_ws_new(s.net, o->batch);
   s.xb = malloc((size_t)o->batch * in * sizeof(float));
   s.dlogits = malloc((size_t)o->batch * C * sizeof(float));
@@ -604,7 +647,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   s.c = tr.channels;
   s.h = tr.height;
   s.w = tr.width;
-  xood = with_ood ? ood_inputs(o->ood, xte, te.n, in) : NULL;
+  xood = with_ood ? ood_inputs(o->ood, &te, xte, te.n, in, o->seed) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
   int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
             !s.perm || !s.aug_tmp || (with_ood && !xood);
@@ -618,7 +661,13 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   }
   int64_t flipped = 0;
-  if (o->noise > 0) {
+  const int32_t *truth = NULL;
+  if (o->labels) {
+    rc = td__labels_setup(o, &cont, &tr, noisy, &truth, &truth_buf, &flipped,
+                          err);
+    if (rc)
+      goto done;
+  } else if (o->noise > 0) {
     /* asymmetric noise: Fashion-MNIST's look-alike pairs only on it */
     flipped = td_noise_inject(tr.labels, tr.n, C, o->noise_type,
                               o->data ? NULL : o->dataset, o->noise,
@@ -627,6 +676,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
       rc = (int)flipped;
       goto done;
     }
+    truth = flipped > 0 ? tr.labels : NULL;
   } else {
     memcpy(noisy, tr.labels, (size_t)tr.n * sizeof *noisy);
   }
@@ -651,7 +701,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   }
   if (o->out && !o->resume &&
-      (rc = write_run_header(o, &tr, &te, noisy, flipped, rec.cl, s.net, &cont,
+      (rc = write_run_header(o, &tr, &te, noisy, truth, rec.cl, s.net, &cont,
                              rec.rec_idx, rec.n_rec, err)))
     goto done;
   if (with_ood && !o->resume && (rc = write_ood_inputs(o->out, &te, xood, err)))
@@ -662,7 +712,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
     goto done;
 
-  rec.train = (td__split){xtr, noisy, flipped > 0 ? tr.labels : NULL, tr.n};
+  rec.train = (td__split){xtr, noisy, truth, tr.n};
   rec.test = (td__split){xte, te.labels, NULL, te.n};
   rec.ood = (td__split){xood, te.labels, NULL, with_ood ? te.n : 0};
   rec.run_dir = o->out;
@@ -752,6 +802,7 @@ done:
   free(xood);
   train_state_free(&s);
   free(noisy);
+  free(truth_buf);
   free(sel);
   free(pool_idx);
   free(xtr);
