@@ -181,6 +181,48 @@ static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
   return sqrtf(s);
 }
 
+/* dist_to, or any value >= bound once the distance is known to reach it:
+ * every partial sum only grows (squares, added in the same order as
+ * dist_to), so a sum whose square root already reaches bound ends at a
+ * distance that does too, and the caller rejects both alike. Most of the
+ * search's candidates are rejected; this reads part of their row only. */
+static float dist_below(const refine_ctx *c, const float *xi, int32_t v,
+                        float bound) {
+  const float *xv =
+      c->xs ? c->xs + (int64_t)v * c->d : c->x + c->rows[v] * c->d;
+  float part[8] = {0};
+  int t = 0;
+  while (t + 8 <= c->d) {
+    int stop = t + 32 <= c->d ? t + 32 : c->d - c->d % 8;
+    for (; t < stop; t += 8)
+      for (int l = 0; l < 8; l++) {
+        float df = xi[t + l] - xv[t + l];
+        part[l] += df * df;
+      }
+    float s = ((part[0] + part[1]) + (part[2] + part[3])) +
+              ((part[4] + part[5]) + (part[6] + part[7]));
+    if (t < c->d && sqrtf(s) >= bound)
+      return bound;
+  }
+  for (; t < c->d; t++) {
+    float df = xi[t] - xv[t];
+    part[0] += df * df;
+  }
+  float s = ((part[0] + part[1]) + (part[2] + part[3])) +
+            ((part[4] + part[5]) + (part[6] + part[7]));
+  return sqrtf(s);
+}
+
+/* Asks for sample point v's row ahead of dist_to: the search reads rows
+ * of a sample far larger than the caches at random, and a point's
+ * neighbours' rows fetched together cost one memory latency, not k. */
+static void prefetch_row(const refine_ctx *c, int32_t v) {
+  const char *p = (const char *)(c->xs ? c->xs + (int64_t)v * c->d
+                                       : c->x + c->rows[v] * c->d);
+  for (int64_t b = 0; b < (int64_t)c->d * (int64_t)sizeof(float); b += 64)
+    __builtin_prefetch(p + b);
+}
+
 /* Best-first search of the sample's kNN graph for the nearest sample points
  * of row q: seeded by its canvas candidates and by a few fixed sample
  * points of its predicted class (the canvas may put it in the wrong
@@ -194,6 +236,9 @@ static int graph_search(const refine_ctx *c, int64_t i, int tid,
   uint8_t done[SEARCH_BEAM] = {0};
   int cnt = 0, evals = 0, kc = c->cand->k;
   int32_t want = c->pred ? c->pred[c->query[i]] : -1;
+  for (int j = 0; j < kc; j++)
+    if (c->cand->idx[i * kc + j] >= 0)
+      prefetch_row(c, c->cand->idx[i * kc + j]);
   for (int j = 0; j < kc + SEARCH_CLASS_SEEDS; j++) {
     int32_t v = j < kc ? c->cand->idx[i * kc + j]
                 : want >= 0 && want < c->n_classes
@@ -223,13 +268,17 @@ static int graph_search(const refine_ctx *c, int64_t i, int tid,
     if (idx[u] >= c->graph->n)
       continue;
     const int32_t *nb = c->graph->idx + (int64_t)idx[u] * k;
+    for (int j = 0; j < k; j++)
+      if (nb[j] >= 0 && nb[j] < c->s && seen[nb[j]] != g)
+        prefetch_row(c, nb[j]);
     for (int j = 0; j < k; j++) {
       int32_t v = nb[j];
       if (v < 0 || v >= c->s || seen[v] == g)
         continue;
       seen[v] = g;
       evals++;
-      float dv = dist_to(c, xi, v);
+      float dv =
+          dist_below(c, xi, v, cnt == SEARCH_BEAM ? dist[cnt - 1] : INFINITY);
       if (cnt == SEARCH_BEAM && dv >= dist[cnt - 1])
         continue;
       int at = cnt < SEARCH_BEAM ? cnt++ : cnt - 1;
@@ -325,6 +374,62 @@ static int64_t *outside(int64_t n, const int64_t *rows, int64_t s, int64_t *m) {
   return q;
 }
 
+/* Interleaves the bits of a 16-bit x and y: the Z-order curve. */
+static uint32_t morton(uint32_t x, uint32_t y) {
+  uint32_t r = 0;
+  for (int b = 0; b < 16; b++)
+    r |= ((x >> b) & 1u) << (2 * b) | ((y >> b) & 1u) << (2 * b + 1);
+  return r;
+}
+
+typedef struct {
+  uint32_t key;
+  int64_t row;
+} keyed_row;
+
+static int cmp_keyed(const void *a, const void *b) {
+  const keyed_row *p = a, *q = b;
+  if (p->key != q->key)
+    return p->key < q->key ? -1 : 1;
+  return (p->row > q->row) - (p->row < q->row);
+}
+
+/* Reorders the m rows of query along the Z-order curve of their positions
+ * y [n, 2] on the canvas: neighbours on the canvas are mostly neighbours in
+ * the representation space, so consecutive rows search the same part of
+ * the sample and find its rows in the cache. Each row's result does not
+ * depend on the order (a total one: ties by row), only the time does.
+ * Returns 0, or -1 when out of memory (query unchanged). */
+static int locality_order(int64_t *query, int64_t m, const float *y) {
+  keyed_row *k = td_malloc((size_t)(m ? m : 1) * sizeof *k);
+  if (!k)
+    return -1;
+  float lo[2] = {0, 0}, hi[2] = {0, 0};
+  for (int64_t i = 0; i < m; i++)
+    for (int a = 0; a < 2; a++) {
+      float v = y[2 * query[i] + a];
+      lo[a] = i == 0 || v < lo[a] ? v : lo[a];
+      hi[a] = i == 0 || v > hi[a] ? v : hi[a];
+    }
+  for (int64_t i = 0; i < m; i++) {
+    uint32_t g[2];
+    for (int a = 0; a < 2; a++) {
+      double t = hi[a] > lo[a] ? ((double)y[2 * query[i] + a] - (double)lo[a]) /
+                                     ((double)hi[a] - (double)lo[a])
+                               : 0.0;
+      t = t >= 0 ? (t <= 1 ? t : 1) : 0; /* NaN to 0 */
+      g[a] = (uint32_t)(t * 65535.0);
+    }
+    k[i].key = morton(g[0], g[1]);
+    k[i].row = query[i];
+  }
+  qsort(k, (size_t)m, sizeof *k, cmp_keyed);
+  for (int64_t i = 0; i < m; i++)
+    query[i] = k[i].row;
+  td_free(k);
+  return 0;
+}
+
 /* SEARCH_CLASS_SEEDS sample points of each class (-1 where a class has
  * fewer), evenly spaced among its sample points (the sample is uniform, so
  * that is a spread of the class). */
@@ -382,6 +487,10 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
     graph = NULL; /* the class seeds need the classes */
   int64_t m = 0, nt = td_threads();
   int64_t *query = outside(n, rows, s, &m);
+  if (query && locality_order(query, m, y)) {
+    td_free(query);
+    query = NULL;
+  }
   float *q = query ? td_malloc((size_t)REFINE_CHUNK * 2 * sizeof *q) : NULL;
   int32_t *seeds = graph ? class_seeds(rows, s, pred, n_classes) : NULL;
   uint32_t **stamp = graph ? stamps_new(s, (int)nt) : NULL;
