@@ -289,13 +289,8 @@ static void test_replay_reduces_forgetting(void) {
 }
 
 int main(void) {
-  const char *b = getenv("TD_BIN");
-  if (!b) {
-    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+  if (td_t_cli_setup(bin, sizeof bin, dir, sizeof dir, "continual"))
     return 1;
-  }
-  snprintf(bin, sizeof bin, "%s", b);
-  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("continual"));
   RUN(test_parse_tasks);
   RUN(test_two_task_run);
   RUN(test_reader_refuses);

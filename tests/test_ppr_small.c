@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <sys/wait.h>
 
+#include "cli_util.h"
 #include "harness.h"
 
 static char bin[4096], dir[4096];
@@ -95,13 +96,8 @@ static void test_small_run_ppr(void) {
 }
 
 int main(void) {
-  const char *b = getenv("TD_BIN");
-  if (!b) {
-    fprintf(stderr, "TD_BIN is not set (ctest sets it to the tardis binary)\n");
+  if (td_t_cli_setup(bin, sizeof bin, dir, sizeof dir, "ppr_small"))
     return 1;
-  }
-  snprintf(bin, sizeof bin, "%s", b);
-  snprintf(dir, sizeof dir, "%s", td_t_tmpdir("ppr_small"));
   RUN(test_small_run_ppr);
   return td_t_finish();
 }
