@@ -162,9 +162,19 @@ static int keep_nearest(float *dist, int32_t *idx, int cnt, float dv,
 /* Euclidean distance from xi to sample point v, in 8 interleaved partial
  * sums (a fixed order, so the compiler can vectorise it and the result
  * does not depend on the machine's thread count). */
+/* Sample point v's row: in the contiguous copy when there is one. */
+static const float *row_of(const refine_ctx *c, int32_t v) {
+  return c->xs ? c->xs + (int64_t)v * c->d : c->x + c->rows[v] * c->d;
+}
+
+/* The squared distance summed over eight lanes, added pairwise. */
+static float lanes_total(const float part[8]) {
+  return ((part[0] + part[1]) + (part[2] + part[3])) +
+         ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
-  const float *xv =
-      c->xs ? c->xs + (int64_t)v * c->d : c->x + c->rows[v] * c->d;
+  const float *xv = row_of(c, v);
   float part[8] = {0};
   int t = 0;
   for (; t + 8 <= c->d; t += 8)
@@ -176,9 +186,7 @@ static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
     float df = xi[t] - xv[t];
     part[0] += df * df;
   }
-  float s = ((part[0] + part[1]) + (part[2] + part[3])) +
-            ((part[4] + part[5]) + (part[6] + part[7]));
-  return sqrtf(s);
+  return sqrtf(lanes_total(part));
 }
 
 /* dist_to, or any value >= bound once the distance is known to reach it:
@@ -188,8 +196,7 @@ static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
  * search's candidates are rejected; this reads part of their row only. */
 static float dist_below(const refine_ctx *c, const float *xi, int32_t v,
                         float bound) {
-  const float *xv =
-      c->xs ? c->xs + (int64_t)v * c->d : c->x + c->rows[v] * c->d;
+  const float *xv = row_of(c, v);
   float part[8] = {0};
   int t = 0;
   while (t + 8 <= c->d) {
@@ -199,26 +206,21 @@ static float dist_below(const refine_ctx *c, const float *xi, int32_t v,
         float df = xi[t + l] - xv[t + l];
         part[l] += df * df;
       }
-    float s = ((part[0] + part[1]) + (part[2] + part[3])) +
-              ((part[4] + part[5]) + (part[6] + part[7]));
-    if (t < c->d && sqrtf(s) >= bound)
+    if (t < c->d && sqrtf(lanes_total(part)) >= bound)
       return bound;
   }
   for (; t < c->d; t++) {
     float df = xi[t] - xv[t];
     part[0] += df * df;
   }
-  float s = ((part[0] + part[1]) + (part[2] + part[3])) +
-            ((part[4] + part[5]) + (part[6] + part[7]));
-  return sqrtf(s);
+  return sqrtf(lanes_total(part));
 }
 
 /* Asks for sample point v's row ahead of dist_to: the search reads rows
  * of a sample far larger than the caches at random, and a point's
  * neighbours' rows fetched together cost one memory latency, not k. */
 static void prefetch_row(const refine_ctx *c, int32_t v) {
-  const char *p = (const char *)(c->xs ? c->xs + (int64_t)v * c->d
-                                       : c->x + c->rows[v] * c->d);
+  const char *p = (const char *)row_of(c, v);
   for (int64_t b = 0; b < (int64_t)c->d * (int64_t)sizeof(float); b += 64)
     __builtin_prefetch(p + b);
 }
