@@ -6,11 +6,17 @@
  * Prints test accuracy before and after each, per-label changes, wall and
  * CPU time (getrusage: the machine is shared, wall time is noisy).
  *
- *   bench_repair [--limit N] [--budget B] [--rounds R] [--epochs E]
+ *   bench_repair [--limit N] [--budget B | --budgets B1,B2,...]
+ *                [--rounds R] [--epochs E]
  *                [--epochs-per-round K] [--lr-decay F] [--replay N]
  *                [--seeds S] [--threads T]
  *                [--scenario starved|overfit|all] [--model mlp|cnn]
- *                [--dir DIR]
+ *                [--dir DIR] [--reuse 0|1]
+ *
+ * Several budgets (--budgets) repair the same buggy models and compare with
+ * the same full retraining (neither depends on the budget), then print the
+ * budget curve. --reuse 1 takes the buggy models and retrainings an earlier
+ * invocation left in DIR (same options) instead of training them again.
  *
  * Scenarios: "starved": labels 0 and 6 train on 5 % of their share, half
  * the training set is the pool; "overfit": 15 % of the training set trains
@@ -31,9 +37,11 @@
 #include "tardis/train.h"
 
 #define C 10
+#define MAX_BUDGETS 16
 
 typedef struct cfg {
-  int64_t limit, budget;
+  int64_t limit, budgets[MAX_BUDGETS];
+  int n_budgets, reuse;
   int64_t replay;
   double lr_decay;
   int rounds, epochs, epr, seeds, threads;
@@ -96,9 +104,28 @@ static void base_opts(const cfg *g, td_train_opts *t, const char *out,
   t->threads = g->threads;
 }
 
+/* With --reuse 1, a run left at out by an earlier invocation with the same
+ * options stands for this one: its accuracies are read back, its times are
+ * not known (NAN). For trying selections on the same parents. */
+static int reused(const cfg *g, const char *out, outcome *o) {
+  td_run *run;
+  td_err err = {0};
+  if (!g->reuse || td_run_open(out, &run, &err))
+    return 0;
+  int n = td_run_n_epochs(run);
+  td_run_close(run);
+  if (n < 1)
+    return 0;
+  measure(out, o);
+  o->wall = o->cpu = (double)NAN;
+  return 1;
+}
+
 /* The buggy parent of a scenario. */
 static void train_buggy(const cfg *g, const char *scen, const char *out,
                         uint64_t seed, outcome *o) {
+  if (reused(g, out, o))
+    return;
   td_train_opts t;
   base_opts(g, &t, out, seed);
   if (!strcmp(scen, "starved")) {
@@ -125,6 +152,8 @@ static void train_buggy(const cfg *g, const char *scen, const char *out,
  * whole pool, with the parent's options. */
 static void retrain(const cfg *g, const char *scen, const char *parent,
                     const char *out, uint64_t seed, outcome *o) {
+  if (reused(g, out, o))
+    return;
   td_run *run;
   td_err err = {0};
   if (td_run_open(parent, &run, &err))
@@ -160,14 +189,15 @@ static void retrain(const cfg *g, const char *scen, const char *parent,
   td_run_close(run);
 }
 
-static void repair(const cfg *g, const char *parent, const char *out,
-                   td_select_strategy s, uint64_t seed, outcome *o) {
+static void repair(const cfg *g, int64_t budget, const char *parent,
+                   const char *out, td_select_strategy s, uint64_t seed,
+                   outcome *o) {
   td_repair_opts r;
   td_repair_opts_default(&r);
   r.run = parent;
   r.out = out;
   r.force = 1;
-  r.budget = g->budget;
+  r.budget = budget;
   r.rounds = g->rounds;
   r.epochs_per_round = g->epr;
   r.lr_decay = g->lr_decay;
@@ -198,24 +228,45 @@ static double load_now(void) {
   return getloadavg(l, 1) == 1 ? l[0] : (double)NAN;
 }
 
-static void report(const char *scen, outcome res[][N_METHODS], int seeds) {
-  printf("\n== %s: mean of %d seed(s), load average now %.1f ==\n", scen, seeds,
-         load_now());
+/* One seed's outcomes at one budget (buggy and retraining repeat across
+ * budgets: neither depends on it). */
+typedef outcome seed_res[N_METHODS];
+
+/* Mean, smallest and largest over the seeds of a - b (b < 0: of a alone). */
+static void diff_stats(seed_res *res, int seeds, int a, int b, double *mean,
+                       double *lo, double *hi) {
+  *mean = 0, *lo = INFINITY, *hi = -INFINITY;
+  for (int s = 0; s < seeds; s++) {
+    double d = res[s][a].test - (b >= 0 ? res[s][b].test : 0);
+    *mean += d / seeds;
+    *lo = fmin(*lo, d);
+    *hi = fmax(*hi, d);
+  }
+}
+
+/* The largest per-label loss of test accuracy of method m against the
+ * buggy model, over every label and seed. */
+static double worst_loss(seed_res *res, int seeds, int m) {
+  double worst = 0;
+  for (int s = 0; s < seeds; s++)
+    for (int l = 0; l < C; l++)
+      worst = fmin(worst, res[s][m].acc[l] - res[s][BUGGY].acc[l]);
+  return worst;
+}
+
+static void report(const char *scen, int64_t budget, seed_res *res, int seeds) {
+  printf("\n== %s, budget %lld: mean of %d seed(s), load average now %.1f "
+         "==\n",
+         scen, (long long)budget, seeds, load_now());
   printf("%-16s %8s %9s %9s %9s %8s\n", "method", "test", "min/max", "worst",
          "wall s", "CPU s");
   for (int m = 0; m < N_METHODS; m++) {
-    double t = 0, w = 0, c = 0, lo = 1, hi = 0, worst = 0;
-    for (int s = 0; s < seeds; s++) {
-      t += res[s][m].test;
-      w += res[s][m].wall;
-      c += res[s][m].cpu;
-      lo = fmin(lo, res[s][m].test);
-      hi = fmax(hi, res[s][m].test);
-      for (int l = 0; m && l < C; l++) /* largest per-label loss */
-        worst = fmin(worst, res[s][m].acc[l] - res[s][BUGGY].acc[l]);
-    }
-    printf("%-16s %8.4f %4.2f/%4.2f %+9.4f %9.1f %8.1f\n", method_names[m],
-           t / seeds, lo, hi, worst, w / seeds, c / seeds);
+    double t, lo, hi, w = 0, c = 0;
+    diff_stats(res, seeds, m, -1, &t, &lo, &hi);
+    for (int s = 0; s < seeds; s++)
+      w += res[s][m].wall / seeds, c += res[s][m].cpu / seeds;
+    printf("%-16s %8.4f %4.2f/%4.2f %+9.4f %9.1f %8.1f\n", method_names[m], t,
+           lo, hi, m ? worst_loss(res, seeds, m) : 0.0, w, c);
   }
   printf("per-label test accuracy (mean):\nlabel");
   for (int m = 0; m < N_METHODS; m++)
@@ -231,57 +282,108 @@ static void report(const char *scen, outcome res[][N_METHODS], int seeds) {
     }
     printf("\n");
   }
-  double dm = 0, dr = 0, dl = 0, tr = 0, tm = 0;
-  for (int s = 0; s < seeds; s++) {
-    dm += res[s][MODE].test - res[s][RANDOM].test;
-    dl += res[s][MODE].test - res[s][LABEL_RANDOM].test;
-    dr += res[s][RETRAIN].test - res[s][MODE].test;
-    tm += res[s][MODE].cpu;
-    tr += res[s][RETRAIN].cpu;
-  }
-  double sd = 0; /* spread of MODE - uniform random over the seeds */
-  for (int s = 0; s < seeds; s++) {
-    double e = res[s][MODE].test - res[s][RANDOM].test - dm / seeds;
-    sd += e * e;
-  }
-  printf("MODE - uniform random: %+.2f points, sd over seeds %.2f (target "
+  double dm, dl, dr, lo, hi, tm = 0, tr = 0;
+  diff_stats(res, seeds, MODE, RANDOM, &dm, &lo, &hi);
+  printf("MODE - uniform random: %+.2f points (seeds %+.2f to %+.2f; target "
          ">= +3)\n",
-         100 * dm / seeds, seeds > 1 ? 100 * sqrt(sd / (seeds - 1)) : 0.0);
-  printf("MODE - label-random:   %+.2f points\n", 100 * dl / seeds);
-  printf("retraining - MODE:     %+.2f points\n", 100 * dr / seeds);
+         100 * dm, 100 * lo, 100 * hi);
+  diff_stats(res, seeds, MODE, LABEL_RANDOM, &dl, &lo, &hi);
+  printf("MODE - label-random:   %+.2f points (seeds %+.2f to %+.2f)\n",
+         100 * dl, 100 * lo, 100 * hi);
+  diff_stats(res, seeds, RETRAIN, MODE, &dr, &lo, &hi);
+  printf("retraining - MODE:     %+.2f points\n", 100 * dr);
+  for (int s = 0; s < seeds; s++)
+    tm += res[s][MODE].cpu, tr += res[s][RETRAIN].cpu;
   printf("MODE CPU time / full retraining CPU time: %.3f (target <= 0.2)\n",
          tm / tr);
 }
 
+/* The budget curve: one row per budget, the methods' mean test accuracy
+ * and MODE's differences with their spread over the seeds. */
+static void report_curve(const cfg *g, const char *scen, seed_res **res) {
+  printf("\n== %s: budget curve, mean of %d seed(s) ==\n", scen, g->seeds);
+  printf("%7s %7s %7s %7s %7s %7s %17s %17s %7s %7s %7s\n", "budget", "buggy",
+         "MODE", "random", "lab-rnd", "retrain", "MODE-random", "MODE-lab-rnd",
+         "wMODE", "wrand", "wlabrnd");
+  for (int b = 0; b < g->n_budgets; b++) {
+    double v[N_METHODS], lo, hi, dm, dml, dmh, dl, dll, dlh;
+    for (int m = 0; m < N_METHODS; m++)
+      diff_stats(res[b], g->seeds, m, -1, &v[m], &lo, &hi);
+    diff_stats(res[b], g->seeds, MODE, RANDOM, &dm, &dml, &dmh);
+    diff_stats(res[b], g->seeds, MODE, LABEL_RANDOM, &dl, &dll, &dlh);
+    printf("%7lld %7.4f %7.4f %7.4f %7.4f %7.4f %+5.2f (%+.1f,%+.1f) "
+           "%+5.2f (%+.1f,%+.1f) %+7.1f %+7.1f %+7.1f\n",
+           (long long)g->budgets[b], v[BUGGY], v[MODE], v[RANDOM],
+           v[LABEL_RANDOM], v[RETRAIN], 100 * dm, 100 * dml, 100 * dmh,
+           100 * dl, 100 * dll, 100 * dlh,
+           100 * worst_loss(res[b], g->seeds, MODE),
+           100 * worst_loss(res[b], g->seeds, RANDOM),
+           100 * worst_loss(res[b], g->seeds, LABEL_RANDOM));
+  }
+  printf("(MODE-x: points, mean (smallest, largest over the seeds); w*: the "
+         "worst per-label loss in points over every seed)\n");
+}
+
+/* Every seed: the buggy model and full retraining once, then at each budget
+ * MODE and its two controls from the same checkpoint. */
 static void scenario(const cfg *g, const char *scen) {
-  outcome(*res)[N_METHODS] = calloc((size_t)g->seeds, sizeof *res);
+  seed_res **res = calloc((size_t)g->n_budgets, sizeof *res);
+  for (int b = 0; b < g->n_budgets; b++)
+    res[b] = calloc((size_t)g->seeds, sizeof *res[b]);
   char p[4096], o[4200];
   for (int s = 0; s < g->seeds; s++) {
     uint64_t seed = (uint64_t)s + 1;
+    outcome buggy, full;
     snprintf(p, sizeof p, "%s/%s_%s_%d", g->dir, scen, g->model, s);
-    train_buggy(g, scen, p, seed, &res[s][BUGGY]);
+    train_buggy(g, scen, p, seed, &buggy);
+    snprintf(o, sizeof o, "%s_retrain", p);
+    retrain(g, scen, p, o, seed, &full);
     static const td_select_strategy st[] = {TD_SELECT_MODE, TD_SELECT_RANDOM,
                                             TD_SELECT_LABEL_RANDOM};
-    for (int k = 0; k < 3; k++) {
-      snprintf(o, sizeof o, "%s_%s", p, td_select_name(st[k]));
-      repair(g, p, o, st[k], seed, &res[s][MODE + k]);
+    for (int b = 0; b < g->n_budgets; b++) {
+      seed_res *r = &res[b][s];
+      (*r)[BUGGY] = buggy;
+      (*r)[RETRAIN] = full;
+      for (int k = 0; k < 3; k++) {
+        snprintf(o, sizeof o, "%s_%s", p, td_select_name(st[k]));
+        repair(g, g->budgets[b], p, o, st[k], seed, &(*r)[MODE + k]);
+      }
+      fprintf(stderr,
+              "%s seed %d budget %lld: buggy %.4f mode %.4f random %.4f "
+              "label-random %.4f retrain %.4f\n",
+              scen, s + 1, (long long)g->budgets[b], (*r)[BUGGY].test,
+              (*r)[MODE].test, (*r)[RANDOM].test, (*r)[LABEL_RANDOM].test,
+              (*r)[RETRAIN].test);
     }
-    snprintf(o, sizeof o, "%s_retrain", p);
-    retrain(g, scen, p, o, seed, &res[s][RETRAIN]);
-    fprintf(stderr,
-            "%s seed %d: buggy %.4f mode %.4f random %.4f "
-            "label-random %.4f retrain %.4f\n",
-            scen, s + 1, res[s][BUGGY].test, res[s][MODE].test,
-            res[s][RANDOM].test, res[s][LABEL_RANDOM].test,
-            res[s][RETRAIN].test);
   }
-  report(scen, res, g->seeds);
+  for (int b = 0; b < g->n_budgets; b++)
+    report(scen, g->budgets[b], res[b], g->seeds);
+  if (g->n_budgets > 1)
+    report_curve(g, scen, res);
+  for (int b = 0; b < g->n_budgets; b++)
+    free(res[b]);
   free(res);
+}
+
+/* "250,500,1000" into g->budgets; 0 when malformed. */
+static int parse_budgets(cfg *g, const char *v) {
+  g->n_budgets = 0;
+  for (const char *q = v; *q;) {
+    char *end;
+    long long b = strtoll(q, &end, 10);
+    if (end == q || b < 1 || g->n_budgets == MAX_BUDGETS ||
+        (*end && *end != ','))
+      return 0;
+    g->budgets[g->n_budgets++] = b;
+    q = *end ? end + 1 : end;
+  }
+  return g->n_budgets > 0;
 }
 
 int main(int argc, char **argv) {
   cfg g = {.limit = 20000,
-           .budget = 2000,
+           .budgets = {2000},
+           .n_budgets = 1,
            .replay = 0,
            .lr_decay = 0.5,
            .rounds = 1,
@@ -296,8 +398,13 @@ int main(int argc, char **argv) {
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--limit"))
       g.limit = atoll(v);
-    else if (!strcmp(k, "--budget"))
-      g.budget = atoll(v);
+    else if (!strcmp(k, "--budget") || !strcmp(k, "--budgets")) {
+      if (!parse_budgets(&g, v)) {
+        fprintf(stderr, "bench_repair: bad budget list %s\n", v);
+        return 2;
+      }
+    } else if (!strcmp(k, "--reuse"))
+      g.reuse = atoi(v);
     else if (!strcmp(k, "--rounds"))
       g.rounds = atoi(v);
     else if (!strcmp(k, "--lr-decay"))
@@ -323,20 +430,22 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (g.limit < 1000 || g.budget < 1 || g.rounds < 1 || g.epochs < 1 ||
-      g.epr < 1 || g.seeds < 1 || !(g.lr_decay > 0 && g.lr_decay <= 1) ||
-      g.replay < 0) {
+  if (g.limit < 1000 || g.rounds < 1 || g.epochs < 1 || g.epr < 1 ||
+      g.seeds < 1 || !(g.lr_decay > 0 && g.lr_decay <= 1) || g.replay < 0) {
     fprintf(stderr, "bench_repair: bad arguments\n");
     return 2;
   }
   td_err err = {0};
   if (td_mkdirs(g.dir, &err))
     die(g.dir, &err);
-  printf("bench_repair: %s, limit %lld, budget %lld, %d rounds x %d "
+  printf("bench_repair: %s, limit %lld, budget%s", g.model, (long long)g.limit,
+         g.n_budgets > 1 ? "s" : "");
+  for (int b = 0; b < g.n_budgets; b++)
+    printf("%s%lld", b ? "," : " ", (long long)g.budgets[b]);
+  printf(", %d rounds x %d "
          "epochs, lr decay %g, replay %lld (0: all), parent %d epochs, %d "
          "thread(s)\n",
-         g.model, (long long)g.limit, (long long)g.budget, g.rounds, g.epr,
-         g.lr_decay, (long long)g.replay, g.epochs, g.threads);
+         g.rounds, g.epr, g.lr_decay, (long long)g.replay, g.epochs, g.threads);
   if (!strcmp(g.scenario, "starved") || !strcmp(g.scenario, "all"))
     scenario(&g, "starved");
   if (!strcmp(g.scenario, "overfit") || !strcmp(g.scenario, "all"))
