@@ -137,6 +137,73 @@ static void test_select_starved_quota(void) {
   CHECK_INT(per[1], ==, 40);
 }
 
+/* Within a starved label MODE takes the pool inputs most like those the
+ * model misses (least similar to dhm_under = correct - missed), and the
+ * rest of the round from the labels the model takes the starved label's
+ * trained-on inputs for (its look-alikes), not from the other healthy
+ * labels. Label 0 (starved) has 60 pool inputs: 30 like its correct ones
+ * (feature 0), 30 like its missed ones (feature 1); its trained-on inputs
+ * are predicted as label 1. */
+static void test_select_ranking_lookalikes(void) {
+  enum { C = 4, NP = 180, NT = 40, N = NP + NT, D = 2 };
+  int32_t y[N], avail[NP], out[N], pred[N], trained[NT];
+  float repr[N * D] = {0}, w[C * D], dhm[C * D] = {0};
+  for (int i = 0; i < N; i++) {
+    y[i] = i < 60 ? 0 : i < NP ? 1 + i % 3 : (i - NP) % 4 ? 1 + i % 3 : 0;
+    pred[i] = y[i];
+    if (i < NP)
+      avail[i] = i;
+    else
+      trained[i - NP] = i;
+    repr[i * D + (i % 2)] = 1; /* even: feature 0, odd: feature 1 */
+  }
+  for (int i = NP; i < N; i++)
+    if (y[i] == 0)
+      pred[i] = (i / 4) % 2 ? 1 : 0; /* half of them missed, as 1 */
+  for (int j = 0; j < C * D; j++)
+    w[j] = 1;
+  dhm[0] = 1, dhm[1] = -1; /* label 0: correct inputs feature 0, missed 1 */
+  td_label_diag L[C] = {{.n_train = 10, .train_acc = 0.5},
+                        {.n_train = 200, .train_acc = 0.99},
+                        {.n_train = 200, .train_acc = 0.99},
+                        {.n_train = 200, .train_acc = 0.99}};
+  L[0].verdict = TD_VERDICT_UNDERFIT;
+  L[1].verdict = L[2].verdict = L[3].verdict = TD_VERDICT_HEALTHY;
+  td_diagnosis g = {.n_classes = C, .labels = L, .layer = -1, .dim = D};
+  g.probe_w = w;
+  g.dhm_under = g.dhm_over = g.hm_correct = g.hm_confused = dhm;
+  td__diag_data d = {.C = C,
+                     .n_train = N,
+                     .repr_train = repr,
+                     .D = D,
+                     .pred_train = pred,
+                     .trained = trained,
+                     .n_trained = NT};
+  td_rng rng;
+  td_rng_seed(&rng, 5);
+  td__select_ctx c = {&g,  &d,   y,    avail,          NP,  25,
+                      0.2, 0.92, 0.10, TD_SELECT_MODE, &rng};
+  int64_t n = 0, per[C];
+  td_err err = {0};
+  CHECK_OK(td__select(&c, out, &n, per, &err), &err);
+  CHECK_INT(n, ==, 25);
+  CHECK_INT(per[0], ==, 20);
+  CHECK_INT(per[1], ==, 5); /* the look-alike takes the whole rest */
+  int missed_like = 0;
+  for (int64_t i = 0; i < n; i++)
+    missed_like += y[out[i]] == 0 && out[i] % 2;
+  if (missed_like != 20)
+    fprintf(stderr, "picked %d of label 0 like its missed inputs\n",
+            missed_like);
+  CHECK_INT(missed_like, ==, 20);
+  /* no prediction recorded: the rest from every healthy label */
+  d.pred_train = NULL;
+  c.k = 100;
+  CHECK_OK(td__select(&c, out, &n, per, &err), &err);
+  CHECK_INT(per[0], ==, 60); /* its whole pool: 80 wanted */
+  CHECK(per[2] > 0 && per[3] > 0);
+}
+
 static char buggy[4200];
 
 static void test_train_pool(void) {
@@ -620,6 +687,7 @@ int main(void) {
     return 1;
   RUN(test_pool_split);
   RUN(test_select_starved_quota);
+  RUN(test_select_ranking_lookalikes);
   RUN(test_train_pool);
   RUN(test_train_pool_refusals);
   RUN(test_heatmap_naive);

@@ -35,13 +35,37 @@ static double starvation(const td_diagnosis *g, int l) {
   return s > 0.5 ? s : 0;
 }
 
+/* n split over the C labels in proportion to want[] (>= 0; largest
+ * remainders, lowest label first on a tie) into q[]; want is changed. */
+static void split(int64_t n, double *want, int C, int64_t *q) {
+  double tot = 0;
+  int64_t used = 0;
+  for (int l = 0; l < C; l++)
+    tot += want[l];
+  for (int l = 0; l < C; l++) {
+    q[l] = tot > 0 ? (int64_t)floor((double)n * want[l] / tot) : 0;
+    used += q[l];
+  }
+  while (tot > 0 && used < n) {
+    int best = -1;
+    double br = -1;
+    for (int l = 0; l < C; l++) {
+      double r = (double)n * want[l] / tot - (double)q[l];
+      if (want[l] > 0 && r > br)
+        br = r, best = l;
+    }
+    q[best]++;
+    used++;
+    want[best] = want[best] * 0.999999; /* next round another remainder */
+  }
+}
+
 /* MODE's quota per buggy label: (1 - other_share) k split in proportion to
- * severity plus starvation (largest remainders), capped by what the pool
- * holds. */
+ * severity plus starvation, capped by what the pool holds. */
 static void quotas(const td__select_ctx *c, const int64_t *avail_per,
                    int64_t *q) {
   int C = c->g->n_classes;
-  double tot = 0, *want = calloc((size_t)C, sizeof *want);
+  double *want = calloc((size_t)C, sizeof *want);
   if (!want) { /* tiny; on failure pick nothing for the buggy labels */
     memset(q, 0, (size_t)C * sizeof *q);
     return;
@@ -50,26 +74,8 @@ static void quotas(const td__select_ctx *c, const int64_t *avail_per,
     want[l] = severity(&c->g->labels[l], c->theta, c->gamma);
     if (want[l] > 0)
       want[l] += starvation(c->g, l);
-    tot += want[l];
   }
-  int64_t n_bug = (int64_t)llround((1 - c->other_share) * (double)c->k),
-          used = 0;
-  for (int l = 0; l < C; l++) {
-    q[l] = tot > 0 ? (int64_t)floor((double)n_bug * want[l] / tot) : 0;
-    used += q[l];
-  }
-  while (tot > 0 && used < n_bug) { /* largest remainder, lowest label first */
-    int best = -1;
-    double br = -1;
-    for (int l = 0; l < C; l++) {
-      double r = (double)n_bug * want[l] / tot - (double)q[l];
-      if (want[l] > 0 && r > br)
-        br = r, best = l;
-    }
-    q[best]++;
-    used++;
-    want[best] = want[best] * 0.999999; /* next round another remainder */
-  }
+  split((int64_t)llround((1 - c->other_share) * (double)c->k), want, C, q);
   for (int l = 0; l < C; l++)
     q[l] = q[l] > avail_per[l] ? avail_per[l] : q[l];
   free(want);
@@ -99,9 +105,14 @@ static double cosine(const float *f, const float *w, const float *t, int dim) {
   return nh > 0 && nt > 0 ? dot / sqrt(nh * nt) : 0;
 }
 
-/* Label l's q picks by similarity: the most similar to dhm_under for an
- * underfitting label, the least similar to dhm_over for an overfitting
- * one. cand: the available pool samples of l. */
+/* Label l's q picks by similarity: the least similar to l's differential
+ * map, i.e. the most similar to what the inputs the model gets wrong have
+ * that its correct ones lack: hm_missed - hm_correct = -dhm_under for an
+ * underfitting label (the inputs like those it still misses; MODE's
+ * published direction, most similar to dhm_under, picked the inputs the
+ * model already gets right and scored ~1 point lower, docs/repair.md),
+ * hm_wrong - hm_correct = -dhm_over for an overfitting one (the most
+ * diverse inputs, MODE's choice). cand: the available pool samples of l. */
 static int pick_by_map(const td__select_ctx *c, int l, const int32_t *cand,
                        int64_t m, int64_t q, int32_t *out, td_err *err) {
   const td_diagnosis *g = c->g;
@@ -116,7 +127,7 @@ static int pick_by_map(const td__select_ctx *c, int l, const int32_t *cand,
     rc = td__features(c->d, 0, g->layer, cand, m, f, err);
   for (int64_t i = 0; !rc && i < m; i++) {
     double cs = cosine(f + i * dim, w, t, dim);
-    s[i] = (scored){over ? -cs : cs, cand[i]};
+    s[i] = (scored){-cs, cand[i]};
   }
   if (!rc) {
     qsort(s, (size_t)m, sizeof *s, cmp_desc);
@@ -146,20 +157,81 @@ static int pick_random(td_rng *rng, const int32_t *cand, int64_t m, int64_t q,
   return TD_OK;
 }
 
-/* The available samples of label l (-1: of the healthy labels; -2: all). */
-static int64_t candidates(const td__select_ctx *c, int l, int32_t *out) {
+/* The available samples of label l (-1: of the healthy labels; -2: all)
+ * not picked this round (taken[i] != 0; taken may be NULL). */
+static int64_t candidates(const td__select_ctx *c, int l, const char *taken,
+                          int32_t *out) {
   int64_t m = 0;
   for (int64_t i = 0; i < c->n_avail; i++) {
-    int32_t y = c->y[c->avail[i]];
-    if (l == -2 ||
-        (l >= 0 ? y == l : c->g->labels[y].verdict == TD_VERDICT_HEALTHY))
-      out[m++] = c->avail[i];
+    int32_t s = c->avail[i], y = c->y[s];
+    if ((l == -2 ||
+         (l >= 0 ? y == l : c->g->labels[y].verdict == TD_VERDICT_HEALTHY)) &&
+        !(taken && taken[s]))
+      out[m++] = s;
   }
   return m;
 }
 
-/* MODE: the buggy labels' quotas by heat map, the rest at random from the
- * healthy labels (all labels when none is healthy). */
+/* The look-alikes of the labels with a quota: how many of their trained-on
+ * inputs the model takes for each other label, into cnt[C]. These are the
+ * labels a repair takes recall from (the buggy model gives them the
+ * starved label's inputs). Returns 0 when there are none (no predictions,
+ * or every such input fitted). */
+static int lookalikes(const td__select_ctx *c, const int64_t *q, double *cnt) {
+  const td__diag_data *d = c->d;
+  int any = 0;
+  for (int64_t k = 0; d->pred_train && k < d->n_trained; k++) {
+    int32_t i = d->trained[k], y = c->y[i], p = d->pred_train[i];
+    if (p != y && p >= 0 && p < c->g->n_classes && q[y] > 0)
+      cnt[p] += 1, any = 1;
+  }
+  return any;
+}
+
+/* Up to want of the candidates of label l (-1, -2 as in candidates) at
+ * random into out + *n, marked in taken. */
+static int draw(const td__select_ctx *c, int l, int64_t want, char *taken,
+                int32_t *cand, int32_t *out, int64_t *n) {
+  int64_t m = candidates(c, l, taken, cand), take = want < m ? want : m;
+  if (pick_random(c->rng, cand, m, take, out + *n))
+    return TD_ENOMEM;
+  for (int64_t i = 0; i < take; i++)
+    taken[out[*n + i]] = 1;
+  *n += take;
+  return TD_OK;
+}
+
+/* The rest of the round after the buggy labels' picks out[0..*n): split
+ * among their look-alikes in proportion to how often the model takes
+ * their inputs for each, at random within each label, so that the labels
+ * a repair takes recall from get fresh inputs of their own; what they
+ * cannot fill at random from the healthy labels, then from all. */
+static int pick_rest(const td__select_ctx *c, const int64_t *q, int32_t *out,
+                     int64_t *n, int32_t *cand) {
+  int C = c->g->n_classes;
+  double *cnt = calloc((size_t)C, sizeof *cnt);
+  int64_t *qr = calloc((size_t)C, sizeof *qr);
+  char *taken = calloc((size_t)c->d->n_train + 1, 1);
+  int rc = cnt && qr && taken ? TD_OK : TD_ENOMEM;
+  for (int64_t i = 0; !rc && i < *n; i++)
+    taken[out[i]] = 1;
+  if (!rc && lookalikes(c, q, cnt))
+    split(c->k - *n, cnt, C, qr);
+  for (int l = 0; !rc && l < C; l++)
+    if (qr[l])
+      rc = draw(c, l, qr[l], taken, cand, out, n);
+  if (!rc && *n < c->k)
+    rc = draw(c, -1, c->k - *n, taken, cand, out, n);
+  if (!rc && *n < c->k) /* every label buggy */
+    rc = draw(c, -2, c->k - *n, taken, cand, out, n);
+  free(cnt);
+  free(qr);
+  free(taken);
+  return rc;
+}
+
+/* MODE: the buggy labels' quotas by heat map, the rest at random from
+ * their look-alikes (pick_rest). */
 static int select_mode(const td__select_ctx *c, int32_t *out, int64_t *n,
                        int32_t *cand, td_err *err) {
   int C = c->g->n_classes;
@@ -174,19 +246,12 @@ static int select_mode(const td__select_ctx *c, int32_t *out, int64_t *n,
   for (int l = 0; !rc && l < C; l++) {
     if (!q[l])
       continue;
-    int64_t m = candidates(c, l, cand);
+    int64_t m = candidates(c, l, NULL, cand);
     rc = pick_by_map(c, l, cand, m, q[l], out + *n, err);
     *n += q[l];
   }
-  if (!rc) {
-    int64_t m = candidates(c, -1, cand);
-    if (m == 0) /* every label buggy: the rest from the whole pool */
-      m = candidates(c, -2, cand);
-    int64_t rest = c->k - *n < m ? c->k - *n : m;
-    if (pick_random(c->rng, cand, m, rest, out + *n))
-      rc = td_err_set(err, TD_ENOMEM, "out of memory");
-    *n += rest;
-  }
+  if (!rc && pick_rest(c, q, out, n, cand))
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
   free(avail_per);
   free(q);
   return rc;
@@ -213,7 +278,7 @@ int td__select(const td__select_ctx *c, int32_t *out, int64_t *n,
     /* MODE's count per label, redrawn at random within each label */
     int64_t at = 0;
     for (int l = 0; !rc && l < C; l++) {
-      int64_t m = candidates(c, l, cand);
+      int64_t m = candidates(c, l, NULL, cand);
       if (pick_random(c->rng, cand, m, per_label[l], out + at))
         rc = td_err_set(err, TD_ENOMEM, "out of memory selecting");
       at += per_label[l];
