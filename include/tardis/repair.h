@@ -142,7 +142,8 @@ typedef struct td_repair_opts {
    * them, MODE's retraining on the training set plus the picks) */
   int64_t replay;
   double other_share; /* the share of each round's picks drawn at random
-                         from the pool's healthy labels: 0.2 */
+                         from the buggy labels' look-alikes (the labels
+                         the model takes their inputs for): 0.2 */
   /* label-random makes MODE's choice each round and redraws the same
    * number per label at random within each label */
   td_select_strategy strategy;

@@ -64,7 +64,7 @@ int td_cmd_repair(int argc, char **argv) {
                     "MODE's count per label, random within each"),
       TD_OPT_DOUBLE("other-share", &o.other_share, 0, 1, TD_ARG_LT, "F",
                     "share of each round drawn at random from the\n"
-                    "healthy labels (default 0.2)"),
+                    "buggy labels' look-alikes (default 0.2)"),
       TD_OPT_DOUBLE("theta", &o.diag.theta, 0, 1, TD_ARG_GT, "T",
                     "underfitting below this train accuracy (0.92)"),
       TD_OPT_DOUBLE("gamma", &o.diag.gamma, 0, 1, TD_ARG_LT, "G",
