@@ -143,7 +143,7 @@ static void test_select_starved_quota(void) {
  * trained-on inputs for (its look-alikes), not from the other healthy
  * labels. Label 0 (starved) has 60 pool inputs: 30 like its correct ones
  * (feature 0), 30 like its missed ones (feature 1); its trained-on inputs
- * are predicted as label 1. */
+ * are predicted as label 1. Then every label buggy: no pick twice. */
 static void test_select_ranking_lookalikes(void) {
   enum { C = 4, NP = 180, NT = 40, N = NP + NT, D = 2 };
   int32_t y[N], avail[NP], out[N], pred[N], trained[NT];
@@ -202,6 +202,19 @@ static void test_select_ranking_lookalikes(void) {
   CHECK_OK(td__select(&c, out, &n, per, &err), &err);
   CHECK_INT(per[0], ==, 60); /* its whole pool: 80 wanted */
   CHECK(per[2] > 0 && per[3] > 0);
+  /* every label buggy: the rest from the whole pool, never a pick twice */
+  for (int l = 1; l < C; l++)
+    L[l].verdict = TD_VERDICT_UNDERFIT, L[l].train_acc = 0.8;
+  c.k = 170;
+  CHECK_OK(td__select(&c, out, &n, per, &err), &err);
+  CHECK_INT(n, ==, 170);
+  char seen[N] = {0};
+  int twice = 0;
+  for (int64_t i = 0; i < n; i++) {
+    twice += seen[out[i]];
+    seen[out[i]] = 1;
+  }
+  CHECK_INT(twice, ==, 0);
 }
 
 static char buggy[4200];
