@@ -110,7 +110,7 @@ static double cosine(const float *f, const float *w, const float *t, int dim) {
  * that its correct ones lack: hm_missed - hm_correct = -dhm_under for an
  * underfitting label (the inputs like those it still misses; MODE's
  * published direction, most similar to dhm_under, picked the inputs the
- * model already gets right and scored ~1 point lower, docs/repair.md),
+ * model already gets right and scored 0.4-1.3 points lower, docs/repair.md),
  * hm_wrong - hm_correct = -dhm_over for an overfitting one (the most
  * diverse inputs, MODE's choice). cand: the available pool samples of l. */
 static int pick_by_map(const td__select_ctx *c, int l, const int32_t *cand,
