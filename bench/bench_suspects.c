@@ -36,6 +36,9 @@ typedef struct variant {
   ((1u << TD_SUS_RARITY_POS) | (1u << TD_SUS_RARITY_VEL) |                     \
    (1u << TD_SUS_RARITY_ACC) | (1u << TD_SUS_UNCERTAINTY))
 
+#define PRIOR_MEAN3                                                            \
+  ((1u << TD_SUS_AUM) | (1u << TD_SUS_LOSS) | (1u << TD_SUS_CONFIDENCE))
+
 #define PRIOR_F                                                                \
   ((1u << TD_SUS_AUM) | (1u << TD_SUS_LOSS) | (1u << TD_SUS_CONFIDENCE) |      \
    (1u << TD_SUS_FORGETTING))
@@ -59,6 +62,9 @@ static const variant variants[] = {
     {"ridge + pairs alone", TD_REC_RIDGE, -1, 0, 0, 1, 1, 0},
     {"DeepDebugger: 4-feature ridge", TD_REC_RIDGE, -1, DD_FEATURES,
      DD_FEATURES, 1, 0, 0},
+    {"default, prior the mean of aum, loss, confidence (before issue 12's "
+     "fifth pass)",
+     TD_REC_RIDGE, 1.0, 0, PRIOR_MEAN3, 0, 1, 0},
 };
 #define NV (int)(sizeof variants / sizeof variants[0])
 
@@ -122,6 +128,15 @@ static void intents(const td_sus_features *f, const uint8_t *noisy, int rounds,
     td_sim_result_close(&r);
   }
   free(want);
+}
+
+/* Hits of each round from the cumulative precision, rounded (no -0.00). */
+static void print_rounds(const double *cum, int rounds, int k) {
+  for (int t = 0; t < rounds; t++) {
+    double h = cum[t] * (t + 1) * k - (t ? cum[t - 1] * t * k : 0);
+    printf(" %.2f |", (double)(long)(h + 0.5) / k);
+  }
+  printf("\n");
 }
 
 /* How often the suggested label is the clean one, for the truly
@@ -205,6 +220,8 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   printf("| method | mistakes 0 %% | 3 %% | 5 %% | 10 %% | round ms |\n");
   printf("|---|---|---|---|---|---|\n");
   double *cum = malloc(sizeof(double) * (size_t)rounds);
+  /* each variant's precision per round at 0 % mistakes, printed after */
+  double *per = calloc((size_t)NV * (size_t)rounds, sizeof *per);
   for (int v = 0; v < NV; v++) {
     if (!(only >> v & 1u))
       continue;
@@ -238,6 +255,9 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
           continue;
         }
         double p = r.cum_precision[rounds - 1];
+        if (m == 0 && per)
+          memcpy(per + (size_t)v * (size_t)rounds, r.cum_precision,
+                 sizeof *per * (size_t)rounds);
         sum += p;
         mn = p < mn ? p : mn;
         if (m == NM - 1 && s == 0)
@@ -251,6 +271,24 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
     }
     printf(" %.3f |\n", ms);
   }
+  printf("\nprecision of each round, 0 %% mistakes\n\n| method |");
+  for (int t = 0; t < rounds; t++)
+    printf(" %d |", t + 1);
+  printf("\n|---|");
+  for (int t = 0; t < rounds; t++)
+    printf("---|");
+  printf("\n");
+  for (int v = 0; v < NV && per; v++)
+    if (only >> v & 1u) {
+      printf("| %s |", variants[v].name);
+      print_rounds(per + (size_t)v * (size_t)rounds, rounds, k);
+    }
+  for (int j = TD_SUS_AUM; j <= TD_SUS_CONFIDENCE; j++) {
+    td_sim_single(&f, noisy, j, rounds, k, 1, cum);
+    printf("| %s alone |", td_sus_feature_name(j));
+    print_rounds(cum, rounds, k);
+  }
+  free(per);
   printf("\nbaselines ranked once (top %d, no feedback):\n\n", rounds * k);
   printf("| score | precision@%d |\n|---|---|\n", rounds * k);
   double rs = 0;
@@ -274,15 +312,6 @@ static int bench_run(const char *dir, const char *method, int rounds, int k,
   td_array_close(&truth);
   td_run_close(run);
   return 0;
-}
-
-/* Hits of each round from the cumulative precision, rounded (no -0.00). */
-static void print_rounds(const double *cum, int rounds, int k) {
-  for (int t = 0; t < rounds; t++) {
-    double h = cum[t] * (t + 1) * k - (t ? cum[t - 1] * t * k : 0);
-    printf(" %.2f |", (double)(long)(h + 0.5) / k);
-  }
-  printf("\n");
 }
 
 /* --want IDX.npy: a simulated user who wants exactly the listed training

@@ -196,11 +196,11 @@ static void test_data_dir_refusals(void) {
   memset(y, 0, sizeof y);
   bad_copy(d, sizeof d, "count");
   CHECK_INT(save(d, "train_labels.npy", TD_I32, 1, &bad_n, y), ==, 0);
-  expect_refused(d, "train_labels.npy", "expected 40 labels");
+  expect_refused(d, "train_labels.npy", "39 labels, but");
   bad_copy(d, sizeof d, "range");
   y[3] = 3;
   CHECK_INT(save(d, "train_labels.npy", TD_I32, 1, &n, y), ==, 0);
-  expect_refused(d, "train_labels.npy", "label 3 at index 3");
+  expect_refused(d, "train_labels.npy", "label 3 of sample 3 is out of range");
   y[3] = 0;
   bad_copy(d, sizeof d, "nan");
   x[9] = (float)NAN;

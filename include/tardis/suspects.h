@@ -167,8 +167,8 @@ typedef struct td_rec_opts {
   /* features to use (bit f = feature f); 0: all available */
   unsigned features;
   /* features of the prior score (round 0, one-sided feedback): the mean of
-   * their oriented z-scores; 0: aum + loss + confidence when used, else all
-   * used features */
+   * their oriented z-scores; 0: aum + confidence when used, else all used
+   * features */
   unsigned prior;
   td_rec_model model;
   /* 1 (default): a round is ranked by the prior while the user accepts

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/json_file.h"
+#include "data/label_file.h"
 #include "tardis/dataset.h"
 #include "tardis/fsutil.h"
 
@@ -99,38 +100,12 @@ static int check_inputs(const char *path, td_dataset *ds, td_err *err) {
 /* The labels: 1-D integers, one per input, each a class. */
 static int load_labels(const char *path, const char *ipath, td_dataset *ds,
                        td_err *err) {
-  td_array lab;
-  int rc = td_npy_load(path, &lab, err);
-  if (rc)
-    return rc;
-  char shp[128];
-  td_array_shape_str(&lab, shp, sizeof shp);
-  if (lab.dtype != TD_I32 && lab.dtype != TD_I64 && lab.dtype != TD_U8)
-    rc = td_err_set(err, TD_EDTYPE,
-                    "%s: expected int32, int64 or uint8 labels, found %s", path,
-                    td_dtype_name(lab.dtype));
-  else if (lab.ndim != 1 || lab.shape[0] != ds->n)
-    rc = td_err_set(err, TD_ESHAPE,
-                    "%s: expected %lld labels (one per sample of %s), found "
-                    "shape %s",
-                    path, (long long)ds->n, ipath, shp);
-  else if (td_array_alloc(&ds->labels_arr, TD_I32, 1, &ds->n) != TD_OK)
-    rc = td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
-  for (int64_t i = 0; rc == TD_OK && i < ds->n; i++) {
-    int64_t v = lab.dtype == TD_I32   ? ((const int32_t *)lab.data)[i]
-                : lab.dtype == TD_I64 ? ((const int64_t *)lab.data)[i]
-                                      : ((const uint8_t *)lab.data)[i];
-    if (v < 0 || v >= ds->n_classes)
-      rc = td_err_set(err, TD_EVALUE,
-                      "%s: label %lld at index %lld is not a class of "
-                      "classes.json (expected 0 to %d)",
-                      path, (long long)v, (long long)i, ds->n_classes - 1);
-    else
-      ((int32_t *)ds->labels_arr.data)[i] = (int32_t)v;
-  }
+  if (td_array_alloc(&ds->labels_arr, TD_I32, 1, &ds->n) != TD_OK)
+    return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
   ds->labels = ds->labels_arr.data;
-  td_array_close(&lab);
-  return rc;
+  td__label_names nm = {ipath, "samples", "classes.json"};
+  return td__label_file_read(path, ds->n, ds->n_classes, &nm,
+                             ds->labels_arr.data, err);
 }
 
 int td_dataset_load_dir(const char *dir, const char *split, td_dataset *out,

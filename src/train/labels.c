@@ -4,52 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tardis/array.h"
+#include "data/label_file.h"
 #include "tardis/fsutil.h"
 
-static int64_t label_at(const td_array *a, int64_t i) {
-  switch (a->dtype) {
-  case TD_I32:
-    return ((const int32_t *)a->data)[i];
-  case TD_I64:
-    return ((const int64_t *)a->data)[i];
-  default:
-    return ((const uint8_t *)a->data)[i];
-  }
-}
-
-int td__labels_load(const char *path, int64_t n, int C, int32_t *dst,
-                    td_err *err) {
-  td_array a;
-  int rc = td_npy_load(path, &a, err);
-  if (rc)
-    return rc;
-  if (a.dtype != TD_I32 && a.dtype != TD_I64 && a.dtype != TD_U8)
-    rc = td_err_set(err, TD_EFORMAT,
-                    "%s: labels are %s, expected integers (int32, int64 or "
-                    "uint8): np.save(path, labels.astype(np.int32))",
-                    path, td_dtype_name(a.dtype));
-  else if (a.ndim != 1)
-    rc = td_err_set(err, TD_ESHAPE,
-                    "%s: expected a 1-D array of labels, got %d dimensions",
-                    path, a.ndim);
-  else if (a.shape[0] != n)
-    rc = td_err_set(err, TD_ESHAPE,
-                    "%s: %lld labels, but the run has %lld training samples",
-                    path, (long long)a.shape[0], (long long)n);
-  for (int64_t i = 0; !rc && i < n; i++) {
-    int64_t v = label_at(&a, i);
-    if (v < 0 || v >= C)
-      rc = td_err_set(err, TD_ERANGE,
-                      "%s: label %lld of sample %lld is out of range (%d "
-                      "classes: 0 to %d)",
-                      path, (long long)v, (long long)i, C, C - 1);
-    else
-      dst[i] = (int32_t)v;
-  }
-  td_array_close(&a);
-  return rc;
-}
+static const td__label_names run_names = {"the run", "training samples", NULL};
 
 /* dir/train_truth.npy into a new buffer, *t = NULL when there is none. */
 static int truth_of(const char *dir, int64_t n, int C, int32_t **t,
@@ -61,7 +19,7 @@ static int truth_of(const char *dir, int64_t n, int C, int32_t **t,
     return rc;
   if (!(*t = malloc((size_t)(n > 0 ? n : 1) * sizeof **t)))
     return td_err_set(err, TD_ENOMEM, "%s: out of memory", path);
-  if ((rc = td__labels_load(path, n, C, *t, err))) {
+  if ((rc = td__label_file_read(path, n, C, &run_names, *t, err))) {
     free(*t);
     *t = NULL;
   }
@@ -83,7 +41,8 @@ int td__labels_setup(const td_train_opts *o, const td__cont *c,
     return rc;
   if (o->resume)
     path = own;
-  if ((rc = td__labels_load(path, tr->n, tr->n_classes, labels, err)))
+  if ((rc = td__label_file_read(path, tr->n, tr->n_classes, &run_names, labels,
+                                err)))
     return rc;
   const char *from = o->resume ? o->out : c->run_dir[0] ? c->run_dir : NULL;
   if (from && (rc = truth_of(from, tr->n, tr->n_classes, owned, err)))

@@ -12,15 +12,10 @@
 #include "tardis/train.h"
 #include "train/resume.h"
 
-/* A label file: int32, int64 or uint8 [n], every value in [0, C); into
- * dst[n]. Errors name the file and what is wrong (dtype, shape, length,
- * the first value out of range and its position). */
-TD_NODISCARD int td__labels_load(const char *path, int64_t n, int C,
-                                 int32_t *dst, td_err *err);
-
 /* The labels of a run trained with o->labels into labels[tr->n]: the file,
  * or on --resume the run's own train_labels.npy (which holds the file's
- * labels, so a moved file does not matter). *truth: the clean labels to
+ * labels, so a moved file does not matter), read and checked by
+ * td__label_file_read (data/label_file.h). *truth: the clean labels to
  * record beside them (train_truth.npy) — the train_truth.npy of the run
  * continued (--resume: its own; --from: the parent's) when it has one,
  * else the built-in dataset's labels (Fashion-MNIST's are the clean ones);

@@ -274,7 +274,7 @@ export class SuspectsPanel {
     this.q('#sus-ranked').textContent = this.rankedBy ? `by ${this.rankedBy === 'model' ? 'feedback' : 'prior'}` : '';
     this.q('#sus-ranked').title = this.rankedBy === 'model'
       ? 'a model fitted to the accepted/rejected samples ranks this round'
-      : 'the prior score (AUM, loss, confidence) ranks this round';
+      : 'the prior score (AUM, confidence) ranks this round';
     this._renderCards();
     this._renderCounts();
     const id = s ? s.id : 0;
