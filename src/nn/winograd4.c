@@ -116,6 +116,7 @@ static void input_tiles(const td__layer *L, const float *P, int g0, int nt,
     for (int cb = 0; cb < L->ic / TD_V; cb++) {
       const float *p = ps + cb * plane + ((size_t)4 * ty * pw + 4 * tx) * TD_V;
       td_v8 t[6][6], d[6], q[6];
+#pragma GCC unroll 6
       for (int j = 0; j < 6; j++) { /* columns: B^T d */
         for (int i = 0; i < 6; i++)
           d[i] = td_v8_load(p + ((size_t)i * pw + j) * TD_V);
@@ -124,6 +125,7 @@ static void input_tiles(const td__layer *L, const float *P, int g0, int nt,
           t[i][j] = q[i];
       }
       float *v = V + ((size_t)cb * BLOCK_T + r) * TD_V;
+#pragma GCC unroll 6
       for (int i = 0; i < 6; i++) { /* rows: (B^T d) B */
         bt6(t[i], q);
         for (int j = 0; j < 6; j++)
@@ -199,6 +201,7 @@ static void output_tiles(const td__layer *L, const float *M, int g0, int nt,
     for (int ob = 0; ob < no; ob += TD_V) {
       const float *m = M + (size_t)r * BLOCK_O + ob;
       td_v8 t[4][6], c[6], q[4][4], bv = td_v8_load(bias + o0 + ob);
+#pragma GCC unroll 6
       for (int j = 0; j < 6; j++) { /* columns: A^T m */
         td_v8 s[4];
         for (int i = 0; i < 6; i++)
@@ -207,6 +210,7 @@ static void output_tiles(const td__layer *L, const float *M, int g0, int nt,
         for (int i = 0; i < 4; i++)
           t[i][j] = s[i];
       }
+#pragma GCC unroll 6
       for (int i = 0; i < 4; i++) { /* rows: (A^T m) A */
         at6(t[i], q[i]);
         for (int j = 0; j < 4; j++) {
