@@ -175,11 +175,19 @@ static void store_tile(const td__layer *L, td_v8 r[4][4], int pool, int ty,
       for (int j = 0; j < 4; j++)
         td_v8_store(lane[i][j], r[i][j]);
   }
+  size_t hw = (size_t)h * w;
+  if (pool && y0 + 2 <= h && x0 + 2 <= w) { /* a whole pooled 2x2 block */
+    for (int q = 0; q < TD_V; q++) {
+      float *o = y + (size_t)(o0 + q) * hw + (size_t)y0 * w + x0;
+      o[0] = lane[0][0][q], o[1] = lane[0][1][q];
+      o[w] = lane[1][0][q], o[w + 1] = lane[1][1][q];
+    }
+    return;
+  }
   if (y0 + rows > h)
     rows = h - y0;
   if (x0 + cols > w)
     cols = w - x0;
-  size_t hw = (size_t)h * w;
   for (int q = 0; q < TD_V; q++) {
     float *o = y + (size_t)(o0 + q) * hw + (size_t)y0 * w + x0;
     for (int i = 0; i < rows; i++)
