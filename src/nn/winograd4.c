@@ -11,10 +11,14 @@
  *
  * Vectors run over eight channels: a sample's input is copied once into a
  * zero-padded plane whose innermost axis is eight channels, so a tile's 36
- * values of eight channels are 36 plain vector loads; the transformed tiles
- * are stored tile-major ([36][tiles][ic]) and the 36 products are GEMMs
- * [tiles, ic] x [ic, oc] whose rows (tiles) come out with the output
- * channels innermost, eight per vector again for the output transform.
+ * values of eight channels are 36 plain vector loads. The tiles then go in
+ * blocks of six: their transformed values ([36][ic/8][6][8], 27 KB for
+ * ic = 32), the 36 products [6, ic] x [ic, 16] per sixteen output channels
+ * (a register-blocked kernel, 12 KB of products) and the output transform
+ * that reads them stay in the L1 cache, and the output channels come out
+ * innermost, eight per vector again. Where the plane's height or width is
+ * not a multiple of 4, the last tile row or column skips the products its
+ * cut-off outputs alone would read (6 or 11 of 36).
  *
  *   U = G g G^T (weights), V = B^T d B (input tiles), Y = A^T (U . V) A
  *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
@@ -101,17 +105,17 @@ static inline void bt6(const td_v8 d[6], td_v8 r[6]) {
   r[5] = td_v8_fma(four, d[1], d[5]) - five * d[3];
 }
 
-/* Tiles g0 .. g0 + nt - 1 of a group (tile g is tile g % T of sample
- * g / T): P holds the samples' padded planes [ic/8][pad_h][pad_w][8]; the
- * eight channels from 8 cb of tile g0 + r go to V[36][ic/8][BLOCK_T][8] at
+/* Tiles g[0 .. nt-1] of a group (tile g is tile g % T of sample g / T): P holds
+ * the samples' padded planes [ic/8][pad_h][pad_w][8]; the eight channels from 8
+ * cb of tile g[r] go to V[36][ic/8][BLOCK_T][8] at
  * [.][cb][r], so that the products find a channel of all the block's tiles
  * at fixed offsets. */
-static void input_tiles(const td__layer *L, const float *P, int g0, int nt,
-                        float *V) {
+static void input_tiles(const td__layer *L, const float *P, const int *g,
+                        int nt, float *V) {
   int tx_n = tiles_x(L), T = tiles_y(L) * tx_n, pw = pad_w(L);
   size_t plane = (size_t)pad_h(L) * pw * TD_V, vs = (size_t)BLOCK_T * L->ic;
   for (int r = 0; r < nt; r++) {
-    int n = (g0 + r) / T, ty = (g0 + r) % T / tx_n, tx = (g0 + r) % tx_n;
+    int n = g[r] / T, ty = g[r] % T / tx_n, tx = g[r] % tx_n;
     const float *ps = P + (size_t)n * (L->ic / TD_V) * plane;
     for (int cb = 0; cb < L->ic / TD_V; cb++) {
       const float *p = ps + cb * plane + ((size_t)4 * ty * pw + 4 * tx) * TD_V;
@@ -196,16 +200,16 @@ static void store_tile(const td__layer *L, td_v8 r[4][4], int pool, int ty,
   }
 }
 
-/* y = act(A^T m A + bias) for tiles g0 .. g0 + nt - 1 of a group and
+/* y = act(A^T m A + bias) for tiles g[0 .. nt-1] of a group and
  * the no output channels from o0: M[36][BLOCK_T][BLOCK_O], row r of each
- * holding tile g0 + r; y [batch][out] the group's outputs. */
-static void output_tiles(const td__layer *L, const float *M, int g0, int nt,
-                         int o0, int no, const float *bias, int pool,
+ * holding tile g[r]; y [batch][out] the group's outputs. */
+static void output_tiles(const td__layer *L, const float *M, const int *g,
+                         int nt, int o0, int no, const float *bias, int pool,
                          size_t out, float *y) {
   int tx_n = tiles_x(L), T = tiles_y(L) * tx_n, relu = L->s.act == TD_ACT_RELU;
   size_t ms = (size_t)BLOCK_T * BLOCK_O;
   for (int r = 0; r < nt; r++) {
-    int n = (g0 + r) / T, ty = (g0 + r) % T / tx_n, tx = (g0 + r) % tx_n;
+    int n = g[r] / T, ty = g[r] % T / tx_n, tx = g[r] % tx_n;
     for (int ob = 0; ob < no; ob += TD_V) {
       const float *m = M + (size_t)r * BLOCK_O + ob;
       td_v8 t[4][6], c[6], q[4][4], bv = td_v8_load(bias + o0 + ob);
@@ -344,34 +348,71 @@ static void clear_rows(int nt, int ic, float *V) {
              sizeof(float) * TD_V * (BLOCK_T - nt));
 }
 
-/* The group's output y from its padded planes P, block by block: the input
- * transform of BLOCK_T tiles, then per BLOCK_O output channels the 36
- * products and the output transform. */
+/* The group's tiles in four classes: those of the last tile row where
+ * the plane's height is not a multiple of 4 (their fourth output row is
+ * cut off, and A^T's rows 0-2 do not read the sixth row of a product,
+ * so the 6 positions 30-35 are not needed), those of the last column
+ * likewise (positions 5, 11, .., 35), both, and the rest. Tile i of class
+ * c, as an index n T + ty tx_n + tx into the group; the count in *n. */
+typedef struct {
+  int y0, ny, x0, nx;
+} tile_class;
+
+static tile_class class_of(const td__layer *L, int c) {
+  int ty = tiles_y(L), tx = tiles_x(L), ey = L->oh % 4 != 0,
+      ex = L->ow % 4 != 0;
+  tile_class k = {0, ty - ey, 0, tx - ex};
+  if (c & 1) /* the last row */
+    k.y0 = ty - 1, k.ny = ey;
+  if (c & 2) /* the last column */
+    k.x0 = tx - 1, k.nx = ex;
+  return k;
+}
+
+/* Whether position k (row k / 6, column k % 6 of the 6x6 product) is not
+ * read for the tiles of class c. */
+static int unread(int c, int k) {
+  return ((c & 1) && k / 6 == 5) || ((c & 2) && k % 6 == 5);
+}
+
+/* The group's output y from its padded planes P, block by block and class
+ * by class: the input transform of BLOCK_T tiles, then per BLOCK_O output
+ * channels the 36 products (fewer on the edges) and the output transform. */
 static void group_forward(const td__layer *L, const float *U, const float *bias,
                           const float *P, int batch, int pool, size_t out,
                           float *V, float *M, float *y) {
-  int G = batch * tiles_y(L) * tiles_x(L), ic = L->ic, oc = L->oc;
+  int T = tiles_y(L) * tiles_x(L), tx_n = tiles_x(L), ic = L->ic, oc = L->oc;
   size_t vs = (size_t)BLOCK_T * ic, ms = (size_t)BLOCK_T * BLOCK_O,
          us = (size_t)ic * oc;
-  for (int g0 = 0; g0 < G; g0 += BLOCK_T) {
-    int nt = G - g0 < BLOCK_T ? G - g0 : BLOCK_T;
-    input_tiles(L, P, g0, nt, V);
-    if (nt < BLOCK_T)
-      clear_rows(nt, ic, V);
-    for (int o0 = 0; o0 < oc; o0 += BLOCK_O) {
-      int no = oc - o0 < BLOCK_O ? oc - o0 : BLOCK_O;
-      for (int k = 0; k < 36; k++) {
-        if (no == BLOCK_O) /* (a partial block's missing tiles are zeros) */
-          block_product(V + k * vs, ic, U + k * us + o0, oc, M + k * ms);
-        else
-          block_product_any(V + k * vs, nt, ic, U + k * us + o0, oc, no,
-                            M + k * ms);
+  for (int c = 0; c < 4; c++) {
+    tile_class k = class_of(L, c);
+    int G = batch * k.ny * k.nx, g[BLOCK_T];
+    for (int i0 = 0; i0 < G; i0 += BLOCK_T) {
+      int nt = G - i0 < BLOCK_T ? G - i0 : BLOCK_T;
+      for (int r = 0; r < nt; r++) {
+        int i = i0 + r, a = i % (k.ny * k.nx);
+        g[r] =
+            i / (k.ny * k.nx) * T + (k.y0 + a / k.nx) * tx_n + k.x0 + a % k.nx;
       }
-      output_tiles(L, M, g0, nt, o0, no, bias, pool, out, y);
+      input_tiles(L, P, g, nt, V);
+      if (nt < BLOCK_T)
+        clear_rows(nt, ic, V);
+      for (int o0 = 0; o0 < oc; o0 += BLOCK_O) {
+        int no = oc - o0 < BLOCK_O ? oc - o0 : BLOCK_O;
+        for (int p = 0; p < 36; p++) {
+          if (unread(c, p)) /* zeros, not stale values, in the cut-off rows */
+            memset(M + p * ms, 0, sizeof(float) * ms);
+          else if (no == BLOCK_O) /* (a partial block's missing tiles are 0) */
+            block_product(V + p * vs, ic, U + p * us + o0, oc, M + p * ms);
+          else
+            block_product_any(V + p * vs, nt, ic, U + p * us + o0, oc, no,
+                              M + p * ms);
+        }
+        output_tiles(L, M, g, nt, o0, no, bias, pool, out, y);
+      }
     }
   }
 }
-
 void td__wino4_forward(const td__layer *L, const float *U, const float *bias,
                        const float *x, int batch, int pool, float *scratch,
                        float *y) {
