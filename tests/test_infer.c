@@ -277,14 +277,14 @@ static void test_nan(void) {
  * not multiples of the 4x4 tile, padding 0 and 1, with and without ReLU and
  * the fused pooling, three channel blocks in. The documented tolerance
  * (docs/engine.md): |infer - reference| <= 1e-5 (1 + max |reference|). */
-static double wino4_case(int pad, int relu, int pool, int h, int w) {
+static double wino4_case(int pad, int relu, int pool, int h, int w, int oc) {
   td_layer_spec L[] = {{.kind = TD_LAYER_CONV,
-                        .out = 16,
+                        .out = oc,
                         .kernel = 3,
                         .pad = pad,
                         .act = relu ? TD_ACT_RELU : TD_ACT_NONE},
                        {.kind = TD_LAYER_MAXPOOL, .kernel = 2}};
-  const int ic = 24, oc = 16, n = 9;
+  const int ic = 24, n = 9;
   td_net *net = td_net_new_layers(ic, h, w, pool ? 2 : 1, L);
   init(net, 21);
   int oh = h + 2 * pad - 2, ow = w + 2 * pad - 2;
@@ -329,8 +329,8 @@ static double wino4_case(int pad, int relu, int pool, int h, int w) {
   double d = -1;
   if (inf && td_net_infer_run(inf, x, n, y, -1, NULL) == TD_OK)
     d = rel_diff(ref, y, n * out);
-  printf("    pad %d relu %d pool %d %dx%d: relative difference %.3g\n", pad,
-         relu, pool, h, w, d);
+  printf("    pad %d relu %d pool %d %dx%d, %d out: relative difference %.3g\n",
+         pad, relu, pool, h, w, oc, d);
   td_net_infer_free(inf);
   td_net_free(net);
   free(x);
@@ -343,11 +343,15 @@ static double wino4_case(int pad, int relu, int pool, int h, int w) {
 static void test_wino4_reference(void) {
   for (int pad = 0; pad <= 1; pad++)
     for (int relu = 0; relu <= 1; relu++) {
-      double d = wino4_case(pad, relu, 0, 13, 10);
+      double d = wino4_case(pad, relu, 0, 13, 10, 16);
       CHECK(d >= 0 && d <= TOL);
-      d = wino4_case(pad, relu, 1, 16 - 2 * pad, 12 - 2 * pad);
+      d = wino4_case(pad, relu, 1, 16 - 2 * pad, 12 - 2 * pad, 16);
       CHECK(d >= 0 && d <= TOL);
-      d = wino4_case(pad, relu, 1, 14, 14); /* the CNN's plane */
+      d = wino4_case(pad, relu, 1, 14, 14, 16); /* the CNN's plane */
+      CHECK(d >= 0 && d <= TOL);
+      /* output channels in a block of 8 after one of 16, a plane narrower
+       * than eight columns (the copy's scalar path) */
+      d = wino4_case(pad, relu, 0, 9, 7, 24);
       CHECK(d >= 0 && d <= TOL);
     }
 }
