@@ -14,6 +14,7 @@
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
 #include "tardis/run.h"
+#include "train/bigbuf.h"
 #include "train/model.h"
 #include "train/resume.h"
 
@@ -581,8 +582,8 @@ int td__recorder_start_linked(td__recorder *r, const td_net *net, td_optim *opt,
 /* Buffers for one split's recorded arrays; 0 or TD_ENOMEM. */
 static int split_eval_alloc(td__split_eval *ev, int64_t n, int D, int C) {
   n = n > 0 ? n : 1; /* an empty test set still gets buffers */
-  ev->repr = malloc((size_t)n * D * sizeof(float));
-  ev->logits = malloc((size_t)n * C * sizeof(float));
+  ev->repr = td__big_floats(n * D);
+  ev->logits = td__big_floats(n * C);
   ev->loss = malloc((size_t)n * sizeof(float));
   return ev->repr && ev->logits && ev->loss ? TD_OK : TD_ENOMEM;
 }

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "run/run_json.h"
@@ -18,6 +17,7 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "train/augment.h"
+#include "train/bigbuf.h"
 #include "train/continual.h"
 #include "train/labels.h"
 #include "train/model.h"
@@ -42,27 +42,9 @@ void td_train_opts_default(td_train_opts *o) {
   o->save_model = 1;
 }
 
-/* A buffer of the whole dataset as float (tens of MB): aligned to 2 MiB
- * and backed by transparent huge pages where the kernel allows them, so
- * that filling it faults once per 2 MiB instead of once per 4 KiB page;
- * page faults were a sixth of a short fine-tuning's CPU time
- * (docs/repair.md#time). Freed with free(). */
-static float *big_floats(int64_t count) {
-  size_t bytes = (size_t)(count > 0 ? count : 1) * sizeof(float);
-  const size_t huge = (size_t)2 << 20;
-  void *p = NULL;
-  if (bytes < 2 * huge)
-    return malloc(bytes);
-  if (posix_memalign(&p, huge, bytes) != 0)
-    return NULL;
-  /* advice only: without huge pages the buffer works the same */
-  (void)madvise(p, bytes & ~(huge - 1), MADV_HUGEPAGE);
-  return p;
-}
-
 static float *images_to_f32(const td_dataset *ds) {
   int64_t n = ds->n, d = td_dataset_sample_size(ds);
-  float *x = big_floats(n * d);
+  float *x = td__big_floats(n * d);
   if (!x || n == 0)
     return x;
   if (ds->images.dtype == TD_F32) {
