@@ -9,7 +9,7 @@
  *   bench_repair [--limit N] [--budget B | --budgets B1,B2,...]
  *                [--rounds R] [--epochs E]
  *                [--epochs-per-round K] [--lr-decay F] [--replay N]
- *                [--seeds S] [--threads T]
+ *                [--seeds S] [--threads T] [--no-reuse 0|1]
  *                [--scenario starved|overfit|all] [--model mlp|cnn]
  *                [--dir DIR] [--reuse 0|1]
  *
@@ -45,6 +45,8 @@ typedef struct cfg {
   int64_t replay;
   double lr_decay;
   int rounds, epochs, epr, seeds, threads;
+  int no_reuse; /* td_repair_opts.no_reuse: the repairs decode and
+                   evaluate afresh, as before the reuse of the parent's */
   const char *scenario, *model, *dir;
 } cfg;
 
@@ -205,6 +207,7 @@ static void repair(const cfg *g, int64_t budget, const char *parent,
   r.strategy = s;
   r.seed = seed;
   r.threads = g->threads;
+  r.no_reuse = g->no_reuse;
   r.quiet = 1;
   td_repair_result res;
   td_err err = {0};
@@ -425,6 +428,8 @@ int main(int argc, char **argv) {
       g.model = v;
     else if (!strcmp(k, "--dir"))
       g.dir = v;
+    else if (!strcmp(k, "--no-reuse"))
+      g.no_reuse = atoi(v);
     else {
       fprintf(stderr, "bench_repair: unknown option %s\n", k);
       return 2;

@@ -5,7 +5,9 @@
  * Fashion-MNIST. */
 #include <jansson.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli_util.h"
 #include "harness.h"
@@ -624,6 +626,148 @@ static void test_repair_replay(void) {
   CHECK(files_equal(a, b));
 }
 
+/* The files two repaired runs must hold byte for byte (epoch.json apart:
+ * its "seconds" are a time). */
+static const char *const same_files[] = {
+    "train_inputs.npy",       "test_inputs.npy",
+    "train_labels.npy",       "train_truth.npy",
+    "test_labels.npy",        "select.npy",
+    "%s/train_repr.npy",      "%s/train_logits.npy",
+    "%s/train_loss.npy",      "%s/test_repr.npy",
+    "%s/test_logits.npy",     "%s/head_0_w.npy",
+    "%s/head_0_b.npy",        "%s/model/net.json",
+    "%s/model/layer_0_w.npy", "%s/model/layer_2_w.npy",
+    "%s/model/layer_2_b.npy", "%s/trainer/optim_0.npy",
+    "%s/trainer/state.json",
+};
+
+/* epoch.json without "seconds", as canonical text. */
+static char *epoch_json_sans_time(const char *path) {
+  json_t *j = json_load_file(path, 0, NULL);
+  if (!j)
+    return NULL;
+  json_object_del(j, "seconds");
+  char *s = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
+  json_decref(j);
+  return s;
+}
+
+/* 1 when two files are one (a hard link), -1 when this directory cannot
+ * hold hard links at all, 0 otherwise. */
+static int same_inode(const char *a, const char *b) {
+  char x[4300], y[4300];
+  snprintf(x, sizeof x, "%s/link_probe_a", dir);
+  snprintf(y, sizeof y, "%s/link_probe_b", dir);
+  FILE *f = fopen(x, "w");
+  if (f)
+    fclose(f);
+  int can = f && link(x, y) == 0;
+  unlink(x);
+  unlink(y);
+  if (!can)
+    return -1;
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_ino == sb.st_ino &&
+         sa.st_dev == sb.st_dev;
+}
+
+/* A repair reuses what its parent stored (td_repair_opts.no_reuse = 0):
+ * the parent's inputs instead of the dataset's (and links them into the
+ * child), the parent's recording of its last epoch as the child's epoch 0.
+ * Both must give the bytes a repair that decodes and evaluates afresh
+ * gives, every round (the second resumes the child); epoch 0 must be the
+ * parent's last epoch; and the child must outlive its parent. */
+static void test_repair_reuse(void) {
+  char parent[4300], fx[2][4300], out[4400], args[9000], a[4600], b[4600];
+  snprintf(parent, sizeof parent, "%s/reuse_parent", dir);
+  snprintf(out, sizeof out, "%s/reuse_train.txt", dir);
+  /* label noise: the child must draw the same noisy labels again */
+  snprintf(args, sizeof args,
+           "train --out '%s' --limit 1500 --epochs 2 --pool 0.5 "
+           "--class-fraction 0:0.1 --noise 0.1 --threads 1 --quiet --seed 5",
+           parent);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  for (int k = 0; k < 2; k++) {
+    snprintf(fx[k], sizeof fx[k], "%s/reuse_fixed%d", dir, k);
+    td_repair_opts o;
+    td_repair_opts_default(&o);
+    o.run = parent;
+    o.out = fx[k];
+    o.budget = 200;
+    o.rounds = 2;
+    o.epochs_per_round = 1;
+    o.threads = 1;
+    o.quiet = 1;
+    o.no_reuse = k;                /* fx[1]: decoded and evaluated afresh */
+    o.strategy = TD_SELECT_RANDOM; /* what is reused does not depend on it */
+    td_repair_result res;
+    td_err err = {0};
+    int rc = td_repair(&o, &res, &err);
+    if (rc)
+      fprintf(stderr, "repair (no_reuse %d): %s\n", k, err.msg);
+    CHECK_INT(rc, ==, TD_OK);
+    if (!rc)
+      CHECK_INT(res.n_rounds, ==, 2);
+    td_repair_result_free(&res);
+  }
+  static const char *const epochs[] = {"epochs/0000", "epochs/0001",
+                                       "epochs/0002"};
+  int n_same = (int)(sizeof same_files / sizeof *same_files);
+  for (int e = 0; e < 3; e++)
+    for (int i = 0; i < n_same; i++) {
+      if (e && !strchr(same_files[i], '%'))
+        continue; /* the run-level files: once */
+      char name[200];
+      snprintf(name, sizeof name, same_files[i], epochs[e]);
+      snprintf(a, sizeof a, "%s/%s", fx[0], name);
+      snprintf(b, sizeof b, "%s/%s", fx[1], name);
+      int same = td_path_exists(a) && files_equal(a, b);
+      if (!same)
+        fprintf(stderr, "%s differs with and without the reuse\n", name);
+      CHECK(same);
+    }
+  for (int e = 0; e < 3; e++) {
+    snprintf(a, sizeof a, "%s/%s/epoch.json", fx[0], epochs[e]);
+    snprintf(b, sizeof b, "%s/%s/epoch.json", fx[1], epochs[e]);
+    char *ja = epoch_json_sans_time(a), *jb = epoch_json_sans_time(b);
+    if (!ja || !jb || strcmp(ja, jb))
+      fprintf(stderr, "%s/epoch.json: %s against %s\n", epochs[e],
+              ja ? ja : "(none)", jb ? jb : "(none)");
+    CHECK(ja && jb && !strcmp(ja, jb));
+    free(ja);
+    free(jb);
+  }
+  /* epoch 0 is the parent's state: its recording of epoch 2, linked */
+  static const char *const rec[] = {"train_repr", "train_logits", "train_loss",
+                                    "test_repr", "test_logits"};
+  for (int i = 0; i < 5; i++) {
+    snprintf(a, sizeof a, "%s/epochs/0000/%s.npy", fx[0], rec[i]);
+    snprintf(b, sizeof b, "%s/epochs/0002/%s.npy", parent, rec[i]);
+    CHECK(files_equal(a, b));
+    int one = same_inode(a, b);
+    if (one == 0)
+      fprintf(stderr, "%s is a copy, not a link of the parent's\n", a);
+    CHECK(one != 0);
+  }
+  snprintf(a, sizeof a, "%s/train_inputs.npy", fx[0]);
+  snprintf(b, sizeof b, "%s/train_inputs.npy", parent);
+  CHECK(same_inode(a, b) != 0);
+  /* the child outlives its parent */
+  td_err err = {0};
+  CHECK_OK(td_remove_tree(parent, &err), &err);
+  snprintf(args, sizeof args, "info '%s'", fx[0]);
+  CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
+  char *txt = td_t_slurp(out);
+  if (!txt || !strstr(txt, "run is valid"))
+    fprintf(stderr, "tardis info of the child without its parent: %s\n",
+            txt ? txt : "(no output)");
+  CHECK(txt && strstr(txt, "run is valid"));
+  free(txt);
+  snprintf(a, sizeof a, "%s/epochs/0000/train_repr.npy", fx[0]);
+  snprintf(b, sizeof b, "%s/epochs/0000/train_repr.npy", fx[1]);
+  CHECK(files_equal(a, b));
+}
+
 static void test_repair_refusals(void) {
   char out[4200], args[9000], plain[4300];
   snprintf(out, sizeof out, "%s/rref.txt", dir);
@@ -710,6 +854,7 @@ int main(void) {
   RUN(test_diagnose_errors);
   RUN(test_repair_end_to_end);
   RUN(test_repair_replay);
+  RUN(test_repair_reuse);
   RUN(test_repair_refusals);
   RUN(test_select_only);
   return td_t_finish();

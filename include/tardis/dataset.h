@@ -39,6 +39,16 @@ typedef struct td_dataset {
 TD_NODISCARD int td_dataset_load(const char *name, const char *dir,
                                  const char *split, td_dataset *out,
                                  td_err *err);
+/* td_dataset_load cut to its first n = min(limit, size) samples (limit 0:
+ * all), without decoding the images again: `images`, uint8 [n, c, h, w],
+ * are taken as those n images (moved into out: *images is emptied on
+ * success); any other n is an error. For a run that stored the inputs it
+ * trained on (train_inputs.npy: tardis train --from, --resume), whose
+ * images it maps instead of inflating the IDX file again. */
+TD_NODISCARD int td_dataset_load_with_images(const char *name, const char *dir,
+                                             const char *split,
+                                             td_array *images, int64_t limit,
+                                             td_dataset *out, td_err *err);
 /* Loads split "train" or "test" of a dataset directory (docs/engine.md):
  * <split>_inputs.npy (uint8 or float32, [N, C, H, W], [N, H, W] or [N, D];
  * float32 values finite), <split>_labels.npy (int32, int64 or uint8 [N],

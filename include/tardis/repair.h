@@ -156,6 +156,10 @@ typedef struct td_repair_opts {
    * [K], pool indices = training indices); nothing is trained, so runs
    * without a checkpoint (PyTorch, heat maps from the head) work too. */
   int select_only;
+  /* td_train_opts.no_reuse for the fine-tuning: decode the dataset and
+   * evaluate the child's epoch 0 afresh instead of reusing the parent's
+   * stored inputs and recording (the same bytes; for tests and timings) */
+  int no_reuse;
 } td_repair_opts;
 
 void td_repair_opts_default(td_repair_opts *o);

@@ -213,6 +213,13 @@ TD_NODISCARD int td_run_create(const char *dir, const td_run_meta *meta,
 TD_NODISCARD int td_run_write_array(const char *run_dir, const char *name,
                                     const td_array *a, td_err *err);
 
+/* Puts src, an array file of another run (a child run's parent), into the
+ * run as `name`, checked like td_run_write_array: a hard link, so that
+ * neither run depends on the other being kept, or a copy where the file
+ * system refuses links. Not for subset.npy. */
+TD_NODISCARD int td_run_link_array(const char *run_dir, const char *name,
+                                   const char *src, td_err *err);
+
 /* One epoch being written, in RUN/epochs/.tmp-NNNN-<pid>. */
 typedef struct td_epoch_writer td_epoch_writer;
 
@@ -225,6 +232,11 @@ TD_NODISCARD int td_epoch_begin(const char *run_dir, int epoch,
  * not starting with '.'). */
 TD_NODISCARD int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
                                     const td_array *a, td_err *err);
+/* td_run_link_array for an epoch's array file: the same bytes as src
+ * (another run's recording of the same state), checked as
+ * td_epoch_add_array checks them. Not for subset.npy. */
+TD_NODISCARD int td_epoch_link_array(td_epoch_writer *w, const char *file_name,
+                                     const char *src, td_err *err);
 /* The temporary directory, to write extra things such as model/ into. */
 const char *td_epoch_path(const td_epoch_writer *w);
 int td_epoch_number(const td_epoch_writer *w);

@@ -118,6 +118,14 @@ typedef struct td_train_opts {
    * come from the parent, the optimisation from these options. */
   const char *resume;
   const char *from;
+  /* A continued run reuses what its source run stored instead of computing
+   * it again (docs/repair.md#time): the inputs (train_inputs.npy and
+   * test_inputs.npy are mapped, not decoded, and a child run's copies are
+   * hard links), and a child run's epoch 0, which links the parent's
+   * recorded arrays of that epoch (same weights, samples and labels).
+   * no_reuse = 1 decodes and evaluates everything afresh (the same bytes:
+   * tests compare both ways). */
+  int no_reuse;
   void (*progress)(const td_train_progress *p, void *ctx);
   void *progress_ctx;
 } td_train_opts;

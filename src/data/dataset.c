@@ -18,8 +18,29 @@ static const char *const fmnist_classes[10] = {
 /* Look-alike pairs: shirt-like garments, footwear, trouser/dress, bag/coat. */
 static const int fmnist_confusable[10] = {6, 3, 4, 1, 2, 7, 0, 9, 4, 5};
 
-int td_dataset_load(const char *name, const char *dir, const char *split,
-                    td_dataset *out, td_err *err) {
+/* The images given (uint8 [n, c, h, w]) as out's: the first n of the
+ * split, n = min(limit, labels) (limit 0: all). */
+static int take_images(td_array *images, int64_t limit, int64_t n_labels,
+                       const char *lpath, td_dataset *out, td_err *err) {
+  int64_t n = limit > 0 && limit < n_labels ? limit : n_labels;
+  if (images->dtype != TD_U8 || images->ndim != 4 || images->shape[0] != n)
+    return td_err_set(err, TD_ESHAPE,
+                      "%s: the stored images are not uint8 [%lld, c, h, w], "
+                      "the split's first %lld",
+                      lpath, (long long)n, (long long)n);
+  out->images = *images;
+  memset(images, 0, sizeof *images);
+  out->n = out->images.shape[0];
+  out->channels = (int)out->images.shape[1];
+  out->height = (int)out->images.shape[2];
+  out->width = (int)out->images.shape[3];
+  return TD_OK;
+}
+
+/* td_dataset_load, with the images decoded (images NULL) or given. */
+static int load_named(const char *name, const char *dir, const char *split,
+                      td_array *images, int64_t limit, td_dataset *out,
+                      td_err *err) {
   memset(out, 0, sizeof *out);
   if (strcmp(name, "fashion-mnist") != 0)
     return td_err_set(err, TD_EARG,
@@ -51,7 +72,7 @@ int td_dataset_load(const char *name, const char *dir, const char *split,
                         p);
   }
   td_array lab;
-  rc = td_idx_load(ipath, &out->images, err);
+  rc = images ? TD_OK : td_idx_load(ipath, &out->images, err);
   if (rc != TD_OK)
     return rc;
   rc = td_idx_load(lpath, &lab, err);
@@ -59,18 +80,26 @@ int td_dataset_load(const char *name, const char *dir, const char *split,
     td_array_close(&out->images);
     return rc;
   }
-  if (out->images.ndim != 3 || lab.ndim != 1 ||
-      lab.shape[0] != out->images.shape[0]) {
+  if (images) {
+    if (lab.ndim != 1 || (rc = take_images(images, limit, lab.shape[0], lpath,
+                                           out, err)) != TD_OK) {
+      if (!rc)
+        rc = td_err_set(err, TD_ESHAPE, "%s: expected [n] labels", lpath);
+      goto fail;
+    }
+  } else if (out->images.ndim != 3 || lab.ndim != 1 ||
+             lab.shape[0] != out->images.shape[0]) {
     rc = td_err_set(err, TD_ESHAPE,
                     "%s and %s: expected [n,h,w] images and [n] labels with "
                     "the same n",
                     ipath, lpath);
     goto fail;
+  } else {
+    out->n = lab.shape[0];
+    out->channels = 1;
+    out->height = (int)out->images.shape[1];
+    out->width = (int)out->images.shape[2];
   }
-  out->n = lab.shape[0];
-  out->channels = 1;
-  out->height = (int)out->images.shape[1];
-  out->width = (int)out->images.shape[2];
   out->n_classes = 10;
   for (int c = 0; c < 10; c++)
     out->class_names[c] = fmnist_classes[c];
@@ -96,6 +125,17 @@ fail:
   td_array_close(&lab);
   td_dataset_close(out);
   return rc;
+}
+
+int td_dataset_load(const char *name, const char *dir, const char *split,
+                    td_dataset *out, td_err *err) {
+  return load_named(name, dir, split, NULL, 0, out, err);
+}
+
+int td_dataset_load_with_images(const char *name, const char *dir,
+                                const char *split, td_array *images,
+                                int64_t limit, td_dataset *out, td_err *err) {
+  return load_named(name, dir, split, images, limit, out, err);
 }
 
 int64_t td_dataset_sample_size(const td_dataset *ds) {

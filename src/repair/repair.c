@@ -185,6 +185,7 @@ static int train_opts(rep *r, td_err *err) {
   /* each round's end is diagnosed; the epochs between are not recorded */
   r->t.record_last_only = 1;
   r->t.force = r->o->force;
+  r->t.no_reuse = r->o->no_reuse;
   return TD_OK;
 }
 

@@ -223,6 +223,56 @@ int td_run_write_array(const char *run_dir, const char *name, const td_array *a,
   return rc;
 }
 
+/* Publishes src, an .npy of another run, at path (a temporary name, then a
+ * rename over path): a hard link, so that both runs share the bytes and
+ * either can be deleted alone; a copy where the file system refuses links
+ * (another device, no link support). The array is checked against the run
+ * first, as td_run_write_array checks what it writes. */
+static int link_checked(const td_run_meta *m, int64_t n_rec, int in_epoch,
+                        const char *base, const char *path, const char *shown,
+                        const char *src, td_err *err) {
+  td_array a;
+  int rc = td_npy_load(src, &a, err);
+  if (rc)
+    return rc;
+  const td__array_spec *s = td__spec_find(base, in_epoch);
+  if (s && (rc = td__spec_check(s, m, n_rec, shown, &a, err))) {
+    td_array_close(&a);
+    return rc;
+  }
+  char tmp[TD_PATH_MAX];
+  rc = td_pathf(tmp, sizeof tmp, err, "%s.link-%ld", path, (long)getpid());
+  if (!rc) {
+    unlink(tmp);
+    if (link(src, tmp) != 0)
+      rc = td_npy_save(path, &a, err); /* a copy, written atomically */
+    else if (rename(tmp, path) != 0) {
+      rc = td_err_set(err, TD_EIO, "%s: cannot rename %s into place: %s", path,
+                      tmp, strerror(errno));
+      unlink(tmp);
+    }
+  }
+  td_array_close(&a);
+  return rc;
+}
+
+int td_run_link_array(const char *run_dir, const char *name, const char *src,
+                      td_err *err) {
+  char base[128], path[TD_PATH_MAX];
+  if (!base_name(name, base, sizeof base) || !strcmp(base, "subset"))
+    return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain array name",
+                      run_dir, name);
+  td_run_meta m;
+  int rc = td__meta_read(run_dir, &m, err);
+  if (rc)
+    return rc;
+  rc = td_pathf(path, sizeof path, err, "%s/%s.npy", run_dir, base);
+  if (!rc)
+    rc = link_checked(&m, m.n_train, 0, base, path, path, src, err);
+  td__meta_free(&m);
+  return rc;
+}
+
 /* ---- epochs ------------------------------------------------------------- */
 
 int td_epoch_begin(const char *run_dir, int epoch, td_epoch_writer **out,
@@ -295,6 +345,20 @@ int td_epoch_add_array(td_epoch_writer *w, const char *file_name,
     rc = td__subset_check_epoch(path, shown, w->run_dir, &w->meta, &w->subset,
                                 err);
   return rc;
+}
+
+int td_epoch_link_array(td_epoch_writer *w, const char *file_name,
+                        const char *src, td_err *err) {
+  char base[128], path[TD_PATH_MAX], shown[TD_PATH_MAX];
+  if (!base_name(file_name, base, sizeof base) || !strcmp(base, "subset"))
+    return td_err_set(err, TD_EARG, "%s: \"%s\" is not a plain file name",
+                      w->tmp, file_name);
+  int rc = td_pathf(path, sizeof path, err, "%s/%s.npy", w->tmp, base);
+  if (!rc)
+    rc = td_pathf(shown, sizeof shown, err, "%s/%s.npy", w->final_, base);
+  int64_t n_rec = w->subset.data ? w->subset.shape[0] : w->meta.n_train;
+  return rc ? rc
+            : link_checked(&w->meta, n_rec, 1, base, path, shown, src, err);
 }
 
 int td__epoch_add_json(td_epoch_writer *w, const char *file_name, json_t *value,

@@ -14,6 +14,7 @@
 #include "tardis/fsutil.h"
 #include "tardis/parallel.h"
 #include "tardis/run.h"
+#include "train/bigbuf.h"
 #include "train/model.h"
 #include "train/resume.h"
 
@@ -151,6 +152,47 @@ static int write_checkpoint(td__recorder *r, const td_net *net,
   return rc;
 }
 
+/* The evaluated arrays of the epoch: representations, logits, losses. */
+static int write_arrays(td__recorder *r, td_epoch_writer *w) {
+  td_err *err = &r->err;
+  int C = r->n_classes, D = r->repr_dim;
+  const td__split_eval *et = &r->ev_train, *ev = &r->ev_test;
+  const int32_t *ri = r->rec_idx;
+  int64_t nr = r->n_rec, ntr = r->train.n;
+  int f16 = r->repr_f16;
+  int rc;
+  if ((rc =
+           add_rows(w, "train_repr.npy", et->repr, ntr, D, ri, nr, f16, err)) ||
+      (rc = add_rows(w, "train_logits.npy", et->logits, ntr, C, ri, nr, 0,
+                     err)) ||
+      (rc = add_rows(w, "train_loss.npy", et->loss, ntr, 0, ri, nr, 0, err)) ||
+      (r->test.n &&
+       ((rc = add_rows(w, "test_repr.npy", ev->repr, r->test.n, D, NULL, 0, f16,
+                       err)) ||
+        (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
+      (r->ood.n && ((rc = add_rows(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n,
+                                   D, NULL, 0, f16, err)) ||
+                    (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits,
+                                  r->ood.n, C, err)))))
+    return rc;
+  return TD_OK;
+}
+
+/* The arrays a child run's epoch 0 takes from its parent's epoch. */
+static const char *const linked_names[] = {
+    "train_repr", "train_logits", "train_loss", "test_repr", "test_logits"};
+
+/* The parent's recording of the epoch, linked (td__recorder_start_linked). */
+static int link_arrays(td__recorder *r, td_epoch_writer *w) {
+  char path[TD_PATH_MAX];
+  int n = r->test.n ? 5 : 3, rc = TD_OK;
+  for (int i = 0; i < n && !rc; i++)
+    if (!(rc = td_pathf(path, sizeof path, &r->err, "%s/%s.npy", r->link_from,
+                        linked_names[i])))
+      rc = td_epoch_link_array(w, linked_names[i], path, &r->err);
+  return rc;
+}
+
 /* Writes epoch e of net (evaluated into r's arrays) and commits it. */
 static int write_epoch(td__recorder *r, td_net *net, const td__rec_epoch *e) {
   td_err *err = &r->err;
@@ -175,22 +217,7 @@ static int write_epoch(td__recorder *r, td_net *net, const td__rec_epoch *e) {
   int L = td_net_n_layers(net);
   const float *hw = td_net_weight(net, L - 1), *hb = td_net_bias(net, L - 1);
   int hdims[2] = {D, C};
-  const int32_t *ri = r->rec_idx;
-  int64_t nr = r->n_rec, ntr = r->train.n;
-  int f16 = r->repr_f16;
-  if ((rc =
-           add_rows(w, "train_repr.npy", et->repr, ntr, D, ri, nr, f16, err)) ||
-      (rc = add_rows(w, "train_logits.npy", et->logits, ntr, C, ri, nr, 0,
-                     err)) ||
-      (rc = add_rows(w, "train_loss.npy", et->loss, ntr, 0, ri, nr, 0, err)) ||
-      (r->test.n &&
-       ((rc = add_rows(w, "test_repr.npy", ev->repr, r->test.n, D, NULL, 0, f16,
-                       err)) ||
-        (rc = add_f32(w, "test_logits.npy", ev->logits, r->test.n, C, err)))) ||
-      (r->ood.n && ((rc = add_rows(w, "ood_repr.npy", r->ev_ood.repr, r->ood.n,
-                                   D, NULL, 0, f16, err)) ||
-                    (rc = add_f32(w, "ood_logits.npy", r->ev_ood.logits,
-                                  r->ood.n, C, err)))) ||
+  if ((rc = r->link_from ? link_arrays(r, w) : write_arrays(r, w)) ||
       (rc = td_head_write(w, 1, &hw, &hb, hdims, NULL, err)) ||
       (r->cl && (rc = write_continual(r, e, w, meta))) ||
       (!r->cl && r->sel && e->epoch > 0 &&
@@ -481,11 +508,82 @@ int td__recorder_start(td__recorder *r, const td_net *net, td_optim *opt,
   return start_job(r);
 }
 
+/* 1 when file `name` of dir holds the int32 [n] labels given. */
+static int same_labels(const char *dir, const char *name, const int32_t *y,
+                       int64_t n) {
+  char path[TD_PATH_MAX];
+  td_array a;
+  if (td_pathf(path, sizeof path, NULL, "%s/%s.npy", dir, name) ||
+      td_npy_load(path, &a, NULL))
+    return 0;
+  int same = a.dtype == TD_I32 && a.ndim == 1 && a.shape[0] == n &&
+             !memcmp(a.data, y, (size_t)n * sizeof *y);
+  td_array_close(&a);
+  return same;
+}
+
+/* Maps the parent's linked_names[i] of epoch dir ep when it has the dtype
+ * and shape this run would record; 0 otherwise. */
+static int parent_array(const td__recorder *r, const char *ep, int i,
+                        td_array *a) {
+  char path[TD_PATH_MAX];
+  int test = i >= 3, repr = i == 0 || i == 3, loss = i == 2;
+  int64_t rows = test ? r->test.n : r->train.n;
+  int64_t cols = repr ? r->repr_dim : loss ? 0 : r->n_classes;
+  td_dtype want = repr && r->repr_f16 ? TD_F16 : TD_F32;
+  if (td_pathf(path, sizeof path, NULL, "%s/%s.npy", ep, linked_names[i]) ||
+      td_npy_load(path, a, NULL))
+    return 0;
+  if (a->dtype == want && a->ndim == (cols ? 2 : 1) && a->shape[0] == rows &&
+      (!cols || a->shape[1] == cols))
+    return 1;
+  td_array_close(a);
+  return 0;
+}
+
+/* The statistics of epoch.json from the parent's logits, as a pass would
+ * compute them; 0 when an array does not fit. */
+static int linked_stats(td__recorder *r, const char *ep) {
+  const td__split *sp[2] = {&r->train, &r->test};
+  td__split_eval *ev[2] = {&r->ev_train, &r->ev_test};
+  int n = r->test.n ? 5 : 3, ok = 1;
+  for (int i = 0; i < n && ok; i++) {
+    td_array a;
+    if (!(ok = parent_array(r, ep, i, &a)))
+      break;
+    if (i == 1 || i == 4) {
+      td__split_eval *e = ev[i == 4];
+      memcpy(e->logits, a.data, a.nbytes);
+      record_stats(sp[i == 4], r->n_classes, e);
+    }
+    td_array_close(&a);
+  }
+  return ok;
+}
+
+int td__recorder_start_linked(td__recorder *r, const td_net *net, td_optim *opt,
+                              const td_rng *rng, double lr, const char *parent,
+                              const char *ep, int *linked) {
+  *linked = 0;
+  if (r->rec_idx || r->ood.n || r->cl || r->running || r->unwritten ||
+      !same_labels(parent, "train_labels", r->train.labels, r->train.n) ||
+      (r->test.n &&
+       !same_labels(parent, "test_labels", r->test.labels, r->test.n)) ||
+      !linked_stats(r, ep))
+    return TD_OK;
+  take_snapshot(r, net, opt, rng, 0, 0.0, lr, NAN);
+  r->link_from = ep;
+  int rc = r->rc = write_epoch(r, r->snap, &r->cur);
+  r->link_from = NULL;
+  *linked = rc == TD_OK;
+  return rc;
+}
+
 /* Buffers for one split's recorded arrays; 0 or TD_ENOMEM. */
 static int split_eval_alloc(td__split_eval *ev, int64_t n, int D, int C) {
   n = n > 0 ? n : 1; /* an empty test set still gets buffers */
-  ev->repr = malloc((size_t)n * D * sizeof(float));
-  ev->logits = malloc((size_t)n * C * sizeof(float));
+  ev->repr = td__big_floats(n * D);
+  ev->logits = td__big_floats(n * C);
   ev->loss = malloc((size_t)n * sizeof(float));
   return ev->repr && ev->logits && ev->loss ? TD_OK : TD_ENOMEM;
 }

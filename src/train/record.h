@@ -102,6 +102,9 @@ typedef struct td__recorder {
   const int32_t *sel;
   int64_t n_sel;
   const char *optimizer;
+  /* while a child run's epoch 0 is written: the parent's epoch directory
+   * whose arrays it links (td__recorder_start_linked) */
+  const char *link_from;
 } td__recorder;
 
 /* The training samples a subset run records (--record-subset K of n):
@@ -141,6 +144,21 @@ TD_NODISCARD int td__recorder_start(td__recorder *r, const td_net *net,
                                     td_optim *opt, const td_rng *rng, int epoch,
                                     double seconds, double lr, double inflight,
                                     int last);
+/* A child run's epoch 0 from its parent's recording instead of a pass:
+ * the same weights (net, loaded from the parent's checkpoint of epoch
+ * directory ep of run `parent`) on the same samples and labels give the
+ * same arrays, so the parent's train_repr, train_logits, train_loss,
+ * test_repr and test_logits are linked (td_epoch_link_array) and
+ * epoch.json's statistics computed from the logits; the checkpoint, the
+ * head and the trainer state are written as td__recorder_start writes
+ * them. Written at once (nothing overlaps it). *linked = 0 (nothing done)
+ * when the arrays would differ: another label or test set, a subset or
+ * ood recording, a representation dtype or shape the parent did not
+ * record. TD_OK, or an error in r->err. */
+TD_NODISCARD int td__recorder_start_linked(td__recorder *r, const td_net *net,
+                                           td_optim *opt, const td_rng *rng,
+                                           double lr, const char *parent,
+                                           const char *ep, int *linked);
 /* CPU seconds used by the process so far (every thread). */
 double td__cpu_now(void);
 /* Finishes the pending pass and writes every evaluated epoch; returns the

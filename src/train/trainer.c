@@ -17,6 +17,7 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "train/augment.h"
+#include "train/bigbuf.h"
 #include "train/continual.h"
 #include "train/labels.h"
 #include "train/model.h"
@@ -43,7 +44,7 @@ void td_train_opts_default(td_train_opts *o) {
 
 static float *images_to_f32(const td_dataset *ds) {
   int64_t n = ds->n, d = td_dataset_sample_size(ds);
-  float *x = malloc((size_t)(n * d > 0 ? n * d : 1) * sizeof *x);
+  float *x = td__big_floats(n * d);
   if (!x || n == 0)
     return x;
   if (ds->images.dtype == TD_F32) {
@@ -78,12 +79,20 @@ static json_t *run_extra(const td_train_opts *o, const td_net *net,
                    "train", td__train_opts_json(&a));
 }
 
+/* A child run's inputs mapped from its parent's file: linked to it. */
+static int link_inputs(const char *out, const char *src, const char *name,
+                       td_err *err) {
+  char path[TD_PATH_MAX];
+  int rc = td_pathf(path, sizeof path, err, "%s/%s.npy", src, name);
+  return rc ? rc : td_run_link_array(out, name, path, err);
+}
+
 static int write_run_header(const td_train_opts *o, const td_dataset *tr,
                             const td_dataset *te, const int32_t *noisy,
                             const int32_t *truth, const td__continual *cl,
                             const td_net *net, const td__cont *parent,
                             const int32_t *rec_idx, int64_t rec_n,
-                            td_err *err) {
+                            const int stored[2], td_err *err) {
   td_run_meta m;
   memset(&m, 0, sizeof m);
   char dflt[256];
@@ -137,13 +146,19 @@ static int write_run_header(const td_train_opts *o, const td_dataset *tr,
   WRITE("train_labels", TD_I32, 1, &n, noisy);
   if (truth)
     WRITE("train_truth", TD_I32, 1, &n, truth);
-  WRITE("train_inputs", tr->images.dtype, 4, ishape, tr->images.data);
-  if (te->n) {
+  if (stored[0]) /* the parent's file, the same bytes */
+    rc = link_inputs(o->out, parent->run_dir, "train_inputs", err);
+  else
+    WRITE("train_inputs", tr->images.dtype, 4, ishape, tr->images.data);
+  if (!rc && te->n) {
     WRITE("test_labels", TD_I32, 1, &nt, te->labels);
-    WRITE("test_inputs", te->images.dtype, 4, tshape, te->images.data);
+    if (stored[1])
+      rc = link_inputs(o->out, parent->run_dir, "test_inputs", err);
+    else
+      WRITE("test_inputs", te->images.dtype, 4, tshape, te->images.data);
   }
 #undef WRITE
-  return TD_OK;
+  return rc;
 }
 
 #define MAX_SHARDS 16
@@ -478,13 +493,49 @@ static int enter_task(td__continual *cl, int ep, const int32_t **idx,
   return TD_OK;
 }
 
+/* One split of the built-in dataset, cut to `limit`. A run continued from
+ * src (--from, --resume) stored the inputs it trained on, the same bytes:
+ * its <split>_inputs.npy is mapped instead of inflating the IDX file again
+ * (*stored = 1). A stored array of another shape is decoded afresh. */
+static int load_split(const td_train_opts *o, const char *src,
+                      const char *split, int64_t limit, td_dataset *ds,
+                      int *stored, td_err *err) {
+  char path[TD_PATH_MAX];
+  td_array a = {0};
+  *stored = 0;
+  if (src &&
+      td_pathf(path, sizeof path, NULL, "%s/%s_inputs.npy", src, split) ==
+          TD_OK &&
+      td_npy_load(path, &a, NULL) == TD_OK) {
+    td_err e2 = {0};
+    int rc = td_dataset_load_with_images(o->dataset, o->data_dir, split, &a,
+                                         limit, ds, &e2);
+    td_array_close(&a);
+    if (rc != TD_ESHAPE) {
+      *stored = rc == TD_OK;
+      if (rc)
+        *err = e2;
+      return rc;
+    }
+  }
+  int rc = td_dataset_load(o->dataset, o->data_dir, split, ds, err);
+  if (!rc && limit > 0)
+    td_dataset_truncate(ds, limit);
+  return rc;
+}
+
 /* The training and test sets the options name, cut to the limit; an empty
- * test set when a dataset directory has none. */
-static int load_data(const td_train_opts *o, td_dataset *tr, td_dataset *te,
-                     td_err *err) {
+ * test set when a dataset directory has none. src: the run continued from,
+ * whose stored inputs stand in for the dataset's (stored[split]). */
+static int load_data(const td_train_opts *o, const char *src, td_dataset *tr,
+                     td_dataset *te, int stored[2], td_err *err) {
   memset(te, 0, sizeof *te);
+  int64_t te_limit = o->limit > 0 ? (o->limit / 6 > 0 ? o->limit / 6 : 1) : 0;
+  stored[0] = stored[1] = 0;
+  if (o->data)
+    src = NULL;
   int rc = o->data ? td_dataset_load_dir(o->data, "train", tr, err)
-                   : td_dataset_load(o->dataset, o->data_dir, "train", tr, err);
+                   : load_split(o, src, "train", o->limit, tr, &stored[0], err);
   if (rc)
     return rc;
   char ti[TD_PATH_MAX], tl[TD_PATH_MAX];
@@ -494,8 +545,8 @@ static int load_data(const td_train_opts *o, td_dataset *tr, td_dataset *te,
   if (rc || (o->data && !td_path_exists(ti) && !td_path_exists(tl)))
     ; /* a dataset directory without a test set */
   else if ((rc = o->data ? td_dataset_load_dir(o->data, "test", te, err)
-                         : td_dataset_load(o->dataset, o->data_dir, "test", te,
-                                           err)) == TD_OK &&
+                         : load_split(o, src, "test", te_limit, te, &stored[1],
+                                      err)) == TD_OK &&
            (te->channels != tr->channels || te->height != tr->height ||
             te->width != tr->width || te->n_classes != tr->n_classes))
     rc = td_err_set(err, TD_ESHAPE,
@@ -508,9 +559,9 @@ static int load_data(const td_train_opts *o, td_dataset *tr, td_dataset *te,
     td_dataset_close(te);
     return rc;
   }
-  if (o->limit > 0) {
+  if (o->limit > 0) { /* a no-op for the built-in dataset's splits */
     td_dataset_truncate(tr, o->limit);
-    td_dataset_truncate(te, o->limit / 6 > 0 ? o->limit / 6 : 1);
+    td_dataset_truncate(te, te_limit);
   }
   return TD_OK;
 }
@@ -589,6 +640,25 @@ static int write_samples(const td_train_opts *o, const int32_t *sel,
   return rc;
 }
 
+/* A child run starts with its parent's state as epoch 0, so that its own
+ * views show what the fine-tuning changed: the parent's recording of that
+ * epoch, linked, or a pass where it would differ (or with no_reuse). */
+static int child_epoch0(const td_train_opts *o, const td__cont *c,
+                        td__recorder *rec, train_state *s, const td_rng *rng) {
+  char ep[TD_PATH_MAX];
+  size_t n = strlen(c->model_dir); /* its epochs/NNNN/model */
+  int linked = 0, rc = TD_OK;
+  if (!o->no_reuse && n > 6 && n - 6 < sizeof ep) {
+    memcpy(ep, c->model_dir, n - 6);
+    ep[n - 6] = 0;
+    rc = td__recorder_start_linked(rec, s->net, s->opt, rng, o->lr, c->run_dir,
+                                   ep, &linked);
+  }
+  if (!rc && !linked)
+    rc = td__recorder_start(rec, s->net, s->opt, rng, 0, 0.0, o->lr, NAN, 0);
+  return rc;
+}
+
 static int train_body(const td_train_opts *o, td_train_result *res,
                       td_err *err) {
   memset(res, 0, sizeof *res);
@@ -607,7 +677,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   td__continual cl = {0};
   td_set_threads(o->threads);
   td_dataset tr, te;
-  rc = load_data(o, &tr, &te, err);
+  int stored[2]; /* the inputs are the source run's stored ones */
+  const char *src = !o->no_reuse && cont.run_dir[0] ? cont.run_dir : NULL;
+  rc = load_data(o, src, &tr, &te, stored, err);
   if (rc) {
     td__cont_free(&cont);
     return rc;
@@ -702,7 +774,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   }
   if (o->out && !o->resume &&
       (rc = write_run_header(o, &tr, &te, noisy, truth, rec.cl, s.net, &cont,
-                             rec.rec_idx, rec.n_rec, err)))
+                             rec.rec_idx, rec.n_rec, stored, err)))
     goto done;
   if (with_ood && !o->resume && (rc = write_ood_inputs(o->out, &te, xood, err)))
     goto done;
@@ -722,10 +794,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
 
   double t_start = td_now();
   int first = o->resume ? cont.epoch + 1 : 1;
-  /* A child run starts with its parent's state as epoch 0, so that its own
-   * views show what the fine-tuning changed. */
-  if (o->from && (rc = td__recorder_start(&rec, s.net, s.opt, &rng, 0, 0.0,
-                                          o->lr, NAN, 0)) != TD_OK) {
+  if (o->from && (rc = child_epoch0(o, &cont, &rec, &s, &rng)) != TD_OK) {
     *err = rec.err;
     goto done;
   }
