@@ -205,7 +205,9 @@ static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
  * search's final beam is ranked again by the exact distances, so only
  * which sample points reach the beam can differ, not how they rank.
  * Integer sums are exact in any order: deterministic everywhere. */
-#define GRID_BLOCK 64 /* coordinates summed in 16 uint32 lanes at a time */
+/* coordinates summed in 16 uint32 lanes (at most 16 squares of 255 each:
+ * no overflow) before the partial sum is compared with the bound */
+#define GRID_BLOCK 256
 
 /* A coordinate on the grid: rounded, clamped to [0, 255] (NaN to 0). */
 static uint8_t to_grid(float v, float lo, float inv_step) {
@@ -236,8 +238,10 @@ static uint64_t grid_dist_below(const uint8_t *a, const uint8_t *b, int d,
       int32_t df = (int32_t)a[t] - (int32_t)b[t];
       part[0] += (uint32_t)(df * df);
     }
+    uint32_t block = 0;
     for (int l = 0; l < 16; l++)
-      total += part[l];
+      block += part[l];
+    total += block;
     if (total >= bound)
       return bound;
   }
@@ -424,9 +428,18 @@ static int nearest_of_candidates(const refine_ctx *c, int64_t i,
   return cnt;
 }
 
+/* Asks for the row of the query LOOKAHEAD places ahead: the queries come
+ * in canvas order, so their rows lie anywhere in the run's array. */
+#define LOOKAHEAD 4
+
 static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
   const refine_ctx *c = vctx;
   for (int64_t i = begin; i < end; i++) {
+    if (i + LOOKAHEAD < end) {
+      const char *p = (const char *)(c->x + c->query[i + LOOKAHEAD] * c->d);
+      for (int64_t b = 0; b < (int64_t)c->d * (int64_t)sizeof(float); b += 64)
+        __builtin_prefetch(p + b);
+    }
     float dist[REFINE_K];
     int32_t idx[REFINE_K];
     int cnt = c->graph ? nearest_of_beam(c, i, tid, dist, idx)
@@ -572,10 +585,14 @@ static uint32_t **stamps_new(int64_t s, int t) {
   return st;
 }
 
-/* What the graph search reads besides the graph: the class seeds, a
- * stamp array per thread, the sample's rows (floats for the exact ranking,
- * bytes on the grid for the search) and a grid row per thread. */
+/* What the graph search reads: the sample in its own order (below), its
+ * kNN graph, rows (floats for the exact ranking, bytes on the grid for
+ * the search), positions and class seeds in that order; a stamp array and
+ * a grid row per thread. */
 typedef struct search_data {
+  int64_t *rows; /* [s] the run's row of each sample point, in search order */
+  float *pos;    /* [s, 2] its drawn position */
+  td_knn graph;  /* [s, k] its neighbours, in search order (-1: none) */
   int32_t *seeds;
   uint32_t **stamp, *gen;
   float *xs, *lo, inv_step;
@@ -589,6 +606,9 @@ static void search_free(search_data *sd) {
   td_free(sd->stamp);
   td_free(sd->gen);
   td_free(sd->seeds);
+  td_free(sd->rows);
+  td_free(sd->pos);
+  td_free(sd->graph.idx);
   td_free(sd->xs);
   td_free(sd->lo);
   td_free(sd->qs);
@@ -596,28 +616,77 @@ static void search_free(search_data *sd) {
   memset(sd, 0, sizeof *sd);
 }
 
-/* Fills sd for the sample rows [s] of x [n, d]; -1 when out of memory. */
+/* The search order of the sample: the Z-order of its drawn positions,
+ * the order the queries come in (locality_order). A query's canvas
+ * candidates and, mostly, its graph neighbours then lie in a few stretches
+ * of the sample's copies, and the next queries read the same stretches:
+ * far fewer cache misses than in the order of the run's rows, whose
+ * neighbours are scattered over the whole sample. perm [s]: the sample
+ * index at each place; inv [s] its inverse. */
+static int search_order(const float *pos, int64_t s, int64_t *perm,
+                        int32_t *inv) {
+  for (int64_t v = 0; v < s; v++)
+    perm[v] = v;
+  if (locality_order(perm, s, pos))
+    return -1;
+  for (int64_t j = 0; j < s; j++)
+    inv[perm[j]] = (int32_t)j;
+  return 0;
+}
+
+/* The sample's rows, positions and graph put in search order. */
+static void search_permute(search_data *sd, const float *x, int d,
+                           const int64_t *rows, const float *pos,
+                           const td_knn *g, int64_t s, const int64_t *perm,
+                           const int32_t *inv) {
+  int k = g->k;
+  for (int64_t j = 0; j < s; j++) {
+    int64_t v = perm[j];
+    sd->rows[j] = rows[v];
+    sd->pos[2 * j] = pos[2 * v];
+    sd->pos[2 * j + 1] = pos[2 * v + 1];
+    memcpy(sd->xs + j * d, x + rows[v] * d, (size_t)d * sizeof *sd->xs);
+    for (int l = 0; l < k; l++) {
+      int32_t u = v < g->n ? g->idx[v * k + l] : -1;
+      sd->graph.idx[j * k + l] = u >= 0 && u < s ? inv[u] : -1;
+    }
+  }
+}
+
+/* Fills sd for the sample rows [s] of x [n, d] drawn at pos [s, 2] with
+ * the kNN graph g; -1 when out of memory. */
 static int search_new(search_data *sd, const float *x, int d,
-                      const int64_t *rows, int64_t s, const int32_t *pred,
-                      int n_classes, int64_t nt) {
+                      const int64_t *rows, const float *pos, const td_knn *g,
+                      int64_t s, const int32_t *pred, int n_classes,
+                      int64_t nt) {
   memset(sd, 0, sizeof *sd);
   sd->nt = nt;
-  sd->seeds = class_seeds(rows, s, pred, n_classes);
+  int64_t *perm = td_malloc((size_t)s * sizeof *perm);
+  int32_t *inv = td_malloc((size_t)s * sizeof *inv);
+  sd->rows = td_malloc((size_t)s * sizeof *sd->rows);
+  sd->pos = td_malloc((size_t)s * 2 * sizeof *sd->pos);
+  sd->graph.idx = td_malloc((size_t)s * g->k * sizeof *sd->graph.idx);
   sd->stamp = stamps_new(s, (int)nt);
   sd->gen = td_calloc((size_t)nt, sizeof *sd->gen);
-  /* contiguous copies: the search reads sample rows at random, and keeps
-   * them off the pages of the other rows */
   sd->xs = td_malloc((size_t)s * d * sizeof *sd->xs);
   sd->lo = td_malloc((size_t)d * sizeof *sd->lo);
   sd->qs = td_malloc((size_t)s * d);
   sd->qx = td_malloc((size_t)nt * d);
-  if (!sd->seeds || !sd->stamp || !sd->gen || !sd->xs || !sd->lo || !sd->qs ||
-      !sd->qx) {
+  int ok = perm && inv && sd->rows && sd->pos && sd->graph.idx && sd->stamp &&
+           sd->gen && sd->xs && sd->lo && sd->qs && sd->qx &&
+           !search_order(pos, s, perm, inv);
+  if (ok) {
+    sd->graph.n = s, sd->graph.k = g->k;
+    search_permute(sd, x, d, rows, pos, g, s, perm, inv);
+    sd->seeds = class_seeds(sd->rows, s, pred, n_classes);
+    ok = sd->seeds != NULL;
+  }
+  td_free(perm);
+  td_free(inv);
+  if (!ok) {
     search_free(sd);
     return -1;
   }
-  for (int64_t i = 0; i < s; i++)
-    memcpy(sd->xs + i * d, x + rows[i] * d, (size_t)d * sizeof *sd->xs);
   sd->inv_step = grid_fit(sd->xs, s, d, sd->lo);
   for (int64_t i = 0; i < s; i++)
     grid_row(sd->xs + i * d, d, sd->lo, sd->inv_step, sd->qs + i * d);
@@ -641,7 +710,8 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
   }
   float *q = query ? td_malloc((size_t)REFINE_CHUNK * 2 * sizeof *q) : NULL;
   search_data sd = {0};
-  int rc = q && (!graph || !search_new(&sd, x, d, rows, s, pred, n_classes, nt))
+  int rc = q && (!graph || !search_new(&sd, x, d, rows, pos, graph, s, pred,
+                                       n_classes, nt))
                ? TD_OK
                : td_err_set(err, TD_ENOMEM, "placing: out of memory");
   for (int64_t b = 0; b < m && rc == TD_OK; b += REFINE_CHUNK) {
@@ -651,13 +721,14 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
       q[2 * i + 1] = y[2 * query[b + i] + 1];
     }
     td_knn cand;
-    rc = td_knn_2d_query(pos, s, q, cm, kc, &cand, err);
+    rc = td_knn_2d_query(graph ? sd.pos : pos, s, q, cm, kc, &cand, err);
     if (rc)
       break;
+    /* with the graph, sample indices are in the search's order */
     refine_ctx c = {.x = x,
-                    .pos = pos,
+                    .pos = graph ? sd.pos : pos,
                     .d = d,
-                    .rows = rows,
+                    .rows = graph ? sd.rows : rows,
                     .s = s,
                     .xs = sd.xs,
                     .qs = sd.qs,
@@ -669,7 +740,7 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
                     .pred = pred,
                     .y = y,
                     .alt = alt,
-                    .graph = graph,
+                    .graph = graph ? &sd.graph : NULL,
                     .seeds = sd.seeds,
                     .n_classes = n_classes,
                     .stamp = sd.stamp,
