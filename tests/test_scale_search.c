@@ -79,32 +79,48 @@ static void brute_nearest(const float *x, const int64_t *rows, int64_t i,
 
 /* The position the placement gives from the K exact nearest: their
  * drawn positions weighted by exp(-(d - d1) / mean(d - d1)). */
-static double expected_x(const double dist[K], const int32_t idx[K],
-                         const float *pos) {
+static void expected_pos(const double dist[K], const int32_t idx[K],
+                         const float *pos, double out[2]) {
   double spread = 0;
   for (int j = 1; j < K; j++)
     spread += dist[j] - dist[0];
   spread /= K - 1;
-  double wx = 0, ws = 0;
-  for (int j = 0; j < K; j++) {
-    double w = spread > 0 ? exp(-(dist[j] - dist[0]) / spread) : 1.0;
-    wx += w * (double)pos[2 * idx[j]];
-    ws += w;
+  double w[K], ws = 0;
+  for (int j = 0; j < K; j++)
+    ws += w[j] = spread > 0 ? exp(-(dist[j] - dist[0]) / spread) : 1.0;
+  for (int a = 0; a < 2; a++) {
+    out[a] = 0;
+    for (int j = 0; j < K; j++)
+      out[a] += w[j] * (double)pos[2 * idx[j] + a] / ws;
   }
-  return wx / ws;
+}
+
+/* The sample point whose drawn position alt [2] was put beside: alt is
+ * pos of the nearest found + 0.05 (cos a, sin a), a from the row. */
+static int32_t named_by_alt(const float *alt, int64_t row, const float *pos) {
+  float a = (float)(row % 628) * 0.01f;
+  double px = (double)(alt[0] - 0.05f * cosf(a));
+  double py = (double)(alt[1] - 0.05f * sinf(a));
+  int32_t best = -1;
+  double bd = INFINITY;
+  for (int32_t v = 0; v < S; v++) {
+    double dx = (double)pos[2 * v] - px, dy = (double)pos[2 * v + 1] - py;
+    if (dx * dx + dy * dy < bd)
+      bd = dx * dx + dy * dy, best = v;
+  }
+  return best;
 }
 
 /* Places every point outside the sample at `threads` threads. The canvas
- * draws sample point v at (v, 0) and every other point at a fixed random
- * place along the same line, so the canvas candidates are random sample
- * points and the neighbours have to be found through the graph; alt's
- * first coordinate, pos of the nearest found + 0.05 cos(a), names it. */
+ * draws every point at its first two coordinates (an encoder that sees
+ * 2 of the D, so the canvas candidates are near the point only roughly
+ * and its neighbours have to be found through the graph). */
 static void place(const float *x, const int64_t *rows, const td_knn *g,
                   const float *pos, int threads, float *y, float *alt) {
   static int32_t pred[N];
   for (int64_t i = 0; i < N; i++) {
-    y[2 * i] = (float)((i * 7919) % S);
-    y[2 * i + 1] = 0.0f;
+    y[2 * i] = x[i * D];
+    y[2 * i + 1] = x[i * D + 1];
   }
   memcpy(alt, y, sizeof(float) * 2 * N);
   td_err err;
@@ -122,8 +138,8 @@ static void test_search_finds_exact_neighbours(void) {
   CHECK(rows != NULL);
   for (int64_t v = 0; v < S; v++) {
     memcpy(xs + v * D, x + rows[v] * D, sizeof(float) * D);
-    pos[2 * v] = (float)v;
-    pos[2 * v + 1] = 0.0f;
+    pos[2 * v] = x[rows[v] * D];
+    pos[2 * v + 1] = x[rows[v] * D + 1];
   }
   td_knn g;
   td_err err;
@@ -135,12 +151,14 @@ static void test_search_finds_exact_neighbours(void) {
   for (int64_t i = 0; i < N; i++) {
     if (in_sample(rows, i))
       continue;
-    double bd[K];
+    double bd[K], e[2];
     int32_t bi[K];
     brute_nearest(x, rows, i, bd, bi);
+    expected_pos(bd, bi, pos, e);
     placed++;
-    first += lround((double)a1[2 * i]) == bi[0];
-    same_place += fabs((double)y1[2 * i] - expected_x(bd, bi, pos)) < 1e-2;
+    first += named_by_alt(a1 + 2 * i, i, pos) == bi[0];
+    same_place += fabs((double)y1[2 * i] - e[0]) < 1e-3 &&
+                  fabs((double)y1[2 * i + 1] - e[1]) < 1e-3;
   }
   td_knn_free(&g);
   td_free(rows);
@@ -149,9 +167,10 @@ static void test_search_finds_exact_neighbours(void) {
           "%lld points placed: the exact nearest found for %.4f, the "
           "position of the exact %d nearest for %.4f\n",
           (long long)placed, r1, K, rp);
-  /* measured: 0.985 and 0.980, the same as the search on exact float
-   * distances gave before the grid (its misses are the graph's: points
-   * whose nearest sample point no path of the graph leads to) */
+  /* measured: 0.982 and 0.977 (16 canvas seeds); 0.996 and 0.992 with
+   * 48 seeds, on the grid as on the float rows the search read before
+   * (the grid loses nothing here; the misses are the graph's, points no
+   * path from the seeds leads to) */
   CHECK(placed == N - S);
   CHECK(r1 >= 0.95);
   CHECK(rp >= 0.93);

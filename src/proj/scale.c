@@ -23,6 +23,8 @@
 /* the search over the sample's kNN graph: its beam, the seeds of the
  * point's predicted class, and a cap on the distances one point costs */
 #define SEARCH_BEAM 16
+#define SEARCH_CANVAS_SEEDS 16 /* the search's seeds near the encoder's place  \
+                                */
 #define SEARCH_CLASS_SEEDS 8
 #define SEARCH_MAX_EVALS 640
 #define REFINE_CHUNK 65536
@@ -697,11 +699,12 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
                      int64_t s, const float *pos, const int32_t *pred,
                      int n_classes, const td_knn *graph, float *y, float *alt,
                      td_err *err) {
-  int kc = s < REFINE_CAND ? (int)s : REFINE_CAND;
-  if (kc < 1)
-    return TD_OK;
   if (!pred || n_classes < 1 || n_classes > 256)
     graph = NULL; /* the class seeds need the classes */
+  int want = graph ? SEARCH_CANVAS_SEEDS : REFINE_CAND;
+  int kc = s < want ? (int)s : want;
+  if (kc < 1)
+    return TD_OK;
   int64_t m = 0, nt = td_threads();
   int64_t *query = outside(n, rows, s, &m);
   if (query && locality_order(query, m, y)) {
