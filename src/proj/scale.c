@@ -20,11 +20,11 @@
 /* Candidates on the canvas and neighbours kept by td__scale_refine. */
 #define REFINE_CAND 48
 #define REFINE_K 3
-/* the search over the sample's kNN graph: its beam, the seeds of the
- * point's predicted class, and a cap on the distances one point costs */
+/* the search over the sample's kNN graph: its beam, its seeds near the
+ * point's encoder position and of the point's predicted class, and a cap
+ * on the distances one point costs */
 #define SEARCH_BEAM 16
-#define SEARCH_CANVAS_SEEDS 16 /* the search's seeds near the encoder's place  \
-                                */
+#define SEARCH_CANVAS_SEEDS 16
 #define SEARCH_CLASS_SEEDS 8
 #define SEARCH_MAX_EVALS 640
 #define REFINE_CHUNK 65536
