@@ -5,6 +5,7 @@
  *   bench_scale --run /tmp/s1m [--scale auto|on|off] [--sample S]
  *               [--place knn|canvas|encoder] [--queries 10000] [--threads 2]
  *               [--no-project]
+ *   bench_scale --run RUN --place-only EPOCH [--sample S] [--threads 2]
  *
  * Projects every epoch of the run (in place, --force: RUN/vis/dvi is
  * replaced) and prints per epoch: wall and CPU seconds (getrusage, all
@@ -20,6 +21,15 @@
  *   ppr — over all N points, the share whose class under head(decoder(y))
  *     is the head's class of the representation.
  *
+ * --place-only times the placement of the points outside the sample alone
+ * (td__scale_refine, its graph search), on the epoch's representations and
+ * a canvas taken from its projection (every point where RUN/vis/dvi drew
+ * it, standing in for the encoder's positions, so the canvas candidates
+ * are better than the encoder's and the search a little shorter than in a
+ * projection): CPU and wall seconds, and a checksum of the positions to
+ * compare builds by. The sample (S, default 10 % capped at 100,000) and its
+ * kNN graph are drawn afresh.
+ *
  * The load average is printed beside the timings: on a shared machine wall
  * time depends on other people's jobs, CPU time much less.
  */
@@ -30,6 +40,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "proj/scale.h"
+#include "tardis/alloc.h"
 #include "tardis/fsutil.h"
 #include "tardis/knn.h"
 #include "tardis/parallel.h"
@@ -212,16 +224,73 @@ static int quality(td_run *run, int ep, int64_t q, td_err *err) {
   return rc;
 }
 
+/* The placement alone (--place-only), on epoch ep. */
+static int place_only(td_run *run, int ep, int64_t s, td_err *err) {
+  char dir[TD_PATH_MAX];
+  if (td_vis_epoch_dir(td_run_dir(run), "dvi", ep, dir, sizeof dir))
+    return td_err_set(err, TD_ERANGE, "path too long");
+  int64_t n = td_run_get_meta(run)->n_train;
+  int d = td_run_get_meta(run)->repr_dim;
+  s = s > 0 ? s : n / 10 < 100000 ? n / 10 : 100000;
+  td_array x = {0}, y0 = {0};
+  td_head *h = NULL;
+  int rc = td_run_load_f32(run, ep, "train_repr", &x, err);
+  if (rc == TD_OK)
+    rc = td_vis_load_embedding_in(dir, "train", n, &y0, err);
+  if (rc == TD_OK)
+    rc = td_run_load_head(run, ep, &h, err);
+  int C = h ? td_head_out_dim(h) : 0;
+  int64_t *rows = rc == TD_OK ? td__scale_sample_rows(n, s, 7) : NULL;
+  float *xs = malloc((size_t)s * d * sizeof *xs), *pos = malloc(8 * s);
+  float *y = malloc(8 * n), *alt = malloc(8 * n), *z = malloc(4 * n * C);
+  int32_t *pred = malloc(4 * n);
+  td_knn g = {0};
+  if (rc == TD_OK && !(rows && xs && pos && y && alt && z && pred))
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
+  if (rc == TD_OK) {
+    const float *yy = y0.data;
+    for (int64_t v = 0; v < s; v++) {
+      memcpy(xs + v * d, (const float *)x.data + rows[v] * d, 4 * (size_t)d);
+      pos[2 * v] = yy[2 * rows[v]], pos[2 * v + 1] = yy[2 * rows[v] + 1];
+    }
+    td_head_forward(h, x.data, n, z);
+    for (int64_t i = 0; i < n; i++)
+      pred[i] = argmax(z + i * C, C);
+    memcpy(y, yy, 8 * (size_t)n);
+    memcpy(alt, yy, 8 * (size_t)n);
+    rc = td_knn_auto(xs, s, d, 15, 7, &g, err);
+  }
+  if (rc == TD_OK) {
+    double c0 = cpu_seconds(), t0 = td_now();
+    rc = td__scale_refine(x.data, n, d, rows, s, pos, pred, C, &g, y, alt, err);
+    double cpu = cpu_seconds() - c0, wall = td_now() - t0, sum = 0;
+    for (int64_t i = 0; i < 2 * n; i++)
+      sum += (double)y[i] * (double)((i % 7) + 1);
+    if (rc == TD_OK)
+      printf("place %lld of %lld (sample %lld): %.2f s CPU, %.2f s wall, "
+             "%.2f us CPU per point, load %.1f; checksum %.9g\n",
+             (long long)(n - s), (long long)n, (long long)s, cpu, wall,
+             1e6 * cpu / (double)(n - s), load1(), sum);
+  }
+  td_knn_free(&g);
+  free(xs), free(pos), free(y), free(alt), free(z), free(pred);
+  td_free(rows);
+  td_array_close(&x);
+  td_array_close(&y0);
+  td_head_free(h);
+  return rc;
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: bench_scale --run RUN [--scale auto|on|off] "
                   "[--sample S] [--place knn|canvas|encoder] [--queries Q] "
-                  "[--threads T] [--no-project]\n");
+                  "[--threads T] [--no-project] [--place-only EPOCH]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   const char *dir = NULL;
-  int threads = 2, project = 1;
+  int threads = 2, project = 1, place_ep = 0;
   int64_t q = 10000;
   td_project_opts o;
   td_project_opts_default(&o);
@@ -239,6 +308,8 @@ int main(int argc, char **argv) {
       dir = v;
     else if (!strcmp(a, "--threads"))
       threads = atoi(v);
+    else if (!strcmp(a, "--place-only"))
+      place_ep = atoi(v);
     else if (!strcmp(a, "--queries"))
       q = atoll(v);
     else if (!strcmp(a, "--sample"))
@@ -266,6 +337,10 @@ int main(int argc, char **argv) {
          (long long)meta->n_train, meta->repr_dim, td_run_n_epochs(run),
          threads, load1());
   int rc = TD_OK;
+  if (place_ep > 0) {
+    rc = place_only(run, place_ep, o.scale_sample, &err);
+    project = 0, q = 0;
+  }
   if (project) {
     timing t = {.last_cpu = cpu_seconds()};
     o.progress = on_progress;
@@ -282,7 +357,7 @@ int main(int argc, char **argv) {
              "%.1f\n",
              t.wall[0], t.cpu[0], later_w, later_c, peak_rss_gb(), load1());
   }
-  for (int i = 0; rc == TD_OK && i < td_run_n_epochs(run); i++)
+  for (int i = 0; rc == TD_OK && q > 0 && i < td_run_n_epochs(run); i++)
     if (td_vis_epoch_final(dir, "dvi", td_run_epoch_number(run, i)))
       rc = quality(run, td_run_epoch_number(run, i), q, &err);
   td_run_close(run);

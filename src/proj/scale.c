@@ -20,9 +20,11 @@
 /* Candidates on the canvas and neighbours kept by td__scale_refine. */
 #define REFINE_CAND 48
 #define REFINE_K 3
-/* the search over the sample's kNN graph: its beam, the seeds of the
- * point's predicted class, and a cap on the distances one point costs */
+/* the search over the sample's kNN graph: its beam, its seeds near the
+ * point's encoder position and of the point's predicted class, and a cap
+ * on the distances one point costs */
 #define SEARCH_BEAM 16
+#define SEARCH_CANVAS_SEEDS 16
 #define SEARCH_CLASS_SEEDS 8
 #define SEARCH_MAX_EVALS 640
 #define REFINE_CHUNK 65536
@@ -132,6 +134,10 @@ typedef struct refine_ctx {
   const int64_t *rows; /* the sample, ascending */
   int64_t s;
   const float *xs;      /* [s, d] the sample's rows of x, contiguous, or NULL */
+  const uint8_t *qs;    /* [s, d] the same rows on the search's grid, or NULL */
+  const float *lo;      /* [d] the grid's origin per coordinate */
+  float step;           /* the inverse of the grid's step (one for all) */
+  uint8_t *qx;          /* per thread: [d] the query's row on the grid */
   const int64_t *query; /* the chunk's non-sample rows */
   const td_knn *cand;   /* their canvas candidates among the sample */
   const int32_t *pred;  /* [n] predicted classes, or NULL */
@@ -189,107 +195,201 @@ static float dist_to(const refine_ctx *c, const float *xi, int32_t v) {
   return sqrtf(lanes_total(part));
 }
 
-/* dist_to, or any value >= bound once the distance is known to reach it:
- * every partial sum only grows (squares, added in the same order as
- * dist_to), so a sum whose square root already reaches bound ends at a
- * distance that does too, and the caller rejects both alike. Most of the
- * search's candidates are rejected; this reads part of their row only. */
-static float dist_below(const refine_ctx *c, const float *xi, int32_t v,
-                        float bound) {
-  const float *xv = row_of(c, v);
-  float part[8] = {0};
-  int t = 0;
-  while (t + 8 <= c->d) {
-    int stop = t + 32 <= c->d ? t + 32 : c->d - c->d % 8;
-    for (; t < stop; t += 8)
-      for (int l = 0; l < 8; l++) {
-        float df = xi[t + l] - xv[t + l];
-        part[l] += df * df;
-      }
-    if (t < c->d && sqrtf(lanes_total(part)) >= bound)
-      return bound;
-  }
-  for (; t < c->d; t++) {
-    float df = xi[t] - xv[t];
-    part[0] += df * df;
-  }
-  return sqrtf(lanes_total(part));
+/* ---- the graph search's grid ---------------------------------------- */
+
+/* The search compares the point with sample points by their rows on a grid
+ * of 256 steps per coordinate, one byte each: a quarter of the floats'
+ * bytes, so the sample's copy it reads at random (12.8 MB at 100,000 x 128,
+ * against 51 MB of floats) stays in the caches far more often, and the
+ * search, bound by memory latency, costs less. One step for every
+ * coordinate (the widest range over 255), so a grid distance is the
+ * Euclidean one up to rounding, half a step per coordinate at most; the
+ * search's final beam is ranked again by the exact distances, so only
+ * which sample points reach the beam can differ, not how they rank.
+ * Integer sums are exact in any order: deterministic everywhere. */
+/* coordinates summed in 16 uint32 lanes (at most 16 squares of 255 each:
+ * no overflow) before the partial sum is compared with the bound */
+#define GRID_BLOCK 256
+
+/* A coordinate on the grid: rounded, clamped to [0, 255] (NaN to 0). */
+static uint8_t to_grid(float v, float lo, float inv_step) {
+  float t = (v - lo) * inv_step + 0.5f;
+  if (!(t > 0.0f))
+    return 0;
+  return t >= 255.0f ? 255 : (uint8_t)t;
 }
 
-/* Asks for sample point v's row ahead of dist_to: the search reads rows
- * of a sample far larger than the caches at random, and a point's
- * neighbours' rows fetched together cost one memory latency, not k. */
-static void prefetch_row(const refine_ctx *c, int32_t v) {
-  const char *p = (const char *)row_of(c, v);
-  for (int64_t b = 0; b < (int64_t)c->d * (int64_t)sizeof(float); b += 64)
+/* The squared grid distance from a to b [d], or any value >= bound once
+ * it is known to reach it: the sums only grow, so a partial sum that
+ * reaches bound ends at a distance that does too, and the caller rejects
+ * both alike. Most of the search's candidates are rejected; this reads
+ * part of their row only. */
+static uint64_t grid_dist_below(const uint8_t *a, const uint8_t *b, int d,
+                                uint64_t bound) {
+  uint64_t total = 0;
+  int t = 0;
+  while (t < d) {
+    uint32_t part[16] = {0};
+    int stop = t + GRID_BLOCK <= d ? t + GRID_BLOCK : d;
+    for (; t + 16 <= stop; t += 16)
+      for (int l = 0; l < 16; l++) {
+        int32_t df = (int32_t)a[t + l] - (int32_t)b[t + l];
+        part[l] += (uint32_t)(df * df);
+      }
+    for (; t < stop; t++) {
+      int32_t df = (int32_t)a[t] - (int32_t)b[t];
+      part[0] += (uint32_t)(df * df);
+    }
+    uint32_t block = 0;
+    for (int l = 0; l < 16; l++)
+      block += part[l];
+    total += block;
+    if (total >= bound)
+      return bound;
+  }
+  return total;
+}
+
+/* The grid of the sample's rows xs [s, d]: its origin lo [d] (each
+ * coordinate's minimum) and its step (the widest coordinate's range over
+ * 255); non-finite values are left out of both. Returns the step's
+ * inverse. */
+static float grid_fit(const float *xs, int64_t s, int d, float *lo) {
+  float wide = 0;
+  for (int t = 0; t < d; t++) {
+    float a = INFINITY, b = -INFINITY;
+    for (int64_t v = 0; v < s; v++) {
+      float x = xs[v * d + t];
+      if (isfinite(x)) {
+        a = x < a ? x : a;
+        b = x > b ? x : b;
+      }
+    }
+    lo[t] = a <= b ? a : 0.0f;
+    wide = a <= b && b - a > wide ? b - a : wide;
+  }
+  return wide > 0 && isfinite(wide) ? 255.0f / wide : 1.0f;
+}
+
+static void grid_row(const float *x, int d, const float *lo, float inv,
+                     uint8_t *out) {
+  for (int t = 0; t < d; t++)
+    out[t] = to_grid(x[t], lo[t], inv);
+}
+
+/* Asks for the rows of sample point v ahead of their distances: the
+ * search reads rows of a sample larger than the caches at random, and a
+ * vertex's neighbours' rows fetched together cost one memory latency, not
+ * k. grid: its row on the grid; else its float row. */
+static void prefetch_row(const refine_ctx *c, int32_t v, int grid) {
+  const char *p = grid ? (const char *)(c->qs + (int64_t)v * c->d)
+                       : (const char *)row_of(c, v);
+  int64_t bytes = (int64_t)c->d * (grid ? 1 : (int64_t)sizeof(float));
+  for (int64_t b = 0; b < bytes; b += 64)
     __builtin_prefetch(p + b);
 }
 
+/* The search's beam: at most SEARCH_BEAM sample points, ascending by grid
+ * distance (ties: the first found first), and whether each is expanded. */
+typedef struct beam {
+  uint64_t dist[SEARCH_BEAM];
+  int32_t idx[SEARCH_BEAM];
+  uint8_t done[SEARCH_BEAM];
+  int cnt;
+} beam;
+
+static uint64_t beam_bound(const beam *b) {
+  return b->cnt == SEARCH_BEAM ? b->dist[SEARCH_BEAM - 1] : UINT64_MAX;
+}
+
+static void beam_insert(beam *b, uint64_t dv, int32_t v) {
+  if (b->cnt == SEARCH_BEAM && dv >= b->dist[SEARCH_BEAM - 1])
+    return;
+  int at = b->cnt < SEARCH_BEAM ? b->cnt++ : b->cnt - 1;
+  for (; at > 0 && b->dist[at - 1] > dv; at--) {
+    b->dist[at] = b->dist[at - 1];
+    b->idx[at] = b->idx[at - 1];
+    b->done[at] = b->done[at - 1];
+  }
+  b->dist[at] = dv, b->idx[at] = v, b->done[at] = 0;
+}
+
+/* Puts sample point v into the beam unless it was seen already; returns
+ * 1 when its distance was taken. */
+static int beam_visit(const refine_ctx *c, beam *b, const uint8_t *qi,
+                      uint32_t *seen, uint32_t g, int32_t v) {
+  if (v < 0 || v >= c->s || seen[v] == g)
+    return 0;
+  seen[v] = g;
+  beam_insert(
+      b, grid_dist_below(qi, c->qs + (int64_t)v * c->d, c->d, beam_bound(b)),
+      v);
+  return 1;
+}
+
+/* The beam's sample points ranked by their exact distance to xi (ties by
+ * index): dist/idx, ascending. */
+static void rerank(const refine_ctx *c, const float *xi, const beam *b,
+                   float *dist, int32_t *idx) {
+  for (int j = 0; j < b->cnt; j++)
+    prefetch_row(c, b->idx[j], 0);
+  for (int j = 0; j < b->cnt; j++) {
+    float dv = dist_to(c, xi, b->idx[j]);
+    int32_t v = b->idx[j];
+    int at = j;
+    for (; at > 0 &&
+           (dist[at - 1] > dv || (dist[at - 1] == dv && idx[at - 1] > v));
+         at--) {
+      dist[at] = dist[at - 1];
+      idx[at] = idx[at - 1];
+    }
+    dist[at] = dv, idx[at] = v;
+  }
+}
+
 /* Best-first search of the sample's kNN graph for the nearest sample points
- * of row q: seeded by its canvas candidates and by a few fixed sample
- * points of its predicted class (the canvas may put it in the wrong
+ * of row q, on the grid: seeded by its canvas candidates and by a few fixed
+ * sample points of its predicted class (the canvas may put it in the wrong
  * cluster), it expands the nearest unexpanded vertex of the beam until
  * every vertex of the beam is expanded (or the cap is reached). The beam,
- * ascending, is left in dist/idx; returns its length. */
+ * ranked by exact distance, is left in dist/idx; returns its length. */
 static int graph_search(const refine_ctx *c, int64_t i, int tid,
                         float dist[SEARCH_BEAM], int32_t idx[SEARCH_BEAM]) {
   const float *xi = c->x + c->query[i] * c->d;
+  uint8_t *qi = c->qx + (int64_t)tid * c->d;
   uint32_t *seen = c->stamp[tid], g = ++c->gen[tid];
-  uint8_t done[SEARCH_BEAM] = {0};
-  int cnt = 0, evals = 0, kc = c->cand->k;
+  int kc = c->cand->k, k = c->graph->k;
   int32_t want = c->pred ? c->pred[c->query[i]] : -1;
   for (int j = 0; j < kc; j++)
     if (c->cand->idx[i * kc + j] >= 0)
-      prefetch_row(c, c->cand->idx[i * kc + j]);
-  for (int j = 0; j < kc + SEARCH_CLASS_SEEDS; j++) {
-    int32_t v = j < kc ? c->cand->idx[i * kc + j]
-                : want >= 0 && want < c->n_classes
-                    ? c->seeds[want * SEARCH_CLASS_SEEDS + j - kc]
-                    : -1;
-    if (v < 0 || seen[v] == g)
-      continue;
-    seen[v] = g;
-    evals++;
-    float dv = dist_to(c, xi, v);
-    if (cnt == SEARCH_BEAM && dv >= dist[cnt - 1])
-      continue;
-    int at = cnt < SEARCH_BEAM ? cnt++ : cnt - 1;
-    for (; at > 0 && dist[at - 1] > dv; at--) {
-      dist[at] = dist[at - 1], idx[at] = idx[at - 1], done[at] = done[at - 1];
-    }
-    dist[at] = dv, idx[at] = v, done[at] = 0;
-  }
-  int k = c->graph->k;
+      prefetch_row(c, c->cand->idx[i * kc + j], 1);
+  grid_row(xi, c->d, c->lo, c->step, qi);
+  beam b = {.cnt = 0};
+  int evals = 0;
+  for (int j = 0; j < kc + SEARCH_CLASS_SEEDS; j++)
+    evals += beam_visit(c, &b, qi, seen, g,
+                        j < kc ? c->cand->idx[i * kc + j]
+                        : want >= 0 && want < c->n_classes
+                            ? c->seeds[want * SEARCH_CLASS_SEEDS + j - kc]
+                            : -1);
   for (;;) {
     int u = 0;
-    while (u < cnt && done[u])
+    while (u < b.cnt && b.done[u])
       u++;
-    if (u == cnt || evals >= SEARCH_MAX_EVALS)
-      return cnt;
-    done[u] = 1;
-    if (idx[u] >= c->graph->n)
+    if (u == b.cnt || evals >= SEARCH_MAX_EVALS)
+      break;
+    b.done[u] = 1;
+    if (b.idx[u] >= c->graph->n)
       continue;
-    const int32_t *nb = c->graph->idx + (int64_t)idx[u] * k;
+    const int32_t *nb = c->graph->idx + (int64_t)b.idx[u] * k;
     for (int j = 0; j < k; j++)
       if (nb[j] >= 0 && nb[j] < c->s && seen[nb[j]] != g)
-        prefetch_row(c, nb[j]);
-    for (int j = 0; j < k; j++) {
-      int32_t v = nb[j];
-      if (v < 0 || v >= c->s || seen[v] == g)
-        continue;
-      seen[v] = g;
-      evals++;
-      float dv =
-          dist_below(c, xi, v, cnt == SEARCH_BEAM ? dist[cnt - 1] : INFINITY);
-      if (cnt == SEARCH_BEAM && dv >= dist[cnt - 1])
-        continue;
-      int at = cnt < SEARCH_BEAM ? cnt++ : cnt - 1;
-      for (; at > 0 && dist[at - 1] > dv; at--) {
-        dist[at] = dist[at - 1], idx[at] = idx[at - 1], done[at] = done[at - 1];
-      }
-      dist[at] = dv, idx[at] = v, done[at] = 0;
-    }
+        prefetch_row(c, nb[j], 1);
+    for (int j = 0; j < k; j++)
+      evals += beam_visit(c, &b, qi, seen, g, nb[j]);
   }
+  rerank(c, xi, &b, dist, idx);
+  return b.cnt;
 }
 
 /* The REFINE_K nearest of the graph search's beam, of the point's
@@ -330,9 +430,18 @@ static int nearest_of_candidates(const refine_ctx *c, int64_t i,
   return cnt;
 }
 
+/* Asks for the row of the query LOOKAHEAD places ahead: the queries come
+ * in canvas order, so their rows lie anywhere in the run's array. */
+#define LOOKAHEAD 4
+
 static void refine_rows(void *vctx, int64_t begin, int64_t end, int tid) {
   const refine_ctx *c = vctx;
   for (int64_t i = begin; i < end; i++) {
+    if (i + LOOKAHEAD < end) {
+      const char *p = (const char *)(c->x + c->query[i + LOOKAHEAD] * c->d);
+      for (int64_t b = 0; b < (int64_t)c->d * (int64_t)sizeof(float); b += 64)
+        __builtin_prefetch(p + b);
+    }
     float dist[REFINE_K];
     int32_t idx[REFINE_K];
     int cnt = c->graph ? nearest_of_beam(c, i, tid, dist, idx)
@@ -478,15 +587,124 @@ static uint32_t **stamps_new(int64_t s, int t) {
   return st;
 }
 
+/* What the graph search reads: the sample in its own order (below), its
+ * kNN graph, rows (floats for the exact ranking, bytes on the grid for
+ * the search), positions and class seeds in that order; a stamp array and
+ * a grid row per thread. */
+typedef struct search_data {
+  int64_t *rows; /* [s] the run's row of each sample point, in search order */
+  float *pos;    /* [s, 2] its drawn position */
+  td_knn graph;  /* [s, k] its neighbours, in search order (-1: none) */
+  int32_t *seeds;
+  uint32_t **stamp, *gen;
+  float *xs, *lo, inv_step;
+  uint8_t *qs, *qx;
+  int64_t nt;
+} search_data;
+
+static void search_free(search_data *sd) {
+  for (int64_t i = 0; sd->stamp && i < sd->nt; i++)
+    td_free(sd->stamp[i]);
+  td_free(sd->stamp);
+  td_free(sd->gen);
+  td_free(sd->seeds);
+  td_free(sd->rows);
+  td_free(sd->pos);
+  td_free(sd->graph.idx);
+  td_free(sd->xs);
+  td_free(sd->lo);
+  td_free(sd->qs);
+  td_free(sd->qx);
+  memset(sd, 0, sizeof *sd);
+}
+
+/* The search order of the sample: the Z-order of its drawn positions,
+ * the order the queries come in (locality_order). A query's canvas
+ * candidates and, mostly, its graph neighbours then lie in a few stretches
+ * of the sample's copies, and the next queries read the same stretches:
+ * far fewer cache misses than in the order of the run's rows, whose
+ * neighbours are scattered over the whole sample. perm [s]: the sample
+ * index at each place; inv [s] its inverse. */
+static int search_order(const float *pos, int64_t s, int64_t *perm,
+                        int32_t *inv) {
+  for (int64_t v = 0; v < s; v++)
+    perm[v] = v;
+  if (locality_order(perm, s, pos))
+    return -1;
+  for (int64_t j = 0; j < s; j++)
+    inv[perm[j]] = (int32_t)j;
+  return 0;
+}
+
+/* The sample's rows, positions and graph put in search order. */
+static void search_permute(search_data *sd, const float *x, int d,
+                           const int64_t *rows, const float *pos,
+                           const td_knn *g, int64_t s, const int64_t *perm,
+                           const int32_t *inv) {
+  int k = g->k;
+  for (int64_t j = 0; j < s; j++) {
+    int64_t v = perm[j];
+    sd->rows[j] = rows[v];
+    sd->pos[2 * j] = pos[2 * v];
+    sd->pos[2 * j + 1] = pos[2 * v + 1];
+    memcpy(sd->xs + j * d, x + rows[v] * d, (size_t)d * sizeof *sd->xs);
+    for (int l = 0; l < k; l++) {
+      int32_t u = v < g->n ? g->idx[v * k + l] : -1;
+      sd->graph.idx[j * k + l] = u >= 0 && u < s ? inv[u] : -1;
+    }
+  }
+}
+
+/* Fills sd for the sample rows [s] of x [n, d] drawn at pos [s, 2] with
+ * the kNN graph g; -1 when out of memory. */
+static int search_new(search_data *sd, const float *x, int d,
+                      const int64_t *rows, const float *pos, const td_knn *g,
+                      int64_t s, const int32_t *pred, int n_classes,
+                      int64_t nt) {
+  memset(sd, 0, sizeof *sd);
+  sd->nt = nt;
+  int64_t *perm = td_malloc((size_t)s * sizeof *perm);
+  int32_t *inv = td_malloc((size_t)s * sizeof *inv);
+  sd->rows = td_malloc((size_t)s * sizeof *sd->rows);
+  sd->pos = td_malloc((size_t)s * 2 * sizeof *sd->pos);
+  sd->graph.idx = td_malloc((size_t)s * g->k * sizeof *sd->graph.idx);
+  sd->stamp = stamps_new(s, (int)nt);
+  sd->gen = td_calloc((size_t)nt, sizeof *sd->gen);
+  sd->xs = td_malloc((size_t)s * d * sizeof *sd->xs);
+  sd->lo = td_malloc((size_t)d * sizeof *sd->lo);
+  sd->qs = td_malloc((size_t)s * d);
+  sd->qx = td_malloc((size_t)nt * d);
+  int ok = perm && inv && sd->rows && sd->pos && sd->graph.idx && sd->stamp &&
+           sd->gen && sd->xs && sd->lo && sd->qs && sd->qx &&
+           !search_order(pos, s, perm, inv);
+  if (ok) {
+    sd->graph.n = s, sd->graph.k = g->k;
+    search_permute(sd, x, d, rows, pos, g, s, perm, inv);
+    sd->seeds = class_seeds(sd->rows, s, pred, n_classes);
+    ok = sd->seeds != NULL;
+  }
+  td_free(perm);
+  td_free(inv);
+  if (!ok) {
+    search_free(sd);
+    return -1;
+  }
+  sd->inv_step = grid_fit(sd->xs, s, d, sd->lo);
+  for (int64_t i = 0; i < s; i++)
+    grid_row(sd->xs + i * d, d, sd->lo, sd->inv_step, sd->qs + i * d);
+  return 0;
+}
+
 int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
                      int64_t s, const float *pos, const int32_t *pred,
                      int n_classes, const td_knn *graph, float *y, float *alt,
                      td_err *err) {
-  int kc = s < REFINE_CAND ? (int)s : REFINE_CAND;
-  if (kc < 1)
-    return TD_OK;
   if (!pred || n_classes < 1 || n_classes > 256)
     graph = NULL; /* the class seeds need the classes */
+  int want = graph ? SEARCH_CANVAS_SEEDS : REFINE_CAND;
+  int kc = s < want ? (int)s : want;
+  if (kc < 1)
+    return TD_OK;
   int64_t m = 0, nt = td_threads();
   int64_t *query = outside(n, rows, s, &m);
   if (query && locality_order(query, m, y)) {
@@ -494,15 +712,9 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
     query = NULL;
   }
   float *q = query ? td_malloc((size_t)REFINE_CHUNK * 2 * sizeof *q) : NULL;
-  int32_t *seeds = graph ? class_seeds(rows, s, pred, n_classes) : NULL;
-  uint32_t **stamp = graph ? stamps_new(s, (int)nt) : NULL;
-  uint32_t *gen = graph ? td_calloc((size_t)nt, sizeof *gen) : NULL;
-  /* the search reads sample rows at random: a contiguous copy keeps them
-   * off the pages of the other rows */
-  float *xs = graph ? td_malloc((size_t)s * d * sizeof *xs) : NULL;
-  for (int64_t i = 0; xs && i < s; i++)
-    memcpy(xs + i * d, x + rows[i] * d, (size_t)d * sizeof *xs);
-  int rc = q && (!graph || (seeds && stamp && gen && xs))
+  search_data sd = {0};
+  int rc = q && (!graph || !search_new(&sd, x, d, rows, pos, graph, s, pred,
+                                       n_classes, nt))
                ? TD_OK
                : td_err_set(err, TD_ENOMEM, "placing: out of memory");
   for (int64_t b = 0; b < m && rc == TD_OK; b += REFINE_CHUNK) {
@@ -512,20 +724,34 @@ int td__scale_refine(const float *x, int64_t n, int d, const int64_t *rows,
       q[2 * i + 1] = y[2 * query[b + i] + 1];
     }
     td_knn cand;
-    rc = td_knn_2d_query(pos, s, q, cm, kc, &cand, err);
+    rc = td_knn_2d_query(graph ? sd.pos : pos, s, q, cm, kc, &cand, err);
     if (rc)
       break;
-    refine_ctx c = {x,    pos, d,   rows,  s,     xs,        query + b, &cand,
-                    pred, y,   alt, graph, seeds, n_classes, stamp,     gen};
+    /* with the graph, sample indices are in the search's order */
+    refine_ctx c = {.x = x,
+                    .pos = graph ? sd.pos : pos,
+                    .d = d,
+                    .rows = graph ? sd.rows : rows,
+                    .s = s,
+                    .xs = sd.xs,
+                    .qs = sd.qs,
+                    .lo = sd.lo,
+                    .step = sd.inv_step,
+                    .qx = sd.qx,
+                    .query = query + b,
+                    .cand = &cand,
+                    .pred = pred,
+                    .y = y,
+                    .alt = alt,
+                    .graph = graph ? &sd.graph : NULL,
+                    .seeds = sd.seeds,
+                    .n_classes = n_classes,
+                    .stamp = sd.stamp,
+                    .gen = sd.gen};
     td_parallel_for(cm, 1024, refine_rows, &c);
     td_knn_free(&cand);
   }
-  for (int64_t i = 0; stamp && i < nt; i++)
-    td_free(stamp[i]);
-  td_free(stamp);
-  td_free(gen);
-  td_free(xs);
-  td_free(seeds);
+  search_free(&sd);
   td_free(q);
   td_free(query);
   return rc;

@@ -47,7 +47,9 @@ int64_t *td__scale_sample_rows(int64_t n, int64_t s, uint64_t seed);
  * sample points are searched in the graph instead, from the canvas
  * candidates and a few sample points of the row's predicted class
  * (n_classes of them, <= 256): the sample's true neighbours, not only
- * those the encoder put near it. Deterministic at any thread count. */
+ * those the encoder put near it; the search compares rows on a one-byte
+ * grid and ranks its final beam by exact distances (docs/scale.md).
+ * Deterministic at any thread count. */
 TD_NODISCARD int td__scale_refine(const float *x, int64_t n, int d,
                                   const int64_t *rows, int64_t s,
                                   const float *pos, const int32_t *pred,
