@@ -92,6 +92,12 @@ typedef struct td_train_opts {
    * from the next epoch on (tardis repair's rounds). */
   const int32_t *select_idx;
   int64_t n_select_idx;
+  /* With select_idx: select_times[i] (in [1, 1000]) is how many times
+   * select_idx[i] is trained on per epoch (NULL: once each). Kept as
+   * RUN/select_times.npy, aligned with select.npy, so --resume repeats
+   * them; trained.npy still lists each sample once. tardis repair weights
+   * its picks against the replayed training set with it. */
+  const int32_t *select_times;
   /* Corrections (docs/suspects.md): labels = NULL, or an .npy of the
    * training labels to train on (int32, int64 or uint8 [N], values in
    * [0, C); e.g. tardis suspects --export's train_labels_fixed.npy) instead

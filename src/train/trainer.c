@@ -25,6 +25,7 @@
 #include "train/pool.h"
 #include "train/record.h"
 #include "train/resume.h"
+#include "train/select_times.h"
 
 void td_train_opts_default(td_train_opts *o) {
   memset(o, 0, sizeof *o);
@@ -659,6 +660,23 @@ static int child_epoch0(const td_train_opts *o, const td__cont *c,
   return rc;
 }
 
+/* The counts of a selection (td_train_opts.select_times, or on --resume
+ * without a new selection the run's select_times.npy) and the list an
+ * epoch then trains on: *ep NULL when every sample is trained on once. */
+static int select_repeats(const td_train_opts *o, const int32_t *sel,
+                          int64_t n_sel, int64_t n, int32_t **times,
+                          int32_t **ep, int64_t *n_ep, td_err *err) {
+  int rc = TD_OK;
+  if (sel && o->select_idx && o->select_times)
+    rc = td__select_times_align(o->select_idx, o->select_times, n_sel, sel, n,
+                                times, err);
+  else if (sel && o->resume && o->select && !o->select_idx)
+    rc = td__select_times_load(o->out, n_sel, times, err);
+  if (!rc && *times)
+    rc = td__select_expand(sel, *times, n_sel, ep, n_ep, err);
+  return rc;
+}
+
 static int train_body(const td_train_opts *o, td_train_result *res,
                       td_err *err) {
   memset(res, 0, sizeof *res);
@@ -690,7 +708,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   td_rng rng;
   int32_t *noisy = malloc((size_t)tr.n * sizeof *noisy), *sel = NULL;
   int32_t *pool_idx = NULL, *truth_buf = NULL;
-  int64_t n_sel = 0, n_pool = 0;
+  int32_t *sel_times = NULL, *ep_sel = NULL; /* repeated samples */
+  int64_t n_sel = 0, n_pool = 0, n_ep_sel = 0;
   char sel_path[TD_PATH_MAX];
   float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
   int with_ood = o->ood && o->out;
@@ -706,6 +725,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   if (o->select_idx)
     n_sel = o->n_select_idx;
+  if ((rc = select_repeats(o, sel, n_sel, tr.n, &sel_times, &ep_sel, &n_ep_sel,
+                           err)))
+    goto done;
   if (o->exclude) { /* kept like an in-memory selection: RUN/select.npy */
     opts.select_idx = sel;
     opts.n_select_idx = n_sel;
@@ -714,7 +736,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   s.xb = malloc((size_t)o->batch * in * sizeof(float));
   s.dlogits = malloc((size_t)o->batch * C * sizeof(float));
   s.yb = malloc((size_t)o->batch * sizeof(int32_t));
-  s.perm = malloc((size_t)tr.n * sizeof(int32_t));
+  /* an epoch with repeated samples may train on more than tr.n */
+  s.perm =
+      malloc((size_t)(n_ep_sel > tr.n ? n_ep_sel : tr.n) * sizeof(int32_t));
   s.aug_tmp = malloc((size_t)in * sizeof(float));
   s.c = tr.channels;
   s.h = tr.height;
@@ -780,6 +804,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   if (o->out && (rc = write_samples(o, sel, n_sel, pool_idx, n_pool, err)))
     goto done;
+  if (o->out && o->select_idx &&
+      (rc = td__select_times_write(o->out, sel_times, n_sel, err)))
+    goto done;
   /* A resumed run is being written again: followers wait for its end. */
   if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
     goto done;
@@ -799,8 +826,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     goto done;
   }
   for (int ep = first; ep <= o->epochs; ep++) {
-    const int32_t *idx = sel;
-    int64_t n_ep = sel ? n_sel : tr.n;
+    const int32_t *idx = ep_sel ? ep_sel : sel;
+    int64_t n_ep = ep_sel ? n_ep_sel : sel ? n_sel : tr.n;
     if (rec.cl && (rc = enter_task(&cl, ep, &idx, &n_ep, err)))
       goto done;
     /* the recorder's job thread may evaluate beside training: its CPU
@@ -873,6 +900,8 @@ done:
   free(noisy);
   free(truth_buf);
   free(sel);
+  free(sel_times);
+  free(ep_sel);
   free(pool_idx);
   free(xtr);
   free(xte);
