@@ -141,6 +141,14 @@ typedef struct td_repair_opts {
    * the parent's trained-on samples, drawn anew each round (0: all of
    * them, MODE's retraining on the training set plus the picks) */
   int64_t replay;
+  /* Each pick is trained on this many times per fine-tuning epoch, the
+   * replayed samples once (td_train_opts.select_times), so that the picks
+   * are not drowned in the replayed training set: 1 */
+  int pick_repeat;
+  /* 1: every sample of the fine-tuning set is repeated so that each label
+   * counts about as much as the best-supplied one (its count
+   * round(largest label's / its own), at most 1000; after pick_repeat) */
+  int balance;
   double other_share; /* the share of each round's picks drawn at random
                          from the buggy labels' look-alikes (the labels
                          the model takes their inputs for): 0.2 */

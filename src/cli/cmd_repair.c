@@ -53,6 +53,12 @@ int td_cmd_repair(int argc, char **argv) {
       TD_OPT_INT64("replay", &o.replay, 0, TD_ARG_INF, "N",
                    "the parent's trained-on samples replayed with\n"
                    "the picks each round (0: all; default all)"),
+      TD_OPT_INT("pick-repeat", &o.pick_repeat, 1, 1000, "R",
+                 "each pick is trained on R times per fine-tuning\n"
+                 "epoch, the replayed samples once (default 1)"),
+      TD_OPT_FLAG("balance", &o.balance,
+                  "repeat the fine-tuning samples so that every\n"
+                  "label counts about as much as the largest"),
       TD_OPT_DOUBLE("lr-decay", &o.lr_decay, 0, 1, TD_ARG_GT, "F",
                     "the rate's factor after each fine-tuning epoch\n"
                     "(default 1: constant)"),

@@ -25,6 +25,7 @@ void td_repair_opts_default(td_repair_opts *o) {
   o->epochs_per_round = 2;
   o->other_share = 0.2;
   o->lr_decay = 1;
+  o->pick_repeat = 1;
   o->strategy = TD_SELECT_MODE;
   o->seed = 1;
   td_diagnose_opts_default(&o->diag);
@@ -63,6 +64,7 @@ typedef struct rep {
   int32_t *sel; /* trained-on samples of the parent + every pick so far */
   int64_t n_sel, n_parent; /* of which the first n_parent: the parent's */
   int32_t *fit;    /* a round's fine-tuning set: replay sample + picks */
+  int32_t *times;  /* how many times each of fit is trained on; NULL: once */
   json_t *root;    /* the parent's run.json (its training options) */
   td_train_opts t; /* the fine-tuning options */
   char from[TD_PATH_MAX + 16];
@@ -139,6 +141,10 @@ static int open_parent(rep *r, td_err *err) {
   r->n_parent = r->n_sel;
   r->avail = malloc((size_t)r->n_pool * sizeof *r->avail);
   r->fit = malloc((size_t)(r->n_sel + o->budget) * sizeof *r->fit);
+  if (o->pick_repeat > 1 || o->balance)
+    r->times = malloc((size_t)(r->n_sel + o->budget) * sizeof *r->times);
+  if ((o->pick_repeat > 1 || o->balance) && !r->times)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
   int32_t *grow =
       realloc(r->sel, (size_t)(r->n_sel + o->budget) * sizeof *grow);
   if (grow)
@@ -207,12 +213,43 @@ static int64_t fit_set(rep *r) {
   return m + r->n_sel - np;
 }
 
+/* How many times each of the round's n fine-tuning samples (r->fit: the
+ * replayed ones, then the picks from index n_replayed) is trained on per
+ * epoch: the picks o->pick_repeat times; with o->balance each label's
+ * samples further round(largest label's total / its own) times. */
+static int fit_times(rep *r, int64_t n, int64_t n_replayed) {
+  if (!r->times)
+    return TD_OK;
+  for (int64_t i = 0; i < n; i++)
+    r->times[i] = i < n_replayed ? 1 : r->o->pick_repeat;
+  if (!r->o->balance)
+    return TD_OK;
+  int64_t *tot = calloc((size_t)r->C, sizeof *tot), most = 0;
+  if (!tot)
+    return TD_ENOMEM;
+  for (int64_t i = 0; i < n; i++)
+    tot[r->y[r->fit[i]]] += r->times[i];
+  for (int l = 0; l < r->C; l++)
+    most = tot[l] > most ? tot[l] : most;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t t = tot[r->y[r->fit[i]]];
+    int64_t f = (most + t / 2) / t;
+    int64_t c = r->times[i] * (f > 1 ? f : 1);
+    r->times[i] = (int32_t)(c < 1000 ? c : 1000);
+  }
+  free(tot);
+  return TD_OK;
+}
+
 /* Fine-tunes round `round` (1-based): the first starts the child run from
  * the parent's epoch, the next ones resume it with the grown selection. */
 static int fine_tune(rep *r, int round, td_err *err) {
   td_train_opts t = r->t;
   t.select_idx = r->fit;
   t.n_select_idx = fit_set(r);
+  t.select_times = r->times;
+  if (fit_times(r, t.n_select_idx, t.n_select_idx - (r->n_sel - r->n_parent)))
+    return td_err_set(err, TD_ENOMEM, "out of memory");
   t.epochs = round * r->o->epochs_per_round;
   if (round == 1) {
     t.from = r->from;
@@ -489,11 +526,13 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
   if (o->budget < 1 || o->rounds < 1 || o->epochs_per_round < 1 ||
       !(o->other_share >= 0 && o->other_share < 1) || o->strategy < 0 ||
       o->strategy >= TD_SELECT_COUNT ||
-      !(o->lr_decay > 0 && o->lr_decay <= 1) || o->replay < 0)
+      !(o->lr_decay > 0 && o->lr_decay <= 1) || o->replay < 0 ||
+      o->pick_repeat < 1 || o->pick_repeat > 1000)
     return td_err_set(err, TD_EARG,
                       "budget, rounds and epochs per round must be >= 1, "
                       "the share of other labels in [0, 1), the rate's "
-                      "decay in (0, 1], the replay >= 0");
+                      "decay in (0, 1], the replay >= 0, the picks' "
+                      "repeat in [1, 1000]");
   rep r;
   memset(&r, 0, sizeof r);
   r.o = o;
@@ -512,6 +551,7 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
   free(r.avail);
   free(r.sel);
   free(r.fit);
+  free(r.times);
   json_decref(r.root);
   return rc;
 }
