@@ -8,7 +8,8 @@
  *
  *   bench_repair [--limit N] [--budget B | --budgets B1,B2,...]
  *                [--rounds R] [--epochs E]
- *                [--epochs-per-round K] [--lr-decay F] [--replay N]
+ *                [--epochs-per-round K] [--lr-decay F] [--lr X] [--replay N]
+ *                [--pick-repeat R] [--balance 0|1]
  *                [--seeds S] [--threads T] [--no-reuse 0|1]
  *                [--scenario starved|overfit|all] [--model mlp|cnn]
  *                [--dir DIR] [--reuse 0|1]
@@ -44,7 +45,7 @@ typedef struct cfg {
   int n_budgets, reuse;
   int64_t replay;
   int pick_repeat, balance;
-  double lr_decay;
+  double lr_decay, lr; /* lr 0: the parent's */
   int rounds, epochs, epr, seeds, threads;
   int no_reuse; /* td_repair_opts.no_reuse: the repairs decode and
                    evaluate afresh, as before the reuse of the parent's */
@@ -204,6 +205,7 @@ static void repair(const cfg *g, int64_t budget, const char *parent,
   r.rounds = g->rounds;
   r.epochs_per_round = g->epr;
   r.lr_decay = g->lr_decay;
+  r.lr = g->lr;
   r.replay = g->replay;
   r.pick_repeat = g->pick_repeat;
   r.balance = g->balance;
@@ -435,6 +437,8 @@ int main(int argc, char **argv) {
       g.rounds = atoi(v);
     else if (!strcmp(k, "--lr-decay"))
       g.lr_decay = atof(v);
+    else if (!strcmp(k, "--lr"))
+      g.lr = atof(v);
     else if (!strcmp(k, "--replay"))
       g.replay = atoll(v);
     else if (!strcmp(k, "--pick-repeat"))
@@ -464,7 +468,7 @@ int main(int argc, char **argv) {
   }
   if (g.limit < 1000 || g.rounds < 1 || g.epochs < 1 || g.epr < 1 ||
       g.seeds < 1 || !(g.lr_decay > 0 && g.lr_decay <= 1) || g.replay < 0 ||
-      g.pick_repeat < 1) {
+      g.pick_repeat < 1 || g.lr < 0) {
     fprintf(stderr, "bench_repair: bad arguments\n");
     return 2;
   }
