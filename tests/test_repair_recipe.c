@@ -317,6 +317,62 @@ static void test_repair_pick_repeat(void) {
   free(s0);
   snprintf(path, sizeof path, "%s/select_times.npy", fx[0]);
   CHECK(!td_path_exists(path));
+  /* repair.json records the recipe */
+  snprintf(path, sizeof path, "%s/repair.json", fx[1]);
+  char *txt = NULL;
+  size_t n = 0;
+  CHECK_INT(td_read_file(path, &txt, &n, NULL), ==, TD_OK);
+  int has = strstr(txt, "\"pick_repeat\": 3") != NULL;
+  if (!has)
+    fprintf(stderr, "  repair.json: %s\n", txt);
+  free(txt);
+  CHECK(has);
+}
+
+/* --balance: every label of the fine-tuning set counts about as much as
+ * the best-supplied one (the starved label 0 ~10 times its samples). */
+static void test_repair_balance(void) {
+  char buggy[4300], fx[4300], path[4400];
+  snprintf(buggy, sizeof buggy, "%s/buggy",
+           dir); /* test_repair_pick_repeat's */
+  snprintf(fx, sizeof fx, "%s/balanced", dir);
+  td_repair_opts ro;
+  td_repair_opts_default(&ro);
+  ro.run = buggy;
+  ro.out = fx;
+  ro.budget = 40;
+  ro.rounds = 1;
+  ro.epochs_per_round = 1;
+  ro.strategy = TD_SELECT_RANDOM;
+  ro.balance = 1;
+  ro.threads = 1;
+  ro.quiet = 1;
+  td_repair_result res;
+  td_err err = {0};
+  CHECK_OK(td_repair(&ro, &res, &err), &err);
+  td_repair_result_free(&res);
+  int64_t ns = 0, nt = 0, ny = 0;
+  snprintf(path, sizeof path, "%s/select.npy", fx);
+  int32_t *s = load_i32(path, &ns);
+  snprintf(path, sizeof path, "%s/select_times.npy", fx);
+  int32_t *t = load_i32(path, &nt);
+  snprintf(path, sizeof path, "%s/train_labels.npy", fx);
+  int32_t *y = load_i32(path, &ny);
+  CHECK(s && t && y && nt == ns);
+  int64_t once[C] = {0}, tot[C] = {0}, lo = INT64_MAX, hi = 0;
+  for (int64_t j = 0; s && t && y && j < ns; j++)
+    once[y[s[j]]]++, tot[y[s[j]]] += t[j];
+  for (int l = 0; l < C; l++) {
+    lo = tot[l] < lo ? tot[l] : lo;
+    hi = tot[l] > hi ? tot[l] : hi;
+    fprintf(stderr, "  label %d: %lld samples, counted %lld times\n", l,
+            (long long)once[l], (long long)tot[l]);
+  }
+  free(s);
+  free(t);
+  free(y);
+  CHECK(once[0] * 3 < hi); /* starved */
+  CHECK(lo * 3 > hi * 2);  /* each within a third of the largest */
 }
 
 int main(void) {
@@ -330,5 +386,6 @@ int main(void) {
   RUN(test_select_times_resume);
   RUN(test_select_times_refused);
   RUN(test_repair_pick_repeat);
+  RUN(test_repair_balance);
   return td_t_finish();
 }

@@ -500,6 +500,10 @@ char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
       r->test_after, "acc_before", dbl_array(r->acc_before, r->n_classes),
       "acc_after", dbl_array(r->acc_after, r->n_classes), "stopped_clean",
       r->stopped_clean);
+  if (root) { /* the fine-tuning recipe (docs/repair.md) */
+    json_object_set_new(root, "pick_repeat", json_integer(o->pick_repeat));
+    json_object_set_new(root, "balance", json_boolean(o->balance));
+  }
   char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
   json_decref(root);
   return s;
