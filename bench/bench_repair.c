@@ -8,7 +8,8 @@
  *
  *   bench_repair [--limit N] [--budget B | --budgets B1,B2,...]
  *                [--rounds R] [--epochs E]
- *                [--epochs-per-round K] [--lr-decay F] [--lr X] [--replay N]
+ *                [--epochs-per-round K] [--lr-decay F] [--lr X]
+ *                [--lr-scale F] [--replay N]
  *                [--pick-repeat R] [--balance 0|1]
  *                [--seeds S] [--threads T] [--no-reuse 0|1]
  *                [--scenario starved|overfit|all] [--model mlp|cnn]
@@ -45,7 +46,7 @@ typedef struct cfg {
   int n_budgets, reuse;
   int64_t replay;
   int pick_repeat, balance;
-  double lr_decay, lr; /* lr 0: the parent's */
+  double lr_decay, lr, lr_scale; /* lr 0: the parent's times lr_scale */
   int rounds, epochs, epr, seeds, threads;
   int no_reuse; /* td_repair_opts.no_reuse: the repairs decode and
                    evaluate afresh, as before the reuse of the parent's */
@@ -206,6 +207,7 @@ static void repair(const cfg *g, int64_t budget, const char *parent,
   r.epochs_per_round = g->epr;
   r.lr_decay = g->lr_decay;
   r.lr = g->lr;
+  r.lr_scale = g->lr_scale;
   r.replay = g->replay;
   r.pick_repeat = g->pick_repeat;
   r.balance = g->balance;
@@ -413,6 +415,7 @@ int main(int argc, char **argv) {
            .n_budgets = 1,
            .replay = 0,
            .pick_repeat = 1,
+           .lr_scale = 1,
            .lr_decay = 0.5,
            .rounds = 1,
            .epochs = 12,
@@ -439,6 +442,8 @@ int main(int argc, char **argv) {
       g.lr_decay = atof(v);
     else if (!strcmp(k, "--lr"))
       g.lr = atof(v);
+    else if (!strcmp(k, "--lr-scale"))
+      g.lr_scale = atof(v);
     else if (!strcmp(k, "--replay"))
       g.replay = atoll(v);
     else if (!strcmp(k, "--pick-repeat"))
@@ -468,7 +473,7 @@ int main(int argc, char **argv) {
   }
   if (g.limit < 1000 || g.rounds < 1 || g.epochs < 1 || g.epr < 1 ||
       g.seeds < 1 || !(g.lr_decay > 0 && g.lr_decay <= 1) || g.replay < 0 ||
-      g.pick_repeat < 1 || g.lr < 0) {
+      g.pick_repeat < 1 || g.lr < 0 || !(g.lr_scale > 0)) {
     fprintf(stderr, "bench_repair: bad arguments\n");
     return 2;
   }
@@ -480,10 +485,10 @@ int main(int argc, char **argv) {
   for (int b = 0; b < g.n_budgets; b++)
     printf("%s%lld", b ? "," : " ", (long long)g.budgets[b]);
   printf(", %d rounds x %d "
-         "epochs, lr decay %g, replay %lld (0: all), picks x%d, balance %d, "
-         "parent %d epochs, %d thread(s)\n",
-         g.rounds, g.epr, g.lr_decay, (long long)g.replay, g.pick_repeat,
-         g.balance, g.epochs, g.threads);
+         "epochs, lr %g (0: the parent's) x %g, decay %g, replay %lld (0: "
+         "all), picks x%d, balance %d, parent %d epochs, %d thread(s)\n",
+         g.rounds, g.epr, g.lr, g.lr_scale, g.lr_decay, (long long)g.replay,
+         g.pick_repeat, g.balance, g.epochs, g.threads);
   if (!strcmp(g.scenario, "starved") || !strcmp(g.scenario, "all"))
     scenario(&g, "starved");
   if (!strcmp(g.scenario, "overfit") || !strcmp(g.scenario, "all"))

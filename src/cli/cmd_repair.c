@@ -63,7 +63,11 @@ int td_cmd_repair(int argc, char **argv) {
                     "the rate's factor after each fine-tuning epoch\n"
                     "(default 1: constant)"),
       TD_OPT_DOUBLE("lr", &o.lr, 0, TD_ARG_INF, TD_ARG_GT, "X",
-                    "fine-tuning rate (default: RUN's own)"),
+                    "fine-tuning rate (default: RUN's own times\n"
+                    "--lr-scale)"),
+      TD_OPT_DOUBLE("lr-scale", &o.lr_scale, 0, TD_ARG_INF, TD_ARG_GT, "F",
+                    "without --lr: fine-tune at RUN's rate times F\n"
+                    "(default 1)"),
       TD_OPT_CHOICE("strategy", &strategy, strategies, strategy_values,
                     "mode (default): by the differential heat maps;\n"
                     "random: uniform from the pool; label-random:\n"

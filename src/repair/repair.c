@@ -25,6 +25,7 @@ void td_repair_opts_default(td_repair_opts *o) {
   o->epochs_per_round = 2;
   o->other_share = 0.2;
   o->lr_decay = 1;
+  o->lr_scale = 1;
   o->pick_repeat = 1;
   o->strategy = TD_SELECT_MODE;
   o->seed = 1;
@@ -182,8 +183,7 @@ static int train_opts(rep *r, td_err *err) {
     r->t.momentum = json_number_value(v);
   if ((v = json_object_get(t, "batch")) && json_is_integer(v))
     r->t.batch = (int)json_integer_value(v);
-  if (r->o->lr > 0)
-    r->t.lr = r->o->lr;
+  r->t.lr = r->o->lr > 0 ? r->o->lr : r->t.lr * r->o->lr_scale;
   r->t.lr_grow = r->o->lr_decay;
   snprintf(r->from, sizeof r->from, "%s:%d", r->o->run, r->epoch);
   r->t.threads = r->o->threads;
@@ -503,6 +503,9 @@ char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
   if (root) { /* the fine-tuning recipe (docs/repair.md) */
     json_object_set_new(root, "pick_repeat", json_integer(o->pick_repeat));
     json_object_set_new(root, "balance", json_boolean(o->balance));
+    json_object_set_new(root, "lr_scale",
+                        json_real(o->lr > 0 ? 0 : o->lr_scale));
+    json_object_set_new(root, "lr_decay", json_real(o->lr_decay));
   }
   char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
   json_decref(root);
@@ -531,12 +534,12 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
       !(o->other_share >= 0 && o->other_share < 1) || o->strategy < 0 ||
       o->strategy >= TD_SELECT_COUNT ||
       !(o->lr_decay > 0 && o->lr_decay <= 1) || o->replay < 0 ||
-      o->pick_repeat < 1 || o->pick_repeat > 1000)
+      o->pick_repeat < 1 || o->pick_repeat > 1000 || !(o->lr_scale > 0))
     return td_err_set(err, TD_EARG,
                       "budget, rounds and epochs per round must be >= 1, "
                       "the share of other labels in [0, 1), the rate's "
                       "decay in (0, 1], the replay >= 0, the picks' "
-                      "repeat in [1, 1000]");
+                      "repeat in [1, 1000], the rate's scale > 0");
   rep r;
   memset(&r, 0, sizeof r);
   r.o = o;
