@@ -415,7 +415,7 @@ int main(int argc, char **argv) {
            .n_budgets = 1,
            .replay = 0,
            .pick_repeat = 1,
-           .lr_scale = 1,
+           .lr_scale = 2,
            .lr_decay = 0.5,
            .rounds = 1,
            .epochs = 12,

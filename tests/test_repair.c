@@ -488,7 +488,8 @@ static void test_repair_end_to_end(void) {
   snprintf(fixed, sizeof fixed, "%s/fixed", dir);
   snprintf(out, sizeof out, "%s/repair.txt", dir);
   snprintf(args, sizeof args,
-           "repair '%s' --out '%s' --budget 600 --rounds 2 --json "
+           "repair '%s' --out '%s' --budget 600 --rounds 2 "
+           "--epochs-per-round 2 --json "
            "--threads 2",
            buggy, fixed);
   CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
@@ -592,6 +593,7 @@ static void test_repair_replay(void) {
     snprintf(out, sizeof out, "%s/replay%d.txt", dir, t + 1);
     snprintf(args, sizeof args,
              "repair '%s' --out '%s' --budget 400 --rounds 2 --replay 500 "
+             "--epochs-per-round 2 "
              "--lr-decay 0.5 --quiet --threads %d",
              buggy, fx[t], t + 1);
     CHECK_INT(td_t_tardis(bin, out, args), ==, 0);

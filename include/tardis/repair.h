@@ -132,12 +132,12 @@ typedef struct td_repair_opts {
   const char *out;      /* the repaired child run */
   int force;            /* replace an existing out */
   int64_t budget;       /* pool samples to add in all: 2000 */
-  int rounds;           /* at most this many rounds: 5 */
-  int epochs_per_round; /* fine-tuning passes per round: 2 */
+  int rounds;           /* at most this many rounds: 1 */
+  int epochs_per_round; /* fine-tuning passes per round: 4 */
   double lr;            /* fine-tuning rate; 0: the run's own times lr_scale */
-  double lr_scale;      /* with lr 0: the parent's rate times this: 1 */
+  double lr_scale;      /* with lr 0: the parent's rate times this: 2 */
   double lr_decay;      /* the rate is multiplied by this after each
-                           fine-tuning epoch (td_train_opts.lr_grow): 1 */
+                           fine-tuning epoch (td_train_opts.lr_grow): 0.5 */
   /* Replay: each round fine-tunes on every pick so far plus this many of
    * the parent's trained-on samples, drawn anew each round (0: all of
    * them, MODE's retraining on the training set plus the picks) */

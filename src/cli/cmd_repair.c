@@ -47,9 +47,9 @@ int td_cmd_repair(int argc, char **argv) {
                    "pool samples to add in all (default 2000)"),
       TD_OPT_INT("rounds", &o.rounds, 1, TD_ARG_INF, "R",
                  "at most R rounds of select, fine-tune, diagnose\n"
-                 "(default 5)"),
+                 "(default 1)"),
       TD_OPT_INT("epochs-per-round", &o.epochs_per_round, 1, TD_ARG_INF, "K",
-                 "fine-tuning passes per round (default 2)"),
+                 "fine-tuning passes per round (default 4)"),
       TD_OPT_INT64("replay", &o.replay, 0, TD_ARG_INF, "N",
                    "the parent's trained-on samples replayed with\n"
                    "the picks each round (0: all; default all)"),
@@ -61,13 +61,13 @@ int td_cmd_repair(int argc, char **argv) {
                   "label counts about as much as the largest"),
       TD_OPT_DOUBLE("lr-decay", &o.lr_decay, 0, 1, TD_ARG_GT, "F",
                     "the rate's factor after each fine-tuning epoch\n"
-                    "(default 1: constant)"),
+                    "(default 0.5; 1: constant)"),
       TD_OPT_DOUBLE("lr", &o.lr, 0, TD_ARG_INF, TD_ARG_GT, "X",
                     "fine-tuning rate (default: RUN's own times\n"
                     "--lr-scale)"),
       TD_OPT_DOUBLE("lr-scale", &o.lr_scale, 0, TD_ARG_INF, TD_ARG_GT, "F",
                     "without --lr: fine-tune at RUN's rate times F\n"
-                    "(default 1)"),
+                    "(default 2)"),
       TD_OPT_CHOICE("strategy", &strategy, strategies, strategy_values,
                     "mode (default): by the differential heat maps;\n"
                     "random: uniform from the pool; label-random:\n"
