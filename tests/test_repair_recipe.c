@@ -345,6 +345,7 @@ static void test_repair_balance(void) {
   ro.epochs_per_round = 1;
   ro.strategy = TD_SELECT_RANDOM;
   ro.balance = 1;
+  ro.lr_scale = 3; /* the parent's 0.05: 0.15 for its one epoch */
   ro.threads = 1;
   ro.quiet = 1;
   td_repair_result res;
@@ -373,6 +374,17 @@ static void test_repair_balance(void) {
   free(y);
   CHECK(once[0] * 3 < hi); /* starved */
   CHECK(lo * 3 > hi * 2);  /* each within a third of the largest */
+  /* --lr-scale: the recorded rate of the fine-tuning epoch */
+  snprintf(path, sizeof path, "%s/epochs/0001/epoch.json", fx);
+  char *txt = NULL;
+  size_t n = 0;
+  CHECK_INT(td_read_file(path, &txt, &n, NULL), ==, TD_OK);
+  const char *at = strstr(txt, "\"lr\":");
+  double lr = at ? strtod(at + 5, NULL) : -1;
+  if (!at)
+    fprintf(stderr, "  %s: %s\n", path, txt);
+  free(txt);
+  CHECK_NEAR(lr, 0.15, 1e-6);
 }
 
 int main(void) {
