@@ -1,9 +1,10 @@
 /* The fine-tuning recipe of tardis repair (docs/repair.md): the trainer's
  * repeated samples (td_train_opts.select_times: how many times a selected
  * sample is trained on per epoch, kept as select_times.npy and repeated by
- * --resume) and repair's --pick-repeat, which trains every pick that many
- * times against the replayed training set. On a small synthetic dataset
- * directory (--data). */
+ * --resume), repair's --pick-repeat (every pick that many times against the
+ * replayed training set), --balance (every label about as often as the
+ * largest) and --lr-scale (the parent's rate times F). On a small synthetic
+ * dataset directory (--data). */
 #include <dirent.h>
 #include <string.h>
 
