@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 #include <string.h>
-#if defined(__FMA__)
+#if defined(__FMA__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
@@ -70,5 +70,37 @@ static inline td_v8 td_v8_select(td_v8i mask, td_v8 a, td_v8 b) {
 static inline td_v8i td_v8i_select(td_v8i mask, td_v8i a, td_v8i b) {
   return (mask & a) | (~mask & b);
 }
+
+/* Sixteen-float vectors, where the target has AVX-512 (the default build
+ * is -march=native): the inference kernels' wider variants (winograd4.c),
+ * beside the eight-float ones that every other target runs. */
+#if defined(__AVX512F__)
+#define TD_V16 16
+typedef float td_v16 __attribute__((vector_size(64)));
+typedef int32_t td_v16i __attribute__((vector_size(64)));
+
+static inline td_v16 td_v16_load(const float *p) {
+  td_v16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void td_v16_store(float *p, td_v16 v) { memcpy(p, &v, sizeof v); }
+
+static inline td_v16 td_v16_set1(float x) { return (td_v16)_mm512_set1_ps(x); }
+
+static inline td_v16 td_v16_fma(td_v16 a, td_v16 b, td_v16 c) {
+  return (td_v16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+}
+
+static inline td_v16 td_v16_where_pos(td_v16 mask_src, td_v16 v) {
+  td_v16i m = mask_src > td_v16_set1(0.0f);
+  return (td_v16)((td_v16i)v & m);
+}
+
+static inline td_v16 td_v16_select(td_v16i mask, td_v16 a, td_v16 b) {
+  return (td_v16)((mask & (td_v16i)a) | (~mask & (td_v16i)b));
+}
+#endif
 
 #endif
