@@ -43,9 +43,11 @@ static void SFX(input_tiles)(const td__layer *L, const float *P, const int *g,
       VF t[6][6], d[6], q[6];
 #pragma GCC unroll 6
       for (int j = 0; j < 6; j++) { /* columns: B^T d */
+#pragma GCC unroll 6
         for (int i = 0; i < 6; i++)
           d[i] = V_(load)(p + ((size_t)i * pw + j) * WV);
         SFX(bt6)(d, q);
+#pragma GCC unroll 6
         for (int i = 0; i < 6; i++)
           t[i][j] = q[i];
       }
@@ -53,6 +55,7 @@ static void SFX(input_tiles)(const td__layer *L, const float *P, const int *g,
 #pragma GCC unroll 6
       for (int i = 0; i < 6; i++) { /* rows: (B^T d) B */
         SFX(bt6)(t[i], q);
+#pragma GCC unroll 6
         for (int j = 0; j < 6; j++)
           V_(store)(v + (size_t)(i * 6 + j) * vs, q[j]);
       }
@@ -136,15 +139,18 @@ static void SFX(output_tiles)(const td__layer *L, const float *M, const int *g,
 #pragma GCC unroll 6
       for (int j = 0; j < 6; j++) { /* columns: A^T m */
         VF s[4];
+#pragma GCC unroll 6
         for (int i = 0; i < 6; i++)
           c[i] = V_(load)(m + (size_t)(i * 6 + j) * ms);
         SFX(at6)(c, s);
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++)
           t[i][j] = s[i];
       }
 #pragma GCC unroll 6
       for (int i = 0; i < 4; i++) { /* rows: (A^T m) A */
         SFX(at6)(t[i], q[i]);
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
           q[i][j] += bv;
           if (relu)
@@ -192,11 +198,11 @@ static void SFX(pad_sample)(const td__layer *L, const float *x, float *P) {
  * [BT, BO]. 2 BT accumulators (BT tiles by two vectors of output channels)
  * stay in registers over ic, written out one by one: GCC keeps an array of
  * them in memory. */
-#define ROW(r)                                                                 \
+#define ROW(n, r)                                                              \
   a = V_(set1)(p[(r)*WV + j]);                                                 \
-  c##r##0 = V_(fma)(a, b0, c##r##0), c##r##1 = V_(fma)(a, b1, c##r##1)
-#define OUT(r)                                                                 \
-  V_(store)(M + (r)*BO, c##r##0), V_(store)(M + (r)*BO + WV, c##r##1)
+  c##n##0 = V_(fma)(a, b0, c##n##0), c##n##1 = V_(fma)(a, b1, c##n##1)
+#define OUT(n, r)                                                              \
+  V_(store)(M + (r)*BO, c##n##0), V_(store)(M + (r)*BO + WV, c##n##1)
 static void SFX(block_product)(const float *V, int ic, const float *u, int oc,
                                float *M) {
   VF z = V_(set1)(0.0f), c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z,
@@ -208,34 +214,34 @@ static void SFX(block_product)(const float *V, int ic, const float *u, int oc,
   for (const float *p = V; p < V + (size_t)BT * ic; p += BT * WV)
     for (int j = 0; j < WV; j++, u += oc) {
       VF b0 = V_(load)(u), b1 = V_(load)(u + WV), a;
-      ROW(0);
-      ROW(1);
-      ROW(2);
-      ROW(3);
-      ROW(4);
-      ROW(5);
+      ROW(0, 0);
+      ROW(1, 1);
+      ROW(2, 2);
+      ROW(3, 3);
+      ROW(4, 4);
+      ROW(5, 5);
 #if BT == 12
-      ROW(6);
-      ROW(7);
-      ROW(8);
-      ROW(9);
-      ROW(A);
-      ROW(B);
+      ROW(6, 6);
+      ROW(7, 7);
+      ROW(8, 8);
+      ROW(9, 9);
+      ROW(A, 10);
+      ROW(B, 11);
 #endif
     }
-  OUT(0);
-  OUT(1);
-  OUT(2);
-  OUT(3);
-  OUT(4);
-  OUT(5);
+  OUT(0, 0);
+  OUT(1, 1);
+  OUT(2, 2);
+  OUT(3, 3);
+  OUT(4, 4);
+  OUT(5, 5);
 #if BT == 12
-  OUT(6);
-  OUT(7);
-  OUT(8);
-  OUT(9);
-  OUT(A);
-  OUT(B);
+  OUT(6, 6);
+  OUT(7, 7);
+  OUT(8, 8);
+  OUT(9, 9);
+  OUT(A, 10);
+  OUT(B, 11);
 #endif
 }
 #undef ROW
