@@ -25,6 +25,8 @@
 #include "net_internal.h"
 #include "tardis/parallel.h"
 
+int td__infer_avx512 = 1;
+
 #define INFER_CHUNK TD_NET_INFER_CHUNK
 #define INFER_GROUP 4
 

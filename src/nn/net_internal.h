@@ -112,11 +112,12 @@ void td__wino4_weights(const td__layer *L, const float *w, float *U);
 void td__wino4_forward(const td__layer *L, const float *U, const float *bias,
                        const float *x, int batch, int pool, float *scratch,
                        float *y);
-/* Whether td__wino4_forward may take its sixteen-float (AVX-512) variant
- * where the build has one (1, the default): tests clear it to run the
- * eight-float variant on an AVX-512 machine too. Not to be changed while a
- * forward pass runs. */
-extern int td__wino4_avx512;
+
+/* Whether td__wino4_forward and td__conv3x3_forward may take their
+ * sixteen-float (AVX-512) variants where the build has them (1, the
+ * default; infer.c): tests clear it to run the eight-float variants on an
+ * AVX-512 machine too. Not to be changed while a forward pass runs. */
+extern int td__infer_avx512;
 
 /* Direct 3x3 convolution of stride 1 for the inference path (conv3x3.c),
  * for conv layers of at most 3 input channels: writes act(conv(x) + bias)

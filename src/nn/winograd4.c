@@ -173,13 +173,11 @@ static int unread(int c, int k) {
 #undef SFX
 #endif
 
-int td__wino4_avx512 = 1;
-
 /* Whether layer L runs through the sixteen-float variant: built with
  * AVX-512, not switched off, channels in and out multiples of 16. */
 #if defined(TD_V16)
 static int wide(const td__layer *L) {
-  return td__wino4_avx512 && L->ic % 16 == 0 && L->oc % 16 == 0;
+  return td__infer_avx512 && L->ic % 16 == 0 && L->oc % 16 == 0;
 }
 #endif
 

@@ -303,7 +303,7 @@ static void SFX(group_forward)(const td__layer *L, const float *U,
             SFX(block_product)(V + p * vs, ic, U + p * us + o0, oc, M + p * ms);
           else
             SFX(block_product_any)
-            (V + p * vs, nt, ic, U + p * us + o0, oc, no, M + p * ms);
+          (V + p * vs, nt, ic, U + p * us + o0, oc, no, M + p * ms);
         }
         SFX(output_tiles)(L, M, g, nt, o0, no, bias, pool, out, y);
       }
