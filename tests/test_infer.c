@@ -106,6 +106,16 @@ static td_net *few_channels_odd(void) {
   return td_net_new_layers(3, 13, 21, 5, L);
 }
 
+/* A dense layer after a convolution whose width (48) is not a multiple of
+ * the AVX-512 dense kernel's 64 outputs, over 648 inputs (not a multiple
+ * of its 128-input slices). */
+static td_net *conv_wide_dense(void) {
+  td_layer_spec L[] = {{.kind = TD_LAYER_CONV, .out = 8, .kernel = 3, .pad = 1},
+                       {.kind = TD_LAYER_DENSE, .out = 48, .act = TD_ACT_RELU},
+                       {.kind = TD_LAYER_DENSE, .out = 5}};
+  return td_net_new_layers(2, 9, 9, 3, L);
+}
+
 static td_net *mlp(void) {
   int dims[] = {40, 32, 16, 4};
   td_act acts[] = {TD_ACT_RELU, TD_ACT_RELU, TD_ACT_NONE};
@@ -181,8 +191,9 @@ static double compare(td_net *net, int64_t n, int tap, int exact) {
 static void test_matches_predict(void) {
   td_net *a = fashion_cnn(), *b = odd_cnn(), *m = mlp();
   td_net *fp = few_channels_pooled(), *fo = few_channels_odd();
-  td_net *bn = fashion_bn_cnn();
+  td_net *bn = fashion_bn_cnn(), *wd = conv_wide_dense();
   init(a, 1);
+  init(wd, 15);
   init(b, 2);
   init(m, 3);
   init(fp, 12);
@@ -207,12 +218,17 @@ static void test_matches_predict(void) {
     r = compare(fo, 70, tap, 0);
     CHECK(r >= 0 && r <= TOL);
   }
+  for (int tap = 0; tap < 3; tap++) { /* 601 rows: a partial block of 6 */
+    double r = compare(wd, 601, tap, 0);
+    CHECK(r >= 0 && r <= TOL);
+  }
   for (int tap = 0; tap < 3; tap++) /* dense only: the same GEMMs */
     CHECK(compare(m, 1100, tap, 1) == 0);
   td_net_free(a);
   td_net_free(b);
   td_net_free(m);
   td_net_free(fp);
+  td_net_free(wd);
   td_net_free(fo);
   td_net_free(bn);
 }

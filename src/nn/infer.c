@@ -24,6 +24,7 @@
 
 #include "net_internal.h"
 #include "tardis/parallel.h"
+#include "vec.h"
 
 int td__infer_avx512 = 1;
 
@@ -42,6 +43,7 @@ struct td_net_infer {
   int widest;   /* widest output of a dense layer or of a run's last layer */
   float **U;    /* per layer: Winograd weights, NULL for other layers */
   float **fold; /* per conv layer before batchnorm: folded weight, bias */
+  float **wt;   /* per dense layer after a conv part: weight transposed */
   size_t wino_scratch;
   int n_threads;
   infer_thread *th;
@@ -78,6 +80,14 @@ static void fold_bn(const td_net *net, int l, float *fold) {
   }
 }
 
+/* Dense layer l takes the AVX-512 kernel (dense_wide.c): the first dense
+ * layer after a convolutional part (a dense-only net keeps the GEMM, whose
+ * results td_net_predict's match bit for bit). */
+static int wide_dense(const td_net *net, int l) {
+  return is_dense(net, l) && l > 0 && !is_dense(net, l - 1) &&
+         td__dense_wide_eligible(net->dims[l], net->dims[l + 1]);
+}
+
 /* The output of layer l is kept per chunk row when the next layer is dense
  * or l is the last layer. */
 static int kept(const td_net *net, int l) {
@@ -92,9 +102,11 @@ td_net_infer *td_net_infer_new(const td_net *net) {
   inf->widest = net->dims[0];
   inf->U = calloc((size_t)net->n_layers, sizeof *inf->U);
   inf->fold = calloc((size_t)net->n_layers, sizeof *inf->fold);
-  if (!inf->U || !inf->fold) {
+  inf->wt = calloc((size_t)net->n_layers, sizeof *inf->wt);
+  if (!inf->U || !inf->fold || !inf->wt) {
     free(inf->U);
     free(inf->fold);
+    free(inf->wt);
     free(inf);
     return NULL;
   }
@@ -103,6 +115,10 @@ td_net_infer *td_net_infer_new(const td_net *net) {
     if (kept(net, l) && net->dims[l + 1] > inf->widest)
       inf->widest = net->dims[l + 1];
     if (foldable(net, l) && !(inf->fold[l] = td__alloc_floats(L->nw + L->nb))) {
+      td_net_infer_free(inf);
+      return NULL;
+    }
+    if (wide_dense(net, l) && !(inf->wt[l] = td__alloc_floats((size_t)L->nw))) {
       td_net_infer_free(inf);
       return NULL;
     }
@@ -139,9 +155,11 @@ void td_net_infer_free(td_net_infer *inf) {
   for (int l = 0; l < inf->net->n_layers; l++) {
     free(inf->U[l]);
     free(inf->fold[l]);
+    free(inf->wt[l]);
   }
   free(inf->U);
   free(inf->fold);
+  free(inf->wt);
   free(inf->th);
   free(inf);
 }
@@ -270,7 +288,10 @@ static void infer_chunk(const infer_job *j, infer_thread *t, int64_t r0,
     if (is_dense(net, l)) {
       int in = net->dims[l], out = net->dims[l + 1];
       const float *w = net->params + net->layers[l].off;
-      td_gemm(0, 1, m, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
+      if (j->inf->wt[l] && td__infer_avx512)
+        td__dense_wide(a, m, in, j->inf->wt[l], out, y);
+      else
+        td_gemm(0, 1, m, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
       td__bias_act(y, w + (size_t)out * in, m, out, net->acts[l]);
       if (l == j->tap_layer && j->tap)
         memcpy(j->tap + (size_t)r0 * out, y, sizeof(float) * (size_t)m * out);
@@ -304,6 +325,8 @@ int td_net_infer_begin(td_net_infer *inf, int slots) {
     td_net_ws_set_training(inf->th[t].ws, 0, 0);
   for (int l = 0; l < net->n_layers; l++) { /* the net's current weights */
     const float *w = net->params + net->layers[l].off;
+    if (inf->wt[l])
+      td__dense_wide_pack(w, net->dims[l], net->dims[l + 1], inf->wt[l]);
     if (inf->fold[l]) {
       fold_bn(net, l, inf->fold[l]);
       w = inf->fold[l];

@@ -119,6 +119,16 @@ void td__wino4_forward(const td__layer *L, const float *U, const float *bias,
  * AVX-512 machine too. Not to be changed while a forward pass runs. */
 extern int td__infer_avx512;
 
+/* The inference path's dense layer after a convolutional part, with
+ * AVX-512 (dense_wide.c): eligible where the build has AVX-512 and out is a
+ * multiple of 16; td__dense_wide_pack writes the weight w [out, in]
+ * transposed to wt [in, out], td__dense_wide y [m, out] = a [m, in] w^T
+ * (no bias) from it. Only defined where the build has AVX-512 (TD_V16). */
+int td__dense_wide_eligible(int in, int out);
+void td__dense_wide_pack(const float *w, int in, int out, float *wt);
+void td__dense_wide(const float *a, int m, int in, const float *wt, int out,
+                    float *y);
+
 /* Direct 3x3 convolution of stride 1 for the inference path (conv3x3.c),
  * for conv layers of at most 3 input channels: writes act(conv(x) + bias)
  * of `batch` samples to y ([oc, oh/2, ow/2] per sample with pool set, the
