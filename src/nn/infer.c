@@ -288,9 +288,11 @@ static void infer_chunk(const infer_job *j, infer_thread *t, int64_t r0,
     if (is_dense(net, l)) {
       int in = net->dims[l], out = net->dims[l + 1];
       const float *w = net->params + net->layers[l].off;
+#if defined(TD_V16)
       if (j->inf->wt[l] && td__infer_avx512)
         td__dense_wide(a, m, in, j->inf->wt[l], out, y);
       else
+#endif
         td_gemm(0, 1, m, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
       td__bias_act(y, w + (size_t)out * in, m, out, net->acts[l]);
       if (l == j->tap_layer && j->tap)
@@ -325,8 +327,10 @@ int td_net_infer_begin(td_net_infer *inf, int slots) {
     td_net_ws_set_training(inf->th[t].ws, 0, 0);
   for (int l = 0; l < net->n_layers; l++) { /* the net's current weights */
     const float *w = net->params + net->layers[l].off;
+#if defined(TD_V16)
     if (inf->wt[l])
       td__dense_wide_pack(w, net->dims[l], net->dims[l + 1], inf->wt[l]);
+#endif
     if (inf->fold[l]) {
       fold_bn(net, l, inf->fold[l]);
       w = inf->fold[l];
