@@ -13,7 +13,11 @@
  * E0 = P[2J], O0 = P[2J+1], E1 = P[2J+2], O1 = P[2J+3]. The even and odd
  * columns of two rows are exactly a pooling window's four values. The sums
  * run in another order than the GEMM's, so results differ from the plain
- * path by rounding (docs/engine.md's tolerance). */
+ * path by rounding (docs/engine.md's tolerance).
+ *
+ * Where the build has AVX-512, sixteen column pairs per vector instead
+ * (conv3x3_width.h is the kernel for either width): a 28-column row is one
+ * block of 32 rather than two of 16. Both widths sum in the same order. */
 #include <string.h>
 
 #include "net_internal.h"
