@@ -33,10 +33,14 @@ int td__dense_wide_eligible(int in, int out) {
 #define RB 6   /* rows per block */
 #define NV 4   /* vectors of outputs per block */
 
+/* In 16 x 16 blocks: one output row at a time, the writes would each touch
+ * another cache line (3136 of them for the CNN). */
 void td__dense_wide_pack(const float *w, int in, int out, float *wt) {
-  for (int o = 0; o < out; o++)
-    for (int k = 0; k < in; k++)
-      wt[(size_t)k * out + o] = w[(size_t)o * in + k];
+  for (int k0 = 0; k0 < in; k0 += 16)
+    for (int o0 = 0; o0 < out; o0 += 16)
+      for (int k = k0; k < k0 + 16 && k < in; k++)
+        for (int o = o0; o < o0 + 16 && o < out; o++)
+          wt[(size_t)k * out + o] = w[(size_t)o * in + k];
 }
 
 /* Rows [r0, r0 + RB), outputs [o0, o0 + 64), inputs [k0, k1): y += a Wt. */
