@@ -106,14 +106,16 @@ static td_net *few_channels_odd(void) {
   return td_net_new_layers(3, 13, 21, 5, L);
 }
 
-/* A dense layer after a convolution whose width (48) is not a multiple of
- * the AVX-512 dense kernel's 64 outputs, over 648 inputs (not a multiple
- * of its 128-input slices). */
+/* A dense layer after an F(4x4) Winograd convolution (16 -> 16 channels,
+ * unpooled, its output channels innermost for the AVX-512 dense kernel)
+ * whose width (48) is not a multiple of that kernel's 64 outputs, over
+ * 1296 inputs (not a multiple of its 128-input slices). */
 static td_net *conv_wide_dense(void) {
-  td_layer_spec L[] = {{.kind = TD_LAYER_CONV, .out = 8, .kernel = 3, .pad = 1},
-                       {.kind = TD_LAYER_DENSE, .out = 48, .act = TD_ACT_RELU},
-                       {.kind = TD_LAYER_DENSE, .out = 5}};
-  return td_net_new_layers(2, 9, 9, 3, L);
+  td_layer_spec L[] = {
+      {.kind = TD_LAYER_CONV, .out = 16, .kernel = 3, .pad = 1},
+      {.kind = TD_LAYER_DENSE, .out = 48, .act = TD_ACT_RELU},
+      {.kind = TD_LAYER_DENSE, .out = 5}};
+  return td_net_new_layers(16, 9, 9, 3, L);
 }
 
 static td_net *mlp(void) {

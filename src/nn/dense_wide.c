@@ -5,10 +5,13 @@
  * multiply-adds per cycle that AVX-512 gives.
  *
  * y [m, out] = a [m, in] W^T with W [out, in] the layer's weight, from its
- * transpose Wt [in, out] packed once per pass. The products go in slices
- * of KC inputs, whose [KC, 64] block of Wt (32 KiB) stays in the L1 cache
- * while every row of the chunk goes through it, six rows by 64 outputs at a
- * time: 24 accumulators of the 32 registers, four rows of Wt and a
+ * transpose Wt [in, out] packed once per pass. The rows of a come with
+ * their channels innermost ([h][w][c], as F(4x4) Winograd writes them for
+ * this layer): the pack permutes Wt's rows to match, so the convolution's
+ * output needs no transpose into the [c][h][w] it has in the net. The products
+ * go in slices of KC inputs, whose [KC, 64] block of Wt (32 KiB) stays in the
+ * L1 cache while every row of the chunk goes through it, six rows by 64 outputs
+ * at a time: 24 accumulators of the 32 registers, four rows of Wt and a
  * broadcast per input. Each output sums its inputs in ascending order
  * whatever m is, so the results do not depend on how rows are chunked or
  * threaded; they differ from the GEMM's by rounding (docs/engine.md's
@@ -34,13 +37,17 @@ int td__dense_wide_eligible(int in, int out) {
 #define NV 4   /* vectors of outputs per block */
 
 /* In 16 x 16 blocks: one output row at a time, the writes would each touch
- * another cache line (3136 of them for the CNN). */
-void td__dense_wide_pack(const float *w, int in, int out, float *wt) {
+ * another cache line (3136 of them for the CNN). Input k of w, channel
+ * k / hw and position k % hw, is row (k % hw) c + k / hw of wt. */
+void td__dense_wide_pack(const float *w, int in, int out, int c, float *wt) {
+  int hw = in / c;
   for (int k0 = 0; k0 < in; k0 += 16)
     for (int o0 = 0; o0 < out; o0 += 16)
-      for (int k = k0; k < k0 + 16 && k < in; k++)
+      for (int k = k0; k < k0 + 16 && k < in; k++) {
+        float *d = wt + (size_t)(k % hw * c + k / hw) * out;
         for (int o = o0; o < o0 + 16 && o < out; o++)
-          wt[(size_t)k * out + o] = w[(size_t)o * in + k];
+          d[o] = w[(size_t)o * in + k];
+      }
 }
 
 /* Rows [r0, r0 + RB), outputs [o0, o0 + 64), inputs [k0, k1): y += a Wt. */

@@ -36,6 +36,7 @@ typedef struct {
   td_net_ws *ws; /* max_batch INFER_GROUP, for the non-dense runs */
   float *buf[2]; /* [INFER_CHUNK, widest row kept per chunk] ping-pong */
   float *wino;   /* Winograd and direct 3x3 scratch */
+  int hwc; /* the last run of non-dense layers wrote its rows as [h][w][c] */
 } infer_thread;
 
 struct td_net_infer {
@@ -208,8 +209,14 @@ static int conv_forward(const td_net_infer *inf, infer_thread *t, int l,
   int pool = last + 1 < net->n_layers && last != tap_layer &&
              !kept(net, last) && td__wino_poolable(&L, &net->layers[last + 1]);
   float *y = t->ws->act[last + pool];
-  if (inf->U[l] && (fold || !inf->fold[l]) && td__wino4_eligible(&L))
-    td__wino4_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
+  /* channels innermost for the AVX-512 dense kernel after it, untapped */
+  int o = last + pool,
+      w4 = inf->U[l] && (fold || !inf->fold[l]) && td__wino4_eligible(&L);
+  t->hwc = w4 && td__infer_avx512 && o + 1 < net->n_layers && inf->wt[o + 1] &&
+           o != tap_layer;
+  if (w4)
+    td__wino4_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->hwc, t->wino,
+                      y);
   else if (inf->U[l] && (fold || !inf->fold[l]))
     td__wino_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
   else
@@ -264,6 +271,7 @@ static void run_groups(const infer_job *j, infer_thread *t, int l0, int l1,
   for (int g = 0; g < m; g += INFER_GROUP) {
     int b = m - g < INFER_GROUP ? m - g : INFER_GROUP;
     const float *x = a + (size_t)g * in;
+    t->hwc = 0; /* (a conv_forward may set it) */
     for (int l = l0; l < l1;) {
       l += layer_forward(j->inf, t, l, x, b, j->tap_layer);
       x = ws->act[l - 1];
@@ -289,7 +297,9 @@ static void infer_chunk(const infer_job *j, infer_thread *t, int64_t r0,
       int in = net->dims[l], out = net->dims[l + 1];
       const float *w = net->params + net->layers[l].off;
 #if defined(TD_V16)
-      if (j->inf->wt[l] && td__infer_avx512)
+      int hwc = t->hwc; /* (set by the run of layers before this one) */
+      t->hwc = 0;
+      if (hwc)
         td__dense_wide(a, m, in, j->inf->wt[l], out, y);
       else
 #endif
@@ -329,7 +339,8 @@ int td_net_infer_begin(td_net_infer *inf, int slots) {
     const float *w = net->params + net->layers[l].off;
 #if defined(TD_V16)
     if (inf->wt[l])
-      td__dense_wide_pack(w, net->dims[l], net->dims[l + 1], inf->wt[l]);
+      td__dense_wide_pack(w, net->dims[l], net->dims[l + 1],
+                          net->layers[l - 1].oc, inf->wt[l]);
 #endif
     if (inf->fold[l]) {
       fold_bn(net, l, inf->fold[l]);

@@ -202,13 +202,13 @@ size_t td__wino4_scratch(const td__layer *L, int batch) {
 }
 
 void td__wino4_forward(const td__layer *L, const float *U, const float *bias,
-                       const float *x, int batch, int pool, float *scratch,
-                       float *y) {
+                       const float *x, int batch, int pool, int hwc,
+                       float *scratch, float *y) {
 #if defined(TD_V16)
   if (wide(L)) {
-    forward_16(L, U, bias, x, batch, pool, scratch, y);
+    forward_16(L, U, bias, x, batch, pool, hwc, scratch, y);
     return;
   }
 #endif
-  forward_8(L, U, bias, x, batch, pool, scratch, y);
+  forward_8(L, U, bias, x, batch, pool, hwc, scratch, y);
 }

@@ -79,10 +79,20 @@ static inline VF SFX(pool_max)(VF a, VF b) {
   return V_(select)((b > a) | (b != b), b, a);
 }
 
+/* r[i][j] (rows < 4, cols < 4 of them) to y [h][w][oc] at (y0, x0) and
+ * channel o0: whole vectors, the channels being innermost. */
+static void SFX(store_hwc)(VF r[4][4], int rows, int cols, int w, int oc,
+                           int y0, int x0, int o0, float *y) {
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++)
+      V_(store)(y + ((size_t)(y0 + i) * w + x0 + j) * oc + o0, r[i][j]);
+}
+
 /* One tile of WV output channels: r[4][4] (bias and activation applied)
- * to y, the sample's [oc][oh][ow] output (or [oc][oh/2][ow/2] pooled). */
-static void SFX(store_tile)(const td__layer *L, VF r[4][4], int pool, int ty,
-                            int tx, int o0, float *y) {
+ * to y, the sample's [oc][oh][ow] output (or [oc][oh/2][ow/2] pooled), or
+ * with hwc set [oh][ow][oc] (or [oh/2][ow/2][oc]). */
+static void SFX(store_tile)(const td__layer *L, VF r[4][4], int pool, int hwc,
+                            int ty, int tx, int o0, float *y) {
   float lane[4][4][WV];
   int oh = L->oh, ow = L->ow, rows = 4, cols = 4, h = oh, w = ow, y0 = 4 * ty,
       x0 = 4 * tx;
@@ -93,15 +103,21 @@ static void SFX(store_tile)(const td__layer *L, VF r[4][4], int pool, int ty,
         m = SFX(pool_max)(m, r[2 * a][2 * b + 1]);
         m = SFX(pool_max)(m, r[2 * a + 1][2 * b]);
         m = SFX(pool_max)(m, r[2 * a + 1][2 * b + 1]);
-        V_(store)(lane[a][b], m);
+        r[a][b] =
+            m; /* (r[a][b] is read before, by this window or one before) */
       }
     rows = cols = 2;
     h = oh / 2, w = ow / 2, y0 = 2 * ty, x0 = 2 * tx;
-  } else {
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 4; j++)
-        V_(store)(lane[i][j], r[i][j]);
   }
+  if (hwc) {
+    SFX(store_hwc)
+    (r, y0 + rows > h ? h - y0 : rows, x0 + cols > w ? w - x0 : cols, w, L->oc,
+     y0, x0, o0, y);
+    return;
+  }
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++)
+      V_(store)(lane[i][j], r[i][j]);
   size_t hw = (size_t)h * w;
   if (pool && y0 + 2 <= h && x0 + 2 <= w) { /* a whole pooled 2x2 block */
     for (int q = 0; q < WV; q++) {
@@ -128,7 +144,7 @@ static void SFX(store_tile)(const td__layer *L, VF r[4][4], int pool, int ty,
  * y [batch][out] the group's outputs. */
 static void SFX(output_tiles)(const td__layer *L, const float *M, const int *g,
                               int nt, int o0, int no, const float *bias,
-                              int pool, size_t out, float *y) {
+                              int pool, int hwc, size_t out, float *y) {
   int tx_n = tiles_x(L), T = tiles_y(L) * tx_n, relu = L->s.act == TD_ACT_RELU;
   size_t ms = (size_t)BT * BO;
   for (int r = 0; r < nt; r++) {
@@ -157,7 +173,7 @@ static void SFX(output_tiles)(const td__layer *L, const float *M, const int *g,
             q[i][j] = V_(where_pos)(q[i][j], q[i][j]);
         }
       }
-      SFX(store_tile)(L, q, pool, ty, tx, o0 + ob, y + n * out);
+      SFX(store_tile)(L, q, pool, hwc, ty, tx, o0 + ob, y + n * out);
     }
   }
 }
@@ -277,8 +293,8 @@ static void SFX(clear_rows)(int nt, int ic, float *V) {
  * the 36 products (fewer on the edges) and the output transform. */
 static void SFX(group_forward)(const td__layer *L, const float *U,
                                const float *bias, const float *P, int batch,
-                               int pool, size_t out, float *V, float *M,
-                               float *y) {
+                               int pool, int hwc, size_t out, float *V,
+                               float *M, float *y) {
   int T = tiles_y(L) * tiles_x(L), tx_n = tiles_x(L), ic = L->ic, oc = L->oc;
   size_t vs = (size_t)BT * ic, ms = (size_t)BT * BO, us = (size_t)ic * oc;
   for (int c = 0; c < 4; c++) {
@@ -305,15 +321,15 @@ static void SFX(group_forward)(const td__layer *L, const float *U,
             SFX(block_product_any)
           (V + p * vs, nt, ic, U + p * us + o0, oc, no, M + p * ms);
         }
-        SFX(output_tiles)(L, M, g, nt, o0, no, bias, pool, out, y);
+        SFX(output_tiles)(L, M, g, nt, o0, no, bias, pool, hwc, out, y);
       }
     }
   }
 }
 
 static void SFX(forward)(const td__layer *L, const float *U, const float *bias,
-                         const float *x, int batch, int pool, float *scratch,
-                         float *y) {
+                         const float *x, int batch, int pool, int hwc,
+                         float *scratch, float *y) {
   float *V = scratch, *M = V + 36 * (size_t)BT * L->ic,
         *P = M + 36 * (size_t)BT * BO;
   size_t out = pool ? (size_t)L->oc * (L->oh / 2) * (L->ow / 2)
@@ -322,5 +338,5 @@ static void SFX(forward)(const td__layer *L, const float *U, const float *bias,
   memset(P, 0, sizeof(float) * batch * pn);
   for (int n = 0; n < batch; n++)
     SFX(pad_sample)(L, x + (size_t)n * L->ic * L->ih * L->iw, P + n * pn);
-  SFX(group_forward)(L, U, bias, P, batch, pool, out, V, M, y);
+  SFX(group_forward)(L, U, bias, P, batch, pool, hwc, out, V, M, y);
 }
