@@ -175,6 +175,7 @@ static int ensure_threads(td_net_infer *inf, int nt) {
   inf->th = th;
   for (int t = inf->n_threads; t < nt; t++) {
     infer_thread *x = &th[t];
+    x->hwc = 0;
     x->ws = td_net_ws_new(inf->net, INFER_GROUP);
     x->buf[0] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
     x->buf[1] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
@@ -299,7 +300,7 @@ static void infer_chunk(const infer_job *j, infer_thread *t, int64_t r0,
 #if defined(TD_V16)
       int hwc = t->hwc; /* (set by the run of layers before this one) */
       t->hwc = 0;
-      if (hwc)
+      if (hwc && j->inf->wt[l])
         td__dense_wide(a, m, in, j->inf->wt[l], out, y);
       else
 #endif
