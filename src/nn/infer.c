@@ -24,6 +24,9 @@
 
 #include "net_internal.h"
 #include "tardis/parallel.h"
+#include "vec.h"
+
+int td__infer_avx512 = 1;
 
 #define INFER_CHUNK TD_NET_INFER_CHUNK
 #define INFER_GROUP 4
@@ -33,6 +36,7 @@ typedef struct {
   td_net_ws *ws; /* max_batch INFER_GROUP, for the non-dense runs */
   float *buf[2]; /* [INFER_CHUNK, widest row kept per chunk] ping-pong */
   float *wino;   /* Winograd and direct 3x3 scratch */
+  int hwc; /* the last run of non-dense layers wrote its rows as [h][w][c] */
 } infer_thread;
 
 struct td_net_infer {
@@ -40,6 +44,7 @@ struct td_net_infer {
   int widest;   /* widest output of a dense layer or of a run's last layer */
   float **U;    /* per layer: Winograd weights, NULL for other layers */
   float **fold; /* per conv layer before batchnorm: folded weight, bias */
+  float **wt;   /* per dense layer after a conv part: weight transposed */
   size_t wino_scratch;
   int n_threads;
   infer_thread *th;
@@ -76,6 +81,14 @@ static void fold_bn(const td_net *net, int l, float *fold) {
   }
 }
 
+/* Dense layer l takes the AVX-512 kernel (dense_wide.c): the first dense
+ * layer after a convolutional part (a dense-only net keeps the GEMM, whose
+ * results td_net_predict's match bit for bit). */
+static int wide_dense(const td_net *net, int l) {
+  return is_dense(net, l) && l > 0 && !is_dense(net, l - 1) &&
+         td__dense_wide_eligible(net->dims[l], net->dims[l + 1]);
+}
+
 /* The output of layer l is kept per chunk row when the next layer is dense
  * or l is the last layer. */
 static int kept(const td_net *net, int l) {
@@ -90,9 +103,11 @@ td_net_infer *td_net_infer_new(const td_net *net) {
   inf->widest = net->dims[0];
   inf->U = calloc((size_t)net->n_layers, sizeof *inf->U);
   inf->fold = calloc((size_t)net->n_layers, sizeof *inf->fold);
-  if (!inf->U || !inf->fold) {
+  inf->wt = calloc((size_t)net->n_layers, sizeof *inf->wt);
+  if (!inf->U || !inf->fold || !inf->wt) {
     free(inf->U);
     free(inf->fold);
+    free(inf->wt);
     free(inf);
     return NULL;
   }
@@ -101,6 +116,10 @@ td_net_infer *td_net_infer_new(const td_net *net) {
     if (kept(net, l) && net->dims[l + 1] > inf->widest)
       inf->widest = net->dims[l + 1];
     if (foldable(net, l) && !(inf->fold[l] = td__alloc_floats(L->nw + L->nb))) {
+      td_net_infer_free(inf);
+      return NULL;
+    }
+    if (wide_dense(net, l) && !(inf->wt[l] = td__alloc_floats((size_t)L->nw))) {
       td_net_infer_free(inf);
       return NULL;
     }
@@ -137,9 +156,11 @@ void td_net_infer_free(td_net_infer *inf) {
   for (int l = 0; l < inf->net->n_layers; l++) {
     free(inf->U[l]);
     free(inf->fold[l]);
+    free(inf->wt[l]);
   }
   free(inf->U);
   free(inf->fold);
+  free(inf->wt);
   free(inf->th);
   free(inf);
 }
@@ -154,6 +175,7 @@ static int ensure_threads(td_net_infer *inf, int nt) {
   inf->th = th;
   for (int t = inf->n_threads; t < nt; t++) {
     infer_thread *x = &th[t];
+    x->hwc = 0;
     x->ws = td_net_ws_new(inf->net, INFER_GROUP);
     x->buf[0] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
     x->buf[1] = td__alloc_floats((size_t)INFER_CHUNK * inf->widest);
@@ -188,8 +210,14 @@ static int conv_forward(const td_net_infer *inf, infer_thread *t, int l,
   int pool = last + 1 < net->n_layers && last != tap_layer &&
              !kept(net, last) && td__wino_poolable(&L, &net->layers[last + 1]);
   float *y = t->ws->act[last + pool];
-  if (inf->U[l] && (fold || !inf->fold[l]) && td__wino4_eligible(&L))
-    td__wino4_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
+  /* channels innermost for the AVX-512 dense kernel after it, untapped */
+  int o = last + pool,
+      w4 = inf->U[l] && (fold || !inf->fold[l]) && td__wino4_eligible(&L);
+  t->hwc = w4 && td__infer_avx512 && o + 1 < net->n_layers && inf->wt[o + 1] &&
+           o != tap_layer;
+  if (w4)
+    td__wino4_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->hwc, t->wino,
+                      y);
   else if (inf->U[l] && (fold || !inf->fold[l]))
     td__wino_forward(&L, inf->U[l], w + L.nw, a, batch, pool, t->wino, y);
   else
@@ -244,6 +272,7 @@ static void run_groups(const infer_job *j, infer_thread *t, int l0, int l1,
   for (int g = 0; g < m; g += INFER_GROUP) {
     int b = m - g < INFER_GROUP ? m - g : INFER_GROUP;
     const float *x = a + (size_t)g * in;
+    t->hwc = 0; /* (a conv_forward may set it) */
     for (int l = l0; l < l1;) {
       l += layer_forward(j->inf, t, l, x, b, j->tap_layer);
       x = ws->act[l - 1];
@@ -268,7 +297,14 @@ static void infer_chunk(const infer_job *j, infer_thread *t, int64_t r0,
     if (is_dense(net, l)) {
       int in = net->dims[l], out = net->dims[l + 1];
       const float *w = net->params + net->layers[l].off;
-      td_gemm(0, 1, m, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
+#if defined(TD_V16)
+      int hwc = t->hwc; /* (set by the run of layers before this one) */
+      t->hwc = 0;
+      if (hwc && j->inf->wt[l])
+        td__dense_wide(a, m, in, j->inf->wt[l], out, y);
+      else
+#endif
+        td_gemm(0, 1, m, out, in, 1.0f, a, in, w, in, 0.0f, y, out);
       td__bias_act(y, w + (size_t)out * in, m, out, net->acts[l]);
       if (l == j->tap_layer && j->tap)
         memcpy(j->tap + (size_t)r0 * out, y, sizeof(float) * (size_t)m * out);
@@ -302,6 +338,11 @@ int td_net_infer_begin(td_net_infer *inf, int slots) {
     td_net_ws_set_training(inf->th[t].ws, 0, 0);
   for (int l = 0; l < net->n_layers; l++) { /* the net's current weights */
     const float *w = net->params + net->layers[l].off;
+#if defined(TD_V16)
+    if (inf->wt[l])
+      td__dense_wide_pack(w, net->dims[l], net->dims[l + 1],
+                          net->layers[l - 1].oc, inf->wt[l]);
+#endif
     if (inf->fold[l]) {
       fold_bn(net, l, inf->fold[l]);
       w = inf->fold[l];

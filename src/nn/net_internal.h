@@ -105,13 +105,33 @@ int td__wino_poolable(const td__layer *L, const td__layer *next);
 
 /* Winograd F(4x4, 3x3) for the inference path (winograd4.c), for the
  * Winograd-eligible layers whose channels in and out are multiples of 8:
- * U holds 36 [ic, oc] matrices (36*ic*oc floats); otherwise as above. */
+ * U holds 36 [ic, oc] matrices (36*ic*oc floats); with hwc set, each
+ * sample's output is [oh][ow][oc] (channels innermost, for
+ * td__dense_wide); otherwise as above. */
 int td__wino4_eligible(const td__layer *L);
 size_t td__wino4_scratch(const td__layer *L, int batch);
 void td__wino4_weights(const td__layer *L, const float *w, float *U);
 void td__wino4_forward(const td__layer *L, const float *U, const float *bias,
-                       const float *x, int batch, int pool, float *scratch,
-                       float *y);
+                       const float *x, int batch, int pool, int hwc,
+                       float *scratch, float *y);
+
+/* Whether td__wino4_forward and td__conv3x3_forward may take their
+ * sixteen-float (AVX-512) variants where the build has them (1, the
+ * default; infer.c): tests clear it to run the eight-float variants on an
+ * AVX-512 machine too. Not to be changed while a forward pass runs. */
+extern int td__infer_avx512;
+
+/* The inference path's dense layer after a convolutional part, with
+ * AVX-512 (dense_wide.c): eligible where the build has AVX-512 and out is a
+ * multiple of 16; td__dense_wide_pack writes the weight w [out, in] of an
+ * input [c][h][w] transposed to wt [in, out], its rows in the order of the
+ * input read as [h][w][c]; td__dense_wide y [m, out] = a [m, in] w^T (no
+ * bias) from it, for rows a in that order. Only defined where the build
+ * has AVX-512 (TD_V16). */
+int td__dense_wide_eligible(int in, int out);
+void td__dense_wide_pack(const float *w, int in, int out, int c, float *wt);
+void td__dense_wide(const float *a, int m, int in, const float *wt, int out,
+                    float *y);
 
 /* Direct 3x3 convolution of stride 1 for the inference path (conv3x3.c),
  * for conv layers of at most 3 input channels: writes act(conv(x) + bias)
