@@ -457,14 +457,15 @@ static void dense_forward(const td_net *net, td_net_ws *ws, int l,
   td__bias_act(y, b, batch, out, net->acts[l]);
 }
 
-const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,
-                            int batch) {
+/* td_net_forward through layers [0, n_layers) only. */
+static const float *forward_to(const td_net *net, td_net_ws *ws,
+                               const float *x, int batch, int n_layers) {
   check_ws(net, ws);
   TD_ASSERT(batch > 0 && batch <= ws->max_batch);
   ws->batch = batch;
   ws->x = x;
   const float *a = x;
-  for (int l = 0; l < net->n_layers; l++) {
+  for (int l = 0; l < n_layers; l++) {
     const td__layer *L = &net->layers[l];
     switch (L->s.kind) {
     case TD_LAYER_DENSE:
@@ -493,6 +494,11 @@ const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,
   if (ws->training)
     ws->step++;
   return a;
+}
+
+const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,
+                            int batch) {
+  return forward_to(net, ws, x, batch, net->n_layers);
 }
 
 const float *td_net_activation(const td_net_ws *ws, int layer) {
@@ -633,8 +639,10 @@ void td_net_backward(td_net *net, td_net_ws *ws, const float *dout, int batch,
 typedef struct {
   const td_net *net;
   const float *x;
-  float *out, *tap;
-  int tap_layer;
+  float *out;
+  int n_taps;
+  const int *tap_layers;
+  float *const *taps;
   td_net_ws **ws; /* one per thread */
 } predict_ctx;
 
@@ -642,14 +650,17 @@ static void predict_rows(const predict_ctx *p, td_net_ws *ws, int64_t begin,
                          int64_t end) {
   const td_net *net = p->net;
   int in = net->dims[0], nout = net->dims[net->n_layers];
+  int upto = p->out ? net->n_layers : 0; /* without out: to the last tap */
+  for (int t = 0; t < p->n_taps; t++)
+    upto = p->tap_layers[t] + 1 > upto ? p->tap_layers[t] + 1 : upto;
   for (int64_t r = begin; r < end; r += ws->max_batch) {
     int rows = (int)(end - r < ws->max_batch ? end - r : ws->max_batch);
-    const float *y = td_net_forward(net, ws, p->x + (size_t)r * in, rows);
+    const float *y = forward_to(net, ws, p->x + (size_t)r * in, rows, upto);
     if (p->out)
       memcpy(p->out + (size_t)r * nout, y, sizeof(float) * (size_t)rows * nout);
-    if (p->tap) {
-      int td = net->dims[p->tap_layer + 1];
-      memcpy(p->tap + (size_t)r * td, ws->act[p->tap_layer],
+    for (int t = 0; t < p->n_taps; t++) {
+      int l = p->tap_layers[t], td = net->dims[l + 1];
+      memcpy(p->taps[t] + (size_t)r * td, ws->act[l],
              sizeof(float) * (size_t)rows * td);
     }
   }
@@ -677,9 +688,18 @@ static void predict_cb(void *ctx, int64_t begin, int64_t end, int tid) {
 int td_net_predict(const td_net *net, const float *x, int64_t n, float *out,
                    int tap_layer, float *tap) {
   TD_ASSERT(n >= 0 && tap_layer >= -1 && tap_layer < net->n_layers);
-  if (n == 0 || (!out && (!tap || tap_layer < 0)))
+  int has = tap && tap_layer >= 0;
+  return td_net_predict_taps(net, x, n, out, has, &tap_layer, &tap);
+}
+
+int td_net_predict_taps(const td_net *net, const float *x, int64_t n,
+                        float *out, int n_taps, const int *tap_layers,
+                        float *const *taps) {
+  for (int t = 0; t < n_taps; t++)
+    TD_ASSERT(tap_layers[t] >= 0 && tap_layers[t] < net->n_layers && taps[t]);
+  if (n == 0 || (!out && n_taps == 0))
     return TD_OK;
-  predict_ctx p = {net, x, out, tap_layer >= 0 ? tap : NULL, tap_layer, NULL};
+  predict_ctx p = {net, x, out, n_taps, tap_layers, taps, NULL};
   int chunk = predict_chunk(net);
   if (n < chunk)
     chunk = (int)n;
