@@ -458,8 +458,8 @@ static void dense_forward(const td_net *net, td_net_ws *ws, int l,
 }
 
 /* td_net_forward through layers [0, n_layers) only. */
-static const float *forward_to(const td_net *net, td_net_ws *ws,
-                               const float *x, int batch, int n_layers) {
+static const float *forward_to(const td_net *net, td_net_ws *ws, const float *x,
+                               int batch, int n_layers) {
   check_ws(net, ws);
   TD_ASSERT(batch > 0 && batch <= ws->max_batch);
   ws->batch = batch;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "repair/repair_internal.h"
+#include "train/bigbuf.h"
 
 #define FEATURE_CHUNK 256
 
@@ -260,7 +261,7 @@ static int probe_set_init(const td__diag_data *d, int layer,
   p->rows[1] = sample_rows(NULL, d->n_test, o->probe_max, &p->rng, &p->m[1]);
   for (int s = 0; s < 2; s++) {
     int64_t m = p->rows[s] && p->m[s] ? p->m[s] : 1;
-    p->f[s] = malloc((size_t)m * p->dim * sizeof(float));
+    p->f[s] = td__big_floats(m * p->dim); /* few page faults */
     p->y[s] = malloc((size_t)m * sizeof(int32_t));
     if (!p->rows[s] || !p->f[s] || !p->y[s])
       return TD_ENOMEM;

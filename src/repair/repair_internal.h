@@ -75,12 +75,10 @@ TD_NODISCARD int td__probe_fit(const td__diag_data *d, int layer,
  * o->probe_max; its trained-on rows too when those are): the probe of
  * layers[k] into w[k] (b: scratch [C]), train_acc[k], test_acc[k]; the same
  * results as a td__probe_fit per layer. */
-TD_NODISCARD int td__probe_fit_layers(const td__diag_data *d, int n,
-                                      const int *layers,
-                                      const td_diagnose_opts *o,
-                                      float *const *w, float *b,
-                                      double *train_acc, double *test_acc,
-                                      td_err *err);
+TD_NODISCARD int
+td__probe_fit_layers(const td__diag_data *d, int n, const int *layers,
+                     const td_diagnose_opts *o, float *const *w, float *b,
+                     double *train_acc, double *test_acc, td_err *err);
 
 /* The heat maps and differential maps of diag at diag->layer. */
 TD_NODISCARD int td__diag_heatmaps(const td__diag_data *d, td_diagnosis *diag,
