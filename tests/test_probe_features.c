@@ -3,7 +3,8 @@
  * against a td__features pass per layer: the same bytes, for an MLP and a
  * CNN with and without batchnorm (spatial layers averaged over H and W),
  * the first layers with rows of their own in their own order, the last two
- * with every row in order (one shared pass). */
+ * with every row in order (one shared pass); and the probes fitted on them
+ * (td__probe_fit_layers) against a td__probe_fit per layer. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,57 @@ static int32_t *layer_rows(td_rng *rng, int k, int all, int64_t *m) {
   td_rng_shuffle_i32(rng, v, N);
   *m = 1 + (97 + 211 * k) % (N - 1);
   return v;
+}
+
+/* td__probe_fit_layers against td__probe_fit per layer: the same weights
+ * and accuracies, with samples smaller than the sets (each layer its own
+ * rows) and larger (every layer the same rows, one shared pass). */
+static void check_probes(td__diag_data *d, int n, const int *layers,
+                         td_rng *rng) {
+  int32_t *y = malloc((size_t)N * sizeof *y),
+          *trained = malloc((size_t)N * sizeof *trained);
+  for (int i = 0; i < N; i++) {
+    y[i] = (int32_t)td_rng_below(rng, 10);
+    trained[i] = i;
+  }
+  d->y_train = d->y_test = y;
+  d->trained = trained;
+  d->n_trained = N;
+  td_diagnose_opts o;
+  td_diagnose_opts_default(&o);
+  o.probe_epochs = 2;
+  for (int pass = 0; pass < 2; pass++) {
+    o.probe_max = pass ? N : N / 3;
+    float *w[16], b[10];
+    double tr[16], te[16];
+    td_err err = {0};
+    for (int k = 0; k < n; k++) {
+      int pooled;
+      w[k] = malloc((size_t)10 * td__feature_dim(d, layers[k], &pooled) *
+                    sizeof(float));
+    }
+    CHECK_OK(td__probe_fit_layers(d, n, layers, &o, w, b, tr, te, &err), &err);
+    for (int k = 0; k < n; k++) {
+      int pooled, dim = td__feature_dim(d, layers[k], &pooled);
+      float *w1 = malloc((size_t)10 * dim * sizeof(float));
+      double tr1, te1;
+      CHECK_OK(td__probe_fit(d, layers[k], &o, w1, b, &tr1, &te1, &err), &err);
+      if (memcmp(w1, w[k], (size_t)10 * dim * sizeof(float)) || tr1 != tr[k] ||
+          te1 != te[k])
+        fprintf(stderr,
+                "probe of layer %d (probe_max %lld): accuracies %g %g, per "
+                "layer %g %g, weights %s\n",
+                layers[k], (long long)o.probe_max, tr[k], te[k], tr1, te1,
+                memcmp(w1, w[k], (size_t)10 * dim * sizeof(float)) ? "differ"
+                                                                   : "equal");
+      CHECK(!memcmp(w1, w[k], (size_t)10 * dim * sizeof(float)));
+      CHECK(tr1 == tr[k] && te1 == te[k]);
+      free(w1);
+      free(w[k]);
+    }
+  }
+  free(y);
+  free(trained);
 }
 
 static void check_model(const char *model, int batchnorm, int n_rows) {
@@ -92,6 +144,7 @@ static void check_model(const char *model, int batchnorm, int n_rows) {
     free(rows[k]);
     free(one[k]);
   }
+  check_probes(&d, n, layers, &rng);
   free(px);
   td_net_free(net);
 }

@@ -282,7 +282,7 @@ static void probe_set_free(probe_set *p) {
 /* The features of every layer's probe rows, one pass per split. */
 static int probe_features(const td__diag_data *d, int n, const int *layers,
                           probe_set *ps, td_err *err) {
-  int32_t **rows = malloc((size_t)n * sizeof *rows);
+  int32_t **rows = malloc((size_t)n * sizeof *rows); /* n >= 1 */
   float **f = malloc((size_t)n * sizeof *f);
   int64_t *m = malloc((size_t)n * sizeof *m);
   int rc = rows && f && m
@@ -302,10 +302,12 @@ static int probe_features(const td__diag_data *d, int n, const int *layers,
   return rc;
 }
 
-int td__probe_fit_layers(const td__diag_data *d, int n, const int *layers,
-                         const td_diagnose_opts *o, float *const *w, float *b,
-                         double *train_acc, double *test_acc, td_err *err) {
-  probe_set *ps = calloc((size_t)(n > 0 ? n : 1), sizeof *ps);
+/* The probes of layers[0..n): their samples, one shared set of passes for
+ * their features, then each fit. */
+static int fit_group(const td__diag_data *d, int n, const int *layers,
+                     const td_diagnose_opts *o, float *const *w, float *b,
+                     double *train_acc, double *test_acc, td_err *err) {
+  probe_set *ps = calloc((size_t)n, sizeof *ps);
   int rc = ps ? TD_OK : TD_ENOMEM;
   for (int k = 0; !rc && k < n; k++)
     rc = probe_set_init(d, layers[k], o, &ps[k]);
@@ -326,6 +328,33 @@ int td__probe_fit_layers(const td__diag_data *d, int n, const int *layers,
   for (int k = 0; ps && k < n; k++)
     probe_set_free(&ps[k]);
   free(ps);
+  return rc;
+}
+
+/* The features of the layers fitted together are held at once: groups of
+ * consecutive layers up to this many bytes of them (a wide net's layers go
+ * a few at a time; each layer's random stream is its own, so the grouping
+ * changes nothing in the results). */
+#define PROBE_GROUP_BYTES ((int64_t)256 << 20)
+
+int td__probe_fit_layers(const td__diag_data *d, int n, const int *layers,
+                         const td_diagnose_opts *o, float *const *w, float *b,
+                         double *train_acc, double *test_acc, td_err *err) {
+  int64_t rows = (d->n_trained < o->probe_max ? d->n_trained : o->probe_max) +
+                 (d->n_test < o->probe_max ? d->n_test : o->probe_max);
+  int rc = TD_OK;
+  for (int k0 = 0, k1; !rc && k0 < n; k0 = k1) {
+    int64_t bytes = 0;
+    for (k1 = k0; k1 < n; k1++) {
+      int pooled;
+      int64_t more = rows * td__feature_dim(d, layers[k1], &pooled) * 4;
+      if (k1 > k0 && bytes + more > PROBE_GROUP_BYTES)
+        break;
+      bytes += more;
+    }
+    rc = fit_group(d, k1 - k0, layers + k0, o, w + k0, b, train_acc + k0,
+                   test_acc + k0, err);
+  }
   return rc;
 }
 
