@@ -3,8 +3,9 @@
  * against a td__features pass per layer: the same bytes, for an MLP and a
  * CNN with and without batchnorm (spatial layers averaged over H and W),
  * the first layers with rows of their own in their own order, the last two
- * with every row in order (one shared pass); and the probes fitted on them
- * (td__probe_fit_layers) against a td__probe_fit per layer. */
+ * with every row in order (one shared pass); the prediction workspaces
+ * kept between calls (td_net_predictor) against fresh ones; and the probes
+ * fitted on them (td__probe_fit_layers) against a td__probe_fit per layer. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,48 @@ static void check_probes(td__diag_data *d, int n, const int *layers,
   free(trained);
 }
 
+/* td_net_predictor_run, its workspaces reused over calls of different
+ * sizes, against td_net_predict_taps (fresh workspaces) and td_net_predict:
+ * the same logits and taps. */
+static void check_predictor(const td_net *net, const uint8_t *px, int n,
+                            const int *layers) {
+  int C = td_net_out_dim(net);
+  float *x = malloc((size_t)N * IN * sizeof *x);
+  for (int64_t i = 0; i < (int64_t)N * IN; i++)
+    x[i] = (float)px[i] / 255.0f;
+  td_net_predictor *pr = td_net_predictor_new(net);
+  CHECK(pr != NULL);
+  const int64_t sizes[3] = {N / 2, 7, N}; /* grows, shrinks, grows */
+  for (int c = 0; pr && c < 3; c++) {
+    int64_t m = sizes[c];
+    float *taps[16], *ref[16];
+    float *z = malloc((size_t)m * C * sizeof *z);
+    float *z1 = malloc((size_t)m * C * sizeof *z1);
+    for (int k = 0; k < n; k++) {
+      size_t w = (size_t)td_net_dim(net, layers[k] + 1);
+      taps[k] = malloc((size_t)m * w * sizeof(float));
+      ref[k] = malloc((size_t)m * w * sizeof(float));
+    }
+    CHECK(td_net_predictor_run(pr, x, m, z, n, layers, taps) == TD_OK);
+    CHECK(td_net_predict_taps(net, x, m, NULL, n, layers, ref) == TD_OK);
+    CHECK(td_net_predict(net, x, m, z1, -1, NULL) == TD_OK);
+    CHECK(!memcmp(z, z1, (size_t)m * C * sizeof *z));
+    for (int k = 0; k < n; k++) {
+      size_t w = (size_t)td_net_dim(net, layers[k] + 1);
+      if (memcmp(taps[k], ref[k], (size_t)m * w * sizeof(float)))
+        fprintf(stderr, "predictor: layer %d differs on %lld rows\n", layers[k],
+                (long long)m);
+      CHECK(!memcmp(taps[k], ref[k], (size_t)m * w * sizeof(float)));
+      free(taps[k]);
+      free(ref[k]);
+    }
+    free(z);
+    free(z1);
+  }
+  td_net_predictor_free(pr);
+  free(x);
+}
+
 static void check_model(const char *model, int batchnorm, int n_rows) {
   N = n_rows;
   td_train_opts o;
@@ -144,6 +187,7 @@ static void check_model(const char *model, int batchnorm, int n_rows) {
     free(rows[k]);
     free(one[k]);
   }
+  check_predictor(net, px, n, layers);
   check_probes(&d, n, layers, &rng);
   free(px);
   td_net_free(net);

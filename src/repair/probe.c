@@ -58,7 +58,8 @@ static int net_features(const td__diag_data *d, int test, int n,
   int in = td_net_in_dim(d->net);
   float *xb = malloc((size_t)FEATURE_CHUNK * in * sizeof *xb);
   float **tap = calloc((size_t)(n > 0 ? n : 1), sizeof *tap);
-  int rc = xb && tap ? TD_OK : TD_ENOMEM;
+  td_net_predictor *pr = td_net_predictor_new(d->net); /* one for all chunks */
+  int rc = xb && tap && pr ? TD_OK : TD_ENOMEM;
   for (int k = 0; !rc && k < n; k++)
     if (!(tap[k] = malloc((size_t)FEATURE_CHUNK *
                           td_net_dim(d->net, layers[k] + 1) * sizeof(float))))
@@ -66,8 +67,7 @@ static int net_features(const td__diag_data *d, int test, int n,
   for (int64_t b = 0; !rc && b < m; b += FEATURE_CHUNK) {
     int64_t kk = m - b < FEATURE_CHUNK ? m - b : FEATURE_CHUNK;
     gather_inputs(x, in, rows + b, kk, xb);
-    rc = td_net_predict_taps(d->net, xb, kk, NULL, n, layers,
-                             (float *const *)tap);
+    rc = td_net_predictor_run(pr, xb, kk, NULL, n, layers, (float *const *)tap);
     for (int k = 0; !rc && k < n; k++) {
       int pooled, dim = td__feature_dim(d, layers[k], &pooled);
       int full = td_net_dim(d->net, layers[k] + 1);
@@ -81,6 +81,7 @@ static int net_features(const td__diag_data *d, int test, int n,
     free(tap[k]);
   free(tap);
   free(xb);
+  td_net_predictor_free(pr);
   return rc;
 }
 
