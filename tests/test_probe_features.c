@@ -15,8 +15,9 @@
 #include "tardis/train.h"
 #include "train/model.h"
 
-enum { IN = 28 * 28 };
-static int N; /* several chunks of 256 rows */
+static int N;  /* rows: several chunks of 256 */
+static int S;  /* images of S × S pixels */
+static int IN; /* S * S */
 
 /* Layer k's rows: a random subset of 0..N-1 in random order, or (all)
  * every row in order. */
@@ -126,15 +127,18 @@ static void check_predictor(const td_net *net, const uint8_t *px, int n,
   free(x);
 }
 
-static void check_model(const char *model, int batchnorm, int n_rows) {
+static void check_model(const char *model, int batchnorm, int n_rows,
+                        int side) {
   N = n_rows;
+  S = side;
+  IN = side * side;
   td_train_opts o;
   td_train_opts_default(&o);
   o.model = model;
   o.batchnorm = batchnorm;
   td_net *net = NULL;
   td_err err = {0};
-  CHECK_OK(td__model_build(&o, 1, 28, 28, 10, &net, &err), &err);
+  CHECK_OK(td__model_build(&o, 1, S, S, 10, &net, &err), &err);
   td_rng rng;
   td_rng_seed(&rng, 11);
   td_net_init(net, &rng);
@@ -146,7 +150,7 @@ static void check_model(const char *model, int batchnorm, int n_rows) {
   d.net = net;
   d.C = 10;
   d.n_train = d.n_test = N;
-  int64_t shape[4] = {N, 1, 28, 28};
+  int64_t shape[4] = {N, 1, S, S};
   td_array_wrap(&d.x_train, TD_U8, 4, shape, px);
   td_array_wrap(&d.x_test, TD_U8, 4, shape, px);
   int n = td_net_n_layers(net) - 1; /* every hidden layer */
@@ -193,9 +197,11 @@ static void check_model(const char *model, int batchnorm, int n_rows) {
   td_net_free(net);
 }
 
-static void test_features_one_pass_mlp(void) { check_model("mlp", 0, 700); }
-static void test_features_one_pass_cnn(void) { check_model("cnn", 0, 300); }
-static void test_features_one_pass_cnn_bn(void) { check_model("cnn", 1, 300); }
+static void test_features_one_pass_mlp(void) { check_model("mlp", 0, 700, 28); }
+static void test_features_one_pass_cnn(void) { check_model("cnn", 0, 300, 12); }
+static void test_features_one_pass_cnn_bn(void) {
+  check_model("cnn", 1, 300, 12);
+}
 
 int main(void) {
   RUN(test_features_one_pass_mlp);
