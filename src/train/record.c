@@ -468,6 +468,30 @@ static void move_to_write(td__recorder *r) {
 }
 
 /* Sets up a pass over the three splits with the snapshot's weights. */
+static void free_byte_buffers(td__recorder *r) {
+  for (int i = 0; r->xbuf && i < r->n_slots; i++)
+    free(r->xbuf[i]);
+  free(r->xbuf);
+  r->xbuf = NULL;
+}
+
+/* Where a split is in bytes: a chunk's inputs as floats per slot. */
+static int byte_buffers(td__recorder *r) {
+  const td__split *sp[3] = {&r->train, &r->test, &r->ood};
+  int bytes = 0;
+  for (int k = 0; k < 3; k++)
+    bytes |= !sp[k]->x && sp[k]->n;
+  if (!bytes || r->xbuf)
+    return TD_OK;
+  size_t size = (size_t)TD_NET_INFER_CHUNK * td_net_in_dim(r->snap);
+  int ok = (r->xbuf = calloc((size_t)r->n_slots, sizeof *r->xbuf)) != NULL;
+  for (int i = 0; ok && i < r->n_slots; i++)
+    ok = (r->xbuf[i] = malloc(size * sizeof(float))) != NULL;
+  if (!ok)
+    free_byte_buffers(r);
+  return ok ? TD_OK : TD_ENOMEM;
+}
+
 static int prepare_pass(td__recorder *r) {
   const td__split *sp[3] = {&r->train, &r->test, &r->ood};
   r->chunks0[0] = 0;
@@ -479,18 +503,8 @@ static int prepare_pass(td__recorder *r) {
   atomic_store(&r->chunks_done, 0);
   for (int i = 0; i < r->n_slots; i++)
     r->slot_cpu[i] = 0;
-  int bytes = !r->train.x && r->train.n;
-  for (int k = 1; k < 3; k++)
-    bytes |= !sp[k]->x && sp[k]->n;
-  if (bytes && !r->xbuf &&
-      (r->xbuf = calloc((size_t)r->n_slots, sizeof *r->xbuf)) != NULL)
-    for (int i = 0; i < r->n_slots; i++)
-      r->xbuf[i] = malloc((size_t)TD_NET_INFER_CHUNK * td_net_in_dim(r->snap) *
-                          sizeof(float));
-  for (int i = 0; bytes && i < r->n_slots; i++)
-    if (!r->xbuf || !r->xbuf[i])
-      return td_err_set(&r->err, TD_ENOMEM, "out of memory while recording");
-  if (td_net_infer_begin(r->infer, r->n_slots) != TD_OK)
+  if (byte_buffers(r) != TD_OK ||
+      td_net_infer_begin(r->infer, r->n_slots) != TD_OK)
     return td_err_set(&r->err, TD_ENOMEM, "out of memory while recording");
   return TD_OK;
 }
@@ -727,10 +741,7 @@ void td__recorder_free(td__recorder *r) {
   rec_epoch_free(&r->wr);
   free(r->rec_idx);
   r->rec_idx = NULL;
-  for (int i = 0; r->xbuf && i < r->n_slots; i++)
-    free(r->xbuf[i]);
-  free(r->xbuf);
-  r->xbuf = NULL;
+  free_byte_buffers(r);
   free(r->slot_cpu);
   r->slot_cpu = NULL;
   r->infer = NULL;
