@@ -61,9 +61,9 @@ static int net_features(const td__diag_data *d, int test, int n,
   td_net_predictor *pr = td_net_predictor_new(d->net); /* one for all chunks */
   int rc = xb && tap && pr ? TD_OK : TD_ENOMEM;
   for (int k = 0; !rc && k < n; k++)
-    if (!(tap[k] = malloc((size_t)FEATURE_CHUNK *
-                          td_net_dim(d->net, layers[k] + 1) * sizeof(float))))
-      rc = TD_ENOMEM;
+    if (!(tap[k] = td__big_floats((int64_t)FEATURE_CHUNK *
+                                  td_net_dim(d->net, layers[k] + 1))))
+      rc = TD_ENOMEM; /* a CNN's first taps: tens of MB, on huge pages */
   for (int64_t b = 0; !rc && b < m; b += FEATURE_CHUNK) {
     int64_t kk = m - b < FEATURE_CHUNK ? m - b : FEATURE_CHUNK;
     gather_inputs(x, in, rows + b, kk, xb);
