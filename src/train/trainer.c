@@ -17,7 +17,6 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "train/augment.h"
-#include "train/bigbuf.h"
 #include "train/continual.h"
 #include "train/labels.h"
 #include "train/model.h"
