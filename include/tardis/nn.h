@@ -284,6 +284,25 @@ void td_net_update_state(td_net *net, td_net_ws *const *ws, int n_ws);
 TD_NODISCARD int td_net_predict(const td_net *net, const float *x, int64_t n,
                                 float *out, int tap_layer, float *tap);
 
+/* td_net_predict with several taps: the activation of layer tap_layers[t]
+ * (0 .. n_layers-1) to taps[t] [n, dim(tap_layers[t]+1)], all from the same
+ * forward of each chunk (the bytes td_net_predict gives for each alone). */
+TD_NODISCARD int td_net_predict_taps(const td_net *net, const float *x,
+                                     int64_t n, float *out, int n_taps,
+                                     const int *tap_layers, float *const *taps);
+
+/* td_net_predict_taps with its workspaces kept between calls, for many
+ * calls of a few rows each (the probes' features, 256 rows at a time): the
+ * same bytes, without allocating and faulting in fresh workspaces each
+ * time. The net must outlive it; one call at a time. */
+typedef struct td_net_predictor td_net_predictor;
+td_net_predictor *td_net_predictor_new(const td_net *net); /* NULL: no memory */
+void td_net_predictor_free(td_net_predictor *p);
+TD_NODISCARD int td_net_predictor_run(td_net_predictor *p, const float *x,
+                                      int64_t n, float *out, int n_taps,
+                                      const int *tap_layers,
+                                      float *const *taps);
+
 /* An inference context on net: the same outputs as td_net_predict, with
  * the net's current parameters and running statistics at each run (so a
  * context on a snapshot serves every epoch), faster for many samples

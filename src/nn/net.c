@@ -457,14 +457,15 @@ static void dense_forward(const td_net *net, td_net_ws *ws, int l,
   td__bias_act(y, b, batch, out, net->acts[l]);
 }
 
-const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,
-                            int batch) {
+/* td_net_forward through layers [0, n_layers) only. */
+static const float *forward_to(const td_net *net, td_net_ws *ws, const float *x,
+                               int batch, int n_layers) {
   check_ws(net, ws);
   TD_ASSERT(batch > 0 && batch <= ws->max_batch);
   ws->batch = batch;
   ws->x = x;
   const float *a = x;
-  for (int l = 0; l < net->n_layers; l++) {
+  for (int l = 0; l < n_layers; l++) {
     const td__layer *L = &net->layers[l];
     switch (L->s.kind) {
     case TD_LAYER_DENSE:
@@ -493,6 +494,11 @@ const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,
   if (ws->training)
     ws->step++;
   return a;
+}
+
+const float *td_net_forward(const td_net *net, td_net_ws *ws, const float *x,
+                            int batch) {
+  return forward_to(net, ws, x, batch, net->n_layers);
 }
 
 const float *td_net_activation(const td_net_ws *ws, int layer) {
@@ -633,8 +639,10 @@ void td_net_backward(td_net *net, td_net_ws *ws, const float *dout, int batch,
 typedef struct {
   const td_net *net;
   const float *x;
-  float *out, *tap;
-  int tap_layer;
+  float *out;
+  int n_taps;
+  const int *tap_layers;
+  float *const *taps;
   td_net_ws **ws; /* one per thread */
 } predict_ctx;
 
@@ -642,14 +650,17 @@ static void predict_rows(const predict_ctx *p, td_net_ws *ws, int64_t begin,
                          int64_t end) {
   const td_net *net = p->net;
   int in = net->dims[0], nout = net->dims[net->n_layers];
+  int upto = p->out ? net->n_layers : 0; /* without out: to the last tap */
+  for (int t = 0; t < p->n_taps; t++)
+    upto = p->tap_layers[t] + 1 > upto ? p->tap_layers[t] + 1 : upto;
   for (int64_t r = begin; r < end; r += ws->max_batch) {
     int rows = (int)(end - r < ws->max_batch ? end - r : ws->max_batch);
-    const float *y = td_net_forward(net, ws, p->x + (size_t)r * in, rows);
+    const float *y = forward_to(net, ws, p->x + (size_t)r * in, rows, upto);
     if (p->out)
       memcpy(p->out + (size_t)r * nout, y, sizeof(float) * (size_t)rows * nout);
-    if (p->tap) {
-      int td = net->dims[p->tap_layer + 1];
-      memcpy(p->tap + (size_t)r * td, ws->act[p->tap_layer],
+    for (int t = 0; t < p->n_taps; t++) {
+      int l = p->tap_layers[t], td = net->dims[l + 1];
+      memcpy(p->taps[t] + (size_t)r * td, ws->act[l],
              sizeof(float) * (size_t)rows * td);
     }
   }
@@ -677,40 +688,89 @@ static void predict_cb(void *ctx, int64_t begin, int64_t end, int tid) {
 int td_net_predict(const td_net *net, const float *x, int64_t n, float *out,
                    int tap_layer, float *tap) {
   TD_ASSERT(n >= 0 && tap_layer >= -1 && tap_layer < net->n_layers);
-  if (n == 0 || (!out && (!tap || tap_layer < 0)))
+  int has = tap && tap_layer >= 0;
+  return td_net_predict_taps(net, x, n, out, has, &tap_layer, &tap);
+}
+
+struct td_net_predictor {
+  const td_net *net;
+  int chunk, n_ws; /* rows per workspace: predict_chunk(net) */
+  td_net_ws **ws;
+};
+
+td_net_predictor *td_net_predictor_new(const td_net *net) {
+  td_net_predictor *p = calloc(1, sizeof *p);
+  if (p) {
+    p->net = net;
+    p->chunk = predict_chunk(net);
+  }
+  return p;
+}
+
+void td_net_predictor_free(td_net_predictor *p) {
+  for (int t = 0; p && t < p->n_ws; t++)
+    td_net_ws_free(p->ws[t]);
+  if (p)
+    free(p->ws);
+  free(p);
+}
+
+/* At least nt workspaces of p->chunk rows. */
+static int predictor_grow(td_net_predictor *p, int nt) {
+  if (nt <= p->n_ws)
     return TD_OK;
-  predict_ctx p = {net, x, out, tap_layer >= 0 ? tap : NULL, tap_layer, NULL};
-  int chunk = predict_chunk(net);
-  if (n < chunk)
-    chunk = (int)n;
+  td_net_ws **ws = realloc(p->ws, (size_t)nt * sizeof *ws);
+  if (!ws)
+    return TD_ENOMEM;
+  p->ws = ws;
+  for (; p->n_ws < nt; p->n_ws++)
+    if (!(ws[p->n_ws] = td_net_ws_new(p->net, p->chunk)))
+      return TD_ENOMEM;
+  return TD_OK;
+}
+
+int td_net_predictor_run(td_net_predictor *pr, const float *x, int64_t n,
+                         float *out, int n_taps, const int *tap_layers,
+                         float *const *taps) {
+  const td_net *net = pr->net;
+  for (int t = 0; t < n_taps; t++)
+    TD_ASSERT(tap_layers[t] >= 0 && tap_layers[t] < net->n_layers && taps[t]);
+  if (n == 0 || (!out && n_taps == 0))
+    return TD_OK;
+  predict_ctx p = {net, x, out, n_taps, tap_layers, taps, NULL};
+  /* the chunks of td_net_predict: predict_chunk(net) rows, or all n when
+   * fewer (a workspace of more rows steps by its size, which is then > n) */
+  int chunk = n < pr->chunk ? (int)n : pr->chunk;
   int nt = td_threads();
   if (nt > (n + chunk - 1) / chunk)
     nt = (int)((n + chunk - 1) / chunk);
-  td_net_ws *stack_ws[1];
-  td_net_ws **ws = stack_ws;
-  if (nt > 1 && !(ws = calloc((size_t)nt, sizeof *ws)))
+  if (predictor_grow(pr, nt) != TD_OK)
     return TD_ENOMEM;
-  int rc = TD_OK;
-  for (int t = 0; t < nt; t++)
-    if (!(ws[t] = td_net_ws_new(net, chunk)))
-      rc = TD_ENOMEM;
-  if (rc == TD_OK) {
-    p.ws = ws;
-    /* Parallel over chunks, each GEMM on one thread: for these small
-     * matrices that beats OpenBLAS's own threading, nesting both would
-     * oversubscribe the cores, and OpenBLAS's threads would sum each output
-     * in an order that depends on their count — even when there is a single
-     * chunk, which therefore runs on one BLAS thread too. */
-    td_blas_single_begin();
-    if (nt == 1)
-      predict_rows(&p, ws[0], 0, n);
-    else
-      td_parallel_for(n, chunk, predict_cb, &p);
-    td_blas_single_end();
-  }
-  for (int t = 0; t < nt; t++)
-    td_net_ws_free(ws[t]);
-  if (ws != stack_ws)
-    free(ws);
+  p.ws = pr->ws;
+  /* Parallel over chunks, each GEMM on one thread: for these small
+   * matrices that beats OpenBLAS's own threading, nesting both would
+   * oversubscribe the cores, and OpenBLAS's threads would sum each output
+   * in an order that depends on their count — even when there is a single
+   * chunk, which therefore runs on one BLAS thread too. */
+  td_blas_single_begin();
+  if (nt == 1)
+    predict_rows(&p, pr->ws[0], 0, n);
+  else
+    td_parallel_for(n, chunk, predict_cb, &p);
+  td_blas_single_end();
+  return TD_OK;
+}
+
+int td_net_predict_taps(const td_net *net, const float *x, int64_t n,
+                        float *out, int n_taps, const int *tap_layers,
+                        float *const *taps) {
+  if (n == 0 || (!out && n_taps == 0))
+    return TD_OK;
+  td_net_predictor *p = td_net_predictor_new(net);
+  if (p && n < p->chunk) /* a workspace of just the rows there are */
+    p->chunk = (int)n;
+  int rc = p ? td_net_predictor_run(p, x, n, out, n_taps, tap_layers, taps)
+             : TD_ENOMEM;
+  td_net_predictor_free(p);
   return rc;
 }

@@ -86,17 +86,24 @@ static int probe_all(const td__diag_data *d, const td_diagnose_opts *o,
     layers[0] = want;
     n = 1;
   }
+  double *acc = rc ? NULL : malloc((size_t)2 * (n ? n : 1) * sizeof *acc);
   for (int k = 0; !rc && k < n; k++) {
     td_probe_diag *p = &g->probes[k];
     p->layer = layers[k];
     p->dim = td__feature_dim(d, p->layer, &p->pooled);
     if (!(ws[k] = malloc((size_t)C * p->dim * sizeof(float))))
       rc = TD_ENOMEM;
-    else
-      rc = td__probe_fit(d, p->layer, o, ws[k], b, &p->train_acc, &p->test_acc,
-                         err);
     g->n_probes = k + 1;
   }
+  if (!rc && !acc)
+    rc = TD_ENOMEM;
+  if (!rc) /* every layer's features from one pass */
+    rc = td__probe_fit_layers(d, n, layers, o, ws, b, acc, acc + n, err);
+  for (int k = 0; !rc && k < n; k++) {
+    g->probes[k].train_acc = acc[k];
+    g->probes[k].test_acc = acc[n + k];
+  }
+  free(acc);
   int pick = 0;
   double best = -1;
   for (int k = 0; !rc && k < n; k++)

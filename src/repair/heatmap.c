@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "repair/repair_internal.h"
+#include "train/bigbuf.h"
 
 void td_heatmap(const float *f, int64_t n, int dim, const float *w, int C,
                 const int32_t *member, float *out) {
@@ -57,7 +58,7 @@ int td__diag_heatmaps(const td__diag_data *d, td_diagnosis *diag, td_err *err) {
   int ok = 1;
   for (int k = 0; k < 6; k++)
     ok &= (*maps[k] = malloc(sz)) != NULL;
-  float *f = malloc((size_t)(n ? n : 1) * dim * sizeof *f);
+  float *f = td__big_floats(n * dim); /* few page faults */
   int32_t *m[4];
   for (int k = 0; k < 4; k++)
     ok &= (m[k] = malloc((size_t)(n ? n : 1) * sizeof(int32_t))) != NULL;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "repair/repair_internal.h"
+#include "train/bigbuf.h"
 
 #define FEATURE_CHUNK 256
 
@@ -48,40 +49,52 @@ static void pool_rows(const float *a, int64_t m, int c, int hw, float *out) {
     }
 }
 
-static int net_features(const td__diag_data *d, int test, int layer,
-                        const int32_t *rows, int64_t m, float *out,
-                        td_err *err) {
+/* Features of n layers for the same m rows of a split, from one forward
+ * pass of each chunk of FEATURE_CHUNK rows: layer k's into out[k]. */
+static int net_features(const td__diag_data *d, int test, int n,
+                        const int *layers, const int32_t *rows, int64_t m,
+                        float *const *out) {
   const td_array *x = test ? &d->x_test : &d->x_train;
-  int in = td_net_in_dim(d->net), full = td_net_dim(d->net, layer + 1);
-  int pooled, dim = td__feature_dim(d, layer, &pooled);
+  int in = td_net_in_dim(d->net);
   float *xb = malloc((size_t)FEATURE_CHUNK * in * sizeof *xb);
-  float *tap = malloc((size_t)FEATURE_CHUNK * full * sizeof *tap);
-  int rc = xb && tap ? TD_OK : TD_ENOMEM;
+  float **tap = calloc((size_t)(n > 0 ? n : 1), sizeof *tap);
+  td_net_predictor *pr = td_net_predictor_new(d->net); /* one for all chunks */
+  int rc = xb && tap && pr ? TD_OK : TD_ENOMEM;
+  for (int k = 0; !rc && k < n; k++)
+    if (!(tap[k] = td__big_floats((int64_t)FEATURE_CHUNK *
+                                  td_net_dim(d->net, layers[k] + 1))))
+      rc = TD_ENOMEM; /* a CNN's first taps: tens of MB, on huge pages */
   for (int64_t b = 0; !rc && b < m; b += FEATURE_CHUNK) {
-    int64_t k = m - b < FEATURE_CHUNK ? m - b : FEATURE_CHUNK;
-    gather_inputs(x, in, rows + b, k, xb);
-    if (!(rc = td_net_predict(d->net, xb, k, NULL, layer, tap))) {
+    int64_t kk = m - b < FEATURE_CHUNK ? m - b : FEATURE_CHUNK;
+    gather_inputs(x, in, rows + b, kk, xb);
+    rc = td_net_predictor_run(pr, xb, kk, NULL, n, layers, (float *const *)tap);
+    for (int k = 0; !rc && k < n; k++) {
+      int pooled, dim = td__feature_dim(d, layers[k], &pooled);
+      int full = td_net_dim(d->net, layers[k] + 1);
       if (pooled)
-        pool_rows(tap, k, dim, full / dim, out + b * dim);
+        pool_rows(tap[k], kk, dim, full / dim, out[k] + b * dim);
       else
-        memcpy(out + b * dim, tap, (size_t)(k * dim) * sizeof *out);
+        memcpy(out[k] + b * dim, tap[k], (size_t)(kk * dim) * sizeof(float));
     }
   }
-  free(xb);
+  for (int k = 0; tap && k < n; k++)
+    free(tap[k]);
   free(tap);
-  return rc ? td_err_set(err, rc,
-                         "out of memory computing layer %d's "
-                         "features",
-                         layer)
-            : TD_OK;
+  free(xb);
+  td_net_predictor_free(pr);
+  return rc;
 }
 
 int td__features(const td__diag_data *d, int test, int layer,
                  const int32_t *rows, int64_t m, float *out, td_err *err) {
-  if (d->net)
-    return net_features(d, test,
-                        layer < 0 ? td_net_n_layers(d->net) - 2 : layer, rows,
-                        m, out, err);
+  if (d->net) {
+    int at = layer < 0 ? td_net_n_layers(d->net) - 2 : layer;
+    return net_features(d, test, 1, &at, rows, m, &out)
+               ? td_err_set(err, TD_ENOMEM,
+                            "out of memory computing layer %d's features",
+                            layer)
+               : TD_OK;
+  }
   const float *r = test ? d->repr_test : d->repr_train;
   for (int64_t k = 0; k < m; k++)
     memcpy(out + k * d->D, r + (int64_t)rows[k] * d->D,
@@ -103,6 +116,56 @@ static int32_t *sample_rows(const int32_t *rows, int64_t n, int64_t max,
   }
   *m = n;
   return v;
+}
+
+/* td__features_layers with a net: the layers whose rows are the same (the
+ * same samples in the same order, as every layer's test rows are when the
+ * test set is no larger than the probes' sample) share a pass, so each
+ * chunk a layer sees is the chunk td__features would give it: the same
+ * bytes (a row's GEMM result may depend on where it sits in its chunk). */
+static int net_features_layers(const td__diag_data *d, int test, int n,
+                               const int *layers, int32_t *const *rows,
+                               const int64_t *m, float *const *out) {
+  int *grp = malloc((size_t)(n > 0 ? n : 1) * sizeof *grp);
+  char *done = calloc((size_t)(n > 0 ? n : 1), 1);
+  float **go = malloc((size_t)(n > 0 ? n : 1) * sizeof *go);
+  int rc = grp && done && go ? TD_OK : TD_ENOMEM;
+  for (int k = 0; !rc && k < n; k++) {
+    if (done[k])
+      continue;
+    int ng = 0;
+    for (int j = k; j < n; j++)
+      if (!done[j] && m[j] == m[k] &&
+          !memcmp(rows[j], rows[k], (size_t)m[k] * sizeof *rows[k])) {
+        done[j] = 1;
+        grp[ng] = layers[j];
+        go[ng++] = out[j];
+      }
+    rc = net_features(d, test, ng, grp, rows[k], m[k], go);
+  }
+  free(grp);
+  free(done);
+  free(go);
+  return rc;
+}
+
+int td__features_layers(const td__diag_data *d, int test, int n,
+                        const int *layers, int32_t *const *rows,
+                        const int64_t *m, float *const *out, td_err *err) {
+  int rc = TD_OK, *at = malloc((size_t)(n > 0 ? n : 1) * sizeof *at);
+  for (int k = 0; at && k < n; k++)
+    at[k] = layers[k] < 0 && d->net ? td_net_n_layers(d->net) - 2 : layers[k];
+  if (!at)
+    rc = TD_ENOMEM;
+  else if (d->net)
+    rc = net_features_layers(d, test, n, at, rows, m, out);
+  for (int k = 0; !d->net && !rc && k < n; k++)
+    rc = td__features(d, test, layers[k], rows[k], m[k], out[k], err);
+  free(at);
+  return rc == TD_ENOMEM ? td_err_set(err, rc,
+                                      "out of memory computing the layers' "
+                                      "features")
+                         : rc;
 }
 
 static double probe_acc(const float *f, const int32_t *y, int64_t m, int dim,
@@ -179,44 +242,125 @@ static int fit(const float *f, const int32_t *y, int64_t m, int dim, int C,
   return rc;
 }
 
+/* One layer's probe data: its random stream (sampling, then fitting), and
+ * per split (0: trained-on, 1: test) its rows, labels and features. */
+typedef struct probe_set {
+  td_rng rng;
+  int dim;
+  int32_t *rows[2], *y[2];
+  int64_t m[2];
+  float *f[2];
+} probe_set;
+
+static int probe_set_init(const td__diag_data *d, int layer,
+                          const td_diagnose_opts *o, probe_set *p) {
+  int pooled;
+  td_rng_split(&p->rng, o->seed, (uint64_t)(layer + 2));
+  p->dim = td__feature_dim(d, layer, &pooled);
+  p->rows[0] =
+      sample_rows(d->trained, d->n_trained, o->probe_max, &p->rng, &p->m[0]);
+  p->rows[1] = sample_rows(NULL, d->n_test, o->probe_max, &p->rng, &p->m[1]);
+  for (int s = 0; s < 2; s++) {
+    int64_t m = p->rows[s] && p->m[s] ? p->m[s] : 1;
+    p->f[s] = td__big_floats(m * p->dim); /* few page faults */
+    p->y[s] = malloc((size_t)m * sizeof(int32_t));
+    if (!p->rows[s] || !p->f[s] || !p->y[s])
+      return TD_ENOMEM;
+    for (int64_t i = 0; i < p->m[s]; i++)
+      p->y[s][i] = s ? d->y_test[p->rows[s][i]] : d->y_train[p->rows[s][i]];
+  }
+  return TD_OK;
+}
+
+static void probe_set_free(probe_set *p) {
+  for (int s = 0; s < 2; s++) {
+    free(p->rows[s]);
+    free(p->y[s]);
+    free(p->f[s]);
+  }
+}
+
+/* The features of every layer's probe rows, one pass per split. */
+static int probe_features(const td__diag_data *d, int n, const int *layers,
+                          probe_set *ps, td_err *err) {
+  int32_t **rows = malloc((size_t)n * sizeof *rows); /* n >= 1 */
+  float **f = malloc((size_t)n * sizeof *f);
+  int64_t *m = malloc((size_t)n * sizeof *m);
+  int rc = rows && f && m
+               ? TD_OK
+               : td_err_set(err, TD_ENOMEM, "out of memory fitting the probes");
+  for (int s = 0; !rc && s < 2; s++) {
+    for (int k = 0; k < n; k++) {
+      rows[k] = ps[k].rows[s];
+      f[k] = ps[k].f[s];
+      m[k] = ps[k].m[s];
+    }
+    rc = td__features_layers(d, s, n, layers, rows, m, f, err);
+  }
+  free(rows);
+  free(f);
+  free(m);
+  return rc;
+}
+
+/* The probes of layers[0..n): their samples, one shared set of passes for
+ * their features, then each fit. */
+static int fit_group(const td__diag_data *d, int n, const int *layers,
+                     const td_diagnose_opts *o, float *const *w, float *b,
+                     double *train_acc, double *test_acc, td_err *err) {
+  probe_set *ps = calloc((size_t)n, sizeof *ps);
+  int rc = ps ? TD_OK : TD_ENOMEM;
+  for (int k = 0; !rc && k < n; k++)
+    rc = probe_set_init(d, layers[k], o, &ps[k]);
+  if (rc)
+    rc = td_err_set(err, TD_ENOMEM, "out of memory fitting the probes");
+  if (!rc)
+    rc = probe_features(d, n, layers, ps, err);
+  for (int k = 0; !rc && k < n; k++) {
+    probe_set *p = &ps[k];
+    if (fit(p->f[0], p->y[0], p->m[0], p->dim, d->C, o, &p->rng, w[k], b))
+      rc = td_err_set(err, TD_ENOMEM, "out of memory fitting a probe");
+    if (!rc) {
+      train_acc[k] =
+          probe_acc(p->f[0], p->y[0], p->m[0], p->dim, d->C, w[k], b);
+      test_acc[k] = probe_acc(p->f[1], p->y[1], p->m[1], p->dim, d->C, w[k], b);
+    }
+  }
+  for (int k = 0; ps && k < n; k++)
+    probe_set_free(&ps[k]);
+  free(ps);
+  return rc;
+}
+
+/* The features of the layers fitted together are held at once: groups of
+ * consecutive layers up to this many bytes of them (a wide net's layers go
+ * a few at a time; each layer's random stream is its own, so the grouping
+ * changes nothing in the results). */
+#define PROBE_GROUP_BYTES ((int64_t)256 << 20)
+
+int td__probe_fit_layers(const td__diag_data *d, int n, const int *layers,
+                         const td_diagnose_opts *o, float *const *w, float *b,
+                         double *train_acc, double *test_acc, td_err *err) {
+  int64_t rows = (d->n_trained < o->probe_max ? d->n_trained : o->probe_max) +
+                 (d->n_test < o->probe_max ? d->n_test : o->probe_max);
+  int rc = TD_OK;
+  for (int k0 = 0, k1; !rc && k0 < n; k0 = k1) {
+    int64_t bytes = 0;
+    for (k1 = k0; k1 < n; k1++) {
+      int pooled;
+      int64_t more = rows * td__feature_dim(d, layers[k1], &pooled) * 4;
+      if (k1 > k0 && bytes + more > PROBE_GROUP_BYTES)
+        break;
+      bytes += more;
+    }
+    rc = fit_group(d, k1 - k0, layers + k0, o, w + k0, b, train_acc + k0,
+                   test_acc + k0, err);
+  }
+  return rc;
+}
+
 int td__probe_fit(const td__diag_data *d, int layer, const td_diagnose_opts *o,
                   float *w, float *b, double *train_acc, double *test_acc,
                   td_err *err) {
-  td_rng rng;
-  td_rng_split(&rng, o->seed, (uint64_t)(layer + 2));
-  int pooled, dim = td__feature_dim(d, layer, &pooled), C = d->C;
-  int64_t mtr = 0, mte = 0;
-  int32_t *rtr =
-      sample_rows(d->trained, d->n_trained, o->probe_max, &rng, &mtr);
-  int32_t *rte = sample_rows(NULL, d->n_test, o->probe_max, &rng, &mte);
-  float *ftr = malloc((size_t)(mtr ? mtr : 1) * dim * sizeof *ftr);
-  float *fte = malloc((size_t)(mte ? mte : 1) * dim * sizeof *fte);
-  int32_t *ytr = malloc((size_t)(mtr ? mtr : 1) * sizeof *ytr);
-  int32_t *yte = malloc((size_t)(mte ? mte : 1) * sizeof *yte);
-  int rc = rtr && rte && ftr && fte && ytr && yte
-               ? TD_OK
-               : td_err_set(err, TD_ENOMEM, "out of memory fitting a probe");
-  if (!rc)
-    rc = td__features(d, 0, layer, rtr, mtr, ftr, err);
-  if (!rc)
-    rc = td__features(d, 1, layer, rte, mte, fte, err);
-  if (!rc) {
-    for (int64_t i = 0; i < mtr; i++)
-      ytr[i] = d->y_train[rtr[i]];
-    for (int64_t i = 0; i < mte; i++)
-      yte[i] = d->y_test[rte[i]];
-    if (fit(ftr, ytr, mtr, dim, C, o, &rng, w, b))
-      rc = td_err_set(err, TD_ENOMEM, "out of memory fitting a probe");
-  }
-  if (!rc) {
-    *train_acc = probe_acc(ftr, ytr, mtr, dim, C, w, b);
-    *test_acc = probe_acc(fte, yte, mte, dim, C, w, b);
-  }
-  free(rtr);
-  free(rte);
-  free(ftr);
-  free(fte);
-  free(ytr);
-  free(yte);
-  return rc;
+  return td__probe_fit_layers(d, 1, &layer, o, &w, b, train_acc, test_acc, err);
 }

@@ -51,6 +51,14 @@ TD_NODISCARD int td__label_metrics(const td__diag_data *d, double theta,
 TD_NODISCARD int td__features(const td__diag_data *d, int test, int layer,
                               const int32_t *rows, int64_t m, float *out,
                               td_err *err);
+/* td__features for n layers at once, each for its own rows of the split
+ * (layer k: the m[k] rows rows[k], into out[k] [m[k], dim]); the layers
+ * with the same rows share one forward pass, up to the deepest of them:
+ * the same bytes as a td__features call per layer. */
+TD_NODISCARD int td__features_layers(const td__diag_data *d, int test, int n,
+                                     const int *layers, int32_t *const *rows,
+                                     const int64_t *m, float *const *out,
+                                     td_err *err);
 /* The width td__features gives for the layer, and whether it pools. */
 int td__feature_dim(const td__diag_data *d, int layer, int *pooled);
 
@@ -61,6 +69,16 @@ TD_NODISCARD int td__probe_fit(const td__diag_data *d, int layer,
                                const td_diagnose_opts *o, float *w, float *b,
                                double *train_acc, double *test_acc,
                                td_err *err);
+
+/* td__probe_fit for n layers, sharing the passes td__features_layers can
+ * share (every layer's test rows, when the test set is no larger than
+ * o->probe_max; its trained-on rows too when those are): the probe of
+ * layers[k] into w[k] (b: scratch [C]), train_acc[k], test_acc[k]; the same
+ * results as a td__probe_fit per layer. */
+TD_NODISCARD int
+td__probe_fit_layers(const td__diag_data *d, int n, const int *layers,
+                     const td_diagnose_opts *o, float *const *w, float *b,
+                     double *train_acc, double *test_acc, td_err *err);
 
 /* The heat maps and differential maps of diag at diag->layer. */
 TD_NODISCARD int td__diag_heatmaps(const td__diag_data *d, td_diagnosis *diag,

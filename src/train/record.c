@@ -52,14 +52,42 @@ static void record_stats(const td__split *s, int C, td__split_eval *ev) {
   ev->acc_truth = (double)correct_truth / (double)s->n;
 }
 
+/* o[i] = td__u8_unit(p[i]) for i < k, 16 at a time (a fixed count, which
+ * gcc vectorises at -O2). */
+static void u8_units(const uint8_t *restrict p, float *restrict o, int64_t k) {
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16)
+    for (int j = 0; j < 16; j++)
+      o[i + j] = td__u8_unit(p[i + j]);
+  for (; i < k; i++)
+    o[i] = td__u8_unit(p[i]);
+}
+
+void td__split_rows(const td__split *s, int64_t r0, int64_t m, float *out) {
+  int64_t k = m * s->in;
+  if (s->x) {
+    memcpy(out, s->x + r0 * s->in, (size_t)k * sizeof *out);
+    return;
+  }
+  u8_units(s->x8 + r0 * s->in, out, k);
+}
+
 int td__record_eval(const td_net *net, td_net_infer *infer, const td__split *s,
                     int C, td__split_eval *ev) {
   if (s->n == 0)
     return TD_OK;
   int tap = td__model_repr_layer(net);
-  int rc = infer
-               ? td_net_infer_run(infer, s->x, s->n, ev->logits, tap, ev->repr)
-               : td_net_predict(net, s->x, s->n, ev->logits, tap, ev->repr);
+  float *tmp = NULL; /* byte rows: this path converts the whole split */
+  const float *x = s->x;
+  if (!x) {
+    if (!(tmp = td__big_floats(s->n * s->in)))
+      return TD_ENOMEM;
+    td__split_rows(s, 0, s->n, tmp);
+    x = tmp;
+  }
+  int rc = infer ? td_net_infer_run(infer, x, s->n, ev->logits, tap, ev->repr)
+                 : td_net_predict(net, x, s->n, ev->logits, tap, ev->repr);
+  free(tmp);
   if (rc == TD_OK)
     record_stats(s, C, ev);
   return rc;
@@ -255,8 +283,18 @@ static void run_chunk(td__recorder *r, int64_t k, int slot) {
   int64_t r0 = (k - r->chunks0[s]) * TD_NET_INFER_CHUNK;
   int64_t m =
       sp[s]->n - r0 < TD_NET_INFER_CHUNK ? sp[s]->n - r0 : TD_NET_INFER_CHUNK;
-  td_net_infer_rows(r->infer, slot, sp[s]->x, r0, m, ev[s]->logits,
-                    td__model_repr_layer(r->snap), ev[s]->repr);
+  int tap = td__model_repr_layer(r->snap);
+  if (sp[s]->x) {
+    td_net_infer_rows(r->infer, slot, sp[s]->x, r0, m, ev[s]->logits, tap,
+                      ev[s]->repr);
+    return;
+  }
+  /* byte rows: the chunk converted into the slot's buffer, run as rows
+   * [0, m) of arrays that start at row r0 (the same chunk, the same bytes) */
+  td__split_rows(sp[s], r0, m, r->xbuf[slot]);
+  td_net_infer_rows(r->infer, slot, r->xbuf[slot], 0, m,
+                    ev[s]->logits + r0 * r->n_classes, tap,
+                    ev[s]->repr ? ev[s]->repr + r0 * r->repr_dim : NULL);
 }
 
 /* Runs chunks on `slot` until none is left or `most` are done; the
@@ -430,6 +468,30 @@ static void move_to_write(td__recorder *r) {
 }
 
 /* Sets up a pass over the three splits with the snapshot's weights. */
+static void free_byte_buffers(td__recorder *r) {
+  for (int i = 0; r->xbuf && i < r->n_slots; i++)
+    free(r->xbuf[i]);
+  free(r->xbuf);
+  r->xbuf = NULL;
+}
+
+/* Where a split is in bytes: a chunk's inputs as floats per slot. */
+static int byte_buffers(td__recorder *r) {
+  const td__split *sp[3] = {&r->train, &r->test, &r->ood};
+  int bytes = 0;
+  for (int k = 0; k < 3; k++)
+    bytes |= !sp[k]->x && sp[k]->n;
+  if (!bytes || r->xbuf)
+    return TD_OK;
+  size_t size = (size_t)TD_NET_INFER_CHUNK * td_net_in_dim(r->snap);
+  int ok = (r->xbuf = calloc((size_t)r->n_slots, sizeof *r->xbuf)) != NULL;
+  for (int i = 0; ok && i < r->n_slots; i++)
+    ok = (r->xbuf[i] = malloc(size * sizeof(float))) != NULL;
+  if (!ok)
+    free_byte_buffers(r);
+  return ok ? TD_OK : TD_ENOMEM;
+}
+
 static int prepare_pass(td__recorder *r) {
   const td__split *sp[3] = {&r->train, &r->test, &r->ood};
   r->chunks0[0] = 0;
@@ -441,7 +503,8 @@ static int prepare_pass(td__recorder *r) {
   atomic_store(&r->chunks_done, 0);
   for (int i = 0; i < r->n_slots; i++)
     r->slot_cpu[i] = 0;
-  if (td_net_infer_begin(r->infer, r->n_slots) != TD_OK)
+  if (byte_buffers(r) != TD_OK ||
+      td_net_infer_begin(r->infer, r->n_slots) != TD_OK)
     return td_err_set(&r->err, TD_ENOMEM, "out of memory while recording");
   return TD_OK;
 }
@@ -678,6 +741,7 @@ void td__recorder_free(td__recorder *r) {
   rec_epoch_free(&r->wr);
   free(r->rec_idx);
   r->rec_idx = NULL;
+  free_byte_buffers(r);
   free(r->slot_cpu);
   r->slot_cpu = NULL;
   r->infer = NULL;

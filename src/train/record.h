@@ -16,13 +16,29 @@
 #include "tardis/train.h"
 #include "train/continual.h"
 
-/* Shared, read-only inputs of one split. */
+/* Shared, read-only inputs of one split: float rows x [n, in], or (x
+ * NULL) byte rows x8 [n, in] that stand for x8 / 255, converted a batch or
+ * a chunk at a time (td__split_rows) instead of as a float copy of the
+ * whole split. */
 typedef struct td__split {
   const float *x;
   const int32_t *labels; /* training labels (possibly noisy) */
   const int32_t *truth;  /* clean labels, or NULL */
   int64_t n;
+  const uint8_t *x8;
+  int in; /* the row width, with x8 */
 } td__split;
+
+/* The float a byte input stands for, v / 255 as the trainer has always
+ * computed it ((float)v * (1.0f / 255.0f); through int32_t, which converts
+ * exactly too, so that gcc vectorises it): a row converted anywhere is the
+ * same bytes. */
+static inline float td__u8_unit(uint8_t v) {
+  return (float)(int32_t)v * (1.0f / 255.0f);
+}
+
+/* Rows [r0, r0+m) of s as floats into out [m, in]. */
+void td__split_rows(const td__split *s, int64_t r0, int64_t m, float *out);
 
 /* What a split's evaluation gives. */
 typedef struct td__split_eval {
@@ -85,6 +101,7 @@ typedef struct td__recorder {
   const char *run_dir;
   int save_model;
   td__split_eval ev_train, ev_test, ev_ood;
+  float **xbuf; /* per slot: a chunk of byte rows converted (NULL: none) */
   /* results */
   int rc;
   td_err err;

@@ -17,7 +17,6 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "train/augment.h"
-#include "train/bigbuf.h"
 #include "train/continual.h"
 #include "train/labels.h"
 #include "train/model.h"
@@ -43,19 +42,18 @@ void td_train_opts_default(td_train_opts *o) {
   o->save_model = 1;
 }
 
-static float *images_to_f32(const td_dataset *ds) {
-  int64_t n = ds->n, d = td_dataset_sample_size(ds);
-  float *x = td__big_floats(n * d);
-  if (!x || n == 0)
-    return x;
-  if (ds->images.dtype == TD_F32) {
-    memcpy(x, ds->images.data, (size_t)(n * d) * sizeof *x);
-    return x;
-  }
-  const uint8_t *p = ds->images.data;
-  for (int64_t i = 0; i < n * d; i++)
-    x[i] = (float)p[i] * (1.0f / 255.0f);
-  return x;
+/* A dataset's inputs as a split: float images as they are, byte images
+ * as bytes (converted a batch or a chunk at a time where they are used,
+ * td__split_rows). */
+static td__split split_of(const td_dataset *ds, const int32_t *labels,
+                          const int32_t *truth) {
+  td__split s = {NULL,  labels, truth,
+                 ds->n, NULL,   (int)td_dataset_sample_size(ds)};
+  if (ds->images.dtype == TD_F32)
+    s.x = ds->images.data;
+  else
+    s.x8 = ds->images.data;
+  return s;
 }
 
 /* run.json's trainer fields: the model and the options (docs/run-format.md). */
@@ -288,7 +286,7 @@ static double train_step(train_state *s, int m, uint64_t seed) {
 /* One pass over the training set (or over the n samples idx lists) in a
  * seeded random order. Returns the mean in-flight loss. */
 static double train_epoch(const td_train_opts *o, train_state *s,
-                          const float *x, const int32_t *y, int64_t n,
+                          const td__split *x, const int32_t *y, int64_t n,
                           const int32_t *idx, int in, td_rng *rng, int epoch) {
   for (int64_t i = 0; i < n; i++)
     s->perm[i] = idx ? idx[i] : (int32_t)i;
@@ -302,7 +300,7 @@ static double train_epoch(const td_train_opts *o, train_state *s,
     int m = (int)(n - b0 < o->batch ? n - b0 : o->batch);
     for (int i = 0; i < m; i++) {
       int32_t k = s->perm[b0 + i];
-      memcpy(s->xb + (size_t)i * in, x + (size_t)k * in, sizeof(float) * in);
+      td__split_rows(x, k, 1, s->xb + (size_t)i * in);
       s->yb[i] = y[k];
     }
     /* augmentation and dropout draw from (seed, epoch, step): a resumed run
@@ -337,18 +335,21 @@ static double train_epoch(const td_train_opts *o, train_state *s,
  * the test set's pixel mean and standard deviation, clipped to [0, 1] and,
  * for byte images, rounded to 1/255 so that what is stored is what the
  * net sees; drawn from the seed). */
-static float *ood_inputs(const char *kind, const td_dataset *te, const float *x,
-                         int64_t n, int in, uint64_t seed) {
+static float *ood_inputs(const char *kind, const td_dataset *te,
+                         const td__split *xs, int64_t n, int in,
+                         uint64_t seed) {
   float *y = malloc((size_t)(n * in > 0 ? n * in : 1) * sizeof *y);
+  if (y) /* the test inputs, then turned into the set in place */
+    td__split_rows(xs, 0, n, y);
   if (!y || strcmp(kind, "gaussian")) {
     for (int64_t i = 0; y && i < n * in; i++)
-      y[i] = 1.0f - x[i];
+      y[i] = 1.0f - y[i];
     return y;
   }
   double s = 0, ss = 0, cnt = (double)(n * in > 0 ? n * in : 1);
   for (int64_t i = 0; i < n * in; i++) {
-    s += (double)x[i];
-    ss += (double)x[i] * (double)x[i];
+    s += (double)y[i];
+    ss += (double)y[i] * (double)y[i];
   }
   double mu = s / cnt, sd = sqrt(fmax(ss / cnt - mu * mu, 0));
   td_rng rng;
@@ -711,7 +712,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   int32_t *sel_times = NULL, *ep_sel = NULL; /* repeated samples */
   int64_t n_sel = 0, n_pool = 0, n_ep_sel = 0;
   char sel_path[TD_PATH_MAX];
-  float *xtr = images_to_f32(&tr), *xte = images_to_f32(&te), *xood = NULL;
+  td__split xtr = split_of(&tr, noisy, NULL),
+            xte = split_of(&te, te.labels, NULL);
+  float *xood = NULL;
   int with_ood = o->ood && o->out;
   if ((rc = td__augment_parse(o->augment, &s.aug, err)) ||
       (rc = make_net(o, &cont, &tr, &s.net, &rng, err)) ||
@@ -743,10 +746,10 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   s.c = tr.channels;
   s.h = tr.height;
   s.w = tr.width;
-  xood = with_ood ? ood_inputs(o->ood, &te, xte, te.n, in, o->seed) : NULL;
+  xood = with_ood ? ood_inputs(o->ood, &te, &xte, te.n, in, o->seed) : NULL;
   int64_t ns[3] = {tr.n, te.n, with_ood ? te.n : 0};
-  int oom = !noisy || !xtr || !xte || !s.ws || !s.xb || !s.dlogits || !s.yb ||
-            !s.perm || !s.aug_tmp || (with_ood && !xood);
+  int oom = !noisy || !s.ws || !s.xb || !s.dlogits || !s.yb || !s.perm ||
+            !s.aug_tmp || (with_ood && !xood);
   if (!oom &&
       (rc = td__recorder_init(&rec, s.net, s.opt, o->optimizer, ns, C, err)))
     goto done;
@@ -811,9 +814,10 @@ static int train_body(const td_train_opts *o, td_train_result *res,
   if (o->resume && (rc = td_run_mark_unfinished(o->out, err)))
     goto done;
 
-  rec.train = (td__split){xtr, noisy, truth, tr.n};
-  rec.test = (td__split){xte, te.labels, NULL, te.n};
-  rec.ood = (td__split){xood, te.labels, NULL, with_ood ? te.n : 0};
+  rec.train = xtr;
+  rec.train.truth = truth;
+  rec.test = xte;
+  rec.ood = (td__split){xood, te.labels, NULL, with_ood ? te.n : 0, NULL, in};
   rec.run_dir = o->out;
   rec.save_model = o->save_model;
   rec.sel = sel;
@@ -834,7 +838,7 @@ static int train_body(const td_train_opts *o, td_train_result *res,
      * time is the recording's, not the training's */
     double t0 = td_now(), c0 = td__cpu_now() - td__recorder_bg_cpu(&rec);
     td_optim_set_lr(s.opt, (float)epoch_lr(o, ep));
-    double inflight = train_epoch(o, &s, xtr, noisy, n_ep, idx, in, &rng, ep);
+    double inflight = train_epoch(o, &s, &xtr, noisy, n_ep, idx, in, &rng, ep);
     double secs = td_now() - t0;
     res->train_cpu_seconds += td__cpu_now() - td__recorder_bg_cpu(&rec) - c0;
     res->train_seconds += secs;
@@ -877,8 +881,8 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     res->final_test_loss = rec.ev_test.mean_loss;
   } else {
     /* Without a run, still evaluate the final model once. */
-    rec.train = (td__split){xtr, noisy, NULL, tr.n};
-    rec.test = (td__split){xte, te.labels, NULL, te.n};
+    rec.train = xtr;
+    rec.test = xte;
     if (td__record_eval(s.net, NULL, &rec.train, C, &rec.ev_train) ||
         td__record_eval(s.net, NULL, &rec.test, C, &rec.ev_test)) {
       rc = td_err_set(err, TD_ENOMEM, "out of memory evaluating");
@@ -903,8 +907,6 @@ done:
   free(sel_times);
   free(ep_sel);
   free(pool_idx);
-  free(xtr);
-  free(xte);
   td_dataset_close(&tr);
   td_dataset_close(&te);
   td__cont_free(&cont);
