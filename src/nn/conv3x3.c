@@ -38,11 +38,6 @@ static int pad_rows(const td__layer *L) { return L->ih + 2 * L->s.pad + 1; }
 #define V_(name) td_v8_##name
 #define SFX(name) name##_8
 #include "conv3x3_width.h"
-#undef WV
-#undef VF
-#undef VI
-#undef V_
-#undef SFX
 
 #if defined(TD_V16)
 #define WV 16
@@ -51,11 +46,6 @@ static int pad_rows(const td__layer *L) { return L->ih + 2 * L->s.pad + 1; }
 #define V_(name) td_v16_##name
 #define SFX(name) name##_16
 #include "conv3x3_width.h"
-#undef WV
-#undef VF
-#undef VI
-#undef V_
-#undef SFX
 #endif
 
 size_t td__conv3x3_scratch(const td__layer *L) {

@@ -3,7 +3,8 @@
  * AVX-512, sixteen (one block of 32 columns covers a 28-column row). The
  * includer defines WV (the width), VF and VI (the float and int vector
  * types), V_(name) (td_v8_name or td_v16_name) and SFX(name) (this width's
- * name of a function). Both widths sum in the same order per output. */
+ * name of a function), which this file undefines at its end. Both widths
+ * sum in the same order per output. */
 
 /* Blocks of WV column pairs per output row. */
 static int SFX(blocks)(const td__layer *L) {
@@ -171,3 +172,10 @@ static void SFX(forward)(const td__layer *L, const float *w, const float *bias,
   }
 }
 #undef TAP3
+
+/* The includer's parameters end with this width. */
+#undef WV
+#undef VF
+#undef VI
+#undef V_
+#undef SFX

@@ -157,13 +157,6 @@ static int unread(int c, int k) {
 #define BO BO8
 #define SFX(name) name##_8
 #include "winograd4_tiles.h"
-#undef WV
-#undef VF
-#undef VI
-#undef V_
-#undef BT
-#undef BO
-#undef SFX
 
 #if defined(TD_V16)
 #define WV 16
@@ -174,13 +167,6 @@ static int unread(int c, int k) {
 #define BO BO16
 #define SFX(name) name##_16
 #include "winograd4_tiles.h"
-#undef WV
-#undef VF
-#undef VI
-#undef V_
-#undef BT
-#undef BO
-#undef SFX
 #endif
 
 /* Whether layer L runs through the sixteen-float variant: built with

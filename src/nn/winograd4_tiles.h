@@ -8,11 +8,11 @@
  *   BT, BO      the block of tiles and of output channels (BO = 2 WV)
  *   SFX(name)   the name of this width's variant of a function
  *
- * and the widths share the layouts (with WV channels per vector) and the
- * arithmetic: both run the same sums in the same order per output, so they
- * differ from each other only where the compiler contracts differently
- * (tests/test_infer.c compares both with a convolution in double and with
- * each other). */
+ * (this file undefines them at its end) and the widths share the layouts (with
+ * WV channels per vector) and the arithmetic: both run the same sums in the
+ * same order per output, so they differ from each other only where the compiler
+ * contracts differently (tests/test_infer.c compares both with a convolution in
+ * double and with each other). */
 
 /* B^T d of six vectors. */
 static inline void SFX(bt6)(const VF d[6], VF r[6]) {
@@ -340,3 +340,12 @@ static void SFX(forward)(const td__layer *L, const float *U, const float *bias,
     SFX(pad_sample)(L, x + (size_t)n * L->ic * L->ih * L->iw, P + n * pn);
   SFX(group_forward)(L, U, bias, P, batch, pool, hwc, out, V, M, y);
 }
+
+/* The includer's parameters end with this width. */
+#undef WV
+#undef VF
+#undef VI
+#undef V_
+#undef BT
+#undef BO
+#undef SFX
