@@ -17,25 +17,10 @@
 #include "tardis/repair.h"
 #include "tardis/rng.h"
 #include "tardis/run.h"
+#include "test_util.h"
 #include "train/pool.h"
 
 static char bin[4096], dir[4096];
-
-/* Loads an int32 index array (NULL when absent or of another type). */
-static int32_t *load_i32(const char *path, int64_t *n) {
-  td_array a;
-  td_err err = {0};
-  if (td_npy_load(path, &a, &err) != TD_OK)
-    return NULL;
-  int32_t *v = NULL;
-  if (a.dtype == TD_I32 && a.ndim == 1 &&
-      (v = malloc((size_t)(a.shape[0] ? a.shape[0] : 1) * sizeof *v))) {
-    memcpy(v, a.data, (size_t)a.shape[0] * sizeof *v);
-    *n = a.shape[0];
-  }
-  td_array_close(&a);
-  return v;
-}
 
 static void test_pool_split(void) {
   enum { N = 1000, C = 4 };
@@ -232,11 +217,11 @@ static void test_train_pool(void) {
   CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   int64_t np = 0, nt = 0, n_lab = 0;
   snprintf(path, sizeof path, "%s/pool.npy", buggy);
-  int32_t *pool = load_i32(path, &np);
+  int32_t *pool = td_t_load_i32(path, &np);
   snprintf(path, sizeof path, "%s/epochs/0006/trained.npy", buggy);
-  int32_t *tr = load_i32(path, &nt);
+  int32_t *tr = td_t_load_i32(path, &nt);
   snprintf(path, sizeof path, "%s/train_labels.npy", buggy);
-  int32_t *y = load_i32(path, &n_lab);
+  int32_t *y = td_t_load_i32(path, &n_lab);
   CHECK(pool && tr && y);
   if (!pool || !tr || !y)
     goto out;
@@ -403,9 +388,9 @@ static void test_heatmap_files(void) {
   snprintf(path, sizeof path, "%s/diagnosis/epoch_0005/hm_correct.npy", buggy);
   float *hm = load_f32(path, &nh);
   snprintf(path, sizeof path, "%s/epochs/0005/trained.npy", buggy);
-  int32_t *tr = load_i32(path, &nt);
+  int32_t *tr = td_t_load_i32(path, &nt);
   snprintf(path, sizeof path, "%s/train_labels.npy", buggy);
-  int32_t *y = load_i32(path, &ny);
+  int32_t *y = td_t_load_i32(path, &ny);
   CHECK(repr && z && w && hm && tr && y);
   if (repr && z && w && hm && tr && y) {
     int D = 128, C = 10;
@@ -529,11 +514,11 @@ static void test_repair_end_to_end(void) {
   CHECK(!td_path_exists(path));
   snprintf(path, sizeof path, "%s/epochs/0004/trained.npy", fixed);
   int64_t nt = 0, np = 0, nb = 0;
-  int32_t *tr = load_i32(path, &nt);
+  int32_t *tr = td_t_load_i32(path, &nt);
   snprintf(path, sizeof path, "%s/epochs/0006/trained.npy", buggy);
-  int32_t *before = load_i32(path, &nb);
+  int32_t *before = td_t_load_i32(path, &nb);
   snprintf(path, sizeof path, "%s/pool.npy", buggy);
-  int32_t *pool = load_i32(path, &np);
+  int32_t *pool = td_t_load_i32(path, &np);
   CHECK(tr && before && pool);
   if (tr && before && pool) {
     CHECK_INT(nt, ==, nb + 600);
@@ -601,10 +586,10 @@ static void test_repair_replay(void) {
   snprintf(a, sizeof a, "%s/epochs/0006/trained.npy", buggy);
   snprintf(b, sizeof b, "%s/pool.npy", buggy);
   int64_t nb = 0, np = 0, n2 = 0, n4 = 0;
-  int32_t *before = load_i32(a, &nb), *pool = load_i32(b, &np);
+  int32_t *before = td_t_load_i32(a, &nb), *pool = td_t_load_i32(b, &np);
   snprintf(a, sizeof a, "%s/epochs/0002/trained.npy", fx[0]);
   snprintf(b, sizeof b, "%s/epochs/0004/trained.npy", fx[0]);
-  int32_t *t2 = load_i32(a, &n2), *t4 = load_i32(b, &n4);
+  int32_t *t2 = td_t_load_i32(a, &n2), *t4 = td_t_load_i32(b, &n4);
   CHECK(before && pool && t2 && t4);
   if (before && pool && t2 && t4) {
     CHECK_INT(n2, ==, 500 + 200);
@@ -819,9 +804,9 @@ static void test_select_only(void) {
   CHECK(txt && strstr(txt, "100 pool samples chosen (mode)"));
   free(txt);
   int64_t ns = 0, np = 0;
-  int32_t *s = load_i32(sel, &ns);
+  int32_t *s = td_t_load_i32(sel, &ns);
   snprintf(path, sizeof path, "%s/pool.npy", run);
-  int32_t *p = load_i32(path, &np);
+  int32_t *p = td_t_load_i32(path, &np);
   CHECK(s && p);
   if (s && p) {
     CHECK_INT(ns, ==, 100);

@@ -15,6 +15,7 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "tardis/train.h"
+#include "test_util.h"
 
 static char dir[4096], data[4200];
 
@@ -71,34 +72,6 @@ static void opts_for(td_train_opts *o, const char *out, int epochs) {
   o->lr = 0.05;
 }
 
-static int32_t *load_i32(const char *path, int64_t *n) {
-  td_array a;
-  td_err err = {0};
-  if (td_npy_load(path, &a, &err) != TD_OK) {
-    fprintf(stderr, "  %s: %s\n", path, err.msg);
-    return NULL;
-  }
-  int32_t *v = NULL;
-  if (a.dtype == TD_I32 && a.ndim == 1 &&
-      (v = malloc((size_t)(a.shape[0] ? a.shape[0] : 1) * sizeof *v))) {
-    memcpy(v, a.data, (size_t)a.shape[0] * sizeof *v);
-    *n = a.shape[0];
-  }
-  td_array_close(&a);
-  return v;
-}
-
-static int same_bytes(const char *a, const char *b) {
-  char *x = NULL, *y = NULL;
-  size_t nx = 0, ny = 0;
-  int ok = td_read_file(a, &x, &nx, NULL) == TD_OK &&
-           td_read_file(b, &y, &ny, NULL) == TD_OK && nx == ny &&
-           !memcmp(x, y, nx);
-  free(x);
-  free(y);
-  return ok;
-}
-
 /* Whether every file of two runs' checkpoints at epoch ep is the same. */
 static int same_model(const char *r1, const char *r2, int ep) {
   char a[8400], b[8400];
@@ -110,7 +83,7 @@ static int same_model(const char *r1, const char *r2, int ep) {
       continue;
     snprintf(a, sizeof a, "%s/epochs/%04d/model/%s", r1, ep, e->d_name);
     snprintf(b, sizeof b, "%s/epochs/%04d/model/%s", r2, ep, e->d_name);
-    ok &= same_bytes(a, b);
+    ok &= td_t_same_bytes(a, b);
     n++;
   }
   if (d)
@@ -169,9 +142,9 @@ static void test_select_times_steps(void) {
   /* select_times.npy follows select.npy (ascending indices) */
   int64_t ns = 0, nt = 0;
   snprintf(path, sizeof path, "%s/select.npy", rep);
-  int32_t *s = load_i32(path, &ns);
+  int32_t *s = td_t_load_i32(path, &ns);
   snprintf(path, sizeof path, "%s/select_times.npy", rep);
-  int32_t *t = load_i32(path, &nt);
+  int32_t *t = td_t_load_i32(path, &nt);
   CHECK(s && t);
   if (s && t) {
     CHECK_INT(ns, ==, 100);
@@ -193,7 +166,7 @@ static void test_select_times_steps(void) {
   /* trained.npy lists each sample once */
   snprintf(path, sizeof path, "%s/epochs/0002/trained.npy", rep);
   int64_t ntr = 0;
-  int32_t *tr = load_i32(path, &ntr);
+  int32_t *tr = td_t_load_i32(path, &ntr);
   CHECK(tr != NULL);
   free(tr);
   CHECK_INT(ntr, ==, 100);
@@ -289,13 +262,13 @@ static void test_repair_pick_repeat(void) {
   }
   int64_t np = 0, ns = 0, nt = 0, ns0 = 0;
   snprintf(path, sizeof path, "%s/pool.npy", buggy);
-  int32_t *pool = load_i32(path, &np);
+  int32_t *pool = td_t_load_i32(path, &np);
   snprintf(path, sizeof path, "%s/select.npy", fx[1]);
-  int32_t *s = load_i32(path, &ns);
+  int32_t *s = td_t_load_i32(path, &ns);
   snprintf(path, sizeof path, "%s/select_times.npy", fx[1]);
-  int32_t *t = load_i32(path, &nt);
+  int32_t *t = td_t_load_i32(path, &nt);
   snprintf(path, sizeof path, "%s/select.npy", fx[0]);
-  int32_t *s0 = load_i32(path, &ns0);
+  int32_t *s0 = td_t_load_i32(path, &ns0);
   CHECK(pool && s && t && s0);
   if (pool && s && t && s0) {
     char in_pool[N] = {0};
@@ -355,11 +328,11 @@ static void test_repair_balance(void) {
   td_repair_result_free(&res);
   int64_t ns = 0, nt = 0, ny = 0;
   snprintf(path, sizeof path, "%s/select.npy", fx);
-  int32_t *s = load_i32(path, &ns);
+  int32_t *s = td_t_load_i32(path, &ns);
   snprintf(path, sizeof path, "%s/select_times.npy", fx);
-  int32_t *t = load_i32(path, &nt);
+  int32_t *t = td_t_load_i32(path, &nt);
   snprintf(path, sizeof path, "%s/train_labels.npy", fx);
-  int32_t *y = load_i32(path, &ny);
+  int32_t *y = td_t_load_i32(path, &ny);
   CHECK(s && t && y && nt == ns);
   int64_t once[C] = {0}, tot[C] = {0}, lo = INT64_MAX, hi = 0;
   for (int64_t j = 0; s && t && y && j < ns; j++)

@@ -17,6 +17,7 @@
 #include "tardis/rng.h"
 #include "tardis/run.h"
 #include "tardis/train.h"
+#include "test_util.h"
 #include "train/augment.h"
 
 static char bin[4096], dir[4096], data[4200];
@@ -80,19 +81,6 @@ static void opts_for(td_train_opts *o, const char *out, int epochs) {
   o->lr = 0.05;
 }
 
-static int same_bytes(const char *a, const char *b) {
-  char *x = NULL, *y = NULL;
-  size_t nx = 0, ny = 0;
-  int ok = td_read_file(a, &x, &nx, NULL) == TD_OK &&
-           td_read_file(b, &y, &ny, NULL) == TD_OK && nx == ny &&
-           !memcmp(x, y, nx);
-  if (!ok)
-    fprintf(stderr, "  %s and %s differ\n", a, b);
-  free(x);
-  free(y);
-  return ok;
-}
-
 /* Every file of epoch ep's checkpoint, trainer state and recorded arrays. */
 static int same_epoch(const char *r1, const char *r2, int ep,
                       int n_files_want) {
@@ -105,7 +93,7 @@ static int same_epoch(const char *r1, const char *r2, int ep,
     snprintf(a, sizeof a, "%s/epochs/%04d/%s", r1, ep, files[i]);
     snprintf(b, sizeof b, "%s/epochs/%04d/%s", r2, ep, files[i]);
     if (td_path_exists(a) || td_path_exists(b))
-      ok &= same_bytes(a, b);
+      ok &= td_t_same_bytes(a, b);
   }
   /* every file of the checkpoint: weights, biases, running statistics */
   snprintf(a, sizeof a, "%s/epochs/%04d/model", r1, ep);
@@ -116,7 +104,7 @@ static int same_epoch(const char *r1, const char *r2, int ep,
       continue;
     snprintf(a, sizeof a, "%s/epochs/%04d/model/%s", r1, ep, e->d_name);
     snprintf(b, sizeof b, "%s/epochs/%04d/model/%s", r2, ep, e->d_name);
-    ok &= same_bytes(a, b);
+    ok &= td_t_same_bytes(a, b);
     n_files++;
   }
   if (d)
@@ -440,7 +428,7 @@ static void overlap_matches(const char *model, int threads, const char *bg,
     CHECK(same_epoch(a, b, ep, n_files));
     snprintf(fa, sizeof fa, "%s/epochs/%04d/ood_repr.npy", a, ep);
     snprintf(fb, sizeof fb, "%s/epochs/%04d/ood_repr.npy", b, ep);
-    CHECK(same_bytes(fa, fb));
+    CHECK(td_t_same_bytes(fa, fb));
     snprintf(fa, sizeof fa, "%s/epochs/%04d/epoch.json", a, ep);
     snprintf(fb, sizeof fb, "%s/epochs/%04d/epoch.json", b, ep);
     CHECK(same_metrics(fa, fb));
@@ -496,7 +484,7 @@ static void test_from_select(void) {
   char a[8400], b[8400];
   snprintf(a, sizeof a, "%s/epochs/0002/train_repr.npy", parent);
   snprintf(b, sizeof b, "%s/epochs/0000/train_repr.npy", child);
-  CHECK(same_bytes(a, b)); /* epoch 0 is the parent's state */
+  CHECK(td_t_same_bytes(a, b)); /* epoch 0 is the parent's state */
   snprintf(args, sizeof args, "info '%s'", child);
   CHECK_INT(td_t_tardis(bin, out, args), ==, 0);
   char *txt = td_t_slurp(out);

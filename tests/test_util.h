@@ -3,8 +3,11 @@
 #define TD_TEST_UTIL_H
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tardis/array.h"
+#include "tardis/fsutil.h"
 #include "tardis/run.h"
 
 /* Writes a one-layer dense head (w [C, D], b [C]) into dir and loads it. */
@@ -29,6 +32,40 @@ static inline int td_t_make_head(const char *dir, const float *w,
         f);
   fclose(f);
   return td_head_load_dir(dir, D, C, out, err);
+}
+
+/* Loads a one-dimensional int32 array (NULL, saying why, when absent or of
+ * another type); *n is its length. */
+static inline int32_t *td_t_load_i32(const char *path, int64_t *n) {
+  td_array a;
+  td_err err = {0};
+  if (td_npy_load(path, &a, &err) != TD_OK) {
+    fprintf(stderr, "  %s: %s\n", path, err.msg);
+    return NULL;
+  }
+  int32_t *v = NULL;
+  if (a.dtype == TD_I32 && a.ndim == 1 &&
+      (v = malloc((size_t)(a.shape[0] ? a.shape[0] : 1) * sizeof *v))) {
+    memcpy(v, a.data, (size_t)a.shape[0] * sizeof *v);
+    *n = a.shape[0];
+  } else
+    fprintf(stderr, "  %s: not a one-dimensional int32 array\n", path);
+  td_array_close(&a);
+  return v;
+}
+
+/* Whether two files hold the same bytes (saying which differ when not). */
+static inline int td_t_same_bytes(const char *a, const char *b) {
+  char *x = NULL, *y = NULL;
+  size_t nx = 0, ny = 0;
+  int ok = td_read_file(a, &x, &nx, NULL) == TD_OK &&
+           td_read_file(b, &y, &ny, NULL) == TD_OK && nx == ny &&
+           !memcmp(x, y, nx);
+  if (!ok)
+    fprintf(stderr, "  %s and %s differ\n", a, b);
+  free(x);
+  free(y);
+  return ok;
 }
 
 #endif
