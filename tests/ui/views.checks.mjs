@@ -381,29 +381,33 @@ export async function viewsChecks({ browser, url, outDir, check, expect }) {
     await T(() => { const el = document.getElementById('f-marknoisy'); el.checked = !el.checked; el.dispatchEvent(new Event('change')); });
     expect(off2 && off2.noisy === 0, `pane B still marks noise with the marks off: ${JSON.stringify(off2)}`);
     // Hovering a sample in pane B rings the same sample in pane A. The sample
-    // is one alone on pane B's screen (no other within 6 px, clear of the
-    // edges and of the pane's tag), so that the pointer's pixel rounding
+    // is one alone on pane B's screen (no other within 6 px, or failing any,
+    // 4 then 3 px; clear of the edges and of the pane's tag) and the nearest
+    // to the pixel the pointer goes to, so that the pointer's pixel rounding
     // cannot pick a neighbour: the layout differs in its last bits between
     // CPUs, and a fixed sample may have a neighbour within a pixel.
     const pick = await T(([bx, by]) => {
       const t = window.tardis, S = t.state, w = document.getElementById('cmp-wrap').getBoundingClientRect();
-      const pts = [];
+      const pts = [], why = { inside: 0, covered: 0, crowded: 0, nearest: 0 };
       for (let g = 0; g < S.N; g += 1) {
         const [x, y] = t.compareScreenOf(g);
         if (Number.isFinite(x) && x > -6 && y > -6 && x < w.width + 6 && y < w.height + 6) pts.push([g, x, y]);
       }
-      for (const [g, x, y] of pts) {
-        if (x < 30 || y < 60 || x > w.width - 30 || y > w.height - 30) continue;
-        const px = Math.round(bx + x), py = Math.round(by + y);
-        const el = document.elementFromPoint(px, py);
-        if (!el || !el.closest('#cmp-wrap') || el.closest('.pane-tag') || el.closest('#tooltip')) continue;
-        if (!pts.every(([h, u, v]) => h === g || Math.hypot(u - x, v - y) > 6)) continue;
-        if (t.compareNearest(px - bx, py - by) !== g) continue;
-        return { g, px, py };
+      for (const r of [6, 4, 3]) {
+        for (const [g, x, y] of pts) {
+          if (x < 30 || y < 60 || x > w.width - 30 || y > w.height - 30) continue;
+          why.inside++;
+          const px = Math.round(bx + x), py = Math.round(by + y);
+          const el = document.elementFromPoint(px, py);
+          if (!el || !el.closest('#cmp-wrap') || el.closest('.pane-tag') || el.closest('#tooltip')) { why.covered++; continue; }
+          if (!pts.every(([h, u, v]) => h === g || Math.hypot(u - x, v - y) > r)) { why.crowded++; continue; }
+          if (t.compareNearest(px - bx, py - by) !== g) { why.nearest++; continue; }
+          return { g, px, py, r };
+        }
       }
-      return null;
+      return { g: null, n: pts.length, why };
     }, [b.x, b.y]);
-    expect(pick !== null, 'no sample alone on pane B');
+    expect(pick.g !== null, `no sample alone on pane B: ${JSON.stringify(pick)}`);
     await page.mouse.move(pick.px, pick.py);
     await page.waitForFunction((g) => window.tardis.state.hover === g, pick.g, { timeout: 60000 }).catch(async () => {
       const seen = await T(([x, y]) => [window.tardis.state.hover, (document.elementFromPoint(x, y) || {}).id], [pick.px, pick.py]);
