@@ -197,6 +197,7 @@ typedef struct td_repair_round {
   double *guard_offsets, *guard_parent, *guard_before, *guard_after;
   int guard_met; /* every label within max_label_loss of the parent's */
   int guard_sweeps, guard_converged;
+  double guard_cpu_seconds; /* the fit and its forward pass */
 } td_repair_round;
 
 typedef struct td_repair_result {

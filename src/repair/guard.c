@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "repair/guard.h"
 #include "train/record.h"
@@ -308,25 +309,41 @@ static int fit_and_apply(td__guard *g, td_net *net, float *z, int32_t *yv) {
   float *bias = td_net_bias(net, td_net_n_layers(net) - 1);
   for (int l = 0; l < C; l++)
     bias[l] += (float)r->offsets[l];
-  /* the guarded net's own accuracy, as the recording will see it */
-  if ((rc = held_logits(g, net, z)))
-    return rc;
-  double *zero = calloc((size_t)C, sizeof *zero);
-  if (!zero)
-    return TD_ENOMEM;
-  td__guard_objective(z, yv, g->n_held, C, base, g->D, zero, &sf, &bal,
-                      r->acc_after);
-  free(zero);
-  r->met = 1;
-  for (int l = 0; l < C; l++)
-    if (!isnan(base[l]) && r->acc_after[l] < base[l] - g->D - GUARD_EPS)
-      r->met = 0;
   return TD_OK;
+}
+
+void td__guard_finish(const td__guard *g, const int32_t *pred) {
+  td__guard_round *r = g->out;
+  int64_t *nl = calloc((size_t)g->C, sizeof *nl);
+  int64_t *ok = calloc((size_t)g->C, sizeof *ok);
+  for (int64_t i = 0; nl && ok && i < g->n_held; i++) {
+    int32_t s = g->held[i];
+    nl[g->y[s]]++;
+    ok[g->y[s]] += pred[s] == g->y[s];
+  }
+  r->met = nl && ok;
+  for (int l = 0; l < g->C; l++) {
+    r->acc_after[l] =
+        nl && ok && nl[l] ? (double)ok[l] / (double)nl[l] : (double)NAN;
+    if (!isnan(r->acc_parent[l]) &&
+        !(r->acc_after[l] >= r->acc_parent[l] - g->D - GUARD_EPS))
+      r->met = 0;
+  }
+  free(nl);
+  free(ok);
+}
+
+static double cpu_now(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
+         (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
 }
 
 int td__guard_hook(void *ctx, td_net *net, int epoch, td_err *err) {
   (void)epoch;
   td__guard *g = ctx;
+  double c0 = cpu_now();
   int rc = td__guard_check_net(net, err);
   if (rc)
     return rc;
@@ -339,6 +356,7 @@ int td__guard_hook(void *ctx, td_net *net, int epoch, td_err *err) {
     rc = fit_and_apply(g, net, z, yv);
   free(z);
   free(yv);
+  g->out->cpu_seconds = cpu_now() - c0;
   if (rc)
     return td_err_set(err, rc, "out of memory fitting the repair's guard");
   return TD_OK;

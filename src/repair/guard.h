@@ -44,9 +44,10 @@ typedef struct td__guard_round {
   double *offsets;    /* added to the last layer's bias */
   double *acc_parent; /* per-label held-out accuracy: the parent's */
   double *acc_before; /* the round's model before the guard */
-  double *acc_after;  /* after it (a forward pass of the guarded net) */
+  double *acc_after;  /* after it, from the recording (td__guard_finish) */
   int met;            /* every label within D of the parent's */
   int sweeps, converged;
+  double cpu_seconds; /* of the hook (process CPU time) */
 } td__guard_round;
 
 void td__guard_round_free(td__guard_round *g);
@@ -70,13 +71,19 @@ typedef struct td__guard {
 int64_t td__guard_held_out(const int32_t *avail, int64_t n, const int32_t *y,
                            int C, int64_t per_label, int32_t *held);
 
+/* After the guarded epoch is recorded: acc_after and met of ctx->out from
+ * the predictions of the guarded model on every training sample (the
+ * argmax of its recorded train logits), so that they are what the
+ * recording shows. */
+void td__guard_finish(const td__guard *g, const int32_t *pred);
+
 /* TD_OK when net's last layer is a dense layer without an activation (its
  * bias shifts each logit alone); else TD_EARG naming what it is. */
 TD_NODISCARD int td__guard_check_net(const td_net *net, td_err *err);
 
 /* td_train_opts.before_record for the guard: fits the offsets on the
- * held-out samples, adds them to net's last bias, records what it did in
- * ctx->out. */
+ * held-out samples (one forward pass of net over them), adds them to net's
+ * last bias, records what it did in ctx->out. */
 TD_NODISCARD int td__guard_hook(void *ctx, td_net *net, int epoch, td_err *err);
 
 #endif

@@ -326,6 +326,7 @@ static void guard_take(rep *r, td_repair_round *rd) {
   rd->guard_met = g->met;
   rd->guard_sweeps = g->sweeps;
   rd->guard_converged = g->converged;
+  rd->guard_cpu_seconds = g->cpu_seconds;
   memset(g, 0, sizeof *g);
 }
 
@@ -419,12 +420,15 @@ static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
   if (!rc)
     rc = fine_tune(r, round, err);
-  if (!rc && o->max_label_loss >= 0)
-    guard_take(r, rd);
+
   /* the last round: only the metrics, no probe or heat maps to choose by */
   int last = round == o->rounds || r->n_pool - r->n_avail >= o->budget;
   if (!rc)
     rc = diagnose_at(o->out, -1, &r->diag, last, g, d, cur, err);
+  if (!rc && o->max_label_loss >= 0) { /* as the recording shows it */
+    td__guard_finish(&r->guard, d->pred_train);
+    guard_take(r, rd);
+  }
   if (!rc) {
     rd->epoch_after = (*g)->epoch;
     rd->test_after = (*g)->test_acc;
@@ -542,14 +546,14 @@ static json_t *dbl_array(const double *v, int n) {
 
 /* What the guard did in a round (docs/repair.md#the-no-new-bug-guard). */
 static json_t *guard_json(const td_repair_round *rd, int C) {
-  return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:i, s:b}", "n_held",
+  return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:i, s:b, s:f}", "n_held",
                    (json_int_t)rd->guard_held, "offsets",
                    dbl_array(rd->guard_offsets, C), "acc_parent",
                    dbl_array(rd->guard_parent, C), "acc_before",
                    dbl_array(rd->guard_before, C), "acc_after",
                    dbl_array(rd->guard_after, C), "met", rd->guard_met,
                    "sweeps", rd->guard_sweeps, "converged",
-                   rd->guard_converged);
+                   rd->guard_converged, "cpu_seconds", rd->guard_cpu_seconds);
 }
 
 static json_t *round_json(const td_repair_round *rd, int C, int i) {
