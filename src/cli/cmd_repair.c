@@ -29,7 +29,8 @@ static void print_guard(const td_repair_result *r, const td_repair_opts *o) {
     if (!rd->guarded)
       continue;
     int lb, la;
-    double b = worst_loss(rd->guard_before, rd->guard_parent, r->n_classes, &lb);
+    double b =
+        worst_loss(rd->guard_before, rd->guard_parent, r->n_classes, &lb);
     double a = worst_loss(rd->guard_after, rd->guard_parent, r->n_classes, &la);
     printf("round %d guard: offsets fitted on %lld held-out pool samples; "
            "worst held-out loss %+.1f -> %+.1f points",

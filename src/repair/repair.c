@@ -301,16 +301,21 @@ static int guard_setup(rep *r, const td__diag_data *d, td_err *err) {
   memcpy(r->parent_pred, d->pred_train, (size_t)r->n_train * 4);
   if ((rc = td_run_load(r->parent, -1, "train_inputs", &r->x_in, err)))
     return rc;
-  r->guard = (td__guard){r->o->max_label_loss, r->C, &r->x_in, r->y,
-                         r->parent_pred, r->held, 0, &r->gr};
+  r->guard = (td__guard){.D = r->o->max_label_loss,
+                         .C = r->C,
+                         .x = &r->x_in,
+                         .y = r->y,
+                         .parent_pred = r->parent_pred,
+                         .held = r->held,
+                         .out = &r->gr};
   return TD_OK;
 }
 
 /* This round's held-out samples: up to 1,000 per label of the pool samples
  * no round has picked, the first in pool order. */
 static int guard_round(rep *r) {
-  r->guard.n_held = td__guard_held_out(r->avail, r->n_avail, r->y, r->C, 1000,
-                                       r->held);
+  r->guard.n_held =
+      td__guard_held_out(r->avail, r->n_avail, r->y, r->C, 1000, r->held);
   return r->guard.n_held < 0 ? TD_ENOMEM : TD_OK;
 }
 
@@ -552,8 +557,8 @@ static json_t *guard_json(const td_repair_round *rd, int C) {
                    dbl_array(rd->guard_parent, C), "acc_before",
                    dbl_array(rd->guard_before, C), "acc_after",
                    dbl_array(rd->guard_after, C), "met", rd->guard_met,
-                   "sweeps", rd->guard_sweeps, "converged",
-                   rd->guard_converged, "cpu_seconds", rd->guard_cpu_seconds);
+                   "sweeps", rd->guard_sweeps, "converged", rd->guard_converged,
+                   "cpu_seconds", rd->guard_cpu_seconds);
 }
 
 static json_t *round_json(const td_repair_round *rd, int C, int i) {
@@ -562,8 +567,8 @@ static json_t *round_json(const td_repair_round *rd, int C, int i) {
     json_array_append_new(per, json_integer(rd->per_label[l]));
   for (int64_t k = 0; k < rd->n_selected; k++)
     json_array_append_new(sel, json_integer(rd->selected[k]));
-  json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:o, s:o, s:o, s:o, s:f, s:f, "
-                        "s:i, s:i, s:f, s:f}",
+  return json_pack("{s:i, s:i, s:i, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:i, "
+                   "s:i, s:f, s:f}",
                    "round", i + 1, "epoch_before", rd->epoch_before,
                    "epoch_after", rd->epoch_after, "n_selected",
                    (json_int_t)rd->n_selected, "per_label", per, "selected",
@@ -572,15 +577,16 @@ static json_t *round_json(const td_repair_round *rd, int C, int i) {
                    "test_after", rd->test_after, "n_buggy_before",
                    rd->n_buggy_before, "n_buggy_after", rd->n_buggy_after,
                    "seconds", rd->seconds, "cpu_seconds", rd->cpu_seconds);
-  if (o && rd->guarded)
-    json_object_set_new(o, "guard", guard_json(rd, C));
-  return o;
 }
 
 char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
   json_t *rounds = json_array();
-  for (int i = 0; i < r->n_rounds; i++)
-    json_array_append_new(rounds, round_json(&r->rounds[i], r->n_classes, i));
+  for (int i = 0; i < r->n_rounds; i++) {
+    json_t *rj = round_json(&r->rounds[i], r->n_classes, i);
+    if (rj && r->rounds[i].guarded)
+      json_object_set_new(rj, "guard", guard_json(&r->rounds[i], r->n_classes));
+    json_array_append_new(rounds, rj);
+  }
   json_t *root = json_pack(
       "{s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:I, s:f, s:f, s:f, s:f, s:o, "
       "s:o, s:b}",
@@ -599,8 +605,7 @@ char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
                         json_real(o->lr > 0 ? 0 : o->lr_scale));
     json_object_set_new(root, "lr_decay", json_real(o->lr_decay));
     if (o->max_label_loss >= 0)
-      json_object_set_new(root, "max_label_loss",
-                          json_real(o->max_label_loss));
+      json_object_set_new(root, "max_label_loss", json_real(o->max_label_loss));
   }
   char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
   json_decref(root);
