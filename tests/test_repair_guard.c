@@ -14,6 +14,7 @@
 #include "tardis/array.h"
 #include "tardis/fsutil.h"
 #include "tardis/nn.h"
+#include "tardis/parallel.h"
 #include "tardis/repair.h"
 #include "tardis/rng.h"
 #include "test_util.h"
@@ -139,6 +140,59 @@ static void test_check_net(void) {
   CHECK_INT(td__guard_check_net(net, &err), ==, TD_EARG);
   CHECK_STR_CONTAINS(err.msg, "last layer is avgpool_global");
   td_net_free(net);
+}
+
+/* The hook on its own: the offsets it fits and adds to the last bias are
+ * the same bytes at 1 and 4 threads (td_net_predict over 10 chunks). */
+static void test_hook_threads(void) {
+  enum { N = 5000, IN = 20, C = 4 };
+  td_layer_spec L[2] = {{.kind = TD_LAYER_DENSE, .out = 16, .act = TD_ACT_RELU},
+                        {.kind = TD_LAYER_DENSE, .out = C}};
+  td_net *net = td_net_new_layers(IN, 1, 1, 2, L);
+  td_rng rng;
+  td_rng_seed(&rng, 9);
+  td_net_init(net, &rng);
+  uint8_t *x = malloc((size_t)N * IN);
+  int32_t y[N], pred[N], held[N];
+  for (int i = 0; i < N; i++) {
+    for (int j = 0; j < IN; j++)
+      x[i * IN + j] = (uint8_t)td_rng_below(&rng, 256);
+    y[i] = (int32_t)td_rng_below(&rng, C);
+    pred[i] = i % 3 ? y[i] : (y[i] + 1) % C; /* the parent: 2/3 right */
+    held[i] = i;
+  }
+  td_array xa = {.dtype = TD_U8, .ndim = 2, .shape = {N, IN}, .data = x};
+  td__guard_round out[2] = {{0}};
+  float bias[2][C];
+  for (int t = 0; t < 2; t++) {
+    td_net *c = td_net_clone(net);
+    td__guard g = {.D = 0.01,
+                   .C = C,
+                   .x = &xa,
+                   .y = y,
+                   .parent_pred = pred,
+                   .held = held,
+                   .n_held = N,
+                   .out = &out[t]};
+    td_set_threads(t ? 4 : 1);
+    td_err err = {0};
+    CHECK_OK(td__guard_hook(&g, c, 1, &err), &err);
+    memcpy(bias[t], td_net_bias(c, 1), sizeof bias[t]);
+    for (int l = 0; l < C; l++)
+      CHECK(bias[t][l] == td_net_bias(net, 1)[l] + (float)out[t].offsets[l]);
+    td_net_free(c);
+  }
+  td_set_threads(0);
+  CHECK(!memcmp(bias[0], bias[1], sizeof bias[0]));
+  CHECK(!memcmp(out[0].offsets, out[1].offsets, C * sizeof(double)));
+  CHECK(!memcmp(out[0].acc_before, out[1].acc_before, C * sizeof(double)));
+  CHECK_INT(out[0].n_held, ==, N);
+  CHECK(out[0].offsets[0] != 0 || out[0].offsets[1] != 0 ||
+        out[0].offsets[2] != 0 || out[0].offsets[3] != 0);
+  td__guard_round_free(&out[0]);
+  td__guard_round_free(&out[1]);
+  td_net_free(net);
+  free(x);
 }
 
 static void test_train_buggy(void) {
@@ -412,6 +466,7 @@ int main(void) {
   RUN(test_fit_planted);
   RUN(test_held_out);
   RUN(test_check_net);
+  RUN(test_hook_threads);
   RUN(test_train_buggy);
   RUN(test_repair_guarded);
   RUN(test_cli);
