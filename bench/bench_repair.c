@@ -13,12 +13,14 @@
  *                [--pick-repeat R] [--balance 0|1]
  *                [--seeds S] [--threads T] [--no-reuse 0|1]
  *                [--scenario starved|overfit|all] [--model mlp|cnn]
- *                [--dir DIR] [--reuse 0|1]
+ *                [--dir DIR] [--reuse 0|1] [--max-label-loss D]
  *
  * Several budgets (--budgets) repair the same buggy models and compare with
  * the same full retraining (neither depends on the budget), then print the
  * budget curve. --reuse 1 takes the buggy models and retrainings an earlier
  * invocation left in DIR (same options) instead of training them again.
+ * --max-label-loss D turns on repair's guard for MODE and both controls
+ * (full retraining is untouched).
  *
  * Scenarios: "starved": labels 0 and 6 train on 5 % of their share, half
  * the training set is the pool; "overfit": 15 % of the training set trains
@@ -50,6 +52,7 @@ typedef struct cfg {
   int rounds, epochs, epr, seeds, threads;
   int no_reuse; /* td_repair_opts.no_reuse: the repairs decode and
                    evaluate afresh, as before the reuse of the parent's */
+  double max_label_loss; /* td_repair_opts.max_label_loss: < 0 off */
   const char *scenario, *model, *dir;
 } cfg;
 
@@ -215,6 +218,7 @@ static void repair(const cfg *g, int64_t budget, const char *parent,
   r.seed = seed;
   r.threads = g->threads;
   r.no_reuse = g->no_reuse;
+  r.max_label_loss = g->max_label_loss;
   r.quiet = 1;
   td_repair_result res;
   td_err err = {0};
@@ -422,6 +426,7 @@ int main(int argc, char **argv) {
            .epr = 4,
            .seeds = 1,
            .threads = 1,
+           .max_label_loss = -1,
            .scenario = "all",
            .model = "mlp",
            .dir = "/tmp/bench_repair"};
@@ -466,6 +471,8 @@ int main(int argc, char **argv) {
       g.dir = v;
     else if (!strcmp(k, "--no-reuse"))
       g.no_reuse = atoi(v);
+    else if (!strcmp(k, "--max-label-loss"))
+      g.max_label_loss = atof(v);
     else {
       fprintf(stderr, "bench_repair: unknown option %s\n", k);
       return 2;
@@ -473,7 +480,8 @@ int main(int argc, char **argv) {
   }
   if (g.limit < 1000 || g.rounds < 1 || g.epochs < 1 || g.epr < 1 ||
       g.seeds < 1 || !(g.lr_decay > 0 && g.lr_decay <= 1) || g.replay < 0 ||
-      g.pick_repeat < 1 || g.lr < 0 || !(g.lr_scale > 0)) {
+      g.pick_repeat < 1 || g.lr < 0 || !(g.lr_scale > 0) ||
+      !(g.max_label_loss < 1)) {
     fprintf(stderr, "bench_repair: bad arguments\n");
     return 2;
   }
@@ -489,6 +497,9 @@ int main(int argc, char **argv) {
          "all), picks x%d, balance %d, parent %d epochs, %d thread(s)\n",
          g.rounds, g.epr, g.lr, g.lr_scale, g.lr_decay, (long long)g.replay,
          g.pick_repeat, g.balance, g.epochs, g.threads);
+  if (g.max_label_loss >= 0)
+    printf("guard: --max-label-loss %g for MODE and both controls\n",
+           g.max_label_loss);
   if (!strcmp(g.scenario, "starved") || !strcmp(g.scenario, "all"))
     scenario(&g, "starved");
   if (!strcmp(g.scenario, "overfit") || !strcmp(g.scenario, "all"))

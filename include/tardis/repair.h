@@ -169,6 +169,12 @@ typedef struct td_repair_opts {
    * evaluate the child's epoch 0 afresh instead of reusing the parent's
    * stored inputs and recording (the same bytes; for tests and timings) */
   int no_reuse;
+  /* The "no new bug" guard (docs/repair.md#the-no-new-bug-guard): >= 0,
+   * after each round's fine-tuning per-label offsets are fitted on held-out
+   * pool samples and added to the output layer's bias, so that no label's
+   * held-out accuracy is more than this below the parent's (as far as
+   * offsets can); in [0, 1). Negative: off (the default). */
+  double max_label_loss;
 } td_repair_opts;
 
 void td_repair_opts_default(td_repair_opts *o);
@@ -182,6 +188,16 @@ typedef struct td_repair_round {
   double test_before, test_after;
   int n_buggy_before, n_buggy_after;
   double seconds, cpu_seconds;
+  /* With the guard (guarded 1): what it did before the round's epoch was
+   * recorded. Offsets added to the last bias, and the per-label accuracy
+   * on the guard_held held-out pool samples of the parent, of the round's
+   * model before the guard and after it ([C] each; NAN: no sample). */
+  int guarded;
+  int64_t guard_held;
+  double *guard_offsets, *guard_parent, *guard_before, *guard_after;
+  int guard_met; /* every label within max_label_loss of the parent's */
+  int guard_sweeps, guard_converged;
+  double guard_cpu_seconds; /* the fit and its forward pass */
 } td_repair_round;
 
 typedef struct td_repair_result {

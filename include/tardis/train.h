@@ -20,6 +20,7 @@
 
 #include "tardis/dataset.h"
 #include "tardis/error.h"
+#include "tardis/nn.h"
 
 typedef struct td_train_progress {
   int epoch, epochs;    /* current epoch (1-based) and total */
@@ -132,6 +133,14 @@ typedef struct td_train_opts {
    * no_reuse = 1 decodes and evaluates everything afresh (the same bytes:
    * tests compare both ways). */
   int no_reuse;
+  /* Called for each epoch that is recorded, after its training and just
+   * before its snapshot is taken (so the recorded arrays, head and
+   * checkpoint show what it leaves in net): may change net's parameters
+   * (tardis repair's guard adds offsets to the last bias). Not for a child
+   * run's epoch 0. A non-zero return (with err set) ends training with that
+   * error. NULL: none. */
+  int (*before_record)(void *ctx, td_net *net, int epoch, td_err *err);
+  void *before_record_ctx;
   void (*progress)(const td_train_progress *p, void *ctx);
   void *progress_ctx;
 } td_train_opts;

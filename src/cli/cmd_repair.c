@@ -8,6 +8,42 @@
 #include "cli/commands.h"
 #include "tardis/repair.h"
 
+/* The worst per-label held-out loss against the parent, in points, and its
+ * label. */
+static double worst_loss(const double *acc, const double *parent, int C,
+                         int *label) {
+  double w = HUGE_VAL;
+  *label = -1;
+  for (int l = 0; l < C; l++)
+    if (!isnan(parent[l]) && 100 * (acc[l] - parent[l]) < w) {
+      w = 100 * (acc[l] - parent[l]);
+      *label = l;
+    }
+  return *label < 0 ? 0 : w;
+}
+
+/* One line per guarded round (docs/repair.md#the-no-new-bug-guard). */
+static void print_guard(const td_repair_result *r, const td_repair_opts *o) {
+  for (int i = 0; i < r->n_rounds; i++) {
+    const td_repair_round *rd = &r->rounds[i];
+    if (!rd->guarded)
+      continue;
+    int lb, la;
+    double b =
+        worst_loss(rd->guard_before, rd->guard_parent, r->n_classes, &lb);
+    double a = worst_loss(rd->guard_after, rd->guard_parent, r->n_classes, &la);
+    printf("round %d guard: offsets fitted on %lld held-out pool samples; "
+           "worst held-out loss %+.1f -> %+.1f points",
+           i + 1, (long long)rd->guard_held, b, a);
+    if (rd->guard_met)
+      printf(" (every label within %.1f)\n", 100 * o->max_label_loss);
+    else
+      printf("; NOT MET: label %d stays %.1f points below the parent, "
+             "past %.1f (the best offsets found are applied)\n",
+             la, -a, 100 * o->max_label_loss);
+  }
+}
+
 static void print_text(const td_repair_result *r, const td_repair_opts *o) {
   printf("%s: %d rounds, %lld pool samples added (%s), %.1f s (%.1f s CPU)\n",
          o->out, r->n_rounds, (long long)r->n_selected,
@@ -23,6 +59,7 @@ static void print_text(const td_repair_result *r, const td_repair_opts *o) {
            100 * r->acc_after[l], 100 * (r->acc_after[l] - r->acc_before[l]),
            (long long)added);
   }
+  print_guard(r, o);
 }
 
 int td_cmd_repair(int argc, char **argv) {
@@ -75,6 +112,11 @@ int td_cmd_repair(int argc, char **argv) {
       TD_OPT_DOUBLE("other-share", &o.other_share, 0, 1, TD_ARG_LT, "F",
                     "share of each round drawn at random from the\n"
                     "buggy labels' look-alikes (default 0.2)"),
+      TD_OPT_DOUBLE("max-label-loss", &o.max_label_loss, 0, 1, TD_ARG_LT, "D",
+                    "guard: after each round, offsets on the output\n"
+                    "bias fitted on held-out pool samples so that no\n"
+                    "label's accuracy there falls more than D below\n"
+                    "RUN's (default off)"),
       TD_OPT_DOUBLE("theta", &o.diag.theta, 0, 1, TD_ARG_GT, "T",
                     "underfitting below this train accuracy (0.92)"),
       TD_OPT_DOUBLE("gamma", &o.diag.gamma, 0, 1, TD_ARG_LT, "G",

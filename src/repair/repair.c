@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include "core/json_file.h"
+#include "repair/guard.h"
 #include "repair/repair_internal.h"
 #include "repair/select.h"
 #include "tardis/array.h"
@@ -31,6 +32,7 @@ void td_repair_opts_default(td_repair_opts *o) {
   o->pick_repeat = 1;
   o->strategy = TD_SELECT_MODE;
   o->seed = 1;
+  o->max_label_loss = -1; /* the guard is off */
   td_diagnose_opts_default(&o->diag);
 }
 
@@ -47,6 +49,10 @@ void td_repair_result_free(td_repair_result *r) {
     free(r->rounds[i].selected);
     free(r->rounds[i].acc_before);
     free(r->rounds[i].acc_after);
+    free(r->rounds[i].guard_offsets);
+    free(r->rounds[i].guard_parent);
+    free(r->rounds[i].guard_before);
+    free(r->rounds[i].guard_after);
   }
   free(r->rounds);
   free(r->acc_before);
@@ -74,6 +80,12 @@ typedef struct rep {
   td_diagnose_opts diag;  /* after the first diagnosis: its layer */
   td_rng rng, replay_rng; /* picks; the replay sample (its own stream, so
                              that the picks do not depend on --replay) */
+  /* the guard (o->max_label_loss >= 0): the parent's predictions and
+   * inputs, this round's held-out samples, what the hook did */
+  int32_t *parent_pred, *held;
+  td_array x_in;
+  td__guard guard;
+  td__guard_round gr;
 } rep;
 
 static int load_i32(const td_run *run, int epoch, const char *name, int32_t **v,
@@ -253,6 +265,10 @@ static int fine_tune(rep *r, int round, td_err *err) {
   if (fit_times(r, t.n_select_idx, t.n_select_idx - (r->n_sel - r->n_parent)))
     return td_err_set(err, TD_ENOMEM, "out of memory");
   t.epochs = round * r->o->epochs_per_round;
+  if (r->o->max_label_loss >= 0) {
+    t.before_record = td__guard_hook;
+    t.before_record_ctx = &r->guard;
+  }
   if (round == 1) {
     t.from = r->from;
     t.out = r->o->out;
@@ -263,6 +279,60 @@ static int fine_tune(rep *r, int round, td_err *err) {
   }
   td_train_result res;
   return td_train(&t, &res, err);
+}
+
+/* The guard's inputs, once: the parent's checkpoint must end in a dense
+ * layer (refused before anything is trained), its predictions on every
+ * training sample (the recorded logits of the repaired epoch: a repair
+ * needs a run that records every sample) and its inputs. */
+static int guard_setup(rep *r, const td__diag_data *d, td_err *err) {
+  if (!d->net)
+    return td_err_set(err, TD_ENOENT,
+                      "%s: --max-label-loss needs the run's checkpoint and "
+                      "inputs (train_inputs.npy)",
+                      r->o->run);
+  int rc = td__guard_check_net(d->net, err);
+  if (rc)
+    return rc;
+  r->parent_pred = malloc((size_t)(r->n_train ? r->n_train : 1) * 4);
+  r->held = malloc((size_t)(r->n_pool ? r->n_pool : 1) * sizeof *r->held);
+  if (!r->parent_pred || !r->held)
+    return td_err_set(err, TD_ENOMEM, "out of memory");
+  memcpy(r->parent_pred, d->pred_train, (size_t)r->n_train * 4);
+  if ((rc = td_run_load(r->parent, -1, "train_inputs", &r->x_in, err)))
+    return rc;
+  r->guard = (td__guard){.D = r->o->max_label_loss,
+                         .C = r->C,
+                         .x = &r->x_in,
+                         .y = r->y,
+                         .parent_pred = r->parent_pred,
+                         .held = r->held,
+                         .out = &r->gr};
+  return TD_OK;
+}
+
+/* This round's held-out samples: up to 1,000 per label of the pool samples
+ * no round has picked, the first in pool order. */
+static int guard_round(rep *r) {
+  r->guard.n_held =
+      td__guard_held_out(r->avail, r->n_avail, r->y, r->C, 1000, r->held);
+  return r->guard.n_held < 0 ? TD_ENOMEM : TD_OK;
+}
+
+/* What the hook recorded, moved into the round. */
+static void guard_take(rep *r, td_repair_round *rd) {
+  td__guard_round *g = &r->gr;
+  rd->guarded = 1;
+  rd->guard_held = g->n_held;
+  rd->guard_offsets = g->offsets;
+  rd->guard_parent = g->acc_parent;
+  rd->guard_before = g->acc_before;
+  rd->guard_after = g->acc_after;
+  rd->guard_met = g->met;
+  rd->guard_sweeps = g->sweeps;
+  rd->guard_converged = g->converged;
+  rd->guard_cpu_seconds = g->cpu_seconds;
+  memset(g, 0, sizeof *g);
 }
 
 static int per_label_acc(const td_diagnosis *g, double **out) {
@@ -351,12 +421,19 @@ static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
   *g = NULL;
   td_run_close(*cur);
   *cur = NULL;
+  if (!rc && o->max_label_loss >= 0 && guard_round(r))
+    rc = td_err_set(err, TD_ENOMEM, "out of memory");
   if (!rc)
     rc = fine_tune(r, round, err);
+
   /* the last round: only the metrics, no probe or heat maps to choose by */
   int last = round == o->rounds || r->n_pool - r->n_avail >= o->budget;
   if (!rc)
     rc = diagnose_at(o->out, -1, &r->diag, last, g, d, cur, err);
+  if (!rc && o->max_label_loss >= 0) { /* as the recording shows it */
+    td__guard_finish(&r->guard, d->pred_train);
+    guard_take(r, rd);
+  }
   if (!rc) {
     rd->epoch_after = (*g)->epoch;
     rd->test_after = (*g)->test_acc;
@@ -381,7 +458,10 @@ static int repair_body(rep *r, td_repair_result *res, td_err *err) {
     rc = train_opts(r, err);
   if (!rc)
     rc = diagnose_at(o->run, r->epoch, &r->diag, 0, &g, &d, &cur, err);
+  if (!rc && o->max_label_loss >= 0 && (rc = guard_setup(r, &d, err)))
+    td__diag_data_free(&d);
   if (rc) {
+    td_diagnosis_free(g);
     td_run_close(cur);
     return rc;
   }
@@ -469,6 +549,18 @@ static json_t *dbl_array(const double *v, int n) {
   return a;
 }
 
+/* What the guard did in a round (docs/repair.md#the-no-new-bug-guard). */
+static json_t *guard_json(const td_repair_round *rd, int C) {
+  return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:i, s:b, s:f}", "n_held",
+                   (json_int_t)rd->guard_held, "offsets",
+                   dbl_array(rd->guard_offsets, C), "acc_parent",
+                   dbl_array(rd->guard_parent, C), "acc_before",
+                   dbl_array(rd->guard_before, C), "acc_after",
+                   dbl_array(rd->guard_after, C), "met", rd->guard_met,
+                   "sweeps", rd->guard_sweeps, "converged", rd->guard_converged,
+                   "cpu_seconds", rd->guard_cpu_seconds);
+}
+
 static json_t *round_json(const td_repair_round *rd, int C, int i) {
   json_t *per = json_array(), *sel = json_array();
   for (int l = 0; l < C; l++)
@@ -489,8 +581,12 @@ static json_t *round_json(const td_repair_round *rd, int C, int i) {
 
 char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
   json_t *rounds = json_array();
-  for (int i = 0; i < r->n_rounds; i++)
-    json_array_append_new(rounds, round_json(&r->rounds[i], r->n_classes, i));
+  for (int i = 0; i < r->n_rounds; i++) {
+    json_t *rj = round_json(&r->rounds[i], r->n_classes, i);
+    if (rj && r->rounds[i].guarded)
+      json_object_set_new(rj, "guard", guard_json(&r->rounds[i], r->n_classes));
+    json_array_append_new(rounds, rj);
+  }
   json_t *root = json_pack(
       "{s:s, s:s, s:s, s:I, s:i, s:i, s:o, s:I, s:f, s:f, s:f, s:f, s:o, "
       "s:o, s:b}",
@@ -508,6 +604,8 @@ char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
     json_object_set_new(root, "lr_scale",
                         json_real(o->lr > 0 ? 0 : o->lr_scale));
     json_object_set_new(root, "lr_decay", json_real(o->lr_decay));
+    if (o->max_label_loss >= 0)
+      json_object_set_new(root, "max_label_loss", json_real(o->max_label_loss));
   }
   char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
   json_decref(root);
@@ -536,12 +634,18 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
       !(o->other_share >= 0 && o->other_share < 1) || o->strategy < 0 ||
       o->strategy >= TD_SELECT_COUNT ||
       !(o->lr_decay > 0 && o->lr_decay <= 1) || o->replay < 0 ||
-      o->pick_repeat < 1 || o->pick_repeat > 1000 || !(o->lr_scale > 0))
+      o->pick_repeat < 1 || o->pick_repeat > 1000 || !(o->lr_scale > 0) ||
+      isnan(o->max_label_loss) || o->max_label_loss >= 1)
     return td_err_set(err, TD_EARG,
                       "budget, rounds and epochs per round must be >= 1, "
                       "the share of other labels in [0, 1), the rate's "
                       "decay in (0, 1], the replay >= 0, the picks' "
-                      "repeat in [1, 1000], the rate's scale > 0");
+                      "repeat in [1, 1000], the rate's scale > 0, the "
+                      "largest label loss in [0, 1) (negative: off)");
+  if (o->select_only && o->max_label_loss >= 0)
+    return td_err_set(err, TD_EARG,
+                      "--max-label-loss calibrates the fine-tuned model: "
+                      "not with --select-only");
   rep r;
   memset(&r, 0, sizeof r);
   r.o = o;
@@ -561,6 +665,10 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
   free(r.sel);
   free(r.fit);
   free(r.times);
+  free(r.parent_pred);
+  free(r.held);
+  td_array_close(&r.x_in);
+  td__guard_round_free(&r.gr);
   json_decref(r.root);
   return rc;
 }

@@ -100,6 +100,8 @@ int td__resume_prepare(const td_train_opts *in, td_train_opts *o, td__cont *c,
     o->threads = in->threads;
   o->progress = in->progress;
   o->progress_ctx = in->progress_ctx;
+  o->before_record = in->before_record;
+  o->before_record_ctx = in->before_record_ctx;
   o->no_reuse = in->no_reuse;
   return TD_OK;
 }

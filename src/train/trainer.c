@@ -845,6 +845,9 @@ static int train_body(const td_train_opts *o, td_train_result *res,
     res->epochs = ep - first + 1;
     res->last_epoch = ep;
     if (o->out && (!o->record_last_only || ep == o->epochs)) {
+      if (o->before_record &&
+          (rc = o->before_record(o->before_record_ctx, s.net, ep, err)))
+        goto done;
       double w0 = td_now();
       rc = td__recorder_start(&rec, s.net, s.opt, &rng, ep, secs,
                               td_optim_lr(s.opt), inflight, ep == o->epochs);
