@@ -111,15 +111,27 @@ static void test_fit_planted(void) {
   CHECK(info.converged && delta[0] == 0 && delta[1] == 0 && delta[2] == 0);
 }
 
-/* The reservation rule: 10 % of a label's pool rounded up, at least
- * min(pool, 50), at most 500. */
+/* The reservation rule (TD__HELDOUT_PCT % of a label's pool rounded up,
+ * at least min(pool, TD__HELDOUT_MIN), at most TD__HELDOUT_MAX) against a
+ * naive computation of it. */
 static void test_reserve_count(void) {
-  static const int64_t P[] = {0,   1,    49,   50,   51,   499,  500,
-                              501, 1000, 1234, 4999, 5000, 5001, 100000};
-  static const int64_t want[] = {0,  1,   49,  50,  50,  50,  50,
-                                 51, 100, 124, 500, 500, 500, 500};
-  for (size_t i = 0; i < sizeof P / sizeof *P; i++)
-    CHECK_INT(td__guard_reserve_count(P[i]), ==, want[i]);
+  for (int64_t P = 0; P <= 20000; P += P < 2000 ? 1 : 97) {
+    double share = ceil((double)P * TD__HELDOUT_PCT / 100 - 1e-9);
+    double want = fmin(share, TD__HELDOUT_MAX);
+    want = fmax(want, fmin((double)P, TD__HELDOUT_MIN));
+    want = fmin(want, (double)P);
+    if (td__guard_reserve_count(P) != (int64_t)want) {
+      fprintf(stderr, "  P %lld: %lld, want %g\n", (long long)P,
+              (long long)td__guard_reserve_count(P), want);
+      CHECK(0);
+      break;
+    }
+  }
+  CHECK_INT(td__guard_reserve_count(1000), ==,
+            300); /* the rule as documented */
+  CHECK_INT(td__guard_reserve_count(100), ==, 50);
+  CHECK_INT(td__guard_reserve_count(30), ==, 30);
+  CHECK_INT(td__guard_reserve_count(3000), ==, 500);
 }
 
 /* The draw on a synthetic pool: per-label counts follow the rule, the
@@ -606,7 +618,7 @@ static void test_cli(void) {
   CHECK_STR_CONTAINS(err.msg, "not with --select-only");
   td_repair_result_free(&r);
   /* the budget must fit in the pool less the reserved samples: 2,900 of
-   * 3,000 does without the guard, not with it (~500 reserved) */
+   * 3,000 does without the guard, not with it (~900 reserved) */
   repair_opts(&o, fx, 0.01);
   o.budget = 2900;
   CHECK_INT(td_repair(&o, &r, &err), ==, TD_EARG);

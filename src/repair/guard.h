@@ -69,7 +69,7 @@ typedef struct td__guard {
 /* The held-out set the guard fits on, reserved at random before any
  * selection (docs/repair.md#the-no-new-bug-guard): of a label with P pool
  * samples, td__guard_reserve_count(P) of them. */
-#define TD__HELDOUT_PCT 10  /* share of each label's pool, in percent */
+#define TD__HELDOUT_PCT 30  /* share of each label's pool, in percent */
 #define TD__HELDOUT_MIN 50  /* at least min(P, this) */
 #define TD__HELDOUT_MAX 500 /* at most this */
 int64_t td__guard_reserve_count(int64_t P);
