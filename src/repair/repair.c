@@ -71,7 +71,7 @@ typedef struct rep {
   int32_t *pool, *avail; /* the pool; its samples not chosen yet */
   int64_t n_pool, n_avail;
   int64_t n_reserved; /* the guard's held-out samples (never in avail) */
-  int32_t *sel; /* trained-on samples of the parent + every pick so far */
+  int32_t *sel;       /* trained-on samples of the parent + every pick so far */
   int64_t n_sel, n_parent; /* of which the first n_parent: the parent's */
   int32_t *fit;    /* a round's fine-tuning set: replay sample + picks */
   int32_t *times;  /* how many times each of fit is trained on; NULL: once */
