@@ -111,15 +111,74 @@ static void test_fit_planted(void) {
   CHECK(info.converged && delta[0] == 0 && delta[1] == 0 && delta[2] == 0);
 }
 
-static void test_held_out(void) {
-  int32_t y[10] = {0, 1, 0, 0, 2, 1, 0, 1, 1, 2};
-  int32_t avail[8] = {9, 0, 2, 3, 5, 6, 7, 1}, held[8];
-  int64_t n = td__guard_held_out(avail, 8, y, 3, 2, held);
-  /* two of each label, the first in avail's order */
-  int32_t want[5] = {9, 0, 2, 5, 7};
-  CHECK_INT(n, ==, 5);
-  for (int i = 0; i < 5 && n == 5; i++)
-    CHECK_INT(held[i], ==, want[i]);
+/* The reservation rule (TD__HELDOUT_PCT % of a label's pool rounded up,
+ * at least min(pool, TD__HELDOUT_MIN), at most TD__HELDOUT_MAX) against a
+ * naive computation of it. */
+static void test_reserve_count(void) {
+  for (int64_t P = 0; P <= 20000; P += P < 2000 ? 1 : 97) {
+    double share = ceil((double)P * TD__HELDOUT_PCT / 100 - 1e-9);
+    double want = fmin(share, TD__HELDOUT_MAX);
+    want = fmax(want, fmin((double)P, TD__HELDOUT_MIN));
+    want = fmin(want, (double)P);
+    if (td__guard_reserve_count(P) != (int64_t)want) {
+      fprintf(stderr, "  P %lld: %lld, want %g\n", (long long)P,
+              (long long)td__guard_reserve_count(P), want);
+      CHECK(0);
+      break;
+    }
+  }
+  CHECK_INT(td__guard_reserve_count(1000), ==,
+            300); /* the rule as documented */
+  CHECK_INT(td__guard_reserve_count(100), ==, 50);
+  CHECK_INT(td__guard_reserve_count(30), ==, 30);
+  CHECK_INT(td__guard_reserve_count(3000), ==, 500);
+}
+
+/* The draw on a synthetic pool: per-label counts follow the rule, the
+ * samples are pool samples of the label, in pool order, without repeats;
+ * the same at 1 and 4 threads and for the same seed, another for another
+ * seed. */
+static void test_reserve(void) {
+  enum { N = 9000, C = 4 };
+  int32_t *y = malloc(N * sizeof *y), *pool = malloc(N * sizeof *pool);
+  int32_t *h[3] = {malloc(N * sizeof(int32_t)), malloc(N * sizeof(int32_t)),
+                   malloc(N * sizeof(int32_t))};
+  int64_t np = 0, per[C] = {0}, got[C] = {0}, n[3];
+  for (int i = 0; i < N; i++) { /* labels of 3 sizes and a small one */
+    y[i] = i % 7 == 0 ? 3 : i % 3;
+    if (i % 2 == 0 || y[i] == 3)
+      per[y[i]]++, pool[np++] = i;
+  }
+  td_set_threads(1);
+  n[0] = td__guard_reserve(pool, np, y, C, 7, h[0]);
+  td_set_threads(4);
+  n[1] = td__guard_reserve(pool, np, y, C, 7, h[1]);
+  td_set_threads(0);
+  n[2] = td__guard_reserve(pool, np, y, C, 8, h[2]);
+  int64_t want = 0;
+  for (int l = 0; l < C; l++)
+    want += td__guard_reserve_count(per[l]);
+  CHECK_INT(n[0], ==, want);
+  CHECK_INT(n[1], ==, n[0]);
+  CHECK(n[0] == n[1] && !memcmp(h[0], h[1], (size_t)n[0] * sizeof(int32_t)));
+  CHECK(n[2] != n[0] || memcmp(h[0], h[2], (size_t)n[0] * sizeof(int32_t)));
+  char *in_pool = calloc(N, 1);
+  for (int64_t i = 0; i < np; i++)
+    in_pool[pool[i]] = 1;
+  for (int64_t i = 0; i < n[0]; i++) {
+    CHECK(in_pool[h[0][i]]);
+    CHECK(i == 0 || h[0][i] > h[0][i - 1]); /* the pool is ascending */
+    got[y[h[0][i]]]++;
+  }
+  for (int l = 0; l < C; l++)
+    CHECK_INT(got[l], ==, td__guard_reserve_count(per[l]));
+  /* a pool too small for the share: all of a label under 50 */
+  CHECK_INT(td__guard_reserve(pool, 40, y, C, 7, h[2]), ==, 40);
+  free(in_pool);
+  free(y);
+  free(pool);
+  for (int k = 0; k < 3; k++)
+    free(h[k]);
 }
 
 static void test_check_net(void) {
@@ -301,66 +360,57 @@ static void held_acc(const char *run, int ep, const int32_t *held, int64_t n,
   td_array_close(&z);
 }
 
-/* The held-out set of the repair's only round: the pool minus the picks,
- * up to 1,000 per label in pool order. */
-static int64_t held_set(const td_repair_result *r, const int32_t *y,
-                        int32_t **held) {
+/* The reserved held-out set the repair recorded (FIXED/heldout.npy). */
+static int64_t held_set(const char *run, int32_t **held) {
   char path[4400];
-  snprintf(path, sizeof path, "%s/pool.npy", buggy);
-  int64_t np = 0;
-  int32_t *pool = td_t_load_i32(path, &np);
-  *held = malloc((size_t)(np ? np : 1) * sizeof **held);
-  if (!pool || !*held) {
-    free(pool);
-    return -1;
-  }
-  char *picked = calloc(6000, 1);
-  for (int64_t k = 0; k < r->rounds[0].n_selected; k++)
-    picked[r->rounds[0].selected[k]] = 1;
-  int64_t m = 0, per[16] = {0};
-  for (int64_t i = 0; i < np; i++)
-    if (!picked[pool[i]] && per[y[pool[i]]] < 1000) {
-      per[y[pool[i]]]++;
-      (*held)[m++] = pool[i];
-    }
-  free(picked);
-  free(pool);
-  return m;
+  snprintf(path, sizeof path, "%s/heldout.npy", run);
+  int64_t n = -1;
+  *held = td_t_load_i32(path, &n);
+  return *held ? n : -1;
 }
 
-/* The same repair with and without the guard: training is the same up to
- * the hook, so the checkpoints differ only in the last layer's bias, by
- * the recorded offsets; the recorded logits are the guarded checkpoint's;
- * the held-out accuracies in repair.json are what the recording shows. */
+/* The same repair with the guard at D = 0.02 and 0.05 (the same reserved
+ * samples, so the same picks): training is the same up to the hook, so the
+ * checkpoints differ only in the last layer's bias, by the recorded
+ * offsets; the recorded logits are the guarded checkpoint's; the held-out
+ * accuracies in repair.json are what the recording shows. Without the
+ * guard (for test_reserved_set): no guard record, no heldout.npy. */
 static void test_repair_guarded(void) {
-  char f0[4300], f1[4300];
+  char f0[4300], f1[4300], f2[4300];
   snprintf(f0, sizeof f0, "%s/plain", dir);
   snprintf(f1, sizeof f1, "%s/guarded", dir);
+  snprintf(f2, sizeof f2, "%s/guarded5", dir);
   td_repair_opts o;
-  td_repair_result r0, r1;
+  td_repair_result r0, r1, r2;
   td_err err = {0};
   repair_opts(&o, f0, -1);
   CHECK_OK(td_repair(&o, &r0, &err), &err);
   repair_opts(&o, f1, 0.02);
   CHECK_OK(td_repair(&o, &r1, &err), &err);
-  td_net *n0 = load_net(f0, 2), *n1 = load_net(f1, 2);
-  CHECK(n0 && n1 && r0.n_rounds == 1 && r1.n_rounds == 1);
-  if (!n0 || !n1 || r0.n_rounds != 1 || r1.n_rounds != 1)
+  repair_opts(&o, f2, 0.05);
+  CHECK_OK(td_repair(&o, &r2, &err), &err);
+  td_net *n2 = load_net(f2, 2), *n1 = load_net(f1, 2);
+  CHECK(n2 && n1 && r0.n_rounds == 1 && r1.n_rounds == 1 && r2.n_rounds == 1);
+  if (!n2 || !n1 || r0.n_rounds != 1 || r1.n_rounds != 1 || r2.n_rounds != 1)
     goto out;
   const td_repair_round *g = &r1.rounds[0];
   CHECK(!r0.rounds[0].guarded && g->guarded);
-  CHECK(g->guard_held > 1000);
+  CHECK(g->guard_held > 400 && g->guard_held == r1.n_heldout);
   int L = td_net_n_layers(n1), C = td_net_out_dim(n1);
   size_t off =
       td_net_layer_offset(n1, L - 1) + td_net_layer_n_params(n1, L - 1);
   size_t np = td_net_n_params(n1);
   CHECK_INT(off, ==, np); /* the last bias ends the buffer */
-  const float *p0 = td_net_params_const(n0), *p1 = td_net_params_const(n1);
-  CHECK(!memcmp(p0, p1, (np - (size_t)C) * sizeof *p0));
+  const float *p2 = td_net_params_const(n2), *p1 = td_net_params_const(n1);
+  CHECK(!memcmp(p2, p1, (np - (size_t)C) * sizeof *p2));
+  CHECK(!memcmp(r1.rounds[0].selected, r2.rounds[0].selected,
+                (size_t)r1.rounds[0].n_selected * sizeof(int32_t)));
   int moved = 0;
-  for (int l = 0; l < C; l++) {
-    float want = p0[np - (size_t)C + (size_t)l] + (float)g->guard_offsets[l];
-    CHECK(p1[np - (size_t)C + (size_t)l] == want);
+  for (int l = 0; l < C; l++) { /* the same bias before either guard */
+    double b1 = p1[np - (size_t)C + (size_t)l] - (float)g->guard_offsets[l];
+    double b2 =
+        p2[np - (size_t)C + (size_t)l] - (float)r2.rounds[0].guard_offsets[l];
+    CHECK_NEAR(b1, b2, 1e-5 * (1 + fabs(b1)));
     moved += g->guard_offsets[l] != 0;
   }
   CHECK(moved > 0);
@@ -372,7 +422,7 @@ static void test_repair_guarded(void) {
   snprintf(path, sizeof path, "%s/train_labels.npy", buggy);
   int64_t ny = 0;
   int32_t *y = td_t_load_i32(path, &ny), *held = NULL;
-  int64_t nh = y ? held_set(&r1, y, &held) : -1;
+  int64_t nh = y ? held_set(f1, &held) : -1;
   CHECK_INT(nh, ==, g->guard_held);
   if (nh == g->guard_held) {
     double pa[16], ca[16];
@@ -396,13 +446,122 @@ static void test_repair_guarded(void) {
   free(txt);
   snprintf(path, sizeof path, "%s/repair.json", f0);
   txt = td_t_slurp(path);
-  CHECK(txt && !strstr(txt, "\"guard\"") && !strstr(txt, "max_label_loss"));
+  CHECK(txt && !strstr(txt, "\"guard\"") && !strstr(txt, "max_label_loss") &&
+        !strstr(txt, "n_heldout"));
   free(txt);
+  snprintf(path, sizeof path, "%s/heldout.npy", f0);
+  CHECK(!td_path_exists(path)); /* guard off: nothing reserved */
+  CHECK_INT(r0.n_heldout, ==, 0);
 out:
-  td_net_free(n0);
+  td_net_free(n2);
   td_net_free(n1);
   td_repair_result_free(&r0);
   td_repair_result_free(&r1);
+  td_repair_result_free(&r2);
+}
+
+/* No sample of held (n, marked in a [6000] mask) is among the run's
+ * picks or in any epoch's trained.npy (the parent's included). */
+static void check_disjoint(const char *run, const td_repair_result *r,
+                           const int32_t *held, int64_t n) {
+  char *mask = calloc(6000, 1), path[4400];
+  for (int64_t i = 0; i < n; i++)
+    mask[held[i]] = 1;
+  int clash = 0, files = 0;
+  for (int i = 0; i < r->n_rounds; i++)
+    for (int64_t k = 0; k < r->rounds[i].n_selected; k++)
+      clash += mask[r->rounds[i].selected[k]];
+  const char *runs[2] = {buggy, run};
+  for (int k = 0; k < 2; k++)
+    for (int ep = 0; ep <= 8; ep++) {
+      snprintf(path, sizeof path, "%s/epochs/%04d/trained.npy", runs[k], ep);
+      if (!td_path_exists(path))
+        continue;
+      int64_t m = 0;
+      int32_t *t = td_t_load_i32(path, &m);
+      CHECK(t != NULL);
+      for (int64_t i = 0; t && i < m; i++)
+        clash += mask[t[i]];
+      files++;
+      free(t);
+    }
+  if (clash)
+    fprintf(stderr, "  %s: %d reserved samples picked or trained on\n", run,
+            clash);
+  CHECK_INT(clash, ==, 0);
+  CHECK(files >= 2 + r->n_rounds); /* the parent's epochs and the child's */
+  free(mask);
+}
+
+/* The reserved set: the same for MODE, random and label-random with one
+ * seed, at 2, 1 and 4 threads; disjoint from every round's picks and
+ * every trained-on set; per label as the rule says; guard off, the picks
+ * do take samples the guard would have reserved. */
+static void test_reserved_set(void) {
+  char path[4400];
+  snprintf(path, sizeof path, "%s/train_labels.npy", buggy);
+  int64_t ny = 0, np = 0;
+  int32_t *y = td_t_load_i32(path, &ny);
+  snprintf(path, sizeof path, "%s/pool.npy", buggy);
+  int32_t *pool = td_t_load_i32(path, &np);
+  CHECK(y && pool && ny == 6000);
+  int32_t *h[3] = {NULL, NULL, NULL};
+  int64_t n[3] = {-1, -1, -1};
+  char gd[4300];
+  snprintf(gd, sizeof gd, "%s/guarded", dir); /* MODE, 2 threads */
+  n[0] = held_set(gd, &h[0]);
+  static const td_select_strategy st[2] = {TD_SELECT_RANDOM,
+                                           TD_SELECT_LABEL_RANDOM};
+  for (int k = 0; k < 2 && y && pool && ny == 6000; k++) {
+    char out[4300];
+    snprintf(out, sizeof out, "%s/reserved_%d", dir, k);
+    td_repair_opts o;
+    td_repair_result r;
+    td_err err = {0};
+    repair_opts(&o, out, 0.02);
+    o.strategy = st[k];
+    o.threads = k ? 4 : 1;
+    o.rounds = k ? 1 : 2; /* random: two rounds of picks */
+    o.epochs_per_round = 1;
+    CHECK_OK(td_repair(&o, &r, &err), &err);
+    n[k + 1] = held_set(out, &h[k + 1]);
+    CHECK_INT(r.n_heldout, ==, n[k + 1]);
+    if (h[k + 1])
+      check_disjoint(out, &r, h[k + 1], n[k + 1]);
+    td_repair_result_free(&r);
+  }
+  for (int k = 1; k < 3; k++)
+    CHECK(n[k] == n[0] && h[0] && h[k] &&
+          !memcmp(h[0], h[k], (size_t)n[0] * sizeof(int32_t)));
+  int64_t per[16] = {0}, got[16] = {0}, want = 0;
+  for (int64_t i = 0; pool && y && i < np; i++)
+    per[y[pool[i]]]++;
+  for (int64_t i = 0; h[0] && i < n[0]; i++)
+    got[y[h[0][i]]]++;
+  for (int l = 0; l < 10; l++) {
+    CHECK_INT(got[l], ==, td__guard_reserve_count(per[l]));
+    want += td__guard_reserve_count(per[l]);
+  }
+  CHECK_INT(n[0], ==, want);
+  /* guard off (the plain MODE repair of test_repair_guarded): its picks
+   * include samples the guard would have reserved */
+  char *mask = calloc(6000, 1);
+  for (int64_t i = 0; h[0] && i < n[0]; i++)
+    mask[h[0][i]] = 1;
+  snprintf(path, sizeof path, "%s/plain/repair.json", dir);
+  json_t *j = json_load_file(path, 0, NULL);
+  json_t *sel = json_object_get(json_array_get(json_object_get(j, "rounds"), 0),
+                                "selected");
+  int overlap = 0;
+  for (size_t i = 0; i < json_array_size(sel); i++)
+    overlap += mask[json_integer_value(json_array_get(sel, i))];
+  CHECK(json_array_size(sel) == 600 && overlap > 0);
+  json_decref(j);
+  free(mask);
+  for (int k = 0; k < 3; k++)
+    free(h[k]);
+  free(y);
+  free(pool);
 }
 
 /* The command line: the summary's guard line, the JSON, the refusals. */
@@ -430,7 +589,9 @@ static void test_cli(void) {
   json_t *gd =
       json_object_get(json_array_get(json_object_get(j, "rounds"), 0), "guard");
   CHECK(gd && json_array_size(json_object_get(gd, "offsets")) == 10 &&
-        json_integer_value(json_object_get(gd, "n_held")) > 1000);
+        json_integer_value(json_object_get(gd, "n_held")) > 400 &&
+        json_integer_value(json_object_get(gd, "n_held")) ==
+            json_integer_value(json_object_get(j, "n_heldout")));
   json_decref(j);
   free(txt);
   static const char *const bad[] = {"1", "-0.5", "nan", "x"};
@@ -456,6 +617,13 @@ static void test_cli(void) {
   CHECK_INT(td_repair(&o, &r, &err), ==, TD_EARG);
   CHECK_STR_CONTAINS(err.msg, "not with --select-only");
   td_repair_result_free(&r);
+  /* the budget must fit in the pool less the reserved samples: 2,900 of
+   * 3,000 does without the guard, not with it (~900 reserved) */
+  repair_opts(&o, fx, 0.01);
+  o.budget = 2900;
+  CHECK_INT(td_repair(&o, &r, &err), ==, TD_EARG);
+  CHECK_STR_CONTAINS(err.msg, "larger than the pool less the held-out");
+  td_repair_result_free(&r);
   CHECK(!td_path_exists(fx));
 }
 
@@ -464,11 +632,13 @@ int main(void) {
     return 1;
   RUN(test_fit_grid);
   RUN(test_fit_planted);
-  RUN(test_held_out);
+  RUN(test_reserve_count);
+  RUN(test_reserve);
   RUN(test_check_net);
   RUN(test_hook_threads);
   RUN(test_train_buggy);
   RUN(test_repair_guarded);
+  RUN(test_reserved_set);
   RUN(test_cli);
   return td_t_finish();
 }

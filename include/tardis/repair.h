@@ -173,7 +173,9 @@ typedef struct td_repair_opts {
    * after each round's fine-tuning per-label offsets are fitted on held-out
    * pool samples and added to the output layer's bias, so that no label's
    * held-out accuracy is more than this below the parent's (as far as
-   * offsets can); in [0, 1). Negative: off (the default). */
+   * offsets can); in [0, 1). Negative: off (the default). The held-out
+   * samples are reserved from the pool at random (from seed) before any
+   * selection: no strategy picks them, nothing trains on them. */
   double max_label_loss;
 } td_repair_opts;
 
@@ -204,6 +206,7 @@ typedef struct td_repair_result {
   int n_classes, n_rounds;
   td_repair_round *rounds;
   int64_t n_selected; /* in all */
+  int64_t n_heldout;  /* with the guard: the pool samples it reserved */
   double seconds, cpu_seconds;
   double test_before, test_after;
   double *acc_before, *acc_after; /* [C] */

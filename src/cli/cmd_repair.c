@@ -114,9 +114,10 @@ int td_cmd_repair(int argc, char **argv) {
                     "buggy labels' look-alikes (default 0.2)"),
       TD_OPT_DOUBLE("max-label-loss", &o.max_label_loss, 0, 1, TD_ARG_LT, "D",
                     "guard: after each round, offsets on the output\n"
-                    "bias fitted on held-out pool samples so that no\n"
-                    "label's accuracy there falls more than D below\n"
-                    "RUN's (default off)"),
+                    "bias fitted on pool samples reserved at random\n"
+                    "before selection (30 % per label, 50..500) so\n"
+                    "that no label's accuracy there falls more than D\n"
+                    "below RUN's (default off)"),
       TD_OPT_DOUBLE("theta", &o.diag.theta, 0, 1, TD_ARG_GT, "T",
                     "underfitting below this train accuracy (0.92)"),
       TD_OPT_DOUBLE("gamma", &o.diag.gamma, 0, 1, TD_ARG_LT, "G",

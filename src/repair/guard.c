@@ -209,17 +209,49 @@ void td__guard_round_free(td__guard_round *g) {
   memset(g, 0, sizeof *g);
 }
 
-int64_t td__guard_held_out(const int32_t *avail, int64_t n, const int32_t *y,
-                           int C, int64_t per_label, int32_t *held) {
-  int64_t *taken = calloc((size_t)C, sizeof *taken), m = 0;
-  if (!taken)
+int64_t td__guard_reserve_count(int64_t P) {
+  int64_t k = (P * TD__HELDOUT_PCT + 99) / 100; /* the share, rounded up */
+  k = k > TD__HELDOUT_MAX ? TD__HELDOUT_MAX : k;
+  k = k < TD__HELDOUT_MIN ? TD__HELDOUT_MIN : k;
+  return k < P ? k : P;
+}
+
+/* Marks td__guard_reserve_count(m) of the m pool positions pos[] drawn at
+ * random (partial Fisher-Yates; pos is shuffled in part). */
+static void reserve_label(td_rng *rng, int64_t *pos, int64_t m, char *mark) {
+  int64_t k = td__guard_reserve_count(m);
+  for (int64_t i = 0; i < k; i++) {
+    int64_t j = i + (int64_t)td_rng_below(rng, (uint64_t)(m - i));
+    int64_t v = pos[i];
+    pos[i] = pos[j];
+    pos[j] = v;
+    mark[pos[i]] = 1;
+  }
+}
+
+int64_t td__guard_reserve(const int32_t *pool, int64_t n, const int32_t *y,
+                          int C, uint64_t seed, int32_t *held) {
+  int64_t *pos = malloc((size_t)(n ? n : 1) * sizeof *pos), m = 0;
+  char *mark = calloc((size_t)(n ? n : 1), 1);
+  if (!pos || !mark) {
+    free(pos);
+    free(mark);
     return -1;
+  }
+  td_rng rng; /* "heldout": not the picks' stream nor the replay's */
+  td_rng_split(&rng, seed, 0x68656c646f7574ULL);
+  for (int l = 0; l < C; l++) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++)
+      if (y[pool[i]] == l)
+        pos[k++] = i;
+    reserve_label(&rng, pos, k, mark);
+  }
   for (int64_t i = 0; i < n; i++)
-    if (taken[y[avail[i]]] < per_label) {
-      taken[y[avail[i]]]++;
-      held[m++] = avail[i];
-    }
-  free(taken);
+    if (mark[i])
+      held[m++] = pool[i];
+  free(pos);
+  free(mark);
   return m;
 }
 

@@ -11,6 +11,7 @@
 
 #include "tardis/array.h"
 #include "tardis/nn.h"
+#include "tardis/rng.h"
 
 /* The objective at offsets delta [C] of logits z [n, C] with labels y [n]:
  * *shortfall = sum over labels l with samples of max(0, base[l] - D -
@@ -52,8 +53,8 @@ typedef struct td__guard_round {
 
 void td__guard_round_free(td__guard_round *g);
 
-/* The hook's context: the held-out samples of this round and the parent's
- * predictions; filled by the repair, read by td__guard_hook. */
+/* The hook's context: the held-out samples (td__guard_reserve) and the
+ * parent's predictions; filled by the repair, read by td__guard_hook. */
 typedef struct td__guard {
   double D;
   int C;
@@ -65,11 +66,21 @@ typedef struct td__guard {
   td__guard_round *out; /* receives the round's record */
 } td__guard;
 
-/* The held-out set: at most per_label samples of each label among avail[n]
- * (the pool samples no round has picked), the first in avail's order, into
- * held (room for n); returns how many. */
-int64_t td__guard_held_out(const int32_t *avail, int64_t n, const int32_t *y,
-                           int C, int64_t per_label, int32_t *held);
+/* The held-out set the guard fits on, reserved at random before any
+ * selection (docs/repair.md#the-no-new-bug-guard): of a label with P pool
+ * samples, td__guard_reserve_count(P) of them. */
+#define TD__HELDOUT_PCT 30  /* share of each label's pool, in percent */
+#define TD__HELDOUT_MIN 50  /* at least min(P, this) */
+#define TD__HELDOUT_MAX 500 /* at most this */
+int64_t td__guard_reserve_count(int64_t P);
+
+/* Draws the held-out set from pool[n] (training indices, labels y): label
+ * after label, td__guard_reserve_count of its pool samples by a partial
+ * Fisher-Yates on a stream of its own derived from seed (so it is the same
+ * for every strategy and at any thread count). held (room for n) receives
+ * them in pool order; returns how many, or -1 out of memory. */
+int64_t td__guard_reserve(const int32_t *pool, int64_t n, const int32_t *y,
+                          int C, uint64_t seed, int32_t *held);
 
 /* After the guarded epoch is recorded: acc_after and met of ctx->out from
  * the predictions of the guarded model on every training sample (the

@@ -70,7 +70,8 @@ typedef struct rep {
   const int32_t *y;
   int32_t *pool, *avail; /* the pool; its samples not chosen yet */
   int64_t n_pool, n_avail;
-  int32_t *sel; /* trained-on samples of the parent + every pick so far */
+  int64_t n_reserved; /* the guard's held-out samples (never in avail) */
+  int32_t *sel;       /* trained-on samples of the parent + every pick so far */
   int64_t n_sel, n_parent; /* of which the first n_parent: the parent's */
   int32_t *fit;    /* a round's fine-tuning set: replay sample + picks */
   int32_t *times;  /* how many times each of fit is trained on; NULL: once */
@@ -81,7 +82,8 @@ typedef struct rep {
   td_rng rng, replay_rng; /* picks; the replay sample (its own stream, so
                              that the picks do not depend on --replay) */
   /* the guard (o->max_label_loss >= 0): the parent's predictions and
-   * inputs, this round's held-out samples, what the hook did */
+   * inputs, the held-out samples reserved before any selection, what the
+   * hook did */
   int32_t *parent_pred, *held;
   td_array x_in;
   td__guard guard;
@@ -105,6 +107,24 @@ static int load_i32(const td_run *run, int epoch, const char *name, int32_t **v,
     memcpy(*v, a.data, (size_t)*n * sizeof **v);
   td_array_close(&a);
   return *v ? TD_OK : td_err_set(err, TD_ENOMEM, "out of memory");
+}
+
+/* With the guard: its held-out samples, reserved from the pool before any
+ * selection, so that no strategy picks them and nothing trains on them. */
+static int reserve(rep *r, td_err *err) {
+  if (r->o->max_label_loss < 0)
+    return TD_OK;
+  r->held = malloc((size_t)(r->n_pool ? r->n_pool : 1) * sizeof *r->held);
+  r->n_reserved = r->held ? td__guard_reserve(r->pool, r->n_pool, r->y, r->C,
+                                              r->o->seed, r->held)
+                          : -1;
+  return r->n_reserved < 0 ? td_err_set(err, TD_ENOMEM, "out of memory")
+                           : TD_OK;
+}
+
+/* The pool samples picked so far. */
+static int64_t n_picked(const rep *r) {
+  return r->n_pool - r->n_reserved - r->n_avail;
 }
 
 /* The parent's epoch, checkpoint, pool, trained-on samples and options;
@@ -138,12 +158,22 @@ static int open_parent(rep *r, td_err *err) {
                       "%s has no pool (pool.npy) to draw repair inputs "
                       "from: train it with tardis train --pool F",
                       o->run);
-  if ((rc = load_i32(r->parent, -1, "pool", &r->pool, &r->n_pool, err)))
+  if ((rc = load_i32(r->parent, -1, "pool", &r->pool, &r->n_pool, err)) ||
+      (rc = reserve(r, err)))
     return rc;
-  if (o->budget > r->n_pool)
-    return td_err_set(err, TD_EARG,
-                      "--budget %lld is larger than the pool (%lld samples)",
-                      (long long)o->budget, (long long)r->n_pool);
+  if (o->budget > r->n_pool - r->n_reserved)
+    return r->n_reserved
+               ? td_err_set(err, TD_EARG,
+                            "--budget %lld is larger than the pool less the "
+                            "held-out samples --max-label-loss reserves "
+                            "(%lld - %lld = %lld samples)",
+                            (long long)o->budget, (long long)r->n_pool,
+                            (long long)r->n_reserved,
+                            (long long)(r->n_pool - r->n_reserved))
+               : td_err_set(err, TD_EARG,
+                            "--budget %lld is larger than the pool (%lld "
+                            "samples)",
+                            (long long)o->budget, (long long)r->n_pool);
   if (td_run_has(r->parent, r->epoch, "trained"))
     rc = load_i32(r->parent, r->epoch, "trained", &r->sel, &r->n_sel, err);
   else if (!o->select_only)
@@ -166,8 +196,12 @@ static int open_parent(rep *r, td_err *err) {
     r->sel = grow;
   if (!r->avail || !r->fit || !grow)
     return td_err_set(err, TD_ENOMEM, "out of memory");
-  memcpy(r->avail, r->pool, (size_t)r->n_pool * sizeof *r->avail);
-  r->n_avail = r->n_pool;
+  r->n_avail = 0; /* the pool less the reserved (both in pool order) */
+  for (int64_t i = 0, h = 0; i < r->n_pool; i++)
+    if (h < r->n_reserved && r->held[h] == r->pool[i])
+      h++;
+    else
+      r->avail[r->n_avail++] = r->pool[i];
   return TD_OK;
 }
 
@@ -295,8 +329,7 @@ static int guard_setup(rep *r, const td__diag_data *d, td_err *err) {
   if (rc)
     return rc;
   r->parent_pred = malloc((size_t)(r->n_train ? r->n_train : 1) * 4);
-  r->held = malloc((size_t)(r->n_pool ? r->n_pool : 1) * sizeof *r->held);
-  if (!r->parent_pred || !r->held)
+  if (!r->parent_pred)
     return td_err_set(err, TD_ENOMEM, "out of memory");
   memcpy(r->parent_pred, d->pred_train, (size_t)r->n_train * 4);
   if ((rc = td_run_load(r->parent, -1, "train_inputs", &r->x_in, err)))
@@ -307,16 +340,9 @@ static int guard_setup(rep *r, const td__diag_data *d, td_err *err) {
                          .y = r->y,
                          .parent_pred = r->parent_pred,
                          .held = r->held,
+                         .n_held = r->n_reserved,
                          .out = &r->gr};
   return TD_OK;
-}
-
-/* This round's held-out samples: up to 1,000 per label of the pool samples
- * no round has picked, the first in pool order. */
-static int guard_round(rep *r) {
-  r->guard.n_held =
-      td__guard_held_out(r->avail, r->n_avail, r->y, r->C, 1000, r->held);
-  return r->guard.n_held < 0 ? TD_ENOMEM : TD_OK;
 }
 
 /* What the hook recorded, moved into the round. */
@@ -408,7 +434,7 @@ static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
   const td_repair_opts *o = r->o;
   double t0 = td_now(), c0 = cpu_now();
   int64_t per = (o->budget + o->rounds - 1) / o->rounds;
-  int64_t spent = r->n_pool - r->n_avail;
+  int64_t spent = n_picked(r);
   int64_t k = per < o->budget - spent ? per : o->budget - spent;
   rd->epoch_before = round == 1 ? 0 : (round - 1) * o->epochs_per_round;
   rd->test_before = (*g)->test_acc;
@@ -421,13 +447,11 @@ static int one_round(rep *r, int round, td_diagnosis **g, td__diag_data *d,
   *g = NULL;
   td_run_close(*cur);
   *cur = NULL;
-  if (!rc && o->max_label_loss >= 0 && guard_round(r))
-    rc = td_err_set(err, TD_ENOMEM, "out of memory");
   if (!rc)
     rc = fine_tune(r, round, err);
 
   /* the last round: only the metrics, no probe or heat maps to choose by */
-  int last = round == o->rounds || r->n_pool - r->n_avail >= o->budget;
+  int last = round == o->rounds || n_picked(r) >= o->budget;
   if (!rc)
     rc = diagnose_at(o->out, -1, &r->diag, last, g, d, cur, err);
   if (!rc && o->max_label_loss >= 0) { /* as the recording shows it */
@@ -478,7 +502,7 @@ static int repair_body(rep *r, td_repair_result *res, td_err *err) {
       res->stopped_clean = 1;
       break;
     }
-    if (r->n_pool - r->n_avail >= o->budget)
+    if (n_picked(r) >= o->budget)
       break;
     rc = one_round(r, round, &g, &d, &cur, &res->rounds[round - 1], err);
     res->n_rounds = round;
@@ -498,7 +522,8 @@ static int repair_body(rep *r, td_repair_result *res, td_err *err) {
     res->test_after = g->test_acc;
     rc = per_label_acc(g, &res->acc_after) ? TD_ENOMEM : TD_OK;
   }
-  res->n_selected = r->n_pool - r->n_avail;
+  res->n_selected = n_picked(r);
+  res->n_heldout = r->n_reserved;
   if (g)
     td__diag_data_free(&d);
   td_diagnosis_free(g);
@@ -604,19 +629,31 @@ char *td_repair_json(const td_repair_result *r, const td_repair_opts *o) {
     json_object_set_new(root, "lr_scale",
                         json_real(o->lr > 0 ? 0 : o->lr_scale));
     json_object_set_new(root, "lr_decay", json_real(o->lr_decay));
-    if (o->max_label_loss >= 0)
+    if (o->max_label_loss >= 0) {
       json_object_set_new(root, "max_label_loss", json_real(o->max_label_loss));
+      json_object_set_new(root, "n_heldout", json_integer(r->n_heldout));
+    }
   }
   char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
   json_decref(root);
   return s;
 }
 
-/* FIXED/repair.json: what the repair did, for scripts and the UI. */
+/* FIXED/repair.json: what the repair did, for scripts and the UI; with the
+ * guard, FIXED/heldout.npy: the samples it reserved (docs/run-format.md). */
 static int write_record(const td_repair_opts *o, const td_repair_result *res,
-                        td_err *err) {
+                        const rep *r, td_err *err) {
   char path[TD_PATH_MAX];
-  int rc = td_pathf(path, sizeof path, err, "%s/repair.json", o->out);
+  int rc = TD_OK;
+  if (o->max_label_loss >= 0) {
+    int64_t shape[1] = {r->n_reserved};
+    rc = td_pathf(path, sizeof path, err, "%s/heldout.npy", o->out);
+    if (!rc)
+      rc = td_npy_save_raw(path, TD_I32, 1, shape, r->held, err);
+    if (rc)
+      return rc;
+  }
+  rc = td_pathf(path, sizeof path, err, "%s/repair.json", o->out);
   char *text = rc ? NULL : td_repair_json(res, o);
   if (!rc && !text)
     rc = td_err_set(err, TD_ENOMEM, "out of memory");
@@ -658,7 +695,7 @@ int td_repair(const td_repair_opts *o, td_repair_result *res, td_err *err) {
   res->seconds = td_now() - t0;
   res->cpu_seconds = cpu_now() - c0;
   if (!rc && res->n_rounds > 0 && !o->select_only)
-    rc = write_record(o, res, err);
+    rc = write_record(o, res, &r, err);
   td_run_close(r.parent);
   free(r.pool);
   free(r.avail);
