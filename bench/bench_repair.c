@@ -50,8 +50,8 @@ typedef struct cfg {
   int pick_repeat, balance;
   double lr_decay, lr, lr_scale; /* lr 0: the parent's times lr_scale */
   int rounds, epochs, epr, seeds, threads;
-  int no_reuse; /* td_repair_opts.no_reuse: the repairs decode and
-                   evaluate afresh, as before the reuse of the parent's */
+  int no_reuse;          /* td_repair_opts.no_reuse: the repairs decode and
+                            evaluate afresh, as before the reuse of the parent's */
   double max_label_loss; /* td_repair_opts.max_label_loss: < 0 off */
   const char *scenario, *model, *dir;
 } cfg;
