@@ -76,7 +76,8 @@ static void test_pool_split(void) {
  * (5 % of their share), half the training set in the pool. */
 /* MODE's split of a round between two labels past θ by as much: the one
  * trained on 1/20 of the data of the others gets most of the picks, the
- * healthy label the other share, at random; no pick twice. */
+ * healthy label the other share, at random; no pick twice; no label past
+ * its room. */
 static void test_select_starved_quota(void) {
   enum { C = 3, N = 300, D = 4 };
   int32_t y[N], avail[N], out[N];
@@ -124,43 +125,19 @@ static void test_select_starved_quota(void) {
   CHECK_INT(per[0], ==, 34);
   CHECK_INT(per[1], ==, 34);
   CHECK_INT(per[2], ==, 32);
-}
-
-/* No label is flooded: the label far past θ, trained on as much data as
- * the best-supplied one, gets no more than that label's count plus an even
- * share of the round (100 + 34 - 100 = 34); the rest of the buggy labels'
- * share goes to the other buggy label, which has room for it (100 + 34 -
- * 60 = 74), not to the flooded one. */
-static void test_select_room(void) {
-  enum { C = 3, N = 300, D = 4 };
-  int32_t y[N], avail[N], out[N];
-  float repr[N * D], w[C * D], dhm[C * D];
-  for (int i = 0; i < N; i++) {
-    y[i] = i % C;
-    avail[i] = i;
-    for (int j = 0; j < D; j++)
-      repr[i * D + j] = (float)((i * 5 + j) % 7) - 3;
-  }
-  for (int j = 0; j < C * D; j++)
-    w[j] = dhm[j] = (float)(j % 3) - 1;
-  td_label_diag L[C] = {{.n_train = 100, .train_acc = 0.42},
-                        {.n_train = 60, .train_acc = 0.91},
-                        {.n_train = 100, .train_acc = 0.99}};
+  /* No label is flooded: the label far past θ, trained on as much data as
+   * the best-supplied one, gets no more than that label's count plus an
+   * even share of the round (100 + 34 - 100 = 34; severity alone would give
+   * it 79 of 80); the rest of the buggy labels' share goes to the other
+   * buggy label, which has room for it (100 + 34 - 60 = 74). */
+  L[0] = (td_label_diag){.n_train = 100, .train_acc = 0.42};
+  L[1] = (td_label_diag){.n_train = 60, .train_acc = 0.91};
+  L[2] = (td_label_diag){.n_train = 100, .train_acc = 0.99};
   L[0].verdict = L[1].verdict = TD_VERDICT_UNDERFIT;
   L[2].verdict = TD_VERDICT_HEALTHY;
-  td_diagnosis g = {.n_classes = C, .labels = L, .layer = -1, .dim = D};
-  g.probe_w = w;
-  g.dhm_under = g.dhm_over = g.hm_correct = g.hm_confused = dhm;
-  td__diag_data d = {.C = C, .n_train = N, .repr_train = repr, .D = D};
-  td_rng rng;
-  td_rng_seed(&rng, 5);
-  td__select_ctx c = {&g,  &d,   y,    avail,          N,   100,
-                      0.2, 0.92, 0.10, TD_SELECT_MODE, &rng};
-  int64_t n = 0, per[C];
-  td_err err = {0};
   CHECK_OK(td__select(&c, out, &n, per, &err), &err);
   CHECK_INT(n, ==, 100);
-  CHECK_INT(per[0], ==, 34); /* severity alone would give it 79 of 80 */
+  CHECK_INT(per[0], ==, 34);
   CHECK_INT(per[1], ==, 46);
   CHECK_INT(per[2], ==, 20);
   /* a label short of data has the room to catch up */
@@ -876,7 +853,6 @@ int main(void) {
     return 1;
   RUN(test_pool_split);
   RUN(test_select_starved_quota);
-  RUN(test_select_room);
   RUN(test_select_ranking_lookalikes);
   RUN(test_train_pool);
   RUN(test_train_pool_refusals);
