@@ -51,7 +51,8 @@ export async function diagnosisChecks({ browser, outDir, check, expect }) {
       tardis(bin, ['train', '--out', runDir, '--pool', '0.5', '--class-fraction', '0:0.05', '--limit', '3000',
         '--epochs', '3', '--seed', '1', '--quiet', '--force'], 10 * 60000);
       tardis(bin, ['diagnose', runDir], 10 * 60000);
-      tardis(bin, ['repair', runDir, '--out', fixDir, '--budget', '300', '--rounds', '2', '--epochs-per-round', '1', '--seed', '1'], 10 * 60000);
+      tardis(bin, ['repair', runDir, '--out', fixDir, '--budget', '300', '--rounds', '2', '--epochs-per-round', '1', '--seed', '1',
+        '--max-label-loss', '0.05'], 10 * 60000);
       tardis(bin, ['project', runDir], 10 * 60000);
       tardis(bin, ['project', fixDir], 10 * 60000);
       buggy = await open(runDir, 'buggy');
@@ -147,6 +148,24 @@ export async function diagnosisChecks({ browser, outDir, check, expect }) {
       expect(rows === R.rounds.length, `${rows} rows in the rounds table`);
       const empty = await fixed.page.textContent('#diag-empty');
       expect(empty.includes('tardis diagnose'), `no diagnosis: ${empty}`);
+    });
+
+    await check("the guard: its bound in the summary, each round's held-out losses before and after", async () => {
+      const R = await api(fixed.url, 'api/repair');
+      expect(R.max_label_loss === 0.05 && R.n_heldout > 0 && R.rounds.every((r) => r.guard), `repair.json: ${JSON.stringify({ d: R.max_label_loss, n: R.n_heldout })}`);
+      const sum = await fixed.page.textContent('#repair-sum');
+      expect(sum.includes('guard: no label more than 5.0 points') && sum.includes(`${R.n_heldout} held-out`), `summary ${sum}`);
+      const cells = await T(fixed, () => [...document.querySelectorAll('#repair-rounds tbody td.guard')].map((c) => ({
+        before: +c.dataset.before, after: +c.dataset.after, bad: c.classList.contains('bad'), text: c.textContent })));
+      expect(cells.length === R.rounds.length, `${cells.length} guard cells for ${R.rounds.length} rounds`);
+      R.rounds.forEach((r, k) => {
+        const g = r.guard;
+        const worst = (acc) => Math.min(...g.acc_parent.map((p, l) => 100 * (acc[l] - p)));
+        const b = worst(g.acc_before), a = worst(g.acc_after);
+        expect(Math.abs(cells[k].before - b) < 1e-6 && Math.abs(cells[k].after - a) < 1e-6, `round ${k + 1}: ${JSON.stringify(cells[k])}, want ${b} -> ${a}`);
+        expect(cells[k].bad === !g.met, `round ${k + 1} met ${g.met}, cell ${JSON.stringify(cells[k])}`);
+        expect(!g.met || a >= -5 - 1e-9, `round ${k + 1} met, yet its worst held-out loss is ${a}`);
+      });
     });
 
     await check('the samples each round chose are marked up to the epoch on screen', async () => {

@@ -10,6 +10,20 @@ import { timelinePos } from './tasks.js';
 
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (v, d = 1) => (typeof v === 'number' ? `${(100 * v).toFixed(d)}` : '—');
+// A round's guard (docs/repair.md, "The no-new-bug guard"): the worst
+// held-out loss against the parent, in points, before → after its offsets.
+function worstLoss(parent, acc) {
+  let w = Infinity;
+  (parent || []).forEach((p, l) => { if (typeof p === 'number' && typeof acc[l] === 'number') w = Math.min(w, 100 * (acc[l] - p)); });
+  return w;
+}
+function guardCell(g) {
+  if (!g) return '<td>—</td>';
+  const a = worstLoss(g.acc_parent, g.acc_before || []), b = worstLoss(g.acc_parent, g.acc_after || []);
+  const f = (x) => (Number.isFinite(x) ? `${x > 0 ? '+' : ''}${x.toFixed(1)}` : '—');
+  return `<td class="guard${g.met ? '' : ' bad'}" data-before="${a}" data-after="${b}" ` +
+    `title="offsets fitted on ${g.n_held} held-out pool samples${g.met ? '' : '; not every label within the bound'}">${f(a)} → ${f(b)}</td>`;
+}
 const VERDICT = {
   underfitting: { cls: 'v-under', short: 'under' },
   overfitting: { cls: 'v-over', short: 'over' },
@@ -276,10 +290,18 @@ export class DiagnosisView {
     rsum.innerHTML = `<b>${esc(R.strategy || '?')}</b> from <code title="${esc(R.run || '')}">${esc(parent)}</code> · ` +
       `${R.n_selected ?? '?'} of ${R.budget ?? '?'} picked in ${(R.rounds || []).length} round${(R.rounds || []).length === 1 ? '' : 's'}` +
       ` · test <b>${pct(R.test_before)}%</b> → <b>${pct(R.test_after)}%</b>${R.stopped_clean ? ' · no label buggy at the end' : ''}`;
-    rounds.innerHTML = '<table><thead><tr><th>round</th><th>epochs</th><th>picks</th><th>test %</th><th>buggy</th></tr></thead><tbody>' +
+    const guarded = (R.rounds || []).some((r) => r.guard);
+    if (guarded) {
+      rsum.innerHTML += ` · guard: no label more than <b>${(100 * R.max_label_loss).toFixed(1)}</b> points below the parent ` +
+        `on ${R.n_heldout ?? '?'} held-out pool samples`;
+    }
+    rounds.innerHTML = '<table><thead><tr><th>round</th><th>epochs</th><th>picks</th><th>test %</th><th>buggy</th>' +
+      (guarded ? '<th title="the worst held-out loss against the parent, points: before → after the guard\'s offsets">guard</th>' : '') +
+      '</tr></thead><tbody>' +
       (R.rounds || []).map((r, k) => `<tr data-round="${k + 1}" data-epoch="${r.epoch_after}" title="go to epoch ${r.epoch_after}, after round ${k + 1}">` +
         `<td><span class="rd-tag">R${k + 1}</span></td><td>${r.epoch_before} → ${r.epoch_after}</td><td>${r.n_selected ?? (r.selected || []).length}</td>` +
-        `<td>${pct(r.test_before)} → ${pct(r.test_after)}</td><td>${r.n_buggy_before ?? '—'} → ${r.n_buggy_after ?? '—'}</td></tr>`).join('') +
+        `<td>${pct(r.test_before)} → ${pct(r.test_after)}</td><td>${r.n_buggy_before ?? '—'} → ${r.n_buggy_after ?? '—'}</td>` +
+        (guarded ? guardCell(r.guard) : '') + '</tr>').join('') +
       '</tbody></table>';
     for (const tr of rounds.querySelectorAll('tbody tr')) tr.addEventListener('click', () => this.ctx.gotoEpoch(+tr.dataset.epoch));
     const C = Math.max((R.acc_before || []).length, (R.acc_after || []).length);
