@@ -221,7 +221,7 @@ static void test_hook_threads(void) {
     held[i] = i;
   }
   td_array xa = {.dtype = TD_U8, .ndim = 2, .shape = {N, IN}, .data = x};
-  td__guard_round out[2] = {{0}};
+  td_repair_guard out[2] = {{0}};
   float bias[2][C];
   for (int t = 0; t < 2; t++) {
     td_net *c = td_net_clone(net);
@@ -395,7 +395,7 @@ static void test_repair_guarded(void) {
     goto out;
   const td_repair_round *g = &r1.rounds[0];
   CHECK(!r0.rounds[0].guarded && g->guarded);
-  CHECK(g->guard_held > 400 && g->guard_held == r1.n_heldout);
+  CHECK(g->guard.n_held > 400 && g->guard.n_held == r1.n_heldout);
   int L = td_net_n_layers(n1), C = td_net_out_dim(n1);
   size_t off =
       td_net_layer_offset(n1, L - 1) + td_net_layer_n_params(n1, L - 1);
@@ -407,11 +407,11 @@ static void test_repair_guarded(void) {
                 (size_t)r1.rounds[0].n_selected * sizeof(int32_t)));
   int moved = 0;
   for (int l = 0; l < C; l++) { /* the same bias before either guard */
-    double b1 = p1[np - (size_t)C + (size_t)l] - (float)g->guard_offsets[l];
+    double b1 = p1[np - (size_t)C + (size_t)l] - (float)g->guard.offsets[l];
     double b2 =
-        p2[np - (size_t)C + (size_t)l] - (float)r2.rounds[0].guard_offsets[l];
+        p2[np - (size_t)C + (size_t)l] - (float)r2.rounds[0].guard.offsets[l];
     CHECK_NEAR(b1, b2, 1e-5 * (1 + fabs(b1)));
-    moved += g->guard_offsets[l] != 0;
+    moved += g->guard.offsets[l] != 0;
   }
   CHECK(moved > 0);
   check_logits(f1, 2, n1, 0);
@@ -423,18 +423,18 @@ static void test_repair_guarded(void) {
   int64_t ny = 0;
   int32_t *y = td_t_load_i32(path, &ny), *held = NULL;
   int64_t nh = y ? held_set(f1, &held) : -1;
-  CHECK_INT(nh, ==, g->guard_held);
-  if (nh == g->guard_held) {
+  CHECK_INT(nh, ==, g->guard.n_held);
+  if (nh == g->guard.n_held) {
     double pa[16], ca[16];
     int64_t nl[16];
     held_acc(buggy, 6, held, nh, y, C, pa, nl);
     held_acc(f1, 2, held, nh, y, C, ca, nl);
     for (int l = 0; l < C; l++) {
-      CHECK_NEAR(pa[l], g->guard_parent[l], 1e-12);
+      CHECK_NEAR(pa[l], g->guard.acc_parent[l], 1e-12);
       CHECK(nl[l] > 0);
-      CHECK_NEAR(ca[l], g->guard_after[l], 1e-12);
-      if (g->guard_met)
-        CHECK(g->guard_after[l] >= g->guard_parent[l] - 0.02 - 1e-12);
+      CHECK_NEAR(ca[l], g->guard.acc_after[l], 1e-12);
+      if (g->guard.met)
+        CHECK(g->guard.acc_after[l] >= g->guard.acc_parent[l] - 0.02 - 1e-12);
     }
   }
   free(y);

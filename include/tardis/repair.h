@@ -181,6 +181,18 @@ typedef struct td_repair_opts {
 
 void td_repair_opts_default(td_repair_opts *o);
 
+/* What the "no new bug" guard did in one round, before the round's epoch
+ * was recorded: offsets added to the last bias, and the per-label accuracy
+ * on the n_held held-out pool samples of the parent, of the round's model
+ * before the guard and after it ([C] each; NAN: no sample). */
+typedef struct td_repair_guard {
+  int64_t n_held;
+  double *offsets, *acc_parent, *acc_before, *acc_after;
+  int met; /* every label within max_label_loss of the parent's */
+  int sweeps, converged;
+  double cpu_seconds; /* the fit and its forward pass */
+} td_repair_guard;
+
 typedef struct td_repair_round {
   int epoch_before, epoch_after;  /* of out (0: the parent's state) */
   int64_t n_selected;             /* this round's picks */
@@ -190,16 +202,8 @@ typedef struct td_repair_round {
   double test_before, test_after;
   int n_buggy_before, n_buggy_after;
   double seconds, cpu_seconds;
-  /* With the guard (guarded 1): what it did before the round's epoch was
-   * recorded. Offsets added to the last bias, and the per-label accuracy
-   * on the guard_held held-out pool samples of the parent, of the round's
-   * model before the guard and after it ([C] each; NAN: no sample). */
-  int guarded;
-  int64_t guard_held;
-  double *guard_offsets, *guard_parent, *guard_before, *guard_after;
-  int guard_met; /* every label within max_label_loss of the parent's */
-  int guard_sweeps, guard_converged;
-  double guard_cpu_seconds; /* the fit and its forward pass */
+  int guarded; /* 1: the guard ran, guard holds what it did */
+  td_repair_guard guard;
 } td_repair_round;
 
 typedef struct td_repair_result {

@@ -29,13 +29,14 @@ static void print_guard(const td_repair_result *r, const td_repair_opts *o) {
     if (!rd->guarded)
       continue;
     int lb, la;
-    double b =
-        worst_loss(rd->guard_before, rd->guard_parent, r->n_classes, &lb);
-    double a = worst_loss(rd->guard_after, rd->guard_parent, r->n_classes, &la);
+    double b = worst_loss(rd->guard.acc_before, rd->guard.acc_parent,
+                          r->n_classes, &lb);
+    double a = worst_loss(rd->guard.acc_after, rd->guard.acc_parent,
+                          r->n_classes, &la);
     printf("round %d guard: offsets fitted on %lld held-out pool samples; "
            "worst held-out loss %+.1f -> %+.1f points",
-           i + 1, (long long)rd->guard_held, b, a);
-    if (rd->guard_met)
+           i + 1, (long long)rd->guard.n_held, b, a);
+    if (rd->guard.met)
       printf(" (every label within %.1f)\n", 100 * o->max_label_loss);
     else
       printf("; NOT MET: label %d stays %.1f points below the parent, "

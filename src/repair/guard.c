@@ -201,7 +201,7 @@ int td__guard_fit(const float *z, const int32_t *y, int64_t n, int C,
   return TD_OK;
 }
 
-void td__guard_round_free(td__guard_round *g) {
+void td__guard_round_free(td_repair_guard *g) {
   free(g->offsets);
   free(g->acc_parent);
   free(g->acc_before);
@@ -297,7 +297,7 @@ static int held_logits(const td__guard *g, const td_net *net, float *z) {
   return rc;
 }
 
-static int guard_alloc(td__guard_round *r, int C) {
+static int guard_alloc(td_repair_guard *r, int C) {
   r->offsets = calloc((size_t)C, sizeof *r->offsets);
   r->acc_parent = calloc((size_t)C, sizeof *r->acc_parent);
   r->acc_before = calloc((size_t)C, sizeof *r->acc_before);
@@ -323,7 +323,7 @@ static void parent_acc(const td__guard *g, double *acc) {
 }
 
 static int fit_and_apply(td__guard *g, td_net *net, float *z, int32_t *yv) {
-  td__guard_round *r = g->out;
+  td_repair_guard *r = g->out;
   int C = g->C, rc = held_logits(g, net, z);
   if (rc)
     return rc;
@@ -345,7 +345,7 @@ static int fit_and_apply(td__guard *g, td_net *net, float *z, int32_t *yv) {
 }
 
 void td__guard_finish(const td__guard *g, const int32_t *pred) {
-  td__guard_round *r = g->out;
+  td_repair_guard *r = g->out;
   int64_t *nl = calloc((size_t)g->C, sizeof *nl);
   int64_t *ok = calloc((size_t)g->C, sizeof *ok);
   for (int64_t i = 0; nl && ok && i < g->n_held; i++) {

@@ -11,6 +11,7 @@
 
 #include "tardis/array.h"
 #include "tardis/nn.h"
+#include "tardis/repair.h"
 #include "tardis/rng.h"
 
 /* The objective at offsets delta [C] of logits z [n, C] with labels y [n]:
@@ -39,19 +40,9 @@ TD_NODISCARD int td__guard_fit(const float *z, const int32_t *y, int64_t n,
                                int C, const double *base, double D,
                                double *delta, td__guard_fit_info *info);
 
-/* What one round's guard did (owned arrays [C]). */
-typedef struct td__guard_round {
-  int64_t n_held;     /* held-out samples */
-  double *offsets;    /* added to the last layer's bias */
-  double *acc_parent; /* per-label held-out accuracy: the parent's */
-  double *acc_before; /* the round's model before the guard */
-  double *acc_after;  /* after it, from the recording (td__guard_finish) */
-  int met;            /* every label within D of the parent's */
-  int sweeps, converged;
-  double cpu_seconds; /* of the hook (process CPU time) */
-} td__guard_round;
-
-void td__guard_round_free(td__guard_round *g);
+/* Frees what one round's guard (td_repair_guard, tardis/repair.h: owned
+ * arrays [C]; acc_after filled by td__guard_finish) holds. */
+void td__guard_round_free(td_repair_guard *g);
 
 /* The hook's context: the held-out samples (td__guard_reserve) and the
  * parent's predictions; filled by the repair, read by td__guard_hook. */
@@ -63,7 +54,7 @@ typedef struct td__guard {
   const int32_t *parent_pred; /* the parent's predicted labels [N] */
   const int32_t *held;        /* the held-out samples (training indices) */
   int64_t n_held;
-  td__guard_round *out; /* receives the round's record */
+  td_repair_guard *out; /* receives the round's record */
 } td__guard;
 
 /* The held-out set the guard fits on, reserved at random before any

@@ -49,10 +49,7 @@ void td_repair_result_free(td_repair_result *r) {
     free(r->rounds[i].selected);
     free(r->rounds[i].acc_before);
     free(r->rounds[i].acc_after);
-    free(r->rounds[i].guard_offsets);
-    free(r->rounds[i].guard_parent);
-    free(r->rounds[i].guard_before);
-    free(r->rounds[i].guard_after);
+    td__guard_round_free(&r->rounds[i].guard);
   }
   free(r->rounds);
   free(r->acc_before);
@@ -87,7 +84,7 @@ typedef struct rep {
   int32_t *parent_pred, *held;
   td_array x_in;
   td__guard guard;
-  td__guard_round gr;
+  td_repair_guard gr;
 } rep;
 
 static int load_i32(const td_run *run, int epoch, const char *name, int32_t **v,
@@ -347,18 +344,9 @@ static int guard_setup(rep *r, const td__diag_data *d, td_err *err) {
 
 /* What the hook recorded, moved into the round. */
 static void guard_take(rep *r, td_repair_round *rd) {
-  td__guard_round *g = &r->gr;
   rd->guarded = 1;
-  rd->guard_held = g->n_held;
-  rd->guard_offsets = g->offsets;
-  rd->guard_parent = g->acc_parent;
-  rd->guard_before = g->acc_before;
-  rd->guard_after = g->acc_after;
-  rd->guard_met = g->met;
-  rd->guard_sweeps = g->sweeps;
-  rd->guard_converged = g->converged;
-  rd->guard_cpu_seconds = g->cpu_seconds;
-  memset(g, 0, sizeof *g);
+  rd->guard = r->gr;
+  memset(&r->gr, 0, sizeof r->gr);
 }
 
 static int per_label_acc(const td_diagnosis *g, double **out) {
@@ -577,13 +565,13 @@ static json_t *dbl_array(const double *v, int n) {
 /* What the guard did in a round (docs/repair.md#the-no-new-bug-guard). */
 static json_t *guard_json(const td_repair_round *rd, int C) {
   return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:i, s:b, s:f}", "n_held",
-                   (json_int_t)rd->guard_held, "offsets",
-                   dbl_array(rd->guard_offsets, C), "acc_parent",
-                   dbl_array(rd->guard_parent, C), "acc_before",
-                   dbl_array(rd->guard_before, C), "acc_after",
-                   dbl_array(rd->guard_after, C), "met", rd->guard_met,
-                   "sweeps", rd->guard_sweeps, "converged", rd->guard_converged,
-                   "cpu_seconds", rd->guard_cpu_seconds);
+                   (json_int_t)rd->guard.n_held, "offsets",
+                   dbl_array(rd->guard.offsets, C), "acc_parent",
+                   dbl_array(rd->guard.acc_parent, C), "acc_before",
+                   dbl_array(rd->guard.acc_before, C), "acc_after",
+                   dbl_array(rd->guard.acc_after, C), "met", rd->guard.met,
+                   "sweeps", rd->guard.sweeps, "converged", rd->guard.converged,
+                   "cpu_seconds", rd->guard.cpu_seconds);
 }
 
 static json_t *round_json(const td_repair_round *rd, int C, int i) {
