@@ -9,7 +9,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "repair/guard.h"
 #include "train/record.h"
@@ -365,17 +364,10 @@ void td__guard_finish(const td__guard *g, const int32_t *pred) {
   free(ok);
 }
 
-static double cpu_now(void) {
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec +
-         (double)u.ru_stime.tv_sec + 1e-6 * (double)u.ru_stime.tv_usec;
-}
-
 int td__guard_hook(void *ctx, td_net *net, int epoch, td_err *err) {
   (void)epoch;
   td__guard *g = ctx;
-  double c0 = cpu_now();
+  double c0 = td__cpu_now();
   int rc = td__guard_check_net(net, err);
   if (rc)
     return rc;
@@ -388,7 +380,7 @@ int td__guard_hook(void *ctx, td_net *net, int epoch, td_err *err) {
     rc = fit_and_apply(g, net, z, yv);
   free(z);
   free(yv);
-  g->out->cpu_seconds = cpu_now() - c0;
+  g->out->cpu_seconds = td__cpu_now() - c0;
   if (rc)
     return td_err_set(err, rc, "out of memory fitting the repair's guard");
   return TD_OK;
